@@ -1,0 +1,11 @@
+// Registration of the `loom` subcommands; each lives in its own file and sets the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace loom::cli {
+
+void register_inspect(CLI::App& app, int& exit_code);
+void register_synth(CLI::App& app, int& exit_code);
+
+}  // namespace loom::cli

@@ -1,0 +1,14 @@
+// Entry point of the `loom` command.
+#include <cstdio>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"loom: a from-scratch LLM inference engine"};
+    app.require_subcommand(1);
+    int exit_code = 0;
+    loom::cli::register_inspect(app, exit_code);
+    loom::cli::register_synth(app, exit_code);
+    CLI11_PARSE(app, argc, argv);
+    return exit_code;
+}

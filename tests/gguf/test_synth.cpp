@@ -1,0 +1,2 @@
+// Tests of `loom synth` model synthesis (gguf/synth.h).
+#include "catch.hpp"
