@@ -186,7 +186,7 @@ void produce(const PlannedTensor& t, uint64_t seed, unsigned threads, std::span<
 
 uint32_t block_elems(TensorType type) { return tensor_type_info(type).block_elems; }
 
-// Llama.cpp's Q4_K_M "use more bits" layers: the first and last eighth, and every third in between.
+// The customary Q4_K_M "more bits" layers: the first and last eighth, and every third one in between.
 bool more_bits_layer(uint32_t i, uint32_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 TensorType base_matrix_type(SynthType type) {
