@@ -44,10 +44,18 @@ RawGguf one_tensor_file() {
 
 }  // namespace
 
-TEST_CASE("a well-formed hand-built file parses", "[gguf][validation]") {
+TEST_CASE("well-formed hand-built v3 and v2 files parse", "[gguf][validation]") {
     const auto f = File::parse(one_tensor_file().bytes);
+    CHECK(f.version() == 3);
     CHECK(f.tensors().size() == 1);
     CHECK(f.tensors()[0].n_bytes == 32);
+    RawGguf v2;
+    v2.header(1, 1, 2).kv_u32("general.alignment", 64).tensor("w", {4, 2}, 1, 0).pad(64).data(16);
+    const auto f2 = File::parse(v2.bytes);
+    CHECK(f2.version() == 2);
+    CHECK(f2.data_offset() % 64 == 0);
+    CHECK(f2.tensors()[0].type == TensorType::F16);
+    CHECK(f2.tensors()[0].n_bytes == 16);
 }
 
 TEST_CASE("header errors: magic, version, counts", "[gguf][validation]") {
