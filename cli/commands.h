@@ -7,5 +7,8 @@ namespace loom::cli {
 
 void register_inspect(CLI::App& app, int& exit_code);
 void register_synth(CLI::App& app, int& exit_code);
+void register_tokenize(CLI::App& app, int& exit_code);  // tokenize and detokenize
+void register_chat_template(CLI::App& app, int& exit_code);
+void register_generate(CLI::App& app, int& exit_code);
 
 }  // namespace loom::cli

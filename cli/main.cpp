@@ -9,6 +9,9 @@ int main(int argc, char** argv) {
     int exit_code = 0;
     loom::cli::register_inspect(app, exit_code);
     loom::cli::register_synth(app, exit_code);
+    loom::cli::register_tokenize(app, exit_code);
+    loom::cli::register_chat_template(app, exit_code);
+    loom::cli::register_generate(app, exit_code);
     CLI11_PARSE(app, argc, argv);
     return exit_code;
 }

@@ -1,0 +1,183 @@
+// `loom generate`: one prompt through a named backend, streamed to stdout or reported as JSON.
+// The default backend is cuda; the CPU reference backend runs only when named with --backend cpu.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/errors.h"
+#include "engine/generator.h"
+#include "engine/layer_dump.h"
+#include "gguf/reader.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#ifdef LOOM_HAVE_CUDA
+#include "kernels/device_info.h"
+#endif
+
+namespace loom::cli {
+namespace {
+
+constexpr int kExitBadInput = 2;
+constexpr int kExitNoBackend = 3;
+
+struct Options {
+    std::string model;
+    std::string backend = "cuda";
+    std::string prompt;
+    bool has_prompt = false;
+    std::string chat;
+    std::string system;
+    int n = 128;
+    int ctx = 0;
+    int threads = 0;
+    std::vector<std::string> stop;
+    engine::SamplingParams sampling;
+    bool ignore_eos = false;
+    bool json = false;
+    std::string dump_layers;
+};
+
+// Why the CUDA backend cannot run here; loom never falls back to the CPU on its own.
+std::string cuda_unavailable_reason() {
+#ifdef LOOM_HAVE_CUDA
+    const auto inv = kernels::query_cuda();
+    if (inv.devices.empty()) return "no usable CUDA device (" + inv.error + ")";
+    return "the CUDA backend is not implemented in this version (device " + inv.devices.front().name +
+           " found)";
+#else
+    return "this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)";
+#endif
+}
+
+std::vector<int32_t> build_prompt(const Options& o, const gguf::File& file, const tokenizer::Tokenizer& tok) {
+    if (!o.chat.empty()) {
+        tokenizer::ChatTemplateInputs in;
+        if (!o.system.empty()) in.messages.push_back({{"role", "system"}, {"content", o.system}});
+        in.messages.push_back({{"role", "user"}, {"content", o.chat}});
+        in.add_generation_prompt = true;
+        const auto special = tokenizer::special_token_strings(file);
+        in.bos_token = special.bos;
+        in.eos_token = special.eos;
+        const std::string rendered = tokenizer::ChatTemplate::from_gguf(file).render(in);
+        return tok.encode(rendered, {.add_special = false, .parse_special = true});
+    }
+    if (o.prompt.empty()) {  // -p "": the prompt is just BOS
+        if (!tok.special_ids().bos) throw engine::RequestError("-p \"\": the model has no BOS token");
+        return {*tok.special_ids().bos};
+    }
+    return tok.encode(o.prompt, {.add_special = true, .parse_special = true});
+}
+
+int run(const Options& o) {
+    if (o.backend != "cpu" && o.backend != "cuda") {
+        std::fprintf(stderr, "loom generate: --backend must be cuda or cpu, not '%s'\n", o.backend.c_str());
+        return kExitBadInput;
+    }
+    if (o.has_prompt == !o.chat.empty()) {
+        std::fprintf(stderr, "loom generate: give exactly one of -p TEXT and --chat TEXT\n");
+        return kExitBadInput;
+    }
+    if (!o.system.empty() && o.chat.empty()) {
+        std::fprintf(stderr, "loom generate: --system needs --chat\n");
+        return kExitBadInput;
+    }
+    if (o.backend == "cuda") {
+        std::fprintf(stderr, "loom generate: --backend cuda: %s; run with --backend cpu to use the CPU reference backend\n",
+                     cuda_unavailable_reason().c_str());
+        return kExitNoBackend;
+    }
+
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto file = gguf::File::open(o.model);
+    const auto tok = tokenizer::Tokenizer::from_gguf(file);
+    engine::cpu::CpuBackend backend(file, o.ctx, o.threads);
+    const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const std::vector<int32_t> prompt = build_prompt(o, file, tok);
+
+    engine::GenerateOptions g;
+    g.max_tokens = o.n;
+    g.sampling = o.sampling;
+    g.ignore_eos = o.ignore_eos;
+    g.stop_strings = o.stop;
+    std::unique_ptr<engine::LayerDumpWriter> dump;
+    if (!o.dump_layers.empty()) dump = std::make_unique<engine::LayerDumpWriter>(o.dump_layers, backend.config());
+
+    const auto stream = [&](std::string_view piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+    };
+    g.layer_observer = dump.get();
+    const engine::GenerateResult r =
+        engine::generate(backend, tok, prompt, g, o.json ? std::function<void(std::string_view)>() : stream);
+    if (dump) dump->finish(o.model, backend.name(), backend.device());
+
+    if (o.json) {
+        const nlohmann::json j = {{"backend", backend.name()},
+                                  {"device", backend.device()},
+                                  {"model", o.model},
+                                  {"prompt_ids", prompt},
+                                  {"ids", r.ids},
+                                  {"text", r.text},
+                                  {"stop_reason", engine::to_string(r.stop_reason)},
+                                  {"timings",
+                                   {{"load_ms", load_ms},
+                                    {"prompt_ms", r.timings.prompt_ms},
+                                    {"ttft_ms", r.timings.ttft_ms},
+                                    {"decode_ms", r.timings.decode_ms},
+                                    {"decode_tok_s", r.timings.decode_tok_s}}}};
+        std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+        std::printf("\n");
+        std::fprintf(stderr, "[backend %s, device %s] prompt %zu tokens in %.1f ms, %zu generated, stop: %s, %.2f tok/s\n",
+                     backend.name().c_str(), backend.device().c_str(), prompt.size(), r.timings.prompt_ms, r.ids.size(),
+                     std::string(engine::to_string(r.stop_reason)).c_str(), r.timings.decode_tok_s);
+    }
+    return 0;
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app, int& exit_code) {
+    auto* cmd = app.add_subcommand("generate", "Generate text from a prompt (default backend: cuda)");
+    auto o = std::make_shared<Options>();
+    cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+    cmd->add_option("--backend", o->backend, "cuda (default) or cpu (the reference backend; only when named)");
+    cmd->add_option("-p,--prompt", o->prompt, "Prompt text (\"\" = just BOS)")->each([o](const std::string&) {
+        o->has_prompt = true;
+    });
+    cmd->add_option("--chat", o->chat, "A user message, rendered with the model's chat template");
+    cmd->add_option("--system", o->system, "A system message for --chat");
+    cmd->add_option("-n", o->n, "Maximum tokens to generate")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--ctx", o->ctx, "Context size in tokens (default: the model's)")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--temperature", o->sampling.temperature, "0 = greedy");
+    cmd->add_option("--top-k", o->sampling.top_k, "0 = off");
+    cmd->add_option("--top-p", o->sampling.top_p, "1 = off");
+    cmd->add_option("--min-p", o->sampling.min_p, "0 = off");
+    cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "1 = off");
+    cmd->add_option("--seed", o->sampling.seed, "Sampling seed");
+    cmd->add_option("--stop", o->stop, "Stop string (repeatable); not part of the output");
+    cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
+    cmd->add_flag("--json", o->json, "Print one JSON object instead of streaming");
+    cmd->add_option("--dump-layers", o->dump_layers, "Write every layer's hidden states to this folder");
+    cmd->callback([o, &exit_code] {
+        try {
+            exit_code = run(*o);
+        } catch (const engine::RequestError& e) {
+            std::fprintf(stderr, "loom generate: %s\n", e.what());
+            exit_code = kExitBadInput;
+        } catch (const engine::SamplingParamError& e) {
+            std::fprintf(stderr, "loom generate: %s\n", e.what());
+            exit_code = kExitBadInput;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "loom generate: %s: %s\n", o->model.c_str(), e.what());
+            exit_code = kExitBadInput;
+        }
+    });
+}
+
+}  // namespace loom::cli

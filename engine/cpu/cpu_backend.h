@@ -1,0 +1,32 @@
+// The CPU reference backend: weights dequantized to f32, a plain forward pass with a KV cache,
+// prefill as matrix-matrix work, matrix products split across threads. Runs only when named.
+#pragma once
+
+#include <memory>
+
+#include "engine/backend.h"
+#include "gguf/reader.h"
+
+namespace loom::engine::cpu {
+
+class CpuBackend : public Backend {
+public:
+    // n_ctx <= 0: the model's training context. n_threads <= 0: one per hardware thread.
+    CpuBackend(const gguf::File& file, int n_ctx, int n_threads);
+    ~CpuBackend() override;
+
+    std::string name() const override { return "cpu"; }
+    std::string device() const override;
+    const ModelConfig& config() const override;
+    int n_ctx() const override;
+    int n_past() const override;
+    void reset() override;
+    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
+                 LayerObserver* observer = nullptr) override;
+
+private:
+    struct State;
+    std::unique_ptr<State> s_;
+};
+
+}  // namespace loom::engine::cpu

@@ -1,0 +1,55 @@
+// The generation loop for one request: prefill, then sample / detokenize / stop-check / decode,
+// reporting why it stopped and how long each phase took.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace loom::engine {
+
+enum class StopReason { Eos, StopString, MaxTokens, ContextFull };
+std::string_view to_string(StopReason reason);  // "eos", "stop_string", "max_tokens", "context_full"
+
+struct GenerateOptions {
+    int max_tokens = 128;
+    SamplingParams sampling;
+    bool ignore_eos = false;                // keep going past end-of-generation tokens
+    std::vector<std::string> stop_strings;  // matched on the text; the match is not emitted
+    int top_logprobs = -1;                  // < 0: no log-probabilities; else this many alternatives
+    LayerObserver* layer_observer = nullptr;  // sees every forward pass (--dump-layers)
+};
+
+struct GenerateTimings {
+    double prompt_ms = 0;  // prefill of the whole prompt
+    double ttft_ms = 0;    // from the start to the first sampled token
+    double decode_ms = 0;  // from the first to the last sampled token
+    double decode_tok_s = 0;
+};
+
+struct GenerateResult {
+    std::vector<int32_t> ids;              // generated tokens (an end-of-generation token is not included)
+    std::vector<SampledToken> logprobs;    // one per id when options.top_logprobs >= 0
+    std::string text;                      // what was emitted (stop string cut off)
+    StopReason stop_reason = StopReason::MaxTokens;
+    GenerateTimings timings;
+};
+
+// Tokens that end a generation: the vocabulary's EOS and EOT ids, and control tokens whose text is
+// a known end-of-turn marker (<|im_end|>, <|eot_id|>, <|end|>, <end_of_turn>, <|endoftext|>, ...).
+std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tokenizer);
+
+// Runs the request from an empty KV cache. `on_text` receives text as soon as it is final (never
+// part of a possible stop string, always complete UTF-8). Throws RequestError when the prompt is
+// empty or does not leave room for one generated token in the context (before any compute).
+GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tokenizer, std::span<const int32_t> prompt,
+                        const GenerateOptions& options,
+                        const std::function<void(std::string_view)>& on_text = {});
+
+}  // namespace loom::engine

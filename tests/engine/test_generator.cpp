@@ -1,0 +1,272 @@
+// engine::generate on stories260K: greedy ids against transformers, stop strings across token
+// boundaries, streamed text, max_tokens, EOS, a full context, an oversized prompt, seeded sampling.
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/errors.h"
+#include "engine/generator.h"
+#include "gguf/reader.h"
+#include "support/test_data.h"
+#include "tokenizer/tokenizer.h"
+
+using namespace loom::engine;
+using loom::tokenizer::Tokenizer;
+
+namespace {
+
+struct Stories {
+    loom::gguf::File file;
+    Tokenizer tok;
+    std::vector<int32_t> greedy_ids;  // transformers' 128 greedy ids from BOS
+};
+
+const Stories& stories() {
+    static const Stories s = [] {
+        auto file = loom::gguf::File::open(loom::test::require_stories260k());
+        auto tok = Tokenizer::from_gguf(file);
+        std::ifstream in(loom::test::require_file(
+            std::filesystem::path(LOOM_SOURCE_DIR) / "tests/reference/stories260k_greedy_ids.json",
+            "made by tests/reference/hf_reference.py greedy"));
+        const auto j = nlohmann::json::parse(in);
+        return Stories{std::move(file), std::move(tok), j.at("ids").get<std::vector<int32_t>>()};
+    }();
+    return s;
+}
+
+int32_t bos() { return *stories().tok.special_ids().bos; }
+int32_t eos() { return *stories().tok.special_ids().eos; }
+
+std::vector<int32_t> greedy_prefix(size_t n) {
+    const auto& ids = stories().greedy_ids;
+    return {ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n)};
+}
+
+std::string decode(const std::vector<int32_t>& ids) { return stories().tok.decode(ids, {.skip_control = true}); }
+
+GenerateOptions greedy(int max_tokens) {
+    GenerateOptions o;
+    o.max_tokens = max_tokens;
+    o.sampling.temperature = 0;
+    o.ignore_eos = true;
+    return o;
+}
+
+// Runs a generation and checks that the streamed pieces add up to result.text.
+GenerateResult run(Backend& backend, const std::vector<int32_t>& prompt, const GenerateOptions& options) {
+    std::string streamed;
+    GenerateResult r = generate(backend, stories().tok, prompt, options, [&](std::string_view piece) {
+        CHECK_FALSE(piece.empty());
+        streamed += piece;
+    });
+    CHECK(streamed == r.text);
+    return r;
+}
+
+// Forwards to a real backend, counting calls; on call `eos_on_call` (1 = the prefill) it makes the
+// end-of-sequence token the clear winner, as a model that finishes would.
+class ProbeBackend : public Backend {
+public:
+    explicit ProbeBackend(Backend& inner) : inner_(inner) {}
+    std::string name() const override { return inner_.name(); }
+    std::string device() const override { return inner_.device(); }
+    const ModelConfig& config() const override { return inner_.config(); }
+    int n_ctx() const override { return inner_.n_ctx(); }
+    int n_past() const override { return inner_.n_past(); }
+    void reset() override { inner_.reset(); }
+    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
+                 LayerObserver* observer) override {
+        ++calls;
+        inner_.forward(tokens, logits, all_logits, observer);
+        if (calls == eos_on_call) logits[eos()] = 1e4f;
+    }
+
+    int calls = 0;
+    int eos_on_call = -1;
+
+private:
+    Backend& inner_;
+};
+
+}  // namespace
+
+TEST_CASE("greedy from BOS gives transformers' 128 ids for stories260K", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
+    const GenerateResult r = run(backend, {bos()}, greedy(128));
+    CHECK(r.ids == stories().greedy_ids);
+    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.text == decode(r.ids));
+    CHECK(r.text.find("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.") ==
+          0);
+    CHECK(r.timings.prompt_ms > 0);
+    CHECK(r.timings.ttft_ms >= r.timings.prompt_ms);
+    CHECK(r.timings.decode_ms > 0);
+    CHECK(r.timings.decode_tok_s > 0);
+}
+
+TEST_CASE("stop strings end the text before the match, also across token boundaries", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
+    const std::string full = decode(stories().greedy_ids);
+    struct Case {
+        std::vector<std::string> stops;
+        std::string expected;
+    };
+    const Case cases[] = {
+        // "park." is four tokens (" p", "ar", "k", "."), so its beginnings are held back while it
+        // grows; "ttle gi" starts inside " little" and ends inside "ir" (of " g", "ir", "l").
+        {{"park."}, "Once upon a time, there was a little girl named Lily. She loved to play outside in the "},
+        {{"ttle gi"}, "Once upon a time, there was a li"},
+        // The earliest match of several wins, whichever is listed first.
+        {{"red ball", "Lily"}, "Once upon a time, there was a little girl named "},
+        {{"Once"}, ""},
+        {{"\nLily's mom"}, full.substr(0, full.find("\nLily's mom"))},
+    };
+    for (const Case& c : cases) {
+        INFO("stop " << c.stops.front());
+        REQUIRE(full.find(c.expected) == 0);
+        GenerateOptions o = greedy(128);
+        o.stop_strings = c.stops;
+        const GenerateResult r = run(backend, {bos()}, o);
+        CHECK(r.stop_reason == StopReason::StopString);
+        CHECK(r.text == c.expected);
+        // Generation stops at the token that completes the match.
+        size_t needed = 1;
+        const auto matched = [&](size_t n) {
+            const std::string text = decode(greedy_prefix(n));
+            return std::any_of(c.stops.begin(), c.stops.end(),
+                               [&](const auto& s) { return text.find(s) != std::string::npos; });
+        };
+        while (!matched(needed)) ++needed;
+        CHECK(r.ids == greedy_prefix(needed));
+    }
+    // "ttle gi" lies in no single token: the match is made across token boundaries.
+    const auto& ids = stories().greedy_ids;
+    CHECK(std::none_of(ids.begin(), ids.end(),
+                       [](int32_t id) { return stories().tok.token_bytes(id).find("ttle gi") != std::string::npos; }));
+}
+
+TEST_CASE("a stop string whose beginnings keep matching but which never completes changes nothing",
+          "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
+    GenerateOptions o = greedy(128);
+    o.stop_strings = {"Lily. She loved to dance", "a little girl named Tom"};
+    const GenerateResult r = run(backend, {bos()}, o);
+    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.text == decode(stories().greedy_ids));
+    CHECK(r.ids == stories().greedy_ids);
+
+    o.stop_strings = {""};
+    CHECK_THROWS_AS(generate(backend, stories().tok, std::vector<int32_t>{bos()}, o), RequestError);
+}
+
+TEST_CASE("max_tokens bounds the generation", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
+    const GenerateResult ten = run(backend, {bos()}, greedy(10));
+    CHECK(ten.ids == greedy_prefix(10));
+    CHECK(ten.text == decode(greedy_prefix(10)));
+    CHECK(ten.stop_reason == StopReason::MaxTokens);
+
+    const GenerateResult none = run(backend, {bos()}, greedy(0));
+    CHECK(none.ids.empty());
+    CHECK(none.text.empty());
+    CHECK(none.stop_reason == StopReason::MaxTokens);
+}
+
+TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engine][generate][stories]") {
+    const auto ends = end_of_generation_ids(stories().tok);
+    CHECK(std::find(ends.begin(), ends.end(), eos()) != ends.end());
+
+    loom::engine::cpu::CpuBackend cpu(stories().file, 0, 2);
+    ProbeBackend backend(cpu);
+    backend.eos_on_call = 6;  // the prefill and 4 decode steps give 5 tokens; the 6th is EOS
+    GenerateOptions o = greedy(10);
+    o.ignore_eos = false;
+    o.top_logprobs = 2;
+    const GenerateResult r = run(backend, {bos()}, o);
+    CHECK(r.stop_reason == StopReason::Eos);
+    CHECK(r.ids == greedy_prefix(5));  // the EOS id is not part of the result
+    CHECK(r.logprobs.size() == 5);
+    CHECK(r.text == decode(greedy_prefix(5)));
+    CHECK(backend.calls == 6);
+
+    backend.calls = 0;
+    o.ignore_eos = true;
+    const GenerateResult past = run(backend, {bos()}, o);
+    CHECK(past.stop_reason == StopReason::MaxTokens);
+    REQUIRE(past.ids.size() == 10);
+    CHECK(std::vector<int32_t>(past.ids.begin(), past.ids.begin() + 5) == greedy_prefix(5));
+    CHECK(past.ids[5] == eos());
+
+    // Biased from the start: EOS comes first and nothing is generated.
+    o.ignore_eos = false;
+    o.sampling.logit_bias = {{eos(), 1000.0f}};
+    const GenerateResult first = run(cpu, {bos()}, o);
+    CHECK(first.stop_reason == StopReason::Eos);
+    CHECK(first.ids.empty());
+    CHECK(first.text.empty());
+}
+
+TEST_CASE("a full context stops generation with context_full", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend small(stories().file, 20, 2);
+    // BOS fills one position; the token sampled from position 19's logits needs no slot of its own.
+    const GenerateResult r = run(small, {bos()}, greedy(100));
+    CHECK(r.stop_reason == StopReason::ContextFull);
+    CHECK(r.ids == greedy_prefix(20));
+    CHECK(small.n_past() == 20);
+
+    loom::engine::cpu::CpuBackend tiny(stories().file, 8, 2);
+    std::vector<int32_t> prompt = {bos()};
+    const auto six = greedy_prefix(6);
+    prompt.insert(prompt.end(), six.begin(), six.end());  // 7 tokens: room for exactly one more
+    const GenerateResult last = run(tiny, prompt, greedy(100));
+    CHECK(last.stop_reason == StopReason::ContextFull);
+    const auto eight = greedy_prefix(8);
+    CHECK(last.ids == std::vector<int32_t>(eight.begin() + 6, eight.end()));
+}
+
+TEST_CASE("a prompt that does not fit the context is refused before any compute", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend cpu(stories().file, 8, 2);
+    ProbeBackend backend(cpu);
+    std::vector<int32_t> prompt = {bos()};
+    const auto seven = greedy_prefix(7);
+    prompt.insert(prompt.end(), seven.begin(), seven.end());  // 8 tokens leave no room to generate
+    CHECK_THROWS_AS(generate(backend, stories().tok, prompt, greedy(4)), RequestError);
+    CHECK_THROWS_AS(generate(backend, stories().tok, greedy_prefix(100), greedy(4)), RequestError);
+    CHECK_THROWS_AS(generate(backend, stories().tok, std::vector<int32_t>{}, greedy(4)), RequestError);
+    CHECK(backend.calls == 0);
+    CHECK(backend.n_past() == 0);
+    std::string message;
+    try {
+        generate(backend, stories().tok, prompt, greedy(4));
+    } catch (const RequestError& e) {
+        message = e.what();
+    }
+    INFO(message);
+    CHECK(message.find("8 tokens") != std::string::npos);
+    CHECK(message.find("context holds 8") != std::string::npos);
+}
+
+TEST_CASE("seeded sampling at temperature 0.8 is reproducible and depends on the seed", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
+    const std::vector<int32_t> prompt = stories().tok.encode("Once upon a time");
+    REQUIRE(prompt.front() == bos());
+    GenerateOptions o;
+    o.max_tokens = 48;
+    o.ignore_eos = true;
+    o.sampling.temperature = 0.8f;
+    o.sampling.seed = 1234;
+    const GenerateResult a = run(backend, prompt, o);
+    const GenerateResult b = run(backend, prompt, o);
+    o.sampling.seed = 1235;
+    const GenerateResult c = run(backend, prompt, o);
+    REQUIRE(a.ids.size() == 48);
+    CHECK(a.ids == b.ids);
+    CHECK(a.text == b.text);
+    CHECK(a.ids != c.ids);
+    UNSCOPED_INFO("seed 1234: " << a.text);
+    UNSCOPED_INFO("seed 1235: " << c.text);
+}
