@@ -67,7 +67,7 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
     const int n_vocab = backend.config().n_vocab;
     Sampler sampler(options.sampling, n_vocab);
     const std::vector<int32_t> end_ids = end_of_generation_ids(tok);
-    tokenizer::StreamingDetokenizer detok(tok, {.skip_control = true});
+    tokenizer::StreamingDetokenizer detok(tok, {.skip_control = true, .continuation = true});
 
     GenerateResult r;
     std::vector<int32_t> history(prompt.begin(), prompt.end());

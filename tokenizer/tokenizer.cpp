@@ -74,7 +74,7 @@ void Tokenizer::Impl::append_decoded(TokenId id, const DecodeOptions& options, b
     }
     const bool first = !seen_text;
     seen_text = true;
-    if (first && strip_first_space && bytes.starts_with(' ')) out.append(bytes, 1);
+    if (first && strip_first_space && !options.continuation && bytes.starts_with(' ')) out.append(bytes, 1);
     else out += bytes;
 }
 

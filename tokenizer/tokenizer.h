@@ -59,6 +59,9 @@ struct EncodeOptions {
 
 struct DecodeOptions {
     bool skip_control = false;  // control tokens (BOS, EOS, <|im_start|>, ...) produce no text
+    // The ids continue earlier text (tokens generated after a prompt): the leading space of the
+    // first token is real text, not SentencePiece's dummy prefix, and is kept.
+    bool continuation = false;
 };
 
 class Tokenizer {

@@ -118,6 +118,12 @@ TEST_CASE("SentencePiece: dummy prefix, score order, byte fallback", "[tokenizer
     CHECK(tok.decode(Ids{v.id("\xE2\x96\x81"), byte(0xFF)}) == kReplacement);
     for (const std::string s : {"hello world", " hello", "  two", "\n", "\xC3\xA9t\xC3\xA9", "a b  c ", "<s>x"})
         CHECK(tok.decode(tok.encode(s, kPlain)) == s);
+    // Generated tokens continue the prompt's text: their first space is real and is kept.
+    const Ids world{v.id("\xE2\x96\x81world")};
+    CHECK(tok.decode(world) == "world");
+    CHECK(tok.decode(world, {.continuation = true}) == " world");
+    StreamingDetokenizer stream(tok, {.skip_control = true, .continuation = true});
+    CHECK(stream.feed(world[0]) + stream.flush() == " world");
 }
 
 TEST_CASE("SentencePiece without the dummy prefix", "[tokenizer][spm]") {
