@@ -12,6 +12,11 @@ int main(int argc, char** argv) {
     loom::cli::register_tokenize(app, exit_code);
     loom::cli::register_chat_template(app, exit_code);
     loom::cli::register_generate(app, exit_code);
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help and --version exit 0; every malformed command line is a bad-input exit 2.
+        return app.exit(e) == 0 ? 0 : 2;
+    }
     return exit_code;
 }

@@ -116,8 +116,9 @@ TEST_CASE("generate -p \"\" starts from BOS alone and reproduces transformers' g
     SECTION("--stop cuts the text before the first match of any stop string") {
         const auto s = run_json("-p '' -n 128 --temperature 0 --stop 'red ball' --stop 'park.'");
         CHECK(s.at("stop_reason") == "stop_string");
-        CHECK(s.at("text") ==
-              "Once upon a time, there was a little girl named Lily. She loved to play outside in the ");
+        const std::string full = j.at("text");
+        CHECK(s.at("text") == full.substr(0, full.find("park.")));
+        CHECK(s.at("text").get<std::string>().ends_with("Lily. She loved to play outside in the "));
     }
     SECTION("--ctx bounds the sequence: context_full") {
         const auto s = run_json("-p '' -n 100 --temperature 0 --ctx 10");
