@@ -151,9 +151,9 @@ void register_generate(CLI::App& app, int& exit_code) {
     });
     cmd->add_option("--chat", o->chat, "A user message, rendered with the model's chat template");
     cmd->add_option("--system", o->system, "A system message for --chat");
-    cmd->add_option("-n", o->n, "Maximum tokens to generate")->check(CLI::NonNegativeNumber);
-    cmd->add_option("--ctx", o->ctx, "Context size in tokens (default: the model's)")->check(CLI::NonNegativeNumber);
-    cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::NonNegativeNumber);
+    cmd->add_option("-n", o->n, "Maximum tokens to generate")->check(CLI::Range(0, 1 << 24));
+    cmd->add_option("--ctx", o->ctx, "Context size in tokens (default: the model's)")->check(CLI::Range(0, 1 << 24));
+    cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
     cmd->add_option("--temperature", o->sampling.temperature, "0 = greedy");
     cmd->add_option("--top-k", o->sampling.top_k, "0 = off");
     cmd->add_option("--top-p", o->sampling.top_p, "1 = off");
