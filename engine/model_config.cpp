@@ -21,11 +21,11 @@ std::string shape_string(const std::vector<uint64_t>& ne) {
 void check_tensor(const gguf::File& f, const std::string& name, std::vector<uint64_t> ne) {
     const gguf::TensorInfo* t = f.find_tensor(name);
     if (!t) throw ModelError("missing tensor " + name + " (expected shape " + shape_string(ne) + ")");
+    if (!gguf::tensor_type_info(t->type).dequantizable)
+        throw ModelError(gguf::UnsupportedTypeError(t->type, name).what());
     if (t->ne != ne)
         throw ModelError("tensor " + name + " has shape " + shape_string(t->ne) + ", the metadata implies " +
                          shape_string(ne));
-    if (!gguf::tensor_type_info(t->type).dequantizable)
-        throw ModelError(gguf::UnsupportedTypeError(t->type, name).what());
 }
 
 int positive_int(const gguf::File& f, const std::string& key) {
