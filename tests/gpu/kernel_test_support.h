@@ -23,7 +23,11 @@ inline constexpr size_t kGuardBytes = 256;  // poisoned bytes after each buffer,
 template <class T>
 class DeviceBuffer {
 public:
-    explicit DeviceBuffer(size_t n) : n_(n) { LOOM_CUDA_CHECK(cudaMalloc(&data_, bytes() + kGuardBytes)); }
+    explicit DeviceBuffer(size_t n) : n_(n) {
+        void* p = nullptr;
+        LOOM_CUDA_CHECK(cudaMalloc(&p, bytes() + kGuardBytes));
+        data_ = static_cast<T*>(p);
+    }
     explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
     ~DeviceBuffer() { cudaFree(data_); }
     DeviceBuffer(const DeviceBuffer&) = delete;
@@ -83,6 +87,13 @@ inline bool is_poison(float v) {
 inline size_t count_unwritten(const std::vector<float>& out) {
     size_t n = 0;
     for (const float v : out) n += is_poison(v) ? 1 : 0;
+    return n;
+}
+
+// Elements that differ (as floats: -0 equals +0); a count, so a failure prints one number.
+inline size_t count_mismatches(const std::vector<float>& a, const std::vector<float>& b) {
+    size_t n = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) n += a[i] == b[i] ? 0 : 1;
     return n;
 }
 

@@ -189,7 +189,7 @@ TEST_CASE("syntax errors are typed and name line and column", "[tokenizer][jinja
     REQUIRE(e);
     CHECK(e->location().line == 1);
     CHECK(e->location().column == 1);
-    CHECK_THAT(e->message(), Catch::Contains("'if'") && Catch::Contains("'endif'"));
+    CHECK_THAT(e->message(), loom::test::contains("'if'") && loom::test::contains("'endif'"));
 
     e = error_of<jinja::SyntaxError>("x\n{% endfor %}");
     REQUIRE(e);
@@ -205,7 +205,7 @@ TEST_CASE("syntax errors are typed and name line and column", "[tokenizer][jinja
 
     e = error_of<jinja::SyntaxError>("{% break %}");
     REQUIRE(e);
-    CHECK_THAT(e->message(), Catch::Contains("outside of a loop"));
+    CHECK_THAT(e->message(), loom::test::contains("outside of a loop"));
 
     e = error_of<jinja::SyntaxError>("{{ }}");
     REQUIRE(e);
@@ -267,7 +267,7 @@ TEST_CASE("render errors are typed and name line and column", "[tokenizer][jinja
 
     e = error_of<jinja::RenderError>("{% set x = 1 %}{% set x.a = 2 %}");
     REQUIRE(e);
-    CHECK_THAT(e->message(), Catch::Contains("non-namespace"));
+    CHECK_THAT(e->message(), loom::test::contains("non-namespace"));
 }
 
 TEST_CASE("hostile templates hit limits instead of exhausting the stack or memory", "[tokenizer][jinja]") {
@@ -287,10 +287,10 @@ TEST_CASE("hostile templates hit limits instead of exhausting the stack or memor
 
     auto e = error_of<jinja::RenderError>("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
     REQUIRE(e);
-    CHECK_THAT(e->message(), Catch::Contains("depth"));
+    CHECK_THAT(e->message(), loom::test::contains("depth"));
     e = error_of<jinja::RenderError>("{{ range(1000000)|length }}");
     REQUIRE(e);
-    CHECK_THAT(e->message(), Catch::Contains("Range too big"));
+    CHECK_THAT(e->message(), loom::test::contains("Range too big"));
     CHECK(error_of<jinja::RenderError>("{{ 'ab' * 10000000000 }}"));
     CHECK(error_of<jinja::RenderError>("{{ 9223372036854775807 + 1 }}"));
 
@@ -310,7 +310,7 @@ TEST_CASE("a model without a template falls back to ChatML with a warning", "[to
     CHECK(t.source() == loom::tokenizer::chatml_template());
     const auto logged = sink->last_formatted();
     REQUIRE(logged.size() == 1);
-    CHECK_THAT(logged[0], Catch::Contains("ChatML") && Catch::Contains("warning"));
+    CHECK_THAT(logged[0], loom::test::contains("ChatML") && loom::test::contains("warning"));
 
     ChatTemplateInputs in;
     in.messages = ordered_json::parse(R"([{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi é"}])");
@@ -375,14 +375,14 @@ TEST_CASE("loom chat-template prints the prompt exactly and fails cleanly", "[to
 
     r = run_command(loom + chatml.string() + " --messages '[{' 2>&1");
     CHECK(r.exit_code == 2);
-    CHECK_THAT(r.output, Catch::Contains("not valid JSON"));
+    CHECK_THAT(r.output, loom::test::contains("not valid JSON"));
     r = run_command(loom + chatml.string() + " --messages '{\"role\": \"user\"}' 2>&1");
     CHECK(r.exit_code == 2);
-    CHECK_THAT(r.output, Catch::Contains("JSON array"));
+    CHECK_THAT(r.output, loom::test::contains("JSON array"));
     r = run_command(loom + raising.string() + messages + " 2>&1");
     CHECK(r.exit_code == 2);
-    CHECK_THAT(r.output, Catch::Contains("1:4: no system role"));
+    CHECK_THAT(r.output, loom::test::contains("1:4: no system role"));
     r = run_command(loom + broken.string() + messages + " 2>&1");
     CHECK(r.exit_code == 2);
-    CHECK_THAT(r.output, Catch::Contains("1:8"));
+    CHECK_THAT(r.output, loom::test::contains("1:8"));
 }

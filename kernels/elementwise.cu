@@ -1,0 +1,61 @@
+// Elementwise kernels: grid-stride loops over coalesced f32 arrays.
+#include "kernels/elementwise.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.h"
+
+namespace loom::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond this: enough to fill any current GPU
+
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)); }
+
+// In-place aliasing is safe: each element is read and written by the same thread only.
+__global__ void swiglu_kernel(const float* gate, const float* up, float* out, int64_t n) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+__global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+__global__ void add_bias_kernel(float* X, const float* __restrict__ bias, int64_t total, int n) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x)
+        X[i] += __ldg(bias + i % n);
+}
+
+}  // namespace
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream stream) {
+    if (n < 0) throw std::invalid_argument("swiglu: n " + std::to_string(n));
+    if (n == 0) return;
+    swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, out, n);
+    LOOM_CUDA_CHECK_LAUNCH("swiglu_kernel");
+}
+
+void add(const float* a, const float* b, float* out, int64_t n, Stream stream) {
+    if (n < 0) throw std::invalid_argument("add: n " + std::to_string(n));
+    if (n == 0) return;
+    add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(a, b, out, n);
+    LOOM_CUDA_CHECK_LAUNCH("add_kernel");
+}
+
+void add_bias(float* X, const float* bias, int rows, int n, Stream stream) {
+    if (rows < 0 || n <= 0)
+        throw std::invalid_argument("add_bias: rows " + std::to_string(rows) + ", n " + std::to_string(n));
+    const int64_t total = int64_t{rows} * n;
+    if (total == 0) return;
+    add_bias_kernel<<<blocks_for(total), kThreads, 0, stream>>>(X, bias, total, n);
+    LOOM_CUDA_CHECK_LAUNCH("add_bias_kernel");
+}
+
+}  // namespace loom::kernels

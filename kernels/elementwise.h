@@ -1,0 +1,20 @@
+// Elementwise kernels of the forward pass: SwiGLU, the residual add and the bias add.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/stream.h"
+
+namespace loom::kernels {
+
+// gate (n), up (n) -> out (n) = silu(gate) * up = gate / (1 + exp(-gate)) * up.
+// out may equal gate or up. Device pointers; asynchronous on `stream`.
+void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream stream);
+
+// a (n) + b (n) -> out (n); out may equal a or b (the residual add: x = x + f(x)).
+void add(const float* a, const float* b, float* out, int64_t n, Stream stream);
+
+// X (rows, n) += bias (n) on every row (qwen2's q/k/v biases).
+void add_bias(float* X, const float* bias, int rows, int n, Stream stream);
+
+}  // namespace loom::kernels

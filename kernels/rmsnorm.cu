@@ -1,0 +1,38 @@
+// RMSNorm kernel: per-row sum of squares by warp shuffles, then the scaled copy.
+#include "kernels/rmsnorm.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.h"
+#include "kernels/reduce.cuh"
+
+namespace loom::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Every read of the row happens before the block_sum barrier and every write after it, so Y == X
+// is safe.
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_kernel(const float* X, const float* __restrict__ w, float* Y, int n, float eps) {
+    const float* x = X + static_cast<size_t>(blockIdx.x) * n;
+    float* y = Y + static_cast<size_t>(blockIdx.x) * n;
+    float sum_sq = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) sum_sq += x[i] * x[i];
+    sum_sq = block_sum(sum_sq);
+    const float scale = 1.0f / sqrtf(sum_sq / static_cast<float>(n) + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = x[i] * scale * __ldg(w + i);
+}
+
+}  // namespace
+
+void rmsnorm(const float* X, const float* w, float* Y, int rows, int n, float eps, Stream stream) {
+    if (n <= 0 || rows < 0)
+        throw std::invalid_argument("rmsnorm: rows " + std::to_string(rows) + ", n " + std::to_string(n));
+    if (rows == 0) return;
+    rmsnorm_kernel<<<rows, kThreads, 0, stream>>>(X, w, Y, n, eps);
+    LOOM_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
+}
+
+}  // namespace loom::kernels

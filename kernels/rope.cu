@@ -1,0 +1,61 @@
+// RoPE kernel: one thread block per token; cos/sin per pair computed once, shared by all heads.
+#include "kernels/rope.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.h"
+
+namespace loom::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void __launch_bounds__(kThreads)
+    rope_kernel(float* q, float* k, int n_head, int n_head_kv, int head_dim, int64_t q_row_stride,
+                int64_t k_row_stride, const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
+                bool neox) {
+    extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
+    const int token = blockIdx.x, half = head_dim / 2;
+    // Double angle and sincos: at positions in the thousands a float angle is off by ~1e-3 rad.
+    const double pos = positions[token];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        double s, c;
+        sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
+        cos_sin[i] = make_float2(static_cast<float>(c), static_cast<float>(s));
+    }
+    __syncthreads();
+    const int n_pairs = (n_head + n_head_kv) * half;
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
+        const int head = p / half, i = p % half;
+        float* v = head < n_head ? q + token * q_row_stride + head * head_dim
+                                 : k + token * k_row_stride + (head - n_head) * head_dim;
+        const int a = neox ? i : 2 * i;
+        const int b = neox ? i + half : 2 * i + 1;
+        const float x0 = v[a], x1 = v[b];
+        const float2 cs = cos_sin[i];
+        v[a] = x0 * cs.x - x1 * cs.y;
+        v[b] = x0 * cs.y + x1 * cs.x;
+    }
+}
+
+}  // namespace
+
+void rope(float* q, float* k, int n_tokens, int n_head, int n_head_kv, int head_dim, int64_t q_row_stride,
+          int64_t k_row_stride, const int32_t* positions, const float* inv_freq, RopeStyle style, Stream stream) {
+    if (n_tokens < 0 || n_head < 0 || n_head_kv < 0 || head_dim <= 0 || head_dim % 2 != 0 ||
+        q_row_stride < static_cast<int64_t>(n_head) * head_dim ||
+        (n_head_kv > 0 && (k == nullptr || k_row_stride < static_cast<int64_t>(n_head_kv) * head_dim)))
+        throw std::invalid_argument("rope: bad shape (n_tokens " + std::to_string(n_tokens) + ", n_head " +
+                                    std::to_string(n_head) + ", n_head_kv " + std::to_string(n_head_kv) +
+                                    ", head_dim " + std::to_string(head_dim) + ", strides " +
+                                    std::to_string(q_row_stride) + "/" + std::to_string(k_row_stride) + ")");
+    if (n_tokens == 0 || n_head + n_head_kv == 0) return;
+    const size_t shared_bytes = static_cast<size_t>(head_dim / 2) * sizeof(float2);
+    rope_kernel<<<n_tokens, kThreads, shared_bytes, stream>>>(q, k, n_head, n_head_kv, head_dim, q_row_stride,
+                                                              k_row_stride, positions, inv_freq,
+                                                              style == RopeStyle::NeoX);
+    LOOM_CUDA_CHECK_LAUNCH("rope_kernel");
+}
+
+}  // namespace loom::kernels
