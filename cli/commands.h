@@ -10,5 +10,6 @@ void register_synth(CLI::App& app, int& exit_code);
 void register_tokenize(CLI::App& app, int& exit_code);  // tokenize and detokenize
 void register_chat_template(CLI::App& app, int& exit_code);
 void register_generate(CLI::App& app, int& exit_code);
+void register_gpu_info(CLI::App& app, int& exit_code);
 
 }  // namespace loom::cli

@@ -1,0 +1,352 @@
+// Attention kernels over the paged KV cache: split-KV decode with a combine pass, tiled prefill.
+#include "kernels/attention.h"
+
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.h"
+#include "kernels/reduce.cuh"
+
+namespace loom::kernels {
+namespace {
+
+constexpr int kDecodeThreads = 128;
+constexpr int kMaxGroup = 8;  // query heads one decode block serves; larger GQA groups take more blocks
+
+constexpr int kPrefillThreads = 128;
+constexpr int kTileQ = 32;                               // query rows per prefill block
+constexpr int kThreadsPerRow = kPrefillThreads / kTileQ;  // 4: each owns 4 keys and head_dim/4 dims
+
+__device__ __forceinline__ float warp_max_f(float v) {
+#pragma unroll
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// 8 fp16 values (one 16-byte load) -> f32.
+__device__ __forceinline__ void load8(const __half* src, float* dst) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(src);
+    const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        dst[2 * i] = f.x;
+        dst[2 * i + 1] = f.y;
+    }
+}
+
+// Element offset of (block, kv head, position's slot) row in a K or V region.
+__device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, int pos, int head_dim) {
+    return ((static_cast<int64_t>(block) * n_head_kv + kvh) * kKvBlockTokens + pos % kKvBlockTokens) * head_dim;
+}
+
+// grid (n_head_kv * head chunks, n_seq, n_splits). Each block serves up to kMaxGroup query heads of
+// one KV head (sharing its K/V reads) over one split of one sequence's keys:
+//   1. scores p[g][j] for the split's keys, one key per thread;
+//   2. per head max m and sum l of exp(score - m), one warp per head;
+//   3. sum_j p[g][j] * v_j, threads as (key lane r, 8-dim chunk c), reduced over r in shared.
+// With one split the normalised result goes to out; otherwise (acc, m, l) go to the workspace
+// for decode_combine_kernel.
+template <int HD>
+__global__ void __launch_bounds__(kDecodeThreads)
+    decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
+                        int64_t out_row_stride, int n_head, int n_head_kv, const int32_t* __restrict__ seq_lens,
+                        const int32_t* __restrict__ block_tables, int block_table_stride,
+                        const __half* __restrict__ k_cache, const __half* __restrict__ v_cache, float scale,
+                        int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml) {
+    constexpr int kChunks = HD / 8, kLanes = kDecodeThreads / kChunks;
+    __shared__ float q_s[kMaxGroup][HD];
+    __shared__ float p_s[kMaxGroup][kDecodeSplitTokens];
+    __shared__ float red_s[kLanes][kMaxGroup][HD];  // 32 KiB for either head_dim
+    __shared__ float m_s[kMaxGroup], l_s[kMaxGroup];
+
+    const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
+    const int group = n_head / n_head_kv, n_chunks = (group + kMaxGroup - 1) / kMaxGroup;
+    const int kvh = blockIdx.x / n_chunks, chunk = blockIdx.x % n_chunks;
+    const int h0 = kvh * group + chunk * kMaxGroup;
+    const int G = min(kMaxGroup, group - chunk * kMaxGroup);
+    const int seq = blockIdx.y, split = blockIdx.z;
+    const int t0 = split * kDecodeSplitTokens;
+    const int n = max(0, min(seq_lens[seq] - t0, kDecodeSplitTokens));
+    const int32_t* table = block_tables + static_cast<int64_t>(seq) * block_table_stride;
+
+    for (int i = tid; i < G * HD; i += kDecodeThreads)
+        q_s[i / HD][i % HD] = q[seq * q_row_stride + static_cast<int64_t>(h0) * HD + i];
+    __syncthreads();
+
+    for (int j = tid; j < n; j += kDecodeThreads) {
+        const int pos = t0 + j;
+        const __half* krow = k_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD);
+        float acc[kMaxGroup] = {};
+        for (int d0 = 0; d0 < HD; d0 += 8) {
+            float kf[8];
+            load8(krow + d0, kf);
+#pragma unroll
+            for (int g = 0; g < kMaxGroup; ++g)
+                if (g < G)
+#pragma unroll
+                    for (int i = 0; i < 8; ++i) acc[g] += q_s[g][d0 + i] * kf[i];
+        }
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g)
+            if (g < G) p_s[g][j] = acc[g] * scale;
+    }
+    __syncthreads();
+
+    for (int g = warp; g < G; g += kDecodeThreads / kWarpSize) {
+        float m = -INFINITY;
+        for (int j = lane; j < n; j += kWarpSize) m = fmaxf(m, p_s[g][j]);
+        m = warp_max_f(m);
+        float l = 0.f;
+        for (int j = lane; j < n; j += kWarpSize) {
+            const float e = expf(p_s[g][j] - m);
+            p_s[g][j] = e;
+            l += e;
+        }
+        l = warp_sum(l);
+        if (lane == 0) {
+            m_s[g] = m;
+            l_s[g] = l;
+        }
+    }
+    __syncthreads();
+
+    const int c = tid % kChunks, r = tid / kChunks;
+    float acc[kMaxGroup][8] = {};
+    for (int j = r; j < n; j += kLanes) {
+        const int pos = t0 + j;
+        float vf[8];
+        load8(v_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD) + c * 8, vf);
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g)
+            if (g < G) {
+                const float p = p_s[g][j];
+#pragma unroll
+                for (int i = 0; i < 8; ++i) acc[g][i] += p * vf[i];
+            }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g)
+        if (g < G)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) red_s[r][g][c * 8 + i] = acc[g][i];
+    __syncthreads();
+
+    for (int i = tid; i < G * HD; i += kDecodeThreads) {
+        const int g = i / HD, d = i % HD;
+        float s = 0.f;
+        for (int rr = 0; rr < kLanes; ++rr) s += red_s[rr][g][d];
+        if (n_splits == 1) {
+            out[seq * out_row_stride + static_cast<int64_t>(h0 + g) * HD + d] = s / l_s[g];
+        } else {
+            const int64_t idx = (static_cast<int64_t>(seq) * n_head + h0 + g) * n_splits + split;
+            part_acc[idx * HD + d] = s;
+            if (d == 0) part_ml[idx] = make_float2(m_s[g], l_s[g]);
+        }
+    }
+}
+
+// grid (n_head, n_seq), HD threads: merges the splits' (acc, m, l) by rescaling each to the
+// largest m. Splits past the sequence's end hold m = -inf, l = 0 and weigh nothing.
+template <int HD>
+__global__ void __launch_bounds__(HD)
+    decode_combine_kernel(const float* __restrict__ part_acc, const float2* __restrict__ part_ml, float* out,
+                          int64_t out_row_stride, int n_head, int n_splits) {
+    const int h = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
+    const int64_t base = (static_cast<int64_t>(seq) * n_head + h) * n_splits;
+    float m = -INFINITY;
+    for (int s = 0; s < n_splits; ++s) m = fmaxf(m, part_ml[base + s].x);
+    float acc = 0.f, l = 0.f;
+    for (int s = 0; s < n_splits; ++s) {
+        const float2 ml = part_ml[base + s];
+        if (ml.y == 0.f) continue;
+        const float w = expf(ml.x - m);
+        acc += w * part_acc[(base + s) * HD + d];
+        l += w * ml.y;
+    }
+    out[seq * out_row_stride + static_cast<int64_t>(h) * HD + d] = acc / l;
+}
+
+// grid (ceil(T / kTileQ), n_head). Thread (row r, quarter qq) owns query row r of the tile, keys
+// qq*4 .. qq*4+3 of each cache block and output dims qq, qq+4, ... Blocks of 16 keys stream
+// through shared memory (f32, rows padded by one float against bank conflicts) with an online
+// softmax per row; keys after a row's position are masked, so only the last blocks do waste.
+template <int HD>
+__global__ void __launch_bounds__(kPrefillThreads)
+    prefill_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
+                   int64_t out_row_stride, int T, int pos0, int n_head, int n_head_kv,
+                   const int32_t* __restrict__ block_table, const __half* __restrict__ k_cache,
+                   const __half* __restrict__ v_cache, float scale) {
+    constexpr int kStride = HD + 1;
+    __shared__ float q_s[kTileQ][kStride];
+    __shared__ float k_s[kKvBlockTokens][kStride];
+    __shared__ float v_s[kKvBlockTokens][kStride];
+    __shared__ float p_s[kTileQ][kKvBlockTokens];
+
+    const int tid = threadIdx.x, r = tid / kThreadsPerRow, qq = tid % kThreadsPerRow;
+    const int tile0 = blockIdx.x * kTileQ, h = blockIdx.y;
+    const int kvh = h / (n_head / n_head_kv);
+    const int n_rows = min(kTileQ, T - tile0);
+    // Rows past T repeat the last query, so every row has a finite max; they are not stored.
+    for (int i = tid; i < kTileQ * HD; i += kPrefillThreads) {
+        const int row = i / HD, d = i % HD;
+        q_s[row][d] = q[(tile0 + min(row, n_rows - 1)) * q_row_stride + static_cast<int64_t>(h) * HD + d];
+    }
+    const int qpos = pos0 + tile0 + min(r, n_rows - 1);
+    const int n_keys = pos0 + tile0 + n_rows;
+
+    float m = -INFINITY, l = 0.f;
+    float acc[HD / kThreadsPerRow] = {};
+    for (int b0 = 0; b0 < n_keys; b0 += kKvBlockTokens) {
+        __syncthreads();  // the previous block's k_s / v_s are consumed (and q_s is written)
+        const int64_t base = cache_row(block_table[b0 / kKvBlockTokens], n_head_kv, kvh, 0, HD);
+        for (int i = tid; i < kKvBlockTokens * HD / 2; i += kPrefillThreads) {
+            const int row = 2 * i / HD, d = 2 * i % HD;
+            // Slots past the last key may hold anything (NaN bits too): zero them, as 0 * NaN = NaN.
+            float2 kf = make_float2(0.f, 0.f), vf = kf;
+            if (b0 + row < n_keys) {
+                kf = __half22float2(reinterpret_cast<const __half2*>(k_cache + base)[i]);
+                vf = __half22float2(reinterpret_cast<const __half2*>(v_cache + base)[i]);
+            }
+            k_s[row][d] = kf.x;
+            k_s[row][d + 1] = kf.y;
+            v_s[row][d] = vf.x;
+            v_s[row][d + 1] = vf.y;
+        }
+        __syncthreads();
+
+        float s[4];
+        float mx = -INFINITY;
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj) {
+            const int j = qq * 4 + jj;
+            float dot = 0.f;
+#pragma unroll 8
+            for (int d = 0; d < HD; ++d) dot += q_s[r][d] * k_s[j][d];
+            s[jj] = b0 + j <= qpos ? dot * scale : -INFINITY;
+            mx = fmaxf(mx, s[jj]);
+        }
+        // The 4 threads of a row are adjacent lanes of one warp.
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m, mx);  // finite: block 0 holds key 0, which every row sees
+        float sum = 0.f;
+#pragma unroll
+        for (int jj = 0; jj < 4; ++jj) {
+            const float p = expf(s[jj] - m_new);
+            p_s[r][qq * 4 + jj] = p;
+            sum += p;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float alpha = expf(m - m_new);
+        l = l * alpha + sum;
+        m = m_new;
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < HD / kThreadsPerRow; ++i) {
+            float a = acc[i] * alpha;
+#pragma unroll
+            for (int j = 0; j < kKvBlockTokens; ++j) a += p_s[r][j] * v_s[j][qq + kThreadsPerRow * i];
+            acc[i] = a;
+        }
+    }
+    if (r < n_rows) {
+        float* o = out + (tile0 + r) * out_row_stride + static_cast<int64_t>(h) * HD;
+#pragma unroll
+        for (int i = 0; i < HD / kThreadsPerRow; ++i) o[qq + kThreadsPerRow * i] = acc[i] / l;
+    }
+}
+
+int decode_splits(int max_seq_len) { return (max_seq_len + kDecodeSplitTokens - 1) / kDecodeSplitTokens; }
+
+void check_heads(const char* fn, int n_head, const KvLayer& layer) {
+    if (n_head <= 0 || layer.n_head_kv <= 0 || n_head % layer.n_head_kv != 0 ||
+        (layer.head_dim != 64 && layer.head_dim != 128))
+        throw std::invalid_argument(std::string(fn) + ": unsupported heads (n_head " + std::to_string(n_head) +
+                                    ", n_head_kv " + std::to_string(layer.n_head_kv) + ", head_dim " +
+                                    std::to_string(layer.head_dim) + "; head_dim must be 64 or 128)");
+}
+
+template <int HD>
+void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
+                   const int32_t* seq_lens, int max_seq_len, const int32_t* block_tables, int block_table_stride,
+                   KvLayer layer, float* workspace, Stream stream) {
+    const int group = n_head / layer.n_head_kv, n_splits = decode_splits(max_seq_len);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));  // as the CPU reference forms it
+    float* part_acc = n_splits > 1 ? workspace : nullptr;
+    float2* part_ml =
+        n_splits > 1 ? reinterpret_cast<float2*>(workspace + static_cast<int64_t>(n_seq) * n_head * n_splits * HD)
+                     : nullptr;
+    const dim3 grid(static_cast<unsigned>(layer.n_head_kv * ((group + kMaxGroup - 1) / kMaxGroup)),
+                    static_cast<unsigned>(n_seq), static_cast<unsigned>(n_splits));
+    decode_split_kernel<HD><<<grid, kDecodeThreads, 0, stream>>>(
+        q, q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, block_tables, block_table_stride,
+        reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale, n_splits, part_acc,
+        part_ml);
+    LOOM_CUDA_CHECK_LAUNCH("decode_split_kernel");
+    if (n_splits == 1) return;
+    decode_combine_kernel<HD><<<dim3(static_cast<unsigned>(n_head), static_cast<unsigned>(n_seq)), HD, 0, stream>>>(
+        part_acc, part_ml, out, out_row_stride, n_head, n_splits);
+    LOOM_CUDA_CHECK_LAUNCH("decode_combine_kernel");
+}
+
+template <int HD>
+void launch_prefill(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,
+                    int n_head, const int32_t* block_table, KvLayer layer, Stream stream) {
+    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    const dim3 grid(static_cast<unsigned>((T + kTileQ - 1) / kTileQ), static_cast<unsigned>(n_head));
+    prefill_kernel<HD><<<grid, kPrefillThreads, 0, stream>>>(
+        q, q_row_stride, out, out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table,
+        reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale);
+    LOOM_CUDA_CHECK_LAUNCH("prefill_kernel");
+}
+
+}  // namespace
+
+int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, int max_seq_len) {
+    const int n_splits = decode_splits(max_seq_len);
+    if (n_splits <= 1) return 0;
+    // per (sequence, head, split): head_dim accumulators, then one (m, l) float2 each
+    return static_cast<int64_t>(n_seq) * n_head * n_splits * (head_dim + 2);
+}
+
+void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
+                      const int32_t* seq_lens, int max_seq_len, const int32_t* block_tables, int block_table_stride,
+                      KvLayer layer, float* workspace, Stream stream) {
+    check_heads("decode_attention", n_head, layer);
+    const int64_t q_dim = static_cast<int64_t>(n_head) * layer.head_dim;
+    if (n_seq < 0 || max_seq_len <= 0 || q_row_stride < q_dim || out_row_stride < q_dim || block_table_stride <= 0 ||
+        (decode_splits(max_seq_len) > 1 && workspace == nullptr))
+        throw std::invalid_argument("decode_attention: bad shape (n_seq " + std::to_string(n_seq) + ", max_seq_len " +
+                                    std::to_string(max_seq_len) + ", strides " + std::to_string(q_row_stride) + "/" +
+                                    std::to_string(out_row_stride) + "/" + std::to_string(block_table_stride) +
+                                    ", workspace " + (workspace ? "set" : "null") + ")");
+    if (n_seq == 0) return;
+    if (layer.head_dim == 64)
+        launch_decode<64>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
+                          block_table_stride, layer, workspace, stream);
+    else
+        launch_decode<128>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
+                           block_table_stride, layer, workspace, stream);
+}
+
+void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,
+                       int n_head, const int32_t* block_table, KvLayer layer, Stream stream) {
+    check_heads("prefill_attention", n_head, layer);
+    const int64_t q_dim = static_cast<int64_t>(n_head) * layer.head_dim;
+    if (T < 0 || pos0 < 0 || q_row_stride < q_dim || out_row_stride < q_dim)
+        throw std::invalid_argument("prefill_attention: bad shape (T " + std::to_string(T) + ", pos0 " +
+                                    std::to_string(pos0) + ", strides " + std::to_string(q_row_stride) + "/" +
+                                    std::to_string(out_row_stride) + ")");
+    if (T == 0) return;
+    if (layer.head_dim == 64)
+        launch_prefill<64>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
+    else
+        launch_prefill<128>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
+}
+
+}  // namespace loom::kernels

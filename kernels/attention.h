@@ -1,0 +1,39 @@
+// Causal attention over the paged fp16 KV cache: decode (one query per sequence) and prefill.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kv_cache.h"
+#include "kernels/stream.h"
+
+namespace loom::kernels {
+
+// Both kernels match engine::cpu::attention: query head h reads KV head h / (n_head / n_head_kv),
+// scores are dot(q, k) / sqrt(head_dim), softmax and sums in f32 (online, rescaled by the running
+// max). The K/V rows of every attended position must already be in the cache (kv_cache_write).
+// head_dim (from `layer`) must be 64 or 128; n_head a multiple of layer.n_head_kv.
+
+// Decode splits each sequence's keys into chunks of this many positions, one thread block each.
+inline constexpr int kDecodeSplitTokens = 256;
+
+// Floats of scratch decode_attention needs (0 when every sequence fits one split).
+int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, int max_seq_len);
+
+// One query token per sequence. q: n_seq rows of n_head * head_dim floats, q_row_stride apart;
+// out likewise (out_row_stride). Sequence s attends to its positions 0 .. seq_lens[s]-1, with
+// 1 <= seq_lens[s] <= max_seq_len (max_seq_len is a host-side bound that sizes the grid); its
+// block table is row s of block_tables (block_table_stride ints apart). workspace: at least
+// decode_attention_workspace_floats(...) floats (may be null when that is 0). Device pointers;
+// asynchronous on `stream`.
+void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
+                      const int32_t* seq_lens, int max_seq_len, const int32_t* block_tables, int block_table_stride,
+                      KvLayer layer, float* workspace, Stream stream);
+
+// T query tokens of one sequence at positions pos0 .. pos0+T-1; query t sees positions
+// 0 .. pos0+t. q: T rows of n_head * head_dim floats, q_row_stride apart; out likewise.
+// block_table covers positions 0 .. pos0+T-1. Tiled over queries and cache blocks: no T x T
+// score matrix is stored. Device pointers; asynchronous on `stream`.
+void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,
+                       int n_head, const int32_t* block_table, KvLayer layer, Stream stream);
+
+}  // namespace loom::kernels

@@ -1,0 +1,61 @@
+// KV cache write kernel: one thread per (token, K-or-V, pair of dims), fp16 conversion on the GPU.
+#include "kernels/kv_cache.h"
+
+#include <cuda_fp16.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.h"
+
+namespace loom::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+// grid (n_tokens, ceil(kv_dim / kThreads)): blockIdx.x is the token; each thread converts
+// two adjacent values (head_dim is even), so every store is one aligned half2.
+__global__ void __launch_bounds__(kThreads)
+    kv_cache_write_kernel(const float* __restrict__ k, const float* __restrict__ v, int64_t k_row_stride,
+                          int64_t v_row_stride, const int32_t* __restrict__ positions,
+                          const int32_t* __restrict__ token_seq, const int32_t* __restrict__ block_tables,
+                          int block_table_stride, __half* k_cache, __half* v_cache, int n_head_kv, int head_dim) {
+    const int token = blockIdx.x;
+    const int pairs_per_side = n_head_kv * head_dim / 2;
+    const int p = blockIdx.y * blockDim.x + threadIdx.x;
+    if (p >= 2 * pairs_per_side) return;
+    const bool is_v = p >= pairs_per_side;
+    const int e = 2 * (is_v ? p - pairs_per_side : p);  // element within the token's row
+    const int head = e / head_dim, d = e % head_dim;
+    const int pos = positions[token];
+    const int seq = token_seq ? token_seq[token] : 0;
+    const int block = block_tables[static_cast<int64_t>(seq) * block_table_stride + pos / kKvBlockTokens];
+    const int64_t dst = ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) *
+                            head_dim + d;
+    const float* src = is_v ? v + token * v_row_stride + e : k + token * k_row_stride + e;
+    __half* cache = is_v ? v_cache : k_cache;
+    *reinterpret_cast<__half2*>(cache + dst) = __halves2half2(__float2half_rn(src[0]), __float2half_rn(src[1]));
+}
+
+}  // namespace
+
+void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_stride, int64_t v_row_stride,
+                    const int32_t* positions, const int32_t* token_seq, const int32_t* block_tables,
+                    int block_table_stride, KvLayer layer, Stream stream) {
+    const int64_t kv_dim = static_cast<int64_t>(layer.n_head_kv) * layer.head_dim;
+    if (n_tokens < 0 || layer.n_head_kv <= 0 || layer.head_dim <= 0 || layer.head_dim % 2 != 0 ||
+        k_row_stride < kv_dim || v_row_stride < kv_dim || block_table_stride <= 0)
+        throw std::invalid_argument("kv_cache_write: bad shape (n_tokens " + std::to_string(n_tokens) +
+                                    ", n_head_kv " + std::to_string(layer.n_head_kv) + ", head_dim " +
+                                    std::to_string(layer.head_dim) + ", strides " + std::to_string(k_row_stride) +
+                                    "/" + std::to_string(v_row_stride) + "/" + std::to_string(block_table_stride) +
+                                    ")");
+    if (n_tokens == 0) return;
+    const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((kv_dim + kThreads - 1) / kThreads));
+    kv_cache_write_kernel<<<grid, kThreads, 0, stream>>>(
+        k, v, k_row_stride, v_row_stride, positions, token_seq, block_tables, block_table_stride,
+        reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v), layer.n_head_kv, layer.head_dim);
+    LOOM_CUDA_CHECK_LAUNCH("kv_cache_write_kernel");
+}
+
+}  // namespace loom::kernels

@@ -1,0 +1,54 @@
+// Paged KV cache: the fp16 block layout, and the kernel that stores new tokens' K/V rows in it.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/stream.h"
+
+namespace loom::kernels {
+
+// Tokens per cache block. Every sequence owns a block table of int32 block ids: its token at
+// position p lives in block block_table[p / kKvBlockTokens], slot p % kKvBlockTokens.
+inline constexpr int kKvBlockTokens = 16;
+
+// One arena of fp16 values (stored as their uint16_t bits), n_blocks blocks per layer:
+//   arena = [layer 0 K][layer 0 V][layer 1 K][layer 1 V] ...
+//   each K or V region: (n_blocks, n_head_kv, kKvBlockTokens, head_dim)
+// so the 16 rows of one KV head in one block are contiguous (head_dim * 32 bytes), which is what
+// the attention kernels read in one go. A block id indexes the same block in every layer.
+struct KvCacheLayout {
+    int n_layer = 0;
+    int n_blocks = 0;
+    int n_head_kv = 0;
+    int head_dim = 0;
+
+    int64_t block_elems() const { return static_cast<int64_t>(n_head_kv) * kKvBlockTokens * head_dim; }
+    int64_t region_elems() const { return static_cast<int64_t>(n_blocks) * block_elems(); }
+    int64_t arena_elems() const { return 2 * static_cast<int64_t>(n_layer) * region_elems(); }
+    int64_t k_offset(int layer) const { return 2 * static_cast<int64_t>(layer) * region_elems(); }
+    int64_t v_offset(int layer) const { return k_offset(layer) + region_elems(); }
+};
+
+// One layer's K and V regions (device pointers into the arena) with their head shape.
+struct KvLayer {
+    uint16_t* k = nullptr;
+    uint16_t* v = nullptr;
+    int n_head_kv = 0;
+    int head_dim = 0;
+};
+
+inline KvLayer kv_layer(uint16_t* arena, const KvCacheLayout& layout, int layer) {
+    return {arena + layout.k_offset(layer), arena + layout.v_offset(layer), layout.n_head_kv, layout.head_dim};
+}
+
+// Stores the K and V rows of n_tokens new tokens, rounded f32 -> fp16 (nearest even).
+// k, v: n_tokens rows of n_head_kv * head_dim floats, rows k_row_stride / v_row_stride floats
+// apart (so they may sit in a fused QKV row). Token t goes to position positions[t] of sequence
+// token_seq[t] (token_seq null: every token belongs to sequence 0), whose block table is row
+// token_seq[t] of block_tables (block_table_stride ints apart). The table must cover each
+// position. Device pointers; asynchronous on `stream`.
+void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_stride, int64_t v_row_stride,
+                    const int32_t* positions, const int32_t* token_seq, const int32_t* block_tables,
+                    int block_table_stride, KvLayer layer, Stream stream);
+
+}  // namespace loom::kernels

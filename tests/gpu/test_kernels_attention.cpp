@@ -1,0 +1,230 @@
+// Paged KV cache write, decode and prefill attention on the GPU against engine::cpu::attention.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+#include "engine/cpu/cpu_ops.h"
+#include "gguf/half.h"
+#include "kernel_test_support.h"
+#include "kernels/attention.h"
+#include "kernels/kv_cache.h"
+
+using namespace loom;
+using test::DeviceBuffer;
+
+namespace {
+
+// The reference reads the same fp16-rounded K/V, so only the f32 arithmetic order differs.
+constexpr double kMaxNmse = 1e-6;
+constexpr int kLayer = 1;  // of 2: layer 0 must stay untouched, which checks the layer offsets
+
+struct Heads {
+    const char* name;
+    int n_head, n_head_kv, head_dim;
+};
+constexpr Heads kSmol{"smollm2", 9, 3, 64};
+constexpr Heads kQwen{"qwen2.5", 14, 2, 64};
+constexpr Heads kLlama{"llama3", 32, 8, 128};
+constexpr Heads kWide{"gqa16", 16, 1, 64};  // a group wider than one decode block serves
+
+engine::cpu::ThreadPool& pool() {
+    static engine::cpu::ThreadPool p(0);
+    return p;
+}
+
+// Sequences of the given lengths in one paged cache. Each token has a fused [q | k | v] row
+// (stride F); the k and v parts are stored with kv_cache_write through shuffled block tables
+// (with spare blocks, so ids are neither contiguous nor dense), and the arena is checked
+// bit-exact against the host fp16 conversion, untouched elements still poisoned.
+struct PagedCase {
+    Heads heads;
+    std::vector<int> lens;
+    int F = 0, q_dim = 0, kv_dim = 0, table_stride = 0;
+    kernels::KvCacheLayout layout;
+    std::vector<std::vector<float>> rows;        // per sequence: lens[s] fused rows
+    std::vector<std::vector<float>> kref, vref;  // per sequence: (lens[s], kv_dim), fp16-rounded
+    std::vector<int32_t> tables;
+    std::unique_ptr<DeviceBuffer<uint16_t>> arena;
+    std::unique_ptr<DeviceBuffer<int32_t>> d_tables;
+
+    PagedCase(const Heads& h, std::vector<int> seq_lens, uint32_t seed, test::TestStream& stream)
+        : heads(h), lens(std::move(seq_lens)) {
+        q_dim = h.n_head * h.head_dim;
+        kv_dim = h.n_head_kv * h.head_dim;
+        F = q_dim + 2 * kv_dim;
+        const int n_seq = static_cast<int>(lens.size());
+        int total_blocks = 0;
+        for (const int len : lens) {
+            const int nb = (len + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
+            total_blocks += nb;
+            table_stride = std::max(table_stride, nb);
+        }
+        layout = {2, total_blocks + 5, h.n_head_kv, h.head_dim};
+        std::vector<int32_t> perm(static_cast<size_t>(layout.n_blocks));
+        std::iota(perm.begin(), perm.end(), 0);
+        std::mt19937 rng(seed);
+        std::shuffle(perm.begin(), perm.end(), rng);
+        tables.assign(static_cast<size_t>(n_seq) * table_stride, -1);
+        size_t next = 0;
+        for (int s = 0; s < n_seq; ++s)
+            for (int b = 0; b * kernels::kKvBlockTokens < lens[s]; ++b)
+                tables[static_cast<size_t>(s) * table_stride + b] = perm[next++];
+
+        std::vector<float> all;
+        std::vector<int32_t> positions, token_seq;
+        for (int s = 0; s < n_seq; ++s) {
+            rows.push_back(test::random_uniform(static_cast<size_t>(lens[s]) * F, seed + 1 + s, -2.f, 2.f));
+            all.insert(all.end(), rows.back().begin(), rows.back().end());
+            auto& kr = kref.emplace_back(static_cast<size_t>(lens[s]) * kv_dim);
+            auto& vr = vref.emplace_back(static_cast<size_t>(lens[s]) * kv_dim);
+            for (int p = 0; p < lens[s]; ++p) {
+                positions.push_back(p);
+                token_seq.push_back(s);
+                for (int e = 0; e < kv_dim; ++e) {
+                    const float* row = rows.back().data() + static_cast<size_t>(p) * F;
+                    kr[static_cast<size_t>(p) * kv_dim + e] = gguf::half_to_float(gguf::float_to_half(row[q_dim + e]));
+                    vr[static_cast<size_t>(p) * kv_dim + e] =
+                        gguf::half_to_float(gguf::float_to_half(row[q_dim + kv_dim + e]));
+                }
+            }
+        }
+        arena = std::make_unique<DeviceBuffer<uint16_t>>(static_cast<size_t>(layout.arena_elems()));
+        d_tables = std::make_unique<DeviceBuffer<int32_t>>(tables);
+        arena->poison();
+        DeviceBuffer<float> d_all(all);
+        DeviceBuffer<int32_t> d_pos(positions), d_seq(token_seq);
+        kernels::kv_cache_write(d_all.get() + q_dim, d_all.get() + q_dim + kv_dim, static_cast<int>(positions.size()),
+                                F, F, d_pos.get(), d_seq.get(), d_tables->get(), table_stride, layer(), stream.get());
+        check_arena();
+    }
+    kernels::KvLayer layer() const { return kernels::kv_layer(arena->get(), layout, kLayer); }
+
+    void check_arena() const {
+        std::vector<uint16_t> expect(static_cast<size_t>(layout.arena_elems()), 0xFFFF);
+        const int64_t B = kernels::kKvBlockTokens, hd = heads.head_dim;
+        for (size_t s = 0; s < lens.size(); ++s)
+            for (int p = 0; p < lens[s]; ++p)
+                for (int e = 0; e < kv_dim; ++e) {
+                    const int block = tables[s * table_stride + p / B];
+                    const int64_t at =
+                        ((static_cast<int64_t>(block) * heads.n_head_kv + e / hd) * B + p % B) * hd + e % hd;
+                    const float* row = rows[s].data() + static_cast<size_t>(p) * F;
+                    expect[layout.k_offset(kLayer) + at] = gguf::float_to_half(row[q_dim + e]);
+                    expect[layout.v_offset(kLayer) + at] = gguf::float_to_half(row[q_dim + kv_dim + e]);
+                }
+        const auto got = arena->download();
+        size_t mismatches = 0;
+        for (size_t i = 0; i < got.size(); ++i) mismatches += got[i] == expect[i] ? 0 : 1;
+        std::printf("[exact] kv_cache_write %s %zu seqs, %zu mismatches\n", heads.name, lens.size(), mismatches);
+        CHECK(mismatches == 0);
+        CHECK(arena->guard_intact());
+    }
+};
+
+std::string lens_name(const Heads& h, const std::vector<int>& lens) {
+    std::string s = std::string(h.name) + " lens";
+    for (const int len : lens) s += " " + std::to_string(len);
+    return s;
+}
+
+void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed) {
+    INFO(lens_name(h, lens));
+    test::TestStream stream;
+    PagedCase c(h, lens, seed, stream);
+    const int n_seq = static_cast<int>(lens.size());
+    const int max_len = *std::max_element(lens.begin(), lens.end());
+    // The query of each sequence is its last token's fused row (rows F floats apart).
+    std::vector<float> q(static_cast<size_t>(n_seq) * c.F);
+    for (int s = 0; s < n_seq; ++s)
+        std::copy_n(c.rows[s].data() + static_cast<size_t>(lens[s] - 1) * c.F, c.F,
+                    q.data() + static_cast<size_t>(s) * c.F);
+    DeviceBuffer<float> d_q(q);
+    DeviceBuffer<int32_t> d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
+    const int64_t ws = kernels::decode_attention_workspace_floats(n_seq, h.n_head, h.head_dim, max_len);
+    DeviceBuffer<float> d_ws(static_cast<size_t>(std::max<int64_t>(ws, 1)));
+    d_ws.poison();  // the guard check below needs a poisoned tail
+    DeviceBuffer<float> d_out(static_cast<size_t>(n_seq) * c.q_dim);
+    d_out.poison();
+    kernels::decode_attention(d_q.get(), c.F, d_out.get(), c.q_dim, n_seq, h.n_head, d_lens.get(), max_len,
+                              c.d_tables->get(), c.table_stride, c.layer(), ws > 0 ? d_ws.get() : nullptr,
+                              stream.get());
+    const auto out = d_out.download();
+    CHECK(test::count_unwritten(out) == 0);
+    CHECK(d_out.guard_intact());
+    CHECK(d_ws.guard_intact());
+    for (int s = 0; s < n_seq; ++s) {
+        std::vector<float> ref(static_cast<size_t>(c.q_dim));
+        engine::cpu::attention(pool(), q.data() + static_cast<size_t>(s) * c.F, c.kref[s].data(), c.vref[s].data(),
+                               ref.data(), 1, lens[s] - 1, h.n_head, h.n_head_kv, h.head_dim);
+        const std::vector<float> got(out.begin() + static_cast<ptrdiff_t>(s) * c.q_dim,
+                                     out.begin() + static_cast<ptrdiff_t>(s + 1) * c.q_dim);
+        const double err = test::nmse(got, ref);
+        test::report_nmse("decode_attention", std::string(h.name) + " len=" + std::to_string(lens[s]) + " of " +
+                                                  std::to_string(n_seq) + " seqs",
+                          err);
+        CHECK(err <= kMaxNmse);
+    }
+}
+
+void check_prefill(const Heads& h, int T, int pos0, uint32_t seed) {
+    const std::string what = std::string(h.name) + " T=" + std::to_string(T) + " pos0=" + std::to_string(pos0);
+    INFO(what);
+    test::TestStream stream;
+    PagedCase c(h, {pos0 + T}, seed, stream);
+    // Queries: the fused rows of the T new tokens, passed with row stride F.
+    const std::vector<float> rows(c.rows[0].begin() + static_cast<ptrdiff_t>(pos0) * c.F, c.rows[0].end());
+    DeviceBuffer<float> d_q(rows);
+    DeviceBuffer<float> d_out(static_cast<size_t>(T) * c.q_dim);
+    d_out.poison();
+    kernels::prefill_attention(d_q.get(), c.F, d_out.get(), c.q_dim, T, pos0, h.n_head, c.d_tables->get(), c.layer(),
+                               stream.get());
+    const auto out = d_out.download();
+    CHECK(test::count_unwritten(out) == 0);
+    CHECK(d_out.guard_intact());
+    std::vector<float> q(static_cast<size_t>(T) * c.q_dim), ref(q.size());
+    for (int t = 0; t < T; ++t)
+        std::copy_n(rows.data() + static_cast<size_t>(t) * c.F, c.q_dim, q.data() + static_cast<size_t>(t) * c.q_dim);
+    engine::cpu::attention(pool(), q.data(), c.kref[0].data(), c.vref[0].data(), ref.data(), T, pos0, h.n_head,
+                           h.n_head_kv, h.head_dim);
+    const double err = test::nmse(out, ref);
+    test::report_nmse("prefill_attention", what, err);
+    CHECK(err <= kMaxNmse);
+}
+
+}  // namespace
+
+TEST_CASE("kv_cache_write stores exact fp16 rows through block tables", "[gpu][attention]") {
+    test::TestStream stream;
+    PagedCase a(kSmol, {1, 16, 17, 33}, 900, stream);
+    PagedCase b(kQwen, {300, 5}, 910, stream);
+    PagedCase c(kLlama, {64, 2}, 920, stream);
+}
+
+TEST_CASE("decode_attention matches the CPU reference", "[gpu][attention]") {
+    uint32_t seed = 1000;
+    for (const Heads& h : {kSmol, kQwen, kLlama}) {
+        check_decode(h, {1, 17, 300, 2049, 16, 257}, seed += 10);  // split over the keys, combined
+        check_decode(h, {17, 1, 200}, seed += 10);                 // one split: written directly
+        check_decode(h, {2500}, seed += 10);
+    }
+    check_decode(kWide, {300, 40}, seed += 10);
+}
+
+TEST_CASE("prefill_attention matches the CPU reference", "[gpu][attention]") {
+    uint32_t seed = 2000;
+    for (const Heads& h : {kSmol, kQwen, kLlama}) {
+        check_prefill(h, 1, 0, seed += 10);
+        check_prefill(h, 17, 0, seed += 10);
+        check_prefill(h, 300, 0, seed += 10);
+        check_prefill(h, 45, 300, seed += 10);  // a later chunk of a prompt
+        check_prefill(h, 1, 2000, seed += 10);  // one query over a long cache
+    }
+    check_prefill(kSmol, 2100, 0, seed += 10);
+    check_prefill(kLlama, 2048, 17, seed += 10);
+    check_prefill(kWide, 70, 10, seed += 10);
+}
