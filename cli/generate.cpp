@@ -15,7 +15,10 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #ifdef LOOM_HAVE_CUDA
+#include "engine/cuda/cuda_backend.h"
+#include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
+#include "kernels/vram.h"
 #endif
 
 namespace loom::cli {
@@ -41,16 +44,32 @@ struct Options {
     std::string dump_layers;
 };
 
-// Why the CUDA backend cannot run here; loom never falls back to the CPU on its own.
+// Why the CUDA backend cannot run here (empty when it can); loom never falls back to the CPU.
 std::string cuda_unavailable_reason() {
 #ifdef LOOM_HAVE_CUDA
     const auto inv = kernels::query_cuda();
     if (inv.devices.empty()) return "no usable CUDA device (" + inv.error + ")";
-    return "the CUDA backend is not implemented in this version (device " + inv.devices.front().name +
-           " found)";
+    return "";
 #else
     return "this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)";
 #endif
+}
+
+// The named backend, or null with `why` set when the CUDA device cannot hold or run the model.
+std::unique_ptr<engine::Backend> make_backend(const Options& o, const gguf::File& file, std::string& why) {
+    if (o.backend == "cpu") return std::make_unique<engine::cpu::CpuBackend>(file, o.ctx, o.threads);
+#ifdef LOOM_HAVE_CUDA
+    try {
+        return std::make_unique<engine::cuda::CudaBackend>(file, o.ctx, 0);
+    } catch (const kernels::VramError& e) {
+        why = e.what();
+    } catch (const kernels::CudaError& e) {
+        why = e.what();
+    }
+#else
+    why = cuda_unavailable_reason();
+#endif
+    return nullptr;
 }
 
 std::vector<int32_t> build_prompt(const Options& o, const gguf::File& file, const tokenizer::Tokenizer& tok) {
@@ -85,16 +104,22 @@ int run(const Options& o) {
         std::fprintf(stderr, "loom generate: --system needs --chat\n");
         return kExitBadInput;
     }
-    if (o.backend == "cuda") {
+    const auto refuse_cuda = [](const std::string& why) {
         std::fprintf(stderr, "loom generate: --backend cuda: %s; run with --backend cpu to use the CPU reference backend\n",
-                     cuda_unavailable_reason().c_str());
+                     why.c_str());
         return kExitNoBackend;
+    };
+    if (o.backend == "cuda") {
+        if (const std::string why = cuda_unavailable_reason(); !why.empty()) return refuse_cuda(why);
     }
 
     const auto t0 = std::chrono::steady_clock::now();
     const auto file = gguf::File::open(o.model);
     const auto tok = tokenizer::Tokenizer::from_gguf(file);
-    engine::cpu::CpuBackend backend(file, o.ctx, o.threads);
+    std::string why;
+    const std::unique_ptr<engine::Backend> backend_ptr = make_backend(o, file, why);
+    if (!backend_ptr) return refuse_cuda(why);
+    engine::Backend& backend = *backend_ptr;
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<int32_t> prompt = build_prompt(o, file, tok);
 

@@ -265,10 +265,10 @@ int decode_splits(int max_seq_len) { return (max_seq_len + kDecodeSplitTokens - 
 
 void check_heads(const char* fn, int n_head, const KvLayer& layer) {
     if (n_head <= 0 || layer.n_head_kv <= 0 || n_head % layer.n_head_kv != 0 ||
-        (layer.head_dim != 64 && layer.head_dim != 128))
+        (layer.head_dim != 8 && layer.head_dim != 64 && layer.head_dim != 128))
         throw std::invalid_argument(std::string(fn) + ": unsupported heads (n_head " + std::to_string(n_head) +
                                     ", n_head_kv " + std::to_string(layer.n_head_kv) + ", head_dim " +
-                                    std::to_string(layer.head_dim) + "; head_dim must be 64 or 128)");
+                                    std::to_string(layer.head_dim) + "; head_dim must be 8, 64 or 128)");
 }
 
 template <int HD>
@@ -326,7 +326,10 @@ void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t 
                                     std::to_string(out_row_stride) + "/" + std::to_string(block_table_stride) +
                                     ", workspace " + (workspace ? "set" : "null") + ")");
     if (n_seq == 0) return;
-    if (layer.head_dim == 64)
+    if (layer.head_dim == 8)  // stories260K: one 8-dim chunk per thread, 128 key lanes
+        launch_decode<8>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
+                         block_table_stride, layer, workspace, stream);
+    else if (layer.head_dim == 64)
         launch_decode<64>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
                           block_table_stride, layer, workspace, stream);
     else
@@ -343,7 +346,9 @@ void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t
                                     std::to_string(pos0) + ", strides " + std::to_string(q_row_stride) + "/" +
                                     std::to_string(out_row_stride) + ")");
     if (T == 0) return;
-    if (layer.head_dim == 64)
+    if (layer.head_dim == 8)
+        launch_prefill<8>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
+    else if (layer.head_dim == 64)
         launch_prefill<64>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
     else
         launch_prefill<128>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);

@@ -11,7 +11,7 @@ namespace loom::kernels {
 // Both kernels match engine::cpu::attention: query head h reads KV head h / (n_head / n_head_kv),
 // scores are dot(q, k) / sqrt(head_dim), softmax and sums in f32 (online, rescaled by the running
 // max). The K/V rows of every attended position must already be in the cache (kv_cache_write).
-// head_dim (from `layer`) must be 64 or 128; n_head a multiple of layer.n_head_kv.
+// head_dim (from `layer`) must be 8 (stories260K), 64 or 128; n_head a multiple of layer.n_head_kv.
 
 // Decode splits each sequence's keys into chunks of this many positions, one thread block each.
 inline constexpr int kDecodeSplitTokens = 256;

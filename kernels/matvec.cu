@@ -82,6 +82,19 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
     }
 }
 
+// F32 rows, four floats (one 16-byte load) per lane and step; rows must hold a multiple of 4.
+struct F32x4 {
+    static constexpr int kElems = 4, kBytes = 16, kLanes = 1, kValues = 4;
+    __device__ static int offset(int, int g) { return 4 * g; }
+    __device__ static void decode(const uint8_t* block, int, float* v) {
+        const float4 f = __ldg(reinterpret_cast<const float4*>(block));
+        v[0] = f.x;
+        v[1] = f.y;
+        v[2] = f.z;
+        v[3] = f.w;
+    }
+};
+
 struct Args {
     const void* W;
     const float* X;
@@ -132,6 +145,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 bool matvec_supports(gguf::TensorType type) {
     using gguf::TensorType;
     switch (type) {
+        case TensorType::F32:
         case TensorType::F16:
         case TensorType::Q4_0:
         case TensorType::Q4_1:
@@ -155,12 +169,15 @@ void matvec(gguf::TensorType type, const void* W, const float* X, float* Y, int 
         throw std::invalid_argument("matvec: n_in " + std::to_string(n_in) + " must be a positive multiple of the " +
                                     type_name + " block size " + std::to_string(block) + " (n_out " +
                                     std::to_string(n_out) + ")");
+    if (type == gguf::TensorType::F32 && n_in % F32x4::kElems != 0)
+        throw std::invalid_argument("matvec: F32 rows need n_in a multiple of 4, not " + std::to_string(n_in));
     if (!aligned16(W) || !aligned16(X)) throw std::invalid_argument("matvec: W and X must be 16-byte aligned");
     if (n_out == 0) return;
 
     const Args a{W, X, Y, n_in, n_out, n_vec, stream};
     using gguf::TensorType;
     switch (type) {
+        case TensorType::F32: launch_format<F32x4>(a); break;
         case TensorType::F16: launch_f16(a); break;
         case TensorType::Q4_0: launch_format<quant::Q4_0>(a); break;
         case TensorType::Q4_1: launch_format<quant::Q4_1>(a); break;

@@ -8,7 +8,7 @@ namespace loom::kernels {
 
 inline constexpr int kMaxMatvecVectors = 8;
 
-// Weight types matvec accepts: F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K.
+// Weight types matvec accepts: F32 (n_in a multiple of 4), F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K.
 bool matvec_supports(gguf::TensorType type);
 
 // W (n_out, n_in) of `type`, rows tensor_bytes(type, n_in) apart, @ X (n_vec, n_in)^T

@@ -31,6 +31,7 @@ constexpr Heads kSmol{"smollm2", 9, 3, 64};
 constexpr Heads kQwen{"qwen2.5", 14, 2, 64};
 constexpr Heads kLlama{"llama3", 32, 8, 128};
 constexpr Heads kWide{"gqa16", 16, 1, 64};  // a group wider than one decode block serves
+constexpr Heads kTiny{"stories260k", 8, 4, 8};
 
 engine::cpu::ThreadPool& pool() {
     static engine::cpu::ThreadPool p(0);
@@ -203,6 +204,7 @@ TEST_CASE("kv_cache_write stores exact fp16 rows through block tables", "[gpu][a
     PagedCase a(kSmol, {1, 16, 17, 33}, 900, stream);
     PagedCase b(kQwen, {300, 5}, 910, stream);
     PagedCase c(kLlama, {64, 2}, 920, stream);
+    PagedCase d(kTiny, {40, 3}, 930, stream);
 }
 
 TEST_CASE("decode_attention matches the CPU reference", "[gpu][attention]") {
@@ -213,6 +215,7 @@ TEST_CASE("decode_attention matches the CPU reference", "[gpu][attention]") {
         check_decode(h, {2500}, seed += 10);
     }
     check_decode(kWide, {300, 40}, seed += 10);
+    check_decode(kTiny, {1, 17, 300, 2048}, seed += 10);
 }
 
 TEST_CASE("prefill_attention matches the CPU reference", "[gpu][attention]") {
@@ -227,4 +230,6 @@ TEST_CASE("prefill_attention matches the CPU reference", "[gpu][attention]") {
     check_prefill(kSmol, 2100, 0, seed += 10);
     check_prefill(kLlama, 2048, 17, seed += 10);
     check_prefill(kWide, 70, 10, seed += 10);
+    check_prefill(kTiny, 8, 0, seed += 10);
+    check_prefill(kTiny, 8, 300, seed += 10);
 }

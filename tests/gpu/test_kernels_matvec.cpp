@@ -99,6 +99,14 @@ TEST_CASE("matvec with F16 weights matches the f64 reference, aligned or not", "
     check_matvec(TensorType::F16, 5, 7, 8, seed++);
 }
 
+TEST_CASE("matvec with F32 weights matches the f64 reference", "[gpu][matvec]") {
+    uint32_t seed = 3500;
+    check_matvec(TensorType::F32, 512, 64, 1, seed++);  // stories260K's output projection
+    check_matvec(TensorType::F32, 172, 64, 8, seed++);
+    check_matvec(TensorType::F32, 64, 172, 5, seed++);
+    check_matvec(TensorType::F32, 1000, 576, 2, seed++);
+}
+
 TEST_CASE("matvec over the SmolLM2 output projection (49152 x 576)", "[gpu][matvec]") {
     check_matvec(TensorType::Q8_0, 49152, 576, 1, 4000);
     check_matvec(TensorType::Q8_0, 49152, 576, 4, 4001);
@@ -111,6 +119,7 @@ TEST_CASE("matvec rejects what it cannot do", "[gpu][matvec]") {
     CHECK_FALSE(kernels::matvec_supports(TensorType::Q2_K));
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q2_K, p, p, p + 2048, 256, 1, 1, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_0, p, p, p + 2048, 48, 1, 1, nullptr), std::invalid_argument);
+    CHECK_THROWS_AS(kernels::matvec(TensorType::F32, p, p, p + 2048, 30, 1, 1, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_K, p, p, p + 2048, 256, 1, 9, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_K, p, p, p + 2048, 256, 1, 0, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q8_0, reinterpret_cast<char*>(p) + 2, p + 1024, p + 2048, 32, 1, 1,
