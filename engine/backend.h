@@ -34,4 +34,9 @@ public:
                          LayerObserver* observer = nullptr) = 0;
 };
 
+// The checks every Backend::forward makes before computing: tokens present, room in the context,
+// ids inside the vocabulary, a logits buffer large enough. Throws RequestError naming what is wrong.
+void check_forward_inputs(const ModelConfig& config, int n_ctx, int n_past, std::span<const int32_t> tokens,
+                          size_t logits_size, bool all_logits);
+
 }  // namespace loom::engine

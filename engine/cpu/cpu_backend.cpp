@@ -97,17 +97,7 @@ void CpuBackend::forward(std::span<const int32_t> tokens, std::span<float> logit
     const ModelConfig& c = s.cfg;
     const int T = static_cast<int>(tokens.size());
     const int pos0 = s.n_past;
-    if (T == 0) throw RequestError("forward: no tokens");
-    if (pos0 + T > s.n_ctx)
-        throw RequestError("context full: " + std::to_string(pos0) + " positions used + " + std::to_string(T) +
-                           " new tokens > context " + std::to_string(s.n_ctx));
-    for (int32_t id : tokens)
-        if (id < 0 || id >= c.n_vocab)
-            throw RequestError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                               std::to_string(c.n_vocab - 1) + ")");
-    const size_t need = static_cast<size_t>(all_logits ? T : 1) * c.n_vocab;
-    if (logits.size() < need) throw RequestError("forward: logits buffer holds " + std::to_string(logits.size()) +
-                                                 " floats, needs " + std::to_string(need));
+    check_forward_inputs(c, s.n_ctx, pos0, tokens, logits.size(), all_logits);
 
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
     const auto rows = [](int n, int width) { return std::vector<float>(static_cast<size_t>(n) * width); };
