@@ -1,0 +1,366 @@
+// GPU dequantization to fp16 (bit-exact against the CPU dequantizer) and the dequantize-then-cuBLAS
+// matrix product against f64 references; CUDA graph capture; timings of the two phases.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+#include "gguf/half.h"
+#include "gguf/quantize.h"
+#include "gguf/tensor_type.h"
+#include "kernel_test_support.h"
+#include "kernels/dequantize.h"
+#include "kernels/gemm.h"
+
+using namespace loom;
+using gguf::TensorType;
+using test::DeviceBuffer;
+
+namespace {
+
+// Against the exact product (CPU-dequantized weights, f32 activations): rounding both inputs to fp16
+// perturbs each term by a relative error of at most 2^-11, independently, so the NMSE is about the
+// summed variances of the two roundings, ~1e-7 (measured on an H100: 3e-8 .. 8e-8); f32 accumulation
+// adds ~1e-12. The bound 5e-5 leaves room for inputs less kind than these (weights near fp16
+// subnormals, activations with outliers), yet a wrong layout, a transposed operand or a stale block
+// scores ~1 or more.
+constexpr double kMaxNmse = 5e-5;
+// Against the product of the fp16-rounded inputs themselves only the accumulation differs: fp32 in
+// the tensor cores (truncating adds per 16-element step) and cuBLAS's fp32 split-K sums (measured:
+// 5e-13 at 576 terms .. 7e-11 at 14336). 1e-7 still fails bf16 (~1e-5) or TF32-like operand rounding.
+constexpr double kMaxNmseF16Inputs = 1e-7;
+
+std::string type_name(TensorType type) { return std::string(gguf::tensor_type_name(type)); }
+
+std::string gemm_case(TensorType type, int n_in, int n_out, int n_rows) {
+    return type_name(type) + " " + std::to_string(n_rows) + "x" + std::to_string(n_in) + "->" + std::to_string(n_out);
+}
+
+float round_to_f16(float v) { return gguf::half_to_float(gguf::float_to_half(v)); }
+
+// fn(i) for i in [0, n), split over the host's cores (the f64 references are the slow part of the run).
+void parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
+    const int64_t n_threads = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> threads;
+    for (int64_t t = 0; t < n_threads; ++t)
+        threads.emplace_back([&, t] {
+            for (int64_t i = t; i < n; i += n_threads) fn(i);
+        });
+    for (auto& th : threads) th.join();
+}
+
+// A random (n_rows, n_in) matrix quantized to `type`, and the CPU dequantizer's view of it.
+struct Quantized {
+    std::vector<uint8_t> bytes;
+    std::vector<float> values;
+};
+
+Quantized make_weights(TensorType type, int64_t n_rows, int n_in, uint32_t seed) {
+    const auto n = static_cast<uint64_t>(n_rows * n_in);
+    const auto weights = test::random_normal(n, seed, 0.f, 0.05f);
+    Quantized q{std::vector<uint8_t>(gguf::tensor_bytes(type, n)), std::vector<float>(n)};
+    gguf::quantize(type, weights.data(), q.bytes.data(), n);
+    gguf::dequantize(type, q.bytes.data(), q.values.data(), n);
+    return q;
+}
+
+// Uploads `bytes`, dequantizes on the GPU and requires every fp16 value to carry the CPU value's bits.
+void check_dequantize(TensorType type, const std::vector<uint8_t>& bytes, const std::vector<float>& cpu, int n_in,
+                      int64_t n_rows) {
+    const std::string what = type_name(type) + " " + std::to_string(n_rows) + "x" + std::to_string(n_in);
+    INFO(what);
+    DeviceBuffer<uint8_t> d_w(bytes);
+    DeviceBuffer<uint16_t> d_out(cpu.size());
+    d_out.poison();  // 0xFFFF: a NaN pattern that no finite input rounds to
+    test::TestStream stream;
+    kernels::dequantize_to_f16(type, d_w.get(), d_out.get(), n_in, n_rows, stream.get());
+    const auto out = d_out.download();
+    size_t mismatches = 0;
+    for (size_t i = 0; i < cpu.size(); ++i) mismatches += out[i] == gguf::float_to_half(cpu[i]) ? 0 : 1;
+    std::printf("[exact] dequantize_to_f16 %s: %zu of %zu values differ\n", what.c_str(), mismatches, cpu.size());
+    CHECK(mismatches == 0);
+    CHECK(d_out.guard_intact());
+}
+
+void check_dequantize_random(TensorType type, int n_in, int64_t n_rows, uint32_t seed) {
+    const auto q = make_weights(type, n_rows, n_in, seed);
+    check_dequantize(type, q.bytes, q.values, n_in, n_rows);
+}
+
+// f64 products of W (n_out, n_in) and X (n_rows, n_in): `exact` over the given values, `f16` over the
+// same values rounded to fp16.
+struct Reference {
+    std::vector<double> exact, f16;
+};
+
+Reference reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out, int n_rows) {
+    std::vector<float> w16(w.size()), x16(x.size());
+    std::transform(w.begin(), w.end(), w16.begin(), round_to_f16);
+    std::transform(x.begin(), x.end(), x16.begin(), round_to_f16);
+    const auto n = static_cast<int64_t>(n_rows) * n_out;
+    Reference ref{std::vector<double>(n), std::vector<double>(n)};
+    parallel_for(n, [&](int64_t i) {
+        const int64_t r = i / n_out, o = i % n_out;
+        const float* wr = w.data() + o * n_in;
+        const float* wr16 = w16.data() + o * n_in;
+        const float* xr = x.data() + r * n_in;
+        const float* xr16 = x16.data() + r * n_in;
+        double exact = 0, f16 = 0;
+        for (int k = 0; k < n_in; ++k) {
+            exact += static_cast<double>(wr[k]) * xr[k];
+            f16 += static_cast<double>(wr16[k]) * xr16[k];
+        }
+        ref.exact[i] = exact;
+        ref.f16[i] = f16;
+    });
+    return ref;
+}
+
+// The cuBLAS handle and its workspace, as a model load would make them.
+struct Gemm {
+    DeviceBuffer<uint8_t> cublas_workspace{kernels::GemmContext::cublas_workspace_bytes()};
+    test::TestStream stream;
+    kernels::GemmContext ctx{cublas_workspace.get(), cublas_workspace.size(), stream.get()};
+};
+
+void check_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows, uint32_t seed) {
+    const std::string what = gemm_case(type, n_in, n_out, n_rows);
+    INFO(what);
+    const auto w = make_weights(type, n_out, n_in, seed);
+    const auto x = test::random_uniform(static_cast<size_t>(n_rows) * n_in, seed + 1, -1.f, 1.f);
+
+    DeviceBuffer<uint8_t> d_w(w.bytes);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
+    DeviceBuffer<uint8_t> d_ws(kernels::gemm_workspace_bytes(n_in, n_out, n_rows));  // exactly what it asks for
+    d_y.poison();
+    d_ws.poison();
+    kernels::gemm(g.ctx, type, d_w.get(), d_x.get(), d_y.get(), n_in, n_out, n_rows, d_ws.get(), d_ws.size(),
+                  g.stream.get());
+    const auto y = d_y.download();
+
+    const auto ref = reference(w.values, x, n_in, n_out, n_rows);
+    const double err = test::nmse(y, ref.exact), err16 = test::nmse(y, ref.f16);
+    test::report_nmse("gemm", what, err);
+    test::report_nmse("gemm_vs_f16_inputs", what, err16);
+    CHECK(test::count_unwritten(y) == 0);
+    CHECK(d_y.guard_intact());
+    CHECK(d_ws.guard_intact());
+    CHECK(err <= kMaxNmse);
+    CHECK(err16 <= kMaxNmseF16Inputs);
+}
+
+const TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::Q4_0, TensorType::Q4_1,
+                                TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K};
+
+}  // namespace
+
+TEST_CASE("dequantize_to_f16 equals the CPU dequantizer rounded to fp16, bit for bit", "[gpu][gemm][dequantize]") {
+    uint32_t seed = 5000;
+    for (const auto type : kAllTypes) {
+        check_dequantize_random(type, 1536, 576, seed++);  // SmolLM2 down projection (576, 1536)
+        check_dequantize_random(type, 512, 37, seed++);    // rows not filling a thread block
+        check_dequantize_random(type, 256, 1, seed++);     // one super-block
+    }
+    check_dequantize_random(TensorType::Q4_0, 576, 1536, seed++);  // SmolLM2 gate/up (1536, 576)
+    check_dequantize_random(TensorType::Q8_0, 96, 5, seed++);
+    check_dequantize_random(TensorType::F16, 33, 7, seed++);  // odd rows: F16 takes any n_in
+    check_dequantize_random(TensorType::F32, 33, 7, seed++);  // odd total: the one-at-a-time tail
+    CHECK_FALSE(kernels::dequantize_f16_supports(TensorType::Q2_K));
+}
+
+TEST_CASE("dequantize_to_f16 rounds f32 like the CPU: ties to even, subnormals, overflow", "[gpu][gemm][dequantize]") {
+    // Values at and around fp16's edges: halfway ties (1 + 2^-11 -> 1, 1 + 3*2^-11 -> up), the largest
+    // finite 65504, the overflow threshold 65520, subnormals down to half the smallest (2^-25 -> 0).
+    std::vector<float> v = {1.f + std::ldexp(1.f, -11), 1.f + 3 * std::ldexp(1.f, -11), -1.f - std::ldexp(1.f, -11),
+                            65504.f, 65519.f, 65520.f, -70000.f, 3e38f, std::ldexp(1.f, -14),
+                            std::ldexp(1.f, -24), std::ldexp(1.f, -25), std::ldexp(3.f, -26), -std::ldexp(1.f, -20),
+                            1e-30f, 0.1f, -0.3f, 1234.567f};
+    const auto scales = test::random_normal(4000, 77, 0.f, 1.f);
+    for (size_t i = 0; i < scales.size(); ++i)
+        v.push_back(scales[i] * std::ldexp(1.f, static_cast<int>(i % 48) - 30));  // 2^-30 .. 2^17
+    const int n_in = static_cast<int>(v.size());
+    std::vector<uint8_t> bytes(v.size() * sizeof(float));
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    check_dequantize(TensorType::F32, bytes, v, n_in, 1);
+}
+
+TEST_CASE("gemm matches the f64 product for every weight type", "[gpu][gemm]") {
+    Gemm g;
+    uint32_t seed = 6000;
+    for (const auto type : kAllTypes) {
+        // SmolLM2 gate/up, a few rows (K-quants take 768: 576 is no multiple of their 256-element blocks).
+        const bool k_quant = gguf::tensor_type_info(type).block_elems == 256;
+        check_gemm(g, type, k_quant ? 768 : 576, 1536, 9, seed++);
+        check_gemm(g, type, 1536, 576, 64, seed++);  // SmolLM2 down
+    }
+    check_gemm(g, TensorType::Q4_0, 576, 576, 1, seed++);  // one row
+    check_gemm(g, TensorType::Q8_0, 576, 576, 1, seed++);
+    check_gemm(g, TensorType::F32, 64, 172, 3, seed++);  // stories260K-sized
+    check_gemm(g, TensorType::F32, 33, 37, 5, seed++);   // odd leading dimensions
+    check_gemm(g, TensorType::F16, 33, 37, 5, seed++);
+    check_gemm(g, TensorType::Q4_K, 256, 131, 7, seed++);
+}
+
+TEST_CASE("gemm at prefill sizes: 512 rows, the SmolLM2 vocabulary, an 8B MLP", "[gpu][gemm]") {
+    Gemm g;
+    uint32_t seed = 7000;
+    check_gemm(g, TensorType::Q4_1, 576, 1536, 512, seed++);
+    check_gemm(g, TensorType::Q4_K, 1536, 576, 512, seed++);
+    check_gemm(g, TensorType::Q8_0, 576, 49152, 64, seed++);  // output projection
+    check_gemm(g, TensorType::F16, 576, 49152, 9, seed++);
+    check_gemm(g, TensorType::Q4_0, 4096, 14336, 1, seed++);  // Llama-3-8B gate/up
+    check_gemm(g, TensorType::Q4_0, 4096, 14336, 9, seed++);
+    check_gemm(g, TensorType::Q6_K, 14336, 4096, 9, seed++);  // and down
+}
+
+TEST_CASE("gemm runs on other streams than the context's and inside CUDA graph capture", "[gpu][gemm]") {
+    test::TestStream other;  // made before the context, so it outlives the context bound to it last
+    Gemm g;
+    const TensorType type = TensorType::Q4_K;
+    const int n_in = 1536, n_out = 576, n_rows = 64;
+    const auto w = make_weights(type, n_out, n_in, 8000);
+    const auto x = test::random_uniform(static_cast<size_t>(n_rows) * n_in, 8001, -1.f, 1.f);
+    const auto ref = reference(w.values, x, n_in, n_out, n_rows);
+    DeviceBuffer<uint8_t> d_w(w.bytes);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
+    DeviceBuffer<uint8_t> d_ws(kernels::gemm_workspace_bytes(n_in, n_out, n_rows));
+    auto run = [&](cudaStream_t s) {
+        kernels::gemm(g.ctx, type, d_w.get(), d_x.get(), d_y.get(), n_in, n_out, n_rows, d_ws.get(), d_ws.size(), s);
+    };
+    auto check_y = [&](const char* how) {
+        const auto y = d_y.download();
+        const double err = test::nmse(y, ref.f16);
+        test::report_nmse("gemm_vs_f16_inputs", gemm_case(type, n_in, n_out, n_rows) + " " + how, err);
+        CHECK(test::count_unwritten(y) == 0);
+        CHECK(err <= kMaxNmseF16Inputs);
+    };
+
+    d_y.poison();
+    run(g.stream.get());
+    check_y("on the context's stream");
+
+    // Captured on the stream the context is bound to, then replayed twice.
+    d_y.poison();
+    cudaGraph_t graph = nullptr;
+    LOOM_CUDA_CHECK(cudaStreamBeginCapture(g.stream.get(), cudaStreamCaptureModeGlobal));
+    run(g.stream.get());
+    LOOM_CUDA_CHECK(cudaStreamEndCapture(g.stream.get(), &graph));
+    cudaGraphExec_t exec = nullptr;
+    LOOM_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < 2; ++i) LOOM_CUDA_CHECK(cudaGraphLaunch(exec, g.stream.get()));
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(g.stream.get()));
+    check_y("replayed from a CUDA graph");
+    LOOM_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    LOOM_CUDA_CHECK(cudaGraphDestroy(graph));
+
+    d_y.poison();  // the context rebinds to `other`, workspace included
+    run(other.get());
+    check_y("on another stream");
+}
+
+TEST_CASE("gemm and dequantize_to_f16 reject what they cannot do", "[gpu][gemm]") {
+    Gemm g;
+    DeviceBuffer<uint8_t> buf(1 << 20);
+    auto* p = buf.get();
+    auto* x = reinterpret_cast<float*>(p + 4096);
+    auto* y = reinterpret_cast<float*>(p + 8192);
+    auto* ws = p + 65536;
+    const uint64_t ws_bytes = kernels::gemm_workspace_bytes(256, 4, 2);
+    CHECK(ws_bytes == 2048 + 1024);  // fp16 W (4 x 256), fp16 X (2 x 256), each rounded up to 256 bytes
+    CHECK(kernels::gemm_workspace_bytes(576, 1536, 9) == 1536 * 576 * 2 + 10496);
+    CHECK(kernels::gemm_workspace_bytes(4096, 14336, 9) >= kernels::gemm_workspace_bytes(4096, 14336, 1));
+    const auto s = g.stream.get();
+    auto call = [&](TensorType type, const void* w, const float* xp, int n_in, int n_out, int n_rows, void* wsp,
+                    uint64_t bytes) { kernels::gemm(g.ctx, type, w, xp, y, n_in, n_out, n_rows, wsp, bytes, s); };
+    CHECK_NOTHROW(call(TensorType::Q4_K, p, x, 256, 4, 2, ws, ws_bytes));
+    CHECK_THROWS_AS(call(TensorType::Q2_K, p, x, 256, 4, 2, ws, ws_bytes), std::invalid_argument);
+    CHECK_THROWS_AS(call(TensorType::Q4_K, p, x, 96, 4, 2, ws, ws_bytes), std::invalid_argument);
+    CHECK_THROWS_AS(call(TensorType::Q4_K, p, x, 256, 4, -1, ws, ws_bytes), std::invalid_argument);
+    CHECK_THROWS_AS(call(TensorType::Q4_K, p, x, 256, 4, 2, ws, ws_bytes - 1), std::invalid_argument);
+    CHECK_THROWS_AS(call(TensorType::Q4_K, p + 2, x, 256, 4, 2, ws, ws_bytes), std::invalid_argument);
+    CHECK_THROWS_AS(call(TensorType::Q4_K, p, x, 256, 4, 2, ws + 16, ws_bytes), std::invalid_argument);
+    CHECK_THROWS_AS(call(TensorType::Q4_K, p, x, 256, 4, 2, y, ws_bytes), std::invalid_argument);  // Y in it
+    CHECK_THROWS_AS(kernels::dequantize_to_f16(TensorType::Q2_K, p, reinterpret_cast<uint16_t*>(ws), 256, 1, s),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(kernels::dequantize_to_f16(TensorType::Q8_0, p, reinterpret_cast<uint16_t*>(ws), 48, 1, s),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(kernels::dequantize_to_f16(TensorType::Q8_0, p, reinterpret_cast<uint16_t*>(p + 16), 64, 4, s),
+                    std::invalid_argument);  // out overlaps W
+    CHECK_THROWS_AS(kernels::GemmContext(p + 16, 4096, s), std::invalid_argument);
+    try {
+        call(TensorType::Q4_K, p, x, 256, 4, 2, ws, 100);
+        FAIL("a 100-byte workspace was accepted");
+    } catch (const std::invalid_argument& e) {
+        CHECK_THAT(std::string(e.what()), test::contains("needs " + std::to_string(ws_bytes)));
+    }
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+namespace {
+
+// Median of 20 timed runs of `fn` on `stream` (after 3 untimed), in microseconds, by CUDA events.
+double median_us(cudaStream_t stream, const std::function<void()>& fn) {
+    cudaEvent_t start, stop;
+    LOOM_CUDA_CHECK(cudaEventCreate(&start));
+    LOOM_CUDA_CHECK(cudaEventCreate(&stop));
+    for (int i = 0; i < 3; ++i) fn();
+    std::vector<float> ms(20);
+    for (auto& t : ms) {
+        LOOM_CUDA_CHECK(cudaEventRecord(start, stream));
+        fn();
+        LOOM_CUDA_CHECK(cudaEventRecord(stop, stream));
+        LOOM_CUDA_CHECK(cudaEventSynchronize(stop));
+        LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    }
+    LOOM_CUDA_CHECK(cudaEventDestroy(start));
+    LOOM_CUDA_CHECK(cudaEventDestroy(stop));
+    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+    return 1e3 * ms[ms.size() / 2];
+}
+
+void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
+    const auto w = make_weights(type, n_out, n_in, 9000);
+    const auto x = test::random_uniform(static_cast<size_t>(n_rows) * n_in, 9001, -1.f, 1.f);
+    DeviceBuffer<uint8_t> d_w(w.bytes);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
+    DeviceBuffer<uint8_t> d_ws(kernels::gemm_workspace_bytes(n_in, n_out, n_rows));
+    DeviceBuffer<uint16_t> w16(static_cast<size_t>(n_out) * n_in), x16(static_cast<size_t>(n_rows) * n_in);
+    const cudaStream_t s = g.stream.get();
+    d_y.poison();
+
+    const double dequant_us = median_us(s, [&] { kernels::dequantize_to_f16(type, d_w.get(), w16.get(), n_in, n_out, s); });
+    const double convert_us =
+        median_us(s, [&] { kernels::dequantize_to_f16(TensorType::F32, d_x.get(), x16.get(), n_in, n_rows, s); });
+    const double cublas_us =
+        median_us(s, [&] { kernels::gemm_f16(g.ctx, w16.get(), x16.get(), d_y.get(), n_in, n_out, n_rows, s); });
+    const double total_us = median_us(s, [&] {
+        kernels::gemm(g.ctx, type, d_w.get(), d_x.get(), d_y.get(), n_in, n_out, n_rows, d_ws.get(), d_ws.size(), s);
+    });
+    const double flop = 2.0 * n_rows * n_in * n_out;
+    const double w_gb = (w.bytes.size() + 2.0 * n_out * n_in) / 1e9;  // read quantized, write fp16
+    std::printf("[timing] gemm %s: dequantize W %.1f us (%.0f GB/s) + convert X %.1f us + cuBLAS %.1f us "
+                "(%.1f TFLOP/s) | whole gemm %.1f us (%.1f TFLOP/s)\n",
+                gemm_case(type, n_in, n_out, n_rows).c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us,
+                cublas_us, flop / (cublas_us * 1e-6) / 1e12, total_us, flop / (total_us * 1e-6) / 1e12);
+    CHECK(test::count_unwritten(d_y.download()) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("gemm timing: dequantize vs cuBLAS", "[gpu][gemm][timing]") {
+    Gemm g;
+    time_gemm(g, TensorType::Q4_1, 576, 1536, 512);     // SmolLM2 gate/up over a 512-token prompt
+    time_gemm(g, TensorType::Q4_0, 4096, 14336, 512);   // Llama-3-8B gate/up
+}
