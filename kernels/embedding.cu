@@ -7,7 +7,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
-#include "kernels/quant_formats.cuh"
+#include "kernels/format_dispatch.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -21,8 +21,8 @@ __device__ bool write_nan_row_if_invalid(int32_t id, int64_t n_vocab, float* out
     return true;
 }
 
-// Quantized rows: thread u takes unit (block u / kLanes, sub u % kLanes) and stores its groups
-// of 4 values as float4.
+// Rows of whole blocks (quantized, or plain types in 16-byte groups): thread u takes unit
+// (block u / kLanes, sub u % kLanes) and stores its groups of 4 values as float4.
 template <class Format>
 __global__ void __launch_bounds__(kThreads)
     embedding_blocks_kernel(const uint8_t* __restrict__ table, int64_t n_vocab, int n_embd,
@@ -44,52 +44,23 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    embedding_f32_kernel(const float* __restrict__ table, int64_t n_vocab, int n_embd, const int32_t* __restrict__ ids,
-                         float* __restrict__ out) {
-    const int32_t id = ids[blockIdx.x];
-    float* out_row = out + static_cast<size_t>(blockIdx.x) * n_embd;
-    if (write_nan_row_if_invalid(id, n_vocab, out_row, n_embd)) return;
-    const float* row = table + static_cast<size_t>(id) * n_embd;
-    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) out_row[i] = __ldg(row + i);
-}
-
-__global__ void __launch_bounds__(kThreads)
-    embedding_f16_kernel(const uint16_t* __restrict__ table, int64_t n_vocab, int n_embd,
-                         const int32_t* __restrict__ ids, float* __restrict__ out) {
-    const int32_t id = ids[blockIdx.x];
-    float* out_row = out + static_cast<size_t>(blockIdx.x) * n_embd;
-    if (write_nan_row_if_invalid(id, n_vocab, out_row, n_embd)) return;
-    const uint16_t* row = table + static_cast<size_t>(id) * n_embd;
-    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) out_row[i] = quant::half_bits_to_float(__ldg(row + i));
-}
-
+// Plain-type (F32, F16, BF16) rows of any width: one element per thread and step.
 template <class Format>
-void launch_blocks(const void* table, int64_t n_vocab, int n_embd, const int32_t* ids, int n_tokens, float* out,
-                   Stream stream) {
-    embedding_blocks_kernel<Format><<<n_tokens, kThreads, 0, stream>>>(static_cast<const uint8_t*>(table), n_vocab,
-                                                                       n_embd, ids, out);
-    LOOM_CUDA_CHECK_LAUNCH("embedding_blocks_kernel");
+__global__ void __launch_bounds__(kThreads)
+    embedding_plain_any_kernel(const uint8_t* __restrict__ table, int64_t n_vocab, int n_embd,
+                               const int32_t* __restrict__ ids, float* __restrict__ out) {
+    const int32_t id = ids[blockIdx.x];
+    float* out_row = out + static_cast<size_t>(blockIdx.x) * n_embd;
+    if (write_nan_row_if_invalid(id, n_vocab, out_row, n_embd)) return;
+    const uint8_t* row = table + static_cast<size_t>(id) * n_embd * Format::kElemBytes;
+    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) out_row[i] = Format::scalar(row, i);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 
-bool embedding_supports(gguf::TensorType type) {
-    using gguf::TensorType;
-    switch (type) {
-        case TensorType::F32:
-        case TensorType::F16:
-        case TensorType::Q4_0:
-        case TensorType::Q4_1:
-        case TensorType::Q5_0:
-        case TensorType::Q8_0:
-        case TensorType::Q4_K:
-        case TensorType::Q6_K: return true;
-        default: return false;
-    }
-}
+bool embedding_supports(gguf::TensorType type) { return has_block_format(type); }
 
 void embedding_lookup(gguf::TensorType type, const void* table, int64_t n_vocab, int n_embd, const int32_t* ids,
                       int n_tokens, float* out, Stream stream) {
@@ -105,26 +76,20 @@ void embedding_lookup(gguf::TensorType type, const void* table, int64_t n_vocab,
         throw std::invalid_argument("embedding_lookup: table and out must be 16-byte aligned");
     if (n_tokens == 0) return;
 
-    using gguf::TensorType;
-    switch (type) {
-        case TensorType::F32:
-            embedding_f32_kernel<<<n_tokens, kThreads, 0, stream>>>(static_cast<const float*>(table), n_vocab, n_embd,
-                                                                     ids, out);
-            LOOM_CUDA_CHECK_LAUNCH("embedding_f32_kernel");
-            break;
-        case TensorType::F16:
-            embedding_f16_kernel<<<n_tokens, kThreads, 0, stream>>>(static_cast<const uint16_t*>(table), n_vocab,
-                                                                     n_embd, ids, out);
-            LOOM_CUDA_CHECK_LAUNCH("embedding_f16_kernel");
-            break;
-        case TensorType::Q4_0: launch_blocks<quant::Q4_0>(table, n_vocab, n_embd, ids, n_tokens, out, stream); break;
-        case TensorType::Q4_1: launch_blocks<quant::Q4_1>(table, n_vocab, n_embd, ids, n_tokens, out, stream); break;
-        case TensorType::Q5_0: launch_blocks<quant::Q5_0>(table, n_vocab, n_embd, ids, n_tokens, out, stream); break;
-        case TensorType::Q8_0: launch_blocks<quant::Q8_0>(table, n_vocab, n_embd, ids, n_tokens, out, stream); break;
-        case TensorType::Q4_K: launch_blocks<quant::Q4_K>(table, n_vocab, n_embd, ids, n_tokens, out, stream); break;
-        case TensorType::Q6_K: launch_blocks<quant::Q6_K>(table, n_vocab, n_embd, ids, n_tokens, out, stream); break;
-        default: break;
-    }
+    const auto* rows = static_cast<const uint8_t*>(table);
+    visit_block_format(type, [&](auto tag) {
+        using Format = typename decltype(tag)::Format;
+        if constexpr (Format::kPlain) {
+            // Rows not a multiple of 16 bytes lose the alignment the float4 path needs.
+            if (n_embd % Format::kElems != 0) {
+                embedding_plain_any_kernel<Format><<<n_tokens, kThreads, 0, stream>>>(rows, n_vocab, n_embd, ids, out);
+                LOOM_CUDA_CHECK_LAUNCH("embedding_plain_any_kernel");
+                return;
+            }
+        }
+        embedding_blocks_kernel<Format><<<n_tokens, kThreads, 0, stream>>>(rows, n_vocab, n_embd, ids, out);
+        LOOM_CUDA_CHECK_LAUNCH("embedding_blocks_kernel");
+    });
 }
 
 }  // namespace loom::kernels

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
-#include "kernels/quant_formats.cuh"
+#include "kernels/format_dispatch.cuh"
 #include "kernels/reduce.cuh"
 
 namespace loom::kernels {
@@ -56,18 +56,18 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
     }
 }
 
-// F16 rows of any length or alignment: one half per lane and step.
-template <int MaxVec>
+// Plain-type (F32, F16, BF16) rows of any length or alignment: one element per lane and step.
+template <class Format, int MaxVec>
 __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
-    matvec_f16_any_kernel(const uint16_t* __restrict__ W, const float* __restrict__ X, float* __restrict__ Y,
-                          int n_in, int n_out, int n_vec) {
+    matvec_plain_any_kernel(const uint8_t* __restrict__ W, const float* __restrict__ X, float* __restrict__ Y,
+                            int n_in, int n_out, int n_vec) {
     const int lane = threadIdx.x % kWarpSize;
     const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
     if (row >= n_out) return;
-    const uint16_t* w_row = W + static_cast<size_t>(row) * n_in;
+    const uint8_t* w_row = W + static_cast<size_t>(row) * n_in * Format::kElemBytes;
     float acc[MaxVec] = {};
     for (int i = lane; i < n_in; i += kWarpSize) {
-        const float w = quant::half_bits_to_float(__ldg(w_row + i));
+        const float w = Format::scalar(w_row, i);
 #pragma unroll
         for (int t = 0; t < MaxVec; ++t) {
             if (t >= n_vec) break;
@@ -82,19 +82,6 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
     }
 }
 
-// F32 rows, four floats (one 16-byte load) per lane and step; rows must hold a multiple of 4.
-struct F32x4 {
-    static constexpr int kElems = 4, kBytes = 16, kLanes = 1, kValues = 4;
-    __device__ static int offset(int, int g) { return 4 * g; }
-    __device__ static void decode(const uint8_t* block, int, float* v) {
-        const float4 f = __ldg(reinterpret_cast<const float4*>(block));
-        v[0] = f.x;
-        v[1] = f.y;
-        v[2] = f.z;
-        v[3] = f.w;
-    }
-};
-
 struct Args {
     const void* W;
     const float* X;
@@ -104,58 +91,35 @@ struct Args {
     dim3 grid() const { return dim3(static_cast<unsigned>((n_out + kWarpsPerBlock - 1) / kWarpsPerBlock)); }
 };
 
-template <class Format, int MaxVec>
-void launch_blocks(const Args& a) {
-    matvec_kernel<Format, MaxVec><<<a.grid(), kWarpsPerBlock * kWarpSize, 0, a.stream>>>(
-        static_cast<const uint8_t*>(a.W), a.X, a.Y, a.n_in, a.n_out, a.n_vec);
-    LOOM_CUDA_CHECK_LAUNCH("matvec_kernel");
-}
-
-template <int MaxVec>
-void launch_f16_any(const Args& a) {
-    matvec_f16_any_kernel<MaxVec><<<a.grid(), kWarpsPerBlock * kWarpSize, 0, a.stream>>>(
-        static_cast<const uint16_t*>(a.W), a.X, a.Y, a.n_in, a.n_out, a.n_vec);
-    LOOM_CUDA_CHECK_LAUNCH("matvec_f16_any_kernel");
+// AnyLength: the plain-type kernel for rows that do not split into 16-byte blocks.
+template <class Format, int MaxVec, bool AnyLength>
+void launch(const Args& a) {
+    const auto* W = static_cast<const uint8_t*>(a.W);
+    if constexpr (AnyLength) {
+        matvec_plain_any_kernel<Format, MaxVec>
+            <<<a.grid(), kWarpsPerBlock * kWarpSize, 0, a.stream>>>(W, a.X, a.Y, a.n_in, a.n_out, a.n_vec);
+        LOOM_CUDA_CHECK_LAUNCH("matvec_plain_any_kernel");
+    } else {
+        matvec_kernel<Format, MaxVec>
+            <<<a.grid(), kWarpsPerBlock * kWarpSize, 0, a.stream>>>(W, a.X, a.Y, a.n_in, a.n_out, a.n_vec);
+        LOOM_CUDA_CHECK_LAUNCH("matvec_kernel");
+    }
 }
 
 // The smallest unrolled vector count (1, 2, 4, 8) that holds n_vec.
-template <class Format>
-void launch_format(const Args& a) {
-    if (a.n_vec == 1) launch_blocks<Format, 1>(a);
-    else if (a.n_vec == 2) launch_blocks<Format, 2>(a);
-    else if (a.n_vec <= 4) launch_blocks<Format, 4>(a);
-    else launch_blocks<Format, 8>(a);
-}
-
-void launch_f16(const Args& a) {
-    if (a.n_in % quant::F16x8::kElems == 0) {
-        launch_format<quant::F16x8>(a);
-        return;
-    }
-    if (a.n_vec == 1) launch_f16_any<1>(a);
-    else if (a.n_vec == 2) launch_f16_any<2>(a);
-    else if (a.n_vec <= 4) launch_f16_any<4>(a);
-    else launch_f16_any<8>(a);
+template <class Format, bool AnyLength>
+void launch_vectors(const Args& a) {
+    if (a.n_vec == 1) launch<Format, 1, AnyLength>(a);
+    else if (a.n_vec == 2) launch<Format, 2, AnyLength>(a);
+    else if (a.n_vec <= 4) launch<Format, 4, AnyLength>(a);
+    else launch<Format, 8, AnyLength>(a);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 
-bool matvec_supports(gguf::TensorType type) {
-    using gguf::TensorType;
-    switch (type) {
-        case TensorType::F32:
-        case TensorType::F16:
-        case TensorType::Q4_0:
-        case TensorType::Q4_1:
-        case TensorType::Q5_0:
-        case TensorType::Q8_0:
-        case TensorType::Q4_K:
-        case TensorType::Q6_K: return true;
-        default: return false;
-    }
-}
+bool matvec_supports(gguf::TensorType type) { return has_block_format(type); }
 
 void matvec(gguf::TensorType type, const void* W, const float* X, float* Y, int n_in, int n_out, int n_vec,
             Stream stream) {
@@ -169,24 +133,20 @@ void matvec(gguf::TensorType type, const void* W, const float* X, float* Y, int 
         throw std::invalid_argument("matvec: n_in " + std::to_string(n_in) + " must be a positive multiple of the " +
                                     type_name + " block size " + std::to_string(block) + " (n_out " +
                                     std::to_string(n_out) + ")");
-    if (type == gguf::TensorType::F32 && n_in % F32x4::kElems != 0)
-        throw std::invalid_argument("matvec: F32 rows need n_in a multiple of 4, not " + std::to_string(n_in));
     if (!aligned16(W) || !aligned16(X)) throw std::invalid_argument("matvec: W and X must be 16-byte aligned");
     if (n_out == 0) return;
 
     const Args a{W, X, Y, n_in, n_out, n_vec, stream};
-    using gguf::TensorType;
-    switch (type) {
-        case TensorType::F32: launch_format<F32x4>(a); break;
-        case TensorType::F16: launch_f16(a); break;
-        case TensorType::Q4_0: launch_format<quant::Q4_0>(a); break;
-        case TensorType::Q4_1: launch_format<quant::Q4_1>(a); break;
-        case TensorType::Q5_0: launch_format<quant::Q5_0>(a); break;
-        case TensorType::Q8_0: launch_format<quant::Q8_0>(a); break;
-        case TensorType::Q4_K: launch_format<quant::Q4_K>(a); break;
-        case TensorType::Q6_K: launch_format<quant::Q6_K>(a); break;
-        default: break;
-    }
+    visit_block_format(type, [&](auto tag) {
+        using Format = typename decltype(tag)::Format;
+        if constexpr (Format::kPlain) {
+            if (n_in % Format::kElems != 0) {
+                launch_vectors<Format, true>(a);
+                return;
+            }
+        }
+        launch_vectors<Format, false>(a);
+    });
 }
 
 }  // namespace loom::kernels

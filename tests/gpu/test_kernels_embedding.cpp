@@ -79,22 +79,27 @@ TEST_CASE("embedding rows equal the CPU dequantizer for every table type", "[gpu
     // Real shapes: SmolLM2-135M (49152 x 576), Qwen2.5-0.5B width 896 (a shorter vocabulary).
     for (const auto type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::F16})
         check_lookup(type, 49152, 576, 64, seed++);
-    for (const auto type : {TensorType::F32, TensorType::F16, TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
-                            TensorType::Q8_0})
+    for (const auto type : {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
+                            TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0})
         check_lookup(type, 2003, 896, 17, seed++);
-    for (const auto type : {TensorType::Q4_K, TensorType::Q6_K}) {
+    for (const auto type : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
         check_lookup(type, 3001, 1536, 9, seed++);
         check_lookup(type, 777, 256, 1, seed++);
         check_lookup(type, 129, 768, 33, seed++);
     }
     // Odd widths: one block, three blocks, and plain types of any width.
-    for (const auto type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0}) {
+    for (const auto type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0}) {
         check_lookup(type, 5, 32, 3, seed++);
         check_lookup(type, 301, 96, 7, seed++);
     }
+    // Plain types: widths off their 16-byte groups take the one-element-per-thread path.
     check_lookup(TensorType::F32, 11, 37, 5, seed++);
-    check_lookup(TensorType::F16, 13, 1, 4, seed++);
-    check_lookup(TensorType::F16, 1000, 577, 2, seed++);
+    check_lookup(TensorType::F32, 11, 36, 5, seed++);
+    for (const auto type : {TensorType::F16, TensorType::BF16}) {
+        check_lookup(type, 13, 1, 4, seed++);
+        check_lookup(type, 1000, 577, 2, seed++);
+        check_lookup(type, 1000, 8, 6, seed++);
+    }
 }
 
 TEST_CASE("an id outside the table gives a NaN row, not a stray read", "[gpu][embedding]") {
@@ -118,10 +123,15 @@ TEST_CASE("an id outside the table gives a NaN row, not a stray read", "[gpu][em
 TEST_CASE("embedding_lookup rejects what it cannot do", "[gpu][embedding]") {
     DeviceBuffer<float> d_out(64);
     DeviceBuffer<int32_t> d_ids(std::vector<int32_t>{0});
-    CHECK_FALSE(kernels::embedding_supports(TensorType::Q2_K));
+    for (const auto type : {TensorType::BF16, TensorType::Q5_1, TensorType::Q5_K})
+        CHECK(kernels::embedding_supports(type));
+    for (const auto type : {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q8_1, TensorType::I32})
+        CHECK_FALSE(kernels::embedding_supports(type));
     CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q2_K, d_out.get(), 1, 256, d_ids.get(), 1, d_out.get(), nullptr),
                     std::invalid_argument);
     CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q4_0, d_out.get(), 1, 48, d_ids.get(), 1, d_out.get(), nullptr),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q5_K, d_out.get(), 1, 128, d_ids.get(), 1, d_out.get(), nullptr),
                     std::invalid_argument);
     CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q8_0, reinterpret_cast<char*>(d_out.get()) + 2, 1, 32,
                                               d_ids.get(), 1, d_out.get(), nullptr),

@@ -60,7 +60,7 @@ void check_matvec(TensorType type, int n_out, int n_in, int n_vec, uint32_t seed
 
 TEST_CASE("matvec with 32-element block formats matches the f64 reference", "[gpu][matvec]") {
     uint32_t seed = 1000;
-    for (const auto type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0}) {
+    for (const auto type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0}) {
         // SmolLM2-135M: q/o (576x576), gate/up (1536x576), down (576x1536).
         check_matvec(type, 576, 576, 1, seed++);
         check_matvec(type, 1536, 576, 2, seed++);
@@ -78,7 +78,7 @@ TEST_CASE("matvec with 32-element block formats matches the f64 reference", "[gp
 
 TEST_CASE("matvec with K-quant super-blocks matches the f64 reference", "[gpu][matvec]") {
     uint32_t seed = 2000;
-    for (const auto type : {TensorType::Q4_K, TensorType::Q6_K}) {
+    for (const auto type : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
         check_matvec(type, 576, 1536, 1, seed++);  // SmolLM2 down
         check_matvec(type, 576, 1536, 4, seed++);
         check_matvec(type, 896, 4864, 1, seed++);  // Qwen2.5 down: 19 super-blocks per row
@@ -89,37 +89,46 @@ TEST_CASE("matvec with K-quant super-blocks matches the f64 reference", "[gpu][m
     }
 }
 
-TEST_CASE("matvec with F16 weights matches the f64 reference, aligned or not", "[gpu][matvec]") {
+TEST_CASE("matvec with F16 and BF16 weights matches the f64 reference, aligned or not", "[gpu][matvec]") {
     uint32_t seed = 3000;
-    check_matvec(TensorType::F16, 576, 576, 1, seed++);
-    check_matvec(TensorType::F16, 4864, 896, 2, seed++);
-    check_matvec(TensorType::F16, 1536, 576, 6, seed++);
-    check_matvec(TensorType::F16, 131, 1000, 1, seed++);
-    check_matvec(TensorType::F16, 37, 33, 3, seed++);  // rows of odd length: the unaligned path
-    check_matvec(TensorType::F16, 5, 7, 8, seed++);
+    for (const auto type : {TensorType::F16, TensorType::BF16}) {
+        check_matvec(type, 576, 576, 1, seed++);
+        check_matvec(type, 4864, 896, 2, seed++);
+        check_matvec(type, 1536, 576, 6, seed++);
+        check_matvec(type, 131, 1000, 1, seed++);
+        check_matvec(type, 37, 33, 3, seed++);  // rows of odd length: the unaligned path
+        check_matvec(type, 5, 7, 8, seed++);
+    }
 }
 
-TEST_CASE("matvec with F32 weights matches the f64 reference", "[gpu][matvec]") {
+TEST_CASE("matvec with F32 weights matches the f64 reference, aligned or not", "[gpu][matvec]") {
     uint32_t seed = 3500;
     check_matvec(TensorType::F32, 512, 64, 1, seed++);  // stories260K's output projection
     check_matvec(TensorType::F32, 172, 64, 8, seed++);
     check_matvec(TensorType::F32, 64, 172, 5, seed++);
     check_matvec(TensorType::F32, 1000, 576, 2, seed++);
+    check_matvec(TensorType::F32, 37, 30, 4, seed++);  // rows not a multiple of 4: the unaligned path
+    check_matvec(TensorType::F32, 3, 1, 1, seed++);
 }
 
 TEST_CASE("matvec over the SmolLM2 output projection (49152 x 576)", "[gpu][matvec]") {
     check_matvec(TensorType::Q8_0, 49152, 576, 1, 4000);
     check_matvec(TensorType::Q8_0, 49152, 576, 4, 4001);
     check_matvec(TensorType::F16, 49152, 576, 1, 4002);
+    check_matvec(TensorType::BF16, 49152, 576, 2, 4003);
 }
 
 TEST_CASE("matvec rejects what it cannot do", "[gpu][matvec]") {
     DeviceBuffer<float> buf(4096);
     float* p = buf.get();
-    CHECK_FALSE(kernels::matvec_supports(TensorType::Q2_K));
+    for (const auto type : {TensorType::BF16, TensorType::Q5_1, TensorType::Q5_K}) CHECK(kernels::matvec_supports(type));
+    for (const auto type : {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q8_1, TensorType::I32})
+        CHECK_FALSE(kernels::matvec_supports(type));
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q2_K, p, p, p + 2048, 256, 1, 1, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_0, p, p, p + 2048, 48, 1, 1, nullptr), std::invalid_argument);
-    CHECK_THROWS_AS(kernels::matvec(TensorType::F32, p, p, p + 2048, 30, 1, 1, nullptr), std::invalid_argument);
+    CHECK_THROWS_AS(kernels::matvec(TensorType::Q5_1, p, p, p + 2048, 48, 1, 1, nullptr), std::invalid_argument);
+    CHECK_THROWS_AS(kernels::matvec(TensorType::Q5_K, p, p, p + 2048, 384, 1, 1, nullptr), std::invalid_argument);
+    CHECK_THROWS_AS(kernels::matvec(TensorType::F32, p, p, p + 2048, 0, 1, 1, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_K, p, p, p + 2048, 256, 1, 9, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_K, p, p, p + 2048, 256, 1, 0, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q8_0, reinterpret_cast<char*>(p) + 2, p + 1024, p + 2048, 32, 1, 1,
