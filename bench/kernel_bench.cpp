@@ -1,0 +1,671 @@
+// CUDA kernel microbenchmarks at real model shapes, against the device's measured copy bandwidth.
+#include <benchmark/benchmark.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "engine/cpu/cpu_ops.h"
+#include "gguf/half.h"
+#include "gguf/model_shapes.h"
+#include "gguf/quantize.h"
+#include "gguf/synth.h"
+#include "gguf/tensor_type.h"
+#include "kernels/argmax.h"
+#include "kernels/attention.h"
+#include "kernels/cuda_check.h"
+#include "kernels/device_info.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/kv_cache.h"
+#include "kernels/matvec.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+
+using namespace loom;
+using gguf::TensorType;
+
+namespace {
+
+// ---- Device state shared by every benchmark ----
+
+struct Device {
+    cudaStream_t stream = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    uint64_t l2_bytes = 0;
+    double copy_gbps = 0;  // measured device-to-device copy bandwidth, read + write bytes
+};
+Device g_dev;
+
+// Reads from DRAM are what decode is bound by, so data a forward pass streams from DRAM (weights,
+// embedding tables, the KV cache) is replicated until the copies span this many times the L2;
+// launches cycle through them, so each finds its data evicted.
+constexpr uint64_t kColdSpanL2 = 4;
+constexpr int kMaxCopies = 1024;
+constexpr double kTargetIterationSeconds = 1e-3;  // launches per timed graph replay aim at this
+constexpr int kIterations = 10;
+
+class DeviceMem {
+public:
+    explicit DeviceMem(uint64_t bytes) : bytes_(bytes) { LOOM_CUDA_CHECK(cudaMalloc(&p_, std::max<uint64_t>(bytes, 1))); }
+    ~DeviceMem() { cudaFree(p_); }
+    DeviceMem(const DeviceMem&) = delete;
+    DeviceMem& operator=(const DeviceMem&) = delete;
+    template <class T = uint8_t>
+    T* as() const {
+        return static_cast<T*>(p_);
+    }
+    uint64_t bytes() const { return bytes_; }
+
+private:
+    void* p_ = nullptr;
+    uint64_t bytes_;
+};
+
+float elapsed_seconds() {
+    float ms = 0;
+    LOOM_CUDA_CHECK(cudaEventElapsedTime(&ms, g_dev.start, g_dev.stop));
+    return ms * 1e-3f;
+}
+
+// Median of 25 timed device-to-device copies of 1 GiB after 3 warm-up copies, as 2 * size / time.
+double measure_copy_bandwidth() {
+    constexpr uint64_t kBytes = uint64_t{1} << 30;
+    DeviceMem src(kBytes), dst(kBytes);
+    LOOM_CUDA_CHECK(cudaMemsetAsync(src.as(), 0x5A, kBytes, g_dev.stream));
+    for (int i = 0; i < 3; ++i)
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(dst.as(), src.as(), kBytes, cudaMemcpyDeviceToDevice, g_dev.stream));
+    std::vector<double> seconds;
+    for (int i = 0; i < 25; ++i) {
+        LOOM_CUDA_CHECK(cudaEventRecord(g_dev.start, g_dev.stream));
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(dst.as(), src.as(), kBytes, cudaMemcpyDeviceToDevice, g_dev.stream));
+        LOOM_CUDA_CHECK(cudaEventRecord(g_dev.stop, g_dev.stream));
+        LOOM_CUDA_CHECK(cudaEventSynchronize(g_dev.stop));
+        seconds.push_back(elapsed_seconds());
+    }
+    std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
+    return 2.0 * static_cast<double>(kBytes) / seconds[seconds.size() / 2] / 1e9;
+}
+
+// ---- Inputs ----
+
+std::vector<float> random_floats(uint64_t n, uint32_t seed, float mean, float stddev) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(mean, stddev);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
+template <class T>
+void upload(T* dst, const std::vector<T>& host) {
+    LOOM_CUDA_CHECK(cudaMemcpy(dst, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+// dst (total bytes) = `tile` repeated (the last copy cut short): the tile is uploaded once and
+// doubled on the device, so gigabyte tensors cost no host work.
+void fill_repeating(uint8_t* dst, uint64_t total, const std::vector<uint8_t>& tile) {
+    const uint64_t first = std::min<uint64_t>(total, tile.size());
+    LOOM_CUDA_CHECK(cudaMemcpy(dst, tile.data(), first, cudaMemcpyHostToDevice));
+    for (uint64_t filled = first; filled < total;) {
+        const uint64_t n = std::min(filled, total - filled);
+        LOOM_CUDA_CHECK(cudaMemcpy(dst + filled, dst, n, cudaMemcpyDeviceToDevice));
+        filled += n;
+    }
+}
+
+// Whole rows of n_in random N(0, 1/sqrt(n_in)) weights quantized to `type` (about 256K elements),
+// cached per (type, n_in): weight tensors are these rows repeated.
+const std::vector<uint8_t>& quantized_tile(TensorType type, int n_in) {
+    static std::map<std::pair<TensorType, int>, std::vector<uint8_t>> cache;
+    auto [it, fresh] = cache.try_emplace({type, n_in});
+    if (fresh) {
+        const uint64_t rows = std::max(1, (1 << 18) / n_in);
+        const uint64_t n = rows * static_cast<uint64_t>(n_in);
+        const auto w = random_floats(n, 17u + static_cast<uint32_t>(type) * 7919u + static_cast<uint32_t>(n_in), 0.f,
+                                     1.f / std::sqrt(static_cast<float>(n_in)));
+        it->second.resize(gguf::tensor_bytes(type, n));
+        gguf::quantize(type, w.data(), it->second.data(), n);
+    }
+    return it->second;
+}
+
+std::vector<uint8_t> random_half_tile(uint64_t n, uint32_t seed) {
+    const auto f = random_floats(n, seed, 0.f, 1.f);
+    std::vector<uint8_t> bytes(2 * n);
+    for (uint64_t i = 0; i < n; ++i) {
+        const uint16_t h = gguf::float_to_half(f[i]);
+        bytes[2 * i] = static_cast<uint8_t>(h & 0xFF);
+        bytes[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+    }
+    return bytes;
+}
+
+uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+// How many copies of `bytes` make the cold span (at least 1, at most kMaxCopies).
+int cold_copies(uint64_t bytes) {
+    const uint64_t span = kColdSpanL2 * g_dev.l2_bytes;
+    return static_cast<int>(std::clamp<uint64_t>((span + bytes - 1) / std::max<uint64_t>(bytes, 1), 1, kMaxCopies));
+}
+
+// `copies` copies of a weight matrix (n_rows rows of n_in in `type`), 256 bytes apart.
+struct Weights {
+    uint64_t bytes = 0, stride = 0;
+    int copies = 1;
+    DeviceMem mem;
+    Weights(TensorType type, int n_in, int64_t n_rows, int copies_)
+        : bytes(gguf::tensor_bytes(type, static_cast<uint64_t>(n_in) * n_rows)),
+          stride(round_up(bytes, 256)),
+          copies(copies_),
+          mem(stride * copies_) {
+        fill_repeating(mem.as(), bytes, quantized_tile(type, n_in));
+        for (int c = 1; c < copies; ++c)
+            LOOM_CUDA_CHECK(cudaMemcpy(mem.as() + c * stride, mem.as(), bytes, cudaMemcpyDeviceToDevice));
+    }
+    const void* copy(int c) const { return mem.as() + static_cast<uint64_t>(c) * stride; }
+};
+
+// ---- Timing ----
+
+// One benchmark: `launch(c)` enqueues the kernel on the stream reading cold copy c (0 .. copies-1);
+// `bytes` is what one launch must move between the SMs and memory.
+struct Case {
+    double bytes = 0;
+    int copies = 1;
+    std::function<void(int)> launch;
+};
+
+// Captures `n` launches (cycling through the copies) into a CUDA graph, so the timing sees the
+// kernels back to back rather than the host's launch rate.
+cudaGraphExec_t capture(const Case& c, int n) {
+    cudaGraph_t graph = nullptr;
+    LOOM_CUDA_CHECK(cudaStreamBeginCapture(g_dev.stream, cudaStreamCaptureModeThreadLocal));
+    try {
+        for (int i = 0; i < n; ++i) c.launch(i % c.copies);
+    } catch (...) {
+        cudaStreamEndCapture(g_dev.stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+    }
+    LOOM_CUDA_CHECK(cudaStreamEndCapture(g_dev.stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t rc = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    LOOM_CUDA_CHECK(rc);
+    return exec;
+}
+
+// Times the case: a warm-up pass over the copies estimates one launch, then each iteration replays
+// a graph of enough launches (every copy at least once) and reports the time per launch.
+void run_case(benchmark::State& state, const Case& c) {
+    const int warm = std::min(c.copies, 64);
+    c.launch(0);
+    LOOM_CUDA_CHECK(cudaEventRecord(g_dev.start, g_dev.stream));
+    for (int i = 0; i < warm; ++i) c.launch(i);
+    LOOM_CUDA_CHECK(cudaEventRecord(g_dev.stop, g_dev.stream));
+    LOOM_CUDA_CHECK(cudaEventSynchronize(g_dev.stop));
+    const double estimate = std::max(1e-7, static_cast<double>(elapsed_seconds()) / warm);
+    const int n = std::max(c.copies, static_cast<int>(std::clamp(kTargetIterationSeconds / estimate, 1.0, 2048.0)));
+
+    cudaGraphExec_t exec = capture(c, n);
+    double total = 0;
+    try {
+        LOOM_CUDA_CHECK(cudaGraphLaunch(exec, g_dev.stream));  // warm-up replay
+        for (auto _ : state) {
+            LOOM_CUDA_CHECK(cudaEventRecord(g_dev.start, g_dev.stream));
+            LOOM_CUDA_CHECK(cudaGraphLaunch(exec, g_dev.stream));
+            LOOM_CUDA_CHECK(cudaEventRecord(g_dev.stop, g_dev.stream));
+            LOOM_CUDA_CHECK(cudaEventSynchronize(g_dev.stop));
+            const double per_launch = elapsed_seconds() / n;
+            state.SetIterationTime(per_launch);
+            total += per_launch;
+        }
+    } catch (...) {
+        cudaGraphExecDestroy(exec);
+        throw;
+    }
+    cudaGraphExecDestroy(exec);
+    const double gbps = c.bytes * static_cast<double>(state.iterations()) / total / 1e9;
+    state.counters["bytes"] = benchmark::Counter(c.bytes);
+    state.counters["GB/s"] = benchmark::Counter(gbps);
+    state.counters["frac_copy"] = benchmark::Counter(gbps / g_dev.copy_gbps);
+}
+
+// Registers `name`: make() builds the inputs and returns the case (inputs are freed when it ends).
+template <class Make>
+void add(const std::string& name, const std::string& label, Make make) {
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [make, label](benchmark::State& state) {
+                                     try {
+                                         const Case c = make();
+                                         state.SetLabel(label);
+                                         run_case(state, c);
+                                     } catch (const std::exception& e) {
+                                         state.SkipWithError(e.what());
+                                     }
+                                 })
+        ->UseManualTime()
+        ->Iterations(kIterations)
+        ->Unit(benchmark::kMicrosecond);
+}
+
+// ---- Models ----
+
+struct Model {
+    std::string name;
+    gguf::SynthArch arch;
+    gguf::ModelShape shape;
+    int head_dim() const { return static_cast<int>(shape.head_dim()); }
+    int q_dim() const { return static_cast<int>(shape.heads) * head_dim(); }
+    int kv_dim() const { return static_cast<int>(shape.kv_heads) * head_dim(); }
+};
+
+std::vector<Model> bench_models() {
+    std::vector<Model> models;
+    for (const auto& [name, arch] : {std::pair{"smollm2-135m", gguf::SynthArch::llama},
+                                     std::pair{"qwen2.5-0.5b", gguf::SynthArch::qwen2},
+                                     std::pair{"llama3-8b", gguf::SynthArch::llama}})
+        models.push_back({name, arch, gguf::parse_model_shape(name)});
+    return models;
+}
+
+constexpr gguf::SynthType kSynthTypes[] = {gguf::SynthType::q4_0, gguf::SynthType::q4_1, gguf::SynthType::q8_0,
+                                           gguf::SynthType::q4_k_m, gguf::SynthType::f16};
+
+// A weight matrix of one layer (or the output projection): W (n_out, n_in) in `type`.
+struct Matrix {
+    std::string role;
+    TensorType type;
+    int n_in, n_out;
+    bool operator<(const Matrix& o) const {
+        return std::tie(role, type, n_in, n_out) < std::tie(o.role, o.type, o.n_in, o.n_out);
+    }
+};
+
+// The matrices `loom synth` makes for the model under every synth type: q4_k_m contributes its
+// Q4_K layers and its Q6_K ("more bits") layers, each after fit_row; duplicates collapse.
+std::vector<Matrix> synth_matrices(const Model& m) {
+    std::set<Matrix> out;
+    const uint32_t n = m.shape.layers;
+    const uint32_t plain_layer = n / 8;  // (i - n/8) % 3 == 0: not a "more bits" layer
+    static const std::pair<const char*, const char*> kRoles[] = {
+        {"attn_q", "q"}, {"attn_k", "k"}, {"attn_v", "v"}, {"attn_output", "o"},
+        {"ffn_gate", "gate"}, {"ffn_up", "up"}, {"ffn_down", "down"}};
+    for (const auto type : kSynthTypes) {
+        gguf::SynthOptions o;
+        o.arch = m.arch;
+        o.shape = m.shape;
+        o.type = type;
+        for (const auto& t : gguf::plan_tensors(o)) {
+            const auto n_in = static_cast<int>(t.ne[0]);
+            const auto n_out = t.ne.size() > 1 ? static_cast<int>(t.ne[1]) : 0;
+            if (t.name == "output.weight" || (m.shape.tied_embeddings && t.name == "token_embd.weight"))
+                out.insert({"output", t.type, n_in, n_out});
+            for (const auto& [suffix, role] : kRoles)
+                for (const uint32_t layer : {0u, plain_layer})
+                    if (t.name == "blk." + std::to_string(layer) + "." + suffix + ".weight")
+                        out.insert({role, t.type, n_in, n_out});
+        }
+    }
+    std::vector<Matrix> sorted(out.begin(), out.end());
+    static const std::vector<std::string> kOrder = {"q", "k", "v", "o", "gate", "up", "down", "output"};
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Matrix& a, const Matrix& b) {
+        return std::find(kOrder.begin(), kOrder.end(), a.role) < std::find(kOrder.begin(), kOrder.end(), b.role);
+    });
+    return sorted;
+}
+
+// token_embd's type under every synth type.
+std::set<TensorType> embedding_types(const Model& m) {
+    std::set<TensorType> types;
+    for (const auto type : kSynthTypes) {
+        gguf::SynthOptions o;
+        o.arch = m.arch;
+        o.shape = m.shape;
+        o.type = type;
+        for (const auto& t : gguf::plan_tensors(o))
+            if (t.name == "token_embd.weight") types.insert(t.type);
+    }
+    return types;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return out;
+}
+
+std::string dims(int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); }
+
+// Buffers are shared with the launch closures, which keep them alive as long as the case.
+using Mem = std::shared_ptr<DeviceMem>;
+
+// Device floats filled with N(mean, stddev) values (never zeros: the kernels see real data).
+Mem device_floats(uint64_t n, uint32_t seed, float mean = 0.f, float stddev = 1.f) {
+    auto mem = std::make_shared<DeviceMem>(n * sizeof(float));
+    upload(mem->as<float>(), random_floats(n, seed, mean, stddev));
+    return mem;
+}
+
+Mem device_ints(const std::vector<int32_t>& v) {
+    auto mem = std::make_shared<DeviceMem>(v.size() * sizeof(int32_t));
+    upload(mem->as<int32_t>(), v);
+    return mem;
+}
+
+Mem device_scratch(uint64_t bytes) { return std::make_shared<DeviceMem>(bytes); }
+
+// ---- Benchmarks per kernel ----
+
+void add_matvec(const Model& m) {
+    for (const auto& mat : synth_matrices(m))
+        for (const int n_vec : {1, 8}) {
+            const std::string type = lower(gguf::tensor_type_name(mat.type));
+            add("matvec/" + m.name + "/" + mat.role + "/" + type + "/nvec:" + std::to_string(n_vec),
+                dims(mat.n_out, mat.n_in), [mat, n_vec] {
+                    const uint64_t w_bytes = gguf::tensor_bytes(mat.type, static_cast<uint64_t>(mat.n_in) * mat.n_out);
+                    auto w = std::make_shared<Weights>(mat.type, mat.n_in, mat.n_out, cold_copies(w_bytes));
+                    auto x = device_floats(static_cast<uint64_t>(n_vec) * mat.n_in, 3);
+                    auto y = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_out * 4);
+                    Case c;
+                    c.bytes = static_cast<double>(w_bytes) + 4.0 * n_vec * (mat.n_in + mat.n_out);
+                    c.copies = w->copies;
+                    c.launch = [=](int copy) {
+                        kernels::matvec(mat.type, w->copy(copy), x->as<float>(),
+                                        y->as<float>(), mat.n_in, mat.n_out, n_vec,
+                                        g_dev.stream);
+                    };
+                    return c;
+                });
+        }
+}
+
+void add_embedding(const Model& m) {
+    const int n_embd = static_cast<int>(m.shape.embd);
+    const int64_t n_vocab = m.shape.vocab;
+    for (const auto type : embedding_types(m))
+        for (const int n_tokens : {1, 512}) {
+            add("embedding/" + m.name + "/" + lower(gguf::tensor_type_name(type)) + "/tokens:" +
+                    std::to_string(n_tokens),
+                dims(n_vocab, n_embd), [=] {
+                    const uint64_t table_bytes = gguf::tensor_bytes(type, static_cast<uint64_t>(n_embd) * n_vocab);
+                    auto table = std::make_shared<Weights>(type, n_embd, n_vocab, cold_copies(table_bytes));
+                    std::mt19937 rng(11);
+                    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(n_vocab - 1));
+                    std::vector<int32_t> ids(n_tokens);
+                    for (auto& id : ids) id = pick(rng);
+                    auto d_ids = device_ints(ids);
+                    auto out = device_scratch(static_cast<uint64_t>(n_tokens) * n_embd * 4);
+                    Case c;
+                    c.bytes = static_cast<double>(n_tokens) *
+                              (static_cast<double>(gguf::tensor_bytes(type, n_embd)) + 4.0 * n_embd + 4.0);
+                    c.copies = table->copies;
+                    c.launch = [=](int copy) {
+                        kernels::embedding_lookup(type, table->copy(copy), n_vocab, n_embd,
+                                                  d_ids->as<int32_t>(), n_tokens,
+                                                  out->as<float>(), g_dev.stream);
+                    };
+                    return c;
+                });
+        }
+}
+
+void add_elementwise(const Model& m) {
+    const int embd = static_cast<int>(m.shape.embd), ffn = static_cast<int>(m.shape.ffn), q_dim = m.q_dim();
+    const float eps = m.shape.rms_eps;
+    for (const int tokens : {1, 512}) {
+        const std::string suffix = "/" + m.name + "/tokens:" + std::to_string(tokens);
+        add("rmsnorm" + suffix, dims(tokens, embd), [=] {
+            auto x = device_floats(static_cast<uint64_t>(tokens) * embd, 5);
+            auto w = device_floats(embd, 6, 1.f, 0.02f);
+            auto y = device_scratch(static_cast<uint64_t>(tokens) * embd * 4);
+            Case c;
+            c.bytes = 8.0 * tokens * embd + 4.0 * embd;
+            c.launch = [=](int) {
+                kernels::rmsnorm(x->as<float>(),
+                                 w->as<float>(),
+                                 y->as<float>(), tokens, embd, eps, g_dev.stream);
+            };
+            return c;
+        });
+        add("swiglu" + suffix, dims(tokens, ffn), [=] {
+            const uint64_t n = static_cast<uint64_t>(tokens) * ffn;
+            auto gate = device_floats(n, 7), up = device_floats(n, 8);
+            auto out = device_scratch(n * 4);
+            Case c;
+            c.bytes = 12.0 * static_cast<double>(n);
+            c.launch = [=](int) {
+                kernels::swiglu(gate->as<float>(),
+                                up->as<float>(),
+                                out->as<float>(), static_cast<int64_t>(n), g_dev.stream);
+            };
+            return c;
+        });
+        add("add" + suffix, dims(tokens, embd), [=] {
+            const uint64_t n = static_cast<uint64_t>(tokens) * embd;
+            auto a = device_floats(n, 9), b = device_floats(n, 10);
+            Case c;
+            c.bytes = 12.0 * static_cast<double>(n);
+            c.launch = [=](int) {  // in place, as the residual add runs
+                float* x = a->as<float>();
+                kernels::add(x, b->as<float>(), x, static_cast<int64_t>(n),
+                             g_dev.stream);
+            };
+            return c;
+        });
+        add("add_bias" + suffix, dims(tokens, q_dim), [=] {
+            auto x = device_floats(static_cast<uint64_t>(tokens) * q_dim, 12);
+            auto bias = device_floats(q_dim, 13, 0.f, 0.02f);
+            Case c;
+            c.bytes = 8.0 * tokens * q_dim + 4.0 * q_dim;
+            c.launch = [=](int) {
+                kernels::add_bias(x->as<float>(),
+                                  bias->as<float>(), tokens, q_dim, g_dev.stream);
+            };
+            return c;
+        });
+        add("rope" + suffix, dims(tokens, q_dim + m.kv_dim()), [=] {
+            const int hd = m.head_dim(), kv_dim = m.kv_dim();
+            const int n_head = static_cast<int>(m.shape.heads), n_head_kv = static_cast<int>(m.shape.kv_heads);
+            auto q = device_floats(static_cast<uint64_t>(tokens) * q_dim, 14);
+            auto k = device_floats(static_cast<uint64_t>(tokens) * kv_dim, 15);
+            std::vector<int32_t> pos(tokens);
+            for (int t = 0; t < tokens; ++t) pos[t] = 700 + t;
+            auto d_pos = device_ints(pos);
+            const auto inv = engine::cpu::rope_inv_freq(hd, m.shape.rope_base, {});
+            auto d_inv = device_scratch(inv.size() * 4);
+            upload(d_inv->as<float>(), inv);
+            const auto style = m.arch == gguf::SynthArch::qwen2 ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
+            Case c;
+            c.bytes = 8.0 * tokens * (q_dim + kv_dim) + 4.0 * tokens + 2.0 * hd;
+            c.launch = [=](int) {
+                kernels::rope(q->as<float>(),
+                              k->as<float>(), tokens, n_head, n_head_kv, hd, q_dim,
+                              kv_dim, d_pos->as<int32_t>(),
+                              d_inv->as<float>(), style, g_dev.stream);
+            };
+            return c;
+        });
+    }
+}
+
+void add_argmax(const Model& m) {
+    const int n = static_cast<int>(m.shape.vocab);
+    for (const int rows : {1, 32})
+        add("argmax/" + m.name + "/rows:" + std::to_string(rows), dims(rows, n), [=] {
+            auto x = device_floats(static_cast<uint64_t>(rows) * n, 16);
+            auto out = device_scratch(static_cast<uint64_t>(rows) * 4);
+            Case c;
+            c.bytes = 4.0 * rows * n + 4.0 * rows;
+            c.launch = [=](int) {
+                kernels::argmax(x->as<float>(), rows, n,
+                                out->as<int32_t>(), g_dev.stream);
+            };
+            return c;
+        });
+}
+
+// A paged KV cache of `copies` layers for n_seq sequences of `ctx` positions each, filled with
+// random fp16, and the block tables (sequence s owns blocks s * ctx/16 ..).
+struct KvCache {
+    kernels::KvCacheLayout layout;
+    DeviceMem arena;
+    Mem tables;
+    int blocks_per_seq;
+    KvCache(const Model& m, int n_seq, int ctx, int copies)
+        : layout{copies, n_seq * ((ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens),
+                 static_cast<int>(m.shape.kv_heads), m.head_dim()},
+          arena(static_cast<uint64_t>(layout.arena_elems()) * 2),
+          blocks_per_seq((ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens) {
+        fill_repeating(arena.as(), arena.bytes(), random_half_tile(1 << 20, 21));
+        std::vector<int32_t> t(static_cast<size_t>(n_seq) * blocks_per_seq);
+        for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int32_t>(i);
+        tables = device_ints(t);
+    }
+    kernels::KvLayer layer(int c) const { return kernels::kv_layer(arena.as<uint16_t>(), layout, c); }
+    uint64_t layer_bytes() const { return static_cast<uint64_t>(2 * layout.region_elems()) * 2; }
+};
+
+int kv_copies(const Model& m, int n_seq, int ctx) {
+    const uint64_t bytes = static_cast<uint64_t>(n_seq) * round_up(ctx, kernels::kKvBlockTokens) * m.kv_dim() * 4;
+    return cold_copies(bytes);
+}
+
+void add_kv_and_attention(const Model& m) {
+    const int n_head = static_cast<int>(m.shape.heads), q_dim = m.q_dim(), kv_dim = m.kv_dim();
+    // kv_cache_write: one decode token, a decode batch of 32 sequences, a 512-token prefill.
+    for (const auto& [n_tokens, n_seq] : {std::pair{1, 1}, std::pair{32, 32}, std::pair{512, 1}})
+        add("kv_cache_write/" + m.name + "/tokens:" + std::to_string(n_tokens) + "/seqs:" + std::to_string(n_seq),
+            dims(n_tokens, kv_dim), [=] {
+                const int ctx = 4096;
+                auto kv = std::make_shared<KvCache>(m, n_seq, ctx, 1);
+                auto k = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 22);
+                auto v = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 23);
+                std::vector<int32_t> pos(n_tokens), seq(n_tokens);
+                for (int t = 0; t < n_tokens; ++t) {
+                    pos[t] = n_seq == 1 ? 1000 + t : 1000 + 37 * t;
+                    seq[t] = n_seq == 1 ? 0 : t;
+                }
+                auto d_pos = device_ints(pos), d_seq = device_ints(seq);
+                Case c;
+                c.bytes = n_tokens * (8.0 * kv_dim + 4.0 * kv_dim + 8.0);
+                c.launch = [=](int) {
+                    kernels::kv_cache_write(k->as<float>(),
+                                            v->as<float>(), n_tokens, kv_dim, kv_dim,
+                                            d_pos->as<int32_t>(),
+                                            n_seq == 1 ? nullptr : d_seq->as<int32_t>(),
+                                            kv->tables->as<int32_t>(), kv->blocks_per_seq, kv->layer(0), g_dev.stream);
+                };
+                return c;
+            });
+
+    for (const int ctx : {512, 4096})
+        for (const int batch : {1, 32})
+            add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch),
+                dims(batch, ctx), [=] {
+                    auto kv = std::make_shared<KvCache>(m, batch, ctx, kv_copies(m, batch, ctx));
+                    auto q = device_floats(static_cast<uint64_t>(batch) * q_dim, 24);
+                    auto out = device_scratch(static_cast<uint64_t>(batch) * q_dim * 4);
+                    auto lens = device_ints(std::vector<int32_t>(batch, ctx));
+                    const int64_t ws_floats = kernels::decode_attention_workspace_floats(batch, n_head, m.head_dim(), ctx);
+                    auto ws = device_scratch(static_cast<uint64_t>(ws_floats) * 4);
+                    Case c;
+                    c.bytes = static_cast<double>(batch) * ctx * kv_dim * 4.0 + 8.0 * batch * q_dim;
+                    c.copies = kv->layout.n_layer;
+                    c.launch = [=](int copy) {
+                        kernels::decode_attention(q->as<float>(), q_dim,
+                                                  out->as<float>(), q_dim, batch, n_head,
+                                                  lens->as<int32_t>(), ctx, nullptr,
+                                                  kv->tables->as<int32_t>(), kv->blocks_per_seq, kv->layer(copy),
+                                                  ws_floats ? ws->as<float>() : nullptr,
+                                                  g_dev.stream);
+                    };
+                    return c;
+                });
+
+    const int T = 512;
+    add("prefill_attention/" + m.name + "/tokens:" + std::to_string(T), dims(T, T), [=] {
+        auto kv = std::make_shared<KvCache>(m, 1, T, kv_copies(m, 1, T));
+        auto q = device_floats(static_cast<uint64_t>(T) * q_dim, 25);
+        auto out = device_scratch(static_cast<uint64_t>(T) * q_dim * 4);
+        Case c;
+        c.bytes = static_cast<double>(T) * kv_dim * 4.0 + 8.0 * T * q_dim;
+        c.copies = kv->layout.n_layer;
+        c.launch = [=](int copy) {
+            kernels::prefill_attention(q->as<float>(), q_dim,
+                                       out->as<float>(), q_dim, T, 0, n_head,
+                                       kv->tables->as<int32_t>(), kv->layer(copy), g_dev.stream);
+        };
+        return c;
+    });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+    // CI builds this on machines without a GPU: say why nothing runs and succeed.
+    const auto cuda = kernels::query_cuda();
+    if (cuda.devices.empty()) {
+        std::printf("kernel_bench: no CUDA device (%s); no benchmarks run\n", cuda.error.c_str());
+        return 0;
+    }
+    const auto& dev = cuda.devices.front();
+    if (dev.cc_major < 8) {
+        std::printf("kernel_bench: %s is sm_%d%d; loom's kernels need sm_80 or newer; no benchmarks run\n",
+                    dev.name.c_str(), dev.cc_major, dev.cc_minor);
+        return 0;
+    }
+
+    try {
+        LOOM_CUDA_CHECK(cudaSetDevice(dev.index));
+        int l2 = 0;
+        LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev.index));
+        g_dev.l2_bytes = static_cast<uint64_t>(l2);
+        LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&g_dev.stream, cudaStreamNonBlocking));
+        LOOM_CUDA_CHECK(cudaEventCreate(&g_dev.start));
+        LOOM_CUDA_CHECK(cudaEventCreate(&g_dev.stop));
+        g_dev.copy_gbps = measure_copy_bandwidth();
+    } catch (const std::exception& e) {
+        std::printf("kernel_bench: cannot set up %s: %s\n", dev.name.c_str(), e.what());
+        return 1;
+    }
+    char copy_line[64];
+    std::snprintf(copy_line, sizeof copy_line, "%.1f", g_dev.copy_gbps);
+    std::printf("kernel_bench: %s, L2 %.0f MiB; device-to-device copy of 1 GiB: %s GB/s (2 x size / time, median "
+                "of 25)\n",
+                dev.name.c_str(), static_cast<double>(g_dev.l2_bytes) / (1 << 20), copy_line);
+    benchmark::AddCustomContext("device", dev.name);
+    benchmark::AddCustomContext("copy_GB/s", copy_line);
+
+    for (const auto& m : bench_models()) {
+        add_embedding(m);
+        add_elementwise(m);
+        add_kv_and_attention(m);
+        add_matvec(m);
+        add_argmax(m);
+    }
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    cudaEventDestroy(g_dev.start);
+    cudaEventDestroy(g_dev.stop);
+    cudaStreamDestroy(g_dev.stream);
+    return 0;
+}
