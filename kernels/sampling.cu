@@ -1,10 +1,10 @@
-// GPU sampler kernels: bias/penalties and row statistics, a CUB segmented sort into σ order, tile
+// GPU sampler kernels: bias/penalties and row statistics, one CUB radix sort of all rows into σ order, tile
 // weights with their prefix sums, and the top-p / min-p / Philox draw search.
 #include "kernels/sampling.h"
 
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
-#include <cub/device/device_segmented_radix_sort.cuh>
+#include <cub/device/device_radix_sort.cuh>
 
 #include <cstdint>
 #include <limits>
@@ -35,12 +35,12 @@ struct RowState {
 // Where each piece of the workspace lies, for `rows` rows of n_vocab tokens.
 struct Layout {
     size_t adjusted;      // float (rows, V): l after bias and penalties
-    size_t region[2];     // each (rows, V) uint32 keys then (rows, V) int32 ids: the sort's double buffer
+    size_t keys[2];       // each uint64 (rows, V): the sort's double buffer of (row << 32 | ~order key)
+    size_t ids[2];        // each int32 (rows, V): the ids riding along
     size_t prefix_minp;   // uint64 (rows, V): tile-local inclusive prefix of the min-p weights
     size_t tile_sums;     // uint64 (rows, tiles): tile totals of w, then their inclusive prefix
     size_t tile_minp;     // uint64 (rows, tiles): the same for the min-p weights
     size_t states;        // RowState (rows)
-    size_t seg_begin, seg_end;  // int (rows): the sort's segments (empty for rows that skip it)
     size_t sort_temp;
     size_t sort_temp_bytes;
     size_t total;
@@ -50,13 +50,18 @@ size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
 __host__ __device__ inline int tiles_of(int n_vocab) { return (n_vocab + kTile - 1) / kTile; }
 
+// The sort's key bits: the 32 of ~order key below the row index's.
+int sort_end_bit(int rows) {
+    int bits = 0;
+    while ((1 << bits) < rows) ++bits;
+    return 32 + bits;
+}
+
 size_t sort_temp_bytes(int rows, int n_vocab) {
     size_t bytes = 0;
-    cub::DoubleBuffer<uint32_t> keys(nullptr, nullptr);
+    cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
     cub::DoubleBuffer<int32_t> ids(nullptr, nullptr);
-    LOOM_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-        nullptr, bytes, keys, ids, rows * n_vocab, rows, static_cast<const int*>(nullptr),
-        static_cast<const int*>(nullptr), 0, 32));
+    LOOM_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, ids, rows * n_vocab, 0, sort_end_bit(rows)));
     return bytes;
 }
 
@@ -75,14 +80,14 @@ Layout layout_for(int rows, int n_vocab) {
         return here;
     };
     l.adjusted = take(elems * sizeof(float));
-    l.region[0] = take(elems * 8);
-    l.region[1] = take(elems * 8);
+    for (int b = 0; b < 2; ++b) {
+        l.keys[b] = take(elems * sizeof(uint64_t));
+        l.ids[b] = take(elems * sizeof(int32_t));
+    }
     l.prefix_minp = take(elems * sizeof(uint64_t));
     l.tile_sums = take(tiles * sizeof(uint64_t));
     l.tile_minp = take(tiles * sizeof(uint64_t));
     l.states = take(static_cast<size_t>(rows) * sizeof(RowState));
-    l.seg_begin = take(static_cast<size_t>(rows) * sizeof(int));
-    l.seg_end = take(static_cast<size_t>(rows) * sizeof(int));
     l.sort_temp_bytes = sort_temp_bytes(rows, n_vocab);
     l.sort_temp = take(l.sort_temp_bytes);
     l.total = at;
@@ -93,6 +98,11 @@ __device__ __forceinline__ uint32_t key_of(float x) { return sampling::order_key
 
 // The order key in int32 order, as the CPU sampler compares them.
 __device__ __forceinline__ int32_t signed_key_of(float x) { return static_cast<int32_t>(key_of(x) ^ 0x80000000u); }
+
+// The order key of a sorted composite key.
+__device__ __forceinline__ uint32_t sorted_key(const uint64_t* sorted, size_t i) {
+    return ~static_cast<uint32_t>(sorted[i]);
+}
 
 // The logit of an order key (-0 comes back as +0, which gives every z, weight and log-probability
 // the same value).
@@ -126,13 +136,12 @@ struct CombineExtremes {
 __device__ __forceinline__ bool row_sorts(const SamplingRow& p) { return p.temperature > 0 || p.n_top > 0; }
 
 // One block per row: l = logits + bias (in order) with the penalties of each distinct window token,
-// then the row's max/argmax/validity, the sort's keys and segment, the log-normalizer, and the
-// whole result of greedy rows.
+// then the row's max/argmax/validity, the sort's keys (every row when the sort runs, so each row's
+// tokens stay in its own stretch), the log-normalizer, and the whole result of greedy rows.
 __global__ void __launch_bounds__(kRowThreads)
     prepare_kernel(const float* __restrict__ logits, int64_t stride, int n_vocab, const SamplingRow* __restrict__ rows,
                    const int32_t* __restrict__ history, const LogitBias* __restrict__ biases, float* adjusted,
-                   uint32_t* keys, int32_t* ids, RowState* states, int* seg_begin, int* seg_end,
-                   SampleResult* results, bool sort_rows) {
+                   uint64_t* keys, int32_t* ids, RowState* states, SampleResult* results, bool sort_rows) {
     using ExtremesReduce = cub::BlockReduce<Extremes, kRowThreads>;
     using SumReduce = cub::BlockReduce<double, kRowThreads>;
     __shared__ union {
@@ -146,9 +155,13 @@ __global__ void __launch_bounds__(kRowThreads)
     const SamplingRow p = rows[row];
     const size_t base = static_cast<size_t>(row) * static_cast<size_t>(n_vocab);
     const float* src = logits + static_cast<int64_t>(p.logits_row) * stride;
+    // A row without bias or penalties is read where it lies; the others are adjusted in a copy.
+    const bool adjusts = p.bias_count > 0 || p.history_count > 0;
     float* l = adjusted + base;
+    const float* x_of = adjusts ? l : src;
 
-    for (int i = threadIdx.x; i < n_vocab; i += kRowThreads) l[i] = __ldg(src + i);
+    if (adjusts)
+        for (int i = threadIdx.x; i < n_vocab; i += kRowThreads) l[i] = __ldg(src + i);
     __syncthreads();
     if (threadIdx.x == 0) {
         for (int b = 0; b < p.bias_count; ++b) {
@@ -188,10 +201,11 @@ __global__ void __launch_bounds__(kRowThreads)
     }
 
     const bool sorts = row_sorts(p);
+    const uint64_t row_bits = static_cast<uint64_t>(row) << 32;
     const float infinity = __uint_as_float(0x7f800000u);
     Extremes mine{INT32_MIN, n_vocab, INT32_MAX, n_vocab};
     for (int i = threadIdx.x; i < n_vocab; i += kRowThreads) {
-        const float x = l[i];
+        const float x = x_of[i];
         const int32_t key = signed_key_of(x);
         if (key > mine.max_key) {  // ids rise along a thread's slice: the first of a key is its lowest
             mine.max_key = key;
@@ -199,8 +213,8 @@ __global__ void __launch_bounds__(kRowThreads)
         }
         mine.min_key = min(mine.min_key, key);
         if (!(x < infinity) && i < mine.first_bad) mine.first_bad = i;
-        if (sorts) {
-            keys[base + i] = key_of(x);
+        if (sort_rows) {
+            keys[base + i] = row_bits | ~key_of(x);
             ids[base + i] = i;
         }
     }
@@ -217,14 +231,14 @@ __global__ void __launch_bounds__(kRowThreads)
     } else if (sorts && !sort_rows) {
         status = kSampleNeedsSort;
     }
-    const float max_logit = status == kSampleOk ? l[e.argmax] : 0.f;
+    const float max_logit = status == kSampleOk ? x_of[e.argmax] : 0.f;
     const double temperature = p.temperature > 0 ? static_cast<double>(p.temperature) : 1.0;
 
     double log_normalizer = 0;
     if (status == kSampleOk && p.n_top >= 0) {
         double sum = 0;
         for (int i = threadIdx.x; i < n_vocab; i += kRowThreads)
-            sum += exp((static_cast<double>(l[i]) - static_cast<double>(max_logit)) / temperature);
+            sum += exp((static_cast<double>(x_of[i]) - static_cast<double>(max_logit)) / temperature);
         __syncthreads();  // temp.extremes is reused
         const double total = SumReduce(temp.sum).Sum(sum);
         if (threadIdx.x == 0) row_sum = total;
@@ -234,9 +248,6 @@ __global__ void __launch_bounds__(kRowThreads)
 
     if (threadIdx.x != 0) return;
     states[row] = RowState{log_normalizer, max_logit, status};
-    const int seg = static_cast<int>(base);
-    seg_begin[row] = seg;
-    seg_end[row] = status == kSampleOk && sorts ? seg + n_vocab : seg;
     SampleResult& r = results[row];
     r.status = status;
     r.n_top = status == kSampleOk && p.n_top > 0 ? min(p.n_top, n_vocab) : 0;
@@ -244,7 +255,7 @@ __global__ void __launch_bounds__(kRowThreads)
     r.logprob = 0;
     if (status == kSampleBadLogit) {
         r.token = e.first_bad;
-        r.logprob = l[e.first_bad];
+        r.logprob = x_of[e.first_bad];
     } else if (status == kSampleOk && p.temperature == 0) {
         r.token = e.argmax;
         if (p.n_top >= 0) r.logprob = static_cast<float>(0.0 - log_normalizer);  // z of the argmax is 0
@@ -256,7 +267,7 @@ __global__ void __launch_bounds__(kRowThreads)
 // min-p weights (w >= threshold, else 0) when min-p is on. Tiles past z <= -32 weigh nothing.
 __global__ void __launch_bounds__(kTileThreads)
     weigh_kernel(const SamplingRow* __restrict__ rows, int n_vocab, const RowState* __restrict__ states,
-                 const uint32_t* __restrict__ sorted_keys, uint64_t* prefix, uint64_t* prefix_minp,
+                 const uint64_t* __restrict__ sorted_keys, uint64_t* prefix, uint64_t* prefix_minp,
                  uint64_t* tile_sums, uint64_t* tile_minp) {
     using Scan = cub::BlockScan<uint64_t, kTileThreads>;
     __shared__ typename Scan::TempStorage scan_temp;
@@ -273,7 +284,7 @@ __global__ void __launch_bounds__(kTileThreads)
     const bool min_p_on = p.min_p > 0;
 
     // σ is sorted, so z falls along it: a tile starting at z <= -32 weighs nothing.
-    if (sampling::exponent(logit_of_key(sorted_keys[base + start]), st.max_logit, p.temperature) <= -32.0) {
+    if (sampling::exponent(logit_of_key(sorted_key(sorted_keys, base + start)), st.max_logit, p.temperature) <= -32.0) {
         if (threadIdx.x == 0) {
             tile_sums[tile_at] = 0;
             tile_minp[tile_at] = 0;
@@ -287,7 +298,7 @@ __global__ void __launch_bounds__(kTileThreads)
 #pragma unroll
     for (int j = 0; j < kTileItems; ++j) {
         const int i = first + j;
-        w[j] = i < k ? weight_of(logit_of_key(sorted_keys[base + i]), st.max_logit, p.temperature) : 0;
+        w[j] = i < k ? weight_of(logit_of_key(sorted_key(sorted_keys, base + i)), st.max_logit, p.temperature) : 0;
         w_minp[j] = w[j] >= threshold ? w[j] : 0;
     }
     uint64_t total = 0;
@@ -356,7 +367,7 @@ struct Cumulative {
 // top log-probabilities from the head of σ (every row that sorted).
 __global__ void __launch_bounds__(kFinishThreads)
     finish_kernel(const SamplingRow* __restrict__ rows, int n_vocab, const RowState* __restrict__ states,
-                  const uint32_t* __restrict__ sorted_keys, const int32_t* __restrict__ sorted_ids,
+                  const uint64_t* __restrict__ sorted_keys, const int32_t* __restrict__ sorted_ids,
                   const uint64_t* prefix, const uint64_t* prefix_minp, uint64_t* tile_sums, uint64_t* tile_minp,
                   SampleResult* results) {
     const int row = blockIdx.x;
@@ -364,7 +375,7 @@ __global__ void __launch_bounds__(kFinishThreads)
     const RowState st = states[row];
     if (st.status != kSampleOk || !row_sorts(p)) return;
     const size_t base = static_cast<size_t>(row) * static_cast<size_t>(n_vocab);
-    const uint32_t* keys = sorted_keys + base;
+    const uint64_t* keys = sorted_keys + base;
     const int32_t* ids = sorted_ids + base;
     SampleResult& r = results[row];
     const double temperature = p.temperature > 0 ? static_cast<double>(p.temperature) : 1.0;
@@ -394,13 +405,13 @@ __global__ void __launch_bounds__(kFinishThreads)
             const uint64_t position = sampling::draw_position(philox::sampling_bits(p.seed, p.step), kept);
             const int chosen = drawn.first_above(position);
             r.token = ids[chosen];
-            if (p.n_top >= 0) r.logprob = logprob_of(keys[chosen]);
+            if (p.n_top >= 0) r.logprob = logprob_of(sorted_key(keys, chosen));
         }
     }
     const int n_top = p.n_top > 0 ? min(p.n_top, n_vocab) : 0;
     if (static_cast<int>(threadIdx.x) < n_top) {
         r.top_tokens[threadIdx.x] = ids[threadIdx.x];
-        r.top_logprobs[threadIdx.x] = logprob_of(keys[threadIdx.x]);
+        r.top_logprobs[threadIdx.x] = logprob_of(sorted_key(keys, threadIdx.x));
     }
 }
 
@@ -419,27 +430,25 @@ void sample_rows(const float* logits, int64_t logits_row_stride, int n_vocab, co
                                     std::to_string(lay.total));
     char* ws = static_cast<char*>(workspace);
     const size_t elems = static_cast<size_t>(n_rows) * static_cast<size_t>(n_vocab);
-    const auto keys_of = [&](int r) { return reinterpret_cast<uint32_t*>(ws + lay.region[r]); };
-    const auto ids_of = [&](int r) { return reinterpret_cast<int32_t*>(ws + lay.region[r] + elems * sizeof(uint32_t)); };
+    const auto keys_of = [&](int b) { return reinterpret_cast<uint64_t*>(ws + lay.keys[b]); };
+    const auto ids_of = [&](int b) { return reinterpret_cast<int32_t*>(ws + lay.ids[b]); };
     auto* states = reinterpret_cast<RowState*>(ws + lay.states);
-    auto* seg_begin = reinterpret_cast<int*>(ws + lay.seg_begin);
-    auto* seg_end = reinterpret_cast<int*>(ws + lay.seg_end);
 
     prepare_kernel<<<n_rows, kRowThreads, 0, stream>>>(logits, logits_row_stride, n_vocab, rows, history, biases,
                                                       reinterpret_cast<float*>(ws + lay.adjusted), keys_of(0),
-                                                      ids_of(0), states, seg_begin, seg_end, results, sort_rows);
+                                                      ids_of(0), states, results, sort_rows);
     LOOM_CUDA_CHECK_LAUNCH("prepare_kernel");
     if (!sort_rows) return;
 
-    // σ: descending key, ties in ascending id (the radix sort is stable and ids enter ascending).
-    cub::DoubleBuffer<uint32_t> keys(keys_of(0), keys_of(1));
+    // One device-wide sort of every row: ascending (row, ~order key) keeps each row in its own
+    // stretch in σ order, ties in ascending id (the radix sort is stable and ids enter ascending).
+    cub::DoubleBuffer<uint64_t> keys(keys_of(0), keys_of(1));
     cub::DoubleBuffer<int32_t> ids(ids_of(0), ids_of(1));
     size_t temp_bytes = lay.sort_temp_bytes;
-    LOOM_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-        ws + lay.sort_temp, temp_bytes, keys, ids, static_cast<int>(elems), n_rows, seg_begin, seg_end, 0, 32,
-        stream));
-    // The buffer the sort did not end in holds the tile-local prefix sums.
-    auto* prefix = reinterpret_cast<uint64_t*>(ws + lay.region[keys.selector ^ 1]);
+    LOOM_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws + lay.sort_temp, temp_bytes, keys, ids, static_cast<int>(elems),
+                                                    0, sort_end_bit(n_rows), stream));
+    // The key buffer the sort did not end in holds the tile-local prefix sums.
+    auto* prefix = keys.Alternate();
     auto* prefix_minp = reinterpret_cast<uint64_t*>(ws + lay.prefix_minp);
     auto* tile_sums = reinterpret_cast<uint64_t*>(ws + lay.tile_sums);
     auto* tile_minp = reinterpret_cast<uint64_t*>(ws + lay.tile_minp);

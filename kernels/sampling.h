@@ -42,13 +42,13 @@ struct SampleResult {
     float top_logprobs[kMaxTopLogprobs];
 };
 
-// Device scratch that sample_rows needs for up to max_rows rows (about 28 bytes per row and token,
+// Device scratch that sample_rows needs for up to max_rows rows (about 36 bytes per row and token,
 // plus CUB's sort storage).
 uint64_t sampling_workspace_bytes(int max_rows, int n_vocab);
 
 // One token per row of `rows`, written to results[row]: logits (n_logits_rows, logits_row_stride)
 // holds each row's logits at rows[r].logits_row; history and biases hold the windows and bias
-// entries the rows point into. Greedy rows (temperature 0) without top log-probabilities skip the
+// entries the rows point into. Greedy rows (temperature 0) without top log-probabilities need no
 // sort; sort_rows = false promises that every row is such a row, which skips the sort's launches
 // (a row breaking the promise reports kSampleNeedsSort). workspace: workspace_bytes >=
 // sampling_workspace_bytes(n_rows, n_vocab) bytes, any contents. All pointers are device pointers;
