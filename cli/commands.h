@@ -11,5 +11,6 @@ void register_tokenize(CLI::App& app, int& exit_code);  // tokenize and detokeni
 void register_chat_template(CLI::App& app, int& exit_code);
 void register_generate(CLI::App& app, int& exit_code);
 void register_gpu_info(CLI::App& app, int& exit_code);
+void register_gpu_check(CLI::App& app, int& exit_code);
 
 }  // namespace loom::cli

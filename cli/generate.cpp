@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/cuda_status.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
@@ -17,7 +18,6 @@
 #ifdef LOOM_HAVE_CUDA
 #include "engine/cuda/cuda_backend.h"
 #include "kernels/cuda_check.h"
-#include "kernels/device_info.h"
 #include "kernels/vram.h"
 #endif
 
@@ -25,7 +25,7 @@ namespace loom::cli {
 namespace {
 
 constexpr int kExitBadInput = 2;
-constexpr int kExitNoBackend = 3;
+constexpr int kExitNoBackend = kExitNoGpu;
 
 struct Options {
     std::string model;
@@ -43,17 +43,6 @@ struct Options {
     bool json = false;
     std::string dump_layers;
 };
-
-// Why the CUDA backend cannot run here (empty when it can); loom never falls back to the CPU.
-std::string cuda_unavailable_reason() {
-#ifdef LOOM_HAVE_CUDA
-    const auto inv = kernels::query_cuda();
-    if (inv.devices.empty()) return "no usable CUDA device (" + inv.error + ")";
-    return "";
-#else
-    return "this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)";
-#endif
-}
 
 // The named backend, or null with `why` set when the CUDA device cannot hold or run the model.
 std::unique_ptr<engine::Backend> make_backend(const Options& o, const gguf::File& file, std::string& why) {

@@ -54,7 +54,8 @@ template <int HD>
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
                         int64_t out_row_stride, int n_head, int n_head_kv, const int32_t* __restrict__ seq_lens,
-                        const int32_t* __restrict__ block_tables, int block_table_stride,
+                        const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
+                        int block_table_stride,
                         const __half* __restrict__ k_cache, const __half* __restrict__ v_cache, float scale,
                         int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml) {
     constexpr int kChunks = HD / 8, kLanes = kDecodeThreads / kChunks;
@@ -71,7 +72,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
     const int seq = blockIdx.y, split = blockIdx.z;
     const int t0 = split * kDecodeSplitTokens;
     const int n = max(0, min(seq_lens[seq] - t0, kDecodeSplitTokens));
-    const int32_t* table = block_tables + static_cast<int64_t>(seq) * block_table_stride;
+    const int slot = seq_slots ? seq_slots[seq] : seq;
+    const int32_t* table = block_tables + static_cast<int64_t>(slot) * block_table_stride;
 
     for (int i = tid; i < G * HD; i += kDecodeThreads)
         q_s[i / HD][i % HD] = q[seq * q_row_stride + static_cast<int64_t>(h0) * HD + i];
@@ -273,8 +275,8 @@ void check_heads(const char* fn, int n_head, const KvLayer& layer) {
 
 template <int HD>
 void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
-                   const int32_t* seq_lens, int max_seq_len, const int32_t* block_tables, int block_table_stride,
-                   KvLayer layer, float* workspace, Stream stream) {
+                   const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
+                   int block_table_stride, KvLayer layer, float* workspace, Stream stream) {
     const int group = n_head / layer.n_head_kv, n_splits = decode_splits(max_seq_len);
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));  // as the CPU reference forms it
     float* part_acc = n_splits > 1 ? workspace : nullptr;
@@ -284,7 +286,8 @@ void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out
     const dim3 grid(static_cast<unsigned>(layer.n_head_kv * ((group + kMaxGroup - 1) / kMaxGroup)),
                     static_cast<unsigned>(n_seq), static_cast<unsigned>(n_splits));
     decode_split_kernel<HD><<<grid, kDecodeThreads, 0, stream>>>(
-        q, q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, block_tables, block_table_stride,
+        q, q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables,
+        block_table_stride,
         reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale, n_splits, part_acc,
         part_ml);
     LOOM_CUDA_CHECK_LAUNCH("decode_split_kernel");
@@ -315,8 +318,8 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
 }
 
 void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
-                      const int32_t* seq_lens, int max_seq_len, const int32_t* block_tables, int block_table_stride,
-                      KvLayer layer, float* workspace, Stream stream) {
+                      const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
+                      int block_table_stride, KvLayer layer, float* workspace, Stream stream) {
     check_heads("decode_attention", n_head, layer);
     const int64_t q_dim = static_cast<int64_t>(n_head) * layer.head_dim;
     if (n_seq < 0 || max_seq_len <= 0 || q_row_stride < q_dim || out_row_stride < q_dim || block_table_stride <= 0 ||
@@ -327,13 +330,13 @@ void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t 
                                     ", workspace " + (workspace ? "set" : "null") + ")");
     if (n_seq == 0) return;
     if (layer.head_dim == 8)  // stories260K: one 8-dim chunk per thread, 128 key lanes
-        launch_decode<8>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
+        launch_decode<8>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
                          block_table_stride, layer, workspace, stream);
     else if (layer.head_dim == 64)
-        launch_decode<64>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
+        launch_decode<64>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
                           block_table_stride, layer, workspace, stream);
     else
-        launch_decode<128>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, block_tables,
+        launch_decode<128>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
                            block_table_stride, layer, workspace, stream);
 }
 

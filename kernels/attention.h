@@ -21,13 +21,14 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
 
 // One query token per sequence. q: n_seq rows of n_head * head_dim floats, q_row_stride apart;
 // out likewise (out_row_stride). Sequence s attends to its positions 0 .. seq_lens[s]-1, with
-// 1 <= seq_lens[s] <= max_seq_len (max_seq_len is a host-side bound that sizes the grid); its
-// block table is row s of block_tables (block_table_stride ints apart). workspace: at least
-// decode_attention_workspace_floats(...) floats (may be null when that is 0). Device pointers;
-// asynchronous on `stream`.
+// 1 <= seq_lens[s] <= max_seq_len (max_seq_len is a host-side bound that sizes the grid, so a
+// CUDA graph may pass the context size and keep one grid while lengths change); its block table
+// is row seq_slots[s] of block_tables (row s when seq_slots is null), block_table_stride ints
+// apart. workspace: at least decode_attention_workspace_floats(...) floats (may be null when that
+// is 0). Device pointers; asynchronous on `stream`.
 void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
-                      const int32_t* seq_lens, int max_seq_len, const int32_t* block_tables, int block_table_stride,
-                      KvLayer layer, float* workspace, Stream stream);
+                      const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
+                      int block_table_stride, KvLayer layer, float* workspace, Stream stream);
 
 // T query tokens of one sequence at positions pos0 .. pos0+T-1; query t sees positions
 // 0 .. pos0+t. q: T rows of n_head * head_dim floats, q_row_stride apart; out likewise.

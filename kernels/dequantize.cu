@@ -10,7 +10,7 @@
 
 #include "gguf/tensor_type.h"
 #include "kernels/cuda_check.h"
-#include "kernels/quant_formats.cuh"
+#include "kernels/format_dispatch.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -71,20 +71,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 }  // namespace
 
-bool dequantize_f16_supports(gguf::TensorType type) {
-    using gguf::TensorType;
-    switch (type) {
-        case TensorType::F32:
-        case TensorType::F16:
-        case TensorType::Q4_0:
-        case TensorType::Q4_1:
-        case TensorType::Q5_0:
-        case TensorType::Q8_0:
-        case TensorType::Q4_K:
-        case TensorType::Q6_K: return true;
-        default: return false;
-    }
-}
+bool dequantize_f16_supports(gguf::TensorType type) { return has_block_format(type); }
 
 void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int n_in, int64_t n_rows,
                        Stream stream) {
@@ -109,24 +96,24 @@ void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int 
     if (n_elems == 0) return;
 
     using gguf::TensorType;
-    switch (type) {
-        case TensorType::F32:
-            f32_to_f16_kernel<<<grid_for(n_elems / 4 + 1), kThreads, 0, stream>>>(static_cast<const float*>(W), out,
-                                                                                  n_elems);
-            LOOM_CUDA_CHECK_LAUNCH("f32_to_f16_kernel");
-            break;
-        case TensorType::F16:  // already fp16: the bits carry over unchanged
-            LOOM_CUDA_CHECK(cudaMemcpyAsync(out, W, static_cast<size_t>(n_elems) * sizeof(uint16_t),
-                                            cudaMemcpyDeviceToDevice, stream));
-            break;
-        case TensorType::Q4_0: launch_blocks<quant::Q4_0>(W, out, n_elems, stream); break;
-        case TensorType::Q4_1: launch_blocks<quant::Q4_1>(W, out, n_elems, stream); break;
-        case TensorType::Q5_0: launch_blocks<quant::Q5_0>(W, out, n_elems, stream); break;
-        case TensorType::Q8_0: launch_blocks<quant::Q8_0>(W, out, n_elems, stream); break;
-        case TensorType::Q4_K: launch_blocks<quant::Q4_K>(W, out, n_elems, stream); break;
-        case TensorType::Q6_K: launch_blocks<quant::Q6_K>(W, out, n_elems, stream); break;
-        default: break;
+    if (type == TensorType::F32) {  // any length: four at a time, then the tail
+        f32_to_f16_kernel<<<grid_for(n_elems / 4 + 1), kThreads, 0, stream>>>(static_cast<const float*>(W), out,
+                                                                              n_elems);
+        LOOM_CUDA_CHECK_LAUNCH("f32_to_f16_kernel");
+        return;
     }
+    if (type == TensorType::F16) {  // already fp16: the bits carry over unchanged
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(out, W, static_cast<size_t>(n_elems) * sizeof(uint16_t),
+                                        cudaMemcpyDeviceToDevice, stream));
+        return;
+    }
+    visit_block_format(type, [&](auto tag) {
+        using Format = typename decltype(tag)::Format;
+        if (n_elems % Format::kElems != 0)  // BF16 decodes 8 at a time
+            throw std::invalid_argument("dequantize_to_f16: " + type_name + " needs a multiple of " +
+                                        std::to_string(Format::kElems) + " elements, not " + std::to_string(n_elems));
+        launch_blocks<Format>(W, out, n_elems, stream);
+    });
 }
 
 }  // namespace loom::kernels

@@ -8,7 +8,7 @@
 
 namespace loom::kernels {
 
-// Types dequantize_to_f16 accepts: F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K.
+// Types dequantize_to_f16 accepts: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
 bool dequantize_f16_supports(gguf::TensorType type);
 
 // W (n_rows, n_in) of `type`, rows tensor_bytes(type, n_in) apart -> out (n_rows, n_in) fp16 bits.

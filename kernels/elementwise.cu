@@ -33,6 +33,15 @@ __global__ void add_bias_kernel(float* X, const float* __restrict__ bias, int64_
         X[i] += __ldg(bias + i % n);
 }
 
+// grid (n, ...): block y-stride over one row's columns.
+__global__ void gather_rows_kernel(const float* __restrict__ src, int64_t width, const int32_t* __restrict__ rows,
+                                   float* __restrict__ dst) {
+    const float* from = src + static_cast<int64_t>(rows[blockIdx.x]) * width;
+    float* to = dst + static_cast<int64_t>(blockIdx.x) * width;
+    for (int64_t i = blockIdx.y * int64_t{blockDim.x} + threadIdx.x; i < width; i += int64_t{gridDim.y} * blockDim.x)
+        to[i] = from[i];
+}
+
 }  // namespace
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream stream) {
@@ -56,6 +65,15 @@ void add_bias(float* X, const float* bias, int rows, int n, Stream stream) {
     if (total == 0) return;
     add_bias_kernel<<<blocks_for(total), kThreads, 0, stream>>>(X, bias, total, n);
     LOOM_CUDA_CHECK_LAUNCH("add_bias_kernel");
+}
+
+void gather_rows(const float* src, int64_t width, const int32_t* rows, int n, float* dst, Stream stream) {
+    if (n < 0 || width <= 0)
+        throw std::invalid_argument("gather_rows: n " + std::to_string(n) + ", width " + std::to_string(width));
+    if (n == 0) return;
+    const dim3 grid(static_cast<unsigned>(n), std::min(blocks_for(width), 64u));
+    gather_rows_kernel<<<grid, kThreads, 0, stream>>>(src, width, rows, dst);
+    LOOM_CUDA_CHECK_LAUNCH("gather_rows_kernel");
 }
 
 }  // namespace loom::kernels

@@ -1,4 +1,4 @@
-// Elementwise kernels of the forward pass: SwiGLU, the residual add and the bias add.
+// Elementwise kernels of the forward pass: SwiGLU, the residual add, the bias add, row gathering.
 #pragma once
 
 #include <cstdint>
@@ -16,5 +16,9 @@ void add(const float* a, const float* b, float* out, int64_t n, Stream stream);
 
 // X (rows, n) += bias (n) on every row (qwen2's q/k/v biases).
 void add_bias(float* X, const float* bias, int rows, int n, Stream stream);
+
+// dst (n, width) = src rows rows[0..n-1] (src (*, width)): picks the tokens whose logits a step
+// needs. dst must not overlap src. Device pointers; asynchronous on `stream`.
+void gather_rows(const float* src, int64_t width, const int32_t* rows, int n, float* dst, Stream stream);
 
 }  // namespace loom::kernels

@@ -37,6 +37,13 @@ __global__ void __launch_bounds__(kThreads)
     *reinterpret_cast<__half2*>(cache + dst) = __halves2half2(__float2half_rn(src[0]), __float2half_rn(src[1]));
 }
 
+__global__ void update_block_tables_kernel(int32_t* block_tables, const int32_t* __restrict__ updates,
+                                          int max_updates) {
+    const int n = min(updates[0], max_updates);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        block_tables[updates[1 + 2 * i]] = updates[2 + 2 * i];
+}
+
 }  // namespace
 
 void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_stride, int64_t v_row_stride,
@@ -56,6 +63,14 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
         k, v, k_row_stride, v_row_stride, positions, token_seq, block_tables, block_table_stride,
         reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v), layer.n_head_kv, layer.head_dim);
     LOOM_CUDA_CHECK_LAUNCH("kv_cache_write_kernel");
+}
+
+void update_block_tables(int32_t* block_tables, const int32_t* updates, int max_updates, Stream stream) {
+    if (max_updates <= 0)
+        throw std::invalid_argument("update_block_tables: max_updates " + std::to_string(max_updates));
+    const unsigned blocks = static_cast<unsigned>((max_updates + kThreads - 1) / kThreads);
+    update_block_tables_kernel<<<blocks, kThreads, 0, stream>>>(block_tables, updates, max_updates);
+    LOOM_CUDA_CHECK_LAUNCH("update_block_tables_kernel");
 }
 
 }  // namespace loom::kernels

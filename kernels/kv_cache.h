@@ -51,4 +51,9 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
                     const int32_t* positions, const int32_t* token_seq, const int32_t* block_tables,
                     int block_table_stride, KvLayer layer, Stream stream);
 
+// Applies block-table changes staged by the host: updates[0] = n (<= max_updates), then n pairs
+// (flat index into block_tables, block id). The count is read on the device, so one launch shape
+// serves every step. Device pointers; asynchronous on `stream`.
+void update_block_tables(int32_t* block_tables, const int32_t* updates, int max_updates, Stream stream);
+
 }  // namespace loom::kernels

@@ -1,4 +1,4 @@
-// CpuBackend: the whole forward pass for one sequence, written for clarity first.
+// CpuBackend: the whole forward pass of one sequence, written for clarity first; steps run it per entry.
 #include "engine/cpu/cpu_backend.h"
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/errors.h"
+#include "engine/sampler.h"
 
 namespace loom::engine::cpu {
 
@@ -30,25 +31,50 @@ std::string cpu_model_name() {
 
 }  // namespace
 
+// Positions per KV block: the same accounting unit as the CUDA backend's paged cache.
+constexpr int kKvBlockTokens = 16;
+
+// One sequence's K/V rows, per layer: (capacity, kv_dim), grown a block at a time.
+struct SequenceCache {
+    std::vector<std::vector<float>> k, v;
+};
+
 struct CpuBackend::State {
     ModelConfig cfg;
     ThreadPool pool;
     int n_ctx = 0;
-    int n_past = 0;
+    int max_batch_tokens = 0;
+    KvBlockPool kv;
+    int forward_seq = -1;  // forward()'s sequence while it holds positions
     std::vector<float> token_embd, output_norm, output;  // output empty when tied
     std::vector<LayerWeights> layers;
     std::vector<float> inv_freq;
-    std::vector<std::vector<float>> k_cache, v_cache;  // per layer: (n_ctx, kv_dim)
+    std::vector<SequenceCache> caches;  // by sequence slot
 
-    State(const ModelConfig& c, int threads) : cfg(c), pool(threads) {}
+    State(const ModelConfig& c, int threads, int ctx, const BatchLimits& limits)
+        : cfg(c),
+          pool(threads),
+          n_ctx(ctx > 0 ? ctx : c.n_ctx_train),
+          max_batch_tokens(limits.max_batch_tokens),
+          kv(kv_blocks_for(limits, n_ctx), kKvBlockTokens, limits.max_seqs),
+          caches(static_cast<size_t>(limits.max_seqs)) {}
     const std::vector<float>& output_matrix() const { return cfg.tied_embeddings ? token_embd : output; }
+
+    static int kv_blocks_for(const BatchLimits& limits, int n_ctx) {
+        const int64_t tokens = limits.kv_tokens > 0 ? limits.kv_tokens : int64_t{limits.max_seqs} * n_ctx;
+        return static_cast<int>((tokens + kKvBlockTokens - 1) / kKvBlockTokens);
+    }
+
+    // Runs tokens of sequence `seq` at its next positions; logits (n_vocab) for the last token, or
+    // (T, n_vocab) when all_logits.
+    void run(int seq, std::span<const int32_t> tokens, float* logits, bool all_logits, LayerObserver* observer);
 };
 
-CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads)
-    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_threads)) {
+CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const BatchLimits& limits)
+    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_threads, n_ctx, limits)) {
     State& s = *s_;
     const ModelConfig& c = s.cfg;
-    s.n_ctx = n_ctx > 0 ? n_ctx : c.n_ctx_train;
+    if (limits.max_batch_tokens < 1) throw RequestError("max_batch_tokens must be positive");
     s.layers.resize(c.n_layer);
 
     // Every tensor to dequantize, with its destination; converted in parallel.
@@ -77,8 +103,6 @@ CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads)
     });
 
     s.inv_freq = rope_inv_freq(c.rope_dim, c.rope_base, c.rope_freq_divisors);
-    s.k_cache.assign(c.n_layer, std::vector<float>(static_cast<size_t>(s.n_ctx) * c.kv_dim()));
-    s.v_cache.assign(c.n_layer, std::vector<float>(static_cast<size_t>(s.n_ctx) * c.kv_dim()));
 }
 
 CpuBackend::~CpuBackend() = default;
@@ -88,16 +112,91 @@ std::string CpuBackend::device() const {
 }
 const ModelConfig& CpuBackend::config() const { return s_->cfg; }
 int CpuBackend::n_ctx() const { return s_->n_ctx; }
-int CpuBackend::n_past() const { return s_->n_past; }
-void CpuBackend::reset() { s_->n_past = 0; }
+int CpuBackend::n_past() const { return s_->forward_seq < 0 ? 0 : s_->kv.length(s_->forward_seq); }
+
+void CpuBackend::reset() {
+    if (s_->forward_seq >= 0) close_sequence(s_->forward_seq);
+    s_->forward_seq = -1;
+}
 
 void CpuBackend::forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
                          LayerObserver* observer) {
     State& s = *s_;
+    check_forward_inputs(s.cfg, s.n_ctx, n_past(), tokens, logits.size(), all_logits);
+    if (s.forward_seq < 0) s.forward_seq = open_sequence();
+    if (s.kv.blocks_needed(s.forward_seq, static_cast<int>(tokens.size())) > s.kv.free_blocks())
+        throw KvCacheFullError("kv cache full: forward needs more blocks than the " +
+                               std::to_string(s.kv.free_blocks()) + " free");
+    s.run(s.forward_seq, tokens, logits.data(), all_logits, observer);
+}
+
+int CpuBackend::max_batch_tokens() const { return s_->max_batch_tokens; }
+const KvBlockPool& CpuBackend::kv_blocks() const { return s_->kv; }
+int CpuBackend::open_sequence() { return s_->kv.open(); }
+
+void CpuBackend::close_sequence(int seq) {
+    s_->kv.close(seq);
+    SequenceCache& cache = s_->caches[static_cast<size_t>(seq)];
+    cache.k.clear();
+    cache.v.clear();
+    if (seq == s_->forward_seq) s_->forward_seq = -1;
+}
+
+std::vector<BatchOutput> CpuBackend::step(std::span<const BatchEntry> batch) {
+    State& s = *s_;
+    check_batch_inputs(s.cfg, s.n_ctx, s.max_batch_tokens, s.kv, batch);
+    std::vector<BatchOutput> out(batch.size());
+    std::vector<float> logits(static_cast<size_t>(s.cfg.n_vocab));
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const BatchEntry& e = batch[i];
+        s.run(e.seq, e.tokens, logits.data(), false, nullptr);
+        if (!e.sampling) continue;
+        try {
+            Sampler sampler(*e.sampling, s.cfg.n_vocab);
+            if (e.top_logprobs >= 0) {
+                out[i].token = sampler.sample_with_logprobs(logits, e.history, e.sample_step, e.top_logprobs);
+            } else {
+                out[i].token.token = sampler.sample(logits, e.history, e.sample_step);
+                out[i].token.logprob = 0.f;
+            }
+            out[i].sampled = true;
+        } catch (const SamplingError& err) {
+            out[i].error = err.what();
+        }
+    }
+    return out;
+}
+
+MemoryReport CpuBackend::memory() const {
+    const State& s = *s_;
+    const auto bytes = [](const std::vector<float>& v) { return static_cast<uint64_t>(v.size()) * sizeof(float); };
+    uint64_t weights = bytes(s.token_embd) + bytes(s.output_norm) + bytes(s.output);
+    for (const LayerWeights& w : s.layers)
+        for (const auto* v : {&w.attn_norm, &w.wq, &w.wk, &w.wv, &w.wo, &w.bq, &w.bk, &w.bv, &w.q_norm, &w.k_norm,
+                              &w.ffn_norm, &w.w_gate, &w.w_up, &w.w_down})
+            weights += bytes(*v);
+    const uint64_t block_bytes = uint64_t{2} * s.cfg.n_layer * kKvBlockTokens * s.cfg.kv_dim() * sizeof(float);
+    const uint64_t kv_used = static_cast<uint64_t>(s.kv.total_blocks() - s.kv.free_blocks()) * block_bytes;
+    return MemoryReport{"host RAM", false,
+                        {{"weights", weights, weights},
+                         {"kv_cache", static_cast<uint64_t>(s.kv.total_blocks()) * block_bytes, kv_used}}};
+}
+
+void CpuBackend::State::run(int seq, std::span<const int32_t> tokens, float* logits_out, bool all_logits,
+                            LayerObserver* observer) {
+    State& s = *this;
     const ModelConfig& c = s.cfg;
     const int T = static_cast<int>(tokens.size());
-    const int pos0 = s.n_past;
-    check_forward_inputs(c, s.n_ctx, pos0, tokens, logits.size(), all_logits);
+    const int pos0 = s.kv.length(seq);
+    s.kv.append(seq, T);
+    SequenceCache& cache = s.caches[static_cast<size_t>(seq)];
+    const size_t capacity = s.kv.blocks(seq).size() * kKvBlockTokens * static_cast<size_t>(c.kv_dim());
+    cache.k.resize(static_cast<size_t>(c.n_layer));
+    cache.v.resize(static_cast<size_t>(c.n_layer));
+    for (int l = 0; l < c.n_layer; ++l) {
+        cache.k[l].resize(capacity);
+        cache.v[l].resize(capacity);
+    }
 
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
     const auto rows = [](int n, int width) { return std::vector<float>(static_cast<size_t>(n) * width); };
@@ -130,10 +229,10 @@ void CpuBackend::forward(std::span<const int32_t> tokens, std::span<float> logit
                 if (c.qk_norm) rmsnorm(kt + hh * hd, w.k_norm.data(), kt + hh * hd, hd, c.rms_eps);
                 rope(kt + hh * hd, hd, pos0 + t, c.rope_mode, s.inv_freq);
             }
-            std::memcpy(&s.k_cache[l][size_t(pos0 + t) * kvd], kt, kvd * sizeof(float));
-            std::memcpy(&s.v_cache[l][size_t(pos0 + t) * kvd], vt, kvd * sizeof(float));
+            std::memcpy(&cache.k[l][size_t(pos0 + t) * kvd], kt, kvd * sizeof(float));
+            std::memcpy(&cache.v[l][size_t(pos0 + t) * kvd], vt, kvd * sizeof(float));
         }
-        attention(s.pool, q.data(), s.k_cache[l].data(), s.v_cache[l].data(), att.data(), T, pos0, c.n_head,
+        attention(s.pool, q.data(), cache.k[l].data(), cache.v[l].data(), att.data(), T, pos0, c.n_head,
                   c.n_head_kv, hd);
         matmul(s.pool, w.wo.data(), att.data(), o.data(), T, qd, d);
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
@@ -150,8 +249,7 @@ void CpuBackend::forward(std::span<const int32_t> tokens, std::span<float> logit
     for (int t = 0; t < T; ++t) rmsnorm(&x[size_t(t) * d], s.output_norm.data(), &h[size_t(t) * d], d, c.rms_eps);
     if (observer) observer->on_layer_output(c.n_layer, pos0, T, h.data());
     const float* head_in = all_logits ? h.data() : &h[size_t(T - 1) * d];
-    matmul(s.pool, s.output_matrix().data(), head_in, logits.data(), all_logits ? T : 1, d, c.n_vocab);
-    s.n_past += T;
+    matmul(s.pool, s.output_matrix().data(), head_in, logits_out, all_logits ? T : 1, d, c.n_vocab);
 }
 
 }  // namespace loom::engine::cpu

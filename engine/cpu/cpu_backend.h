@@ -1,5 +1,5 @@
-// The CPU reference backend: weights dequantized to f32, a plain forward pass with a KV cache,
-// prefill as matrix-matrix work, matrix products split across threads. Runs only when named.
+// The CPU reference backend: weights dequantized to f32, a plain forward pass with per-sequence KV
+// caches, prefill as matrix-matrix work, matrix products split across threads. Runs only when named.
 #pragma once
 
 #include <memory>
@@ -12,7 +12,7 @@ namespace loom::engine::cpu {
 class CpuBackend : public Backend {
 public:
     // n_ctx <= 0: the model's training context. n_threads <= 0: one per hardware thread.
-    CpuBackend(const gguf::File& file, int n_ctx, int n_threads);
+    CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const BatchLimits& limits = {});
     ~CpuBackend() override;
 
     std::string name() const override { return "cpu"; }
@@ -23,6 +23,14 @@ public:
     void reset() override;
     void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
                  LayerObserver* observer = nullptr) override;
+
+    int max_batch_tokens() const override;
+    const KvBlockPool& kv_blocks() const override;
+    int open_sequence() override;
+    void close_sequence(int seq) override;
+    // Entries run one after another (each a full forward pass); the CPU Sampler picks the tokens.
+    std::vector<BatchOutput> step(std::span<const BatchEntry> batch) override;
+    MemoryReport memory() const override;
 
 private:
     struct State;

@@ -1,4 +1,4 @@
-// CudaBackend: weight upload, VRAM plan, and the chunked forward pass as a sequence of kernel launches.
+// CudaBackend: weight upload, VRAM plan, step staging, and the batched forward pass as kernel launches.
 #include "engine/cuda/cuda_backend.h"
 
 #include <cuda_runtime_api.h>
@@ -6,15 +6,17 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <numeric>
+#include <map>
 #include <vector>
 
 #include "engine/cpu/cpu_ops.h"
+#include "engine/cuda/cuda_sampler.h"
 #include "engine/errors.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_check.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/gemm.h"
 #include "kernels/kv_cache.h"
 #include "kernels/matvec.h"
 #include "kernels/rmsnorm.h"
@@ -27,7 +29,6 @@ namespace {
 
 using kernels::Purpose;
 
-constexpr int kChunk = kernels::kMaxMatvecVectors;       // tokens per prefill pass
 constexpr uint64_t kStagingBytes = uint64_t{32} << 20;   // pinned upload buffer
 constexpr uint64_t kAlign = kernels::VramAllocator::kDefaultAlignment;
 
@@ -69,6 +70,33 @@ PinnedPtr alloc_pinned(uint64_t bytes) {
     return PinnedPtr(p);
 }
 
+// Rows of logits one projection produces: a step's sampled rows, or a slice of all_logits.
+constexpr int kMinLogitsRows = 64;
+
+// The int32 arrays one pass stages on the host and uploads in one copy. Offsets in ints.
+struct StepLayout {
+    int max_tokens = 0, max_seqs = 0, max_updates = 0;
+    int64_t ids() const { return 0; }                       // (max_tokens) token ids
+    int64_t positions() const { return max_tokens; }         // (max_tokens) each token's position
+    int64_t token_slot() const { return 2 * int64_t{max_tokens}; }  // (max_tokens) its sequence slot
+    int64_t decode_slot() const { return 3 * int64_t{max_tokens}; }  // (max_seqs) slot of decode row r
+    int64_t decode_len() const { return decode_slot() + max_seqs; }  // (max_seqs) length incl. the new token
+    int64_t gather() const { return decode_len() + max_seqs; }       // (max_tokens) rows whose logits are wanted
+    int64_t updates() const { return gather() + max_tokens; }        // 1 + 2 * max_updates: block-table changes
+    int64_t total() const { return updates() + 1 + 2 * int64_t{max_updates}; }
+};
+
+// One forward pass: rows 0 .. n_decode-1 are decode tokens (one per sequence), the rest are
+// prefill parts; the final hidden states of rows gather[0 .. n_gather-1] are normed and projected.
+struct Pass {
+    struct Part {
+        int row0, n, pos0, slot;
+    };
+    int n_rows = 0, n_decode = 0, n_gather = 0;
+    bool project = true;  // compute the gathered rows' logits (n_gather <= the logits buffer's rows)
+    std::vector<Part> parts;
+};
+
 }  // namespace
 
 struct CudaBackend::State {
@@ -76,7 +104,10 @@ struct CudaBackend::State {
     int device = 0;
     std::string device_name;
     int n_ctx = 0;
-    int n_past = 0;
+    int max_tokens = 0;  // per pass
+    int max_seqs = 0;
+    int logits_rows = 0;
+    bool use_graphs = true;
     cudaStream_t stream = nullptr;
     std::unique_ptr<kernels::VramAllocator> vram;
 
@@ -88,28 +119,101 @@ struct CudaBackend::State {
 
     kernels::KvCacheLayout kv_layout;
     uint16_t* kv = nullptr;
-    // Device constants: identity block table, positions 0..n_ctx-1, sequence lengths 1..n_ctx, RoPE.
-    int32_t *block_table = nullptr, *positions = nullptr, *seq_lens = nullptr;
-    float* inv_freq = nullptr;
-    // Scratch for one chunk (kChunk rows each) and the decode split workspace.
-    int32_t* ids = nullptr;  // (n_ctx)
-    float *x = nullptr, *h = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *o = nullptr;
-    float *gate = nullptr, *up = nullptr, *logits = nullptr, *attn_ws = nullptr;
-    PinnedPtr ids_host;              // (n_ctx) int32: staging for the token ids
-    std::vector<float> observed;     // (kChunk, n_embd): a chunk's hidden states for an observer
+    int32_t* block_tables = nullptr;  // (max_seqs, table_stride) block ids by slot
+    int table_stride = 0;
+    KvBlockPool pool;
+    int forward_seq = -1;
 
-    explicit State(const ModelConfig& c) : cfg(c) {}
+    StepLayout layout;
+    int32_t* step_dev = nullptr;  // layout.total() ints
+    PinnedPtr step_host;
+    float* inv_freq = nullptr;
+    // Activations for max_tokens rows; hg: gathered rows; logits: logits_rows rows.
+    float *x = nullptr, *h = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *o = nullptr;
+    float *gate = nullptr, *up = nullptr, *hg = nullptr, *logits = nullptr, *attn_ws = nullptr;
+    void* gemm_ws = nullptr;
+    uint64_t gemm_ws_bytes = 0;
+    std::unique_ptr<kernels::GemmContext> gemm;
+    std::unique_ptr<CudaSampler> sampler;
+    std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
+    std::map<int, cudaGraphExec_t> decode_graphs;  // by 2 * decode batch size + (logits projected)
+
+    State(const ModelConfig& c, int ctx, const BatchLimits& limits)
+        : cfg(c),
+          n_ctx(ctx > 0 ? ctx : c.n_ctx_train),
+          max_tokens(limits.max_batch_tokens),
+          max_seqs(limits.max_seqs),
+          logits_rows(std::max(limits.max_seqs, kMinLogitsRows)),
+          pool(kv_blocks_for(limits, n_ctx), kernels::kKvBlockTokens, limits.max_seqs) {}
     ~State() {
+        for (auto& [n, exec] : decode_graphs) cudaGraphExecDestroy(exec);
+        gemm.reset();
         if (stream) cudaStreamDestroy(stream);
     }
+
+    static int kv_blocks_for(const BatchLimits& limits, int n_ctx) {
+        if (limits.max_seqs < 1 || limits.max_batch_tokens < 1)
+            throw RequestError("max_seqs and max_batch_tokens must be positive");
+        const int64_t tokens = limits.kv_tokens > 0 ? limits.kv_tokens : int64_t{limits.max_seqs} * n_ctx;
+        return static_cast<int>((tokens + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens);
+    }
+
+    int32_t* host_ints() { return static_cast<int32_t*>(step_host.get()); }
+
+    // W (n_out, n_in) @ X (n_rows, n_in)^T -> Y (n_rows, n_out) for a pass's rows: decode rows by
+    // matvec in groups of 8, each prefill part by itself (matvec up to 8 rows, else the GEMM). A
+    // row's result then depends only on its own part, never on what else shares the batch, so a
+    // sequence gets the same tokens alone or batched (matvec sums each vector in the same order
+    // whatever the group size).
+    void mm(const Matrix& m, const float* X, float* Y, const Pass& pass) {
+        const auto rows = [&](int row0, int n) {
+            const float* x_rows = X + static_cast<int64_t>(row0) * m.n_in;
+            float* y_rows = Y + static_cast<int64_t>(row0) * m.n_out;
+            if (n <= kernels::kMaxMatvecVectors)
+                kernels::matvec(m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, n, stream);
+            else
+                kernels::gemm(*gemm, m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, n, gemm_ws, gemm_ws_bytes,
+                              stream);
+        };
+        for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
+            rows(r0, std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0));
+        for (const Pass::Part& p : pass.parts) rows(p.row0, p.n);
+    }
+
+    // Takes KV blocks for `n` tokens of `slot` at its next positions and stages the block-table
+    // changes; returns the first new position.
+    int grow(int slot, int n, int& n_updates) {
+        const int pos0 = pool.length(slot);
+        const int added = pool.append(slot, n);
+        const std::vector<int32_t>& blocks = pool.blocks(slot);
+        int32_t* up = host_ints() + layout.updates();
+        for (int i = static_cast<int>(blocks.size()) - added; i < static_cast<int>(blocks.size()); ++i) {
+            up[1 + 2 * n_updates] = slot * table_stride + i;
+            up[2 + 2 * n_updates] = blocks[static_cast<size_t>(i)];
+            ++n_updates;
+        }
+        return pos0;
+    }
+
+    void upload_step(int n_updates) {
+        host_ints()[layout.updates()] = n_updates;
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(step_dev, step_host.get(), static_cast<size_t>(layout.total()) * sizeof(int32_t),
+                                        cudaMemcpyHostToDevice, stream));
+        kernels::update_block_tables(block_tables, step_dev + layout.updates(), layout.max_updates, stream);
+    }
+
+    void run_pass(const Pass& pass, LayerObserver* observer);
+    void enqueue_layers(const Pass& pass, LayerObserver* observer);
+    void project(int first, int n);
+    void observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows);
 };
 
-CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device)
-    : s_(std::make_unique<State>(ModelConfig::from_gguf(file))) {
+CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs)
+    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
     State& s = *s_;
     const ModelConfig& c = s.cfg;
     s.device = device;
-    s.n_ctx = n_ctx > 0 ? n_ctx : c.n_ctx_train;
+    s.use_graphs = cuda_graphs;
     if (c.rope_dim != c.head_dim)
         throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
                          std::to_string(c.head_dim) + " is not supported");
@@ -171,19 +275,28 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device)
 
     // The plan: every arena sized up front, with each sub-allocation's alignment padding.
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
-    s.kv_layout = {c.n_layer, (s.n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens, c.n_head_kv,
-                   c.head_dim};
-    const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(1, c.n_head, c.head_dim, s.n_ctx);
-    const uint64_t n_ctx_ints = round_up(static_cast<uint64_t>(s.n_ctx) * sizeof(int32_t));
+    const int M = s.max_tokens, S = s.max_seqs;
+    s.table_stride = (s.n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
+    s.kv_layout = {c.n_layer, s.pool.total_blocks(), c.n_head_kv, c.head_dim};
+    s.layout = StepLayout{M, S, M / kernels::kKvBlockTokens + 2 * S + 1};
+    const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
     const auto floats = [](int64_t n) { return round_up(static_cast<uint64_t>(std::max<int64_t>(n, 1)) * sizeof(float)); };
+    uint64_t gemm_bytes = 0;
+    for (const LayerWeights& w : s.layers)
+        for (const Matrix* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down})
+            gemm_bytes = std::max(gemm_bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, M));
+    s.gemm_ws_bytes = gemm_bytes;
+    const uint64_t sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
     kernels::VramPlan plan;
     for (const Upload& u : uploads) plan[Purpose::weights] += round_up(u.bytes());
     plan[Purpose::kv_cache] = round_up(static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)) +
-                              round_up(static_cast<uint64_t>(s.kv_layout.n_blocks) * sizeof(int32_t));
-    plan[Purpose::workspace] = 3 * n_ctx_ints + floats(c.head_dim / 2) + 3 * floats(int64_t{kChunk} * d) +
-                               2 * floats(int64_t{kChunk} * qd) + 2 * floats(int64_t{kChunk} * kvd) +
-                               2 * floats(int64_t{kChunk} * ff) + floats(int64_t{kChunk} * c.n_vocab) +
-                               floats(attn_ws_floats);
+                              round_up(static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t));
+    plan[Purpose::workspace] = round_up(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)) +
+                               floats(c.head_dim / 2) + 3 * floats(int64_t{M} * d) + 2 * floats(int64_t{M} * qd) +
+                               2 * floats(int64_t{M} * kvd) + 2 * floats(int64_t{M} * ff) + floats(int64_t{M} * d) +
+                               floats(int64_t{s.logits_rows} * c.n_vocab) + floats(attn_ws_floats) +
+                               round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
+                               round_up(sampler_bytes);
     s.vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
 
@@ -211,42 +324,36 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device)
 
     s.kv = static_cast<uint16_t*>(s.vram->allocate(
         Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)));
-    s.block_table = static_cast<int32_t*>(
-        s.vram->allocate(Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.n_blocks) * sizeof(int32_t)));
-    const auto ws_floats = [&](int64_t n) {
-        return static_cast<float*>(s.vram->allocate(Purpose::workspace, static_cast<uint64_t>(std::max<int64_t>(n, 1)) * sizeof(float)));
-    };
-    const auto ws_ints = [&] {
-        return static_cast<int32_t*>(s.vram->allocate(Purpose::workspace, static_cast<uint64_t>(s.n_ctx) * sizeof(int32_t)));
-    };
-    s.positions = ws_ints();
-    s.seq_lens = ws_ints();
-    s.ids = ws_ints();
+    s.block_tables = static_cast<int32_t*>(
+        s.vram->allocate(Purpose::kv_cache, static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t)));
+    const auto ws = [&](uint64_t bytes) { return s.vram->allocate(Purpose::workspace, std::max<uint64_t>(bytes, 1)); };
+    const auto ws_floats = [&](int64_t n) { return static_cast<float*>(ws(static_cast<uint64_t>(n) * sizeof(float))); };
+    s.step_dev = static_cast<int32_t*>(ws(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)));
     s.inv_freq = ws_floats(c.head_dim / 2);
-    s.x = ws_floats(int64_t{kChunk} * d);
-    s.h = ws_floats(int64_t{kChunk} * d);
-    s.o = ws_floats(int64_t{kChunk} * d);
-    s.q = ws_floats(int64_t{kChunk} * qd);
-    s.att = ws_floats(int64_t{kChunk} * qd);
-    s.k = ws_floats(int64_t{kChunk} * kvd);
-    s.v = ws_floats(int64_t{kChunk} * kvd);
-    s.gate = ws_floats(int64_t{kChunk} * ff);
-    s.up = ws_floats(int64_t{kChunk} * ff);
-    s.logits = ws_floats(int64_t{kChunk} * c.n_vocab);
+    s.x = ws_floats(int64_t{M} * d);
+    s.h = ws_floats(int64_t{M} * d);
+    s.o = ws_floats(int64_t{M} * d);
+    s.hg = ws_floats(int64_t{M} * d);
+    s.q = ws_floats(int64_t{M} * qd);
+    s.att = ws_floats(int64_t{M} * qd);
+    s.k = ws_floats(int64_t{M} * kvd);
+    s.v = ws_floats(int64_t{M} * kvd);
+    s.gate = ws_floats(int64_t{M} * ff);
+    s.up = ws_floats(int64_t{M} * ff);
+    s.logits = ws_floats(int64_t{s.logits_rows} * c.n_vocab);
     s.attn_ws = ws_floats(attn_ws_floats);
+    s.gemm_ws = ws(gemm_bytes);
+    const uint64_t cublas_bytes = kernels::GemmContext::cublas_workspace_bytes();
+    s.gemm = std::make_unique<kernels::GemmContext>(ws(cublas_bytes), cublas_bytes, s.stream);
+    s.sampler = std::make_unique<CudaSampler>(ws(sampler_bytes), sampler_bytes, c.n_vocab, S, S * s.n_ctx,
+                                              S * kMaxLogitBiasEntries, s.stream);
 
-    // Constants: block b of the table is block b of the arena; positions p; lengths p + 1.
-    std::vector<int32_t> table(s.kv_layout.n_blocks), positions(s.n_ctx), lens(s.n_ctx);
-    std::iota(table.begin(), table.end(), 0);
-    std::iota(positions.begin(), positions.end(), 0);
-    std::iota(lens.begin(), lens.end(), 1);
     const std::vector<float> inv_freq = cpu::rope_inv_freq(c.rope_dim, c.rope_base, c.rope_freq_divisors);
-    LOOM_CUDA_CHECK(cudaMemcpy(s.block_table, table.data(), table.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    LOOM_CUDA_CHECK(cudaMemcpy(s.positions, positions.data(), positions.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    LOOM_CUDA_CHECK(cudaMemcpy(s.seq_lens, lens.data(), lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     LOOM_CUDA_CHECK(cudaMemcpy(s.inv_freq, inv_freq.data(), inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice));
-    s.ids_host = alloc_pinned(static_cast<uint64_t>(s.n_ctx) * sizeof(int32_t));
-    s.observed.resize(static_cast<size_t>(kChunk) * d);
+    LOOM_CUDA_CHECK(cudaMemset(s.block_tables, 0, static_cast<size_t>(S) * s.table_stride * sizeof(int32_t)));
+    s.step_host = alloc_pinned(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t));
+    std::memset(s.step_host.get(), 0, static_cast<size_t>(s.layout.total()) * sizeof(int32_t));
+    s.observed.resize(static_cast<size_t>(M) * d);
     if (!s.vram->verify_residency().all_device_resident())
         throw kernels::VramError("cuda backend: an arena is not device-resident");
 }
@@ -256,92 +363,264 @@ CudaBackend::~CudaBackend() = default;
 std::string CudaBackend::device() const { return s_->device_name; }
 const ModelConfig& CudaBackend::config() const { return s_->cfg; }
 int CudaBackend::n_ctx() const { return s_->n_ctx; }
-int CudaBackend::n_past() const { return s_->n_past; }
-void CudaBackend::reset() { s_->n_past = 0; }
+int CudaBackend::n_past() const { return s_->forward_seq < 0 ? 0 : s_->pool.length(s_->forward_seq); }
+int CudaBackend::max_batch_tokens() const { return s_->max_tokens; }
+const KvBlockPool& CudaBackend::kv_blocks() const { return s_->pool; }
+int CudaBackend::open_sequence() { return s_->pool.open(); }
+int CudaBackend::cuda_graphs_captured() const { return static_cast<int>(s_->decode_graphs.size()); }
+
+void CudaBackend::close_sequence(int seq) {
+    s_->pool.close(seq);
+    if (seq == s_->forward_seq) s_->forward_seq = -1;
+}
+
+void CudaBackend::reset() {
+    if (s_->forward_seq >= 0) close_sequence(s_->forward_seq);
+}
+
+void CudaBackend::State::observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows) {
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(observed.data(), rows, static_cast<size_t>(pass.n_rows) * cfg.n_embd * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream));
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const int pos0 = pass.parts.empty() ? host_ints()[layout.positions()] : pass.parts.front().pos0;
+    observer->on_layer_output(layer, pos0, pass.n_rows, observed.data());
+}
+
+// Every launch of one pass, from the staged ids to the normed hidden states of the gathered rows
+// in hg and, when the gathered rows fit the logits buffer, their logits. Launch shapes depend on
+// the pass's row counts only, so a decode pass can be captured once per batch size.
+void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observer) {
+    const ModelConfig& c = cfg;
+    cudaStream_t st = stream;
+    const int n = pass.n_rows, D = pass.n_decode;
+    const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
+    const auto style = c.rope_mode == RopeMode::NeoX ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
+    const int32_t* ids = step_dev + layout.ids();
+    const int32_t* pos = step_dev + layout.positions();
+    const int32_t* slot = step_dev + layout.token_slot();
+
+    kernels::embedding_lookup(embd_type, token_embd, c.n_vocab, d, ids, n, x, st);
+    for (int l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& w = layers[l];
+        const kernels::KvLayer kvl = kernels::kv_layer(kv, kv_layout, l);
+        kernels::rmsnorm(x, w.attn_norm, h, n, d, c.rms_eps, st);
+        mm(w.wq, h, q, pass);
+        mm(w.wk, h, k, pass);
+        mm(w.wv, h, v, pass);
+        if (c.qkv_bias) {
+            kernels::add_bias(q, w.bq, n, qd, st);
+            kernels::add_bias(k, w.bk, n, kvd, st);
+            kernels::add_bias(v, w.bv, n, kvd, st);
+        }
+        if (c.qk_norm) {  // per head: rows = tokens * heads
+            kernels::rmsnorm(q, w.q_norm, q, n * c.n_head, hd, c.rms_eps, st);
+            kernels::rmsnorm(k, w.k_norm, k, n * c.n_head_kv, hd, c.rms_eps, st);
+        }
+        kernels::rope(q, k, n, c.n_head, c.n_head_kv, hd, qd, kvd, pos, inv_freq, style, st);
+        kernels::kv_cache_write(k, v, n, kvd, kvd, pos, slot, block_tables, table_stride, kvl, st);
+        if (D > 0)  // the grid covers the whole context, so it does not change as sequences grow
+            kernels::decode_attention(q, qd, att, qd, D, c.n_head, step_dev + layout.decode_len(), n_ctx,
+                                      step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, st);
+        for (const Pass::Part& p : pass.parts)
+            kernels::prefill_attention(q + static_cast<int64_t>(p.row0) * qd, qd, att + static_cast<int64_t>(p.row0) * qd,
+                                       qd, p.n, p.pos0, c.n_head,
+                                       block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, st);
+        mm(w.wo, att, o, pass);
+        kernels::add(x, o, x, int64_t{n} * d, st);
+
+        kernels::rmsnorm(x, w.ffn_norm, h, n, d, c.rms_eps, st);
+        mm(w.gate, h, gate, pass);
+        mm(w.up, h, up, pass);
+        kernels::swiglu(gate, up, gate, int64_t{n} * ff, st);
+        mm(w.down, gate, o, pass);
+        kernels::add(x, o, x, int64_t{n} * d, st);
+        if (observer) observe(observer, l, pass, x);
+    }
+    if (pass.n_gather == 0) return;
+    kernels::gather_rows(x, d, step_dev + layout.gather(), pass.n_gather, hg, st);
+    kernels::rmsnorm(hg, output_norm, hg, pass.n_gather, d, c.rms_eps, st);
+    if (observer) observe(observer, c.n_layer, pass, hg);
+    if (pass.project) project(0, pass.n_gather);
+}
+
+// logits (n, n_vocab) = output @ hg rows first .. first+n-1 (n <= logits_rows). matvec reads the
+// matrix once per 8 rows; a GEMM would need the whole vocabulary matrix dequantized to fp16.
+void CudaBackend::State::project(int first, int n) {
+    for (int r0 = 0; r0 < n; r0 += kernels::kMaxMatvecVectors)
+        kernels::matvec(output.type, output.data, hg + static_cast<int64_t>(first + r0) * cfg.n_embd,
+                        logits + static_cast<int64_t>(r0) * cfg.n_vocab, cfg.n_embd, cfg.n_vocab,
+                        std::min(kernels::kMaxMatvecVectors, n - r0), stream);
+}
+
+// Uploads the staged step and enqueues the pass: decode-only passes replay their batch size's
+// CUDA graph (captured on first use); others launch eagerly.
+void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
+    const bool graphable = use_graphs && !observer && pass.parts.empty() && pass.n_gather == pass.n_decode;
+    if (!graphable) {
+        enqueue_layers(pass, observer);
+        return;
+    }
+    const int key = 2 * pass.n_decode + (pass.project ? 1 : 0);
+    auto it = decode_graphs.find(key);
+    if (it == decode_graphs.end()) {
+        cudaGraph_t graph = nullptr;
+        LOOM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        try {
+            enqueue_layers(pass, nullptr);
+        } catch (...) {
+            cudaStreamEndCapture(stream, &graph);
+            if (graph) cudaGraphDestroy(graph);
+            throw;
+        }
+        LOOM_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t rc = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        LOOM_CUDA_CHECK(rc);
+        it = decode_graphs.emplace(key, exec).first;
+    }
+    LOOM_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
+}
 
 void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
                           LayerObserver* observer) {
     State& s = *s_;
     const ModelConfig& c = s.cfg;
     const int T = static_cast<int>(tokens.size());
-    const int pos0 = s.n_past;
-    check_forward_inputs(c, s.n_ctx, pos0, tokens, logits.size(), all_logits);
-
+    check_forward_inputs(c, s.n_ctx, n_past(), tokens, logits.size(), all_logits);
+    if (s.forward_seq < 0) s.forward_seq = s.pool.open();
+    if (s.pool.blocks_needed(s.forward_seq, T) > s.pool.free_blocks())
+        throw KvCacheFullError("kv cache full: forward needs more blocks than the " +
+                               std::to_string(s.pool.free_blocks()) + " free");
     LOOM_CUDA_CHECK(cudaSetDevice(s.device));
-    cudaStream_t st = s.stream;
-    const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
-    const auto style = c.rope_mode == RopeMode::NeoX ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
-    std::memcpy(s.ids_host.get(), tokens.data(), static_cast<size_t>(T) * sizeof(int32_t));
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(s.ids, s.ids_host.get(), static_cast<size_t>(T) * sizeof(int32_t),
-                                    cudaMemcpyHostToDevice, st));
-    const auto mv = [&](const Matrix& m, const float* X, float* Y, int n) {
-        kernels::matvec(m.type, m.data, X, Y, m.n_in, m.n_out, n, st);
-    };
-
-    for (int t0 = 0; t0 < T; t0 += kChunk) {
-        const int n = std::min(kChunk, T - t0), p0 = pos0 + t0;
-        const int32_t* pos = s.positions + p0;  // (n): this chunk's positions
-        kernels::embedding_lookup(s.embd_type, s.token_embd, c.n_vocab, d, s.ids + t0, n, s.x, st);
-        for (int l = 0; l < c.n_layer; ++l) {
-            const LayerWeights& w = s.layers[l];
-            const kernels::KvLayer kv = kernels::kv_layer(s.kv, s.kv_layout, l);
-            kernels::rmsnorm(s.x, w.attn_norm, s.h, n, d, c.rms_eps, st);
-            mv(w.wq, s.h, s.q, n);
-            mv(w.wk, s.h, s.k, n);
-            mv(w.wv, s.h, s.v, n);
-            if (c.qkv_bias) {
-                kernels::add_bias(s.q, w.bq, n, qd, st);
-                kernels::add_bias(s.k, w.bk, n, kvd, st);
-                kernels::add_bias(s.v, w.bv, n, kvd, st);
-            }
-            if (c.qk_norm) {  // per head: rows = tokens * heads
-                kernels::rmsnorm(s.q, w.q_norm, s.q, n * c.n_head, hd, c.rms_eps, st);
-                kernels::rmsnorm(s.k, w.k_norm, s.k, n * c.n_head_kv, hd, c.rms_eps, st);
-            }
-            kernels::rope(s.q, s.k, n, c.n_head, c.n_head_kv, hd, qd, kvd, pos, s.inv_freq, style, st);
-            kernels::kv_cache_write(s.k, s.v, n, kvd, kvd, pos, nullptr, s.block_table, s.kv_layout.n_blocks, kv, st);
-            if (n == 1)
-                kernels::decode_attention(s.q, qd, s.att, qd, 1, c.n_head, s.seq_lens + p0, p0 + 1, s.block_table,
-                                          s.kv_layout.n_blocks, kv, s.attn_ws, st);
-            else
-                kernels::prefill_attention(s.q, qd, s.att, qd, n, p0, c.n_head, s.block_table, kv, st);
-            mv(w.wo, s.att, s.o, n);
-            kernels::add(s.x, s.o, s.x, int64_t{n} * d, st);
-
-            kernels::rmsnorm(s.x, w.ffn_norm, s.h, n, d, c.rms_eps, st);
-            mv(w.gate, s.h, s.gate, n);
-            mv(w.up, s.h, s.up, n);
-            kernels::swiglu(s.gate, s.up, s.gate, int64_t{n} * ff, st);
-            mv(w.down, s.gate, s.o, n);
-            kernels::add(s.x, s.o, s.x, int64_t{n} * d, st);
-            if (observer) {
-                LOOM_CUDA_CHECK(cudaMemcpyAsync(s.observed.data(), s.x, static_cast<size_t>(n) * d * sizeof(float),
-                                                cudaMemcpyDeviceToHost, st));
-                LOOM_CUDA_CHECK(cudaStreamSynchronize(st));
-                observer->on_layer_output(l, p0, n, s.observed.data());
-            }
+    int32_t* host = s.host_ints();
+    for (int t0 = 0; t0 < T; t0 += s.max_tokens) {
+        const int n = std::min(s.max_tokens, T - t0);
+        int n_updates = 0;
+        const int pos0 = s.grow(s.forward_seq, n, n_updates);
+        for (int i = 0; i < n; ++i) {
+            host[s.layout.ids() + i] = tokens[static_cast<size_t>(t0 + i)];
+            host[s.layout.positions() + i] = pos0 + i;
+            host[s.layout.token_slot() + i] = s.forward_seq;
         }
-        kernels::rmsnorm(s.x, s.output_norm, s.h, n, d, c.rms_eps, st);
-        if (observer) {
-            LOOM_CUDA_CHECK(cudaMemcpyAsync(s.observed.data(), s.h, static_cast<size_t>(n) * d * sizeof(float),
-                                            cudaMemcpyDeviceToHost, st));
-            LOOM_CUDA_CHECK(cudaStreamSynchronize(st));
-            observer->on_layer_output(c.n_layer, p0, n, s.observed.data());
+        // A single token is a decode row (decode attention, and a graph replay); longer runs are a
+        // prefill part. Every row is gathered when its logits or an observer want it, else the
+        // last row only.
+        Pass pass;
+        pass.n_rows = n;
+        pass.project = false;
+        if (n == 1) {
+            pass.n_decode = 1;
+            host[s.layout.decode_slot()] = s.forward_seq;
+            host[s.layout.decode_len()] = pos0 + 1;
+        } else {
+            pass.parts.push_back({0, n, pos0, s.forward_seq});
         }
-        // Logits: every row of the chunk when all_logits, else only the last token's.
-        if (all_logits) {
-            mv(s.output, s.h, s.logits, n);
-            LOOM_CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(t0) * c.n_vocab, s.logits,
-                                            static_cast<size_t>(n) * c.n_vocab * sizeof(float),
-                                            cudaMemcpyDeviceToHost, st));
-        } else if (t0 + n == T) {
-            mv(s.output, s.h + static_cast<size_t>(n - 1) * d, s.logits, 1);
-            LOOM_CUDA_CHECK(cudaMemcpyAsync(logits.data(), s.logits, static_cast<size_t>(c.n_vocab) * sizeof(float),
-                                            cudaMemcpyDeviceToHost, st));
+        const bool last_chunk = t0 + n == T;
+        const bool every_row = all_logits || observer;
+        pass.n_gather = every_row ? n : (last_chunk ? 1 : 0);
+        for (int i = 0; i < pass.n_gather; ++i) host[s.layout.gather() + i] = every_row ? i : n - 1;
+        s.upload_step(n_updates);
+        s.run_pass(pass, observer);
+        // Rows to return: all of them (all_logits), or the prompt's last one.
+        const int first = all_logits ? 0 : pass.n_gather - 1, count = all_logits ? n : (last_chunk ? 1 : 0);
+        float* dst = logits.data() + (all_logits ? static_cast<size_t>(t0) * c.n_vocab : 0);
+        for (int r0 = 0; r0 < count; r0 += s.logits_rows) {
+            const int rows = std::min(s.logits_rows, count - r0);
+            s.project(first + r0, rows);
+            LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + static_cast<size_t>(r0) * c.n_vocab, s.logits,
+                                            static_cast<size_t>(rows) * c.n_vocab * sizeof(float),
+                                            cudaMemcpyDeviceToHost, s.stream));
+            if (r0 + rows < count) LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the buffer is reused next
+        }
+        LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is rewritten next
+    }
+}
+
+std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch) {
+    State& s = *s_;
+    check_batch_inputs(s.cfg, s.n_ctx, s.max_tokens, s.pool, batch);
+    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+    int32_t* host = s.host_ints();
+    const StepLayout& L = s.layout;
+
+    // Rows: decode entries (one token) first, in batch order, then the prefill entries.
+    std::vector<int> row_of_last(batch.size());
+    Pass pass;
+    int n_updates = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const BatchEntry& e = batch[i];
+        if (e.tokens.size() != 1) continue;
+        const int r = pass.n_decode++;
+        const int pos = s.grow(e.seq, 1, n_updates);
+        host[L.ids() + r] = e.tokens[0];
+        host[L.positions() + r] = pos;
+        host[L.token_slot() + r] = e.seq;
+        host[L.decode_slot() + r] = e.seq;
+        host[L.decode_len() + r] = pos + 1;
+        row_of_last[i] = r;
+    }
+    pass.n_rows = pass.n_decode;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const BatchEntry& e = batch[i];
+        if (e.tokens.size() == 1) continue;
+        const int n = static_cast<int>(e.tokens.size()), row0 = pass.n_rows;
+        const int pos0 = s.grow(e.seq, n, n_updates);
+        for (int t = 0; t < n; ++t) {
+            host[L.ids() + row0 + t] = e.tokens[static_cast<size_t>(t)];
+            host[L.positions() + row0 + t] = pos0 + t;
+            host[L.token_slot() + row0 + t] = e.seq;
+        }
+        pass.parts.push_back({row0, n, pos0, e.seq});
+        pass.n_rows += n;
+        row_of_last[i] = row0 + n - 1;
+    }
+
+    // Logits rows: every decode row when the pass can replay a graph, else the sampled rows only.
+    std::vector<SampleRequest> requests;
+    std::vector<size_t> requested;  // batch index of each request
+    const bool decode_only = pass.parts.empty();
+    if (decode_only) {
+        pass.n_gather = pass.n_decode;
+        for (int r = 0; r < pass.n_decode; ++r) host[L.gather() + r] = r;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const BatchEntry& e = batch[i];
+        if (!e.sampling) continue;
+        int row = row_of_last[i];
+        if (!decode_only) {
+            host[L.gather() + pass.n_gather] = row;
+            row = pass.n_gather++;
+        }
+        requests.push_back(SampleRequest{e.sampling, e.history, e.sample_step, e.top_logprobs, row});
+        requested.push_back(i);
+    }
+    s.upload_step(n_updates);
+    s.run_pass(pass, nullptr);
+    if (!requests.empty()) s.sampler->enqueue(s.logits, s.cfg.n_vocab, requests);
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+
+    std::vector<BatchOutput> out(batch.size());
+    if (!requests.empty()) {
+        const std::vector<SampleOutcome> results = s.sampler->results();
+        for (size_t j = 0; j < results.size(); ++j) {
+            BatchOutput& o = out[requested[j]];
+            o.sampled = results[j].error.empty();
+            o.token = results[j].token;
+            o.error = results[j].error;
         }
     }
-    LOOM_CUDA_CHECK(cudaStreamSynchronize(st));
-    s.n_past += T;
+    return out;
+}
+
+MemoryReport CudaBackend::memory() const {
+    const State& s = *s_;
+    MemoryReport report;
+    report.where = "device " + std::to_string(s.device) + " (" + s.device_name + ")";
+    report.device_resident = s.vram->verify_residency().all_device_resident();
+    for (const kernels::PurposeUsage& u : s.vram->usage())
+        report.uses.push_back({kernels::purpose_name(u.purpose), u.capacity, u.used});
+    return report;
 }
 
 }  // namespace loom::engine::cuda

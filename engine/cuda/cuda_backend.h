@@ -1,6 +1,6 @@
-// The CUDA backend: one sequence on one GPU, weights kept in their GGUF formats in VRAM, a paged
-// fp16 KV cache, the forward pass of the CPU reference built from loom_kernels launches.
-// Plain C++: no CUDA headers leak to callers.
+// The CUDA backend: weights kept in their GGUF formats in VRAM, a paged fp16 KV cache shared by
+// many sequences, batched steps mixing prefill chunks and decode tokens, GPU sampling, and decode
+// steps replayed from CUDA graphs. Plain C++: no CUDA headers leak to callers.
 #pragma once
 
 #include <memory>
@@ -13,9 +13,11 @@ namespace loom::engine::cuda {
 class CudaBackend : public Backend {
 public:
     // Uploads every weight of `file` to `device` and reserves the KV cache and all scratch there.
-    // n_ctx <= 0: the model's training context. Throws kernels::VramError (device too old, too
-    // little VRAM), kernels::CudaError, or ModelError for a weight type no kernel handles.
-    CudaBackend(const gguf::File& file, int n_ctx, int device = 0);
+    // n_ctx <= 0: the model's training context. cuda_graphs: replay decode-only steps from CUDA
+    // graphs (one per batch size, captured on first use). Throws kernels::VramError (device too
+    // old, too little VRAM), kernels::CudaError, or ModelError for a weight type no kernel handles.
+    CudaBackend(const gguf::File& file, int n_ctx, int device = 0, const BatchLimits& limits = {},
+                bool cuda_graphs = true);
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }
@@ -24,11 +26,23 @@ public:
     int n_ctx() const override;
     int n_past() const override;
     void reset() override;
-    // Prefill runs in chunks of up to 8 tokens (matvec's multi-vector path); a single token takes
-    // the decode attention path. Allocates nothing. Logits come back in one device-to-host copy
-    // (one per 8-token chunk when all_logits); an observer adds a synchronous copy per layer.
+    // Runs in passes of up to max_batch_tokens tokens. Logits come back in one device-to-host copy
+    // per pass (more when all_logits needs more rows than the logits buffer holds); an observer
+    // adds a synchronous copy per layer.
     void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
                  LayerObserver* observer = nullptr) override;
+
+    int max_batch_tokens() const override;
+    const KvBlockPool& kv_blocks() const override;
+    int open_sequence() override;
+    void close_sequence(int seq) override;
+    // One pass over every entry's tokens (decode tokens first, then prefill chunks), sampling on the
+    // GPU, one device-to-host copy of the sampled tokens, one stream synchronisation.
+    std::vector<BatchOutput> step(std::span<const BatchEntry> batch) override;
+    MemoryReport memory() const override;
+
+    // Decode-step graphs captured so far (for tests and benchmarks).
+    int cuda_graphs_captured() const;
 
 private:
     struct State;

@@ -101,6 +101,14 @@ public:
         inner_.forward(tokens, logits, all_logits, observer);
         if (calls == eos_on_call) logits[eos()] = 1e4f;
     }
+    int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
+    const loom::engine::KvBlockPool& kv_blocks() const override { return inner_.kv_blocks(); }
+    int open_sequence() override { return inner_.open_sequence(); }
+    void close_sequence(int seq) override { inner_.close_sequence(seq); }
+    std::vector<loom::engine::BatchOutput> step(std::span<const loom::engine::BatchEntry> batch) override {
+        return inner_.step(batch);
+    }
+    loom::engine::MemoryReport memory() const override { return inner_.memory(); }
 
     int calls = 0;
     int eos_on_call = -1;

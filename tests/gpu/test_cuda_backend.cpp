@@ -1,13 +1,19 @@
 // CudaBackend against the CPU reference backend on a real model: greedy tokens, teacher-forced logits
-// (prefill chunks and single-token decode). Built twice: stories260K, and SmolLM2 with LOOM_TEST_SMOLLM2.
+// (GEMM prefill passes and single tokens), batched steps with and without CUDA graphs, the memory
+// report. Built three times: stories260K; SmolLM2 (LOOM_TEST_SMOLLM2); any model named by the
+// LOOM_TEST_MODEL environment variable (LOOM_TEST_MODEL_ENV: synthetic 0.5B and 8B shapes).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <random>
 #include <vector>
 
 #include "catch.hpp"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/engine.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
 
@@ -15,11 +21,20 @@ using namespace loom;
 
 namespace {
 
-#ifdef LOOM_TEST_SMOLLM2
+#if defined(LOOM_TEST_SMOLLM2)
 const char* const kModel = "smollm2";
-constexpr int kForcedPositions = 80;
+constexpr int kForcedPositions = 256;
 constexpr double kMinArgmaxAgreement = 0.99;
 std::filesystem::path model_path() { return test::require_smollm2(); }
+#elif defined(LOOM_TEST_MODEL_ENV)
+const char* const kModel = "LOOM_TEST_MODEL";
+constexpr int kForcedPositions = 256;
+constexpr double kMinArgmaxAgreement = 0.99;
+std::filesystem::path model_path() {
+    const char* path = std::getenv("LOOM_TEST_MODEL");
+    if (!path || !*path) test::skip_program("LOOM_TEST_MODEL is not set (a GGUF to compare, e.g. from loom synth)");
+    return test::require_file(path, "set LOOM_TEST_MODEL to an existing GGUF");
+}
 #else
 const char* const kModel = "stories260K";
 constexpr int kGreedyTokens = 128;
@@ -40,6 +55,17 @@ double nmse(const float* out, const float* ref, int n) {
     return norm > 0 ? err / norm : err;
 }
 
+// A fixed pseudo-random token sequence starting with BOS: a teacher-forced input for models whose
+// own continuation would cost too much on the CPU (the 8B shape) or mean nothing (random weights).
+std::vector<int32_t> random_sequence(int32_t bos, int n, int32_t n_vocab) {
+    std::mt19937 rng(4242);
+    std::uniform_int_distribution<int32_t> id(0, n_vocab - 1);
+    std::vector<int32_t> seq{bos};
+    while (static_cast<int>(seq.size()) < n) seq.push_back(id(rng));
+    return seq;
+}
+
+#if !defined(LOOM_TEST_MODEL_ENV)
 // Greedy decode from `prompt`, one forward per token; returns prompt + n generated ids.
 std::vector<int32_t> greedy(engine::Backend& b, std::vector<int32_t> ids, int n) {
     const int V = b.config().n_vocab;
@@ -52,6 +78,7 @@ std::vector<int32_t> greedy(engine::Backend& b, std::vector<int32_t> ids, int n)
     }
     return ids;
 }
+#endif
 
 struct Loaded {
     gguf::File file;
@@ -80,7 +107,7 @@ void compare(const char* what, const std::vector<float>& gpu, const std::vector<
 
 }  // namespace
 
-#ifndef LOOM_TEST_SMOLLM2  // the greedy check belongs to stories260K; SmolLM2 is teacher-forced only
+#if !defined(LOOM_TEST_SMOLLM2) && !defined(LOOM_TEST_MODEL_ENV)  // stories260K only: the others are teacher-forced
 TEST_CASE("CudaBackend's greedy tokens from BOS equal the CPU backend's", "[gpu][cuda_backend]") {
     const Loaded m(model_path());
     engine::cpu::CpuBackend cpu(m.file, 256, 0);
@@ -99,24 +126,28 @@ TEST_CASE("CudaBackend's greedy tokens from BOS equal the CPU backend's", "[gpu]
 
 TEST_CASE("CudaBackend's teacher-forced logits match the CPU backend's", "[gpu][cuda_backend]") {
     const Loaded m(model_path());
-    engine::cpu::CpuBackend cpu(m.file, 256, 0);
-    engine::cuda::CudaBackend gpu(m.file, 256);
+    engine::cpu::CpuBackend cpu(m.file, 512, 0);
+    engine::cuda::CudaBackend gpu(m.file, 512);
     const int V = cpu.config().n_vocab;
 
-    // The teacher-forced sequence: the CPU's greedy continuation of BOS.
+    // The teacher-forced sequence: the CPU's greedy continuation of BOS, or fixed random ids.
+#if defined(LOOM_TEST_MODEL_ENV)
+    const std::vector<int32_t> seq = random_sequence(m.bos, kForcedPositions, V);
+#else
     const std::vector<int32_t> seq = greedy(cpu, {m.bos}, kForcedPositions - 1);
+#endif
     const int P = static_cast<int>(seq.size());
     std::vector<float> ref(static_cast<size_t>(P) * V), out(ref.size());
     cpu.reset();
     cpu.forward(seq, ref, true);
 
-    SECTION("one prefill of every position (chunks of 8, prefill attention)") {
+    SECTION("one prefill of every position (a GEMM pass, prefill attention)") {
         gpu.reset();
         gpu.forward(seq, out, true);
         CHECK(gpu.n_past() == P);
         compare("prefill", out, ref, P, V);
     }
-    SECTION("a 13-token prefill, then one token at a time (decode attention)") {
+    SECTION("a 13-token prefill, then one token at a time (decode attention, graph replays)") {
         gpu.reset();
         const int first = std::min(13, P);
         gpu.forward(std::span<const int32_t>(seq.data(), first), out, true);
@@ -134,4 +165,43 @@ TEST_CASE("CudaBackend's teacher-forced logits match the CPU backend's", "[gpu][
         CHECK_THROWS(gpu.forward(std::span<const int32_t>(&bad, 1), last, false));
         CHECK(gpu.n_past() == 11);
     }
+}
+
+TEST_CASE("batched decode steps replay CUDA graphs and give the tokens of eager launches", "[gpu][cuda_backend]") {
+    const Loaded m(model_path());
+    const engine::BatchLimits limits{6, 0, 128};
+    std::vector<std::vector<int32_t>> tokens[2];
+    for (const bool graphs : {true, false}) {
+        engine::cuda::CudaBackend gpu(m.file, 512, 0, limits, graphs);
+        engine::Engine eng(gpu);
+        std::vector<uint64_t> ids;
+        for (int i = 0; i < 6; ++i) {
+            engine::RequestOptions o;
+            o.max_tokens = 12 + 3 * i;
+            o.sampling.temperature = i % 2 ? 0.8f : 0.f;
+            o.sampling.seed = 99 + static_cast<uint64_t>(i);
+            ids.push_back(eng.add(random_sequence(m.bos, 3 + 11 * i, gpu.config().n_vocab), o));
+        }
+        std::map<uint64_t, std::vector<int32_t>> got;
+        while (!eng.idle())
+            for (const engine::TokenEvent& e : eng.step())
+                if (e.has_token) got[e.request].push_back(e.token.token);
+        for (const uint64_t id : ids) tokens[graphs ? 0 : 1].push_back(got[id]);
+        if (graphs) {
+            std::printf("[cuda-backend] %s: %d decode graphs captured\n", kModel, gpu.cuda_graphs_captured());
+            CHECK(gpu.cuda_graphs_captured() >= 2);  // the batch shrinks as requests finish
+        } else {
+            CHECK(gpu.cuda_graphs_captured() == 0);
+        }
+        const engine::MemoryReport mem = gpu.memory();
+        CHECK(mem.device_resident);
+        CHECK_THAT(mem.where, test::contains(gpu.device()));
+        REQUIRE(mem.uses.size() == 3);
+        for (const engine::MemoryUse& u : mem.uses) {
+            INFO(u.purpose);
+            CHECK(u.used > 0);
+            CHECK(u.used <= u.reserved);
+        }
+    }
+    CHECK(tokens[0] == tokens[1]);
 }

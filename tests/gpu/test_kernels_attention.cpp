@@ -138,32 +138,41 @@ void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed) {
     test::TestStream stream;
     PagedCase c(h, lens, seed, stream);
     const int n_seq = static_cast<int>(lens.size());
-    const int max_len = *std::max_element(lens.begin(), lens.end());
-    // The query of each sequence is its last token's fused row (rows F floats apart).
+    // Query row r belongs to sequence slot[r] (reversed, so the seq_slots indirection is exercised),
+    // and the grid is sized for one split more than the longest sequence needs, as a CUDA graph
+    // sized for the whole context would be.
+    const int max_len = *std::max_element(lens.begin(), lens.end()) + kernels::kDecodeSplitTokens;
+    std::vector<int32_t> slot(static_cast<size_t>(n_seq)), row_lens(static_cast<size_t>(n_seq));
     std::vector<float> q(static_cast<size_t>(n_seq) * c.F);
-    for (int s = 0; s < n_seq; ++s)
+    for (int r = 0; r < n_seq; ++r) {
+        const int s = n_seq - 1 - r;
+        slot[r] = s;
+        row_lens[r] = lens[s];
         std::copy_n(c.rows[s].data() + static_cast<size_t>(lens[s] - 1) * c.F, c.F,
-                    q.data() + static_cast<size_t>(s) * c.F);
+                    q.data() + static_cast<size_t>(r) * c.F);
+    }
     DeviceBuffer<float> d_q(q);
-    DeviceBuffer<int32_t> d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
+    DeviceBuffer<int32_t> d_lens(row_lens);
+    DeviceBuffer<int32_t> d_slots(slot);
     const int64_t ws = kernels::decode_attention_workspace_floats(n_seq, h.n_head, h.head_dim, max_len);
     DeviceBuffer<float> d_ws(static_cast<size_t>(std::max<int64_t>(ws, 1)));
     d_ws.poison();  // the guard check below needs a poisoned tail
     DeviceBuffer<float> d_out(static_cast<size_t>(n_seq) * c.q_dim);
     d_out.poison();
     kernels::decode_attention(d_q.get(), c.F, d_out.get(), c.q_dim, n_seq, h.n_head, d_lens.get(), max_len,
-                              c.d_tables->get(), c.table_stride, c.layer(), ws > 0 ? d_ws.get() : nullptr,
-                              stream.get());
+                              d_slots.get(), c.d_tables->get(), c.table_stride, c.layer(),
+                              ws > 0 ? d_ws.get() : nullptr, stream.get());
     const auto out = d_out.download();
     CHECK(test::count_unwritten(out) == 0);
     CHECK(d_out.guard_intact());
     CHECK(d_ws.guard_intact());
-    for (int s = 0; s < n_seq; ++s) {
+    for (int r = 0; r < n_seq; ++r) {
+        const int s = slot[r];
         std::vector<float> ref(static_cast<size_t>(c.q_dim));
-        engine::cpu::attention(pool(), q.data() + static_cast<size_t>(s) * c.F, c.kref[s].data(), c.vref[s].data(),
+        engine::cpu::attention(pool(), q.data() + static_cast<size_t>(r) * c.F, c.kref[s].data(), c.vref[s].data(),
                                ref.data(), 1, lens[s] - 1, h.n_head, h.n_head_kv, h.head_dim);
-        const std::vector<float> got(out.begin() + static_cast<ptrdiff_t>(s) * c.q_dim,
-                                     out.begin() + static_cast<ptrdiff_t>(s + 1) * c.q_dim);
+        const std::vector<float> got(out.begin() + static_cast<ptrdiff_t>(r) * c.q_dim,
+                                     out.begin() + static_cast<ptrdiff_t>(r + 1) * c.q_dim);
         const double err = test::nmse(got, ref);
         test::report_nmse("decode_attention", std::string(h.name) + " len=" + std::to_string(lens[s]) + " of " +
                                                   std::to_string(n_seq) + " seqs",
@@ -205,6 +214,32 @@ TEST_CASE("kv_cache_write stores exact fp16 rows through block tables", "[gpu][a
     PagedCase b(kQwen, {300, 5}, 910, stream);
     PagedCase c(kLlama, {64, 2}, 920, stream);
     PagedCase d(kTiny, {40, 3}, 930, stream);
+}
+
+TEST_CASE("update_block_tables applies exactly the staged pairs, up to the device-side count", "[gpu][attention]") {
+    std::mt19937 rng(940);
+    const int n_tables = 4096, max_updates = 300;
+    std::vector<int32_t> tables(n_tables);
+    for (auto& t : tables) t = static_cast<int32_t>(rng() % 100000);
+    for (const int n : {0, 1, 299, 300}) {
+        INFO(n << " updates");
+        std::vector<int32_t> updates(1 + 2 * max_updates, -7), ref = tables;
+        updates[0] = n;
+        std::vector<int32_t> index(n_tables);
+        std::iota(index.begin(), index.end(), 0);
+        std::shuffle(index.begin(), index.end(), rng);  // distinct targets: the result is order-free
+        for (int i = 0; i < max_updates; ++i) {
+            updates[1 + 2 * i] = index[i];
+            updates[2 + 2 * i] = static_cast<int32_t>(rng() % 100000) + 100000;
+            if (i < n) ref[index[i]] = updates[2 + 2 * i];  // pairs past the count must not land
+        }
+        DeviceBuffer<int32_t> d_tables(tables);
+        DeviceBuffer<int32_t> d_updates(updates);
+        test::TestStream stream;
+        kernels::update_block_tables(d_tables.get(), d_updates.get(), max_updates, stream.get());
+        CHECK(d_tables.download() == ref);
+        CHECK(d_tables.guard_intact());
+    }
 }
 
 TEST_CASE("decode_attention matches the CPU reference", "[gpu][attention]") {

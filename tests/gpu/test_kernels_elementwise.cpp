@@ -96,3 +96,26 @@ TEST_CASE("add_bias adds the bias to every row exactly", "[gpu][elementwise]") {
         CHECK(d_x.guard_intact());
     }
 }
+
+TEST_CASE("gather_rows copies the chosen rows exactly, repeats and any order included", "[gpu][elementwise]") {
+    uint32_t seed = 990;
+    struct Shape { int src_rows; int64_t width; std::vector<int32_t> rows; };
+    for (const Shape& s : {Shape{9, 576, {8, 0, 3, 3}}, Shape{512, 4096, {511, 17, 0, 256, 255}},
+                           Shape{3, 37, {2}}, Shape{2, 100000, {1, 0}}}) {
+        INFO(s.src_rows << "x" << s.width << ", " << s.rows.size() << " rows");
+        const auto src = test::random_uniform(static_cast<size_t>(s.src_rows) * s.width, seed++, -2.f, 2.f);
+        std::vector<float> ref;
+        for (const int32_t r : s.rows)
+            ref.insert(ref.end(), src.begin() + r * s.width, src.begin() + (r + 1) * s.width);
+        DeviceBuffer<float> d_src(src);
+        DeviceBuffer<int32_t> d_rows(s.rows);
+        DeviceBuffer<float> d_dst(ref.size());
+        d_dst.poison();
+        test::TestStream stream;
+        kernels::gather_rows(d_src.get(), s.width, d_rows.get(), static_cast<int>(s.rows.size()), d_dst.get(),
+                             stream.get());
+        const auto out = d_dst.download();
+        CHECK(test::count_mismatches(out, ref) == 0);
+        CHECK(d_dst.guard_intact());
+    }
+}

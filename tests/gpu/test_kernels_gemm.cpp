@@ -159,8 +159,9 @@ void check_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows, uint3
     CHECK(err16 <= kMaxNmseF16Inputs);
 }
 
-const TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::Q4_0, TensorType::Q4_1,
-                                TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K};
+const TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0,
+                                TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
+                                TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
 }  // namespace
 

@@ -1,0 +1,195 @@
+// Engine: admission, batch assembly under the token budget, and the bookkeeping of each step's tokens.
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "engine/errors.h"
+
+namespace loom::engine {
+
+std::string_view to_string(FinishReason reason) {
+    switch (reason) {
+        case FinishReason::none: return "";
+        case FinishReason::stop_token: return "stop";
+        case FinishReason::max_tokens: return "length";
+        case FinishReason::context_full: return "context_full";
+        case FinishReason::cancelled: return "cancelled";
+        case FinishReason::error: return "error";
+    }
+    return "";
+}
+
+Engine::Engine(Backend& backend) : backend_(backend) {}
+
+Engine::~Engine() {
+    for (auto& [id, r] : running_) backend_.close_sequence(r.seq);
+}
+
+uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options) {
+    const ModelConfig& c = backend_.config();
+    if (prompt.empty()) throw RequestError("prompt: no tokens");
+    for (int32_t id : prompt)
+        if (id < 0 || id >= c.n_vocab)
+            throw RequestError("prompt: token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                               std::to_string(c.n_vocab - 1) + ")");
+    if (static_cast<int64_t>(prompt.size()) >= backend_.n_ctx())
+        throw RequestError("prompt: " + std::to_string(prompt.size()) + " tokens leave no room in the context of " +
+                           std::to_string(backend_.n_ctx()));
+    if (options.max_tokens < 1)
+        throw RequestError("max_tokens: " + std::to_string(options.max_tokens) + " is below 1");
+    if (options.top_logprobs > kMaxTopLogprobs)
+        throw SamplingParamError("top_logprobs", std::to_string(options.top_logprobs) + " is above the maximum " +
+                                                     std::to_string(kMaxTopLogprobs));
+    if (options.sampling.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
+        throw SamplingParamError("logit_bias", "more than " + std::to_string(kMaxLogitBiasEntries) + " entries");
+    validate(options.sampling, c.n_vocab);
+    const KvBlockPool& kv = backend_.kv_blocks();
+    const int64_t blocks = (static_cast<int64_t>(prompt.size()) + kv.block_tokens()) / kv.block_tokens();
+    if (blocks > kv.total_blocks())
+        throw KvCacheFullError("prompt: " + std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +
+                               " KV blocks, the cache has " + std::to_string(kv.total_blocks()));
+    Request r;
+    r.id = next_id_++;
+    r.options = options;
+    r.prompt_tokens = static_cast<int>(prompt.size());
+    r.tokens = std::move(prompt);
+    waiting_.push_back(std::move(r));
+    return waiting_.back().id;
+}
+
+bool Engine::cancel(uint64_t request) {
+    const auto queued = std::find_if(waiting_.begin(), waiting_.end(), [&](const Request& r) { return r.id == request; });
+    if (queued != waiting_.end()) {
+        waiting_.erase(queued);
+        return true;
+    }
+    const auto it = running_.find(request);
+    if (it == running_.end()) return false;
+    backend_.close_sequence(it->second.seq);
+    running_.erase(it);
+    return true;
+}
+
+void Engine::finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error) {
+    if (events.empty() || events.back().request != r.id || events.back().finish != FinishReason::none) {
+        TokenEvent e;
+        e.request = r.id;
+        events.push_back(e);
+    }
+    events.back().finish = reason;
+    events.back().error = std::move(error);
+    backend_.close_sequence(r.seq);
+}
+
+std::vector<TokenEvent> Engine::step() {
+    std::vector<TokenEvent> events;
+    const KvBlockPool& kv = backend_.kv_blocks();
+    // Admission: a request enters when a slot is free and the KV cache holds its prompt and first
+    // token next to what running requests will need for their next token.
+    while (!waiting_.empty() && kv.open_seqs() < kv.max_seqs()) {
+        const Request& next = waiting_.front();
+        const int need = (next.prompt_tokens + kv.block_tokens()) / kv.block_tokens();
+        if (need + static_cast<int>(running_.size()) > kv.free_blocks()) break;
+        Request r = std::move(waiting_.front());
+        waiting_.pop_front();
+        r.seq = backend_.open_sequence();
+        running_.emplace(r.id, std::move(r));
+    }
+    if (running_.empty()) return events;
+
+    // Decode growth: when the cache cannot give every decoding request the block its next token
+    // may need, the youngest decoding requests end with an error and their blocks go to the rest.
+    for (;;) {
+        int need = 0;
+        Request* youngest = nullptr;
+        for (auto& [id, r] : running_)
+            if (r.fed >= r.prompt_tokens) {
+                need += kv.blocks_needed(r.seq, 1);
+                youngest = &r;
+            }
+        if (!youngest || need <= kv.free_blocks()) break;
+        finish(*youngest, FinishReason::error, events,
+               "kv cache full: no free block for the next token (" + std::to_string(kv.total_blocks()) +
+                   " blocks of " + std::to_string(kv.block_tokens()) + " tokens in all)");
+        running_.erase(youngest->id);
+    }
+
+    // The batch: every decoding request's last token, then prompt chunks in admission order.
+    std::vector<BatchEntry> batch;
+    std::vector<Request*> owner;
+    int budget = backend_.max_batch_tokens();
+    int free_blocks = kv.free_blocks();
+    for (auto& [id, r] : running_) {
+        if (r.fed < r.prompt_tokens || budget == 0) continue;
+        free_blocks -= kv.blocks_needed(r.seq, 1);
+        --budget;
+        BatchEntry e;
+        e.seq = r.seq;
+        e.tokens = std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.fed), 1);
+        batch.push_back(e);
+        owner.push_back(&r);
+    }
+    // Prompts go in chunks with fixed boundaries (multiples of `chunk` positions), so a prompt is
+    // cut the same way whatever else runs, and its numbers do not depend on the company it keeps.
+    // A chunk that does not fit this step's budget or free blocks waits for the next step.
+    const int chunk = std::max(1, backend_.max_batch_tokens() - kv.max_seqs());
+    for (auto& [id, r] : running_) {
+        if (r.fed >= r.prompt_tokens) continue;
+        const int n = std::min(r.prompt_tokens - r.fed, chunk - r.fed % chunk);
+        if (n > budget || kv.blocks_needed(r.seq, n) > free_blocks) continue;
+        free_blocks -= kv.blocks_needed(r.seq, n);
+        budget -= n;
+        BatchEntry e;
+        e.seq = r.seq;
+        e.tokens = std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.fed), static_cast<size_t>(n));
+        batch.push_back(e);
+        owner.push_back(&r);
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        Request& r = *owner[i];
+        if (r.fed + static_cast<int>(batch[i].tokens.size()) < r.prompt_tokens) continue;  // more prompt to come
+        batch[i].sampling = &r.options.sampling;
+        batch[i].history = r.tokens;
+        batch[i].sample_step = static_cast<uint64_t>(r.generated);
+        batch[i].top_logprobs = r.options.top_logprobs;
+    }
+    if (batch.empty()) return events;
+
+    const std::vector<BatchOutput> outputs = backend_.step(batch);
+    std::vector<uint64_t> done;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        Request& r = *owner[i];
+        r.fed += static_cast<int>(batch[i].tokens.size());
+        const BatchOutput& out = outputs[i];
+        if (!batch[i].sampling) continue;
+        if (!out.sampled) {
+            finish(r, FinishReason::error, events, out.error);
+            done.push_back(r.id);
+            continue;
+        }
+        TokenEvent e;
+        e.request = r.id;
+        e.has_token = true;
+        e.token = out.token;
+        events.push_back(e);
+        const auto& stop = r.options.stop_ids;
+        if (std::find(stop.begin(), stop.end(), out.token.token) != stop.end()) {
+            finish(r, FinishReason::stop_token, events);
+            done.push_back(r.id);
+            continue;
+        }
+        r.tokens.push_back(out.token.token);
+        ++r.generated;
+        if (r.generated >= r.options.max_tokens) {
+            finish(r, FinishReason::max_tokens, events);
+            done.push_back(r.id);
+        } else if (static_cast<int>(r.tokens.size()) >= backend_.n_ctx()) {
+            finish(r, FinishReason::context_full, events);
+            done.push_back(r.id);
+        }
+    }
+    for (uint64_t id : done) running_.erase(id);
+    return events;
+}
+
+}  // namespace loom::engine

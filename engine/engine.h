@@ -1,0 +1,83 @@
+// The request engine the worker drives: a queue of generation requests, admission into the
+// backend's sequence slots and KV blocks, and one batched step at a time mixing decode tokens with
+// chunks of prompts (continuous batching). Not thread-safe: one thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/sampler.h"
+
+namespace loom::engine {
+
+struct RequestOptions {
+    SamplingParams sampling;
+    int max_tokens = 128;             // >= 1
+    int top_logprobs = -1;            // < 0: none; else 0 .. kMaxTopLogprobs
+    std::vector<int32_t> stop_ids;    // tokens that end the request (end_of_generation_ids, unless ignore_eos)
+};
+
+enum class FinishReason { none, stop_token, max_tokens, context_full, cancelled, error };
+std::string_view to_string(FinishReason reason);  // "", "stop", "length", "context_full", "cancelled", "error"
+
+// What one step did for one request: a sampled token and/or the request's end.
+struct TokenEvent {
+    uint64_t request = 0;
+    bool has_token = false;
+    SampledToken token{};       // when has_token; a stop token comes with finish == stop_token
+    FinishReason finish = FinishReason::none;
+    std::string error;          // finish == error: why (sampling failed, KV cache full)
+};
+
+class Engine {
+public:
+    explicit Engine(Backend& backend);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    Backend& backend() { return backend_; }
+
+    // Queues a request; RequestError / SamplingParamError (nothing queued) when the prompt is empty,
+    // holds an id outside the vocabulary, leaves no room for one generated token in the context,
+    // or an option is out of range. Returns its id (never 0).
+    uint64_t add(std::vector<int32_t> prompt, const RequestOptions& options);
+
+    // Ends a queued or running request now, returning its KV blocks; false when it is unknown or
+    // already finished. The request produces no further events.
+    bool cancel(uint64_t request);
+
+    // Admits queued requests while slots and KV blocks allow (oldest first), then runs one backend
+    // step over every running request: one decode token each, and prompt chunks (boundaries at
+    // multiples of max_batch_tokens - max_seqs positions) filling the rest of the token budget.
+    // Returns the step's events (empty when there was nothing to run).
+    std::vector<TokenEvent> step();
+
+    int running() const { return static_cast<int>(running_.size()); }
+    int waiting() const { return static_cast<int>(waiting_.size()); }
+    bool idle() const { return running_.empty() && waiting_.empty(); }
+
+private:
+    struct Request {
+        uint64_t id = 0;
+        RequestOptions options;
+        std::vector<int32_t> tokens;  // prompt, then generated tokens
+        int prompt_tokens = 0;
+        int fed = 0;                  // tokens already in the KV cache
+        int generated = 0;
+        int seq = -1;
+    };
+    void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});
+
+    Backend& backend_;
+    uint64_t next_id_ = 1;
+    std::deque<Request> waiting_;
+    std::map<uint64_t, Request> running_;  // by id: admission order
+};
+
+}  // namespace loom::engine
