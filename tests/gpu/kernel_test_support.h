@@ -39,8 +39,14 @@ public:
     void upload(const std::vector<T>& host) {
         LOOM_CUDA_CHECK(cudaMemcpy(data_, host.data(), bytes(), cudaMemcpyHostToDevice));
         LOOM_CUDA_CHECK(cudaMemset(reinterpret_cast<char*>(data_) + bytes(), kPoisonByte, kGuardBytes));
+        LOOM_CUDA_CHECK(cudaDeviceSynchronize());  // see poison()
     }
-    void poison() { LOOM_CUDA_CHECK(cudaMemset(data_, kPoisonByte, bytes() + kGuardBytes)); }
+    // cudaMemset runs on the legacy default stream, which does not order work on the tests'
+    // non-blocking streams: wait for it, or a kernel may write first and have its output poisoned.
+    void poison() {
+        LOOM_CUDA_CHECK(cudaMemset(data_, kPoisonByte, bytes() + kGuardBytes));
+        LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+    }
 
     // Synchronizes the device first, so work queued on any stream has landed.
     std::vector<T> download() const {
