@@ -25,8 +25,10 @@ void check_forward_inputs(const ModelConfig& c, int n_ctx, int n_past, std::span
 }
 
 void check_batch_inputs(const ModelConfig& c, int n_ctx, int max_batch_tokens, const KvBlockPool& kv,
-                        std::span<const BatchEntry> batch) {
+                        std::span<const BatchEntry> batch, const LayerObserver* observer) {
     if (batch.empty()) throw RequestError("step: empty batch");
+    if (observer && batch.size() != 1)
+        throw RequestError("step: a layer observer needs a batch of one sequence, not " + std::to_string(batch.size()));
     std::set<int> seen;
     int64_t total = 0, blocks = 0;
     for (const BatchEntry& e : batch) {

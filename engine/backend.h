@@ -84,8 +84,9 @@ public:
     virtual void close_sequence(int seq) = 0;  // returns its KV blocks at once
     // Runs every entry's tokens in one pass and samples where asked; outputs in entry order.
     // Throws before computing anything (RequestError, KvCacheFullError, SamplingParamError) when an
-    // entry is invalid: see check_batch_inputs.
-    virtual std::vector<BatchOutput> step(std::span<const BatchEntry> batch) = 0;
+    // entry is invalid: see check_batch_inputs. An observer (--dump-layers) needs a batch of one
+    // entry (RequestError otherwise) and sees its layer outputs.
+    virtual std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) = 0;
 
     virtual MemoryReport memory() const = 0;
 };
@@ -100,6 +101,6 @@ void check_forward_inputs(const ModelConfig& config, int n_ctx, int n_past, std:
 // (KvCacheFullError); valid sampling parameters, at most kMaxLogitBiasEntries biases and
 // top_logprobs <= kMaxTopLogprobs.
 void check_batch_inputs(const ModelConfig& config, int n_ctx, int max_batch_tokens, const KvBlockPool& kv,
-                        std::span<const BatchEntry> batch);
+                        std::span<const BatchEntry> batch, const LayerObserver* observer);
 
 }  // namespace loom::engine

@@ -19,7 +19,7 @@ std::string_view to_string(FinishReason reason) {
     return "";
 }
 
-Engine::Engine(Backend& backend) : backend_(backend) {}
+Engine::Engine(Backend& backend, LayerObserver* observer) : backend_(backend), observer_(observer) {}
 
 Engine::~Engine() {
     for (auto& [id, r] : running_) backend_.close_sequence(r.seq);
@@ -155,7 +155,11 @@ std::vector<TokenEvent> Engine::step() {
     }
     if (batch.empty()) return events;
 
-    const std::vector<BatchOutput> outputs = backend_.step(batch);
+    if (observer_ && batch.size() > 1) {  // the observer follows one sequence at a time
+        batch.resize(1);
+        owner.resize(1);
+    }
+    const std::vector<BatchOutput> outputs = backend_.step(batch, observer_);
     std::vector<uint64_t> done;
     for (size_t i = 0; i < batch.size(); ++i) {
         Request& r = *owner[i];

@@ -36,7 +36,8 @@ struct TokenEvent {
 
 class Engine {
 public:
-    explicit Engine(Backend& backend);
+    // observer (--dump-layers): sees every step's layer outputs; steps then carry one request.
+    explicit Engine(Backend& backend, LayerObserver* observer = nullptr);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -75,6 +76,7 @@ private:
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});
 
     Backend& backend_;
+    LayerObserver* observer_;
     uint64_t next_id_ = 1;
     std::deque<Request> waiting_;
     std::map<uint64_t, Request> running_;  // by id: admission order

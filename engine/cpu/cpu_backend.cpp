@@ -142,14 +142,14 @@ void CpuBackend::close_sequence(int seq) {
     if (seq == s_->forward_seq) s_->forward_seq = -1;
 }
 
-std::vector<BatchOutput> CpuBackend::step(std::span<const BatchEntry> batch) {
+std::vector<BatchOutput> CpuBackend::step(std::span<const BatchEntry> batch, LayerObserver* observer) {
     State& s = *s_;
-    check_batch_inputs(s.cfg, s.n_ctx, s.max_batch_tokens, s.kv, batch);
+    check_batch_inputs(s.cfg, s.n_ctx, s.max_batch_tokens, s.kv, batch, observer);
     std::vector<BatchOutput> out(batch.size());
     std::vector<float> logits(static_cast<size_t>(s.cfg.n_vocab));
     for (size_t i = 0; i < batch.size(); ++i) {
         const BatchEntry& e = batch[i];
-        s.run(e.seq, e.tokens, logits.data(), false, nullptr);
+        s.run(e.seq, e.tokens, logits.data(), false, observer);
         if (!e.sampling) continue;
         try {
             Sampler sampler(*e.sampling, s.cfg.n_vocab);

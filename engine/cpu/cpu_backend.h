@@ -29,7 +29,7 @@ public:
     int open_sequence() override;
     void close_sequence(int seq) override;
     // Entries run one after another (each a full forward pass); the CPU Sampler picks the tokens.
-    std::vector<BatchOutput> step(std::span<const BatchEntry> batch) override;
+    std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) override;
     MemoryReport memory() const override;
 
 private:

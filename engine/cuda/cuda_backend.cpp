@@ -436,10 +436,13 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         kernels::add(x, o, x, int64_t{n} * d, st);
         if (observer) observe(observer, l, pass, x);
     }
+    if (observer) {  // every row's final norm, whatever rows the logits need
+        kernels::rmsnorm(x, output_norm, h, n, d, c.rms_eps, st);
+        observe(observer, c.n_layer, pass, h);
+    }
     if (pass.n_gather == 0) return;
     kernels::gather_rows(x, d, step_dev + layout.gather(), pass.n_gather, hg, st);
     kernels::rmsnorm(hg, output_norm, hg, pass.n_gather, d, c.rms_eps, st);
-    if (observer) observe(observer, c.n_layer, pass, hg);
     if (pass.project) project(0, pass.n_gather);
 }
 
@@ -504,8 +507,7 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
             host[s.layout.token_slot() + i] = s.forward_seq;
         }
         // A single token is a decode row (decode attention, and a graph replay); longer runs are a
-        // prefill part. Every row is gathered when its logits or an observer want it, else the
-        // last row only.
+        // prefill part. Every row is gathered when all_logits, else the last row only.
         Pass pass;
         pass.n_rows = n;
         pass.project = false;
@@ -517,29 +519,27 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
             pass.parts.push_back({0, n, pos0, s.forward_seq});
         }
         const bool last_chunk = t0 + n == T;
-        const bool every_row = all_logits || observer;
-        pass.n_gather = every_row ? n : (last_chunk ? 1 : 0);
-        for (int i = 0; i < pass.n_gather; ++i) host[s.layout.gather() + i] = every_row ? i : n - 1;
+        pass.n_gather = all_logits ? n : (last_chunk ? 1 : 0);
+        for (int i = 0; i < pass.n_gather; ++i) host[s.layout.gather() + i] = all_logits ? i : n - 1;
         s.upload_step(n_updates);
         s.run_pass(pass, observer);
-        // Rows to return: all of them (all_logits), or the prompt's last one.
-        const int first = all_logits ? 0 : pass.n_gather - 1, count = all_logits ? n : (last_chunk ? 1 : 0);
+        // The gathered rows' logits, logits_rows at a time.
         float* dst = logits.data() + (all_logits ? static_cast<size_t>(t0) * c.n_vocab : 0);
-        for (int r0 = 0; r0 < count; r0 += s.logits_rows) {
-            const int rows = std::min(s.logits_rows, count - r0);
-            s.project(first + r0, rows);
+        for (int r0 = 0; r0 < pass.n_gather; r0 += s.logits_rows) {
+            const int rows = std::min(s.logits_rows, pass.n_gather - r0);
+            s.project(r0, rows);
             LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + static_cast<size_t>(r0) * c.n_vocab, s.logits,
                                             static_cast<size_t>(rows) * c.n_vocab * sizeof(float),
                                             cudaMemcpyDeviceToHost, s.stream));
-            if (r0 + rows < count) LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the buffer is reused next
+            if (r0 + rows < pass.n_gather) LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the buffer is reused next
         }
         LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is rewritten next
     }
 }
 
-std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch) {
+std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, LayerObserver* observer) {
     State& s = *s_;
-    check_batch_inputs(s.cfg, s.n_ctx, s.max_tokens, s.pool, batch);
+    check_batch_inputs(s.cfg, s.n_ctx, s.max_tokens, s.pool, batch, observer);
     LOOM_CUDA_CHECK(cudaSetDevice(s.device));
     int32_t* host = s.host_ints();
     const StepLayout& L = s.layout;
@@ -596,7 +596,7 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch) {
         requested.push_back(i);
     }
     s.upload_step(n_updates);
-    s.run_pass(pass, nullptr);
+    s.run_pass(pass, observer);
     if (!requests.empty()) s.sampler->enqueue(s.logits, s.cfg.n_vocab, requests);
     LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));
 

@@ -38,7 +38,7 @@ public:
     void close_sequence(int seq) override;
     // One pass over every entry's tokens (decode tokens first, then prefill chunks), sampling on the
     // GPU, one device-to-host copy of the sampled tokens, one stream synchronisation.
-    std::vector<BatchOutput> step(std::span<const BatchEntry> batch) override;
+    std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) override;
     MemoryReport memory() const override;
 
     // Decode-step graphs captured so far (for tests and benchmarks).

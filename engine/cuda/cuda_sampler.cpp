@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include "kernels/cuda_check.h"
 
@@ -98,17 +99,20 @@ CudaSampler::CudaSampler(void* device_memory, uint64_t bytes, int n_vocab, int m
     void* in = nullptr;
     LOOM_CUDA_CHECK(cudaMallocHost(&in, inputs_capacity_));
     staging_in_ = static_cast<char*>(in);
-    void* out = nullptr;
     try {
+        void* out = nullptr;
         LOOM_CUDA_CHECK(cudaMallocHost(&out, static_cast<size_t>(max_rows) * sizeof(kernels::SampleResult)));
+        staging_out_ = static_cast<kernels::SampleResult*>(out);
+        LOOM_CUDA_CHECK(cudaEventCreateWithFlags(&inputs_copied_, cudaEventDisableTiming));
     } catch (...) {
+        cudaFreeHost(staging_out_);
         cudaFreeHost(staging_in_);
         throw;
     }
-    staging_out_ = static_cast<kernels::SampleResult*>(out);
 }
 
 CudaSampler::~CudaSampler() {
+    cudaEventDestroy(inputs_copied_);
     cudaFreeHost(staging_out_);
     cudaFreeHost(staging_in_);
 }
@@ -117,22 +121,34 @@ void CudaSampler::enqueue(const float* device_logits, int64_t row_stride, std::s
     if (requests.size() > static_cast<size_t>(max_rows_))
         throw std::length_error("CudaSampler: " + std::to_string(requests.size()) + " requests, at most " +
                                 std::to_string(max_rows_));
-    pending_.assign(requests.size(), Pending{});
+    if (row_stride < n_vocab_)
+        throw std::invalid_argument("CudaSampler: logits row_stride " + std::to_string(row_stride) +
+                                    " is below n_vocab " + std::to_string(n_vocab_));
+    // A row outside the logits matrix would be read past its end (the kernels trust logits_row).
+    for (size_t i = 0; i < requests.size(); ++i)
+        if (requests[i].logits_row < 0 || requests[i].logits_row >= max_rows_)
+            throw std::out_of_range("CudaSampler: request " + std::to_string(i) + " has logits_row " +
+                                    std::to_string(requests[i].logits_row) + ", outside [0, " +
+                                    std::to_string(max_rows_) + ")");
+    std::vector<Pending> pending(requests.size());
     int n_rows = 0, n_history = 0, n_bias = 0;
     for (size_t i = 0; i < requests.size(); ++i) {
-        pending_[i].error = request_error(requests[i], n_vocab_);
-        if (!pending_[i].error.empty()) continue;
+        pending[i].error = request_error(requests[i], n_vocab_);
+        if (!pending[i].error.empty()) continue;
         size_t start = 0;
         n_history += static_cast<int>(penalty_window(*requests[i].params, requests[i].history, start).size());
         n_bias += static_cast<int>(requests[i].params->logit_bias.size());
-        pending_[i].row = n_rows++;
+        pending[i].row = n_rows++;
     }
     if (n_history > max_history_ || n_bias > max_bias_)
         throw std::length_error("CudaSampler: the batch's penalty windows hold " + std::to_string(n_history) +
                                 " tokens (at most " + std::to_string(max_history_) + ") and its biases " +
                                 std::to_string(n_bias) + " entries (at most " + std::to_string(max_bias_) + ")");
+    pending_ = std::move(pending);
     if (n_rows == 0) return;
 
+    // The previous enqueue's copy out of the staging may still be queued behind other work.
+    LOOM_CUDA_CHECK(cudaEventSynchronize(inputs_copied_));
     const InputsLayout lay = inputs_layout(n_rows, n_history, n_bias);
     auto* rows = reinterpret_cast<kernels::SamplingRow*>(staging_in_);
     auto* history = reinterpret_cast<int32_t*>(staging_in_ + lay.history);
@@ -160,6 +176,7 @@ void CudaSampler::enqueue(const float* device_logits, int64_t row_stride, std::s
     char* inputs = device_memory_ + inputs_offset_;
     auto* results = reinterpret_cast<kernels::SampleResult*>(device_memory_ + results_offset_);
     LOOM_CUDA_CHECK(cudaMemcpyAsync(inputs, staging_in_, lay.end, cudaMemcpyHostToDevice, stream_));
+    LOOM_CUDA_CHECK(cudaEventRecord(inputs_copied_, stream_));
     kernels::sample_rows(device_logits, row_stride, n_vocab_, reinterpret_cast<const kernels::SamplingRow*>(inputs),
                          n_rows, reinterpret_cast<const int32_t*>(inputs + lay.history),
                          reinterpret_cast<const kernels::LogitBias*>(inputs + lay.bias), device_memory_,

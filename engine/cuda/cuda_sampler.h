@@ -11,12 +11,15 @@
 #include "kernels/sampling.h"
 #include "kernels/stream.h"
 
+// The runtime's cudaEvent_t is a pointer to this opaque struct.
+struct CUevent_st;
+
 namespace loom::engine::cuda {
 
 // One row to sample: its parameters, its history (prompt + generated so far; the penalty window is
 // cut here), its step (0 for the first generated token), how many top log-probabilities to return
 // (-1: none, and the token's own log-probability is not computed and reads 0; at most
-// kernels::kMaxTopLogprobs), and its row of the logits matrix.
+// kernels::kMaxTopLogprobs), and its row of the logits matrix (in [0, max_rows)).
 struct SampleRequest {
     const SamplingParams* params;
     std::span<const int32_t> history;
@@ -48,11 +51,15 @@ public:
     CudaSampler(const CudaSampler&) = delete;
     CudaSampler& operator=(const CudaSampler&) = delete;
 
-    // device_logits (rows, row_stride) on the device. Validates and packs the requests (a request
-    // that cannot be sampled gets its error and no row), copies rows, windows and biases in one
-    // host-to-device copy, launches sample_rows and queues one device-to-host copy of the results
-    // into pinned memory; returns without synchronizing. Throws std::length_error when the batch
-    // exceeds max_rows, max_history_tokens (of windows) or max_bias_entries.
+    // device_logits (max_rows or more rows, row_stride >= n_vocab) on the device; every request's
+    // logits_row must lie in [0, max_rows). Validates and packs the requests (a request that cannot
+    // be sampled gets its error and no row), copies rows, windows and biases in one host-to-device
+    // copy, launches sample_rows and queues one device-to-host copy of the results into pinned
+    // memory; returns without synchronizing (a later enqueue first waits for this one's input copy,
+    // since it rewrites the pinned staging). Throws std::out_of_range naming logits_row for a row
+    // outside [0, max_rows), std::invalid_argument for row_stride < n_vocab, std::length_error
+    // when the batch exceeds max_rows, max_history_tokens (of windows) or max_bias_entries; these
+    // throws queue nothing and leave the last enqueue's results in place.
     void enqueue(const float* device_logits, int64_t row_stride, std::span<const SampleRequest> requests);
 
     // After the stream was synchronized: the outcomes of the last enqueue, in request order.
@@ -76,6 +83,7 @@ private:
     uint64_t inputs_capacity_;
     char* staging_in_ = nullptr;                      // pinned mirror of the inputs region
     kernels::SampleResult* staging_out_ = nullptr;    // pinned, max_rows results
+    CUevent_st* inputs_copied_ = nullptr;             // after the last host-to-device copy of staging_in_
     std::vector<Pending> pending_;
 };
 

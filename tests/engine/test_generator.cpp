@@ -105,8 +105,9 @@ public:
     const loom::engine::KvBlockPool& kv_blocks() const override { return inner_.kv_blocks(); }
     int open_sequence() override { return inner_.open_sequence(); }
     void close_sequence(int seq) override { inner_.close_sequence(seq); }
-    std::vector<loom::engine::BatchOutput> step(std::span<const loom::engine::BatchEntry> batch) override {
-        return inner_.step(batch);
+    std::vector<loom::engine::BatchOutput> step(std::span<const loom::engine::BatchEntry> batch,
+                                                LayerObserver* observer) override {
+        return inner_.step(batch, observer);
     }
     loom::engine::MemoryReport memory() const override { return inner_.memory(); }
 
