@@ -82,25 +82,6 @@ float elapsed_seconds() {
     return ms * 1e-3f;
 }
 
-// Median of 25 timed device-to-device copies of 1 GiB after 3 warm-up copies, as 2 * size / time.
-double measure_copy_bandwidth() {
-    constexpr uint64_t kBytes = uint64_t{1} << 30;
-    DeviceMem src(kBytes), dst(kBytes);
-    LOOM_CUDA_CHECK(cudaMemsetAsync(src.as(), 0x5A, kBytes, g_dev.stream));
-    for (int i = 0; i < 3; ++i)
-        LOOM_CUDA_CHECK(cudaMemcpyAsync(dst.as(), src.as(), kBytes, cudaMemcpyDeviceToDevice, g_dev.stream));
-    std::vector<double> seconds;
-    for (int i = 0; i < 25; ++i) {
-        LOOM_CUDA_CHECK(cudaEventRecord(g_dev.start, g_dev.stream));
-        LOOM_CUDA_CHECK(cudaMemcpyAsync(dst.as(), src.as(), kBytes, cudaMemcpyDeviceToDevice, g_dev.stream));
-        LOOM_CUDA_CHECK(cudaEventRecord(g_dev.stop, g_dev.stream));
-        LOOM_CUDA_CHECK(cudaEventSynchronize(g_dev.stop));
-        seconds.push_back(elapsed_seconds());
-    }
-    std::nth_element(seconds.begin(), seconds.begin() + seconds.size() / 2, seconds.end());
-    return 2.0 * static_cast<double>(kBytes) / seconds[seconds.size() / 2] / 1e9;
-}
-
 // ---- Inputs ----
 
 std::vector<float> random_floats(uint64_t n, uint32_t seed, float mean, float stddev) {
@@ -642,7 +623,7 @@ int main(int argc, char** argv) {
         LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&g_dev.stream, cudaStreamNonBlocking));
         LOOM_CUDA_CHECK(cudaEventCreate(&g_dev.start));
         LOOM_CUDA_CHECK(cudaEventCreate(&g_dev.stop));
-        g_dev.copy_gbps = measure_copy_bandwidth();
+        g_dev.copy_gbps = kernels::measure_copy_bandwidth_gbps(0);
     } catch (const std::exception& e) {
         std::printf("kernel_bench: cannot set up %s: %s\n", dev.name.c_str(), e.what());
         return 1;

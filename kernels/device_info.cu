@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -85,6 +86,45 @@ void probe_device(int device) {
         if (host[i] != i * 3u + seed)
             throw CudaError(cudaErrorUnknown, "device " + std::to_string(device) + " probe kernel wrote a wrong value at " +
                                                   std::to_string(i));
+}
+
+double measure_copy_bandwidth_gbps(int device, uint64_t bytes) {
+    LOOM_CUDA_CHECK(cudaSetDevice(device));
+    void *src = nullptr, *dst = nullptr;
+    cudaStream_t stream = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    const auto release = [&] {
+        cudaFree(src);
+        cudaFree(dst);
+        if (start) cudaEventDestroy(start);
+        if (stop) cudaEventDestroy(stop);
+        if (stream) cudaStreamDestroy(stream);
+    };
+    try {
+        LOOM_CUDA_CHECK(cudaMalloc(&src, bytes));
+        LOOM_CUDA_CHECK(cudaMalloc(&dst, bytes));
+        LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        LOOM_CUDA_CHECK(cudaEventCreate(&start));
+        LOOM_CUDA_CHECK(cudaEventCreate(&stop));
+        LOOM_CUDA_CHECK(cudaMemsetAsync(src, 0x5A, bytes, stream));
+        for (int i = 0; i < 3; ++i) LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+        std::vector<float> ms;
+        for (int i = 0; i < 25; ++i) {
+            LOOM_CUDA_CHECK(cudaEventRecord(start, stream));
+            LOOM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+            LOOM_CUDA_CHECK(cudaEventRecord(stop, stream));
+            LOOM_CUDA_CHECK(cudaEventSynchronize(stop));
+            float t = 0;
+            LOOM_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+            ms.push_back(t);
+        }
+        std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+        release();
+        return 2.0 * static_cast<double>(bytes) / (ms[ms.size() / 2] * 1e-3) / 1e9;
+    } catch (...) {
+        release();
+        throw;
+    }
 }
 
 }  // namespace loom::kernels

@@ -33,4 +33,9 @@ CudaInventory query_cuda();
 // cause when the device cannot run loom's code (wrong architecture, no device, launch failure).
 void probe_device(int device);
 
+// The device's copy bandwidth in GB/s as 2 * size / time (bytes read + written) for device-to-device
+// copies of `bytes` (default 1 GiB): the median of 25 timed copies after 3 warm-ups. The yardstick
+// of the bandwidth floors in docs/PERFORMANCE.md. Allocates 2 * bytes for the duration.
+double measure_copy_bandwidth_gbps(int device, uint64_t bytes = uint64_t{1} << 30);
+
 }  // namespace loom::kernels

@@ -23,6 +23,14 @@ __global__ void swiglu_kernel(const float* gate, const float* up, float* out, in
     }
 }
 
+__global__ void swiglu_halves_kernel(const float* __restrict__ gate_up, int64_t total, int n, float* __restrict__ out) {
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t row = i / n, col = i % n;
+        const float g = gate_up[row * 2 * n + col];
+        out[i] = g / (1.0f + expf(-g)) * gate_up[row * 2 * n + n + col];
+    }
+}
+
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
         out[i] = a[i] + b[i];
@@ -49,6 +57,15 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream st
     if (n == 0) return;
     swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, out, n);
     LOOM_CUDA_CHECK_LAUNCH("swiglu_kernel");
+}
+
+void swiglu_halves(const float* gate_up, int rows, int n, float* out, Stream stream) {
+    if (rows < 0 || n <= 0)
+        throw std::invalid_argument("swiglu_halves: rows " + std::to_string(rows) + ", n " + std::to_string(n));
+    const int64_t total = int64_t{rows} * n;
+    if (total == 0) return;
+    swiglu_halves_kernel<<<blocks_for(total), kThreads, 0, stream>>>(gate_up, total, n, out);
+    LOOM_CUDA_CHECK_LAUNCH("swiglu_halves_kernel");
 }
 
 void add(const float* a, const float* b, float* out, int64_t n, Stream stream) {

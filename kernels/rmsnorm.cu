@@ -25,7 +25,34 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = x[i] * scale * __ldg(w + i);
 }
 
+// Each thread re-reads only the elements of X it wrote itself, so no barrier is needed between the
+// add and the scaled copy beyond block_sum's.
+__global__ void __launch_bounds__(kThreads)
+    add_rmsnorm_kernel(float* X, const float* __restrict__ R, const float* __restrict__ w, float* __restrict__ Y, int n,
+                       float eps) {
+    float* x = X + static_cast<size_t>(blockIdx.x) * n;
+    const float* r = R + static_cast<size_t>(blockIdx.x) * n;
+    float* y = Y + static_cast<size_t>(blockIdx.x) * n;
+    float sum_sq = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = x[i] + r[i];
+        x[i] = v;
+        sum_sq += v * v;
+    }
+    sum_sq = block_sum(sum_sq);
+    const float scale = 1.0f / sqrtf(sum_sq / static_cast<float>(n) + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = x[i] * scale * __ldg(w + i);
+}
+
 }  // namespace
+
+void add_rmsnorm(float* X, const float* R, const float* w, float* Y, int rows, int n, float eps, Stream stream) {
+    if (n <= 0 || rows < 0)
+        throw std::invalid_argument("add_rmsnorm: rows " + std::to_string(rows) + ", n " + std::to_string(n));
+    if (rows == 0) return;
+    add_rmsnorm_kernel<<<rows, kThreads, 0, stream>>>(X, R, w, Y, n, eps);
+    LOOM_CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+}
 
 void rmsnorm(const float* X, const float* w, float* Y, int rows, int n, float eps, Stream stream) {
     if (n <= 0 || rows < 0)

@@ -41,10 +41,14 @@ struct Matrix {
     int n_in = 0, n_out = 0;
 };
 
+// A layer's weights. Matrices that share a type are fused at load, rows stacked: [wq; wk; wv] into
+// wqkv (not with Q/K norms, which need each head's rows contiguous) and [gate; up] into gate_up, so
+// a decode step launches one product where it would launch three or two. Unfused parts keep
+// their own matrices (fused ones then have n_out 0).
 struct LayerWeights {
     const float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
-    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;
-    Matrix wq, wk, wv, wo, gate, up, down;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bqkv = nullptr;
+    Matrix wqkv, wq, wk, wv, wo, gate_up, gate, up, down;
 };
 
 // One tensor to upload: raw file bytes (matrices, F32 vectors) or a host f32 copy (other vectors).
@@ -52,6 +56,8 @@ struct Upload {
     const gguf::TensorInfo* info = nullptr;
     std::vector<float> f32;  // non-empty: upload this instead of the file bytes
     std::function<void(const void*)> place;  // stores the device address where the weight set wants it
+    int group = -1;            // >= 0: stacked into that fused matrix's region ...
+    uint64_t group_offset = 0;  // ... this many bytes in
     uint64_t bytes() const { return f32.empty() ? info->n_bytes : f32.size() * sizeof(float); }
     const uint8_t* src() const {
         return f32.empty() ? nullptr : reinterpret_cast<const uint8_t*>(f32.data());
@@ -93,6 +99,7 @@ struct Pass {
         int row0, n, pos0, slot;
     };
     int n_rows = 0, n_decode = 0, n_gather = 0;
+    int attn_len = 0;     // decode attention's grid bound: a power of two >= every decode row's length
     bool project = true;  // compute the gathered rows' logits (n_gather <= the logits buffer's rows)
     std::vector<Part> parts;
 };
@@ -129,14 +136,15 @@ struct CudaBackend::State {
     PinnedPtr step_host;
     float* inv_freq = nullptr;
     // Activations for max_tokens rows; hg: gathered rows; logits: logits_rows rows.
-    float *x = nullptr, *h = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *o = nullptr;
-    float *gate = nullptr, *up = nullptr, *hg = nullptr, *logits = nullptr, *attn_ws = nullptr;
+    // qkv: (max_tokens, q_dim + 2 kv_dim), gate_up: (max_tokens, 2 n_ff), act: (max_tokens, n_ff).
+    float *x = nullptr, *h = nullptr, *qkv = nullptr, *att = nullptr, *o = nullptr;
+    float *gate_up = nullptr, *act = nullptr, *hg = nullptr, *logits = nullptr, *attn_ws = nullptr;
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
     std::unique_ptr<kernels::GemmContext> gemm;
     std::unique_ptr<CudaSampler> sampler;
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
-    std::map<int, cudaGraphExec_t> decode_graphs;  // by 2 * decode batch size + (logits projected)
+    std::map<int64_t, cudaGraphExec_t> decode_graphs;  // by (attention bound, decode batch size, logits projected)
 
     State(const ModelConfig& c, int ctx, const BatchLimits& limits)
         : cfg(c),
@@ -202,6 +210,14 @@ struct CudaBackend::State {
         kernels::update_block_tables(block_tables, step_dev + layout.updates(), layout.max_updates, stream);
     }
 
+    // Decode attention's grid bound for rows up to max_len long: the next power of two from one
+    // split up, so a graph captured for it serves the sequences' growth until the next doubling.
+    int attention_bound(int max_len) const {
+        int bound = kernels::kDecodeSplitTokens;
+        while (bound < max_len) bound *= 2;
+        return std::min(bound, n_ctx);
+    }
+
     void run_pass(const Pass& pass, LayerObserver* observer);
     void enqueue_layers(const Pass& pass, LayerObserver* observer);
     void project(int first, int n);
@@ -241,6 +257,32 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         m.n_out = static_cast<int>(t->n_rows());
         uploads.push_back(Upload{t, {}, [&m](const void* p) { m.data = p; }});
     };
+    // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
+    // independent, so stacking their bytes stacks the rows); else uploads each into its own.
+    std::vector<uint64_t> group_bytes;
+    const auto add_fused = [&](Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts) {
+        const gguf::TensorType type = tensor(parts.begin()->first)->type;
+        bool same = true;
+        for (const auto& [name, m] : parts) same = same && tensor(name)->type == type;
+        if (!same) {
+            for (const auto& [name, m] : parts) add_matrix(name, *m);
+            return;
+        }
+        const int group = static_cast<int>(group_bytes.size());
+        group_bytes.push_back(0);
+        bool first = true;
+        for (const auto& [name, m] : parts) {
+            add_matrix(name, fused);  // checks the type; sets type and n_in; the first part's address is fused.data
+            Upload& u = uploads.back();
+            if (!first) u.place = {};
+            u.group = group;
+            u.group_offset = group_bytes[static_cast<size_t>(group)];
+            group_bytes[static_cast<size_t>(group)] += u.bytes();
+            first = false;
+        }
+        fused.n_out = 0;
+        for (const auto& [name, m] : parts) fused.n_out += static_cast<int>(tensor(name)->n_rows());
+    };
 
     const gguf::TensorInfo* embd = tensor("token_embd.weight");
     if (!kernels::embedding_supports(embd->type))
@@ -255,14 +297,26 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         LayerWeights& w = s.layers[l];
         add_vector(layer_tensor(l, "attn_norm.weight"), &w.attn_norm);
         add_vector(layer_tensor(l, "ffn_norm.weight"), &w.ffn_norm);
-        add_matrix(layer_tensor(l, "attn_q.weight"), w.wq);
-        add_matrix(layer_tensor(l, "attn_k.weight"), w.wk);
-        add_matrix(layer_tensor(l, "attn_v.weight"), w.wv);
+        const std::string q = layer_tensor(l, "attn_q.weight"), k = layer_tensor(l, "attn_k.weight"),
+                          v = layer_tensor(l, "attn_v.weight");
+        if (c.qk_norm) {
+            add_matrix(q, w.wq);
+            add_matrix(k, w.wk);
+            add_matrix(v, w.wv);
+        } else {
+            add_fused(w.wqkv, {{q, &w.wq}, {k, &w.wk}, {v, &w.wv}});
+        }
         add_matrix(layer_tensor(l, "attn_output.weight"), w.wo);
-        add_matrix(layer_tensor(l, "ffn_gate.weight"), w.gate);
-        add_matrix(layer_tensor(l, "ffn_up.weight"), w.up);
+        add_fused(w.gate_up, {{layer_tensor(l, "ffn_gate.weight"), &w.gate}, {layer_tensor(l, "ffn_up.weight"), &w.up}});
         add_matrix(layer_tensor(l, "ffn_down.weight"), w.down);
-        if (c.qkv_bias) {
+        if (c.qkv_bias && w.wqkv.n_out > 0) {  // one bias over the fused rows: [bq; bk; bv]
+            Upload u{tensor(layer_tensor(l, "attn_q.bias")), {}, [&w](const void* p) { w.bqkv = static_cast<const float*>(p); }};
+            for (const char* part : {"attn_q.bias", "attn_k.bias", "attn_v.bias"}) {
+                const std::vector<float> b = file.dequantize_tensor(*tensor(layer_tensor(l, part)));
+                u.f32.insert(u.f32.end(), b.begin(), b.end());
+            }
+            uploads.push_back(std::move(u));
+        } else if (c.qkv_bias) {
             add_vector(layer_tensor(l, "attn_q.bias"), &w.bq);
             add_vector(layer_tensor(l, "attn_k.bias"), &w.bk);
             add_vector(layer_tensor(l, "attn_v.bias"), &w.bv);
@@ -283,17 +337,19 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     const auto floats = [](int64_t n) { return round_up(static_cast<uint64_t>(std::max<int64_t>(n, 1)) * sizeof(float)); };
     uint64_t gemm_bytes = 0;
     for (const LayerWeights& w : s.layers)
-        for (const Matrix* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down})
-            gemm_bytes = std::max(gemm_bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, M));
+        for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
+            if (m->n_out > 0) gemm_bytes = std::max(gemm_bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, M));
     s.gemm_ws_bytes = gemm_bytes;
     const uint64_t sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
     kernels::VramPlan plan;
-    for (const Upload& u : uploads) plan[Purpose::weights] += round_up(u.bytes());
+    for (const Upload& u : uploads)
+        if (u.group < 0) plan[Purpose::weights] += round_up(u.bytes());
+    for (const uint64_t bytes : group_bytes) plan[Purpose::weights] += round_up(bytes);
     plan[Purpose::kv_cache] = round_up(static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)) +
                               round_up(static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t));
     plan[Purpose::workspace] = round_up(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)) +
-                               floats(c.head_dim / 2) + 3 * floats(int64_t{M} * d) + 2 * floats(int64_t{M} * qd) +
-                               2 * floats(int64_t{M} * kvd) + 2 * floats(int64_t{M} * ff) + floats(int64_t{M} * d) +
+                               floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
+                               floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
                                floats(int64_t{s.logits_rows} * c.n_vocab) + floats(attn_ws_floats) +
                                round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
                                round_up(sampler_bytes);
@@ -306,8 +362,16 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
                              })->bytes();
     const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
     PinnedPtr staging = alloc_pinned(staging_bytes);
+    std::vector<uint8_t*> group_base(group_bytes.size(), nullptr);
     for (Upload& u : uploads) {
-        auto* dst = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, u.bytes()));
+        uint8_t* dst = nullptr;
+        if (u.group < 0) {
+            dst = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, u.bytes()));
+        } else {
+            uint8_t*& base = group_base[static_cast<size_t>(u.group)];
+            if (!base) base = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, group_bytes[static_cast<size_t>(u.group)]));
+            dst = base + u.group_offset;
+        }
         const uint8_t* src = u.src() ? u.src() : file.tensor_data(*u.info).data();
         for (uint64_t off = 0; off < u.bytes(); off += staging_bytes) {
             const uint64_t n = std::min(staging_bytes, u.bytes() - off);
@@ -315,7 +379,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
             LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + off, staging.get(), n, cudaMemcpyHostToDevice, s.stream));
             LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is reused next
         }
-        u.place(dst);
+        if (u.place) u.place(dst);
     }
     if (c.tied_embeddings) s.output = Matrix{s.embd_type, s.token_embd, d, c.n_vocab};
     if (!kernels::matvec_supports(s.output.type))
@@ -334,12 +398,10 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     s.h = ws_floats(int64_t{M} * d);
     s.o = ws_floats(int64_t{M} * d);
     s.hg = ws_floats(int64_t{M} * d);
-    s.q = ws_floats(int64_t{M} * qd);
+    s.qkv = ws_floats(int64_t{M} * (qd + 2 * kvd));
     s.att = ws_floats(int64_t{M} * qd);
-    s.k = ws_floats(int64_t{M} * kvd);
-    s.v = ws_floats(int64_t{M} * kvd);
-    s.gate = ws_floats(int64_t{M} * ff);
-    s.up = ws_floats(int64_t{M} * ff);
+    s.gate_up = ws_floats(int64_t{M} * 2 * ff);
+    s.act = ws_floats(int64_t{M} * ff);
     s.logits = ws_floats(int64_t{s.logits_rows} * c.n_vocab);
     s.attn_ws = ws_floats(attn_ws_floats);
     s.gemm_ws = ws(gemm_bytes);
@@ -400,42 +462,67 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
     const int32_t* slot = step_dev + layout.token_slot();
 
     kernels::embedding_lookup(embd_type, token_embd, c.n_vocab, d, ids, n, x, st);
+    // Each layer ends with x + o still to add: the add is fused into the next norm.
+    bool pending_add = false;
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& w = layers[l];
         const kernels::KvLayer kvl = kernels::kv_layer(kv, kv_layout, l);
-        kernels::rmsnorm(x, w.attn_norm, h, n, d, c.rms_eps, st);
-        mm(w.wq, h, q, pass);
-        mm(w.wk, h, k, pass);
-        mm(w.wv, h, v, pass);
-        if (c.qkv_bias) {
-            kernels::add_bias(q, w.bq, n, qd, st);
-            kernels::add_bias(k, w.bk, n, kvd, st);
-            kernels::add_bias(v, w.bv, n, kvd, st);
+        // Q, K, V: one row of the fused product (stride F), or three separate blocks.
+        const bool fused_qkv = w.wqkv.n_out > 0;
+        const int64_t F = qd + 2 * kvd;
+        float* q = qkv;
+        float* k = fused_qkv ? qkv + qd : qkv + int64_t{max_tokens} * qd;
+        float* v = fused_qkv ? qkv + qd + kvd : k + int64_t{max_tokens} * kvd;
+        const int64_t q_stride = fused_qkv ? F : qd, kv_stride = fused_qkv ? F : kvd;
+        if (pending_add) kernels::add_rmsnorm(x, o, w.attn_norm, h, n, d, c.rms_eps, st);
+        else kernels::rmsnorm(x, w.attn_norm, h, n, d, c.rms_eps, st);
+        if (fused_qkv) {
+            mm(w.wqkv, h, qkv, pass);
+            if (c.qkv_bias) kernels::add_bias(qkv, w.bqkv, n, static_cast<int>(F), st);
+        } else {
+            mm(w.wq, h, q, pass);
+            mm(w.wk, h, k, pass);
+            mm(w.wv, h, v, pass);
+            if (c.qkv_bias) {
+                kernels::add_bias(q, w.bq, n, qd, st);
+                kernels::add_bias(k, w.bk, n, kvd, st);
+                kernels::add_bias(v, w.bv, n, kvd, st);
+            }
         }
-        if (c.qk_norm) {  // per head: rows = tokens * heads
+        if (c.qk_norm) {  // per head: rows = tokens * heads (Q, K unfused, so rows are contiguous)
             kernels::rmsnorm(q, w.q_norm, q, n * c.n_head, hd, c.rms_eps, st);
             kernels::rmsnorm(k, w.k_norm, k, n * c.n_head_kv, hd, c.rms_eps, st);
         }
-        kernels::rope(q, k, n, c.n_head, c.n_head_kv, hd, qd, kvd, pos, inv_freq, style, st);
-        kernels::kv_cache_write(k, v, n, kvd, kvd, pos, slot, block_tables, table_stride, kvl, st);
-        if (D > 0)  // the grid covers the whole context, so it does not change as sequences grow
-            kernels::decode_attention(q, qd, att, qd, D, c.n_head, step_dev + layout.decode_len(), n_ctx,
+        kernels::rope(q, k, n, c.n_head, c.n_head_kv, hd, q_stride, kv_stride, pos, inv_freq, style, st);
+        kernels::kv_cache_write(k, v, n, kv_stride, kv_stride, pos, slot, block_tables, table_stride, kvl, st);
+        if (D > 0)  // the grid covers pass.attn_len positions: fixed while sequences grow inside it
+            kernels::decode_attention(q, q_stride, att, qd, D, c.n_head, step_dev + layout.decode_len(), pass.attn_len,
                                       step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, st);
         for (const Pass::Part& p : pass.parts)
-            kernels::prefill_attention(q + static_cast<int64_t>(p.row0) * qd, qd, att + static_cast<int64_t>(p.row0) * qd,
-                                       qd, p.n, p.pos0, c.n_head,
+            kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
+                                       p.n, p.pos0, c.n_head,
                                        block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, st);
         mm(w.wo, att, o, pass);
-        kernels::add(x, o, x, int64_t{n} * d, st);
-
-        kernels::rmsnorm(x, w.ffn_norm, h, n, d, c.rms_eps, st);
-        mm(w.gate, h, gate, pass);
-        mm(w.up, h, up, pass);
-        kernels::swiglu(gate, up, gate, int64_t{n} * ff, st);
-        mm(w.down, gate, o, pass);
-        kernels::add(x, o, x, int64_t{n} * d, st);
-        if (observer) observe(observer, l, pass, x);
+        kernels::add_rmsnorm(x, o, w.ffn_norm, h, n, d, c.rms_eps, st);
+        if (w.gate_up.n_out > 0) {
+            mm(w.gate_up, h, gate_up, pass);
+            kernels::swiglu_halves(gate_up, n, ff, act, st);
+        } else {
+            float* gate = gate_up;
+            float* up = gate_up + int64_t{max_tokens} * ff;
+            mm(w.gate, h, gate, pass);
+            mm(w.up, h, up, pass);
+            kernels::swiglu(gate, up, act, int64_t{n} * ff, st);
+        }
+        mm(w.down, act, o, pass);
+        pending_add = true;
+        if (observer) {
+            kernels::add(x, o, x, int64_t{n} * d, st);
+            pending_add = false;
+            observe(observer, l, pass, x);
+        }
     }
+    if (pending_add) kernels::add(x, o, x, int64_t{n} * d, st);
     if (observer) {  // every row's final norm, whatever rows the logits need
         kernels::rmsnorm(x, output_norm, h, n, d, c.rms_eps, st);
         observe(observer, c.n_layer, pass, h);
@@ -463,7 +550,7 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
         enqueue_layers(pass, observer);
         return;
     }
-    const int key = 2 * pass.n_decode + (pass.project ? 1 : 0);
+    const int64_t key = (int64_t{pass.attn_len} * (max_seqs + 1) + pass.n_decode) * 2 + (pass.project ? 1 : 0);
     auto it = decode_graphs.find(key);
     if (it == decode_graphs.end()) {
         cudaGraph_t graph = nullptr;
@@ -513,6 +600,7 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
         pass.project = false;
         if (n == 1) {
             pass.n_decode = 1;
+            pass.attn_len = s.attention_bound(pos0 + 1);
             host[s.layout.decode_slot()] = s.forward_seq;
             host[s.layout.decode_len()] = pos0 + 1;
         } else {
@@ -558,6 +646,7 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
         host[L.token_slot() + r] = e.seq;
         host[L.decode_slot() + r] = e.seq;
         host[L.decode_len() + r] = pos + 1;
+        pass.attn_len = std::max(pass.attn_len, s.attention_bound(pos + 1));
         row_of_last[i] = r;
     }
     pass.n_rows = pass.n_decode;

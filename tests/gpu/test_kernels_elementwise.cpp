@@ -1,4 +1,4 @@
-// SwiGLU, residual add and bias add on the GPU against the CPU.
+// SwiGLU (separate and fused halves), residual add, bias add and row gathering on the GPU against the CPU.
 #include <string>
 #include <vector>
 
@@ -49,6 +49,32 @@ TEST_CASE("swiglu matches the CPU reference", "[gpu][elementwise]") {
     check_swiglu(1, false, seed++);
     check_swiglu(5'000'003, false, seed++);  // more elements than the grid has threads
     check_swiglu(4864, true, seed++);
+}
+
+TEST_CASE("swiglu_halves equals swiglu on each row's gate and up halves", "[gpu][elementwise]") {
+    uint32_t seed = 850;
+    struct Shape { int rows, n; };
+    for (const Shape s : {Shape{1, 1536}, Shape{8, 1536}, Shape{3, 14336}, Shape{5, 37}, Shape{512, 4864}}) {
+        const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.n);
+        INFO(what);
+        const auto gate_up = test::random_uniform(static_cast<size_t>(s.rows) * 2 * s.n, seed++, -8.f, 8.f);
+        std::vector<float> ref(static_cast<size_t>(s.rows) * s.n);
+        for (int r = 0; r < s.rows; ++r) {
+            const float* row = gate_up.data() + static_cast<size_t>(r) * 2 * s.n;
+            engine::cpu::swiglu(row, row + s.n, ref.data() + static_cast<size_t>(r) * s.n, s.n);
+        }
+        DeviceBuffer<float> d_gate_up(gate_up);
+        DeviceBuffer<float> d_out(ref.size());
+        d_out.poison();
+        test::TestStream stream;
+        kernels::swiglu_halves(d_gate_up.get(), s.rows, s.n, d_out.get(), stream.get());
+        const auto out = d_out.download();
+        const double err = test::nmse(out, ref);
+        test::report_nmse("swiglu_halves", what, err);
+        CHECK(test::count_unwritten(out) == 0);
+        CHECK(d_out.guard_intact());
+        CHECK(err <= kMaxNmse);
+    }
 }
 
 TEST_CASE("add is the exact residual sum, in place or not", "[gpu][elementwise]") {

@@ -62,3 +62,36 @@ TEST_CASE("rmsnorm matches the CPU reference on real and odd shapes", "[gpu][rms
     check_rmsnorm(4, 896, 1e-6f, true, seed++);
     check_rmsnorm(2, 577, 1e-5f, true, seed++);
 }
+
+TEST_CASE("add_rmsnorm is the residual add (exact) followed by the CPU reference norm", "[gpu][rmsnorm]") {
+    uint32_t seed = 560;
+    struct Shape { int rows, n; };
+    for (const Shape s : {Shape{1, 576}, Shape{8, 576}, Shape{3, 4096}, Shape{5, 37}, Shape{512, 896}}) {
+        const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.n);
+        INFO(what);
+        const size_t total = static_cast<size_t>(s.rows) * s.n;
+        const auto x = test::random_uniform(total, seed++, -2.f, 2.f);
+        const auto r = test::random_uniform(total, seed++, -1.f, 1.f);
+        const auto w = test::random_normal(static_cast<size_t>(s.n), seed++, 1.f, 0.2f);
+        std::vector<float> sum(total), ref(total);
+        for (size_t i = 0; i < total; ++i) sum[i] = x[i] + r[i];
+        for (int row = 0; row < s.rows; ++row)
+            engine::cpu::rmsnorm(sum.data() + static_cast<size_t>(row) * s.n, w.data(),
+                                 ref.data() + static_cast<size_t>(row) * s.n, s.n, 1e-5f);
+        DeviceBuffer<float> d_x(x);
+        DeviceBuffer<float> d_r(r);
+        DeviceBuffer<float> d_w(w);
+        DeviceBuffer<float> d_y(total);
+        d_y.poison();
+        test::TestStream stream;
+        kernels::add_rmsnorm(d_x.get(), d_r.get(), d_w.get(), d_y.get(), s.rows, s.n, 1e-5f, stream.get());
+        const auto y = d_y.download();
+        CHECK(test::count_mismatches(d_x.download(), sum) == 0);  // x now holds the exact sum
+        CHECK(test::count_unwritten(y) == 0);
+        CHECK(d_x.guard_intact());
+        CHECK(d_y.guard_intact());
+        const double err = test::nmse(y, ref);
+        test::report_nmse("add_rmsnorm", what, err);
+        CHECK(err <= kMaxNmse);
+    }
+}
