@@ -1,9 +1,10 @@
-// Generation loop: one forward pass per token after a single prefill, stop checks on ids and text.
+// Generation loop: one Engine request stepped to its end, stop strings checked on the streamed text.
 #include "engine/generator.h"
 
 #include <algorithm>
 #include <chrono>
 
+#include "engine/engine.h"
 #include "engine/errors.h"
 
 namespace loom::engine {
@@ -56,6 +57,8 @@ std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tok) {
 
 GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::span<const int32_t> prompt,
                         const GenerateOptions& options, const std::function<void(std::string_view)>& on_text) {
+    // The prompt's size in generate()'s own words (what `loom generate` users see); Engine::add
+    // checks the rest (ids, sampling parameters) before any compute.
     if (prompt.empty()) throw RequestError("the prompt has no tokens");
     if (static_cast<int>(prompt.size()) >= backend.n_ctx())
         throw RequestError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
@@ -64,14 +67,34 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
     for (const auto& s : options.stop_strings)
         if (s.empty()) throw RequestError("stop strings must not be empty");
 
-    const int n_vocab = backend.config().n_vocab;
-    Sampler sampler(options.sampling, n_vocab);
-    const std::vector<int32_t> end_ids = end_of_generation_ids(tok);
-    tokenizer::StreamingDetokenizer detok(tok, {.skip_control = true, .continuation = true});
+    Engine engine(backend, options.layer_observer);
+    RequestOptions request;
+    request.sampling = options.sampling;
+    request.max_tokens = std::max(options.max_tokens, 1);
+    request.top_logprobs = options.top_logprobs;
+    if (!options.ignore_eos) request.stop_ids = end_of_generation_ids(tok);
+    const uint64_t id = engine.add(std::vector<int32_t>(prompt.begin(), prompt.end()), request);
 
     GenerateResult r;
-    std::vector<int32_t> history(prompt.begin(), prompt.end());
-    std::vector<float> logits(static_cast<size_t>(n_vocab));
+    const auto t_start = Clock::now();
+    // forward()'s sequence may hold the backend's only slot; the request needs it free.
+    backend.reset();
+    if (options.max_tokens == 0) {
+        // Prefill only: Engine requests sample at least one token, and a token nobody asked for is
+        // work (and a possible sampling error) that does not belong here, so the prompt runs
+        // through forward() and its slot is freed again however that ends.
+        engine.cancel(id);
+        struct ResetOnExit {
+            Backend& b;
+            ~ResetOnExit() { b.reset(); }
+        } reset_on_exit{backend};
+        std::vector<float> logits(static_cast<size_t>(backend.config().n_vocab));
+        backend.forward(prompt, logits, false, options.layer_observer);
+        r.timings.prompt_ms = ms_since(t_start);
+        return r;
+    }
+
+    tokenizer::StreamingDetokenizer detok(tok, {.skip_control = true, .continuation = true});
     std::string text;    // everything decoded so far
     size_t emitted = 0;  // how much of it was handed to on_text
     const auto emit_until = [&](size_t end) {
@@ -79,58 +102,59 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
         emitted = std::max(emitted, end);
     };
 
-    const auto t_start = Clock::now();
-    backend.reset();
-    backend.forward(prompt, logits, false, options.layer_observer);
-    r.timings.prompt_ms = ms_since(t_start);
     Clock::time_point t_first{};
+    bool first = true;
+    bool done = false;
+    while (!done) {
+        for (const TokenEvent& e : engine.step()) {
+            if (e.has_token) {
+                if (first) {
+                    first = false;
+                    t_first = Clock::now();
+                    r.timings.prompt_ms = r.timings.ttft_ms = ms_since(t_start);
+                }
+                if (e.finish == FinishReason::stop_token) {  // the end-of-generation token is not output
+                    r.stop_reason = StopReason::Eos;
+                    done = true;
+                    break;
+                }
+                r.ids.push_back(e.token.token);
+                if (options.top_logprobs >= 0) r.logprobs.push_back(e.token);
+                text += detok.feed(e.token.token);
 
-    bool stopped = options.max_tokens == 0;
-    for (int step = 0; !stopped; ++step) {
-        int32_t token;
-        if (options.top_logprobs >= 0) {
-            SampledToken s = sampler.sample_with_logprobs(logits, history, static_cast<uint64_t>(step),
-                                                          options.top_logprobs);
-            token = s.token;
-            r.logprobs.push_back(std::move(s));
-        } else {
-            token = sampler.sample(logits, history, static_cast<uint64_t>(step));
+                size_t stop_at = std::string::npos;
+                for (const auto& s : options.stop_strings) {
+                    // A new match can only start where the last emit could not yet rule one out.
+                    const size_t from = emitted >= s.size() ? emitted - s.size() + 1 : 0;
+                    stop_at = std::min(stop_at, text.find(s, from));
+                }
+                if (stop_at != std::string::npos) {
+                    text.resize(stop_at);
+                    emit_until(stop_at);
+                    r.stop_reason = StopReason::StopString;
+                    engine.cancel(id);  // false when this token also ended it: nothing to do then
+                    done = true;
+                    break;
+                }
+            }
+            if (e.finish == FinishReason::none) {
+                emit_until(text.size() - held_back(text, options.stop_strings));
+            } else if (e.finish == FinishReason::max_tokens) {
+                r.stop_reason = StopReason::MaxTokens;
+                done = true;
+            } else if (e.finish == FinishReason::context_full) {
+                r.stop_reason = StopReason::ContextFull;
+                done = true;
+            } else {  // FinishReason::error (a cancelled request produces no events)
+                throw RequestError(e.error);
+            }
         }
-        if (step == 0) {
-            t_first = Clock::now();
-            r.timings.ttft_ms = ms_since(t_start);
-        }
-        if (!options.ignore_eos && std::binary_search(end_ids.begin(), end_ids.end(), token)) {
-            if (options.top_logprobs >= 0) r.logprobs.pop_back();
-            r.stop_reason = StopReason::Eos;
-            break;
-        }
-        r.ids.push_back(token);
-        history.push_back(token);
-        text += detok.feed(token);
-
-        size_t stop_at = std::string::npos;
-        for (const auto& s : options.stop_strings) {
-            // A new match can only start where the last emit could not yet rule one out.
-            const size_t from = emitted >= s.size() ? emitted - s.size() + 1 : 0;
-            stop_at = std::min(stop_at, text.find(s, from));
-        }
-        if (stop_at != std::string::npos) {
-            text.resize(stop_at);
-            emit_until(stop_at);
-            r.stop_reason = StopReason::StopString;
-            stopped = true;
-        } else if (static_cast<int>(r.ids.size()) >= options.max_tokens) {
-            r.stop_reason = StopReason::MaxTokens;
-            stopped = true;
-        } else if (backend.n_past() >= backend.n_ctx()) {
-            r.stop_reason = StopReason::ContextFull;
-            stopped = true;
-        } else {
-            emit_until(text.size() - held_back(text, options.stop_strings));
-            const int32_t next[1] = {token};
-            backend.forward(next, logits, false, options.layer_observer);
-        }
+        // One request alone is admitted at its first step unless other sequences hold the slots or blocks.
+        if (!done && engine.running() == 0)
+            throw RequestError("the backend has no free sequence slot or KV blocks for the request (" +
+                               std::to_string(backend.kv_blocks().open_seqs()) + " of " +
+                               std::to_string(backend.kv_blocks().max_seqs()) + " slots open, " +
+                               std::to_string(backend.kv_blocks().free_blocks()) + " blocks free)");
     }
     if (r.stop_reason != StopReason::StopString) {
         text += detok.flush();
@@ -138,7 +162,7 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
     }
     r.text = std::move(text);
     if (!r.ids.empty()) {
-        r.timings.decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_first).count();
+        r.timings.decode_ms = ms_since(t_first);
         if (r.ids.size() > 1 && r.timings.decode_ms > 0)
             r.timings.decode_tok_s = double(r.ids.size() - 1) / (r.timings.decode_ms / 1000.0);
     }

@@ -1,5 +1,5 @@
-// The generation loop for one request: prefill, then sample / detokenize / stop-check / decode,
-// reporting why it stopped and how long each phase took.
+// The generation loop for one request on the batched Engine: detokenize / stop-check each token the
+// backend samples, reporting why it stopped and how long each phase took.
 #pragma once
 
 #include <functional>
@@ -23,12 +23,12 @@ struct GenerateOptions {
     bool ignore_eos = false;                // keep going past end-of-generation tokens
     std::vector<std::string> stop_strings;  // matched on the text; the match is not emitted
     int top_logprobs = -1;                  // < 0: no log-probabilities; else this many alternatives
-    LayerObserver* layer_observer = nullptr;  // sees every forward pass (--dump-layers)
+    LayerObserver* layer_observer = nullptr;  // sees every step's layer outputs (--dump-layers)
 };
 
 struct GenerateTimings {
-    double prompt_ms = 0;  // prefill of the whole prompt
-    double ttft_ms = 0;    // from the start to the first sampled token
+    double prompt_ms = 0;  // from the start to the end of the prompt's prefill (its step samples the first token)
+    double ttft_ms = 0;    // from the start to the first sampled token (the same moment as prompt_ms)
     double decode_ms = 0;  // from the first to the last sampled token
     double decode_tok_s = 0;
 };
@@ -45,9 +45,15 @@ struct GenerateResult {
 // a known end-of-turn marker (<|im_end|>, <|eot_id|>, <|end|>, <end_of_turn>, <|endoftext|>, ...).
 std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tokenizer);
 
-// Runs the request from an empty KV cache. `on_text` receives text as soon as it is final (never
-// part of a possible stop string, always complete UTF-8). Throws RequestError when the prompt is
-// empty or does not leave room for one generated token in the context (before any compute).
+// Runs the request as the only one of an Engine over `backend` (after backend.reset(), which frees
+// forward()'s sequence): the backend samples, so the CUDA backend copies back one token per step.
+// The context bounds prompt + generated tokens (the Engine's context_full). max_tokens == 0 runs
+// the prompt's prefill through backend.forward() and samples nothing. `on_text` receives text as
+// soon as it is final (never part of a possible stop string, always complete UTF-8). Throws
+// RequestError / SamplingParamError before any compute when the request is invalid (an empty
+// prompt, one that leaves no room for a generated token, then Engine::add's checks), and
+// RequestError with the Engine's message when the request ends in an error (e.g. the KV cache is
+// full). No sequence slot outlives the call, also when on_text throws.
 GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tokenizer, std::span<const int32_t> prompt,
                         const GenerateOptions& options,
                         const std::function<void(std::string_view)>& on_text = {});

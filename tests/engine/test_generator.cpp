@@ -1,5 +1,6 @@
 // engine::generate on stories260K: greedy ids against transformers, stop strings across token
-// boundaries, streamed text, max_tokens, EOS, a full context, an oversized prompt, seeded sampling.
+// boundaries, streamed text, max_tokens, EOS, a full context, an oversized prompt, seeded sampling,
+// and the same ids as the forward() + CPU Sampler loop generate() used to run.
 #include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -84,8 +85,8 @@ GenerateResult run(Backend& backend, const std::vector<int32_t>& prompt, const G
     return r;
 }
 
-// Forwards to a real backend, counting calls; on call `eos_on_call` (1 = the prefill) it makes the
-// end-of-sequence token the clear winner, as a model that finishes would.
+// Forwards to a real backend, counting calls; on step() call `eos_on_step` (1 = the prefill) it
+// turns the sampled token into the end-of-sequence token, as a model that finishes would.
 class ProbeBackend : public Backend {
 public:
     explicit ProbeBackend(Backend& inner) : inner_(inner) {}
@@ -97,9 +98,8 @@ public:
     void reset() override { inner_.reset(); }
     void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
                  LayerObserver* observer) override {
-        ++calls;
+        ++forward_calls;
         inner_.forward(tokens, logits, all_logits, observer);
-        if (calls == eos_on_call) logits[eos()] = 1e4f;
     }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
     const loom::engine::KvBlockPool& kv_blocks() const override { return inner_.kv_blocks(); }
@@ -107,12 +107,23 @@ public:
     void close_sequence(int seq) override { inner_.close_sequence(seq); }
     std::vector<loom::engine::BatchOutput> step(std::span<const loom::engine::BatchEntry> batch,
                                                 LayerObserver* observer) override {
-        return inner_.step(batch, observer);
+        ++steps;
+        for (const auto& e : batch)
+            max_length = std::max(max_length, inner_.kv_blocks().length(e.seq) + static_cast<int>(e.tokens.size()));
+        auto out = inner_.step(batch, observer);
+        if (steps == eos_on_step) {
+            REQUIRE(out.size() == 1);
+            REQUIRE(out[0].sampled);
+            out[0].token.token = eos();
+        }
+        return out;
     }
     loom::engine::MemoryReport memory() const override { return inner_.memory(); }
 
-    int calls = 0;
-    int eos_on_call = -1;
+    int forward_calls = 0;
+    int steps = 0;
+    int eos_on_step = -1;
+    int max_length = 0;  // the most positions a sequence reached
 
 private:
     Backend& inner_;
@@ -207,10 +218,18 @@ TEST_CASE("max_tokens bounds the generation", "[engine][generate][stories]") {
     CHECK(is_greedy_text(ten.text, 10, full));
     CHECK(ten.stop_reason == StopReason::MaxTokens);
 
-    const GenerateResult none = run(backend, {bos()}, greedy(0));
+    // Prefill only: the prompt runs through forward(), nothing is sampled, no slot stays taken.
+    ProbeBackend probe(backend);
+    const GenerateResult none = run(probe, {bos()}, greedy(0));
     CHECK(none.ids.empty());
     CHECK(none.text.empty());
     CHECK(none.stop_reason == StopReason::MaxTokens);
+    CHECK(none.timings.prompt_ms > 0);
+    CHECK(probe.forward_calls == 1);
+    CHECK(probe.steps == 0);
+    CHECK(backend.n_past() == 0);
+    CHECK(backend.kv_blocks().open_seqs() == 0);
+    CHECK(run(backend, {bos()}, greedy(10)).ids == greedy_prefix(10));
 }
 
 TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engine][generate][stories]") {
@@ -220,7 +239,7 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     loom::engine::cpu::CpuBackend cpu(stories().file, 0, 2);
     const std::string full = run(cpu, {bos()}, greedy(128)).text;
     ProbeBackend backend(cpu);
-    backend.eos_on_call = 6;  // the prefill and 4 decode steps give 5 tokens; the 6th is EOS
+    backend.eos_on_step = 6;  // the prefill step and 4 decode steps give 5 tokens; the 6th is EOS
     GenerateOptions o = greedy(10);
     o.ignore_eos = false;
     o.top_logprobs = 2;
@@ -229,9 +248,10 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     CHECK(r.ids == greedy_prefix(5));  // the EOS id is not part of the result
     CHECK(r.logprobs.size() == 5);
     CHECK(is_greedy_text(r.text, 5, full));
-    CHECK(backend.calls == 6);
+    CHECK(backend.steps == 6);
+    CHECK(cpu.kv_blocks().open_seqs() == 0);
 
-    backend.calls = 0;
+    backend.steps = 0;
     o.ignore_eos = true;
     const GenerateResult past = run(backend, {bos()}, o);
     CHECK(past.stop_reason == StopReason::MaxTokens);
@@ -249,12 +269,15 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
 }
 
 TEST_CASE("a full context stops generation with context_full", "[engine][generate][stories]") {
+    // The context bounds prompt + generated tokens (the Engine's rule): BOS and 19 tokens fill 20,
+    // and the last token, never fed, leaves position 19 unused.
     loom::engine::cpu::CpuBackend small(stories().file, 20, 2);
-    // BOS fills one position; the token sampled from position 19's logits needs no slot of its own.
-    const GenerateResult r = run(small, {bos()}, greedy(100));
+    ProbeBackend probe(small);
+    const GenerateResult r = run(probe, {bos()}, greedy(100));
     CHECK(r.stop_reason == StopReason::ContextFull);
-    CHECK(r.ids == greedy_prefix(20));
-    CHECK(small.n_past() == 20);
+    CHECK(r.ids == greedy_prefix(19));
+    CHECK(probe.max_length == 19);
+    CHECK(small.kv_blocks().open_seqs() == 0);
 
     loom::engine::cpu::CpuBackend tiny(stories().file, 8, 2);
     std::vector<int32_t> prompt = {bos()};
@@ -262,8 +285,7 @@ TEST_CASE("a full context stops generation with context_full", "[engine][generat
     prompt.insert(prompt.end(), six.begin(), six.end());  // 7 tokens: room for exactly one more
     const GenerateResult last = run(tiny, prompt, greedy(100));
     CHECK(last.stop_reason == StopReason::ContextFull);
-    const auto eight = greedy_prefix(8);
-    CHECK(last.ids == std::vector<int32_t>(eight.begin() + 6, eight.end()));
+    CHECK(last.ids == std::vector<int32_t>{greedy_prefix(7).back()});
 }
 
 TEST_CASE("a prompt that does not fit the context is refused before any compute", "[engine][generate][stories]") {
@@ -275,8 +297,10 @@ TEST_CASE("a prompt that does not fit the context is refused before any compute"
     CHECK_THROWS_AS(generate(backend, stories().tok, prompt, greedy(4)), RequestError);
     CHECK_THROWS_AS(generate(backend, stories().tok, greedy_prefix(100), greedy(4)), RequestError);
     CHECK_THROWS_AS(generate(backend, stories().tok, std::vector<int32_t>{}, greedy(4)), RequestError);
-    CHECK(backend.calls == 0);
+    CHECK(backend.steps == 0);
+    CHECK(backend.forward_calls == 0);
     CHECK(backend.n_past() == 0);
+    CHECK(cpu.kv_blocks().open_seqs() == 0);
     std::string message;
     try {
         generate(backend, stories().tok, prompt, greedy(4));
@@ -307,4 +331,73 @@ TEST_CASE("seeded sampling at temperature 0.8 is reproducible and depends on the
     CHECK(a.ids != c.ids);
     UNSCOPED_INFO("seed 1234: " << a.text);
     UNSCOPED_INFO("seed 1235: " << c.text);
+}
+
+TEST_CASE("top-k/top-p/penalty sampling gives the ids of the forward() + CPU Sampler loop", "[engine][generate][stories]") {
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
+    const std::vector<int32_t> prompt = stories().tok.encode("Once upon a time, there was a big dog");
+    GenerateOptions o;
+    o.max_tokens = 64;
+    o.ignore_eos = true;
+    o.top_logprobs = 3;
+    o.sampling.temperature = 0.9f;
+    o.sampling.top_k = 40;
+    o.sampling.top_p = 0.9f;
+    o.sampling.min_p = 0.02f;
+    o.sampling.repetition_penalty = 1.15f;
+    o.sampling.presence_penalty = 0.3f;
+    o.sampling.frequency_penalty = 0.2f;
+    o.sampling.seed = 77;
+    const GenerateResult r = run(backend, prompt, o);
+
+    // The algorithm generate() ran before it drove an Engine: one forward() per token, the CPU
+    // Sampler on the host with step = the index of the generated token.
+    Sampler sampler(o.sampling, backend.config().n_vocab);
+    std::vector<float> logits(static_cast<size_t>(backend.config().n_vocab));
+    std::vector<int32_t> history = prompt, ids;
+    std::vector<SampledToken> logprobs;
+    backend.reset();
+    backend.forward(prompt, logits, false);
+    for (int step = 0; step < o.max_tokens; ++step) {
+        SampledToken s = sampler.sample_with_logprobs(logits, history, static_cast<uint64_t>(step), o.top_logprobs);
+        ids.push_back(s.token);
+        history.push_back(s.token);
+        logprobs.push_back(std::move(s));
+        const int32_t next[1] = {ids.back()};
+        if (step + 1 < o.max_tokens) backend.forward(next, logits, false);
+    }
+    backend.reset();
+    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.ids == ids);
+    CHECK(r.text == added_text(prompt, ids));
+    // Not just greedy: some token was not the most likely one.
+    CHECK(std::any_of(logprobs.begin(), logprobs.end(),
+                      [](const SampledToken& s) { return s.token != s.top_logprobs.front().token; }));
+    REQUIRE(r.logprobs.size() == logprobs.size());
+    for (size_t i = 0; i < logprobs.size(); ++i) {
+        INFO("token " << i);
+        CHECK(r.logprobs[i].logprob == logprobs[i].logprob);
+        REQUIRE(r.logprobs[i].top_logprobs.size() == logprobs[i].top_logprobs.size());
+        for (size_t k = 0; k < logprobs[i].top_logprobs.size(); ++k) {
+            CHECK(r.logprobs[i].top_logprobs[k].token == logprobs[i].top_logprobs[k].token);
+            CHECK(r.logprobs[i].top_logprobs[k].logprob == logprobs[i].top_logprobs[k].logprob);
+        }
+    }
+}
+
+TEST_CASE("a request that ends in an error throws RequestError and leaves no slot taken", "[engine][generate][stories]") {
+    // 2 KV blocks of 16 positions: the 33rd position has no block, so the Engine ends the request.
+    loom::engine::cpu::CpuBackend backend(stories().file, 0, 2, BatchLimits{1, 32, 512});
+    CHECK_THROWS_WITH(generate(backend, stories().tok, std::vector<int32_t>{bos()}, greedy(100)),
+                      loom::test::contains("kv cache full"));
+    CHECK(backend.kv_blocks().open_seqs() == 0);
+    CHECK(backend.kv_blocks().free_blocks() == 2);
+
+    // A throwing on_text leaves the request running in the Engine; its destructor closes the slot.
+    struct Stop {};
+    CHECK_THROWS_AS(generate(backend, stories().tok, std::vector<int32_t>{bos()}, greedy(20),
+                             [](std::string_view) { throw Stop{}; }),
+                    Stop);
+    CHECK(backend.kv_blocks().open_seqs() == 0);
+    CHECK(run(backend, {bos()}, greedy(20)).ids == greedy_prefix(20));
 }
