@@ -1,5 +1,6 @@
 // The GPU sampler against engine::Sampler: the exact token for every row, log-probabilities within
-// 1e-5, the same top ids in order, the same error causes; plus per-call timings.
+// 1e-5, the same top ids in order, the same error causes, over poisoned workspace and logits
+// padding; CudaSampler's argument checks; plus per-call timings.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -32,28 +34,43 @@ constexpr double kLogprobTolerance = 1e-5;
 constexpr int kMaxHistory = 400;  // per request
 constexpr int kMaxBias = 600;     // per request (a whole small vocabulary banned by bias)
 
-// A CudaSampler over its own device region (with a poisoned guard) and stream.
+// A CudaSampler over its own device region (with a poisoned guard) and stream, and a logits matrix
+// of max_rows rows.
 struct Harness {
     Harness(int n_vocab_, int max_rows_)
         : n_vocab(n_vocab_),
           max_rows(max_rows_),
           memory(CudaSampler::device_bytes(n_vocab_, max_rows_, max_rows_ * kMaxHistory, max_rows_ * kMaxBias)),
+          logits(static_cast<size_t>(max_rows_) * static_cast<size_t>(n_vocab_)),
           sampler(memory.get(), memory.size(), n_vocab_, max_rows_, max_rows_ * kMaxHistory, max_rows_ * kMaxBias,
                   stream.get()) {
-        memory.poison();
+        // The guard once (run repoisons the region only, so an overrun in any call stays visible).
+        LOOM_CUDA_CHECK(
+            cudaMemsetAsync(memory.get(), test::kPoisonByte, memory.size() + test::kGuardBytes, stream.get()));
     }
 
-    // logits (n_logits_rows, n_vocab) uploaded, one enqueue, synchronized.
-    std::vector<SampleOutcome> run(const std::vector<float>& logits, const std::vector<SampleRequest>& requests) {
-        DeviceBuffer<float> d_logits(logits);
-        sampler.enqueue(d_logits.get(), n_vocab, requests);
-        LOOM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+    // One enqueue over host_logits (its rows first in the matrix), synchronized. Before it, on the
+    // sampler's stream (the legacy default stream would not be ordered with it): every byte of the
+    // sampler's region and of the matrix with its guard is poisoned (0xFF, a NaN as a float), then
+    // the rows are copied in. So a read of a row the batch does not have, of memory past the
+    // matrix, or of workspace the kernels did not write in this call fails every time.
+    std::vector<SampleOutcome> run(const std::vector<float>& host_logits, const std::vector<SampleRequest>& requests) {
+        REQUIRE(host_logits.size() <= logits.size());
+        const cudaStream_t s = stream.get();
+        LOOM_CUDA_CHECK(cudaMemsetAsync(memory.get(), test::kPoisonByte, memory.size(), s));
+        LOOM_CUDA_CHECK(
+            cudaMemsetAsync(logits.get(), test::kPoisonByte, logits.size() * sizeof(float) + test::kGuardBytes, s));
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(logits.get(), host_logits.data(), host_logits.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice, s));
+        sampler.enqueue(logits.get(), n_vocab, requests);
+        LOOM_CUDA_CHECK(cudaStreamSynchronize(s));
         return sampler.results();
     }
 
     int n_vocab, max_rows;
     test::TestStream stream;
     DeviceBuffer<char> memory;
+    DeviceBuffer<float> logits;
     CudaSampler sampler;
 };
 
@@ -364,6 +381,9 @@ TEST_CASE("sample_rows without the sort samples greedy rows and flags rows that 
     DeviceBuffer<char> d_workspace(kernels::sampling_workspace_bytes(3, n_vocab));
     DeviceBuffer<kernels::SampleResult> d_results(3);
     d_results.poison();
+    d_workspace.poison();
+    // The uploads and poisoning ran on the legacy default stream, which `stream` does not wait for.
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());
     test::TestStream stream;
     kernels::sample_rows(d_logits.get(), n_vocab, n_vocab, d_rows.get(), 3, d_history.get(), d_bias.get(),
                          d_workspace.get(), d_workspace.size(), d_results.get(), stream.get(), false);
@@ -375,11 +395,50 @@ TEST_CASE("sample_rows without the sort samples greedy rows and flags rows that 
     CHECK(results[2].status == kernels::kSampleNeedsSort);
 }
 
+TEST_CASE("CudaSampler rejects a logits_row outside [0, max_rows) and a short row stride", "[gpu][sampling]") {
+    const int n_vocab = 512, max_rows = 4;
+    Harness h(n_vocab, max_rows);
+    std::mt19937_64 rng(31);
+    const Batch b = random_batch(n_vocab, max_rows, rng);
+    Tally tally;
+    compare_batch(h, b, tally, "vocab 512 before the bad calls");
+    const auto before = h.sampler.results();
+    for (const int bad : {-1, max_rows, 1 << 30}) {
+        auto requests = b.requests();
+        requests[2].logits_row = bad;
+        std::string what;
+        try {
+            h.sampler.enqueue(h.logits.get(), n_vocab, requests);
+        } catch (const std::out_of_range& e) {
+            what = e.what();
+        }
+        INFO("logits_row " << bad << ": '" << what << "'");
+        CHECK(what.find("logits_row " + std::to_string(bad)) != std::string::npos);
+    }
+    bool short_stride = false;
+    try {
+        h.sampler.enqueue(h.logits.get(), n_vocab - 1, b.requests());
+    } catch (const std::invalid_argument&) {
+        short_stride = true;
+    }
+    CHECK(short_stride);
+    // The rejected calls queued nothing and left the last results in place.
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(h.stream.get()));
+    const auto after = h.sampler.results();
+    REQUIRE(after.size() == before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+        CHECK(after[i].error == before[i].error);
+        CHECK(after[i].token.token == before[i].token.token);
+    }
+    tally.check();
+}
+
 TEST_CASE("GPU sampler timing", "[gpu][sampling][timing]") {
     const int n_vocab = 151936;
     Harness h(n_vocab, 32);
     const auto logits = test::random_normal(static_cast<size_t>(n_vocab) * 32, 4242, 0.f, 3.f);
     DeviceBuffer<float> d_logits(logits);
+    LOOM_CUDA_CHECK(cudaDeviceSynchronize());  // the upload ran on the legacy default stream
     SamplingParams greedy;
     greedy.temperature = 0;
     SamplingParams top_p;
