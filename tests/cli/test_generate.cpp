@@ -121,10 +121,11 @@ TEST_CASE("generate -p \"\" starts from BOS alone and reproduces transformers' g
         CHECK(s.at("text").get<std::string>().ends_with("Lily. She loved to play outside in the "));
     }
     SECTION("--ctx bounds the sequence: context_full") {
+        // Prompt (BOS) + completion fill the 10 positions: 9 generated tokens.
         const auto s = run_json("-p '' -n 100 --temperature 0 --ctx 10");
         CHECK(s.at("stop_reason") == "context_full");
         const auto ids = reference_greedy_ids();
-        CHECK(s.at("ids").get<std::vector<int32_t>>() == std::vector<int32_t>(ids.begin(), ids.begin() + 10));
+        CHECK(s.at("ids").get<std::vector<int32_t>>() == std::vector<int32_t>(ids.begin(), ids.begin() + 9));
     }
 }
 
