@@ -6,6 +6,7 @@
 
 #include "engine/engine.h"
 #include "engine/errors.h"
+#include "engine/text_stream.h"
 
 namespace loom::engine {
 
@@ -13,19 +14,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-// Length of the longest suffix of `text` that is a proper prefix of some stop string: text that
-// must be held back because the next token could complete a stop string.
-size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
-    size_t hold = 0;
-    for (const auto& s : stops)
-        for (size_t n = std::min(s.size() - 1, text.size()); n > hold; --n)
-            if (text.substr(text.size() - n) == std::string_view(s).substr(0, n)) {
-                hold = n;
-                break;
-            }
-    return hold;
-}
 
 }  // namespace
 
@@ -64,8 +52,7 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
         throw RequestError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
                            std::to_string(backend.n_ctx()) + " (one more is needed to generate)");
     if (options.max_tokens < 0) throw RequestError("max_tokens must be >= 0");
-    for (const auto& s : options.stop_strings)
-        if (s.empty()) throw RequestError("stop strings must not be empty");
+    TextStream text(tok, options.stop_strings);  // refuses an empty stop string
 
     Engine engine(backend, options.layer_observer);
     RequestOptions request;
@@ -94,13 +81,13 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
         return r;
     }
 
-    tokenizer::StreamingDetokenizer detok(tok, {.skip_control = true, .continuation = true});
-    std::string text;    // everything decoded so far
-    size_t emitted = 0;  // how much of it was handed to on_text
-    const auto emit_until = [&](size_t end) {
-        if (end > emitted && on_text) on_text(std::string_view(text).substr(emitted, end - emitted));
-        emitted = std::max(emitted, end);
+    // Text of the token that ends the request waits for finish(), so the last piece comes in one call.
+    const auto emit = [&](const std::string& piece) {
+        if (piece.empty()) return;
+        if (on_text) on_text(piece);
+        r.text += piece;
     };
+    std::string last_piece;
 
     Clock::time_point t_first{};
     bool first = true;
@@ -120,32 +107,26 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
                 }
                 r.ids.push_back(e.token.token);
                 if (options.top_logprobs >= 0) r.logprobs.push_back(e.token);
-                text += detok.feed(e.token.token);
-
-                size_t stop_at = std::string::npos;
-                for (const auto& s : options.stop_strings) {
-                    // A new match can only start where the last emit could not yet rule one out.
-                    const size_t from = emitted >= s.size() ? emitted - s.size() + 1 : 0;
-                    stop_at = std::min(stop_at, text.find(s, from));
-                }
-                if (stop_at != std::string::npos) {
-                    text.resize(stop_at);
-                    emit_until(stop_at);
+                TextStream::Piece piece = text.feed(e.token.token);
+                if (piece.stopped) {
+                    emit(piece.text);
                     r.stop_reason = StopReason::StopString;
                     engine.cancel(id);  // false when this token also ended it: nothing to do then
                     done = true;
                     break;
                 }
+                if (e.finish == FinishReason::none)
+                    emit(piece.text);
+                else
+                    last_piece = std::move(piece.text);
             }
-            if (e.finish == FinishReason::none) {
-                emit_until(text.size() - held_back(text, options.stop_strings));
-            } else if (e.finish == FinishReason::max_tokens) {
+            if (e.finish == FinishReason::max_tokens) {
                 r.stop_reason = StopReason::MaxTokens;
                 done = true;
             } else if (e.finish == FinishReason::context_full) {
                 r.stop_reason = StopReason::ContextFull;
                 done = true;
-            } else {  // FinishReason::error (a cancelled request produces no events)
+            } else if (e.finish == FinishReason::error) {  // a cancelled request produces no events
                 throw RequestError(e.error);
             }
         }
@@ -156,11 +137,7 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
                                std::to_string(backend.kv_blocks().max_seqs()) + " slots open, " +
                                std::to_string(backend.kv_blocks().free_blocks()) + " blocks free)");
     }
-    if (r.stop_reason != StopReason::StopString) {
-        text += detok.flush();
-        emit_until(text.size());
-    }
-    r.text = std::move(text);
+    if (r.stop_reason != StopReason::StopString) emit(last_piece + text.finish());
     if (!r.ids.empty()) {
         r.timings.decode_ms = ms_since(t_first);
         if (r.ids.size() > 1 && r.timings.decode_ms > 0)
