@@ -140,6 +140,7 @@ private:
     LoopStatus snapshot_;
     bool stop_ = false;
     bool draining_ = false;
+    bool delivering_ = false;          // the loop is pushing a step's events to their streams
     std::chrono::steady_clock::time_point drain_deadline_{};
     bool poisoned_ = false;
     std::string poison_message_;
