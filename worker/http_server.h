@@ -1,0 +1,119 @@
+// The worker's HTTP/1.1 server (Boost.Beast, asynchronous): routing, size limits and timeouts,
+// keep-alive, responses produced over time (chunked SSE streams, or whole bodies that arrive later)
+// with write backpressure, and client-disconnect detection. No Beast types appear here.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace loom::worker {
+
+struct HttpLimits {
+    size_t body_bytes = 1 << 20;                      // larger bodies: 413
+    size_t header_bytes = 16 << 10;                   // larger request heads: 431
+    std::chrono::milliseconds request_timeout{30'000};  // to receive one whole request (idle keep-alive included)
+    std::chrono::milliseconds write_timeout{30'000};    // to send one piece of a response to a slow reader
+    size_t pipelined_bytes = 64 << 10;  // bytes a client may send ahead while its response streams
+};
+
+struct HttpRequest {
+    std::string method;  // "GET", "POST", ...
+    std::string path;    // the target without its query
+    std::string query;   // after '?', undecoded
+    std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
+    std::string body;
+    std::string peer;    // "address:port" of the client
+
+    // The first header with this name (case-insensitive), or "" when absent.
+    std::string header(std::string_view name) const;
+};
+
+class ResponseProducer;
+
+struct HttpResponse {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Retry-After, ...)
+    // Set: the response comes from the producer. stream == true sends status, content type and
+    // headers now and the body as chunks while it is produced; stream == false sends the producer's
+    // whole response when it is done (status, type and body here are then unused).
+    std::shared_ptr<ResponseProducer> producer;
+    bool stream = false;
+};
+
+// A response that becomes available over time (a generation). The server polls it from the
+// connection's strand only; start, poll and abandoned are never called concurrently.
+class ResponseProducer {
+public:
+    virtual ~ResponseProducer() = default;
+
+    // Called once before the first poll. notify() may be called from any thread, any number of
+    // times, whenever poll() may have something new; it stays safe to call after the connection ended.
+    virtual void start(std::function<void()> notify) = 0;
+
+    struct Progress {
+        std::string data;    // streams: body bytes ready to send (may be empty)
+        bool done = false;   // nothing will follow (streams: after `data`)
+        HttpResponse whole;  // whole responses, with done: what to send
+    };
+    // Non-blocking. The server polls again after sending `data` (backpressure: a stream is pulled
+    // only as fast as the client reads it) and after every notify().
+    virtual Progress poll() = 0;
+
+    // The connection ended before done: the client went away, a write failed or timed out, or the
+    // server is stopping. Called at most once; poll() is not called again.
+    virtual void abandoned() = 0;
+};
+
+class HttpServer {
+public:
+    // Runs on the server's threads; must not block for long (generation goes through a producer).
+    using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+    explicit HttpServer(HttpLimits limits = {});
+    ~HttpServer();  // stop() if still running
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    // Exact-path routes; before listen(). Unknown paths answer 404, a known path with another
+    // method 405 (both in the {"error": {...}} shape).
+    void route(const std::string& method, const std::string& path, Handler handler);
+
+    // Binds and listens (port 0: any free port); returns the bound port. Throws std::runtime_error
+    // naming the address when it cannot bind.
+    uint16_t listen(const std::string& host, uint16_t port);
+
+    // Starts accepting on `threads` threads.
+    void start(int threads);
+
+    // Stops accepting new connections; open ones are served to their end.
+    void stop_accepting();
+
+    // Graceful stop: stops accepting, closes idle keep-alive connections and connections whose
+    // response is complete, waits up to `grace` for in-flight responses, then stops the threads
+    // (responses still unfinished are abandoned).
+    void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+
+    // Connections open now.
+    int connections() const;
+
+private:
+    friend class Session;  // one connection (http_server.cpp)
+    struct Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+// {"error": {"message", "type", "param", "code"}} with status and content type set.
+HttpResponse error_response(int status, const std::string& message, const std::string& type,
+                            const std::string& param = {});
+
+}  // namespace loom::worker

@@ -1,0 +1,44 @@
+// Entry point of `loom-worker`: one process serving one model on one GPU (or, when named, the CPU).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <stdexcept>
+
+#include "worker/worker_app.h"
+
+int main(int argc, char** argv) {
+    using loom::worker::WorkerOptions;
+    CLI::App app{"loom-worker: serves one model over OpenAI-compatible HTTP (default backend: cuda)"};
+    WorkerOptions o;
+    std::string log_spec = "info";
+    app.add_option("--model", o.model, "GGUF model file")->required();
+    app.add_option("--gpu", o.gpu, "CUDA device index or UUID (default 0)");
+    app.add_option("--backend", o.backend, "cuda (default) or cpu (the reference backend; only when named)")
+        ->check(CLI::IsMember({"cuda", "cpu"}));
+    app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");
+    app.add_option("--port", o.port, "Port (default 8000; 0 = any free port, printed at start)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("--ctx", o.ctx, "Context size per sequence in tokens (default: the model's)")
+        ->check(CLI::Range(0, 1 << 24));
+    app.add_option("--max-seqs", o.max_seqs, "Sequences decoded together (default 16)")->check(CLI::Range(1, 4096));
+    app.add_option("--max-queue", o.max_queue, "Requests that may wait for a sequence; more get 429 (default 64)")
+        ->check(CLI::Range(0, 1 << 20));
+    app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; /health and /metrics stay open)");
+    app.add_option("--log", log_spec, "Log levels: LEVEL or component=LEVEL,... for http, engine, worker (default info)");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : loom::worker::kExitBadInput;
+    }
+    try {
+        loom::worker::configure_logging(log_spec);
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "loom-worker: %s\n", e.what());
+        return loom::worker::kExitBadInput;
+    }
+    try {
+        return loom::worker::WorkerApp(o).run();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "loom-worker: %s\n", e.what());
+        return loom::worker::kExitFailure;
+    }
+}

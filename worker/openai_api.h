@@ -1,0 +1,147 @@
+// The OpenAI-compatible request and response formats: /v1/completions and /v1/chat/completions
+// bodies checked field by field into a GenerationRequest, and the JSON / SSE chunks sent back in
+// OpenAI's shapes (usage, logprobs), plus the bodies of /tokenize, /detokenize and /v1/models.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "worker/engine_loop.h"
+
+namespace loom::gguf {
+class File;
+}
+
+namespace loom::worker {
+
+// A request the API refuses: the HTTP status, OpenAI's error type and the offending parameter
+// ("" when the whole body is at fault).
+class ApiError : public std::runtime_error {
+public:
+    ApiError(int status, std::string param, const std::string& message, std::string type = "invalid_request_error")
+        : std::runtime_error(message), status_(status), param_(std::move(param)), type_(std::move(type)) {}
+    int status() const { return status_; }
+    const std::string& param() const { return param_; }
+    const std::string& type() const { return type_; }
+
+private:
+    int status_;
+    std::string param_;
+    std::string type_;
+};
+
+enum class Endpoint { completions, chat };
+
+// A checked generation request and how its answer is shaped.
+struct ApiRequest {
+    Endpoint endpoint = Endpoint::completions;
+    GenerationRequest generation;
+    bool stream = false;
+    bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
+    bool logprobs = false;       // per-token log-probabilities in the answer
+    int top_logprobs = 0;        // alternatives per token when logprobs
+};
+
+// What the API knows about the served model. Thread-safe after construction.
+class OpenAiApi {
+public:
+    // model_name: the id clients send as "model" (the file's stem); the path as given is accepted too.
+    OpenAiApi(const gguf::File& file, const tokenizer::Tokenizer& tokenizer, std::string model_name,
+              std::string model_path, int n_ctx);
+
+    const std::string& model_name() const { return model_name_; }
+    int n_ctx() const { return n_ctx_; }
+    const tokenizer::Tokenizer& tokenizer() const { return tokenizer_; }
+
+    // Parses and checks a request body. ApiError: 400 (bad JSON, a wrong type, a value out of
+    // range, n > 1, a prompt that leaves no room in the context, missing prompt/messages), 404 (an
+    // unknown model). Parameters: model, prompt | messages, max_tokens (chat also
+    // max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty,
+    // repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
+    // stream_options, ignore_eos (vLLM's extension), echo/suffix (refused when used), user; other
+    // fields are ignored, as vLLM does.
+    ApiRequest parse(Endpoint endpoint, std::string_view body) const;
+
+    // POST /tokenize {"prompt": str, "add_special_tokens": bool} or {"messages": [...],
+    // "add_generation_prompt": bool} -> {"tokens", "count", "max_model_len"}.
+    nlohmann::json tokenize(std::string_view body) const;
+    // POST /detokenize {"tokens": [int]} -> {"prompt": text}.
+    nlohmann::json detokenize(std::string_view body) const;
+    // GET /v1/models.
+    nlohmann::json models(int64_t created) const;
+
+    // The chat template rendered for `messages` (checked: a non-empty array of {role, content},
+    // content a string or text parts) and tokenized; ApiError with param "messages".
+    std::vector<int32_t> chat_prompt(const nlohmann::json& messages, bool add_generation_prompt) const;
+
+    // A token's text in logprobs entries (invalid UTF-8 replaced by U+FFFD).
+    std::string token_text(int32_t id) const;
+
+private:
+    nlohmann::json parse_body(std::string_view body) const;
+    void check_model(const nlohmann::json& body) const;
+    std::vector<int32_t> completion_prompt(const nlohmann::json& prompt) const;
+
+    const tokenizer::Tokenizer& tokenizer_;
+    std::string model_name_;
+    std::string model_path_;
+    int n_ctx_;
+    std::vector<int32_t> stop_ids_;
+    tokenizer::ChatTemplate template_;
+    std::string bos_text_, eos_text_;
+    mutable std::mutex template_mutex_;  // renders one at a time (the Jinja evaluator is not documented thread-safe)
+};
+
+// Builds one request's answer from its stream events: SSE chunks, or one whole JSON object.
+class ResponseWriter {
+public:
+    ResponseWriter(const OpenAiApi& api, const ApiRequest& request, uint64_t request_id, int64_t created);
+
+    // "cmpl-<n>" / "chatcmpl-<n>": the id in every chunk; POST /cancel accepts it.
+    const std::string& id() const { return id_; }
+
+    // Streaming: what to send before any event (chat: the assistant role chunk; completions: nothing).
+    std::string stream_start();
+    // Streaming: the SSE lines for one event. The finished event adds the chunk with finish_reason
+    // (an error event instead sends {"error": {...}}), the usage chunk when asked, and data: [DONE].
+    std::string stream_event(const StreamEvent& event);
+
+    // Whole answers: collects events; after the finished one, whole() is the JSON and failed()
+    // says whether it ended in an engine error (then whole() is the {"error"} body).
+    void add(const StreamEvent& event);
+    bool failed() const { return failed_; }
+    nlohmann::json whole() const;
+
+private:
+    nlohmann::json choice_logprobs(const std::vector<engine::SampledToken>& tokens);
+    nlohmann::json chunk(nlohmann::json choice) const;
+    nlohmann::json usage() const;
+    static std::string sse(const nlohmann::json& j);
+
+    const OpenAiApi& api_;
+    Endpoint endpoint_;
+    bool logprobs_;
+    int top_logprobs_;
+    bool include_usage_;
+    std::string id_;
+    int64_t created_;
+    std::string text_;                 // whole answers: the text so far
+    nlohmann::json logprob_entries_;   // whole answers: the choice's logprobs (null when not asked)
+    size_t text_offset_ = 0;           // completions logprobs: where the next token starts in the text
+    std::string finish_reason_;
+    std::string error_;
+    bool failed_ = false;
+    int prompt_tokens_ = 0, completion_tokens_ = 0;
+};
+
+// OpenAI's error object {"error": {"message", "type", "param", "code"}}.
+nlohmann::json error_body(const std::string& message, const std::string& type, const std::string& param = {});
+
+}  // namespace loom::worker

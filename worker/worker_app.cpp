@@ -1,0 +1,523 @@
+// WorkerApp: opens the port first (so /health can say "loading"), loads the named backend (never
+// falling back), warms it up, serves the routes, and drains on SIGTERM.
+#include "worker/worker_app.h"
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <pthread.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <stdexcept>
+
+#include "engine/cpu/cpu_backend.h"
+#include "engine/errors.h"
+#include "gguf/reader.h"
+#include "tokenizer/tokenizer.h"
+#include "worker/engine_loop.h"
+#include "worker/metrics.h"
+#include "worker/openai_api.h"
+#ifdef LOOM_HAVE_CUDA
+#include "engine/cuda/cuda_backend.h"
+#include "kernels/cuda_check.h"
+#include "kernels/device_info.h"
+#include "kernels/vram.h"
+#endif
+
+namespace loom::worker {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kComponents[] = {"http", "engine", "worker"};
+
+std::shared_ptr<spdlog::logger> log() {
+    if (auto l = spdlog::get("worker")) return l;
+    return spdlog::default_logger();
+}
+
+HttpResponse json_response(int status, const json& body) {
+    HttpResponse r;
+    r.status = status;
+    r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    return r;
+}
+
+HttpResponse api_error(const ApiError& e) { return error_response(e.status(), e.what(), e.type(), e.param()); }
+
+int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// "GPU-..." or an index; the device index CUDA uses, or -1 with `why` set.
+struct CudaTarget {
+    int index = -1;
+    std::string name, compute_capability, why;
+};
+
+CudaTarget find_cuda_device(const std::string& gpu) {
+    CudaTarget t;
+#ifdef LOOM_HAVE_CUDA
+    const auto inv = kernels::query_cuda();
+    if (inv.devices.empty()) {
+        t.why = "no usable CUDA device (" + inv.error + ")";
+        return t;
+    }
+    const bool numeric = !gpu.empty() && std::all_of(gpu.begin(), gpu.end(), [](unsigned char c) { return std::isdigit(c); });
+    for (const auto& d : inv.devices) {
+        const bool match = numeric ? std::to_string(d.index) == gpu : (d.uuid == gpu || d.uuid == "GPU-" + gpu);
+        if (!match) continue;
+        t.index = d.index;
+        t.name = d.name;
+        t.compute_capability = std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor);
+        return t;
+    }
+    std::string seen;
+    for (const auto& d : inv.devices) seen += (seen.empty() ? "" : ", ") + std::to_string(d.index) + " " + d.uuid;
+    t.why = "no CUDA device '" + gpu + "' (this machine has: " + seen + ")";
+#else
+    (void)gpu;
+    t.why = "this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)";
+#endif
+    return t;
+}
+
+// A generation's answer as the engine loop produces it: SSE chunks or one JSON body.
+class GenerationProducer : public ResponseProducer {
+public:
+    GenerationProducer(std::shared_ptr<RequestStream> stream, std::weak_ptr<EngineLoop> loop, ResponseWriter writer,
+                       bool streaming)
+        : stream_(std::move(stream)), loop_(std::move(loop)), writer_(std::move(writer)), streaming_(streaming) {}
+
+    void start(std::function<void()> notify) override { stream_->on_ready(std::move(notify)); }
+
+    Progress poll() override {
+        Progress p;
+        if (streaming_ && !started_) p.data = writer_.stream_start();
+        started_ = true;
+        for (const StreamEvent& e : stream_->take()) {
+            if (streaming_)
+                p.data += writer_.stream_event(e);
+            else
+                writer_.add(e);
+            if (e.finished) finished_ = true;
+        }
+        p.done = finished_;
+        if (p.done && !streaming_) {
+            p.whole = json_response(writer_.failed() ? 500 : 200, writer_.whole());
+            p.whole.headers.emplace_back("X-Request-Id", writer_.id());
+        }
+        return p;
+    }
+
+    // The client left: its sequence goes back to the pool at the loop's next step.
+    void abandoned() override {
+        if (finished_) return;
+        if (auto loop = loop_.lock()) loop->cancel(stream_->id());
+    }
+
+private:
+    std::shared_ptr<RequestStream> stream_;
+    std::weak_ptr<EngineLoop> loop_;
+    ResponseWriter writer_;
+    bool streaming_;
+    bool started_ = false;
+    bool finished_ = false;
+};
+
+}  // namespace
+
+void configure_logging(const std::string& spec) {
+    std::map<std::string, spdlog::level::level_enum> levels;
+    for (const char* c : kComponents) levels[c] = spdlog::level::info;
+    const auto level_of = [](const std::string& word) {
+        const auto l = spdlog::level::from_str(word);
+        // from_str answers "off" for anything it does not know
+        if (l == spdlog::level::off && word != "off")
+            throw std::invalid_argument("--log: unknown level '" + word +
+                                        "' (trace, debug, info, warn, error, critical, off)");
+        return l;
+    };
+    size_t pos = 0;
+    while (pos <= spec.size() && !spec.empty()) {
+        const size_t end = std::min(spec.find(',', pos), spec.size());
+        const std::string part = spec.substr(pos, end - pos);
+        const size_t eq = part.find('=');
+        if (eq == std::string::npos) {
+            const auto l = level_of(part);
+            for (auto& [name, level] : levels) level = l;
+        } else {
+            const std::string name = part.substr(0, eq);
+            if (!levels.contains(name))
+                throw std::invalid_argument("--log: unknown component '" + name + "' (http, engine, worker)");
+            levels[name] = level_of(part.substr(eq + 1));
+        }
+        pos = end + 1;
+    }
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    for (const auto& [name, level] : levels) {
+        spdlog::drop(name);
+        auto logger = std::make_shared<spdlog::logger>(name, sink);
+        logger->set_level(level);
+        spdlog::register_logger(logger);
+    }
+}
+
+enum class Phase { loading, ready, draining, poisoned };
+
+struct WorkerApp::State {
+    WorkerOptions o;
+    std::atomic<Phase> phase{Phase::loading};
+    Clock::time_point started = Clock::now();
+    std::string model_name;
+    std::string backend_name, device_name, compute_capability;
+    int n_ctx = 0;
+
+    std::unique_ptr<gguf::File> file;
+    std::optional<tokenizer::Tokenizer> tok;
+    std::unique_ptr<engine::Backend> backend;
+    engine::MemoryReport memory;  // taken once at load: nothing is allocated while serving
+    std::unique_ptr<Metrics> metrics;
+    std::unique_ptr<OpenAiApi> api;
+    std::shared_ptr<EngineLoop> loop;  // producers hold it weakly: a late disconnect after shutdown is harmless
+    HttpServer server;
+
+    explicit State(WorkerOptions options)
+        : o(std::move(options)),
+          server(HttpLimits{}) {}
+
+    // The loop may fail or start draining before run() notices.
+    Phase current_phase() const {
+        const Phase p = phase.load();
+        if (p == Phase::ready && loop->poisoned()) return Phase::poisoned;
+        if (p == Phase::ready && loop->draining()) return Phase::draining;
+        return p;
+    }
+
+    void set_log_pattern() {
+        spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) {
+            l->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [" + backend_name + " " + device_name + "] [%n] [%l] %v");
+        });
+    }
+
+    // 503 while nothing can be generated; with Retry-After so clients come back.
+    std::optional<HttpResponse> unavailable() const {
+        const Phase p = current_phase();
+        if (p == Phase::ready) return std::nullopt;
+        HttpResponse r;
+        if (p == Phase::loading)
+            r = error_response(503, "the model is loading", "service_unavailable");
+        else if (p == Phase::draining)
+            r = error_response(503, "the worker is shutting down", "service_unavailable");
+        else
+            r = error_response(503, "the engine failed: " + loop->poison_message(), "service_unavailable");
+        r.headers.emplace_back("Retry-After", "1");
+        return r;
+    }
+
+    bool authorized(const HttpRequest& req) const {
+        if (o.api_keys.empty()) return true;
+        const std::string auth = req.header("authorization");
+        constexpr std::string_view kBearer = "Bearer ";
+        if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) return false;
+        const std::string key = auth.substr(kBearer.size());
+        return std::find(o.api_keys.begin(), o.api_keys.end(), key) != o.api_keys.end();
+    }
+
+    // The route's handler behind the API-key check.
+    HttpServer::Handler guarded(HttpServer::Handler h) {
+        return [this, h = std::move(h)](const HttpRequest& req) {
+            if (authorized(req)) return h(req);
+            HttpResponse r = error_response(401, req.header("authorization").empty() ? "an API key is required "
+                                                                                       "(Authorization: Bearer KEY)"
+                                                                                     : "the API key is not valid",
+                                            "authentication_error");
+            r.headers.emplace_back("WWW-Authenticate", "Bearer");
+            return r;
+        };
+    }
+
+    HttpResponse health() const {
+        const Phase p = current_phase();
+        if (p == Phase::loading) {
+            HttpResponse r = json_response(503, {{"status", "loading"}});
+            r.headers.emplace_back("Retry-After", "1");
+            return r;
+        }
+        const LoopStatus st = loop->status();
+        json vram = json::object();
+        for (const auto& u : memory.uses) vram[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
+        json j = {{"status", p == Phase::ready ? "ok" : p == Phase::draining ? "draining" : "error"},
+                  {"model", model_name},
+                  {"model_path", o.model},
+                  {"backend", backend_name},
+                  {"device", device_name},
+                  {"compute_capability", compute_capability.empty() ? json(nullptr) : json(compute_capability)},
+                  {"memory", memory.where},
+                  {"vram_bytes", vram},
+                  {"residency_verified", memory.device_resident},
+                  {"context_size", n_ctx},
+                  {"sequences_running", st.running},
+                  {"sequences_max", st.max_seqs},
+                  {"queue_length", st.waiting},
+                  {"kv_blocks_free", st.kv_blocks_free},
+                  {"kv_blocks_total", st.kv_blocks_total},
+                  {"uptime_s", std::chrono::duration<double>(Clock::now() - started).count()}};
+        if (p == Phase::poisoned) j["error"] = loop->poison_message();
+        return json_response(p == Phase::ready ? 200 : 503, j);
+    }
+
+    HttpResponse generate(const HttpRequest& req, Endpoint endpoint) {
+        if (auto r = unavailable()) return *r;
+        ApiRequest ar;
+        try {
+            ar = api->parse(endpoint, req.body);
+        } catch (const ApiError& e) {
+            metrics->count_error("invalid_request");
+            log()->debug("{} {}: {} ({})", req.method, req.path, e.what(), e.param());
+            return api_error(e);
+        }
+        const bool streaming = ar.stream;
+        std::shared_ptr<RequestStream> stream;
+        try {
+            stream = loop->submit(ar.generation);
+        } catch (const engine::SamplingParamError& e) {
+            metrics->count_error("invalid_request");
+            return error_response(400, e.what(), "invalid_request_error", e.field());
+        } catch (const engine::RequestError& e) {  // "field: what"
+            metrics->count_error("invalid_request");
+            const std::string what = e.what();
+            std::string param = what.substr(0, what.find(':'));
+            if (param == "prompt" && endpoint == Endpoint::chat) param = "messages";
+            return error_response(400, what, "invalid_request_error", param);
+        }
+        if (!stream) {
+            if (auto r = unavailable()) return *r;  // draining or poisoned since the check above
+            HttpResponse r = error_response(429, "the queue is full (" + std::to_string(o.max_queue) +
+                                                     " requests waiting); retry later",
+                                            "rate_limit_error");
+            r.headers.emplace_back("Retry-After", "1");
+            return r;
+        }
+        ResponseWriter writer(*api, ar, stream->id(), unix_now());
+        log()->debug("{} {}: {} with {} prompt tokens, max_tokens {}{}", req.method, req.path, writer.id(),
+                     ar.generation.prompt.size(), ar.generation.options.max_tokens, streaming ? ", streaming" : "");
+        HttpResponse r;
+        r.headers.emplace_back("X-Request-Id", writer.id());
+        r.stream = streaming;
+        r.content_type = "text/event-stream";
+        r.producer = std::make_shared<GenerationProducer>(std::move(stream), loop, std::move(writer), streaming);
+        return r;
+    }
+
+    // POST /cancel {"id": "cmpl-7" | "chatcmpl-7" | 7}: always 200; "cancelled" says whether this
+    // call ended a live request (a repeat, or a finished request, gives false).
+    HttpResponse cancel(const HttpRequest& req) {
+        if (phase.load() == Phase::loading) return *unavailable();
+        json body;
+        try {
+            body = json::parse(req.body);
+        } catch (const json::parse_error& e) {
+            return error_response(400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error");
+        }
+        const json* id = nullptr;
+        if (body.is_object())
+            for (const char* key : {"id", "request_id"})
+                if (body.contains(key)) id = &body[key];
+        if (!id) return error_response(400, "id is required", "invalid_request_error", "id");
+        uint64_t n = 0;
+        bool ok = false;
+        if (id->is_number_unsigned()) {
+            n = id->get<uint64_t>();
+            ok = true;
+        } else if (id->is_string()) {
+            std::string s = id->get<std::string>();
+            for (const char* prefix : {"chatcmpl-", "cmpl-"})
+                if (s.rfind(prefix, 0) == 0) s = s.substr(std::string_view(prefix).size());
+            ok = !s.empty() && s.size() < 20 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+            if (ok) n = std::stoull(s);
+        }
+        if (!ok) return error_response(400, "id must be a request id such as \"cmpl-7\"", "invalid_request_error", "id");
+        const bool cancelled = loop->cancel(n);
+        log()->info("cancel {}: {}", id->dump(), cancelled ? "cancelled" : "not live");
+        return json_response(200, {{"id", *id}, {"cancelled", cancelled}});
+    }
+
+    HttpResponse metrics_text() const {
+        if (phase.load() == Phase::loading) return *unavailable();
+        HttpResponse r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = metrics->render(loop->status(), memory);
+        return r;
+    }
+
+    // A handler that answers ApiError in OpenAI's error shape and needs the model loaded.
+    HttpServer::Handler api_call(std::function<json(const HttpRequest&)> f) {
+        return guarded([this, f = std::move(f)](const HttpRequest& req) {
+            if (phase.load() == Phase::loading) return *unavailable();
+            try {
+                return json_response(200, f(req));
+            } catch (const ApiError& e) {
+                return api_error(e);
+            }
+        });
+    }
+
+    void add_routes() {
+        server.route("GET", "/health", [this](const HttpRequest&) { return health(); });
+        server.route("GET", "/metrics", [this](const HttpRequest&) { return metrics_text(); });
+        server.route("GET", "/v1/models", api_call([this](const HttpRequest&) { return api->models(unix_now()); }));
+        server.route("POST", "/v1/completions",
+                     guarded([this](const HttpRequest& req) { return generate(req, Endpoint::completions); }));
+        server.route("POST", "/v1/chat/completions",
+                     guarded([this](const HttpRequest& req) { return generate(req, Endpoint::chat); }));
+        server.route("POST", "/tokenize", api_call([this](const HttpRequest& req) { return api->tokenize(req.body); }));
+        server.route("POST", "/detokenize",
+                     api_call([this](const HttpRequest& req) { return api->detokenize(req.body); }));
+        server.route("POST", "/cancel", guarded([this](const HttpRequest& req) { return cancel(req); }));
+    }
+
+    // Loads the model on the named backend; returns an exit code, 0 when it is ready to serve.
+    int load(const CudaTarget& cuda) {
+        const auto t0 = Clock::now();
+        try {
+            file = std::make_unique<gguf::File>(gguf::File::open(o.model));
+            tok.emplace(tokenizer::Tokenizer::from_gguf(*file));
+        } catch (const std::exception& e) {
+            log()->error("cannot load {}: {}", o.model, e.what());
+            return kExitBadInput;
+        }
+        const engine::BatchLimits limits{.max_seqs = o.max_seqs};
+        try {
+            if (o.backend == "cpu") {
+                backend = std::make_unique<engine::cpu::CpuBackend>(*file, o.ctx, 0, limits);
+            } else {
+#ifdef LOOM_HAVE_CUDA
+                try {
+                    backend = std::make_unique<engine::cuda::CudaBackend>(*file, o.ctx, cuda.index, limits);
+                } catch (const kernels::VramError& e) {
+                    log()->error("--backend cuda: {}", e.what());
+                    return kExitNoBackend;
+                } catch (const kernels::CudaError& e) {
+                    log()->error("--backend cuda: {}", e.what());
+                    return kExitNoBackend;
+                }
+#else
+                (void)cuda;
+#endif
+            }
+        } catch (const std::exception& e) {
+            log()->error("cannot load {} on the {} backend: {}", o.model, o.backend, e.what());
+            return kExitBadInput;
+        }
+        backend_name = backend->name();
+        device_name = backend->device();
+        compute_capability = cuda.compute_capability;
+        n_ctx = backend->n_ctx();
+        memory = backend->memory();
+        set_log_pattern();
+        model_name = std::filesystem::path(o.model).stem().string();
+        metrics = std::make_unique<Metrics>(MetricsInfo{model_name, backend_name, device_name});
+        api = std::make_unique<OpenAiApi>(*file, *tok, model_name, o.model, n_ctx);
+        loop = std::make_shared<EngineLoop>(*backend, *tok, LoopLimits{.max_queue = o.max_queue}, *metrics);
+        try {
+            loop->warm_up();
+        } catch (const std::exception& e) {
+            log()->error("warm-up failed: {}", e.what());
+            return kExitFailure;
+        }
+        const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        log()->info("{} loaded in {:.2f} s: context {}, {} sequences, queue {}, memory in {}{}", model_name, secs, n_ctx,
+                    o.max_seqs, o.max_queue, memory.where, memory.device_resident ? " (device-resident, verified)" : "");
+        return 0;
+    }
+};
+
+WorkerApp::WorkerApp(WorkerOptions options) : s_(std::make_unique<State>(std::move(options))) {}
+
+WorkerApp::~WorkerApp() = default;
+
+int WorkerApp::run() {
+    State& s = *s_;
+    if (s.o.backend != "cuda" && s.o.backend != "cpu") {
+        log()->error("--backend must be cuda or cpu, not '{}'", s.o.backend);
+        return kExitBadInput;
+    }
+    if (s.o.max_seqs < 1 || s.o.max_queue < 0 || s.o.ctx < 0 || s.o.port < 0 || s.o.port > 65535) {
+        log()->error("--max-seqs must be >= 1, --max-queue and --ctx >= 0, --port in 0..65535");
+        return kExitBadInput;
+    }
+    CudaTarget cuda;
+    s.backend_name = s.o.backend;
+    s.device_name = "(loading)";
+    if (s.o.backend == "cuda") {
+        cuda = find_cuda_device(s.o.gpu);
+        if (cuda.index < 0) {
+            log()->error("--backend cuda: {}; run with --backend cpu to use the CPU reference backend", cuda.why);
+            return kExitNoBackend;
+        }
+        s.device_name = "device " + std::to_string(cuda.index) + " (" + cuda.name + ")";
+    } else {
+        s.device_name = "CPU";
+    }
+    s.set_log_pattern();
+
+    // Signals are taken synchronously by this thread; every thread started from here inherits the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    s.add_routes();
+    uint16_t port = 0;
+    try {
+        port = s.server.listen(s.o.host, static_cast<uint16_t>(s.o.port));
+    } catch (const std::exception& e) {
+        log()->error("{}", e.what());
+        return kExitBadInput;
+    }
+    s.server.start(s.o.http_threads);
+    // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
+    log()->info("listening on http://{}:{} (loading {})", s.o.host, port, s.o.model);
+
+    if (const int rc = s.load(cuda); rc != 0) {
+        s.server.stop();
+        return rc;
+    }
+    s.phase = Phase::ready;
+    log()->info("ready on http://{}:{}", s.o.host, port);
+
+    const timespec poll_interval{0, 100'000'000};
+    for (;;) {
+        const int sig = sigtimedwait(&signals, nullptr, &poll_interval);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log()->info("{}: draining (deadline {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", s.o.drain_deadline.count());
+            break;
+        }
+        if (s.loop->poisoned()) {
+            s.phase = Phase::poisoned;
+            log()->critical("the engine failed and cannot continue: {}; exiting so a supervisor restarts the worker",
+                            s.loop->poison_message());
+            // Streams have their error events; let the sessions write them, then leave without tearing
+            // down the backend: a faulted CUDA context can hang or abort in its destructors.
+            s.server.stop(std::chrono::milliseconds(1000));
+            spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+            std::_Exit(kExitFailure);
+        }
+    }
+    s.phase = Phase::draining;
+    s.server.stop_accepting();
+    s.loop->drain(s.o.drain_deadline);
+    s.server.stop(std::chrono::milliseconds(5000));
+    s.loop.reset();
+    log()->info("drained; exiting");
+    return 0;
+}
+
+}  // namespace loom::worker
