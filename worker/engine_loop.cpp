@@ -350,7 +350,8 @@ void EngineLoop::run() {
             }
             if (!st.engine.idle()) {
                 try {
-                    for (const engine::TokenEvent& e : st.engine.step()) {
+                    const std::vector<engine::TokenEvent> events = st.engine.step();
+                    for (const engine::TokenEvent& e : events) {
                         const auto found = st.by_engine.find(e.request);
                         if (found == st.by_engine.end()) continue;
                         const uint64_t id = found->second;
@@ -405,9 +406,10 @@ void EngineLoop::run() {
                             if (st.active.contains(id)) cancel_in_engine(id, "error", ex.what());
                         }
                     }
-                    // Every slot and block is free, yet nothing was admitted: fail what waits
-                    // rather than spin (Engine::add refuses prompts the empty cache cannot hold).
-                    if (st.engine.running() == 0 && st.engine.waiting() > 0)
+                    // A step that ran nothing and admitted nothing with every slot and block free
+                    // would repeat forever: fail what waits rather than spin (Engine::add already
+                    // refuses prompts the empty cache cannot hold, so this is a safeguard).
+                    if (events.empty() && st.engine.running() == 0 && st.engine.waiting() > 0)
                         for (uint64_t id : without_slot()) {
                             if (!st.active.at(id).internal) metrics_.count_error("engine");
                             cancel_in_engine(id, "error", "the backend admitted no request with every slot free");
