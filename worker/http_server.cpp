@@ -259,7 +259,7 @@ private:
             self->writing_ = false;
             if (ec) return self->lost(ec);
             self->response_complete_ = true;
-            if (!res->keep_alive()) return self->close();
+            if (!res->keep_alive()) return self->linger_close();
             self->finish_response();
         });
     }
@@ -324,6 +324,24 @@ private:
         close();
     }
 
+    // Closing with unread request bytes makes the kernel reset the connection, which can destroy
+    // the response in flight (a 413 for a body still being sent): stop sending, then read and drop
+    // what the client still sends until it closes or a second passes.
+    void linger_close() {
+        if (closed_) return;
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream_.expires_after(std::chrono::seconds(1));
+        discard_.resize(16 << 10);
+        discard_until_closed();
+    }
+    void discard_until_closed() {
+        stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t) {
+            if (ec || self->closed_) return self->close();
+            self->discard_until_closed();
+        });
+    }
+
     void close() {
         if (closed_) return;
         closed_ = true;
@@ -345,6 +363,7 @@ private:
     std::optional<http::response<http::empty_body>> head_;
     std::optional<http::response_serializer<http::empty_body>> serializer_;
     std::string chunk_;
+    std::string discard_;
     std::shared_ptr<ResponseProducer> producer_;
     std::shared_ptr<std::atomic<bool>> pump_posted_ = std::make_shared<std::atomic<bool>>(false);
     std::string peer_ = "?";

@@ -1,0 +1,680 @@
+// loom-worker as clients see it: the real binary (--backend cpu, stories260K) on a loopback port,
+// driven over HTTP — OpenAI completions and chat (whole and streamed), concurrency, disconnects,
+// /cancel, the bounded queue, malformed requests, API keys, tokenize round trips, SIGTERM, no CUDA.
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <spawn.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "catch.hpp"
+#include "support/run_command.h"
+#include "support/test_data.h"
+#include "tokenizer/utf8.h"
+#include "worker/http_client.h"
+
+extern char** environ;
+
+namespace {
+
+using nlohmann::json;
+using loom::test::HttpConnection;
+using loom::test::HttpReply;
+using loom::test::SseStream;
+using loom::test::http_request;
+using Clock = std::chrono::steady_clock;
+
+std::string worker_bin() {
+    const char* bin = std::getenv("LOOM_WORKER_BIN");
+    if (!bin || !*bin) loom::test::skip_program("LOOM_WORKER_BIN is not set (run through ctest)");
+    return bin;
+}
+
+std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// One loom-worker process on a port the system picks (--port 0; the port is read from its log).
+class WorkerProcess {
+public:
+    explicit WorkerProcess(std::vector<std::string> extra) {
+        log_ = loom::test::temp_dir() / "worker.log";
+        std::vector<std::string> args = {worker_bin(), "--model", loom::test::require_stories260k().string(),
+                                         "--backend", "cpu", "--port", "0", "--log", "info"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        REQUIRE(rc == 0);
+
+        const auto deadline = Clock::now() + std::chrono::seconds(60);
+        constexpr std::string_view kListening = "listening on http://127.0.0.1:";
+        while (port_ == 0) {
+            const std::string text = log();
+            if (const size_t at = text.find(kListening); at != std::string::npos)
+                port_ = std::atoi(text.c_str() + at + kListening.size());
+            if (port_ != 0) break;
+            INFO(text);
+            REQUIRE(!exited());
+            REQUIRE(Clock::now() < deadline);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        for (;;) {
+            INFO(log());
+            REQUIRE(!exited());
+            REQUIRE(Clock::now() < deadline);
+            try {
+                const HttpReply h = http_request(port_, "GET", "/health");
+                if (h.status == 200) break;
+                REQUIRE(h.status == 503);
+                REQUIRE(json::parse(h.body).at("status") == "loading");
+            } catch (const boost::system::system_error&) {
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+
+    ~WorkerProcess() {
+        if (pid_ <= 0 || status_) return;
+        kill(pid_, SIGTERM);
+        if (!wait_exit(std::chrono::seconds(20))) {
+            kill(pid_, SIGKILL);
+            wait_exit(std::chrono::seconds(5));
+        }
+    }
+
+    int port() const { return port_; }
+    std::string log() const { return slurp(log_); }
+    void signal(int sig) { kill(pid_, sig); }
+
+    // The exit code once the process ended within `timeout` (-1: killed by a signal).
+    std::optional<int> wait_exit(std::chrono::seconds timeout) {
+        const auto deadline = Clock::now() + timeout;
+        while (!exited()) {
+            if (Clock::now() > deadline) return std::nullopt;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        return WIFEXITED(*status_) ? WEXITSTATUS(*status_) : -1;
+    }
+
+private:
+    bool exited() {
+        if (status_) return true;
+        int st = 0;
+        if (waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
+        return status_.has_value();
+    }
+
+    pid_t pid_ = -1;
+    int port_ = 0;
+    std::optional<int> status_;
+    std::filesystem::path log_;
+};
+
+// The worker most tests share: the model's context (2048), 16 sequences.
+WorkerProcess& shared_worker() {
+    static std::unique_ptr<WorkerProcess> w;
+    if (!w) w = std::make_unique<WorkerProcess>(std::vector<std::string>{});
+    return *w;
+}
+
+HttpReply post(int port, const std::string& path, const json& body, const loom::test::HeaderList& headers = {}) {
+    return http_request(port, "POST", path, body.dump(), headers);
+}
+
+json post_ok(int port, const std::string& path, const json& body) {
+    const HttpReply r = post(port, path, body);
+    INFO(path << " " << body.dump() << " -> " << r.status << " " << r.body);
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+}
+
+// A Prometheus sample: the first line starting with `series` (name plus its labels as rendered).
+double metric(int port, const std::string& series) {
+    const HttpReply r = http_request(port, "GET", "/metrics");
+    REQUIRE(r.status == 200);
+    size_t at = 0;
+    while ((at = r.body.find(series, at)) != std::string::npos) {
+        if (at == 0 || r.body[at - 1] == '\n') {
+            const size_t sp = r.body.find(' ', at + series.size());
+            return std::stod(r.body.substr(sp + 1, r.body.find('\n', sp) - sp - 1));
+        }
+        at += series.size();
+    }
+    FAIL("no metric " << series << " in\n" << r.body);
+    return 0;
+}
+
+const std::string kRunning = "vllm:num_requests_running{model_name=\"stories260K\"}";
+const std::string kCancelled = "loom_requests_cancelled_total";
+
+// Waits until the metric holds `value` (the engine loop updates it at its next step).
+void wait_metric(int port, const std::string& series, double value) {
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    double seen = metric(port, series);
+    while (seen != value && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        seen = metric(port, series);
+    }
+    INFO(series);
+    REQUIRE(seen == value);
+}
+
+// A streamed answer: its chunks, and what they add up to.
+struct Streamed {
+    std::vector<json> chunks;  // every event before [DONE]
+    std::string text;
+    std::string finish_reason;
+    json usage;
+    std::string id;
+};
+
+// Reads a stream to its end, checking the SSE framing: JSON events, each complete UTF-8, and
+// data: [DONE] last.
+Streamed read_stream(SseStream& s, bool chat) {
+    Streamed out;
+    bool done = false;
+    while (auto event = s.next()) {
+        REQUIRE_FALSE(done);  // nothing after [DONE]
+        if (*event == "[DONE]") {
+            done = true;
+            continue;
+        }
+        REQUIRE(loom::tokenizer::is_valid_utf8(*event));
+        json j = json::parse(*event);
+        REQUIRE(!j.contains("error"));
+        out.id = j.at("id").get<std::string>();
+        REQUIRE(j.at("object") == (chat ? "chat.completion.chunk" : "text_completion"));
+        if (j.contains("usage") && !j["usage"].is_null()) out.usage = j["usage"];
+        for (const auto& c : j.at("choices")) {
+            const json& piece = chat ? c.at("delta").value("content", json("")) : c.at("text");
+            out.text += piece.get<std::string>();
+            if (!c.at("finish_reason").is_null()) out.finish_reason = c["finish_reason"].get<std::string>();
+        }
+        out.chunks.push_back(std::move(j));
+    }
+    REQUIRE(done);
+    REQUIRE(loom::tokenizer::is_valid_utf8(s.raw()));
+    return out;
+}
+
+Streamed stream(int port, const std::string& path, json body) {
+    body["stream"] = true;
+    SseStream s(port, path, body.dump());
+    REQUIRE(s.status() == 200);
+    REQUIRE(s.headers().at("content-type") == "text/event-stream");
+    REQUIRE(s.headers().at("transfer-encoding") == "chunked");
+    return read_stream(s, path.find("chat") != std::string::npos);
+}
+
+// The OpenAI error object, checked for shape; returns its param.
+std::string error_param(const HttpReply& r) {
+    const json j = json::parse(r.body);
+    const json& e = j.at("error");
+    REQUIRE(e.at("message").is_string());
+    REQUIRE(e.at("type").is_string());
+    return e.at("param").is_null() ? std::string() : e.at("param").get<std::string>();
+}
+
+const json kGreedy = {{"temperature", 0}};
+
+json with(json base, const json& extra) {
+    for (const auto& [k, v] : extra.items()) base[k] = v;
+    return base;
+}
+
+}  // namespace
+
+TEST_CASE("--backend cuda without a usable CUDA device exits 3 naming the cause", "[worker]") {
+    const auto r = loom::test::run_command("timeout 60 " + loom::test::shell_quote(worker_bin()) + " --model " +
+                                           loom::test::shell_quote(loom::test::require_stories260k().string()) +
+                                           " --backend cuda --port 0");
+    INFO(r.err);
+    if (r.exit_code == 124) {
+        WARN("a CUDA device is present: the worker served on it, so the no-CUDA path was not exercised");
+        return;
+    }
+    REQUIRE(r.exit_code == 3);
+    REQUIRE(r.err.find("--backend cuda: ") != std::string::npos);
+    const bool named = r.err.find("no usable CUDA device") != std::string::npos ||
+                       r.err.find("no CUDA support") != std::string::npos;
+    REQUIRE(named);
+    REQUIRE(r.err.find("--backend cpu") != std::string::npos);  // says how to run without a GPU
+}
+
+TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
+    const int port = shared_worker().port();
+    HttpConnection c(port);
+    const HttpReply h = c.request("GET", "/health");
+    REQUIRE(h.status == 200);
+    const json j = json::parse(h.body);
+    CHECK(j.at("status") == "ok");
+    CHECK(j.at("model") == "stories260K");
+    CHECK(j.at("backend") == "cpu");
+    CHECK(j.at("device").get<std::string>().rfind("CPU", 0) == 0);
+    CHECK(j.at("context_size") == 2048);
+    CHECK(j.at("sequences_max") == 16);
+    CHECK(j.at("sequences_running") == 0);
+    CHECK(j.at("queue_length") == 0);
+    CHECK(j.at("residency_verified") == false);
+    CHECK(j.at("vram_bytes").at("weights").at("used").get<uint64_t>() > 0);
+    CHECK(j.at("uptime_s").get<double>() > 0);
+
+    const HttpReply m = c.request("GET", "/v1/models");  // the same connection
+    REQUIRE(m.status == 200);
+    const json models = json::parse(m.body);
+    CHECK(models.at("object") == "list");
+    REQUIRE(models.at("data").size() == 1);
+    CHECK(models["data"][0].at("id") == "stories260K");
+    CHECK(models["data"][0].at("max_model_len") == 2048);
+}
+
+TEST_CASE("completions: whole and streamed answers agree, with usage", "[worker]") {
+    const int port = shared_worker().port();
+    const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"ignore_eos", true}});
+    const json whole = post_ok(port, "/v1/completions", body);
+    CHECK(whole.at("object") == "text_completion");
+    CHECK(whole.at("model") == "stories260K");
+    CHECK(whole.at("id").get<std::string>().rfind("cmpl-", 0) == 0);
+    const json& choice = whole.at("choices").at(0);
+    const std::string text = choice.at("text");
+    CHECK(text.rfind(", there was a little girl named Lily.", 0) == 0);  // the model's greedy story
+    CHECK(choice.at("finish_reason") == "length");
+    const json tokenized = post_ok(port, "/tokenize", {{"prompt", "Once upon a time"}});
+    CHECK(whole.at("usage").at("prompt_tokens") == tokenized.at("count"));
+    CHECK(whole.at("usage").at("completion_tokens") == 40);
+    CHECK(whole.at("usage").at("total_tokens") == tokenized.at("count").get<int>() + 40);
+
+    const Streamed s = stream(port, "/v1/completions", with(body, {{"stream_options", {{"include_usage", true}}}}));
+    CHECK(s.text == text);
+    CHECK(s.finish_reason == "length");
+    CHECK(s.usage == whole.at("usage"));
+    CHECK(s.chunks.size() >= 10);  // streamed, not one block
+    CHECK(s.chunks.back().at("choices").empty());  // the usage chunk comes last
+}
+
+TEST_CASE("chat completions: the template, whole and streamed", "[worker]") {
+    const int port = shared_worker().port();
+    const json messages = json::array({{{"role", "system"}, {"content", "You tell stories."}},
+                                       {{"role", "user"}, {"content", "Tell me about a dog."}}});
+    const json body = with(kGreedy, {{"messages", messages}, {"max_tokens", 24}});
+    const json whole = post_ok(port, "/v1/chat/completions", body);
+    CHECK(whole.at("object") == "chat.completion");
+    CHECK(whole.at("id").get<std::string>().rfind("chatcmpl-", 0) == 0);
+    const json& choice = whole.at("choices").at(0);
+    CHECK(choice.at("message").at("role") == "assistant");
+    const std::string text = choice.at("message").at("content");
+    // The prompt is the chat template (ChatML for this model) tokenized: /tokenize renders the same.
+    const json tokenized = post_ok(port, "/tokenize", {{"messages", messages}});
+    CHECK(whole.at("usage").at("prompt_tokens") == tokenized.at("count"));
+
+    const Streamed s = stream(port, "/v1/chat/completions", body);
+    CHECK(s.text == text);
+    CHECK(s.finish_reason == choice.at("finish_reason"));
+    REQUIRE(!s.chunks.empty());
+    CHECK(s.chunks.front().at("choices").at(0).at("delta").at("role") == "assistant");
+    CHECK(s.chunks.back().at("choices").at(0).at("delta").empty());  // the finish chunk
+    CHECK(s.id.rfind("chatcmpl-", 0) == 0);
+
+    // Content as a list of text parts means the same.
+    const json parts = json::array({{{"role", "system"}, {"content", json::array({{{"type", "text"}, {"text", "You tell stories."}}})}},
+                                    messages[1]});
+    CHECK(post_ok(port, "/v1/chat/completions", with(body, {{"messages", parts}})).at("choices").at(0).at("message").at("content") == text);
+}
+
+TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
+    const int port = shared_worker().port();
+    const json c = post_ok(port, "/v1/completions",
+                           with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"logprobs", 3}, {"ignore_eos", true}}));
+    const json& lp = c.at("choices").at(0).at("logprobs");
+    REQUIRE(lp.at("tokens").size() == 8);
+    REQUIRE(lp.at("token_logprobs").size() == 8);
+    REQUIRE(lp.at("top_logprobs").size() == 8);
+    REQUIRE(lp.at("text_offset").size() == 8);
+    std::string joined;
+    for (size_t i = 0; i < 8; ++i) {
+        CHECK(lp["token_logprobs"][i].get<double>() <= 0);
+        CHECK(lp["top_logprobs"][i].size() <= 3);
+        CHECK(lp["top_logprobs"][i].size() >= 1);
+        CHECK(lp["text_offset"][i] == joined.size());
+        joined += lp["tokens"][i].get<std::string>();
+    }
+    CHECK(joined == c.at("choices").at(0).at("text"));
+
+    const json chat = post_ok(port, "/v1/chat/completions",
+                              with(kGreedy, {{"messages", {{{"role", "user"}, {"content", "Hi"}}}},
+                                             {"max_tokens", 5},
+                                             {"logprobs", true},
+                                             {"top_logprobs", 2},
+                                             {"ignore_eos", true}}));
+    const json& content = chat.at("choices").at(0).at("logprobs").at("content");
+    REQUIRE(content.size() == 5);
+    for (const auto& e : content) {
+        CHECK(e.at("token").is_string());
+        CHECK(e.at("logprob").get<double>() <= 0);
+        CHECK(e.at("bytes").is_array());
+        REQUIRE(e.at("top_logprobs").size() == 2);
+        // Greedy: the chosen token is the most likely one.
+        CHECK(e["top_logprobs"][0].at("logprob").get<double>() == Approx(e["logprob"].get<double>()));
+    }
+
+    // Streamed chunks carry the logprobs of their own tokens.
+    const Streamed s = stream(port, "/v1/completions",
+                              with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"logprobs", 0}, {"ignore_eos", true}}));
+    size_t n = 0;
+    for (const auto& ch : s.chunks)
+        for (const auto& choice : ch.at("choices"))
+            if (!choice.at("logprobs").is_null()) n += choice["logprobs"].at("tokens").size();
+    CHECK(n == 8);
+}
+
+TEST_CASE("sampling parameters and stop strings", "[worker]") {
+    const int port = shared_worker().port();
+    const json greedy = post_ok(port, "/v1/completions", with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}}));
+    const std::string text = greedy.at("choices").at(0).at("text");
+    REQUIRE(text.find("Lily") != std::string::npos);
+
+    const json stopped =
+        post_ok(port, "/v1/completions", with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"stop", "Lily"}}));
+    CHECK(stopped.at("choices").at(0).at("text") == text.substr(0, text.find("Lily")));
+    CHECK(stopped.at("choices").at(0).at("finish_reason") == "stop");
+    const Streamed s = stream(port, "/v1/completions",
+                              with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"stop", {"zzz", "Lily"}}}));
+    CHECK(s.text == text.substr(0, text.find("Lily")));
+    CHECK(s.finish_reason == "stop");
+
+    // Seeded sampling repeats itself; every parameter is accepted in range.
+    const json sampled = {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0.9}, {"top_p", 0.9},
+                          {"top_k", 40}, {"min_p", 0.05}, {"presence_penalty", 0.5}, {"frequency_penalty", 0.5},
+                          {"repetition_penalty", 1.1}, {"seed", 1234}, {"logit_bias", {{"13", -100}}}};
+    const json a = post_ok(port, "/v1/completions", sampled);
+    const json b = post_ok(port, "/v1/completions", sampled);
+    CHECK(a.at("choices").at(0).at("text") == b.at("choices").at(0).at("text"));
+}
+
+TEST_CASE("16 concurrent greedy streams each equal their solo result", "[worker]") {
+    const int port = shared_worker().port();
+    const std::vector<std::string> prompts = {
+        "Once upon a time", "The cat", "Lily and Tom", "One day, a little bird", "The sun was",
+        "Tim had a red ball", "Mom said", "In the park", "The dog ran", "She was happy",
+        "There was a big tree", "The boy", "A little girl named Sue", "They played", "The fish", "At night"};
+    std::vector<json> bodies;
+    std::vector<std::string> solo;
+    for (const auto& p : prompts) {
+        bodies.push_back(with(kGreedy, {{"prompt", p}, {"max_tokens", 48}}));
+        solo.push_back(post_ok(port, "/v1/completions", bodies.back()).at("choices").at(0).at("text"));
+    }
+    std::vector<std::string> texts(prompts.size()), errors(prompts.size());
+    std::vector<bool> framed(prompts.size(), false);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < prompts.size(); ++i)
+        threads.emplace_back([&, i] {
+            try {
+                SseStream s(port, "/v1/completions", with(bodies[i], {{"stream", true}}).dump());
+                bool done = false;
+                bool valid = s.status() == 200;
+                while (auto e = s.next()) {
+                    if (*e == "[DONE]") {
+                        done = true;
+                        continue;
+                    }
+                    valid = valid && !done && loom::tokenizer::is_valid_utf8(*e);
+                    texts[i] += json::parse(*e).at("choices").at(0).at("text").get<std::string>();
+                }
+                framed[i] = valid && done;
+            } catch (const std::exception& ex) {
+                errors[i] = ex.what();
+            }
+        });
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        INFO(prompts[i] << " " << errors[i]);
+        CHECK(errors[i].empty());
+        CHECK(framed[i]);
+        CHECK(texts[i] == solo[i]);
+    }
+}
+
+TEST_CASE("a client that disconnects mid-stream frees its sequence", "[worker]") {
+    const int port = shared_worker().port();
+    const double cancelled = metric(port, kCancelled);
+    const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
+    {
+        SseStream s(port, "/v1/completions", body.dump());
+        REQUIRE(s.next());  // decoding has begun
+        wait_metric(port, kRunning, 1);
+        s.disconnect();
+    }
+    wait_metric(port, kCancelled, cancelled + 1);
+    wait_metric(port, kRunning, 0);
+    const json health = json::parse(http_request(port, "GET", "/health").body);
+    CHECK(health.at("kv_blocks_free") == health.at("kv_blocks_total"));
+
+    // A whole (non-streamed) request whose client leaves is cancelled too.
+    {
+        HttpConnection c(port);
+        c.send("POST", "/v1/completions", with(body, {{"stream", false}}).dump());
+        wait_metric(port, kRunning, 1);  // the answer comes whole at the end: leave before it
+        c.disconnect();
+    }
+    wait_metric(port, kCancelled, cancelled + 2);
+    wait_metric(port, kRunning, 0);
+}
+
+TEST_CASE("/cancel ends a stream with finish_reason cancelled and is idempotent", "[worker]") {
+    const int port = shared_worker().port();
+    SseStream s(port, "/v1/completions",
+                with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}}).dump());
+    const std::string id = s.headers().at("x-request-id");
+    REQUIRE(id.rfind("cmpl-", 0) == 0);
+    REQUIRE(s.next());
+    const json first = post_ok(port, "/cancel", {{"id", id}});
+    CHECK(first.at("cancelled") == true);
+    const Streamed rest = read_stream(s, false);
+    CHECK(rest.finish_reason == "cancelled");
+    const json again = post_ok(port, "/cancel", {{"id", id}});
+    CHECK(again.at("cancelled") == false);
+    CHECK(post_ok(port, "/cancel", {{"id", "cmpl-999999"}}).at("cancelled") == false);
+    CHECK(error_param(post(port, "/cancel", {{"id", "banana"}})) == "id");
+    CHECK(post(port, "/cancel", {{"id", "banana"}}).status == 400);
+    wait_metric(port, kRunning, 0);
+}
+
+TEST_CASE("every malformed request gets a 400 naming the parameter, and the worker keeps serving", "[worker]") {
+    const int port = shared_worker().port();
+    const json ok = {{"prompt", "Hi"}, {"max_tokens", 2}};
+    const json chat_ok = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}};
+    std::string long_prompt;
+    for (int i = 0; i < 3000; ++i) long_prompt += "hello ";
+    struct Case {
+        std::string path;
+        json body;
+        std::string param;
+    };
+    const std::string cmpl = "/v1/completions", chat = "/v1/chat/completions";
+    const std::vector<Case> cases = {
+        {cmpl, with(ok, {{"temperature", "hot"}}), "temperature"},
+        {cmpl, with(ok, {{"temperature", 5}}), "temperature"},
+        {cmpl, with(ok, {{"temperature", -1}}), "temperature"},
+        {cmpl, with(ok, {{"top_p", 0}}), "top_p"},
+        {cmpl, with(ok, {{"top_p", 1.5}}), "top_p"},
+        {cmpl, with(ok, {{"top_k", -5}}), "top_k"},
+        {cmpl, with(ok, {{"top_k", 1.5}}), "top_k"},
+        {cmpl, with(ok, {{"min_p", 2}}), "min_p"},
+        {cmpl, with(ok, {{"presence_penalty", 3}}), "presence_penalty"},
+        {cmpl, with(ok, {{"frequency_penalty", "x"}}), "frequency_penalty"},
+        {cmpl, with(ok, {{"repetition_penalty", 0}}), "repetition_penalty"},
+        {cmpl, with(ok, {{"seed", "x"}}), "seed"},
+        {cmpl, with(ok, {{"seed", 1.5}}), "seed"},
+        {cmpl, with(ok, {{"max_tokens", 0}}), "max_tokens"},
+        {cmpl, with(ok, {{"max_tokens", "10"}}), "max_tokens"},
+        {cmpl, with(ok, {{"stop", 5}}), "stop"},
+        {cmpl, with(ok, {{"stop", {""}}}), "stop"},
+        {cmpl, with(ok, {{"stop", {1, 2}}}), "stop"},
+        {cmpl, with(ok, {{"logit_bias", {{"abc", 1}}}}), "logit_bias"},
+        {cmpl, with(ok, {{"logit_bias", {{"99999", 1}}}}), "logit_bias"},
+        {cmpl, with(ok, {{"logit_bias", {{"1", "x"}}}}), "logit_bias"},
+        {cmpl, with(ok, {{"logit_bias", {{"1", 500}}}}), "logit_bias"},
+        {cmpl, with(ok, {{"logit_bias", json::array()}}), "logit_bias"},
+        {cmpl, with(ok, {{"logprobs", 50}}), "logprobs"},
+        {cmpl, with(ok, {{"logprobs", true}}), "logprobs"},
+        {cmpl, with(ok, {{"n", 2}}), "n"},
+        {cmpl, with(ok, {{"n", "1"}}), "n"},
+        {cmpl, with(ok, {{"stream", "yes"}}), "stream"},
+        {cmpl, with(ok, {{"stream_options", 1}}), "stream_options"},
+        {cmpl, with(ok, {{"echo", true}}), "echo"},
+        {cmpl, {{"max_tokens", 2}}, "prompt"},
+        {cmpl, with(ok, {{"prompt", 5}}), "prompt"},
+        {cmpl, with(ok, {{"prompt", json::array()}}), "prompt"},
+        {cmpl, with(ok, {{"prompt", {99999}}}), "prompt"},
+        {cmpl, with(ok, {{"prompt", {"a", "b"}}}), "prompt"},
+        {cmpl, with(ok, {{"prompt", long_prompt}}), "prompt"},
+        {chat, {{"max_tokens", 2}}, "messages"},
+        {chat, with(chat_ok, {{"messages", json::array()}}), "messages"},
+        {chat, with(chat_ok, {{"messages", "hi"}}), "messages"},
+        {chat, with(chat_ok, {{"messages", {{{"role", 1}, {"content", "x"}}}}}), "messages"},
+        {chat, with(chat_ok, {{"messages", {{{"role", "user"}, {"content", 7}}}}}), "messages"},
+        {chat, with(chat_ok, {{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}), "messages"},
+        {chat, with(chat_ok, {{"logprobs", 1}}), "logprobs"},
+        {chat, with(chat_ok, {{"top_logprobs", 2}}), "top_logprobs"},
+        {chat, with(chat_ok, {{"logprobs", true}, {"top_logprobs", 21}}), "top_logprobs"},
+        {chat, with(chat_ok, {{"max_completion_tokens", -1}}), "max_completion_tokens"},
+        {chat, with(chat_ok, {{"n", 3}}), "n"},
+        {chat, with(chat_ok, {{"tools", {{{"type", "function"}}}}}), "tools"},
+    };
+    for (const auto& c : cases) {
+        const HttpReply r = post(port, c.path, c.body);
+        INFO(c.path << " " << c.body.dump().substr(0, 200) << " -> " << r.status << " " << r.body.substr(0, 300));
+        CHECK(r.status == 400);
+        if (r.status == 400) {
+            CHECK(error_param(r) == c.param);
+            CHECK(json::parse(r.body)["error"]["type"] == "invalid_request_error");
+        }
+    }
+    // n > 1 says that it is not supported.
+    CHECK(post(port, cmpl, with(ok, {{"n", 2}})).body.find("not supported") != std::string::npos);
+
+    for (const std::string bad : {"{", "[1, 2]", "", "{\"prompt\": \"x\",}"}) {
+        const HttpReply r = http_request(port, "POST", cmpl, bad);
+        INFO(bad << " -> " << r.body);
+        CHECK(r.status == 400);
+        CHECK(error_param(r).empty());
+    }
+    const HttpReply unknown_model = post(port, cmpl, with(ok, {{"model", "gpt-4"}}));
+    CHECK(unknown_model.status == 404);
+    CHECK(error_param(unknown_model) == "model");
+    CHECK(post(port, cmpl, with(ok, {{"model", "stories260K"}})).status == 200);
+    CHECK(http_request(port, "GET", "/v1/nothing").status == 404);
+    CHECK(http_request(port, "GET", cmpl).status == 405);
+
+    // Transport-level limits: a body over 1 MiB, a head over 16 KiB, bytes that are not HTTP.
+    {
+        HttpConnection c(port);
+        const std::string big(1200000, 'a');
+        CHECK(c.request("POST", cmpl, "{\"prompt\": \"" + big + "\"}").status == 413);
+    }
+    {
+        HttpConnection c(port);
+        CHECK(c.request("GET", "/health", "", {{"X-Filler", std::string(20000, 'x')}}).status == 431);
+    }
+    {
+        HttpConnection c(port);
+        CHECK(c.raw("NOT HTTP AT ALL\r\n\r\n").status == 400);
+        CHECK(c.closed_by_server());
+    }
+
+    // Still serving.
+    CHECK(post(port, cmpl, ok).status == 200);
+    CHECK(post(port, chat, chat_ok).status == 200);
+    CHECK(http_request(port, "GET", "/health").status == 200);
+}
+
+TEST_CASE("/tokenize and /detokenize round trip", "[worker]") {
+    const int port = shared_worker().port();
+    const std::string text = "Once upon a time, there was a dog named Max. He liked to run!";
+    const json t = post_ok(port, "/tokenize", {{"prompt", text}, {"add_special_tokens", false}});
+    REQUIRE(t.at("count") == t.at("tokens").size());
+    REQUIRE(t.at("count").get<int>() > 5);
+    CHECK(t.at("max_model_len") == 2048);
+    CHECK(post_ok(port, "/detokenize", {{"tokens", t.at("tokens")}}).at("prompt") == text);
+    const json with_bos = post_ok(port, "/tokenize", {{"prompt", text}});
+    CHECK(with_bos.at("count").get<int>() == t.at("count").get<int>() + 1);  // stories260K adds BOS
+    CHECK(post(port, "/detokenize", {{"tokens", {1, 99999}}}).status == 400);
+    CHECK(error_param(post(port, "/detokenize", {{"tokens", "x"}})) == "tokens");
+    CHECK(error_param(post(port, "/tokenize", {{"prompt", 3}})) == "prompt");
+}
+
+TEST_CASE("a full queue answers 429 with Retry-After", "[worker]") {
+    WorkerProcess w({"--max-seqs", "1", "--max-queue", "1"});
+    const int port = w.port();
+    const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
+    SseStream running(port, "/v1/completions", body.dump());
+    REQUIRE(running.next());  // holds the only sequence
+    SseStream waiting(port, "/v1/completions", body.dump());
+    REQUIRE(waiting.status() == 200);
+    const std::string waiting_id = waiting.headers().at("x-request-id");
+    const HttpReply refused = post(port, "/v1/completions", with(body, {{"stream", false}}));
+    CHECK(refused.status == 429);
+    CHECK(refused.headers.count("retry-after") == 1);
+    CHECK(json::parse(refused.body).at("error").at("type") == "rate_limit_error");
+    CHECK(metric(port, "loom_requests_rejected_total{reason=\"queue_full\"}") == 1);
+    const json health = json::parse(http_request(port, "GET", "/health").body);
+    CHECK(health.at("sequences_running") == 1);
+    CHECK(health.at("queue_length") == 1);
+
+    running.disconnect();
+    CHECK(post_ok(port, "/cancel", {{"id", waiting_id}}).at("cancelled") == true);
+    CHECK(read_stream(waiting, false).finish_reason == "cancelled");
+    wait_metric(port, kRunning, 0);
+    CHECK(post(port, "/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 2}}).status == 200);
+}
+
+TEST_CASE("API keys guard everything but /health and /metrics", "[worker]") {
+    WorkerProcess w({"--api-key", "k1", "--api-key", "k2"});
+    const int port = w.port();
+    const json body = {{"prompt", "Hi"}, {"max_tokens", 2}};
+    const HttpReply none = post(port, "/v1/completions", body);
+    CHECK(none.status == 401);
+    CHECK(json::parse(none.body).at("error").at("type") == "authentication_error");
+    CHECK(post(port, "/v1/completions", body, {{"Authorization", "Bearer nope"}}).status == 401);
+    CHECK(post(port, "/v1/completions", body, {{"Authorization", "k1"}}).status == 401);
+    CHECK(post(port, "/v1/completions", body, {{"Authorization", "Bearer k1"}}).status == 200);
+    CHECK(post(port, "/v1/completions", body, {{"Authorization", "Bearer k2"}}).status == 200);
+    CHECK(http_request(port, "GET", "/v1/models").status == 401);
+    CHECK(post(port, "/tokenize", {{"prompt", "x"}}).status == 401);
+    CHECK(post(port, "/cancel", {{"id", 1}}).status == 401);
+    CHECK(http_request(port, "GET", "/health").status == 200);
+    CHECK(http_request(port, "GET", "/metrics").status == 200);
+}
+
+TEST_CASE("SIGTERM lets running streams finish, then exits 0", "[worker]") {
+    WorkerProcess w({});
+    const int port = w.port();
+    SseStream s(port, "/v1/completions",
+                with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"ignore_eos", true}, {"stream", true}}).dump());
+    REQUIRE(s.next());
+    w.signal(SIGTERM);
+    const Streamed rest = read_stream(s, false);
+    CHECK(rest.finish_reason == "length");
+    const auto code = w.wait_exit(std::chrono::seconds(30));
+    INFO(w.log());
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(w.log().find("drained; exiting") != std::string::npos);
+}
