@@ -47,9 +47,10 @@ std::string slurp(const std::filesystem::path& p) {
 // One loom-worker process on a port the system picks (--port 0; the port is read from its log).
 class WorkerProcess {
 public:
-    explicit WorkerProcess(std::vector<std::string> extra) {
+    explicit WorkerProcess(std::vector<std::string> extra, std::filesystem::path model = {}) {
         log_ = loom::test::temp_dir() / "worker.log";
-        std::vector<std::string> args = {worker_bin(), "--model", loom::test::require_stories260k().string(),
+        if (model.empty()) model = loom::test::require_stories260k();
+        std::vector<std::string> args = {worker_bin(), "--model", model.string(),
                                          "--backend", "cpu", "--port", "0", "--log", "info"};
         args.insert(args.end(), extra.begin(), extra.end());
         std::vector<char*> argv;
@@ -677,4 +678,57 @@ TEST_CASE("SIGTERM lets running streams finish, then exits 0", "[worker]") {
     REQUIRE(code.has_value());
     CHECK(*code == 0);
     CHECK(w.log().find("drained; exiting") != std::string::npos);
+}
+
+TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[worker][smollm2]") {
+    // Not require_smollm2(): its absence must not skip the stories260K cases above.
+    std::filesystem::path model;
+    if (const char* v = std::getenv("LOOM_SMOLLM2"); v && *v) model = v;
+    else if (const char* c = std::getenv("LOOM_MODEL_CACHE"); c && *c) model = std::filesystem::path(c) / "SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (model.empty() || !std::filesystem::exists(model)) {
+        WARN("SmolLM2 is not in the model cache (test-models/fetch smollm2-135m-instruct-q4_1): case not run");
+        return;
+    }
+    WorkerProcess w({"--ctx", "512", "--max-seqs", "4"}, model);
+    const int port = w.port();
+    const json health = json::parse(http_request(port, "GET", "/health").body);
+    CHECK(health.at("model") == "SmolLM2-135M-Instruct.Q4_1");
+
+    const std::vector<std::string> questions = {"What is the capital of France?", "Write a haiku about the sea.",
+                                                "Name three colors.", "What is 2 + 2?"};
+    std::vector<json> bodies;
+    std::vector<json> solo;
+    for (const auto& q : questions) {
+        bodies.push_back(with(kGreedy, {{"messages", {{{"role", "user"}, {"content", q}}}}, {"max_tokens", 24}}));
+        solo.push_back(post_ok(port, "/v1/chat/completions", bodies.back()));
+    }
+    const std::string paris = solo[0].at("choices").at(0).at("message").at("content");
+    INFO(paris);
+    CHECK(paris.find("Paris") != std::string::npos);
+    // The template's <|im_end|> ends the answer before max_tokens, as a stop token: not in the text.
+    CHECK(paris.find("<|im_end|>") == std::string::npos);
+
+    const Streamed s = stream(port, "/v1/chat/completions", bodies[0]);
+    CHECK(s.text == paris);
+    CHECK(s.finish_reason == solo[0].at("choices").at(0).at("finish_reason"));
+
+    std::vector<std::string> texts(questions.size()), errors(questions.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < questions.size(); ++i)
+        threads.emplace_back([&, i] {
+            try {
+                SseStream st(port, "/v1/chat/completions", with(bodies[i], {{"stream", true}}).dump());
+                while (auto e = st.next())
+                    if (*e != "[DONE]")
+                        texts[i] += json::parse(*e).at("choices").at(0).at("delta").value("content", json("")).get<std::string>();
+            } catch (const std::exception& ex) {
+                errors[i] = ex.what();
+            }
+        });
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < questions.size(); ++i) {
+        INFO(questions[i] << " " << errors[i]);
+        CHECK(errors[i].empty());
+        CHECK(texts[i] == solo[i].at("choices").at(0).at("message").at("content"));
+    }
 }
