@@ -150,10 +150,11 @@ Collected run_solo(EngineLoop& loop, const GenerationRequest& r) {
     return collect(*s);
 }
 
-// Forwards to a real backend; `before_step(n)` runs before step n (1-based) and may sleep or throw.
+// Forwards to a real backend; `before_step(n, entries)` runs before step n (1-based) of `entries`
+// sequences and may sleep or throw.
 class HookBackend : public Backend {
 public:
-    HookBackend(Backend& inner, std::function<void(int)> before_step)
+    HookBackend(Backend& inner, std::function<void(int, size_t)> before_step)
         : inner_(inner), before_step_(std::move(before_step)) {}
     std::string name() const override { return inner_.name(); }
     std::string device() const override { return inner_.device(); }
@@ -171,18 +172,18 @@ public:
     void close_sequence(int seq) override { inner_.close_sequence(seq); }
     std::vector<engine::BatchOutput> step(std::span<const engine::BatchEntry> batch,
                                           engine::LayerObserver* observer) override {
-        before_step_(++steps_);
+        before_step_(++steps_, batch.size());
         return inner_.step(batch, observer);
     }
     engine::MemoryReport memory() const override { return inner_.memory(); }
 
 private:
     Backend& inner_;
-    std::function<void(int)> before_step_;
+    std::function<void(int, size_t)> before_step_;
     int steps_ = 0;
 };
 
-const auto slow_steps = [](int) { std::this_thread::sleep_for(5ms); };
+const auto slow_steps = [](int, size_t) { std::this_thread::sleep_for(5ms); };
 
 double process_cpu_seconds() {
     timespec ts{};
@@ -588,20 +589,22 @@ TEST_CASE("drain finishes running requests, cancels queued ones at once and the 
 
 TEST_CASE("a backend failure that is not a request error poisons the loop", "[worker][loop]") {
     auto inner = make_backend(2);
-    HookBackend backend(*inner, [](int step) {
-        if (step == 5) throw std::runtime_error("simulated device fault");
+    // The fault comes at the third step that runs both requests.
+    int both = 0;
+    HookBackend backend(*inner, [&both](int, size_t entries) {
+        if (entries == 2 && ++both == 3) throw std::runtime_error("simulated device fault");
     });
     Metrics metrics = make_metrics();
     EngineLoop loop(backend, stories().tok, {}, metrics);
-    auto a = loop.submit(greedy({bos()}, 50, false));
-    auto b = loop.submit(greedy(random_prompt(9, 3), 50, false));
+    auto a = loop.submit(greedy({bos()}, 400, false));
+    auto b = loop.submit(greedy(random_prompt(9, 3), 400, false));
     REQUIRE(a);
     REQUIRE(b);
     for (auto* s : {a.get(), b.get()}) {
         const Collected c = collect(*s);
         CHECK(c.last.finish_reason == "error");
         CHECK_THAT(c.last.error, loom::test::contains("simulated device fault"));
-        CHECK(c.last.completion_tokens < 50);
+        CHECK(c.last.completion_tokens < 400);
     }
     CHECK(loop.poisoned());
     CHECK_THAT(loop.poison_message(), loom::test::contains("simulated device fault"));
@@ -614,7 +617,7 @@ TEST_CASE("a backend failure that is not a request error poisons the loop", "[wo
 
 TEST_CASE("a request error from a step fails the running requests and the loop keeps serving", "[worker][loop]") {
     auto inner = make_backend(2);
-    HookBackend backend(*inner, [](int step) {
+    HookBackend backend(*inner, [](int step, size_t) {
         if (step == 3) throw engine::RequestError("simulated refusal");
     });
     Metrics metrics = make_metrics();
