@@ -123,12 +123,29 @@ private:
         parser_->header_limit(static_cast<uint32_t>(server_.limits.header_bytes));
         idle_ = true;
         stream_.expires_after(server_.limits.request_timeout);
-        http::async_read(stream_, buffer_, *parser_,
-                         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+        http::async_read_header(stream_, buffer_, *parser_,
+                                [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+    }
+
+    // Clients such as curl send "Expect: 100-continue" before a larger body and wait for the go-ahead.
+    void on_header(beast::error_code ec) {
+        idle_ = false;
+        if (closed_) return;
+        if (ec) return on_read(ec);
+        const auto read_body = [self = shared_from_this()] {
+            http::async_read(self->stream_, self->buffer_, *self->parser_,
+                             [self](beast::error_code ec, size_t) { self->on_read(ec); });
+        };
+        if (!beast::iequals(parser_->get()[http::field::expect], "100-continue")) return read_body();
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                         [self = shared_from_this(), read_body](beast::error_code ec, size_t) {
+                             if (ec) return self->close();
+                             read_body();
+                         });
     }
 
     void on_read(beast::error_code ec) {
-        idle_ = false;
         if (closed_) return;
         if (ec == http::error::body_limit)
             return send_fatal(error_response(413, "the request body exceeds " + std::to_string(server_.limits.body_bytes) +
@@ -330,6 +347,7 @@ private:
     void linger_close() {
         if (closed_) return;
         beast::error_code ec;
+        if (watching_) stream_.socket().cancel(ec);  // one reader at a time: the watch ends here
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream_.expires_after(std::chrono::seconds(1));
         discard_.resize(16 << 10);

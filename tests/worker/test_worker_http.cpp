@@ -284,6 +284,15 @@ TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
     REQUIRE(models.at("data").size() == 1);
     CHECK(models["data"][0].at("id") == "stories260K");
     CHECK(models["data"][0].at("max_model_len") == 2048);
+
+    // "Expect: 100-continue" (curl, for larger bodies): the go-ahead first, then the answer.
+    const std::string body = R"({"prompt": "Hi", "max_tokens": 2})";
+    const HttpReply go = c.raw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+    CHECK(go.status == 100);
+    const HttpReply answer = c.raw(body);
+    CHECK(answer.status == 200);
+    CHECK(json::parse(answer.body).at("usage").at("completion_tokens") == 2);
 }
 
 TEST_CASE("completions: whole and streamed answers agree, with usage", "[worker]") {
