@@ -25,16 +25,20 @@ Engine::~Engine() {
     for (auto& [id, r] : running_) backend_.close_sequence(r.seq);
 }
 
-uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options) {
-    const ModelConfig& c = backend_.config();
+RequestLimits RequestLimits::of(const Backend& backend) {
+    return {backend.config().n_vocab, backend.n_ctx(), backend.kv_blocks().block_tokens(),
+            backend.kv_blocks().total_blocks()};
+}
+
+void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options) {
     if (prompt.empty()) throw RequestError("prompt: no tokens");
     for (int32_t id : prompt)
-        if (id < 0 || id >= c.n_vocab)
+        if (id < 0 || id >= limits.n_vocab)
             throw RequestError("prompt: token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                               std::to_string(c.n_vocab - 1) + ")");
-    if (static_cast<int64_t>(prompt.size()) >= backend_.n_ctx())
+                               std::to_string(limits.n_vocab - 1) + ")");
+    if (static_cast<int64_t>(prompt.size()) >= limits.n_ctx)
         throw RequestError("prompt: " + std::to_string(prompt.size()) + " tokens leave no room in the context of " +
-                           std::to_string(backend_.n_ctx()));
+                           std::to_string(limits.n_ctx));
     if (options.max_tokens < 1)
         throw RequestError("max_tokens: " + std::to_string(options.max_tokens) + " is below 1");
     if (options.top_logprobs > kMaxTopLogprobs)
@@ -42,12 +46,15 @@ uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options)
                                                      std::to_string(kMaxTopLogprobs));
     if (options.sampling.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
         throw SamplingParamError("logit_bias", "more than " + std::to_string(kMaxLogitBiasEntries) + " entries");
-    validate(options.sampling, c.n_vocab);
-    const KvBlockPool& kv = backend_.kv_blocks();
-    const int64_t blocks = (static_cast<int64_t>(prompt.size()) + kv.block_tokens()) / kv.block_tokens();
-    if (blocks > kv.total_blocks())
+    validate(options.sampling, limits.n_vocab);
+    const int64_t blocks = (static_cast<int64_t>(prompt.size()) + limits.kv_block_tokens) / limits.kv_block_tokens;
+    if (blocks > limits.kv_blocks_total)
         throw KvCacheFullError("prompt: " + std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +
-                               " KV blocks, the cache has " + std::to_string(kv.total_blocks()));
+                               " KV blocks, the cache has " + std::to_string(limits.kv_blocks_total));
+}
+
+uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options) {
+    check_request(RequestLimits::of(backend_), prompt, options);
     Request r;
     r.id = next_id_++;
     r.options = options;

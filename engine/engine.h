@@ -34,6 +34,21 @@ struct TokenEvent {
     std::string error;          // finish == error: why (sampling failed, KV cache full)
 };
 
+// The fixed facts of a backend a request is checked against (safe to read from any thread).
+struct RequestLimits {
+    int n_vocab = 0;
+    int n_ctx = 0;
+    int kv_block_tokens = 0;
+    int kv_blocks_total = 0;
+    static RequestLimits of(const Backend& backend);
+};
+
+// The checks Engine::add makes before queueing: RequestError / SamplingParamError / KvCacheFullError
+// naming the field (prompt empty, ids outside the vocabulary, no room for one generated token,
+// max_tokens < 1, top_logprobs or logit_bias over their limits, sampling parameters out of range, a
+// prompt larger than the whole KV cache). Callers on other threads use it to refuse early.
+void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options);
+
 class Engine {
 public:
     // observer (--dump-layers): sees every step's layer outputs; steps then carry one request.

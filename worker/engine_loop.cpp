@@ -97,14 +97,11 @@ EngineLoop::EngineLoop(engine::Backend& backend, const tokenizer::Tokenizer& tok
       tokenizer_(tokenizer),
       limits_(limits),
       metrics_(metrics),
-      n_vocab_(backend.config().n_vocab),
-      n_ctx_(backend.n_ctx()),
-      kv_block_tokens_(backend.kv_blocks().block_tokens()),
-      kv_blocks_total_(backend.kv_blocks().total_blocks()),
+      limits_of_backend_(engine::RequestLimits::of(backend)),
       max_seqs_(backend.kv_blocks().max_seqs()),
       state_(std::make_unique<State>(backend)) {
     snapshot_.max_seqs = max_seqs_;
-    snapshot_.kv_blocks_total = kv_blocks_total_;
+    snapshot_.kv_blocks_total = limits_of_backend_.kv_blocks_total;
     snapshot_.kv_blocks_free = backend.kv_blocks().free_blocks();
     thread_ = std::thread(&EngineLoop::run, this);
 }
@@ -120,29 +117,7 @@ EngineLoop::~EngineLoop() {
 
 // Engine::add's checks, made here on the caller's thread so the Engine stays with the loop thread.
 void EngineLoop::validate(const GenerationRequest& request) const {
-    const auto& prompt = request.prompt;
-    if (prompt.empty()) throw engine::RequestError("prompt: no tokens");
-    for (int32_t id : prompt)
-        if (id < 0 || id >= n_vocab_)
-            throw engine::RequestError("prompt: token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                                       std::to_string(n_vocab_ - 1) + ")");
-    if (static_cast<int64_t>(prompt.size()) >= n_ctx_)
-        throw engine::RequestError("prompt: " + std::to_string(prompt.size()) +
-                                   " tokens leave no room in the context of " + std::to_string(n_ctx_));
-    const engine::RequestOptions& o = request.options;
-    if (o.max_tokens < 1) throw engine::RequestError("max_tokens: " + std::to_string(o.max_tokens) + " is below 1");
-    if (o.top_logprobs > engine::kMaxTopLogprobs)
-        throw engine::SamplingParamError("top_logprobs", std::to_string(o.top_logprobs) + " is above the maximum " +
-                                                             std::to_string(engine::kMaxTopLogprobs));
-    if (o.sampling.logit_bias.size() > static_cast<size_t>(engine::kMaxLogitBiasEntries))
-        throw engine::SamplingParamError("logit_bias",
-                                         "more than " + std::to_string(engine::kMaxLogitBiasEntries) + " entries");
-    engine::validate(o.sampling, n_vocab_);
-    const int64_t blocks = (static_cast<int64_t>(prompt.size()) + kv_block_tokens_) / kv_block_tokens_;
-    if (blocks > kv_blocks_total_)
-        throw engine::KvCacheFullError("prompt: " + std::to_string(prompt.size()) + " tokens need " +
-                                       std::to_string(blocks) + " KV blocks, the cache has " +
-                                       std::to_string(kv_blocks_total_));
+    engine::check_request(limits_of_backend_, request.prompt, request.options);
     for (const auto& s : request.stop_strings)
         if (s.empty()) throw engine::RequestError("stop: stop strings must not be empty");
 }
@@ -202,7 +177,7 @@ LoopStatus EngineLoop::status() const {
 void EngineLoop::warm_up() {
     GenerationRequest r;
     const auto bos = tokenizer_.special_ids().bos;
-    r.prompt = {bos && *bos >= 0 && *bos < n_vocab_ ? *bos : 0};
+    r.prompt = {bos && *bos >= 0 && *bos < limits_of_backend_.n_vocab ? *bos : 0};
     r.options.max_tokens = 1;
     r.options.sampling.temperature = 0;
     const auto stream = enqueue(std::move(r), true);

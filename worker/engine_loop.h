@@ -127,7 +127,8 @@ private:
     const LoopLimits limits_;
     Metrics& metrics_;
     // Fixed at construction, read by submit() on any thread without touching the backend.
-    const int n_vocab_, n_ctx_, kv_block_tokens_, kv_blocks_total_, max_seqs_;
+    const engine::RequestLimits limits_of_backend_;
+    const int max_seqs_;
 
     mutable std::mutex mutex_;  // guards everything below
     std::condition_variable wake_;     // the loop sleeps on it while idle
