@@ -128,9 +128,14 @@ private:
     std::filesystem::path log_;
 };
 
-// The worker most tests share: the model's context (2048), 16 sequences.
-WorkerProcess& shared_worker() {
+// The worker most tests share: the model's context (2048), 16 sequences. The last test case
+// stops it and checks its exit (a sanitizer report would make that non-zero).
+std::unique_ptr<WorkerProcess>& shared_worker_slot() {
     static std::unique_ptr<WorkerProcess> w;
+    return w;
+}
+WorkerProcess& shared_worker() {
+    auto& w = shared_worker_slot();
     if (!w) w = std::make_unique<WorkerProcess>(std::vector<std::string>{});
     return *w;
 }
@@ -740,4 +745,15 @@ TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[w
         CHECK(errors[i].empty());
         CHECK(texts[i] == solo[i].at("choices").at(0).at("message").at("content"));
     }
+}
+
+TEST_CASE("the shared worker drains on SIGTERM and exits 0 after all of the above", "[worker]") {
+    auto& w = shared_worker_slot();
+    if (!w) return;  // a filtered run that never started it
+    w->signal(SIGTERM);
+    const auto code = w->wait_exit(std::chrono::seconds(30));
+    INFO(w->log());
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    w.reset();
 }
