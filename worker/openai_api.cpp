@@ -3,6 +3,7 @@
 #include "worker/openai_api.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "engine/backend.h"

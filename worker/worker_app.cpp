@@ -3,9 +3,12 @@
 #include "worker/worker_app.h"
 
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 #include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -17,6 +20,7 @@
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
 #include "worker/engine_loop.h"
+#include "worker/http_server.h"
 #include "worker/metrics.h"
 #include "worker/openai_api.h"
 #ifdef LOOM_HAVE_CUDA

@@ -2,13 +2,10 @@
 // /cancel), API keys, the load -> serve -> drain life cycle and the process's exit codes.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "worker/http_server.h"
 
 namespace loom::worker {
 
