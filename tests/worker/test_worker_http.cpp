@@ -322,6 +322,11 @@ TEST_CASE("completions: whole and streamed answers agree, with usage", "[worker]
     CHECK(s.usage == whole.at("usage"));
     CHECK(s.chunks.size() >= 10);  // streamed, not one block
     CHECK(s.chunks.back().at("choices").empty());  // the usage chunk comes last
+
+    // The same prompt as token ids, alone or in a list of one; unknown fields are ignored (as vLLM does).
+    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", tokenized.at("tokens")}})).at("choices").at(0).at("text") == text);
+    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", {tokenized.at("tokens")}}})).at("choices").at(0).at("text") == text);
+    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", {"Once upon a time"}}, {"frobnicate", 1}})).at("choices").at(0).at("text") == text);
 }
 
 TEST_CASE("chat completions: the template, whole and streamed", "[worker]") {
@@ -351,6 +356,12 @@ TEST_CASE("chat completions: the template, whole and streamed", "[worker]") {
     const json parts = json::array({{{"role", "system"}, {"content", json::array({{{"type", "text"}, {"text", "You tell stories."}}})}},
                                     messages[1]});
     CHECK(post_ok(port, "/v1/chat/completions", with(body, {{"messages", parts}})).at("choices").at(0).at("message").at("content") == text);
+
+    // max_completion_tokens is the newer name of max_tokens.
+    const json shorter = post_ok(port, "/v1/chat/completions",
+                                 with(kGreedy, {{"messages", messages}, {"max_completion_tokens", 3}, {"ignore_eos", true}}));
+    CHECK(shorter.at("usage").at("completion_tokens") == 3);
+    CHECK(shorter.at("choices").at(0).at("finish_reason") == "length");
 }
 
 TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
