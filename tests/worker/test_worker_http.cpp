@@ -1,5 +1,5 @@
-// loom-worker as clients see it: the real binary (--backend cpu, stories260K) on a loopback port,
-// driven over HTTP — OpenAI completions and chat (whole and streamed), concurrency, disconnects,
+// loom-worker as clients see it: the real binary (--backend cpu, stories260K; LOOM_WORKER_BACKEND=cuda
+// runs the same cases on a GPU) on a loopback port, driven over HTTP — OpenAI completions and chat (whole and streamed), concurrency, disconnects,
 // /cancel, the bounded queue, malformed requests, API keys, tokenize round trips, SIGTERM, no CUDA.
 #include <chrono>
 #include <csignal>
@@ -39,6 +39,12 @@ std::string worker_bin() {
     return bin;
 }
 
+// The backend every worker here runs on: cpu, unless LOOM_WORKER_BACKEND names cuda (the GPU host).
+std::string backend() {
+    const char* b = std::getenv("LOOM_WORKER_BACKEND");
+    return b && *b ? b : "cpu";
+}
+
 std::string slurp(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -51,7 +57,7 @@ public:
         log_ = loom::test::temp_dir() / "worker.log";
         if (model.empty()) model = loom::test::require_stories260k();
         std::vector<std::string> args = {worker_bin(), "--model", model.string(),
-                                         "--backend", "cpu", "--port", "0", "--log", "info"};
+                                         "--backend", backend(), "--port", "0", "--log", "info"};
         args.insert(args.end(), extra.begin(), extra.end());
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
@@ -248,6 +254,7 @@ json with(json base, const json& extra) {
 }  // namespace
 
 TEST_CASE("--backend cuda without a usable CUDA device exits 3 naming the cause", "[worker]") {
+    if (backend() == "cuda") return;  // the GPU host: the device is there
     const auto r = loom::test::run_command("timeout 60 " + loom::test::shell_quote(worker_bin()) + " --model " +
                                            loom::test::shell_quote(loom::test::require_stories260k().string()) +
                                            " --backend cuda --port 0");
@@ -272,13 +279,14 @@ TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
     const json j = json::parse(h.body);
     CHECK(j.at("status") == "ok");
     CHECK(j.at("model") == "stories260K");
-    CHECK(j.at("backend") == "cpu");
-    CHECK(j.at("device").get<std::string>().rfind("CPU", 0) == 0);
+    CHECK(j.at("backend") == backend());
+    if (backend() == "cpu") CHECK(j.at("device").get<std::string>().rfind("CPU", 0) == 0);
     CHECK(j.at("context_size") == 2048);
     CHECK(j.at("sequences_max") == 16);
     CHECK(j.at("sequences_running") == 0);
     CHECK(j.at("queue_length") == 0);
-    CHECK(j.at("residency_verified") == false);
+    CHECK(j.at("residency_verified") == (backend() == "cuda"));  // the CPU backend holds host RAM
+    CHECK(j.at("compute_capability").is_null() == (backend() == "cpu"));
     CHECK(j.at("vram_bytes").at("weights").at("used").get<uint64_t>() > 0);
     CHECK(j.at("uptime_s").get<double>() > 0);
 
