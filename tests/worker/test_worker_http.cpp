@@ -271,6 +271,27 @@ TEST_CASE("--backend cuda without a usable CUDA device exits 3 naming the cause"
     REQUIRE(r.err.find("--backend cpu") != std::string::npos);  // says how to run without a GPU
 }
 
+TEST_CASE("bad command lines exit 2 naming the cause", "[worker]") {
+    const std::string bin = loom::test::shell_quote(worker_bin());
+    const std::string model = loom::test::shell_quote(loom::test::require_stories260k().string());
+    const auto run = [&](const std::string& args) { return loom::test::run_command("timeout 60 " + bin + " " + args); };
+    auto r = run("--model " + model + " --backend tpu");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("--backend") != std::string::npos);
+    r = run("--model /nonexistent/model.gguf --backend cpu --port 0");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("cannot load /nonexistent/model.gguf") != std::string::npos);
+    r = run("--model " + model + " --backend cpu --log http=loud");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("unknown level 'loud'") != std::string::npos);
+    r = run("--model " + model + " --backend cpu --port " + std::to_string(shared_worker().port()));
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("Address already in use") != std::string::npos);
+    r = run("--backend cpu");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("--model") != std::string::npos);
+}
+
 TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
     const int port = shared_worker().port();
     HttpConnection c(port);
