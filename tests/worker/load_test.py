@@ -10,23 +10,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-
-def model_path():
-    for candidate in (
-        os.environ.get("LOOM_STORIES260K", ""),
-        os.path.join(os.environ.get("LOOM_MODEL_CACHE", ""), "stories260K.gguf"),
-        os.path.join(os.environ.get("LOOM_SHARED_DIR", ""), "test-models", "stories260K.gguf"),
-    ):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    print("SKIPPED: stories260K.gguf not found (test-models/fetch stories260k)")
-    sys.exit(77)
+from worker_process import start_worker
 
 
 def rss_bytes(pid):
@@ -153,25 +142,9 @@ def main():
     parser.add_argument("--clients", type=int, default=int(os.environ.get("LOOM_LOAD_CLIENTS", "200")))
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("LOOM_LOAD_SECONDS", "60")))
     args = parser.parse_args()
-    binary = os.environ.get("LOOM_WORKER_BIN")
-    if not binary:
-        print("SKIPPED: LOOM_WORKER_BIN is not set (run through ctest)")
-        sys.exit(77)
-
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        proc = subprocess.Popen([binary, "--model", model_path(), "--backend", "cpu", "--port", "0",
-                                 "--max-seqs", "16", "--max-queue", "64", "--log", "warn,worker=info"],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc, port = start_worker(log, ["--max-seqs", "16", "--max-queue", "64", "--log", "warn,worker=info"])
         try:
-            port = None
-            t_end = time.time() + 60
-            while port is None and time.time() < t_end:
-                assert proc.poll() is None, open(log.name).read()
-                m = re.search(r"ready on http://127\.0\.0\.1:(\d+)", open(log.name).read())
-                port = int(m.group(1)) if m else None
-                time.sleep(0.05)
-            assert port, open(log.name).read()
-
             stats, rss = asyncio.run(run_load(port, proc.pid, args.clients, args.seconds))
 
             time.sleep(0.5)

@@ -1,14 +1,11 @@
 # The official OpenAI Python client against loom-worker (--backend cpu, stories260K): streamed and
 # whole chat and text completions, usage, an API key, and the client's typed errors for a 400/401/404.
 # Exit 77 (skipped) when the `openai` package is not installed (python3 -m pip install openai).
-import os
-import re
 import signal
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from worker_process import model_path, start_worker
 
 try:
     import openai
@@ -17,46 +14,9 @@ except ImportError:
     sys.exit(77)
 
 
-def model_path():
-    for candidate in (
-        os.environ.get("LOOM_STORIES260K", ""),
-        os.path.join(os.environ.get("LOOM_MODEL_CACHE", ""), "stories260K.gguf"),
-        os.path.join(os.environ.get("LOOM_SHARED_DIR", ""), "test-models", "stories260K.gguf"),
-    ):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    print("SKIPPED: stories260K.gguf not found (test-models/fetch stories260k)")
-    sys.exit(77)
-
-
-def start_worker(log):
-    binary = os.environ.get("LOOM_WORKER_BIN")
-    if not binary:
-        print("SKIPPED: LOOM_WORKER_BIN is not set (run through ctest)")
-        sys.exit(77)
-    proc = subprocess.Popen(
-        [binary, "--model", model_path(), "--backend", "cpu", "--port", "0", "--api-key", "sk-loom"],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    port = None
-    while time.time() < deadline:
-        assert proc.poll() is None, open(log.name).read()
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(log.name).read())
-        if m:
-            port = int(m.group(1))
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as r:
-                    if r.status == 200:
-                        return proc, port
-            except OSError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError("the worker did not become healthy:\n" + open(log.name).read())
-
-
 def main():
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-        proc, port = start_worker(log)
+        proc, port = start_worker(log, ["--api-key", "sk-loom"])
         try:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-loom", max_retries=0)
             messages = [{"role": "user", "content": "Tell me a story about a cat."}]
