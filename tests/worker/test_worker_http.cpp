@@ -375,7 +375,7 @@ TEST_CASE("chat completions: the template, whole and streamed", "[worker]") {
 
     const Streamed s = stream(port, "/v1/chat/completions", body);
     CHECK(s.text == text);
-    CHECK(s.finish_reason == choice.at("finish_reason"));
+    CHECK(s.finish_reason == choice.at("finish_reason").get<std::string>());
     REQUIRE(!s.chunks.empty());
     CHECK(s.chunks.front().at("choices").at(0).at("delta").at("role") == "assistant");
     CHECK(s.chunks.back().at("choices").at(0).at("delta").empty());  // the finish chunk
@@ -410,7 +410,7 @@ TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
         CHECK(lp["text_offset"][i] == joined.size());
         joined += lp["tokens"][i].get<std::string>();
     }
-    CHECK(joined == c.at("choices").at(0).at("text"));
+    CHECK(joined == c.at("choices").at(0).at("text").get<std::string>());
 
     const json chat = post_ok(port, "/v1/chat/completions",
                               with(kGreedy, {{"messages", {{{"role", "user"}, {"content", "Hi"}}}},
@@ -764,7 +764,7 @@ TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[w
 
     const Streamed s = stream(port, "/v1/chat/completions", bodies[0]);
     CHECK(s.text == paris);
-    CHECK(s.finish_reason == solo[0].at("choices").at(0).at("finish_reason"));
+    CHECK(s.finish_reason == solo[0].at("choices").at(0).at("finish_reason").get<std::string>());
 
     std::vector<std::string> texts(questions.size()), errors(questions.size());
     std::vector<std::thread> threads;
@@ -783,7 +783,7 @@ TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[w
     for (size_t i = 0; i < questions.size(); ++i) {
         INFO(questions[i] << " " << errors[i]);
         CHECK(errors[i].empty());
-        CHECK(texts[i] == solo[i].at("choices").at(0).at("message").at("content"));
+        CHECK(texts[i] == solo[i].at("choices").at(0).at("message").at("content").get<std::string>());
     }
 }
 
