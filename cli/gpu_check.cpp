@@ -77,6 +77,9 @@ int run(const Options& o) {
 
     std::printf("loom gpu-check %s\n", o.model.c_str());
     std::printf("  device       %s, model loaded in %.2f s\n", gpu->device().c_str(), load_s);
+    std::printf("  upload       %.1f MB of weights through pinned staging in %.3f s = %.2f GB/s\n",
+                gpu->upload_bytes() / 1e6, gpu->upload_seconds(),
+                gpu->upload_seconds() > 0 ? gpu->upload_bytes() / gpu->upload_seconds() / 1e9 : 0.0);
     const engine::MemoryReport mem = gpu->memory();
     for (const engine::MemoryUse& u : mem.uses)
         std::printf("  vram         %-10s %10.1f MiB used of %10.1f MiB\n", u.purpose.c_str(), u.used / 1048576.0,

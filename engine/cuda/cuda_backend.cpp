@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -144,6 +145,8 @@ struct CudaBackend::State {
     std::unique_ptr<kernels::GemmContext> gemm;
     std::unique_ptr<CudaSampler> sampler;
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
+    uint64_t upload_bytes = 0;
+    double upload_seconds = 0;
     std::map<int64_t, cudaGraphExec_t> decode_graphs;  // by (attention bound, decode batch size, logits projected)
 
     State(const ModelConfig& c, int ctx, const BatchLimits& limits)
@@ -363,7 +366,9 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
     PinnedPtr staging = alloc_pinned(staging_bytes);
     std::vector<uint8_t*> group_base(group_bytes.size(), nullptr);
+    const auto upload_start = std::chrono::steady_clock::now();
     for (Upload& u : uploads) {
+        s.upload_bytes += u.bytes();
         uint8_t* dst = nullptr;
         if (u.group < 0) {
             dst = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, u.bytes()));
@@ -381,6 +386,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         }
         if (u.place) u.place(dst);
     }
+    s.upload_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_start).count();
     if (c.tied_embeddings) s.output = Matrix{s.embd_type, s.token_embd, d, c.n_vocab};
     if (!kernels::matvec_supports(s.output.type))
         throw ModelError("cuda backend: no matvec kernel for the tied output projection (type " +
@@ -430,6 +436,8 @@ int CudaBackend::max_batch_tokens() const { return s_->max_tokens; }
 const KvBlockPool& CudaBackend::kv_blocks() const { return s_->pool; }
 int CudaBackend::open_sequence() { return s_->pool.open(); }
 int CudaBackend::cuda_graphs_captured() const { return static_cast<int>(s_->decode_graphs.size()); }
+uint64_t CudaBackend::upload_bytes() const { return s_->upload_bytes; }
+double CudaBackend::upload_seconds() const { return s_->upload_seconds; }
 
 void CudaBackend::close_sequence(int seq) {
     s_->pool.close(seq);

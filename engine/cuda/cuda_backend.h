@@ -44,6 +44,10 @@ public:
     // Decode-step graphs captured so far (for tests and benchmarks).
     int cuda_graphs_captured() const;
 
+    // The weight upload at load: bytes copied file -> pinned staging -> VRAM, and the seconds it took.
+    uint64_t upload_bytes() const;
+    double upload_seconds() const;
+
 private:
     struct State;
     std::unique_ptr<State> s_;

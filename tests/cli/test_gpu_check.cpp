@@ -27,6 +27,7 @@ TEST_CASE("gpu-check passes on a usable GPU, or exits 3 naming why there is none
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.out, loom::test::contains("every arena device memory (cudaPointerGetAttributes): ok"));
     CHECK_THAT(r.out, loom::test::contains("32 greedy tokens on cuda"));
+    CHECK_THAT(r.out, loom::test::contains("of weights through pinned staging"));
     CHECK_THAT(r.out, loom::test::contains("16/16"));
     CHECK_THAT(r.out, loom::test::contains(inv.devices.front().name));
     CHECK_THAT(r.out, loom::test::contains("PASS"));
