@@ -284,6 +284,7 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
         throw bad("user", "user must be a string, not " + type_name(*user));
 
     r.stream = boolean(body, "stream", false);
+    r.return_token_ids = boolean(body, "return_token_ids", false);
     if (const json* so = field(body, "stream_options")) {
         if (!so->is_object()) throw bad("stream_options", "stream_options must be an object, not " + type_name(*so));
         r.include_usage = boolean(*so, "include_usage", false);
@@ -402,6 +403,8 @@ ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, 
       logprobs_(request.logprobs),
       top_logprobs_(request.top_logprobs),
       include_usage_(request.include_usage),
+      return_token_ids_(request.return_token_ids),
+      prompt_ids_(request.return_token_ids ? request.generation.prompt : std::vector<int32_t>{}),
       id_((request.endpoint == Endpoint::chat ? "chatcmpl-" : "cmpl-") + std::to_string(request_id)),
       created_(created) {
     if (logprobs_)
@@ -417,14 +420,27 @@ std::string ResponseWriter::sse(const json& j) {
     return "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
-json ResponseWriter::chunk(json choice) const {
+json ResponseWriter::chunk(json choice) {
     const bool chat = endpoint_ == Endpoint::chat;
-    return {{"id", id_},
-            {"object", chat ? "chat.completion.chunk" : "text_completion"},
-            {"created", created_},
-            {"model", api_.model_name()},
-            {"choices", json::array({std::move(choice)})}};
+    json out = {{"id", id_},
+                {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created_},
+                {"model", api_.model_name()},
+                {"choices", json::array({std::move(choice)})}};
+    if (return_token_ids_ && !prompt_ids_sent_) {
+        out["prompt_token_ids"] = prompt_ids_;
+        prompt_ids_sent_ = true;
+    }
+    return out;
 }
+
+namespace {
+json token_ids_of(const std::vector<engine::SampledToken>& tokens) {
+    json ids = json::array();
+    for (const auto& t : tokens) ids.push_back(t.token);
+    return ids;
+}
+}  // namespace
 
 json ResponseWriter::usage() const {
     return {{"prompt_tokens", prompt_tokens_},
@@ -482,13 +498,14 @@ std::string ResponseWriter::stream_start() {
 std::string ResponseWriter::stream_event(const StreamEvent& e) {
     const bool chat = endpoint_ == Endpoint::chat;
     std::string out;
-    if (!e.text.empty() || (logprobs_ && !e.tokens.empty())) {
+    if (!e.text.empty() || ((logprobs_ || return_token_ids_) && !e.tokens.empty())) {
         json choice = {{"index", 0}};
         if (chat)
             choice["delta"] = {{"content", e.text}};
         else
             choice["text"] = e.text;
         choice["logprobs"] = logprobs_ && !e.tokens.empty() ? choice_logprobs(e.tokens) : json(nullptr);
+        if (return_token_ids_) choice["token_ids"] = token_ids_of(e.tokens);
         choice["finish_reason"] = nullptr;
         out += sse(chunk(std::move(choice)));
     }
@@ -519,6 +536,8 @@ std::string ResponseWriter::stream_event(const StreamEvent& e) {
 
 void ResponseWriter::add(const StreamEvent& e) {
     text_ += e.text;
+    if (return_token_ids_)
+        for (const auto& t : e.tokens) token_ids_.push_back(t.token);
     if (logprobs_ && !e.tokens.empty()) {
         json part = choice_logprobs(e.tokens);
         for (auto& [key, values] : part.items())
@@ -544,12 +563,15 @@ json ResponseWriter::whole() const {
         choice["text"] = text_;
     choice["logprobs"] = logprob_entries_;
     choice["finish_reason"] = finish_reason_;
-    return {{"id", id_},
-            {"object", chat ? "chat.completion" : "text_completion"},
-            {"created", created_},
-            {"model", api_.model_name()},
-            {"choices", json::array({std::move(choice)})},
-            {"usage", usage()}};
+    if (return_token_ids_) choice["token_ids"] = token_ids_;
+    json out = {{"id", id_},
+                {"object", chat ? "chat.completion" : "text_completion"},
+                {"created", created_},
+                {"model", api_.model_name()},
+                {"choices", json::array({std::move(choice)})},
+                {"usage", usage()}};
+    if (return_token_ids_) out["prompt_token_ids"] = prompt_ids_;
+    return out;
 }
 
 }  // namespace loom::worker

@@ -47,6 +47,7 @@ struct ApiRequest {
     bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
     bool logprobs = false;       // per-token log-probabilities in the answer
     int top_logprobs = 0;        // alternatives per token when logprobs
+    bool return_token_ids = false;  // vLLM's extension: prompt_token_ids and each choice's token_ids
 };
 
 // What the API knows about the served model. Thread-safe after construction.
@@ -65,7 +66,8 @@ public:
     // unknown model). Parameters: model, prompt | messages, max_tokens (chat also
     // max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty,
     // repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
-    // stream_options, ignore_eos (vLLM's extension), echo/suffix (refused when used), user; other
+    // stream_options, ignore_eos and return_token_ids (vLLM's extensions), echo/suffix (refused when
+    // used), user; other
     // fields are ignored, as vLLM does.
     ApiRequest parse(Endpoint endpoint, std::string_view body) const;
 
@@ -121,7 +123,7 @@ public:
 
 private:
     nlohmann::json choice_logprobs(const std::vector<engine::SampledToken>& tokens);
-    nlohmann::json chunk(nlohmann::json choice) const;
+    nlohmann::json chunk(nlohmann::json choice);
     nlohmann::json usage() const;
     static std::string sse(const nlohmann::json& j);
 
@@ -130,6 +132,10 @@ private:
     bool logprobs_;
     int top_logprobs_;
     bool include_usage_;
+    bool return_token_ids_;
+    std::vector<int32_t> prompt_ids_;  // return_token_ids: sent once, in the first chunk (or the whole answer)
+    bool prompt_ids_sent_ = false;
+    std::vector<int32_t> token_ids_;   // whole answers with return_token_ids: every generated id
     std::string id_;
     int64_t created_;
     std::string text_;                 // whole answers: the text so far

@@ -9,7 +9,6 @@
 #include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <spawn.h>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -19,10 +18,9 @@
 #include "catch.hpp"
 #include "support/run_command.h"
 #include "support/test_data.h"
+#include "support/worker_process.h"
 #include "tokenizer/utf8.h"
 #include "worker/http_client.h"
-
-extern char** environ;
 
 namespace {
 
@@ -32,12 +30,7 @@ using loom::test::HttpReply;
 using loom::test::SseStream;
 using loom::test::http_request;
 using Clock = std::chrono::steady_clock;
-
-std::string worker_bin() {
-    const char* bin = std::getenv("LOOM_WORKER_BIN");
-    if (!bin || !*bin) loom::test::skip_program("LOOM_WORKER_BIN is not set (run through ctest)");
-    return bin;
-}
+using loom::test::worker_bin;
 
 // The backend every worker here runs on: cpu, unless LOOM_WORKER_BACKEND names cuda (the GPU host).
 std::string backend() {
@@ -45,93 +38,11 @@ std::string backend() {
     return b && *b ? b : "cpu";
 }
 
-std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// One loom-worker process on a port the system picks (--port 0; the port is read from its log).
-class WorkerProcess {
-public:
-    explicit WorkerProcess(std::vector<std::string> extra, std::filesystem::path model = {}) {
-        log_ = loom::test::temp_dir() / "worker.log";
-        if (model.empty()) model = loom::test::require_stories260k();
-        std::vector<std::string> args = {worker_bin(), "--model", model.string(),
-                                         "--backend", backend(), "--port", "0", "--log", "info"};
-        args.insert(args.end(), extra.begin(), extra.end());
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        posix_spawn_file_actions_adddup2(&actions, 1, 2);
-        const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        REQUIRE(rc == 0);
-
-        const auto deadline = Clock::now() + std::chrono::seconds(60);
-        constexpr std::string_view kListening = "listening on http://127.0.0.1:";
-        while (port_ == 0) {
-            const std::string text = log();
-            if (const size_t at = text.find(kListening); at != std::string::npos)
-                port_ = std::atoi(text.c_str() + at + kListening.size());
-            if (port_ != 0) break;
-            INFO(text);
-            REQUIRE(!exited());
-            REQUIRE(Clock::now() < deadline);
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        for (;;) {
-            INFO(log());
-            REQUIRE(!exited());
-            REQUIRE(Clock::now() < deadline);
-            try {
-                const HttpReply h = http_request(port_, "GET", "/health");
-                if (h.status == 200) break;
-                REQUIRE(h.status == 503);
-                REQUIRE(json::parse(h.body).at("status") == "loading");
-            } catch (const boost::system::system_error&) {
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-    }
-
-    ~WorkerProcess() {
-        if (pid_ <= 0 || status_) return;
-        kill(pid_, SIGTERM);
-        if (!wait_exit(std::chrono::seconds(20))) {
-            kill(pid_, SIGKILL);
-            wait_exit(std::chrono::seconds(5));
-        }
-    }
-
-    int port() const { return port_; }
-    std::string log() const { return slurp(log_); }
-    void signal(int sig) { kill(pid_, sig); }
-
-    // The exit code once the process ended within `timeout` (-1: killed by a signal).
-    std::optional<int> wait_exit(std::chrono::seconds timeout) {
-        const auto deadline = Clock::now() + timeout;
-        while (!exited()) {
-            if (Clock::now() > deadline) return std::nullopt;
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        return WIFEXITED(*status_) ? WEXITSTATUS(*status_) : -1;
-    }
-
-private:
-    bool exited() {
-        if (status_) return true;
-        int st = 0;
-        if (waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
-        return status_.has_value();
-    }
-
-    pid_t pid_ = -1;
-    int port_ = 0;
-    std::optional<int> status_;
-    std::filesystem::path log_;
+// loom-worker on stories260K (or `model`) with this program's backend and `extra` arguments.
+struct WorkerProcess : loom::test::WorkerProcess {
+    explicit WorkerProcess(std::vector<std::string> extra, std::filesystem::path model = {})
+        : loom::test::WorkerProcess(model.empty() ? loom::test::require_stories260k() : model, backend(),
+                                    std::move(extra)) {}
 };
 
 // The worker most tests share: the model's context (2048), 16 sequences. The last test case
@@ -437,6 +348,42 @@ TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
         for (const auto& choice : ch.at("choices"))
             if (!choice.at("logprobs").is_null()) n += choice["logprobs"].at("tokens").size();
     CHECK(n == 8);
+}
+
+TEST_CASE("return_token_ids: the prompt's and the generated token ids (vLLM's extension)", "[worker]") {
+    const int port = shared_worker().port();
+    const json messages = json::array({{{"role", "user"}, {"content", "Tell me about a cat."}}});
+    const json body = with(kGreedy, {{"messages", messages}, {"max_tokens", 12}, {"ignore_eos", true},
+                                     {"return_token_ids", true}, {"logprobs", true}});
+    const json whole = post_ok(port, "/v1/chat/completions", body);
+    const json tokenized = post_ok(port, "/tokenize", {{"messages", messages}});
+    CHECK(whole.at("prompt_token_ids") == tokenized.at("tokens"));
+    const json& ids = whole.at("choices").at(0).at("token_ids");
+    REQUIRE(ids.size() == 12);
+    CHECK(post_ok(port, "/detokenize", {{"tokens", ids}}).at("prompt") ==
+          whole["choices"][0].at("message").at("content"));
+    const json& lp = whole["choices"][0].at("logprobs").at("content");
+    REQUIRE(lp.size() == 12);
+
+    // Streamed: prompt_token_ids once, in the role chunk; each chunk's token_ids add up to the same ids
+    // in the same order as the logprobs entries.
+    const Streamed s = stream(port, "/v1/chat/completions", with(body, {{"stream", true}}));
+    REQUIRE(!s.chunks.empty());
+    CHECK(s.chunks.front().at("prompt_token_ids") == tokenized.at("tokens"));
+    json streamed_ids = json::array();
+    int with_prompt_ids = 0;
+    for (const auto& ch : s.chunks) {
+        with_prompt_ids += ch.contains("prompt_token_ids");
+        for (const auto& choice : ch.at("choices"))
+            if (choice.contains("token_ids"))
+                for (const auto& id : choice["token_ids"]) streamed_ids.push_back(id);
+    }
+    CHECK(with_prompt_ids == 1);
+    CHECK(streamed_ids == ids);
+    // Without the flag, neither field appears.
+    const json plain = post_ok(port, "/v1/chat/completions", with(body, {{"return_token_ids", false}}));
+    CHECK(!plain.contains("prompt_token_ids"));
+    CHECK(!plain.at("choices").at(0).contains("token_ids"));
 }
 
 TEST_CASE("sampling parameters and stop strings", "[worker]") {

@@ -20,15 +20,16 @@ def model_path():
     sys.exit(77)
 
 
-def start_worker(log, extra_args=()):
-    """Starts the worker with its output in the open file `log`; returns (process, port) once healthy."""
+def start_worker(log, extra_args=(), model=None, backend="cpu"):
+    """Starts the worker (stories260K and --backend cpu unless named) with its output in the open file
+    `log`; returns (process, port) once healthy."""
     binary = os.environ.get("LOOM_WORKER_BIN")
     if not binary:
         print("SKIPPED: LOOM_WORKER_BIN is not set (run through ctest)")
         sys.exit(77)
-    proc = subprocess.Popen([binary, "--model", model_path(), "--backend", "cpu", "--port", "0", *extra_args],
+    proc = subprocess.Popen([binary, "--model", model or model_path(), "--backend", backend, "--port", "0", *extra_args],
                             stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while time.time() < deadline:
         assert proc.poll() is None, open(log.name).read()
         m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(log.name).read())

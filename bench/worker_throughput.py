@@ -1,0 +1,83 @@
+# Aggregate decode throughput of loom-worker over HTTP: N concurrent greedy streams of T tokens each
+# (ignore_eos), for each N given, against the rate of one stream. Tokens are the usage counts the
+# worker reports; the rate is tokens generated after the first token of each stream over the time
+# from the first stream's first token to the last stream's end (prefill excluded).
+# Usage: worker_throughput.py --model GGUF [--backend cuda] [--streams 1,32] [--tokens 256]
+# (LOOM_WORKER_BIN names the binary, as in ctest's environment).
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "worker"))
+from worker_process import start_worker  # noqa: E402
+
+
+def stream_one(port, prompt, tokens, out):
+    body = json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
+                       "stream": True, "stream_options": {"include_usage": True}}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", body,
+                                 {"Content-Type": "application/json"})
+    first = None
+    usage = None
+    with urllib.request.urlopen(req) as r:
+        for line in r:
+            line = line.strip()
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if first is None and chunk.get("choices") and chunk["choices"][0].get("text"):
+                first = time.perf_counter()
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+    out.append((first, time.perf_counter(), usage["completion_tokens"]))
+
+
+def run(port, n, tokens):
+    results = []
+    threads = [threading.Thread(target=stream_one, args=(port, f"Story {i}: once upon a time", tokens, results))
+               for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == n, f"{n - len(results)} streams failed"
+    first = min(r[0] for r in results)
+    end = max(r[1] for r in results)
+    decoded = sum(r[2] - 1 for r in results)
+    return decoded / (end - first), sum(r[2] for r in results) / (end - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--backend", default="cuda")
+    ap.add_argument("--streams", default="1,32")
+    ap.add_argument("--tokens", type=int, default=256)
+    args = ap.parse_args()
+    counts = [int(x) for x in args.streams.split(",")]
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+        proc, port = start_worker(log, ["--max-seqs", str(max(counts)), "--ctx", "2048"], model=args.model,
+                                  backend=args.backend)
+        try:
+            run(port, 1, 16)  # warm-up
+            rates = {}
+            for n in counts:
+                rates[n] = run(port, n, args.tokens)
+                print(f"streams {n:3d}: decode {rates[n][0]:9.1f} tok/s aggregate "
+                      f"({rates[n][0] / n:7.1f} per stream), with prefill {rates[n][1]:9.1f} tok/s", flush=True)
+            if 1 in rates:
+                for n in counts:
+                    print(f"streams {n:3d}: {rates[n][0] / rates[1][0]:5.2f}x the batch-1 rate")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,445 @@
+// The haiku end-to-end test: a real loom-worker streams a haiku that must hold this UTC minute's
+// word, and the CPU reference backend re-scores every generated token, so only a model that really
+// ran can pass. Writes test-results/haiku/<run_id>/ and prints the haiku for a person.
+//
+// Usage: e2e_haiku [--backend cuda|cpu] [--model GGUF] [--results DIR] [--attempts N]
+// The model: --model, $LOOM_HAIKU_MODEL, or test-models/cache (test-models/fetch puts it there).
+// Exit: 0 pass, 1 fail, 77 skipped (no model, or no usable GPU without LOOM_REQUIRE_GPU=1).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "e2e/minute_words.h"
+#include "e2e/reference_scores.h"
+#include "gguf/reader.h"
+#include "support/run_command.h"
+#include "support/test_data.h"
+#include "support/worker_process.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "worker/http_client.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// The bounds of check (b): per token, on average, and the least probability a sampled token may have.
+constexpr double kMaxLogprobDelta = 0.1;
+constexpr double kMaxMeanLogprobDelta = 0.02;
+constexpr double kMinReferenceProbability = 1e-4;
+constexpr double kTemperature = 0.7;
+constexpr int kMaxTokens = 64;
+
+struct Options {
+    std::string backend = "cuda";
+    fs::path model;
+    fs::path results;
+    int attempts = 3;
+};
+
+std::string env_or(const char* name, const std::string& fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : fallback;
+}
+
+Options parse_args(int argc, char** argv) {
+    Options o;
+    o.results = env_or("LOOM_RESULTS_DIR", "test-results");
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        const auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "e2e_haiku: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--backend") o.backend = value();
+        else if (a == "--model") o.model = value();
+        else if (a == "--results") o.results = value();
+        else if (a == "--attempts") o.attempts = std::atoi(value().c_str());
+        else {
+            std::fprintf(stderr, "e2e_haiku: unknown argument %s\n", a.c_str());
+            std::exit(2);
+        }
+    }
+    if (o.backend != "cuda" && o.backend != "cpu") {
+        std::fprintf(stderr, "e2e_haiku: --backend must be cuda or cpu, not %s\n", o.backend.c_str());
+        std::exit(2);
+    }
+    if (o.attempts < 1) o.attempts = 1;
+    if (o.model.empty()) {
+        const std::string named = env_or("LOOM_HAIKU_MODEL", "");
+        o.model = named.empty() ? loom::test::require_smollm2()
+                                : loom::test::require_file(named, "LOOM_HAIKU_MODEL names it");
+    }
+    return o;
+}
+
+std::string random_nonce() {
+    static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    std::random_device rd;
+    std::uniform_int_distribution<int> pick(0, 35);
+    std::string s;
+    for (int i = 0; i < 8; ++i) s += kAlphabet[pick(rd)];
+    return s;
+}
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+    std::ofstream out(p, std::ios::binary);
+    out << text;
+}
+
+// vllm:generation_tokens_total, whatever its labels.
+double generation_tokens_total(const std::string& metrics) {
+    const std::string name = "vllm:generation_tokens_total";
+    for (size_t at = metrics.find(name); at != std::string::npos; at = metrics.find(name, at + 1)) {
+        if (at != 0 && metrics[at - 1] != '\n') continue;
+        const size_t end = metrics.find('\n', at);
+        const std::string line = metrics.substr(at, end - at);
+        return std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    throw std::runtime_error("no vllm:generation_tokens_total in /metrics:\n" + metrics);
+}
+
+std::string get_ok(int port, const std::string& path) {
+    const loom::test::HttpReply r = loom::test::http_request(port, "GET", path);
+    if (r.status != 200) throw std::runtime_error("GET " + path + " answered " + std::to_string(r.status) + ": " + r.body);
+    return r.body;
+}
+
+// One request and everything checked about it.
+struct Attempt {
+    uint64_t seed = 0;
+    std::string haiku;
+    std::string finish_reason;
+    std::vector<int32_t> prompt_ids, token_ids;
+    std::vector<double> worker_logprobs, reference_logprobs;
+    double max_delta = 0, mean_delta = 0, min_reference_probability = 1;
+    double elapsed_ms = 0, decode_tok_s = 0;
+    int usage_completion_tokens = -1;
+    double metrics_delta = 0;
+    bool word_found = false;
+    std::vector<std::string> failures;  // checks (a), (b), (d), (e) that did not hold
+    json transcript = json::array();    // every SSE event with its arrival time
+
+    void check(bool ok, const std::string& what) {
+        if (!ok) failures.push_back(what);
+    }
+};
+
+// (a): reads the SSE stream, checking its shape; collects text, ids and logprobs.
+void read_stream(loom::test::SseStream& sse, Attempt& a, Clock::time_point sent) {
+    bool role_first = false, done_last = false, any_after_done = false;
+    int content_chunks = 0, finish_chunks = 0, events = 0;
+    std::optional<Clock::time_point> first_token;
+    while (auto event = sse.next()) {
+        const double t_ms = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
+        const bool utf8 = loom::tokenizer::is_valid_utf8(*event);
+        a.check(utf8, "(a) SSE event " + std::to_string(events) + " is not valid UTF-8");
+        if (done_last) any_after_done = true;
+        ++events;
+        if (*event == "[DONE]") {
+            a.transcript.push_back({{"t_ms", t_ms}, {"data", "[DONE]"}});
+            done_last = true;
+            continue;
+        }
+        json j;
+        try {
+            j = json::parse(*event);
+        } catch (const json::parse_error& e) {
+            a.check(false, std::string("(a) an SSE event is not JSON: ") + e.what());
+            a.transcript.push_back({{"t_ms", t_ms}, {"raw", utf8 ? *event : std::string("<invalid UTF-8>")}});
+            continue;
+        }
+        a.transcript.push_back({{"t_ms", t_ms}, {"data", j}});
+        a.check(!j.contains("error"), "(a) the stream carried an error: " + j.dump());
+        if (j.contains("prompt_token_ids")) a.prompt_ids = j["prompt_token_ids"].get<std::vector<int32_t>>();
+        if (j.contains("usage") && j["usage"].is_object())
+            a.usage_completion_tokens = j["usage"].value("completion_tokens", -1);
+        if (!j.contains("choices")) continue;
+        for (const json& c : j["choices"]) {
+            const json delta = c.value("delta", json::object());
+            if (events == 1) role_first = delta.value("role", "") == "assistant";
+            const std::string content = delta.contains("content") && delta["content"].is_string()
+                                            ? delta["content"].get<std::string>() : std::string();
+            if (!content.empty()) {
+                ++content_chunks;
+                if (!first_token) first_token = Clock::now();
+            }
+            a.haiku += content;
+            if (c.contains("token_ids"))
+                for (const json& id : c["token_ids"]) a.token_ids.push_back(id.get<int32_t>());
+            if (c.contains("logprobs") && c["logprobs"].is_object())
+                for (const json& e : c["logprobs"].at("content")) a.worker_logprobs.push_back(e.at("logprob").get<double>());
+            if (c.contains("finish_reason") && !c["finish_reason"].is_null()) {
+                ++finish_chunks;
+                a.finish_reason = c["finish_reason"].get<std::string>();
+            }
+        }
+    }
+    const auto end = Clock::now();
+    a.elapsed_ms = std::chrono::duration<double, std::milli>(end - sent).count();
+    if (first_token && a.token_ids.size() > 1)
+        a.decode_tok_s = static_cast<double>(a.token_ids.size() - 1) /
+                         std::chrono::duration<double>(end - *first_token).count();
+    a.check(loom::tokenizer::is_valid_utf8(sse.raw()), "(a) the response body is not valid UTF-8");
+    a.check(role_first, "(a) the first chunk is not the assistant role chunk");
+    a.check(content_chunks >= 1, "(a) no content chunk");
+    a.check(finish_chunks == 1, "(a) " + std::to_string(finish_chunks) + " chunks with a finish_reason (1 expected)");
+    a.check(done_last && !any_after_done, "(a) data: [DONE] is not the last event");
+}
+
+// (b): the worker's logprobs against the CPU reference backend's, token by token.
+void check_against_reference(const loom::gguf::File& model, Attempt& a) {
+    if (a.prompt_ids.empty() || a.token_ids.empty()) {
+        a.check(false, "(b) no prompt_token_ids or token_ids to re-score");
+        return;
+    }
+    a.check(a.worker_logprobs.size() == a.token_ids.size(),
+            "(b) " + std::to_string(a.worker_logprobs.size()) + " logprobs for " + std::to_string(a.token_ids.size()) + " tokens");
+    a.reference_logprobs = loom::test::reference_logprobs(model, a.prompt_ids, a.token_ids, kTemperature);
+    double sum = 0;
+    const size_t n = std::min(a.worker_logprobs.size(), a.reference_logprobs.size());
+    for (size_t i = 0; i < n; ++i) {
+        const double d = std::abs(a.worker_logprobs[i] - a.reference_logprobs[i]);
+        a.max_delta = std::max(a.max_delta, d);
+        sum += d;
+        a.min_reference_probability = std::min(a.min_reference_probability, std::exp(a.reference_logprobs[i]));
+        a.check(d <= kMaxLogprobDelta, "(b) token " + std::to_string(i) + " (id " + std::to_string(a.token_ids[i]) +
+                                           "): worker logprob " + std::to_string(a.worker_logprobs[i]) + ", reference " +
+                                           std::to_string(a.reference_logprobs[i]));
+        a.check(std::exp(a.reference_logprobs[i]) >= kMinReferenceProbability,
+                "(b) token " + std::to_string(i) + " (id " + std::to_string(a.token_ids[i]) +
+                    ") has reference probability " + std::to_string(std::exp(a.reference_logprobs[i])));
+    }
+    a.mean_delta = n ? sum / static_cast<double>(n) : 0;
+    a.check(a.mean_delta <= kMaxMeanLogprobDelta, "(b) mean |Δlogprob| " + std::to_string(a.mean_delta));
+}
+
+json attempt_json(const Attempt& a) {
+    return {{"seed", a.seed},
+            {"haiku", a.haiku},
+            {"finish_reason", a.finish_reason},
+            {"word_found", a.word_found},
+            {"prompt_token_ids", a.prompt_ids},
+            {"token_ids", a.token_ids},
+            {"worker_logprobs", a.worker_logprobs},
+            {"reference_logprobs", a.reference_logprobs},
+            {"max_abs_delta", a.max_delta},
+            {"mean_abs_delta", a.mean_delta},
+            {"min_reference_probability", a.min_reference_probability},
+            {"usage_completion_tokens", a.usage_completion_tokens},
+            {"metrics_generation_tokens_delta", a.metrics_delta},
+            {"elapsed_ms", a.elapsed_ms},
+            {"decode_tok_s", a.decode_tok_s},
+            {"failures", a.failures}};
+}
+
+int run(const Options& o) {
+    const bool require_gpu = env_or("LOOM_REQUIRE_GPU", "") == "1";
+    std::printf("e2e_haiku: backend %s%s, model %s\n", o.backend.c_str(),
+                o.backend == "cpu" ? " (the CPU reference backend, named explicitly; not a GPU run)" : "",
+                o.model.string().c_str());
+    std::fflush(stdout);
+
+    std::unique_ptr<loom::test::WorkerProcess> worker;
+    try {
+        worker = std::make_unique<loom::test::WorkerProcess>(o.model, o.backend, std::vector<std::string>{"--max-seqs", "4"});
+    } catch (const loom::test::WorkerStartError& e) {
+        if (o.backend == "cuda" && e.exit_code() == 3 && !require_gpu) {
+            const std::string why = e.what();
+            const size_t at = why.find("no usable CUDA device");
+            loom::test::skip_program("loom-worker --backend cuda exited 3: " +
+                                     (at == std::string::npos ? why : why.substr(at, why.find('\n', at) - at)) +
+                                     "; set LOOM_REQUIRE_GPU=1 to fail instead");
+        }
+        std::fprintf(stderr, "FAILED: %s\n", e.what());
+        return 1;
+    }
+    const int port = worker->port();
+
+    // The run: this minute's word and a nonce the model never needs to repeat.
+    const std::time_t start = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&start, &utc);
+    const int minute = utc.tm_min;
+    const std::string word = loom::test::minute_word(minute);
+    const std::string nonce = random_nonce();
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
+    const std::string run_id = std::string(stamp) + "-" + o.backend + "-" + nonce;
+    const fs::path dir = o.results / "haiku" / run_id;
+    fs::create_directories(dir);
+
+    const std::string health_text = get_ok(port, "/health");
+    write_file(dir / "health.json", health_text);
+    const json health = json::parse(health_text);
+    const std::string device = health.value("device", "");
+
+    const std::string prompt = "Write a haiku about GPU computing. It must contain the word \"" + word +
+                               "\". Reply with the haiku only. (Request " + nonce + ")";
+    const json messages = json::array({{{"role", "user"}, {"content", prompt}}});
+
+    const loom::gguf::File model = loom::gguf::File::open(o.model);
+    const loom::tokenizer::Tokenizer tokenizer = loom::tokenizer::Tokenizer::from_gguf(model);
+    std::vector<std::string> global_failures;
+    // (e): what /health says about the backend that did the work.
+    const auto expect = [&](bool ok, const std::string& what) {
+        if (!ok) global_failures.push_back(what);
+    };
+    expect(health.value("backend", "") == o.backend, "(e) /health backend is " + health.value("backend", "?") + ", not " + o.backend);
+    if (o.backend == "cuda") {
+        expect(!device.empty() && device.find("CPU") == std::string::npos, "(e) /health device is \"" + device + "\", not a GPU");
+        expect(health.value("residency_verified", false), "(e) /health residency_verified is not true");
+    }
+
+    std::vector<Attempt> attempts;
+    std::string metrics_before_all, metrics_after_all;
+    uint64_t last_seed = 0;
+    for (int k = 0; k < o.attempts && global_failures.empty(); ++k) {
+        Attempt a;
+        a.seed = std::max<uint64_t>(static_cast<uint64_t>(std::time(nullptr)), last_seed + 1);
+        last_seed = a.seed;
+        const std::string before = get_ok(port, "/metrics");
+        if (k == 0) metrics_before_all = before;
+        const json body = {{"messages", messages},
+                           {"stream", true},
+                           {"stream_options", {{"include_usage", true}}},
+                           {"temperature", kTemperature},
+                           {"top_p", 0.95},
+                           {"seed", a.seed},
+                           {"max_tokens", kMaxTokens},
+                           {"logprobs", true},
+                           {"top_logprobs", 5},
+                           {"return_token_ids", true}};
+        const auto sent = Clock::now();
+        try {
+            loom::test::SseStream sse(port, "/v1/chat/completions", body.dump());
+            a.check(sse.status() == 200, "(a) HTTP status " + std::to_string(sse.status()));
+            a.check(sse.headers().count("content-type") && sse.headers().at("content-type").rfind("text/event-stream", 0) == 0,
+                    "(a) the content type is not text/event-stream");
+            read_stream(sse, a, sent);
+        } catch (const std::exception& e) {
+            a.check(false, std::string("(a) the stream broke: ") + e.what());
+        }
+        const std::string after = get_ok(port, "/metrics");
+        metrics_after_all = after;
+        // (d): the counter grew by exactly the tokens this request generated (the stop token is not one).
+        a.metrics_delta = generation_tokens_total(after) - generation_tokens_total(before);
+        a.check(a.metrics_delta == static_cast<double>(a.token_ids.size()),
+                "(d) vllm:generation_tokens_total grew by " + std::to_string(a.metrics_delta) + ", " +
+                    std::to_string(a.token_ids.size()) + " tokens were generated");
+        a.check(a.usage_completion_tokens == static_cast<int>(a.token_ids.size()),
+                "(d) usage.completion_tokens " + std::to_string(a.usage_completion_tokens) + " != " +
+                    std::to_string(a.token_ids.size()) + " token ids");
+        a.check(tokenizer.decode(a.token_ids) == a.haiku, "(a) the token ids do not decode to the streamed text");
+        // The prompt the model saw holds the request as sent.
+        const std::string prompt_text = tokenizer.decode(a.prompt_ids);
+        a.check(prompt_text.find(prompt) != std::string::npos, "(b) prompt_token_ids do not hold the prompt");
+        check_against_reference(model, a);
+        // (e): the nonce was only ever in the prompt.
+        a.check(lower(a.haiku).find(nonce) == std::string::npos, "(e) the output contains the nonce " + nonce);
+        a.word_found = loom::test::contains_words(a.haiku, word);
+        std::printf("attempt %d: seed %llu, %zu tokens, max |Δlogprob| %.4f, mean %.4f, word \"%s\" %s, %zu failures\n",
+                    k + 1, static_cast<unsigned long long>(a.seed), a.token_ids.size(), a.max_delta, a.mean_delta,
+                    word.c_str(), a.word_found ? "found" : "missing", a.failures.size());
+        std::fflush(stdout);
+        const bool stop = a.word_found || !a.failures.empty();
+        attempts.push_back(std::move(a));
+        if (stop) break;
+    }
+
+    // Artifacts.
+    write_file(dir / "metrics_before.txt", metrics_before_all);
+    write_file(dir / "metrics_after.txt", metrics_after_all);
+    std::string ndjson;
+    for (size_t k = 0; k < attempts.size(); ++k)
+        for (const json& e : attempts[k].transcript) {
+            json line = e;
+            line["attempt"] = k + 1;
+            ndjson += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        }
+    write_file(dir / "sse_transcript.ndjson", ndjson);
+    const Attempt* last = attempts.empty() ? nullptr : &attempts.back();
+    const loom::test::CommandResult sha = loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
+    json verification = {{"run_id", run_id},
+                         {"backend", o.backend},
+                         {"gpu", o.backend == "cuda" ? json(device) : json(nullptr)},
+                         {"device", device},
+                         {"model", o.model.string()},
+                         {"model_sha256", sha.exit_code == 0 ? sha.out.substr(0, 64) : std::string()},
+                         {"minute", minute},
+                         {"word", word},
+                         {"nonce", nonce},
+                         {"prompt", prompt},
+                         {"temperature", kTemperature},
+                         {"bounds", {{"max_abs_delta", kMaxLogprobDelta}, {"mean_abs_delta", kMaxMeanLogprobDelta},
+                                     {"min_reference_probability", kMinReferenceProbability}}},
+                         {"failures", global_failures},
+                         {"attempts", json::array()}};
+    for (const Attempt& a : attempts) verification["attempts"].push_back(attempt_json(a));
+    if (last) {
+        verification["haiku"] = last->haiku;
+        verification["token_ids"] = last->token_ids;
+        verification["worker_logprobs"] = last->worker_logprobs;
+        verification["reference_logprobs"] = last->reference_logprobs;
+        verification["max_abs_delta"] = last->max_delta;
+        verification["mean_abs_delta"] = last->mean_delta;
+        verification["elapsed_ms"] = last->elapsed_ms;
+        verification["tok_s"] = last->decode_tok_s;
+    }
+    write_file(dir / "verification.json", verification.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+
+    const bool passed = global_failures.empty() && last && last->failures.empty() && last->word_found;
+    std::printf("\n----- haiku (%s on %s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
+                last ? last->haiku.c_str() : "");
+    std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", minute, word.c_str(), nonce.c_str(),
+                attempts.size());
+    if (last)
+        std::printf("tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference: max %.4f, mean %.4f "
+                    "(bounds %.2f / %.2f), least reference p %.2e\n",
+                    last->token_ids.size(), last->elapsed_ms, last->decode_tok_s, last->max_delta, last->mean_delta,
+                    kMaxLogprobDelta, kMaxMeanLogprobDelta, last->min_reference_probability);
+    std::printf("artifacts: %s/{verification.json, sse_transcript.ndjson, metrics_before.txt, metrics_after.txt, health.json}\n",
+                dir.string().c_str());
+    for (const std::string& f : global_failures) std::printf("FAILED %s\n", f.c_str());
+    for (size_t k = 0; k < attempts.size(); ++k)
+        for (const std::string& f : attempts[k].failures) std::printf("FAILED attempt %zu: %s\n", k + 1, f.c_str());
+    if (!passed && last && last->failures.empty() && !last->word_found) {
+        std::printf("FAILED (c): \"%s\" is in none of the %zu haikus:\n", word.c_str(), attempts.size());
+        for (size_t k = 0; k < attempts.size(); ++k) std::printf("--- attempt %zu ---\n%s\n", k + 1, attempts[k].haiku.c_str());
+    }
+    std::printf("%s\n", passed ? "PASSED" : "FAILED");
+    return passed ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(parse_args(argc, argv));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "FAILED: %s\n", e.what());
+        return 1;
+    }
+}
