@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
 
 namespace loom::kernels {
@@ -24,6 +25,7 @@ __device__ __forceinline__ unsigned long long pack(float v, int index) {
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ X, int n, int32_t* out) {
+    wait_for_previous_kernel();
     const float* x = X + static_cast<size_t>(blockIdx.x) * n;
     unsigned long long best = 0;  // below every packed value: the smallest key, -inf's, is 0x007fffff
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -39,8 +41,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
 void argmax(const float* X, int rows, int n, int32_t* out, Stream stream) {
     if (rows < 0 || n <= 0) throw std::invalid_argument("argmax: rows " + std::to_string(rows) + ", n " + std::to_string(n));
     if (rows == 0) return;
-    argmax_kernel<<<rows, kThreads, 0, stream>>>(X, n, out);
-    LOOM_CUDA_CHECK_LAUNCH("argmax_kernel");
+    launch_kernel("argmax_kernel", argmax_kernel, {rows, kThreads, 0, stream}, X, n, out);
 }
 
 }  // namespace loom::kernels

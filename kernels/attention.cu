@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
 
 namespace loom::kernels {
@@ -58,6 +59,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
                         int block_table_stride,
                         const __half* __restrict__ k_cache, const __half* __restrict__ v_cache, float scale,
                         int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml) {
+    wait_for_previous_kernel();
     constexpr int kChunks = HD / 8, kLanes = kDecodeThreads / kChunks;
     __shared__ float q_s[kMaxGroup][HD];
     __shared__ float p_s[kMaxGroup][kDecodeSplitTokens];
@@ -157,6 +159,7 @@ template <int HD>
 __global__ void __launch_bounds__(HD)
     decode_combine_kernel(const float* __restrict__ part_acc, const float2* __restrict__ part_ml, float* out,
                           int64_t out_row_stride, int n_head, int n_splits) {
+    wait_for_previous_kernel();
     const int h = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
     const int64_t base = (static_cast<int64_t>(seq) * n_head + h) * n_splits;
     float m = -INFINITY;
@@ -182,6 +185,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
                    int64_t out_row_stride, int T, int pos0, int n_head, int n_head_kv,
                    const int32_t* __restrict__ block_table, const __half* __restrict__ k_cache,
                    const __half* __restrict__ v_cache, float scale) {
+    wait_for_previous_kernel();
     constexpr int kStride = HD + 1;
     __shared__ float q_s[kTileQ][kStride];
     __shared__ float k_s[kKvBlockTokens][kStride];
@@ -285,16 +289,14 @@ void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out
                      : nullptr;
     const dim3 grid(static_cast<unsigned>(layer.n_head_kv * ((group + kMaxGroup - 1) / kMaxGroup)),
                     static_cast<unsigned>(n_seq), static_cast<unsigned>(n_splits));
-    decode_split_kernel<HD><<<grid, kDecodeThreads, 0, stream>>>(
-        q, q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables,
-        block_table_stride,
-        reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale, n_splits, part_acc,
-        part_ml);
-    LOOM_CUDA_CHECK_LAUNCH("decode_split_kernel");
+    launch_kernel("decode_split_kernel", decode_split_kernel<HD>, {grid, kDecodeThreads, 0, stream}, q, q_row_stride,
+                  out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables, block_table_stride,
+                  reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale, n_splits,
+                  part_acc, part_ml);
     if (n_splits == 1) return;
-    decode_combine_kernel<HD><<<dim3(static_cast<unsigned>(n_head), static_cast<unsigned>(n_seq)), HD, 0, stream>>>(
-        part_acc, part_ml, out, out_row_stride, n_head, n_splits);
-    LOOM_CUDA_CHECK_LAUNCH("decode_combine_kernel");
+    const dim3 combine_grid(static_cast<unsigned>(n_head), static_cast<unsigned>(n_seq));
+    launch_kernel("decode_combine_kernel", decode_combine_kernel<HD>, {combine_grid, HD, 0, stream}, part_acc, part_ml,
+                  out, out_row_stride, n_head, n_splits);
 }
 
 template <int HD>
@@ -302,10 +304,9 @@ void launch_prefill(const float* q, int64_t q_row_stride, float* out, int64_t ou
                     int n_head, const int32_t* block_table, KvLayer layer, Stream stream) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     const dim3 grid(static_cast<unsigned>((T + kTileQ - 1) / kTileQ), static_cast<unsigned>(n_head));
-    prefill_kernel<HD><<<grid, kPrefillThreads, 0, stream>>>(
-        q, q_row_stride, out, out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table,
-        reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale);
-    LOOM_CUDA_CHECK_LAUNCH("prefill_kernel");
+    launch_kernel("prefill_kernel", prefill_kernel<HD>, {grid, kPrefillThreads, 0, stream}, q, q_row_stride, out,
+                  out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table,
+                  reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale);
 }
 
 }  // namespace

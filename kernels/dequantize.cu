@@ -10,6 +10,7 @@
 
 #include "gguf/tensor_type.h"
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/format_dispatch.cuh"
 
 namespace loom::kernels {
@@ -28,6 +29,7 @@ __device__ __forceinline__ uint32_t pack_halves(float lo, float hi) {
 template <class Format>
 __global__ void __launch_bounds__(kThreads)
     dequantize_blocks_kernel(const uint8_t* __restrict__ W, uint16_t* __restrict__ out, int64_t n_units) {
+    wait_for_previous_kernel();
     for (int64_t u = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; u < n_units; u += int64_t{gridDim.x} * blockDim.x) {
         const int64_t block = u / Format::kLanes;
         const int sub = static_cast<int>(u % Format::kLanes);
@@ -45,6 +47,7 @@ __global__ void __launch_bounds__(kThreads)
 // n floats -> n halves: four per step (16-byte loads, 8-byte stores), the last n % 4 one each.
 __global__ void __launch_bounds__(kThreads)
     f32_to_f16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, int64_t n) {
+    wait_for_previous_kernel();
     const int64_t n4 = n / 4;
     const int64_t first = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
     const int64_t stride = int64_t{gridDim.x} * blockDim.x;
@@ -62,9 +65,8 @@ unsigned grid_for(int64_t work_items) {
 template <class Format>
 void launch_blocks(const void* W, uint16_t* out, int64_t n_elems, Stream stream) {
     const int64_t n_units = n_elems / Format::kElems * Format::kLanes;
-    dequantize_blocks_kernel<Format>
-        <<<grid_for(n_units), kThreads, 0, stream>>>(static_cast<const uint8_t*>(W), out, n_units);
-    LOOM_CUDA_CHECK_LAUNCH("dequantize_blocks_kernel");
+    launch_kernel("dequantize_blocks_kernel", dequantize_blocks_kernel<Format>,
+                  {grid_for(n_units), kThreads, 0, stream}, static_cast<const uint8_t*>(W), out, n_units);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -97,9 +99,8 @@ void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int 
 
     using gguf::TensorType;
     if (type == TensorType::F32) {  // any length: four at a time, then the tail
-        f32_to_f16_kernel<<<grid_for(n_elems / 4 + 1), kThreads, 0, stream>>>(static_cast<const float*>(W), out,
-                                                                              n_elems);
-        LOOM_CUDA_CHECK_LAUNCH("f32_to_f16_kernel");
+        launch_kernel("f32_to_f16_kernel", f32_to_f16_kernel, {grid_for(n_elems / 4 + 1), kThreads, 0, stream},
+                      static_cast<const float*>(W), out, n_elems);
         return;
     }
     if (type == TensorType::F16) {  // already fp16: the bits carry over unchanged

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/format_dispatch.cuh"
 
 namespace loom::kernels {
@@ -27,6 +28,7 @@ template <class Format>
 __global__ void __launch_bounds__(kThreads)
     embedding_blocks_kernel(const uint8_t* __restrict__ table, int64_t n_vocab, int n_embd,
                             const int32_t* __restrict__ ids, float* __restrict__ out) {
+    wait_for_previous_kernel();
     const int32_t id = ids[blockIdx.x];
     float* out_row = out + static_cast<size_t>(blockIdx.x) * n_embd;
     if (write_nan_row_if_invalid(id, n_vocab, out_row, n_embd)) return;
@@ -49,6 +51,7 @@ template <class Format>
 __global__ void __launch_bounds__(kThreads)
     embedding_plain_any_kernel(const uint8_t* __restrict__ table, int64_t n_vocab, int n_embd,
                                const int32_t* __restrict__ ids, float* __restrict__ out) {
+    wait_for_previous_kernel();
     const int32_t id = ids[blockIdx.x];
     float* out_row = out + static_cast<size_t>(blockIdx.x) * n_embd;
     if (write_nan_row_if_invalid(id, n_vocab, out_row, n_embd)) return;
@@ -82,13 +85,13 @@ void embedding_lookup(gguf::TensorType type, const void* table, int64_t n_vocab,
         if constexpr (Format::kPlain) {
             // Rows not a multiple of 16 bytes lose the alignment the float4 path needs.
             if (n_embd % Format::kElems != 0) {
-                embedding_plain_any_kernel<Format><<<n_tokens, kThreads, 0, stream>>>(rows, n_vocab, n_embd, ids, out);
-                LOOM_CUDA_CHECK_LAUNCH("embedding_plain_any_kernel");
+                launch_kernel("embedding_plain_any_kernel", embedding_plain_any_kernel<Format>, {n_tokens, kThreads,
+                              0, stream}, rows, n_vocab, n_embd, ids, out);
                 return;
             }
         }
-        embedding_blocks_kernel<Format><<<n_tokens, kThreads, 0, stream>>>(rows, n_vocab, n_embd, ids, out);
-        LOOM_CUDA_CHECK_LAUNCH("embedding_blocks_kernel");
+        launch_kernel("embedding_blocks_kernel", embedding_blocks_kernel<Format>, {n_tokens, kThreads, 0, stream},
+                      rows, n_vocab, n_embd, ids, out);
     });
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -20,6 +21,7 @@ __global__ void __launch_bounds__(kThreads)
                           int64_t v_row_stride, const int32_t* __restrict__ positions,
                           const int32_t* __restrict__ token_seq, const int32_t* __restrict__ block_tables,
                           int block_table_stride, __half* k_cache, __half* v_cache, int n_head_kv, int head_dim) {
+    wait_for_previous_kernel();
     const int token = blockIdx.x;
     const int pairs_per_side = n_head_kv * head_dim / 2;
     const int p = blockIdx.y * blockDim.x + threadIdx.x;
@@ -39,6 +41,7 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void update_block_tables_kernel(int32_t* block_tables, const int32_t* __restrict__ updates,
                                           int max_updates) {
+    wait_for_previous_kernel();
     const int n = min(updates[0], max_updates);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         block_tables[updates[1 + 2 * i]] = updates[2 + 2 * i];
@@ -59,18 +62,18 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
                                     ")");
     if (n_tokens == 0) return;
     const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((kv_dim + kThreads - 1) / kThreads));
-    kv_cache_write_kernel<<<grid, kThreads, 0, stream>>>(
-        k, v, k_row_stride, v_row_stride, positions, token_seq, block_tables, block_table_stride,
-        reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v), layer.n_head_kv, layer.head_dim);
-    LOOM_CUDA_CHECK_LAUNCH("kv_cache_write_kernel");
+    launch_kernel("kv_cache_write_kernel", kv_cache_write_kernel, {grid, kThreads, 0, stream}, k, v, k_row_stride,
+                  v_row_stride, positions, token_seq, block_tables, block_table_stride,
+                  reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v), layer.n_head_kv,
+                  layer.head_dim);
 }
 
 void update_block_tables(int32_t* block_tables, const int32_t* updates, int max_updates, Stream stream) {
     if (max_updates <= 0)
         throw std::invalid_argument("update_block_tables: max_updates " + std::to_string(max_updates));
     const unsigned blocks = static_cast<unsigned>((max_updates + kThreads - 1) / kThreads);
-    update_block_tables_kernel<<<blocks, kThreads, 0, stream>>>(block_tables, updates, max_updates);
-    LOOM_CUDA_CHECK_LAUNCH("update_block_tables_kernel");
+    launch_kernel("update_block_tables_kernel", update_block_tables_kernel, {blocks, kThreads, 0, stream},
+                  block_tables, updates, max_updates);
 }
 
 }  // namespace loom::kernels

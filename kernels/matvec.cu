@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/format_dispatch.cuh"
 #include "kernels/reduce.cuh"
 
@@ -22,6 +23,7 @@ template <class Format, int MaxVec>
 __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
     matvec_kernel(const uint8_t* __restrict__ W, const float* __restrict__ X, float* __restrict__ Y, int n_in,
                   int n_out, int n_vec) {
+    wait_for_previous_kernel();
     const int lane = threadIdx.x % kWarpSize;
     const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
     if (row >= n_out) return;  // whole warps leave together; no block barriers follow
@@ -61,6 +63,7 @@ template <class Format, int MaxVec>
 __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
     matvec_plain_any_kernel(const uint8_t* __restrict__ W, const float* __restrict__ X, float* __restrict__ Y,
                             int n_in, int n_out, int n_vec) {
+    wait_for_previous_kernel();
     const int lane = threadIdx.x % kWarpSize;
     const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / kWarpSize;
     if (row >= n_out) return;
@@ -96,13 +99,11 @@ template <class Format, int MaxVec, bool AnyLength>
 void launch(const Args& a) {
     const auto* W = static_cast<const uint8_t*>(a.W);
     if constexpr (AnyLength) {
-        matvec_plain_any_kernel<Format, MaxVec>
-            <<<a.grid(), kWarpsPerBlock * kWarpSize, 0, a.stream>>>(W, a.X, a.Y, a.n_in, a.n_out, a.n_vec);
-        LOOM_CUDA_CHECK_LAUNCH("matvec_plain_any_kernel");
+        launch_kernel("matvec_plain_any_kernel", matvec_plain_any_kernel<Format, MaxVec>, {a.grid(), kWarpsPerBlock *
+                      kWarpSize, 0, a.stream}, W, a.X, a.Y, a.n_in, a.n_out, a.n_vec);
     } else {
-        matvec_kernel<Format, MaxVec>
-            <<<a.grid(), kWarpsPerBlock * kWarpSize, 0, a.stream>>>(W, a.X, a.Y, a.n_in, a.n_out, a.n_vec);
-        LOOM_CUDA_CHECK_LAUNCH("matvec_kernel");
+        launch_kernel("matvec_kernel", matvec_kernel<Format, MaxVec>, {a.grid(), kWarpsPerBlock * kWarpSize, 0,
+                      a.stream}, W, a.X, a.Y, a.n_in, a.n_out, a.n_vec);
     }
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
 
 namespace loom::kernels {
@@ -16,6 +17,7 @@ constexpr int kThreads = 256;
 // is safe.
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_kernel(const float* X, const float* __restrict__ w, float* Y, int n, float eps) {
+    wait_for_previous_kernel();
     const float* x = X + static_cast<size_t>(blockIdx.x) * n;
     float* y = Y + static_cast<size_t>(blockIdx.x) * n;
     float sum_sq = 0.f;
@@ -30,6 +32,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     add_rmsnorm_kernel(float* X, const float* __restrict__ R, const float* __restrict__ w, float* __restrict__ Y, int n,
                        float eps) {
+    wait_for_previous_kernel();
     float* x = X + static_cast<size_t>(blockIdx.x) * n;
     const float* r = R + static_cast<size_t>(blockIdx.x) * n;
     float* y = Y + static_cast<size_t>(blockIdx.x) * n;
@@ -50,16 +53,14 @@ void add_rmsnorm(float* X, const float* R, const float* w, float* Y, int rows, i
     if (n <= 0 || rows < 0)
         throw std::invalid_argument("add_rmsnorm: rows " + std::to_string(rows) + ", n " + std::to_string(n));
     if (rows == 0) return;
-    add_rmsnorm_kernel<<<rows, kThreads, 0, stream>>>(X, R, w, Y, n, eps);
-    LOOM_CUDA_CHECK_LAUNCH("add_rmsnorm_kernel");
+    launch_kernel("add_rmsnorm_kernel", add_rmsnorm_kernel, {rows, kThreads, 0, stream}, X, R, w, Y, n, eps);
 }
 
 void rmsnorm(const float* X, const float* w, float* Y, int rows, int n, float eps, Stream stream) {
     if (n <= 0 || rows < 0)
         throw std::invalid_argument("rmsnorm: rows " + std::to_string(rows) + ", n " + std::to_string(n));
     if (rows == 0) return;
-    rmsnorm_kernel<<<rows, kThreads, 0, stream>>>(X, w, Y, n, eps);
-    LOOM_CUDA_CHECK_LAUNCH("rmsnorm_kernel");
+    launch_kernel("rmsnorm_kernel", rmsnorm_kernel, {rows, kThreads, 0, stream}, X, w, Y, n, eps);
 }
 
 }  // namespace loom::kernels

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -15,6 +16,7 @@ __global__ void __launch_bounds__(kThreads)
     rope_kernel(float* q, float* k, int n_head, int n_head_kv, int head_dim, int64_t q_row_stride,
                 int64_t k_row_stride, const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
                 bool neox) {
+    wait_for_previous_kernel();
     extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
     const int token = blockIdx.x, half = head_dim / 2;
     // Double angle and sincos: at positions in the thousands a float angle is off by ~1e-3 rad.
@@ -52,10 +54,8 @@ void rope(float* q, float* k, int n_tokens, int n_head, int n_head_kv, int head_
                                     std::to_string(q_row_stride) + "/" + std::to_string(k_row_stride) + ")");
     if (n_tokens == 0 || n_head + n_head_kv == 0) return;
     const size_t shared_bytes = static_cast<size_t>(head_dim / 2) * sizeof(float2);
-    rope_kernel<<<n_tokens, kThreads, shared_bytes, stream>>>(q, k, n_head, n_head_kv, head_dim, q_row_stride,
-                                                              k_row_stride, positions, inv_freq,
-                                                              style == RopeStyle::NeoX);
-    LOOM_CUDA_CHECK_LAUNCH("rope_kernel");
+    launch_kernel("rope_kernel", rope_kernel, {n_tokens, kThreads, shared_bytes, stream}, q, k, n_head, n_head_kv,
+                  head_dim, q_row_stride, k_row_stride, positions, inv_freq, style == RopeStyle::NeoX);
 }
 
 }  // namespace loom::kernels

@@ -14,6 +14,7 @@
 #include "engine/philox.h"
 #include "engine/sampling_math.h"
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -142,6 +143,7 @@ __global__ void __launch_bounds__(kRowThreads)
     prepare_kernel(const float* __restrict__ logits, int64_t stride, int n_vocab, const SamplingRow* __restrict__ rows,
                    const int32_t* __restrict__ history, const LogitBias* __restrict__ biases, float* adjusted,
                    uint64_t* keys, int32_t* ids, RowState* states, SampleResult* results, bool sort_rows) {
+    wait_for_previous_kernel();
     using ExtremesReduce = cub::BlockReduce<Extremes, kRowThreads>;
     using SumReduce = cub::BlockReduce<double, kRowThreads>;
     __shared__ union {
@@ -269,6 +271,7 @@ __global__ void __launch_bounds__(kTileThreads)
     weigh_kernel(const SamplingRow* __restrict__ rows, int n_vocab, const RowState* __restrict__ states,
                  const uint64_t* __restrict__ sorted_keys, uint64_t* prefix, uint64_t* prefix_minp,
                  uint64_t* tile_sums, uint64_t* tile_minp) {
+    wait_for_previous_kernel();
     using Scan = cub::BlockScan<uint64_t, kTileThreads>;
     __shared__ typename Scan::TempStorage scan_temp;
 
@@ -370,6 +373,7 @@ __global__ void __launch_bounds__(kFinishThreads)
                   const uint64_t* __restrict__ sorted_keys, const int32_t* __restrict__ sorted_ids,
                   const uint64_t* prefix, const uint64_t* prefix_minp, uint64_t* tile_sums, uint64_t* tile_minp,
                   SampleResult* results) {
+    wait_for_previous_kernel();
     const int row = blockIdx.x;
     const SamplingRow p = rows[row];
     const RowState st = states[row];
@@ -434,10 +438,9 @@ void sample_rows(const float* logits, int64_t logits_row_stride, int n_vocab, co
     const auto ids_of = [&](int b) { return reinterpret_cast<int32_t*>(ws + lay.ids[b]); };
     auto* states = reinterpret_cast<RowState*>(ws + lay.states);
 
-    prepare_kernel<<<n_rows, kRowThreads, 0, stream>>>(logits, logits_row_stride, n_vocab, rows, history, biases,
-                                                      reinterpret_cast<float*>(ws + lay.adjusted), keys_of(0),
-                                                      ids_of(0), states, results, sort_rows);
-    LOOM_CUDA_CHECK_LAUNCH("prepare_kernel");
+    launch_kernel("prepare_kernel", prepare_kernel, {n_rows, kRowThreads, 0, stream}, logits, logits_row_stride,
+                  n_vocab, rows, history, biases, reinterpret_cast<float*>(ws + lay.adjusted), keys_of(0), ids_of(0),
+                  states, results, sort_rows);
     if (!sort_rows) return;
 
     // One device-wide sort of every row: ascending (row, ~order key) keeps each row in its own
@@ -453,12 +456,10 @@ void sample_rows(const float* logits, int64_t logits_row_stride, int n_vocab, co
     auto* tile_sums = reinterpret_cast<uint64_t*>(ws + lay.tile_sums);
     auto* tile_minp = reinterpret_cast<uint64_t*>(ws + lay.tile_minp);
 
-    weigh_kernel<<<dim3(tiles_of(n_vocab), n_rows), kTileThreads, 0, stream>>>(
-        rows, n_vocab, states, keys.Current(), prefix, prefix_minp, tile_sums, tile_minp);
-    LOOM_CUDA_CHECK_LAUNCH("weigh_kernel");
-    finish_kernel<<<n_rows, kFinishThreads, 0, stream>>>(rows, n_vocab, states, keys.Current(), ids.Current(),
-                                                        prefix, prefix_minp, tile_sums, tile_minp, results);
-    LOOM_CUDA_CHECK_LAUNCH("finish_kernel");
+    launch_kernel("weigh_kernel", weigh_kernel, {dim3(tiles_of(n_vocab), n_rows), kTileThreads, 0, stream}, rows,
+                  n_vocab, states, keys.Current(), prefix, prefix_minp, tile_sums, tile_minp);
+    launch_kernel("finish_kernel", finish_kernel, {n_rows, kFinishThreads, 0, stream}, rows, n_vocab, states,
+                  keys.Current(), ids.Current(), prefix, prefix_minp, tile_sums, tile_minp, results);
 }
 
 }  // namespace loom::kernels
