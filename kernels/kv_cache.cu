@@ -8,11 +8,28 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
+#include "kernels/rope.cuh"
 
 namespace loom::kernels {
 namespace {
 
 constexpr int kThreads = 256;
+
+// Stores pair p (< n_head_kv * head_dim: K; above: V) of one token's K/V rows as one aligned half2.
+__device__ __forceinline__ void store_kv_pair(int p, const float* k_row, const float* v_row, int pos,
+                                              const int32_t* table, __half* k_cache, __half* v_cache,
+                                              int n_head_kv, int head_dim) {
+    const int pairs_per_side = n_head_kv * head_dim / 2;
+    const bool is_v = p >= pairs_per_side;
+    const int e = 2 * (is_v ? p - pairs_per_side : p);  // element within the token's row
+    const int head = e / head_dim, d = e % head_dim;
+    const int block = table[pos / kKvBlockTokens];
+    const int64_t dst = ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) *
+                            head_dim + d;
+    const float* src = (is_v ? v_row : k_row) + e;
+    __half* cache = is_v ? v_cache : k_cache;
+    *reinterpret_cast<__half2*>(cache + dst) = __halves2half2(__float2half_rn(src[0]), __float2half_rn(src[1]));
+}
 
 // grid (n_tokens, ceil(kv_dim / kThreads)): blockIdx.x is the token; each thread converts
 // two adjacent values (head_dim is even), so every store is one aligned half2.
@@ -23,20 +40,34 @@ __global__ void __launch_bounds__(kThreads)
                           int block_table_stride, __half* k_cache, __half* v_cache, int n_head_kv, int head_dim) {
     wait_for_previous_kernel();
     const int token = blockIdx.x;
-    const int pairs_per_side = n_head_kv * head_dim / 2;
     const int p = blockIdx.y * blockDim.x + threadIdx.x;
-    if (p >= 2 * pairs_per_side) return;
-    const bool is_v = p >= pairs_per_side;
-    const int e = 2 * (is_v ? p - pairs_per_side : p);  // element within the token's row
-    const int head = e / head_dim, d = e % head_dim;
-    const int pos = positions[token];
+    if (p >= n_head_kv * head_dim) return;
     const int seq = token_seq ? token_seq[token] : 0;
-    const int block = block_tables[static_cast<int64_t>(seq) * block_table_stride + pos / kKvBlockTokens];
-    const int64_t dst = ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) *
-                            head_dim + d;
-    const float* src = is_v ? v + token * v_row_stride + e : k + token * k_row_stride + e;
-    __half* cache = is_v ? v_cache : k_cache;
-    *reinterpret_cast<__half2*>(cache + dst) = __halves2half2(__float2half_rn(src[0]), __float2half_rn(src[1]));
+    store_kv_pair(p, k + token * k_row_stride, v + token * v_row_stride, positions[token],
+                  block_tables + static_cast<int64_t>(seq) * block_table_stride, k_cache, v_cache, n_head_kv,
+                  head_dim);
+}
+
+// grid (n_tokens): one block rotates a token's q and k heads in place, then stores its rotated K
+// and its V rows in the cache (the block's own global writes are visible to it after the barrier).
+__global__ void __launch_bounds__(kThreads)
+    rope_kv_cache_write_kernel(float* q, float* k, const float* __restrict__ v, int n_head, int64_t q_row_stride,
+                               int64_t k_row_stride, int64_t v_row_stride, const int32_t* __restrict__ positions,
+                               const int32_t* __restrict__ token_seq, const float* __restrict__ inv_freq, bool neox,
+                               const int32_t* __restrict__ block_tables, int block_table_stride, __half* k_cache,
+                               __half* v_cache, int n_head_kv, int head_dim) {
+    wait_for_previous_kernel();
+    extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
+    const int token = blockIdx.x, pos = positions[token];
+    float* k_row = k + token * k_row_stride;
+    rope_angles(cos_sin, head_dim / 2, pos, inv_freq);
+    __syncthreads();
+    rope_rotate_token(q + token * q_row_stride, k_row, n_head, n_head_kv, head_dim, cos_sin, neox);
+    __syncthreads();
+    const int seq = token_seq ? token_seq[token] : 0;
+    const int32_t* table = block_tables + static_cast<int64_t>(seq) * block_table_stride;
+    for (int p = threadIdx.x; p < n_head_kv * head_dim; p += blockDim.x)
+        store_kv_pair(p, k_row, v + token * v_row_stride, pos, table, k_cache, v_cache, n_head_kv, head_dim);
 }
 
 __global__ void update_block_tables_kernel(int32_t* block_tables, const int32_t* __restrict__ updates,
@@ -66,6 +97,29 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
                   v_row_stride, positions, token_seq, block_tables, block_table_stride,
                   reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v), layer.n_head_kv,
                   layer.head_dim);
+}
+
+void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n_head, int64_t q_row_stride,
+                         int64_t k_row_stride, int64_t v_row_stride, const int32_t* positions,
+                         const int32_t* token_seq, const float* inv_freq, RopeStyle style, const int32_t* block_tables,
+                         int block_table_stride, KvLayer layer, Stream stream) {
+    const int64_t kv_dim = static_cast<int64_t>(layer.n_head_kv) * layer.head_dim;
+    if (n_tokens < 0 || n_head < 0 || layer.n_head_kv <= 0 || layer.head_dim <= 0 || layer.head_dim % 2 != 0 ||
+        q_row_stride < static_cast<int64_t>(n_head) * layer.head_dim || k_row_stride < kv_dim ||
+        v_row_stride < kv_dim || block_table_stride <= 0)
+        throw std::invalid_argument("rope_kv_cache_write: bad shape (n_tokens " + std::to_string(n_tokens) +
+                                    ", n_head " + std::to_string(n_head) + ", n_head_kv " +
+                                    std::to_string(layer.n_head_kv) + ", head_dim " + std::to_string(layer.head_dim) +
+                                    ", strides " + std::to_string(q_row_stride) + "/" + std::to_string(k_row_stride) +
+                                    "/" + std::to_string(v_row_stride) + "/" + std::to_string(block_table_stride) +
+                                    ")");
+    if (n_tokens == 0) return;
+    const size_t shared_bytes = static_cast<size_t>(layer.head_dim / 2) * sizeof(float2);
+    launch_kernel("rope_kv_cache_write_kernel", rope_kv_cache_write_kernel,
+                  {static_cast<unsigned>(n_tokens), kThreads, shared_bytes, stream}, q, k, v, n_head, q_row_stride,
+                  k_row_stride, v_row_stride, positions, token_seq, inv_freq, style == RopeStyle::NeoX, block_tables,
+                  block_table_stride, reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v),
+                  layer.n_head_kv, layer.head_dim);
 }
 
 void update_block_tables(int32_t* block_tables, const int32_t* updates, int max_updates, Stream stream) {

@@ -6,6 +6,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
+#include "kernels/rope.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -18,27 +19,10 @@ __global__ void __launch_bounds__(kThreads)
                 bool neox) {
     wait_for_previous_kernel();
     extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
-    const int token = blockIdx.x, half = head_dim / 2;
-    // Double angle and sincos: at positions in the thousands a float angle is off by ~1e-3 rad.
-    const double pos = positions[token];
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        double s, c;
-        sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
-        cos_sin[i] = make_float2(static_cast<float>(c), static_cast<float>(s));
-    }
+    const int token = blockIdx.x;
+    rope_angles(cos_sin, head_dim / 2, positions[token], inv_freq);
     __syncthreads();
-    const int n_pairs = (n_head + n_head_kv) * half;
-    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
-        const int head = p / half, i = p % half;
-        float* v = head < n_head ? q + token * q_row_stride + head * head_dim
-                                 : k + token * k_row_stride + (head - n_head) * head_dim;
-        const int a = neox ? i : 2 * i;
-        const int b = neox ? i + half : 2 * i + 1;
-        const float x0 = v[a], x1 = v[b];
-        const float2 cs = cos_sin[i];
-        v[a] = x0 * cs.x - x1 * cs.y;
-        v[b] = x0 * cs.y + x1 * cs.x;
-    }
+    rope_rotate_token(q + token * q_row_stride, k + token * k_row_stride, n_head, n_head_kv, head_dim, cos_sin, neox);
 }
 
 }  // namespace

@@ -501,8 +501,8 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
             kernels::rmsnorm(q, w.q_norm, q, n * c.n_head, hd, c.rms_eps, st);
             kernels::rmsnorm(k, w.k_norm, k, n * c.n_head_kv, hd, c.rms_eps, st);
         }
-        kernels::rope(q, k, n, c.n_head, c.n_head_kv, hd, q_stride, kv_stride, pos, inv_freq, style, st);
-        kernels::kv_cache_write(k, v, n, kv_stride, kv_stride, pos, slot, block_tables, table_stride, kvl, st);
+        kernels::rope_kv_cache_write(q, k, v, n, c.n_head, q_stride, kv_stride, kv_stride, pos, slot, inv_freq, style,
+                                     block_tables, table_stride, kvl, st);
         if (D > 0)  // the grid covers pass.attn_len positions: fixed while sequences grow inside it
             kernels::decode_attention(q, q_stride, att, qd, D, c.n_head, step_dev + layout.decode_len(), pass.attn_len,
                                       step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, st);

@@ -1,6 +1,7 @@
 // Paged KV cache write, decode and prefill attention on the GPU against engine::cpu::attention.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -214,6 +215,70 @@ TEST_CASE("kv_cache_write stores exact fp16 rows through block tables", "[gpu][a
     PagedCase b(kQwen, {300, 5}, 910, stream);
     PagedCase c(kLlama, {64, 2}, 920, stream);
     PagedCase d(kTiny, {40, 3}, 930, stream);
+}
+
+// Two sequences at different positions in shuffled blocks, one fused [q | k | v] row per token:
+// rope then kv_cache_write on one copy, rope_kv_cache_write on another; rows and arenas must agree
+// bit for bit (both separate kernels are checked against the CPU elsewhere).
+TEST_CASE("rope_kv_cache_write equals rope then kv_cache_write, bit for bit", "[gpu][attention][rope]") {
+    test::TestStream stream;
+    uint32_t seed = 960;
+    for (const Heads& h : {kSmol, kLlama, kTiny})
+        for (const auto style : {kernels::RopeStyle::Normal, kernels::RopeStyle::NeoX}) {
+            INFO(h.name << (style == kernels::RopeStyle::NeoX ? " neox" : " normal"));
+            const int q_dim = h.n_head * h.head_dim, kv_dim = h.n_head_kv * h.head_dim, F = q_dim + 2 * kv_dim;
+            const std::vector<int> starts = {1000, 0}, lens = {20, 17};
+            std::vector<int32_t> positions, token_seq;
+            for (int s = 0; s < 2; ++s)
+                for (int p = 0; p < lens[s]; ++p) {
+                    positions.push_back(starts[s] + p);
+                    token_seq.push_back(s);
+                }
+            const int n = static_cast<int>(positions.size());
+            const int table_stride = (starts[0] + lens[0]) / kernels::kKvBlockTokens + 1;
+            const kernels::KvCacheLayout layout{1, 2 * table_stride, h.n_head_kv, h.head_dim};
+            std::vector<int32_t> perm(static_cast<size_t>(layout.n_blocks));
+            std::iota(perm.begin(), perm.end(), 0);
+            std::mt19937 rng(seed);
+            std::shuffle(perm.begin(), perm.end(), rng);
+            const std::vector<int32_t>& tables = perm;  // row s: blocks perm[s * table_stride ...]
+            const auto rows = test::random_uniform(static_cast<size_t>(n) * F, seed++, -2.f, 2.f);
+            const auto inv_freq = engine::cpu::rope_inv_freq(h.head_dim, 10000.f, {});
+
+            DeviceBuffer<float> d_separate(rows), d_fused(rows), d_freq(inv_freq);
+            DeviceBuffer<int32_t> d_pos(positions), d_seq(token_seq), d_tables(tables);
+            DeviceBuffer<uint16_t> arena_separate(static_cast<size_t>(layout.arena_elems()));
+            DeviceBuffer<uint16_t> arena_fused(static_cast<size_t>(layout.arena_elems()));
+            arena_separate.poison();
+            arena_fused.poison();
+            const auto layer_of = [&](DeviceBuffer<uint16_t>& a) { return kernels::kv_layer(a.get(), layout, 0); };
+            float* s = d_separate.get();
+            kernels::rope(s, s + q_dim, n, h.n_head, h.n_head_kv, h.head_dim, F, F, d_pos.get(), d_freq.get(), style,
+                          stream.get());
+            kernels::kv_cache_write(s + q_dim, s + q_dim + kv_dim, n, F, F, d_pos.get(), d_seq.get(), d_tables.get(),
+                                    table_stride, layer_of(arena_separate), stream.get());
+            float* f = d_fused.get();
+            kernels::rope_kv_cache_write(f, f + q_dim, f + q_dim + kv_dim, n, h.n_head, F, F, F, d_pos.get(),
+                                         d_seq.get(), d_freq.get(), style, d_tables.get(), table_stride,
+                                         layer_of(arena_fused), stream.get());
+            const auto rows_separate = d_separate.download(), rows_fused = d_fused.download();
+            const auto cache_separate = arena_separate.download(), cache_fused = arena_fused.download();
+            size_t row_mismatches = 0, cache_mismatches = 0, written = 0;
+            for (size_t i = 0; i < rows_fused.size(); ++i)
+                row_mismatches += std::memcmp(&rows_fused[i], &rows_separate[i], sizeof(float)) != 0;
+            for (size_t i = 0; i < cache_fused.size(); ++i) {
+                cache_mismatches += cache_fused[i] != cache_separate[i];
+                written += cache_fused[i] != 0xFFFF;
+            }
+            std::printf("[exact] rope_kv_cache_write %s %s: %zu tokens, %zu cache values written, %zu + %zu mismatches\n",
+                        h.name, style == kernels::RopeStyle::NeoX ? "neox" : "normal", positions.size(), written,
+                        row_mismatches, cache_mismatches);
+            CHECK(row_mismatches == 0);
+            CHECK(cache_mismatches == 0);
+            CHECK(written == static_cast<size_t>(n) * 2 * kv_dim);
+            CHECK(rows_fused != rows);  // the rotation happened
+            CHECK(arena_fused.guard_intact());
+        }
 }
 
 TEST_CASE("update_block_tables applies exactly the staged pairs, up to the device-side count", "[gpu][attention]") {
