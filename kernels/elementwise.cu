@@ -7,6 +7,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
+#include "kernels/swiglu.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -20,8 +21,7 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>(
 __global__ void swiglu_kernel(const float* gate, const float* up, float* out, int64_t n) {
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = swiglu_value(gate[i], up[i]);
     }
 }
 
@@ -29,8 +29,7 @@ __global__ void swiglu_halves_kernel(const float* __restrict__ gate_up, int64_t 
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t row = i / n, col = i % n;
-        const float g = gate_up[row * 2 * n + col];
-        out[i] = g / (1.0f + expf(-g)) * gate_up[row * 2 * n + n + col];
+        out[i] = swiglu_value(gate_up[row * 2 * n + col], gate_up[row * 2 * n + n + col]);
     }
 }
 
