@@ -565,6 +565,8 @@ void add_kv_and_attention(const Model& m) {
                     auto lens = device_ints(std::vector<int32_t>(batch, ctx));
                     const int64_t ws_floats = kernels::decode_attention_workspace_floats(batch, n_head, m.head_dim(), ctx);
                     auto ws = device_scratch(static_cast<uint64_t>(ws_floats) * 4);
+                    auto counters = device_ints(std::vector<int32_t>(
+                        static_cast<size_t>(kernels::decode_attention_counters(batch, n_head)), 0));
                     Case c;
                     c.bytes = static_cast<double>(batch) * ctx * kv_dim * 4.0 + 8.0 * batch * q_dim;
                     c.copies = kv->layout.n_layer;
@@ -574,7 +576,7 @@ void add_kv_and_attention(const Model& m) {
                                                   lens->as<int32_t>(), ctx, nullptr,
                                                   kv->tables->as<int32_t>(), kv->blocks_per_seq, kv->layer(copy),
                                                   ws_floats ? ws->as<float>() : nullptr,
-                                                  g_dev.stream);
+                                                  reinterpret_cast<unsigned*>(counters->as<int32_t>()), g_dev.stream);
                     };
                     return c;
                 });

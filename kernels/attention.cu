@@ -1,4 +1,4 @@
-// Attention kernels over the paged KV cache: split-KV decode with a combine pass, tiled prefill.
+// Attention kernels over the paged KV cache: split-KV decode merged by its last block, tiled prefill.
 #include "kernels/attention.h"
 
 #include <cuda_fp16.h>
@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
@@ -49,8 +50,8 @@ __device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, 
 //   1. scores p[g][j] for the split's keys, one key per thread;
 //   2. per head max m and sum l of exp(score - m), one warp per head;
 //   3. sum_j p[g][j] * v_j, threads as (key lane r, 8-dim chunk c), reduced over r in shared.
-// With one split the normalised result goes to out; otherwise (acc, m, l) go to the workspace
-// for decode_combine_kernel.
+// With one split the normalised result goes to out; otherwise (acc, m, l) go to the workspace and
+// the split block that finishes last merges them into out.
 template <int HD>
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
@@ -58,7 +59,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
                         const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
                         int block_table_stride,
                         const __half* __restrict__ k_cache, const __half* __restrict__ v_cache, float scale,
-                        int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml) {
+                        int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
+                        unsigned* __restrict__ split_counters) {
     wait_for_previous_kernel();
     constexpr int kChunks = HD / 8, kLanes = kDecodeThreads / kChunks;
     __shared__ float q_s[kMaxGroup][HD];
@@ -151,28 +153,38 @@ __global__ void __launch_bounds__(kDecodeThreads)
             if (d == 0) part_ml[idx] = make_float2(m_s[g], l_s[g]);
         }
     }
-}
+    if (n_splits == 1) return;
 
-// grid (n_head, n_seq), HD threads: merges the splits' (acc, m, l) by rescaling each to the
-// largest m. Splits past the sequence's end hold m = -inf, l = 0 and weigh nothing.
-template <int HD>
-__global__ void __launch_bounds__(HD)
-    decode_combine_kernel(const float* __restrict__ part_acc, const float2* __restrict__ part_ml, float* out,
-                          int64_t out_row_stride, int n_head, int n_splits) {
-    wait_for_previous_kernel();
-    const int h = blockIdx.x, seq = blockIdx.y, d = threadIdx.x;
-    const int64_t base = (static_cast<int64_t>(seq) * n_head + h) * n_splits;
-    float m = -INFINITY;
-    for (int s = 0; s < n_splits; ++s) m = fmaxf(m, part_ml[base + s].x);
-    float acc = 0.f, l = 0.f;
-    for (int s = 0; s < n_splits; ++s) {
-        const float2 ml = part_ml[base + s];
-        if (ml.y == 0.f) continue;
-        const float w = expf(ml.x - m);
-        acc += w * part_acc[(base + s) * HD + d];
-        l += w * ml.y;
+    // The last split block of this (sequence, head chunk) to finish merges all splits: the writes
+    // above are fenced before its arrival is counted, and the merge reads them through L2.
+    __shared__ bool merges;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        unsigned* counter = split_counters + static_cast<int64_t>(seq) * gridDim.x + blockIdx.x;
+        merges = atomicAdd(counter, 1u) == static_cast<unsigned>(n_splits - 1);
+        if (merges) *counter = 0;  // ready for the next launch
     }
-    out[seq * out_row_stride + static_cast<int64_t>(h) * HD + d] = acc / l;
+    __syncthreads();
+    if (!merges) return;
+    __threadfence();
+    // Rescales each split's (acc, m, l) to the largest m; splits past the sequence's end hold
+    // m = -inf, l = 0 and weigh nothing.
+    for (int i = tid; i < G * HD; i += kDecodeThreads) {
+        const int g = i / HD, d = i % HD;
+        const int64_t base = (static_cast<int64_t>(seq) * n_head + h0 + g) * n_splits;
+        float m = -INFINITY;
+        for (int sp = 0; sp < n_splits; ++sp) m = fmaxf(m, __ldcg(&part_ml[base + sp]).x);
+        float acc = 0.f, l = 0.f;
+        for (int sp = 0; sp < n_splits; ++sp) {
+            const float2 ml = __ldcg(&part_ml[base + sp]);
+            if (ml.y == 0.f) continue;
+            const float w = expf(ml.x - m);
+            acc += w * __ldcg(&part_acc[(base + sp) * HD + d]);
+            l += w * ml.y;
+        }
+        out[seq * out_row_stride + static_cast<int64_t>(h0 + g) * HD + d] = acc / l;
+    }
 }
 
 // grid (ceil(T / kTileQ), n_head). Thread (row r, quarter qq) owns query row r of the tile, keys
@@ -280,7 +292,7 @@ void check_heads(const char* fn, int n_head, const KvLayer& layer) {
 template <int HD>
 void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                    const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                   int block_table_stride, KvLayer layer, float* workspace, Stream stream) {
+                   int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream) {
     const int group = n_head / layer.n_head_kv, n_splits = decode_splits(max_seq_len);
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));  // as the CPU reference forms it
     float* part_acc = n_splits > 1 ? workspace : nullptr;
@@ -292,11 +304,7 @@ void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out
     launch_kernel("decode_split_kernel", decode_split_kernel<HD>, {grid, kDecodeThreads, 0, stream}, q, q_row_stride,
                   out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables, block_table_stride,
                   reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale, n_splits,
-                  part_acc, part_ml);
-    if (n_splits == 1) return;
-    const dim3 combine_grid(static_cast<unsigned>(n_head), static_cast<unsigned>(n_seq));
-    launch_kernel("decode_combine_kernel", decode_combine_kernel<HD>, {combine_grid, HD, 0, stream}, part_acc, part_ml,
-                  out, out_row_stride, n_head, n_splits);
+                  part_acc, part_ml, split_counters);
 }
 
 template <int HD>
@@ -320,25 +328,27 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
 
 void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                       const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                      int block_table_stride, KvLayer layer, float* workspace, Stream stream) {
+                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters,
+                      Stream stream) {
     check_heads("decode_attention", n_head, layer);
     const int64_t q_dim = static_cast<int64_t>(n_head) * layer.head_dim;
+    const bool splits = decode_splits(max_seq_len) > 1;
     if (n_seq < 0 || max_seq_len <= 0 || q_row_stride < q_dim || out_row_stride < q_dim || block_table_stride <= 0 ||
-        (decode_splits(max_seq_len) > 1 && workspace == nullptr))
+        (splits && (workspace == nullptr || split_counters == nullptr)))
         throw std::invalid_argument("decode_attention: bad shape (n_seq " + std::to_string(n_seq) + ", max_seq_len " +
                                     std::to_string(max_seq_len) + ", strides " + std::to_string(q_row_stride) + "/" +
                                     std::to_string(out_row_stride) + "/" + std::to_string(block_table_stride) +
-                                    ", workspace " + (workspace ? "set" : "null") + ")");
+                                    ", workspace " + (workspace ? "set" : "null") + ", split counters " +
+                                    (split_counters ? "set" : "null") + ")");
     if (n_seq == 0) return;
-    if (layer.head_dim == 8)  // stories260K: one 8-dim chunk per thread, 128 key lanes
-        launch_decode<8>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
-                         block_table_stride, layer, workspace, stream);
-    else if (layer.head_dim == 64)
-        launch_decode<64>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
-                          block_table_stride, layer, workspace, stream);
-    else
-        launch_decode<128>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
-                           block_table_stride, layer, workspace, stream);
+    const auto launch = [&](auto head_dim) {
+        launch_decode<decltype(head_dim)::value>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens,
+                                                 max_seq_len, seq_slots, block_tables, block_table_stride, layer,
+                                                 workspace, split_counters, stream);
+    };
+    if (layer.head_dim == 8) launch(std::integral_constant<int, 8>{});  // stories260K: 128 key lanes
+    else if (layer.head_dim == 64) launch(std::integral_constant<int, 64>{});
+    else launch(std::integral_constant<int, 128>{});
 }
 
 void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,

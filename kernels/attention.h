@@ -13,7 +13,8 @@ namespace loom::kernels {
 // max). The K/V rows of every attended position must already be in the cache (kv_cache_write).
 // head_dim (from `layer`) must be 8 (stories260K), 64 or 128; n_head a multiple of layer.n_head_kv.
 
-// Decode splits each sequence's keys into chunks of this many positions, one thread block each.
+// Decode splits each sequence's keys into chunks of this many positions, one thread block each;
+// the last block of a sequence's splits to finish merges them.
 inline constexpr int kDecodeSplitTokens = 256;
 
 // Floats of scratch decode_attention needs (0 when every sequence fits one split).
@@ -24,11 +25,17 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
 // 1 <= seq_lens[s] <= max_seq_len (max_seq_len is a host-side bound that sizes the grid, so a
 // CUDA graph may pass the context size and keep one grid while lengths change); its block table
 // is row seq_slots[s] of block_tables (row s when seq_slots is null), block_table_stride ints
-// apart. workspace: at least decode_attention_workspace_floats(...) floats (may be null when that
-// is 0). Device pointers; asynchronous on `stream`.
+// apart. When max_seq_len needs more than one split: workspace holds at least
+// decode_attention_workspace_floats(...) floats, and split_counters at least
+// decode_attention_counters(n_seq, n_head) unsigned ints, zero-filled once before first use (the
+// kernel leaves them zero); both may be null otherwise. Device pointers; asynchronous on `stream`.
 void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                       const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                      int block_table_stride, KvLayer layer, float* workspace, Stream stream);
+                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters,
+                      Stream stream);
+
+// Counters decode_attention's splits arrive at (one per sequence and head at most).
+inline int64_t decode_attention_counters(int n_seq, int n_head) { return static_cast<int64_t>(n_seq) * n_head; }
 
 // T query tokens of one sequence at positions pos0 .. pos0+T-1; query t sees positions
 // 0 .. pos0+t. q: T rows of n_head * head_dim floats, q_row_stride apart; out likewise.

@@ -140,6 +140,7 @@ struct CudaBackend::State {
     // qkv: (max_tokens, q_dim + 2 kv_dim), gate_up: (max_tokens, 2 n_ff), act: (max_tokens, n_ff).
     float *x = nullptr, *h = nullptr, *qkv = nullptr, *att = nullptr, *o = nullptr;
     float *gate_up = nullptr, *act = nullptr, *hg = nullptr, *logits = nullptr, *attn_ws = nullptr;
+    unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
     std::unique_ptr<kernels::GemmContext> gemm;
@@ -373,6 +374,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
                                floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
                                floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
                                floats(int64_t{s.logits_rows} * c.n_vocab) + floats(attn_ws_floats) +
+                               floats(kernels::decode_attention_counters(S, c.n_head)) +
                                round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
                                round_up(sampler_bytes);
     s.vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
@@ -429,6 +431,9 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     s.act = ws_floats(int64_t{M} * ff);
     s.logits = ws_floats(int64_t{s.logits_rows} * c.n_vocab);
     s.attn_ws = ws_floats(attn_ws_floats);
+    const int64_t n_counters = kernels::decode_attention_counters(S, c.n_head);
+    s.attn_counters = static_cast<unsigned*>(ws(static_cast<uint64_t>(n_counters) * sizeof(unsigned)));
+    LOOM_CUDA_CHECK(cudaMemset(s.attn_counters, 0, static_cast<size_t>(n_counters) * sizeof(unsigned)));
     s.gemm_ws = ws(gemm_bytes);
     const uint64_t cublas_bytes = kernels::GemmContext::cublas_workspace_bytes();
     s.gemm = std::make_unique<kernels::GemmContext>(ws(cublas_bytes), cublas_bytes, s.stream);
@@ -524,7 +529,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
                                      block_tables, table_stride, kvl, st);
         if (D > 0)  // the grid covers pass.attn_len positions: fixed while sequences grow inside it
             kernels::decode_attention(q, q_stride, att, qd, D, c.n_head, step_dev + layout.decode_len(), pass.attn_len,
-                                      step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, st);
+                                      step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, attn_counters, st);
         for (const Pass::Part& p : pass.parts)
             kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
                                        p.n, p.pos0, c.n_head,

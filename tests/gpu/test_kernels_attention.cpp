@@ -158,14 +158,23 @@ void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed) {
     const int64_t ws = kernels::decode_attention_workspace_floats(n_seq, h.n_head, h.head_dim, max_len);
     DeviceBuffer<float> d_ws(static_cast<size_t>(std::max<int64_t>(ws, 1)));
     d_ws.poison();  // the guard check below needs a poisoned tail
+    DeviceBuffer<uint32_t> d_counters(
+        std::vector<uint32_t>(static_cast<size_t>(kernels::decode_attention_counters(n_seq, h.n_head)), 0u));
     DeviceBuffer<float> d_out(static_cast<size_t>(n_seq) * c.q_dim);
     d_out.poison();
     kernels::decode_attention(d_q.get(), c.F, d_out.get(), c.q_dim, n_seq, h.n_head, d_lens.get(), max_len,
                               d_slots.get(), c.d_tables->get(), c.table_stride, c.layer(),
-                              ws > 0 ? d_ws.get() : nullptr, stream.get());
+                              ws > 0 ? d_ws.get() : nullptr, d_counters.get(), stream.get());
     const auto out = d_out.download();
     CHECK(test::count_unwritten(out) == 0);
     CHECK(d_out.guard_intact());
+    // The split counters are left at zero, so the same call again gives the same bits.
+    for (const uint32_t counter : d_counters.download()) CHECK(counter == 0);
+    d_out.poison();
+    kernels::decode_attention(d_q.get(), c.F, d_out.get(), c.q_dim, n_seq, h.n_head, d_lens.get(), max_len,
+                              d_slots.get(), c.d_tables->get(), c.table_stride, c.layer(),
+                              ws > 0 ? d_ws.get() : nullptr, d_counters.get(), stream.get());
+    CHECK(std::memcmp(d_out.download().data(), out.data(), out.size() * sizeof(float)) == 0);
     CHECK(d_ws.guard_intact());
     for (int r = 0; r < n_seq; ++r) {
         const int s = slot[r];
