@@ -8,7 +8,15 @@
 
 namespace loom::kernels {
 
+namespace {
+thread_local int scope_depth = 0;
+}  // namespace
+
+ProgrammaticLaunchScope::ProgrammaticLaunchScope() { ++scope_depth; }
+ProgrammaticLaunchScope::~ProgrammaticLaunchScope() { --scope_depth; }
+
 bool programmatic_launch_enabled() {
+    if (scope_depth == 0) return false;
     static const bool allowed = [] {
         const char* v = std::getenv("LOOM_PDL");
         return !(v && std::strcmp(v, "0") == 0);

@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "kernels/cuda_check.h"
+#include "kernels/launch.h"
 
 namespace loom::kernels {
 
@@ -22,9 +23,6 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 #endif
 }
 
-// Whether launches on the current device carry the PDL attribute: compute capability 9.0 or newer,
-// unless LOOM_PDL=0 (for comparisons). Decided once per device.
-bool programmatic_launch_enabled();
 
 struct LaunchShape {
     dim3 grid;
@@ -33,7 +31,7 @@ struct LaunchShape {
     cudaStream_t stream = nullptr;
 };
 
-// kernel<<<shape>>>(args...), with the PDL attribute where enabled. Every kernel launched here must
+// kernel<<<shape>>>(args...), with the PDL attribute where programmatic_launch_enabled(). Every kernel launched here must
 // begin with wait_for_previous_kernel(). Throws CudaError naming the kernel when the launch fails.
 template <class... Params, class... Args>
 void launch_kernel(const char* name, void (*kernel)(Params...), const LaunchShape& shape, Args&&... args) {

@@ -37,6 +37,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
 
     const size_t x_stride = SwiGlu ? 2 * static_cast<size_t>(n_in) : static_cast<size_t>(n_in);
     float acc[MaxVec] = {};
+    // Unrolled so the weight loads of several passes are in flight together: short rows (576
+    // inputs: 3 passes) are otherwise a chain of dependent global-memory latencies.
+    constexpr int kUnroll = Format::kValues <= 8 ? 4 : 2;
+#pragma unroll kUnroll
     for (int b = lane / Format::kLanes; b < n_blocks; b += kBlocksPerPass) {
         float w[Format::kValues];
         Format::decode(w_row + static_cast<size_t>(b) * Format::kBytes, sub, w);

@@ -19,6 +19,7 @@
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/kv_cache.h"
+#include "kernels/launch.h"
 #include "kernels/matvec.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
@@ -593,6 +594,7 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
         cudaGraph_t graph = nullptr;
         LOOM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         try {
+            const kernels::ProgrammaticLaunchScope programmatic;  // decode's small kernels overlap their launches
             enqueue_layers(pass, nullptr);
         } catch (...) {
             cudaStreamEndCapture(stream, &graph);
