@@ -193,15 +193,8 @@ struct CudaBackend::State {
         for (const Pass::Part& p : pass.parts) rows(p.row0, p.n);
     }
 
-    // Whether mm() multiplies some row group with a GEMM (a prefill part of more than 8 rows).
-    static bool uses_gemm(const Pass& pass) {
-        for (const Pass::Part& p : pass.parts)
-            if (p.n > kernels::kMaxMatvecVectors) return true;
-        return false;
-    }
-
-    // Y = down @ swiglu(GU) for passes without GEMM rows (uses_gemm false): the SwiGLU rows are
-    // formed inside the matvec from the fused [gate | up] rows, bit-identical to swiglu_halves + mm.
+    // Y = down @ swiglu(GU) for passes of matvec row groups: the SwiGLU rows are formed inside the
+    // matvec from the fused [gate | up] rows, bit-identical to swiglu_halves + mm.
     void mm_swiglu(const Matrix& down, const float* GU, float* Y, const Pass& pass) {
         const auto rows = [&](int row0, int n) {
             kernels::matvec_swiglu(down.type, down.data, GU + static_cast<int64_t>(row0) * 2 * down.n_in,
@@ -539,11 +532,11 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         kernels::add_rmsnorm(x, o, w.ffn_norm, h, n, d, c.rms_eps, st);
         if (w.gate_up.n_out > 0) {
             mm(w.gate_up, h, gate_up, pass);
-            if (uses_gemm(pass)) {
+            if (n == 1) {  // one row: SwiGLU formed as down's input is loaded (one launch fewer)
+                mm_swiglu(w.down, gate_up, o, pass);
+            } else {  // matvec_swiglu re-forms the vector per output row: cheap for one vector only
                 kernels::swiglu_halves(gate_up, n, ff, act, st);
                 mm(w.down, act, o, pass);
-            } else {  // every row group is a matvec: SwiGLU formed as down's input is loaded
-                mm_swiglu(w.down, gate_up, o, pass);
             }
         } else {
             float* gate = gate_up;
