@@ -7,7 +7,6 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
-#include "kernels/swiglu.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -21,7 +20,8 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>(
 __global__ void swiglu_kernel(const float* gate, const float* up, float* out, int64_t n) {
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-        out[i] = swiglu_value(gate[i], up[i]);
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
     }
 }
 
@@ -29,7 +29,8 @@ __global__ void swiglu_halves_kernel(const float* __restrict__ gate_up, int64_t 
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t row = i / n, col = i % n;
-        out[i] = swiglu_value(gate_up[row * 2 * n + col], gate_up[row * 2 * n + n + col]);
+        const float g = gate_up[row * 2 * n + col];
+        out[i] = g / (1.0f + expf(-g)) * gate_up[row * 2 * n + n + col];
     }
 }
 

@@ -20,10 +20,4 @@ bool matvec_supports(gguf::TensorType type);
 void matvec(gguf::TensorType type, const void* W, const float* X, float* Y, int n_in, int n_out, int n_vec,
             Stream stream);
 
-// matvec of W (n_out, n_in) with the vectors swiglu(gate, up) formed on the fly from GU (n_vec,
-// 2 n_in) = [gate | up] rows, as a fused [gate; up] product writes them; Y equals swiglu_halves
-// followed by matvec bit for bit, without the intermediate. Same preconditions as matvec (GU for X).
-void matvec_swiglu(gguf::TensorType type, const void* W, const float* GU, float* Y, int n_in, int n_out, int n_vec,
-                   Stream stream);
-
 }  // namespace loom::kernels

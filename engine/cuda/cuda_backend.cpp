@@ -193,18 +193,6 @@ struct CudaBackend::State {
         for (const Pass::Part& p : pass.parts) rows(p.row0, p.n);
     }
 
-    // Y = down @ swiglu(GU) for passes of matvec row groups: the SwiGLU rows are formed inside the
-    // matvec from the fused [gate | up] rows, bit-identical to swiglu_halves + mm.
-    void mm_swiglu(const Matrix& down, const float* GU, float* Y, const Pass& pass) {
-        const auto rows = [&](int row0, int n) {
-            kernels::matvec_swiglu(down.type, down.data, GU + static_cast<int64_t>(row0) * 2 * down.n_in,
-                                   Y + static_cast<int64_t>(row0) * down.n_out, down.n_in, down.n_out, n, stream);
-        };
-        for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
-            rows(r0, std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0));
-        for (const Pass::Part& p : pass.parts) rows(p.row0, p.n);
-    }
-
     // Takes KV blocks for `n` tokens of `slot` at its next positions and stages the block-table
     // changes; returns the first new position.
     int grow(int slot, int n, int& n_updates) {
@@ -532,20 +520,16 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         kernels::add_rmsnorm(x, o, w.ffn_norm, h, n, d, c.rms_eps, st);
         if (w.gate_up.n_out > 0) {
             mm(w.gate_up, h, gate_up, pass);
-            if (n == 1) {  // one row: SwiGLU formed as down's input is loaded (one launch fewer)
-                mm_swiglu(w.down, gate_up, o, pass);
-            } else {  // matvec_swiglu re-forms the vector per output row: cheap for one vector only
-                kernels::swiglu_halves(gate_up, n, ff, act, st);
-                mm(w.down, act, o, pass);
-            }
+            kernels::swiglu_halves(gate_up, n, ff, act, st);
+            mm(w.down, act, o, pass);
         } else {
             float* gate = gate_up;
             float* up = gate_up + int64_t{max_tokens} * ff;
             mm(w.gate, h, gate, pass);
             mm(w.up, h, up, pass);
             kernels::swiglu(gate, up, act, int64_t{n} * ff, st);
-            mm(w.down, act, o, pass);
         }
+        mm(w.down, act, o, pass);
         pending_add = true;
         if (observer) {
             kernels::add(x, o, x, int64_t{n} * d, st);

@@ -42,6 +42,7 @@ constexpr double kMaxLogprobDelta = 0.1;
 constexpr double kMaxMeanLogprobDelta = 0.02;
 constexpr double kMinReferenceProbability = 1e-4;
 constexpr double kTemperature = 0.7;
+constexpr double kTopP = 0.5;  // the nucleus: keeps a 135M model on its likelier, on-topic words
 constexpr int kMaxTokens = 64;
 
 struct Options {
@@ -296,8 +297,10 @@ int run(const Options& o) {
     const json health = json::parse(health_text);
     const std::string device = health.value("device", "");
 
-    const std::string prompt = "Write a haiku about GPU computing. It must contain the word \"" + word +
-                               "\". Reply with the haiku only. (Request " + nonce + ")";
+    // Measured on SmolLM2-135M-Instruct (8 words x 5 seeds, CPU backend): naming the number as a
+    // topic put the word in 85 % of answers at top_p 0.5, against 40-55 % for "must contain the
+    // word" phrasings; the nonce after it is never needed for the answer.
+    const std::string prompt = "Write a haiku about GPU computing and the number " + word + ". (Request " + nonce + ")";
     const json messages = json::array({{{"role", "user"}, {"content", prompt}}});
 
     const loom::gguf::File model = loom::gguf::File::open(o.model);
@@ -326,7 +329,7 @@ int run(const Options& o) {
                            {"stream", true},
                            {"stream_options", {{"include_usage", true}}},
                            {"temperature", kTemperature},
-                           {"top_p", 0.95},
+                           {"top_p", kTopP},
                            {"seed", a.seed},
                            {"max_tokens", kMaxTokens},
                            {"logprobs", true},
@@ -393,6 +396,7 @@ int run(const Options& o) {
                          {"nonce", nonce},
                          {"prompt", prompt},
                          {"temperature", kTemperature},
+                         {"top_p", kTopP},
                          {"bounds", {{"max_abs_delta", kMaxLogprobDelta}, {"mean_abs_delta", kMaxMeanLogprobDelta},
                                      {"min_reference_probability", kMinReferenceProbability}}},
                          {"failures", global_failures},

@@ -54,7 +54,8 @@ TEST_CASE("rmsnorm matches the CPU reference on real and odd shapes", "[gpu][rms
     check_rmsnorm(7, 576, 1e-5f, false, seed++);   // a short prompt
     check_rmsnorm(5, 896, 1e-6f, false, seed++);   // Qwen2.5-0.5B
     check_rmsnorm(3, 1536, 1e-5f, false, seed++);
-    check_rmsnorm(2, 4864, 1e-6f, false, seed++);
+    check_rmsnorm(2, 4864, 1e-6f, false, seed++);  // past the 4096 elements held in registers
+    check_rmsnorm(2, 4096, 1e-5f, true, seed++);   // exactly the held elements, in place
     check_rmsnorm(72, 64, 1e-6f, false, seed++);   // per-head norm: 8 tokens x 9 heads of 64
     check_rmsnorm(13, 37, 1e-5f, false, seed++);   // fewer elements than threads, odd
     check_rmsnorm(9, 1, 1e-5f, false, seed++);
@@ -66,7 +67,8 @@ TEST_CASE("rmsnorm matches the CPU reference on real and odd shapes", "[gpu][rms
 TEST_CASE("add_rmsnorm is the residual add (exact) followed by the CPU reference norm", "[gpu][rmsnorm]") {
     uint32_t seed = 560;
     struct Shape { int rows, n; };
-    for (const Shape s : {Shape{1, 576}, Shape{8, 576}, Shape{3, 4096}, Shape{5, 37}, Shape{512, 896}}) {
+    for (const Shape s : {Shape{1, 576}, Shape{8, 576}, Shape{3, 4096}, Shape{2, 5000}, Shape{5, 37},
+                             Shape{512, 896}}) {
         const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.n);
         INFO(what);
         const size_t total = static_cast<size_t>(s.rows) * s.n;
