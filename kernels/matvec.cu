@@ -34,10 +34,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock* kWarpSize)
     const int sub = lane % Format::kLanes;
 
     float acc[MaxVec] = {};
-    // One vector: unrolled so the weight loads of several passes are in flight together (short
-    // rows, 576 inputs = 3 passes, are otherwise a chain of global-memory latencies). More vectors
-    // hold MaxVec accumulators and x loads per pass already; unrolling those spends registers.
-    constexpr int kUnroll = MaxVec > 1 ? 1 : Format::kValues <= 8 ? 4 : 2;
+    // Unrolled so the weight loads of several passes are in flight together: short rows (576
+    // inputs: 3 passes) are otherwise a chain of dependent global-memory latencies.
+    constexpr int kUnroll = Format::kValues <= 8 ? 4 : 2;
 #pragma unroll kUnroll
     for (int b = lane / Format::kLanes; b < n_blocks; b += kBlocksPerPass) {
         float w[Format::kValues];
