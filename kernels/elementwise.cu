@@ -7,6 +7,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
+#include "kernels/matvec.h"
 
 namespace loom::kernels {
 namespace {
@@ -25,12 +26,13 @@ __global__ void swiglu_kernel(const float* gate, const float* up, float* out, in
     }
 }
 
-__global__ void swiglu_halves_kernel(const float* __restrict__ gate_up, int64_t total, int n, float* __restrict__ out) {
+__global__ void swiglu_pairs_kernel(const float* __restrict__ gate_up, int64_t total, int n, float* __restrict__ out) {
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t row = i / n, col = i % n;
-        const float g = gate_up[row * 2 * n + col];
-        out[i] = g / (1.0f + expf(-g)) * gate_up[row * 2 * n + n + col];
+        const int64_t g_at = row * 2 * n + col / kSwigluPairRows * 2 * kSwigluPairRows + col % kSwigluPairRows;
+        const float g = gate_up[g_at];
+        out[i] = g / (1.0f + expf(-g)) * gate_up[g_at + kSwigluPairRows];
     }
 }
 
@@ -64,12 +66,13 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream st
     launch_kernel("swiglu_kernel", swiglu_kernel, {blocks_for(n), kThreads, 0, stream}, gate, up, out, n);
 }
 
-void swiglu_halves(const float* gate_up, int rows, int n, float* out, Stream stream) {
-    if (rows < 0 || n <= 0)
-        throw std::invalid_argument("swiglu_halves: rows " + std::to_string(rows) + ", n " + std::to_string(n));
+void swiglu_pairs(const float* gate_up, int rows, int n, float* out, Stream stream) {
+    if (rows < 0 || n <= 0 || n % kSwigluPairRows != 0)
+        throw std::invalid_argument("swiglu_pairs: rows " + std::to_string(rows) + ", n " + std::to_string(n) +
+                                    " (n must be positive and even)");
     const int64_t total = int64_t{rows} * n;
     if (total == 0) return;
-    launch_kernel("swiglu_halves_kernel", swiglu_halves_kernel, {blocks_for(total), kThreads, 0, stream}, gate_up,
+    launch_kernel("swiglu_pairs_kernel", swiglu_pairs_kernel, {blocks_for(total), kThreads, 0, stream}, gate_up,
                   total, n, out);
 }
 

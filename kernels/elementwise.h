@@ -11,9 +11,10 @@ namespace loom::kernels {
 // out may equal gate or up. Device pointers; asynchronous on `stream`.
 void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream stream);
 
-// gate_up (rows, 2n) holding each row's gate then up halves (a fused gate/up product) -> out
-// (rows, n) = silu(gate) * up, the same float operations as swiglu(). out must not overlap gate_up.
-void swiglu_halves(const float* gate_up, int rows, int n, float* out, Stream stream);
+// gate_up (rows, 2n), each row a fused gate/up product in the pair layout of kernels/matvec.h
+// (kSwigluPairRows gate values, as many up values, in turn) -> out (rows, n) = silu(gate) * up, the
+// same float operations as swiglu(). n even; out must not overlap gate_up.
+void swiglu_pairs(const float* gate_up, int rows, int n, float* out, Stream stream);
 
 // a (n) + b (n) -> out (n); out may equal a or b (the residual add: x = x + f(x)).
 void add(const float* a, const float* b, float* out, int64_t n, Stream stream);

@@ -32,7 +32,8 @@ struct LaunchShape {
 };
 
 // kernel<<<shape>>>(args...), with the PDL attribute where programmatic_launch_enabled(). Every kernel launched here must
-// begin with wait_for_previous_kernel(). Throws CudaError naming the kernel when the launch fails.
+// call wait_for_previous_kernel() before it touches memory that another kernel writes (before that,
+// it may only read constants such as weights). Throws CudaError naming the kernel when the launch fails.
 template <class... Params, class... Args>
 void launch_kernel(const char* name, void (*kernel)(Params...), const LaunchShape& shape, Args&&... args) {
     cudaLaunchConfig_t config{};

@@ -43,10 +43,11 @@ struct Matrix {
     int n_in = 0, n_out = 0;
 };
 
-// A layer's weights. Matrices that share a type are fused at load, rows stacked: [wq; wk; wv] into
-// wqkv (not with Q/K norms, which need each head's rows contiguous) and [gate; up] into gate_up, so
-// a decode step launches one product where it would launch three or two. Unfused parts keep
-// their own matrices (fused ones then have n_out 0).
+// A layer's weights. Matrices that share a type are fused at load: [wq; wk; wv] stacked into wqkv
+// (not with Q/K norms, which need each head's rows contiguous), gate and up into gate_up in the pair
+// layout of kernels/matvec.h (decode applies SwiGLU inside the product), so a decode step launches
+// one product where it would launch three or two. Unfused parts keep their own matrices (fused ones
+// then have n_out 0).
 struct LayerWeights {
     const float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bqkv = nullptr;
@@ -59,7 +60,8 @@ struct Upload {
     std::vector<float> f32;  // non-empty: upload this instead of the file bytes
     std::function<void(const void*)> place;  // stores the device address where the weight set wants it
     int group = -1;            // >= 0: stacked into that fused matrix's region ...
-    uint64_t group_offset = 0;  // ... this many bytes in
+    uint64_t group_offset = 0;  // ... this many bytes in ...
+    uint64_t pair_pitch = 0;    // ... or, when > 0, its row pairs this many bytes apart (gate_up)
     uint64_t bytes() const { return f32.empty() ? info->n_bytes : f32.size() * sizeof(float); }
     const uint8_t* src() const {
         return f32.empty() ? nullptr : reinterpret_cast<const uint8_t*>(f32.data());
@@ -80,6 +82,10 @@ PinnedPtr alloc_pinned(uint64_t bytes) {
 
 // Rows of logits one projection produces: a step's sampled rows, or a slice of all_logits.
 constexpr int kMinLogitsRows = 64;
+
+// Prefill parts up to this many rows go through matvec (one read of W for all of them), longer
+// ones through the GEMM.
+constexpr int kMaxPartMatvecRows = 8;
 
 // The int32 arrays one pass stages on the host and uploads in one copy. Offsets in ints.
 struct StepLayout {
@@ -141,6 +147,9 @@ struct CudaBackend::State {
     // qkv: (max_tokens, q_dim + 2 kv_dim), gate_up: (max_tokens, 2 n_ff), act: (max_tokens, n_ff).
     float *x = nullptr, *h = nullptr, *qkv = nullptr, *att = nullptr, *o = nullptr;
     float *gate_up = nullptr, *act = nullptr, *hg = nullptr, *logits = nullptr, *attn_ws = nullptr;
+    // Decode rows' fused norm inputs: x ⊙ (the next norm's weight), (max_seqs, n_embd), and the
+    // square sums of x, (max_seqs, norm_partial_count(n_embd)); see kernels/matvec.h.
+    float *xw = nullptr, *norm_sums = nullptr;
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
@@ -173,24 +182,47 @@ struct CudaBackend::State {
 
     int32_t* host_ints() { return static_cast<int32_t*>(step_host.get()); }
 
-    // W (n_out, n_in) @ X (n_rows, n_in)^T -> Y (n_rows, n_out) for a pass's rows: decode rows by
-    // matvec in groups of 8, each prefill part by itself (matvec up to 8 rows, else the GEMM). A
-    // row's result then depends only on its own part, never on what else shares the batch, so a
-    // sequence gets the same tokens alone or batched (matvec sums each vector in the same order
-    // whatever the group size).
-    void mm(const Matrix& m, const float* X, float* Y, const Pass& pass) {
-        const auto rows = [&](int row0, int n) {
-            const float* x_rows = X + static_cast<int64_t>(row0) * m.n_in;
-            float* y_rows = Y + static_cast<int64_t>(row0) * m.n_out;
-            if (n <= kernels::kMaxMatvecVectors)
-                kernels::matvec(m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, n, stream);
-            else
-                kernels::gemm(*gemm, m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, n, gemm_ws, gemm_ws_bytes,
-                              stream);
-        };
+    // The products of a pass. Decode rows go through matvec in groups of kMaxMatvecVectors with
+    // the norms and residual adds fused in; each prefill part goes by itself (matvec up to
+    // kMaxPartMatvecRows rows, else the GEMM) on explicitly normed rows. A row's result then
+    // depends only on its own part, never on what else shares the batch, so a sequence gets the
+    // same tokens alone or batched (matvec sums each vector in the same order whatever the group).
+
+    // Decode rows: Y = W @ rmsnorm(x) * w, from xw = x ⊙ w and the square sums of x.
+    void mm_normed(const Matrix& m, float* Y, const Pass& pass) {
+        const int n_sums = kernels::norm_partial_count(m.n_in);
         for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
-            rows(r0, std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0));
-        for (const Pass::Part& p : pass.parts) rows(p.row0, p.n);
+            kernels::matvec_normed(m.type, m.data, xw + int64_t{r0} * m.n_in, norm_sums + int64_t{r0} * n_sums,
+                                   cfg.rms_eps, Y + int64_t{r0} * m.n_out, m.n_in, m.n_out,
+                                   std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
+    }
+    // Decode rows: Y = silu(gate) * up of the pair-layout gate_up @ rmsnorm(x) * w.
+    void mm_normed_swiglu(const Matrix& m, float* Y, const Pass& pass) {
+        const int n_sums = kernels::norm_partial_count(m.n_in);
+        for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
+            kernels::matvec_normed_swiglu(m.type, m.data, xw + int64_t{r0} * m.n_in, norm_sums + int64_t{r0} * n_sums,
+                                          cfg.rms_eps, Y + int64_t{r0} * (m.n_out / 2), m.n_in, m.n_out,
+                                          std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
+    }
+    // Decode rows: x += W @ X, and the next norm's inputs (weight `next_norm`) into xw, norm_sums.
+    void mm_residual(const Matrix& m, const float* X, const float* next_norm, const Pass& pass) {
+        const int n_sums = kernels::norm_partial_count(m.n_out);
+        for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
+            kernels::matvec_residual(m.type, m.data, X + int64_t{r0} * m.n_in, x + int64_t{r0} * m.n_out, next_norm,
+                                     xw + int64_t{r0} * m.n_out, norm_sums + int64_t{r0} * n_sums, m.n_in, m.n_out,
+                                     std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
+    }
+    // Prefill parts: W (n_out, n_in) @ X rows^T -> Y rows, X and Y indexed by pass row.
+    void mm_parts(const Matrix& m, const float* X, float* Y, const Pass& pass) {
+        for (const Pass::Part& p : pass.parts) {
+            const float* x_rows = X + static_cast<int64_t>(p.row0) * m.n_in;
+            float* y_rows = Y + static_cast<int64_t>(p.row0) * m.n_out;
+            if (p.n <= kMaxPartMatvecRows)
+                kernels::matvec(m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, p.n, stream);
+            else
+                kernels::gemm(*gemm, m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, p.n, gemm_ws, gemm_ws_bytes,
+                              stream);
+        }
     }
 
     // Takes KV blocks for `n` tokens of `slot` at its next positions and stages the block-table
@@ -265,23 +297,32 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
     // independent, so stacking their bytes stacks the rows); else uploads each into its own.
     std::vector<uint64_t> group_bytes;
-    const auto add_fused = [&](Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts) {
-        const gguf::TensorType type = tensor(parts.begin()->first)->type;
-        bool same = true;
-        for (const auto& [name, m] : parts) same = same && tensor(name)->type == type;
-        if (!same) {
+    // pairs: gate and up (two parts of equal shape, an even number of rows) in the pair layout.
+    const auto add_fused = [&](Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts,
+                               bool pairs = false) {
+        const gguf::TensorInfo* first_part = tensor(parts.begin()->first);
+        bool fusable = true;
+        for (const auto& [name, m] : parts) {
+            const gguf::TensorInfo* t = tensor(name);
+            fusable = fusable && t->type == first_part->type &&
+                      (!pairs || (t->n_bytes == first_part->n_bytes && t->n_rows() == first_part->n_rows() &&
+                                  t->n_rows() % kernels::kSwigluPairRows == 0));
+        }
+        if (!fusable) {
             for (const auto& [name, m] : parts) add_matrix(name, *m);
             return;
         }
         const int group = static_cast<int>(group_bytes.size());
         group_bytes.push_back(0);
+        const uint64_t row_bytes = first_part->n_bytes / first_part->n_rows();
         bool first = true;
         for (const auto& [name, m] : parts) {
             add_matrix(name, fused);  // checks the type; sets type and n_in; the first part's address is fused.data
             Upload& u = uploads.back();
             if (!first) u.place = {};
             u.group = group;
-            u.group_offset = group_bytes[static_cast<size_t>(group)];
+            u.group_offset = pairs ? (first ? 0 : kernels::kSwigluPairRows * row_bytes) : group_bytes[static_cast<size_t>(group)];
+            if (pairs) u.pair_pitch = 2 * kernels::kSwigluPairRows * row_bytes;
             group_bytes[static_cast<size_t>(group)] += u.bytes();
             first = false;
         }
@@ -312,7 +353,8 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
             add_fused(w.wqkv, {{q, &w.wq}, {k, &w.wk}, {v, &w.wv}});
         }
         add_matrix(layer_tensor(l, "attn_output.weight"), w.wo);
-        add_fused(w.gate_up, {{layer_tensor(l, "ffn_gate.weight"), &w.gate}, {layer_tensor(l, "ffn_up.weight"), &w.up}});
+        add_fused(w.gate_up, {{layer_tensor(l, "ffn_gate.weight"), &w.gate}, {layer_tensor(l, "ffn_up.weight"), &w.up}},
+                  true);
         add_matrix(layer_tensor(l, "ffn_down.weight"), w.down);
         if (c.qkv_bias && w.wqkv.n_out > 0) {  // one bias over the fused rows: [bq; bk; bv]
             Upload u{tensor(layer_tensor(l, "attn_q.bias")), {}, [&w](const void* p) { w.bqkv = static_cast<const float*>(p); }};
@@ -356,7 +398,8 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
                                floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
                                floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
                                floats(int64_t{s.logits_rows} * c.n_vocab) + floats(attn_ws_floats) +
-                               floats(kernels::decode_attention_counters(S, c.n_head)) +
+                               floats(kernels::decode_attention_counters(S, c.n_head)) + floats(int64_t{S} * d) +
+                               floats(int64_t{S} * kernels::norm_partial_count(d)) +
                                round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
                                round_up(sampler_bytes);
     s.vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
@@ -381,10 +424,17 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
             dst = base + u.group_offset;
         }
         const uint8_t* src = u.src() ? u.src() : file.tensor_data(*u.info).data();
-        for (uint64_t off = 0; off < u.bytes(); off += staging_bytes) {
-            const uint64_t n = std::min(staging_bytes, u.bytes() - off);
+        // Row pairs land pair_pitch apart (one strided copy per chunk of whole pairs), else contiguously.
+        const uint64_t pair_bytes = u.pair_pitch / 2;
+        const uint64_t chunk = u.pair_pitch > 0 ? staging_bytes / pair_bytes * pair_bytes : staging_bytes;
+        for (uint64_t off = 0; off < u.bytes(); off += chunk) {
+            const uint64_t n = std::min(chunk, u.bytes() - off);
             std::memcpy(staging.get(), src + off, n);
-            LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + off, staging.get(), n, cudaMemcpyHostToDevice, s.stream));
+            if (u.pair_pitch > 0)
+                LOOM_CUDA_CHECK(cudaMemcpy2DAsync(dst + off / pair_bytes * u.pair_pitch, u.pair_pitch, staging.get(),
+                                                  pair_bytes, pair_bytes, n / pair_bytes, cudaMemcpyHostToDevice, s.stream));
+            else
+                LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + off, staging.get(), n, cudaMemcpyHostToDevice, s.stream));
             LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is reused next
         }
         if (u.place) u.place(dst);
@@ -413,6 +463,8 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     s.act = ws_floats(int64_t{M} * ff);
     s.logits = ws_floats(int64_t{s.logits_rows} * c.n_vocab);
     s.attn_ws = ws_floats(attn_ws_floats);
+    s.xw = ws_floats(int64_t{S} * d);
+    s.norm_sums = ws_floats(int64_t{S} * kernels::norm_partial_count(d));
     const int64_t n_counters = kernels::decode_attention_counters(S, c.n_head);
     s.attn_counters = static_cast<unsigned*>(ws(static_cast<uint64_t>(n_counters) * sizeof(unsigned)));
     LOOM_CUDA_CHECK(cudaMemset(s.attn_counters, 0, static_cast<size_t>(n_counters) * sizeof(unsigned)));
@@ -476,10 +528,18 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
     const int32_t* slot = step_dev + layout.token_slot();
 
     kernels::embedding_lookup(embd_type, token_embd, c.n_vocab, d, ids, n, x, st);
-    // Each layer ends with x + o still to add: the add is fused into the next norm.
-    bool pending_add = false;
+    // Decode rows (0 .. D-1) carry their norms inside the products (xw, norm_sums); prefill rows
+    // (D .. n-1) are normed into h by kernels of their own, the residual add fused into the norm.
+    const int P = n - D;
+    float* x_p = x + int64_t{D} * d;
+    float* h_p = h + int64_t{D} * d;
+    const float* o_p = o + int64_t{D} * d;
+    if (D > 0) kernels::norm_inputs(x, layers[0].attn_norm, xw, norm_sums, D, d, st);
+    if (P > 0) kernels::rmsnorm(x_p, layers[0].attn_norm, h_p, P, d, c.rms_eps, st);
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& w = layers[l];
+        const bool last = l + 1 == c.n_layer;
+        const float* next_norm = last ? output_norm : layers[l + 1].attn_norm;
         const kernels::KvLayer kvl = kernels::kv_layer(kv, kv_layout, l);
         // Q, K, V: one row of the fused product (stride F), or three separate blocks.
         const bool fused_qkv = w.wqkv.n_out > 0;
@@ -488,15 +548,18 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         float* k = fused_qkv ? qkv + qd : qkv + int64_t{max_tokens} * qd;
         float* v = fused_qkv ? qkv + qd + kvd : k + int64_t{max_tokens} * kvd;
         const int64_t q_stride = fused_qkv ? F : qd, kv_stride = fused_qkv ? F : kvd;
-        if (pending_add) kernels::add_rmsnorm(x, o, w.attn_norm, h, n, d, c.rms_eps, st);
-        else kernels::rmsnorm(x, w.attn_norm, h, n, d, c.rms_eps, st);
+        // A product of the normed hidden states: decode rows fused, prefill rows from h.
+        const auto normed_product = [&](const Matrix& m, float* y) {
+            mm_normed(m, y, pass);
+            mm_parts(m, h, y, pass);
+        };
         if (fused_qkv) {
-            mm(w.wqkv, h, qkv, pass);
+            normed_product(w.wqkv, qkv);
             if (c.qkv_bias) kernels::add_bias(qkv, w.bqkv, n, static_cast<int>(F), st);
         } else {
-            mm(w.wq, h, q, pass);
-            mm(w.wk, h, k, pass);
-            mm(w.wv, h, v, pass);
+            normed_product(w.wq, q);
+            normed_product(w.wk, k);
+            normed_product(w.wv, v);
             if (c.qkv_bias) {
                 kernels::add_bias(q, w.bq, n, qd, st);
                 kernels::add_bias(k, w.bk, n, kvd, st);
@@ -516,28 +579,27 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
             kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
                                        p.n, p.pos0, c.n_head,
                                        block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, st);
-        mm(w.wo, att, o, pass);
-        kernels::add_rmsnorm(x, o, w.ffn_norm, h, n, d, c.rms_eps, st);
-        if (w.gate_up.n_out > 0) {
-            mm(w.gate_up, h, gate_up, pass);
-            kernels::swiglu_halves(gate_up, n, ff, act, st);
-            mm(w.down, act, o, pass);
+        mm_residual(w.wo, att, w.ffn_norm, pass);
+        mm_parts(w.wo, att, o, pass);
+        if (P > 0) kernels::add_rmsnorm(x_p, o_p, w.ffn_norm, h_p, P, d, c.rms_eps, st);
+        if (w.gate_up.n_out > 0) {  // decode rows get SwiGLU inside the product
+            mm_normed_swiglu(w.gate_up, act, pass);
+            mm_parts(w.gate_up, h, gate_up, pass);
+            if (P > 0)
+                kernels::swiglu_pairs(gate_up + int64_t{D} * 2 * ff, P, ff, act + int64_t{D} * ff, st);
         } else {
             float* gate = gate_up;
             float* up = gate_up + int64_t{max_tokens} * ff;
-            mm(w.gate, h, gate, pass);
-            mm(w.up, h, up, pass);
+            normed_product(w.gate, gate);
+            normed_product(w.up, up);
             kernels::swiglu(gate, up, act, int64_t{n} * ff, st);
         }
-        mm(w.down, act, o, pass);
-        pending_add = true;
-        if (observer) {
-            kernels::add(x, o, x, int64_t{n} * d, st);
-            pending_add = false;
-            observe(observer, l, pass, x);
-        }
+        mm_residual(w.down, act, next_norm, pass);
+        mm_parts(w.down, act, o, pass);
+        if (P > 0 && !last) kernels::add_rmsnorm(x_p, o_p, next_norm, h_p, P, d, c.rms_eps, st);
+        if (P > 0 && last) kernels::add(x_p, o_p, x_p, int64_t{P} * d, st);
+        if (observer) observe(observer, l, pass, x);
     }
-    if (pending_add) kernels::add(x, o, x, int64_t{n} * d, st);
     if (observer) {  // every row's final norm, whatever rows the logits need
         kernels::rmsnorm(x, output_norm, h, n, d, c.rms_eps, st);
         observe(observer, c.n_layer, pass, h);
@@ -549,7 +611,8 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
 }
 
 // logits (n, n_vocab) = output @ hg rows first .. first+n-1 (n <= logits_rows). matvec reads the
-// matrix once per 8 rows; a GEMM would need the whole vocabulary matrix dequantized to fp16.
+// matrix once per kMaxMatvecVectors rows; a GEMM would need the whole vocabulary matrix dequantized
+// to fp16.
 void CudaBackend::State::project(int first, int n) {
     for (int r0 = 0; r0 < n; r0 += kernels::kMaxMatvecVectors)
         kernels::matvec(output.type, output.data, hg + static_cast<int64_t>(first + r0) * cfg.n_embd,

@@ -51,26 +51,32 @@ TEST_CASE("swiglu matches the CPU reference", "[gpu][elementwise]") {
     check_swiglu(4864, true, seed++);
 }
 
-TEST_CASE("swiglu_halves equals swiglu on each row's gate and up halves", "[gpu][elementwise]") {
+TEST_CASE("swiglu_pairs equals swiglu on each row's gate and up values in the pair layout", "[gpu][elementwise]") {
     uint32_t seed = 850;
     struct Shape { int rows, n; };
-    for (const Shape s : {Shape{1, 1536}, Shape{8, 1536}, Shape{3, 14336}, Shape{5, 37}, Shape{512, 4864}}) {
+    for (const Shape s : {Shape{1, 1536}, Shape{8, 1536}, Shape{3, 14336}, Shape{5, 38}, Shape{512, 4864}}) {
         const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.n);
         INFO(what);
         const auto gate_up = test::random_uniform(static_cast<size_t>(s.rows) * 2 * s.n, seed++, -8.f, 8.f);
         std::vector<float> ref(static_cast<size_t>(s.rows) * s.n);
+        std::vector<float> gate(static_cast<size_t>(s.n)), up(static_cast<size_t>(s.n));
         for (int r = 0; r < s.rows; ++r) {
             const float* row = gate_up.data() + static_cast<size_t>(r) * 2 * s.n;
-            engine::cpu::swiglu(row, row + s.n, ref.data() + static_cast<size_t>(r) * s.n, s.n);
+            for (int j = 0; j < s.n; j += 2)  // [gate j, gate j+1, up j, up j+1]
+                for (int k = 0; k < 2; ++k) {
+                    gate[static_cast<size_t>(j + k)] = row[2 * j + k];
+                    up[static_cast<size_t>(j + k)] = row[2 * j + 2 + k];
+                }
+            engine::cpu::swiglu(gate.data(), up.data(), ref.data() + static_cast<size_t>(r) * s.n, s.n);
         }
         DeviceBuffer<float> d_gate_up(gate_up);
         DeviceBuffer<float> d_out(ref.size());
         d_out.poison();
         test::TestStream stream;
-        kernels::swiglu_halves(d_gate_up.get(), s.rows, s.n, d_out.get(), stream.get());
+        kernels::swiglu_pairs(d_gate_up.get(), s.rows, s.n, d_out.get(), stream.get());
         const auto out = d_out.download();
         const double err = test::nmse(out, ref);
-        test::report_nmse("swiglu_halves", what, err);
+        test::report_nmse("swiglu_pairs", what, err);
         CHECK(test::count_unwritten(out) == 0);
         CHECK(d_out.guard_intact());
         CHECK(err <= kMaxNmse);
