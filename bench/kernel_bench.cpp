@@ -376,6 +376,50 @@ void add_matvec(const Model& m) {
         }
 }
 
+// The decode path's fused forms at batch 1 and 32: normed products read x ⊙ w and square sums
+// (made once by norm_inputs), the gate matrix stands in for the pair-layout gate/up product, and
+// residual products add into R and write the next norm's inputs.
+void add_fused_matvec(const Model& m) {
+    const float eps = m.shape.rms_eps;
+    for (const auto& mat : synth_matrices(m)) {
+        const bool normed = mat.role == "q" || mat.role == "gate", residual = mat.role == "o" || mat.role == "down";
+        if (!normed && !residual) continue;
+        for (const int n_vec : {1, 32}) {
+            const std::string form = mat.role == "gate" ? "matvec_normed_swiglu" : normed ? "matvec_normed" : "matvec_residual";
+            const std::string type = lower(gguf::tensor_type_name(mat.type));
+            add(form + "/" + m.name + "/" + mat.role + "/" + type + "/nvec:" + std::to_string(n_vec),
+                dims(mat.n_out, mat.n_in), [=] {
+                    const uint64_t w_bytes = gguf::tensor_bytes(mat.type, static_cast<uint64_t>(mat.n_in) * mat.n_out);
+                    auto w = std::make_shared<Weights>(mat.type, mat.n_in, mat.n_out, cold_copies(w_bytes));
+                    auto x = device_floats(static_cast<uint64_t>(n_vec) * mat.n_in, 3);
+                    auto norm_w = device_floats(static_cast<uint64_t>(std::max(mat.n_in, mat.n_out)), 4, 1.f, 0.02f);
+                    auto xw = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_in * 4);
+                    auto sums = device_scratch(static_cast<uint64_t>(n_vec) * kernels::norm_partial_count(std::max(mat.n_in, mat.n_out)) * 4);
+                    auto r = device_floats(static_cast<uint64_t>(n_vec) * mat.n_out, 5);
+                    auto rw = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_out * 4);
+                    kernels::norm_inputs(x->as<float>(), norm_w->as<float>(), xw->as<float>(), sums->as<float>(), n_vec,
+                                         mat.n_in, g_dev.stream);
+                    Case c;
+                    c.bytes = static_cast<double>(w_bytes) + 4.0 * n_vec * (mat.n_in + (residual ? 3 : 1) * mat.n_out);
+                    c.copies = w->copies;
+                    c.launch = [=](int copy) {
+                        if (mat.role == "gate")
+                            kernels::matvec_normed_swiglu(mat.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
+                                                          r->as<float>(), mat.n_in, mat.n_out, n_vec, g_dev.stream);
+                        else if (normed)
+                            kernels::matvec_normed(mat.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
+                                                   r->as<float>(), mat.n_in, mat.n_out, n_vec, g_dev.stream);
+                        else
+                            kernels::matvec_residual(mat.type, w->copy(copy), x->as<float>(), r->as<float>(),
+                                                     norm_w->as<float>(), rw->as<float>(), sums->as<float>(), mat.n_in,
+                                                     mat.n_out, n_vec, g_dev.stream);
+                    };
+                    return c;
+                });
+        }
+    }
+}
+
 void add_embedding(const Model& m) {
     const int n_embd = static_cast<int>(m.shape.embd);
     const int64_t n_vocab = m.shape.vocab;
@@ -421,6 +465,30 @@ void add_elementwise(const Model& m) {
                 kernels::rmsnorm(x->as<float>(),
                                  w->as<float>(),
                                  y->as<float>(), tokens, embd, eps, g_dev.stream);
+            };
+            return c;
+        });
+        add("norm_inputs" + suffix, dims(tokens, embd), [=] {
+            auto x = device_floats(static_cast<uint64_t>(tokens) * embd, 5);
+            auto w = device_floats(embd, 6, 1.f, 0.02f);
+            auto xw = device_scratch(static_cast<uint64_t>(tokens) * embd * 4);
+            auto sums = device_scratch(static_cast<uint64_t>(tokens) * kernels::norm_partial_count(embd) * 4);
+            Case c;
+            c.bytes = 9.0 * tokens * embd + 4.0 * embd;
+            c.launch = [=](int) {
+                kernels::norm_inputs(x->as<float>(), w->as<float>(), xw->as<float>(), sums->as<float>(), tokens, embd,
+                                     g_dev.stream);
+            };
+            return c;
+        });
+        add("swiglu_pairs" + suffix, dims(tokens, ffn), [=] {
+            const uint64_t n = static_cast<uint64_t>(tokens) * ffn;
+            auto gate_up = device_floats(2 * n, 7);
+            auto out = device_scratch(n * 4);
+            Case c;
+            c.bytes = 12.0 * static_cast<double>(n);
+            c.launch = [=](int) {
+                kernels::swiglu_pairs(gate_up->as<float>(), tokens, ffn, out->as<float>(), g_dev.stream);
             };
             return c;
         });
@@ -643,6 +711,7 @@ int main(int argc, char** argv) {
         add_elementwise(m);
         add_kv_and_attention(m);
         add_matvec(m);
+        add_fused_matvec(m);
         add_argmax(m);
     }
     benchmark::RunSpecifiedBenchmarks();
