@@ -2,6 +2,8 @@
 // and RequestStream, the queue of events between it and one HTTP session.
 #include "worker/engine_loop.h"
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 #include <stdexcept>
 #include <unordered_map>
@@ -18,6 +20,14 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// The "engine" component of --log: requests entering and leaving the Engine, steps, failures.
+std::shared_ptr<spdlog::logger> log() {
+    if (auto l = spdlog::get("engine")) return l;
+    return spdlog::default_logger();
+}
+
+const char* kind(bool internal) { return internal ? "warm-up request" : "request"; }
 
 }  // namespace
 
@@ -234,6 +244,11 @@ void EngineLoop::run() {
         e.error = std::move(error);
         e.prompt_tokens = a.prompt_tokens;
         e.completion_tokens = a.completion_tokens;
+        if (e.finish_reason == "error")
+            log()->warn("{} {} failed after {} completion tokens: {}", kind(a.internal), id, a.completion_tokens, e.error);
+        else
+            log()->debug("{} {} finished ({}): {} prompt + {} completion tokens in {:.3f} s", kind(a.internal), id,
+                         e.finish_reason, a.prompt_tokens, a.completion_tokens, seconds_between(a.submitted, Clock::now()));
         if (!a.internal) {
             if (e.finish_reason == "cancelled") metrics_.count_cancelled();
             if (e.finish_reason == "stop" || e.finish_reason == "length")
@@ -251,6 +266,8 @@ void EngineLoop::run() {
         e.finish_reason = std::move(reason);
         e.error = std::move(error);
         e.prompt_tokens = static_cast<int>(s.request.prompt.size());
+        if (e.finish_reason == "error") log()->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
+        else log()->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, e.finish_reason);
         if (!s.internal && e.finish_reason == "cancelled") metrics_.count_cancelled();
         st.outbox.emplace_back(s.stream, std::move(e));
         st.finished.push_back(s.id);
@@ -311,6 +328,8 @@ void EngineLoop::run() {
                                                           .prompt_tokens = prompt_tokens,
                                                           .submitted = s.submitted});
                     st.by_engine.emplace(engine_id, s.id);
+                    log()->debug("{} {} added: {} prompt tokens, at most {} new", kind(s.internal), s.id, prompt_tokens,
+                                 s.request.options.max_tokens);
                 } catch (const std::exception& e) {  // submit() validated it; the Engine may still know better
                     if (!s.internal) metrics_.count_error("request");
                     refuse(s, "error", e.what());
@@ -325,7 +344,11 @@ void EngineLoop::run() {
             }
             if (!st.engine.idle()) {
                 try {
+                    const auto step_start = Clock::now();
                     const std::vector<engine::TokenEvent> events = st.engine.step();
+                    log()->trace("step: {} events in {:.2f} ms; {} running, {} waiting", events.size(),
+                                 1e3 * seconds_between(step_start, Clock::now()), st.engine.running(),
+                                 st.engine.waiting());
                     for (const engine::TokenEvent& e : events) {
                         const auto found = st.by_engine.find(e.request);
                         if (found == st.by_engine.end()) continue;
@@ -411,6 +434,7 @@ void EngineLoop::run() {
             // unknown, so nothing runs on it again. Every stream ends with the cause.
             metrics_.count_error("fatal");
             const std::string why = "backend failure: " + fatal;
+            log()->error("{}; no more steps run on this backend, {} live requests end with it", why, st.active.size());
             std::deque<Submitted> late;
             {
                 std::lock_guard lock(mutex_);

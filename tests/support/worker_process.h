@@ -29,7 +29,8 @@ std::string worker_bin();
 
 class WorkerProcess {
 public:
-    // Runs `worker_bin() --model M --backend B --port 0 --log info <extra>`, output to a log file,
+    // Runs `worker_bin() --model M --backend B --port 0 --log info <extra>` (no `--log info` when
+    // `extra` holds a --log), output to a log file,
     // and waits up to `timeout` for /health 200 (a 503 {"status": "loading"} is waited through).
     // Throws WorkerStartError when the process exits or the time runs out.
     WorkerProcess(const std::filesystem::path& model, const std::string& backend, std::vector<std::string> extra,

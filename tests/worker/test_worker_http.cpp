@@ -622,6 +622,28 @@ TEST_CASE("/tokenize and /detokenize round trip", "[worker]") {
     CHECK(error_param(post(port, "/tokenize", {{"prompt", 3}})) == "prompt");
 }
 
+TEST_CASE("--log engine=debug logs each request entering and leaving the engine, naming the backend", "[worker]") {
+    WorkerProcess w({"--log", "info,engine=debug"});
+    const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 3}, {"ignore_eos", true}});
+    CHECK(post_ok(w.port(), "/v1/completions", body).at("usage").at("completion_tokens") == 3);
+    const std::string log = w.log();
+    INFO(log);
+    const auto line_with = [&](const std::string& what) {
+        const size_t at = log.find(what);
+        if (at == std::string::npos) return std::string();
+        const size_t begin = log.rfind('\n', at) == std::string::npos ? 0 : log.rfind('\n', at) + 1;
+        return log.substr(begin, log.find('\n', at) - begin);
+    };
+    const std::string added = line_with("] [engine] [debug] request ");
+    CHECK(added.find("added: ") != std::string::npos);
+    CHECK(added.find("at most 3 new") != std::string::npos);
+    CHECK(added.find("[" + backend() + " ") != std::string::npos);  // every line names backend and device
+    const std::string finished = line_with("+ 3 completion tokens");
+    CHECK(finished.find("] [engine] [debug] request ") != std::string::npos);
+    CHECK(finished.find("finished (length): ") != std::string::npos);
+    CHECK(line_with("warm-up request").find("[engine] [debug]") != std::string::npos);
+}
+
 TEST_CASE("a full queue answers 429 with Retry-After", "[worker]") {
     WorkerProcess w({"--max-seqs", "1", "--max-queue", "1"});
     const int port = w.port();
