@@ -169,6 +169,7 @@ void configure_logging(const std::string& spec) {
         logger->set_level(level);
         spdlog::register_logger(logger);
     }
+    spdlog::set_default_logger(spdlog::get("worker"));  // the libraries' own lines (e.g. the tokenizer's) under a name
 }
 
 enum class Phase { loading, ready, draining, poisoned };
