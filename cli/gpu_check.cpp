@@ -24,15 +24,19 @@ namespace loom::cli {
 namespace {
 
 constexpr int kExitBadInput = 2;
-constexpr int kGenerated = 32;
-constexpr int kCompared = 16;
-constexpr int kCheckCtx = 256;
-const char* const kPrompt = "Once upon a time";
 
 struct Options {
     std::string model;
     int threads = 0;
 };
+
+#ifdef LOOM_HAVE_CUDA
+// The check (CUDA builds only: without CUDA, run() reports why and checks nothing).
+constexpr int kExitCheckFailed = 1;
+constexpr int kGenerated = 32;
+constexpr int kCompared = 16;
+constexpr int kCheckCtx = 256;
+const char* const kPrompt = "Once upon a time";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -45,9 +49,6 @@ engine::GenerateOptions greedy(int n) {
     g.ignore_eos = true;
     return g;
 }
-
-#ifdef LOOM_HAVE_CUDA
-constexpr int kExitCheckFailed = 1;  // a check did not hold (CUDA builds only: without CUDA nothing is checked)
 
 int run(const Options& o) {
     if (const std::string why = cuda_unavailable_reason(); !why.empty()) {
