@@ -231,6 +231,7 @@ std::string EngineLoop::poison_message() const {
 // then deliver the step's events. Only this thread touches the Engine (and so the backend).
 void EngineLoop::run() {
     State& st = *state_;
+    const std::shared_ptr<spdlog::logger> logger = log();  // looked up once: the registry takes a lock
 
     // Ends a live request's stream (the Engine must already be done with it).
     const auto finish = [&](uint64_t id, std::string reason, std::string error = {}) {
@@ -245,9 +246,9 @@ void EngineLoop::run() {
         e.prompt_tokens = a.prompt_tokens;
         e.completion_tokens = a.completion_tokens;
         if (e.finish_reason == "error")
-            log()->warn("{} {} failed after {} completion tokens: {}", kind(a.internal), id, a.completion_tokens, e.error);
+            logger->warn("{} {} failed after {} completion tokens: {}", kind(a.internal), id, a.completion_tokens, e.error);
         else
-            log()->debug("{} {} finished ({}): {} prompt + {} completion tokens in {:.3f} s", kind(a.internal), id,
+            logger->debug("{} {} finished ({}): {} prompt + {} completion tokens in {:.3f} s", kind(a.internal), id,
                          e.finish_reason, a.prompt_tokens, a.completion_tokens, seconds_between(a.submitted, Clock::now()));
         if (!a.internal) {
             if (e.finish_reason == "cancelled") metrics_.count_cancelled();
@@ -266,8 +267,8 @@ void EngineLoop::run() {
         e.finish_reason = std::move(reason);
         e.error = std::move(error);
         e.prompt_tokens = static_cast<int>(s.request.prompt.size());
-        if (e.finish_reason == "error") log()->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
-        else log()->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, e.finish_reason);
+        if (e.finish_reason == "error") logger->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
+        else logger->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, e.finish_reason);
         if (!s.internal && e.finish_reason == "cancelled") metrics_.count_cancelled();
         st.outbox.emplace_back(s.stream, std::move(e));
         st.finished.push_back(s.id);
@@ -328,7 +329,7 @@ void EngineLoop::run() {
                                                           .prompt_tokens = prompt_tokens,
                                                           .submitted = s.submitted});
                     st.by_engine.emplace(engine_id, s.id);
-                    log()->debug("{} {} added: {} prompt tokens, at most {} new", kind(s.internal), s.id, prompt_tokens,
+                    logger->debug("{} {} added: {} prompt tokens, at most {} new", kind(s.internal), s.id, prompt_tokens,
                                  s.request.options.max_tokens);
                 } catch (const std::exception& e) {  // submit() validated it; the Engine may still know better
                     if (!s.internal) metrics_.count_error("request");
@@ -346,7 +347,7 @@ void EngineLoop::run() {
                 try {
                     const auto step_start = Clock::now();
                     const std::vector<engine::TokenEvent> events = st.engine.step();
-                    log()->trace("step: {} events in {:.2f} ms; {} running, {} waiting", events.size(),
+                    logger->trace("step: {} events in {:.2f} ms; {} running, {} waiting", events.size(),
                                  1e3 * seconds_between(step_start, Clock::now()), st.engine.running(),
                                  st.engine.waiting());
                     for (const engine::TokenEvent& e : events) {
@@ -434,7 +435,7 @@ void EngineLoop::run() {
             // unknown, so nothing runs on it again. Every stream ends with the cause.
             metrics_.count_error("fatal");
             const std::string why = "backend failure: " + fatal;
-            log()->error("{}; no more steps run on this backend, {} live requests end with it", why, st.active.size());
+            logger->error("{}; no more steps run on this backend, {} live requests end with it", why, st.active.size());
             std::deque<Submitted> late;
             {
                 std::lock_guard lock(mutex_);

@@ -1,6 +1,7 @@
 // Starting, watching and stopping a loom-worker process for the tests.
 #include "support/worker_process.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
