@@ -146,7 +146,9 @@ std::shared_ptr<RequestStream> EngineLoop::enqueue(GenerationRequest request, bo
             refused = "poisoned";
         else if (draining_ || stop_)
             refused = "draining";
-        else if (!internal && static_cast<int>(incoming_.size()) + engine_waiting_ >= limits_.max_queue)
+        // Every live request holds a slot or waits for one: with max_queue 0 a request is taken
+        // only while a slot is free (counting incoming ones as waiting refused everything then).
+        else if (!internal && static_cast<int>(live_.size()) >= max_seqs_ + limits_.max_queue)
             refused = "queue_full";
         else {
             Submitted s;

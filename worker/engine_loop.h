@@ -82,7 +82,7 @@ public:
     // Validates on the calling thread, with Engine::add's checks and messages (engine::RequestError
     // or engine::SamplingParamError naming the field: "prompt", "max_tokens", "top_logprobs",
     // "logit_bias", the sampling field, "stop" for an empty stop string), then queues. Returns nullptr
-    // (and counts loom_requests_rejected_total{reason}) when max_queue requests already wait
+    // (and counts loom_requests_rejected_total{reason}) when max_seqs + max_queue requests are live
     // ("queue_full": answer 429 with Retry-After), when drain() has begun ("draining") or the loop is
     // poisoned ("poisoned"): check draining() / poisoned() to answer 503 for those.
     std::shared_ptr<RequestStream> submit(GenerationRequest request);

@@ -48,14 +48,13 @@ std::string HttpRequest::header(std::string_view name) const {
     return {};
 }
 
-HttpResponse error_response(int status, const std::string& message, const std::string& type, const std::string& param) {
+HttpResponse error_response(int status, const std::string& message, const std::string& type, const std::string& param,
+                            const std::string& code) {
     HttpResponse r;
     r.status = status;
-    const nlohmann::json err = {{"error",
-                                 {{"message", message},
-                                  {"type", type},
-                                  {"param", param.empty() ? nlohmann::json(nullptr) : nlohmann::json(param)},
-                                  {"code", nullptr}}}};
+    const auto or_null = [](const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); };
+    const nlohmann::json err = {
+        {"error", {{"message", message}, {"type", type}, {"param", or_null(param)}, {"code", or_null(code)}}}};
     r.body = err.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return r;
 }
@@ -67,6 +66,7 @@ struct HttpServer::Impl {
 
     HttpLimits limits;
     std::map<std::pair<std::string, std::string>, Handler> routes;  // (path, method)
+    std::map<std::pair<std::string, std::string>, Handler> prefix_routes;  // (path prefix, method)
     std::atomic<bool> stopping{false};
 
     // The live sessions (for stop()); declared before the io_context so they outlive the handlers
@@ -406,6 +406,12 @@ HttpResponse HttpServer::Impl::dispatch(const HttpRequest& req) const {
     std::string allowed;
     for (const auto& [key, handler] : routes)
         if (key.first == req.path) allowed += (allowed.empty() ? "" : ", ") + key.second;
+    if (allowed.empty())
+        for (const auto& [key, handler] : prefix_routes) {
+            if (req.path.size() <= key.first.size() || req.path.compare(0, key.first.size(), key.first) != 0) continue;
+            if (key.second == req.method) return handler(req);
+            allowed += (allowed.empty() ? "" : ", ") + key.second;
+        }
     if (allowed.empty()) return error_response(404, "no route " + req.path, "not_found_error");
     HttpResponse r = error_response(405, req.method + " is not allowed on " + req.path + " (allowed: " + allowed + ")",
                                     "invalid_request_error");
@@ -431,6 +437,10 @@ HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::route(const std::string& method, const std::string& path, Handler handler) {
     impl_->routes[{path, method}] = std::move(handler);
+}
+
+void HttpServer::route_prefix(const std::string& method, const std::string& prefix, Handler handler) {
+    impl_->prefix_routes[{prefix, method}] = std::move(handler);
 }
 
 uint16_t HttpServer::listen(const std::string& host, uint16_t port) {

@@ -23,6 +23,8 @@ struct HttpLimits {
     size_t pipelined_bytes = 64 << 10;  // bytes a client may send ahead while its response streams
 };
 
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
 struct HttpRequest {
     std::string method;  // "GET", "POST", ...
     std::string path;    // the target without its query
@@ -86,6 +88,8 @@ public:
     // Exact-path routes; before listen(). Unknown paths answer 404, a known path with another
     // method 405 (both in the {"error": {...}} shape).
     void route(const std::string& method, const std::string& path, Handler handler);
+    // Paths that start with `prefix` (such as "/v1/models/" for /v1/models/{id}) and have no exact route.
+    void route_prefix(const std::string& method, const std::string& prefix, Handler handler);
 
     // Binds and listens (port 0: any free port); returns the bound port. Throws std::runtime_error
     // naming the address when it cannot bind.
@@ -111,8 +115,9 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-// {"error": {"message", "type", "param", "code"}} with status and content type set.
+// {"error": {"message", "type", "param", "code"}} with status and content type set; param and code
+// are null when empty.
 HttpResponse error_response(int status, const std::string& message, const std::string& type,
-                            const std::string& param = {});
+                            const std::string& param = {}, const std::string& code = {});
 
 }  // namespace loom::worker

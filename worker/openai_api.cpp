@@ -11,6 +11,7 @@
 #include "gguf/reader.h"
 #include "tokenizer/jinja/jinja.h"
 #include "tokenizer/utf8.h"
+#include "worker/secure_random.h"
 
 namespace loom::worker {
 
@@ -137,20 +138,30 @@ std::vector<std::pair<int32_t, float>> logit_bias(const json& body, int32_t n_vo
     return out;
 }
 
-std::string finish_word(const std::string& reason) { return reason.empty() ? "stop" : reason; }
+// The loop's reasons in OpenAI's words; a cancelled request ends with vLLM's "abort".
+std::string finish_word(const std::string& reason) {
+    if (reason.empty()) return "stop";
+    if (reason == "cancelled") return "abort";
+    return reason;
+}
+
+ApiError too_long(const std::string& param, const std::string& message) {
+    return ApiError(400, param, message, "invalid_request_error", "context_length_exceeded");
+}
 
 }  // namespace
 
-json error_body(const std::string& message, const std::string& type, const std::string& param) {
-    return {{"error",
-             {{"message", message}, {"type", type}, {"param", param.empty() ? json(nullptr) : json(param)}, {"code", nullptr}}}};
+json error_body(const std::string& message, const std::string& type, const std::string& param,
+                const std::string& code) {
+    const auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+    return {{"error", {{"message", message}, {"type", type}, {"param", or_null(param)}, {"code", or_null(code)}}}};
 }
 
-OpenAiApi::OpenAiApi(const gguf::File& file, const tokenizer::Tokenizer& tok, std::string model_name,
-                     std::string model_path, int n_ctx)
+const char* id_prefix(Endpoint endpoint) { return endpoint == Endpoint::chat ? "chatcmpl-" : "cmpl-"; }
+
+OpenAiApi::OpenAiApi(const gguf::File& file, const tokenizer::Tokenizer& tok, std::string model_name, int n_ctx)
     : tokenizer_(tok),
       model_name_(std::move(model_name)),
-      model_path_(std::move(model_path)),
       n_ctx_(n_ctx),
       stop_ids_(engine::end_of_generation_ids(tok)),
       template_(tokenizer::ChatTemplate::from_gguf(file)) {
@@ -163,7 +174,7 @@ json OpenAiApi::parse_body(std::string_view body) const {
     json j;
     try {
         j = json::parse(body);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // a syntax error, or a number beyond a double (1e400)
         throw bad("", std::string("the body is not valid JSON: ") + e.what());
     }
     if (!j.is_object()) throw bad("", "the body must be a JSON object, not " + type_name(j));
@@ -175,9 +186,9 @@ void OpenAiApi::check_model(const json& body) const {
     if (!m) return;  // one model is served: leaving it out means that one
     if (!m->is_string()) throw bad("model", "model must be a string, not " + type_name(*m));
     const auto name = m->get<std::string>();
-    if (name != model_name_ && name != model_path_)
+    if (name != model_name_)
         throw ApiError(404, "model", "the model '" + name + "' does not exist; this worker serves '" + model_name_ + "'",
-                       "not_found_error");
+                       "invalid_request_error", "model_not_found");
 }
 
 std::vector<int32_t> OpenAiApi::completion_prompt(const json& prompt) const {
@@ -287,6 +298,7 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     r.return_token_ids = boolean(body, "return_token_ids", false);
     if (const json* so = field(body, "stream_options")) {
         if (!so->is_object()) throw bad("stream_options", "stream_options must be an object, not " + type_name(*so));
+        if (!r.stream) throw bad("stream_options", "stream_options is only allowed with stream: true");
         r.include_usage = boolean(*so, "include_usage", false);
     }
 
@@ -299,7 +311,10 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     s.presence_penalty = static_cast<float>(number_in(body, "presence_penalty", 0.0, -2.0, 2.0));
     s.frequency_penalty = static_cast<float>(number_in(body, "frequency_penalty", 0.0, -2.0, 2.0));
     s.repetition_penalty = static_cast<float>(number_in(body, "repetition_penalty", 1.0, 0.0, 10.0, true));
-    if (const json* seed = field(body, "seed")) s.seed = static_cast<uint64_t>(integer(*seed, "seed"));
+    // Unseeded requests differ from each other (as OpenAI's do); the seed drawn is reported so that
+    // a run can be repeated. It fits an int64, as a seed sent back must.
+    const json* seed = field(body, "seed");
+    s.seed = seed ? static_cast<uint64_t>(integer(*seed, "seed")) : random_u64() >> 1;
     s.logit_bias = logit_bias(body, static_cast<int32_t>(tokenizer_.vocab_size()));
     r.generation.stop_strings = stop_strings(body);
 
@@ -327,16 +342,9 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     const int n_prompt = static_cast<int>(r.generation.prompt.size());
     if (n_prompt == 0) throw bad(prompt_param, "the prompt has no tokens");
     if (n_prompt >= n_ctx_)
-        throw bad(prompt_param, "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
-                                    std::to_string(n_ctx_) + " (one more is needed to generate)");
-
-    const int64_t room = n_ctx_ - n_prompt;
-    int64_t max_tokens = chat ? room : kDefaultCompletionTokens;
-    if (chat && field(body, "max_completion_tokens"))
-        max_tokens = integer_in(body, "max_completion_tokens", max_tokens, 1, std::numeric_limits<int32_t>::max());
-    max_tokens = integer_in(body, "max_tokens", max_tokens, 1, std::numeric_limits<int32_t>::max());
-    // Beyond the context the Engine ends the request with "length" anyway.
-    r.generation.options.max_tokens = static_cast<int>(std::min(max_tokens, room));
+        throw too_long(prompt_param, "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
+                                         std::to_string(n_ctx_) + " (one more is needed to generate)");
+    check_room(chat, n_prompt, body, r);
 
     if (!boolean(body, "ignore_eos", false)) r.generation.options.stop_ids = stop_ids_;
     try {
@@ -345,6 +353,28 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
         throw bad(e.field(), e.what());
     }
     return r;
+}
+
+// max_tokens (chat: or max_completion_tokens) must fit beside the prompt, as OpenAI and vLLM demand;
+// only the defaults are cut to the room left.
+void OpenAiApi::check_room(bool chat, int n_prompt, const json& body, ApiRequest& r) const {
+    constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+    const int64_t room = n_ctx_ - n_prompt;
+    const char* param = nullptr;
+    int64_t max_tokens = chat ? room : std::min<int64_t>(kDefaultCompletionTokens, room);
+    if (field(body, "max_tokens")) {
+        param = "max_tokens";
+        max_tokens = integer_in(body, param, max_tokens, 1, kMax);
+    }
+    if (chat && field(body, "max_completion_tokens")) {  // the newer name wins, as in vLLM
+        param = "max_completion_tokens";
+        max_tokens = integer_in(body, param, max_tokens, 1, kMax);
+    }
+    if (param && max_tokens > room)
+        throw too_long(param, std::string(param) + " = " + std::to_string(max_tokens) + " does not fit: the prompt has " +
+                                  std::to_string(n_prompt) + " tokens and the context holds " + std::to_string(n_ctx_) +
+                                  ", so at most " + std::to_string(room) + " can be generated");
+    r.generation.options.max_tokens = static_cast<int>(max_tokens);
 }
 
 json OpenAiApi::tokenize(std::string_view body_text) const {
@@ -385,19 +415,22 @@ json OpenAiApi::detokenize(std::string_view body_text) const {
 }
 
 json OpenAiApi::models(int64_t created) const {
-    return {{"object", "list"},
-            {"data",
-             json::array({{{"id", model_name_},
-                           {"object", "model"},
-                           {"created", created},
-                           {"owned_by", "loom"},
-                           {"root", model_path_},
-                           {"max_model_len", n_ctx_}}})}};
+    return {{"object", "list"}, {"data", json::array({model(model_name_, created)})}};
+}
+
+json OpenAiApi::model(const std::string& id, int64_t created) const {
+    check_model({{"model", id}});
+    return {{"id", model_name_},
+            {"object", "model"},
+            {"created", created},
+            {"owned_by", "loom"},
+            {"root", model_name_},
+            {"max_model_len", n_ctx_}};
 }
 
 std::string OpenAiApi::token_text(int32_t id) const { return tokenizer::sanitize_utf8(tokenizer_.token_bytes(id)); }
 
-ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, uint64_t request_id, int64_t created)
+ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, std::string id, int64_t created)
     : api_(api),
       endpoint_(request.endpoint),
       logprobs_(request.logprobs),
@@ -405,14 +438,14 @@ ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, 
       include_usage_(request.include_usage),
       return_token_ids_(request.return_token_ids),
       prompt_ids_(request.return_token_ids ? request.generation.prompt : std::vector<int32_t>{}),
-      id_((request.endpoint == Endpoint::chat ? "chatcmpl-" : "cmpl-") + std::to_string(request_id)),
+      id_(std::move(id)),
       created_(created) {
     if (logprobs_)
         logprob_entries_ = endpoint_ == Endpoint::chat
                                ? json{{"content", json::array()}}
                                : json{{"tokens", json::array()},
                                       {"token_logprobs", json::array()},
-                                      {"top_logprobs", json::array()},
+                                      {"top_logprobs", top_logprobs_ > 0 ? json::array() : json(nullptr)},
                                       {"text_offset", json::array()}};
 }
 
@@ -427,6 +460,7 @@ json ResponseWriter::chunk(json choice) {
                 {"created", created_},
                 {"model", api_.model_name()},
                 {"choices", json::array({std::move(choice)})}};
+    if (include_usage_) out["usage"] = nullptr;  // as OpenAI: null on every chunk but the usage chunk
     if (return_token_ids_ && !prompt_ids_sent_) {
         out["prompt_token_ids"] = prompt_ids_;
         prompt_ids_sent_ = true;
@@ -449,7 +483,8 @@ json ResponseWriter::usage() const {
 }
 
 // The logprobs of these tokens in the endpoint's shape: chat {"content": [...]}, completions the
-// four parallel arrays. Offsets count bytes of the tokens' text from the start of the completion.
+// four parallel arrays (top_logprobs null when no alternatives were asked for, not a list of empty
+// objects). Offsets count bytes of the tokens' text from the start of the completion.
 json ResponseWriter::choice_logprobs(const std::vector<engine::SampledToken>& tokens) {
     if (endpoint_ == Endpoint::chat) {
         json content = json::array();
@@ -471,16 +506,18 @@ json ResponseWriter::choice_logprobs(const std::vector<engine::SampledToken>& to
     }
     json out = {{"tokens", json::array()},
                 {"token_logprobs", json::array()},
-                {"top_logprobs", json::array()},
+                {"top_logprobs", top_logprobs_ > 0 ? json::array() : json(nullptr)},
                 {"text_offset", json::array()}};
     for (const auto& t : tokens) {
         const std::string text = api_.token_text(t.token);
         out["tokens"].push_back(text);
         out["token_logprobs"].push_back(t.logprob);
-        json top = json::object();
-        for (int i = 0; i < top_logprobs_ && i < static_cast<int>(t.top_logprobs.size()); ++i)
-            top[api_.token_text(t.top_logprobs[i].token)] = t.top_logprobs[i].logprob;
-        out["top_logprobs"].push_back(std::move(top));
+        if (top_logprobs_ > 0) {
+            json top = json::object();
+            for (int i = 0; i < top_logprobs_ && i < static_cast<int>(t.top_logprobs.size()); ++i)
+                top[api_.token_text(t.top_logprobs[i].token)] = t.top_logprobs[i].logprob;
+            out["top_logprobs"].push_back(std::move(top));
+        }
         out["text_offset"].push_back(text_offset_);
         text_offset_ += api_.tokenizer().token_bytes(t.token).size();
     }
@@ -541,7 +578,8 @@ void ResponseWriter::add(const StreamEvent& e) {
     if (logprobs_ && !e.tokens.empty()) {
         json part = choice_logprobs(e.tokens);
         for (auto& [key, values] : part.items())
-            for (auto& v : values) logprob_entries_[key].push_back(std::move(v));
+            if (!values.is_null())
+                for (auto& v : values) logprob_entries_[key].push_back(std::move(v));
     }
     if (!e.finished) return;
     finish_reason_ = finish_word(e.finish_reason);

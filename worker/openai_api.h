@@ -21,20 +21,27 @@ class File;
 
 namespace loom::worker {
 
-// A request the API refuses: the HTTP status, OpenAI's error type and the offending parameter
-// ("" when the whole body is at fault).
+// A request the API refuses: the HTTP status, OpenAI's error type, the offending parameter ("" when
+// the whole body is at fault) and OpenAI's error code where it has one ("model_not_found", ...).
 class ApiError : public std::runtime_error {
 public:
-    ApiError(int status, std::string param, const std::string& message, std::string type = "invalid_request_error")
-        : std::runtime_error(message), status_(status), param_(std::move(param)), type_(std::move(type)) {}
+    ApiError(int status, std::string param, const std::string& message, std::string type = "invalid_request_error",
+             std::string code = {})
+        : std::runtime_error(message),
+          status_(status),
+          param_(std::move(param)),
+          type_(std::move(type)),
+          code_(std::move(code)) {}
     int status() const { return status_; }
     const std::string& param() const { return param_; }
     const std::string& type() const { return type_; }
+    const std::string& code() const { return code_; }
 
 private:
     int status_;
     std::string param_;
     std::string type_;
+    std::string code_;
 };
 
 enum class Endpoint { completions, chat };
@@ -42,7 +49,7 @@ enum class Endpoint { completions, chat };
 // A checked generation request and how its answer is shaped.
 struct ApiRequest {
     Endpoint endpoint = Endpoint::completions;
-    GenerationRequest generation;
+    GenerationRequest generation;  // sampling.seed: the request's, or a fresh random one when it gave none
     bool stream = false;
     bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
     bool logprobs = false;       // per-token log-probabilities in the answer
@@ -53,17 +60,18 @@ struct ApiRequest {
 // What the API knows about the served model. Thread-safe after construction.
 class OpenAiApi {
 public:
-    // model_name: the id clients send as "model" (the file's stem); the path as given is accepted too.
-    OpenAiApi(const gguf::File& file, const tokenizer::Tokenizer& tokenizer, std::string model_name,
-              std::string model_path, int n_ctx);
+    // model_name: the id clients send as "model" (the file's stem). The file's path is never shown
+    // to clients nor accepted from them.
+    OpenAiApi(const gguf::File& file, const tokenizer::Tokenizer& tokenizer, std::string model_name, int n_ctx);
 
     const std::string& model_name() const { return model_name_; }
     int n_ctx() const { return n_ctx_; }
     const tokenizer::Tokenizer& tokenizer() const { return tokenizer_; }
 
-    // Parses and checks a request body. ApiError: 400 (bad JSON, a wrong type, a value out of
-    // range, n > 1, a prompt that leaves no room in the context, missing prompt/messages), 404 (an
-    // unknown model). Parameters: model, prompt | messages, max_tokens (chat also
+    // Parses and checks a request body. ApiError: 400 (bad JSON or a number beyond a double, a wrong
+    // type, a value out of range, n > 1, stream_options without stream, a prompt or max_tokens that
+    // does not fit the context: code context_length_exceeded, missing prompt/messages), 404 (an
+    // unknown model: code model_not_found). Without "seed" a fresh random seed is drawn. Parameters: model, prompt | messages, max_tokens (chat also
     // max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty,
     // repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
     // stream_options, ignore_eos and return_token_ids (vLLM's extensions), echo/suffix (refused when
@@ -78,6 +86,8 @@ public:
     nlohmann::json detokenize(std::string_view body) const;
     // GET /v1/models.
     nlohmann::json models(int64_t created) const;
+    // GET /v1/models/{id}: the model object, or ApiError 404 model_not_found.
+    nlohmann::json model(const std::string& id, int64_t created) const;
 
     // The chat template rendered for `messages` (checked: a non-empty array of {role, content},
     // content a string or text parts) and tokenized; ApiError with param "messages".
@@ -89,11 +99,11 @@ public:
 private:
     nlohmann::json parse_body(std::string_view body) const;
     void check_model(const nlohmann::json& body) const;
+    void check_room(bool chat, int n_prompt, const nlohmann::json& body, ApiRequest& r) const;
     std::vector<int32_t> completion_prompt(const nlohmann::json& prompt) const;
 
     const tokenizer::Tokenizer& tokenizer_;
     std::string model_name_;
-    std::string model_path_;
     int n_ctx_;
     std::vector<int32_t> stop_ids_;
     tokenizer::ChatTemplate template_;
@@ -104,9 +114,9 @@ private:
 // Builds one request's answer from its stream events: SSE chunks, or one whole JSON object.
 class ResponseWriter {
 public:
-    ResponseWriter(const OpenAiApi& api, const ApiRequest& request, uint64_t request_id, int64_t created);
+    // id: "cmpl-…" / "chatcmpl-…", the id in every chunk; POST /cancel accepts it.
+    ResponseWriter(const OpenAiApi& api, const ApiRequest& request, std::string id, int64_t created);
 
-    // "cmpl-<n>" / "chatcmpl-<n>": the id in every chunk; POST /cancel accepts it.
     const std::string& id() const { return id_; }
 
     // Streaming: what to send before any event (chat: the assistant role chunk; completions: nothing).
@@ -148,6 +158,10 @@ private:
 };
 
 // OpenAI's error object {"error": {"message", "type", "param", "code"}}.
-nlohmann::json error_body(const std::string& message, const std::string& type, const std::string& param = {});
+nlohmann::json error_body(const std::string& message, const std::string& type, const std::string& param = {},
+                          const std::string& code = {});
+
+// The prefix of a request id on this endpoint: "chatcmpl-" or "cmpl-".
+const char* id_prefix(Endpoint endpoint);
 
 }  // namespace loom::worker

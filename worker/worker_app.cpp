@@ -19,10 +19,12 @@
 #include "engine/errors.h"
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
+#include "worker/api_keys.h"
 #include "worker/engine_loop.h"
 #include "worker/http_server.h"
 #include "worker/metrics.h"
 #include "worker/openai_api.h"
+#include "worker/request_registry.h"
 #ifdef LOOM_HAVE_CUDA
 #include "engine/cuda/cuda_backend.h"
 #include "kernels/cuda_check.h"
@@ -51,7 +53,25 @@ HttpResponse json_response(int status, const json& body) {
     return r;
 }
 
-HttpResponse api_error(const ApiError& e) { return error_response(e.status(), e.what(), e.type(), e.param()); }
+HttpResponse api_error(const ApiError& e) {
+    return error_response(e.status(), e.what(), e.type(), e.param(), e.code());
+}
+
+// A path segment with its %XX escapes decoded (a model id with a space arrives as %20); a bad
+// escape is kept as it is, which then names no model.
+std::string percent_decoded(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto hex = [&](size_t k) { return k < s.size() && std::isxdigit(static_cast<unsigned char>(s[k])); };
+        if (s[i] == '%' && hex(i + 1) && hex(i + 2)) {
+            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
 
 int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -90,12 +110,19 @@ CudaTarget find_cuda_device(const std::string& gpu) {
     return t;
 }
 
-// A generation's answer as the engine loop produces it: SSE chunks or one JSON body.
+// A generation's answer as the engine loop produces it: SSE chunks or one JSON body. Its id stays
+// in the registry (cancellable) while the answer is being sent.
 class GenerationProducer : public ResponseProducer {
 public:
     GenerationProducer(std::shared_ptr<RequestStream> stream, std::weak_ptr<EngineLoop> loop, ResponseWriter writer,
-                       bool streaming)
-        : stream_(std::move(stream)), loop_(std::move(loop)), writer_(std::move(writer)), streaming_(streaming) {}
+                       bool streaming, std::shared_ptr<RequestRegistry> registry, HttpHeaders headers)
+        : stream_(std::move(stream)),
+          loop_(std::move(loop)),
+          writer_(std::move(writer)),
+          streaming_(streaming),
+          registry_(std::move(registry)),
+          headers_(std::move(headers)) {}
+    ~GenerationProducer() override { registry_->remove(writer_.id()); }
 
     void start(std::function<void()> notify) override { stream_->on_ready(std::move(notify)); }
 
@@ -113,7 +140,7 @@ public:
         p.done = finished_;
         if (p.done && !streaming_) {
             p.whole = json_response(writer_.failed() ? 500 : 200, writer_.whole());
-            p.whole.headers.emplace_back("X-Request-Id", writer_.id());
+            p.whole.headers = headers_;
         }
         return p;
     }
@@ -129,6 +156,8 @@ private:
     std::weak_ptr<EngineLoop> loop_;
     ResponseWriter writer_;
     bool streaming_;
+    std::shared_ptr<RequestRegistry> registry_;
+    HttpHeaders headers_;  // whole answers: sent with the body at the end (streams sent them first)
     bool started_ = false;
     bool finished_ = false;
 };
@@ -189,10 +218,13 @@ struct WorkerApp::State {
     std::unique_ptr<Metrics> metrics;
     std::unique_ptr<OpenAiApi> api;
     std::shared_ptr<EngineLoop> loop;  // producers hold it weakly: a late disconnect after shutdown is harmless
+    ApiKeys keys;
+    std::shared_ptr<RequestRegistry> registry = std::make_shared<RequestRegistry>();
     HttpServer server;
 
     explicit State(WorkerOptions options)
         : o(std::move(options)),
+          keys(o.api_keys),
           server(HttpLimits{}) {}
 
     // The loop may fail or start draining before run() notices.
@@ -224,19 +256,13 @@ struct WorkerApp::State {
         return r;
     }
 
-    bool authorized(const HttpRequest& req) const {
-        if (o.api_keys.empty()) return true;
-        const std::string auth = req.header("authorization");
-        constexpr std::string_view kBearer = "Bearer ";
-        if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) return false;
-        const std::string key = auth.substr(kBearer.size());
-        return std::find(o.api_keys.begin(), o.api_keys.end(), key) != o.api_keys.end();
-    }
+    // The key a request was made with ("" when the worker needs none): who owns its generations.
+    std::string owner(const HttpRequest& req) const { return keys.match(req.header("authorization")).value_or(""); }
 
     // The route's handler behind the API-key check.
     HttpServer::Handler guarded(HttpServer::Handler h) {
         return [this, h = std::move(h)](const HttpRequest& req) {
-            if (authorized(req)) return h(req);
+            if (!keys.required() || keys.match(req.header("authorization"))) return h(req);
             HttpResponse r = error_response(401, req.header("authorization").empty() ? "an API key is required "
                                                                                        "(Authorization: Bearer KEY)"
                                                                                      : "the API key is not valid",
@@ -258,7 +284,6 @@ struct WorkerApp::State {
         for (const auto& u : memory.uses) vram[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
         json j = {{"status", p == Phase::ready ? "ok" : p == Phase::draining ? "draining" : "error"},
                   {"model", model_name},
-                  {"model_path", o.model},
                   {"backend", backend_name},
                   {"device", device_name},
                   {"compute_capability", compute_capability.empty() ? json(nullptr) : json(compute_capability)},
@@ -286,6 +311,7 @@ struct WorkerApp::State {
             log()->debug("{} {}: {} ({})", req.method, req.path, e.what(), e.param());
             return api_error(e);
         }
+        const uint64_t seed = ar.generation.options.sampling.seed;
         const bool streaming = ar.stream;
         std::shared_ptr<RequestStream> stream;
         try {
@@ -304,50 +330,47 @@ struct WorkerApp::State {
             if (auto r = unavailable()) return *r;  // draining or poisoned since the check above
             HttpResponse r = error_response(429, "the queue is full (" + std::to_string(o.max_queue) +
                                                      " requests waiting); retry later",
-                                            "rate_limit_error");
+                                            "rate_limit_error", {}, "rate_limit_exceeded");
             r.headers.emplace_back("Retry-After", "1");
             return r;
         }
-        ResponseWriter writer(*api, ar, stream->id(), unix_now());
-        log()->debug("{} {}: {} with {} prompt tokens, max_tokens {}{}", req.method, req.path, writer.id(),
-                     ar.generation.prompt.size(), ar.generation.options.max_tokens, streaming ? ", streaming" : "");
+        ResponseWriter writer(*api, ar, RequestRegistry::new_id(id_prefix(endpoint)), unix_now());
+        registry->add(writer.id(), stream->id(), owner(req));
+        log()->debug("{} {}: {} with {} prompt tokens, max_tokens {}, seed {}{}", req.method, req.path, writer.id(),
+                     ar.generation.prompt.size(), ar.generation.options.max_tokens, seed, streaming ? ", streaming" : "");
         HttpResponse r;
-        r.headers.emplace_back("X-Request-Id", writer.id());
+        r.headers = {{"X-Request-Id", writer.id()},
+                     {"X-Seed", std::to_string(seed)}};  // repeats this answer when sent as "seed"
         r.stream = streaming;
         r.content_type = "text/event-stream";
-        r.producer = std::make_shared<GenerationProducer>(std::move(stream), loop, std::move(writer), streaming);
+        r.producer = std::make_shared<GenerationProducer>(std::move(stream), loop, std::move(writer), streaming,
+                                                          registry, r.headers);
         return r;
     }
 
-    // POST /cancel {"id": "cmpl-7" | "chatcmpl-7" | 7}: always 200; "cancelled" says whether this
-    // call ended a live request (a repeat, or a finished request, gives false).
+    // POST /cancel {"id": "cmpl-…" | "chatcmpl-…"}: always 200; "cancelled" says whether this call
+    // ended a live request of the caller's API key (a repeat, a finished request, an unknown id or
+    // another key's request all give false, so ids cannot be probed).
     HttpResponse cancel(const HttpRequest& req) {
         if (phase.load() == Phase::loading) return *unavailable();
         json body;
         try {
             body = json::parse(req.body);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {
+            metrics->count_error("invalid_request");
             return error_response(400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error");
         }
         const json* id = nullptr;
         if (body.is_object())
             for (const char* key : {"id", "request_id"})
                 if (body.contains(key)) id = &body[key];
-        if (!id) return error_response(400, "id is required", "invalid_request_error", "id");
-        uint64_t n = 0;
-        bool ok = false;
-        if (id->is_number_unsigned()) {
-            n = id->get<uint64_t>();
-            ok = true;
-        } else if (id->is_string()) {
-            std::string s = id->get<std::string>();
-            for (const char* prefix : {"chatcmpl-", "cmpl-"})
-                if (s.rfind(prefix, 0) == 0) s = s.substr(std::string_view(prefix).size());
-            ok = !s.empty() && s.size() < 20 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-            if (ok) n = std::stoull(s);
+        if (!id || !id->is_string()) {
+            metrics->count_error("invalid_request");
+            return error_response(400, "id must be a request id such as \"cmpl-…\" (the X-Request-Id header)",
+                                  "invalid_request_error", "id");
         }
-        if (!ok) return error_response(400, "id must be a request id such as \"cmpl-7\"", "invalid_request_error", "id");
-        const bool cancelled = loop->cancel(n);
+        const auto live = registry->find(id->get<std::string>(), owner(req));
+        const bool cancelled = live && loop->cancel(*live);
         log()->info("cancel {}: {}", id->dump(), cancelled ? "cancelled" : "not live");
         return json_response(200, {{"id", *id}, {"cancelled", cancelled}});
     }
@@ -367,6 +390,7 @@ struct WorkerApp::State {
             try {
                 return json_response(200, f(req));
             } catch (const ApiError& e) {
+                if (e.status() == 400) metrics->count_error("invalid_request");
                 return api_error(e);
             }
         });
@@ -376,6 +400,10 @@ struct WorkerApp::State {
         server.route("GET", "/health", [this](const HttpRequest&) { return health(); });
         server.route("GET", "/metrics", [this](const HttpRequest&) { return metrics_text(); });
         server.route("GET", "/v1/models", api_call([this](const HttpRequest&) { return api->models(unix_now()); }));
+        server.route_prefix("GET", "/v1/models/", api_call([this](const HttpRequest& req) {
+                                return api->model(percent_decoded(req.path.substr(std::string_view("/v1/models/").size())),
+                                                  unix_now());
+                            }));
         server.route("POST", "/v1/completions",
                      guarded([this](const HttpRequest& req) { return generate(req, Endpoint::completions); }));
         server.route("POST", "/v1/chat/completions",
@@ -427,7 +455,7 @@ struct WorkerApp::State {
         set_log_pattern();
         model_name = std::filesystem::path(o.model).stem().string();
         metrics = std::make_unique<Metrics>(MetricsInfo{model_name, backend_name, device_name});
-        api = std::make_unique<OpenAiApi>(*file, *tok, model_name, o.model, n_ctx);
+        api = std::make_unique<OpenAiApi>(*file, *tok, model_name, n_ctx);
         loop = std::make_shared<EngineLoop>(*backend, *tok, LoopLimits{.max_queue = o.max_queue}, *metrics);
         try {
             loop->warm_up();

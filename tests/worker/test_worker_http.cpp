@@ -21,145 +21,23 @@
 #include "support/worker_process.h"
 #include "tokenizer/utf8.h"
 #include "worker/http_client.h"
+#include "worker_api.h"
 
 namespace {
 
-using nlohmann::json;
-using loom::test::HttpConnection;
-using loom::test::HttpReply;
-using loom::test::SseStream;
-using loom::test::http_request;
+using namespace loom::test;
 using Clock = std::chrono::steady_clock;
-using loom::test::worker_bin;
-
-// The backend every worker here runs on: cpu, unless LOOM_WORKER_BACKEND names cuda (the GPU host).
-std::string backend() {
-    const char* b = std::getenv("LOOM_WORKER_BACKEND");
-    return b && *b ? b : "cpu";
-}
-
-// loom-worker on stories260K (or `model`) with this program's backend and `extra` arguments.
-struct WorkerProcess : loom::test::WorkerProcess {
-    explicit WorkerProcess(std::vector<std::string> extra, std::filesystem::path model = {})
-        : loom::test::WorkerProcess(model.empty() ? loom::test::require_stories260k() : model, backend(),
-                                    std::move(extra)) {}
-};
 
 // The worker most tests share: the model's context (2048), 16 sequences. The last test case
 // stops it and checks its exit (a sanitizer report would make that non-zero).
-std::unique_ptr<WorkerProcess>& shared_worker_slot() {
-    static std::unique_ptr<WorkerProcess> w;
+std::unique_ptr<Worker>& shared_worker_slot() {
+    static std::unique_ptr<Worker> w;
     return w;
 }
-WorkerProcess& shared_worker() {
+Worker& shared_worker() {
     auto& w = shared_worker_slot();
-    if (!w) w = std::make_unique<WorkerProcess>(std::vector<std::string>{});
+    if (!w) w = std::make_unique<Worker>(std::vector<std::string>{});
     return *w;
-}
-
-HttpReply post(int port, const std::string& path, const json& body, const loom::test::HeaderList& headers = {}) {
-    return http_request(port, "POST", path, body.dump(), headers);
-}
-
-json post_ok(int port, const std::string& path, const json& body) {
-    const HttpReply r = post(port, path, body);
-    INFO(path << " " << body.dump() << " -> " << r.status << " " << r.body);
-    REQUIRE(r.status == 200);
-    return json::parse(r.body);
-}
-
-// A Prometheus sample: the first line starting with `series` (name plus its labels as rendered).
-double metric(int port, const std::string& series) {
-    const HttpReply r = http_request(port, "GET", "/metrics");
-    REQUIRE(r.status == 200);
-    size_t at = 0;
-    while ((at = r.body.find(series, at)) != std::string::npos) {
-        if (at == 0 || r.body[at - 1] == '\n') {
-            const size_t sp = r.body.find(' ', at + series.size());
-            return std::stod(r.body.substr(sp + 1, r.body.find('\n', sp) - sp - 1));
-        }
-        at += series.size();
-    }
-    FAIL("no metric " << series << " in\n" << r.body);
-    return 0;
-}
-
-const std::string kRunning = "vllm:num_requests_running{model_name=\"stories260K\"}";
-const std::string kCancelled = "loom_requests_cancelled_total";
-
-// Waits until the metric holds `value` (the engine loop updates it at its next step).
-void wait_metric(int port, const std::string& series, double value) {
-    const auto deadline = Clock::now() + std::chrono::seconds(20);
-    double seen = metric(port, series);
-    while (seen != value && Clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        seen = metric(port, series);
-    }
-    INFO(series);
-    REQUIRE(seen == value);
-}
-
-// A streamed answer: its chunks, and what they add up to.
-struct Streamed {
-    std::vector<json> chunks;  // every event before [DONE]
-    std::string text;
-    std::string finish_reason;
-    json usage;
-    std::string id;
-};
-
-// Reads a stream to its end, checking the SSE framing: JSON events, each complete UTF-8, and
-// data: [DONE] last.
-Streamed read_stream(SseStream& s, bool chat) {
-    Streamed out;
-    bool done = false;
-    while (auto event = s.next()) {
-        REQUIRE_FALSE(done);  // nothing after [DONE]
-        if (*event == "[DONE]") {
-            done = true;
-            continue;
-        }
-        REQUIRE(loom::tokenizer::is_valid_utf8(*event));
-        json j = json::parse(*event);
-        REQUIRE(!j.contains("error"));
-        out.id = j.at("id").get<std::string>();
-        REQUIRE(j.at("object") == (chat ? "chat.completion.chunk" : "text_completion"));
-        if (j.contains("usage") && !j["usage"].is_null()) out.usage = j["usage"];
-        for (const auto& c : j.at("choices")) {
-            const json& piece = chat ? c.at("delta").value("content", json("")) : c.at("text");
-            out.text += piece.get<std::string>();
-            if (!c.at("finish_reason").is_null()) out.finish_reason = c["finish_reason"].get<std::string>();
-        }
-        out.chunks.push_back(std::move(j));
-    }
-    REQUIRE(done);
-    REQUIRE(loom::tokenizer::is_valid_utf8(s.raw()));
-    return out;
-}
-
-Streamed stream(int port, const std::string& path, json body) {
-    body["stream"] = true;
-    SseStream s(port, path, body.dump());
-    REQUIRE(s.status() == 200);
-    REQUIRE(s.headers().at("content-type") == "text/event-stream");
-    REQUIRE(s.headers().at("transfer-encoding") == "chunked");
-    return read_stream(s, path.find("chat") != std::string::npos);
-}
-
-// The OpenAI error object, checked for shape; returns its param.
-std::string error_param(const HttpReply& r) {
-    const json j = json::parse(r.body);
-    const json& e = j.at("error");
-    REQUIRE(e.at("message").is_string());
-    REQUIRE(e.at("type").is_string());
-    return e.at("param").is_null() ? std::string() : e.at("param").get<std::string>();
-}
-
-const json kGreedy = {{"temperature", 0}};
-
-json with(json base, const json& extra) {
-    for (const auto& [k, v] : extra.items()) base[k] = v;
-    return base;
 }
 
 }  // namespace
@@ -479,7 +357,7 @@ TEST_CASE("a client that disconnects mid-stream frees its sequence", "[worker]")
     wait_metric(port, kRunning, 0);
 }
 
-TEST_CASE("/cancel ends a stream with finish_reason cancelled and is idempotent", "[worker]") {
+TEST_CASE("/cancel ends a stream with finish_reason abort and is idempotent", "[worker]") {
     const int port = shared_worker().port();
     SseStream s(port, "/v1/completions",
                 with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}}).dump());
@@ -489,12 +367,14 @@ TEST_CASE("/cancel ends a stream with finish_reason cancelled and is idempotent"
     const json first = post_ok(port, "/cancel", {{"id", id}});
     CHECK(first.at("cancelled") == true);
     const Streamed rest = read_stream(s, false);
-    CHECK(rest.finish_reason == "cancelled");
+    CHECK(rest.finish_reason == "abort");
     const json again = post_ok(port, "/cancel", {{"id", id}});
     CHECK(again.at("cancelled") == false);
-    CHECK(post_ok(port, "/cancel", {{"id", "cmpl-999999"}}).at("cancelled") == false);
-    CHECK(error_param(post(port, "/cancel", {{"id", "banana"}})) == "id");
-    CHECK(post(port, "/cancel", {{"id", "banana"}}).status == 400);
+    CHECK(post_ok(port, "/cancel", {{"id", "cmpl-0123456789abcdef01234567"}}).at("cancelled") == false);
+    CHECK(post_ok(port, "/cancel", {{"id", "banana"}}).at("cancelled") == false);  // any string may be an id
+    CHECK(error_param(post(port, "/cancel", {{"id", 5}})) == "id");
+    CHECK(post(port, "/cancel", {{"id", 5}}).status == 400);
+    CHECK(post(port, "/cancel", json::object()).status == 400);
     wait_metric(port, kRunning, 0);
 }
 
@@ -623,7 +503,7 @@ TEST_CASE("/tokenize and /detokenize round trip", "[worker]") {
 }
 
 TEST_CASE("--log engine=debug logs each request entering and leaving the engine, naming the backend", "[worker]") {
-    WorkerProcess w({"--log", "info,engine=debug"});
+    Worker w({"--log", "info,engine=debug"});
     const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 3}, {"ignore_eos", true}});
     CHECK(post_ok(w.port(), "/v1/completions", body).at("usage").at("completion_tokens") == 3);
     const std::string log = w.log();
@@ -646,7 +526,7 @@ TEST_CASE("--log engine=debug logs each request entering and leaving the engine,
 }
 
 TEST_CASE("a full queue answers 429 with Retry-After", "[worker]") {
-    WorkerProcess w({"--max-seqs", "1", "--max-queue", "1"});
+    Worker w({"--max-seqs", "1", "--max-queue", "1"});
     const int port = w.port();
     const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
     SseStream running(port, "/v1/completions", body.dump());
@@ -665,13 +545,13 @@ TEST_CASE("a full queue answers 429 with Retry-After", "[worker]") {
 
     running.disconnect();
     CHECK(post_ok(port, "/cancel", {{"id", waiting_id}}).at("cancelled") == true);
-    CHECK(read_stream(waiting, false).finish_reason == "cancelled");
+    CHECK(read_stream(waiting, false).finish_reason == "abort");
     wait_metric(port, kRunning, 0);
     CHECK(post(port, "/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 2}}).status == 200);
 }
 
 TEST_CASE("API keys guard everything but /health and /metrics", "[worker]") {
-    WorkerProcess w({"--api-key", "k1", "--api-key", "k2"});
+    Worker w({"--api-key", "k1", "--api-key", "k2"});
     const int port = w.port();
     const json body = {{"prompt", "Hi"}, {"max_tokens", 2}};
     const HttpReply none = post(port, "/v1/completions", body);
@@ -689,7 +569,7 @@ TEST_CASE("API keys guard everything but /health and /metrics", "[worker]") {
 }
 
 TEST_CASE("SIGTERM lets running streams finish, then exits 0", "[worker]") {
-    WorkerProcess w({});
+    Worker w({});
     const int port = w.port();
     SseStream s(port, "/v1/completions",
                 with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"ignore_eos", true}, {"stream", true}}).dump());
@@ -713,7 +593,7 @@ TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[w
         WARN("SmolLM2 is not in the model cache (test-models/fetch smollm2-135m-instruct-q4_1): case not run");
         return;
     }
-    WorkerProcess w({"--ctx", "512", "--max-seqs", "4"}, model);
+    Worker w({"--ctx", "512", "--max-seqs", "4"}, model);
     const int port = w.port();
     const json health = json::parse(http_request(port, "GET", "/health").body);
     CHECK(health.at("model") == "SmolLM2-135M-Instruct.Q4_1");
