@@ -8,7 +8,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
-#include <cstring>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -427,15 +426,12 @@ void HttpServer::Impl::accept_failed(const beast::error_code& ec) {
     ++accept_failures;
     const auto now = steady_clock::now();
     if (!accept_reported || now - *accept_reported >= kReportEvery) {
-        // strerror, not the virtual ec.message(): UBSan validates a virtual call's object through
-        // a pipe, which it cannot open while descriptors are out, and then reports a bad vptr.
-        const std::string what =
-            ec.category() == boost::system::system_category() ? std::strerror(ec.value()) : ec.message();
         if (accept_reported)
-            log()->warn("accept failed: {} ({} times in the last {:.0f} s); retrying", what, accept_failures,
+            log()->warn("accept failed: {} ({} times in the last {:.0f} s); retrying", ec.message(), accept_failures,
                         duration<double>(now - *accept_reported).count());
         else
-            log()->warn("accept failed: {}; retrying, pausing up to {} ms between tries", what, kLongestPause.count());
+            log()->warn("accept failed: {}; retrying, pausing up to {} ms between tries", ec.message(),
+                        kLongestPause.count());
         accept_reported = now;
         accept_failures = 0;
     }

@@ -350,6 +350,12 @@ double cpu_seconds(pid_t pid) {
 }
 
 TEST_CASE("out of file descriptors: no spinning, no log flood, open connections served, recovery", "[framing]") {
+#ifdef LOOM_SANITIZED
+    // UBSan's vptr check validates an object through a pipe, which it cannot open while the worker
+    // is out of descriptors: it reports the next uncached virtual call as a bad vptr and aborts.
+    WARN("not run under the sanitizers: their vptr check needs free descriptors");
+    return;
+#endif
     const std::vector<std::string> limited = {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\""};
     loom::test::WorkerProcess w(loom::test::require_stories260k(), "cpu", {}, std::chrono::seconds(120), limited);
     CHECK(w.log().find("file descriptors: soft limit 64 (hard 64)") != std::string::npos);
