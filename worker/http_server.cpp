@@ -4,20 +4,21 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <future>
-#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <spdlog/spdlog.h>
 #include <stdexcept>
+#include <sys/resource.h>
 #include <thread>
 #include <unordered_set>
+
+#include "worker/http_message.h"
 
 namespace loom::worker {
 
@@ -33,20 +34,21 @@ std::shared_ptr<spdlog::logger> log() {
     return spdlog::default_logger();
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
+// Each connection holds a descriptor: a soft limit below the hard one (often 1024) caps the
+// clients for no reason, so raise it and say what it is.
+void raise_fd_limit() {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+    if (lim.rlim_cur < lim.rlim_max) {
+        rlimit raised = lim;
+        raised.rlim_cur = lim.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+    }
+    const auto text = [](rlim_t v) { return v == RLIM_INFINITY ? std::string("unlimited") : std::to_string(v); };
+    log()->info("file descriptors: soft limit {} (hard {})", text(lim.rlim_cur), text(lim.rlim_max));
 }
 
 }  // namespace
-
-std::string HttpRequest::header(std::string_view name) const {
-    const std::string key = lower(name);
-    for (const auto& [k, v] : headers)
-        if (k == key) return v;
-    return {};
-}
 
 HttpResponse error_response(int status, const std::string& message, const std::string& type, const std::string& param,
                             const std::string& code) {
@@ -65,8 +67,7 @@ struct HttpServer::Impl {
     explicit Impl(HttpLimits l) : limits(l) {}
 
     HttpLimits limits;
-    std::map<std::pair<std::string, std::string>, Handler> routes;  // (path, method)
-    std::map<std::pair<std::string, std::string>, Handler> prefix_routes;  // (path prefix, method)
+    RouteTable routes;
     std::atomic<bool> stopping{false};
 
     // The live sessions (for stop()); declared before the io_context so they outlive the handlers
@@ -82,8 +83,14 @@ struct HttpServer::Impl {
     bool accepting = false;
     std::vector<std::thread> threads;
 
+    // Accept failures (out of descriptors): the pause before the next try, on the acceptor's strand.
+    std::optional<net::steady_timer> accept_timer;
+    std::chrono::milliseconds accept_backoff{0};
+    int accept_failures = 0;  // since the last report
+    std::optional<std::chrono::steady_clock::time_point> accept_reported;
+
     void accept();
-    HttpResponse dispatch(const HttpRequest& req) const;
+    void accept_failed(const beast::error_code& ec);
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -120,9 +127,7 @@ private:
     void read_request() {
         if (closed_) return;
         if (server_.stopping) return close();
-        parser_.emplace();
-        parser_->body_limit(server_.limits.body_bytes);
-        parser_->header_limit(static_cast<uint32_t>(server_.limits.header_bytes));
+        limit_parser(parser_.emplace(), server_.limits);
         idle_ = true;
         stream_.expires_after(server_.limits.request_timeout);
         http::async_read_header(stream_, buffer_, *parser_,
@@ -130,10 +135,13 @@ private:
     }
 
     // Clients such as curl send "Expect: 100-continue" before a larger body and wait for the go-ahead.
+    // The framing is checked first: a body whose end is unclear must not be read as the next request.
     void on_header(beast::error_code ec) {
         idle_ = false;
         if (closed_) return;
         if (ec) return on_read(ec);
+        if (const std::string problem = framing_problem(parser_->get()); !problem.empty())
+            return send_fatal(error_response(400, "malformed HTTP request: " + problem, "invalid_request_error"));
         const auto read_body = [self = shared_from_this()] {
             http::async_read(self->stream_, self->buffer_, *self->parser_,
                              [self](beast::error_code ec, size_t) { self->on_read(ec); });
@@ -149,39 +157,23 @@ private:
 
     void on_read(beast::error_code ec) {
         if (closed_) return;
-        if (ec == http::error::body_limit)
-            return send_fatal(error_response(413, "the request body exceeds " + std::to_string(server_.limits.body_bytes) +
-                                                      " bytes", "invalid_request_error"));
-        if (ec == http::error::header_limit)
-            return send_fatal(error_response(431, "the request head exceeds " +
-                                                      std::to_string(server_.limits.header_bytes) + " bytes",
-                                             "invalid_request_error"));
-        if (ec && ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
-            ec != http::error::end_of_stream && ec != http::error::partial_message)
-            return send_fatal(error_response(400, "malformed HTTP request: " + ec.message(), "invalid_request_error"));
+        if (auto answer = read_failure_response(ec, server_.limits)) return send_fatal(std::move(*answer));
         if (ec) {  // end of stream, timeout, reset: nothing to answer
             if (ec == beast::error::timeout) log()->debug("{}: closed after the request timeout", peer_);
             return close();
         }
 
-        const auto& msg = parser_->get();
-        HttpRequest req;
-        req.method = std::string(msg.method_string());
-        const std::string_view target = msg.target();
-        const size_t q = target.find('?');
-        req.path = std::string(target.substr(0, q));
-        if (q != std::string_view::npos) req.query = std::string(target.substr(q + 1));
-        for (const auto& field : msg) req.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
-        req.body = msg.body();
-        req.peer = peer_;
-        keep_alive_ = msg.keep_alive();
+        const HttpRequest req = to_http_request(parser_->get(), peer_);
+        keep_alive_ = parser_->get().keep_alive();
+        version_ = parser_->get().version();
+        head_only_ = req.method == "HEAD";
         started_ = std::chrono::steady_clock::now();
         method_ = req.method;
         path_ = req.path;
 
         HttpResponse resp;
         try {
-            resp = server_.dispatch(req);
+            resp = dispatch(server_.routes, req);
         } catch (const std::exception& e) {
             log()->error("{} {}: handler failed: {}", req.method, req.path, e.what());
             resp = error_response(500, std::string("internal error: ") + e.what(), "server_error");
@@ -208,13 +200,9 @@ private:
         });
         if (!streaming_) return pump();
 
-        head_.emplace(static_cast<http::status>(r.status), 11);
-        head_->set(http::field::server, "loom-worker");
-        head_->set(http::field::content_type, r.content_type);
-        head_->set(http::field::cache_control, "no-cache");
-        for (const auto& [k, v] : r.headers) head_->set(k, v);
-        head_->keep_alive(keep_alive_);
-        head_->chunked(true);
+        head_.emplace(stream_head(r, keep_alive_, version_));
+        keep_alive_ = head_->keep_alive();
+        unframed_ = !head_->chunked();
         serializer_.emplace(*head_);
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
@@ -222,8 +210,17 @@ private:
             self->writing_ = false;
             if (ec) return self->lost(ec);
             self->log_response(self->head_->result_int());
+            if (self->head_only_) return self->end_head_only_stream();
             self->pump();
         });
+    }
+
+    // HEAD on a streaming route: the head is the answer; the stream is not wanted.
+    void end_head_only_stream() {
+        response_complete_ = true;
+        const auto producer = std::move(producer_);
+        producer->abandoned();
+        finish_response();
     }
 
     // Pulls what the producer has and writes it; called after every write and every notify.
@@ -239,20 +236,14 @@ private:
                 }
                 return;
             }
-            if (!p.data.empty()) {
-                chunk_ = std::move(p.data);
-                writing_ = true;
-                stream_.expires_after(server_.limits.write_timeout);
-                net::async_write(stream_, http::make_chunk(net::buffer(chunk_)),
-                                 [self = shared_from_this()](beast::error_code ec, size_t) {
-                                     self->writing_ = false;
-                                     if (ec) return self->lost(ec);
-                                     self->pump();
-                                 });
-                return;
-            }
+            if (!p.data.empty()) return write_data(std::move(p.data));
         }
         if (!producer_done_) return;  // wait for notify()
+        if (unframed_) {  // the end of the body is the end of the connection
+            response_complete_ = true;
+            producer_.reset();
+            return linger_close();
+        }
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
         net::async_write(stream_, http::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -263,15 +254,24 @@ private:
         });
     }
 
+    void write_data(std::string data) {
+        chunk_ = std::move(data);
+        writing_ = true;
+        stream_.expires_after(server_.limits.write_timeout);
+        const auto written = [self = shared_from_this()](beast::error_code ec, size_t) {
+            self->writing_ = false;
+            if (ec) return self->lost(ec);
+            self->pump();
+        };
+        if (unframed_) return net::async_write(stream_, net::buffer(chunk_), written);
+        net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), written);
+    }
+
     void write_whole(HttpResponse r, bool keep_alive) {
-        auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), 11);
-        res->set(http::field::server, "loom-worker");
-        res->set(http::field::content_type, r.content_type);
-        for (const auto& [k, v] : r.headers) res->set(k, v);
-        res->keep_alive(keep_alive && !server_.stopping);
-        res->body() = std::move(r.body);
-        res->prepare_payload();
-        log_response(r.status);
+        const int status = r.status;
+        auto res = std::make_shared<http::response<http::string_body>>(
+            whole_response(std::move(r), keep_alive && !server_.stopping, head_only_, version_));
+        log_response(status);
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
         http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
@@ -285,6 +285,7 @@ private:
 
     // An error the connection cannot recover from (413, 431, unparseable request): answer, then close.
     void send_fatal(HttpResponse r) {
+        head_only_ = false;
         method_ = "-";
         path_ = "-";
         started_ = std::chrono::steady_clock::now();
@@ -390,6 +391,9 @@ private:
     std::string method_, path_;
     std::chrono::steady_clock::time_point started_{};
     bool keep_alive_ = false;
+    unsigned version_ = 11;     // the request's HTTP version (10 or 11)
+    bool head_only_ = false;    // a HEAD request: the response's head without its body
+    bool unframed_ = false;     // a stream to an HTTP/1.0 client: raw bytes, then close
     bool streaming_ = false;
     bool writing_ = false;
     bool watching_ = false;
@@ -400,33 +404,39 @@ private:
     std::atomic<bool> idle_{false};
 };
 
-HttpResponse HttpServer::Impl::dispatch(const HttpRequest& req) const {
-    const auto exact = routes.find({req.path, req.method});
-    if (exact != routes.end()) return exact->second(req);
-    std::string allowed;
-    for (const auto& [key, handler] : routes)
-        if (key.first == req.path) allowed += (allowed.empty() ? "" : ", ") + key.second;
-    if (allowed.empty())
-        for (const auto& [key, handler] : prefix_routes) {
-            if (req.path.size() <= key.first.size() || req.path.compare(0, key.first.size(), key.first) != 0) continue;
-            if (key.second == req.method) return handler(req);
-            allowed += (allowed.empty() ? "" : ", ") + key.second;
-        }
-    if (allowed.empty()) return error_response(404, "no route " + req.path, "not_found_error");
-    HttpResponse r = error_response(405, req.method + " is not allowed on " + req.path + " (allowed: " + allowed + ")",
-                                    "invalid_request_error");
-    r.headers.emplace_back("Allow", allowed);
-    return r;
-}
-
 void HttpServer::Impl::accept() {
     acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
-        if (ec) {
-            log()->warn("accept failed: {}", ec.message());
-        } else if (!stopping) {
-            std::make_shared<Session>(std::move(socket), *this)->run();
-        }
+        if (ec) return accept_failed(ec);
+        accept_backoff = std::chrono::milliseconds(0);
+        if (!stopping) std::make_shared<Session>(std::move(socket), *this)->run();
+        accept();
+    });
+}
+
+// Out of descriptors (EMFILE, ENFILE) or memory, accept fails again at once while the connection
+// waits in the backlog: retrying at once spins a core and floods the log. Pause (10 ms, doubling
+// up to 1 s) and report at most every 5 s; open connections are served meanwhile.
+void HttpServer::Impl::accept_failed(const beast::error_code& ec) {
+    using namespace std::chrono;
+    constexpr milliseconds kFirstPause{10}, kLongestPause{1000};
+    constexpr seconds kReportEvery{5};
+    accept_backoff = std::clamp(accept_backoff * 2, kFirstPause, kLongestPause);
+    ++accept_failures;
+    const auto now = steady_clock::now();
+    if (!accept_reported || now - *accept_reported >= kReportEvery) {
+        if (accept_reported)
+            log()->warn("accept failed: {} ({} times in the last {:.0f} s); retrying", ec.message(), accept_failures,
+                        duration<double>(now - *accept_reported).count());
+        else
+            log()->warn("accept failed: {}; retrying, pausing up to {} ms between tries", ec.message(),
+                        kLongestPause.count());
+        accept_reported = now;
+        accept_failures = 0;
+    }
+    accept_timer->expires_after(accept_backoff);
+    accept_timer->async_wait([this](beast::error_code wait_ec) {
+        if (wait_ec == net::error::operation_aborted || !acceptor->is_open()) return;
         accept();
     });
 }
@@ -436,14 +446,15 @@ HttpServer::HttpServer(HttpLimits limits) : impl_(std::make_shared<Impl>(limits)
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::route(const std::string& method, const std::string& path, Handler handler) {
-    impl_->routes[{path, method}] = std::move(handler);
+    impl_->routes.exact[{path, method}] = std::move(handler);
 }
 
 void HttpServer::route_prefix(const std::string& method, const std::string& prefix, Handler handler) {
-    impl_->prefix_routes[{prefix, method}] = std::move(handler);
+    impl_->routes.prefix[{prefix, method}] = std::move(handler);
 }
 
 uint16_t HttpServer::listen(const std::string& host, uint16_t port) {
+    raise_fd_limit();
     beast::error_code ec;
     const auto address = net::ip::make_address(host, ec);
     if (ec) throw std::runtime_error("cannot listen on " + host + ": not an IP address (" + ec.message() + ")");
@@ -457,6 +468,7 @@ uint16_t HttpServer::listen(const std::string& host, uint16_t port) {
     if (acc.set_option(net::socket_base::reuse_address(true), ec); ec) fail("SO_REUSEADDR");
     if (acc.bind(endpoint, ec); ec) fail("bind");
     if (acc.listen(net::socket_base::max_listen_connections, ec); ec) fail("listen");
+    impl_->accept_timer.emplace(acc.get_executor());
     return acc.local_endpoint().port();
 }
 
@@ -487,6 +499,7 @@ void HttpServer::stop_accepting() {
     net::post(impl_->acceptor->get_executor(), [this, &closed] {
         beast::error_code ec;
         impl_->acceptor->close(ec);
+        impl_->accept_timer->cancel();
         closed.set_value();
     });
     closed.get_future().wait();

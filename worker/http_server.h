@@ -1,6 +1,7 @@
 // The worker's HTTP/1.1 server (Boost.Beast, asynchronous): routing, size limits and timeouts,
-// keep-alive, responses produced over time (chunked SSE streams, or whole bodies that arrive later)
-// with write backpressure, and client-disconnect detection. No Beast types appear here.
+// strict request framing, keep-alive, responses produced over time (chunked SSE streams, unchunked
+// to HTTP/1.0 clients, or whole bodies that arrive later) with write backpressure, client-disconnect
+// detection, and accept retries that back off when descriptors run out. No Beast types appear here.
 #pragma once
 
 #include <chrono>
@@ -85,14 +86,16 @@ public:
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
 
-    // Exact-path routes; before listen(). Unknown paths answer 404, a known path with another
-    // method 405 (both in the {"error": {...}} shape).
+    // Exact-path routes; before listen(). A GET route answers HEAD too (its head, no body).
+    // Unknown paths answer 404, a known path with another method 405 with Allow (both in the
+    // {"error": {...}} shape).
     void route(const std::string& method, const std::string& path, Handler handler);
     // Paths that start with `prefix` (such as "/v1/models/" for /v1/models/{id}) and have no exact route.
     void route_prefix(const std::string& method, const std::string& prefix, Handler handler);
 
-    // Binds and listens (port 0: any free port); returns the bound port. Throws std::runtime_error
-    // naming the address when it cannot bind.
+    // Raises the soft descriptor limit to the hard one (logged), binds and listens (port 0: any
+    // free port); returns the bound port. Throws std::runtime_error naming the address when it
+    // cannot bind.
     uint16_t listen(const std::string& host, uint16_t port);
 
     // Starts accepting on `threads` threads.

@@ -31,9 +31,11 @@ std::string worker_bin() {
 }
 
 WorkerProcess::WorkerProcess(const std::filesystem::path& model, const std::string& backend,
-                             std::vector<std::string> extra, std::chrono::seconds timeout) {
+                             std::vector<std::string> extra, std::chrono::seconds timeout,
+                             std::vector<std::string> prefix) {
     log_ = temp_dir() / "worker.log";
-    std::vector<std::string> args = {worker_bin(), "--model", model.string(), "--backend", backend, "--port", "0"};
+    std::vector<std::string> args = std::move(prefix);
+    args.insert(args.end(), {worker_bin(), "--model", model.string(), "--backend", backend, "--port", "0"});
     if (std::find(extra.begin(), extra.end(), "--log") == extra.end()) args.insert(args.end(), {"--log", "info"});
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;

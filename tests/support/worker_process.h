@@ -32,14 +32,17 @@ public:
     // Runs `worker_bin() --model M --backend B --port 0 --log info <extra>` (no `--log info` when
     // `extra` holds a --log), output to a log file,
     // and waits up to `timeout` for /health 200 (a 503 {"status": "loading"} is waited through).
-    // Throws WorkerStartError when the process exits or the time runs out.
+    // Throws WorkerStartError when the process exits or the time runs out. A `prefix` runs the
+    // worker through a wrapper that execs it (its first element an absolute path), e.g.
+    // {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\""}: pid() is then the worker's.
     WorkerProcess(const std::filesystem::path& model, const std::string& backend, std::vector<std::string> extra,
-                  std::chrono::seconds timeout = std::chrono::seconds(120));
+                  std::chrono::seconds timeout = std::chrono::seconds(120), std::vector<std::string> prefix = {});
     ~WorkerProcess();
     WorkerProcess(const WorkerProcess&) = delete;
     WorkerProcess& operator=(const WorkerProcess&) = delete;
 
     int port() const { return port_; }
+    pid_t pid() const { return pid_; }
     std::string log() const;
     void signal(int sig);
     // The exit code once the process ended within `timeout` (-1: killed by a signal).
