@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/thread_pool.h"
@@ -50,6 +51,7 @@ struct CpuBackend::State {
     std::vector<LayerWeights> layers;
     std::vector<float> inv_freq;
     std::vector<SequenceCache> caches;  // by sequence slot
+    CpuBackend::StepLogitsSink logits_sink;
 
     State(const ModelConfig& c, int threads, int ctx, const BatchLimits& limits)
         : cfg(c),
@@ -146,10 +148,16 @@ std::vector<BatchOutput> CpuBackend::step(std::span<const BatchEntry> batch, Lay
     State& s = *s_;
     check_batch_inputs(s.cfg, s.n_ctx, s.max_batch_tokens, s.kv, batch, observer);
     std::vector<BatchOutput> out(batch.size());
-    std::vector<float> logits(static_cast<size_t>(s.cfg.n_vocab));
+    std::vector<float> all;
+    std::span<const float> logits;
     for (size_t i = 0; i < batch.size(); ++i) {
         const BatchEntry& e = batch[i];
-        s.run(e.seq, e.tokens, logits.data(), false, observer);
+        const int T = s.logits_sink ? static_cast<int>(e.tokens.size()) : 1;
+        all.resize(static_cast<size_t>(T) * s.cfg.n_vocab);
+        const int pos0 = s.kv.length(e.seq);
+        s.run(e.seq, e.tokens, all.data(), s.logits_sink != nullptr, observer);
+        if (s.logits_sink) s.logits_sink(e.seq, pos0, T, all.data());
+        logits = std::span<const float>(all).last(static_cast<size_t>(s.cfg.n_vocab));
         if (!e.sampling) continue;
         try {
             Sampler sampler(*e.sampling, s.cfg.n_vocab);
@@ -166,6 +174,8 @@ std::vector<BatchOutput> CpuBackend::step(std::span<const BatchEntry> batch, Lay
     }
     return out;
 }
+
+void CpuBackend::set_step_logits_sink(StepLogitsSink sink) { s_->logits_sink = std::move(sink); }
 
 MemoryReport CpuBackend::memory() const {
     const State& s = *s_;

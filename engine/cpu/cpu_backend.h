@@ -2,6 +2,7 @@
 // caches, prefill as matrix-matrix work, matrix products split across threads. Runs only when named.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "engine/backend.h"
@@ -31,6 +32,12 @@ public:
     // Entries run one after another (each a full forward pass); the CPU Sampler picks the tokens.
     std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) override;
     MemoryReport memory() const override;
+
+    // A test hook (chunk and batch invariance): while set, step() computes the logits of every
+    // position of every entry and hands them over, (T, n_vocab) floats for positions pos0 .. pos0+T-1
+    // of sequence seq, before it samples from the last row.
+    using StepLogitsSink = std::function<void(int seq, int pos0, int T, const float* logits)>;
+    void set_step_logits_sink(StepLogitsSink sink);
 
 private:
     struct State;
