@@ -39,6 +39,9 @@ void check_request(const RequestLimits& limits, std::span<const int32_t> prompt,
     if (static_cast<int64_t>(prompt.size()) >= limits.n_ctx)
         throw RequestError("prompt: " + std::to_string(prompt.size()) + " tokens leave no room in the context of " +
                            std::to_string(limits.n_ctx));
+    if (options.resume_tokens < 0 || static_cast<size_t>(options.resume_tokens) >= prompt.size())
+        throw RequestError("resume_tokens: " + std::to_string(options.resume_tokens) + " is outside 0.." +
+                           std::to_string(prompt.size() - 1) + " (the resumed tokens follow at least one prompt token)");
     if (options.max_tokens < 1)
         throw RequestError("max_tokens: " + std::to_string(options.max_tokens) + " is below 1");
     if (options.top_logprobs > kMaxTopLogprobs)
@@ -157,7 +160,7 @@ std::vector<TokenEvent> Engine::step() {
         if (r.fed + static_cast<int>(batch[i].tokens.size()) < r.prompt_tokens) continue;  // more prompt to come
         batch[i].sampling = &r.options.sampling;
         batch[i].history = r.tokens;
-        batch[i].sample_step = static_cast<uint64_t>(r.generated);
+        batch[i].sample_step = static_cast<uint64_t>(r.options.resume_tokens + r.generated);
         batch[i].top_logprobs = r.options.top_logprobs;
     }
     if (batch.empty()) return events;

@@ -20,6 +20,11 @@ struct RequestOptions {
     int max_tokens = 128;             // >= 1
     int top_logprobs = -1;            // < 0: none; else 0 .. kMaxTopLogprobs
     std::vector<int32_t> stop_ids;    // tokens that end the request (end_of_generation_ids, unless ignore_eos)
+    // Failover: the last resume_tokens prompt tokens were generated earlier by this same request
+    // (0 <= resume_tokens < prompt length). Its first sample is step resume_tokens, as it would have
+    // been without the interruption (the penalties already see the whole prompt), and max_tokens
+    // counts only the tokens generated from here.
+    int resume_tokens = 0;
 };
 
 enum class FinishReason { none, stop_token, max_tokens, context_full, cancelled, error };
@@ -45,7 +50,7 @@ struct RequestLimits {
 
 // The checks Engine::add makes before queueing: RequestError / SamplingParamError / KvCacheFullError
 // naming the field (prompt empty, ids outside the vocabulary, no room for one generated token,
-// max_tokens < 1, top_logprobs or logit_bias over their limits, sampling parameters out of range, a
+// max_tokens < 1, resume_tokens outside 0 .. prompt length - 1, top_logprobs or logit_bias over their limits, sampling parameters out of range, a
 // prompt larger than the whole KV cache). Callers on other threads use it to refuse early.
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options);
 
@@ -85,7 +90,7 @@ private:
         std::vector<int32_t> tokens;  // prompt, then generated tokens
         int prompt_tokens = 0;
         int fed = 0;                  // tokens already in the KV cache
-        int generated = 0;
+        int generated = 0;            // since add(): resume_tokens is not counted
         int seq = -1;
     };
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});

@@ -59,6 +59,10 @@ TextStream::Piece TextStream::feed(int32_t token) {
     return piece;
 }
 
+void TextStream::resume(std::span<const int32_t> tokens) {
+    for (int32_t token : tokens) feed(token);
+}
+
 std::string TextStream::finish() {
     if (stopped_ || finished_) return {};
     finished_ = true;

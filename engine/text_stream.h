@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,12 @@ public:
     // RequestError ("stop: ...") when a stop string is empty. The tokenizer must outlive the stream.
     TextStream(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings);
 
+    // Failover: replays tokens this request generated before an interruption, as feed() would have
+    // taken them, and drops the text: it was sent then. What feed() would still have held back (a
+    // possible start of a stop string, an unfinished UTF-8 sequence) stays held, so a stop string
+    // spanning the old and the new text still matches; one already inside the replayed text stops
+    // the stream (the next feed() returns an empty stopped piece). Call before the first feed().
+    void resume(std::span<const int32_t> tokens);
     // Adds a generated token. Once a piece came back stopped, feed no more tokens: further calls
     // return an empty stopped piece. Throws tokenizer::InvalidTokenIdError for an id outside the vocabulary.
     Piece feed(int32_t token);

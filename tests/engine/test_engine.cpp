@@ -234,3 +234,41 @@ TEST_CASE("a request runs to the end of the context and stops with context_full"
     CHECK(out.at(id).finish == FinishReason::context_full);
     CHECK(out.at(id).ids.size() == 5);
 }
+
+TEST_CASE("a request resumed after k of its tokens generates the rest of the uninterrupted run", "[engine][resume]") {
+    const BatchLimits limits{4, 0, 64};
+    const std::vector<int32_t> prompt = random_prompt(23, 77);
+    RequestOptions options = sampled(30, 2024);
+    options.sampling.presence_penalty = 0.5f;
+    options.sampling.frequency_penalty = 0.3f;
+    options.stop_ids.clear();
+    const Outcome whole = solo(limits, prompt, options);
+    REQUIRE(whole.ids.size() == 30);
+    for (int k : {1, 12, 29}) {
+        INFO("resumed after " << k << " tokens");
+        std::vector<int32_t> resumed = prompt;
+        resumed.insert(resumed.end(), whole.ids.begin(), whole.ids.begin() + k);
+        RequestOptions rest = options;
+        rest.resume_tokens = k;
+        rest.max_tokens = 30 - k;
+        const Outcome tail = solo(limits, resumed, rest);
+        CHECK(tail.finish == FinishReason::max_tokens);
+        CHECK(tail.ids == std::vector<int32_t>(whole.ids.begin() + k, whole.ids.end()));
+        CHECK(tail.logprobs == std::vector<float>(whole.logprobs.begin() + k, whole.logprobs.end()));
+    }
+}
+
+TEST_CASE("resume_tokens outside 0 .. prompt length - 1 is a RequestError naming it", "[engine][resume]") {
+    auto backend = make_backend(BatchLimits{2, 0, 64});
+    Engine engine(*backend);
+    for (int bad : {-1, 5, 6}) {
+        RequestOptions o = greedy(2);
+        o.resume_tokens = bad;
+        INFO(bad);
+        CHECK_THROWS_WITH(engine.add(random_prompt(5, 1), o), Catch::Matchers::StartsWith("resume_tokens:"));
+        CHECK_THROWS_AS(engine.add(random_prompt(5, 1), o), RequestError);
+    }
+    RequestOptions o = greedy(2);
+    o.resume_tokens = 4;
+    CHECK(engine.add(random_prompt(5, 1), o) != 0);
+}
