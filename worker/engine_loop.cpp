@@ -323,6 +323,11 @@ void EngineLoop::run() {
                 try {
                     engine::TextStream text(tokenizer_, s.request.stop_strings);
                     const int prompt_tokens = static_cast<int>(s.request.prompt.size());
+                    // A resumed request's earlier tokens were streamed by the worker that failed:
+                    // their text is history, held-back text and stop strings carry over.
+                    const int resumed = s.request.options.resume_tokens;
+                    if (resumed > 0 && resumed < prompt_tokens)  // else Engine::add refuses it below
+                        text.resume(std::span<const int32_t>(s.request.prompt).last(static_cast<size_t>(resumed)));
                     const uint64_t engine_id = st.engine.add(std::move(s.request.prompt), s.request.options);
                     st.active.emplace(s.id, State::Active{.engine_id = engine_id,
                                                           .stream = s.stream,

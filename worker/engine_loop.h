@@ -23,7 +23,7 @@ namespace loom::worker {
 
 struct GenerationRequest {
     std::vector<int32_t> prompt;
-    engine::RequestOptions options;         // sampling, max_tokens, top_logprobs, stop_ids
+    engine::RequestOptions options;         // sampling, max_tokens, top_logprobs, stop_ids, resume_tokens
     std::vector<std::string> stop_strings;  // matched on the text; the match is not emitted
 };
 
@@ -80,7 +80,7 @@ public:
     EngineLoop& operator=(const EngineLoop&) = delete;
 
     // Validates on the calling thread, with Engine::add's checks and messages (engine::RequestError
-    // or engine::SamplingParamError naming the field: "prompt", "max_tokens", "top_logprobs",
+    // or engine::SamplingParamError naming the field: "prompt", "max_tokens", "resume_tokens", "top_logprobs",
     // "logit_bias", the sampling field, "stop" for an empty stop string), then queues. Returns nullptr
     // (and counts loom_requests_rejected_total{reason}) when max_seqs + max_queue requests are live
     // ("queue_full": answer 429 with Retry-After), when drain() has begun ("draining") or the loop is

@@ -345,6 +345,9 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
         throw too_long(prompt_param, "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
                                          std::to_string(n_ctx_) + " (one more is needed to generate)");
     check_room(chat, n_prompt, body, r);
+    // loom's failover extension: the prompt ends with tokens this request generated on a worker
+    // that failed (see RequestOptions::resume_tokens).
+    r.generation.options.resume_tokens = static_cast<int>(integer_in(body, "resume_tokens", 0, 0, n_prompt - 1));
 
     if (!boolean(body, "ignore_eos", false)) r.generation.options.stop_ids = stop_ids_;
     try {

@@ -74,8 +74,8 @@ public:
     // unknown model: code model_not_found). Without "seed" a fresh random seed is drawn. Parameters: model, prompt | messages, max_tokens (chat also
     // max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty,
     // repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
-    // stream_options, ignore_eos and return_token_ids (vLLM's extensions), echo/suffix (refused when
-    // used), user; other
+    // stream_options, ignore_eos and return_token_ids (vLLM's extensions), resume_tokens (loom's:
+    // 0 .. prompt tokens - 1), echo/suffix (refused when used), user; other
     // fields are ignored, as vLLM does.
     ApiRequest parse(Endpoint endpoint, std::string_view body) const;
 

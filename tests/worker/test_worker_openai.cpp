@@ -1,7 +1,8 @@
 // loom-worker against what OpenAI and vLLM clients rely on, and against careless or hostile bodies:
 // numbers beyond a double, unseeded sampling, max_tokens beyond the context, stream_options without
 // a stream, OpenAI's error codes, GET /v1/models/{id}, usage: null chunks, logprobs 0, "abort",
-// unguessable request ids, /cancel owned by the API key, no model path shown, the Bearer scheme.
+// unguessable request ids, /cancel owned by the API key, no model path shown, the Bearer scheme,
+// and loom's resume_tokens: a stream continued after a failover equals the uninterrupted one.
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -47,6 +48,72 @@ Sampled sample(int port, const json& body) {
     REQUIRE(r.headers.count("x-seed") == 1);
     return {json::parse(r.body).at("choices").at(0).at("text").get<std::string>(), r.headers.at("x-seed")};
 }
+
+
+// A streamed answer with return_token_ids, cut where each chunk's tokens end.
+struct Generated {
+    std::vector<int> prompt_ids, ids;
+    std::string text, finish_reason;
+    std::vector<std::pair<size_t, size_t>> cuts;  // (tokens so far, text so far) after each chunk with tokens
+    json usage;
+};
+
+Generated generate(int port, const std::string& path, json body) {
+    body["return_token_ids"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+    const Streamed s = stream(port, path, body);
+    Generated g;
+    g.text = s.text;
+    g.finish_reason = s.finish_reason;
+    g.usage = s.usage;
+    const bool chat = path.find("chat") != std::string::npos;
+    std::string so_far;
+    for (const json& c : s.chunks) {
+        if (c.contains("prompt_token_ids")) g.prompt_ids = c["prompt_token_ids"].get<std::vector<int>>();
+        for (const json& choice : c.at("choices")) {
+            so_far += (chat ? choice.at("delta").value("content", json("")) : choice.at("text")).get<std::string>();
+            if (!choice.contains("token_ids")) continue;
+            for (int id : choice["token_ids"]) g.ids.push_back(id);
+            g.cuts.emplace_back(g.ids.size(), so_far.size());
+        }
+    }
+    return g;
+}
+
+// The text a client had received when the k-th token arrived (k must end a chunk: tokens whose
+// text is held back arrive with it, so a client only ever holds the tokens of the text it has).
+size_t text_sent_with(const Generated& g, size_t k) {
+    for (const auto& [tokens, text] : g.cuts)
+        if (tokens == k) return text;
+    FAIL("no chunk ends at token " << k);
+    return 0;
+}
+
+// The failover request: the first run's prompt and first k tokens as ids, the rest to generate.
+json resumed_body(const json& body, const Generated& first, size_t k) {
+    std::vector<int> prompt = first.prompt_ids;
+    prompt.insert(prompt.end(), first.ids.begin(), first.ids.begin() + static_cast<std::ptrdiff_t>(k));
+    json r = body;
+    r.erase("messages");
+    r["prompt"] = prompt;
+    r["resume_tokens"] = k;
+    r["max_tokens"] = first.ids.size() - k;
+    return r;
+}
+
+// Resumes `first` after k tokens on /v1/completions and checks that the continuation is the rest of it.
+void check_resumed(int port, const json& body, const Generated& first, size_t k) {
+    INFO("resumed after " << k << " of " << first.ids.size() << " tokens");
+    const Generated rest = generate(port, "/v1/completions", resumed_body(body, first, k));
+    CHECK(rest.ids == std::vector<int>(first.ids.begin() + static_cast<std::ptrdiff_t>(k), first.ids.end()));
+    CHECK(rest.text == first.text.substr(text_sent_with(first, k)));
+    CHECK(rest.finish_reason == first.finish_reason);
+    CHECK(rest.usage.at("completion_tokens") == first.ids.size() - k);
+    CHECK(rest.usage.at("prompt_tokens") == first.prompt_ids.size() + k);
+}
+
+const json kPenalized = {{"temperature", 0.9}, {"seed", 4242}, {"presence_penalty", 0.6},
+                         {"frequency_penalty", 0.4}, {"repetition_penalty", 1.3}};
 
 }  // namespace
 
@@ -282,4 +349,73 @@ TEST_CASE("the Bearer scheme is matched in any case, the key exactly", "[worker]
         INFO(no);
         CHECK(post(port, "/v1/completions", body, {{"Authorization", no}}).status == 401);
     }
+}
+
+TEST_CASE("resume_tokens continues a stream token for token and text for text (greedy; seeded with penalties)",
+          "[worker][openai][resume]") {
+    const int port = shared_worker().port();
+    for (const json& sampling : {kGreedy, kPenalized}) {
+        INFO(sampling.dump());
+        const json body = with(sampling, {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"ignore_eos", true}});
+        const Generated first = generate(port, "/v1/completions", body);
+        REQUIRE(first.ids.size() == 40);
+        for (size_t k : {1, 15, 39}) check_resumed(port, body, first, k);
+    }
+}
+
+TEST_CASE("a chat answer resumes on /v1/completions from its prompt_token_ids", "[worker][openai][resume]") {
+    const int port = shared_worker().port();
+    const json body = with(kPenalized, {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
+                                        {"max_tokens", 40}, {"ignore_eos", true}});
+    const Generated first = generate(port, "/v1/chat/completions", body);
+    REQUIRE(first.ids.size() == 40);
+    REQUIRE_FALSE(first.prompt_ids.empty());
+    for (size_t k : {1, 15, 39}) check_resumed(port, body, first, k);
+}
+
+TEST_CASE("a stop string spanning the resume point ends the resumed request", "[worker][openai][resume]") {
+    const int port = shared_worker().port();
+    const json body = with(kPenalized, {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"ignore_eos", true}});
+    const Generated first = generate(port, "/v1/completions", body);
+    REQUIRE(first.ids.size() == 40);
+    // A resume point k after a chunk of >= 3 characters followed by one of >= 2, and a stop string of
+    // the last 2 characters before k and the first 2 after it that the text holds nowhere earlier.
+    std::string stop;
+    size_t k = 0;
+    for (size_t i = 1; i + 1 < first.cuts.size() && stop.empty(); ++i) {
+        const size_t start = first.cuts[i - 1].second, at = first.cuts[i].second, next = first.cuts[i + 1].second;
+        const std::string candidate = first.text.substr(at - 2, 4);
+        if (at - start >= 3 && next - at >= 2 && first.text.find(candidate) == at - 2) {
+            stop = candidate;
+            k = first.cuts[i].first;
+        }
+    }
+    REQUIRE_FALSE(stop.empty());
+    INFO("stop " << json(stop).dump() << " across token " << k);
+
+    const json stopping = with(body, {{"stop", stop}});
+    const Generated whole = generate(port, "/v1/completions", stopping);
+    REQUIRE(whole.finish_reason == "stop");
+    REQUIRE(whole.text == first.text.substr(0, whole.text.size()));
+    REQUIRE(whole.ids.size() >= k);
+
+    const Generated rest = generate(port, "/v1/completions", resumed_body(stopping, whole, k));
+    CHECK(rest.finish_reason == "stop");
+    CHECK(whole.text.substr(0, text_sent_with(whole, k)) + rest.text == whole.text);
+    CHECK(rest.ids == std::vector<int>(whole.ids.begin() + static_cast<std::ptrdiff_t>(k), whole.ids.end()));
+}
+
+TEST_CASE("resume_tokens out of range or not an integer is a 400 naming it", "[worker][openai][resume]") {
+    const int port = shared_worker().port();
+    const json body = {{"prompt", {1, 2, 3, 4}}, {"max_tokens", 2}, {"temperature", 0}};
+    for (const json& bad : {json(-1), json(4), json("x"), json(2.5), json(true)}) {
+        const HttpReply r = post(port, "/v1/completions", with(body, {{"resume_tokens", bad}}));
+        INFO(bad.dump() << " -> " << r.status << " " << r.body);
+        CHECK(r.status == 400);
+        CHECK(error_param(r) == "resume_tokens");
+    }
+    const HttpReply chat = post(port, "/v1/chat/completions", with(kChatHi, {{"resume_tokens", 100000}}));
+    CHECK(chat.status == 400);
+    CHECK(error_param(chat) == "resume_tokens");
+    for (int ok : {0, 3}) CHECK(post(port, "/v1/completions", with(body, {{"resume_tokens", ok}})).status == 200);
 }
