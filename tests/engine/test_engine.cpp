@@ -235,6 +235,9 @@ TEST_CASE("a request runs to the end of the context and stops with context_full"
     CHECK(out.at(id).ids.size() == 5);
 }
 
+// CPU only: the resumed tokens are prefilled where the first run decoded them, and the CUDA backend's
+// prefill (GEMM) and decode (matvec) logits differ in their last bits (docs/VALIDATION.md).
+#if !defined(LOOM_TEST_CUDA)
 TEST_CASE("a request resumed after k of its tokens generates the rest of the uninterrupted run", "[engine][resume]") {
     const BatchLimits limits{4, 0, 64};
     const std::vector<int32_t> prompt = random_prompt(23, 77);
@@ -257,6 +260,7 @@ TEST_CASE("a request resumed after k of its tokens generates the rest of the uni
         CHECK(tail.logprobs == std::vector<float>(whole.logprobs.begin() + k, whole.logprobs.end()));
     }
 }
+#endif
 
 TEST_CASE("resume_tokens outside 0 .. prompt length - 1 is a RequestError naming it", "[engine][resume]") {
     auto backend = make_backend(BatchLimits{2, 0, 64});

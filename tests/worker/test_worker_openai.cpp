@@ -112,6 +112,14 @@ void check_resumed(int port, const json& body, const Generated& first, size_t k)
     CHECK(rest.usage.at("prompt_tokens") == first.prompt_ids.size() + k);
 }
 
+// Token-exact resumption needs logits that do not depend on prefill versus decode: true of the CPU
+// backend (engine_invariance_tests), not yet of the CUDA one (docs/API.md).
+bool exact_resume_backend() {
+    if (backend() == "cpu") return true;
+    WARN("resume_tokens continuation checks run on the CPU backend only, not " << backend());
+    return false;
+}
+
 const json kPenalized = {{"temperature", 0.9}, {"seed", 4242}, {"presence_penalty", 0.6},
                          {"frequency_penalty", 0.4}, {"repetition_penalty", 1.3}};
 
@@ -353,6 +361,7 @@ TEST_CASE("the Bearer scheme is matched in any case, the key exactly", "[worker]
 
 TEST_CASE("resume_tokens continues a stream token for token and text for text (greedy; seeded with penalties)",
           "[worker][openai][resume]") {
+    if (!exact_resume_backend()) return;
     const int port = shared_worker().port();
     for (const json& sampling : {kGreedy, kPenalized}) {
         INFO(sampling.dump());
@@ -364,6 +373,7 @@ TEST_CASE("resume_tokens continues a stream token for token and text for text (g
 }
 
 TEST_CASE("a chat answer resumes on /v1/completions from its prompt_token_ids", "[worker][openai][resume]") {
+    if (!exact_resume_backend()) return;
     const int port = shared_worker().port();
     const json body = with(kPenalized, {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
                                         {"max_tokens", 40}, {"ignore_eos", true}});
@@ -374,6 +384,7 @@ TEST_CASE("a chat answer resumes on /v1/completions from its prompt_token_ids", 
 }
 
 TEST_CASE("a stop string spanning the resume point ends the resumed request", "[worker][openai][resume]") {
+    if (!exact_resume_backend()) return;
     const int port = shared_worker().port();
     const json body = with(kPenalized, {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"ignore_eos", true}});
     const Generated first = generate(port, "/v1/completions", body);
