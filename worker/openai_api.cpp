@@ -11,9 +11,11 @@
 #include "gguf/reader.h"
 #include "tokenizer/jinja/jinja.h"
 #include "tokenizer/utf8.h"
-#include "worker/secure_random.h"
+#include "http/secure_random.h"
 
 namespace loom::worker {
+
+using http::random_u64;
 
 using nlohmann::json;
 

@@ -1,10 +1,13 @@
 // RequestRegistry: a locked map from public id to the engine loop's id and the owning key.
 #include "worker/request_registry.h"
 
-#include "worker/api_keys.h"
-#include "worker/secure_random.h"
+#include "http/api_keys.h"
+#include "http/secure_random.h"
 
 namespace loom::worker {
+
+using http::random_hex;
+using http::same_secret;
 
 std::string RequestRegistry::new_id(const std::string& prefix) { return prefix + random_hex(12); }
 

@@ -19,9 +19,9 @@
 #include "engine/errors.h"
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
-#include "worker/api_keys.h"
+#include "http/api_keys.h"
 #include "worker/engine_loop.h"
-#include "worker/http_server.h"
+#include "http/http_server.h"
 #include "worker/metrics.h"
 #include "worker/openai_api.h"
 #include "worker/request_registry.h"
@@ -34,6 +34,14 @@
 
 namespace loom::worker {
 
+using http::ApiKeys;
+using http::error_response;
+using http::HttpHeaders;
+using http::HttpLimits;
+using http::HttpRequest;
+using http::HttpResponse;
+using http::HttpServer;
+using http::ResponseProducer;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 

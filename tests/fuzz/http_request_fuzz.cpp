@@ -11,13 +11,13 @@
 #include <string>
 #include <string_view>
 
-#include "worker/http_message.h"
+#include "http/http_message.h"
 
 namespace {
 
-using namespace loom::worker;
+using namespace loom::http;
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 namespace net = boost::asio;
 
 const HttpLimits kLimits;
@@ -73,11 +73,11 @@ beast::error_code feed(RequestParser& parser, std::string_view& in, Done done) {
     while (!done()) {
         const size_t n = in.empty() ? 0 : parser.put(net::buffer(in.data(), in.size()), ec);
         in.remove_prefix(n);
-        if (ec && ec != http::error::need_more) return ec;
+        if (ec && ec != bhttp::error::need_more) return ec;
         ec = {};
         if (n > 0) continue;
         parser.put_eof(ec);
-        if (!ec && !done()) ec = http::error::partial_message;
+        if (!ec && !done()) ec = bhttp::error::partial_message;
         return ec;
     }
     return ec;

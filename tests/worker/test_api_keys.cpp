@@ -5,12 +5,12 @@
 #include <string>
 
 #include "catch.hpp"
-#include "worker/api_keys.h"
+#include "http/api_keys.h"
 #include "worker/request_registry.h"
 
-using loom::worker::ApiKeys;
+using loom::http::ApiKeys;
 using loom::worker::RequestRegistry;
-using loom::worker::same_secret;
+using loom::http::same_secret;
 
 TEST_CASE("same_secret is plain equality over any lengths", "[worker][keys]") {
     CHECK(same_secret("", ""));

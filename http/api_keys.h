@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-namespace loom::worker {
+namespace loom::http {
 
 // Equal contents; the time taken depends on the lengths only, never on where the strings differ.
 bool same_secret(std::string_view a, std::string_view b);
@@ -25,4 +25,4 @@ private:
     std::vector<std::string> keys_;
 };
 
-}  // namespace loom::worker
+}  // namespace loom::http

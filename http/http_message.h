@@ -9,9 +9,9 @@
 #include <string>
 #include <utility>
 
-#include "worker/http_server.h"
+#include "http/http_server.h"
 
-namespace loom::worker {
+namespace loom::http {
 
 using RequestParser = boost::beast::http::request_parser<boost::beast::http::string_body>;
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
@@ -49,4 +49,4 @@ boost::beast::http::response<boost::beast::http::string_body> whole_response(Htt
 boost::beast::http::response<boost::beast::http::empty_body> stream_head(const HttpResponse& r, bool keep_alive,
                                                                          unsigned request_version);
 
-}  // namespace loom::worker
+}  // namespace loom::http

@@ -5,11 +5,11 @@
 #include <cstdint>
 #include <string>
 
-namespace loom::worker {
+namespace loom::http {
 
 uint64_t random_u64();
 
 // `bytes` random bytes as lower-case hex (2 * bytes characters).
 std::string random_hex(size_t bytes);
 
-}  // namespace loom::worker
+}  // namespace loom::http

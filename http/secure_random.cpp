@@ -1,5 +1,5 @@
 // getrandom(2) with its retry on EINTR: the kernel's CSPRNG, so ids cannot be predicted from earlier ones.
-#include "worker/secure_random.h"
+#include "http/secure_random.h"
 
 #include <cerrno>
 #include <cstring>
@@ -7,7 +7,7 @@
 #include <sys/random.h>
 #include <vector>
 
-namespace loom::worker {
+namespace loom::http {
 
 namespace {
 
@@ -45,4 +45,4 @@ std::string random_hex(size_t bytes) {
     return out;
 }
 
-}  // namespace loom::worker
+}  // namespace loom::http

@@ -1,15 +1,15 @@
 // Request framing checks, request conversion, routing and response heads (see http_message.h).
-#include "worker/http_message.h"
+#include "http/http_message.h"
 
 #include <algorithm>
 #include <cctype>
 #include <string_view>
 #include <vector>
 
-namespace loom::worker {
+namespace loom::http {
 
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 
 namespace {
 
@@ -31,15 +31,15 @@ std::string quoted(std::string_view v) {
     return "'" + std::string(v.substr(0, kMax)) + (v.size() > kMax ? "...'" : "'");
 }
 
-std::string transfer_encoding_problem(const http::request_header<>& head) {
-    const size_t n = head.count(http::field::transfer_encoding);
+std::string transfer_encoding_problem(const bhttp::request_header<>& head) {
+    const size_t n = head.count(bhttp::field::transfer_encoding);
     if (n == 0) return {};
     if (head.version() < 11) return "Transfer-Encoding is not allowed in an HTTP/1.0 request";
     if (n > 1) return "more than one Transfer-Encoding header";
-    const std::string_view value = trim(head[http::field::transfer_encoding]);
+    const std::string_view value = trim(head[bhttp::field::transfer_encoding]);
     if (!beast::iequals(value, "chunked"))
         return "unsupported Transfer-Encoding " + quoted(value) + " (only 'chunked' is accepted)";
-    if (head.count(http::field::content_length) > 0) return "both Transfer-Encoding and Content-Length";
+    if (head.count(bhttp::field::content_length) > 0) return "both Transfer-Encoding and Content-Length";
     return {};
 }
 
@@ -57,28 +57,28 @@ void limit_parser(RequestParser& parser, const HttpLimits& limits) {
     parser.header_limit(static_cast<uint32_t>(limits.header_bytes));
 }
 
-std::string framing_problem(const http::request_header<>& head) {
+std::string framing_problem(const bhttp::request_header<>& head) {
     if (std::string te = transfer_encoding_problem(head); !te.empty()) return te;
-    const size_t hosts = head.count(http::field::host);
+    const size_t hosts = head.count(bhttp::field::host);
     if (hosts > 1) return "more than one Host header";
     if (hosts == 0 && head.version() >= 11) return "an HTTP/1.1 request needs a Host header";
     return {};
 }
 
 std::optional<HttpResponse> read_failure_response(beast::error_code ec, const HttpLimits& limits) {
-    if (ec == http::error::body_limit)
+    if (ec == bhttp::error::body_limit)
         return error_response(413, "the request body exceeds " + std::to_string(limits.body_bytes) + " bytes",
                               "invalid_request_error");
-    if (ec == http::error::header_limit)
+    if (ec == bhttp::error::header_limit)
         return error_response(431, "the request head exceeds " + std::to_string(limits.header_bytes) + " bytes",
                               "invalid_request_error");
     // Beast itself refuses a second Transfer-Encoding: chunked and one beside Content-Length.
-    if (ec == http::error::bad_transfer_encoding || ec == http::error::bad_content_length)
+    if (ec == bhttp::error::bad_transfer_encoding || ec == bhttp::error::bad_content_length)
         return error_response(400, "malformed HTTP request: " + ec.message() +
                                        " (conflicting or repeated Transfer-Encoding or Content-Length)",
                               "invalid_request_error");
-    if (ec && ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
-        ec != http::error::end_of_stream && ec != http::error::partial_message)
+    if (ec && ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category() &&
+        ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message)
         return error_response(400, "malformed HTTP request: " + ec.message(), "invalid_request_error");
     return std::nullopt;
 }
@@ -118,24 +118,24 @@ HttpResponse dispatch(const RouteTable& routes, const HttpRequest& req) {
     return r;
 }
 
-http::response<http::string_body> whole_response(HttpResponse r, bool keep_alive, bool head, unsigned request_version) {
-    http::response<http::string_body> res(static_cast<http::status>(r.status), 11);
-    res.set(http::field::server, "loom-worker");
-    res.set(http::field::content_type, r.content_type);
+bhttp::response<bhttp::string_body> whole_response(HttpResponse r, bool keep_alive, bool head, unsigned request_version) {
+    bhttp::response<bhttp::string_body> res(static_cast<bhttp::status>(r.status), 11);
+    res.set(bhttp::field::server, "loom-worker");
+    res.set(bhttp::field::content_type, r.content_type);
     for (const auto& [k, v] : r.headers) res.set(k, v);
     res.keep_alive(keep_alive);
-    if (keep_alive && request_version < 11) res.set(http::field::connection, "keep-alive");
+    if (keep_alive && request_version < 11) res.set(bhttp::field::connection, "keep-alive");
     res.body() = std::move(r.body);
     res.prepare_payload();
     if (head) res.body().clear();  // Content-Length stays the GET body's
     return res;
 }
 
-http::response<http::empty_body> stream_head(const HttpResponse& r, bool keep_alive, unsigned request_version) {
-    http::response<http::empty_body> res(static_cast<http::status>(r.status), 11);
-    res.set(http::field::server, "loom-worker");
-    res.set(http::field::content_type, r.content_type);
-    res.set(http::field::cache_control, "no-cache");
+bhttp::response<bhttp::empty_body> stream_head(const HttpResponse& r, bool keep_alive, unsigned request_version) {
+    bhttp::response<bhttp::empty_body> res(static_cast<bhttp::status>(r.status), 11);
+    res.set(bhttp::field::server, "loom-worker");
+    res.set(bhttp::field::content_type, r.content_type);
+    res.set(bhttp::field::cache_control, "no-cache");
     for (const auto& [k, v] : r.headers) res.set(k, v);
     const bool chunked = request_version >= 11;
     res.keep_alive(keep_alive && chunked);
@@ -143,4 +143,4 @@ http::response<http::empty_body> stream_head(const HttpResponse& r, bool keep_al
     return res;
 }
 
-}  // namespace loom::worker
+}  // namespace loom::http

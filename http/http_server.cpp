@@ -1,6 +1,6 @@
 // HttpServer: one Beast session per connection on its own strand; produced responses are pulled
 // one write at a time, and a read kept pending while a response is produced notices the client leaving.
-#include "worker/http_server.h"
+#include "http/http_server.h"
 
 #include <algorithm>
 #include <atomic>
@@ -18,12 +18,12 @@
 #include <thread>
 #include <unordered_set>
 
-#include "worker/http_message.h"
+#include "http/http_message.h"
 
-namespace loom::worker {
+namespace loom::http {
 
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
@@ -130,7 +130,7 @@ private:
         limit_parser(parser_.emplace(), server_.limits);
         idle_ = true;
         stream_.expires_after(server_.limits.request_timeout);
-        http::async_read_header(stream_, buffer_, *parser_,
+        bhttp::async_read_header(stream_, buffer_, *parser_,
                                 [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
     }
 
@@ -143,10 +143,10 @@ private:
         if (const std::string problem = framing_problem(parser_->get()); !problem.empty())
             return send_fatal(error_response(400, "malformed HTTP request: " + problem, "invalid_request_error"));
         const auto read_body = [self = shared_from_this()] {
-            http::async_read(self->stream_, self->buffer_, *self->parser_,
+            bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
                              [self](beast::error_code ec, size_t) { self->on_read(ec); });
         };
-        if (!beast::iequals(parser_->get()[http::field::expect], "100-continue")) return read_body();
+        if (!beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) return read_body();
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                          [self = shared_from_this(), read_body](beast::error_code ec, size_t) {
@@ -206,7 +206,7 @@ private:
         serializer_.emplace(*head_);
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
-        http::async_write_header(stream_, *serializer_, [self = shared_from_this()](beast::error_code ec, size_t) {
+        bhttp::async_write_header(stream_, *serializer_, [self = shared_from_this()](beast::error_code ec, size_t) {
             self->writing_ = false;
             if (ec) return self->lost(ec);
             self->log_response(self->head_->result_int());
@@ -246,7 +246,7 @@ private:
         }
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
-        net::async_write(stream_, http::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
+        net::async_write(stream_, bhttp::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
             self->writing_ = false;
             if (ec) return self->lost(ec);
             self->response_complete_ = true;
@@ -264,17 +264,17 @@ private:
             self->pump();
         };
         if (unframed_) return net::async_write(stream_, net::buffer(chunk_), written);
-        net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), written);
+        net::async_write(stream_, bhttp::make_chunk(net::buffer(chunk_)), written);
     }
 
     void write_whole(HttpResponse r, bool keep_alive) {
         const int status = r.status;
-        auto res = std::make_shared<http::response<http::string_body>>(
+        auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
             whole_response(std::move(r), keep_alive && !server_.stopping, head_only_, version_));
         log_response(status);
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
-        http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+        bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
             self->writing_ = false;
             if (ec) return self->lost(ec);
             self->response_complete_ = true;
@@ -380,9 +380,9 @@ private:
     beast::tcp_stream stream_;
     HttpServer::Impl& server_;
     beast::flat_buffer buffer_;
-    std::optional<http::request_parser<http::string_body>> parser_;
-    std::optional<http::response<http::empty_body>> head_;
-    std::optional<http::response_serializer<http::empty_body>> serializer_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    std::optional<bhttp::response<bhttp::empty_body>> head_;
+    std::optional<bhttp::response_serializer<bhttp::empty_body>> serializer_;
     std::string chunk_;
     std::string discard_;
     std::shared_ptr<ResponseProducer> producer_;
@@ -530,4 +530,4 @@ int HttpServer::connections() const {
     return static_cast<int>(impl_->sessions.size());
 }
 
-}  // namespace loom::worker
+}  // namespace loom::http

@@ -1,4 +1,4 @@
-// The worker's HTTP/1.1 server (Boost.Beast, asynchronous): routing, size limits and timeouts,
+// loom's HTTP/1.1 server, shared by its daemons (Boost.Beast, asynchronous): routing, size limits and timeouts,
 // strict request framing, keep-alive, responses produced over time (chunked SSE streams, unchunked
 // to HTTP/1.0 clients, or whole bodies that arrive later) with write backpressure, client-disconnect
 // detection, and accept retries that back off when descriptors run out. No Beast types appear here.
@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace loom::worker {
+namespace loom::http {
 
 struct HttpLimits {
     size_t body_bytes = 1 << 20;                      // larger bodies: 413
@@ -123,4 +123,4 @@ private:
 HttpResponse error_response(int status, const std::string& message, const std::string& type,
                             const std::string& param = {}, const std::string& code = {});
 
-}  // namespace loom::worker
+}  // namespace loom::http

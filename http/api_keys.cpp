@@ -1,10 +1,10 @@
 // ApiKeys: Bearer parsing and comparisons that leak neither which key matched nor how much of one did.
-#include "worker/api_keys.h"
+#include "http/api_keys.h"
 
 #include <algorithm>
 #include <cctype>
 
-namespace loom::worker {
+namespace loom::http {
 
 bool same_secret(std::string_view a, std::string_view b) {
     unsigned diff = a.size() != b.size() ? 1u : 0u;
@@ -30,4 +30,4 @@ std::optional<std::string> ApiKeys::match(std::string_view authorization) const 
     return found;
 }
 
-}  // namespace loom::worker
+}  // namespace loom::http
