@@ -2,6 +2,7 @@
 // io_context, poll() on the client connection's strand; mu_ orders them.
 #include "orchestrator/proxy.h"
 
+#include <algorithm>
 #include <spdlog/spdlog.h>
 
 namespace loom::orchestrator {
@@ -20,6 +21,7 @@ std::shared_ptr<spdlog::logger> log() {
 // plus a constant for its prompt.
 constexpr int64_t kPromptTokensGuess = 32;
 constexpr int64_t kDefaultMaxTokens = 256;
+constexpr int64_t kCompletionsDefaultMaxTokens = 16;  // the worker's default for /v1/completions
 
 std::string sse(const json& j) { return "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n"; }
 
@@ -228,13 +230,22 @@ void ProxyProducer::fail_over(bool connection_broke) {
     prompt.insert(prompt.end(), relayed_ids_.begin(), relayed_ids_.end());
     body["prompt"] = prompt;
     body["resume_tokens"] = produced;
-    if (req_.max_tokens) body["max_tokens"] = left;
-    else body.erase("max_tokens");
+    body["max_tokens"] = remaining_tokens(prompt.size());
     body["stream"] = true;
     body["return_token_ids"] = true;
     rules_.continuation = true;
     rules_.resumed = produced;
     launch("/v1/completions", body);
+}
+
+// max_tokens for a continuation whose prompt has `prompt_size` tokens: what the client's limit leaves;
+// without one, what the worker's default would have left: completions' 16 (docs/API.md), chat's
+// whole context (the room left is the same for the continuation's longer prompt).
+int64_t ProxyProducer::remaining_tokens(size_t prompt_size) const {
+    const auto produced = static_cast<int64_t>(relayed_ids_.size());
+    if (req_.max_tokens) return *req_.max_tokens - produced;
+    if (!req_.chat) return kCompletionsDefaultMaxTokens - produced;
+    return std::max<int64_t>(1, lease_->context_size() - static_cast<int64_t>(prompt_size));
 }
 
 // The stream cannot go on: an error event in OpenAI's shape, then [DONE] (mu_ held).

@@ -65,6 +65,7 @@ private:
     void answer_whole(const UpstreamEnd& end);
     bool retry();
     void fail_over(bool connection_broke);
+    int64_t remaining_tokens(size_t prompt_size) const;
     void finish_with_error(const std::string& message);
     http::HttpHeaders headers() const;
     void wake();

@@ -101,6 +101,7 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         if (j.contains("device") && j["device"].is_string()) w->status.device = j["device"];
         w->status.running = j.value("sequences_running", 0);
         w->status.waiting = j.value("queue_length", 0);
+        w->status.context_size = j.value("context_size", 0);
     };
     call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
                   std::move(h));
@@ -155,6 +156,11 @@ WorkerPool::Lease::~Lease() {
 }
 
 const WorkerUrl& WorkerPool::Lease::worker() const { return pool_.workers_[index_]->url; }
+
+int WorkerPool::Lease::context_size() const {
+    std::lock_guard lock(pool_.mu_);
+    return pool_.workers_[index_]->status.context_size;
+}
 
 void WorkerPool::Lease::produced(int64_t tokens) {
     std::lock_guard lock(pool_.mu_);

@@ -26,6 +26,7 @@ struct WorkerStatus {
     WorkerState state = WorkerState::unhealthy;
     std::string model, backend, device;  // from its last /health that carried them
     int running = 0, waiting = 0;
+    int context_size = 0;            // tokens per sequence, 0 until known
     int64_t outstanding_tokens = 0;  // routed here by this orchestrator and not produced yet
 };
 
@@ -55,6 +56,7 @@ public:
         Lease(const Lease&) = delete;
         Lease& operator=(const Lease&) = delete;
         const WorkerUrl& worker() const;
+        int context_size() const;  // the worker's, as its /health last said (0: unknown)
         void produced(int64_t tokens);  // tokens streamed: that much less outstanding
 
     private:

@@ -150,6 +150,25 @@ TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on 
     }
 }
 
+TEST_CASE("a chat stream without max_tokens fails over with the room the worker's default leaves",
+          "[orchestrator][failover]") {
+    const json body = with(with(kChat, kSeeded), {{"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
+    Cluster c;
+    SseStream s(c.orch.port(), "/v1/chat/completions", body.dump());
+    REQUIRE(s.status() == 200);
+    const std::string served_by = s.headers().at("x-worker");
+    for (int i = 0; i < 4; ++i) REQUIRE(s.next());
+    c.serving(served_by).signal(SIGKILL);
+    read_stream(s, true);
+    SseStream direct(c.other(served_by).port(), "/v1/chat/completions", body.dump());
+    const Run reference = collect(direct, true);
+    const Run got = parse_raw(s.raw(), true);
+    REQUIRE(reference.ids.size() > 1000);  // to the end of the context
+    CHECK(got.ids == reference.ids);
+    CHECK(got.text == reference.text);
+    CHECK(metric(c.orch.port(), kFailovers) == 1);
+}
+
 TEST_CASE("a killed worker leaves /health within 1 s and requests keep succeeding", "[orchestrator][health]") {
     Cluster c;
     const std::string victim = worker_url(c.a->port());
