@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/run_command.h"
 #include "orchestrator/orchestrator_process.h"
 #include "worker/worker_api.h"
 
@@ -281,4 +282,33 @@ TEST_CASE("a worker that answers 429 before the first byte is retried on another
     }
     CHECK(metric(orch.port(), "loom_orchestrator_retries_total") >= 1);
     busy.disconnect();
+}
+
+TEST_CASE("bad flags and bad worker URLs exit 2 with the reason", "[orchestrator][cli]") {
+    const std::string bin = shell_quote(orchestrator_bin());
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"--worker localhost:8000", "not an http:// URL"},
+        {"--worker http://127.0.0.1", "no host and port"},
+        {"--worker http://127.0.0.1:99999", "not in 1..65535"},
+        {"--worker http://127.0.0.1:80/v1", "no path"},
+        {"--worker http://127.0.0.1:8000 --routing nearest", "routing"},
+        {"--worker http://127.0.0.1:8000 --log loud", "unknown level"},
+        {"", "--worker"},
+    };
+    for (const auto& [args, why] : cases) {
+        const CommandResult r = run_command(bin + " " + args);
+        INFO(args << " -> " << r.exit_code << " " << r.err);
+        CHECK(r.exit_code == 2);
+        CHECK((r.err + r.out).find(why) != std::string::npos);
+    }
+}
+
+TEST_CASE("API keys: the orchestrator checks them and forwards the client's upstream", "[orchestrator][keys]") {
+    Worker a{std::vector<std::string>{"--api-key", "k1"}};
+    OrchestratorProcess orch{{a.port()}, {"--api-key", "k1"}};
+    const json body = with(kPrompt, {{"max_tokens", 2}});
+    CHECK(post(orch.port(), "/v1/completions", body).status == 401);
+    CHECK(post(orch.port(), "/v1/completions", body, {{"Authorization", "Bearer nope"}}).status == 401);
+    CHECK(post(orch.port(), "/v1/completions", body, {{"Authorization", "Bearer k1"}}).status == 200);
+    CHECK(http_request(orch.port(), "GET", "/health").status == 200);  // open, as the worker's
 }
