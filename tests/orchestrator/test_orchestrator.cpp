@@ -312,3 +312,29 @@ TEST_CASE("API keys: the orchestrator checks them and forwards the client's upst
     CHECK(post(orch.port(), "/v1/completions", body, {{"Authorization", "Bearer k1"}}).status == 200);
     CHECK(http_request(orch.port(), "GET", "/health").status == 200);  // open, as the worker's
 }
+
+TEST_CASE("least-load sends a second stream to the idle worker; round-robin alternates", "[orchestrator][routing]") {
+    Cluster c;
+    const json body = with(kPrompt, {{"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
+    SseStream first(c.orch.port(), "/v1/completions", body.dump());
+    REQUIRE(first.status() == 200);
+    REQUIRE(first.next());
+    SseStream second(c.orch.port(), "/v1/completions", body.dump());
+    REQUIRE(second.status() == 200);
+    CHECK(second.headers().at("x-worker") != first.headers().at("x-worker"));
+    first.disconnect();
+    second.disconnect();
+    CHECK(metric(c.orch.port(), "loom_orchestrator_routing_decisions_total{policy=\"least-load\",reason=\"initial\"}") ==
+          2);
+
+    OrchestratorProcess rr{{c.a->port(), c.b->port()}, {"--routing", "round-robin"}};
+    std::vector<std::string> served;
+    for (int i = 0; i < 4; ++i) {
+        const HttpReply r = post(rr.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 2}}));
+        REQUIRE(r.status == 200);
+        served.push_back(r.headers.at("x-worker"));
+    }
+    CHECK(served[0] != served[1]);
+    CHECK(served[0] == served[2]);
+    CHECK(served[1] == served[3]);
+}
