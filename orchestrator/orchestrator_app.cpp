@@ -263,6 +263,15 @@ int OrchestratorApp::run() {
     auto work = boost::asio::make_work_guard(s.ioc);
     std::vector<std::thread> threads;
     for (int i = 0; i < s.o.client_threads; ++i) threads.emplace_back([&s] { s.ioc.run(); });
+    s.pool.on_ejected([&s](const std::string& url) {
+        std::vector<std::shared_ptr<ProxyProducer>> running;
+        {
+            std::lock_guard lock(s.live_mu);
+            for (const auto& [id, weak] : s.live)
+                if (auto p = weak.lock()) running.push_back(std::move(p));
+        }
+        for (const auto& p : running) p->worker_lost(url);
+    });
     s.pool.start();
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).

@@ -68,21 +68,23 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
     UpstreamRequest r{lease_->worker(), "POST", target, body.dump(), {}};
     if (!req_.authorization.empty()) r.headers.emplace_back("Authorization", req_.authorization);
     std::weak_ptr<ProxyProducer> weak = weak_from_this();
+    const uint64_t n = ++call_number_;
     UpstreamHandlers h;
-    h.on_head = [weak](int status, const http::HttpHeaders& headers) {
-        if (auto self = weak.lock()) self->on_head(status, headers);
+    h.on_head = [weak, n](int status, const http::HttpHeaders& headers) {
+        if (auto self = weak.lock()) self->on_head(n, status, headers);
     };
-    h.on_data = [weak](std::string data) {
-        if (auto self = weak.lock()) self->on_data(std::move(data));
+    h.on_data = [weak, n](std::string data) {
+        if (auto self = weak.lock()) self->on_data(n, std::move(data));
     };
-    h.on_end = [weak](const UpstreamEnd& end) {
-        if (auto self = weak.lock()) self->on_end(end);
+    h.on_end = [weak, n](const UpstreamEnd& end) {
+        if (auto self = weak.lock()) self->on_end(n, end);
     };
     call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h));
 }
 
-void ProxyProducer::on_head(int status, const http::HttpHeaders& headers) {
+void ProxyProducer::on_head(uint64_t call, int status, const http::HttpHeaders& headers) {
     std::lock_guard lock(mu_);
+    if (call != call_number_) return;
     status_ = status;
     for (const auto& [k, v] : headers)
         if (k == "x-request-id") upstream_id_ = v;
@@ -99,8 +101,9 @@ void ProxyProducer::on_head(int status, const http::HttpHeaders& headers) {
     }
 }
 
-void ProxyProducer::on_data(std::string data) {
+void ProxyProducer::on_data(uint64_t call, std::string data) {
     std::lock_guard lock(mu_);
+    if (call != call_number_) return;
     if (status_ == 200 && req_.stream) {
         pending_ += data;
         relay_events();
@@ -148,8 +151,9 @@ void ProxyProducer::relay_events() {
     wake();
 }
 
-void ProxyProducer::on_end(const UpstreamEnd& end) {
+void ProxyProducer::on_end(uint64_t call, const UpstreamEnd& end) {
     std::lock_guard lock(mu_);
+    if (call != call_number_) return;
     call_.reset();
     if (abandoned_) return;
     if (committed_) {
@@ -164,6 +168,17 @@ void ProxyProducer::on_end(const UpstreamEnd& end) {
     const bool retryable = !end.complete || status_ >= 500 || status_ == 429;
     if (retryable && retry()) return;
     answer_whole(end);
+}
+
+void ProxyProducer::worker_lost(const std::string& url) {
+    std::lock_guard lock(mu_);
+    if (abandoned_ || done_ || done_seen_ || !call_ || !lease_ || lease_->worker().text != url) return;
+    log()->warn("{}: {} stopped answering its health checks", req_.id, url);
+    call_->cancel();
+    call_.reset();
+    ++call_number_;  // whatever the cancelled call still delivers is ignored
+    if (committed_) return fail_over(true);
+    if (!retry()) answer_whole(UpstreamEnd{false, true, "the worker " + url + " stopped answering"});
 }
 
 // A whole answer (or an upstream error, relayed as it came) for the client (mu_ held).

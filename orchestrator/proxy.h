@@ -53,14 +53,18 @@ public:
     Progress poll() override;
     void abandoned() override;
 
+    // The pool ejected `url`: a stream running there goes on elsewhere now (a hung worker may never
+    // close its connection); a request still waiting for its head is retried.
+    void worker_lost(const std::string& url);
+
     // The worker and its request id for /cancel, while a call is live.
     std::optional<std::pair<WorkerUrl, std::string>> live_upstream() const;
 
 private:
     void launch(const std::string& target, const nlohmann::json& body);
-    void on_head(int status, const http::HttpHeaders& headers);
-    void on_data(std::string data);
-    void on_end(const UpstreamEnd& end);
+    void on_head(uint64_t call, int status, const http::HttpHeaders& headers);
+    void on_data(uint64_t call, std::string data);
+    void on_end(uint64_t call, const UpstreamEnd& end);
     void relay_events();
     void answer_whole(const UpstreamEnd& end);
     bool retry();
@@ -78,6 +82,7 @@ private:
     bool abandoned_ = false;
     std::unique_ptr<WorkerPool::Lease> lease_;
     std::shared_ptr<UpstreamCall> call_;
+    uint64_t call_number_ = 0;  // handlers of an earlier (cancelled) call are ignored
     std::set<std::string> tried_;
     int retries_used_ = 0;
 

@@ -87,14 +87,20 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         if (end.complete && *status == 200) state = WorkerState::ready;
         else if (end.complete && said == "loading") state = WorkerState::loading;
         else if (end.complete && said == "draining") state = WorkerState::draining;
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
         w->polling = false;
         w->timeouts = end.timed_out ? w->timeouts + 1 : 0;
         if (end.timed_out && w->timeouts < kTimeoutsToEject) return;  // keep the state it had
         if (state != w->status.state)
             log()->info("worker {}: {} -> {}{}", w->url.text, state_name(w->status.state), state_name(state),
                         end.complete ? "" : " (" + end.error + ")");
+        const bool ejected = w->status.state == WorkerState::ready && state == WorkerState::unhealthy;
         w->status.state = state;
+        if (ejected && on_ejected_) {
+            lock.unlock();
+            on_ejected_(w->url.text);
+            return;
+        }
         if (!j.is_object()) return;
         if (j.contains("model") && j["model"].is_string()) w->status.model = j["model"];
         if (j.contains("backend") && j["backend"].is_string()) w->status.backend = j["backend"];

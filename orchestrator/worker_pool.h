@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,10 @@ public:
     Choice choose(const std::string& model, const std::set<std::string>& exclude, int64_t tokens,
                   const std::string& reason);
 
+    // Called (on a client thread, no lock held) when a ready worker stops answering its health polls:
+    // its running streams will not end by themselves when it hangs without closing them. Before start().
+    void on_ejected(std::function<void(const std::string& url)> listener) { on_ejected_ = std::move(listener); }
+
     // A worker whose connection broke: out of routing until its /health says ready again.
     void mark_unhealthy(const std::string& url);
 
@@ -95,6 +100,7 @@ private:
     boost::asio::steady_timer timer_;
     std::mt19937_64 rng_;
     size_t next_ = 0;  // round-robin position
+    std::function<void(const std::string& url)> on_ejected_;
     bool stopped_ = false;
 };
 

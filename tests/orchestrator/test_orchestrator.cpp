@@ -170,6 +170,31 @@ TEST_CASE("a chat stream without max_tokens fails over with the room the worker'
     CHECK(metric(c.orch.port(), kFailovers) == 1);
 }
 
+TEST_CASE("a worker that hangs mid-stream (SIGSTOP) is left for another once its health checks fail",
+          "[orchestrator][failover]") {
+    const json body = with(with(kPrompt, kSeeded), {{"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true},
+                                                   {"return_token_ids", true}});
+    Cluster c;
+    SseStream s(c.orch.port(), "/v1/completions", body.dump());
+    REQUIRE(s.status() == 200);
+    const std::string served_by = s.headers().at("x-worker");
+    for (int i = 0; i < 4; ++i) REQUIRE(s.next());
+    Worker& hung = c.serving(served_by);
+    hung.signal(SIGSTOP);  // its connections stay open: only the health checks can tell
+    const auto t0 = Clock::now();
+    read_stream(s, false);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    hung.signal(SIGKILL);
+    SseStream direct(c.other(served_by).port(), "/v1/completions", body.dump());
+    const Run reference = collect(direct, false);
+    const Run got = parse_raw(s.raw(), false);
+    INFO("the stream ended " << ms << " ms after the worker stopped");
+    CHECK(ms < 10000);
+    CHECK(got.ids == reference.ids);
+    CHECK(got.text == reference.text);
+    CHECK(metric(c.orch.port(), kFailovers) == 1);
+}
+
 TEST_CASE("a killed worker leaves /health within 1 s and requests keep succeeding", "[orchestrator][health]") {
     Cluster c;
     const std::string victim = worker_url(c.a->port());
