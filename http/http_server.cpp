@@ -188,18 +188,27 @@ private:
         response_complete_ = false;
         producer_done_ = false;
         watch_client();
+        producer_->start(notifier());
+        if (!streaming_) return pump();
+        write_stream_head(r);
+    }
+
+    // The producer's notify(): posts one pump to this connection's strand at a time.
+    std::function<void()> notifier() {
         std::weak_ptr<Session> weak = weak_from_this();
         auto ex = stream_.get_executor();
         auto posted = pump_posted_;
-        producer_->start([weak, ex, posted] {
+        return [weak, ex, posted] {
             if (posted->exchange(true)) return;  // a pump is already on its way
             net::post(ex, [weak, posted] {
                 posted->store(false);
                 if (auto self = weak.lock()) self->pump();
             });
-        });
-        if (!streaming_) return pump();
+        };
+    }
 
+    // Sends a stream's head, then pulls its body.
+    void write_stream_head(const HttpResponse& r) {
         head_.emplace(stream_head(r, keep_alive_, version_));
         keep_alive_ = head_->keep_alive();
         unframed_ = !head_->chunked();
@@ -213,6 +222,16 @@ private:
             if (self->head_only_) return self->end_head_only_stream();
             self->pump();
         });
+    }
+
+    // A whole answer that turned out to be a stream (a proxy learns its upstream's status first): its
+    // producer takes over; start() is called on it even when it is the same object.
+    void start_late_stream(HttpResponse r) {
+        producer_ = std::move(r.producer);
+        streaming_ = true;
+        producer_done_ = false;
+        producer_->start(notifier());
+        write_stream_head(r);
     }
 
     // HEAD on a streaming route: the head is the answer; the stream is not wanted.
@@ -230,6 +249,7 @@ private:
             ResponseProducer::Progress p = producer_->poll();
             if (p.done) producer_done_ = true;
             if (!streaming_) {
+                if (p.done && p.whole.producer && p.whole.stream) return start_late_stream(std::move(p.whole));
                 if (p.done) {
                     response_complete_ = true;
                     write_whole(std::move(p.whole), keep_alive_);

@@ -47,7 +47,9 @@ struct HttpResponse {
     std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Retry-After, ...)
     // Set: the response comes from the producer. stream == true sends status, content type and
     // headers now and the body as chunks while it is produced; stream == false sends the producer's
-    // whole response when it is done (status, type and body here are then unused).
+    // whole response when it is done (status, type and body here are then unused). A producer's whole
+    // response that itself has a producer and stream == true starts a stream then (a proxy that
+    // must learn its upstream's status before it can choose between an error and a stream).
     std::shared_ptr<ResponseProducer> producer;
     bool stream = false;
 };

@@ -1,0 +1,107 @@
+// One client's generation through the orchestrator: the worker call, retries before the first
+// byte, the relayed answer, and the token-exact continuation on another worker when a stream breaks.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "http/http_server.h"
+#include "orchestrator/metrics.h"
+#include "orchestrator/sse_relay.h"
+#include "orchestrator/upstream.h"
+#include "orchestrator/worker_pool.h"
+
+namespace loom::orchestrator {
+
+// What every proxied request shares.
+struct ProxyContext {
+    boost::asio::io_context& ioc;
+    WorkerPool& pool;
+    Metrics& metrics;
+    int retries;
+};
+
+// A parsed client request, ready to send upstream (seed and return_token_ids already set).
+struct ProxiedRequest {
+    std::string id;          // the orchestrator's id (X-Request-Id)
+    bool chat = false;
+    nlohmann::json body;     // as sent upstream
+    std::string model;       // "" when the client named none
+    bool stream = false;
+    bool want_token_ids = false;
+    std::optional<int64_t> max_tokens;  // as the client gave it (chat: max_completion_tokens or max_tokens)
+    std::string seed;        // X-Seed
+    std::string authorization;  // forwarded as it came ("" when none)
+};
+
+class ProxyProducer : public http::ResponseProducer, public std::enable_shared_from_this<ProxyProducer> {
+public:
+    ProxyProducer(ProxyContext ctx, ProxiedRequest req) : ctx_(ctx), req_(std::move(req)) {}
+    ~ProxyProducer() override;
+
+    // Picks the first worker now, so the handler can answer 404 or 503 at once; nullopt when one was
+    // chosen (the producer then answers), else that error.
+    std::optional<http::HttpResponse> route();
+
+    void start(std::function<void()> notify) override;
+    Progress poll() override;
+    void abandoned() override;
+
+    // The pool ejected `url`: a stream running there goes on elsewhere now (a hung worker may never
+    // close its connection); a request still waiting for its head is retried.
+    void worker_lost(const std::string& url);
+
+    // The worker and its request id for /cancel, while a call is live.
+    std::optional<std::pair<WorkerUrl, std::string>> live_upstream() const;
+
+private:
+    void launch(const std::string& target, const nlohmann::json& body);
+    void on_head(uint64_t call, int status, const http::HttpHeaders& headers);
+    void on_data(uint64_t call, std::string data);
+    void on_end(uint64_t call, const UpstreamEnd& end);
+    void relay_events();
+    void answer_whole(const UpstreamEnd& end);
+    bool retry();
+    void fail_over(bool connection_broke);
+    int64_t remaining_tokens(size_t prompt_size) const;
+    void finish_with_error(const std::string& message);
+    http::HttpHeaders headers() const;
+    void wake();
+
+    ProxyContext ctx_;
+    ProxiedRequest req_;
+    mutable std::mutex mu_;
+    std::function<void()> notify_;
+    bool launched_ = false;
+    bool abandoned_ = false;
+    std::unique_ptr<WorkerPool::Lease> lease_;
+    std::shared_ptr<UpstreamCall> call_;
+    uint64_t call_number_ = 0;  // handlers of an earlier (cancelled) call are ignored
+    std::set<std::string> tried_;
+    int retries_used_ = 0;
+
+    // The current upstream call.
+    int status_ = 0;
+    std::string upstream_id_;
+    std::string body_;     // a whole answer (or an error) as it arrives
+    std::string pending_;  // stream bytes not yet a whole event
+    bool done_seen_ = false;
+    RelayRules rules_;
+
+    // What the client has, and what it is owed.
+    std::optional<http::HttpResponse> answer_;  // the head (streams) or whole answer, once known
+    bool answer_given_ = false;
+    bool committed_ = false;  // a 200 stream head is on its way: from now on failures fail over
+    bool role_sent_ = false;
+    std::string out_;
+    bool done_ = false;
+    std::vector<int> prompt_ids_, relayed_ids_;
+};
+
+}  // namespace loom::orchestrator

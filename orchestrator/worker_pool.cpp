@@ -1,0 +1,209 @@
+// Health polling, load accounting and the choice of a worker.
+#include "orchestrator/worker_pool.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "http/secure_random.h"
+#include "orchestrator/upstream.h"
+
+namespace loom::orchestrator {
+
+using nlohmann::json;
+
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+    if (auto l = spdlog::get("orchestrator")) return l;
+    return spdlog::default_logger();
+}
+
+}  // namespace
+
+const char* state_name(WorkerState s) {
+    switch (s) {
+        case WorkerState::ready: return "ready";
+        case WorkerState::loading: return "loading";
+        case WorkerState::draining: return "draining";
+        case WorkerState::unhealthy: return "unhealthy";
+    }
+    return "unhealthy";
+}
+
+struct WorkerPool::Worker {
+    WorkerUrl url;
+    WorkerStatus status;
+    bool polling = false;  // a /health call is in flight
+    int timeouts = 0;      // timed-out polls in a row
+};
+
+WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
+                       Metrics& metrics)
+    : ioc_(ioc), routing_(routing), metrics_(metrics), timer_(ioc), rng_(http::random_u64()) {
+    for (const auto& u : workers) {
+        auto w = std::make_shared<Worker>();
+        w->url = u;
+        w->status.url = u.text;
+        workers_.push_back(std::move(w));
+    }
+}
+
+WorkerPool::~WorkerPool() { stop(); }
+
+void WorkerPool::start() { poll_all(); }
+
+void WorkerPool::stop() {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    timer_.cancel();
+}
+
+void WorkerPool::poll_all() {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    for (const auto& w : workers_)
+        if (!w->polling) poll(w);
+    timer_.expires_after(kPollInterval);
+    timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) poll_all();
+    });
+}
+
+// One GET /health (mu_ held): 200 is ready; a 503 that says loading or draining is that; anything
+// else, a timeout or a refused connection is unhealthy.
+void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
+    w->polling = true;
+    auto status = std::make_shared<int>(0);
+    auto body = std::make_shared<std::string>();
+    UpstreamHandlers h;
+    h.on_head = [status](int s, const http::HttpHeaders&) { *status = s; };
+    h.on_data = [body](std::string d) { *body += d; };
+    h.on_end = [this, w, status, body](const UpstreamEnd& end) {
+        WorkerState state = WorkerState::unhealthy;
+        json j;
+        if (end.complete) j = json::parse(*body, nullptr, false);
+        const std::string said = j.is_object() ? j.value("status", "") : "";
+        if (end.complete && *status == 200) state = WorkerState::ready;
+        else if (end.complete && said == "loading") state = WorkerState::loading;
+        else if (end.complete && said == "draining") state = WorkerState::draining;
+        std::unique_lock lock(mu_);
+        w->polling = false;
+        w->timeouts = end.timed_out ? w->timeouts + 1 : 0;
+        if (end.timed_out && w->timeouts < kTimeoutsToEject) return;  // keep the state it had
+        if (state != w->status.state)
+            log()->info("worker {}: {} -> {}{}", w->url.text, state_name(w->status.state), state_name(state),
+                        end.complete ? "" : " (" + end.error + ")");
+        const bool ejected = w->status.state == WorkerState::ready && state == WorkerState::unhealthy;
+        w->status.state = state;
+        if (ejected && on_ejected_) {
+            lock.unlock();
+            on_ejected_(w->url.text);
+            return;
+        }
+        if (!j.is_object()) return;
+        if (j.contains("model") && j["model"].is_string()) w->status.model = j["model"];
+        if (j.contains("backend") && j["backend"].is_string()) w->status.backend = j["backend"];
+        if (j.contains("device") && j["device"].is_string()) w->status.device = j["device"];
+        w->status.running = j.value("sequences_running", 0);
+        w->status.waiting = j.value("queue_length", 0);
+        w->status.context_size = j.value("context_size", 0);
+    };
+    call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
+                  std::move(h));
+}
+
+const char* WorkerPool::policy_name() const {
+    return routing_ == Routing::least_load ? "least-load" : "round-robin";
+}
+
+WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<std::string>& exclude,
+                                      int64_t tokens, const std::string& reason) {
+    std::unique_lock lock(mu_);
+    std::vector<size_t> eligible;
+    bool known = false;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        const WorkerStatus& s = workers_[i]->status;
+        const bool serves = model.empty() || s.model == model;
+        known = known || serves || s.model.empty();  // a worker never heard from may serve it
+        if (serves && s.state == WorkerState::ready && !exclude.contains(s.url)) eligible.push_back(i);
+    }
+    Choice c;
+    if (eligible.empty()) {
+        c.why = known ? NoWorker::none_ready : NoWorker::unknown_model;
+        lock.unlock();
+        metrics_.count_routing(policy_name(), c.why == NoWorker::none_ready ? "no_ready_worker" : "unknown_model");
+        return c;
+    }
+    size_t pick = eligible[0];
+    if (routing_ == Routing::round_robin) {
+        pick = eligible[next_++ % eligible.size()];
+    } else {
+        // The fewest outstanding tokens; among equals, one at random so equal workers share the load.
+        int64_t least = INT64_MAX;
+        std::vector<size_t> ties;
+        for (size_t i : eligible) {
+            const int64_t load = workers_[i]->status.outstanding_tokens;
+            if (load < least) ties.clear(), least = load;
+            if (load == least) ties.push_back(i);
+        }
+        pick = ties[std::uniform_int_distribution<size_t>(0, ties.size() - 1)(rng_)];
+    }
+    workers_[pick]->status.outstanding_tokens += tokens;
+    c.lease = std::make_unique<Lease>(*this, pick, tokens);
+    lock.unlock();
+    metrics_.count_routing(policy_name(), reason);
+    return c;
+}
+
+WorkerPool::Lease::~Lease() {
+    std::lock_guard lock(pool_.mu_);
+    pool_.workers_[index_]->status.outstanding_tokens -= tokens_;
+}
+
+const WorkerUrl& WorkerPool::Lease::worker() const { return pool_.workers_[index_]->url; }
+
+int WorkerPool::Lease::context_size() const {
+    std::lock_guard lock(pool_.mu_);
+    return pool_.workers_[index_]->status.context_size;
+}
+
+void WorkerPool::Lease::produced(int64_t tokens) {
+    std::lock_guard lock(pool_.mu_);
+    const int64_t n = std::min(tokens, tokens_);
+    tokens_ -= n;
+    pool_.workers_[index_]->status.outstanding_tokens -= n;
+}
+
+void WorkerPool::mark_unhealthy(const std::string& url) {
+    std::lock_guard lock(mu_);
+    for (const auto& w : workers_)
+        if (w->url.text == url && w->status.state == WorkerState::ready) {
+            log()->warn("worker {}: ready -> unhealthy (a connection to it broke)", url);
+            w->status.state = WorkerState::unhealthy;
+        }
+}
+
+std::vector<WorkerStatus> WorkerPool::status() const {
+    std::lock_guard lock(mu_);
+    std::vector<WorkerStatus> out;
+    for (const auto& w : workers_) out.push_back(w->status);
+    return out;
+}
+
+bool WorkerPool::any_ready() const {
+    std::lock_guard lock(mu_);
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [](const auto& w) { return w->status.state == WorkerState::ready; });
+}
+
+std::map<std::string, int> WorkerPool::count_by_state() const {
+    std::map<std::string, int> out;
+    for (WorkerState s : {WorkerState::ready, WorkerState::loading, WorkerState::draining, WorkerState::unhealthy})
+        out[state_name(s)] = 0;
+    std::lock_guard lock(mu_);
+    for (const auto& w : workers_) ++out[state_name(w->status.state)];
+    return out;
+}
+
+}  // namespace loom::orchestrator
