@@ -181,15 +181,19 @@ TEST_CASE("a worker that hangs mid-stream (SIGSTOP) is left for another once its
     for (int i = 0; i < 4; ++i) REQUIRE(s.next());
     Worker& hung = c.serving(served_by);
     hung.signal(SIGSTOP);  // its connections stay open: only the health checks can tell
+    // The time to leave the hung worker, not to finish the stream (1,500 tokens under ASan on two
+    // busy cores can take longer than any bound worth stating).
     const auto t0 = Clock::now();
-    read_stream(s, false);
+    while (metric(c.orch.port(), kFailovers) < 1 && Clock::now() - t0 < std::chrono::seconds(20))
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    read_stream(s, false);
     hung.signal(SIGKILL);
     SseStream direct(c.other(served_by).port(), "/v1/completions", body.dump());
     const Run reference = collect(direct, false);
     const Run got = parse_raw(s.raw(), false);
-    INFO("the stream ended " << ms << " ms after the worker stopped");
-    CHECK(ms < 10000);
+    INFO("the stream moved to another worker " << ms << " ms after the worker stopped");
+    CHECK(ms < 5000);
     CHECK(got.ids == reference.ids);
     CHECK(got.text == reference.text);
     CHECK(metric(c.orch.port(), kFailovers) == 1);
