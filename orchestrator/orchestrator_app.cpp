@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "http/api_keys.h"
+#include "http/daemon_signals.h"
 #include "http/http_server.h"
 #include "http/secure_random.h"
 #include "orchestrator/metrics.h"
@@ -245,12 +246,7 @@ OrchestratorApp::~OrchestratorApp() = default;
 
 int OrchestratorApp::run() {
     State& s = *s_;
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    std::signal(SIGPIPE, SIG_IGN);
+    const sigset_t signals = http::block_stop_signals();
 
     s.add_routes();
     uint16_t port = 0;

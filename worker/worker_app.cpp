@@ -20,6 +20,7 @@
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
 #include "http/api_keys.h"
+#include "http/daemon_signals.h"
 #include "worker/engine_loop.h"
 #include "http/http_server.h"
 #include "worker/metrics.h"
@@ -508,12 +509,7 @@ int WorkerApp::run() {
     s.set_log_pattern();
 
     // Signals are taken synchronously by this thread; every thread started from here inherits the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    std::signal(SIGPIPE, SIG_IGN);
+    const sigset_t signals = http::block_stop_signals();
 
     s.add_routes();
     uint16_t port = 0;
