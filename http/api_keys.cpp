@@ -30,4 +30,16 @@ std::optional<std::string> ApiKeys::match(std::string_view authorization) const 
     return found;
 }
 
+HttpServer::Handler ApiKeys::guarded(HttpServer::Handler handler) const {
+    return [this, h = std::move(handler)](const HttpRequest& req) {
+        const std::string auth = req.header("authorization");
+        if (!required() || match(auth)) return h(req);
+        HttpResponse r = error_response(
+            401, auth.empty() ? "an API key is required (Authorization: Bearer KEY)" : "the API key is not valid",
+            "authentication_error");
+        r.headers.emplace_back("WWW-Authenticate", "Bearer");
+        return r;
+    };
+}
+
 }  // namespace loom::http

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "http/http_server.h"
+
 namespace loom::http {
 
 // Equal contents; the time taken depends on the lengths only, never on where the strings differ.
@@ -20,6 +22,10 @@ public:
     // The key an `Authorization` header value carries when it is one of ours ("Bearer KEY", the
     // scheme in any case, RFC 9110 §11.1); nullopt otherwise. Every key is compared, whichever matches.
     std::optional<std::string> match(std::string_view authorization) const;
+
+    // `handler` behind the key check: without a valid key, 401 authentication_error with
+    // WWW-Authenticate: Bearer. The keys must outlive the returned handler.
+    HttpServer::Handler guarded(HttpServer::Handler handler) const;
 
 private:
     std::vector<std::string> keys_;

@@ -50,15 +50,19 @@ void raise_fd_limit() {
 
 }  // namespace
 
-HttpResponse error_response(int status, const std::string& message, const std::string& type, const std::string& param,
-                            const std::string& code) {
+HttpResponse json_response(int status, const nlohmann::json& body) {
     HttpResponse r;
     r.status = status;
+    r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return r;
+}
+
+HttpResponse error_response(int status, const std::string& message, const std::string& type, const std::string& param,
+                            const std::string& code) {
     const auto or_null = [](const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); };
     const nlohmann::json err = {
         {"error", {{"message", message}, {"type", type}, {"param", or_null(param)}, {"code", or_null(code)}}}};
-    r.body = err.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    return r;
+    return json_response(status, err);
 }
 
 class Session;

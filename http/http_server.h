@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -119,6 +120,9 @@ private:
     struct Impl;
     std::shared_ptr<Impl> impl_;
 };
+
+// A JSON body with this status (invalid UTF-8 in strings replaced by U+FFFD).
+HttpResponse json_response(int status, const nlohmann::json& body);
 
 // {"error": {"message", "type", "param", "code"}} with status and content type set; param and code
 // are null when empty.

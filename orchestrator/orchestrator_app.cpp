@@ -26,6 +26,7 @@ namespace loom::orchestrator {
 using http::error_response;
 using http::HttpRequest;
 using http::HttpResponse;
+using http::json_response;
 using http::HttpServer;
 using nlohmann::json;
 
@@ -34,13 +35,6 @@ namespace {
 std::shared_ptr<spdlog::logger> log() {
     if (auto l = spdlog::get("orchestrator")) return l;
     return spdlog::default_logger();
-}
-
-HttpResponse json_response(int status, const json& body) {
-    HttpResponse r;
-    r.status = status;
-    r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-    return r;
 }
 
 // A whole answer that another thread sets later (a call to a worker): /cancel's.
@@ -104,17 +98,8 @@ struct OrchestratorApp::State {
           pool(ioc, o.workers, o.routing, metrics),
           keys(o.api_keys) {}
 
-    HttpServer::Handler guarded(HttpServer::Handler h) {
-        return [this, h = std::move(h)](const HttpRequest& req) {
-            if (!keys.required() || keys.match(req.header("authorization"))) return h(req);
-            HttpResponse r = error_response(401, req.header("authorization").empty() ? "an API key is required "
-                                                                                       "(Authorization: Bearer KEY)"
-                                                                                     : "the API key is not valid",
-                                            "authentication_error");
-            r.headers.emplace_back("WWW-Authenticate", "Bearer");
-            return r;
-        };
-    }
+    // The route's handler behind the API-key check.
+    HttpServer::Handler guarded(HttpServer::Handler h) const { return keys.guarded(std::move(h)); }
 
     // The request as it goes upstream: a seed drawn when the client gave none (so a continuation can
     // reproduce the run), token ids always asked for (the failover needs them).

@@ -41,6 +41,7 @@ using http::HttpHeaders;
 using http::HttpLimits;
 using http::HttpRequest;
 using http::HttpResponse;
+using http::json_response;
 using http::HttpServer;
 using http::ResponseProducer;
 using nlohmann::json;
@@ -53,13 +54,6 @@ constexpr const char* kComponents[] = {"http", "engine", "worker"};
 std::shared_ptr<spdlog::logger> log() {
     if (auto l = spdlog::get("worker")) return l;
     return spdlog::default_logger();
-}
-
-HttpResponse json_response(int status, const json& body) {
-    HttpResponse r;
-    r.status = status;
-    r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-    return r;
 }
 
 HttpResponse api_error(const ApiError& e) {
@@ -269,17 +263,7 @@ struct WorkerApp::State {
     std::string owner(const HttpRequest& req) const { return keys.match(req.header("authorization")).value_or(""); }
 
     // The route's handler behind the API-key check.
-    HttpServer::Handler guarded(HttpServer::Handler h) {
-        return [this, h = std::move(h)](const HttpRequest& req) {
-            if (!keys.required() || keys.match(req.header("authorization"))) return h(req);
-            HttpResponse r = error_response(401, req.header("authorization").empty() ? "an API key is required "
-                                                                                       "(Authorization: Bearer KEY)"
-                                                                                     : "the API key is not valid",
-                                            "authentication_error");
-            r.headers.emplace_back("WWW-Authenticate", "Bearer");
-            return r;
-        };
-    }
+    HttpServer::Handler guarded(HttpServer::Handler h) const { return keys.guarded(std::move(h)); }
 
     HttpResponse health() const {
         const Phase p = current_phase();

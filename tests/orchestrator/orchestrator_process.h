@@ -5,13 +5,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <cstring>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
-#include <spawn.h>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
@@ -20,9 +17,8 @@
 #include <vector>
 
 #include "support/test_data.h"
+#include "support/worker_process.h"
 #include "worker/http_client.h"
-
-extern char** environ;
 
 namespace loom::test {
 
@@ -41,16 +37,7 @@ public:
         std::vector<std::string> args = {orchestrator_bin(), "--port", "0"};
         for (int p : worker_ports) args.insert(args.end(), {"--worker", worker_url(p)});
         args.insert(args.end(), extra.begin(), extra.end());
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        posix_spawn_file_actions_adddup2(&actions, 1, 2);
-        const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (rc != 0) throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
+        pid_ = spawn_logged(std::move(args), log_);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
         const std::string listening = "listening on http://127.0.0.1:";
         while (port_ == 0) {

@@ -30,6 +30,21 @@ std::string worker_bin() {
     return bin;
 }
 
+pid_t spawn_logged(std::vector<std::string> args, const std::filesystem::path& log) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
+    return pid;
+}
+
 WorkerProcess::WorkerProcess(const std::filesystem::path& model, const std::string& backend,
                              std::vector<std::string> extra, std::chrono::seconds timeout,
                              std::vector<std::string> prefix) {
@@ -38,16 +53,11 @@ WorkerProcess::WorkerProcess(const std::filesystem::path& model, const std::stri
     args.insert(args.end(), {worker_bin(), "--model", model.string(), "--backend", backend, "--port", "0"});
     if (std::find(extra.begin(), extra.end(), "--log") == extra.end()) args.insert(args.end(), {"--log", "info"});
     args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw WorkerStartError("cannot start " + args[0] + ": " + std::strerror(rc), std::nullopt);
+    try {
+        pid_ = spawn_logged(std::move(args), log_);
+    } catch (const std::runtime_error& e) {
+        throw WorkerStartError(e.what(), std::nullopt);
+    }
 
     const auto deadline = Clock::now() + timeout;
     const auto check = [&](const char* waiting_for) {

@@ -24,6 +24,10 @@ private:
     std::optional<int> exit_code_;
 };
 
+// Starts args[0] with `args`, stdout and stderr into `log` (truncated); std::runtime_error naming the
+// program when it cannot be started.
+pid_t spawn_logged(std::vector<std::string> args, const std::filesystem::path& log);
+
 // $LOOM_WORKER_BIN (ctest sets it); skips the program (exit 77) when it is not set.
 std::string worker_bin();
 
