@@ -51,6 +51,17 @@ WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl
 
 WorkerPool::~WorkerPool() { stop(); }
 
+bool WorkerPool::add(const WorkerUrl& url) {
+    std::lock_guard lock(mu_);
+    for (const auto& w : workers_)
+        if (w->url.text == url.text) return false;
+    auto w = std::make_shared<Worker>();
+    w->url = url;
+    w->status.url = url.text;
+    workers_.push_back(std::move(w));  // Leases hold indexes: workers are never removed
+    return true;
+}
+
 void WorkerPool::start() { poll_all(); }
 
 void WorkerPool::stop() {

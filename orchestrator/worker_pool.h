@@ -45,6 +45,10 @@ public:
     WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing, Metrics& metrics);
     ~WorkerPool();
 
+    // A worker joining after construction (spawned or registered); polled from the next round on.
+    // False when that URL is already in the pool.
+    bool add(const WorkerUrl& url);
+
     // Starts polling every worker's /health; stop() ends it.
     void start();
     void stop();
