@@ -2,11 +2,15 @@
 # (ignore_eos), for each N given, against the rate of one stream. Tokens are the usage counts the
 # worker reports; the rate is tokens generated after the first token of each stream over the time
 # from the first stream's first token to the last stream's end (prefill excluded).
-# Usage: worker_throughput.py --model GGUF [--backend cuda] [--streams 1,32] [--tokens 256]
-# (LOOM_WORKER_BIN names the binary, as in ctest's environment).
+# Usage: worker_throughput.py --model GGUF [--backend cuda] [--streams 1,32] [--tokens 256] [--via-orchestrator]
+# (LOOM_WORKER_BIN names the binary, as in ctest's environment). --via-orchestrator also measures
+# each N through a loom-orchestrator in front of the same worker (LOOM_ORCHESTRATOR_BIN, or the one
+# in the worker's build tree), right after the direct run, and prints the ratio.
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,31 +57,64 @@ def run(port, n, tokens):
     return decoded / (end - first), sum(r[2] for r in results) / (end - t0)
 
 
+def start_orchestrator(log, worker_port):
+    """loom-orchestrator on a free port in front of the worker; returns (process, port) once it calls the
+    worker ready."""
+    binary = os.environ.get("LOOM_ORCHESTRATOR_BIN") or os.path.join(
+        os.path.dirname(os.environ["LOOM_WORKER_BIN"]), "..", "orchestrator", "loom-orchestrator")
+    proc = subprocess.Popen([binary, "--port", "0", "--worker", f"http://127.0.0.1:{worker_port}", "--log", "info"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        assert proc.poll() is None, open(log.name).read()
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(log.name).read())
+        if m:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/health") as r:
+                    if r.status == 200:
+                        return proc, int(m.group(1))
+            except OSError:
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the orchestrator did not become ready:\n" + open(log.name).read())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--backend", default="cuda")
     ap.add_argument("--streams", default="1,32")
     ap.add_argument("--tokens", type=int, default=256)
+    ap.add_argument("--via-orchestrator", action="store_true")
     args = ap.parse_args()
     counts = [int(x) for x in args.streams.split(",")]
-    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log, \
+            tempfile.NamedTemporaryFile("w+", suffix=".log") as orch_log:
         proc, port = start_worker(log, ["--max-seqs", str(max(counts)), "--ctx", "2048"], model=args.model,
                                   backend=args.backend)
+        orch = None
         try:
+            if args.via_orchestrator:
+                orch, orch_port = start_orchestrator(orch_log, port)
             run(port, 1, 16)  # warm-up
             rates = {}
             for n in counts:
                 rates[n] = run(port, n, args.tokens)
                 print(f"streams {n:3d}: decode {rates[n][0]:9.1f} tok/s aggregate "
                       f"({rates[n][0] / n:7.1f} per stream), with prefill {rates[n][1]:9.1f} tok/s", flush=True)
+                if orch:
+                    via = run(orch_port, n, args.tokens)
+                    print(f"streams {n:3d} via orchestrator: decode {via[0]:9.1f} tok/s aggregate, with prefill "
+                          f"{via[1]:9.1f} tok/s: {via[0] / rates[n][0]:6.3f}x the direct rate", flush=True)
             if 1 in rates:
                 for n in counts:
                     print(f"streams {n:3d}: {rates[n][0] / rates[1][0]:5.2f}x the batch-1 rate")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
+            for p in (orch, proc):
+                if p:
+                    p.terminate()
+                    p.wait(timeout=30)
 
 if __name__ == "__main__":
     main()

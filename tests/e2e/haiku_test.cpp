@@ -2,7 +2,9 @@
 // word, and the CPU reference backend re-scores every generated token, so only a model that really
 // ran can pass. Writes test-results/haiku/<run_id>/ and prints the haiku for a person.
 //
-// Usage: e2e_haiku [--backend cuda|cpu] [--model GGUF] [--results DIR] [--attempts N]
+// Usage: e2e_haiku [--backend cuda|cpu] [--model GGUF] [--results DIR] [--attempts N] [--via-orchestrator]
+// With --via-orchestrator the requests go through a loom-orchestrator in front of the worker (the
+// checks are the same; the worker's /health and /metrics are still read straight from it).
 // The model: --model, $LOOM_HAIKU_MODEL, or test-models/cache (test-models/fetch puts it there).
 // Exit: 0 pass, 1 fail, 77 skipped (no model, or no usable GPU without LOOM_REQUIRE_GPU=1).
 #include <algorithm>
@@ -25,6 +27,7 @@
 #include "e2e/minute_words.h"
 #include "e2e/reference_scores.h"
 #include "gguf/reader.h"
+#include "orchestrator/orchestrator_process.h"
 #include "support/run_command.h"
 #include "support/test_data.h"
 #include "support/worker_process.h"
@@ -51,6 +54,7 @@ struct Options {
     fs::path model;
     fs::path results;
     int attempts = 3;
+    bool via_orchestrator = false;
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -74,6 +78,7 @@ Options parse_args(int argc, char** argv) {
         else if (a == "--model") o.model = value();
         else if (a == "--results") o.results = value();
         else if (a == "--attempts") o.attempts = std::atoi(value().c_str());
+        else if (a == "--via-orchestrator") o.via_orchestrator = true;
         else {
             std::fprintf(stderr, "e2e_haiku: unknown argument %s\n", a.c_str());
             std::exit(2);
@@ -279,6 +284,9 @@ int run(const Options& o) {
         return 1;
     }
     const int port = worker->port();
+    std::unique_ptr<loom::test::OrchestratorProcess> orchestrator;
+    if (o.via_orchestrator) orchestrator = std::make_unique<loom::test::OrchestratorProcess>(std::vector<int>{port});
+    const int gen_port = orchestrator ? orchestrator->port() : port;  // where the generations go
 
     // The run: this minute's word and a nonce the model never needs to repeat.
     const std::time_t start = std::time(nullptr);
@@ -289,7 +297,8 @@ int run(const Options& o) {
     const std::string nonce = random_nonce();
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    const std::string run_id = std::string(stamp) + "-" + o.backend + "-" + nonce;
+    const std::string run_id =
+        std::string(stamp) + "-" + o.backend + (orchestrator ? "-orchestrator-" : "-") + nonce;
     const fs::path dir = o.results / "haiku" / run_id;
     fs::create_directories(dir);
 
@@ -316,6 +325,13 @@ int run(const Options& o) {
         expect(!device.empty() && device.find("CPU") == std::string::npos, "(e) /health device is \"" + device + "\", not a GPU");
         expect(health.value("residency_verified", false), "(e) /health residency_verified is not true");
     }
+    if (orchestrator) {
+        // The orchestrator must report the same worker, backend and device the worker does.
+        const json oh = json::parse(get_ok(gen_port, "/health"));
+        const json& w = oh.at("workers").at(0);
+        expect(w.value("backend", "") == o.backend && w.value("device", "") == device,
+               "(e) the orchestrator's /health says " + w.value("backend", "?") + " on " + w.value("device", "?"));
+    }
 
     std::vector<Attempt> attempts;
     std::string metrics_before_all, metrics_after_all;
@@ -338,8 +354,11 @@ int run(const Options& o) {
                            {"return_token_ids", true}};
         const auto sent = Clock::now();
         try {
-            loom::test::SseStream sse(port, "/v1/chat/completions", body.dump());
+            loom::test::SseStream sse(gen_port, "/v1/chat/completions", body.dump());
             a.check(sse.status() == 200, "(a) HTTP status " + std::to_string(sse.status()));
+            if (orchestrator)
+                a.check(sse.headers().count("x-worker") && sse.headers().at("x-worker") == loom::test::worker_url(port),
+                        "(a) X-Worker does not name the worker");
             a.check(sse.headers().count("content-type") && sse.headers().at("content-type").rfind("text/event-stream", 0) == 0,
                     "(a) the content type is not text/event-stream");
             read_stream(sse, a, sent);
@@ -388,6 +407,7 @@ int run(const Options& o) {
     const loom::test::CommandResult sha = loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
     json verification = {{"run_id", run_id},
                          {"backend", o.backend},
+                         {"via_orchestrator", o.via_orchestrator},
                          {"gpu", o.backend == "cuda" ? json(device) : json(nullptr)},
                          {"device", device},
                          {"model", o.model.string()},
@@ -416,7 +436,8 @@ int run(const Options& o) {
     write_file(dir / "verification.json", verification.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
     const bool passed = global_failures.empty() && last && last->failures.empty() && last->word_found;
-    std::printf("\n----- haiku (%s on %s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
+    std::printf("\n----- haiku (%s on %s%s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
+                orchestrator ? ", through loom-orchestrator" : "",
                 last ? last->haiku.c_str() : "");
     std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", minute, word.c_str(), nonce.c_str(),
                 attempts.size());
