@@ -57,6 +57,11 @@ def run(port, n, tokens):
     return decoded / (end - first), sum(r[2] for r in results) / (end - t0)
 
 
+def median(runs):
+    """The run with the median decode rate."""
+    return sorted(runs)[len(runs) // 2]
+
+
 def start_orchestrator(log, worker_port):
     """loom-orchestrator on a free port in front of the worker; returns (process, port) once it calls the
     worker ready."""
@@ -87,6 +92,8 @@ def main():
     ap.add_argument("--streams", default="1,32")
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--via-orchestrator", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each N (direct and via alternating); the median is reported")
     args = ap.parse_args()
     counts = [int(x) for x in args.streams.split(",")]
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log, \
@@ -100,13 +107,20 @@ def main():
             run(port, 1, 16)  # warm-up
             rates = {}
             for n in counts:
-                rates[n] = run(port, n, args.tokens)
+                direct, via = [], []
+                for _ in range(args.repeat):  # alternating, so drift in the machine hits both alike
+                    direct.append(run(port, n, args.tokens))
+                    if orch:
+                        via.append(run(orch_port, n, args.tokens))
+                rates[n] = median(direct)
                 print(f"streams {n:3d}: decode {rates[n][0]:9.1f} tok/s aggregate "
                       f"({rates[n][0] / n:7.1f} per stream), with prefill {rates[n][1]:9.1f} tok/s", flush=True)
                 if orch:
-                    via = run(orch_port, n, args.tokens)
-                    print(f"streams {n:3d} via orchestrator: decode {via[0]:9.1f} tok/s aggregate, with prefill "
-                          f"{via[1]:9.1f} tok/s: {via[0] / rates[n][0]:6.3f}x the direct rate", flush=True)
+                    v = median(via)
+                    print(f"streams {n:3d} via orchestrator: decode {v[0]:9.1f} tok/s aggregate, with prefill "
+                          f"{v[1]:9.1f} tok/s: {v[0] / rates[n][0]:6.3f}x the direct rate "
+                          f"(runs: direct {[round(r[0]) for r in direct]}, via {[round(r[0]) for r in via]})",
+                          flush=True)
             if 1 in rates:
                 for n in counts:
                     print(f"streams {n:3d}: {rates[n][0] / rates[1][0]:5.2f}x the batch-1 rate")
