@@ -151,6 +151,39 @@ TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on 
     }
 }
 
+TEST_CASE("kill -9 of a worker serving several streams: every one of them finishes token-exactly",
+          "[orchestrator][failover]") {
+    Worker a(std::vector<std::string>{}), b(std::vector<std::string>{});
+    OrchestratorProcess orch({a.port(), b.port()}, {"--routing", "round-robin"});
+    constexpr int kStreams = 8;
+    std::vector<json> bodies;
+    std::vector<std::unique_ptr<SseStream>> streams;
+    for (int i = 0; i < kStreams; ++i) {
+        // Different prompts, greedy and seeded, so no two streams could stand in for each other.
+        bodies.push_back(with(with({{"prompt", "Once upon a time " + std::to_string(i)}}, i % 2 ? kSeeded : kGreedy),
+                              {{"max_tokens", 800}, {"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}}));
+        streams.push_back(std::make_unique<SseStream>(orch.port(), "/v1/completions", bodies.back().dump()));
+        REQUIRE(streams.back()->status() == 200);
+    }
+    int on_a = 0;
+    for (auto& s : streams) {
+        on_a += s->headers().at("x-worker") == worker_url(a.port());
+        for (int i = 0; i < 2; ++i) REQUIRE(s->next());  // running
+    }
+    REQUIRE(on_a == kStreams / 2);  // round robin: half of them die with a
+    a.signal(SIGKILL);
+    for (int i = 0; i < kStreams; ++i) {
+        INFO("stream " << i << ": " << bodies[i].dump());
+        read_stream(*streams[i], false);
+        const Run reference = run_stream(b.port(), "/v1/completions", bodies[i]);
+        const Run got = parse_raw(streams[i]->raw(), false);
+        REQUIRE(reference.ids.size() == 800);
+        CHECK(got.ids == reference.ids);
+        CHECK(got.text == reference.text);
+    }
+    CHECK(metric(orch.port(), kFailovers) == on_a);
+}
+
 TEST_CASE("a chat stream without max_tokens fails over with the room the worker's default leaves",
           "[orchestrator][failover]") {
     const json body = with(with(kChat, kSeeded), {{"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
