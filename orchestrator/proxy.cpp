@@ -27,6 +27,19 @@ std::string sse(const json& j) { return "data: " + j.dump(-1, ' ', false, json::
 
 std::string target_of(bool chat) { return chat ? "/v1/chat/completions" : "/v1/completions"; }
 
+// A chat request's fields as a completions continuation's (the prompt is set by the caller):
+// logprobs true + top_logprobs N becomes logprobs N with chat's shape kept (chat_logprobs).
+void chat_to_completions(json& body) {
+    const bool logprobs = body.contains("logprobs") && body["logprobs"].is_boolean() && body["logprobs"].get<bool>();
+    const json top = body.contains("top_logprobs") ? body["top_logprobs"] : json(0);
+    for (const char* chat_only : {"messages", "max_completion_tokens", "logprobs", "top_logprobs",
+                                  "add_generation_prompt"})
+        body.erase(chat_only);
+    if (!logprobs) return;
+    body["logprobs"] = top.is_number_integer() ? top : json(0);
+    body["chat_logprobs"] = true;
+}
+
 }  // namespace
 
 ProxyProducer::~ProxyProducer() {
@@ -239,8 +252,7 @@ void ProxyProducer::fail_over(bool connection_broke) {
         return launch(target_of(req_.chat), req_.body);
     }
     json body = req_.body;
-    for (const char* chat_only : {"messages", "max_completion_tokens", "logprobs", "top_logprobs"})
-        body.erase(chat_only);
+    if (req_.chat) chat_to_completions(body);
     std::vector<int> prompt = prompt_ids_;
     prompt.insert(prompt.end(), relayed_ids_.begin(), relayed_ids_.end());
     body["prompt"] = prompt;

@@ -7,14 +7,14 @@ using nlohmann::json;
 
 namespace {
 
-// A completions choice as a chat chunk's: the text becomes delta.content.
+// A completions choice as a chat chunk's: the text becomes delta.content (the continuation asked for
+// chat-shaped logprobs, so those stay as they are).
 void to_chat_choice(json& choice) {
     json delta = json::object();
     if (choice.contains("text") && choice["text"].is_string() && !choice["text"].get<std::string>().empty())
         delta["content"] = choice["text"];
     choice.erase("text");
     choice["delta"] = std::move(delta);
-    choice["logprobs"] = nullptr;  // completions' logprobs have another shape; not converted yet
 }
 
 }  // namespace

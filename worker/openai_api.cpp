@@ -332,6 +332,9 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
         if (lp && lp->is_boolean()) throw bad("logprobs", "logprobs must be an integer (alternatives per token), not a boolean");
         r.logprobs = lp != nullptr;
         r.top_logprobs = static_cast<int>(integer_in(body, "logprobs", 0, 0, engine::kMaxTopLogprobs));
+        // The orchestrator continues a chat stream with a completions request (its prompt is token
+        // ids); the client still expects chat's logprobs, which carry bytes completions' lack.
+        r.chat_logprobs = boolean(body, "chat_logprobs", false);
     }
     r.generation.options.top_logprobs = r.logprobs ? r.top_logprobs : -1;
 
@@ -438,6 +441,7 @@ std::string OpenAiApi::token_text(int32_t id) const { return tokenizer::sanitize
 ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, std::string id, int64_t created)
     : api_(api),
       endpoint_(request.endpoint),
+      chat_shape_(request.endpoint == Endpoint::chat || request.chat_logprobs),
       logprobs_(request.logprobs),
       top_logprobs_(request.top_logprobs),
       include_usage_(request.include_usage),
@@ -446,7 +450,7 @@ ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, 
       id_(std::move(id)),
       created_(created) {
     if (logprobs_)
-        logprob_entries_ = endpoint_ == Endpoint::chat
+        logprob_entries_ = chat_shape_
                                ? json{{"content", json::array()}}
                                : json{{"tokens", json::array()},
                                       {"token_logprobs", json::array()},
@@ -491,7 +495,7 @@ json ResponseWriter::usage() const {
 // four parallel arrays (top_logprobs null when no alternatives were asked for, not a list of empty
 // objects). Offsets count bytes of the tokens' text from the start of the completion.
 json ResponseWriter::choice_logprobs(const std::vector<engine::SampledToken>& tokens) {
-    if (endpoint_ == Endpoint::chat) {
+    if (chat_shape_) {
         json content = json::array();
         const auto entry = [&](int32_t id, float lp) {
             const std::string& raw = api_.tokenizer().token_bytes(id);

@@ -54,6 +54,7 @@ struct ApiRequest {
     bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
     bool logprobs = false;       // per-token log-probabilities in the answer
     int top_logprobs = 0;        // alternatives per token when logprobs
+    bool chat_logprobs = false;  // completions only (loom's extension): logprobs in the chat shape
     bool return_token_ids = false;  // vLLM's extension: prompt_token_ids and each choice's token_ids
 };
 
@@ -75,7 +76,7 @@ public:
     // max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty,
     // repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
     // stream_options, ignore_eos and return_token_ids (vLLM's extensions), resume_tokens (loom's:
-    // 0 .. prompt tokens - 1), echo/suffix (refused when used), user; other
+    // 0 .. prompt tokens - 1), chat_logprobs (loom's, completions: logprobs shaped as chat's), echo/suffix (refused when used), user; other
     // fields are ignored, as vLLM does.
     ApiRequest parse(Endpoint endpoint, std::string_view body) const;
 
@@ -139,6 +140,7 @@ private:
 
     const OpenAiApi& api_;
     Endpoint endpoint_;
+    bool chat_shape_;  // logprobs as chat's {"content": [...]}: the chat endpoint, or chat_logprobs
     bool logprobs_;
     int top_logprobs_;
     bool include_usage_;

@@ -184,6 +184,43 @@ TEST_CASE("kill -9 of a worker serving several streams: every one of them finish
     CHECK(metric(orch.port(), kFailovers) == on_a);
 }
 
+// Every logprobs entry of a chat stream's raw events, in order.
+json chat_logprobs(const std::string& raw) {
+    json all = json::array();
+    size_t at = 0, end;
+    while ((end = raw.find("\n\n", at)) != std::string::npos) {
+        std::string ev = raw.substr(at, end - at);
+        at = end + 2;
+        if (ev.rfind("data: ", 0) == 0) ev.erase(0, 6);
+        if (ev == "[DONE]") continue;
+        const json j = json::parse(ev);  // kept: a range-for over a temporary's member would dangle
+        for (const json& ch : j.at("choices"))
+            if (ch.contains("logprobs") && ch["logprobs"].is_object())
+                for (const json& e : ch["logprobs"].at("content")) all.push_back(e);
+    }
+    return all;
+}
+
+TEST_CASE("a chat stream with logprobs keeps them, in chat's shape, across a failover", "[orchestrator][failover]") {
+    const json body = with(with(kChat, kSeeded), {{"max_tokens", 600}, {"ignore_eos", true}, {"stream", true},
+                                                  {"logprobs", true}, {"top_logprobs", 2}});
+    Cluster c;
+    SseStream s(c.orch.port(), "/v1/chat/completions", body.dump());
+    REQUIRE(s.status() == 200);
+    const std::string served_by = s.headers().at("x-worker");
+    for (int i = 0; i < 4; ++i) REQUIRE(s.next());
+    c.serving(served_by).signal(SIGKILL);
+    read_stream(s, true);
+    SseStream direct(c.other(served_by).port(), "/v1/chat/completions", body.dump());
+    read_stream(direct, true);
+    const json got = chat_logprobs(s.raw()), reference = chat_logprobs(direct.raw());
+    REQUIRE(reference.size() == 600);
+    REQUIRE(reference[0].at("top_logprobs").size() == 2);
+    CHECK(got.size() == reference.size());
+    CHECK(got == reference);  // token, logprob, bytes and alternatives, bit for bit
+    CHECK(metric(c.orch.port(), kFailovers) == 1);
+}
+
 TEST_CASE("a chat stream without max_tokens fails over with the room the worker's default leaves",
           "[orchestrator][failover]") {
     const json body = with(with(kChat, kSeeded), {{"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
