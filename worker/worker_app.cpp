@@ -268,6 +268,12 @@ struct WorkerApp::State {
         return r;
     }
 
+    // What served an answer: "cpu", or "cuda; device=0; uuid=GPU-…".
+    std::string backend_header() const {
+        if (gpu.index < 0) return backend_name;
+        return backend_name + "; device=" + std::to_string(gpu.index) + "; uuid=" + gpu.uuid;
+    }
+
     // The key a request was made with ("" when the worker needs none): who owns its generations.
     std::string owner(const HttpRequest& req) const { return keys.match(req.header("authorization")).value_or(""); }
 
@@ -345,7 +351,8 @@ struct WorkerApp::State {
                      ar.generation.prompt.size(), ar.generation.options.max_tokens, seed, streaming ? ", streaming" : "");
         HttpResponse r;
         r.headers = {{"X-Request-Id", writer.id()},
-                     {"X-Seed", std::to_string(seed)}};  // repeats this answer when sent as "seed"
+                     {"X-Seed", std::to_string(seed)},  // repeats this answer when sent as "seed"
+                     {"X-Backend", backend_header()}};
         r.stream = streaming;
         r.content_type = "text/event-stream";
         r.producer = std::make_shared<GenerationProducer>(std::move(stream), loop, std::move(writer), streaming,
@@ -426,9 +433,9 @@ struct WorkerApp::State {
         if (o.backend == "cpu") {
             device_name = "CPU";
             set_log_pattern();
-            const char* flag = !o.gpu.empty() ? "--gpu selects a CUDA device" : "--vram-budget limits CUDA device memory";
             if (o.gpu.empty() && o.vram_budget == 0) return 0;
-            log()->error("{}, but --backend cpu runs on the CPU; drop it or use --backend cuda", flag);
+            log()->error("{}, but --backend cpu runs on the CPU; drop it or use --backend cuda",
+                         !o.gpu.empty() ? "--gpu selects a CUDA device" : "--vram-budget limits CUDA device memory");
             return kExitBadInput;
         }
         gpu = find_cuda_device(o.gpu);
@@ -492,7 +499,8 @@ struct WorkerApp::State {
         return 0;
     }
 
-    // "weights 1.0 MiB + KV cache 20.0 MiB (32768 tokens) + workspace 40.0 MiB = 61.0 MiB[ of a budget of ...]"
+    // "weights 1.0 MiB + KV cache 20.0 MiB + workspace 40.0 MiB = 61.0 MiB reserved, the KV cache for
+    // 32768 tokens[, within a budget of 64.0 MiB]"
     std::string memory_summary() const {
         engine::MemoryPlan plan;
         for (const auto& u : memory.uses) {

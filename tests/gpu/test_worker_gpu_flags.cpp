@@ -29,13 +29,15 @@ json health(const WorkerProcess& w) {
 
 uint64_t reserved(const json& h, const char* purpose) { return h.at("vram_bytes").at(purpose).at("reserved"); }
 
-// A short greedy completion answers 200 with the tokens asked for.
+// A short greedy completion answers 200 with the tokens asked for, and X-Backend names the device.
 void completes(const WorkerProcess& w) {
     const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}, {"ignore_eos", true}};
     const loom::test::HttpReply r = loom::test::http_request(w.port(), "POST", "/v1/completions", body.dump());
     INFO(r.body);
     REQUIRE(r.status == 200);
     CHECK(json::parse(r.body).at("usage").at("completion_tokens") == 8);
+    const std::string uuid = health(w).at("device_uuid");
+    CHECK(r.headers.at("x-backend") == "cuda; device=0; uuid=" + uuid);
 }
 
 // loom-worker --backend cuda on `model` with `args`, run to its exit (it must not start serving).

@@ -174,7 +174,7 @@ TEST_CASE("loom-worker: --gpu and --vram-budget are refused with --backend cpu (
     CHECK(r.err.find("--kv-tokens 100 cannot hold one sequence of the context (2048 tokens)") != std::string::npos);
 }
 
-TEST_CASE("loom-worker --backend cpu --kv-tokens sizes the shared KV cache", "[gpu_flags]") {
+TEST_CASE("loom-worker --backend cpu --kv-tokens sizes the shared KV cache; X-Backend says cpu", "[gpu_flags]") {
     loom::test::WorkerProcess w(loom::test::require_stories260k(), "cpu", {"--kv-tokens", "4000", "--max-seqs", "4"});
     const loom::test::HttpReply r = loom::test::http_request(w.port(), "GET", "/health");
     INFO(r.body);
@@ -184,4 +184,8 @@ TEST_CASE("loom-worker --backend cpu --kv-tokens sizes the shared KV cache", "[g
     CHECK(j.at("device_index").is_null());
     CHECK(j.at("device_uuid").is_null());
     CHECK(j.at("vram_budget_bytes").is_null());
+    const loom::test::HttpReply c =
+        loom::test::http_request(w.port(), "POST", "/v1/completions", R"({"prompt": "Once", "max_tokens": 2})");
+    CHECK(c.status == 200);
+    CHECK(c.headers.at("x-backend") == "cpu");
 }
