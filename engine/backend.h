@@ -29,6 +29,9 @@ struct BatchLimits {
     int max_seqs = 1;           // sequences open at once (forward() uses one of them)
     int kv_tokens = 0;          // positions in the shared KV cache; 0: max_seqs * n_ctx
     int max_batch_tokens = 512;  // tokens one step carries in all (prefill chunks + decode tokens)
+    // CUDA only (the CPU backend refuses it): bytes weights + KV cache + workspace may take; 0: no
+    // limit. With kv_tokens 0 the KV cache gets what the budget leaves, up to max_seqs * n_ctx.
+    uint64_t vram_budget = 0;
 };
 
 // One sequence's part of a batched step.

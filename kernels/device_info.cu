@@ -28,7 +28,7 @@ __global__ void probe_kernel(uint32_t* out, uint32_t n, uint32_t seed) {
 
 }  // namespace
 
-CudaInventory query_cuda() {
+CudaInventory query_cuda(bool free_memory) {
     CudaInventory inv;
     cudaDriverGetVersion(&inv.driver_version);
     cudaRuntimeGetVersion(&inv.runtime_version);
@@ -56,7 +56,7 @@ CudaInventory query_cuda() {
         info.multiprocessors = p.multiProcessorCount;
         info.vram_total = p.totalGlobalMem;
         size_t free_b = 0, total_b = 0;
-        if (cudaSetDevice(d) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        if (free_memory && cudaSetDevice(d) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
             info.vram_free = free_b;
             info.vram_total = total_b;
         }

@@ -27,7 +27,9 @@ struct CudaInventory {
 };
 
 // Never throws: a machine without driver or GPU gives an empty device list and the reason.
-CudaInventory query_cuda();
+// free_memory false: no CUDA context is created on any device (cudaMemGetInfo needs one, and each
+// context holds VRAM for the life of the process), and vram_free stays 0.
+CudaInventory query_cuda(bool free_memory = true);
 
 // Runs a small kernel on `device` and checks every element it wrote; throws CudaError naming the
 // cause when the device cannot run loom's code (wrong architecture, no device, launch failure).

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "worker/gpu_options.h"
 #include "worker/worker_app.h"
 
 int main(int argc, char** argv) {
@@ -10,8 +11,15 @@ int main(int argc, char** argv) {
     CLI::App app{"loom-worker: serves one model over OpenAI-compatible HTTP (default backend: cuda)"};
     WorkerOptions o;
     std::string log_spec = "info";
+    std::string vram_budget;
     app.add_option("--model", o.model, "GGUF model file")->required();
-    app.add_option("--gpu", o.gpu, "CUDA device index or UUID (default 0)");
+    app.add_option("--gpu", o.gpu, "CUDA device index or UUID GPU-... as nvidia-smi -L prints it (default 0; cuda only)");
+    app.add_option("--vram-budget", vram_budget,
+                   "Most VRAM for weights + KV cache + workspace: bytes or 20G, 20GiB, 512M (cuda only; the KV cache "
+                   "gets what is left, up to --max-seqs x --ctx)");
+    app.add_option("--kv-tokens", o.kv_tokens, "Positions in the shared KV cache (default --max-seqs x --ctx, or what "
+                                               "--vram-budget leaves)")
+        ->check(CLI::Range(1, 1 << 30));
     app.add_option("--backend", o.backend, "cuda (default) or cpu (the reference backend; only when named)")
         ->check(CLI::IsMember({"cuda", "cpu"}));
     app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");
@@ -33,6 +41,12 @@ int main(int argc, char** argv) {
         loom::worker::configure_logging(log_spec);
     } catch (const std::invalid_argument& e) {
         std::fprintf(stderr, "loom-worker: %s\n", e.what());
+        return loom::worker::kExitBadInput;
+    }
+    try {
+        if (!vram_budget.empty()) o.vram_budget = loom::worker::parse_byte_size(vram_budget);
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "loom-worker: --vram-budget: %s\n", e.what());
         return loom::worker::kExitBadInput;
     }
     try {

@@ -17,11 +17,13 @@
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
+#include "engine/memory_budget.h"
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
 #include "http/api_keys.h"
 #include "http/daemon_signals.h"
 #include "worker/engine_loop.h"
+#include "worker/gpu_options.h"
 #include "http/http_server.h"
 #include "worker/metrics.h"
 #include "worker/openai_api.h"
@@ -80,35 +82,40 @@ int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// "GPU-..." or an index; the device index CUDA uses, or -1 with `why` set.
+// The device --gpu names (index or UUID, device 0 when not given); index -1 with `why` and the exit
+// code when there is none: kExitNoBackend without a usable device, kExitBadInput for a bad --gpu.
 struct CudaTarget {
     int index = -1;
-    std::string name, compute_capability, why;
+    std::string name, uuid, compute_capability, why;
+    int exit_code = 0;
 };
 
 CudaTarget find_cuda_device(const std::string& gpu) {
     CudaTarget t;
 #ifdef LOOM_HAVE_CUDA
-    const auto inv = kernels::query_cuda();
+    const auto inv = kernels::query_cuda(false);  // no context on any device before the choice
     if (inv.devices.empty()) {
         t.why = "no usable CUDA device (" + inv.error + ")";
+        t.exit_code = kExitNoBackend;
         return t;
     }
-    const bool numeric = !gpu.empty() && std::all_of(gpu.begin(), gpu.end(), [](unsigned char c) { return std::isdigit(c); });
-    for (const auto& d : inv.devices) {
-        const bool match = numeric ? std::to_string(d.index) == gpu : (d.uuid == gpu || d.uuid == "GPU-" + gpu);
-        if (!match) continue;
+    std::vector<GpuCandidate> visible;
+    for (const auto& d : inv.devices) visible.push_back({d.index, d.name, d.uuid});
+    try {
+        const GpuCandidate& g = select_gpu(gpu.empty() ? "0" : gpu, visible);
+        const auto& d = inv.devices[static_cast<size_t>(&g - visible.data())];
         t.index = d.index;
         t.name = d.name;
+        t.uuid = d.uuid;
         t.compute_capability = std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor);
-        return t;
+    } catch (const std::invalid_argument& e) {
+        t.why = e.what();
+        t.exit_code = kExitBadInput;
     }
-    std::string seen;
-    for (const auto& d : inv.devices) seen += (seen.empty() ? "" : ", ") + std::to_string(d.index) + " " + d.uuid;
-    t.why = "no CUDA device '" + gpu + "' (this machine has: " + seen + ")";
 #else
     (void)gpu;
     t.why = "this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)";
+    t.exit_code = kExitNoBackend;
 #endif
     return t;
 }
@@ -212,6 +219,7 @@ struct WorkerApp::State {
     Clock::time_point started = Clock::now();
     std::string model_name;
     std::string backend_name, device_name, compute_capability;
+    CudaTarget gpu;  // the chosen CUDA device (index -1 on the CPU backend)
     int n_ctx = 0;
 
     std::unique_ptr<gguf::File> file;
@@ -240,7 +248,8 @@ struct WorkerApp::State {
 
     void set_log_pattern() {
         spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) {
-            l->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [" + backend_name + " " + device_name + "] [%n] [%l] %v");
+            const std::string device = gpu.index >= 0 ? "device " + std::to_string(gpu.index) + " (" + gpu.name + ")" : device_name;
+            l->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [" + backend_name + " " + device + "] [%n] [%l] %v");
         });
     }
 
@@ -257,6 +266,12 @@ struct WorkerApp::State {
             r = error_response(503, "the engine failed: " + loop->poison_message(), "service_unavailable");
         r.headers.emplace_back("Retry-After", "1");
         return r;
+    }
+
+    // What served an answer: "cpu", or "cuda; device=0; uuid=GPU-…".
+    std::string backend_header() const {
+        if (gpu.index < 0) return backend_name;
+        return backend_name + "; device=" + std::to_string(gpu.index) + "; uuid=" + gpu.uuid;
     }
 
     // The key a request was made with ("" when the worker needs none): who owns its generations.
@@ -279,6 +294,9 @@ struct WorkerApp::State {
                   {"model", model_name},
                   {"backend", backend_name},
                   {"device", device_name},
+                  {"device_index", gpu.index >= 0 ? json(gpu.index) : json(nullptr)},
+                  {"device_uuid", gpu.index >= 0 ? json(gpu.uuid) : json(nullptr)},
+                  {"vram_budget_bytes", o.vram_budget > 0 ? json(o.vram_budget) : json(nullptr)},
                   {"compute_capability", compute_capability.empty() ? json(nullptr) : json(compute_capability)},
                   {"memory", memory.where},
                   {"vram_bytes", vram},
@@ -333,7 +351,8 @@ struct WorkerApp::State {
                      ar.generation.prompt.size(), ar.generation.options.max_tokens, seed, streaming ? ", streaming" : "");
         HttpResponse r;
         r.headers = {{"X-Request-Id", writer.id()},
-                     {"X-Seed", std::to_string(seed)}};  // repeats this answer when sent as "seed"
+                     {"X-Seed", std::to_string(seed)},  // repeats this answer when sent as "seed"
+                     {"X-Backend", backend_header()}};
         r.stream = streaming;
         r.content_type = "text/event-stream";
         r.producer = std::make_shared<GenerationProducer>(std::move(stream), loop, std::move(writer), streaming,
@@ -407,24 +426,60 @@ struct WorkerApp::State {
         server.route("POST", "/cancel", guarded([this](const HttpRequest& req) { return cancel(req); }));
     }
 
-    // Loads the model on the named backend; returns an exit code, 0 when it is ready to serve.
-    int load(const CudaTarget& cuda) {
-        const auto t0 = Clock::now();
+    // The device: --gpu and --vram-budget only with cuda; the CUDA device chosen before anything is
+    // allocated on it (no context is made on the others). An exit code.
+    int choose_device() {
+        backend_name = o.backend;
+        if (o.backend == "cpu") {
+            device_name = "CPU";
+            set_log_pattern();
+            if (o.gpu.empty() && o.vram_budget == 0) return 0;
+            log()->error("{}, but --backend cpu runs on the CPU; drop it or use --backend cuda",
+                         !o.gpu.empty() ? "--gpu selects a CUDA device" : "--vram-budget limits CUDA device memory");
+            return kExitBadInput;
+        }
+        gpu = find_cuda_device(o.gpu);
+        if (gpu.index < 0) {
+            log()->error("--backend cuda: {}{}", gpu.why,
+                         gpu.exit_code == kExitNoBackend ? "; run with --backend cpu to use the CPU reference backend" : "");
+            return gpu.exit_code;
+        }
+        device_name = "device " + std::to_string(gpu.index) + " (" + gpu.name + ")";
+        set_log_pattern();
+        log()->info("CUDA device {}: {}, {}, compute capability {}{}", gpu.index, gpu.name, gpu.uuid,
+                    gpu.compute_capability, o.vram_budget > 0 ? ", VRAM budget " + engine::mib(o.vram_budget) : std::string());
+        return 0;
+    }
+
+    // Opens the model file and its tokenizer and checks --kv-tokens against the context; an exit code.
+    int open_model() {
         try {
             file = std::make_unique<gguf::File>(gguf::File::open(o.model));
             tok.emplace(tokenizer::Tokenizer::from_gguf(*file));
+            const int ctx = o.ctx > 0 ? o.ctx : engine::ModelConfig::from_gguf(*file).n_ctx_train;
+            if (o.kv_tokens > 0 && o.kv_tokens < ctx) {
+                log()->error("--kv-tokens {} cannot hold one sequence of the context ({} tokens); raise --kv-tokens or "
+                             "lower --ctx",
+                             o.kv_tokens, ctx);
+                return kExitBadInput;
+            }
         } catch (const std::exception& e) {
             log()->error("cannot load {}: {}", o.model, e.what());
             return kExitBadInput;
         }
-        const engine::BatchLimits limits{.max_seqs = o.max_seqs};
+        return 0;
+    }
+
+    // The named backend with the model resident; an exit code (never a fallback to the other backend).
+    int create_backend() {
+        const engine::BatchLimits limits{.max_seqs = o.max_seqs, .kv_tokens = o.kv_tokens, .vram_budget = o.vram_budget};
         try {
             if (o.backend == "cpu") {
                 backend = std::make_unique<engine::cpu::CpuBackend>(*file, o.ctx, 0, limits);
             } else {
 #ifdef LOOM_HAVE_CUDA
                 try {
-                    backend = std::make_unique<engine::cuda::CudaBackend>(*file, o.ctx, cuda.index, limits);
+                    backend = std::make_unique<engine::cuda::CudaBackend>(*file, o.ctx, gpu.index, limits);
                 } catch (const kernels::VramError& e) {
                     log()->error("--backend cuda: {}", e.what());
                     return kExitNoBackend;
@@ -432,17 +487,42 @@ struct WorkerApp::State {
                     log()->error("--backend cuda: {}", e.what());
                     return kExitNoBackend;
                 }
-#else
-                (void)cuda;
 #endif
             }
+        } catch (const engine::MemoryBudgetError& e) {
+            log()->error("--vram-budget: the model does not fit: {}", e.what());
+            return kExitBadInput;
         } catch (const std::exception& e) {
             log()->error("cannot load {} on the {} backend: {}", o.model, o.backend, e.what());
             return kExitBadInput;
         }
+        return 0;
+    }
+
+    // "weights 1.0 MiB + KV cache 20.0 MiB + workspace 40.0 MiB = 61.0 MiB reserved, the KV cache for
+    // 32768 tokens[, within a budget of 64.0 MiB]"
+    std::string memory_summary() const {
+        engine::MemoryPlan plan;
+        for (const auto& u : memory.uses) {
+            if (u.purpose == "weights") plan.weights = u.reserved;
+            if (u.purpose == "kv_cache") plan.kv_cache = u.reserved;
+            if (u.purpose == "workspace") plan.workspace = u.reserved;
+        }
+        const auto& kv = backend->kv_blocks();
+        std::string out = engine::describe(plan) + " reserved, the KV cache for " +
+                          std::to_string(int64_t{kv.total_blocks()} * kv.block_tokens()) + " tokens";
+        if (o.vram_budget > 0) out += ", within a budget of " + engine::mib(o.vram_budget);
+        return out;
+    }
+
+    // Loads the model on the named backend; returns an exit code, 0 when it is ready to serve.
+    int load() {
+        const auto t0 = Clock::now();
+        if (const int rc = open_model(); rc != 0) return rc;
+        if (const int rc = create_backend(); rc != 0) return rc;
         backend_name = backend->name();
         device_name = backend->device();
-        compute_capability = cuda.compute_capability;
+        compute_capability = gpu.compute_capability;
         n_ctx = backend->n_ctx();
         memory = backend->memory();
         set_log_pattern();
@@ -459,6 +539,7 @@ struct WorkerApp::State {
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         log()->info("{} loaded in {:.2f} s: context {}, {} sequences, queue {}, memory in {}{}", model_name, secs, n_ctx,
                     o.max_seqs, o.max_queue, memory.where, memory.device_resident ? " (device-resident, verified)" : "");
+        log()->info("memory: {}", memory_summary());
         return 0;
     }
 };
@@ -477,20 +558,7 @@ int WorkerApp::run() {
         log()->error("--max-seqs must be >= 1, --max-queue and --ctx >= 0, --port in 0..65535");
         return kExitBadInput;
     }
-    CudaTarget cuda;
-    s.backend_name = s.o.backend;
-    s.device_name = "(loading)";
-    if (s.o.backend == "cuda") {
-        cuda = find_cuda_device(s.o.gpu);
-        if (cuda.index < 0) {
-            log()->error("--backend cuda: {}; run with --backend cpu to use the CPU reference backend", cuda.why);
-            return kExitNoBackend;
-        }
-        s.device_name = "device " + std::to_string(cuda.index) + " (" + cuda.name + ")";
-    } else {
-        s.device_name = "CPU";
-    }
-    s.set_log_pattern();
+    if (const int rc = s.choose_device(); rc != 0) return rc;
 
     // Signals are taken synchronously by this thread; every thread started from here inherits the mask.
     const sigset_t signals = http::block_stop_signals();
@@ -507,7 +575,7 @@ int WorkerApp::run() {
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} (loading {})", s.o.host, port, s.o.model);
 
-    if (const int rc = s.load(cuda); rc != 0) {
+    if (const int rc = s.load(); rc != 0) {
         s.server.stop();
         return rc;
     }

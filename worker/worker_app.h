@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,7 +16,9 @@ inline constexpr int kExitNoBackend = 3;  // the named backend cannot run here (
 
 struct WorkerOptions {
     std::string model;
-    std::string gpu = "0";        // device index or UUID ("GPU-...")
+    std::string gpu;              // device index or UUID ("GPU-..."); empty: device 0 (cuda only)
+    uint64_t vram_budget = 0;     // bytes weights + KV cache + workspace may take; 0: no budget (cuda only)
+    int kv_tokens = 0;            // positions in the shared KV cache; 0: max_seqs * ctx, or what the budget leaves
     std::string backend = "cuda";  // "cuda" or "cpu"; never a fallback from one to the other
     std::string host = "127.0.0.1";
     int port = 8000;

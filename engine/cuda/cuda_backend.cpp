@@ -13,6 +13,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cuda/cuda_sampler.h"
 #include "engine/errors.h"
+#include "engine/memory_budget.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_check.h"
 #include "kernels/elementwise.h"
@@ -378,7 +379,6 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
     const int M = s.max_tokens, S = s.max_seqs;
     s.table_stride = (s.n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
-    s.kv_layout = {c.n_layer, s.pool.total_blocks(), c.n_head_kv, c.head_dim};
     s.layout = StepLayout{M, S, M / kernels::kKvBlockTokens + 2 * S + 1};
     const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
     const auto floats = [](int64_t n) { return round_up(static_cast<uint64_t>(std::max<int64_t>(n, 1)) * sizeof(float)); };
@@ -392,8 +392,6 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     for (const Upload& u : uploads)
         if (u.group < 0) plan[Purpose::weights] += round_up(u.bytes());
     for (const uint64_t bytes : group_bytes) plan[Purpose::weights] += round_up(bytes);
-    plan[Purpose::kv_cache] = round_up(static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)) +
-                              round_up(static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t));
     plan[Purpose::workspace] = round_up(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)) +
                                floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
                                floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
@@ -402,6 +400,16 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
                                floats(int64_t{S} * kernels::norm_partial_count(d)) +
                                round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
                                round_up(sampler_bytes);
+    // The KV cache last: with a budget it gets what weights and workspace leave (checked before any allocation).
+    const KvCost kv_cost{
+        static_cast<uint64_t>(kernels::KvCacheLayout{c.n_layer, 1, c.n_head_kv, c.head_dim}.arena_elems()) * sizeof(uint16_t),
+        static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t), kernels::kKvBlockTokens, kAlign};
+    const int kv_blocks = kv_blocks_within({plan[Purpose::weights], 0, plan[Purpose::workspace]}, kv_cost,
+                                           {limits.kv_tokens, S, s.n_ctx}, limits.vram_budget);
+    s.pool = KvBlockPool(kv_blocks, kernels::kKvBlockTokens, S);
+    s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim};
+    plan[Purpose::kv_cache] = kv_bytes(kv_cost, kv_blocks);
+    check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
     s.vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
 

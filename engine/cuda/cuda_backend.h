@@ -14,8 +14,10 @@ class CudaBackend : public Backend {
 public:
     // Uploads every weight of `file` to `device` and reserves the KV cache and all scratch there.
     // n_ctx <= 0: the model's training context. cuda_graphs: replay decode-only steps from CUDA
-    // graphs (one per batch size, captured on first use). Throws kernels::VramError (device too
-    // old, too little VRAM), kernels::CudaError, or ModelError for a weight type no kernel handles.
+    // graphs (one per batch size, captured on first use). limits.vram_budget > 0: the arenas stay
+    // inside it (the KV cache sized from it unless limits.kv_tokens is set), else MemoryBudgetError
+    // before any allocation. Throws kernels::VramError (device too old, too little VRAM),
+    // kernels::CudaError, or ModelError for a weight type no kernel handles.
     CudaBackend(const gguf::File& file, int n_ctx, int device = 0, const BatchLimits& limits = {},
                 bool cuda_graphs = true);
     ~CudaBackend() override;
