@@ -84,6 +84,14 @@ const json kChat = {{"messages", {{{"role", "user"}, {"content", "Tell me a stor
 const json kPrompt = {{"prompt", "Once upon a time"}};
 const std::string kFailovers = "loom_orchestrator_failovers_total";
 
+// A continuation equals the uninterrupted run only where a position's logits do not depend on
+// prefill versus decode: the CPU backend (engine_invariance_tests), not yet CUDA (issue 16).
+bool exact_failover_backend() {
+    if (backend() == "cpu") return true;
+    WARN("token-exact failover checks run with CPU workers only, not " << backend() << " (docs/API.md)");
+    return false;
+}
+
 }  // namespace
 
 TEST_CASE("streams through the orchestrator equal the same requests sent to a worker", "[orchestrator]") {
@@ -121,6 +129,7 @@ TEST_CASE("streams through the orchestrator equal the same requests sent to a wo
 }
 
 TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on the other", "[orchestrator][failover]") {
+    if (!exact_failover_backend()) return;
     for (const std::string path : {"/v1/completions", "/v1/chat/completions"}) {
         for (const json& sampling : {kGreedy, kSeeded}) {
             const bool chat = path.find("chat") != std::string::npos;
@@ -153,6 +162,7 @@ TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on 
 
 TEST_CASE("kill -9 of a worker serving several streams: every one of them finishes token-exactly",
           "[orchestrator][failover]") {
+    if (!exact_failover_backend()) return;
     Worker a(std::vector<std::string>{}), b(std::vector<std::string>{});
     OrchestratorProcess orch({a.port(), b.port()}, {"--routing", "round-robin"});
     constexpr int kStreams = 8;
@@ -202,6 +212,7 @@ json chat_logprobs(const std::string& raw) {
 }
 
 TEST_CASE("a chat stream with logprobs keeps them, in chat's shape, across a failover", "[orchestrator][failover]") {
+    if (!exact_failover_backend()) return;
     const json body = with(with(kChat, kSeeded), {{"max_tokens", 600}, {"ignore_eos", true}, {"stream", true},
                                                   {"logprobs", true}, {"top_logprobs", 2}});
     Cluster c;
@@ -223,6 +234,7 @@ TEST_CASE("a chat stream with logprobs keeps them, in chat's shape, across a fai
 
 TEST_CASE("a chat stream without max_tokens fails over with the room the worker's default leaves",
           "[orchestrator][failover]") {
+    if (!exact_failover_backend()) return;
     const json body = with(with(kChat, kSeeded), {{"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
     Cluster c;
     SseStream s(c.orch.port(), "/v1/chat/completions", body.dump());
@@ -242,6 +254,7 @@ TEST_CASE("a chat stream without max_tokens fails over with the room the worker'
 
 TEST_CASE("a worker that hangs mid-stream (SIGSTOP) is left for another once its health checks fail",
           "[orchestrator][failover]") {
+    if (!exact_failover_backend()) return;
     const json body = with(with(kPrompt, kSeeded), {{"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true},
                                                    {"return_token_ids", true}});
     Cluster c;
