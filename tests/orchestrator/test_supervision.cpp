@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -159,6 +160,32 @@ TEST_CASE("the admin API drains and undrains a worker, behind its key", "[superv
         back = r.headers.at("x-worker") == busy_url;
     }
     CHECK(back);
+}
+
+TEST_CASE("without --admin-key the admin API answers 403 beyond loopback", "[supervision][admin]") {
+    const auto log = temp_dir() / "orchestrator-any.log";
+    const pid_t pid = spawn_logged({orchestrator_bin(), "--host", "0.0.0.0", "--port", "0", "--worker",
+                                    "http://127.0.0.1:1"}, log);
+    const std::string listening = "listening on http://0.0.0.0:";
+    int port = 0;
+    const bool up = eventually([&] {
+        std::ifstream in(log);
+        const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+        if (const size_t at = text.find(listening); at != std::string::npos) port = std::atoi(text.c_str() + at + listening.size());
+        return port != 0;
+    });
+    if (up) {
+        const HttpReply r = http_request(port, "GET", "/admin/workers");
+        CHECK(r.status == 403);
+        CHECK(r.body.find("--admin-key") != std::string::npos);
+        CHECK(http_request(port, "POST", "/admin/workers/w0/drain").status == 403);
+    }
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    REQUIRE(up);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
 }
 
 TEST_CASE("SIGTERM: running streams finish, new requests get 503, spawned workers stop, exit 0", "[supervision]") {
