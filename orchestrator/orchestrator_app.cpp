@@ -319,12 +319,12 @@ int OrchestratorApp::run() {
         for (const auto& p : running) p->worker_lost(url);
     });
     s.pool.start();
-    if (s.supervisor) s.supervisor->start();
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, {} spawned, routing {})", s.o.host, port, s.o.workers.size(),
                 s.supervisor ? s.supervisor->status().size() : 0,
                 s.o.routing == Routing::least_load ? "least-load" : "round-robin");
+    if (s.supervisor) s.supervisor->start();  // after that line: its workers' relayed lines say "listening on" too
 
     const int sig = sigwaitinfo(&signals, nullptr);
     log()->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
