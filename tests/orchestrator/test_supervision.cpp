@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -243,4 +244,23 @@ TEST_CASE("the config file: bad keys and types exit 2 naming them; flags overrid
     CHECK(worker_by(workers, "origin", "spawned").at("state") == "ready");
     CHECK(post(orch.port(), "/v1/completions", with(kLong, {{"max_tokens", 4}})).status == 200);
     CHECK(orch.log().find("--max-seqs 2") != std::string::npos);
+}
+
+TEST_CASE("a worker that keeps exiting is restarted after 0.25, 0.5, then 1 s at most", "[supervision]") {
+    // /bin/false stands for a worker that fails at once every time (exit 1).
+    OrchestratorProcess orch({}, {"--spawn", require_stories260k().string(), "--backend", "cpu", "--worker-bin",
+                                  "/bin/false"});
+    std::vector<int> delays;
+    REQUIRE(eventually([&] {
+        delays.clear();
+        const std::string log = orch.log();
+        const std::string marker = "restarting in ";
+        for (size_t at = log.find(marker); at != std::string::npos; at = log.find(marker, at + 1))
+            delays.push_back(std::atoi(log.c_str() + at + marker.size()));
+        return delays.size() >= 4;
+    }));
+    INFO(orch.log());
+    CHECK(std::vector<int>(delays.begin(), delays.begin() + 4) == std::vector<int>{250, 500, 1000, 1000});
+    CHECK(orch.log().find("exit_1") != std::string::npos);
+    CHECK(metric(orch.port(), "loom_orchestrator_worker_restarts_total{cause=\"exit_1\"}") >= 4);
 }
