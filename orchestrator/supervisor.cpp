@@ -55,6 +55,9 @@ std::shared_ptr<spdlog::logger> log() {
     _exit(127);
 }
 
+// A longer line from a worker is relayed in pieces of this size.
+constexpr size_t kMaxLine = 64 << 10;
+
 // The level a worker's log line was written at ("... [worker] [warning] ..."), to relay it at that level.
 spdlog::level::level_enum level_of(const std::string& line) {
     if (line.find("] [critical] ") != std::string::npos) return spdlog::level::critical;
@@ -72,12 +75,12 @@ std::string_view without_timestamp(std::string_view line) {
     return line;
 }
 
-// The URL of a worker's "listening on http://HOST:PORT ..." line.
+// The URL of a worker's "listening on http://127.0.0.1:PORT ..." line (it was told that host).
 std::optional<WorkerUrl> listening_url(const std::string& line) {
-    constexpr std::string_view kListening = "listening on ";
+    constexpr std::string_view kListening = "listening on http://127.0.0.1:";
     const size_t at = line.find(kListening);
     if (at == std::string::npos) return std::nullopt;
-    const size_t from = at + kListening.size();
+    const size_t from = at + std::string_view("listening on ").size();
     const size_t to = line.find(' ', from);
     try {
         return parse_worker_url(line.substr(from, to == std::string::npos ? std::string::npos : to - from));
@@ -164,6 +167,7 @@ void Supervisor::Impl::relay(Slot& s, int fd, pid_t pid) {
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         pending.append(buf, static_cast<size_t>(n));
+        if (pending.size() > kMaxLine && pending.find('\n') == std::string::npos) pending += '\n';
         size_t eol;
         while ((eol = pending.find('\n')) != std::string::npos) {
             const std::string line = pending.substr(0, eol);
