@@ -1,17 +1,53 @@
 // Entry point of `loom-orchestrator`: one OpenAI-compatible endpoint in front of many loom-workers.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 
+#include "orchestrator/config.h"
 #include "orchestrator/orchestrator_app.h"
+
+namespace {
+
+// Parses the command line, then again with the --config file's settings before it (flags win).
+// Returns an exit code when the program should end now.
+std::optional<int> parse(CLI::App& app, int argc, char** argv, const std::string& config_path) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : loom::orchestrator::kExitBadInput;
+    }
+    if (config_path.empty()) return std::nullopt;
+    std::vector<std::string> args;
+    try {
+        args = loom::orchestrator::config_arguments(config_path,
+                                                     [&](const std::string& flag) { return app.count(flag) > 0; });
+    } catch (const loom::orchestrator::BadConfig& e) {
+        std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());
+        return loom::orchestrator::kExitBadInput;
+    }
+    args.insert(args.end(), argv + 1, argv + argc);
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+    try {
+        app.parse(std::move(args));
+    } catch (const CLI::ParseError& e) {  // the command line alone parsed: the file's value is wrong
+        std::fprintf(stderr, "loom-orchestrator: --config %s: %s\n", config_path.c_str(), e.what());
+        return loom::orchestrator::kExitBadInput;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     using namespace loom::orchestrator;
     CLI::App app{"loom-orchestrator: routes OpenAI-compatible requests to loom-workers, with token-exact failover"};
     Options o;
     std::vector<std::string> worker_urls;
-    std::string routing = "least-load", log_level = "info";
-    app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)")->required();
+    std::string routing = "least-load", log_level = "info", config_path;
+    app.add_option("--config", config_path, "A JSON file of settings (docs/ORCHESTRATOR.md); flags override it");
+    app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)");
     app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");
     app.add_option("--port", o.port, "Port (default 9000; 0 = any free port, printed at start)")
         ->check(CLI::Range(0, 65535));
@@ -20,13 +56,26 @@ int main(int argc, char** argv) {
     app.add_option("--retries", o.retries, "Other workers tried before the first byte (default 2)")
         ->check(CLI::Range(0, 100));
     app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; forwarded to the workers)");
+    app.add_option("--admin-key", o.admin_key, "Bearer key for /admin/* (without one: open on loopback only)");
+    app.add_option("--drain-timeout", o.drain_timeout, "Seconds running requests may take after SIGTERM (default 30)")
+        ->check(CLI::Range(0, 86400));
+    app.add_option("--spawn", o.spawn.model, "Start and supervise loom-workers serving this GGUF model");
+    app.add_option("--backend", o.spawn.backend, "Spawned workers' backend: cuda (default; one per GPU) or cpu")
+        ->check(CLI::IsMember({"cuda", "cpu"}));
+    app.add_option("--gpus", o.spawn.gpus, "GPUs to spawn workers on, e.g. 0,1 (default: every visible GPU)")
+        ->delimiter(',');
+    app.add_option("--cpu-workers", o.spawn.cpu_workers, "CPU workers to spawn with --backend cpu (default 1)")
+        ->check(CLI::Range(1, 1024));
+    app.add_option("--worker-bin", o.spawn.worker_bin, "loom-worker to spawn (default: beside this executable)");
+    app.add_option("--worker-arg", o.spawn.worker_args, "An argument for spawned workers (repeatable: --worker-arg=--max-seqs --worker-arg=8)");
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
+    if (const auto code = parse(app, argc, argv, config_path)) return *code;
     try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e) == 0 ? 0 : kExitBadInput;
-    }
-    try {
+        if (worker_urls.empty() && o.spawn.model.empty())
+            throw std::invalid_argument("no workers: name them with --worker or start them with --spawn");
+        if (o.spawn.model.empty())
+            for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
+                if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn");
         for (const auto& u : worker_urls) o.workers.push_back(parse_worker_url(u));
         configure_logging(log_level);
     } catch (const std::invalid_argument& e) {

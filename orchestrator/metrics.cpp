@@ -26,6 +26,11 @@ void Metrics::count_routing(const std::string& policy, const std::string& reason
     ++routing_[{policy, reason}];
 }
 
+void Metrics::count_restart(const std::string& cause) {
+    std::lock_guard lock(mu_);
+    ++restarts_[cause];
+}
+
 std::string Metrics::render(const std::map<std::string, int>& workers_by_state) const {
     std::lock_guard lock(mu_);
     std::ostringstream o;
@@ -47,6 +52,10 @@ std::string Metrics::render(const std::map<std::string, int>& workers_by_state) 
     for (const auto& [key, n] : routing_)
         o << "loom_orchestrator_routing_decisions_total{policy=\"" << key.first << "\",reason=\"" << key.second
           << "\"} " << n << "\n";
+    o << "# HELP loom_orchestrator_worker_restarts_total Spawned workers restarted after they exited, by cause.\n"
+      << "# TYPE loom_orchestrator_worker_restarts_total counter\n";
+    for (const auto& [cause, n] : restarts_)
+        o << "loom_orchestrator_worker_restarts_total{cause=\"" << cause << "\"} " << n << "\n";
     o << "# HELP loom_orchestrator_workers Workers by their last health state.\n"
       << "# TYPE loom_orchestrator_workers gauge\n";
     for (const auto& [state, n] : workers_by_state)

@@ -14,6 +14,8 @@ public:
     void count_retry();
     void count_failover(bool succeeded);
     void count_routing(const std::string& policy, const std::string& reason);
+    // A spawned worker restarted after it exited; `cause` as "exit_1" or "SIGKILL".
+    void count_restart(const std::string& cause);
 
     // The text exposition format; `workers_by_state` comes from the pool at the moment of the scrape.
     std::string render(const std::map<std::string, int>& workers_by_state) const;
@@ -25,6 +27,7 @@ private:
     double failovers_ = 0;
     double failovers_failed_ = 0;
     std::map<std::pair<std::string, std::string>, double> routing_;
+    std::map<std::string, double> restarts_;
 };
 
 }  // namespace loom::orchestrator

@@ -29,6 +29,16 @@ WorkerUrl parse_worker_url(const std::string& url);
 
 enum class Routing { least_load, round_robin };
 
+// --spawn: loom-workers the orchestrator starts and supervises itself (spawn_plan, supervisor).
+struct SpawnOptions {
+    std::string model;              // the GGUF file; "" spawns nothing
+    std::string backend = "cuda";   // cuda: one worker per GPU; cpu: cpu_workers of them
+    std::vector<std::string> gpus;  // indexes or UUIDs (--gpus 0,1); empty: every visible GPU
+    int cpu_workers = 1;
+    std::string worker_bin;         // "" = loom-worker beside the orchestrator's executable
+    std::vector<std::string> worker_args;  // passed through (--max-seqs, --ctx, ...)
+};
+
 struct Options {
     std::vector<WorkerUrl> workers;
     std::string host = "127.0.0.1";
@@ -38,6 +48,9 @@ struct Options {
     std::vector<std::string> api_keys;
     int http_threads = 2;
     int client_threads = 2;
+    SpawnOptions spawn;
+    std::string admin_key;  // "" = the admin API is open on a loopback address only
+    int drain_timeout = 30;  // seconds running requests may take to finish after SIGTERM
 };
 
 }  // namespace loom::orchestrator

@@ -2,6 +2,7 @@
 // /v1/models, /metrics and /cancel from the worker pool.
 #include "orchestrator/orchestrator_app.h"
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <csignal>
@@ -16,8 +17,11 @@
 #include "http/daemon_signals.h"
 #include "http/http_server.h"
 #include "http/secure_random.h"
+#include "orchestrator/admin_api.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/proxy.h"
+#include "orchestrator/spawn_plan.h"
+#include "orchestrator/supervisor.h"
 #include "orchestrator/upstream.h"
 #include "orchestrator/worker_pool.h"
 
@@ -31,6 +35,9 @@ using http::HttpServer;
 using nlohmann::json;
 
 namespace {
+
+// Spawned workers drain themselves on SIGTERM; those still there after this get SIGKILL.
+constexpr std::chrono::milliseconds kWorkerStopGrace{10'000};
 
 std::shared_ptr<spdlog::logger> log() {
     if (auto l = spdlog::get("orchestrator")) return l;
@@ -92,6 +99,9 @@ struct OrchestratorApp::State {
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server;
+    std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
+    std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
+    std::unique_ptr<AdminApi> admin;
 
     explicit State(Options options)
         : o(std::move(options)),
@@ -126,6 +136,10 @@ struct OrchestratorApp::State {
     }
 
     HttpResponse generate(const HttpRequest& req, bool chat) {
+        if (stopping) {
+            metrics.count_request(503);
+            return error_response(503, "the orchestrator is shutting down", "server_error", {}, "shutting_down");
+        }
         ProxiedRequest p;
         try {
             p = parse(req, chat);
@@ -193,11 +207,13 @@ struct OrchestratorApp::State {
     HttpResponse health() const {
         json workers = json::array();
         for (const WorkerStatus& w : pool.status())
-            workers.push_back({{"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
+            workers.push_back({{"id", w.id}, {"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
-                               {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens}});
-        const bool ok = pool.any_ready();
-        return json_response(ok ? 200 : 503, {{"status", ok ? "ok" : "no_worker_ready"}, {"workers", workers}});
+                               {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
+                               {"drained", w.drained}});
+        const bool ok = pool.any_ready() && !stopping;
+        const char* status = stopping ? "draining" : ok ? "ok" : "no_worker_ready";
+        return json_response(ok ? 200 : 503, {{"status", status}, {"workers", workers}});
     }
 
     HttpResponse models() const {
@@ -222,6 +238,49 @@ struct OrchestratorApp::State {
         server.route("POST", "/v1/chat/completions",
                      guarded([this](const HttpRequest& r) { return generate(r, true); }));
         server.route("POST", "/cancel", guarded([this](const HttpRequest& r) { return cancel(r); }));
+        admin = std::make_unique<AdminApi>(pool, supervisor.get(), o.admin_key, o.host);
+        admin->add_routes(server);
+    }
+
+    // --spawn: the workers' commands, each under an id of the pool's; they join the pool as they
+    // listen and leave it when they exit. Throws BadSpawn.
+    void plan_spawned() {
+        if (o.spawn.model.empty()) return;
+        SupervisorOptions so;
+        for (auto& argv : spawn_commands(o.spawn)) so.workers.push_back({pool.new_id(), std::move(argv)});
+        SupervisorHooks hooks;
+        hooks.listening = [this](const std::string& id, const WorkerUrl& url) { pool.join(url, "spawned", id); };
+        hooks.exited = [this](const std::string&, const std::string& url, const std::string& cause, bool restarting) {
+            if (!url.empty()) pool.retire(url);
+            if (restarting) metrics.count_restart(cause);
+        };
+        supervisor = std::make_unique<Supervisor>(std::move(so), std::move(hooks));
+    }
+
+    // After SIGTERM: new requests get 503 while the running ones finish, for up to --drain-timeout
+    // seconds; a second signal cuts the wait short.
+    void drain_requests(const sigset_t& signals) {
+        stopping = true;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.drain_timeout);
+        for (bool first = true;; first = false) {
+            size_t running = 0;
+            {
+                std::lock_guard lock(live_mu);
+                std::erase_if(live, [](const auto& kv) { return kv.second.expired(); });
+                running = live.size();
+            }
+            if (running == 0) return;
+            if (first) log()->info("waiting up to {} s for {} running requests", o.drain_timeout, running);
+            if (std::chrono::steady_clock::now() >= deadline) {
+                log()->warn("{} requests still running after {} s: abandoned", running, o.drain_timeout);
+                return;
+            }
+            const timespec tick{0, 50'000'000};
+            if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+                log()->warn("second stop signal: {} running requests abandoned", running);
+                return;
+            }
+        }
     }
 };
 
@@ -233,6 +292,12 @@ int OrchestratorApp::run() {
     State& s = *s_;
     const sigset_t signals = http::block_stop_signals();
 
+    try {
+        s.plan_spawned();
+    } catch (const BadSpawn& e) {
+        log()->error("{}", e.what());
+        return kExitBadInput;
+    }
     s.add_routes();
     uint16_t port = 0;
     try {
@@ -256,12 +321,16 @@ int OrchestratorApp::run() {
     s.pool.start();
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
-    log()->info("listening on http://{}:{} ({} workers, routing {})", s.o.host, port, s.o.workers.size(),
+    log()->info("listening on http://{}:{} ({} workers, {} spawned, routing {})", s.o.host, port, s.o.workers.size(),
+                s.supervisor ? s.supervisor->status().size() : 0,
                 s.o.routing == Routing::least_load ? "least-load" : "round-robin");
+    if (s.supervisor) s.supervisor->start();  // after that line: its workers' relayed lines say "listening on" too
 
     const int sig = sigwaitinfo(&signals, nullptr);
     log()->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    s.drain_requests(signals);
     s.server.stop(std::chrono::milliseconds(2000));
+    if (s.supervisor) s.supervisor->stop(kWorkerStopGrace);
     s.pool.stop();
     work.reset();
     s.ioc.stop();

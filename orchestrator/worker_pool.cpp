@@ -36,6 +36,8 @@ struct WorkerPool::Worker {
     WorkerStatus status;
     bool polling = false;  // a /health call is in flight
     int timeouts = 0;      // timed-out polls in a row
+    bool retired = false;  // gone for good (retire())
+    int leases = 0;        // Leases holding this entry's index: it is not reused before they end
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -45,21 +47,57 @@ WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl
         auto w = std::make_shared<Worker>();
         w->url = u;
         w->status.url = u.text;
+        w->status.id = "w" + std::to_string(next_id_++);
+        w->status.origin = "static";
         workers_.push_back(std::move(w));
     }
 }
 
 WorkerPool::~WorkerPool() { stop(); }
 
-bool WorkerPool::add(const WorkerUrl& url) {
+bool WorkerPool::add(const WorkerUrl& url) { return !join(url, "registered").empty(); }
+
+std::string WorkerPool::join(const WorkerUrl& url, const std::string& origin, const std::string& id) {
     std::lock_guard lock(mu_);
     for (const auto& w : workers_)
-        if (w->url.text == url.text) return false;
+        if (!w->retired && w->url.text == url.text) return {};
     auto w = std::make_shared<Worker>();
     w->url = url;
     w->status.url = url.text;
-    workers_.push_back(std::move(w));  // Leases hold indexes: workers are never removed
-    return true;
+    w->status.origin = origin;
+    w->status.id = id.empty() ? "w" + std::to_string(next_id_++) : id;
+    // Leases hold indexes: an entry is replaced only once retired and free, never removed.
+    const auto free = std::find_if(workers_.begin(), workers_.end(),
+                                   [](const auto& old) { return old->retired && old->leases == 0 && !old->polling; });
+    if (free != workers_.end()) *free = w;
+    else workers_.push_back(w);
+    return w->status.id;
+}
+
+void WorkerPool::retire(const std::string& url) {
+    std::lock_guard lock(mu_);
+    for (const auto& w : workers_)
+        if (!w->retired && w->url.text == url) {
+            w->retired = true;
+            w->status.state = WorkerState::unhealthy;
+            log()->info("worker {} ({}): retired", url, w->status.id);
+        }
+}
+
+void WorkerPool::set_drained(const std::string& id, bool drained) {
+    std::lock_guard lock(mu_);
+    if (drained) drained_.insert(id);
+    else drained_.erase(id);
+}
+
+std::set<std::string> WorkerPool::drained_ids() const {
+    std::lock_guard lock(mu_);
+    return drained_;
+}
+
+std::string WorkerPool::new_id() {
+    std::lock_guard lock(mu_);
+    return "w" + std::to_string(next_id_++);
 }
 
 void WorkerPool::start() { poll_all(); }
@@ -74,7 +112,7 @@ void WorkerPool::poll_all() {
     std::lock_guard lock(mu_);
     if (stopped_) return;
     for (const auto& w : workers_)
-        if (!w->polling) poll(w);
+        if (!w->polling && !w->retired) poll(w);
     timer_.expires_after(kPollInterval);
     timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) poll_all();
@@ -100,6 +138,7 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         else if (end.complete && said == "draining") state = WorkerState::draining;
         std::unique_lock lock(mu_);
         w->polling = false;
+        if (w->retired) return;
         w->timeouts = end.timed_out ? w->timeouts + 1 : 0;
         if (end.timed_out && w->timeouts < kTimeoutsToEject) return;  // keep the state it had
         if (state != w->status.state)
@@ -135,9 +174,11 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
     bool known = false;
     for (size_t i = 0; i < workers_.size(); ++i) {
         const WorkerStatus& s = workers_[i]->status;
+        if (workers_[i]->retired) continue;
         const bool serves = model.empty() || s.model == model;
         known = known || serves || s.model.empty();  // a worker never heard from may serve it
-        if (serves && s.state == WorkerState::ready && !exclude.contains(s.url)) eligible.push_back(i);
+        if (serves && s.state == WorkerState::ready && !exclude.contains(s.url) && !drained_.contains(s.id))
+            eligible.push_back(i);
     }
     Choice c;
     if (eligible.empty()) {
@@ -161,6 +202,7 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
         pick = ties[std::uniform_int_distribution<size_t>(0, ties.size() - 1)(rng_)];
     }
     workers_[pick]->status.outstanding_tokens += tokens;
+    ++workers_[pick]->leases;
     c.lease = std::make_unique<Lease>(*this, pick, tokens);
     lock.unlock();
     metrics_.count_routing(policy_name(), reason);
@@ -170,9 +212,14 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
 WorkerPool::Lease::~Lease() {
     std::lock_guard lock(pool_.mu_);
     pool_.workers_[index_]->status.outstanding_tokens -= tokens_;
+    --pool_.workers_[index_]->leases;
 }
 
-const WorkerUrl& WorkerPool::Lease::worker() const { return pool_.workers_[index_]->url; }
+// Under the lock: join() may grow the vector meanwhile. The Worker itself never moves.
+const WorkerUrl& WorkerPool::Lease::worker() const {
+    std::lock_guard lock(pool_.mu_);
+    return pool_.workers_[index_]->url;
+}
 
 int WorkerPool::Lease::context_size() const {
     std::lock_guard lock(pool_.mu_);
@@ -189,7 +236,7 @@ void WorkerPool::Lease::produced(int64_t tokens) {
 void WorkerPool::mark_unhealthy(const std::string& url) {
     std::lock_guard lock(mu_);
     for (const auto& w : workers_)
-        if (w->url.text == url && w->status.state == WorkerState::ready) {
+        if (!w->retired && w->url.text == url && w->status.state == WorkerState::ready) {
             log()->warn("worker {}: ready -> unhealthy (a connection to it broke)", url);
             w->status.state = WorkerState::unhealthy;
         }
@@ -198,14 +245,19 @@ void WorkerPool::mark_unhealthy(const std::string& url) {
 std::vector<WorkerStatus> WorkerPool::status() const {
     std::lock_guard lock(mu_);
     std::vector<WorkerStatus> out;
-    for (const auto& w : workers_) out.push_back(w->status);
+    for (const auto& w : workers_) {
+        if (w->retired) continue;
+        out.push_back(w->status);
+        out.back().drained = drained_.contains(w->status.id);
+    }
     return out;
 }
 
 bool WorkerPool::any_ready() const {
     std::lock_guard lock(mu_);
-    return std::any_of(workers_.begin(), workers_.end(),
-                       [](const auto& w) { return w->status.state == WorkerState::ready; });
+    return std::any_of(workers_.begin(), workers_.end(), [this](const auto& w) {
+        return !w->retired && w->status.state == WorkerState::ready && !drained_.contains(w->status.id);
+    });
 }
 
 std::map<std::string, int> WorkerPool::count_by_state() const {
@@ -213,7 +265,8 @@ std::map<std::string, int> WorkerPool::count_by_state() const {
     for (WorkerState s : {WorkerState::ready, WorkerState::loading, WorkerState::draining, WorkerState::unhealthy})
         out[state_name(s)] = 0;
     std::lock_guard lock(mu_);
-    for (const auto& w : workers_) ++out[state_name(w->status.state)];
+    for (const auto& w : workers_)
+        if (!w->retired) ++out[state_name(w->status.state)];
     return out;
 }
 

@@ -23,7 +23,10 @@ enum class WorkerState { ready, loading, draining, unhealthy };
 const char* state_name(WorkerState s);
 
 struct WorkerStatus {
+    std::string id;      // "w0", "w1", ...: stable for the admin API (a restarted local worker keeps its own)
     std::string url;
+    std::string origin;  // static (--worker), spawned (--spawn) or registered (joined later)
+    bool drained = false;  // by the admin API: no new requests
     WorkerState state = WorkerState::unhealthy;
     std::string model, backend, device;  // from its last /health that carried them
     int running = 0, waiting = 0;
@@ -48,6 +51,18 @@ public:
     // A worker joining after construction (spawned or registered); polled from the next round on.
     // False when that URL is already in the pool.
     bool add(const WorkerUrl& url);
+    // add() with its origin; `id` given: the worker takes that id and its drain flag (a restarted
+    // local worker on its new port). Returns the worker's id, "" when that URL is already in the pool.
+    std::string join(const WorkerUrl& url, const std::string& origin, const std::string& id = {});
+    // The worker leaves routing, health polls and the status lists for good (a local worker that
+    // exited: its port is gone). Its entry is reused by a later join once no Lease holds it.
+    void retire(const std::string& url);
+    // Drained workers get no new requests and finish the ones they run. By id, so that it holds for a
+    // worker that joins later under that id (a spawned worker still starting or restarting).
+    void set_drained(const std::string& id, bool drained);
+    std::set<std::string> drained_ids() const;
+    // An id for a worker that joins later (a spawned worker is named before it listens).
+    std::string new_id();
 
     // Starts polling every worker's /health; stop() ends it.
     void start();
@@ -104,6 +119,8 @@ private:
     boost::asio::steady_timer timer_;
     std::mt19937_64 rng_;
     size_t next_ = 0;  // round-robin position
+    int next_id_ = 0;  // "w<n>" for the next worker without an id
+    std::set<std::string> drained_;  // ids, so a restarted worker stays drained
     std::function<void(const std::string& url)> on_ejected_;
     bool stopped_ = false;
 };

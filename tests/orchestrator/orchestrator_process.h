@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <sys/wait.h>
@@ -53,6 +54,7 @@ public:
         }
     }
     ~OrchestratorProcess() {
+        if (exited_) return;
         kill(pid_, SIGTERM);
         int st = 0;
         for (int i = 0; i < 500 && waitpid(pid_, &st, WNOHANG) == 0; ++i)
@@ -66,6 +68,18 @@ public:
     OrchestratorProcess& operator=(const OrchestratorProcess&) = delete;
 
     int port() const { return port_; }
+    pid_t pid() const { return pid_; }
+    // Its exit code once it ended within `timeout` (-1: killed by a signal); nullopt if still running.
+    std::optional<int> wait_exit(std::chrono::seconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        int st = 0;
+        while (waitpid(pid_, &st, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        exited_ = true;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    }
     std::string log() const {
         std::ifstream in(log_, std::ios::binary);
         return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -85,6 +99,7 @@ public:
 private:
     static inline int count_ = 0;
     pid_t pid_ = -1;
+    bool exited_ = false;  // reaped by wait_exit
     int port_ = 0;
     std::filesystem::path log_;
 };
