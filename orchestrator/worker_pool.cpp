@@ -119,6 +119,7 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         w->status.running = j.value("sequences_running", 0);
         w->status.waiting = j.value("queue_length", 0);
         w->status.context_size = j.value("context_size", 0);
+        w->status.sequences_max = j.value("sequences_max", 0);
     };
     call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
                   std::move(h));
@@ -129,21 +130,26 @@ const char* WorkerPool::policy_name() const {
 }
 
 WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<std::string>& exclude,
-                                      int64_t tokens, const std::string& reason) {
+                                      int64_t tokens, const std::string& reason, std::optional<int> room) {
     std::unique_lock lock(mu_);
     std::vector<size_t> eligible;
-    bool known = false;
+    bool known = false, full = false;
     for (size_t i = 0; i < workers_.size(); ++i) {
         const WorkerStatus& s = workers_[i]->status;
         const bool serves = model.empty() || s.model == model;
         known = known || serves || s.model.empty();  // a worker never heard from may serve it
-        if (serves && s.state == WorkerState::ready && !exclude.contains(s.url)) eligible.push_back(i);
+        if (!serves || s.state != WorkerState::ready || exclude.contains(s.url)) continue;
+        const bool at_capacity = room && s.sequences_max > 0 && s.requests_here >= s.sequences_max + *room;
+        full = full || at_capacity;
+        if (!at_capacity) eligible.push_back(i);
     }
     Choice c;
     if (eligible.empty()) {
-        c.why = known ? NoWorker::none_ready : NoWorker::unknown_model;
+        c.why = full ? NoWorker::all_full : known ? NoWorker::none_ready : NoWorker::unknown_model;
         lock.unlock();
-        metrics_.count_routing(policy_name(), c.why == NoWorker::none_ready ? "no_ready_worker" : "unknown_model");
+        metrics_.count_routing(policy_name(), c.why == NoWorker::all_full     ? "all_full"
+                                              : c.why == NoWorker::none_ready ? "no_ready_worker"
+                                                                              : "unknown_model");
         return c;
     }
     size_t pick = eligible[0];
@@ -161,6 +167,7 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
         pick = ties[std::uniform_int_distribution<size_t>(0, ties.size() - 1)(rng_)];
     }
     workers_[pick]->status.outstanding_tokens += tokens;
+    ++workers_[pick]->status.requests_here;
     c.lease = std::make_unique<Lease>(*this, pick, tokens);
     lock.unlock();
     metrics_.count_routing(policy_name(), reason);
@@ -168,8 +175,12 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
 }
 
 WorkerPool::Lease::~Lease() {
-    std::lock_guard lock(pool_.mu_);
-    pool_.workers_[index_]->status.outstanding_tokens -= tokens_;
+    {
+        std::lock_guard lock(pool_.mu_);
+        pool_.workers_[index_]->status.outstanding_tokens -= tokens_;
+        --pool_.workers_[index_]->status.requests_here;
+    }
+    if (pool_.on_released_) pool_.on_released_();
 }
 
 const WorkerUrl& WorkerPool::Lease::worker() const { return pool_.workers_[index_]->url; }

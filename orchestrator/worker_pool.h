@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -28,11 +29,13 @@ struct WorkerStatus {
     std::string model, backend, device;  // from its last /health that carried them
     int running = 0, waiting = 0;
     int context_size = 0;            // tokens per sequence, 0 until known
+    int sequences_max = 0;           // the worker's --max-seqs, 0 until known
+    int requests_here = 0;           // requests this orchestrator has running there (its Leases)
     int64_t outstanding_tokens = 0;  // routed here by this orchestrator and not produced yet
 };
 
 // Why no worker was chosen.
-enum class NoWorker { unknown_model, none_ready };
+enum class NoWorker { unknown_model, none_ready, all_full };
 
 class WorkerPool {
 public:
@@ -76,8 +79,13 @@ public:
     };
     // A ready worker serving `model` (empty: any) not in `exclude` (URLs), by the policy; `tokens`
     // is the load the request adds; `reason` labels the decision in /metrics (initial, retry, failover).
+    // With `room`, only workers whose requests_here are below sequences_max + *room (all_full when
+    // every ready one is at it); without, capacity is not looked at (retries and failovers).
     Choice choose(const std::string& model, const std::set<std::string>& exclude, int64_t tokens,
-                  const std::string& reason);
+                  const std::string& reason, std::optional<int> room = std::nullopt);
+
+    // Called (no lock held) whenever a Lease ends: room on a worker for a queued request. Before start().
+    void on_released(std::function<void()> listener) { on_released_ = std::move(listener); }
 
     // Called (on a client thread, no lock held) when a ready worker stops answering its health polls:
     // its running streams will not end by themselves when it hangs without closing them. Before start().
@@ -105,6 +113,7 @@ private:
     std::mt19937_64 rng_;
     size_t next_ = 0;  // round-robin position
     std::function<void(const std::string& url)> on_ejected_;
+    std::function<void()> on_released_;
     bool stopped_ = false;
 };
 
