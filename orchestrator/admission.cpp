@@ -260,8 +260,8 @@ std::string Admission::render_metrics() const {
     o << "# HELP loom_orchestrator_rate_limited_total Requests over an API key's limit, by key name and limit.\n"
       << "# TYPE loom_orchestrator_rate_limited_total counter\n";
     for (const auto& [key, n] : rate_limited_)
-        o << "loom_orchestrator_rate_limited_total{key=\"" << label(key.first) << "\",limit=\"" << key.second << "\"} " << n
-          << "\n";
+        o << "loom_orchestrator_rate_limited_total{key=\"" << label(key.first) << "\",limit=\"" << key.second
+          << "\"} " << n << "\n";
     o << "# HELP loom_orchestrator_timeouts_total Requests ended by their timeout.\n"
       << "# TYPE loom_orchestrator_timeouts_total counter\n"
       << "loom_orchestrator_timeouts_total " << timeouts_ << "\n";

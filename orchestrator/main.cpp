@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
     std::string key_file;
     app.add_option("--api-keys", key_file,
                    "JSON file of keys with names and per-minute limits (docs/ORCHESTRATOR.md); adds to --api-key");
-    app.add_option("--queue-size", o.queue_size, "Requests that may wait per model when every worker is full (default 1024)")
+    app.add_option("--queue-size", o.queue_size,
+                   "Requests that may wait per model when every worker is full (default 1024)")
         ->check(CLI::Range(0, 1'000'000));
     app.add_option("--promote-after", o.promote_after_s,
                    "Seconds after which a waiting batch request counts as interactive (default 10)")

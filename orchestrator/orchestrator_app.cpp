@@ -232,7 +232,8 @@ struct OrchestratorApp::State {
         for (const WorkerStatus& w : pool.status())
             workers.push_back({{"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
-                               {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens}});
+                               {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
+                               {"sequences_max", w.sequences_max}, {"requests_here", w.requests_here}});
         const bool ok = pool.any_ready();
         return json_response(ok ? 200 : 503, {{"status", ok ? "ok" : "no_worker_ready"}, {"workers", workers}});
     }

@@ -30,7 +30,9 @@ std::string target_of(bool chat) { return chat ? "/v1/chat/completions" : "/v1/c
 
 }  // namespace
 
-int64_t initial_load(const ProxiedRequest& req) { return req.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess; }
+int64_t initial_load(const ProxiedRequest& req) {
+    return req.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess;
+}
 
 ProxyProducer::~ProxyProducer() {
     if (call_) call_->cancel();
@@ -42,7 +44,8 @@ std::optional<HttpResponse> ProxyProducer::route() {
     if (d.refusal) return std::move(d.refusal);
     lease_ = std::move(d.lease);
     ticket_ = d.ticket;
-    if (ticket_) log()->debug("{}: every worker is full; queued as {}", req_.id, priority_name(req_.admission.priority));
+    if (ticket_)
+        log()->debug("{}: every worker is full; queued as {}", req_.id, priority_name(req_.admission.priority));
     arm_timeout();
     return std::nullopt;
 }
@@ -50,8 +53,8 @@ std::optional<HttpResponse> ProxyProducer::route() {
 void ProxyProducer::start(std::function<void()> notify) {
     std::lock_guard lock(mu_);
     notify_ = std::move(notify);
-    if (answer_) return wake();  // refused or timed out while queued
     if (launched_ || ticket_) return;  // the second start (a whole answer turned stream), or queued
+    if (answer_) return wake();        // refused or timed out while queued
     begin();
 }
 

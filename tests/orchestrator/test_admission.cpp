@@ -66,6 +66,11 @@ struct OneSlot {
         return s;
     }
     double queued(const std::string& cls) { return metric(orch.port(), depth(cls)); }
+    // The requests the orchestrator's /health counts on the worker.
+    int requests_here() {
+        const json h = json::parse(http_request(orch.port(), "GET", "/health").body);
+        return h.at("workers").at(0).at("requests_here").get<int>();
+    }
 };
 
 std::string error_code(const std::string& body) {
@@ -195,6 +200,7 @@ TEST_CASE("every worker full: queued in priority order, 429 + Retry-After past t
     CHECK(error_code(full.body) == "queue_full");
     CHECK(metric(c.orch.port(), "loom_orchestrator_rejected_total{reason=\"queue_full\"}") == 1);
     CHECK(metric(c.worker.port(), kRunning) == 1);  // the orchestrator kept them off the full worker
+    CHECK(c.requests_here() == 1);
 
     // The slot frees: the later interactive request goes first, the batch one still waits.
     a->disconnect();
@@ -209,6 +215,7 @@ TEST_CASE("every worker full: queued in priority order, 429 + Retry-After past t
     second->disconnect();
     wait_metric(c.worker.port(), kRunning, 0);
     wait_metric(c.worker.port(), kKvUsage, 0);
+    CHECK(eventually([&] { return c.requests_here() == 0; }));
 }
 
 TEST_CASE("a batch request waiting longer than --promote-after goes before a later interactive one",
