@@ -59,8 +59,8 @@ struct OneSlot {
     explicit OneSlot(std::vector<std::string> flags) : orch({worker.port()}, std::move(flags)) {}
 
     // A long stream that holds the worker's only sequence (its first event read).
-    std::unique_ptr<SseStream> occupy() {
-        auto s = std::make_unique<SseStream>(orch.port(), "/v1/completions", kLong.dump());
+    std::unique_ptr<SseStream> occupy(const json& body = kLong) {
+        auto s = std::make_unique<SseStream>(orch.port(), "/v1/completions", body.dump());
         REQUIRE(s->status() == 200);
         REQUIRE(s->next());
         return s;
@@ -261,8 +261,8 @@ TEST_CASE("a client that leaves while queued is out of the queue at once; one th
 
 TEST_CASE("timeout: a stream ends with a timeout error event, a whole answer is a 504, also while queued",
           "[admission][timeout]") {
-    OneSlot c({});
-    SseStream s(c.orch.port(), "/v1/completions", with(kLong, {{"timeout", 0.3}}).dump());
+    OneSlot c({"--request-timeout", "0.3"});
+    SseStream s(c.orch.port(), "/v1/completions", kLong.dump());  // --request-timeout's
     REQUIRE(s.status() == 200);
     std::vector<std::string> events;
     while (auto ev = s.next()) events.push_back(*ev);
@@ -280,7 +280,7 @@ TEST_CASE("timeout: a stream ends with a timeout error event, a whole answer is 
     CHECK(error_param(r) == "timeout");
     wait_metric(c.worker.port(), kRunning, 0);
 
-    auto a = c.occupy();
+    auto a = c.occupy(with(kLong, {{"timeout", 60}}));  // its own timeout instead of the default
     const HttpReply waited = post(c.orch.port(), "/v1/completions", whole);
     CHECK(waited.status == 504);
     CHECK(c.queued("interactive") == 0);
