@@ -15,6 +15,7 @@ namespace {
 enum class Kind {
     string,   // "host": "0.0.0.0"
     integer,  // "port": 9000
+    number,   // "promote_after": 2.5
     strings,  // "workers": ["http://...", ...]: the flag once per element
     list,     // "gpus": [0, 1] or ["GPU-UUID", ...]: one comma-separated value
 };
@@ -42,12 +43,18 @@ constexpr Key kKeys[] = {
     {"cpu_workers", "--cpu-workers", Kind::integer},
     {"worker_bin", "--worker-bin", Kind::string},
     {"worker_args", "--worker-arg", Kind::strings},
+    {"api_keys_file", "--api-keys", Kind::string},
+    {"queue_size", "--queue-size", Kind::integer},
+    {"promote_after", "--promote-after", Kind::number},
+    {"worker_queue", "--worker-queue", Kind::integer},
+    {"request_timeout", "--request-timeout", Kind::number},
 };
 
 const char* expected(Kind k) {
     switch (k) {
         case Kind::string: return "a string";
         case Kind::integer: return "an integer";
+        case Kind::number: return "a number";
         case Kind::strings: return "an array of strings";
         case Kind::list: return "an array of integers or strings";
     }
@@ -63,6 +70,7 @@ std::optional<std::vector<std::string>> flag_values(const json& v, Kind k) {
     };
     if (k == Kind::string && v.is_string()) return std::vector<std::string>{v.get<std::string>()};
     if (k == Kind::integer && v.is_number_integer()) return std::vector<std::string>{v.dump()};
+    if (k == Kind::number && v.is_number()) return std::vector<std::string>{v.dump()};
     if ((k != Kind::strings && k != Kind::list) || !v.is_array()) return std::nullopt;
     std::vector<std::string> out;
     for (const json& e : v) {

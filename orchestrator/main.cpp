@@ -68,6 +68,21 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1024));
     app.add_option("--worker-bin", o.spawn.worker_bin, "loom-worker to spawn (default: beside this executable)");
     app.add_option("--worker-arg", o.spawn.worker_args, "An argument for spawned workers (repeatable: --worker-arg=--max-seqs --worker-arg=8)");
+    std::string key_file;
+    app.add_option("--api-keys", key_file,
+                   "JSON file of keys with names and per-minute limits (docs/ORCHESTRATOR.md); adds to --api-key");
+    app.add_option("--queue-size", o.queue_size,
+                   "Requests that may wait per model when every worker is full (default 1024)")
+        ->check(CLI::Range(0, 1'000'000));
+    app.add_option("--promote-after", o.promote_after_s,
+                   "Seconds after which a waiting batch request counts as interactive (default 10)")
+        ->check(CLI::Range(0.0, 86'400.0));
+    app.add_option("--worker-queue", o.worker_queue,
+                   "Requests placed on a worker beyond its sequences_max, in its own queue (default 0)")
+        ->check(CLI::Range(0, 100'000));
+    app.add_option("--request-timeout", o.request_timeout_s,
+                   "Seconds a request without its own `timeout` may take (default 0: no limit)")
+        ->check(CLI::Range(0.0, 86'400.0));
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     if (const auto code = parse(app, argc, argv, config_path)) return *code;
     try {
@@ -77,6 +92,7 @@ int main(int argc, char** argv) {
             for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
                 if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn");
         for (const auto& u : worker_urls) o.workers.push_back(parse_worker_url(u));
+        if (!key_file.empty()) o.key_file = load_key_file(key_file);
         configure_logging(log_level);
     } catch (const std::invalid_argument& e) {
         std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "orchestrator/key_file.h"
+
 namespace loom::orchestrator {
 
 // Exit codes, as loom-worker's: 2 for bad flags or input, 1 for a failure while running.
@@ -46,6 +48,11 @@ struct Options {
     Routing routing = Routing::least_load;
     int retries = 2;
     std::vector<std::string> api_keys;
+    std::vector<KeyEntry> key_file;  // --api-keys: keys with names and limits
+    size_t queue_size = 1024;        // requests waiting per model when every worker is full
+    double promote_after_s = 10;     // a waiting batch request counts as interactive after this
+    int worker_queue = 0;            // requests placed on a worker beyond its sequences_max
+    double request_timeout_s = 0;    // a request without `timeout` gets this one (0: none)
     int http_threads = 2;
     int client_threads = 2;
     SpawnOptions spawn;

@@ -18,6 +18,7 @@
 #include "http/http_server.h"
 #include "http/secure_random.h"
 #include "orchestrator/admin_api.h"
+#include "orchestrator/admission.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/proxy.h"
 #include "orchestrator/spawn_plan.h"
@@ -95,7 +96,9 @@ struct OrchestratorApp::State {
     boost::asio::io_context ioc;  // the client side: health polls and upstream calls
     Metrics metrics;
     WorkerPool pool;
+    Admission admission;
     http::ApiKeys keys;
+    std::map<std::string, KeyEntry> key_entries;  // --api-keys, by key
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server;
@@ -106,7 +109,19 @@ struct OrchestratorApp::State {
     explicit State(Options options)
         : o(std::move(options)),
           pool(ioc, o.workers, o.routing, metrics),
-          keys(o.api_keys) {}
+          admission(ioc, pool,
+                    AdmissionOptions{o.queue_size,
+                                     std::chrono::milliseconds(static_cast<int64_t>(o.promote_after_s * 1000)),
+                                     o.worker_queue}),
+          keys(all_keys(o)) {
+        for (const KeyEntry& k : o.key_file) key_entries[k.key] = k;
+    }
+
+    static std::vector<std::string> all_keys(const Options& o) {
+        std::vector<std::string> keys = o.api_keys;
+        for (const KeyEntry& k : o.key_file) keys.push_back(k.key);
+        return keys;
+    }
 
     // The route's handler behind the API-key check.
     HttpServer::Handler guarded(HttpServer::Handler h) const { return keys.guarded(std::move(h)); }
@@ -132,6 +147,8 @@ struct OrchestratorApp::State {
         p.body["return_token_ids"] = true;
         p.id = (chat ? "chatcmpl-" : "cmpl-") + http::random_hex(12);
         p.authorization = req.header("authorization");
+        p.admission = take_admission_fields(p.body);
+        if (!p.admission.timeout_s && o.request_timeout_s > 0) p.admission.timeout_s = o.request_timeout_s;
         return p;
     }
 
@@ -146,6 +163,9 @@ struct OrchestratorApp::State {
         } catch (const json::exception& e) {
             metrics.count_request(400);
             return error_response(400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error");
+        } catch (const BadField& e) {
+            metrics.count_request(400);
+            return error_response(400, e.what(), "invalid_request_error", e.param);
         } catch (const std::domain_error& e) {
             metrics.count_request(400);
             return error_response(400, std::string(e.what()) + " has the wrong type", "invalid_request_error", e.what());
@@ -153,9 +173,15 @@ struct OrchestratorApp::State {
             metrics.count_request(400);
             return error_response(400, e.what(), "invalid_request_error");
         }
+        if (auto over = limit_key(req, p)) {
+            metrics.count_request(over->status);
+            return *over;
+        }
         const std::string id = p.id;
         const bool stream = p.stream;
-        auto producer = std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries}, std::move(p));
+        const std::string key_name = p.key_name;
+        auto producer =
+            std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries, admission}, std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request(refused->status);
             return *refused;
@@ -165,10 +191,21 @@ struct OrchestratorApp::State {
             std::erase_if(live, [](const auto& kv) { return kv.second.expired(); });
             live[id] = producer;
         }
-        log()->debug("{} {}: {}{}", req.method, req.path, id, stream ? ", streaming" : "");
+        log()->debug("{} {}: {}{}{}", req.method, req.path, id, stream ? ", streaming" : "",
+                     key_name.empty() ? "" : ", key " + key_name);
         HttpResponse r;
         r.producer = producer;  // a whole answer at first; a 200 stream upstream makes it a stream
         return r;
+    }
+
+    // The key's name for the logs, and 429 when the key from --api-keys is over its limits.
+    std::optional<HttpResponse> limit_key(const HttpRequest& req, ProxiedRequest& p) {
+        const auto key = keys.match(req.header("authorization"));
+        if (!key) return std::nullopt;
+        const auto it = key_entries.find(*key);
+        if (it == key_entries.end()) return std::nullopt;
+        p.key_name = it->second.name;
+        return admission.limit(it->second, initial_load(p));
     }
 
     // POST /cancel {"id"}: forwarded to the worker running that request under its own id, with the
@@ -210,6 +247,7 @@ struct OrchestratorApp::State {
             workers.push_back({{"id", w.id}, {"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
                                {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
+                               {"sequences_max", w.sequences_max}, {"requests_here", w.requests_here},
                                {"drained", w.drained}});
         const bool ok = pool.any_ready() && !stopping;
         const char* status = stopping ? "draining" : ok ? "ok" : "no_worker_ready";
@@ -230,7 +268,7 @@ struct OrchestratorApp::State {
         server.route("GET", "/metrics", [this](const HttpRequest&) {
             HttpResponse r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-            r.body = metrics.render(pool.count_by_state());
+            r.body = metrics.render(pool.count_by_state()) + admission.render_metrics();
             return r;
         });
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
@@ -318,6 +356,7 @@ int OrchestratorApp::run() {
         }
         for (const auto& p : running) p->worker_lost(url);
     });
+    s.admission.start();
     s.pool.start();
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
@@ -332,6 +371,7 @@ int OrchestratorApp::run() {
     s.server.stop(std::chrono::milliseconds(2000));
     if (s.supervisor) s.supervisor->stop(kWorkerStopGrace);
     s.pool.stop();
+    s.admission.stop();
     work.reset();
     s.ioc.stop();
     for (auto& t : threads) t.join();

@@ -3,6 +3,7 @@
 #include "orchestrator/proxy.h"
 
 #include <algorithm>
+#include <sstream>
 #include <spdlog/spdlog.h>
 
 namespace loom::orchestrator {
@@ -42,32 +43,98 @@ void chat_to_completions(json& body) {
 
 }  // namespace
 
+int64_t initial_load(const ProxiedRequest& req) {
+    return req.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess;
+}
+
 ProxyProducer::~ProxyProducer() {
     if (call_) call_->cancel();
 }
 
 std::optional<HttpResponse> ProxyProducer::route() {
-    const int64_t tokens = req_.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess;
-    auto choice = ctx_.pool.choose(req_.model, {}, tokens, "initial");
-    if (choice.lease) {
-        lease_ = std::move(choice.lease);
-        return std::nullopt;
-    }
-    if (choice.why == NoWorker::unknown_model)
-        return http::error_response(404, "the model '" + req_.model + "' does not exist on any worker",
-                                    "invalid_request_error", "model", "model_not_found");
-    HttpResponse r = http::error_response(503, "no worker is ready", "service_unavailable");
-    r.headers.emplace_back("Retry-After", "1");
-    return r;
+    std::lock_guard lock(mu_);
+    auto d = ctx_.admission.admit(shared_from_this(), req_.model, req_.admission.priority, initial_load(req_));
+    if (d.refusal) return std::move(d.refusal);
+    lease_ = std::move(d.lease);
+    ticket_ = d.ticket;
+    if (ticket_)
+        log()->debug("{}: every worker is full; queued as {}", req_.id, priority_name(req_.admission.priority));
+    arm_timeout();
+    return std::nullopt;
 }
 
 void ProxyProducer::start(std::function<void()> notify) {
     std::lock_guard lock(mu_);
     notify_ = std::move(notify);
-    if (launched_) return;  // the second start, when the whole answer turned into a stream
+    if (launched_ || ticket_) return;  // the second start (a whole answer turned stream), or queued
+    if (answer_) return wake();        // refused or timed out while queued
+    begin();
+}
+
+void ProxyProducer::admitted(std::unique_ptr<WorkerPool::Lease> lease) {
+    std::lock_guard lock(mu_);
+    if (abandoned_ || !ticket_) return;  // left or timed out meanwhile: the lease goes back
+    ticket_.reset();
+    lease_ = std::move(lease);
+    if (notify_) begin();  // else start() will
+}
+
+void ProxyProducer::refused(HttpResponse response) {
+    std::lock_guard lock(mu_);
+    if (abandoned_ || !ticket_) return;
+    ticket_.reset();
+    for (auto& h : headers()) response.headers.push_back(std::move(h));
+    ctx_.metrics.count_request(response.status);
+    answer_ = std::move(response);
+    wake();
+}
+
+// The first call upstream, once the request has its worker (mu_ held).
+void ProxyProducer::begin() {
     launched_ = true;
     rules_ = RelayRules{req_.id, req_.chat, req_.want_token_ids, false, 0};
     launch(target_of(req_.chat), req_.body);
+}
+
+// The timeout counts from the request's arrival, its time in the queue included (mu_ held).
+void ProxyProducer::arm_timeout() {
+    if (!req_.admission.timeout_s) return;
+    deadline_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(*req_.admission.timeout_s)));
+    std::weak_ptr<ProxyProducer> weak = weak_from_this();
+    deadline_.async_wait([weak](boost::system::error_code ec) {
+        if (auto self = weak.lock(); self && !ec) self->on_timeout();
+    });
+}
+
+// Out of time: out of the queue, or the upstream call cancelled (the worker frees the sequence); a
+// whole answer becomes a 504, a stream already started ends with an error event and [DONE].
+void ProxyProducer::on_timeout() {
+    std::lock_guard lock(mu_);
+    if (abandoned_ || done_ || done_seen_ || (answer_given_ && !committed_) || (answer_ && !committed_)) return;
+    ctx_.admission.count_timeout();
+    if (ticket_) ctx_.admission.withdraw(*ticket_);
+    ticket_.reset();
+    if (call_) call_->cancel();
+    call_.reset();
+    ++call_number_;  // whatever the cancelled call still delivers is ignored
+    std::ostringstream limit;
+    limit << *req_.admission.timeout_s;
+    const std::string message = "the request did not finish within its timeout of " + limit.str() + " s";
+    log()->info("{}: {}", req_.id, message);
+    if (committed_) {
+        out_ += sse({{"error", {{"message", message}, {"type", "timeout_error"}, {"param", "timeout"},
+                                {"code", "timeout"}}}});
+        out_ += "data: [DONE]\n\n";
+        done_ = true;
+    } else {
+        HttpResponse r = http::error_response(504, message, "timeout_error", "timeout", "timeout");
+        for (auto& h : headers()) r.headers.push_back(std::move(h));
+        ctx_.metrics.count_request(504);
+        answer_ = std::move(r);
+    }
+    lease_.reset();
+    wake();
 }
 
 // Sends `body` to the leased worker (mu_ held).
@@ -311,6 +378,9 @@ ProxyProducer::Progress ProxyProducer::poll() {
 void ProxyProducer::abandoned() {
     std::lock_guard lock(mu_);
     abandoned_ = true;
+    if (ticket_) ctx_.admission.withdraw(*ticket_);  // a queued request leaves the queue at once
+    ticket_.reset();
+    deadline_.cancel();
     if (call_) call_->cancel();  // the worker sees its client leave and frees the sequence
     call_.reset();
     lease_.reset();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "http/http_server.h"
+#include "orchestrator/admission.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/sse_relay.h"
 #include "orchestrator/upstream.h"
@@ -25,6 +27,7 @@ struct ProxyContext {
     WorkerPool& pool;
     Metrics& metrics;
     int retries;
+    Admission& admission;
 };
 
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).
@@ -38,16 +41,27 @@ struct ProxiedRequest {
     std::optional<int64_t> max_tokens;  // as the client gave it (chat: max_completion_tokens or max_tokens)
     std::string seed;        // X-Seed
     std::string authorization;  // forwarded as it came ("" when none)
+    AdmissionFields admission;  // priority and timeout, taken out of the body
+    std::string key_name;       // the API key's name from --api-keys, for logs ("" when none)
 };
 
-class ProxyProducer : public http::ResponseProducer, public std::enable_shared_from_this<ProxyProducer> {
+// The load a request adds when it starts: max_tokens (256 when absent) plus a guess for its prompt.
+int64_t initial_load(const ProxiedRequest& req);
+
+class ProxyProducer : public http::ResponseProducer,
+                      public Waiter,
+                      public std::enable_shared_from_this<ProxyProducer> {
 public:
-    ProxyProducer(ProxyContext ctx, ProxiedRequest req) : ctx_(ctx), req_(std::move(req)) {}
+    ProxyProducer(ProxyContext ctx, ProxiedRequest req) : ctx_(ctx), req_(std::move(req)), deadline_(ctx_.ioc) {}
     ~ProxyProducer() override;
 
-    // Picks the first worker now, so the handler can answer 404 or 503 at once; nullopt when one was
-    // chosen (the producer then answers), else that error.
+    // Picks the first worker now, or a place in the queue when every worker is full, so the handler
+    // can answer 404, 503 or 429 at once; nullopt when the producer answers, else that error.
     std::optional<http::HttpResponse> route();
+
+    // From the queue: a worker for this request, or the answer that none can serve it.
+    void admitted(std::unique_ptr<WorkerPool::Lease> lease) override;
+    void refused(http::HttpResponse response) override;
 
     void start(std::function<void()> notify) override;
     Progress poll() override;
@@ -61,6 +75,9 @@ public:
     std::optional<std::pair<WorkerUrl, std::string>> live_upstream() const;
 
 private:
+    void begin();
+    void arm_timeout();
+    void on_timeout();
     void launch(const std::string& target, const nlohmann::json& body);
     void on_head(uint64_t call, int status, const http::HttpHeaders& headers);
     void on_data(uint64_t call, std::string data);
@@ -80,6 +97,8 @@ private:
     std::function<void()> notify_;
     bool launched_ = false;
     bool abandoned_ = false;
+    std::optional<uint64_t> ticket_;      // waiting in the admission queue
+    boost::asio::steady_timer deadline_;  // the request's timeout, when it has one
     std::unique_ptr<WorkerPool::Lease> lease_;
     std::shared_ptr<UpstreamCall> call_;
     uint64_t call_number_ = 0;  // handlers of an earlier (cancelled) call are ignored

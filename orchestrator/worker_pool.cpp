@@ -37,7 +37,6 @@ struct WorkerPool::Worker {
     bool polling = false;  // a /health call is in flight
     int timeouts = 0;      // timed-out polls in a row
     bool retired = false;  // gone for good (retire())
-    int leases = 0;        // Leases holding this entry's index: it is not reused before they end
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -68,7 +67,7 @@ std::string WorkerPool::join(const WorkerUrl& url, const std::string& origin, co
     w->status.id = id.empty() ? "w" + std::to_string(next_id_++) : id;
     // Leases hold indexes: an entry is replaced only once retired and free, never removed.
     const auto free = std::find_if(workers_.begin(), workers_.end(),
-                                   [](const auto& old) { return old->retired && old->leases == 0 && !old->polling; });
+                                   [](const auto& old) { return old->retired && old->status.requests_here == 0 && !old->polling; });
     if (free != workers_.end()) *free = w;
     else workers_.push_back(w);
     return w->status.id;
@@ -158,6 +157,7 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         w->status.running = j.value("sequences_running", 0);
         w->status.waiting = j.value("queue_length", 0);
         w->status.context_size = j.value("context_size", 0);
+        w->status.sequences_max = j.value("sequences_max", 0);
     };
     call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
                   std::move(h));
@@ -168,23 +168,27 @@ const char* WorkerPool::policy_name() const {
 }
 
 WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<std::string>& exclude,
-                                      int64_t tokens, const std::string& reason) {
+                                      int64_t tokens, const std::string& reason, std::optional<int> room) {
     std::unique_lock lock(mu_);
     std::vector<size_t> eligible;
-    bool known = false;
+    bool known = false, full = false;
     for (size_t i = 0; i < workers_.size(); ++i) {
         const WorkerStatus& s = workers_[i]->status;
         if (workers_[i]->retired) continue;
         const bool serves = model.empty() || s.model == model;
         known = known || serves || s.model.empty();  // a worker never heard from may serve it
-        if (serves && s.state == WorkerState::ready && !exclude.contains(s.url) && !drained_.contains(s.id))
-            eligible.push_back(i);
+        if (!serves || s.state != WorkerState::ready || exclude.contains(s.url) || drained_.contains(s.id)) continue;
+        const bool at_capacity = room && s.sequences_max > 0 && s.requests_here >= s.sequences_max + *room;
+        full = full || at_capacity;
+        if (!at_capacity) eligible.push_back(i);
     }
     Choice c;
     if (eligible.empty()) {
-        c.why = known ? NoWorker::none_ready : NoWorker::unknown_model;
+        c.why = full ? NoWorker::all_full : known ? NoWorker::none_ready : NoWorker::unknown_model;
         lock.unlock();
-        metrics_.count_routing(policy_name(), c.why == NoWorker::none_ready ? "no_ready_worker" : "unknown_model");
+        metrics_.count_routing(policy_name(), c.why == NoWorker::all_full     ? "all_full"
+                                              : c.why == NoWorker::none_ready ? "no_ready_worker"
+                                                                              : "unknown_model");
         return c;
     }
     size_t pick = eligible[0];
@@ -202,7 +206,7 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
         pick = ties[std::uniform_int_distribution<size_t>(0, ties.size() - 1)(rng_)];
     }
     workers_[pick]->status.outstanding_tokens += tokens;
-    ++workers_[pick]->leases;
+    ++workers_[pick]->status.requests_here;
     c.lease = std::make_unique<Lease>(*this, pick, tokens);
     lock.unlock();
     metrics_.count_routing(policy_name(), reason);
@@ -210,9 +214,12 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
 }
 
 WorkerPool::Lease::~Lease() {
-    std::lock_guard lock(pool_.mu_);
-    pool_.workers_[index_]->status.outstanding_tokens -= tokens_;
-    --pool_.workers_[index_]->leases;
+    {
+        std::lock_guard lock(pool_.mu_);
+        pool_.workers_[index_]->status.outstanding_tokens -= tokens_;
+        --pool_.workers_[index_]->status.requests_here;
+    }
+    if (pool_.on_released_) pool_.on_released_();
 }
 
 // Under the lock: join() may grow the vector meanwhile. The Worker itself never moves.

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -31,11 +32,13 @@ struct WorkerStatus {
     std::string model, backend, device;  // from its last /health that carried them
     int running = 0, waiting = 0;
     int context_size = 0;            // tokens per sequence, 0 until known
+    int sequences_max = 0;           // the worker's --max-seqs, 0 until known
+    int requests_here = 0;           // requests this orchestrator has running there (its Leases)
     int64_t outstanding_tokens = 0;  // routed here by this orchestrator and not produced yet
 };
 
 // Why no worker was chosen.
-enum class NoWorker { unknown_model, none_ready };
+enum class NoWorker { unknown_model, none_ready, all_full };
 
 class WorkerPool {
 public:
@@ -91,8 +94,13 @@ public:
     };
     // A ready worker serving `model` (empty: any) not in `exclude` (URLs), by the policy; `tokens`
     // is the load the request adds; `reason` labels the decision in /metrics (initial, retry, failover).
+    // With `room`, only workers whose requests_here are below sequences_max + *room (all_full when
+    // every ready one is at it); without, capacity is not looked at (retries and failovers).
     Choice choose(const std::string& model, const std::set<std::string>& exclude, int64_t tokens,
-                  const std::string& reason);
+                  const std::string& reason, std::optional<int> room = std::nullopt);
+
+    // Called (no lock held) whenever a Lease ends: room on a worker for a queued request. Before start().
+    void on_released(std::function<void()> listener) { on_released_ = std::move(listener); }
 
     // Called (on a client thread, no lock held) when a ready worker stops answering its health polls:
     // its running streams will not end by themselves when it hangs without closing them. Before start().
@@ -122,6 +130,7 @@ private:
     int next_id_ = 0;  // "w<n>" for the next worker without an id
     std::set<std::string> drained_;  // ids, so a restarted worker stays drained
     std::function<void(const std::string& url)> on_ejected_;
+    std::function<void()> on_released_;
     bool stopped_ = false;
 };
 
