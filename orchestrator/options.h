@@ -27,13 +27,16 @@ struct WorkerUrl {
 // "http://HOST:PORT" with an optional trailing '/'; no path, no https (the workers speak plain HTTP).
 WorkerUrl parse_worker_url(const std::string& url);
 
-enum class Routing { least_load, round_robin };
+enum class Routing { least_load, round_robin, prefix };
+// As --routing spells it: "least-load", "round-robin", "prefix".
+const char* routing_name(Routing r);
 
 struct Options {
     std::vector<WorkerUrl> workers;
     std::string host = "127.0.0.1";
     int port = 9000;
-    Routing routing = Routing::least_load;
+    Routing routing = Routing::prefix;
+    std::vector<std::string> tokenizers;  // GGUF files whose tokenizers prefix routing uses (--tokenizer)
     int retries = 2;
     std::vector<std::string> api_keys;
     int http_threads = 2;

@@ -5,6 +5,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include "http/http_server.h"
 #include "http/secure_random.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/prefix_router.h"
 #include "orchestrator/proxy.h"
 #include "orchestrator/upstream.h"
 #include "orchestrator/worker_pool.h"
@@ -88,6 +90,7 @@ struct OrchestratorApp::State {
     boost::asio::io_context ioc;  // the client side: health polls and upstream calls
     Metrics metrics;
     WorkerPool pool;
+    PrefixRouter router;
     http::ApiKeys keys;
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
@@ -96,6 +99,7 @@ struct OrchestratorApp::State {
     explicit State(Options options)
         : o(std::move(options)),
           pool(ioc, o.workers, o.routing, metrics),
+          router(o.routing),
           keys(o.api_keys) {}
 
     // The route's handler behind the API-key check.
@@ -122,6 +126,8 @@ struct OrchestratorApp::State {
         p.body["return_token_ids"] = true;
         p.id = (chat ? "chatcmpl-" : "cmpl-") + http::random_hex(12);
         p.authorization = req.header("authorization");
+        p.session = req.header("x-session-id");
+        if (p.session.empty() && field("user").is_string()) p.session = field("user").get<std::string>();
         return p;
     }
 
@@ -141,7 +147,7 @@ struct OrchestratorApp::State {
         }
         const std::string id = p.id;
         const bool stream = p.stream;
-        auto producer = std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries}, std::move(p));
+        auto producer = std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries, &router}, std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request(refused->status);
             return *refused;
@@ -236,6 +242,15 @@ int OrchestratorApp::run() {
     s.add_routes();
     uint16_t port = 0;
     try {
+        for (const std::string& path : s.o.tokenizers) {
+            const std::string model = std::filesystem::path(path).stem().string();  // the worker's name for it
+            try {
+                s.router.add_tokenizer(model, path);
+            } catch (const std::exception& e) {
+                throw std::runtime_error("--tokenizer " + path + ": " + e.what());
+            }
+            log()->info("tokenizer for {} loaded from {}", model, path);
+        }
         port = s.server.listen(s.o.host, static_cast<uint16_t>(s.o.port));
     } catch (const std::exception& e) {
         log()->error("{}", e.what());
@@ -257,7 +272,7 @@ int OrchestratorApp::run() {
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, routing {})", s.o.host, port, s.o.workers.size(),
-                s.o.routing == Routing::least_load ? "least-load" : "round-robin");
+                routing_name(s.o.routing));
 
     const int sig = sigwaitinfo(&signals, nullptr);
     log()->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

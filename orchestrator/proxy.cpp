@@ -34,8 +34,15 @@ ProxyProducer::~ProxyProducer() {
 }
 
 std::optional<HttpResponse> ProxyProducer::route() {
-    const int64_t tokens = req_.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess;
-    auto choice = ctx_.pool.choose(req_.model, {}, tokens, "initial");
+    int64_t prompt_tokens = kPromptTokensGuess;
+    WorkerPool::Preference prefer;
+    if (ctx_.router) {
+        PrefixRouter::Plan plan = ctx_.router->plan(req_.model, req_.body, req_.chat, req_.session);
+        prompt_tokens = plan.prompt_tokens.value_or(kPromptTokensGuess);
+        prefer = ctx_.router->preference(std::move(plan));
+    }
+    const int64_t tokens = req_.max_tokens.value_or(kDefaultMaxTokens) + prompt_tokens;
+    auto choice = ctx_.pool.choose(req_.model, {}, tokens, "initial", prefer);
     if (choice.lease) {
         lease_ = std::move(choice.lease);
         return std::nullopt;

@@ -13,6 +13,7 @@
 
 #include "http/http_server.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/prefix_router.h"
 #include "orchestrator/sse_relay.h"
 #include "orchestrator/upstream.h"
 #include "orchestrator/worker_pool.h"
@@ -25,6 +26,7 @@ struct ProxyContext {
     WorkerPool& pool;
     Metrics& metrics;
     int retries;
+    PrefixRouter* router = nullptr;  // prefix routing and sessions; null: the pool's policy alone
 };
 
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).
@@ -38,6 +40,7 @@ struct ProxiedRequest {
     std::optional<int64_t> max_tokens;  // as the client gave it (chat: max_completion_tokens or max_tokens)
     std::string seed;        // X-Seed
     std::string authorization;  // forwarded as it came ("" when none)
+    std::string session;        // X-Session-Id, else the body's `user` ("" when neither)
 };
 
 class ProxyProducer : public http::ResponseProducer, public std::enable_shared_from_this<ProxyProducer> {
