@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "gguf/reader.h"
 #include "tokenizer/chat_template.h"
@@ -54,10 +55,17 @@ std::shared_ptr<const PromptTokenizers::Model> PromptTokenizers::find(const std:
 
 namespace {
 
+// body[name], or null when absent (without copying either).
+const json& field(const json& body, const char* name) {
+    static const json null;
+    const auto it = body.find(name);
+    return it == body.end() ? null : *it;
+}
+
 // The start of `text` that is tokenized; `cut` says whether it is all of it.
-std::string_view head(const std::string& text, bool& cut) {
+std::string_view head(std::string_view text, bool& cut) {
     cut = text.size() > PromptTokenizers::kMaxTextBytes;
-    return std::string_view(text).substr(0, PromptTokenizers::kMaxTextBytes);
+    return text.substr(0, PromptTokenizers::kMaxTextBytes);
 }
 
 // Ids given as ids: the first kMaxTokens of an array of integers; nullopt if anything else is in it.
@@ -114,26 +122,28 @@ PromptIds PromptTokenizers::tokenize(const std::string& model, const json& body,
     const auto m = find(model, r.model);
     if (!m) return r;
     r.status = PromptIds::Status::no_prompt;
-    std::string text;
+    std::string rendered;
+    std::string_view prompt;  // the text the worker encodes
     bool add_special = true;
     if (chat) {
-        const auto messages = template_messages(body.contains("messages") ? body["messages"] : json());
+        const auto messages = template_messages(field(body, "messages"));
         if (!messages) return r;
         tokenizer::ChatTemplateInputs in;
-        in.messages = *messages;
-        in.add_generation_prompt = !body.contains("add_generation_prompt") || !body["add_generation_prompt"].is_boolean() ||
-                                   body["add_generation_prompt"].get<bool>();
+        in.messages = std::move(*messages);
+        const json& generation_prompt = field(body, "add_generation_prompt");
+        in.add_generation_prompt = !generation_prompt.is_boolean() || generation_prompt.get<bool>();
         in.bos_token = m->special.bos;
         in.eos_token = m->special.eos;
         try {
             std::lock_guard lock(m->template_mu);
-            text = m->chat_template.render(in);
+            rendered = m->chat_template.render(in);
         } catch (const tokenizer::jinja::Error&) {
             return r;  // the worker refuses these messages with a 400
         }
+        prompt = rendered;
         add_special = false;  // the template writes BOS where the model wants it
     } else {
-        const json p = body.contains("prompt") ? body["prompt"] : json();
+        const json& p = field(body, "prompt");
         const json& one = p.is_array() && p.size() == 1 && !p[0].is_number() ? p[0] : p;
         if (one.is_array() && !one.empty()) {
             auto ids = given_ids(one, r.count);
@@ -143,10 +153,10 @@ PromptIds PromptTokenizers::tokenize(const std::string& model, const json& body,
             return r;
         }
         if (!one.is_string()) return r;
-        text = one.get<std::string>();
+        prompt = one.get_ref<const std::string&>();
     }
     bool cut = false;
-    m->tokenizer.encode_into(head(text, cut), r.ids, {.add_special = add_special, .parse_special = true});
+    m->tokenizer.encode_into(head(prompt, cut), r.ids, {.add_special = add_special, .parse_special = true});
     r.count = static_cast<int64_t>(r.ids.size());
     if (cut) r.ids.resize(r.ids.size() - std::min<size_t>(r.ids.size(), 16));
     if (r.ids.size() > kMaxTokens) r.ids.resize(kMaxTokens);

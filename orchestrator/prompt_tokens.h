@@ -27,7 +27,7 @@ public:
     // Only the start of a prompt matters for routing, and tokenizing costs time on the request path:
     // at most this many bytes of text are tokenized, at most this many ids are kept. Where the text
     // was cut, the last 16 ids are dropped too (the token spanning the cut may differ in the whole).
-    static constexpr size_t kMaxTextBytes = 4 * 1024;
+    static constexpr size_t kMaxTextBytes = 2 * 1024;
     static constexpr size_t kMaxTokens = 1024;
 
     PromptTokenizers();

@@ -165,7 +165,8 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
             const WorkerStatus& s = workers_[i]->status;
             candidates.push_back({s.url, s.model, s.outstanding_tokens});
         }
-        const Pick p = prefer(candidates, std::find(eligible.begin(), eligible.end(), pick) - eligible.begin());
+        const auto own = static_cast<size_t>(std::find(eligible.begin(), eligible.end(), pick) - eligible.begin());
+        const Pick p = prefer(candidates, own);
         pick = eligible.at(p.position);
         why = p.reason;
     }

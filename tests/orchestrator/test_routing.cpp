@@ -193,14 +193,19 @@ TEST_CASE("prompt ids as the worker makes them, only their start, and what it co
     REQUIRE(c.status == PromptIds::Status::ok);
     CHECK(c.ids.size() > p.ids.size());
 
-    // A long prompt: only its first 4 KiB are tokenized, at most 1024 ids kept, equal to the whole's.
+    // A long prompt: only its first 2 KiB are tokenized (less the last block), equal to the whole's.
     std::string long_text;
     while (long_text.size() < 64 * 1024) long_text += kStory + " ";
     const PromptIds l = t.tokenize("stories260K", {{"prompt", long_text}}, false);
     const auto whole = tok.encode(long_text);
-    REQUIRE(l.ids.size() == PromptTokenizers::kMaxTokens);
+    const auto cut = tok.encode(long_text.substr(0, PromptTokenizers::kMaxTextBytes));
+    REQUIRE(l.ids.size() == cut.size() - kBlockTokens);
     CHECK(std::equal(l.ids.begin(), l.ids.end(), whole.begin()));
-    CHECK(l.count < static_cast<int64_t>(whole.size()));
+    CHECK(l.count == static_cast<int64_t>(cut.size()));
+    // Ids given as ids: at most 1024 kept, all counted.
+    const PromptIds many = t.tokenize("stories260K", {{"prompt", iota_ids(3000)}}, false);
+    CHECK(many.ids == iota_ids(PromptTokenizers::kMaxTokens));
+    CHECK(many.count == 3000);
 
     // Micro timing of the request path's added work (tokenize + chain), printed for the record.
     PrefixRouter router(Routing::prefix);
