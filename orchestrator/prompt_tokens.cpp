@@ -94,6 +94,10 @@ std::optional<std::string> content_of(const json& m) {
     return text;
 }
 
+// What a message adds to the rendered text besides its content (role, framing), for the cap: a
+// conversation of many empty messages is not rendered whole either.
+constexpr size_t kMessageBytes = 32;
+
 // The messages the template renders: those whose content starts within the first kMaxTextBytes,
 // the last of them cut there (what follows cannot change the rendered text's start).
 std::optional<nlohmann::ordered_json> template_messages(const json& messages) {
@@ -107,7 +111,7 @@ std::optional<nlohmann::ordered_json> template_messages(const json& messages) {
         if (!content) return std::nullopt;
         if (content->size() > PromptTokenizers::kMaxTextBytes - bytes)
             content->resize(PromptTokenizers::kMaxTextBytes - bytes);
-        bytes += content->size();
+        bytes += content->size() + kMessageBytes;
         nlohmann::ordered_json msg = {{"role", m["role"].get<std::string>()}, {"content", std::move(*content)}};
         if (m.contains("name") && m["name"].is_string()) msg["name"] = m["name"].get<std::string>();
         out.push_back(std::move(msg));
