@@ -147,7 +147,8 @@ struct OrchestratorApp::State {
         }
         const std::string id = p.id;
         const bool stream = p.stream;
-        auto producer = std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries, &router}, std::move(p));
+        auto producer =
+            std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries, &router}, std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request(refused->status);
             return *refused;

@@ -57,8 +57,7 @@ void PrefixIndex::record(const std::vector<uint64_t>& chain, uint32_t worker) {
 
 bool overloaded(int64_t load, int64_t lightest) { return load > lightest + std::max(kOverloadTokens, lightest / 2); }
 
-PrefixRouter::PrefixRouter(Routing routing)
-    : routing_(routing), blocks_(kBlockEntries), sessions_(kSessionEntries) {}
+PrefixRouter::PrefixRouter(Routing routing) : routing_(routing), blocks_(kBlockEntries), sessions_(kSessionEntries) {}
 
 void PrefixRouter::add_tokenizer(const std::string& model, const std::filesystem::path& gguf) {
     tokenizers_.add(model, gguf);
@@ -117,8 +116,9 @@ WorkerPool::Pick PrefixRouter::by_prefix(const Plan& plan, const std::vector<Wor
                                          const std::vector<uint32_t>& ids, size_t own_pick) {
     if (plan.prompt == PromptIds::Status::no_prompt) return {own_pick, "no_prompt"};
     // No tokenizer, or (a request naming no model) workers serving another model than the tokenizer's.
-    const bool tokenized = plan.prompt == PromptIds::Status::ok &&
-                           std::all_of(eligible.begin(), eligible.end(), [&](const auto& c) { return c.model == plan.model; });
+    const bool tokenized =
+        plan.prompt == PromptIds::Status::ok &&
+        std::all_of(eligible.begin(), eligible.end(), [&](const auto& c) { return c.model == plan.model; });
     if (!tokenized) return {own_pick, "no_tokenizer"};
     const auto match = blocks_.longest_match(plan.chain, ids);
     if (!match) return {own_pick, "prefix_miss"};

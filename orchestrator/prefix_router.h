@@ -53,9 +53,10 @@ bool overloaded(int64_t load, int64_t lightest);
 
 class PrefixRouter {
 public:
-    static constexpr size_t kMaxBlocks = PromptTokenizers::kMaxTokens / kBlockTokens;  // 64
-    static constexpr size_t kBlockEntries = 65536;    // about 6 MiB
-    static constexpr size_t kSessionEntries = 65536;  // about 6 MiB
+    // Blocks hashed per prompt (64), and the entries of the two maps (about 6 MiB each).
+    static constexpr size_t kMaxBlocks = PromptTokenizers::kMaxTokens / kBlockTokens;
+    static constexpr size_t kBlockEntries = 65536;
+    static constexpr size_t kSessionEntries = 65536;
 
     explicit PrefixRouter(Routing routing);
 
@@ -86,7 +87,7 @@ private:
 
     Routing routing_;
     PromptTokenizers tokenizers_;
-    std::mutex mu_;  // taken inside the pool's lock, never the other way round
+    std::mutex mu_;  // taken inside the pool's lock, never the other way round; guards what follows
     std::vector<std::string> urls_;  // worker id -> URL
     PrefixIndex blocks_;
     BoundedLru<uint64_t, uint32_t> sessions_;  // hash of the session id -> worker id

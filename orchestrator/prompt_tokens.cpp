@@ -87,7 +87,8 @@ std::optional<std::string> content_of(const json& m) {
     if (!c.is_array()) return std::nullopt;
     std::string text;
     for (const json& part : c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+            !part["text"].is_string())
             return std::nullopt;
         text += part["text"].get<std::string>();
     }

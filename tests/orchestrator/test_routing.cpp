@@ -39,15 +39,16 @@ const std::string kStory =
 
 std::string other_story(int i) {
     static const char* openings[] = {"Tom had a red ball and a blue car.", "The sun was hot and the sky was blue.",
-                                     "A big bear lived in a cave by the hill.", "Sue and Ben liked to play in the park."};
+                                     "A big bear lived in a cave by the hill.",
+                                     "Sue and Ben liked to play in the park."};
     std::string s = openings[i % 4];
     return s + " " + s + " " + s + " " + s + " " + std::to_string(i);
 }
 
 // The routing decisions counted with `reason` (0 before the first).
 double decisions(int port, const std::string& reason, const std::string& policy = "prefix") {
-    return find_metric(port, "loom_orchestrator_routing_decisions_total{policy=\"" + policy + "\",reason=\"" +
-                                 reason + "\"}")
+    return find_metric(port,
+                       "loom_orchestrator_routing_decisions_total{policy=\"" + policy + "\",reason=\"" + reason + "\"}")
         .value_or(0);
 }
 
@@ -188,7 +189,8 @@ TEST_CASE("prompt ids as the worker makes them, only their start, and what it co
     CHECK(t.tokenize("stories260K", {{"messages", "hi"}}, true).status == PromptIds::Status::no_prompt);
     CHECK(t.tokenize("stories260K", {{"messages", {{{"content", "hi"}}}}}, true).status ==
           PromptIds::Status::no_prompt);  // no role
-    const json chat = {{"messages", {{{"role", "system"}, {"content", kStory}}, {{"role", "user"}, {"content", "Hi"}}}}};
+    const json chat = {
+        {"messages", {{{"role", "system"}, {"content", kStory}}, {{"role", "user"}, {"content", "Hi"}}}}};
     const PromptIds c = t.tokenize("stories260K", chat, true);
     REQUIRE(c.status == PromptIds::Status::ok);
     CHECK(c.ids.size() > p.ids.size());
@@ -216,9 +218,9 @@ TEST_CASE("prompt ids as the worker makes them, only their start, and what it co
     // Micro timing of the request path's added work (tokenize + chain), printed for the record.
     PrefixRouter router(Routing::prefix);
     router.add_tokenizer("stories260K", stories_path());
-    for (const auto& [name, body, is_chat] : {std::tuple{"short prompt", json{{"prompt", kStory}}, false},
-                                              std::tuple{"chat", chat, true},
-                                              std::tuple{"64 KiB prompt", json{{"prompt", long_text}}, false}}) {
+    for (const auto& [name, body, is_chat] :
+         {std::tuple{"short prompt", json{{"prompt", kStory}}, false}, std::tuple{"chat", chat, true},
+          std::tuple{"64 KiB prompt", json{{"prompt", long_text}}, false}}) {
         const int n = 100;
         std::vector<double> us;
         for (int i = 0; i < n; ++i) {
@@ -287,14 +289,18 @@ TEST_CASE("requests sharing a prefix go to one worker; other prefixes spread", "
     CHECK(w1 != w2);
     s1->disconnect();
     s2->disconnect();
-    wait_until([&] { return worker_view(c.port(), w1).at("outstanding_tokens") == 0 &&
-                            worker_view(c.port(), w2).at("outstanding_tokens") == 0; },
-               "the streams' load released");
+    wait_until(
+        [&] {
+            return worker_view(c.port(), w1).at("outstanding_tokens") == 0 &&
+                   worker_view(c.port(), w2).at("outstanding_tokens") == 0;
+        },
+        "the streams' load released");
 
     std::string first;
     for (int i = 0; i < 10; ++i) {
-        const std::string w = worker_of(post(c.port(), "/v1/completions",
-                                             {{"prompt", kStory + " Story " + std::to_string(i) + "."}, {"max_tokens", 2}}));
+        const std::string w =
+            worker_of(post(c.port(), "/v1/completions",
+                           {{"prompt", kStory + " Story " + std::to_string(i) + "."}, {"max_tokens", 2}}));
         if (i == 0) first = w;
         CHECK(w == first);
     }
@@ -304,8 +310,9 @@ TEST_CASE("requests sharing a prefix go to one worker; other prefixes spread", "
     // Chat: a shared system prompt is a shared prefix of the rendered conversation.
     std::string chat_first;
     for (const char* question : {"Who is Lily?", "Where is Max?", "What is in the river?", "Is it night?"}) {
-        const json body = {{"messages", {{{"role", "system"}, {"content", kStory}}, {{"role", "user"}, {"content", question}}}},
-                           {"max_tokens", 2}};
+        const json body = {
+            {"messages", {{{"role", "system"}, {"content", kStory}}, {{"role", "user"}, {"content", question}}}},
+            {"max_tokens", 2}};
         const std::string w = worker_of(post(c.port(), "/v1/chat/completions", body));
         if (chat_first.empty()) chat_first = w;
         CHECK(w == chat_first);
@@ -314,8 +321,10 @@ TEST_CASE("requests sharing a prefix go to one worker; other prefixes spread", "
     // The chat prompt's ids are the worker's own.
     PromptTokenizers t;
     t.add("stories260K", stories_path());
-    const json chat = {{"messages", {{{"role", "system"}, {"content", kStory}}, {{"role", "user"}, {"content", "Hi"}}}}};
-    CHECK(t.tokenize("stories260K", chat, true).ids == post_ok(c.a->port(), "/tokenize", chat).at("tokens").get<std::vector<int32_t>>());
+    const json chat = {
+        {"messages", {{{"role", "system"}, {"content", kStory}}, {{"role", "user"}, {"content", "Hi"}}}}};
+    CHECK(t.tokenize("stories260K", chat, true).ids ==
+          post_ok(c.a->port(), "/tokenize", chat).at("tokens").get<std::vector<int32_t>>());
     CHECK(decisions(c.port(), "prefix_miss") == 2 + 1 + 1);
 }
 
@@ -326,10 +335,10 @@ TEST_CASE("a prefix whose worker is overloaded goes to the lighter one", "[routi
     std::vector<std::unique_ptr<HttpConnection>> heavy;
     for (int i = 0; i < 3; ++i) {
         heavy.push_back(std::make_unique<HttpConnection>(c.port()));
-        heavy.back()->send("POST", "/v1/completions",
-                           json{{"prompt", kStory}, {"user", "heavy"}, {"max_tokens", 1900}, {"ignore_eos", true},
-                                {"stream", true}}
-                               .dump());
+        heavy.back()->send(
+            "POST", "/v1/completions",
+            json{{"prompt", kStory}, {"user", "heavy"}, {"max_tokens", 1900}, {"ignore_eos", true}, {"stream", true}}
+                .dump());
     }
     wait_until([&] { return worker_view(c.port(), w).at("outstanding_tokens").get<int64_t>() > 3000; },
                "the heavy requests routed to the prefix's worker");
@@ -342,7 +351,8 @@ TEST_CASE("a prefix whose worker is overloaded goes to the lighter one", "[routi
 
 TEST_CASE("X-Session-Id and user pin a session; it moves once when its worker dies", "[routing][orchestrator]") {
     Cluster c;
-    const std::string story_worker = worker_of(post(c.port(), "/v1/completions", {{"prompt", kStory}, {"max_tokens", 2}}));
+    const std::string story_worker =
+        worker_of(post(c.port(), "/v1/completions", {{"prompt", kStory}, {"max_tokens", 2}}));
     // A session that starts on the other worker stays there, even for the story's prefix.
     const auto pinned_elsewhere = [&](const auto& send, const std::string& tag) {
         for (int i = 0; i < 40; ++i) {
