@@ -162,12 +162,12 @@ WaitQueue& Admission::queue_of(const std::string& model) {
 }
 
 Admission::Decision Admission::admit(const std::shared_ptr<Waiter>& waiter, const std::string& model, Priority p,
-                                     int64_t tokens) {
+                                     int64_t tokens, WorkerPool::Preference prefer) {
     Decision d;
     std::lock_guard lock(mu_);
     WaitQueue& q = queue_of(model);
     if (q.empty()) {
-        auto c = pool_.choose(model, {}, tokens, "initial", o_.worker_queue);
+        auto c = pool_.choose(model, {}, tokens, "initial", o_.worker_queue, prefer);
         if (c.lease) {
             d.lease = std::move(c.lease);
             return d;
@@ -185,7 +185,7 @@ Admission::Decision Admission::admit(const std::shared_ptr<Waiter>& waiter, cons
                              "queue_full", 1);
         return d;
     }
-    pending_[ticket] = Pending{model, p, tokens, waiter};
+    pending_[ticket] = Pending{model, p, tokens, waiter, std::move(prefer)};
     d.ticket = ticket;
     return d;
 }
@@ -207,7 +207,7 @@ void Admission::dispatch() {
         for (auto& [model, q] : queues_) {
             while (auto ticket = q.front(now)) {
                 const Pending& p = pending_.at(*ticket);
-                auto c = pool_.choose(model, {}, p.tokens, "queued", o_.worker_queue);
+                auto c = pool_.choose(model, {}, p.tokens, "queued", o_.worker_queue, p.prefer);
                 if (!c.lease && c.why == NoWorker::all_full) break;  // this model waits for a lease to end
                 if (auto w = p.waiter.lock()) {
                     if (c.lease) go.emplace_back(std::move(w), std::move(c.lease));

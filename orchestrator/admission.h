@@ -115,7 +115,8 @@ public:
     };
     // A worker with room for a new request, or a place in the model's queue (behind those already
     // waiting, so none is overtaken), or the reason there is neither.
-    Decision admit(const std::shared_ptr<Waiter>& waiter, const std::string& model, Priority p, int64_t tokens);
+    Decision admit(const std::shared_ptr<Waiter>& waiter, const std::string& model, Priority p, int64_t tokens,
+                   WorkerPool::Preference prefer = {});
     // A queued request that left (client gone, timeout): out of the queue at once.
     void withdraw(uint64_t ticket);
 
@@ -136,6 +137,7 @@ private:
         Priority priority;
         int64_t tokens;
         std::weak_ptr<Waiter> waiter;
+        WorkerPool::Preference prefer;  // prefix routing and sessions, applied when a worker frees up
     };
     WaitQueue& queue_of(const std::string& model);
     void schedule();

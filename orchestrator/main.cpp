@@ -45,14 +45,16 @@ int main(int argc, char** argv) {
     CLI::App app{"loom-orchestrator: routes OpenAI-compatible requests to loom-workers, with token-exact failover"};
     Options o;
     std::vector<std::string> worker_urls;
-    std::string routing = "least-load", log_level = "info", config_path;
+    std::string routing = "prefix", log_level = "info", config_path;
     app.add_option("--config", config_path, "A JSON file of settings (docs/ORCHESTRATOR.md); flags override it");
     app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)");
     app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");
     app.add_option("--port", o.port, "Port (default 9000; 0 = any free port, printed at start)")
         ->check(CLI::Range(0, 65535));
-    app.add_option("--routing", routing, "least-load (default) or round-robin")
-        ->check(CLI::IsMember({"least-load", "round-robin"}));
+    app.add_option("--routing", routing, "prefix (default), least-load or round-robin")
+        ->check(CLI::IsMember({"prefix", "least-load", "round-robin"}));
+    app.add_option("--tokenizer", o.tokenizers,
+                   "MODEL.gguf whose tokenizer prefix routing uses for workers serving MODEL (repeatable)");
     app.add_option("--retries", o.retries, "Other workers tried before the first byte (default 2)")
         ->check(CLI::Range(0, 100));
     app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; forwarded to the workers)");
@@ -98,7 +100,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());
         return kExitBadInput;
     }
-    o.routing = routing == "round-robin" ? Routing::round_robin : Routing::least_load;
+    o.routing = routing == "round-robin"  ? Routing::round_robin
+                : routing == "least-load" ? Routing::least_load
+                                          : Routing::prefix;
     try {
         return OrchestratorApp(o).run();
     } catch (const std::exception& e) {

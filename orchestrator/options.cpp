@@ -1,10 +1,19 @@
-// Worker URL parsing.
+// Worker URL parsing and the routing policies' names.
 #include "orchestrator/options.h"
 
 #include <algorithm>
 #include <cctype>
 
 namespace loom::orchestrator {
+
+const char* routing_name(Routing r) {
+    switch (r) {
+        case Routing::least_load: return "least-load";
+        case Routing::round_robin: return "round-robin";
+        case Routing::prefix: return "prefix";
+    }
+    return "prefix";
+}
 
 WorkerUrl parse_worker_url(const std::string& url) {
     const std::string scheme = "http://";

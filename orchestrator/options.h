@@ -29,7 +29,9 @@ struct WorkerUrl {
 // "http://HOST:PORT" with an optional trailing '/'; no path, no https (the workers speak plain HTTP).
 WorkerUrl parse_worker_url(const std::string& url);
 
-enum class Routing { least_load, round_robin };
+enum class Routing { least_load, round_robin, prefix };
+// As --routing spells it: "least-load", "round-robin", "prefix".
+const char* routing_name(Routing r);
 
 // --spawn: loom-workers the orchestrator starts and supervises itself (spawn_plan, supervisor).
 struct SpawnOptions {
@@ -45,7 +47,8 @@ struct Options {
     std::vector<WorkerUrl> workers;
     std::string host = "127.0.0.1";
     int port = 9000;
-    Routing routing = Routing::least_load;
+    Routing routing = Routing::prefix;
+    std::vector<std::string> tokenizers;  // GGUF files whose tokenizers prefix routing uses (--tokenizer)
     int retries = 2;
     std::vector<std::string> api_keys;
     std::vector<KeyEntry> key_file;  // --api-keys: keys with names and limits

@@ -6,6 +6,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include "orchestrator/admin_api.h"
 #include "orchestrator/admission.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/prefix_router.h"
 #include "orchestrator/proxy.h"
 #include "orchestrator/spawn_plan.h"
 #include "orchestrator/supervisor.h"
@@ -97,6 +99,7 @@ struct OrchestratorApp::State {
     Metrics metrics;
     WorkerPool pool;
     Admission admission;
+    PrefixRouter router;
     http::ApiKeys keys;
     std::map<std::string, KeyEntry> key_entries;  // --api-keys, by key
     std::mutex live_mu;
@@ -113,6 +116,7 @@ struct OrchestratorApp::State {
                     AdmissionOptions{o.queue_size,
                                      std::chrono::milliseconds(static_cast<int64_t>(o.promote_after_s * 1000)),
                                      o.worker_queue}),
+          router(o.routing),
           keys(all_keys(o)) {
         for (const KeyEntry& k : o.key_file) key_entries[k.key] = k;
     }
@@ -149,6 +153,8 @@ struct OrchestratorApp::State {
         p.authorization = req.header("authorization");
         p.admission = take_admission_fields(p.body);
         if (!p.admission.timeout_s && o.request_timeout_s > 0) p.admission.timeout_s = o.request_timeout_s;
+        p.session = req.header("x-session-id");
+        if (p.session.empty() && field("user").is_string()) p.session = field("user").get<std::string>();
         return p;
     }
 
@@ -180,8 +186,8 @@ struct OrchestratorApp::State {
         const std::string id = p.id;
         const bool stream = p.stream;
         const std::string key_name = p.key_name;
-        auto producer =
-            std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries, admission}, std::move(p));
+        auto producer = std::make_shared<ProxyProducer>(
+            ProxyContext{ioc, pool, metrics, o.retries, admission, &router}, std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request(refused->status);
             return *refused;
@@ -339,6 +345,18 @@ int OrchestratorApp::run() {
     s.add_routes();
     uint16_t port = 0;
     try {
+        // A spawned model's own file gives prefix routing its tokenizer, as --tokenizer would.
+        std::vector<std::string> tokenizer_files = s.o.tokenizers;
+        if (!s.o.spawn.model.empty()) tokenizer_files.push_back(s.o.spawn.model);
+        for (const std::string& path : tokenizer_files) {
+            const std::string model = std::filesystem::path(path).stem().string();  // the worker's name for it
+            try {
+                s.router.add_tokenizer(model, path);
+            } catch (const std::exception& e) {
+                throw std::runtime_error("--tokenizer " + path + ": " + e.what());
+            }
+            log()->info("tokenizer for {} loaded from {}", model, path);
+        }
         port = s.server.listen(s.o.host, static_cast<uint16_t>(s.o.port));
     } catch (const std::exception& e) {
         log()->error("{}", e.what());
@@ -361,8 +379,7 @@ int OrchestratorApp::run() {
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, {} spawned, routing {})", s.o.host, port, s.o.workers.size(),
-                s.supervisor ? s.supervisor->status().size() : 0,
-                s.o.routing == Routing::least_load ? "least-load" : "round-robin");
+                s.supervisor ? s.supervisor->status().size() : 0, routing_name(s.o.routing));
     if (s.supervisor) s.supervisor->start();  // after that line: its workers' relayed lines say "listening on" too
 
     const int sig = sigwaitinfo(&signals, nullptr);

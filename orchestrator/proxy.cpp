@@ -53,7 +53,15 @@ ProxyProducer::~ProxyProducer() {
 
 std::optional<HttpResponse> ProxyProducer::route() {
     std::lock_guard lock(mu_);
-    auto d = ctx_.admission.admit(shared_from_this(), req_.model, req_.admission.priority, initial_load(req_));
+    int64_t prompt_tokens = kPromptTokensGuess;
+    WorkerPool::Preference prefer;
+    if (ctx_.router) {
+        PrefixRouter::Plan plan = ctx_.router->plan(req_.model, req_.body, req_.chat, req_.session);
+        prompt_tokens = plan.prompt_tokens.value_or(kPromptTokensGuess);
+        prefer = ctx_.router->preference(std::move(plan));
+    }
+    const int64_t tokens = req_.max_tokens.value_or(kDefaultMaxTokens) + prompt_tokens;
+    auto d = ctx_.admission.admit(shared_from_this(), req_.model, req_.admission.priority, tokens, std::move(prefer));
     if (d.refusal) return std::move(d.refusal);
     lease_ = std::move(d.lease);
     ticket_ = d.ticket;

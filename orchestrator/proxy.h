@@ -15,6 +15,7 @@
 #include "http/http_server.h"
 #include "orchestrator/admission.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/prefix_router.h"
 #include "orchestrator/sse_relay.h"
 #include "orchestrator/upstream.h"
 #include "orchestrator/worker_pool.h"
@@ -28,6 +29,7 @@ struct ProxyContext {
     Metrics& metrics;
     int retries;
     Admission& admission;
+    PrefixRouter* router = nullptr;  // prefix routing and sessions; null: the pool's policy alone
 };
 
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).
@@ -43,6 +45,7 @@ struct ProxiedRequest {
     std::string authorization;  // forwarded as it came ("" when none)
     AdmissionFields admission;  // priority and timeout, taken out of the body
     std::string key_name;       // the API key's name from --api-keys, for logs ("" when none)
+    std::string session;        // X-Session-Id, else the body's `user` ("" when neither)
 };
 
 // The load a request adds when it starts: max_tokens (256 when absent) plus a guess for its prompt.

@@ -163,12 +163,11 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
                   std::move(h));
 }
 
-const char* WorkerPool::policy_name() const {
-    return routing_ == Routing::least_load ? "least-load" : "round-robin";
-}
+const char* WorkerPool::policy_name() const { return routing_name(routing_); }
 
 WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<std::string>& exclude,
-                                      int64_t tokens, const std::string& reason, std::optional<int> room) {
+                                      int64_t tokens, const std::string& reason, std::optional<int> room,
+                                      const Preference& prefer) {
     std::unique_lock lock(mu_);
     std::vector<size_t> eligible;
     bool known = false, full = false;
@@ -205,11 +204,23 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
         }
         pick = ties[std::uniform_int_distribution<size_t>(0, ties.size() - 1)(rng_)];
     }
+    std::string why = reason;
+    if (prefer) {
+        std::vector<Candidate> candidates;
+        for (size_t i : eligible) {
+            const WorkerStatus& s = workers_[i]->status;
+            candidates.push_back({s.url, s.model, s.outstanding_tokens});
+        }
+        const auto own = static_cast<size_t>(std::find(eligible.begin(), eligible.end(), pick) - eligible.begin());
+        const Pick p = prefer(candidates, own);
+        pick = eligible.at(p.position);
+        why = p.reason;
+    }
     workers_[pick]->status.outstanding_tokens += tokens;
     ++workers_[pick]->status.requests_here;
     c.lease = std::make_unique<Lease>(*this, pick, tokens);
     lock.unlock();
-    metrics_.count_routing(policy_name(), reason);
+    metrics_.count_routing(policy_name(), why);
     return c;
 }
 

@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "orchestrator/metrics.h"
@@ -92,12 +93,26 @@ public:
         std::unique_ptr<Lease> lease;  // null: no worker, for `why`
         NoWorker why = NoWorker::none_ready;
     };
-    // A ready worker serving `model` (empty: any) not in `exclude` (URLs), by the policy; `tokens`
-    // is the load the request adds; `reason` labels the decision in /metrics (initial, retry, failover).
-    // With `room`, only workers whose requests_here are below sequences_max + *room (all_full when
-    // every ready one is at it); without, capacity is not looked at (retries and failovers).
+    // A say in the choice beyond the pool's own policy (prefix routing, sessions): given the eligible
+    // workers and the position among them of the pool's own pick, the position taken and the reason
+    // that labels the decision. Called with the pool's lock held: it must not call the pool.
+    struct Candidate {
+        std::string_view url, model;
+        int64_t load;  // outstanding tokens
+    };
+    struct Pick {
+        size_t position;
+        const char* reason;
+    };
+    using Preference = std::function<Pick(const std::vector<Candidate>& eligible, size_t own_pick)>;
+
+    // A ready worker serving `model` (empty: any) not in `exclude` (URLs), by the policy (or `prefer`);
+    // `tokens` is the load the request adds; `reason` labels the decision in /metrics (initial, retry,
+    // failover) unless `prefer` gives one. With `room`, only workers whose requests_here are below
+    // sequences_max + *room (all_full when every ready one is at it); without, capacity is not looked
+    // at (retries and failovers).
     Choice choose(const std::string& model, const std::set<std::string>& exclude, int64_t tokens,
-                  const std::string& reason, std::optional<int> room = std::nullopt);
+                  const std::string& reason, std::optional<int> room = std::nullopt, const Preference& prefer = {});
 
     // Called (no lock held) whenever a Lease ends: room on a worker for a queued request. Before start().
     void on_released(std::function<void()> listener) { on_released_ = std::move(listener); }

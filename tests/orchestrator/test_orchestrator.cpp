@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 struct Cluster {
     std::unique_ptr<Worker> a = std::make_unique<Worker>(std::vector<std::string>{});
     std::unique_ptr<Worker> b = std::make_unique<Worker>(std::vector<std::string>{});
-    OrchestratorProcess orch{{a->port(), b->port()}};
+    OrchestratorProcess orch{{a->port(), b->port()}, {"--routing", "least-load"}};
 
     Worker& serving(const std::string& x_worker) { return x_worker == worker_url(a->port()) ? *a : *b; }
     Worker& other(const std::string& x_worker) { return x_worker == worker_url(a->port()) ? *b : *a; }
