@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
     Options o;
     std::vector<std::string> worker_urls;
     std::string routing = "least-load", log_level = "info";
-    app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)")->required();
+    app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)");
     app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");
     app.add_option("--port", o.port, "Port (default 9000; 0 = any free port, printed at start)")
         ->check(CLI::Range(0, 65535));
@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
     app.add_option("--retries", o.retries, "Other workers tried before the first byte (default 2)")
         ->check(CLI::Range(0, 100));
     app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; forwarded to the workers)");
+    app.add_option("--register-secret", o.register_secret,
+                   "Admit workers that announce themselves (loom-worker --register) with this secret");
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     try {
         app.parse(argc, argv);
@@ -27,6 +29,8 @@ int main(int argc, char** argv) {
         return app.exit(e) == 0 ? 0 : kExitBadInput;
     }
     try {
+        if (worker_urls.empty() && o.register_secret.empty())
+            throw std::invalid_argument("no workers: give --worker http://HOST:PORT or --register-secret");
         for (const auto& u : worker_urls) o.workers.push_back(parse_worker_url(u));
         configure_logging(log_level);
     } catch (const std::invalid_argument& e) {

@@ -36,6 +36,7 @@ struct Options {
     Routing routing = Routing::least_load;
     int retries = 2;
     std::vector<std::string> api_keys;
+    std::string register_secret;  // empty: POST /admin/register is refused (403)
     int http_threads = 2;
     int client_threads = 2;
 };

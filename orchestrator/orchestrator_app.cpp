@@ -1,4 +1,5 @@
-// OrchestratorApp: parses client requests, hands them to ProxyProducers, and answers /health,
+// OrchestratorApp: parses client requests, hands them to ProxyProducers (generations) or relays them
+// (/tokenize, /detokenize, /v1/models/{id}), admits registering workers, and answers /health,
 // /v1/models, /metrics and /cancel from the worker pool.
 #include "orchestrator/orchestrator_app.h"
 
@@ -16,9 +17,13 @@
 #include "http/daemon_signals.h"
 #include "http/http_server.h"
 #include "http/secure_random.h"
+#include "http/url.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/passthrough.h"
 #include "orchestrator/proxy.h"
+#include "orchestrator/registration.h"
 #include "orchestrator/upstream.h"
+#include "orchestrator/worker_metrics.h"
 #include "orchestrator/worker_pool.h"
 
 namespace loom::orchestrator {
@@ -89,14 +94,18 @@ struct OrchestratorApp::State {
     Metrics metrics;
     WorkerPool pool;
     http::ApiKeys keys;
+    Registry registry;
+    WorkerMetrics worker_metrics;
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
-    HttpServer server;
+    HttpServer server{"loom-orchestrator"};
 
     explicit State(Options options)
         : o(std::move(options)),
           pool(ioc, o.workers, o.routing, metrics),
-          keys(o.api_keys) {}
+          keys(o.api_keys),
+          registry(ioc, pool, o.register_secret),
+          worker_metrics(ioc, pool) {}
 
     // The route's handler behind the API-key check.
     HttpServer::Handler guarded(HttpServer::Handler h) const { return keys.guarded(std::move(h)); }
@@ -126,24 +135,26 @@ struct OrchestratorApp::State {
     }
 
     HttpResponse generate(const HttpRequest& req, bool chat) {
+        const auto arrived = std::chrono::steady_clock::now();
         ProxiedRequest p;
         try {
             p = parse(req, chat);
         } catch (const json::exception& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error");
         } catch (const std::domain_error& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, std::string(e.what()) + " has the wrong type", "invalid_request_error", e.what());
         } catch (const std::invalid_argument& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, e.what(), "invalid_request_error");
         }
-        const std::string id = p.id;
+        p.arrived = arrived;
+        const std::string id = p.id, model = p.model;
         const bool stream = p.stream;
-        auto producer = std::make_shared<ProxyProducer>(ProxyContext{ioc, pool, metrics, o.retries}, std::move(p));
+        auto producer = std::make_shared<ProxyProducer>(context(), std::move(p));
         if (auto refused = producer->route()) {
-            metrics.count_request(refused->status);
+            metrics.count_request(refused->status == 404 ? "" : model, refused->status);  // 404: a name no worker has
             return *refused;
         }
         {
@@ -190,6 +201,25 @@ struct OrchestratorApp::State {
         return r;
     }
 
+    ProxyContext context() { return ProxyContext{ioc, pool, metrics, o.retries}; }
+
+    // POST /tokenize and /detokenize: to a ready worker serving the body's model (any without one).
+    HttpResponse relay_by_body(const HttpRequest& req) {
+        const json body = json::parse(req.body, nullptr, false);
+        if (!body.is_object()) return error_response(400, "the body must be a JSON object", "invalid_request_error");
+        if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string())
+            return error_response(400, "model has the wrong type", "invalid_request_error", "model");
+        const std::string model = body.contains("model") && body["model"].is_string() ? body["model"] : "";
+        return pass_through(context(), {"POST", req.path, req.body, model, req.header("authorization")});
+    }
+
+    // GET /v1/models/{id}: the answer of a worker serving it; 404 model_not_found when none does.
+    HttpResponse model(const HttpRequest& req) {
+        const std::string id = http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size()));
+        if (id.empty()) return no_worker_response(NoWorker::unknown_model, id);
+        return pass_through(context(), {"GET", req.path, "", id, req.header("authorization")});
+    }
+
     HttpResponse health() const {
         json workers = json::array();
         for (const WorkerStatus& w : pool.status())
@@ -214,7 +244,7 @@ struct OrchestratorApp::State {
         server.route("GET", "/metrics", [this](const HttpRequest&) {
             HttpResponse r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-            r.body = metrics.render(pool.count_by_state());
+            r.body = metrics.render(pool.count_by_state()) + worker_metrics.render();
             return r;
         });
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
@@ -222,6 +252,11 @@ struct OrchestratorApp::State {
         server.route("POST", "/v1/chat/completions",
                      guarded([this](const HttpRequest& r) { return generate(r, true); }));
         server.route("POST", "/cancel", guarded([this](const HttpRequest& r) { return cancel(r); }));
+        server.route("POST", "/tokenize", guarded([this](const HttpRequest& r) { return relay_by_body(r); }));
+        server.route("POST", "/detokenize", guarded([this](const HttpRequest& r) { return relay_by_body(r); }));
+        server.route_prefix("GET", "/v1/models/", guarded([this](const HttpRequest& r) { return model(r); }));
+        // Its own secret, not the API keys: workers announce themselves with it.
+        server.route("POST", "/admin/register", [this](const HttpRequest& r) { return registry.handle(r); });
     }
 };
 
@@ -254,6 +289,8 @@ int OrchestratorApp::run() {
         for (const auto& p : running) p->worker_lost(url);
     });
     s.pool.start();
+    s.registry.start();
+    s.worker_metrics.start();
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, routing {})", s.o.host, port, s.o.workers.size(),
@@ -263,6 +300,8 @@ int OrchestratorApp::run() {
     log()->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     s.server.stop(std::chrono::milliseconds(2000));
     s.pool.stop();
+    s.registry.stop();
+    s.worker_metrics.stop();
     work.reset();
     s.ioc.stop();
     for (auto& t : threads) t.join();

@@ -29,6 +29,15 @@ std::string target_of(bool chat) { return chat ? "/v1/chat/completions" : "/v1/c
 
 }  // namespace
 
+HttpResponse no_worker_response(NoWorker why, const std::string& model) {
+    if (why == NoWorker::unknown_model)
+        return http::error_response(404, "the model '" + model + "' does not exist on any worker",
+                                    "invalid_request_error", "model", "model_not_found");
+    HttpResponse r = http::error_response(503, "no worker is ready", "service_unavailable");
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+}
+
 ProxyProducer::~ProxyProducer() {
     if (call_) call_->cancel();
 }
@@ -40,12 +49,7 @@ std::optional<HttpResponse> ProxyProducer::route() {
         lease_ = std::move(choice.lease);
         return std::nullopt;
     }
-    if (choice.why == NoWorker::unknown_model)
-        return http::error_response(404, "the model '" + req_.model + "' does not exist on any worker",
-                                    "invalid_request_error", "model", "model_not_found");
-    HttpResponse r = http::error_response(503, "no worker is ready", "service_unavailable");
-    r.headers.emplace_back("Retry-After", "1");
-    return r;
+    return no_worker_response(choice.why, req_.model);
 }
 
 void ProxyProducer::start(std::function<void()> notify) {
@@ -70,6 +74,9 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
     std::weak_ptr<ProxyProducer> weak = weak_from_this();
     const uint64_t n = ++call_number_;
     UpstreamHandlers h;
+    h.on_written = [weak, n] {
+        if (auto self = weak.lock()) self->on_written(n);
+    };
     h.on_head = [weak, n](int status, const http::HttpHeaders& headers) {
         if (auto self = weak.lock()) self->on_head(n, status, headers);
     };
@@ -80,6 +87,15 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
         if (auto self = weak.lock()) self->on_end(n, end);
     };
     call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h));
+}
+
+// The first request written upstream ends what the orchestrator added before the worker could start.
+void ProxyProducer::on_written(uint64_t call) {
+    std::lock_guard lock(mu_);
+    if (call != call_number_ || request_latency_seen_) return;
+    request_latency_seen_ = true;
+    ctx_.metrics.observe_added_latency(
+        "request", std::chrono::duration<double>(std::chrono::steady_clock::now() - req_.arrived).count());
 }
 
 void ProxyProducer::on_head(uint64_t call, int status, const http::HttpHeaders& headers) {
@@ -96,17 +112,20 @@ void ProxyProducer::on_head(uint64_t call, int status, const http::HttpHeaders& 
         head.stream = true;
         head.producer = shared_from_this();
         answer_ = std::move(head);
-        ctx_.metrics.count_request(200);
+        ctx_.metrics.count_request(req_.model, 200);
         wake();
     }
 }
 
 void ProxyProducer::on_data(uint64_t call, std::string data) {
+    const auto arrived = std::chrono::steady_clock::now();
     std::lock_guard lock(mu_);
     if (call != call_number_) return;
     if (status_ == 200 && req_.stream) {
         pending_ += data;
+        const size_t before = out_.size();
         relay_events();
+        if (out_.size() > before) out_arrivals_.push_back(arrived);
     } else {
         body_ += data;
     }
@@ -197,7 +216,7 @@ void ProxyProducer::answer_whole(const UpstreamEnd& end) {
         }
     }
     for (auto& h : headers()) r.headers.push_back(std::move(h));
-    ctx_.metrics.count_request(r.status);
+    ctx_.metrics.count_request(req_.model, r.status);
     answer_ = std::move(r);
     lease_.reset();
     wake();
@@ -292,6 +311,10 @@ ProxyProducer::Progress ProxyProducer::poll() {
     }
     p.data = std::move(out_);
     out_.clear();
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& t : out_arrivals_)
+        ctx_.metrics.observe_added_latency("chunk", std::chrono::duration<double>(now - t).count());
+    out_arrivals_.clear();
     p.done = done_;
     return p;
 }

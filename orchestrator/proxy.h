@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,10 @@ struct ProxyContext {
     int retries;
 };
 
+// The answer when the pool chose no worker: 404 model_not_found for a model no worker has, else 503
+// with Retry-After.
+http::HttpResponse no_worker_response(NoWorker why, const std::string& model);
+
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).
 struct ProxiedRequest {
     std::string id;          // the orchestrator's id (X-Request-Id)
@@ -38,6 +43,7 @@ struct ProxiedRequest {
     std::optional<int64_t> max_tokens;  // as the client gave it (chat: max_completion_tokens or max_tokens)
     std::string seed;        // X-Seed
     std::string authorization;  // forwarded as it came ("" when none)
+    std::chrono::steady_clock::time_point arrived;  // the handler's entry (added-latency metric)
 };
 
 class ProxyProducer : public http::ResponseProducer, public std::enable_shared_from_this<ProxyProducer> {
@@ -62,6 +68,7 @@ public:
 
 private:
     void launch(const std::string& target, const nlohmann::json& body);
+    void on_written(uint64_t call);
     void on_head(uint64_t call, int status, const http::HttpHeaders& headers);
     void on_data(uint64_t call, std::string data);
     void on_end(uint64_t call, const UpstreamEnd& end);
@@ -100,6 +107,8 @@ private:
     bool committed_ = false;  // a 200 stream head is on its way: from now on failures fail over
     bool role_sent_ = false;
     std::string out_;
+    std::vector<std::chrono::steady_clock::time_point> out_arrivals_;  // when the pieces in out_ came upstream
+    bool request_latency_seen_ = false;
     bool done_ = false;
     std::vector<int> prompt_ids_, relayed_ids_;
 };

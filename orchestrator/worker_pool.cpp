@@ -36,6 +36,7 @@ struct WorkerPool::Worker {
     WorkerStatus status;
     bool polling = false;  // a /health call is in flight
     int timeouts = 0;      // timed-out polls in a row
+    bool retired = false;  // out of the pool (its index stays: Leases hold indexes)
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -53,13 +54,29 @@ WorkerPool::~WorkerPool() { stop(); }
 
 bool WorkerPool::add(const WorkerUrl& url) {
     std::lock_guard lock(mu_);
-    for (const auto& w : workers_)
-        if (w->url.text == url.text) return false;
+    for (const auto& w : workers_) {
+        if (w->url.text != url.text) continue;
+        if (!w->retired) return false;
+        w->retired = false;
+        w->timeouts = 0;
+        return true;
+    }
     auto w = std::make_shared<Worker>();
     w->url = url;
     w->status.url = url.text;
     workers_.push_back(std::move(w));  // Leases hold indexes: workers are never removed
     return true;
+}
+
+bool WorkerPool::retire(const std::string& url) {
+    std::lock_guard lock(mu_);
+    for (const auto& w : workers_)
+        if (w->url.text == url && !w->retired) {
+            w->retired = true;
+            w->status.state = WorkerState::unhealthy;
+            return true;
+        }
+    return false;
 }
 
 void WorkerPool::start() { poll_all(); }
@@ -74,7 +91,7 @@ void WorkerPool::poll_all() {
     std::lock_guard lock(mu_);
     if (stopped_) return;
     for (const auto& w : workers_)
-        if (!w->polling) poll(w);
+        if (!w->polling && !w->retired) poll(w);
     timer_.expires_after(kPollInterval);
     timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) poll_all();
@@ -100,6 +117,7 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         else if (end.complete && said == "draining") state = WorkerState::draining;
         std::unique_lock lock(mu_);
         w->polling = false;
+        if (w->retired) return;
         w->timeouts = end.timed_out ? w->timeouts + 1 : 0;
         if (end.timed_out && w->timeouts < kTimeoutsToEject) return;  // keep the state it had
         if (state != w->status.state)
@@ -134,6 +152,7 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
     std::vector<size_t> eligible;
     bool known = false;
     for (size_t i = 0; i < workers_.size(); ++i) {
+        if (workers_[i]->retired) continue;
         const WorkerStatus& s = workers_[i]->status;
         const bool serves = model.empty() || s.model == model;
         known = known || serves || s.model.empty();  // a worker never heard from may serve it
@@ -198,7 +217,8 @@ void WorkerPool::mark_unhealthy(const std::string& url) {
 std::vector<WorkerStatus> WorkerPool::status() const {
     std::lock_guard lock(mu_);
     std::vector<WorkerStatus> out;
-    for (const auto& w : workers_) out.push_back(w->status);
+    for (const auto& w : workers_)
+        if (!w->retired) out.push_back(w->status);
     return out;
 }
 
@@ -213,7 +233,8 @@ std::map<std::string, int> WorkerPool::count_by_state() const {
     for (WorkerState s : {WorkerState::ready, WorkerState::loading, WorkerState::draining, WorkerState::unhealthy})
         out[state_name(s)] = 0;
     std::lock_guard lock(mu_);
-    for (const auto& w : workers_) ++out[state_name(w->status.state)];
+    for (const auto& w : workers_)
+        if (!w->retired) ++out[state_name(w->status.state)];
     return out;
 }
 

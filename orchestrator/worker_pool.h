@@ -46,8 +46,11 @@ public:
     ~WorkerPool();
 
     // A worker joining after construction (spawned or registered); polled from the next round on.
-    // False when that URL is already in the pool.
+    // False when that URL is already in the pool (a retired one comes back: true).
     bool add(const WorkerUrl& url);
+    // A worker leaving (a registered one whose heartbeats stopped): no longer polled, routed to or
+    // listed until add() brings it back. False when the URL is not in the pool or already retired.
+    bool retire(const std::string& url);
 
     // Starts polling every worker's /health; stop() ends it.
     void start();
