@@ -216,7 +216,6 @@ struct OrchestratorApp::State {
     // GET /v1/models/{id}: the answer of a worker serving it; 404 model_not_found when none does.
     HttpResponse model(const HttpRequest& req) {
         const std::string id = http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size()));
-        if (id.empty()) return no_worker_response(NoWorker::unknown_model, id);
         return pass_through(context(), {"GET", req.path, "", id, req.header("authorization")});
     }
 
