@@ -150,7 +150,7 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
                                       int64_t tokens, const std::string& reason) {
     std::unique_lock lock(mu_);
     std::vector<size_t> eligible;
-    bool known = false;
+    bool known = model.empty();  // naming none, with no worker: 503, not "model '' does not exist"
     for (size_t i = 0; i < workers_.size(); ++i) {
         if (workers_[i]->retired) continue;
         const WorkerStatus& s = workers_[i]->status;
