@@ -60,6 +60,10 @@ void require_namespaces() {
     if (checked) return;
     if (geteuid() != 0) skip_program("network namespaces need root (uid " + std::to_string(geteuid()) + ")");
     if (ip_bin().empty()) skip_program("no `ip` command (install iproute2)");
+    // Whatever else may skip the program does so now, before a namespace exists (exit runs no destructors).
+    require_stories260k();
+    worker_bin();
+    orchestrator_bin();
     remove_stale_namespaces();
     const std::string probe = "loomtest-" + std::to_string(getpid()) + "-probe";
     if (auto err = ip("netns add " + probe)) skip_program("cannot create a network namespace: " + *err);
