@@ -31,11 +31,20 @@ std::optional<std::string> state_of(int orch_port, const std::string& url) {
     return std::nullopt;
 }
 
+// Whether the orchestrator gives `url` the state `want`; false while it does not listen yet.
+bool in_state(int orch_port, const std::string& url, const std::optional<std::string>& want) {
+    try {
+        return state_of(orch_port, url) == want;
+    } catch (const boost::system::system_error&) {
+        return false;
+    }
+}
+
 // Waits up to `limit` for state_of(...) == want; returns the time it took, or nullopt.
 std::optional<double> wait_state(int orch_port, const std::string& url, std::optional<std::string> want,
                                  std::chrono::seconds limit) {
     const auto t0 = Clock::now();
-    while (state_of(orch_port, url) != want) {
+    while (!in_state(orch_port, url, want)) {
         if (Clock::now() - t0 > limit) return std::nullopt;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -170,6 +179,8 @@ TEST_CASE("registration flags that cannot work exit 2 with the reason", "[orches
         {"--register localhost:9 --register-secret s", "--register 'localhost:9'"},
         {"--register http://127.0.0.1:9 --register-secret s --advertise-url http://h", "--advertise-url"},
         {"--register-secret s", "need --register"},
+        {"--host 0.0.0.0 --register http://127.0.0.1:9 --register-secret s --advertise-url http://0.0.0.0:8000",
+         "names no address"},
     };
     for (const auto& [args, why] : cases) {
         const CommandResult r = run_command(bin + args);
