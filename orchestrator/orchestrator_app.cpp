@@ -150,11 +150,11 @@ struct OrchestratorApp::State {
             return error_response(400, e.what(), "invalid_request_error");
         }
         p.arrived = arrived;
-        const std::string id = p.id, model = p.model;
+        const std::string id = p.id;
         const bool stream = p.stream;
         auto producer = std::make_shared<ProxyProducer>(context(), std::move(p));
         if (auto refused = producer->route()) {
-            metrics.count_request(refused->status == 404 ? "" : model, refused->status);  // 404: a name no worker has
+            metrics.count_request("", refused->status);  // the name may be one no worker has: no label
             return *refused;
         }
         {
