@@ -8,6 +8,7 @@
 
 #include "catch.hpp"
 #include "orchestrator/orchestrator_process.h"
+#include "orchestrator/worker_metrics.h"
 #include "worker/worker_api.h"
 
 namespace {
@@ -137,4 +138,31 @@ TEST_CASE("the orchestrator calls itself loom-orchestrator in its Server header"
     CHECK(s.headers().at("server") == "loom-orchestrator");
     read_stream(s, false);
     CHECK(http_request(w.port(), "GET", "/health").headers.at("server") == "loom-worker");
+}
+
+TEST_CASE("a worker's /metrics text: only the relayed gauges, labels unescaped, malformed lines skipped",
+          "[orchestrator][metrics]") {
+    using loom::orchestrator::WorkerMetrics;
+    const std::string text =
+        "# TYPE vllm:num_requests_running gauge\n"
+        "vllm:num_requests_running{model_name=\"a \\\"b\\\" c\\\\d\"} 3\n"
+        "vllm:num_requests_waiting 2 1700000000\n"
+        "vllm:kv_cache_usage_perc{model_name=\"m\",x=\"y\"} 0.25\n"
+        "vllm:prompt_tokens_total{model_name=\"m\"} 9\n"
+        "vllm:num_requests_running{model_name=\"m\"} many\n"
+        "vllm:num_requests_running{model_name=\"unterminated} 1\n"
+        "vllm:num_requests_running{bad key=\"v\"} 1\n"
+        "vllm:num_requests_running{model_name=\"m\"}\n"
+        "vllm:num_requests_waiting_x 5\n";
+    const auto samples = WorkerMetrics::parse(text);
+    REQUIRE(samples.size() == 3);
+    CHECK(samples[0].name == "vllm:num_requests_running");
+    REQUIRE(samples[0].labels.size() == 1);
+    CHECK(samples[0].labels[0].second == "a \"b\" c\\d");
+    CHECK(samples[0].value == 3);
+    CHECK(samples[1].name == "vllm:num_requests_waiting");
+    CHECK(samples[1].labels.empty());
+    CHECK(samples[1].value == 2);
+    CHECK(samples[2].labels.size() == 2);
+    CHECK(samples[2].value == 0.25);
 }
