@@ -118,9 +118,10 @@ HttpResponse dispatch(const RouteTable& routes, const HttpRequest& req) {
     return r;
 }
 
-bhttp::response<bhttp::string_body> whole_response(HttpResponse r, bool keep_alive, bool head, unsigned request_version) {
+bhttp::response<bhttp::string_body> whole_response(HttpResponse r, bool keep_alive, bool head, unsigned request_version,
+                                                   std::string_view server_name) {
     bhttp::response<bhttp::string_body> res(static_cast<bhttp::status>(r.status), 11);
-    res.set(bhttp::field::server, "loom-worker");
+    res.set(bhttp::field::server, server_name);
     res.set(bhttp::field::content_type, r.content_type);
     for (const auto& [k, v] : r.headers) res.set(k, v);
     res.keep_alive(keep_alive);
@@ -131,9 +132,10 @@ bhttp::response<bhttp::string_body> whole_response(HttpResponse r, bool keep_ali
     return res;
 }
 
-bhttp::response<bhttp::empty_body> stream_head(const HttpResponse& r, bool keep_alive, unsigned request_version) {
+bhttp::response<bhttp::empty_body> stream_head(const HttpResponse& r, bool keep_alive, unsigned request_version,
+                                               std::string_view server_name) {
     bhttp::response<bhttp::empty_body> res(static_cast<bhttp::status>(r.status), 11);
-    res.set(bhttp::field::server, "loom-worker");
+    res.set(bhttp::field::server, server_name);
     res.set(bhttp::field::content_type, r.content_type);
     res.set(bhttp::field::cache_control, "no-cache");
     for (const auto& [k, v] : r.headers) res.set(k, v);

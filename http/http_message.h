@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "http/http_server.h"
@@ -42,11 +43,13 @@ HttpResponse dispatch(const RouteTable& routes, const HttpRequest& req);
 // A whole response as sent. HEAD: the same head (Content-Length of the body) without the body.
 // HTTP/1.0 clients that asked for keep-alive are told so.
 boost::beast::http::response<boost::beast::http::string_body> whole_response(HttpResponse r, bool keep_alive,
-                                                                             bool head, unsigned request_version);
+                                                                             bool head, unsigned request_version,
+                                                                             std::string_view server_name);
 
 // The head of a streamed response: chunked for HTTP/1.1 clients; HTTP/1.0 clients get the body
 // unframed, delimited by the connection closing (RFC 9112 section 6.1), so never keep-alive.
 boost::beast::http::response<boost::beast::http::empty_body> stream_head(const HttpResponse& r, bool keep_alive,
-                                                                         unsigned request_version);
+                                                                         unsigned request_version,
+                                                                         std::string_view server_name);
 
 }  // namespace loom::http

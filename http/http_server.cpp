@@ -68,8 +68,9 @@ HttpResponse error_response(int status, const std::string& message, const std::s
 class Session;
 
 struct HttpServer::Impl {
-    explicit Impl(HttpLimits l) : limits(l) {}
+    Impl(std::string n, HttpLimits l) : name(std::move(n)), limits(l) {}
 
+    const std::string name;  // the Server header
     HttpLimits limits;
     RouteTable routes;
     std::atomic<bool> stopping{false};
@@ -213,7 +214,7 @@ private:
 
     // Sends a stream's head, then pulls its body.
     void write_stream_head(const HttpResponse& r) {
-        head_.emplace(stream_head(r, keep_alive_, version_));
+        head_.emplace(stream_head(r, keep_alive_, version_, server_.name));
         keep_alive_ = head_->keep_alive();
         unframed_ = !head_->chunked();
         serializer_.emplace(*head_);
@@ -294,7 +295,7 @@ private:
     void write_whole(HttpResponse r, bool keep_alive) {
         const int status = r.status;
         auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
-            whole_response(std::move(r), keep_alive && !server_.stopping, head_only_, version_));
+            whole_response(std::move(r), keep_alive && !server_.stopping, head_only_, version_, server_.name));
         log_response(status);
         writing_ = true;
         stream_.expires_after(server_.limits.write_timeout);
@@ -465,7 +466,7 @@ void HttpServer::Impl::accept_failed(const beast::error_code& ec) {
     });
 }
 
-HttpServer::HttpServer(HttpLimits limits) : impl_(std::make_shared<Impl>(limits)) {}
+HttpServer::HttpServer(std::string name, HttpLimits limits) : impl_(std::make_shared<Impl>(std::move(name), limits)) {}
 
 HttpServer::~HttpServer() { stop(); }
 

@@ -84,7 +84,8 @@ public:
     // Runs on the server's threads; must not block for long (generation goes through a producer).
     using Handler = std::function<HttpResponse(const HttpRequest&)>;
 
-    explicit HttpServer(HttpLimits limits = {});
+    // `name` is sent as every response's Server header ("loom-worker", "loom-orchestrator").
+    explicit HttpServer(std::string name, HttpLimits limits = {});
     ~HttpServer();  // stop() if still running
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;

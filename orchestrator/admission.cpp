@@ -30,15 +30,6 @@ HttpResponse too_many(const std::string& message, const std::string& code, int r
     return r;
 }
 
-HttpResponse refusal_for(NoWorker why, const std::string& model) {
-    if (why == NoWorker::unknown_model)
-        return http::error_response(404, "the model '" + model + "' does not exist on any worker",
-                                    "invalid_request_error", "model", "model_not_found");
-    HttpResponse r = http::error_response(503, "no worker is ready", "service_unavailable");
-    r.headers.emplace_back("Retry-After", "1");
-    return r;
-}
-
 // A Prometheus label value: backslash, quote and newline escaped.
 std::string label(const std::string& v) {
     std::string out;
@@ -50,6 +41,15 @@ std::string label(const std::string& v) {
 }
 
 }  // namespace
+
+HttpResponse no_worker_response(NoWorker why, const std::string& model) {
+    if (why == NoWorker::unknown_model)
+        return http::error_response(404, "the model '" + model + "' does not exist on any worker",
+                                    "invalid_request_error", "model", "model_not_found");
+    HttpResponse r = http::error_response(503, "no worker is ready", "service_unavailable");
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+}
 
 const char* priority_name(Priority p) { return p == Priority::interactive ? "interactive" : "batch"; }
 
@@ -173,7 +173,7 @@ Admission::Decision Admission::admit(const std::shared_ptr<Waiter>& waiter, cons
             return d;
         }
         if (c.why != NoWorker::all_full) {
-            d.refusal = refusal_for(c.why, model);
+            d.refusal = no_worker_response(c.why, model);
             return d;
         }
     }
@@ -211,7 +211,7 @@ void Admission::dispatch() {
                 if (!c.lease && c.why == NoWorker::all_full) break;  // this model waits for a lease to end
                 if (auto w = p.waiter.lock()) {
                     if (c.lease) go.emplace_back(std::move(w), std::move(c.lease));
-                    else no.emplace_back(std::move(w), refusal_for(c.why, model));
+                    else no.emplace_back(std::move(w), no_worker_response(c.why, model));
                 }
                 q.remove(*ticket);
                 pending_.erase(*ticket);

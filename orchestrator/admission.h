@@ -23,6 +23,10 @@ namespace loom::orchestrator {
 
 using Clock = std::chrono::steady_clock;
 
+// The answer when the pool chose no worker: 404 model_not_found for a model no worker has, else 503
+// with Retry-After.
+http::HttpResponse no_worker_response(NoWorker why, const std::string& model);
+
 enum class Priority { interactive, batch };
 const char* priority_name(Priority p);
 

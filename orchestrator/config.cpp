@@ -45,6 +45,7 @@ constexpr Key kKeys[] = {
     {"worker_args", "--worker-arg", Kind::strings},
     {"api_keys_file", "--api-keys", Kind::string},
     {"tokenizers", "--tokenizer", Kind::strings},
+    {"register_secret", "--register-secret", Kind::string},
     {"queue_size", "--queue-size", Kind::integer},
     {"promote_after", "--promote-after", Kind::number},
     {"worker_queue", "--worker-queue", Kind::integer},

@@ -85,11 +85,14 @@ int main(int argc, char** argv) {
     app.add_option("--request-timeout", o.request_timeout_s,
                    "Seconds a request without its own `timeout` may take (default 0: no limit)")
         ->check(CLI::Range(0.0, 86'400.0));
+    app.add_option("--register-secret", o.register_secret,
+                   "Admit workers that announce themselves (loom-worker --register) with this secret");
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     if (const auto code = parse(app, argc, argv, config_path)) return *code;
     try {
-        if (worker_urls.empty() && o.spawn.model.empty())
-            throw std::invalid_argument("no workers: name them with --worker or start them with --spawn");
+        if (worker_urls.empty() && o.spawn.model.empty() && o.register_secret.empty())
+            throw std::invalid_argument(
+                "no workers: name them with --worker, start them with --spawn or admit them with --register-secret");
         if (o.spawn.model.empty())
             for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
                 if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn");

@@ -1,8 +1,7 @@
 // Worker URL parsing and the routing policies' names.
 #include "orchestrator/options.h"
 
-#include <algorithm>
-#include <cctype>
+#include "http/url.h"
 
 namespace loom::orchestrator {
 
@@ -16,24 +15,12 @@ const char* routing_name(Routing r) {
 }
 
 WorkerUrl parse_worker_url(const std::string& url) {
-    const std::string scheme = "http://";
-    const auto bad = [&](const std::string& why) {
-        return BadWorkerUrl("--worker '" + url + "': " + why + " (expected http://HOST:PORT)");
-    };
-    if (url.rfind(scheme, 0) != 0) throw bad("not an http:// URL");
-    std::string rest = url.substr(scheme.size());
-    if (!rest.empty() && rest.back() == '/') rest.pop_back();
-    if (rest.find('/') != std::string::npos) throw bad("a worker URL has no path");
-    const size_t colon = rest.rfind(':');
-    if (colon == std::string::npos || colon == 0) throw bad("no host and port");
-    const std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
-    if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](unsigned char c) {
-            return std::isdigit(c);
-        }))
-        throw bad("the port is not a number");
-    const int p = std::stoi(port);
-    if (p < 1 || p > 65535) throw bad("the port is not in 1..65535");
-    return WorkerUrl{host, static_cast<uint16_t>(p), scheme + host + ":" + port};
+    try {
+        http::HostPort u = http::parse_http_url(url);
+        return WorkerUrl{std::move(u.host), u.port, std::move(u.text)};
+    } catch (const std::invalid_argument& e) {
+        throw BadWorkerUrl("--worker '" + url + "': " + e.what() + " (expected http://HOST:PORT)");
+    }
 }
 
 }  // namespace loom::orchestrator

@@ -56,6 +56,7 @@ struct Options {
     double promote_after_s = 10;     // a waiting batch request counts as interactive after this
     int worker_queue = 0;            // requests placed on a worker beyond its sequences_max
     double request_timeout_s = 0;    // a request without `timeout` gets this one (0: none)
+    std::string register_secret;  // empty: POST /admin/register is refused (403)
     int http_threads = 2;
     int client_threads = 2;
     SpawnOptions spawn;

@@ -1,4 +1,5 @@
-// OrchestratorApp: parses client requests, hands them to ProxyProducers, and answers /health,
+// OrchestratorApp: parses client requests, hands them to ProxyProducers (generations) or relays them
+// (/tokenize, /detokenize, /v1/models/{id}), admits registering workers, and answers /health,
 // /v1/models, /metrics and /cancel from the worker pool.
 #include "orchestrator/orchestrator_app.h"
 
@@ -18,14 +19,18 @@
 #include "http/daemon_signals.h"
 #include "http/http_server.h"
 #include "http/secure_random.h"
+#include "http/url.h"
 #include "orchestrator/admin_api.h"
 #include "orchestrator/admission.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/passthrough.h"
 #include "orchestrator/prefix_router.h"
 #include "orchestrator/proxy.h"
+#include "orchestrator/registration.h"
 #include "orchestrator/spawn_plan.h"
 #include "orchestrator/supervisor.h"
 #include "orchestrator/upstream.h"
+#include "orchestrator/worker_metrics.h"
 #include "orchestrator/worker_pool.h"
 
 namespace loom::orchestrator {
@@ -102,9 +107,11 @@ struct OrchestratorApp::State {
     PrefixRouter router;
     http::ApiKeys keys;
     std::map<std::string, KeyEntry> key_entries;  // --api-keys, by key
+    Registry registry;
+    WorkerMetrics worker_metrics;
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
-    HttpServer server;
+    HttpServer server{"loom-orchestrator"};
     std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
     std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
     std::unique_ptr<AdminApi> admin;
@@ -117,7 +124,9 @@ struct OrchestratorApp::State {
                                      std::chrono::milliseconds(static_cast<int64_t>(o.promote_after_s * 1000)),
                                      o.worker_queue}),
           router(o.routing),
-          keys(all_keys(o)) {
+          keys(all_keys(o)),
+          registry(ioc, pool, o.register_secret),
+          worker_metrics(ioc, pool) {
         for (const KeyEntry& k : o.key_file) key_entries[k.key] = k;
     }
 
@@ -159,37 +168,38 @@ struct OrchestratorApp::State {
     }
 
     HttpResponse generate(const HttpRequest& req, bool chat) {
+        const auto arrived = std::chrono::steady_clock::now();
         if (stopping) {
-            metrics.count_request(503);
+            metrics.count_request("", 503);
             return error_response(503, "the orchestrator is shutting down", "server_error", {}, "shutting_down");
         }
         ProxiedRequest p;
         try {
             p = parse(req, chat);
         } catch (const json::exception& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error");
         } catch (const BadField& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, e.what(), "invalid_request_error", e.param);
         } catch (const std::domain_error& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, std::string(e.what()) + " has the wrong type", "invalid_request_error", e.what());
         } catch (const std::invalid_argument& e) {
-            metrics.count_request(400);
+            metrics.count_request("", 400);
             return error_response(400, e.what(), "invalid_request_error");
         }
         if (auto over = limit_key(req, p)) {
-            metrics.count_request(over->status);
+            metrics.count_request("", over->status);
             return *over;
         }
+        p.arrived = arrived;
         const std::string id = p.id;
         const bool stream = p.stream;
         const std::string key_name = p.key_name;
-        auto producer = std::make_shared<ProxyProducer>(
-            ProxyContext{ioc, pool, metrics, o.retries, admission, &router}, std::move(p));
+        auto producer = std::make_shared<ProxyProducer>(context(), std::move(p));
         if (auto refused = producer->route()) {
-            metrics.count_request(refused->status);
+            metrics.count_request("", refused->status);  // the name may be one no worker has: no label
             return *refused;
         }
         {
@@ -247,6 +257,24 @@ struct OrchestratorApp::State {
         return r;
     }
 
+    ProxyContext context() { return ProxyContext{ioc, pool, metrics, o.retries, admission, &router}; }
+
+    // POST /tokenize and /detokenize: to a ready worker serving the body's model (any without one).
+    HttpResponse relay_by_body(const HttpRequest& req) {
+        const json body = json::parse(req.body, nullptr, false);
+        if (!body.is_object()) return error_response(400, "the body must be a JSON object", "invalid_request_error");
+        if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string())
+            return error_response(400, "model has the wrong type", "invalid_request_error", "model");
+        const std::string model = body.contains("model") && body["model"].is_string() ? body["model"] : "";
+        return pass_through(context(), {"POST", req.path, req.body, model, req.header("authorization")});
+    }
+
+    // GET /v1/models/{id}: the answer of a worker serving it; 404 model_not_found when none does.
+    HttpResponse model(const HttpRequest& req) {
+        const std::string id = http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size()));
+        return pass_through(context(), {"GET", req.path, "", id, req.header("authorization")});
+    }
+
     HttpResponse health() const {
         json workers = json::array();
         for (const WorkerStatus& w : pool.status())
@@ -274,7 +302,7 @@ struct OrchestratorApp::State {
         server.route("GET", "/metrics", [this](const HttpRequest&) {
             HttpResponse r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-            r.body = metrics.render(pool.count_by_state()) + admission.render_metrics();
+            r.body = metrics.render(pool.count_by_state()) + admission.render_metrics() + worker_metrics.render();
             return r;
         });
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
@@ -282,6 +310,11 @@ struct OrchestratorApp::State {
         server.route("POST", "/v1/chat/completions",
                      guarded([this](const HttpRequest& r) { return generate(r, true); }));
         server.route("POST", "/cancel", guarded([this](const HttpRequest& r) { return cancel(r); }));
+        server.route("POST", "/tokenize", guarded([this](const HttpRequest& r) { return relay_by_body(r); }));
+        server.route("POST", "/detokenize", guarded([this](const HttpRequest& r) { return relay_by_body(r); }));
+        server.route_prefix("GET", "/v1/models/", guarded([this](const HttpRequest& r) { return model(r); }));
+        // Its own secret, not the API keys: workers announce themselves with it.
+        server.route("POST", "/admin/register", [this](const HttpRequest& r) { return registry.handle(r); });
         admin = std::make_unique<AdminApi>(pool, supervisor.get(), o.admin_key, o.host);
         admin->add_routes(server);
     }
@@ -376,6 +409,8 @@ int OrchestratorApp::run() {
     });
     s.admission.start();
     s.pool.start();
+    s.registry.start();
+    s.worker_metrics.start();
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, {} spawned, routing {})", s.o.host, port, s.o.workers.size(),
@@ -389,6 +424,8 @@ int OrchestratorApp::run() {
     if (s.supervisor) s.supervisor->stop(kWorkerStopGrace);
     s.pool.stop();
     s.admission.stop();
+    s.registry.stop();
+    s.worker_metrics.stop();
     work.reset();
     s.ioc.stop();
     for (auto& t : threads) t.join();

@@ -92,7 +92,7 @@ void ProxyProducer::refused(HttpResponse response) {
     if (abandoned_ || !ticket_) return;
     ticket_.reset();
     for (auto& h : headers()) response.headers.push_back(std::move(h));
-    ctx_.metrics.count_request(response.status);
+    ctx_.metrics.count_request("", response.status);  // a refusal: the name may be unknown
     answer_ = std::move(response);
     wake();
 }
@@ -138,7 +138,7 @@ void ProxyProducer::on_timeout() {
     } else {
         HttpResponse r = http::error_response(504, message, "timeout_error", "timeout", "timeout");
         for (auto& h : headers()) r.headers.push_back(std::move(h));
-        ctx_.metrics.count_request(504);
+        ctx_.metrics.count_request(req_.model, 504);  // admitted: a model a worker has
         answer_ = std::move(r);
     }
     lease_.reset();
@@ -158,6 +158,9 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
     std::weak_ptr<ProxyProducer> weak = weak_from_this();
     const uint64_t n = ++call_number_;
     UpstreamHandlers h;
+    h.on_written = [weak, n] {
+        if (auto self = weak.lock()) self->on_written(n);
+    };
     h.on_head = [weak, n](int status, const http::HttpHeaders& headers) {
         if (auto self = weak.lock()) self->on_head(n, status, headers);
     };
@@ -168,6 +171,15 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
         if (auto self = weak.lock()) self->on_end(n, end);
     };
     call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h));
+}
+
+// The first request written upstream ends what the orchestrator added before the worker could start.
+void ProxyProducer::on_written(uint64_t call) {
+    std::lock_guard lock(mu_);
+    if (call != call_number_ || request_latency_seen_) return;
+    request_latency_seen_ = true;
+    ctx_.metrics.observe_added_latency(
+        "request", std::chrono::duration<double>(std::chrono::steady_clock::now() - req_.arrived).count());
 }
 
 void ProxyProducer::on_head(uint64_t call, int status, const http::HttpHeaders& headers) {
@@ -184,17 +196,20 @@ void ProxyProducer::on_head(uint64_t call, int status, const http::HttpHeaders& 
         head.stream = true;
         head.producer = shared_from_this();
         answer_ = std::move(head);
-        ctx_.metrics.count_request(200);
+        ctx_.metrics.count_request(req_.model, 200);
         wake();
     }
 }
 
 void ProxyProducer::on_data(uint64_t call, std::string data) {
+    const auto arrived = std::chrono::steady_clock::now();
     std::lock_guard lock(mu_);
     if (call != call_number_) return;
     if (status_ == 200 && req_.stream) {
         pending_ += data;
+        const size_t before = out_.size();
         relay_events();
+        if (out_.size() > before) out_arrivals_.push_back(arrived);
     } else {
         body_ += data;
     }
@@ -285,7 +300,7 @@ void ProxyProducer::answer_whole(const UpstreamEnd& end) {
         }
     }
     for (auto& h : headers()) r.headers.push_back(std::move(h));
-    ctx_.metrics.count_request(r.status);
+    ctx_.metrics.count_request(req_.model, r.status);
     answer_ = std::move(r);
     lease_.reset();
     wake();
@@ -379,6 +394,10 @@ ProxyProducer::Progress ProxyProducer::poll() {
     }
     p.data = std::move(out_);
     out_.clear();
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& t : out_arrivals_)
+        ctx_.metrics.observe_added_latency("chunk", std::chrono::duration<double>(now - t).count());
+    out_arrivals_.clear();
     p.done = done_;
     return p;
 }

@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -46,6 +47,7 @@ struct ProxiedRequest {
     AdmissionFields admission;  // priority and timeout, taken out of the body
     std::string key_name;       // the API key's name from --api-keys, for logs ("" when none)
     std::string session;        // X-Session-Id, else the body's `user` ("" when neither)
+    std::chrono::steady_clock::time_point arrived;  // the handler's entry (added-latency metric)
 };
 
 // The load a request adds when it starts: max_tokens (256 when absent) plus a guess for its prompt.
@@ -82,6 +84,7 @@ private:
     void arm_timeout();
     void on_timeout();
     void launch(const std::string& target, const nlohmann::json& body);
+    void on_written(uint64_t call);
     void on_head(uint64_t call, int status, const http::HttpHeaders& headers);
     void on_data(uint64_t call, std::string data);
     void on_end(uint64_t call, const UpstreamEnd& end);
@@ -122,6 +125,8 @@ private:
     bool committed_ = false;  // a 200 stream head is on its way: from now on failures fail over
     bool role_sent_ = false;
     std::string out_;
+    std::vector<std::chrono::steady_clock::time_point> out_arrivals_;  // when the pieces in out_ came upstream
+    bool request_latency_seen_ = false;
     bool done_ = false;
     std::vector<int> prompt_ids_, relayed_ids_;
 };

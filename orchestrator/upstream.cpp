@@ -76,6 +76,7 @@ private:
         expire(std::chrono::milliseconds(10'000));
         bhttp::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
             if (ec) return self->fail(ec, "cannot send the request: ");
+            if (!self->cancelled_ && self->h_.on_written) self->h_.on_written();
             self->expire(std::chrono::milliseconds(0));
             bhttp::async_read_header(self->stream_, self->buf_, self->parser_, [self](beast::error_code ec, size_t) {
                 if (ec) return self->fail(ec, "no response head: ");

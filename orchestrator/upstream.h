@@ -34,8 +34,10 @@ struct UpstreamEnd {
 };
 
 // Called on the client io_context's threads, one call's handlers never concurrently, in this order:
-// on_head at most once, on_data any number of times, on_end exactly once (unless cancelled).
+// on_written at most once (the request is sent), on_head at most once, on_data any number of times,
+// on_end exactly once (unless cancelled). Any may be empty.
 struct UpstreamHandlers {
+    std::function<void()> on_written;
     std::function<void(int status, const http::HttpHeaders& headers)> on_head;  // names in lower case
     std::function<void(std::string data)> on_data;
     std::function<void(const UpstreamEnd& end)> on_end;

@@ -36,7 +36,7 @@ struct WorkerPool::Worker {
     WorkerStatus status;
     bool polling = false;  // a /health call is in flight
     int timeouts = 0;      // timed-out polls in a row
-    bool retired = false;  // gone for good (retire())
+    bool retired = false;  // gone for good (retire()); its index stays while Leases hold it
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -73,14 +73,16 @@ std::string WorkerPool::join(const WorkerUrl& url, const std::string& origin, co
     return w->status.id;
 }
 
-void WorkerPool::retire(const std::string& url) {
+bool WorkerPool::retire(const std::string& url) {
     std::lock_guard lock(mu_);
     for (const auto& w : workers_)
         if (!w->retired && w->url.text == url) {
             w->retired = true;
             w->status.state = WorkerState::unhealthy;
             log()->info("worker {} ({}): retired", url, w->status.id);
+            return true;
         }
+    return false;
 }
 
 void WorkerPool::set_drained(const std::string& id, bool drained) {
@@ -170,8 +172,9 @@ WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<s
                                       const Preference& prefer) {
     std::unique_lock lock(mu_);
     std::vector<size_t> eligible;
-    bool known = false, full = false;
+    bool known = model.empty(), full = false;  // naming none, with no worker: 503, not "model '' does not exist"
     for (size_t i = 0; i < workers_.size(); ++i) {
+        if (workers_[i]->retired) continue;
         const WorkerStatus& s = workers_[i]->status;
         if (workers_[i]->retired) continue;
         const bool serves = model.empty() || s.model == model;

@@ -52,15 +52,16 @@ public:
     WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing, Metrics& metrics);
     ~WorkerPool();
 
-    // A worker joining after construction (spawned or registered); polled from the next round on.
-    // False when that URL is already in the pool.
+    // A registered worker joining after construction; polled from the next round on. False when that
+    // URL is already in the pool (a retired one joins again as a new entry: true).
     bool add(const WorkerUrl& url);
     // add() with its origin; `id` given: the worker takes that id and its drain flag (a restarted
     // local worker on its new port). Returns the worker's id, "" when that URL is already in the pool.
     std::string join(const WorkerUrl& url, const std::string& origin, const std::string& id = {});
     // The worker leaves routing, health polls and the status lists for good (a local worker that
-    // exited: its port is gone). Its entry is reused by a later join once no Lease holds it.
-    void retire(const std::string& url);
+    // exited, a registered one whose heartbeats stopped). Its entry is reused by a later join once no
+    // Lease holds it; the same URL may join again as a new entry. False when it was not in the pool.
+    bool retire(const std::string& url);
     // Drained workers get no new requests and finish the ones they run. By id, so that it holds for a
     // worker that joins later under that id (a spawned worker still starting or restarting).
     void set_drained(const std::string& id, bool drained);

@@ -31,6 +31,11 @@ int main(int argc, char** argv) {
     app.add_option("--max-queue", o.max_queue, "Requests that may wait for a sequence; more get 429 (default 64)")
         ->check(CLI::Range(0, 1 << 20));
     app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; /health and /metrics stay open)");
+    app.add_option("--register", o.registration.orchestrator_url,
+                   "Announce this worker to the orchestrator at http://HOST:PORT and heartbeat every second");
+    app.add_option("--register-secret", o.registration.secret, "The secret the orchestrator's --register-secret names");
+    app.add_option("--advertise-url", o.registration.advertise_url,
+                   "The URL the orchestrator should use, http://HOST:PORT (default: --host and the bound port)");
     app.add_option("--log", log_spec, "Log levels: LEVEL or component=LEVEL,... for http, engine, worker (default info)");
     try {
         app.parse(argc, argv);

@@ -1,11 +1,14 @@
 // Metrics: counters and histograms under one mutex, written out in the Prometheus text format 0.0.4.
 #include "worker/metrics.h"
 
-#include <algorithm>
-#include <cmath>
-#include <charconv>
+#include "http/prometheus.h"
 
 namespace loom::worker {
+
+namespace prometheus = http::prometheus;
+using prometheus::escape;
+using prometheus::header;
+using prometheus::sample;
 
 namespace {
 
@@ -18,48 +21,7 @@ const std::vector<double> kItlBuckets = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0
 const std::vector<double> kE2eBuckets = {0.1,  0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,
                                          15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0};
 
-// A label value with backslash, double quote and newline escaped, as the text format requires.
-std::string escape(std::string_view v) {
-    std::string out;
-    out.reserve(v.size());
-    for (char c : v) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out += c;
-    }
-    return out;
-}
-
-std::string number(double v) {
-    if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-    if (std::isnan(v)) return "NaN";
-    char buf[64];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);  // the shortest text that reads back as v
-    return std::string(buf, r.ptr);
-}
-
-void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
-    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
-    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
-}
-
-void sample(std::string& out, std::string_view name, std::string_view labels, double v) {
-    out.append(name);
-    if (!labels.empty()) out.append("{").append(labels).append("}");
-    out.append(" ").append(number(v)).append("\n");
-}
-
 }  // namespace
-
-Metrics::Histogram::Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1, 0) {}
-
-void Metrics::Histogram::observe(double v) {
-    const size_t i = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
-    ++counts[i];  // le is inclusive: v == bound lands in that bound's bucket
-    sum += v;
-    ++count;
-}
 
 Metrics::Metrics(MetricsInfo info)
     : info_(std::move(info)), ttft_(kTtftBuckets), itl_(kItlBuckets), e2e_(kE2eBuckets) {
@@ -148,17 +110,9 @@ std::string Metrics::render(const LoopStatus& status, const engine::MemoryReport
     header(out, "vllm:generation_tokens_total", "counter", "Number of generation tokens processed.");
     sample(out, "vllm:generation_tokens_total", model, double(generation_tokens_));
 
-    const auto histogram = [&](std::string_view name, std::string_view help, const Histogram& h) {
+    const auto histogram = [&](std::string_view name, std::string_view help, const prometheus::Histogram& h) {
         header(out, name, "histogram", help);
-        const std::string bucket = std::string(name) + "_bucket";
-        uint64_t cumulative = 0;
-        for (size_t i = 0; i <= h.bounds.size(); ++i) {
-            cumulative += h.counts[i];
-            const double le = i < h.bounds.size() ? h.bounds[i] : INFINITY;
-            sample(out, bucket, model + ",le=\"" + number(le) + "\"", double(cumulative));
-        }
-        sample(out, std::string(name) + "_sum", model, h.sum);
-        sample(out, std::string(name) + "_count", model, double(h.count));
+        h.render(out, name, model);
     };
     histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttft_);
     histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itl_);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "http/prometheus.h"
 
 namespace loom::worker {
 
@@ -67,15 +68,6 @@ public:
     std::string render(const LoopStatus& status, const engine::MemoryReport& memory) const;
 
 private:
-    struct Histogram {
-        std::vector<double> bounds;    // upper bounds, ascending (+Inf is implied)
-        std::vector<uint64_t> counts;  // per bucket (not cumulative); one more than bounds for +Inf
-        double sum = 0;
-        uint64_t count = 0;
-        explicit Histogram(std::vector<double> b);
-        void observe(double v);
-    };
-
     const MetricsInfo info_;
     mutable std::mutex mutex_;
     int64_t prompt_tokens_ = 0;
@@ -83,9 +75,9 @@ private:
     int64_t cancelled_ = 0;
     std::map<std::string, int64_t, std::less<>> errors_;
     std::map<std::string, int64_t, std::less<>> rejected_;
-    Histogram ttft_;
-    Histogram itl_;
-    Histogram e2e_;
+    http::prometheus::Histogram ttft_;
+    http::prometheus::Histogram itl_;
+    http::prometheus::Histogram e2e_;
 };
 
 }  // namespace loom::worker

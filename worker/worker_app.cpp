@@ -25,6 +25,7 @@
 #include "worker/engine_loop.h"
 #include "worker/gpu_options.h"
 #include "http/http_server.h"
+#include "http/url.h"
 #include "worker/metrics.h"
 #include "worker/openai_api.h"
 #include "worker/request_registry.h"
@@ -60,22 +61,6 @@ std::shared_ptr<spdlog::logger> log() {
 
 HttpResponse api_error(const ApiError& e) {
     return error_response(e.status(), e.what(), e.type(), e.param(), e.code());
-}
-
-// A path segment with its %XX escapes decoded (a model id with a space arrives as %20); a bad
-// escape is kept as it is, which then names no model.
-std::string percent_decoded(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        const auto hex = [&](size_t k) { return k < s.size() && std::isxdigit(static_cast<unsigned char>(s[k])); };
-        if (s[i] == '%' && hex(i + 1) && hex(i + 2)) {
-            out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
 }
 
 int64_t unix_now() {
@@ -236,7 +221,7 @@ struct WorkerApp::State {
     explicit State(WorkerOptions options)
         : o(std::move(options)),
           keys(o.api_keys),
-          server(HttpLimits{}) {}
+          server("loom-worker", HttpLimits{}) {}
 
     // The loop may fail or start draining before run() notices.
     Phase current_phase() const {
@@ -413,7 +398,7 @@ struct WorkerApp::State {
         server.route("GET", "/metrics", [this](const HttpRequest&) { return metrics_text(); });
         server.route("GET", "/v1/models", api_call([this](const HttpRequest&) { return api->models(unix_now()); }));
         server.route_prefix("GET", "/v1/models/", api_call([this](const HttpRequest& req) {
-                                return api->model(percent_decoded(req.path.substr(std::string_view("/v1/models/").size())),
+                                return api->model(http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size())),
                                                   unix_now());
                             }));
         server.route("POST", "/v1/completions",
@@ -563,6 +548,16 @@ int WorkerApp::run() {
     // Signals are taken synchronously by this thread; every thread started from here inherits the mask.
     const sigset_t signals = http::block_stop_signals();
 
+    const RegistrationOptions& reg = s.o.registration;
+    try {
+        if (!reg.orchestrator_url.empty()) check_registration(reg, s.o.host);
+        else if (!reg.secret.empty() || !reg.advertise_url.empty())
+            throw BadRegistration("--register-secret and --advertise-url need --register");
+    } catch (const BadRegistration& e) {
+        log()->error("{}", e.what());
+        return kExitBadInput;
+    }
+
     s.add_routes();
     uint16_t port = 0;
     try {
@@ -574,6 +569,9 @@ int WorkerApp::run() {
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} (loading {})", s.o.host, port, s.o.model);
+    // Announced while loading: the orchestrator routes nothing here until /health says ready.
+    std::optional<Registration> registration;
+    if (!reg.orchestrator_url.empty()) registration.emplace(reg, advertised_url(reg, s.o.host, port));
 
     if (const int rc = s.load(); rc != 0) {
         s.server.stop();
@@ -601,6 +599,7 @@ int WorkerApp::run() {
         }
     }
     s.phase = Phase::draining;
+    if (registration) registration->stop();
     s.server.stop_accepting();
     s.loop->drain(s.o.drain_deadline);
     s.server.stop(std::chrono::milliseconds(5000));

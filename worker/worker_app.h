@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/registration.h"
+
 namespace loom::worker {
 
 inline constexpr int kExitFailure = 1;    // the engine loop was poisoned (a CUDA fault) or serving failed
@@ -26,6 +28,7 @@ struct WorkerOptions {
     int max_seqs = 16;
     int max_queue = 64;
     std::vector<std::string> api_keys;  // empty: no key needed
+    RegistrationOptions registration;   // orchestrator_url empty: no self-registration
     int http_threads = 4;
     std::chrono::milliseconds drain_deadline{30'000};  // SIGTERM: running streams may finish this long
 };

@@ -56,12 +56,12 @@ const RouteTable& routes() {
 void send(HttpResponse r, bool keep_alive, bool head, unsigned version) {
     std::ostringstream out;
     if (r.stream) {
-        const auto res = stream_head(r, keep_alive, version);
+        const auto res = stream_head(r, keep_alive, version, "loom-fuzz");
         if (version < 11 && (res.chunked() || res.keep_alive())) std::abort();
         out << res;
         return;
     }
-    out << whole_response(std::move(r), keep_alive, head, version);
+    out << whole_response(std::move(r), keep_alive, head, version, "loom-fuzz");
     const std::string bytes = out.str();
     if (head && bytes.compare(bytes.size() - 4, 4, "\r\n\r\n") != 0) std::abort();
 }

@@ -324,8 +324,8 @@ TEST_CASE("bad JSON, a wrong type and an unknown model are refused; the orchestr
     const json models = json::parse(http_request(port, "GET", "/v1/models").body);
     REQUIRE(models.at("data").size() == 1);
     CHECK(models["data"][0].at("id") == "stories260K");
-    CHECK(metric(port, "loom_orchestrator_requests_total{status=\"400\"}") == 3);
-    CHECK(metric(port, "loom_orchestrator_requests_total{status=\"404\"}") == 1);
+    CHECK(metric(port, "loom_orchestrator_requests_total{model=\"\",status=\"400\"}") == 3);
+    CHECK(metric(port, "loom_orchestrator_requests_total{model=\"\",status=\"404\"}") == 1);
 }
 
 TEST_CASE("a client that leaves mid-stream frees its sequence on the worker at once", "[orchestrator][disconnect]") {

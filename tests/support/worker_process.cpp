@@ -48,7 +48,8 @@ pid_t spawn_logged(std::vector<std::string> args, const std::filesystem::path& l
 WorkerProcess::WorkerProcess(const std::filesystem::path& model, const std::string& backend,
                              std::vector<std::string> extra, std::chrono::seconds timeout,
                              std::vector<std::string> prefix) {
-    log_ = temp_dir() / "worker.log";
+    static int count = 0;  // one log per worker: several run at once
+    log_ = temp_dir() / ("worker-" + std::to_string(++count) + ".log");
     std::vector<std::string> args = std::move(prefix);
     args.insert(args.end(), {worker_bin(), "--model", model.string(), "--backend", backend, "--port", "0"});
     if (std::find(extra.begin(), extra.end(), "--log") == extra.end()) args.insert(args.end(), {"--log", "info"});

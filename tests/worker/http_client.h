@@ -56,11 +56,11 @@ std::map<std::string, std::string> lower_headers(const Fields& fields) {
     return out;
 }
 
-// One connection; requests on it reuse it (keep-alive).
+// One connection; requests on it reuse it (keep-alive). `host`: an IP address.
 class HttpConnection {
 public:
-    explicit HttpConnection(int port) : socket_(ioc_) {
-        socket_.connect({http_client::net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+    explicit HttpConnection(int port, const std::string& host = "127.0.0.1") : socket_(ioc_) {
+        socket_.connect({http_client::net::ip::make_address(host), static_cast<unsigned short>(port)});
     }
 
     HttpReply request(const std::string& method, const std::string& target, const std::string& body = {},
@@ -121,13 +121,21 @@ inline HttpReply http_request(int port, const std::string& method, const std::st
     return c.request(method, target, body, headers);
 }
 
+// The same to another address than 127.0.0.1 (a network namespace's).
+inline HttpReply http_request_to(const std::string& host, int port, const std::string& method, const std::string& target,
+                                 const std::string& body = {}) {
+    HttpConnection c(port, host);
+    return c.request(method, target, body, {});
+}
+
 // A streaming response read one SSE event at a time.
 class SseStream {
 public:
-    SseStream(int port, const std::string& target, const std::string& body, const HeaderList& headers = {})
+    SseStream(int port, const std::string& target, const std::string& body, const HeaderList& headers = {},
+              const std::string& host = "127.0.0.1")
         : socket_(ioc_) {
         namespace http = http_client::http;
-        socket_.connect({http_client::net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+        socket_.connect({http_client::net::ip::make_address(host), static_cast<unsigned short>(port)});
         http::write(socket_, make_request("POST", target, body, headers));
         http::read_header(socket_, buffer_, parser_);
         status_ = parser_.get().result_int();
