@@ -66,6 +66,7 @@ public:
     OrchestratorProcess& operator=(const OrchestratorProcess&) = delete;
 
     int port() const { return port_; }
+    pid_t pid() const { return pid_; }
     std::string log() const {
         std::ifstream in(log_, std::ios::binary);
         return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
