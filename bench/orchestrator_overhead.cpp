@@ -31,6 +31,7 @@ struct Config {
     int throughput_streams = 64;
     double throughput_seconds = 5;
     std::string target = "/v1/completions";
+    bool keep_alive = true;
 };
 
 // The soft descriptor limit raised to the hard one (the children inherit it); both printed.
@@ -101,6 +102,8 @@ void print_row(const char* path, const LoadResult& r) {
                 path, r.streams_ok, failed(r), ms(r.ttft_us, 50), ms(r.ttft_us, 99), ms(r.transit_us, 50),
                 ms(r.transit_us, 99), ms(r.gap_us, 50), ms(r.gap_us, 99), r.ttft_us.size(), r.transit_us.size(),
                 failures(r).c_str());
+    std::printf("  %-7s %24s connect %7.3f %7.3f | head    %7.3f %7.3f ms\n", "", "", ms(r.connect_us, 50),
+                ms(r.connect_us, 99), ms(r.head_us, 50), ms(r.head_us, 99));
 }
 
 void print_added(const LoadResult& d, const LoadResult& v) {
@@ -119,6 +122,7 @@ void latency_level(const Config& c, int n, double interval_ms, uint16_t loadgen,
     spec.target = c.target;
     spec.body = body(c.chunks, interval_ms);
     spec.concurrency = n;
+    spec.keep_alive = c.keep_alive;
     spec.stream_s = c.chunks * interval_ms / 1e3;
     spec.measure_s = c.seconds;
     std::printf("%d concurrent streams, %d chunks every %.1f ms (%.0f chunks/s), %.0f s window; p50 p99:\n", n,
@@ -211,8 +215,11 @@ int main(int argc, char** argv) {
     app.add_option("--throughput-seconds", c.throughput_seconds, "Its window (default 5)")->check(CLI::Range(0.5, 3600.0));
     app.add_option("--target", c.target, "/v1/completions (default) or /v1/chat/completions")
         ->check(CLI::IsMember({"/v1/completions", "/v1/chat/completions"}));
+    bool close = false;
+    app.add_flag("--close", close, "A new client connection per stream (default: each slot keeps its connection)");
     try {
         app.parse(argc, argv);
+        c.keep_alive = !close;
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : 2;
     }

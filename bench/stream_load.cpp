@@ -33,12 +33,14 @@ struct Run {
     int64_t ramp_end = 0, window_end = 0;
     LoadResult result;
     std::vector<std::shared_ptr<Stream>> slots;
+    std::vector<std::unique_ptr<tcp::socket>> sockets;  // each slot's connection, kept between its streams
     std::vector<std::unique_ptr<net::steady_timer>> timers;
     std::optional<net::steady_timer> deadline;
 
     explicit Run(const LoadSpec& s) : spec(s), endpoint(net::ip::make_address("127.0.0.1"), s.port) {
         request = "POST " + s.target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  "Content-Length: " + std::to_string(s.body.size()) + "\r\nConnection: close\r\n\r\n" + s.body;
+                  "Content-Length: " + std::to_string(s.body.size()) + "\r\nConnection: " +
+                  (s.keep_alive ? "keep-alive" : "close") + "\r\n\r\n" + s.body;
     }
     void start_stream(size_t slot);
     void stream_ended(size_t slot, bool failed);
@@ -46,25 +48,20 @@ struct Run {
 
 class Stream : public std::enable_shared_from_this<Stream> {
 public:
-    Stream(Run& run, size_t slot) : run_(run), slot_(slot), socket_(run.ioc) {
+    Stream(Run& run, size_t slot) : run_(run), slot_(slot), socket_(*run.sockets[slot]) {
         parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
     }
 
     void start() {
         started_ = monotonic_ns();
         recorded_ = started_ >= run_.ramp_end && started_ < run_.window_end;
+        if (socket_.is_open()) return send();
         socket_.async_connect(run_.endpoint, [self = shared_from_this()](beast::error_code ec) {
             if (ec) return self->end("connect: " + ec.message());
+            if (self->recorded_) self->run_.result.connect_us.push_back((monotonic_ns() - self->started_) / 1e3);
             beast::error_code ignored;
             self->socket_.set_option(tcp::no_delay(true), ignored);
-            net::async_write(self->socket_, net::buffer(self->run_.request), [self](beast::error_code ec, size_t) {
-                if (ec) return self->end("write: " + ec.message());
-                bhttp::async_read_header(self->socket_, self->buf_, self->parser_, [self](beast::error_code ec, size_t) {
-                    if (ec) return self->end("head: " + ec.message());
-                    self->status_ = self->parser_.get().result_int();
-                    self->read();
-                });
-            });
+            self->send();
         });
     }
 
@@ -77,6 +74,18 @@ public:
     }
 
 private:
+    void send() {
+        net::async_write(socket_, net::buffer(run_.request), [self = shared_from_this()](beast::error_code ec, size_t) {
+            if (ec) return self->end("write: " + ec.message());
+            bhttp::async_read_header(self->socket_, self->buf_, self->parser_, [self](beast::error_code ec, size_t) {
+                if (ec) return self->end("head: " + ec.message());
+                self->status_ = self->parser_.get().result_int();
+                if (self->recorded_) self->run_.result.head_us.push_back((monotonic_ns() - self->started_) / 1e3);
+                self->read();
+            });
+        });
+    }
+
     void read() {
         take_events();
         if (parser_.is_done()) return end(done_ ? "" : status_ != 200 ? "status " + std::to_string(status_) : "no [DONE]");
@@ -132,8 +141,8 @@ private:
 
     void end(std::string why) {
         beast::error_code ec;
-        socket_.close(ec);
         if (error_ && why.empty()) why = "error event";
+        if (!why.empty() || !run_.spec.keep_alive || !parser_.keep_alive()) socket_.close(ec);
         if (recorded_ && !cut_) {
             if (why.empty()) ++run_.result.streams_ok;
             else ++run_.result.failures[why];
@@ -143,7 +152,7 @@ private:
 
     Run& run_;
     size_t slot_;
-    tcp::socket socket_;
+    tcp::socket& socket_;
     beast::flat_buffer buf_;
     bhttp::response_parser<bhttp::string_body> parser_;
     std::string pending_;
@@ -182,6 +191,7 @@ LoadResult run_load(const LoadSpec& spec) {
     run.ramp_end = t0 + ramp_ns;
     run.window_end = run.ramp_end + static_cast<int64_t>(spec.measure_s * 1e9);
     run.slots.resize(n);
+    for (size_t i = 0; i < n; ++i) run.sockets.push_back(std::make_unique<tcp::socket>(run.ioc));
     for (size_t i = 0; i < n; ++i) {
         run.timers.push_back(std::make_unique<net::steady_timer>(run.ioc));
         run.timers[i]->expires_after(std::chrono::nanoseconds(ramp_ns * static_cast<int64_t>(i) / static_cast<int64_t>(n)));

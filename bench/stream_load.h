@@ -17,11 +17,14 @@ struct LoadSpec {
     double stream_s = 1;      // a stream's expected length: slots start spread over it (the ramp)
     double measure_s = 10;    // after the ramp: streams started in this window are recorded
     bool cut_at_end = false;  // close every stream when the window ends (endless streams)
+    bool keep_alive = true;   // a slot's streams share its connection (as HTTP clients pool them)
 };
 
 // Microseconds, one entry per recorded stream (ttft) or per token tick (transit, gap).
 struct LoadResult {
     std::vector<double> ttft_us;     // request start (before connect) to the first event
+    std::vector<double> connect_us;  // request start to the connection's establishment (new ones)
+    std::vector<double> head_us;     // request start to the response head
     std::vector<double> transit_us;  // receive time - loadgen_sent_ns, per tick
     std::vector<double> gap_us;      // receive time - the previous tick's receive time
     int64_t window_events = 0;       // events received during the window (throughput)
