@@ -2,6 +2,7 @@
 // /v1/models, /metrics and /cancel from the worker pool.
 #include "orchestrator/orchestrator_app.h"
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <csignal>
@@ -91,6 +92,7 @@ struct OrchestratorApp::State {
     http::ApiKeys keys;
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
+    size_t live_swept_at = 64;  // the size of `live` at which its ended requests are swept next
     HttpServer server;
 
     explicit State(Options options)
@@ -148,7 +150,12 @@ struct OrchestratorApp::State {
         }
         {
             std::lock_guard lock(live_mu);
-            std::erase_if(live, [](const auto& kv) { return kv.second.expired(); });
+            // Ended requests are swept when the map has doubled since the last sweep: sweeping on every
+            // request cost O(streams) each, O(streams^2) in all (bench/orchestrator_overhead).
+            if (live.size() >= live_swept_at) {
+                std::erase_if(live, [](const auto& kv) { return kv.second.expired(); });
+                live_swept_at = std::max<size_t>(64, 2 * live.size());
+            }
             live[id] = producer;
         }
         log()->debug("{} {}: {}{}", req.method, req.path, id, stream ? ", streaming" : "");
