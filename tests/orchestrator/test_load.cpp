@@ -2,6 +2,7 @@
 // to three CPU workers on stories260K; every stream ends with [DONE] or is a 429, and afterwards
 // nothing is left behind: descriptors, memory (over a second round), running sequences, KV blocks.
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -23,6 +24,17 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kStreams = 1000;
 constexpr int kWorkers = 3;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+constexpr bool kAsan = __has_feature(address_sanitizer);
+#else
+constexpr bool kAsan = false;
+#endif
+// ASan keeps freed memory out of use in a quarantine (256 MiB by default), which grows the RSS of
+// every round until it is full: the orchestrator started here gets a small one.
+constexpr int kQuarantineMiB = 4;
 
 int open_fds(int pid) {
     int n = 0;
@@ -115,6 +127,11 @@ TEST_CASE("1,000 concurrent streams through the orchestrator to three CPU worker
         workers.push_back(std::make_unique<Worker>(std::vector<std::string>{"--max-seqs", "16", "--max-queue", "200"}));
         ports.push_back(workers.back()->port());
     }
+    if (kAsan) {
+        const char* given = std::getenv("ASAN_OPTIONS");
+        const std::string options = std::string(given ? given : "") + ":quarantine_size_mb=" + std::to_string(kQuarantineMiB);
+        setenv("ASAN_OPTIONS", options.c_str(), 1);
+    }
     OrchestratorProcess orch(ports);
     const int pid = orch.pid();
     const int baseline = open_fds(pid);
@@ -131,8 +148,8 @@ TEST_CASE("1,000 concurrent streams through the orchestrator to three CPU worker
     require_workers_idle(workers);
     const long rss2 = rss_kib(pid);
     // The first round grew the heap to its working size; a second equal round reuses it. A leak of
-    // even 8 KiB per stream would add 8 MiB.
+    // even 8 KiB per stream would add 8 MiB (under ASan, beyond what its quarantine holds).
     WARN("orchestrator: " << baseline << " descriptors before and after; RSS " << rss1 << " KiB after round 1, "
                            << rss2 << " KiB after round 2");
-    CHECK(rss2 - rss1 <= 8 * 1024);
+    CHECK(rss2 - rss1 <= (8 + (kAsan ? kQuarantineMiB : 0)) * 1024);
 }
