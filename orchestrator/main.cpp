@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
     app.add_option("--retries", o.retries, "Other workers tried before the first byte (default 2)")
         ->check(CLI::Range(0, 100));
     app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; forwarded to the workers)");
+    app.add_option("--http-threads", o.http_threads, "Threads serving client connections (default 2)")
+        ->check(CLI::Range(1, 256));
+    app.add_option("--client-threads", o.client_threads, "Threads for health polls and worker calls (default 2)")
+        ->check(CLI::Range(1, 256));
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     try {
         app.parse(argc, argv);

@@ -48,8 +48,8 @@ public:
 
 private:
     // An IP address is used as it is: asio resolves names on one thread of its own (getaddrinfo,
-    // which also lists the interfaces), and at a thousand calls a second that queue delayed every
-    // request and the health polls behind it by hundreds of milliseconds (bench/orchestrator_overhead).
+    // which also lists the interfaces), and at a thousand calls a second every request and health
+    // poll would queue behind it (bench/orchestrator_overhead).
     void resolve() {
         beast::error_code ec;
         const auto address = net::ip::make_address(r_.worker.host, ec);
