@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.0, 86'400.0));
     app.add_option("--register-secret", o.register_secret,
                    "Admit workers that announce themselves (loom-worker --register) with this secret");
+    app.add_option("--http-threads", o.http_threads, "Threads serving client connections (default 2)")
+        ->check(CLI::Range(1, 256));
+    app.add_option("--client-threads", o.client_threads, "Threads for health polls and worker calls (default 2)")
+        ->check(CLI::Range(1, 256));
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     if (const auto code = parse(app, argc, argv, config_path)) return *code;
     try {

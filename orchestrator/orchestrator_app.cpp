@@ -4,6 +4,7 @@
 #include "orchestrator/orchestrator_app.h"
 
 #include <atomic>
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <csignal>
@@ -115,6 +116,7 @@ struct OrchestratorApp::State {
     std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
     std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
     std::unique_ptr<AdminApi> admin;
+    size_t live_swept_at = 64;  // the size of `live` at which its ended requests are swept next
 
     explicit State(Options options)
         : o(std::move(options)),
@@ -204,7 +206,12 @@ struct OrchestratorApp::State {
         }
         {
             std::lock_guard lock(live_mu);
-            std::erase_if(live, [](const auto& kv) { return kv.second.expired(); });
+            // Ended requests are swept when the map has doubled since the last sweep: sweeping on every
+            // request cost O(streams) each, O(streams^2) in all (bench/orchestrator_overhead).
+            if (live.size() >= live_swept_at) {
+                std::erase_if(live, [](const auto& kv) { return kv.second.expired(); });
+                live_swept_at = std::max<size_t>(64, 2 * live.size());
+            }
             live[id] = producer;
         }
         log()->debug("{} {}: {}{}{}", req.method, req.path, id, stream ? ", streaming" : "",

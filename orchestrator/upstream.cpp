@@ -2,6 +2,7 @@
 // pieces; every step on one strand, the timeouts through beast::tcp_stream.
 #include "orchestrator/upstream.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -46,16 +47,27 @@ public:
     }
 
 private:
+    // An IP address is used as it is: asio resolves names on one thread of its own (getaddrinfo,
+    // which also lists the interfaces), and at a thousand calls a second every request and health
+    // poll would queue behind it (bench/orchestrator_overhead).
     void resolve() {
+        beast::error_code ec;
+        const auto address = net::ip::make_address(r_.worker.host, ec);
+        if (!ec) return connect(std::array{tcp::endpoint(address, r_.worker.port)});
         resolver_.async_resolve(r_.worker.host, std::to_string(r_.worker.port),
                                 [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type res) {
                                     if (ec) return self->fail(ec, "cannot resolve: ");
-                                    self->expire(self->r_.connect_timeout);
-                                    self->stream_.async_connect(res, [self](beast::error_code ec, const tcp::endpoint&) {
-                                        if (ec) return self->fail(ec, "cannot connect: ");
-                                        self->write();
-                                    });
+                                    self->connect(res);
                                 });
+    }
+
+    template <class Endpoints>
+    void connect(const Endpoints& endpoints) {
+        expire(r_.connect_timeout);
+        stream_.async_connect(endpoints, [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
+            if (ec) return self->fail(ec, "cannot connect: ");
+            self->write();
+        });
     }
 
     // The step's timeout (zero: none of its own), never beyond the whole call's deadline; none at all

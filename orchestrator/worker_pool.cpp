@@ -37,6 +37,7 @@ struct WorkerPool::Worker {
     bool polling = false;  // a /health call is in flight
     int timeouts = 0;      // timed-out polls in a row
     bool retired = false;  // gone for good (retire()); its index stays while Leases hold it
+    std::chrono::steady_clock::time_point last_tokens{};  // tokens last relayed from it
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -141,7 +142,10 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         w->polling = false;
         if (w->retired) return;
         w->timeouts = end.timed_out ? w->timeouts + 1 : 0;
-        if (end.timed_out && w->timeouts < kTimeoutsToEject) return;  // keep the state it had
+        // A worker whose streams still deliver tokens is alive, however late its /health answers (a
+        // host busy with a thousand streams answered after 300 ms and lost them all; bench/orchestrator_overhead).
+        const bool streaming = std::chrono::steady_clock::now() - w->last_tokens < kTimeoutsToEject * kHealthTimeout;
+        if (end.timed_out && (w->timeouts < kTimeoutsToEject || streaming)) return;  // keep the state it had
         if (state != w->status.state)
             log()->info("worker {}: {} -> {}{}", w->url.text, state_name(w->status.state), state_name(state),
                         end.complete ? "" : " (" + end.error + ")");
@@ -252,6 +256,7 @@ void WorkerPool::Lease::produced(int64_t tokens) {
     const int64_t n = std::min(tokens, tokens_);
     tokens_ -= n;
     pool_.workers_[index_]->status.outstanding_tokens -= n;
+    if (tokens > 0) pool_.workers_[index_]->last_tokens = std::chrono::steady_clock::now();
 }
 
 void WorkerPool::mark_unhealthy(const std::string& url) {
