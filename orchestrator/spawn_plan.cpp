@@ -15,12 +15,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// loom-worker beside this executable (both are installed, and built, into one folder).
+// loom-worker beside this executable (an installed pair), else in the build tree's worker/ folder.
 std::string default_worker_bin() {
     std::error_code ec;
     const fs::path self = fs::read_symlink("/proc/self/exe", ec);
     if (ec) throw BadSpawn("--worker-bin: cannot find this executable's folder (" + ec.message() + "); name it");
-    return (self.parent_path() / "loom-worker").string();
+    const fs::path beside = self.parent_path() / "loom-worker";
+    const fs::path built = self.parent_path().parent_path() / "worker" / "loom-worker";
+    return (fs::exists(beside) || !fs::exists(built) ? beside : built).string();
 }
 
 // The flags the orchestrator sets itself on every spawned worker.

@@ -52,9 +52,10 @@ std::future<std::unique_ptr<SseStream>> open_later(int port, const json& body) {
     });
 }
 
-// One CPU worker with a single sequence, and an orchestrator in front of it with `flags`.
+// One CPU worker with a single sequence (on the CPU whatever the host: the timings here assume its
+// pace), and an orchestrator in front of it with `flags`.
 struct OneSlot {
-    Worker worker{std::vector<std::string>{"--max-seqs", "1"}};
+    CpuWorker worker{std::vector<std::string>{"--max-seqs", "1"}};
     OrchestratorProcess orch;
     explicit OneSlot(std::vector<std::string> flags) : orch({worker.port()}, std::move(flags)) {}
 

@@ -90,7 +90,7 @@ TEST_CASE("GET /v1/models/{id}: the serving worker's answer, else 404 model_not_
 }
 
 TEST_CASE("/metrics: added-latency histograms, requests by model, the workers' gauges", "[orchestrator][metrics]") {
-    Worker w({"--max-seqs", "1"});
+    CpuWorker w({"--max-seqs", "1"});  // the CPU's pace: the busy request is still running when looked at
     OrchestratorProcess orch({w.port()});
     const Streamed s = stream(orch.port(), "/v1/completions",
                               with(with({{"prompt", "Once upon a time"}, {"model", "stories260K"}}, kGreedy),

@@ -110,7 +110,7 @@ TEST_CASE("spawned CPU workers serve; one killed with SIGKILL is restarted and s
     // The new port is routed to; the old one is gone from every list.
     const json after = admin_workers(s.port());
     const std::string new_url = worker_by(after, "id", "w0").at("url");
-    CHECK(new_url != victim.at("url"));
+    CHECK(new_url != victim.at("url").get<std::string>());
     const std::string health = http_request(s.port(), "GET", "/health").body;
     CHECK(health.find(victim.at("url").get<std::string>()) == std::string::npos);
     std::set<std::string> served;
