@@ -9,6 +9,8 @@
 #include <spdlog/spdlog.h>
 #include <vector>
 
+#include "http/prometheus.h"
+
 namespace loom::orchestrator {
 
 using http::HttpResponse;
@@ -30,15 +32,6 @@ HttpResponse too_many(const std::string& message, const std::string& code, int r
     return r;
 }
 
-// A Prometheus label value: backslash, quote and newline escaped.
-std::string label(const std::string& v) {
-    std::string out;
-    for (char c : v) {
-        if (c == '\\' || c == '"') out += '\\';
-        out += c == '\n' ? std::string("\\n") : std::string(1, c);
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -260,7 +253,7 @@ std::string Admission::render_metrics() const {
     o << "# HELP loom_orchestrator_rate_limited_total Requests over an API key's limit, by key name and limit.\n"
       << "# TYPE loom_orchestrator_rate_limited_total counter\n";
     for (const auto& [key, n] : rate_limited_)
-        o << "loom_orchestrator_rate_limited_total{key=\"" << label(key.first) << "\",limit=\"" << key.second
+        o << "loom_orchestrator_rate_limited_total{key=\"" << http::prometheus::escape(key.first) << "\",limit=\"" << key.second
           << "\"} " << n << "\n";
     o << "# HELP loom_orchestrator_timeouts_total Requests ended by their timeout.\n"
       << "# TYPE loom_orchestrator_timeouts_total counter\n"
