@@ -50,16 +50,23 @@ Run collect(SseStream& s, bool chat) {
     return r;
 }
 
-// Every event of a stream's raw bytes (those read before the kill included), as a Run.
-Run parse_raw(const std::string& raw, bool chat) {
-    Run r;
+// Every event of a stream's raw bytes (those read before the kill included) but [DONE], parsed.
+std::vector<json> raw_events(const std::string& raw) {
+    std::vector<json> events;
     size_t at = 0, end;
     while ((end = raw.find("\n\n", at)) != std::string::npos) {
         std::string ev = raw.substr(at, end - at);
         at = end + 2;
         if (ev.rfind("data: ", 0) == 0) ev.erase(0, 6);
-        if (ev == "[DONE]") continue;
-        const json j = json::parse(ev);
+        if (ev != "[DONE]") events.push_back(json::parse(ev));
+    }
+    return events;
+}
+
+// A stream's raw events as a Run.
+Run parse_raw(const std::string& raw, bool chat) {
+    Run r;
+    for (const json& j : raw_events(raw)) {
         REQUIRE_FALSE(j.contains("error"));
         if (j.contains("prompt_token_ids")) r.prompt_ids = j["prompt_token_ids"].get<std::vector<int>>();
         for (const json& ch : j.at("choices")) {
@@ -69,6 +76,17 @@ Run parse_raw(const std::string& raw, bool chat) {
         }
     }
     return r;
+}
+
+// Lets a stream through the orchestrator run a few events, kills the worker serving it (SIGKILL)
+// and reads the rest, which must end with [DONE] and no error event; returns the surviving worker.
+Worker& kill_serving_and_finish(Cluster& c, SseStream& s, bool chat) {
+    REQUIRE(s.status() == 200);
+    const std::string served_by = s.headers().at("x-worker");
+    for (int i = 0; i < 4; ++i) REQUIRE(s.next());  // it is running
+    c.serving(served_by).signal(SIGKILL);
+    read_stream(s, chat);
+    return c.other(served_by);
 }
 
 Run run_stream(int port, const std::string& path, json body) {
@@ -139,14 +157,7 @@ TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on 
             INFO(path << " " << body.dump());
             Cluster c;
             SseStream s(c.orch.port(), path, body.dump());
-            REQUIRE(s.status() == 200);
-            const std::string served_by = s.headers().at("x-worker");
-            for (int i = 0; i < 4; ++i) REQUIRE(s.next());  // it is running
-            Worker& victim = c.serving(served_by);
-            Worker& survivor = c.other(served_by);
-            victim.signal(SIGKILL);
-            // The rest of the stream: it must end with [DONE] and no error event.
-            read_stream(s, chat);
+            Worker& survivor = kill_serving_and_finish(c, s, chat);
             SseStream replay_source(survivor.port(), path, body.dump());  // the uninterrupted run
             const Run reference = collect(replay_source, chat);
             const Run got = parse_raw(s.raw(), chat);
@@ -197,17 +208,10 @@ TEST_CASE("kill -9 of a worker serving several streams: every one of them finish
 // Every logprobs entry of a chat stream's raw events, in order.
 json chat_logprobs(const std::string& raw) {
     json all = json::array();
-    size_t at = 0, end;
-    while ((end = raw.find("\n\n", at)) != std::string::npos) {
-        std::string ev = raw.substr(at, end - at);
-        at = end + 2;
-        if (ev.rfind("data: ", 0) == 0) ev.erase(0, 6);
-        if (ev == "[DONE]") continue;
-        const json j = json::parse(ev);  // kept: a range-for over a temporary's member would dangle
+    for (const json& j : raw_events(raw))
         for (const json& ch : j.at("choices"))
             if (ch.contains("logprobs") && ch["logprobs"].is_object())
                 for (const json& e : ch["logprobs"].at("content")) all.push_back(e);
-    }
     return all;
 }
 
@@ -217,12 +221,8 @@ TEST_CASE("a chat stream with logprobs keeps them, in chat's shape, across a fai
                                                   {"logprobs", true}, {"top_logprobs", 2}});
     Cluster c;
     SseStream s(c.orch.port(), "/v1/chat/completions", body.dump());
-    REQUIRE(s.status() == 200);
-    const std::string served_by = s.headers().at("x-worker");
-    for (int i = 0; i < 4; ++i) REQUIRE(s.next());
-    c.serving(served_by).signal(SIGKILL);
-    read_stream(s, true);
-    SseStream direct(c.other(served_by).port(), "/v1/chat/completions", body.dump());
+    Worker& survivor = kill_serving_and_finish(c, s, true);
+    SseStream direct(survivor.port(), "/v1/chat/completions", body.dump());
     read_stream(direct, true);
     const json got = chat_logprobs(s.raw()), reference = chat_logprobs(direct.raw());
     REQUIRE(reference.size() == 600);
@@ -238,12 +238,8 @@ TEST_CASE("a chat stream without max_tokens fails over with the room the worker'
     const json body = with(with(kChat, kSeeded), {{"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
     Cluster c;
     SseStream s(c.orch.port(), "/v1/chat/completions", body.dump());
-    REQUIRE(s.status() == 200);
-    const std::string served_by = s.headers().at("x-worker");
-    for (int i = 0; i < 4; ++i) REQUIRE(s.next());
-    c.serving(served_by).signal(SIGKILL);
-    read_stream(s, true);
-    SseStream direct(c.other(served_by).port(), "/v1/chat/completions", body.dump());
+    Worker& survivor = kill_serving_and_finish(c, s, true);
+    SseStream direct(survivor.port(), "/v1/chat/completions", body.dump());
     const Run reference = collect(direct, true);
     const Run got = parse_raw(s.raw(), true);
     REQUIRE(reference.ids.size() > 1000);  // to the end of the context
