@@ -1,5 +1,6 @@
-// HttpServer: one Beast session per connection on its own strand; produced responses are pulled
-// one write at a time, and a read kept pending while a response is produced notices the client leaving.
+// HttpServer: one io_context per thread, one Beast session per connection on its own strand; produced
+// responses are pulled one write at a time, and a read kept pending while a response is produced
+// notices the client leaving.
 #include "http/http_server.h"
 
 #include <algorithm>
@@ -81,9 +82,13 @@ struct HttpServer::Impl {
     std::condition_variable sessions_changed;
     std::unordered_set<Session*> sessions;
 
-    net::io_context ioc;
-    // Keeps the threads running while no connection is open (until stop()).
-    std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+    // One io_context per thread, each run by its thread alone: a connection and whatever its
+    // handlers start on serving_io_context() (the orchestrator's upstream calls) share one thread,
+    // so a relayed chunk crosses no thread. The first also holds the acceptor.
+    std::vector<std::unique_ptr<net::io_context>> contexts;
+    size_t next_context = 0;  // round robin over contexts, on the acceptor's strand
+    // Keep the threads running while no connection is open (until stop()).
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
     std::optional<tcp::acceptor> acceptor;
     bool accepting = false;
     std::vector<std::thread> threads;
@@ -430,6 +435,7 @@ private:
 };
 
 void HttpServer::Impl::accept() {
+    net::io_context& ioc = *contexts[next_context++ % contexts.size()];
     acceptor->async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
         if (ec) return accept_failed(ec);
@@ -466,7 +472,15 @@ void HttpServer::Impl::accept_failed(const beast::error_code& ec) {
     });
 }
 
-HttpServer::HttpServer(std::string name, HttpLimits limits) : impl_(std::make_shared<Impl>(std::move(name), limits)) {}
+namespace {
+thread_local net::io_context* serving_context = nullptr;
+}  // namespace
+
+net::io_context* serving_io_context() { return serving_context; }
+
+HttpServer::HttpServer(std::string name, HttpLimits limits) : impl_(std::make_shared<Impl>(std::move(name), limits)) {
+    impl_->contexts.push_back(std::make_unique<net::io_context>());
+}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -484,7 +498,7 @@ uint16_t HttpServer::listen(const std::string& host, uint16_t port) {
     const auto address = net::ip::make_address(host, ec);
     if (ec) throw std::runtime_error("cannot listen on " + host + ": not an IP address (" + ec.message() + ")");
     const tcp::endpoint endpoint(address, port);
-    auto& acc = impl_->acceptor.emplace(net::make_strand(impl_->ioc));
+    auto& acc = impl_->acceptor.emplace(net::make_strand(*impl_->contexts.front()));
     const auto fail = [&](const char* what) {
         throw std::runtime_error(std::string("cannot listen on ") + host + ":" + std::to_string(port) + ": " + what +
                                  ": " + ec.message());
@@ -499,14 +513,17 @@ uint16_t HttpServer::listen(const std::string& host, uint16_t port) {
 
 void HttpServer::start(int threads) {
     if (!impl_->acceptor) throw std::logic_error("HttpServer::start before listen");
-    impl_->work.emplace(impl_->ioc.get_executor());
+    while (impl_->contexts.size() < static_cast<size_t>(std::max(threads, 1)))
+        impl_->contexts.push_back(std::make_unique<net::io_context>());
+    for (auto& ioc : impl_->contexts) impl_->work.push_back(net::make_work_guard(*ioc));
     impl_->accepting = true;
     impl_->accept();
-    for (int i = 0; i < std::max(threads, 1); ++i)
-        impl_->threads.emplace_back([impl = impl_.get()] {
+    for (auto& context : impl_->contexts)
+        impl_->threads.emplace_back([ioc = context.get()] {
+            serving_context = ioc;
             for (;;) {
                 try {
-                    impl->ioc.run();
+                    ioc->run();
                     return;
                 } catch (const std::exception& e) {  // a handler threw past its session: keep serving
                     log()->error("io thread: {}", e.what());
@@ -544,8 +561,8 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
         lock.lock();
         impl_->sessions_changed.wait_for(lock, grace, [&] { return impl_->sessions.empty(); });
     }
-    impl_->work.reset();
-    impl_->ioc.stop();
+    impl_->work.clear();
+    for (auto& ioc : impl_->contexts) ioc->stop();
     for (auto& t : impl_->threads) t.join();
     impl_->threads.clear();
 }

@@ -15,6 +15,10 @@
 #include <utility>
 #include <vector>
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace loom::http {
 
 struct HttpLimits {
@@ -102,7 +106,8 @@ public:
     // cannot bind.
     uint16_t listen(const std::string& host, uint16_t port);
 
-    // Starts accepting on `threads` threads.
+    // Starts accepting on `threads` threads, each with an io_context of its own; connections are
+    // spread over them in turn.
     void start(int threads);
 
     // Stops accepting new connections; open ones are served to their end.
@@ -121,6 +126,10 @@ private:
     struct Impl;
     std::shared_ptr<Impl> impl_;
 };
+
+// The io_context of the server thread this runs on (in a handler, or a producer's start and
+// poll), null on any other thread. Work a handler starts on it runs on its connection's thread.
+boost::asio::io_context* serving_io_context();
 
 // A JSON body with this status (invalid UTF-8 in strings replaced by U+FFFD).
 HttpResponse json_response(int status, const nlohmann::json& body);

@@ -101,7 +101,7 @@ void configure_logging(const std::string& level) {
 
 struct OrchestratorApp::State {
     Options o;
-    boost::asio::io_context ioc;  // the client side: health polls and upstream calls
+    boost::asio::io_context ioc;  // the client side: health polls, queue timers and calls made off the server threads
     Metrics metrics;
     WorkerPool pool;
     Admission admission;
@@ -113,6 +113,7 @@ struct OrchestratorApp::State {
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server{"loom-orchestrator"};
+    ConnectionPool connections;  // after the server: its idle sockets belong to the server's io_contexts
     std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
     std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
     std::unique_ptr<AdminApi> admin;
@@ -264,7 +265,11 @@ struct OrchestratorApp::State {
         return r;
     }
 
-    ProxyContext context() { return ProxyContext{ioc, pool, metrics, o.retries, admission, &router}; }
+    // On a server thread (a handler) the calls run on that thread's io_context, else on the client one.
+    ProxyContext context() {
+        boost::asio::io_context* here = http::serving_io_context();
+        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, &connections};
+    }
 
     // POST /tokenize and /detokenize: to a ready worker serving the body's model (any without one).
     HttpResponse relay_by_body(const HttpRequest& req) {
@@ -309,7 +314,8 @@ struct OrchestratorApp::State {
         server.route("GET", "/metrics", [this](const HttpRequest&) {
             HttpResponse r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-            r.body = metrics.render(pool.count_by_state()) + admission.render_metrics() + worker_metrics.render();
+            r.body = metrics.render(pool.count_by_state()) + admission.render_metrics() + worker_metrics.render() +
+                     connections.render_metrics();
             return r;
         });
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
@@ -418,6 +424,7 @@ int OrchestratorApp::run() {
     s.pool.start();
     s.registry.start();
     s.worker_metrics.start();
+    s.connections.start(s.ioc);
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, {} spawned, routing {})", s.o.host, port, s.o.workers.size(),
@@ -433,6 +440,7 @@ int OrchestratorApp::run() {
     s.admission.stop();
     s.registry.stop();
     s.worker_metrics.stop();
+    s.connections.stop();
     work.reset();
     s.ioc.stop();
     for (auto& t : threads) t.join();

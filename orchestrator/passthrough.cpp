@@ -1,5 +1,5 @@
 // PassthroughProducer: one relayed request, its worker calls and the answer; upstream handlers
-// run on the client io_context, poll() on the connection's strand, mu_ orders them.
+// and poll() run on the client connection's thread, mu_ orders them with the rest.
 #include "orchestrator/passthrough.h"
 
 #include <mutex>
@@ -65,7 +65,7 @@ private:
         h.on_end = [weak](const UpstreamEnd& end) {
             if (auto self = weak.lock()) self->on_end(end);
         };
-        call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h));
+        call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h), ctx_.connections);
     }
 
     void on_head(int status, const http::HttpHeaders& headers) {

@@ -1,5 +1,5 @@
-// ProxyProducer: the state of one proxied generation. Upstream handlers run on the client
-// io_context, poll() on the client connection's strand; mu_ orders them.
+// ProxyProducer: the state of one proxied generation. Upstream handlers and poll() run on the client
+// connection's thread; the queue, the pool's ejections and timeouts call in from others; mu_ orders them.
 #include "orchestrator/proxy.h"
 
 #include <algorithm>
@@ -170,7 +170,7 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
     h.on_end = [weak, n](const UpstreamEnd& end) {
         if (auto self = weak.lock()) self->on_end(n, end);
     };
-    call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h));
+    call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h), ctx_.connections);
 }
 
 // The first request written upstream ends what the orchestrator added before the worker could start.

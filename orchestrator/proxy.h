@@ -25,12 +25,15 @@ namespace loom::orchestrator {
 
 // What every proxied request shares.
 struct ProxyContext {
+    // Where its upstream calls and timers run: the client connection's own server thread
+    // (http::serving_io_context), so a relayed chunk is read and written on one thread.
     boost::asio::io_context& ioc;
     WorkerPool& pool;
     Metrics& metrics;
     int retries;
     Admission& admission;
     PrefixRouter* router = nullptr;  // prefix routing and sessions; null: the pool's policy alone
+    ConnectionPool* connections = nullptr;  // kept-alive worker connections; null: one per call
 };
 
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).

@@ -1,5 +1,5 @@
-// An asynchronous HTTP/1.1 call to a worker on the orchestrator's client io_context: the response
-// head, then its body piece by piece as it arrives (SSE streams are relayed, never buffered whole).
+// An asynchronous HTTP/1.1 call to a worker on an io_context of the orchestrator: the response head,
+// then its body piece by piece as it arrives (SSE streams are relayed, never buffered whole).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "http/http_server.h"
+#include "orchestrator/connection_pool.h"
 #include "orchestrator/options.h"
 
 namespace loom::orchestrator {
@@ -33,7 +34,7 @@ struct UpstreamEnd {
     std::string error;
 };
 
-// Called on the client io_context's threads, one call's handlers never concurrently, in this order:
+// Called on `ioc`'s threads, one call's handlers never concurrently, in this order:
 // on_written at most once (the request is sent), on_head at most once, on_data any number of times,
 // on_end exactly once (unless cancelled). Any may be empty.
 struct UpstreamHandlers {
@@ -50,7 +51,10 @@ public:
     virtual void cancel() = 0;
 };
 
+// With a pool, the call reuses an idle connection to the worker when one is open (a reused one the
+// worker closed meanwhile is replaced by a new one, once) and returns it when the response ended
+// cleanly; without one, it connects and closes ("Connection: close").
 std::shared_ptr<UpstreamCall> call_upstream(boost::asio::io_context& ioc, UpstreamRequest request,
-                                            UpstreamHandlers handlers);
+                                            UpstreamHandlers handlers, ConnectionPool* pool = nullptr);
 
 }  // namespace loom::orchestrator

@@ -105,9 +105,10 @@ void require_workers_idle(const std::vector<std::unique_ptr<Worker>>& workers) {
 }
 
 // The orchestrator's descriptors back to at most the baseline (plus the health polls that may be in
-// flight, one per worker) once the clients have gone.
+// flight, one per worker) once the clients have gone: its idle kept-alive worker connections close
+// after 5 s (ConnectionPool).
 void require_fds_back(int pid, int baseline) {
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
     int fds = open_fds(pid);
     while (fds > baseline + kWorkers && Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));

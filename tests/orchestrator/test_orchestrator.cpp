@@ -144,6 +144,15 @@ TEST_CASE("streams through the orchestrator equal the same requests sent to a wo
     const HttpReply whole = post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 5}}));
     REQUIRE(whole.status == 200);
     CHECK(json::parse(whole.body).at("id") == whole.headers.at("x-request-id"));
+    // Ten whole answers, one after another: the worker connections are kept alive and reused, at most
+    // one new one per server thread (two) and worker (two). A whole answer's connection is back in the
+    // pool before the client has the answer.
+    const std::string kNew = "loom_orchestrator_upstream_connections_total{how=\"new\"}";
+    const std::string kReused = "loom_orchestrator_upstream_connections_total{how=\"reused\"}";
+    const double new_before = metric(c.orch.port(), kNew), reused_before = metric(c.orch.port(), kReused);
+    for (int i = 0; i < 10; ++i) REQUIRE(post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 2}})).status == 200);
+    CHECK(metric(c.orch.port(), kNew) - new_before <= 4);
+    CHECK(metric(c.orch.port(), kReused) - reused_before >= 6);
 }
 
 TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on the other", "[orchestrator][failover]") {
