@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
                    "Admit workers that announce themselves (loom-worker --register) with this secret");
     app.add_option("--http-threads", o.http_threads, "Threads serving client connections (default 2)")
         ->check(CLI::Range(1, 256));
-    app.add_option("--client-threads", o.client_threads, "Threads for health polls and worker calls (default 2)")
+    app.add_option("--client-threads", o.client_threads, "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
         ->check(CLI::Range(1, 256));
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     if (const auto code = parse(app, argc, argv, config_path)) return *code;

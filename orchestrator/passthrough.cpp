@@ -49,6 +49,7 @@ private:
     void launch() {
         status_ = 0;
         content_type_ = "application/json";
+        backend_.clear();
         body_.clear();
         tried_.insert(lease_->worker().text);
         UpstreamRequest r{lease_->worker(), req_.method, req_.target, req_.body, {}};
@@ -71,8 +72,10 @@ private:
     void on_head(int status, const http::HttpHeaders& headers) {
         std::lock_guard lock(mu_);
         status_ = status;
-        for (const auto& [k, v] : headers)
+        for (const auto& [k, v] : headers) {
             if (k == "content-type") content_type_ = v;
+            if (k == "x-backend") backend_ = v;
+        }
     }
 
     void on_data(const std::string& data) {
@@ -94,6 +97,7 @@ private:
             r.body = std::move(body_);
         }
         r.headers.emplace_back("X-Worker", lease_->worker().text);
+        if (!backend_.empty()) r.headers.emplace_back("X-Backend", backend_);
         answer_ = std::move(r);
         lease_.reset();
         if (notify_) notify_();
@@ -121,6 +125,7 @@ private:
     int retries_used_ = 0;
     int status_ = 0;
     std::string content_type_;
+    std::string backend_;  // the worker's X-Backend, relayed
     std::string body_;
     std::optional<HttpResponse> answer_;
 };

@@ -186,8 +186,10 @@ void ProxyProducer::on_head(uint64_t call, int status, const http::HttpHeaders& 
     std::lock_guard lock(mu_);
     if (call != call_number_) return;
     status_ = status;
-    for (const auto& [k, v] : headers)
+    for (const auto& [k, v] : headers) {
         if (k == "x-request-id") upstream_id_ = v;
+        if (k == "x-backend" && !committed_) backend_ = v;  // a stream's head names its first worker's
+    }
     if (status == 200 && req_.stream && !committed_) {
         committed_ = true;
         HttpResponse head;
@@ -377,9 +379,11 @@ void ProxyProducer::finish_with_error(const std::string& message) {
 }
 
 http::HttpHeaders ProxyProducer::headers() const {
-    return {{"X-Request-Id", req_.id},
-            {"X-Seed", req_.seed},
-            {"X-Worker", lease_ ? lease_->worker().text : std::string()}};
+    http::HttpHeaders h{{"X-Request-Id", req_.id},
+                        {"X-Seed", req_.seed},
+                        {"X-Worker", lease_ ? lease_->worker().text : std::string()}};
+    if (!backend_.empty()) h.emplace_back("X-Backend", backend_);
+    return h;
 }
 
 ProxyProducer::Progress ProxyProducer::poll() {

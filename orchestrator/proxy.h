@@ -117,6 +117,7 @@ private:
     // The current upstream call.
     int status_ = 0;
     std::string upstream_id_;
+    std::string backend_;  // the answering worker's X-Backend ("cuda; device=0; uuid=…", "cpu"), relayed
     std::string body_;     // a whole answer (or an error) as it arrives
     std::string pending_;  // stream bytes not yet a whole event
     bool done_seen_ = false;

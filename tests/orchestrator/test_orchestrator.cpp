@@ -137,6 +137,7 @@ TEST_CASE("streams through the orchestrator equal the same requests sent to a wo
     const std::string id = s.headers().at("x-request-id");
     const Streamed plain = read_stream(s, false);
     CHECK(plain.id == id);
+    CHECK(s.headers().at("x-backend").rfind(backend(), 0) == 0);  // the worker's, relayed: "cpu", "cuda; device=0; …"
     CHECK(s.raw().find("token_ids") == std::string::npos);
     const Run again = run_stream(c.a->port(), "/v1/completions", with(body, {{"seed", std::stoull(seed)}}));
     CHECK(again.text == plain.text);
@@ -144,6 +145,7 @@ TEST_CASE("streams through the orchestrator equal the same requests sent to a wo
     const HttpReply whole = post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 5}}));
     REQUIRE(whole.status == 200);
     CHECK(json::parse(whole.body).at("id") == whole.headers.at("x-request-id"));
+    CHECK(whole.headers.at("x-backend") == post(c.a->port(), "/v1/completions", with(kPrompt, {{"max_tokens", 1}})).headers.at("x-backend"));
     // Ten whole answers, one after another: the worker connections are kept alive and reused, at most
     // one new one per server thread (two) and worker (two). A whole answer's connection is back in the
     // pool before the client has the answer.
