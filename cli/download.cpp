@@ -1,5 +1,5 @@
-// The download behind `loom pull`: redirects followed (the sha256 taken from the first answer, the
-// token never sent past the Hub), Range resumption, the digest computed as the bytes arrive.
+// The download behind `loom pull`: redirects followed (the sha256 taken from the first answer that
+// carries it, the token never sent past the Hub), Range resumption, the digest computed as bytes arrive.
 #include "cli/download.h"
 
 #include <algorithm>
@@ -77,15 +77,15 @@ private:
     std::string what_;
     bool tty_;
     uint64_t offset_ = 0, resumed_from_ = 0;
-    bool first_ = true;
     Expected expected_;
     std::ofstream out_;
     std::optional<Progress> progress_;
 };
 
 void Fetch::on_head(const HttpResponse& r, Sha256& sha) {
-    if (first_) {
-        first_ = false;
+    // The first answer that carries X-Linked-Etag sets the digest: normally the Hub's redirect to its
+    // CDN, after any same-host redirect of a renamed repository.
+    if (expected_.sha256.empty()) {
         expected_.sha256 = sha256_of(r.header("x-linked-etag"));
         expected_.size = number_of(r.header("x-linked-size"));
         if (expected_.sha256.empty() && r.status / 100 == 2) expected_.sha256 = sha256_of(r.header("etag"));
