@@ -7,7 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/download.h"
-#include "cli/model_cache.h"
+#include "models/model_cache.h"
 #include "cli/progress.h"
 
 namespace loom::cli {
@@ -16,15 +16,15 @@ namespace {
 int pull(const std::string& text) {
     ModelRef ref;
     try {
-        ref = parse_model_ref(text);
+        ref = models::parse_model_ref(text);
     } catch (const RefError& e) {
         std::fprintf(stderr, "loom pull: %s\n", e.what());
         return 2;
     }
     try {
         const Hub hub = Hub::from_environment();
-        const std::string file = ref.file.empty() ? pick_gguf(hub.list_files(ref), ref.quant, ref.repo_id()) : ref.file;
-        const auto dest = cached_path(models_dir(), ref, file);
+        const std::string file = ref.file.empty() ? models::pick_gguf(hub.list_files(ref), ref.quant, ref.repo_id()) : ref.file;
+        const auto dest = models::cached_path(models::models_dir(), ref, file);
         const std::string name = ref.repo_id() + "/" + file;
         if (std::filesystem::exists(dest)) {
             std::printf("%s is already in the cache: %s (loom rm %s to pull it again)\n", name.c_str(), dest.c_str(),

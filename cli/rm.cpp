@@ -3,18 +3,18 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "cli/model_cache.h"
+#include "models/model_cache.h"
 
 namespace loom::cli {
 namespace {
 
 int remove_model(const std::string& name) {
     namespace fs = std::filesystem;
-    const fs::path root = models_dir();
+    const fs::path root = models::models_dir();
     std::optional<fs::path> path;
     try {
-        path = find_cached(root, name);
-    } catch (const RefError& e) {
+        path = models::find_cached(root, name);
+    } catch (const models::RefError& e) {
         std::fprintf(stderr, "loom rm: %s\n", e.what());
         return 2;
     }

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/model_cache.h"
+#include "models/model_cache.h"
 #include "tokenizer/tokenizer.h"
 
 namespace loom::cli {
@@ -73,7 +73,7 @@ void register_tokenize(CLI::App& app, int& exit_code) {
     auto* tokenize = app.add_subcommand("tokenize", "Print the token ids of stdin (all of it, as bytes)");
     tokenize->add_option("-m,--model", opt->model, "GGUF file (or cached model name) with the tokenizer")
         ->required()
-        ->transform(file_or_cached_model());
+        ->transform(models::file_or_cached_model());
     tokenize->add_flag("--no-add-special", opt->no_add_special, "Add no BOS/EOS");
     tokenize->add_flag("--no-parse-special", opt->no_parse_special, "Treat special token texts as plain text");
     tokenize->callback([opt, &exit_code] {
@@ -89,7 +89,7 @@ void register_tokenize(CLI::App& app, int& exit_code) {
     auto* detokenize = app.add_subcommand("detokenize", "Print the text of the token ids on stdin");
     detokenize->add_option("-m,--model", opt->model, "GGUF file (or cached model name) with the tokenizer")
         ->required()
-        ->transform(file_or_cached_model());
+        ->transform(models::file_or_cached_model());
     detokenize->callback([opt, &exit_code] {
         try {
             run_detokenize(opt->model);

@@ -6,8 +6,10 @@
 #include "catch.hpp"
 #include "cli/hub.h"
 #include "cli/sha256.h"
+#include "models/model_ref.h"
 
 using namespace loom::cli;
+using namespace loom::models;
 
 namespace {
 std::string sha_hex(const std::string& s, size_t piece = 0) {

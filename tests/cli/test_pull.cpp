@@ -84,10 +84,14 @@ public:
     fs::path models() const { return dir_ / "models"; }
     std::string requests() const { return read_all(dir_ / "hub.log"); }
 
-    // `loom ARGS` with the cache and the Hub of this test (stdout and stderr kept apart).
-    loom::test::CommandResult loom(const std::string& args, const std::string& token = kToken) const {
+    // `PROGRAM ARGS` with the cache and the Hub of this test.
+    loom::test::CommandResult run(const std::string& program, const std::string& args,
+                                  const std::string& token = kToken) const {
         return run_command("LOOM_MODELS=" + shell_quote(models().string()) + " LOOM_HF_ENDPOINT=http://127.0.0.1:" + port_ +
-                           " HF_TOKEN=" + shell_quote(token) + " " + loom::test::loom_bin() + " " + args + " </dev/null");
+                           " HF_TOKEN=" + shell_quote(token) + " " + program + " " + args + " </dev/null");
+    }
+    loom::test::CommandResult loom(const std::string& args, const std::string& token = kToken) const {
+        return run(loom::test::loom_bin(), args, token);
     }
 
 private:
@@ -146,6 +150,14 @@ TEST_CASE("pull resolves :QUANT against the repository's files and stores a veri
         INFO(inspect.err);
         REQUIRE(inspect.exit_code == 0);
         CHECK(nlohmann::json::parse(inspect.out)["file_type"] == 7);
+
+        // loom-worker takes the name too: it resolves to the cached file (which then does not load:
+        // these test files hold no model).
+        const auto worker = hub.run("timeout 60 " + shell_quote(loom::test::worker_bin()),
+                                    "--model test-org/tiny-GGUF:Q8_0 --backend cpu --port 0");
+        CHECK(worker.exit_code == 2);
+        const auto resolved = hub.models() / "test-org/tiny-GGUF/tiny-Q8_0.gguf";
+        CHECK_THAT(worker.out + worker.err, contains("cannot load " + resolved.string()));
 
         CHECK(hub.loom("rm test-org/tiny-GGUF/tiny-Q4_K_M.gguf").exit_code == 0);
         CHECK(!fs::exists(cached));

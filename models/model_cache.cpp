@@ -1,13 +1,13 @@
 // The model cache on disk: paths, the listing (quantization and architecture read from each GGUF
 // header through gguf::File) and name lookup.
-#include "cli/model_cache.h"
+#include "models/model_cache.h"
 
 #include <algorithm>
 #include <cstdlib>
 
 #include "gguf/reader.h"
 
-namespace loom::cli {
+namespace loom::models {
 namespace fs = std::filesystem;
 namespace {
 
@@ -97,4 +97,4 @@ CLI::Validator file_or_cached_model() {
         "FILE or cached MODEL", "file_or_cached_model");
 }
 
-}  // namespace loom::cli
+}  // namespace loom::models

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "cli/hub.h"
+#include "models/model_ref.h"
 
-namespace loom::cli {
+namespace loom::models {
 
 std::filesystem::path models_dir();
 
@@ -30,10 +30,11 @@ struct CachedModel {
 std::vector<CachedModel> list_cached(const std::filesystem::path& root);
 
 // The cached file a name means: ORG/REPO/FILE.gguf, ORG/REPO:QUANT or ORG/REPO (see pick_gguf).
-// nullopt when it is no reference or nothing cached matches; RefError when it matches several.
+// nullopt when it is no reference or nothing of that repository is cached; RefError when the
+// repository's cached files hold no match or several.
 std::optional<std::filesystem::path> find_cached(const std::filesystem::path& root, const std::string& name);
 
 // For `-m`: an existing file stays as it is; otherwise a cached model's name becomes its path.
 CLI::Validator file_or_cached_model();
 
-}  // namespace loom::cli
+}  // namespace loom::models
