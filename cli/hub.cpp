@@ -45,7 +45,11 @@ HeaderList Hub::auth_for(const Url& url) const {
 std::vector<std::string> Hub::list_files(const ModelRef& ref) const {
     Url url = endpoint_;
     url.target += "/api/models/" + ref.repo_id();
-    const auto r = http_get(url, auth_for(url));
+    auto r = http_get(url, auth_for(url));
+    for (int hop = 0; hop < 5 && r.status / 100 == 3 && r.header("location"); ++hop) {  // a renamed repository
+        url = resolve_location(url, *r.header("location"));
+        r = http_get(url, auth_for(url));
+    }
     if (r.status == 401 || r.status == 403 || r.status == 404) throw RefError(refusal(r.status, ref.repo_id()));
     if (r.status != 200) throw HttpError(url.text() + " answered HTTP " + std::to_string(r.status));
     std::vector<std::string> files;

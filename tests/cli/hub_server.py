@@ -8,6 +8,8 @@ sha256) and X-Linked-Size, as the Hub does for LFS files; the CDN serves the byt
 Authorization header (a token must not follow a redirect off the Hub).
 --cut FILE: the first GET of ORG/REPO/FILE without Range sends the full Content-Length, half of
 the bytes, then closes the connection. --bad-sha FILE: X-Linked-Etag carries a wrong digest.
+--rename OLD=NEW (ORG/REPO each): OLD's URLs answer 307 to NEW's, on the Hub itself, as the Hub does
+for a renamed repository.
 Prints "hub PORT" and "cdn PORT", then one line per request."""
 import argparse
 import hashlib
@@ -61,6 +63,13 @@ class Hub(Base):
         log(f"hub GET {self.path} auth={'yes' if auth else 'no'}")
         if args.token and auth != f"Bearer {args.token}":
             return self.send_json(401, {"error": "Invalid credentials"})
+        for old, new in (r.split("=") for r in args.rename):
+            for prefix in (f"/api/models/{old}", f"/{old}/"):
+                if self.path == prefix or self.path.startswith(prefix.rstrip("/") + "/"):
+                    self.send_response(307)
+                    self.send_header("Location", self.path.replace(old, new, 1))
+                    self.send_header("Content-Length", "0")
+                    return self.end_headers()
         m = re.fullmatch(r"/api/models/([^/]+)/([^/]+)", self.path)
         if m:
             repo_dir = safe_path(f"{m[1]}/{m[2]}")
@@ -133,6 +142,7 @@ def main():
     p.add_argument("--token", default="")
     p.add_argument("--cut", action="append", default=[])
     p.add_argument("--bad-sha", action="append", default=[])
+    p.add_argument("--rename", action="append", default=[])
     args = p.parse_args()
     hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
     cdn = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cdn)

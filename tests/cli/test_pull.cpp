@@ -65,7 +65,8 @@ public:
         const auto log = dir_ / "hub.log";
         pid_ = loom::test::spawn_logged({"/usr/bin/env", "python3", LOOM_SOURCE_DIR "/tests/cli/hub_server.py", "--root",
                                          root().string(), "--token", kToken, "--cut", "test-org/cut-GGUF/cut-Q4_K_M.gguf",
-                                         "--bad-sha", "test-org/bad-GGUF/bad-Q4_K_M.gguf"},
+                                         "--bad-sha", "test-org/bad-GGUF/bad-Q4_K_M.gguf", "--rename",
+                                         "test-org/old-name-GGUF=test-org/tiny-GGUF"},
                                         log);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (port_.empty()) {
@@ -123,6 +124,28 @@ TEST_CASE("pull resolves :QUANT against the repository's files and stores a veri
         CHECK(denied.exit_code == 1);
         CHECK_THAT(denied.err, contains("HTTP 401"));
         CHECK_THAT(denied.err, contains("HF_TOKEN was not accepted"));
+    }
+    SECTION("a renamed repository: the Hub's same-host redirects are followed, the token kept") {
+        const auto renamed = hub.loom("pull test-org/old-name-GGUF:Q8_0");
+        INFO(renamed.err);
+        REQUIRE(renamed.exit_code == 0);
+        CHECK(read_all(hub.models() / "test-org/old-name-GGUF/tiny-Q8_0.gguf") ==
+              read_all(hub.root() / "test-org/tiny-GGUF/tiny-Q8_0.gguf"));
+        CHECK_THAT(hub.requests(), contains("hub GET /test-org/old-name-GGUF/resolve/main/tiny-Q8_0.gguf auth=yes"));
+        CHECK_THAT(hub.requests(), contains("hub GET /test-org/tiny-GGUF/resolve/main/tiny-Q8_0.gguf auth=yes"));
+    }
+    SECTION("on a terminal: a progress bar redrawn in place") {
+        if (run_command("command -v script").exit_code != 0) {
+            WARN("no `script` (util-linux) to give loom a terminal: case not run");
+            return;
+        }
+        const auto tty = hub.run("script -qec " + shell_quote(loom::test::loom_bin() + " pull test-org/tiny-GGUF:Q8_0"),
+                                 "/dev/null");
+        INFO(tty.out);
+        CHECK(tty.exit_code == 0);
+        CHECK_THAT(tty.out, contains("\r"));
+        CHECK_THAT(tty.out, contains("] 100%"));
+        CHECK_THAT(tty.out, contains("/s"));
     }
     SECTION("no quantization: Q4_K_M; an unknown one names those there") {
         CHECK(hub.loom("pull test-org/tiny-GGUF").exit_code == 0);
