@@ -94,7 +94,11 @@ void Fetch::on_head(const HttpResponse& r, Sha256& sha) {
     if (expected_.sha256.empty())
         throw DownloadError(what_ + ": the Hub reported no sha256 (no X-Linked-Etag header); loom keeps only verified files");
     const std::string* range = r.header("content-range");
-    if (r.status == 206 && offset_ > 0 && range && range->starts_with("bytes " + std::to_string(offset_) + "-")) {
+    const bool resumes = offset_ > 0 && range && range->starts_with("bytes " + std::to_string(offset_) + "-");
+    if (r.status == 206 && !resumes)
+        throw DownloadError(what_ + ": the server sent a byte range other than the one asked for (" +
+                            (range ? *range : std::string("no Content-Range")) + ")");
+    if (r.status == 206) {
         hash_file(partial_, sha);
         resumed_from_ = offset_;
         out_.open(partial_, std::ios::binary | std::ios::app);
