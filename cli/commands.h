@@ -12,5 +12,8 @@ void register_chat_template(CLI::App& app, int& exit_code);
 void register_generate(CLI::App& app, int& exit_code);
 void register_gpu_info(CLI::App& app, int& exit_code);
 void register_gpu_check(CLI::App& app, int& exit_code);
+void register_pull(CLI::App& app, int& exit_code);
+void register_list(CLI::App& app, int& exit_code);
+void register_rm(CLI::App& app, int& exit_code);
 
 }  // namespace loom::cli

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "cli/cuda_status.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
@@ -158,7 +159,7 @@ int run(const Options& o) {
 void register_generate(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("generate", "Generate text from a prompt (default backend: cuda)");
     auto o = std::make_shared<Options>();
-    cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")->required()->transform(models::file_or_cached_model());
     cmd->add_option("--backend", o->backend, "cuda (default) or cpu (the reference backend; only when named)");
     cmd->add_option("-p,--prompt", o->prompt, "Prompt text (\"\" = just BOS)")->each([o](const std::string&) {
         o->has_prompt = true;

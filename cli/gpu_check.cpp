@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "cli/cuda_status.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
@@ -117,7 +118,7 @@ void register_gpu_check(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("gpu-check", "Load a model on the GPU, verify residency, generate, compare with the CPU "
                                                 "(exit 0 pass, 1 fail, 3 no usable GPU)");
     auto o = std::make_shared<Options>();
-    cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")->required()->transform(models::file_or_cached_model());
     cmd->add_option("--threads", o->threads, "CPU threads for the reference run (default: all)")->check(CLI::Range(0, 1024));
     cmd->callback([o, &exit_code] {
         try {
