@@ -19,15 +19,15 @@ std::string_view to_string(FinishReason reason) {
     return "";
 }
 
-Engine::Engine(Backend& backend, LayerObserver* observer) : backend_(backend), observer_(observer) {}
+Engine::Engine(Backend& backend, LayerObserver* observer) : backend_(backend), kv_(backend), observer_(observer) {}
 
 Engine::~Engine() {
-    for (auto& [id, r] : running_) backend_.close_sequence(r.seq);
+    for (auto& [id, r] : running_) kv_.close(r.seq);
 }
 
 RequestLimits RequestLimits::of(const Backend& backend) {
-    return {backend.config().n_vocab, backend.n_ctx(), backend.kv_blocks().block_tokens(),
-            backend.kv_blocks().total_blocks()};
+    const KvCapacity kv = backend.kv_capacity();
+    return {backend.config().n_vocab, backend.n_ctx(), kv.block_tokens, kv.blocks};
 }
 
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options) {
@@ -75,7 +75,7 @@ bool Engine::cancel(uint64_t request) {
     }
     const auto it = running_.find(request);
     if (it == running_.end()) return false;
-    backend_.close_sequence(it->second.seq);
+    kv_.close(it->second.seq);
     running_.erase(it);
     return true;
 }
@@ -88,12 +88,12 @@ void Engine::finish(Request& r, FinishReason reason, std::vector<TokenEvent>& ev
     }
     events.back().finish = reason;
     events.back().error = std::move(error);
-    backend_.close_sequence(r.seq);
+    kv_.close(r.seq);
 }
 
 std::vector<TokenEvent> Engine::step() {
     std::vector<TokenEvent> events;
-    const KvBlockPool& kv = backend_.kv_blocks();
+    const KvBlockPool& kv = kv_.blocks();
     // Admission: a request enters when a slot is free and the KV cache holds its prompt and first
     // token next to what running requests will need for their next token.
     while (!waiting_.empty() && kv.open_seqs() < kv.max_seqs()) {
@@ -102,7 +102,7 @@ std::vector<TokenEvent> Engine::step() {
         if (need + static_cast<int>(running_.size()) > kv.free_blocks()) break;
         Request r = std::move(waiting_.front());
         waiting_.pop_front();
-        r.seq = backend_.open_sequence();
+        r.seq = kv_.open();
         running_.emplace(r.id, std::move(r));
     }
     if (running_.empty()) return events;
@@ -169,7 +169,7 @@ std::vector<TokenEvent> Engine::step() {
         batch.resize(1);
         owner.resize(1);
     }
-    const std::vector<BatchOutput> outputs = backend_.step(batch, observer_);
+    const std::vector<BatchOutput> outputs = kv_.step(batch, observer_);
     std::vector<uint64_t> done;
     for (size_t i = 0; i < batch.size(); ++i) {
         Request& r = *owner[i];

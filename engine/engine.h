@@ -1,6 +1,7 @@
-// The request engine the worker drives: a queue of generation requests, admission into the
-// backend's sequence slots and KV blocks, and one batched step at a time mixing decode tokens with
-// chunks of prompts (continuous batching). Not thread-safe: one thread owns it.
+// The request engine the worker drives: a queue of generation requests, admission into sequence
+// slots and KV blocks (its KvManager owns them), and one planned step at a time mixing decode tokens
+// with chunks of prompts (continuous batching) for the backend to execute. Not thread-safe: one
+// thread owns it.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/kv_manager.h"
 #include "engine/sampler.h"
 
 namespace loom::engine {
@@ -63,6 +65,8 @@ public:
     Engine& operator=(const Engine&) = delete;
 
     Backend& backend() { return backend_; }
+    KvManager& kv() { return kv_; }
+    const KvBlockPool& kv_blocks() const { return kv_.blocks(); }
 
     // Queues a request; RequestError / SamplingParamError (nothing queued) when the prompt is empty,
     // holds an id outside the vocabulary, leaves no room for one generated token in the context,
@@ -96,6 +100,7 @@ private:
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});
 
     Backend& backend_;
+    KvManager kv_;
     LayerObserver* observer_;
     uint64_t next_id_ = 1;
     std::deque<Request> waiting_;

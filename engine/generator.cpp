@@ -64,19 +64,13 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
 
     GenerateResult r;
     const auto t_start = Clock::now();
-    // forward()'s sequence may hold the backend's only slot; the request needs it free.
-    backend.reset();
     if (options.max_tokens == 0) {
         // Prefill only: Engine requests sample at least one token, and a token nobody asked for is
         // work (and a possible sampling error) that does not belong here, so the prompt runs
-        // through forward() and its slot is freed again however that ends.
+        // through the Engine's single-sequence forward pass instead.
         engine.cancel(id);
-        struct ResetOnExit {
-            Backend& b;
-            ~ResetOnExit() { b.reset(); }
-        } reset_on_exit{backend};
         std::vector<float> logits(static_cast<size_t>(backend.config().n_vocab));
-        backend.forward(prompt, logits, false, options.layer_observer);
+        engine.kv().forward(prompt, logits, false, options.layer_observer);
         r.timings.prompt_ms = ms_since(t_start);
         return r;
     }
@@ -133,9 +127,9 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
         // One request alone is admitted at its first step unless other sequences hold the slots or blocks.
         if (!done && engine.running() == 0)
             throw RequestError("the backend has no free sequence slot or KV blocks for the request (" +
-                               std::to_string(backend.kv_blocks().open_seqs()) + " of " +
-                               std::to_string(backend.kv_blocks().max_seqs()) + " slots open, " +
-                               std::to_string(backend.kv_blocks().free_blocks()) + " blocks free)");
+                               std::to_string(engine.kv_blocks().open_seqs()) + " of " +
+                               std::to_string(engine.kv_blocks().max_seqs()) + " slots open, " +
+                               std::to_string(engine.kv_blocks().free_blocks()) + " blocks free)");
     }
     if (r.stop_reason != StopReason::StopString) emit(last_piece + text.finish());
     if (!r.ids.empty()) {

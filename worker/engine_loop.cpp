@@ -10,7 +10,6 @@
 #include <utility>
 
 #include "engine/errors.h"
-#include "engine/kv_blocks.h"
 #include "engine/text_stream.h"
 
 namespace loom::worker {
@@ -108,11 +107,11 @@ EngineLoop::EngineLoop(engine::Backend& backend, const tokenizer::Tokenizer& tok
       limits_(limits),
       metrics_(metrics),
       limits_of_backend_(engine::RequestLimits::of(backend)),
-      max_seqs_(backend.kv_blocks().max_seqs()),
+      max_seqs_(backend.kv_capacity().max_seqs),
       state_(std::make_unique<State>(backend)) {
     snapshot_.max_seqs = max_seqs_;
     snapshot_.kv_blocks_total = limits_of_backend_.kv_blocks_total;
-    snapshot_.kv_blocks_free = backend.kv_blocks().free_blocks();
+    snapshot_.kv_blocks_free = limits_of_backend_.kv_blocks_total;
     thread_ = std::thread(&EngineLoop::run, this);
 }
 
@@ -470,7 +469,7 @@ void EngineLoop::run() {
             std::lock_guard lock(mutex_);
             engine_waiting_ = st.engine.waiting();
             snapshot_.running = st.engine.running();
-            snapshot_.kv_blocks_free = backend_.kv_blocks().free_blocks();
+            snapshot_.kv_blocks_free = st.engine.kv_blocks().free_blocks();
             for (uint64_t id : st.finished) live_.erase(id);
             if (!fatal.empty()) live_.clear();
             delivering_ = true;

@@ -493,9 +493,9 @@ struct WorkerApp::State {
             if (u.purpose == "kv_cache") plan.kv_cache = u.reserved;
             if (u.purpose == "workspace") plan.workspace = u.reserved;
         }
-        const auto& kv = backend->kv_blocks();
+        const engine::KvCapacity kv = backend->kv_capacity();
         std::string out = engine::describe(plan) + " reserved, the KV cache for " +
-                          std::to_string(int64_t{kv.total_blocks()} * kv.block_tokens()) + " tokens";
+                          std::to_string(int64_t{kv.blocks} * kv.block_tokens) + " tokens";
         if (o.vram_budget > 0) out += ", within a budget of " + engine::mib(o.vram_budget);
         return out;
     }

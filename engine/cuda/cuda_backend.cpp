@@ -135,10 +135,9 @@ struct CudaBackend::State {
 
     kernels::KvCacheLayout kv_layout;
     uint16_t* kv = nullptr;
-    int32_t* block_tables = nullptr;  // (max_seqs, table_stride) block ids by slot
+    int32_t* block_tables = nullptr;  // (max_seqs, table_stride) block ids by slot: the plans' tables
     int table_stride = 0;
-    KvBlockPool pool;
-    int forward_seq = -1;
+    int kv_blocks = 0;
 
     StepLayout layout;
     int32_t* step_dev = nullptr;  // layout.total() ints
@@ -166,19 +165,14 @@ struct CudaBackend::State {
           n_ctx(ctx > 0 ? ctx : c.n_ctx_train),
           max_tokens(limits.max_batch_tokens),
           max_seqs(limits.max_seqs),
-          logits_rows(std::max(limits.max_seqs, kMinLogitsRows)),
-          pool(kv_blocks_for(limits, n_ctx), kernels::kKvBlockTokens, limits.max_seqs) {}
+          logits_rows(std::max(limits.max_seqs, kMinLogitsRows)) {
+        if (limits.max_seqs < 1 || limits.max_batch_tokens < 1)
+            throw RequestError("max_seqs and max_batch_tokens must be positive");
+    }
     ~State() {
         for (auto& [n, exec] : decode_graphs) cudaGraphExecDestroy(exec);
         gemm.reset();
         if (stream) cudaStreamDestroy(stream);
-    }
-
-    static int kv_blocks_for(const BatchLimits& limits, int n_ctx) {
-        if (limits.max_seqs < 1 || limits.max_batch_tokens < 1)
-            throw RequestError("max_seqs and max_batch_tokens must be positive");
-        const int64_t tokens = limits.kv_tokens > 0 ? limits.kv_tokens : int64_t{limits.max_seqs} * n_ctx;
-        return static_cast<int>((tokens + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens);
     }
 
     int32_t* host_ints() { return static_cast<int32_t*>(step_host.get()); }
@@ -226,19 +220,16 @@ struct CudaBackend::State {
         }
     }
 
-    // Takes KV blocks for `n` tokens of `slot` at its next positions and stages the block-table
-    // changes; returns the first new position.
-    int grow(int slot, int n, int& n_updates) {
-        const int pos0 = pool.length(slot);
-        const int added = pool.append(slot, n);
-        const std::vector<int32_t>& blocks = pool.blocks(slot);
+    // Stages the block-table rows of `slot` that positions from .. to-1 reach first (the blocks a
+    // plan added for them); `blocks` is the slot's table from the plan.
+    void stage_blocks(int slot, std::span<const int32_t> blocks, int from, int to, int& n_updates) {
+        constexpr int B = kernels::kKvBlockTokens;
         int32_t* up = host_ints() + layout.updates();
-        for (int i = static_cast<int>(blocks.size()) - added; i < static_cast<int>(blocks.size()); ++i) {
+        for (int i = (from + B - 1) / B; i < (to + B - 1) / B; ++i) {
             up[1 + 2 * n_updates] = slot * table_stride + i;
             up[2 + 2 * n_updates] = blocks[static_cast<size_t>(i)];
             ++n_updates;
         }
-        return pos0;
     }
 
     void upload_step(int n_updates) {
@@ -256,6 +247,8 @@ struct CudaBackend::State {
         return std::min(bound, n_ctx);
     }
 
+    std::vector<BatchOutput> run_step(const StepPlan& plan);
+    void run_logits(const StepPlan& plan);
     void run_pass(const Pass& pass, LayerObserver* observer);
     void enqueue_layers(const Pass& pass, LayerObserver* observer);
     void project(int first, int n);
@@ -406,7 +399,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t), kernels::kKvBlockTokens, kAlign};
     const int kv_blocks = kv_blocks_within({plan[Purpose::weights], 0, plan[Purpose::workspace]}, kv_cost,
                                            {limits.kv_tokens, S, s.n_ctx}, limits.vram_budget);
-    s.pool = KvBlockPool(kv_blocks, kernels::kKvBlockTokens, S);
+    s.kv_blocks = kv_blocks;
     s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim};
     plan[Purpose::kv_cache] = kv_bytes(kv_cost, kv_blocks);
     check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
@@ -497,21 +490,19 @@ CudaBackend::~CudaBackend() = default;
 std::string CudaBackend::device() const { return s_->device_name; }
 const ModelConfig& CudaBackend::config() const { return s_->cfg; }
 int CudaBackend::n_ctx() const { return s_->n_ctx; }
-int CudaBackend::n_past() const { return s_->forward_seq < 0 ? 0 : s_->pool.length(s_->forward_seq); }
 int CudaBackend::max_batch_tokens() const { return s_->max_tokens; }
-const KvBlockPool& CudaBackend::kv_blocks() const { return s_->pool; }
-int CudaBackend::open_sequence() { return s_->pool.open(); }
+KvCapacity CudaBackend::kv_capacity() const { return {s_->kv_blocks, kernels::kKvBlockTokens, s_->max_seqs}; }
 int CudaBackend::cuda_graphs_captured() const { return static_cast<int>(s_->decode_graphs.size()); }
 uint64_t CudaBackend::upload_bytes() const { return s_->upload_bytes; }
 double CudaBackend::upload_seconds() const { return s_->upload_seconds; }
 
-void CudaBackend::close_sequence(int seq) {
-    s_->pool.close(seq);
-    if (seq == s_->forward_seq) s_->forward_seq = -1;
-}
-
-void CudaBackend::reset() {
-    if (s_->forward_seq >= 0) close_sequence(s_->forward_seq);
+std::vector<BatchOutput> CudaBackend::execute(const StepPlan& plan) {
+    State& s = *s_;
+    check_plan(plan, kv_capacity(), s.cfg.n_vocab, s.n_ctx, s.max_tokens);
+    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+    if (plan.logits.empty()) return s.run_step(plan);
+    s.run_logits(plan);
+    return std::vector<BatchOutput>(1);
 }
 
 void CudaBackend::State::observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows) {
@@ -659,26 +650,24 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
     LOOM_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
 }
 
-void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                          LayerObserver* observer) {
-    State& s = *s_;
+void CudaBackend::State::run_logits(const StepPlan& plan) {
+    State& s = *this;
     const ModelConfig& c = s.cfg;
-    const int T = static_cast<int>(tokens.size());
-    check_forward_inputs(c, s.n_ctx, n_past(), tokens, logits.size(), all_logits);
-    if (s.forward_seq < 0) s.forward_seq = s.pool.open();
-    if (s.pool.blocks_needed(s.forward_seq, T) > s.pool.free_blocks())
-        throw KvCacheFullError("kv cache full: forward needs more blocks than the " +
-                               std::to_string(s.pool.free_blocks()) + " free");
-    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+    const PlanEntry& e = plan.entries.front();
+    const std::span<const int32_t> tokens = e.tokens;
+    const int T = static_cast<int>(tokens.size()), slot = e.seq;
+    const bool all_logits = plan.all_logits;
+    LayerObserver* observer = plan.observer;
     int32_t* host = s.host_ints();
     for (int t0 = 0; t0 < T; t0 += s.max_tokens) {
         const int n = std::min(s.max_tokens, T - t0);
         int n_updates = 0;
-        const int pos0 = s.grow(s.forward_seq, n, n_updates);
+        const int pos0 = e.pos0 + t0;
+        s.stage_blocks(slot, e.blocks, pos0, pos0 + n, n_updates);
         for (int i = 0; i < n; ++i) {
             host[s.layout.ids() + i] = tokens[static_cast<size_t>(t0 + i)];
             host[s.layout.positions() + i] = pos0 + i;
-            host[s.layout.token_slot() + i] = s.forward_seq;
+            host[s.layout.token_slot() + i] = slot;
         }
         // A single token is a decode row (decode attention, and a graph replay); longer runs are a
         // prefill part. Every row is gathered when all_logits, else the last row only.
@@ -688,10 +677,10 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
         if (n == 1) {
             pass.n_decode = 1;
             pass.attn_len = s.attention_bound(pos0 + 1);
-            host[s.layout.decode_slot()] = s.forward_seq;
+            host[s.layout.decode_slot()] = slot;
             host[s.layout.decode_len()] = pos0 + 1;
         } else {
-            pass.parts.push_back({0, n, pos0, s.forward_seq});
+            pass.parts.push_back({0, n, pos0, slot});
         }
         const bool last_chunk = t0 + n == T;
         pass.n_gather = all_logits ? n : (last_chunk ? 1 : 0);
@@ -699,7 +688,7 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
         s.upload_step(n_updates);
         s.run_pass(pass, observer);
         // The gathered rows' logits, logits_rows at a time.
-        float* dst = logits.data() + (all_logits ? static_cast<size_t>(t0) * c.n_vocab : 0);
+        float* dst = plan.logits.data() + (all_logits ? static_cast<size_t>(t0) * c.n_vocab : 0);
         for (int r0 = 0; r0 < pass.n_gather; r0 += s.logits_rows) {
             const int rows = std::min(s.logits_rows, pass.n_gather - r0);
             s.project(r0, rows);
@@ -712,10 +701,9 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
     }
 }
 
-std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, LayerObserver* observer) {
-    State& s = *s_;
-    check_batch_inputs(s.cfg, s.n_ctx, s.max_tokens, s.pool, batch, observer);
-    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+std::vector<BatchOutput> CudaBackend::State::run_step(const StepPlan& plan) {
+    State& s = *this;
+    const std::vector<PlanEntry>& batch = plan.entries;
     int32_t* host = s.host_ints();
     const StepLayout& L = s.layout;
 
@@ -724,10 +712,11 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
     Pass pass;
     int n_updates = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+        const PlanEntry& e = batch[i];
         if (e.tokens.size() != 1) continue;
         const int r = pass.n_decode++;
-        const int pos = s.grow(e.seq, 1, n_updates);
+        const int pos = e.pos0;
+        s.stage_blocks(e.seq, e.blocks, pos, pos + 1, n_updates);
         host[L.ids() + r] = e.tokens[0];
         host[L.positions() + r] = pos;
         host[L.token_slot() + r] = e.seq;
@@ -738,10 +727,11 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
     }
     pass.n_rows = pass.n_decode;
     for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+        const PlanEntry& e = batch[i];
         if (e.tokens.size() == 1) continue;
         const int n = static_cast<int>(e.tokens.size()), row0 = pass.n_rows;
-        const int pos0 = s.grow(e.seq, n, n_updates);
+        const int pos0 = e.pos0;
+        s.stage_blocks(e.seq, e.blocks, pos0, pos0 + n, n_updates);
         for (int t = 0; t < n; ++t) {
             host[L.ids() + row0 + t] = e.tokens[static_cast<size_t>(t)];
             host[L.positions() + row0 + t] = pos0 + t;
@@ -761,7 +751,7 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
         for (int r = 0; r < pass.n_decode; ++r) host[L.gather() + r] = r;
     }
     for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+        const PlanEntry& e = batch[i];
         if (!e.sampling) continue;
         int row = row_of_last[i];
         if (!decode_only) {
@@ -772,7 +762,7 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
         requested.push_back(i);
     }
     s.upload_step(n_updates);
-    s.run_pass(pass, observer);
+    s.run_pass(pass, plan.observer);
     if (!requests.empty()) s.sampler->enqueue(s.logits, s.cfg.n_vocab, requests);
     LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));
 

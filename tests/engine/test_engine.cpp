@@ -117,8 +117,8 @@ void check_concurrent_equals_solo(const std::vector<RequestOptions>& options) {
     std::vector<uint64_t> ids;
     for (size_t i = 0; i < prompts.size(); ++i) ids.push_back(engine.add(prompts[i], options[i % options.size()]));
     const auto together = drain(engine);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
-    CHECK(backend->kv_blocks().open_seqs() == 0);
+    CHECK(engine.kv_blocks().free_blocks() == engine.kv_blocks().total_blocks());
+    CHECK(engine.kv_blocks().open_seqs() == 0);
     for (size_t i = 0; i < prompts.size(); ++i) {
         INFO("request " << i << ", prompt of " << lengths[i] << " tokens");
         const Outcome alone = solo(limits, prompts[i], options[i % options.size()]);
@@ -149,16 +149,16 @@ TEST_CASE("a cancelled request frees its slot and blocks at once and the others 
     const uint64_t queued = engine.add(random_prompt(5, 3), greedy(4));
     CHECK(engine.cancel(queued));  // still waiting: leaves the queue
     for (int i = 0; i < 5; ++i) engine.step();
-    const int free_before = backend->kv_blocks().free_blocks();
-    CHECK(free_before < backend->kv_blocks().total_blocks());
+    const int free_before = engine.kv_blocks().free_blocks();
+    CHECK(free_before < engine.kv_blocks().total_blocks());
     CHECK(engine.cancel(a));
     CHECK_FALSE(engine.cancel(a));  // idempotent: already gone
-    CHECK(backend->kv_blocks().free_blocks() > free_before);
-    CHECK(backend->kv_blocks().open_seqs() == 1);
+    CHECK(engine.kv_blocks().free_blocks() > free_before);
+    CHECK(engine.kv_blocks().open_seqs() == 1);
     const auto rest = drain(engine);
     CHECK(rest.count(a) == 0);  // no event after the cancel
     CHECK(rest.at(b).finish == FinishReason::max_tokens);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
+    CHECK(engine.kv_blocks().free_blocks() == engine.kv_blocks().total_blocks());
     // b's tokens are its solo tokens (its first 5 steps' tokens are in neither map: compare the tail).
     const Outcome alone = solo(BatchLimits{4, 0, 64}, prompt_b, greedy(40));
     REQUIRE(alone.ids.size() >= rest.at(b).ids.size());
@@ -190,7 +190,7 @@ TEST_CASE("a full KV cache ends the starved request with a clear error, never co
         CHECK(std::equal(o.ids.begin(), o.ids.end(), alone.ids.begin()));
     }
     CHECK(errors == 1);
-    CHECK(backend->kv_blocks().free_blocks() == 6);
+    CHECK(engine.kv_blocks().free_blocks() == 6);
 }
 
 TEST_CASE("a stop token ends the request and is reported with finish 'stop'", "[engine][stop]") {

@@ -160,20 +160,11 @@ public:
     std::string device() const override { return inner_.device(); }
     const engine::ModelConfig& config() const override { return inner_.config(); }
     int n_ctx() const override { return inner_.n_ctx(); }
-    int n_past() const override { return inner_.n_past(); }
-    void reset() override { inner_.reset(); }
-    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                 engine::LayerObserver* observer) override {
-        inner_.forward(tokens, logits, all_logits, observer);
-    }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
-    const engine::KvBlockPool& kv_blocks() const override { return inner_.kv_blocks(); }
-    int open_sequence() override { return inner_.open_sequence(); }
-    void close_sequence(int seq) override { inner_.close_sequence(seq); }
-    std::vector<engine::BatchOutput> step(std::span<const engine::BatchEntry> batch,
-                                          engine::LayerObserver* observer) override {
-        before_step_(++steps_, batch.size());
-        return inner_.step(batch, observer);
+    engine::KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    std::vector<engine::BatchOutput> execute(const engine::StepPlan& plan) override {
+        before_step_(++steps_, plan.entries.size());
+        return inner_.execute(plan);
     }
     engine::MemoryReport memory() const override { return inner_.memory(); }
 
@@ -262,7 +253,7 @@ TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "
     }
     CHECK(metrics.prompt_tokens() == prompt_tokens);
     CHECK(metrics.generation_tokens() == completion_tokens);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
 TEST_CASE("cancel mid-stream frees the KV blocks and ends the stream cancelled", "[worker][loop]") {
@@ -297,8 +288,6 @@ TEST_CASE("cancel mid-stream frees the KV blocks and ends the stream cancelled",
     CHECK(st.running == 0);
     CHECK(st.waiting == 0);
     CHECK(st.kv_blocks_free == st.kv_blocks_total);
-    CHECK(inner->kv_blocks().free_blocks() == inner->kv_blocks().total_blocks());
-    CHECK(inner->kv_blocks().open_seqs() == 0);
     CHECK(metrics.cancelled() == 2);
     CHECK(metric_value(metrics.render(st, inner->memory()), "loom_requests_cancelled_total") == 2);
 }
@@ -363,7 +352,7 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
     const Collected c = run_solo(loop, r);
     CHECK(c.last.finish_reason == "length");
     CHECK(c.text == full.text);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
 TEST_CASE("max_tokens ends the stream with length; usage counts the tokens", "[worker][loop]") {
@@ -583,7 +572,7 @@ TEST_CASE("drain finishes running requests, cancels queued ones at once and the 
     CHECK(loop.submit(greedy({bos()}, 5)) == nullptr);
     CHECK(metrics.rejected("draining") == 1);
     CHECK(metrics.rejected("queue_full") == 0);
-    CHECK(inner->kv_blocks().free_blocks() == inner->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
     CHECK(metrics.cancelled() == 2);
 }
 
@@ -630,7 +619,7 @@ TEST_CASE("a request error from a step fails the running requests and the loop k
     CHECK_FALSE(loop.poisoned());
     CHECK(metrics.errors("request") == 1);
     CHECK(run_solo(loop, greedy({bos()}, 6, false)).last.finish_reason == "length");
-    CHECK(inner->kv_blocks().free_blocks() == inner->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
 TEST_CASE("on_ready is called after events are queued, and at registration when some wait", "[worker][loop]") {
