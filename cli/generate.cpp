@@ -136,7 +136,7 @@ int run(const Options& o) {
                                   {"prompt_ids", prompt},
                                   {"ids", r.ids},
                                   {"text", r.text},
-                                  {"stop_reason", engine::to_string(r.stop_reason)},
+                                  {"stop_reason", engine::to_string(r.finish)},
                                   {"timings",
                                    {{"load_ms", load_ms},
                                     {"prompt_ms", r.timings.prompt_ms},
@@ -148,7 +148,7 @@ int run(const Options& o) {
         std::printf("\n");
         std::fprintf(stderr, "[backend %s, device %s] prompt %zu tokens in %.1f ms, %zu generated, stop: %s, %.2f tok/s\n",
                      backend.name().c_str(), backend.device().c_str(), prompt.size(), r.timings.prompt_ms, r.ids.size(),
-                     std::string(engine::to_string(r.stop_reason)).c_str(), r.timings.decode_tok_s);
+                     std::string(engine::to_string(r.finish)).c_str(), r.timings.decode_tok_s);
     }
     return 0;
 }

@@ -29,8 +29,12 @@ struct RequestOptions {
     int resume_tokens = 0;
 };
 
-enum class FinishReason { none, stop_token, max_tokens, context_full, cancelled, error };
-std::string_view to_string(FinishReason reason);  // "", "stop", "length", "context_full", "cancelled", "error"
+// Why a request ended, in the engine's words; the API layer maps them to its own (worker/openai_api).
+// The Engine's events carry stop_token, max_tokens, context_full and error; stop_string and
+// cancelled come from the request's output (RequestOutput) and its owner.
+enum class FinishReason { none, stop_token, stop_string, max_tokens, context_full, cancelled, error };
+// "", "eos", "stop_string", "max_tokens", "context_full", "cancelled", "error"
+std::string_view to_string(FinishReason reason);
 
 // What one step did for one request: a sampled token and/or the request's end.
 struct TokenEvent {
@@ -98,6 +102,10 @@ private:
         int seq = -1;
     };
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});
+    void admit();
+    void make_room(std::vector<TokenEvent>& events);
+    void plan_batch(std::vector<BatchEntry>& batch, std::vector<Request*>& owner);
+    bool take_output(Request& r, const BatchEntry& entry, const BatchOutput& out, std::vector<TokenEvent>& events);
 
     Backend& backend_;
     KvManager kv_;

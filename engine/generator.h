@@ -9,13 +9,11 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/engine.h"
 #include "engine/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace loom::engine {
-
-enum class StopReason { Eos, StopString, MaxTokens, ContextFull };
-std::string_view to_string(StopReason reason);  // "eos", "stop_string", "max_tokens", "context_full"
 
 struct GenerateOptions {
     int max_tokens = 128;
@@ -37,7 +35,7 @@ struct GenerateResult {
     std::vector<int32_t> ids;              // generated tokens (an end-of-generation token is not included)
     std::vector<SampledToken> logprobs;    // one per id when options.top_logprobs >= 0
     std::string text;                      // what was emitted (stop string cut off)
-    StopReason stop_reason = StopReason::MaxTokens;
+    FinishReason finish = FinishReason::max_tokens;  // stop_token, stop_string, max_tokens or context_full
     GenerateTimings timings;
 };
 

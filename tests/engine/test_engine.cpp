@@ -204,8 +204,8 @@ TEST_CASE("a stop token ends the request and is reported with finish 'stop'", "[
     const Outcome stopped = solo(BatchLimits{}, prompt, o);
     CHECK(stopped.finish == FinishReason::stop_token);
     CHECK(stopped.ids == std::vector<int32_t>(free_run.ids.begin(), free_run.ids.begin() + first + 1));
-    CHECK(to_string(FinishReason::stop_token) == "stop");
-    CHECK(to_string(FinishReason::max_tokens) == "length");
+    CHECK(to_string(FinishReason::stop_token) == "eos");
+    CHECK(to_string(FinishReason::max_tokens) == "max_tokens");
 }
 
 TEST_CASE("bad requests are refused by add() with the field named, and nothing is queued", "[engine][errors]") {

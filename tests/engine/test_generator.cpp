@@ -129,7 +129,7 @@ TEST_CASE("greedy from BOS gives transformers' 128 ids for stories260K", "[engin
     loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
     const GenerateResult r = run(backend, {bos()}, greedy(128));
     CHECK(r.ids == stories().greedy_ids);
-    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.finish == FinishReason::max_tokens);
     CHECK(r.text.find("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.") !=
           std::string::npos);
     CHECK(r.timings.prompt_ms > 0);
@@ -164,7 +164,7 @@ TEST_CASE("stop strings end the text before the match, also across token boundar
         GenerateOptions o = greedy(128);
         o.stop_strings = c.stops;
         const GenerateResult r = run(backend, {bos()}, o);
-        CHECK(r.stop_reason == StopReason::StopString);
+        CHECK(r.finish == FinishReason::stop_string);
         CHECK(r.text == expected);
         // Generation stops at the token that completes the match.
         size_t needed = 1;
@@ -188,7 +188,7 @@ TEST_CASE("a stop string whose beginnings keep matching but which never complete
     GenerateOptions o = greedy(128);
     o.stop_strings = {"Lily. She loved to dance", "a little girl named Tom"};
     const GenerateResult r = run(backend, {bos()}, o);
-    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.finish == FinishReason::max_tokens);
     CHECK(r.text == run(backend, {bos()}, greedy(128)).text);
     CHECK(r.ids == stories().greedy_ids);
 
@@ -210,14 +210,14 @@ TEST_CASE("max_tokens bounds the generation", "[engine][generate][stories]") {
     const GenerateResult ten = run(backend, {bos()}, greedy(10));
     CHECK(ten.ids == greedy_prefix(10));
     CHECK(is_greedy_text(ten.text, 10, full));
-    CHECK(ten.stop_reason == StopReason::MaxTokens);
+    CHECK(ten.finish == FinishReason::max_tokens);
 
     // Prefill only: the prompt runs through one logits pass, nothing is sampled.
     ProbeBackend probe(backend);
     const GenerateResult none = run(probe, {bos()}, greedy(0));
     CHECK(none.ids.empty());
     CHECK(none.text.empty());
-    CHECK(none.stop_reason == StopReason::MaxTokens);
+    CHECK(none.finish == FinishReason::max_tokens);
     CHECK(none.timings.prompt_ms > 0);
     CHECK(probe.forward_calls == 1);
     CHECK(probe.steps == 0);
@@ -236,7 +236,7 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     o.ignore_eos = false;
     o.top_logprobs = 2;
     const GenerateResult r = run(backend, {bos()}, o);
-    CHECK(r.stop_reason == StopReason::Eos);
+    CHECK(r.finish == FinishReason::stop_token);
     CHECK(r.ids == greedy_prefix(5));  // the EOS id is not part of the result
     CHECK(r.logprobs.size() == 5);
     CHECK(is_greedy_text(r.text, 5, full));
@@ -245,7 +245,7 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     backend.steps = 0;
     o.ignore_eos = true;
     const GenerateResult past = run(backend, {bos()}, o);
-    CHECK(past.stop_reason == StopReason::MaxTokens);
+    CHECK(past.finish == FinishReason::max_tokens);
     REQUIRE(past.ids.size() == 10);
     CHECK(std::vector<int32_t>(past.ids.begin(), past.ids.begin() + 5) == greedy_prefix(5));
     CHECK(past.ids[5] == eos());
@@ -254,7 +254,7 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     o.ignore_eos = false;
     o.sampling.logit_bias = {{eos(), 1000.0f}};
     const GenerateResult first = run(cpu, {bos()}, o);
-    CHECK(first.stop_reason == StopReason::Eos);
+    CHECK(first.finish == FinishReason::stop_token);
     CHECK(first.ids.empty());
     CHECK(first.text.empty());
 }
@@ -265,7 +265,7 @@ TEST_CASE("a full context stops generation with context_full", "[engine][generat
     loom::engine::cpu::CpuBackend small(stories().file, 20, 2);
     ProbeBackend probe(small);
     const GenerateResult r = run(probe, {bos()}, greedy(100));
-    CHECK(r.stop_reason == StopReason::ContextFull);
+    CHECK(r.finish == FinishReason::context_full);
     CHECK(r.ids == greedy_prefix(19));
     CHECK(probe.max_length == 19);
 
@@ -274,7 +274,7 @@ TEST_CASE("a full context stops generation with context_full", "[engine][generat
     const auto six = greedy_prefix(6);
     prompt.insert(prompt.end(), six.begin(), six.end());  // 7 tokens: room for exactly one more
     const GenerateResult last = run(tiny, prompt, greedy(100));
-    CHECK(last.stop_reason == StopReason::ContextFull);
+    CHECK(last.finish == FinishReason::context_full);
     CHECK(last.ids == std::vector<int32_t>{greedy_prefix(7).back()});
 }
 
@@ -354,7 +354,7 @@ TEST_CASE("top-k/top-p/penalty sampling gives the ids of the forward() + CPU Sam
         const int32_t next[1] = {ids.back()};
         if (step + 1 < o.max_tokens) kv.forward(next, logits, false);
     }
-    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.finish == FinishReason::max_tokens);
     CHECK(r.ids == ids);
     CHECK(r.text == added_text(prompt, ids));
     // Not just greedy: some token was not the most likely one.

@@ -29,6 +29,7 @@ using namespace loom;
 using namespace loom::worker;
 using namespace std::chrono_literals;
 using engine::Backend;
+using engine::FinishReason;
 
 namespace {
 
@@ -216,7 +217,7 @@ TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "
         const auto r = engine::generate(*reference, stories().tok, requests[i].prompt, g);
         CHECK(solo[i].ids == r.ids);
         CHECK(solo[i].text == r.text);
-        CHECK(solo[i].last.finish_reason == (r.stop_reason == engine::StopReason::Eos ? "stop" : "length"));
+        CHECK(solo[i].last.finish == r.finish);
         CHECK(solo[i].last.prompt_tokens == static_cast<int>(requests[i].prompt.size()));
     }
 
@@ -246,7 +247,7 @@ TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "
         const Collected together = fold(std::move(events[i]));
         CHECK(together.ids == solo[i].ids);
         CHECK(together.text == solo[i].text);
-        CHECK(together.last.finish_reason == solo[i].last.finish_reason);
+        CHECK(together.last.finish == solo[i].last.finish);
         CHECK(together.last.completion_tokens == solo[i].last.completion_tokens);
         prompt_tokens += together.last.prompt_tokens;
         completion_tokens += together.last.completion_tokens;
@@ -272,13 +273,13 @@ TEST_CASE("cancel mid-stream frees the KV blocks and ends the stream cancelled",
 
     CHECK(loop.cancel(queued->id()));
     const Collected q = collect(*queued);
-    CHECK(q.last.finish_reason == "cancelled");
+    CHECK(q.last.finish == FinishReason::cancelled);
     CHECK(q.last.completion_tokens == 0);
 
     CHECK(loop.cancel(running->id()));
     loop.cancel(running->id());  // a second cancel on its way changes nothing (one finished event, one count)
     c = collect(*running, std::move(c));
-    CHECK(c.last.finish_reason == "cancelled");
+    CHECK(c.last.finish == FinishReason::cancelled);
     CHECK(c.last.completion_tokens >= 3);
     CHECK(c.last.completion_tokens < 400);
     CHECK_FALSE(loop.cancel(running->id()));  // finished: unknown now
@@ -313,12 +314,12 @@ TEST_CASE("a full queue refuses with nullptr and counts the rejection", "[worker
                        "loom_requests_rejected_total{reason=\"queue_full\"}") == 1);
 
     loop.cancel(a->id());
-    CHECK(collect(*a, std::move(ca)).last.finish_reason == "cancelled");
-    CHECK(collect(*b).last.finish_reason == "length");
-    CHECK(collect(*c).last.finish_reason == "length");
+    CHECK(collect(*a, std::move(ca)).last.finish == FinishReason::cancelled);
+    CHECK(collect(*b).last.finish == FinishReason::max_tokens);
+    CHECK(collect(*c).last.finish == FinishReason::max_tokens);
     auto d = loop.submit(greedy({bos()}, 5));  // room again
     REQUIRE(d);
-    CHECK(collect(*d).last.finish_reason == "length");
+    CHECK(collect(*d).last.finish == FinishReason::max_tokens);
     CHECK(metrics.rejected("queue_full") == 1);
 }
 
@@ -327,7 +328,7 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
     Metrics metrics = make_metrics();
     EngineLoop loop(*backend, stories().tok, {}, metrics);
     const Collected full = run_solo(loop, greedy({bos()}, 64, false));
-    REQUIRE(full.last.finish_reason == "length");
+    REQUIRE(full.last.finish == FinishReason::max_tokens);
     REQUIRE(full.text.size() > 60);
 
     // A stop string inside one token, one across tokens, and one of two where the other never occurs.
@@ -340,7 +341,7 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
         size_t at = std::string::npos;
         for (const auto& s : stops) at = std::min(at, full.text.find(s));
         REQUIRE(at != std::string::npos);
-        CHECK(c.last.finish_reason == "stop");
+        CHECK(c.last.finish == FinishReason::stop_string);
         CHECK(c.text == full.text.substr(0, at));
         CHECK(c.ids == std::vector<int32_t>(full.ids.begin(), full.ids.begin() + static_cast<long>(c.ids.size())));
         CHECK(c.ids.size() < full.ids.size());
@@ -350,7 +351,7 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
     GenerationRequest r = greedy({bos()}, 64, false);
     r.stop_strings = {"Lily. She loved to dance", "a little girl named Tom"};
     const Collected c = run_solo(loop, r);
-    CHECK(c.last.finish_reason == "length");
+    CHECK(c.last.finish == FinishReason::max_tokens);
     CHECK(c.text == full.text);
     CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
@@ -361,14 +362,14 @@ TEST_CASE("max_tokens ends the stream with length; usage counts the tokens", "[w
     EngineLoop loop(*backend, stories().tok, {}, metrics);
     for (int n : {1, 7, 33}) {
         const Collected c = run_solo(loop, greedy(random_prompt(5, 7), n, false));
-        CHECK(c.last.finish_reason == "length");
+        CHECK(c.last.finish == FinishReason::max_tokens);
         CHECK(c.last.completion_tokens == n);
         CHECK(c.last.prompt_tokens == 5);
         CHECK(static_cast<int>(c.ids.size()) == n);
     }
-    // The context bounds prompt + completion: a full context is "length" too.
+    // The context bounds prompt + completion (OpenAI's "length" too).
     const Collected c = run_solo(loop, greedy(random_prompt(kCtx - 4, 9), 100, false));
-    CHECK(c.last.finish_reason == "length");
+    CHECK(c.last.finish == FinishReason::context_full);
     CHECK(c.last.completion_tokens == 4);
 }
 
@@ -556,16 +557,16 @@ TEST_CASE("drain finishes running requests, cancels queued ones at once and the 
     drained.get();
     const double drain_took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    CHECK(cq.last.finish_reason == "cancelled");
+    CHECK(cq.last.finish == FinishReason::cancelled);
     CHECK(cq.last.completion_tokens == 0);
     CHECK(queued_after < 0.4);
     CHECK(drain_took >= 0.75);
     CHECK(drain_took < 2.0);
     const Collected cs = collect(*shortr);
-    CHECK(cs.last.finish_reason == "length");
+    CHECK(cs.last.finish == FinishReason::max_tokens);
     CHECK(cs.last.completion_tokens == 30);
     cl = collect(*longr, std::move(cl));
-    CHECK(cl.last.finish_reason == "cancelled");
+    CHECK(cl.last.finish == FinishReason::cancelled);
     CHECK(cl.last.completion_tokens < 400);
 
     CHECK(loop.draining());
@@ -591,7 +592,7 @@ TEST_CASE("a backend failure that is not a request error poisons the loop", "[wo
     REQUIRE(b);
     for (auto* s : {a.get(), b.get()}) {
         const Collected c = collect(*s);
-        CHECK(c.last.finish_reason == "error");
+        CHECK(c.last.finish == FinishReason::error);
         CHECK_THAT(c.last.error, loom::test::contains("simulated device fault"));
         CHECK(c.last.completion_tokens < 400);
     }
@@ -614,11 +615,11 @@ TEST_CASE("a request error from a step fails the running requests and the loop k
     auto a = loop.submit(greedy({bos()}, 20, false));
     REQUIRE(a);
     const Collected c = collect(*a);
-    CHECK(c.last.finish_reason == "error");
+    CHECK(c.last.finish == FinishReason::error);
     CHECK_THAT(c.last.error, loom::test::contains("simulated refusal"));
     CHECK_FALSE(loop.poisoned());
     CHECK(metrics.errors("request") == 1);
-    CHECK(run_solo(loop, greedy({bos()}, 6, false)).last.finish_reason == "length");
+    CHECK(run_solo(loop, greedy({bos()}, 6, false)).last.finish == FinishReason::max_tokens);
     CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
