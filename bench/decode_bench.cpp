@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/cuda/cuda_backend.h"
 #include "engine/kv_manager.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "kernels/device_info.h"
 
@@ -27,7 +27,7 @@ constexpr int kTokensPerSequence = 1024;  // decode positions before a sequence 
 
 struct Bench {
     std::unique_ptr<gguf::File> file;
-    std::unique_ptr<engine::cuda::CudaBackend> backend;
+    std::unique_ptr<engine::Backend> backend;
     double copy_gbps = 0;
     uint64_t weight_bytes = 0;
 };
@@ -128,8 +128,7 @@ int main(int argc, char** argv) {
     }
     g.copy_gbps = kernels::measure_copy_bandwidth_gbps(0);
     g.file = std::make_unique<gguf::File>(gguf::File::open(model));
-    g.backend = std::make_unique<engine::cuda::CudaBackend>(*g.file, kCtx, 0,
-                                                            engine::BatchLimits{kMaxSeqs, 0, kPrompt + kMaxSeqs});
+    g.backend = engine::make_backend("cuda", *g.file, {.n_ctx = kCtx, .limits = {kMaxSeqs, 0, kPrompt + kMaxSeqs}});
     for (const engine::MemoryUse& u : g.backend->memory().uses)
         if (u.purpose == "weights") g.weight_bytes = u.used;
     std::printf("decode_bench: %s on %s; copy bandwidth %.0f GB/s; weights %.1f MB -> floor %.3f ms per step\n", model,

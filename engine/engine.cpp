@@ -31,20 +31,25 @@ RequestLimits RequestLimits::of(const Backend& backend) {
     return {backend.config().n_vocab, backend.n_ctx(), kv.block_tokens, kv.blocks};
 }
 
+void check_prompt_size(size_t n_prompt, int n_ctx) {
+    if (n_prompt == 0) throw RequestError("prompt", "no tokens");
+    if (n_prompt >= static_cast<size_t>(n_ctx))
+        throw ContextLengthError("prompt", "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
+                                               std::to_string(n_ctx) + " (one more is needed to generate)");
+}
+
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options) {
-    if (prompt.empty()) throw RequestError("prompt: no tokens");
+    check_prompt_size(prompt.size(), limits.n_ctx);
     for (int32_t id : prompt)
         if (id < 0 || id >= limits.n_vocab)
-            throw RequestError("prompt: token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                               std::to_string(limits.n_vocab - 1) + ")");
-    if (static_cast<int64_t>(prompt.size()) >= limits.n_ctx)
-        throw RequestError("prompt: " + std::to_string(prompt.size()) + " tokens leave no room in the context of " +
-                           std::to_string(limits.n_ctx));
+            throw RequestError("prompt", "token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                                             std::to_string(limits.n_vocab - 1) + ")");
     if (options.resume_tokens < 0 || static_cast<size_t>(options.resume_tokens) >= prompt.size())
-        throw RequestError("resume_tokens: " + std::to_string(options.resume_tokens) + " is outside 0.." +
-                           std::to_string(prompt.size() - 1) + " (the resumed tokens follow at least one prompt token)");
+        throw RequestError("resume_tokens", std::to_string(options.resume_tokens) + " is outside 0.." +
+                                                std::to_string(prompt.size() - 1) +
+                                                " (the resumed tokens follow at least one prompt token)");
     if (options.max_tokens < 1)
-        throw RequestError("max_tokens: " + std::to_string(options.max_tokens) + " is below 1");
+        throw RequestError("max_tokens", std::to_string(options.max_tokens) + " is below 1");
     if (options.top_logprobs > kMaxTopLogprobs)
         throw SamplingParamError("top_logprobs", std::to_string(options.top_logprobs) + " is above the maximum " +
                                                      std::to_string(kMaxTopLogprobs));
@@ -53,8 +58,8 @@ void check_request(const RequestLimits& limits, std::span<const int32_t> prompt,
     validate(options.sampling, limits.n_vocab);
     const int64_t blocks = (static_cast<int64_t>(prompt.size()) + limits.kv_block_tokens) / limits.kv_block_tokens;
     if (blocks > limits.kv_blocks_total)
-        throw KvCacheFullError("prompt: " + std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +
-                               " KV blocks, the cache has " + std::to_string(limits.kv_blocks_total));
+        throw KvCacheFullError("prompt", std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +
+                                             " KV blocks, the cache has " + std::to_string(limits.kv_blocks_total));
 }
 
 uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options) {

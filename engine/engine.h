@@ -59,6 +59,10 @@ struct RequestLimits {
 // max_tokens < 1, resume_tokens outside 0 .. prompt length - 1, top_logprobs or logit_bias over their limits, sampling parameters out of range, a
 // prompt larger than the whole KV cache). Callers on other threads use it to refuse early.
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options);
+// The prompt's size alone (the first of check_request's checks, for callers that check before they
+// tokenize all else): RequestError("prompt") when empty, ContextLengthError when it leaves no room
+// for a generated token in a context of n_ctx.
+void check_prompt_size(size_t n_prompt, int n_ctx);
 
 class Engine {
 public:

@@ -35,13 +35,9 @@ std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tok) {
 
 GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::span<const int32_t> prompt,
                         const GenerateOptions& options, const std::function<void(std::string_view)>& on_text) {
-    // The prompt's size in generate()'s own words (what `loom generate` users see); Engine::add
-    // checks the rest (ids, sampling parameters) before any compute.
-    if (prompt.empty()) throw RequestError("the prompt has no tokens");
-    if (static_cast<int>(prompt.size()) >= backend.n_ctx())
-        throw RequestError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
-                           std::to_string(backend.n_ctx()) + " (one more is needed to generate)");
-    if (options.max_tokens < 0) throw RequestError("max_tokens must be >= 0");
+    // Engine::add makes the request checks (check_request) before any compute; max_tokens 0 is
+    // generate()'s own (prefill only).
+    if (options.max_tokens < 0) throw RequestError("max_tokens", "must be >= 0");
     const auto t_start = Clock::now();
     RequestOutput out(tok, options.stop_strings, t_start);  // refuses an empty stop string
 

@@ -250,9 +250,7 @@ std::string EngineLoop::State::step() {
                 if (!active.at(id).internal) metrics.count_error("engine");
                 cancel_in_engine(id, FinishReason::error, "the backend admitted no request with every slot free");
             }
-    } catch (const engine::RequestError& ex) {
-        fail_with_slot("request", ex.what());
-    } catch (const engine::SamplingParamError& ex) {
+    } catch (const engine::RequestError& ex) {  // sampling parameters too
         fail_with_slot("request", ex.what());
     } catch (const std::exception& ex) {
         return ex.what();
@@ -328,8 +326,7 @@ EngineLoop::~EngineLoop() {
 // Engine::add's checks, made here on the caller's thread so the Engine stays with the loop thread.
 void EngineLoop::validate(const GenerationRequest& request) const {
     engine::check_request(limits_of_backend_, request.prompt, request.options);
-    for (const auto& s : request.stop_strings)
-        if (s.empty()) throw engine::RequestError("stop: stop strings must not be empty");
+    engine::check_stop_strings(request.stop_strings);
 }
 
 std::shared_ptr<RequestStream> EngineLoop::submit(GenerationRequest request) {

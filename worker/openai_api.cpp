@@ -353,10 +353,13 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     r.generation.prompt = chat ? chat_prompt(*prompt, boolean(body, "add_generation_prompt", true))
                                : completion_prompt(*prompt);
     const int n_prompt = static_cast<int>(r.generation.prompt.size());
-    if (n_prompt == 0) throw bad(prompt_param, "the prompt has no tokens");
-    if (n_prompt >= n_ctx_)
-        throw too_long(prompt_param, "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
-                                         std::to_string(n_ctx_) + " (one more is needed to generate)");
+    try {
+        engine::check_prompt_size(r.generation.prompt.size(), n_ctx_);  // the engine's check, the API's field name
+    } catch (const engine::ContextLengthError& e) {
+        throw too_long(prompt_param, e.detail());
+    } catch (const engine::RequestError& e) {
+        throw bad(prompt_param, e.detail());
+    }
     check_room(chat, n_prompt, body, r);
     // loom's failover extension: the prompt ends with tokens this request generated on a worker
     // that failed (see RequestOptions::resume_tokens).

@@ -90,7 +90,7 @@ CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const B
     State& s = *s_;
     const ModelConfig& c = s.cfg;
     if (limits.max_batch_tokens < 1) throw RequestError("max_batch_tokens must be positive");
-    if (limits.vram_budget > 0) throw RequestError("vram_budget: the cpu backend holds host RAM; a VRAM budget is for cuda");
+    if (limits.vram_budget > 0) throw RequestError("vram_budget", "the cpu backend holds host RAM; a VRAM budget is for cuda");
     s.layers.resize(c.n_layer);
 
     // Every tensor to dequantize, with its destination; converted in parallel.

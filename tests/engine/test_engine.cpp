@@ -11,14 +11,9 @@
 #include "catch.hpp"
 #include "engine/engine.h"
 #include "engine/errors.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
-
-#if defined(LOOM_TEST_CUDA)
-#include "engine/cuda/cuda_backend.h"
-#else
-#include "engine/cpu/cpu_backend.h"
-#endif
 
 using namespace loom::engine;
 
@@ -37,9 +32,9 @@ constexpr int kCtx = 512;
 
 std::unique_ptr<Backend> make_backend(const BatchLimits& limits) {
 #if defined(LOOM_TEST_CUDA)
-    return std::make_unique<cuda::CudaBackend>(model(), kCtx, 0, limits);
+    return loom::engine::make_backend("cuda", model(), {.n_ctx = kCtx, .limits = limits});
 #else
-    return std::make_unique<cpu::CpuBackend>(model(), kCtx, 2, limits);
+    return loom::engine::make_backend("cpu", model(), {.n_ctx = kCtx, .limits = limits, .threads = 2});
 #endif
 }
 
@@ -214,7 +209,7 @@ TEST_CASE("bad requests are refused by add() with the field named, and nothing i
     const int32_t n_vocab = backend->config().n_vocab;
     CHECK_THROWS_WITH(engine.add({}, greedy(4)), loom::test::contains("prompt: no tokens"));
     CHECK_THROWS_WITH(engine.add({1, n_vocab}, greedy(4)), loom::test::contains("outside the vocabulary"));
-    CHECK_THROWS_WITH(engine.add(random_prompt(kCtx, 5), greedy(4)), loom::test::contains("no room in the context"));
+    CHECK_THROWS_WITH(engine.add(random_prompt(kCtx, 5), greedy(4)), loom::test::contains("the context holds 512"));
     CHECK_THROWS_WITH(engine.add({1, 2}, greedy(0)), loom::test::contains("max_tokens"));
     RequestOptions bad = greedy(4);
     bad.sampling.top_p = 0;

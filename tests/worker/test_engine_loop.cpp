@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
 #include "tokenizer/tokenizer.h"
@@ -49,9 +49,9 @@ const Stories& stories() {
 
 constexpr int kCtx = 512;
 
-std::unique_ptr<engine::cpu::CpuBackend> make_backend(int max_seqs, int max_batch_tokens = 64) {
-    return std::make_unique<engine::cpu::CpuBackend>(stories().file, kCtx, 1,
-                                                     engine::BatchLimits{max_seqs, 0, max_batch_tokens});
+std::unique_ptr<engine::Backend> make_backend(int max_seqs, int max_batch_tokens = 64) {
+    return engine::make_backend("cpu", stories().file,
+                                {.n_ctx = kCtx, .limits = {max_seqs, 0, max_batch_tokens}, .threads = 1});
 }
 
 Metrics make_metrics() { return Metrics(MetricsInfo{"stories260K", "cpu", "CPU, 1 thread"}); }
