@@ -153,6 +153,7 @@ struct CudaBackend::State {
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
+    uint64_t sampler_bytes = 0;  // the CudaSampler's device buffers
     std::unique_ptr<kernels::GemmContext> gemm;
     std::unique_ptr<CudaSampler> sampler;
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
@@ -247,6 +248,16 @@ struct CudaBackend::State {
         return std::min(bound, n_ctx);
     }
 
+    // The constructor's stages, in order.
+    struct Uploads {
+        std::vector<Upload> list;
+        std::vector<uint64_t> group_bytes;  // fused matrices: the bytes of each group
+    };
+    Uploads collect_uploads(const gguf::File& file);
+    void plan_arenas(const Uploads& up, const BatchLimits& limits);
+    void upload(const gguf::File& file, Uploads& up);
+    void bind_workspace();
+
     std::vector<BatchOutput> run_step(const StepPlan& plan);
     void run_logits(const StepPlan& plan);
     void run_pass(const Pass& pass, LayerObserver* observer);
@@ -255,22 +266,12 @@ struct CudaBackend::State {
     void observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows);
 };
 
-CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs)
-    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
-    State& s = *s_;
+// Stage 1: every tensor to upload, with the pointer it fills; matrices stay in their file format.
+CudaBackend::State::Uploads CudaBackend::State::collect_uploads(const gguf::File& file) {
+    State& s = *this;
     const ModelConfig& c = s.cfg;
-    s.device = device;
-    s.use_graphs = cuda_graphs;
-    if (c.rope_dim != c.head_dim)
-        throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
-                         std::to_string(c.head_dim) + " is not supported");
-    LOOM_CUDA_CHECK(cudaSetDevice(device));
-    cudaDeviceProp prop{};
-    LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-    s.device_name = prop.name;
-
-    // Every tensor, with the pointer it will fill; matrices stay in their file format.
-    std::vector<Upload> uploads;
+    Uploads out;
+    std::vector<Upload>& uploads = out.list;
     const auto tensor = [&](const std::string& name) { return file.find_tensor(name); };
     const auto add_vector = [&](const std::string& name, const float** dst) {
         const gguf::TensorInfo* t = tensor(name);
@@ -290,7 +291,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     };
     // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
     // independent, so stacking their bytes stacks the rows); else uploads each into its own.
-    std::vector<uint64_t> group_bytes;
+    std::vector<uint64_t>& group_bytes = out.group_bytes;
     // pairs: gate and up (two parts of equal shape, an even number of rows) in the pair layout.
     const auto add_fused = [&](Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts,
                                bool pairs = false) {
@@ -329,7 +330,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         throw ModelError("cuda backend: no embedding kernel for token_embd.weight (type " +
                          std::string(gguf::tensor_type_name(embd->type)) + ")");
     s.embd_type = embd->type;
-    uploads.push_back(Upload{embd, {}, [&s](const void* p) { s.token_embd = p; }});
+    uploads.push_back(Upload{embd, {}, [this](const void* p) { token_embd = p; }});
     add_vector("output_norm.weight", &s.output_norm);
     if (!c.tied_embeddings) add_matrix("output.weight", s.output);
     s.layers.resize(c.n_layer);
@@ -367,8 +368,14 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
             add_vector(layer_tensor(l, "attn_k_norm.weight"), &w.k_norm);
         }
     }
+    return out;
+}
 
-    // The plan: every arena sized up front, with each sub-allocation's alignment padding.
+// Stage 2: every arena sized up front (each sub-allocation's alignment padding included), the
+// KV cache last: with a budget it gets what weights and workspace leave; then the arenas reserved.
+void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limits) {
+    State& s = *this;
+    const ModelConfig& c = s.cfg;
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
     const int M = s.max_tokens, S = s.max_seqs;
     s.table_stride = (s.n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
@@ -380,11 +387,11 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
             if (m->n_out > 0) gemm_bytes = std::max(gemm_bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, M));
     s.gemm_ws_bytes = gemm_bytes;
-    const uint64_t sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
+    s.sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
     kernels::VramPlan plan;
-    for (const Upload& u : uploads)
+    for (const Upload& u : up.list)
         if (u.group < 0) plan[Purpose::weights] += round_up(u.bytes());
-    for (const uint64_t bytes : group_bytes) plan[Purpose::weights] += round_up(bytes);
+    for (const uint64_t bytes : up.group_bytes) plan[Purpose::weights] += round_up(bytes);
     plan[Purpose::workspace] = round_up(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)) +
                                floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
                                floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
@@ -392,7 +399,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
                                floats(kernels::decode_attention_counters(S, c.n_head)) + floats(int64_t{S} * d) +
                                floats(int64_t{S} * kernels::norm_partial_count(d)) +
                                round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
-                               round_up(sampler_bytes);
+                               round_up(s.sampler_bytes);
     // The KV cache last: with a budget it gets what weights and workspace leave (checked before any allocation).
     const KvCost kv_cost{
         static_cast<uint64_t>(kernels::KvCacheLayout{c.n_layer, 1, c.n_head_kv, c.head_dim}.arena_elems()) * sizeof(uint16_t),
@@ -403,25 +410,30 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim};
     plan[Purpose::kv_cache] = kv_bytes(kv_cost, kv_blocks);
     check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
-    s.vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
+    s.vram = std::make_unique<kernels::VramAllocator>(s.device, plan);  // verifies residency
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+}
 
-    // Upload through a pinned buffer, one chunk at a time (file pages -> pinned -> VRAM).
-    const uint64_t biggest = std::max_element(uploads.begin(), uploads.end(), [](const Upload& a, const Upload& b) {
+// Stage 3: the weights, file pages -> pinned staging -> VRAM, one chunk at a time.
+void CudaBackend::State::upload(const gguf::File& file, Uploads& up) {
+    State& s = *this;
+    const ModelConfig& c = s.cfg;
+    const int d = c.n_embd;
+    const uint64_t biggest = std::max_element(up.list.begin(), up.list.end(), [](const Upload& a, const Upload& b) {
                                  return a.bytes() < b.bytes();
                              })->bytes();
     const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
     PinnedPtr staging = alloc_pinned(staging_bytes);
-    std::vector<uint8_t*> group_base(group_bytes.size(), nullptr);
+    std::vector<uint8_t*> group_base(up.group_bytes.size(), nullptr);
     const auto upload_start = std::chrono::steady_clock::now();
-    for (Upload& u : uploads) {
+    for (Upload& u : up.list) {
         s.upload_bytes += u.bytes();
         uint8_t* dst = nullptr;
         if (u.group < 0) {
             dst = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, u.bytes()));
         } else {
             uint8_t*& base = group_base[static_cast<size_t>(u.group)];
-            if (!base) base = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, group_bytes[static_cast<size_t>(u.group)]));
+            if (!base) base = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, up.group_bytes[static_cast<size_t>(u.group)]));
             dst = base + u.group_offset;
         }
         const uint8_t* src = u.src() ? u.src() : file.tensor_data(*u.info).data();
@@ -445,7 +457,15 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     if (!kernels::matvec_supports(s.output.type))
         throw ModelError("cuda backend: no matvec kernel for the tied output projection (type " +
                          std::string(gguf::tensor_type_name(s.output.type)) + ")");
+}
 
+// Stage 4: the KV cache, block tables and every workspace buffer bound inside their arenas.
+void CudaBackend::State::bind_workspace() {
+    State& s = *this;
+    const ModelConfig& c = s.cfg;
+    const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
+    const int M = s.max_tokens, S = s.max_seqs;
+    const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
     s.kv = static_cast<uint16_t*>(s.vram->allocate(
         Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)));
     s.block_tables = static_cast<int32_t*>(
@@ -469,10 +489,10 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     const int64_t n_counters = kernels::decode_attention_counters(S, c.n_head);
     s.attn_counters = static_cast<unsigned*>(ws(static_cast<uint64_t>(n_counters) * sizeof(unsigned)));
     LOOM_CUDA_CHECK(cudaMemset(s.attn_counters, 0, static_cast<size_t>(n_counters) * sizeof(unsigned)));
-    s.gemm_ws = ws(gemm_bytes);
+    s.gemm_ws = ws(s.gemm_ws_bytes);
     const uint64_t cublas_bytes = kernels::GemmContext::cublas_workspace_bytes();
     s.gemm = std::make_unique<kernels::GemmContext>(ws(cublas_bytes), cublas_bytes, s.stream);
-    s.sampler = std::make_unique<CudaSampler>(ws(sampler_bytes), sampler_bytes, c.n_vocab, S, S * s.n_ctx,
+    s.sampler = std::make_unique<CudaSampler>(ws(s.sampler_bytes), s.sampler_bytes, c.n_vocab, S, S * s.n_ctx,
                                               S * kMaxLogitBiasEntries, s.stream);
 
     const std::vector<float> inv_freq = cpu::rope_inv_freq(c.rope_dim, c.rope_base, c.rope_freq_divisors);
@@ -483,6 +503,25 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     s.observed.resize(static_cast<size_t>(M) * d);
     if (!s.vram->verify_residency().all_device_resident())
         throw kernels::VramError("cuda backend: an arena is not device-resident");
+}
+
+CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs)
+    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
+    State& s = *s_;
+    const ModelConfig& c = s.cfg;
+    s.device = device;
+    s.use_graphs = cuda_graphs;
+    if (c.rope_dim != c.head_dim)
+        throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
+                         std::to_string(c.head_dim) + " is not supported");
+    LOOM_CUDA_CHECK(cudaSetDevice(device));
+    cudaDeviceProp prop{};
+    LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    s.device_name = prop.name;
+    State::Uploads uploads = s.collect_uploads(file);
+    s.plan_arenas(uploads, limits);
+    s.upload(file, uploads);
+    s.bind_workspace();
 }
 
 CudaBackend::~CudaBackend() = default;
