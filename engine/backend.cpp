@@ -6,6 +6,24 @@
 
 namespace loom::engine {
 
+void check_sampling(const SamplingParams& params, int top_logprobs, int n_vocab) {
+    if (top_logprobs > kMaxTopLogprobs)
+        throw SamplingParamError("top_logprobs", std::to_string(top_logprobs) + " is above the maximum " +
+                                                     std::to_string(kMaxTopLogprobs));
+    if (params.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
+        throw SamplingParamError("logit_bias", std::to_string(params.logit_bias.size()) +
+                                                   " entries are more than the maximum " +
+                                                   std::to_string(kMaxLogitBiasEntries));
+    validate(params, n_vocab);
+}
+
+void check_token_ids(std::span<const int32_t> tokens, int n_vocab) {
+    for (int32_t id : tokens)
+        if (id < 0 || id >= n_vocab)
+            throw RequestError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                               std::to_string(n_vocab - 1) + ")");
+}
+
 namespace {
 
 void check_entry(const PlanEntry& e, const KvCapacity& kv, int n_vocab, int n_ctx) {
@@ -21,10 +39,7 @@ void check_entry(const PlanEntry& e, const KvCapacity& kv, int n_vocab, int n_ct
                            std::to_string(end) + " positions");
     for (int32_t b : e.blocks)
         if (b < 0 || b >= kv.blocks) throw RequestError(who + ": KV block " + std::to_string(b) + " does not exist");
-    for (int32_t id : e.tokens)
-        if (id < 0 || id >= n_vocab)
-            throw RequestError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                               std::to_string(n_vocab - 1) + ")");
+    check_token_ids(e.tokens, n_vocab);
 }
 
 }  // namespace

@@ -72,6 +72,12 @@ public:
     virtual MemoryReport memory() const = 0;
 };
 
+// validate(params) and the per-request limits (kMaxLogitBiasEntries, kMaxTopLogprobs): SamplingParamError.
+void check_sampling(const SamplingParams& params, int top_logprobs, int n_vocab);
+
+// RequestError naming the first id outside 0 .. n_vocab-1.
+void check_token_ids(std::span<const int32_t> tokens, int n_vocab);
+
 // The checks every Backend::execute makes: entries present, rows inside max_seqs, tables covering
 // the positions with blocks the backend has, a logits buffer large enough, positions inside n_ctx,
 // at most max_batch_tokens tokens in a sampling step, an observer only on a plan of one entry.

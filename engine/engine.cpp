@@ -50,12 +50,7 @@ void check_request(const RequestLimits& limits, std::span<const int32_t> prompt,
                                                 " (the resumed tokens follow at least one prompt token)");
     if (options.max_tokens < 1)
         throw RequestError("max_tokens", std::to_string(options.max_tokens) + " is below 1");
-    if (options.top_logprobs > kMaxTopLogprobs)
-        throw SamplingParamError("top_logprobs", std::to_string(options.top_logprobs) + " is above the maximum " +
-                                                     std::to_string(kMaxTopLogprobs));
-    if (options.sampling.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
-        throw SamplingParamError("logit_bias", "more than " + std::to_string(kMaxLogitBiasEntries) + " entries");
-    validate(options.sampling, limits.n_vocab);
+    check_sampling(options.sampling, options.top_logprobs, limits.n_vocab);
     const int64_t blocks = (static_cast<int64_t>(prompt.size()) + limits.kv_block_tokens) / limits.kv_block_tokens;
     if (blocks > limits.kv_blocks_total)
         throw KvCacheFullError("prompt", std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +

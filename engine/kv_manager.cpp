@@ -14,24 +14,6 @@ KvBlockPool pool_for(const Backend& backend) {
     return KvBlockPool(kv.blocks, kv.block_tokens, kv.max_seqs);
 }
 
-void check_ids(std::span<const int32_t> tokens, int n_vocab) {
-    for (int32_t id : tokens)
-        if (id < 0 || id >= n_vocab)
-            throw RequestError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                               std::to_string(n_vocab - 1) + ")");
-}
-
-void check_sampling(const BatchEntry& e, int n_vocab) {
-    validate(*e.sampling, n_vocab);
-    if (e.sampling->logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
-        throw SamplingParamError("logit_bias", std::to_string(e.sampling->logit_bias.size()) +
-                                                   " entries are more than the maximum " +
-                                                   std::to_string(kMaxLogitBiasEntries));
-    if (e.top_logprobs > kMaxTopLogprobs)
-        throw SamplingParamError("top_logprobs", std::to_string(e.top_logprobs) + " is above the maximum " +
-                                                     std::to_string(kMaxTopLogprobs));
-}
-
 }  // namespace
 
 KvManager::KvManager(Backend& backend) : backend_(backend), pool_(pool_for(backend)) {}
@@ -60,8 +42,8 @@ void KvManager::check_batch(std::span<const BatchEntry> batch, const LayerObserv
             throw RequestError("context full: sequence " + std::to_string(e.seq) + " holds " +
                                std::to_string(pool_.length(e.seq)) + " positions + " + std::to_string(n) +
                                " new tokens > context " + std::to_string(n_ctx));
-        check_ids(e.tokens, n_vocab);
-        if (e.sampling) check_sampling(e, n_vocab);
+        check_token_ids(e.tokens, n_vocab);
+        if (e.sampling) check_sampling(*e.sampling, e.top_logprobs, n_vocab);
         total += n;
         blocks += pool_.blocks_needed(e.seq, n);
     }
@@ -107,7 +89,7 @@ void KvManager::forward(std::span<const int32_t> tokens, std::span<float> logits
     if (past + T > n_ctx)
         throw RequestError("context full: " + std::to_string(past) + " positions used + " + std::to_string(T) +
                            " new tokens > context " + std::to_string(n_ctx));
-    check_ids(tokens, c.n_vocab);
+    check_token_ids(tokens, c.n_vocab);
     const size_t need = static_cast<size_t>(all_logits ? T : 1) * c.n_vocab;
     if (logits.size() < need)
         throw RequestError("forward: logits buffer holds " + std::to_string(logits.size()) + " floats, needs " +
