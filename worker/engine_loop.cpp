@@ -301,8 +301,7 @@ void EngineLoop::State::end_all(FinishReason reason, const std::string& error, s
 
 EngineLoop::EngineLoop(engine::Backend& backend, const tokenizer::Tokenizer& tokenizer, LoopLimits limits,
                        Metrics& metrics)
-    : backend_(backend),
-      tokenizer_(tokenizer),
+    : tokenizer_(tokenizer),
       limits_(limits),
       metrics_(metrics),
       limits_of_backend_(engine::RequestLimits::of(backend)),

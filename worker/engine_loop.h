@@ -123,7 +123,6 @@ private:
     void poison(const std::string& fatal);  // the loop thread, after a step failed beyond a request
     void publish(bool poisoned);            // the loop thread: snapshot, then the step's events
 
-    engine::Backend& backend_;
     const tokenizer::Tokenizer& tokenizer_;
     const LoopLimits limits_;
     Metrics& metrics_;
