@@ -22,10 +22,6 @@ std::string_view to_string(FinishReason reason) {
 
 Engine::Engine(Backend& backend, LayerObserver* observer) : backend_(backend), kv_(backend), observer_(observer) {}
 
-Engine::~Engine() {
-    for (auto& [id, r] : running_) kv_.close(r.seq);
-}
-
 RequestLimits RequestLimits::of(const Backend& backend) {
     const KvCapacity kv = backend.kv_capacity();
     return {backend.config().n_vocab, backend.n_ctx(), kv.block_tokens, kv.blocks};

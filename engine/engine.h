@@ -68,7 +68,6 @@ class Engine {
 public:
     // observer (--dump-layers): sees every step's layer outputs; steps then carry one request.
     explicit Engine(Backend& backend, LayerObserver* observer = nullptr);
-    ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
