@@ -17,6 +17,7 @@ import time
 import urllib.request
 
 SKIP = 77
+ADMIN_KEY = "dashboard-admin-key"
 
 
 def skip(why):
@@ -51,7 +52,7 @@ class Orchestrator:
     def __init__(self, model):
         self.log = tempfile.NamedTemporaryFile(prefix="dashboard-orchestrator-", suffix=".log", delete=False)
         args = [os.environ["LOOM_ORCHESTRATOR_BIN"], "--port", "0", "--spawn", model, "--backend", "cpu",
-                "--worker-bin", os.environ["LOOM_WORKER_BIN"]]
+                "--worker-bin", os.environ["LOOM_WORKER_BIN"], "--admin-key", ADMIN_KEY]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.port = wait_for("the orchestrator's port", self._port)
         self.base = "http://127.0.0.1:%d" % self.port
@@ -120,11 +121,21 @@ def shutil_which(name):
     return path
 
 
+def worker_rows(driver):
+    """The workers table as the page shows it: each row's cells' text, read at one moment."""
+    return driver.execute_script("return Array.from(document.querySelectorAll('#workers tr[data-worker]'))"
+                                 ".map((tr) => Array.from(tr.cells).map((td) => td.textContent))")
+
+
+def worker_row(driver):
+    return worker_rows(driver)[0]
+
+
 def check_workers(driver):
     """The worker's row: id, ready, cpu, stories260K, as text in the table."""
-    rows = wait_for("the worker's row", lambda: driver.find_elements("css selector", "#workers tr[data-worker]"))
-    assert len(rows) == 1, [r.text for r in rows]
-    cells = [c.text for c in rows[0].find_elements("css selector", "td")]
+    rows = wait_for("the worker's row", lambda: worker_rows(driver))
+    assert len(rows) == 1, rows
+    cells = rows[0]
     assert cells[2] == "ready" and cells[3] == "stories260K" and cells[4] == "cpu", cells
     print("page shows worker:", cells[:6], flush=True)
 
@@ -160,7 +171,7 @@ def check_chart(driver, base):
 def check_chat(driver, base):
     """The chat box's streamed reply equals the same request made directly."""
     from selenium.webdriver.support.ui import Select
-    prompt, max_tokens = "Tell me about a cat", 40
+    prompt, max_tokens = "Tell me about a <b>cat</b> <img src=x onerror=alert(1)>", 40
     Select(driver.find_element("id", "chat-model")).select_by_value("stories260K")
     for field, value in (("chat-max", str(max_tokens)), ("chat-temp", "0")):
         driver.find_element("id", field).clear()
@@ -178,7 +189,31 @@ def check_chat(driver, base):
         direct = json.load(r)["choices"][0]["message"]["content"]
     assert shown, "the chat box shows no reply"
     assert shown == direct, "chat box %r != direct %r" % (shown, direct)
+    # The prompt's markup is shown as text, never parsed into elements.
+    assert not driver.find_elements("css selector", "#chat-out b, #chat-out img")
+    assert prompt in driver.find_element("id", "chat-out").text
     print("chat box reply equals the direct request (%d characters)" % len(shown), flush=True)
+
+
+
+
+def check_drain(driver, base):
+    """Drain without the admin key is refused (401 shown); with it typed, the worker is drained, then undrained."""
+    click = lambda: driver.find_element("css selector", "#workers tr[data-worker] button").click()
+    message = lambda: driver.find_element("id", "admin-msg").text
+    click()
+    wait_for("the refusal", lambda: "HTTP 401" in message(), timeout=10)
+    assert worker_row(driver)[2] == "ready", worker_row(driver)
+    driver.find_element("id", "admin-key").send_keys(ADMIN_KEY)
+    click()
+    wait_for("the drained row", lambda: worker_row(driver)[2] == "ready (drained)", timeout=10)
+    req = urllib.request.Request(base + "/admin/workers", headers={"Authorization": "Bearer " + ADMIN_KEY})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert json.load(r)["workers"][0]["drained"] is True
+    wait_for("the undrain button", lambda: worker_row(driver)[9] == "undrain", timeout=10)
+    click()
+    wait_for("the undrained row", lambda: worker_row(driver)[2] == "ready", timeout=10)
+    print("drain refused without the admin key, drained and undrained with it", flush=True)
 
 
 def main():
@@ -199,7 +234,9 @@ def main():
         check_workers(driver)
         check_chart(driver, orch.base)
         check_chat(driver, orch.base)
-        logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        check_drain(driver, orch.base)
+        # The refused drain's 401 is the one error the page met on purpose.
+        logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE" and "/admin/workers/" not in e["message"]]
         assert not logs, logs
     except Exception:
         print(orch.text()[-4000:], file=sys.stderr)
