@@ -3,7 +3,8 @@
 stories260K; the page lists the worker, its chart's data and drawing change while streams run, and
 its chat box streams a reply equal to the same request made directly with urllib.
 
-Environment (set by ctest): LOOM_ORCHESTRATOR_BIN, LOOM_WORKER_BIN, LOOM_MODEL_CACHE, LOOM_SHARED_DIR.
+Environment (set by ctest): LOOM_ORCHESTRATOR_BIN, LOOM_WORKER_BIN, LOOM_MODEL_CACHE, LOOM_SHARED_DIR;
+LOOM_DASHBOARD_SCREENSHOT=FILE.png saves the page as it looks after the chat (an artifact to look at).
 Exit 77 (skipped) with the reason when the model, chromium, chromedriver or selenium is missing."""
 import json
 import os
@@ -234,6 +235,8 @@ def main():
         check_workers(driver)
         check_chart(driver, orch.base)
         check_chat(driver, orch.base)
+        if os.environ.get("LOOM_DASHBOARD_SCREENSHOT"):
+            driver.save_screenshot(os.environ["LOOM_DASHBOARD_SCREENSHOT"])
         check_drain(driver, orch.base)
         # The refused drain's 401 is the one error the page met on purpose.
         logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE" and "/admin/workers/" not in e["message"]]
