@@ -1,6 +1,8 @@
 // RequestLog: the ring of ended requests and the per-second token counts, under one mutex.
 #include "orchestrator/request_log.h"
 
+#include <vector>
+
 namespace loom::orchestrator {
 
 using nlohmann::json;
@@ -29,10 +31,8 @@ void RequestLog::count_tokens(const std::string& worker, int64_t tokens) {
     if (tokens <= 0) return;
     const int64_t now = second_now();
     std::lock_guard lock(mu_);
-    auto& seconds = tokens_[worker];
-    seconds[now] += tokens;
+    tokens_[worker][now] += tokens;
     // Seconds older than the window go; so does a worker with none left.
-    seconds.erase(seconds.begin(), seconds.lower_bound(now - kSeconds));
     for (auto it = tokens_.begin(); it != tokens_.end();) {
         auto& s = it->second;
         s.erase(s.begin(), s.lower_bound(now - kSeconds));
