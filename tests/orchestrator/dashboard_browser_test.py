@@ -77,12 +77,13 @@ class Orchestrator:
             return False
 
     def stop(self):
+        """SIGTERM; its exit code (0 after a clean drain; a sanitizer's report makes it another)."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=15)
+            return self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            return self.proc.wait()
 
 
 def post(base, path, body, stream=False):
@@ -228,6 +229,7 @@ def main():
     started = time.monotonic()
     orch = Orchestrator(model)
     driver = None
+    passed = False
     try:
         driver = browser()
         driver.get(orch.base + "/")
@@ -241,13 +243,17 @@ def main():
         # The refused drain's 401 is the one error the page met on purpose.
         logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE" and "/admin/workers/" not in e["message"]]
         assert not logs, logs
+        passed = True
     except Exception:
         print(orch.text()[-4000:], file=sys.stderr)
         raise
     finally:
         if driver:
             driver.quit()
-        orch.stop()
+        rc = orch.stop()
+    if passed and rc != 0:
+        print(orch.text()[-4000:], file=sys.stderr)
+        raise AssertionError("loom-orchestrator exited %d after SIGTERM" % rc)
     print("dashboard browser test passed in %.1f s" % (time.monotonic() - started), flush=True)
 
 
