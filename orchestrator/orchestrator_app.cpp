@@ -23,11 +23,13 @@
 #include "http/url.h"
 #include "orchestrator/admin_api.h"
 #include "orchestrator/admission.h"
+#include "orchestrator/dashboard.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/passthrough.h"
 #include "orchestrator/prefix_router.h"
 #include "orchestrator/proxy.h"
 #include "orchestrator/registration.h"
+#include "orchestrator/request_log.h"
 #include "orchestrator/spawn_plan.h"
 #include "orchestrator/supervisor.h"
 #include "orchestrator/upstream.h"
@@ -110,6 +112,7 @@ struct OrchestratorApp::State {
     std::map<std::string, KeyEntry> key_entries;  // --api-keys, by key
     Registry registry;
     WorkerMetrics worker_metrics;
+    RequestLog requests;  // the dashboard's recent requests and tokens/s
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server{"loom-orchestrator"};
@@ -268,7 +271,7 @@ struct OrchestratorApp::State {
     // On a server thread (a handler) the calls run on that thread's io_context, else on the client one.
     ProxyContext context() {
         boost::asio::io_context* here = http::serving_io_context();
-        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, &connections};
+        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, &connections, &requests};
     }
 
     // POST /tokenize and /detokenize: to a ready worker serving the body's model (any without one).
@@ -318,6 +321,10 @@ struct OrchestratorApp::State {
                      connections.render_metrics();
             return r;
         });
+        // The page holds no data; the state it polls is behind the API keys, as /v1/* is.
+        server.route("GET", "/", [](const HttpRequest&) { return dashboard_page(); });
+        server.route("GET", "/dashboard/state",
+                     guarded([this](const HttpRequest&) { return dashboard_state(pool, requests); }));
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
         server.route("POST", "/v1/completions", guarded([this](const HttpRequest& r) { return generate(r, false); }));
         server.route("POST", "/v1/chat/completions",

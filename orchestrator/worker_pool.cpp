@@ -164,6 +164,12 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         w->status.waiting = j.value("queue_length", 0);
         w->status.context_size = j.value("context_size", 0);
         w->status.sequences_max = j.value("sequences_max", 0);
+        w->status.vram.clear();
+        if (j.contains("vram_bytes") && j["vram_bytes"].is_object())
+            for (const auto& [purpose, v] : j["vram_bytes"].items())
+                if (v.is_object() && v.contains("reserved") && v["reserved"].is_number_integer() &&
+                    v.contains("used") && v["used"].is_number_integer())
+                    w->status.vram.push_back({purpose, v["reserved"].get<int64_t>(), v["used"].get<int64_t>()});
     };
     call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
                   std::move(h));

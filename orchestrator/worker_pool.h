@@ -24,6 +24,12 @@ namespace loom::orchestrator {
 enum class WorkerState { ready, loading, draining, unhealthy };
 const char* state_name(WorkerState s);
 
+// Device memory a worker holds for one purpose (weights, kv_cache, workspace), from its /health.
+struct VramUse {
+    std::string purpose;
+    int64_t reserved = 0, used = 0;
+};
+
 struct WorkerStatus {
     std::string id;      // "w0", "w1", ...: stable for the admin API (a restarted local worker keeps its own)
     std::string url;
@@ -36,6 +42,7 @@ struct WorkerStatus {
     int sequences_max = 0;           // the worker's --max-seqs, 0 until known
     int requests_here = 0;           // requests this orchestrator has running there (its Leases)
     int64_t outstanding_tokens = 0;  // routed here by this orchestrator and not produced yet
+    std::vector<VramUse> vram;       // its /health's vram_bytes (none on a CPU worker)
 };
 
 // Why no worker was chosen.
