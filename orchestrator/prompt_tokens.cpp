@@ -131,7 +131,7 @@ PromptIds PromptTokenizers::tokenize(const std::string& model, const json& body,
     std::string_view prompt;  // the text the worker encodes
     bool add_special = true;
     if (chat) {
-        const auto messages = template_messages(field(body, "messages"));
+        auto messages = template_messages(field(body, "messages"));
         if (!messages) return r;
         tokenizer::ChatTemplateInputs in;
         in.messages = std::move(*messages);

@@ -84,7 +84,8 @@ CudaTarget find_cuda_device(const std::string& gpu) {
     std::vector<GpuCandidate> visible;
     for (const auto& d : inv.devices) visible.push_back({d.index, d.name, d.uuid});
     try {
-        const GpuCandidate& g = select_gpu(gpu.empty() ? "0" : gpu, visible);
+        const std::string spec = gpu.empty() ? "0" : gpu;  // named: the result refers into `visible`, not it
+        const GpuCandidate& g = select_gpu(spec, visible);
         const auto& d = inv.devices[static_cast<size_t>(&g - visible.data())];
         t.index = d.index;
         t.name = d.name;
