@@ -100,7 +100,7 @@ void ProxyProducer::refused(HttpResponse response) {
 // The first call upstream, once the request has its worker (mu_ held).
 void ProxyProducer::begin() {
     launched_ = true;
-    rules_ = RelayRules{req_.id, req_.chat, req_.want_token_ids, false, 0};
+    rules_ = RelayRules{req_.id, req_.chat, req_.want_token_ids, false, 0, req_.preset};
     launch(target_of(req_.chat), req_.body);
 }
 
@@ -295,7 +295,8 @@ void ProxyProducer::answer_whole(const UpstreamEnd& end) {
         r.status = status_;
         json j = json::parse(body_, nullptr, false);
         if (status_ == 200 && !j.is_discarded()) {
-            rewrite_chunk(j, rules_);
+            const ChunkTokens t = rewrite_chunk(j, rules_);
+            if (lease_) lease_->produced(static_cast<int64_t>(t.ids.size()));  // for the tokens/s in /health
             r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
         } else {
             r.body = body_;

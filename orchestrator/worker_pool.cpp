@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "http/secure_random.h"
+#include "orchestrator/token_rate.h"
 #include "orchestrator/upstream.h"
 
 namespace loom::orchestrator {
@@ -38,6 +39,7 @@ struct WorkerPool::Worker {
     int timeouts = 0;      // timed-out polls in a row
     bool retired = false;  // gone for good (retire()); its index stays while Leases hold it
     std::chrono::steady_clock::time_point last_tokens{};  // tokens last relayed from it
+    TokenRate rate;
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -164,6 +166,8 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         w->status.waiting = j.value("queue_length", 0);
         w->status.context_size = j.value("context_size", 0);
         w->status.sequences_max = j.value("sequences_max", 0);
+        if (j.contains("memory") && j["memory"].is_string()) w->status.memory = j["memory"];
+        if (j.contains("vram_bytes") && j["vram_bytes"].is_object()) w->status.vram_bytes = j["vram_bytes"];
     };
     call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
                   std::move(h));
@@ -256,7 +260,9 @@ void WorkerPool::Lease::produced(int64_t tokens) {
     const int64_t n = std::min(tokens, tokens_);
     tokens_ -= n;
     pool_.workers_[index_]->status.outstanding_tokens -= n;
-    if (tokens > 0) pool_.workers_[index_]->last_tokens = std::chrono::steady_clock::now();
+    const auto now = std::chrono::steady_clock::now();
+    if (tokens > 0) pool_.workers_[index_]->last_tokens = now;
+    pool_.workers_[index_]->rate.add(tokens, now);
 }
 
 void WorkerPool::mark_unhealthy(const std::string& url) {
@@ -275,6 +281,7 @@ std::vector<WorkerStatus> WorkerPool::status() const {
         if (w->retired) continue;
         out.push_back(w->status);
         out.back().drained = drained_.contains(w->status.id);
+        out.back().tokens_per_s = w->rate.per_second(std::chrono::steady_clock::now());
     }
     return out;
 }

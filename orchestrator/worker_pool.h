@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -36,6 +37,9 @@ struct WorkerStatus {
     int sequences_max = 0;           // the worker's --max-seqs, 0 until known
     int requests_here = 0;           // requests this orchestrator has running there (its Leases)
     int64_t outstanding_tokens = 0;  // routed here by this orchestrator and not produced yet
+    std::string memory;              // the worker's /health `memory` (where its weights live)
+    nlohmann::json vram_bytes;       // its /health `vram_bytes`: {purpose: {reserved, used}}; null until known
+    double tokens_per_s = 0;         // tokens relayed from it over the last minute (TokenRate)
 };
 
 // Why no worker was chosen.
@@ -82,7 +86,7 @@ public:
         Lease& operator=(const Lease&) = delete;
         const WorkerUrl& worker() const;
         int context_size() const;  // the worker's, as its /health last said (0: unknown)
-        void produced(int64_t tokens);  // tokens streamed: that much less outstanding
+        void produced(int64_t tokens);  // tokens relayed: that much less outstanding, and in its tokens/s
 
     private:
         WorkerPool& pool_;
