@@ -206,11 +206,12 @@ struct OrchestratorApp::State {
         const std::string id = p.id;
         const bool stream = p.stream;
         const std::string key_name = p.key_name;
+        const std::string preset = p.preset;
         auto producer = std::make_shared<ProxyProducer>(context(), std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request("", refused->status);  // the name may be one no worker has: no label
-            if (refused->status == 404 && o.presets.contains(req_model(req)))
-                return no_worker_response(NoWorker::unknown_model, req_model(req));
+            // A preset whose base model no worker serves is, to its client, a model that does not exist.
+            if (refused->status == 404 && !preset.empty()) return no_worker_response(NoWorker::unknown_model, preset);
             return *refused;
         }
         {
@@ -287,12 +288,6 @@ struct OrchestratorApp::State {
             return error_response(400, "model has the wrong type", "invalid_request_error", "model");
         const std::string model = body.contains("model") && body["model"].is_string() ? body["model"] : "";
         return pass_through(context(), {"POST", req.path, req.body, model, req.header("authorization")});
-    }
-
-    // The client's `model` as it sent it ("" when none or not a string).
-    static std::string req_model(const HttpRequest& req) {
-        const json body = json::parse(req.body, nullptr, false);
-        return body.is_object() && body.contains("model") && body["model"].is_string() ? body["model"] : "";
     }
 
     bool served(const std::string& model) const {
