@@ -11,7 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/cuda/cuda_backend.h"
+#include "engine/kv_manager.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "kernels/device_info.h"
 
@@ -26,7 +27,7 @@ constexpr int kTokensPerSequence = 1024;  // decode positions before a sequence 
 
 struct Bench {
     std::unique_ptr<gguf::File> file;
-    std::unique_ptr<engine::cuda::CudaBackend> backend;
+    std::unique_ptr<engine::Backend> backend;
     double copy_gbps = 0;
     uint64_t weight_bytes = 0;
 };
@@ -48,16 +49,16 @@ double seconds(std::chrono::steady_clock::time_point t0) {
 // (greedy, on the GPU). Wall time per step includes the host work and the single synchronisation.
 void BM_decode(benchmark::State& state) {
     const int batch = static_cast<int>(state.range(0));
-    engine::Backend& b = *g.backend;
+    engine::KvManager b(*g.backend);
     engine::SamplingParams greedy;
     greedy.temperature = 0;
     std::vector<int> seqs;
     std::vector<std::vector<int32_t>> history(static_cast<size_t>(batch));
     const auto open_all = [&] {
-        for (int s : seqs) b.close_sequence(s);
+        for (int s : seqs) b.close(s);
         seqs.clear();
         for (int i = 0; i < batch; ++i) {
-            seqs.push_back(b.open_sequence());
+            seqs.push_back(b.open());
             history[static_cast<size_t>(i)] = random_tokens(16, static_cast<uint32_t>(i));
             const engine::BatchEntry e{seqs.back(), history[static_cast<size_t>(i)], &greedy, history[static_cast<size_t>(i)], 0, -1};
             history[static_cast<size_t>(i)].push_back(b.step(std::span(&e, 1)).front().token.token);
@@ -86,7 +87,7 @@ void BM_decode(benchmark::State& state) {
         one_step();
         state.SetIterationTime(seconds(t0));
     }
-    for (int s : seqs) b.close_sequence(s);
+    for (int s : seqs) b.close(s);
     const double floor_s = static_cast<double>(g.weight_bytes) / (g.copy_gbps * 1e9);
     state.counters["tok/s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
     state.counters["floor_ms"] = floor_s * 1e3;
@@ -95,17 +96,17 @@ void BM_decode(benchmark::State& state) {
 
 // One step per iteration: a whole kPrompt-token prompt of a fresh sequence (one prefill pass).
 void BM_prefill(benchmark::State& state) {
-    engine::Backend& b = *g.backend;
+    engine::KvManager b(*g.backend);
     const std::vector<int32_t> prompt = random_tokens(kPrompt, 99);
     engine::SamplingParams greedy;
     greedy.temperature = 0;
     for (auto _ : state) {
-        const int seq = b.open_sequence();
+        const int seq = b.open();
         const engine::BatchEntry e{seq, prompt, &greedy, prompt, 0, -1};
         const auto t0 = std::chrono::steady_clock::now();
         b.step(std::span(&e, 1));
         state.SetIterationTime(seconds(t0));
-        b.close_sequence(seq);
+        b.close(seq);
     }
     state.counters["tok/s"] = benchmark::Counter(kPrompt, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -127,8 +128,7 @@ int main(int argc, char** argv) {
     }
     g.copy_gbps = kernels::measure_copy_bandwidth_gbps(0);
     g.file = std::make_unique<gguf::File>(gguf::File::open(model));
-    g.backend = std::make_unique<engine::cuda::CudaBackend>(*g.file, kCtx, 0,
-                                                            engine::BatchLimits{kMaxSeqs, 0, kPrompt + kMaxSeqs});
+    g.backend = engine::make_backend("cuda", *g.file, {.n_ctx = kCtx, .limits = {kMaxSeqs, 0, kPrompt + kMaxSeqs}});
     for (const engine::MemoryUse& u : g.backend->memory().uses)
         if (u.purpose == "weights") g.weight_bytes = u.used;
     std::printf("decode_bench: %s on %s; copy bandwidth %.0f GB/s; weights %.1f MB -> floor %.3f ms per step\n", model,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "gguf/reader.h"
 #include "tokenizer/chat_template.h"
 
@@ -20,7 +21,7 @@ void register_chat_template(CLI::App& app, int& exit_code) {
         bool add_generation_prompt = false;
     };
     auto opt = std::make_shared<Options>();
-    cmd->add_option("-m,--model", opt->model, "GGUF file")->required();
+    cmd->add_option("-m,--model", opt->model, "GGUF file or cached model name")->required()->transform(models::file_or_cached_model());
     cmd->add_option("--messages", opt->messages, R"(Conversation as JSON: [{"role": "user", "content": "..."}])")
         ->required();
     cmd->add_flag("--add-generation-prompt", opt->add_generation_prompt, "End with the assistant turn's opening");

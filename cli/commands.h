@@ -12,6 +12,9 @@ void register_chat_template(CLI::App& app, int& exit_code);
 void register_generate(CLI::App& app, int& exit_code);
 void register_gpu_info(CLI::App& app, int& exit_code);
 void register_gpu_check(CLI::App& app, int& exit_code);
+void register_pull(CLI::App& app, int& exit_code);
+void register_list(CLI::App& app, int& exit_code);
+void register_rm(CLI::App& app, int& exit_code);
 void register_ps(CLI::App& app, int& exit_code);      // `loom ps`: a loom-orchestrator's workers
 void register_models(CLI::App& app, int& exit_code);  // `loom models`: its models and presets
 

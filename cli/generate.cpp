@@ -7,19 +7,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "cli/cuda_status.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
 #include "engine/layer_dump.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-#ifdef LOOM_HAVE_CUDA
-#include "engine/cuda/cuda_backend.h"
-#include "kernels/cuda_check.h"
-#include "kernels/vram.h"
-#endif
 
 namespace loom::cli {
 namespace {
@@ -46,18 +42,15 @@ struct Options {
 
 // The named backend, or null with `why` set when the CUDA device cannot hold or run the model.
 std::unique_ptr<engine::Backend> make_backend(const Options& o, const gguf::File& file, std::string& why) {
-    if (o.backend == "cpu") return std::make_unique<engine::cpu::CpuBackend>(file, o.ctx, o.threads);
-#ifdef LOOM_HAVE_CUDA
+    if (!engine::backend_built(o.backend)) {
+        why = cuda_unavailable_reason();
+        return nullptr;
+    }
     try {
-        return std::make_unique<engine::cuda::CudaBackend>(file, o.ctx, 0);
-    } catch (const kernels::VramError& e) {
-        why = e.what();
-    } catch (const kernels::CudaError& e) {
+        return engine::make_backend(o.backend, file, {.n_ctx = o.ctx, .threads = o.threads});
+    } catch (const engine::DeviceError& e) {
         why = e.what();
     }
-#else
-    why = cuda_unavailable_reason();
-#endif
     return nullptr;
 }
 
@@ -136,7 +129,7 @@ int run(const Options& o) {
                                   {"prompt_ids", prompt},
                                   {"ids", r.ids},
                                   {"text", r.text},
-                                  {"stop_reason", engine::to_string(r.stop_reason)},
+                                  {"stop_reason", engine::to_string(r.finish)},
                                   {"timings",
                                    {{"load_ms", load_ms},
                                     {"prompt_ms", r.timings.prompt_ms},
@@ -148,7 +141,7 @@ int run(const Options& o) {
         std::printf("\n");
         std::fprintf(stderr, "[backend %s, device %s] prompt %zu tokens in %.1f ms, %zu generated, stop: %s, %.2f tok/s\n",
                      backend.name().c_str(), backend.device().c_str(), prompt.size(), r.timings.prompt_ms, r.ids.size(),
-                     std::string(engine::to_string(r.stop_reason)).c_str(), r.timings.decode_tok_s);
+                     std::string(engine::to_string(r.finish)).c_str(), r.timings.decode_tok_s);
     }
     return 0;
 }
@@ -158,7 +151,7 @@ int run(const Options& o) {
 void register_generate(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("generate", "Generate text from a prompt (default backend: cuda)");
     auto o = std::make_shared<Options>();
-    cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")->required()->transform(models::file_or_cached_model());
     cmd->add_option("--backend", o->backend, "cuda (default) or cpu (the reference backend; only when named)");
     cmd->add_option("-p,--prompt", o->prompt, "Prompt text (\"\" = just BOS)")->each([o](const std::string&) {
         o->has_prompt = true;
@@ -181,10 +174,7 @@ void register_generate(CLI::App& app, int& exit_code) {
     cmd->callback([o, &exit_code] {
         try {
             exit_code = run(*o);
-        } catch (const engine::RequestError& e) {
-            std::fprintf(stderr, "loom generate: %s\n", e.what());
-            exit_code = kExitBadInput;
-        } catch (const engine::SamplingParamError& e) {
+        } catch (const engine::RequestError& e) {  // sampling parameters too
             std::fprintf(stderr, "loom generate: %s\n", e.what());
             exit_code = kExitBadInput;
         } catch (const std::exception& e) {

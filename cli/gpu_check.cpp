@@ -8,16 +8,15 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "cli/cuda_status.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
 #ifdef LOOM_HAVE_CUDA
 #include "engine/cuda/cuda_backend.h"
-#include "kernels/cuda_check.h"
-#include "kernels/vram.h"
 #endif
 
 namespace loom::cli {
@@ -60,16 +59,14 @@ int run(const Options& o) {
     const std::vector<int32_t> prompt = tok.encode(kPrompt, {.add_special = true, .parse_special = false});
 
     auto t0 = std::chrono::steady_clock::now();
-    std::unique_ptr<engine::cuda::CudaBackend> gpu;
+    std::unique_ptr<engine::Backend> backend;
     try {
-        gpu = std::make_unique<engine::cuda::CudaBackend>(file, kCheckCtx, 0);
-    } catch (const kernels::VramError& e) {
-        std::fprintf(stderr, "loom gpu-check: %s\n", e.what());
-        return kExitNoGpu;
-    } catch (const kernels::CudaError& e) {
+        backend = engine::make_backend("cuda", file, {.n_ctx = kCheckCtx});
+    } catch (const engine::DeviceError& e) {
         std::fprintf(stderr, "loom gpu-check: %s\n", e.what());
         return kExitNoGpu;
     }
+    auto* gpu = dynamic_cast<engine::cuda::CudaBackend*>(backend.get());  // its upload figures
     const double load_s = seconds_since(t0);
     bool ok = true;
     const auto verdict = [&ok](bool holds) {
@@ -94,12 +91,12 @@ int run(const Options& o) {
                 g.timings.prompt_ms, g.timings.decode_tok_s, verdict(g.ids.size() == kGenerated));
 
     t0 = std::chrono::steady_clock::now();
-    engine::cpu::CpuBackend cpu(file, kCheckCtx, o.threads);
-    const engine::GenerateResult ref = engine::generate(cpu, tok, prompt, greedy(kCompared));
+    const auto cpu = engine::make_backend("cpu", file, {.n_ctx = kCheckCtx, .threads = o.threads});
+    const engine::GenerateResult ref = engine::generate(*cpu, tok, prompt, greedy(kCompared));
     int same = 0;
     while (same < kCompared && same < static_cast<int>(g.ids.size()) && g.ids[same] == ref.ids[same]) ++same;
     std::printf("  cpu check    first %d greedy tokens equal the CPU reference's: %d/%d (%.1f s on %s)  %s\n",
-                kCompared, same, kCompared, seconds_since(t0), cpu.device().c_str(), verdict(same == kCompared));
+                kCompared, same, kCompared, seconds_since(t0), cpu->device().c_str(), verdict(same == kCompared));
     std::printf("  text         %s\n", tok.decode(g.ids, {.skip_control = true}).c_str());
     std::printf("%s\n", ok ? "PASS" : "FAIL");
     return ok ? 0 : kExitCheckFailed;
@@ -117,7 +114,7 @@ void register_gpu_check(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("gpu-check", "Load a model on the GPU, verify residency, generate, compare with the CPU "
                                                 "(exit 0 pass, 1 fail, 3 no usable GPU)");
     auto o = std::make_shared<Options>();
-    cmd->add_option("-m,--model", o->model, "GGUF model file")->required();
+    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")->required()->transform(models::file_or_cached_model());
     cmd->add_option("--threads", o->threads, "CPU threads for the reference run (default: all)")->check(CLI::Range(0, 1024));
     cmd->callback([o, &exit_code] {
         try {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "gguf/errors.h"
 #include "gguf/reader.h"
 
@@ -193,7 +194,7 @@ void register_inspect(CLI::App& app, int& exit_code) {
         bool tensors = false;
     };
     auto opt = std::make_shared<Options>();
-    cmd->add_option("file", opt->file, "GGUF file")->required();
+    cmd->add_option("file", opt->file, "GGUF file or cached model name")->required()->transform(models::file_or_cached_model());
     cmd->add_flag("--json", opt->json, "Print one JSON object");
     cmd->add_flag("--tensors", opt->tensors, "List every tensor");
     cmd->callback([opt, &exit_code] {

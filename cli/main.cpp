@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
     loom::cli::register_generate(app, exit_code);
     loom::cli::register_gpu_info(app, exit_code);
     loom::cli::register_gpu_check(app, exit_code);
+    loom::cli::register_pull(app, exit_code);
+    loom::cli::register_list(app, exit_code);
+    loom::cli::register_rm(app, exit_code);
     loom::cli::register_ps(app, exit_code);
     loom::cli::register_models(app, exit_code);
     try {

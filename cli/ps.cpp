@@ -34,7 +34,6 @@ json row_of(const json& w) {
             {"state", w.value("state", "")},
             {"device", w.value("device", "")},
             {"backend", w.value("backend", "")},
-            {"memory", w.value("memory", "")},
             {"bytes", {{"weights", reserved(w, "weights")},
                        {"kv_cache", reserved(w, "kv_cache")},
                        {"workspace", reserved(w, "workspace")}}},
@@ -64,7 +63,7 @@ std::string table(const json& rows) {
         const int ctx = r["context_size"];
         cells.push_back({text(r["model"]), r["worker"].get<std::string>() + " " + r["url"].get<std::string>(),
                          text(r["state"]), text(r["device"]), text(r["backend"]),
-                         bytes_cell(r["bytes"]) + (r["memory"] == "host RAM" ? " (host RAM)" : ""),
+                         bytes_cell(r["bytes"]) + (r["backend"] == "cpu" ? " (host RAM)" : ""),
                          ctx > 0 ? std::to_string(ctx) : "-",
                          std::to_string(r["running"].get<int>()) + "/" + std::to_string(r["queued"].get<int>()), rate,
                          "-"});

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "models/model_cache.h"
 #include "tokenizer/tokenizer.h"
 
 namespace loom::cli {
@@ -70,7 +71,9 @@ void register_tokenize(CLI::App& app, int& exit_code) {
     auto opt = std::make_shared<Options>();
 
     auto* tokenize = app.add_subcommand("tokenize", "Print the token ids of stdin (all of it, as bytes)");
-    tokenize->add_option("-m,--model", opt->model, "GGUF file with the tokenizer")->required();
+    tokenize->add_option("-m,--model", opt->model, "GGUF file (or cached model name) with the tokenizer")
+        ->required()
+        ->transform(models::file_or_cached_model());
     tokenize->add_flag("--no-add-special", opt->no_add_special, "Add no BOS/EOS");
     tokenize->add_flag("--no-parse-special", opt->no_parse_special, "Treat special token texts as plain text");
     tokenize->callback([opt, &exit_code] {
@@ -84,7 +87,9 @@ void register_tokenize(CLI::App& app, int& exit_code) {
     });
 
     auto* detokenize = app.add_subcommand("detokenize", "Print the text of the token ids on stdin");
-    detokenize->add_option("-m,--model", opt->model, "GGUF file with the tokenizer")->required();
+    detokenize->add_option("-m,--model", opt->model, "GGUF file (or cached model name) with the tokenizer")
+        ->required()
+        ->transform(models::file_or_cached_model());
     detokenize->callback([opt, &exit_code] {
         try {
             run_detokenize(opt->model);

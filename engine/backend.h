@@ -1,5 +1,6 @@
-// The interface the engine drives: batched steps over many sequences sharing a paged KV cache, and
-// a single-sequence forward pass with logits out. Implemented by the CPU reference and CUDA backends.
+// The interface the engine drives: a backend executes the StepPlans the engine makes (token chunks
+// at given positions, K/V stored where the plan's tables say) and returns sampled tokens or logits.
+// Implemented by the CPU reference and CUDA backends.
 #pragma once
 
 #include <cstdint>
@@ -7,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/kv_blocks.h"
 #include "engine/model_config.h"
 #include "engine/sampler.h"
+#include "engine/step_plan.h"
 
 namespace loom::engine {
 
@@ -26,22 +27,12 @@ inline constexpr int kMaxLogitBiasEntries = 300;  // logit_bias entries per requ
 
 // How many sequences, KV positions and tokens per step a backend is built for.
 struct BatchLimits {
-    int max_seqs = 1;           // sequences open at once (forward() uses one of them)
+    int max_seqs = 1;           // sequences a step may address at once
     int kv_tokens = 0;          // positions in the shared KV cache; 0: max_seqs * n_ctx
     int max_batch_tokens = 512;  // tokens one step carries in all (prefill chunks + decode tokens)
     // CUDA only (the CPU backend refuses it): bytes weights + KV cache + workspace may take; 0: no
     // limit. With kv_tokens 0 the KV cache gets what the budget leaves, up to max_seqs * n_ctx.
     uint64_t vram_budget = 0;
-};
-
-// One sequence's part of a batched step.
-struct BatchEntry {
-    int seq = -1;                              // from Backend::open_sequence()
-    std::span<const int32_t> tokens;           // run at positions length(seq) .. length(seq)+n-1
-    const SamplingParams* sampling = nullptr;  // sample a token after the last one; null: prefill only
-    std::span<const int32_t> history;          // prompt + tokens generated so far (the penalty window's source)
-    uint64_t sample_step = 0;                  // the Philox counter: tokens the request has generated so far
-    int top_logprobs = -1;                     // < 0: no log-probabilities; else 0 .. kMaxTopLogprobs alternatives
 };
 
 // What a step produced for one entry: a token when it sampled, or why sampling failed.
@@ -70,40 +61,26 @@ public:
     virtual std::string device() const = 0;  // what ran it, e.g. "NVIDIA H100 80GB HBM3" or "CPU, 2 threads"
     virtual const ModelConfig& config() const = 0;
     virtual int n_ctx() const = 0;   // positions one sequence may hold
-    virtual int n_past() const = 0;  // positions forward() has filled so far
-    virtual void reset() = 0;        // empties forward()'s sequence
+    virtual int max_batch_tokens() const = 0;  // tokens one sampling step may carry in total
+    virtual KvCapacity kv_capacity() const = 0;
 
-    // Runs tokens at positions n_past .. n_past+T-1 and appends their K/V. logits receives
-    // (n_vocab) floats for the last token, or (T, n_vocab) when all_logits. Throws RequestError
-    // when the tokens do not fit the context or an id is out of range.
-    virtual void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                         LayerObserver* observer = nullptr) = 0;
-
-    // Batched steps. Sequences are slots of the paged KV cache (kv_blocks() has the accounting);
-    // forward() keeps its own sequence there too while it holds positions.
-    virtual int max_batch_tokens() const = 0;   // tokens one step may carry in total
-    virtual const KvBlockPool& kv_blocks() const = 0;
-    virtual int open_sequence() = 0;           // RequestError when every slot is taken
-    virtual void close_sequence(int seq) = 0;  // returns its KV blocks at once
-    // Runs every entry's tokens in one pass and samples where asked; outputs in entry order.
-    // Throws before computing anything (RequestError, KvCacheFullError, SamplingParamError) when an
-    // entry is invalid: see check_batch_inputs. An observer (--dump-layers) needs a batch of one
-    // entry (RequestError otherwise) and sees its layer outputs.
-    virtual std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) = 0;
+    // Runs every entry's tokens, stores their K/V where the entry's table says, and samples where
+    // asked (outputs in entry order), or fills plan.logits. Throws RequestError before computing
+    // anything when the plan addresses what the backend does not have (see check_plan).
+    virtual std::vector<BatchOutput> execute(const StepPlan& plan) = 0;
 
     virtual MemoryReport memory() const = 0;
 };
 
-// The checks every Backend::forward makes before computing: tokens present, room in the context,
-// ids inside the vocabulary, a logits buffer large enough. Throws RequestError naming what is wrong.
-void check_forward_inputs(const ModelConfig& config, int n_ctx, int n_past, std::span<const int32_t> tokens,
-                          size_t logits_size, bool all_logits);
+// validate(params) and the per-request limits (kMaxLogitBiasEntries, kMaxTopLogprobs): SamplingParamError.
+void check_sampling(const SamplingParams& params, int top_logprobs, int n_vocab);
 
-// The checks every Backend::step makes: open, distinct sequences; 1.. tokens each, inside the
-// vocabulary and the context; at most max_batch_tokens in all; enough free KV blocks for all
-// (KvCacheFullError); valid sampling parameters, at most kMaxLogitBiasEntries biases and
-// top_logprobs <= kMaxTopLogprobs.
-void check_batch_inputs(const ModelConfig& config, int n_ctx, int max_batch_tokens, const KvBlockPool& kv,
-                        std::span<const BatchEntry> batch, const LayerObserver* observer);
+// RequestError naming the first id outside 0 .. n_vocab-1.
+void check_token_ids(std::span<const int32_t> tokens, int n_vocab);
+
+// The checks every Backend::execute makes: entries present, rows inside max_seqs, tables covering
+// the positions with blocks the backend has, a logits buffer large enough, positions inside n_ctx,
+// at most max_batch_tokens tokens in a sampling step, an observer only on a plan of one entry.
+void check_plan(const StepPlan& plan, const KvCapacity& kv, int n_vocab, int n_ctx, int max_batch_tokens);
 
 }  // namespace loom::engine

@@ -10,8 +10,9 @@ namespace loom::engine {
 std::string_view to_string(FinishReason reason) {
     switch (reason) {
         case FinishReason::none: return "";
-        case FinishReason::stop_token: return "stop";
-        case FinishReason::max_tokens: return "length";
+        case FinishReason::stop_token: return "eos";
+        case FinishReason::stop_string: return "stop_string";
+        case FinishReason::max_tokens: return "max_tokens";
         case FinishReason::context_full: return "context_full";
         case FinishReason::cancelled: return "cancelled";
         case FinishReason::error: return "error";
@@ -19,41 +20,37 @@ std::string_view to_string(FinishReason reason) {
     return "";
 }
 
-Engine::Engine(Backend& backend, LayerObserver* observer) : backend_(backend), observer_(observer) {}
-
-Engine::~Engine() {
-    for (auto& [id, r] : running_) backend_.close_sequence(r.seq);
-}
+Engine::Engine(Backend& backend, LayerObserver* observer) : backend_(backend), kv_(backend), observer_(observer) {}
 
 RequestLimits RequestLimits::of(const Backend& backend) {
-    return {backend.config().n_vocab, backend.n_ctx(), backend.kv_blocks().block_tokens(),
-            backend.kv_blocks().total_blocks()};
+    const KvCapacity kv = backend.kv_capacity();
+    return {backend.config().n_vocab, backend.n_ctx(), kv.block_tokens, kv.blocks};
+}
+
+void check_prompt_size(size_t n_prompt, int n_ctx) {
+    if (n_prompt == 0) throw RequestError("prompt", "no tokens");
+    if (n_prompt >= static_cast<size_t>(n_ctx))
+        throw ContextLengthError("prompt", "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
+                                               std::to_string(n_ctx) + " (one more is needed to generate)");
 }
 
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options) {
-    if (prompt.empty()) throw RequestError("prompt: no tokens");
+    check_prompt_size(prompt.size(), limits.n_ctx);
     for (int32_t id : prompt)
         if (id < 0 || id >= limits.n_vocab)
-            throw RequestError("prompt: token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                               std::to_string(limits.n_vocab - 1) + ")");
-    if (static_cast<int64_t>(prompt.size()) >= limits.n_ctx)
-        throw RequestError("prompt: " + std::to_string(prompt.size()) + " tokens leave no room in the context of " +
-                           std::to_string(limits.n_ctx));
+            throw RequestError("prompt", "token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                                             std::to_string(limits.n_vocab - 1) + ")");
     if (options.resume_tokens < 0 || static_cast<size_t>(options.resume_tokens) >= prompt.size())
-        throw RequestError("resume_tokens: " + std::to_string(options.resume_tokens) + " is outside 0.." +
-                           std::to_string(prompt.size() - 1) + " (the resumed tokens follow at least one prompt token)");
+        throw RequestError("resume_tokens", std::to_string(options.resume_tokens) + " is outside 0.." +
+                                                std::to_string(prompt.size() - 1) +
+                                                " (the resumed tokens follow at least one prompt token)");
     if (options.max_tokens < 1)
-        throw RequestError("max_tokens: " + std::to_string(options.max_tokens) + " is below 1");
-    if (options.top_logprobs > kMaxTopLogprobs)
-        throw SamplingParamError("top_logprobs", std::to_string(options.top_logprobs) + " is above the maximum " +
-                                                     std::to_string(kMaxTopLogprobs));
-    if (options.sampling.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
-        throw SamplingParamError("logit_bias", "more than " + std::to_string(kMaxLogitBiasEntries) + " entries");
-    validate(options.sampling, limits.n_vocab);
+        throw RequestError("max_tokens", std::to_string(options.max_tokens) + " is below 1");
+    check_sampling(options.sampling, options.top_logprobs, limits.n_vocab);
     const int64_t blocks = (static_cast<int64_t>(prompt.size()) + limits.kv_block_tokens) / limits.kv_block_tokens;
     if (blocks > limits.kv_blocks_total)
-        throw KvCacheFullError("prompt: " + std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +
-                               " KV blocks, the cache has " + std::to_string(limits.kv_blocks_total));
+        throw KvCacheFullError("prompt", std::to_string(prompt.size()) + " tokens need " + std::to_string(blocks) +
+                                             " KV blocks, the cache has " + std::to_string(limits.kv_blocks_total));
 }
 
 uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options) {
@@ -75,7 +72,7 @@ bool Engine::cancel(uint64_t request) {
     }
     const auto it = running_.find(request);
     if (it == running_.end()) return false;
-    backend_.close_sequence(it->second.seq);
+    kv_.close(it->second.seq);
     running_.erase(it);
     return true;
 }
@@ -88,27 +85,28 @@ void Engine::finish(Request& r, FinishReason reason, std::vector<TokenEvent>& ev
     }
     events.back().finish = reason;
     events.back().error = std::move(error);
-    backend_.close_sequence(r.seq);
+    kv_.close(r.seq);
 }
 
-std::vector<TokenEvent> Engine::step() {
-    std::vector<TokenEvent> events;
-    const KvBlockPool& kv = backend_.kv_blocks();
-    // Admission: a request enters when a slot is free and the KV cache holds its prompt and first
-    // token next to what running requests will need for their next token.
+// Admission: a request enters when a slot is free and the KV cache holds its prompt and first
+// token next to what running requests will need for their next token.
+void Engine::admit() {
+    const KvBlockPool& kv = kv_.blocks();
     while (!waiting_.empty() && kv.open_seqs() < kv.max_seqs()) {
         const Request& next = waiting_.front();
         const int need = (next.prompt_tokens + kv.block_tokens()) / kv.block_tokens();
         if (need + static_cast<int>(running_.size()) > kv.free_blocks()) break;
         Request r = std::move(waiting_.front());
         waiting_.pop_front();
-        r.seq = backend_.open_sequence();
+        r.seq = kv_.open();
         running_.emplace(r.id, std::move(r));
     }
-    if (running_.empty()) return events;
+}
 
-    // Decode growth: when the cache cannot give every decoding request the block its next token
-    // may need, the youngest decoding requests end with an error and their blocks go to the rest.
+// Decode growth: when the cache cannot give every decoding request the block its next token may
+// need, the youngest decoding requests end with an error and their blocks go to the rest.
+void Engine::make_room(std::vector<TokenEvent>& events) {
+    const KvBlockPool& kv = kv_.blocks();
     for (;;) {
         int need = 0;
         Request* youngest = nullptr;
@@ -123,10 +121,11 @@ std::vector<TokenEvent> Engine::step() {
                    " blocks of " + std::to_string(kv.block_tokens()) + " tokens in all)");
         running_.erase(youngest->id);
     }
+}
 
-    // The batch: every decoding request's last token, then prompt chunks in admission order.
-    std::vector<BatchEntry> batch;
-    std::vector<Request*> owner;
+// The batch: every decoding request's last token, then prompt chunks in admission order.
+void Engine::plan_batch(std::vector<BatchEntry>& batch, std::vector<Request*>& owner) {
+    const KvBlockPool& kv = kv_.blocks();
     int budget = backend_.max_batch_tokens();
     int free_blocks = kv.free_blocks();
     for (auto& [id, r] : running_) {
@@ -163,45 +162,57 @@ std::vector<TokenEvent> Engine::step() {
         batch[i].sample_step = static_cast<uint64_t>(r.options.resume_tokens + r.generated);
         batch[i].top_logprobs = r.options.top_logprobs;
     }
-    if (batch.empty()) return events;
-
     if (observer_ && batch.size() > 1) {  // the observer follows one sequence at a time
         batch.resize(1);
         owner.resize(1);
     }
-    const std::vector<BatchOutput> outputs = backend_.step(batch, observer_);
-    std::vector<uint64_t> done;
-    for (size_t i = 0; i < batch.size(); ++i) {
-        Request& r = *owner[i];
-        r.fed += static_cast<int>(batch[i].tokens.size());
-        const BatchOutput& out = outputs[i];
-        if (!batch[i].sampling) continue;
-        if (!out.sampled) {
-            finish(r, FinishReason::error, events, out.error);
-            done.push_back(r.id);
-            continue;
-        }
-        TokenEvent e;
-        e.request = r.id;
-        e.has_token = true;
-        e.token = out.token;
-        events.push_back(e);
-        const auto& stop = r.options.stop_ids;
-        if (std::find(stop.begin(), stop.end(), out.token.token) != stop.end()) {
-            finish(r, FinishReason::stop_token, events);
-            done.push_back(r.id);
-            continue;
-        }
-        r.tokens.push_back(out.token.token);
-        ++r.generated;
-        if (r.generated >= r.options.max_tokens) {
-            finish(r, FinishReason::max_tokens, events);
-            done.push_back(r.id);
-        } else if (static_cast<int>(r.tokens.size()) >= backend_.n_ctx()) {
-            finish(r, FinishReason::context_full, events);
-            done.push_back(r.id);
-        }
+}
+
+// One entry's output: the fed tokens advance, a sampled token becomes an event, and the request
+// ends on a stop token, max_tokens, a full context or a sampling error. True when it ended.
+bool Engine::take_output(Request& r, const BatchEntry& entry, const BatchOutput& out, std::vector<TokenEvent>& events) {
+    r.fed += static_cast<int>(entry.tokens.size());
+    if (!entry.sampling) return false;
+    if (!out.sampled) {
+        finish(r, FinishReason::error, events, out.error);
+        return true;
     }
+    TokenEvent e;
+    e.request = r.id;
+    e.has_token = true;
+    e.token = out.token;
+    events.push_back(e);
+    const auto& stop = r.options.stop_ids;
+    if (std::find(stop.begin(), stop.end(), out.token.token) != stop.end()) {
+        finish(r, FinishReason::stop_token, events);
+        return true;
+    }
+    r.tokens.push_back(out.token.token);
+    ++r.generated;
+    if (r.generated >= r.options.max_tokens) {
+        finish(r, FinishReason::max_tokens, events);
+        return true;
+    }
+    if (static_cast<int>(r.tokens.size()) >= backend_.n_ctx()) {
+        finish(r, FinishReason::context_full, events);
+        return true;
+    }
+    return false;
+}
+
+std::vector<TokenEvent> Engine::step() {
+    std::vector<TokenEvent> events;
+    admit();
+    if (running_.empty()) return events;
+    make_room(events);
+    std::vector<BatchEntry> batch;
+    std::vector<Request*> owner;
+    plan_batch(batch, owner);
+    if (batch.empty()) return events;
+    const std::vector<BatchOutput> outputs = kv_.step(batch, observer_);
+    std::vector<uint64_t> done;
+    for (size_t i = 0; i < batch.size(); ++i)
+        if (take_output(*owner[i], batch[i], outputs[i], events)) done.push_back(owner[i]->id);
     for (uint64_t id : done) running_.erase(id);
     return events;
 }

@@ -1,6 +1,7 @@
-// The request engine the worker drives: a queue of generation requests, admission into the
-// backend's sequence slots and KV blocks, and one batched step at a time mixing decode tokens with
-// chunks of prompts (continuous batching). Not thread-safe: one thread owns it.
+// The request engine the worker drives: a queue of generation requests, admission into sequence
+// slots and KV blocks (its KvManager owns them), and one planned step at a time mixing decode tokens
+// with chunks of prompts (continuous batching) for the backend to execute. Not thread-safe: one
+// thread owns it.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/kv_manager.h"
 #include "engine/sampler.h"
 
 namespace loom::engine {
@@ -27,8 +29,12 @@ struct RequestOptions {
     int resume_tokens = 0;
 };
 
-enum class FinishReason { none, stop_token, max_tokens, context_full, cancelled, error };
-std::string_view to_string(FinishReason reason);  // "", "stop", "length", "context_full", "cancelled", "error"
+// Why a request ended, in the engine's words; the API layer maps them to its own (worker/openai_api).
+// The Engine's events carry stop_token, max_tokens, context_full and error; stop_string and
+// cancelled come from the request's output (RequestOutput) and its owner.
+enum class FinishReason { none, stop_token, stop_string, max_tokens, context_full, cancelled, error };
+// "", "eos", "stop_string", "max_tokens", "context_full", "cancelled", "error"
+std::string_view to_string(FinishReason reason);
 
 // What one step did for one request: a sampled token and/or the request's end.
 struct TokenEvent {
@@ -53,16 +59,21 @@ struct RequestLimits {
 // max_tokens < 1, resume_tokens outside 0 .. prompt length - 1, top_logprobs or logit_bias over their limits, sampling parameters out of range, a
 // prompt larger than the whole KV cache). Callers on other threads use it to refuse early.
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options);
+// The prompt's size alone (the first of check_request's checks, for callers that check before they
+// tokenize all else): RequestError("prompt") when empty, ContextLengthError when it leaves no room
+// for a generated token in a context of n_ctx.
+void check_prompt_size(size_t n_prompt, int n_ctx);
 
 class Engine {
 public:
     // observer (--dump-layers): sees every step's layer outputs; steps then carry one request.
     explicit Engine(Backend& backend, LayerObserver* observer = nullptr);
-    ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
     Backend& backend() { return backend_; }
+    KvManager& kv() { return kv_; }
+    const KvBlockPool& kv_blocks() const { return kv_.blocks(); }
 
     // Queues a request; RequestError / SamplingParamError (nothing queued) when the prompt is empty,
     // holds an id outside the vocabulary, leaves no room for one generated token in the context,
@@ -94,8 +105,13 @@ private:
         int seq = -1;
     };
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});
+    void admit();
+    void make_room(std::vector<TokenEvent>& events);
+    void plan_batch(std::vector<BatchEntry>& batch, std::vector<Request*>& owner);
+    bool take_output(Request& r, const BatchEntry& entry, const BatchOutput& out, std::vector<TokenEvent>& events);
 
     Backend& backend_;
+    KvManager kv_;
     LayerObserver* observer_;
     uint64_t next_id_ = 1;
     std::deque<Request> waiting_;

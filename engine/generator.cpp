@@ -6,7 +6,7 @@
 
 #include "engine/engine.h"
 #include "engine/errors.h"
-#include "engine/text_stream.h"
+#include "engine/request_output.h"
 
 namespace loom::engine {
 
@@ -16,16 +16,6 @@ using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 }  // namespace
-
-std::string_view to_string(StopReason reason) {
-    switch (reason) {
-        case StopReason::Eos: return "eos";
-        case StopReason::StopString: return "stop_string";
-        case StopReason::MaxTokens: return "max_tokens";
-        case StopReason::ContextFull: return "context_full";
-    }
-    return "unknown";
-}
 
 std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tok) {
     static const std::string_view kEndMarkers[] = {"<|im_end|>",   "<|eot_id|>",      "<|end|>",
@@ -45,14 +35,11 @@ std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tok) {
 
 GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::span<const int32_t> prompt,
                         const GenerateOptions& options, const std::function<void(std::string_view)>& on_text) {
-    // The prompt's size in generate()'s own words (what `loom generate` users see); Engine::add
-    // checks the rest (ids, sampling parameters) before any compute.
-    if (prompt.empty()) throw RequestError("the prompt has no tokens");
-    if (static_cast<int>(prompt.size()) >= backend.n_ctx())
-        throw RequestError("the prompt has " + std::to_string(prompt.size()) + " tokens; the context holds " +
-                           std::to_string(backend.n_ctx()) + " (one more is needed to generate)");
-    if (options.max_tokens < 0) throw RequestError("max_tokens must be >= 0");
-    TextStream text(tok, options.stop_strings);  // refuses an empty stop string
+    // Engine::add makes the request checks (check_request) before any compute; max_tokens 0 is
+    // generate()'s own (prefill only).
+    if (options.max_tokens < 0) throw RequestError("max_tokens", "must be >= 0");
+    const auto t_start = Clock::now();
+    RequestOutput out(tok, options.stop_strings, t_start);  // refuses an empty stop string
 
     Engine engine(backend, options.layer_observer);
     RequestOptions request;
@@ -63,83 +50,47 @@ GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tok, std::
     const uint64_t id = engine.add(std::vector<int32_t>(prompt.begin(), prompt.end()), request);
 
     GenerateResult r;
-    const auto t_start = Clock::now();
-    // forward()'s sequence may hold the backend's only slot; the request needs it free.
-    backend.reset();
     if (options.max_tokens == 0) {
         // Prefill only: Engine requests sample at least one token, and a token nobody asked for is
         // work (and a possible sampling error) that does not belong here, so the prompt runs
-        // through forward() and its slot is freed again however that ends.
+        // through the Engine's single-sequence forward pass instead.
         engine.cancel(id);
-        struct ResetOnExit {
-            Backend& b;
-            ~ResetOnExit() { b.reset(); }
-        } reset_on_exit{backend};
         std::vector<float> logits(static_cast<size_t>(backend.config().n_vocab));
-        backend.forward(prompt, logits, false, options.layer_observer);
+        engine.kv().forward(prompt, logits, false, options.layer_observer);
         r.timings.prompt_ms = ms_since(t_start);
         return r;
     }
 
-    // Text of the token that ends the request waits for finish(), so the last piece comes in one call.
-    const auto emit = [&](const std::string& piece) {
+    // Text of the token that ends the request comes with what finishing releases, in one call.
+    const auto take = [&] {
+        for (SampledToken& t : out.take_tokens()) {
+            r.ids.push_back(t.token);
+            if (options.top_logprobs >= 0) r.logprobs.push_back(std::move(t));
+        }
+        const std::string piece = out.take_text();
         if (piece.empty()) return;
         if (on_text) on_text(piece);
         r.text += piece;
     };
-    std::string last_piece;
-
-    Clock::time_point t_first{};
-    bool first = true;
-    bool done = false;
-    while (!done) {
+    while (!out.finished()) {
         for (const TokenEvent& e : engine.step()) {
-            if (e.has_token) {
-                if (first) {
-                    first = false;
-                    t_first = Clock::now();
-                    r.timings.prompt_ms = r.timings.ttft_ms = ms_since(t_start);
-                }
-                if (e.finish == FinishReason::stop_token) {  // the end-of-generation token is not output
-                    r.stop_reason = StopReason::Eos;
-                    done = true;
-                    break;
-                }
-                r.ids.push_back(e.token.token);
-                if (options.top_logprobs >= 0) r.logprobs.push_back(e.token);
-                TextStream::Piece piece = text.feed(e.token.token);
-                if (piece.stopped) {
-                    emit(piece.text);
-                    r.stop_reason = StopReason::StopString;
-                    engine.cancel(id);  // false when this token also ended it: nothing to do then
-                    done = true;
-                    break;
-                }
-                if (e.finish == FinishReason::none)
-                    emit(piece.text);
-                else
-                    last_piece = std::move(piece.text);
-            }
-            if (e.finish == FinishReason::max_tokens) {
-                r.stop_reason = StopReason::MaxTokens;
-                done = true;
-            } else if (e.finish == FinishReason::context_full) {
-                r.stop_reason = StopReason::ContextFull;
-                done = true;
-            } else if (e.finish == FinishReason::error) {  // a cancelled request produces no events
-                throw RequestError(e.error);
-            }
+            out.feed(e);
+            if (out.finish() == FinishReason::error) throw RequestError(out.error());
+            if (out.finish() == FinishReason::stop_string) engine.cancel(id);  // false when the token also ended it
+            if (!out.finished()) take();
         }
         // One request alone is admitted at its first step unless other sequences hold the slots or blocks.
-        if (!done && engine.running() == 0)
+        if (!out.finished() && engine.running() == 0)
             throw RequestError("the backend has no free sequence slot or KV blocks for the request (" +
-                               std::to_string(backend.kv_blocks().open_seqs()) + " of " +
-                               std::to_string(backend.kv_blocks().max_seqs()) + " slots open, " +
-                               std::to_string(backend.kv_blocks().free_blocks()) + " blocks free)");
+                               std::to_string(engine.kv_blocks().open_seqs()) + " of " +
+                               std::to_string(engine.kv_blocks().max_seqs()) + " slots open, " +
+                               std::to_string(engine.kv_blocks().free_blocks()) + " blocks free)");
     }
-    if (r.stop_reason != StopReason::StopString) emit(last_piece + text.finish());
+    take();
+    r.finish = out.finish();
+    r.timings.prompt_ms = r.timings.ttft_ms = 1e3 * out.ttft_s();
     if (!r.ids.empty()) {
-        r.timings.decode_ms = ms_since(t_first);
+        r.timings.decode_ms = 1e3 * out.decode_s();
         if (r.ids.size() > 1 && r.timings.decode_ms > 0)
             r.timings.decode_tok_s = double(r.ids.size() - 1) / (r.timings.decode_ms / 1000.0);
     }

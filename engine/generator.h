@@ -9,13 +9,11 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/engine.h"
 #include "engine/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace loom::engine {
-
-enum class StopReason { Eos, StopString, MaxTokens, ContextFull };
-std::string_view to_string(StopReason reason);  // "eos", "stop_string", "max_tokens", "context_full"
 
 struct GenerateOptions {
     int max_tokens = 128;
@@ -37,7 +35,7 @@ struct GenerateResult {
     std::vector<int32_t> ids;              // generated tokens (an end-of-generation token is not included)
     std::vector<SampledToken> logprobs;    // one per id when options.top_logprobs >= 0
     std::string text;                      // what was emitted (stop string cut off)
-    StopReason stop_reason = StopReason::MaxTokens;
+    FinishReason finish = FinishReason::max_tokens;  // stop_token, stop_string, max_tokens or context_full
     GenerateTimings timings;
 };
 
@@ -45,10 +43,10 @@ struct GenerateResult {
 // a known end-of-turn marker (<|im_end|>, <|eot_id|>, <|end|>, <end_of_turn>, <|endoftext|>, ...).
 std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tokenizer);
 
-// Runs the request as the only one of an Engine over `backend` (after backend.reset(), which frees
-// forward()'s sequence): the backend samples, so the CUDA backend copies back one token per step.
+// Runs the request as the only one of a fresh Engine over `backend` (whose KV blocks all belong to
+// it for the call): the backend samples, so the CUDA backend copies back one token per step.
 // The context bounds prompt + generated tokens (the Engine's context_full). max_tokens == 0 runs
-// the prompt's prefill through backend.forward() and samples nothing. `on_text` receives text as
+// the prompt's prefill through the Engine's forward pass and samples nothing. `on_text` receives text as
 // soon as it is final (never part of a possible stop string, always complete UTF-8). Throws
 // RequestError / SamplingParamError before any compute when the request is invalid (an empty
 // prompt, one that leaves no room for a generated token, then Engine::add's checks), and

@@ -33,7 +33,7 @@ std::string describe(const MemoryPlan& plan) {
 }
 
 MemoryBudgetError::MemoryBudgetError(const MemoryPlan& p, uint64_t b, const std::string& note)
-    : std::runtime_error(describe(p) + " > budget " + mib(b) + " (" + std::to_string(b) + " bytes)" +
+    : EngineError(describe(p) + " > budget " + mib(b) + " (" + std::to_string(b) + " bytes)" +
                          (note.empty() ? "" : "; " + note)),
       plan(p),
       budget(b) {}

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/errors.h"
+
 namespace loom::engine {
 
 // Bytes a backend reserves at load, by purpose (its VRAM arenas).
@@ -34,7 +36,7 @@ struct KvDemand {
 
 // The plan does not fit the budget; thrown before anything is allocated. what():
 // "weights 1.2 MiB + KV cache 20.0 MiB + workspace 40.1 MiB = 61.3 MiB > budget 16.0 MiB (...)".
-class MemoryBudgetError : public std::runtime_error {
+class MemoryBudgetError : public EngineError {
 public:
     MemoryBudgetError(const MemoryPlan& plan, uint64_t budget, const std::string& note);
     MemoryPlan plan;

@@ -9,8 +9,8 @@
 #include <limits>
 #include <numeric>
 
-#include "engine/philox.h"
-#include "engine/sampling_math.h"
+#include "core/philox.h"
+#include "core/sampling_math.h"
 
 namespace loom::engine {
 namespace {

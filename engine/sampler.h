@@ -1,7 +1,7 @@
 // Token sampling: parameters and their validation, the penalty/filter/draw pipeline, log-probabilities.
 //
-// The exact semantics (which a GPU sampler reproduces bit for bit through engine/sampling_math.h and
-// engine/philox.h) are specified in docs/SAMPLING.md; in brief, for the logits of step t of a request
+// The exact semantics (which a GPU sampler reproduces bit for bit through core/sampling_math.h and
+// core/philox.h) are specified in docs/SAMPLING.md; in brief, for the logits of step t of a request
 // and the request's token history (prompt + generated so far):
 //   1. l = logits; l[id] += bias for each logit_bias entry, in the order given (float32 adds).
 //   2. Penalties over the window = the last penalty_last_n history tokens (0: none, -1: all). For each
@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/errors.h"
+
 namespace loom::engine {
 
 struct SamplingParams {
@@ -48,22 +50,17 @@ struct SamplingParams {
 };
 
 // A parameter is out of its range; field() names it ("top_p", "logit_bias", ...).
-class SamplingParamError : public std::invalid_argument {
+class SamplingParamError : public RequestError {
 public:
     SamplingParamError(std::string field, const std::string& what)
-        : std::invalid_argument("invalid sampling parameter " + field + ": " + what),
-          field_(std::move(field)) {}
-    const std::string& field() const { return field_; }
-
-private:
-    std::string field_;
+        : RequestError(field, what, "invalid sampling parameter " + field + ": " + what) {}
 };
 
 // The inputs of one step cannot be sampled: wrong logits length, a NaN or +inf logit, a history
 // token outside the vocabulary, or every token banned.
-class SamplingError : public std::runtime_error {
+class SamplingError : public EngineError {
 public:
-    using std::runtime_error::runtime_error;
+    using EngineError::EngineError;
 };
 
 // Throws SamplingParamError naming the first field out of range (n_vocab bounds logit_bias ids).

@@ -28,8 +28,12 @@ size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
 
 TextStream::TextStream(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings)
     : detok_(tokenizer, {.skip_control = true, .continuation = true}), stops_(std::move(stop_strings)) {
-    for (const auto& s : stops_)
-        if (s.empty()) throw RequestError("stop: stop strings must not be empty");
+    check_stop_strings(stops_);
+}
+
+void check_stop_strings(std::span<const std::string> stop_strings) {
+    for (const auto& s : stop_strings)
+        if (s.empty()) throw RequestError("stop", "stop strings must not be empty");
 }
 
 TextStream::Piece TextStream::feed(int32_t token) {

@@ -11,6 +11,9 @@
 
 namespace loom::engine {
 
+// RequestError ("stop: ...") when a stop string is empty.
+void check_stop_strings(std::span<const std::string> stop_strings);
+
 class TextStream {
 public:
     struct Piece {

@@ -7,11 +7,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/errors.h"
+
 namespace loom::kernels {
 
-class CudaError : public std::runtime_error {
+class CudaError : public DeviceError {
 public:
-    CudaError(cudaError_t code, const std::string& what) : std::runtime_error(what), code_(code) {}
+    CudaError(cudaError_t code, const std::string& what) : DeviceError(what), code_(code) {}
     cudaError_t code() const { return code_; }
 
 private:

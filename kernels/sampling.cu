@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/philox.h"
-#include "engine/sampling_math.h"
+#include "core/philox.h"
+#include "core/sampling_math.h"
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/errors.h"
+
 namespace loom::kernels {
 
 enum class Purpose { weights, kv_cache, workspace };
@@ -19,9 +21,9 @@ inline constexpr std::array<Purpose, kPurposeCount> kAllPurposes{Purpose::weight
 const char* purpose_name(Purpose p);
 
 // Every VRAM failure at load is one of these, so callers map them to exit code 3 in one place.
-class VramError : public std::runtime_error {
+class VramError : public DeviceError {
 public:
-    using std::runtime_error::runtime_error;
+    using DeviceError::DeviceError;
 };
 
 // The device cannot run loom's kernels (they need sm_80 or newer).

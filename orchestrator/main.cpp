@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "models/model_cache.h"
 #include "orchestrator/config.h"
 #include "orchestrator/orchestrator_app.h"
 
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
     app.add_option("--admin-key", o.admin_key, "Bearer key for /admin/* (without one: open on loopback only)");
     app.add_option("--drain-timeout", o.drain_timeout, "Seconds running requests may take after SIGTERM (default 30)")
         ->check(CLI::Range(0, 86400));
-    app.add_option("--spawn", o.spawn.model, "Start and supervise loom-workers serving this GGUF model");
+    app.add_option("--spawn", o.spawn.model, "Start and supervise loom-workers serving this GGUF model (file or cached name)")
+        ->transform(loom::models::file_or_cached_model());
     app.add_option("--backend", o.spawn.backend, "Spawned workers' backend: cuda (default; one per GPU) or cpu")
         ->check(CLI::IsMember({"cuda", "cpu"}));
     app.add_option("--gpus", o.spawn.gpus, "GPUs to spawn workers on, e.g. 0,1 (default: every visible GPU)")

@@ -23,12 +23,14 @@
 #include "http/url.h"
 #include "orchestrator/admin_api.h"
 #include "orchestrator/admission.h"
+#include "orchestrator/dashboard.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/passthrough.h"
 #include "orchestrator/prefix_router.h"
 #include "orchestrator/presets.h"
 #include "orchestrator/proxy.h"
 #include "orchestrator/registration.h"
+#include "orchestrator/request_log.h"
 #include "orchestrator/spawn_plan.h"
 #include "orchestrator/supervisor.h"
 #include "orchestrator/upstream.h"
@@ -111,6 +113,7 @@ struct OrchestratorApp::State {
     std::map<std::string, KeyEntry> key_entries;  // --api-keys, by key
     Registry registry;
     WorkerMetrics worker_metrics;
+    RequestLog requests;  // the dashboard's recent requests and tokens/s
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server{"loom-orchestrator"};
@@ -277,7 +280,7 @@ struct OrchestratorApp::State {
     // On a server thread (a handler) the calls run on that thread's io_context, else on the client one.
     ProxyContext context() {
         boost::asio::io_context* here = http::serving_io_context();
-        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, &connections};
+        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, &connections, &requests};
     }
 
     // POST /tokenize and /detokenize: to a ready worker serving the body's model (any without one).
@@ -306,6 +309,15 @@ struct OrchestratorApp::State {
         return pass_through(context(), {"GET", req.path, "", id, req.header("authorization")});
     }
 
+    // /health's tokens_per_s: the tokens relayed from a worker over the last minute.
+    static constexpr int kTokenRateSeconds = 60;
+
+    static json vram_json(const std::vector<VramUse>& vram) {
+        json out = json::object();
+        for (const VramUse& u : vram) out[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
+        return out;
+    }
+
     HttpResponse health() const {
         json workers = json::array();
         for (const WorkerStatus& w : pool.status())
@@ -313,8 +325,9 @@ struct OrchestratorApp::State {
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
                                {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
                                {"sequences_max", w.sequences_max}, {"requests_here", w.requests_here},
-                               {"drained", w.drained}, {"context_size", w.context_size}, {"memory", w.memory},
-                               {"vram_bytes", w.vram_bytes}, {"tokens_per_s", w.tokens_per_s}});
+                               {"drained", w.drained}, {"context_size", w.context_size},
+                               {"vram_bytes", vram_json(w.vram)},
+                               {"tokens_per_s", requests.tokens_per_s(w.url, kTokenRateSeconds)}});
         const bool ok = pool.any_ready() && !stopping;
         const char* status = stopping ? "draining" : ok ? "ok" : "no_worker_ready";
         return json_response(ok ? 200 : 503, {{"status", status}, {"workers", workers}});
@@ -340,6 +353,10 @@ struct OrchestratorApp::State {
                      connections.render_metrics();
             return r;
         });
+        // The page holds no data; the state it polls is behind the API keys, as /v1/* is.
+        server.route("GET", "/", [](const HttpRequest&) { return dashboard_page(); });
+        server.route("GET", "/dashboard/state",
+                     guarded([this](const HttpRequest&) { return dashboard_state(pool, requests); }));
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
         server.route("POST", "/v1/completions", guarded([this](const HttpRequest& r) { return generate(r, false); }));
         server.route("POST", "/v1/chat/completions",

@@ -93,6 +93,7 @@ void ProxyProducer::refused(HttpResponse response) {
     ticket_.reset();
     for (auto& h : headers()) response.headers.push_back(std::move(h));
     ctx_.metrics.count_request("", response.status);  // a refusal: the name may be unknown
+    log_end(response.status, "refused");
     answer_ = std::move(response);
     wake();
 }
@@ -130,6 +131,7 @@ void ProxyProducer::on_timeout() {
     limit << *req_.admission.timeout_s;
     const std::string message = "the request did not finish within its timeout of " + limit.str() + " s";
     log()->info("{}: {}", req_.id, message);
+    log_end(committed_ ? 200 : 504, "timeout");
     if (committed_) {
         out_ += sse({{"error", {{"message", message}, {"type", "timeout_error"}, {"param", "timeout"},
                                 {"code", "timeout"}}}});
@@ -235,6 +237,7 @@ void ProxyProducer::relay_events() {
         if (prompt_ids_.empty() && !rules_.continuation) prompt_ids_ = t.prompt_ids;
         relayed_ids_.insert(relayed_ids_.end(), t.ids.begin(), t.ids.end());
         if (lease_) lease_->produced(static_cast<int64_t>(t.ids.size()));
+        note_tokens(t.ids.size(), j);
         if (req_.chat && j.contains("choices") && j["choices"].is_array()) {
             // A request sent again from the start repeats the role chunk the client already has.
             json kept = json::array();
@@ -264,6 +267,7 @@ void ProxyProducer::on_end(uint64_t call, const UpstreamEnd& end) {
     if (committed_) {
         if (status_ == 200 && done_seen_) {
             done_ = true;
+            log_end(200, "");
             lease_.reset();
             return wake();
         }
@@ -296,7 +300,9 @@ void ProxyProducer::answer_whole(const UpstreamEnd& end) {
         json j = json::parse(body_, nullptr, false);
         if (status_ == 200 && !j.is_discarded()) {
             const ChunkTokens t = rewrite_chunk(j, rules_);
-            if (lease_) lease_->produced(static_cast<int64_t>(t.ids.size()));  // for the tokens/s in /health
+            whole_prompt_tokens_ = static_cast<int64_t>(t.prompt_ids.size());
+            whole_completion_tokens_ = static_cast<int64_t>(t.ids.size());
+            note_tokens(t.ids.size(), j);
             r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
         } else {
             r.body = body_;
@@ -304,6 +310,7 @@ void ProxyProducer::answer_whole(const UpstreamEnd& end) {
     }
     for (auto& h : headers()) r.headers.push_back(std::move(h));
     ctx_.metrics.count_request(req_.model, r.status);
+    log_end(r.status, r.status == 200 ? "" : "error");
     answer_ = std::move(r);
     lease_.reset();
     wake();
@@ -375,6 +382,7 @@ void ProxyProducer::finish_with_error(const std::string& message) {
                             {"code", "worker_failed"}}}});
     out_ += "data: [DONE]\n\n";
     done_ = true;
+    log_end(200, "error");
     lease_.reset();
     wake();
 }
@@ -410,6 +418,7 @@ ProxyProducer::Progress ProxyProducer::poll() {
 void ProxyProducer::abandoned() {
     std::lock_guard lock(mu_);
     abandoned_ = true;
+    if (launched_ && !done_) log_end(committed_ ? 200 : 0, "abandoned");
     if (ticket_) ctx_.admission.withdraw(*ticket_);  // a queued request leaves the queue at once
     ticket_.reset();
     deadline_.cancel();
@@ -422,6 +431,49 @@ std::optional<std::pair<WorkerUrl, std::string>> ProxyProducer::live_upstream() 
     std::lock_guard lock(mu_);
     if (!call_ || !lease_ || upstream_id_.empty()) return std::nullopt;
     return std::make_pair(lease_->worker(), upstream_id_);
+}
+
+// Generated tokens relayed now (a stream's chunk or a whole answer): the worker's tokens/s, the first
+// token's time and the finish reason (mu_ held).
+void ProxyProducer::note_tokens(size_t generated, const json& chunk) {
+    if (chunk.contains("choices") && chunk["choices"].is_array())
+        for (const json& c : chunk["choices"])
+            if (c.is_object() && c.contains("finish_reason") && c["finish_reason"].is_string())
+                finish_reason_ = c["finish_reason"];
+    if (generated == 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!first_token_at_) first_token_at_ = now;
+    last_token_at_ = now;
+    if (ctx_.requests && lease_) ctx_.requests->count_tokens(lease_->worker().text, static_cast<int64_t>(generated));
+}
+
+// The request ended: one record in the request log; `reason` overrides the worker's finish reason
+// when not empty (mu_ held, before the lease goes).
+void ProxyProducer::log_end(int status, const std::string& reason) {
+    if (!ctx_.requests || logged_) return;
+    logged_ = true;
+    const auto now = std::chrono::steady_clock::now();
+    const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+    RequestRecord r;
+    r.id = req_.id;
+    r.model = req_.model;
+    r.endpoint = req_.chat ? "chat" : "completions";
+    r.stream = req_.stream;
+    r.status = status;
+    r.worker = lease_ ? lease_->worker().text : "";
+    r.backend = backend_;
+    r.prompt_tokens = req_.stream ? static_cast<int64_t>(prompt_ids_.size()) : whole_prompt_tokens_;
+    r.completion_tokens = req_.stream ? static_cast<int64_t>(relayed_ids_.size()) : whole_completion_tokens_;
+    r.duration_s = seconds(now - req_.arrived);
+    if (req_.stream && first_token_at_) {
+        r.ttft_s = seconds(*first_token_at_ - req_.arrived);
+        const double decode = seconds(*last_token_at_ - *first_token_at_);
+        if (r.completion_tokens > 1 && decode > 0) r.tokens_per_s = (r.completion_tokens - 1) / decode;
+    } else if (!req_.stream && r.completion_tokens > 0 && r.duration_s > 0) {
+        r.tokens_per_s = r.completion_tokens / r.duration_s;
+    }
+    r.finish_reason = reason.empty() ? finish_reason_ : reason;
+    ctx_.requests->add(std::move(r));
 }
 
 void ProxyProducer::wake() {

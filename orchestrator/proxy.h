@@ -17,6 +17,7 @@
 #include "orchestrator/admission.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/prefix_router.h"
+#include "orchestrator/request_log.h"
 #include "orchestrator/sse_relay.h"
 #include "orchestrator/upstream.h"
 #include "orchestrator/worker_pool.h"
@@ -34,6 +35,7 @@ struct ProxyContext {
     Admission& admission;
     PrefixRouter* router = nullptr;  // prefix routing and sessions; null: the pool's policy alone
     ConnectionPool* connections = nullptr;  // kept-alive worker connections; null: one per call
+    RequestLog* requests = nullptr;  // the dashboard's record of ended requests and tokens; null: none kept
 };
 
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).
@@ -100,6 +102,8 @@ private:
     void finish_with_error(const std::string& message);
     http::HttpHeaders headers() const;
     void wake();
+    void note_tokens(size_t generated, const nlohmann::json& chunk);
+    void log_end(int status, const std::string& reason);
 
     ProxyContext ctx_;
     ProxiedRequest req_;
@@ -134,6 +138,12 @@ private:
     bool request_latency_seen_ = false;
     bool done_ = false;
     std::vector<int> prompt_ids_, relayed_ids_;
+
+    // For the request log.
+    std::optional<std::chrono::steady_clock::time_point> first_token_at_, last_token_at_;
+    std::string finish_reason_;
+    int64_t whole_prompt_tokens_ = 0, whole_completion_tokens_ = 0;  // a whole answer's
+    bool logged_ = false;
 };
 
 }  // namespace loom::orchestrator

@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "http/secure_random.h"
-#include "orchestrator/token_rate.h"
 #include "orchestrator/upstream.h"
 
 namespace loom::orchestrator {
@@ -39,7 +38,6 @@ struct WorkerPool::Worker {
     int timeouts = 0;      // timed-out polls in a row
     bool retired = false;  // gone for good (retire()); its index stays while Leases hold it
     std::chrono::steady_clock::time_point last_tokens{};  // tokens last relayed from it
-    TokenRate rate;
 };
 
 WorkerPool::WorkerPool(boost::asio::io_context& ioc, const std::vector<WorkerUrl>& workers, Routing routing,
@@ -166,8 +164,12 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         w->status.waiting = j.value("queue_length", 0);
         w->status.context_size = j.value("context_size", 0);
         w->status.sequences_max = j.value("sequences_max", 0);
-        if (j.contains("memory") && j["memory"].is_string()) w->status.memory = j["memory"];
-        if (j.contains("vram_bytes") && j["vram_bytes"].is_object()) w->status.vram_bytes = j["vram_bytes"];
+        w->status.vram.clear();
+        if (j.contains("vram_bytes") && j["vram_bytes"].is_object())
+            for (const auto& [purpose, v] : j["vram_bytes"].items())
+                if (v.is_object() && v.contains("reserved") && v["reserved"].is_number_integer() &&
+                    v.contains("used") && v["used"].is_number_integer())
+                    w->status.vram.push_back({purpose, v["reserved"].get<int64_t>(), v["used"].get<int64_t>()});
     };
     call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
                   std::move(h));
@@ -260,9 +262,7 @@ void WorkerPool::Lease::produced(int64_t tokens) {
     const int64_t n = std::min(tokens, tokens_);
     tokens_ -= n;
     pool_.workers_[index_]->status.outstanding_tokens -= n;
-    const auto now = std::chrono::steady_clock::now();
-    if (tokens > 0) pool_.workers_[index_]->last_tokens = now;
-    pool_.workers_[index_]->rate.add(tokens, now);
+    if (tokens > 0) pool_.workers_[index_]->last_tokens = std::chrono::steady_clock::now();
 }
 
 void WorkerPool::mark_unhealthy(const std::string& url) {
@@ -281,7 +281,6 @@ std::vector<WorkerStatus> WorkerPool::status() const {
         if (w->retired) continue;
         out.push_back(w->status);
         out.back().drained = drained_.contains(w->status.id);
-        out.back().tokens_per_s = w->rate.per_second(std::chrono::steady_clock::now());
     }
     return out;
 }

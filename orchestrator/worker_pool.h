@@ -8,7 +8,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -25,6 +24,12 @@ namespace loom::orchestrator {
 enum class WorkerState { ready, loading, draining, unhealthy };
 const char* state_name(WorkerState s);
 
+// Device memory a worker holds for one purpose (weights, kv_cache, workspace), from its /health.
+struct VramUse {
+    std::string purpose;
+    int64_t reserved = 0, used = 0;
+};
+
 struct WorkerStatus {
     std::string id;      // "w0", "w1", ...: stable for the admin API (a restarted local worker keeps its own)
     std::string url;
@@ -37,9 +42,7 @@ struct WorkerStatus {
     int sequences_max = 0;           // the worker's --max-seqs, 0 until known
     int requests_here = 0;           // requests this orchestrator has running there (its Leases)
     int64_t outstanding_tokens = 0;  // routed here by this orchestrator and not produced yet
-    std::string memory;              // the worker's /health `memory` (where its weights live)
-    nlohmann::json vram_bytes;       // its /health `vram_bytes`: {purpose: {reserved, used}}; null until known
-    double tokens_per_s = 0;         // tokens relayed from it over the last minute (TokenRate)
+    std::vector<VramUse> vram;       // its /health's vram_bytes (none on a CPU worker)
 };
 
 // Why no worker was chosen.
@@ -86,7 +89,7 @@ public:
         Lease& operator=(const Lease&) = delete;
         const WorkerUrl& worker() const;
         int context_size() const;  // the worker's, as its /health last said (0: unknown)
-        void produced(int64_t tokens);  // tokens relayed: that much less outstanding, and in its tokens/s
+        void produced(int64_t tokens);  // tokens streamed: that much less outstanding
 
     private:
         WorkerPool& pool_;

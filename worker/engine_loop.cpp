@@ -10,8 +10,7 @@
 #include <utility>
 
 #include "engine/errors.h"
-#include "engine/kv_blocks.h"
-#include "engine/text_stream.h"
+#include "engine/request_output.h"
 
 namespace loom::worker {
 
@@ -76,43 +75,241 @@ void RequestStream::push(std::vector<StreamEvent> events) {
 
 // ---- the loop thread's own state -----------------------------------------------------------------
 
+// What only the loop thread touches: the Engine, the live requests and their output, and the
+// events a step produced (delivered after the snapshot is published).
 struct EngineLoop::State {
+    using FinishReason = engine::FinishReason;
     struct Active {
         uint64_t engine_id = 0;
         std::shared_ptr<RequestStream> stream;
-        engine::TextStream text;
+        engine::RequestOutput out;
         bool internal = false;
         int prompt_tokens = 0;
-        int completion_tokens = 0;
-        bool sampled = false;  // a token (a stop token too) came: the prompt went through the model
-        Clock::time_point submitted{}, last_token{};
-        std::string pending_text{};                    // final text not yet delivered
-        std::vector<engine::SampledToken> pending{};  // the tokens behind it
     };
 
-    explicit State(engine::Backend& backend) : engine(backend) {}
+    State(engine::Backend& backend, const tokenizer::Tokenizer& tok, Metrics& m)
+        : engine(backend), tokenizer(tok), metrics(m), logger(log()) {}
 
     engine::Engine engine;
+    const tokenizer::Tokenizer& tokenizer;
+    Metrics& metrics;
+    const std::shared_ptr<spdlog::logger> logger;  // looked up once: the registry takes a lock
     std::map<uint64_t, Active> active;               // by loop id: the order requests entered the Engine
     std::unordered_map<uint64_t, uint64_t> by_engine;  // Engine id -> loop id
     std::vector<std::pair<std::shared_ptr<RequestStream>, StreamEvent>> outbox;  // delivered after each step
     std::vector<uint64_t> finished;                  // loop ids finished since the last snapshot
+
+    void admit(std::deque<Submitted>& incoming, bool draining);
+    void cancel(const std::vector<uint64_t>& ids, bool draining, Clock::time_point deadline);
+    std::string step();  // the message of a failure that is not about a request, else empty
+    void deliver(uint64_t id, const engine::TokenEvent& e);
+    void end_all(FinishReason reason, const std::string& error, std::deque<Submitted>& incoming);
+
+    void close(uint64_t id);
+    void finish(uint64_t id, FinishReason reason, std::string error = {}) {
+        active.at(id).out.end(reason, std::move(error));
+        close(id);
+    }
+    void cancel_in_engine(uint64_t id, FinishReason reason, std::string error = {}) {
+        engine.cancel(active.at(id).engine_id);  // false when the Engine already ended it
+        finish(id, reason, std::move(error));
+    }
+    void refuse(Submitted& s, FinishReason reason, std::string error = {});
+    void fail_with_slot(const char* kind, const std::string& why);
+    std::vector<uint64_t> without_slot() const;
 };
+
+// Ends a live request's stream (the Engine must already be done with it).
+void EngineLoop::State::close(uint64_t id) {
+    Active& a = active.at(id);
+    StreamEvent e;
+    e.text = a.out.take_text();
+    e.tokens = a.out.take_tokens();
+    e.finished = true;
+    e.finish = a.out.finish();
+    e.error = a.out.error();
+    e.prompt_tokens = a.prompt_tokens;
+    e.completion_tokens = a.out.completion_tokens();
+    if (e.finish == FinishReason::error)
+        logger->warn("{} {} failed after {} completion tokens: {}", kind(a.internal), id, e.completion_tokens, e.error);
+    else
+        logger->debug("{} {} finished ({}): {} prompt + {} completion tokens in {:.3f} s", kind(a.internal), id,
+                      engine::to_string(e.finish), a.prompt_tokens, e.completion_tokens, a.out.since_start_s());
+    if (!a.internal) {
+        if (e.finish == FinishReason::cancelled) metrics.count_cancelled();
+        if (e.finish != FinishReason::cancelled && e.finish != FinishReason::error)
+            metrics.observe_e2e_latency(a.out.since_start_s());
+    }
+    outbox.emplace_back(a.stream, std::move(e));
+    finished.push_back(id);
+    by_engine.erase(a.engine_id);
+    active.erase(id);
+}
+
+// A submission that never reached the Engine.
+void EngineLoop::State::refuse(Submitted& s, FinishReason reason, std::string error) {
+    StreamEvent e;
+    e.finished = true;
+    e.finish = reason;
+    e.error = std::move(error);
+    e.prompt_tokens = static_cast<int>(s.request.prompt.size());
+    if (reason == FinishReason::error) logger->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
+    else logger->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, engine::to_string(reason));
+    if (!s.internal && reason == FinishReason::cancelled) metrics.count_cancelled();
+    outbox.emplace_back(s.stream, std::move(e));
+    finished.push_back(s.id);
+}
+
+// Loop ids of the live requests the Engine holds without a slot: the newest engine.waiting() of
+// them, since the Engine admits strictly in the order requests were added.
+std::vector<uint64_t> EngineLoop::State::without_slot() const {
+    std::vector<uint64_t> ids;
+    auto it = active.rbegin();
+    for (int n = engine.waiting(); n > 0 && it != active.rend(); --n, ++it) ids.push_back(it->first);
+    return ids;
+}
+
+// A step refused its batch before computing anything: the requests holding a slot fail with it.
+void EngineLoop::State::fail_with_slot(const char* metric_kind, const std::string& why) {
+    const size_t n = active.size() - std::min(active.size(), static_cast<size_t>(engine.waiting()));
+    std::vector<uint64_t> ids;
+    for (auto it = active.begin(); ids.size() < n; ++it) ids.push_back(it->first);
+    for (uint64_t id : ids) {
+        if (!active.at(id).internal) metrics.count_error(metric_kind);
+        cancel_in_engine(id, FinishReason::error, why);
+    }
+}
+
+// Submissions into the Engine (or refused: draining, or the Engine knows better than submit()).
+void EngineLoop::State::admit(std::deque<Submitted>& incoming, bool draining) {
+    for (auto& s : incoming) {
+        if (draining) {
+            refuse(s, FinishReason::cancelled);
+            continue;
+        }
+        try {
+            const int prompt_tokens = static_cast<int>(s.request.prompt.size());
+            // A resumed request's earlier tokens were streamed by the worker that failed: their
+            // text is history, held-back text and stop strings carry over.
+            const int resumed = s.request.options.resume_tokens;
+            std::span<const int32_t> history;
+            if (resumed > 0 && resumed < prompt_tokens)  // else Engine::add refuses it below
+                history = std::span<const int32_t>(s.request.prompt).last(static_cast<size_t>(resumed));
+            engine::RequestOutput out(tokenizer, s.request.stop_strings, s.submitted, history);
+            const uint64_t engine_id = engine.add(std::move(s.request.prompt), s.request.options);
+            active.emplace(s.id, Active{.engine_id = engine_id,
+                                        .stream = s.stream,
+                                        .out = std::move(out),
+                                        .internal = s.internal,
+                                        .prompt_tokens = prompt_tokens});
+            by_engine.emplace(engine_id, s.id);
+            logger->debug("{} {} added: {} prompt tokens, at most {} new", kind(s.internal), s.id, prompt_tokens,
+                          s.request.options.max_tokens);
+        } catch (const std::exception& e) {  // submit() validated it; the Engine may still know better
+            if (!s.internal) metrics.count_error("request");
+            refuse(s, FinishReason::error, e.what());
+        }
+    }
+}
+
+// Cancellations asked for, and what draining ends (requests without a slot; all at the deadline).
+void EngineLoop::State::cancel(const std::vector<uint64_t>& ids, bool draining, Clock::time_point deadline) {
+    for (uint64_t id : ids)
+        if (active.contains(id)) cancel_in_engine(id, FinishReason::cancelled);
+    if (!draining) return;
+    for (uint64_t id : without_slot()) cancel_in_engine(id, FinishReason::cancelled);
+    if (Clock::now() >= deadline)
+        while (!active.empty()) cancel_in_engine(active.begin()->first, FinishReason::cancelled);
+}
+
+// One Engine step and its events. Request errors fail the requests concerned; anything else is
+// returned as the loop's fatal failure.
+std::string EngineLoop::State::step() {
+    try {
+        const auto step_start = Clock::now();
+        const std::vector<engine::TokenEvent> events = engine.step();
+        logger->trace("step: {} events in {:.2f} ms; {} running, {} waiting", events.size(),
+                      1e3 * seconds_between(step_start, Clock::now()), engine.running(), engine.waiting());
+        for (const engine::TokenEvent& e : events) {
+            const auto found = by_engine.find(e.request);
+            if (found == by_engine.end()) continue;
+            const uint64_t id = found->second;
+            const bool internal = active.at(id).internal;
+            try {
+                deliver(id, e);
+            } catch (const std::exception& ex) {  // e.g. a sampled id the tokenizer refuses
+                if (!internal) metrics.count_error("engine");
+                if (active.contains(id)) cancel_in_engine(id, FinishReason::error, ex.what());
+            }
+        }
+        // A step that ran nothing and admitted nothing with every slot and block free would repeat
+        // forever: fail what waits rather than spin (Engine::add already refuses prompts the empty
+        // cache cannot hold, so this is a safeguard).
+        if (events.empty() && engine.running() == 0 && engine.waiting() > 0)
+            for (uint64_t id : without_slot()) {
+                if (!active.at(id).internal) metrics.count_error("engine");
+                cancel_in_engine(id, FinishReason::error, "the backend admitted no request with every slot free");
+            }
+    } catch (const engine::RequestError& ex) {  // sampling parameters too
+        fail_with_slot("request", ex.what());
+    } catch (const std::exception& ex) {
+        return ex.what();
+    }
+    return {};
+}
+
+// One of the Engine's events for live request `id`: metrics, text, and the request's end.
+void EngineLoop::State::deliver(uint64_t id, const engine::TokenEvent& e) {
+    Active& a = active.at(id);
+    const engine::RequestOutput::Fed fed = a.out.feed(e);
+    if (!a.internal) {
+        if (fed.first) {
+            metrics.add_prompt_tokens(a.prompt_tokens);
+            metrics.observe_time_to_first_token(a.out.ttft_s());
+        } else if (fed.sampled) {
+            metrics.observe_inter_token_latency(fed.gap_s);
+        }
+        if (fed.completion) metrics.add_generation_tokens(1);
+    }
+    if (!a.out.finished()) {
+        if (!a.out.has_text()) return;  // tokens wait with the text they belong to
+        StreamEvent out;
+        out.text = a.out.take_text();
+        out.tokens = a.out.take_tokens();
+        outbox.emplace_back(a.stream, std::move(out));
+        return;
+    }
+    if (a.out.finish() == FinishReason::stop_string) engine.cancel(a.engine_id);  // false when the token also ended it
+    if (a.out.finish() == FinishReason::error && !a.internal) metrics.count_error("engine");
+    close(id);
+}
+
+// Every stream ends: what waits in `incoming` and every live request (stop, or a poisoned loop).
+void EngineLoop::State::end_all(FinishReason reason, const std::string& error, std::deque<Submitted>& incoming) {
+    for (auto& s : incoming) refuse(s, reason, error);
+    while (!active.empty()) {
+        const uint64_t id = active.begin()->first;
+        if (reason == FinishReason::cancelled) {
+            cancel_in_engine(id, reason);
+        } else {  // the backend is not touched again: the Engine keeps what it holds
+            finish(id, reason, error);
+        }
+    }
+}
 
 // ---- EngineLoop ----------------------------------------------------------------------------------
 
 EngineLoop::EngineLoop(engine::Backend& backend, const tokenizer::Tokenizer& tokenizer, LoopLimits limits,
                        Metrics& metrics)
-    : backend_(backend),
-      tokenizer_(tokenizer),
+    : tokenizer_(tokenizer),
       limits_(limits),
       metrics_(metrics),
       limits_of_backend_(engine::RequestLimits::of(backend)),
-      max_seqs_(backend.kv_blocks().max_seqs()),
-      state_(std::make_unique<State>(backend)) {
+      max_seqs_(backend.kv_capacity().max_seqs),
+      state_(std::make_unique<State>(backend, tokenizer, metrics)) {
     snapshot_.max_seqs = max_seqs_;
     snapshot_.kv_blocks_total = limits_of_backend_.kv_blocks_total;
-    snapshot_.kv_blocks_free = backend.kv_blocks().free_blocks();
+    snapshot_.kv_blocks_free = limits_of_backend_.kv_blocks_total;
     thread_ = std::thread(&EngineLoop::run, this);
 }
 
@@ -128,8 +325,7 @@ EngineLoop::~EngineLoop() {
 // Engine::add's checks, made here on the caller's thread so the Engine stays with the loop thread.
 void EngineLoop::validate(const GenerationRequest& request) const {
     engine::check_request(limits_of_backend_, request.prompt, request.options);
-    for (const auto& s : request.stop_strings)
-        if (s.empty()) throw engine::RequestError("stop: stop strings must not be empty");
+    engine::check_stop_strings(request.stop_strings);
 }
 
 std::shared_ptr<RequestStream> EngineLoop::submit(GenerationRequest request) {
@@ -199,7 +395,7 @@ void EngineLoop::warm_up() {
     for (;;)
         for (const StreamEvent& e : stream->wait(std::chrono::milliseconds(1000)))
             if (e.finished) {
-                if (e.finish_reason == "error") throw std::runtime_error("warm-up step failed: " + e.error);
+                if (e.finish == engine::FinishReason::error) throw std::runtime_error("warm-up step failed: " + e.error);
                 return;
             }
 }
@@ -233,67 +429,6 @@ std::string EngineLoop::poison_message() const {
 // then deliver the step's events. Only this thread touches the Engine (and so the backend).
 void EngineLoop::run() {
     State& st = *state_;
-    const std::shared_ptr<spdlog::logger> logger = log();  // looked up once: the registry takes a lock
-
-    // Ends a live request's stream (the Engine must already be done with it).
-    const auto finish = [&](uint64_t id, std::string reason, std::string error = {}) {
-        State::Active& a = st.active.at(id);
-        StreamEvent e;
-        e.text = std::move(a.pending_text);
-        if (reason == "stop" || reason == "length") e.text += a.text.finish();  // held-back text is final now
-        e.tokens = std::move(a.pending);
-        e.finished = true;
-        e.finish_reason = std::move(reason);
-        e.error = std::move(error);
-        e.prompt_tokens = a.prompt_tokens;
-        e.completion_tokens = a.completion_tokens;
-        if (e.finish_reason == "error")
-            logger->warn("{} {} failed after {} completion tokens: {}", kind(a.internal), id, a.completion_tokens, e.error);
-        else
-            logger->debug("{} {} finished ({}): {} prompt + {} completion tokens in {:.3f} s", kind(a.internal), id,
-                         e.finish_reason, a.prompt_tokens, a.completion_tokens, seconds_between(a.submitted, Clock::now()));
-        if (!a.internal) {
-            if (e.finish_reason == "cancelled") metrics_.count_cancelled();
-            if (e.finish_reason == "stop" || e.finish_reason == "length")
-                metrics_.observe_e2e_latency(seconds_between(a.submitted, Clock::now()));
-        }
-        st.outbox.emplace_back(a.stream, std::move(e));
-        st.finished.push_back(id);
-        st.by_engine.erase(a.engine_id);
-        st.active.erase(id);
-    };
-    // A submission that never reached the Engine.
-    const auto refuse = [&](Submitted& s, std::string reason, std::string error = {}) {
-        StreamEvent e;
-        e.finished = true;
-        e.finish_reason = std::move(reason);
-        e.error = std::move(error);
-        e.prompt_tokens = static_cast<int>(s.request.prompt.size());
-        if (e.finish_reason == "error") logger->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
-        else logger->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, e.finish_reason);
-        if (!s.internal && e.finish_reason == "cancelled") metrics_.count_cancelled();
-        st.outbox.emplace_back(s.stream, std::move(e));
-        st.finished.push_back(s.id);
-    };
-    // Loop ids of the live requests the Engine holds without a slot: the newest engine.waiting() of
-    // them, since the Engine admits strictly in the order requests were added.
-    const auto without_slot = [&] {
-        std::vector<uint64_t> ids;
-        auto it = st.active.rbegin();
-        for (int n = st.engine.waiting(); n > 0 && it != st.active.rend(); --n, ++it) ids.push_back(it->first);
-        return ids;
-    };
-    const auto with_slot = [&] {
-        std::vector<uint64_t> ids;
-        const size_t n = st.active.size() - std::min(st.active.size(), static_cast<size_t>(st.engine.waiting()));
-        for (auto it = st.active.begin(); ids.size() < n; ++it) ids.push_back(it->first);
-        return ids;
-    };
-    const auto cancel_in_engine = [&](uint64_t id, std::string reason, std::string error = {}) {
-        st.engine.cancel(st.active.at(id).engine_id);  // false when the Engine already ended it
-        finish(id, std::move(reason), std::move(error));
-    };
-
     for (;;) {
         std::deque<Submitted> incoming;
         std::vector<uint64_t> cancels;
@@ -312,179 +447,55 @@ void EngineLoop::run() {
 
         std::string fatal;
         if (stop) {
-            for (auto& s : incoming) refuse(s, "cancelled");
-            while (!st.active.empty()) cancel_in_engine(st.active.begin()->first, "cancelled");
+            st.end_all(engine::FinishReason::cancelled, {}, incoming);
         } else {
-            for (auto& s : incoming) {
-                if (draining) {
-                    refuse(s, "cancelled");
-                    continue;
-                }
-                try {
-                    engine::TextStream text(tokenizer_, s.request.stop_strings);
-                    const int prompt_tokens = static_cast<int>(s.request.prompt.size());
-                    // A resumed request's earlier tokens were streamed by the worker that failed:
-                    // their text is history, held-back text and stop strings carry over.
-                    const int resumed = s.request.options.resume_tokens;
-                    if (resumed > 0 && resumed < prompt_tokens)  // else Engine::add refuses it below
-                        text.resume(std::span<const int32_t>(s.request.prompt).last(static_cast<size_t>(resumed)));
-                    const uint64_t engine_id = st.engine.add(std::move(s.request.prompt), s.request.options);
-                    st.active.emplace(s.id, State::Active{.engine_id = engine_id,
-                                                          .stream = s.stream,
-                                                          .text = std::move(text),
-                                                          .internal = s.internal,
-                                                          .prompt_tokens = prompt_tokens,
-                                                          .submitted = s.submitted});
-                    st.by_engine.emplace(engine_id, s.id);
-                    logger->debug("{} {} added: {} prompt tokens, at most {} new", kind(s.internal), s.id, prompt_tokens,
-                                 s.request.options.max_tokens);
-                } catch (const std::exception& e) {  // submit() validated it; the Engine may still know better
-                    if (!s.internal) metrics_.count_error("request");
-                    refuse(s, "error", e.what());
-                }
-            }
-            for (uint64_t id : cancels)
-                if (st.active.contains(id)) cancel_in_engine(id, "cancelled");
-            if (draining) {
-                for (uint64_t id : without_slot()) cancel_in_engine(id, "cancelled");
-                if (Clock::now() >= deadline)
-                    while (!st.active.empty()) cancel_in_engine(st.active.begin()->first, "cancelled");
-            }
-            if (!st.engine.idle()) {
-                try {
-                    const auto step_start = Clock::now();
-                    const std::vector<engine::TokenEvent> events = st.engine.step();
-                    logger->trace("step: {} events in {:.2f} ms; {} running, {} waiting", events.size(),
-                                 1e3 * seconds_between(step_start, Clock::now()), st.engine.running(),
-                                 st.engine.waiting());
-                    for (const engine::TokenEvent& e : events) {
-                        const auto found = st.by_engine.find(e.request);
-                        if (found == st.by_engine.end()) continue;
-                        const uint64_t id = found->second;
-                        State::Active& a = st.active.at(id);
-                        const bool internal = a.internal;
-                        try {
-                            if (e.has_token) {
-                                const auto now = Clock::now();
-                                if (!a.internal) {
-                                    if (!a.sampled) {
-                                        metrics_.add_prompt_tokens(a.prompt_tokens);
-                                        metrics_.observe_time_to_first_token(seconds_between(a.submitted, now));
-                                    } else {
-                                        metrics_.observe_inter_token_latency(seconds_between(a.last_token, now));
-                                    }
-                                }
-                                a.sampled = true;
-                                a.last_token = now;
-                            }
-                            // A stop token ends the request and is not a completion token (nor text).
-                            if (e.has_token && e.finish != engine::FinishReason::stop_token) {
-                                ++a.completion_tokens;
-                                if (!a.internal) metrics_.add_generation_tokens(1);
-                                a.pending.push_back(e.token);
-                                engine::TextStream::Piece piece = a.text.feed(e.token.token);
-                                a.pending_text += piece.text;
-                                if (piece.stopped) {
-                                    cancel_in_engine(id, "stop");
-                                    continue;
-                                }
-                            }
-                            switch (e.finish) {
-                                case engine::FinishReason::none:
-                                    if (!a.pending_text.empty()) {
-                                        StreamEvent out;
-                                        out.text = std::exchange(a.pending_text, {});
-                                        out.tokens = std::exchange(a.pending, {});
-                                        st.outbox.emplace_back(a.stream, std::move(out));
-                                    }
-                                    break;
-                                case engine::FinishReason::stop_token: finish(id, "stop"); break;
-                                case engine::FinishReason::max_tokens:
-                                case engine::FinishReason::context_full: finish(id, "length"); break;
-                                case engine::FinishReason::cancelled: finish(id, "cancelled"); break;
-                                case engine::FinishReason::error:
-                                    if (!a.internal) metrics_.count_error("engine");
-                                    finish(id, "error", e.error);
-                                    break;
-                            }
-                        } catch (const std::exception& ex) {  // e.g. a sampled id the tokenizer refuses
-                            if (!internal) metrics_.count_error("engine");
-                            if (st.active.contains(id)) cancel_in_engine(id, "error", ex.what());
-                        }
-                    }
-                    // A step that ran nothing and admitted nothing with every slot and block free
-                    // would repeat forever: fail what waits rather than spin (Engine::add already
-                    // refuses prompts the empty cache cannot hold, so this is a safeguard).
-                    if (events.empty() && st.engine.running() == 0 && st.engine.waiting() > 0)
-                        for (uint64_t id : without_slot()) {
-                            if (!st.active.at(id).internal) metrics_.count_error("engine");
-                            cancel_in_engine(id, "error", "the backend admitted no request with every slot free");
-                        }
-                } catch (const engine::RequestError& ex) {
-                    // The step refused its batch before computing anything: the requests in it fail.
-                    for (uint64_t id : with_slot()) {
-                        if (!st.active.at(id).internal) metrics_.count_error("request");
-                        cancel_in_engine(id, "error", ex.what());
-                    }
-                } catch (const engine::SamplingParamError& ex) {
-                    for (uint64_t id : with_slot()) {
-                        if (!st.active.at(id).internal) metrics_.count_error("request");
-                        cancel_in_engine(id, "error", ex.what());
-                    }
-                } catch (const std::exception& ex) {
-                    fatal = ex.what();
-                }
-            }
+            st.admit(incoming, draining);
+            st.cancel(cancels, draining, deadline);
+            if (!st.engine.idle()) fatal = st.step();
         }
-
-        if (!fatal.empty()) {
-            // A backend failure that is not about a request (a CUDA fault): the device state is
-            // unknown, so nothing runs on it again. Every stream ends with the cause.
-            metrics_.count_error("fatal");
-            const std::string why = "backend failure: " + fatal;
-            logger->error("{}; no more steps run on this backend, {} live requests end with it", why, st.active.size());
-            std::deque<Submitted> late;
-            {
-                std::lock_guard lock(mutex_);
-                poisoned_ = true;
-                poison_message_ = fatal;
-                late.swap(incoming_);
-            }
-            for (auto& s : late) refuse(s, "error", why);
-            for (const auto& [id, a] : st.active) {
-                StreamEvent e;
-                e.text = a.pending_text;
-                e.tokens = a.pending;
-                e.finished = true;
-                e.finish_reason = "error";
-                e.error = why;
-                e.prompt_tokens = a.prompt_tokens;
-                e.completion_tokens = a.completion_tokens;
-                st.outbox.emplace_back(a.stream, std::move(e));
-            }
-            st.active.clear();
-            st.by_engine.clear();
-        }
-
-        {
-            std::lock_guard lock(mutex_);
-            engine_waiting_ = st.engine.waiting();
-            snapshot_.running = st.engine.running();
-            snapshot_.kv_blocks_free = backend_.kv_blocks().free_blocks();
-            for (uint64_t id : st.finished) live_.erase(id);
-            if (!fatal.empty()) live_.clear();
-            delivering_ = true;
-        }
-        st.finished.clear();
-        for (auto& [stream, event] : st.outbox) stream->push({std::move(event)});
-        st.outbox.clear();
-        {
-            std::lock_guard lock(mutex_);
-            delivering_ = false;
-        }
-        settled_.notify_all();
+        if (!fatal.empty()) poison(fatal);
+        publish(!fatal.empty());
         if (stop || !fatal.empty()) return;
     }
+}
+
+// A backend failure that is not about a request (a CUDA fault): the device state is unknown, so
+// nothing runs on it again. Every stream ends with the cause.
+void EngineLoop::poison(const std::string& fatal) {
+    State& st = *state_;
+    metrics_.count_error("fatal");
+    const std::string why = "backend failure: " + fatal;
+    st.logger->error("{}; no more steps run on this backend, {} live requests end with it", why, st.active.size());
+    std::deque<Submitted> late;
+    {
+        std::lock_guard lock(mutex_);
+        poisoned_ = true;
+        poison_message_ = fatal;
+        late.swap(incoming_);
+    }
+    st.end_all(engine::FinishReason::error, why, late);
+}
+
+// Publishes the snapshot, then hands the step's events to their streams.
+void EngineLoop::publish(bool poisoned) {
+    State& st = *state_;
+    {
+        std::lock_guard lock(mutex_);
+        engine_waiting_ = st.engine.waiting();
+        snapshot_.running = st.engine.running();
+        snapshot_.kv_blocks_free = st.engine.kv_blocks().free_blocks();
+        for (uint64_t id : st.finished) live_.erase(id);
+        if (poisoned) live_.clear();
+        delivering_ = true;
+    }
+    st.finished.clear();
+    for (auto& [stream, event] : st.outbox) stream->push({std::move(event)});
+    st.outbox.clear();
+    {
+        std::lock_guard lock(mutex_);
+        delivering_ = false;
+    }
+    settled_.notify_all();
 }
 
 }  // namespace loom::worker

@@ -32,9 +32,8 @@ struct StreamEvent {                           // delivered in order; the last o
     std::vector<engine::SampledToken> tokens;  // the tokens sampled since the previous event (logprobs filled
                                                // when asked); text held back waits, so its tokens wait with it
     bool finished = false;
-    std::string finish_reason;                 // "stop" (stop token or stop string), "length" (max_tokens or
-                                               // context full), "cancelled", "error"
-    std::string error;                         // finish_reason == "error": why
+    engine::FinishReason finish = engine::FinishReason::none;  // set on the finished event
+    std::string error;                         // finish == error: why
     int prompt_tokens = 0, completion_tokens = 0;  // usage, set on the finished event
 };
 
@@ -88,7 +87,7 @@ public:
     std::shared_ptr<RequestStream> submit(GenerationRequest request);
 
     // Thread-safe, idempotent: true when the request was live (queued or running). Its KV blocks
-    // return before the next step; its stream gets a finished event with finish_reason "cancelled".
+    // return before the next step; its stream gets a finished event with finish cancelled.
     bool cancel(uint64_t id);
 
     LoopStatus status() const;  // thread-safe snapshot (as of the end of the last step)
@@ -121,8 +120,9 @@ private:
     std::shared_ptr<RequestStream> enqueue(GenerationRequest request, bool internal);
     void validate(const GenerationRequest& request) const;
     void run();
+    void poison(const std::string& fatal);  // the loop thread, after a step failed beyond a request
+    void publish(bool poisoned);            // the loop thread: snapshot, then the step's events
 
-    engine::Backend& backend_;
     const tokenizer::Tokenizer& tokenizer_;
     const LoopLimits limits_;
     Metrics& metrics_;

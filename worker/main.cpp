@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "models/model_cache.h"
 #include "worker/gpu_options.h"
 #include "worker/worker_app.h"
 
@@ -12,7 +13,9 @@ int main(int argc, char** argv) {
     WorkerOptions o;
     std::string log_spec = "info";
     std::string vram_budget;
-    app.add_option("--model", o.model, "GGUF model file")->required();
+    app.add_option("--model", o.model, "GGUF model file or cached model name (loom list)")
+        ->required()
+        ->transform(loom::models::file_or_cached_model());
     app.add_option("--gpu", o.gpu, "CUDA device index or UUID GPU-... as nvidia-smi -L prints it (default 0; cuda only)");
     app.add_option("--vram-budget", vram_budget,
                    "Most VRAM for weights + KV cache + workspace: bytes or 20G, 20GiB, 512M (cuda only; the KV cache "

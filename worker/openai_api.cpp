@@ -141,10 +141,18 @@ std::vector<std::pair<int32_t, float>> logit_bias(const json& body, int32_t n_vo
 }
 
 // The loop's reasons in OpenAI's words; a cancelled request ends with vLLM's "abort".
-std::string finish_word(const std::string& reason) {
-    if (reason.empty()) return "stop";
-    if (reason == "cancelled") return "abort";
-    return reason;
+// The engine's finish reasons in OpenAI's (and vLLM's) words: "stop", "length", "abort".
+std::string finish_word(engine::FinishReason reason) {
+    switch (reason) {
+        case engine::FinishReason::max_tokens:
+        case engine::FinishReason::context_full: return "length";
+        case engine::FinishReason::cancelled: return "abort";
+        case engine::FinishReason::error: return "error";
+        case engine::FinishReason::none:
+        case engine::FinishReason::stop_token:
+        case engine::FinishReason::stop_string: return "stop";
+    }
+    return "stop";
 }
 
 ApiError too_long(const std::string& param, const std::string& message) {
@@ -345,10 +353,13 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     r.generation.prompt = chat ? chat_prompt(*prompt, boolean(body, "add_generation_prompt", true))
                                : completion_prompt(*prompt);
     const int n_prompt = static_cast<int>(r.generation.prompt.size());
-    if (n_prompt == 0) throw bad(prompt_param, "the prompt has no tokens");
-    if (n_prompt >= n_ctx_)
-        throw too_long(prompt_param, "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
-                                         std::to_string(n_ctx_) + " (one more is needed to generate)");
+    try {
+        engine::check_prompt_size(r.generation.prompt.size(), n_ctx_);  // the engine's check, the API's field name
+    } catch (const engine::ContextLengthError& e) {
+        throw too_long(prompt_param, e.detail());
+    } catch (const engine::RequestError& e) {
+        throw bad(prompt_param, e.detail());
+    }
     check_room(chat, n_prompt, body, r);
     // loom's failover extension: the prompt ends with tokens this request generated on a worker
     // that failed (see RequestOptions::resume_tokens).
@@ -558,7 +569,7 @@ std::string ResponseWriter::stream_event(const StreamEvent& e) {
     if (!e.finished) return out;
     prompt_tokens_ = e.prompt_tokens;
     completion_tokens_ = e.completion_tokens;
-    if (e.finish_reason == "error") {
+    if (e.finish == engine::FinishReason::error) {
         out += sse(error_body("generation failed: " + e.error, "server_error"));
     } else {
         json choice = {{"index", 0}};
@@ -567,7 +578,7 @@ std::string ResponseWriter::stream_event(const StreamEvent& e) {
         else
             choice["text"] = "";
         choice["logprobs"] = nullptr;
-        choice["finish_reason"] = finish_word(e.finish_reason);
+        choice["finish_reason"] = finish_word(e.finish);
         out += sse(chunk(std::move(choice)));
     }
     if (include_usage_) {
@@ -591,10 +602,10 @@ void ResponseWriter::add(const StreamEvent& e) {
                 for (auto& v : values) logprob_entries_[key].push_back(std::move(v));
     }
     if (!e.finished) return;
-    finish_reason_ = finish_word(e.finish_reason);
+    finish_reason_ = finish_word(e.finish);
     prompt_tokens_ = e.prompt_tokens;
     completion_tokens_ = e.completion_tokens;
-    if (e.finish_reason == "error") {
+    if (e.finish == engine::FinishReason::error) {
         failed_ = true;
         error_ = e.error;
     }

@@ -15,8 +15,8 @@
 #include <spdlog/spdlog.h>
 #include <stdexcept>
 
-#include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
+#include "engine/make_backend.h"
 #include "engine/memory_budget.h"
 #include "gguf/reader.h"
 #include "tokenizer/tokenizer.h"
@@ -30,10 +30,7 @@
 #include "worker/openai_api.h"
 #include "worker/request_registry.h"
 #ifdef LOOM_HAVE_CUDA
-#include "engine/cuda/cuda_backend.h"
-#include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
-#include "kernels/vram.h"
 #endif
 
 namespace loom::worker {
@@ -312,15 +309,11 @@ struct WorkerApp::State {
         std::shared_ptr<RequestStream> stream;
         try {
             stream = loop->submit(ar.generation);
-        } catch (const engine::SamplingParamError& e) {
+        } catch (const engine::RequestError& e) {  // sampling parameters too: field() names the parameter
             metrics->count_error("invalid_request");
-            return error_response(400, e.what(), "invalid_request_error", e.field());
-        } catch (const engine::RequestError& e) {  // "field: what"
-            metrics->count_error("invalid_request");
-            const std::string what = e.what();
-            std::string param = what.substr(0, what.find(':'));
+            std::string param = e.field();
             if (param == "prompt" && endpoint == Endpoint::chat) param = "messages";
-            return error_response(400, what, "invalid_request_error", param);
+            return error_response(400, e.what(), "invalid_request_error", param);
         }
         if (!stream) {
             if (auto r = unavailable()) return *r;  // draining or poisoned since the check above
@@ -457,23 +450,15 @@ struct WorkerApp::State {
 
     // The named backend with the model resident; an exit code (never a fallback to the other backend).
     int create_backend() {
-        const engine::BatchLimits limits{.max_seqs = o.max_seqs, .kv_tokens = o.kv_tokens, .vram_budget = o.vram_budget};
+        engine::BackendOptions options{
+            .n_ctx = o.ctx,
+            .limits = {.max_seqs = o.max_seqs, .kv_tokens = o.kv_tokens, .vram_budget = o.vram_budget},
+            .device = std::max(gpu.index, 0)};
         try {
-            if (o.backend == "cpu") {
-                backend = std::make_unique<engine::cpu::CpuBackend>(*file, o.ctx, 0, limits);
-            } else {
-#ifdef LOOM_HAVE_CUDA
-                try {
-                    backend = std::make_unique<engine::cuda::CudaBackend>(*file, o.ctx, gpu.index, limits);
-                } catch (const kernels::VramError& e) {
-                    log()->error("--backend cuda: {}", e.what());
-                    return kExitNoBackend;
-                } catch (const kernels::CudaError& e) {
-                    log()->error("--backend cuda: {}", e.what());
-                    return kExitNoBackend;
-                }
-#endif
-            }
+            backend = engine::make_backend(o.backend, *file, options);
+        } catch (const engine::DeviceError& e) {
+            log()->error("--backend {}: {}", o.backend, e.what());
+            return kExitNoBackend;
         } catch (const engine::MemoryBudgetError& e) {
             log()->error("--vram-budget: the model does not fit: {}", e.what());
             return kExitBadInput;
@@ -493,9 +478,9 @@ struct WorkerApp::State {
             if (u.purpose == "kv_cache") plan.kv_cache = u.reserved;
             if (u.purpose == "workspace") plan.workspace = u.reserved;
         }
-        const auto& kv = backend->kv_blocks();
+        const engine::KvCapacity kv = backend->kv_capacity();
         std::string out = engine::describe(plan) + " reserved, the KV cache for " +
-                          std::to_string(int64_t{kv.total_blocks()} * kv.block_tokens()) + " tokens";
+                          std::to_string(int64_t{kv.blocks} * kv.block_tokens) + " tokens";
         if (o.vram_budget > 0) out += ", within a budget of " + engine::mib(o.vram_budget);
         return out;
     }

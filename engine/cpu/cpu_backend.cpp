@@ -1,4 +1,4 @@
-// CpuBackend: the whole forward pass of one sequence, written for clarity first; steps run it per entry.
+// CpuBackend: the whole forward pass of one sequence, written for clarity first; plans run it per entry.
 #include "engine/cpu/cpu_backend.h"
 
 #include <algorithm>
@@ -35,22 +35,17 @@ std::string cpu_model_name() {
 // Positions per KV block: the same accounting unit as the CUDA backend's paged cache.
 constexpr int kKvBlockTokens = 16;
 
-// One sequence's K/V rows, per layer: (capacity, kv_dim), grown a block at a time.
-struct SequenceCache {
-    std::vector<std::vector<float>> k, v;
-};
-
 struct CpuBackend::State {
     ModelConfig cfg;
     ThreadPool pool;
     int n_ctx = 0;
     int max_batch_tokens = 0;
-    KvBlockPool kv;
-    int forward_seq = -1;  // forward()'s sequence while it holds positions
+    KvCapacity kv;
+    // Block b's K and V rows: (n_layer, 2, kKvBlockTokens, kv_dim) floats, allocated when first written.
+    std::vector<std::vector<float>> kv_blocks;
     std::vector<float> token_embd, output_norm, output;  // output empty when tied
     std::vector<LayerWeights> layers;
     std::vector<float> inv_freq;
-    std::vector<SequenceCache> caches;  // by sequence slot
     CpuBackend::StepLogitsSink logits_sink;
 
     State(const ModelConfig& c, int threads, int ctx, const BatchLimits& limits)
@@ -58,18 +53,36 @@ struct CpuBackend::State {
           pool(threads),
           n_ctx(ctx > 0 ? ctx : c.n_ctx_train),
           max_batch_tokens(limits.max_batch_tokens),
-          kv(kv_blocks_for(limits, n_ctx), kKvBlockTokens, limits.max_seqs),
-          caches(static_cast<size_t>(limits.max_seqs)) {}
+          kv{kv_blocks_for(limits, n_ctx), kKvBlockTokens, limits.max_seqs},
+          kv_blocks(static_cast<size_t>(kv.blocks)) {}
     const std::vector<float>& output_matrix() const { return cfg.tied_embeddings ? token_embd : output; }
 
     static int kv_blocks_for(const BatchLimits& limits, int n_ctx) {
+        if (limits.max_seqs < 1) throw RequestError("max_seqs must be positive");
         const int64_t tokens = limits.kv_tokens > 0 ? limits.kv_tokens : int64_t{limits.max_seqs} * n_ctx;
         return static_cast<int>((tokens + kKvBlockTokens - 1) / kKvBlockTokens);
     }
+    uint64_t block_floats() const { return uint64_t{2} * cfg.n_layer * kKvBlockTokens * cfg.kv_dim(); }
 
-    // Runs tokens of sequence `seq` at its next positions; logits (n_vocab) for the last token, or
-    // (T, n_vocab) when all_logits.
-    void run(int seq, std::span<const int32_t> tokens, float* logits, bool all_logits, LayerObserver* observer);
+    // The K (which 0) or V (which 1) row of `layer` at position pos of a sequence with this table.
+    float* kv_row(std::span<const int32_t> blocks, int layer, int which, int pos) {
+        std::vector<float>& b = kv_blocks[static_cast<size_t>(blocks[static_cast<size_t>(pos / kKvBlockTokens)])];
+        if (b.empty()) b.resize(block_floats());
+        return &b[((size_t(layer) * 2 + which) * kKvBlockTokens + pos % kKvBlockTokens) * cfg.kv_dim()];
+    }
+    // Rows 0 .. len-1 of `layer`'s K or V, copied from the blocks into one contiguous (len, kv_dim) table.
+    void gather(std::span<const int32_t> blocks, int layer, int which, int len, std::vector<float>& out) {
+        const size_t kvd = static_cast<size_t>(cfg.kv_dim());
+        out.resize(static_cast<size_t>(len) * kvd);
+        for (int p0 = 0; p0 < len; p0 += kKvBlockTokens)
+            std::memcpy(&out[size_t(p0) * kvd], kv_row(blocks, layer, which, p0),
+                        size_t(std::min(kKvBlockTokens, len - p0)) * kvd * sizeof(float));
+    }
+
+    // Runs the entry's tokens at positions pos0 .. pos0+T-1; logits (n_vocab) for the last token,
+    // or (T, n_vocab) when all_logits.
+    void run(const PlanEntry& e, float* logits, bool all_logits, LayerObserver* observer);
+    BatchOutput sample(const PlanEntry& e, std::span<const float> logits) const;
 };
 
 CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const BatchLimits& limits)
@@ -77,7 +90,7 @@ CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const B
     State& s = *s_;
     const ModelConfig& c = s.cfg;
     if (limits.max_batch_tokens < 1) throw RequestError("max_batch_tokens must be positive");
-    if (limits.vram_budget > 0) throw RequestError("vram_budget: the cpu backend holds host RAM; a VRAM budget is for cuda");
+    if (limits.vram_budget > 0) throw RequestError("vram_budget", "the cpu backend holds host RAM; a VRAM budget is for cuda");
     s.layers.resize(c.n_layer);
 
     // Every tensor to dequantize, with its destination; converted in parallel.
@@ -115,63 +128,42 @@ std::string CpuBackend::device() const {
 }
 const ModelConfig& CpuBackend::config() const { return s_->cfg; }
 int CpuBackend::n_ctx() const { return s_->n_ctx; }
-int CpuBackend::n_past() const { return s_->forward_seq < 0 ? 0 : s_->kv.length(s_->forward_seq); }
-
-void CpuBackend::reset() {
-    if (s_->forward_seq >= 0) close_sequence(s_->forward_seq);
-    s_->forward_seq = -1;
-}
-
-void CpuBackend::forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                         LayerObserver* observer) {
-    State& s = *s_;
-    check_forward_inputs(s.cfg, s.n_ctx, n_past(), tokens, logits.size(), all_logits);
-    if (s.forward_seq < 0) s.forward_seq = open_sequence();
-    if (s.kv.blocks_needed(s.forward_seq, static_cast<int>(tokens.size())) > s.kv.free_blocks())
-        throw KvCacheFullError("kv cache full: forward needs more blocks than the " +
-                               std::to_string(s.kv.free_blocks()) + " free");
-    s.run(s.forward_seq, tokens, logits.data(), all_logits, observer);
-}
-
 int CpuBackend::max_batch_tokens() const { return s_->max_batch_tokens; }
-const KvBlockPool& CpuBackend::kv_blocks() const { return s_->kv; }
-int CpuBackend::open_sequence() { return s_->kv.open(); }
+KvCapacity CpuBackend::kv_capacity() const { return s_->kv; }
 
-void CpuBackend::close_sequence(int seq) {
-    s_->kv.close(seq);
-    SequenceCache& cache = s_->caches[static_cast<size_t>(seq)];
-    cache.k.clear();
-    cache.v.clear();
-    if (seq == s_->forward_seq) s_->forward_seq = -1;
+BatchOutput CpuBackend::State::sample(const PlanEntry& e, std::span<const float> logits) const {
+    BatchOutput out;
+    try {
+        Sampler sampler(*e.sampling, cfg.n_vocab);
+        if (e.top_logprobs >= 0) {
+            out.token = sampler.sample_with_logprobs(logits, e.history, e.sample_step, e.top_logprobs);
+        } else {
+            out.token.token = sampler.sample(logits, e.history, e.sample_step);
+            out.token.logprob = 0.f;
+        }
+        out.sampled = true;
+    } catch (const SamplingError& err) {
+        out.error = err.what();
+    }
+    return out;
 }
 
-std::vector<BatchOutput> CpuBackend::step(std::span<const BatchEntry> batch, LayerObserver* observer) {
+std::vector<BatchOutput> CpuBackend::execute(const StepPlan& plan) {
     State& s = *s_;
-    check_batch_inputs(s.cfg, s.n_ctx, s.max_batch_tokens, s.kv, batch, observer);
-    std::vector<BatchOutput> out(batch.size());
+    check_plan(plan, s.kv, s.cfg.n_vocab, s.n_ctx, s.max_batch_tokens);
+    std::vector<BatchOutput> out(plan.entries.size());
+    if (!plan.logits.empty()) {
+        s.run(plan.entries.front(), plan.logits.data(), plan.all_logits, plan.observer);
+        return out;
+    }
     std::vector<float> all;
-    std::span<const float> logits;
-    for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+    for (size_t i = 0; i < plan.entries.size(); ++i) {
+        const PlanEntry& e = plan.entries[i];
         const int T = s.logits_sink ? static_cast<int>(e.tokens.size()) : 1;
         all.resize(static_cast<size_t>(T) * s.cfg.n_vocab);
-        const int pos0 = s.kv.length(e.seq);
-        s.run(e.seq, e.tokens, all.data(), s.logits_sink != nullptr, observer);
-        if (s.logits_sink) s.logits_sink(e.seq, pos0, T, all.data());
-        logits = std::span<const float>(all).last(static_cast<size_t>(s.cfg.n_vocab));
-        if (!e.sampling) continue;
-        try {
-            Sampler sampler(*e.sampling, s.cfg.n_vocab);
-            if (e.top_logprobs >= 0) {
-                out[i].token = sampler.sample_with_logprobs(logits, e.history, e.sample_step, e.top_logprobs);
-            } else {
-                out[i].token.token = sampler.sample(logits, e.history, e.sample_step);
-                out[i].token.logprob = 0.f;
-            }
-            out[i].sampled = true;
-        } catch (const SamplingError& err) {
-            out[i].error = err.what();
-        }
+        s.run(e, all.data(), s.logits_sink != nullptr, plan.observer);
+        if (s.logits_sink) s.logits_sink(e.seq, e.pos0, T, all.data());
+        if (e.sampling) out[i] = s.sample(e, std::span<const float>(all).last(static_cast<size_t>(s.cfg.n_vocab)));
     }
     return out;
 }
@@ -186,28 +178,20 @@ MemoryReport CpuBackend::memory() const {
         for (const auto* v : {&w.attn_norm, &w.wq, &w.wk, &w.wv, &w.wo, &w.bq, &w.bk, &w.bv, &w.q_norm, &w.k_norm,
                               &w.ffn_norm, &w.w_gate, &w.w_up, &w.w_down})
             weights += bytes(*v);
-    const uint64_t block_bytes = uint64_t{2} * s.cfg.n_layer * kKvBlockTokens * s.cfg.kv_dim() * sizeof(float);
-    const uint64_t kv_used = static_cast<uint64_t>(s.kv.total_blocks() - s.kv.free_blocks()) * block_bytes;
+    const uint64_t block_bytes = s.block_floats() * sizeof(float);
+    uint64_t kv_used = 0;  // blocks get their RAM when first written and keep it
+    for (const std::vector<float>& b : s.kv_blocks) kv_used += b.empty() ? 0 : block_bytes;
     return MemoryReport{"host RAM", false,
-                        {{"weights", weights, weights},
-                         {"kv_cache", static_cast<uint64_t>(s.kv.total_blocks()) * block_bytes, kv_used}}};
+                        {{"weights", weights, weights}, {"kv_cache", static_cast<uint64_t>(s.kv.blocks) * block_bytes, kv_used}}};
 }
 
-void CpuBackend::State::run(int seq, std::span<const int32_t> tokens, float* logits_out, bool all_logits,
-                            LayerObserver* observer) {
+void CpuBackend::State::run(const PlanEntry& e, float* logits_out, bool all_logits, LayerObserver* observer) {
     State& s = *this;
     const ModelConfig& c = s.cfg;
+    const std::span<const int32_t> tokens = e.tokens;
     const int T = static_cast<int>(tokens.size());
-    const int pos0 = s.kv.length(seq);
-    s.kv.append(seq, T);
-    SequenceCache& cache = s.caches[static_cast<size_t>(seq)];
-    const size_t capacity = s.kv.blocks(seq).size() * kKvBlockTokens * static_cast<size_t>(c.kv_dim());
-    cache.k.resize(static_cast<size_t>(c.n_layer));
-    cache.v.resize(static_cast<size_t>(c.n_layer));
-    for (int l = 0; l < c.n_layer; ++l) {
-        cache.k[l].resize(capacity);
-        cache.v[l].resize(capacity);
-    }
+    const int pos0 = e.pos0;
+    std::vector<float> k_seq, v_seq;  // the layer's K/V rows 0 .. pos0+T-1, gathered from the blocks
 
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim, ff = c.n_ff;
     const auto rows = [](int n, int width) { return std::vector<float>(static_cast<size_t>(n) * width); };
@@ -240,11 +224,12 @@ void CpuBackend::State::run(int seq, std::span<const int32_t> tokens, float* log
                 if (c.qk_norm) rmsnorm(kt + hh * hd, w.k_norm.data(), kt + hh * hd, hd, c.rms_eps);
                 rope(kt + hh * hd, hd, pos0 + t, c.rope_mode, s.inv_freq);
             }
-            std::memcpy(&cache.k[l][size_t(pos0 + t) * kvd], kt, kvd * sizeof(float));
-            std::memcpy(&cache.v[l][size_t(pos0 + t) * kvd], vt, kvd * sizeof(float));
+            std::memcpy(s.kv_row(e.blocks, l, 0, pos0 + t), kt, kvd * sizeof(float));
+            std::memcpy(s.kv_row(e.blocks, l, 1, pos0 + t), vt, kvd * sizeof(float));
         }
-        attention(s.pool, q.data(), cache.k[l].data(), cache.v[l].data(), att.data(), T, pos0, c.n_head,
-                  c.n_head_kv, hd);
+        s.gather(e.blocks, l, 0, pos0 + T, k_seq);
+        s.gather(e.blocks, l, 1, pos0 + T, v_seq);
+        attention(s.pool, q.data(), k_seq.data(), v_seq.data(), att.data(), T, pos0, c.n_head, c.n_head_kv, hd);
         matmul(s.pool, w.wo.data(), att.data(), o.data(), T, qd, d);
         for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
 

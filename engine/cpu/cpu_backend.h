@@ -1,5 +1,6 @@
-// The CPU reference backend: weights dequantized to f32, a plain forward pass with per-sequence KV
-// caches, prefill as matrix-matrix work, matrix products split across threads. Runs only when named.
+// The CPU reference backend: weights dequantized to f32, a plain forward pass over a paged KV cache
+// (the plan's block tables), prefill as matrix-matrix work, matrix products split across threads.
+// Runs only when named.
 #pragma once
 
 #include <functional>
@@ -20,20 +21,13 @@ public:
     std::string device() const override;
     const ModelConfig& config() const override;
     int n_ctx() const override;
-    int n_past() const override;
-    void reset() override;
-    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                 LayerObserver* observer = nullptr) override;
-
     int max_batch_tokens() const override;
-    const KvBlockPool& kv_blocks() const override;
-    int open_sequence() override;
-    void close_sequence(int seq) override;
+    KvCapacity kv_capacity() const override;
     // Entries run one after another (each a full forward pass); the CPU Sampler picks the tokens.
-    std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) override;
+    std::vector<BatchOutput> execute(const StepPlan& plan) override;
     MemoryReport memory() const override;
 
-    // A test hook (chunk and batch invariance): while set, step() computes the logits of every
+    // A test hook (chunk and batch invariance): while set, a sampling step computes the logits of every
     // position of every entry and hands them over, (T, n_vocab) floats for positions pos0 .. pos0+T-1
     // of sequence seq, before it samples from the last row.
     using StepLogitsSink = std::function<void(int seq, int pos0, int T, const float* logits)>;

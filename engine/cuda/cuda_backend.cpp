@@ -135,10 +135,9 @@ struct CudaBackend::State {
 
     kernels::KvCacheLayout kv_layout;
     uint16_t* kv = nullptr;
-    int32_t* block_tables = nullptr;  // (max_seqs, table_stride) block ids by slot
+    int32_t* block_tables = nullptr;  // (max_seqs, table_stride) block ids by slot: the plans' tables
     int table_stride = 0;
-    KvBlockPool pool;
-    int forward_seq = -1;
+    int kv_blocks = 0;
 
     StepLayout layout;
     int32_t* step_dev = nullptr;  // layout.total() ints
@@ -154,6 +153,7 @@ struct CudaBackend::State {
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
+    uint64_t sampler_bytes = 0;  // the CudaSampler's device buffers
     std::unique_ptr<kernels::GemmContext> gemm;
     std::unique_ptr<CudaSampler> sampler;
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
@@ -166,19 +166,14 @@ struct CudaBackend::State {
           n_ctx(ctx > 0 ? ctx : c.n_ctx_train),
           max_tokens(limits.max_batch_tokens),
           max_seqs(limits.max_seqs),
-          logits_rows(std::max(limits.max_seqs, kMinLogitsRows)),
-          pool(kv_blocks_for(limits, n_ctx), kernels::kKvBlockTokens, limits.max_seqs) {}
+          logits_rows(std::max(limits.max_seqs, kMinLogitsRows)) {
+        if (limits.max_seqs < 1 || limits.max_batch_tokens < 1)
+            throw RequestError("max_seqs and max_batch_tokens must be positive");
+    }
     ~State() {
         for (auto& [n, exec] : decode_graphs) cudaGraphExecDestroy(exec);
         gemm.reset();
         if (stream) cudaStreamDestroy(stream);
-    }
-
-    static int kv_blocks_for(const BatchLimits& limits, int n_ctx) {
-        if (limits.max_seqs < 1 || limits.max_batch_tokens < 1)
-            throw RequestError("max_seqs and max_batch_tokens must be positive");
-        const int64_t tokens = limits.kv_tokens > 0 ? limits.kv_tokens : int64_t{limits.max_seqs} * n_ctx;
-        return static_cast<int>((tokens + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens);
     }
 
     int32_t* host_ints() { return static_cast<int32_t*>(step_host.get()); }
@@ -226,19 +221,16 @@ struct CudaBackend::State {
         }
     }
 
-    // Takes KV blocks for `n` tokens of `slot` at its next positions and stages the block-table
-    // changes; returns the first new position.
-    int grow(int slot, int n, int& n_updates) {
-        const int pos0 = pool.length(slot);
-        const int added = pool.append(slot, n);
-        const std::vector<int32_t>& blocks = pool.blocks(slot);
+    // Stages the block-table rows of `slot` that positions from .. to-1 reach first (the blocks a
+    // plan added for them); `blocks` is the slot's table from the plan.
+    void stage_blocks(int slot, std::span<const int32_t> blocks, int from, int to, int& n_updates) {
+        constexpr int B = kernels::kKvBlockTokens;
         int32_t* up = host_ints() + layout.updates();
-        for (int i = static_cast<int>(blocks.size()) - added; i < static_cast<int>(blocks.size()); ++i) {
+        for (int i = (from + B - 1) / B; i < (to + B - 1) / B; ++i) {
             up[1 + 2 * n_updates] = slot * table_stride + i;
             up[2 + 2 * n_updates] = blocks[static_cast<size_t>(i)];
             ++n_updates;
         }
-        return pos0;
     }
 
     void upload_step(int n_updates) {
@@ -256,28 +248,30 @@ struct CudaBackend::State {
         return std::min(bound, n_ctx);
     }
 
+    // The constructor's stages, in order.
+    struct Uploads {
+        std::vector<Upload> list;
+        std::vector<uint64_t> group_bytes;  // fused matrices: the bytes of each group
+    };
+    Uploads collect_uploads(const gguf::File& file);
+    void plan_arenas(const Uploads& up, const BatchLimits& limits);
+    void upload(const gguf::File& file, Uploads& up);
+    void bind_workspace();
+
+    std::vector<BatchOutput> run_step(const StepPlan& plan);
+    void run_logits(const StepPlan& plan);
     void run_pass(const Pass& pass, LayerObserver* observer);
     void enqueue_layers(const Pass& pass, LayerObserver* observer);
     void project(int first, int n);
     void observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows);
 };
 
-CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs)
-    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
-    State& s = *s_;
+// Stage 1: every tensor to upload, with the pointer it fills; matrices stay in their file format.
+CudaBackend::State::Uploads CudaBackend::State::collect_uploads(const gguf::File& file) {
+    State& s = *this;
     const ModelConfig& c = s.cfg;
-    s.device = device;
-    s.use_graphs = cuda_graphs;
-    if (c.rope_dim != c.head_dim)
-        throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
-                         std::to_string(c.head_dim) + " is not supported");
-    LOOM_CUDA_CHECK(cudaSetDevice(device));
-    cudaDeviceProp prop{};
-    LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-    s.device_name = prop.name;
-
-    // Every tensor, with the pointer it will fill; matrices stay in their file format.
-    std::vector<Upload> uploads;
+    Uploads out;
+    std::vector<Upload>& uploads = out.list;
     const auto tensor = [&](const std::string& name) { return file.find_tensor(name); };
     const auto add_vector = [&](const std::string& name, const float** dst) {
         const gguf::TensorInfo* t = tensor(name);
@@ -297,7 +291,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     };
     // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
     // independent, so stacking their bytes stacks the rows); else uploads each into its own.
-    std::vector<uint64_t> group_bytes;
+    std::vector<uint64_t>& group_bytes = out.group_bytes;
     // pairs: gate and up (two parts of equal shape, an even number of rows) in the pair layout.
     const auto add_fused = [&](Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts,
                                bool pairs = false) {
@@ -336,7 +330,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         throw ModelError("cuda backend: no embedding kernel for token_embd.weight (type " +
                          std::string(gguf::tensor_type_name(embd->type)) + ")");
     s.embd_type = embd->type;
-    uploads.push_back(Upload{embd, {}, [&s](const void* p) { s.token_embd = p; }});
+    uploads.push_back(Upload{embd, {}, [this](const void* p) { token_embd = p; }});
     add_vector("output_norm.weight", &s.output_norm);
     if (!c.tied_embeddings) add_matrix("output.weight", s.output);
     s.layers.resize(c.n_layer);
@@ -374,8 +368,14 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
             add_vector(layer_tensor(l, "attn_k_norm.weight"), &w.k_norm);
         }
     }
+    return out;
+}
 
-    // The plan: every arena sized up front, with each sub-allocation's alignment padding.
+// Stage 2: every arena sized up front (each sub-allocation's alignment padding included), the
+// KV cache last: with a budget it gets what weights and workspace leave; then the arenas reserved.
+void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limits) {
+    State& s = *this;
+    const ModelConfig& c = s.cfg;
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
     const int M = s.max_tokens, S = s.max_seqs;
     s.table_stride = (s.n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
@@ -387,11 +387,11 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
             if (m->n_out > 0) gemm_bytes = std::max(gemm_bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, M));
     s.gemm_ws_bytes = gemm_bytes;
-    const uint64_t sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
+    s.sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
     kernels::VramPlan plan;
-    for (const Upload& u : uploads)
+    for (const Upload& u : up.list)
         if (u.group < 0) plan[Purpose::weights] += round_up(u.bytes());
-    for (const uint64_t bytes : group_bytes) plan[Purpose::weights] += round_up(bytes);
+    for (const uint64_t bytes : up.group_bytes) plan[Purpose::weights] += round_up(bytes);
     plan[Purpose::workspace] = round_up(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)) +
                                floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
                                floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
@@ -399,36 +399,41 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
                                floats(kernels::decode_attention_counters(S, c.n_head)) + floats(int64_t{S} * d) +
                                floats(int64_t{S} * kernels::norm_partial_count(d)) +
                                round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
-                               round_up(sampler_bytes);
+                               round_up(s.sampler_bytes);
     // The KV cache last: with a budget it gets what weights and workspace leave (checked before any allocation).
     const KvCost kv_cost{
         static_cast<uint64_t>(kernels::KvCacheLayout{c.n_layer, 1, c.n_head_kv, c.head_dim}.arena_elems()) * sizeof(uint16_t),
         static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t), kernels::kKvBlockTokens, kAlign};
     const int kv_blocks = kv_blocks_within({plan[Purpose::weights], 0, plan[Purpose::workspace]}, kv_cost,
                                            {limits.kv_tokens, S, s.n_ctx}, limits.vram_budget);
-    s.pool = KvBlockPool(kv_blocks, kernels::kKvBlockTokens, S);
+    s.kv_blocks = kv_blocks;
     s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim};
     plan[Purpose::kv_cache] = kv_bytes(kv_cost, kv_blocks);
     check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
-    s.vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
+    s.vram = std::make_unique<kernels::VramAllocator>(s.device, plan);  // verifies residency
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+}
 
-    // Upload through a pinned buffer, one chunk at a time (file pages -> pinned -> VRAM).
-    const uint64_t biggest = std::max_element(uploads.begin(), uploads.end(), [](const Upload& a, const Upload& b) {
+// Stage 3: the weights, file pages -> pinned staging -> VRAM, one chunk at a time.
+void CudaBackend::State::upload(const gguf::File& file, Uploads& up) {
+    State& s = *this;
+    const ModelConfig& c = s.cfg;
+    const int d = c.n_embd;
+    const uint64_t biggest = std::max_element(up.list.begin(), up.list.end(), [](const Upload& a, const Upload& b) {
                                  return a.bytes() < b.bytes();
                              })->bytes();
     const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
     PinnedPtr staging = alloc_pinned(staging_bytes);
-    std::vector<uint8_t*> group_base(group_bytes.size(), nullptr);
+    std::vector<uint8_t*> group_base(up.group_bytes.size(), nullptr);
     const auto upload_start = std::chrono::steady_clock::now();
-    for (Upload& u : uploads) {
+    for (Upload& u : up.list) {
         s.upload_bytes += u.bytes();
         uint8_t* dst = nullptr;
         if (u.group < 0) {
             dst = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, u.bytes()));
         } else {
             uint8_t*& base = group_base[static_cast<size_t>(u.group)];
-            if (!base) base = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, group_bytes[static_cast<size_t>(u.group)]));
+            if (!base) base = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, up.group_bytes[static_cast<size_t>(u.group)]));
             dst = base + u.group_offset;
         }
         const uint8_t* src = u.src() ? u.src() : file.tensor_data(*u.info).data();
@@ -452,7 +457,15 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     if (!kernels::matvec_supports(s.output.type))
         throw ModelError("cuda backend: no matvec kernel for the tied output projection (type " +
                          std::string(gguf::tensor_type_name(s.output.type)) + ")");
+}
 
+// Stage 4: the KV cache, block tables and every workspace buffer bound inside their arenas.
+void CudaBackend::State::bind_workspace() {
+    State& s = *this;
+    const ModelConfig& c = s.cfg;
+    const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
+    const int M = s.max_tokens, S = s.max_seqs;
+    const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
     s.kv = static_cast<uint16_t*>(s.vram->allocate(
         Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)));
     s.block_tables = static_cast<int32_t*>(
@@ -476,10 +489,10 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     const int64_t n_counters = kernels::decode_attention_counters(S, c.n_head);
     s.attn_counters = static_cast<unsigned*>(ws(static_cast<uint64_t>(n_counters) * sizeof(unsigned)));
     LOOM_CUDA_CHECK(cudaMemset(s.attn_counters, 0, static_cast<size_t>(n_counters) * sizeof(unsigned)));
-    s.gemm_ws = ws(gemm_bytes);
+    s.gemm_ws = ws(s.gemm_ws_bytes);
     const uint64_t cublas_bytes = kernels::GemmContext::cublas_workspace_bytes();
     s.gemm = std::make_unique<kernels::GemmContext>(ws(cublas_bytes), cublas_bytes, s.stream);
-    s.sampler = std::make_unique<CudaSampler>(ws(sampler_bytes), sampler_bytes, c.n_vocab, S, S * s.n_ctx,
+    s.sampler = std::make_unique<CudaSampler>(ws(s.sampler_bytes), s.sampler_bytes, c.n_vocab, S, S * s.n_ctx,
                                               S * kMaxLogitBiasEntries, s.stream);
 
     const std::vector<float> inv_freq = cpu::rope_inv_freq(c.rope_dim, c.rope_base, c.rope_freq_divisors);
@@ -492,26 +505,43 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
         throw kernels::VramError("cuda backend: an arena is not device-resident");
 }
 
+CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs)
+    : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
+    State& s = *s_;
+    const ModelConfig& c = s.cfg;
+    s.device = device;
+    s.use_graphs = cuda_graphs;
+    if (c.rope_dim != c.head_dim)
+        throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
+                         std::to_string(c.head_dim) + " is not supported");
+    LOOM_CUDA_CHECK(cudaSetDevice(device));
+    cudaDeviceProp prop{};
+    LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    s.device_name = prop.name;
+    State::Uploads uploads = s.collect_uploads(file);
+    s.plan_arenas(uploads, limits);
+    s.upload(file, uploads);
+    s.bind_workspace();
+}
+
 CudaBackend::~CudaBackend() = default;
 
 std::string CudaBackend::device() const { return s_->device_name; }
 const ModelConfig& CudaBackend::config() const { return s_->cfg; }
 int CudaBackend::n_ctx() const { return s_->n_ctx; }
-int CudaBackend::n_past() const { return s_->forward_seq < 0 ? 0 : s_->pool.length(s_->forward_seq); }
 int CudaBackend::max_batch_tokens() const { return s_->max_tokens; }
-const KvBlockPool& CudaBackend::kv_blocks() const { return s_->pool; }
-int CudaBackend::open_sequence() { return s_->pool.open(); }
+KvCapacity CudaBackend::kv_capacity() const { return {s_->kv_blocks, kernels::kKvBlockTokens, s_->max_seqs}; }
 int CudaBackend::cuda_graphs_captured() const { return static_cast<int>(s_->decode_graphs.size()); }
 uint64_t CudaBackend::upload_bytes() const { return s_->upload_bytes; }
 double CudaBackend::upload_seconds() const { return s_->upload_seconds; }
 
-void CudaBackend::close_sequence(int seq) {
-    s_->pool.close(seq);
-    if (seq == s_->forward_seq) s_->forward_seq = -1;
-}
-
-void CudaBackend::reset() {
-    if (s_->forward_seq >= 0) close_sequence(s_->forward_seq);
+std::vector<BatchOutput> CudaBackend::execute(const StepPlan& plan) {
+    State& s = *s_;
+    check_plan(plan, kv_capacity(), s.cfg.n_vocab, s.n_ctx, s.max_tokens);
+    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+    if (plan.logits.empty()) return s.run_step(plan);
+    s.run_logits(plan);
+    return std::vector<BatchOutput>(1);
 }
 
 void CudaBackend::State::observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows) {
@@ -659,26 +689,24 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
     LOOM_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
 }
 
-void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                          LayerObserver* observer) {
-    State& s = *s_;
+void CudaBackend::State::run_logits(const StepPlan& plan) {
+    State& s = *this;
     const ModelConfig& c = s.cfg;
-    const int T = static_cast<int>(tokens.size());
-    check_forward_inputs(c, s.n_ctx, n_past(), tokens, logits.size(), all_logits);
-    if (s.forward_seq < 0) s.forward_seq = s.pool.open();
-    if (s.pool.blocks_needed(s.forward_seq, T) > s.pool.free_blocks())
-        throw KvCacheFullError("kv cache full: forward needs more blocks than the " +
-                               std::to_string(s.pool.free_blocks()) + " free");
-    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+    const PlanEntry& e = plan.entries.front();
+    const std::span<const int32_t> tokens = e.tokens;
+    const int T = static_cast<int>(tokens.size()), slot = e.seq;
+    const bool all_logits = plan.all_logits;
+    LayerObserver* observer = plan.observer;
     int32_t* host = s.host_ints();
     for (int t0 = 0; t0 < T; t0 += s.max_tokens) {
         const int n = std::min(s.max_tokens, T - t0);
         int n_updates = 0;
-        const int pos0 = s.grow(s.forward_seq, n, n_updates);
+        const int pos0 = e.pos0 + t0;
+        s.stage_blocks(slot, e.blocks, pos0, pos0 + n, n_updates);
         for (int i = 0; i < n; ++i) {
             host[s.layout.ids() + i] = tokens[static_cast<size_t>(t0 + i)];
             host[s.layout.positions() + i] = pos0 + i;
-            host[s.layout.token_slot() + i] = s.forward_seq;
+            host[s.layout.token_slot() + i] = slot;
         }
         // A single token is a decode row (decode attention, and a graph replay); longer runs are a
         // prefill part. Every row is gathered when all_logits, else the last row only.
@@ -688,10 +716,10 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
         if (n == 1) {
             pass.n_decode = 1;
             pass.attn_len = s.attention_bound(pos0 + 1);
-            host[s.layout.decode_slot()] = s.forward_seq;
+            host[s.layout.decode_slot()] = slot;
             host[s.layout.decode_len()] = pos0 + 1;
         } else {
-            pass.parts.push_back({0, n, pos0, s.forward_seq});
+            pass.parts.push_back({0, n, pos0, slot});
         }
         const bool last_chunk = t0 + n == T;
         pass.n_gather = all_logits ? n : (last_chunk ? 1 : 0);
@@ -699,7 +727,7 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
         s.upload_step(n_updates);
         s.run_pass(pass, observer);
         // The gathered rows' logits, logits_rows at a time.
-        float* dst = logits.data() + (all_logits ? static_cast<size_t>(t0) * c.n_vocab : 0);
+        float* dst = plan.logits.data() + (all_logits ? static_cast<size_t>(t0) * c.n_vocab : 0);
         for (int r0 = 0; r0 < pass.n_gather; r0 += s.logits_rows) {
             const int rows = std::min(s.logits_rows, pass.n_gather - r0);
             s.project(r0, rows);
@@ -712,10 +740,9 @@ void CudaBackend::forward(std::span<const int32_t> tokens, std::span<float> logi
     }
 }
 
-std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, LayerObserver* observer) {
-    State& s = *s_;
-    check_batch_inputs(s.cfg, s.n_ctx, s.max_tokens, s.pool, batch, observer);
-    LOOM_CUDA_CHECK(cudaSetDevice(s.device));
+std::vector<BatchOutput> CudaBackend::State::run_step(const StepPlan& plan) {
+    State& s = *this;
+    const std::vector<PlanEntry>& batch = plan.entries;
     int32_t* host = s.host_ints();
     const StepLayout& L = s.layout;
 
@@ -724,10 +751,11 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
     Pass pass;
     int n_updates = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+        const PlanEntry& e = batch[i];
         if (e.tokens.size() != 1) continue;
         const int r = pass.n_decode++;
-        const int pos = s.grow(e.seq, 1, n_updates);
+        const int pos = e.pos0;
+        s.stage_blocks(e.seq, e.blocks, pos, pos + 1, n_updates);
         host[L.ids() + r] = e.tokens[0];
         host[L.positions() + r] = pos;
         host[L.token_slot() + r] = e.seq;
@@ -738,10 +766,11 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
     }
     pass.n_rows = pass.n_decode;
     for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+        const PlanEntry& e = batch[i];
         if (e.tokens.size() == 1) continue;
         const int n = static_cast<int>(e.tokens.size()), row0 = pass.n_rows;
-        const int pos0 = s.grow(e.seq, n, n_updates);
+        const int pos0 = e.pos0;
+        s.stage_blocks(e.seq, e.blocks, pos0, pos0 + n, n_updates);
         for (int t = 0; t < n; ++t) {
             host[L.ids() + row0 + t] = e.tokens[static_cast<size_t>(t)];
             host[L.positions() + row0 + t] = pos0 + t;
@@ -761,7 +790,7 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
         for (int r = 0; r < pass.n_decode; ++r) host[L.gather() + r] = r;
     }
     for (size_t i = 0; i < batch.size(); ++i) {
-        const BatchEntry& e = batch[i];
+        const PlanEntry& e = batch[i];
         if (!e.sampling) continue;
         int row = row_of_last[i];
         if (!decode_only) {
@@ -772,7 +801,7 @@ std::vector<BatchOutput> CudaBackend::step(std::span<const BatchEntry> batch, La
         requested.push_back(i);
     }
     s.upload_step(n_updates);
-    s.run_pass(pass, observer);
+    s.run_pass(pass, plan.observer);
     if (!requests.empty()) s.sampler->enqueue(s.logits, s.cfg.n_vocab, requests);
     LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));
 

@@ -1,5 +1,5 @@
-// The CUDA backend: weights kept in their GGUF formats in VRAM, a paged fp16 KV cache shared by
-// many sequences, batched steps mixing prefill chunks and decode tokens, GPU sampling, and decode
+// The CUDA backend: weights kept in their GGUF formats in VRAM, a paged fp16 KV cache addressed by
+// the engine's block tables, batched steps mixing prefill chunks and decode tokens, GPU sampling, and decode
 // steps replayed from CUDA graphs. Plain C++: no CUDA headers leak to callers.
 #pragma once
 
@@ -26,21 +26,14 @@ public:
     std::string device() const override;
     const ModelConfig& config() const override;
     int n_ctx() const override;
-    int n_past() const override;
-    void reset() override;
-    // Runs in passes of up to max_batch_tokens tokens. Logits come back in one device-to-host copy
-    // per pass (more when all_logits needs more rows than the logits buffer holds); an observer
-    // adds a synchronous copy per layer.
-    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                 LayerObserver* observer = nullptr) override;
-
     int max_batch_tokens() const override;
-    const KvBlockPool& kv_blocks() const override;
-    int open_sequence() override;
-    void close_sequence(int seq) override;
-    // One pass over every entry's tokens (decode tokens first, then prefill chunks), sampling on the
-    // GPU, one device-to-host copy of the sampled tokens, one stream synchronisation.
-    std::vector<BatchOutput> step(std::span<const BatchEntry> batch, LayerObserver* observer = nullptr) override;
+    KvCapacity kv_capacity() const override;
+    // A sampling plan: one pass over every entry's tokens (decode tokens first, then prefill
+    // chunks), sampling on the GPU, one device-to-host copy of the sampled tokens, one stream
+    // synchronisation. A logits plan: passes of up to max_batch_tokens tokens, the logits back in
+    // one device-to-host copy per pass (more when all_logits needs more rows than the logits buffer
+    // holds); an observer adds a synchronous copy per layer.
+    std::vector<BatchOutput> execute(const StepPlan& plan) override;
     MemoryReport memory() const override;
 
     // Decode-step graphs captured so far (for tests and benchmarks).

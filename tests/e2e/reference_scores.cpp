@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/kv_manager.h"
 #include "gguf/reader.h"
 
 namespace loom::test {
@@ -20,7 +21,7 @@ std::vector<double> reference_logprobs(const gguf::File& model, std::span<const 
     engine::cpu::CpuBackend cpu(model, T + 1, 0);
     const int V = cpu.config().n_vocab;
     std::vector<float> logits(static_cast<size_t>(T) * V);
-    cpu.forward(input, logits, /*all_logits=*/true);
+    engine::KvManager(cpu).forward(input, logits, /*all_logits=*/true);
 
     std::vector<double> out;
     for (size_t i = 0; i < generated.size(); ++i) {

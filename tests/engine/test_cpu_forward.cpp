@@ -19,6 +19,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/errors.h"
+#include "engine/kv_manager.h"
 #include "gguf/reader.h"
 #include "gguf/synth.h"
 #include "gguf/writer.h"
@@ -242,16 +243,17 @@ std::vector<std::vector<float>> backend_logits(cpu::CpuBackend& backend, const s
                                                int prefill) {
     const int n_vocab = backend.config().n_vocab;
     std::vector<float> all(size_t(prefill) * n_vocab);
-    backend.reset();
-    backend.forward(std::span(tokens).first(prefill), all, true);
+    loom::engine::KvManager kv(backend);
+    kv.forward(std::span(tokens).first(prefill), all, true);
     std::vector<std::vector<float>> rows;
     for (int t = 0; t < prefill; ++t)
         rows.emplace_back(all.begin() + size_t(t) * n_vocab, all.begin() + size_t(t + 1) * n_vocab);
     for (size_t t = prefill; t < tokens.size(); ++t) {
         std::vector<float> row(n_vocab);
-        backend.forward(std::span(tokens).subspan(t, 1), row, false);
+        kv.forward(std::span(tokens).subspan(t, 1), row, false);
         rows.push_back(std::move(row));
     }
+    REQUIRE(kv.n_past() == static_cast<int>(tokens.size()));
     return rows;
 }
 
@@ -369,7 +371,6 @@ void check_tiny_model(const TinyModel& model, uint64_t first_seed, const std::fu
         Random rng(seed * 7919);
         const std::vector<int32_t> tokens = random_tokens(rng, 11, model.c.vocab);
         const auto got = backend_logits(backend, tokens, 7);
-        REQUIRE(backend.n_past() == 11);
 
         const WeightSource source = [&](const std::string& name) { return weights.at(name); };
         const double err = worst_error(got, ref_forward(load_ref(model.c, source), tokens));
@@ -490,7 +491,7 @@ TEST_CASE("synthesized q8_0 and q4_k_m models: finite logits, reference match, p
                 Random rng(seed);
                 const std::vector<int32_t> tokens = random_tokens(rng, 9, n_vocab);
                 std::vector<float> batched(tokens.size() * n_vocab);
-                backend.forward(tokens, batched, true);
+                loom::engine::KvManager(backend).forward(tokens, batched, true);
                 CHECK(std::all_of(batched.begin(), batched.end(), [](float x) { return std::isfinite(x); }));
 
                 // The same tokens one at a time must leave the same KV cache: equal logits at every
@@ -538,17 +539,18 @@ TEST_CASE("forward refuses tokens past the context, ids outside the vocabulary a
     cpu::CpuBackend backend(file, 4, 1);
     CHECK(backend.n_ctx() == 4);
     std::vector<float> logits(size_t(4) * 67);
+    loom::engine::KvManager kv(backend);
     const std::vector<int32_t> five = {1, 2, 3, 4, 5}, bad = {67}, negative = {-1}, two = {1, 2};
-    CHECK_THROWS_AS(backend.forward(five, logits, true), loom::engine::RequestError);
-    CHECK_THROWS_AS(backend.forward(bad, logits, false), loom::engine::RequestError);
-    CHECK_THROWS_AS(backend.forward(negative, logits, false), loom::engine::RequestError);
-    CHECK_THROWS_AS(backend.forward(two, std::span(logits).first(67), true), loom::engine::RequestError);
-    CHECK(backend.n_past() == 0);
-    backend.forward(two, logits, true);
-    CHECK(backend.n_past() == 2);
-    CHECK_THROWS_AS(backend.forward(std::vector<int32_t>{1, 2, 3}, logits, false), loom::engine::RequestError);
-    backend.reset();
-    CHECK(backend.n_past() == 0);
+    CHECK_THROWS_AS(kv.forward(five, logits, true), loom::engine::RequestError);
+    CHECK_THROWS_AS(kv.forward(bad, logits, false), loom::engine::RequestError);
+    CHECK_THROWS_AS(kv.forward(negative, logits, false), loom::engine::RequestError);
+    CHECK_THROWS_AS(kv.forward(two, std::span(logits).first(67), true), loom::engine::RequestError);
+    CHECK(kv.n_past() == 0);
+    kv.forward(two, logits, true);
+    CHECK(kv.n_past() == 2);
+    CHECK_THROWS_AS(kv.forward(std::vector<int32_t>{1, 2, 3}, logits, false), loom::engine::RequestError);
+    kv.reset();
+    CHECK(kv.n_past() == 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,14 +11,9 @@
 #include "catch.hpp"
 #include "engine/engine.h"
 #include "engine/errors.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
-
-#if defined(LOOM_TEST_CUDA)
-#include "engine/cuda/cuda_backend.h"
-#else
-#include "engine/cpu/cpu_backend.h"
-#endif
 
 using namespace loom::engine;
 
@@ -37,9 +32,9 @@ constexpr int kCtx = 512;
 
 std::unique_ptr<Backend> make_backend(const BatchLimits& limits) {
 #if defined(LOOM_TEST_CUDA)
-    return std::make_unique<cuda::CudaBackend>(model(), kCtx, 0, limits);
+    return loom::engine::make_backend("cuda", model(), {.n_ctx = kCtx, .limits = limits});
 #else
-    return std::make_unique<cpu::CpuBackend>(model(), kCtx, 2, limits);
+    return loom::engine::make_backend("cpu", model(), {.n_ctx = kCtx, .limits = limits, .threads = 2});
 #endif
 }
 
@@ -117,8 +112,8 @@ void check_concurrent_equals_solo(const std::vector<RequestOptions>& options) {
     std::vector<uint64_t> ids;
     for (size_t i = 0; i < prompts.size(); ++i) ids.push_back(engine.add(prompts[i], options[i % options.size()]));
     const auto together = drain(engine);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
-    CHECK(backend->kv_blocks().open_seqs() == 0);
+    CHECK(engine.kv_blocks().free_blocks() == engine.kv_blocks().total_blocks());
+    CHECK(engine.kv_blocks().open_seqs() == 0);
     for (size_t i = 0; i < prompts.size(); ++i) {
         INFO("request " << i << ", prompt of " << lengths[i] << " tokens");
         const Outcome alone = solo(limits, prompts[i], options[i % options.size()]);
@@ -149,16 +144,16 @@ TEST_CASE("a cancelled request frees its slot and blocks at once and the others 
     const uint64_t queued = engine.add(random_prompt(5, 3), greedy(4));
     CHECK(engine.cancel(queued));  // still waiting: leaves the queue
     for (int i = 0; i < 5; ++i) engine.step();
-    const int free_before = backend->kv_blocks().free_blocks();
-    CHECK(free_before < backend->kv_blocks().total_blocks());
+    const int free_before = engine.kv_blocks().free_blocks();
+    CHECK(free_before < engine.kv_blocks().total_blocks());
     CHECK(engine.cancel(a));
     CHECK_FALSE(engine.cancel(a));  // idempotent: already gone
-    CHECK(backend->kv_blocks().free_blocks() > free_before);
-    CHECK(backend->kv_blocks().open_seqs() == 1);
+    CHECK(engine.kv_blocks().free_blocks() > free_before);
+    CHECK(engine.kv_blocks().open_seqs() == 1);
     const auto rest = drain(engine);
     CHECK(rest.count(a) == 0);  // no event after the cancel
     CHECK(rest.at(b).finish == FinishReason::max_tokens);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
+    CHECK(engine.kv_blocks().free_blocks() == engine.kv_blocks().total_blocks());
     // b's tokens are its solo tokens (its first 5 steps' tokens are in neither map: compare the tail).
     const Outcome alone = solo(BatchLimits{4, 0, 64}, prompt_b, greedy(40));
     REQUIRE(alone.ids.size() >= rest.at(b).ids.size());
@@ -190,7 +185,7 @@ TEST_CASE("a full KV cache ends the starved request with a clear error, never co
         CHECK(std::equal(o.ids.begin(), o.ids.end(), alone.ids.begin()));
     }
     CHECK(errors == 1);
-    CHECK(backend->kv_blocks().free_blocks() == 6);
+    CHECK(engine.kv_blocks().free_blocks() == 6);
 }
 
 TEST_CASE("a stop token ends the request and is reported with finish 'stop'", "[engine][stop]") {
@@ -204,8 +199,8 @@ TEST_CASE("a stop token ends the request and is reported with finish 'stop'", "[
     const Outcome stopped = solo(BatchLimits{}, prompt, o);
     CHECK(stopped.finish == FinishReason::stop_token);
     CHECK(stopped.ids == std::vector<int32_t>(free_run.ids.begin(), free_run.ids.begin() + first + 1));
-    CHECK(to_string(FinishReason::stop_token) == "stop");
-    CHECK(to_string(FinishReason::max_tokens) == "length");
+    CHECK(to_string(FinishReason::stop_token) == "eos");
+    CHECK(to_string(FinishReason::max_tokens) == "max_tokens");
 }
 
 TEST_CASE("bad requests are refused by add() with the field named, and nothing is queued", "[engine][errors]") {
@@ -214,7 +209,7 @@ TEST_CASE("bad requests are refused by add() with the field named, and nothing i
     const int32_t n_vocab = backend->config().n_vocab;
     CHECK_THROWS_WITH(engine.add({}, greedy(4)), loom::test::contains("prompt: no tokens"));
     CHECK_THROWS_WITH(engine.add({1, n_vocab}, greedy(4)), loom::test::contains("outside the vocabulary"));
-    CHECK_THROWS_WITH(engine.add(random_prompt(kCtx, 5), greedy(4)), loom::test::contains("no room in the context"));
+    CHECK_THROWS_WITH(engine.add(random_prompt(kCtx, 5), greedy(4)), loom::test::contains("the context holds 512"));
     CHECK_THROWS_WITH(engine.add({1, 2}, greedy(0)), loom::test::contains("max_tokens"));
     RequestOptions bad = greedy(4);
     bad.sampling.top_p = 0;

@@ -11,6 +11,7 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
+#include "engine/kv_manager.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
 #include "tokenizer/tokenizer.h"
@@ -85,7 +86,7 @@ GenerateResult run(Backend& backend, const std::vector<int32_t>& prompt, const G
     return r;
 }
 
-// Forwards to a real backend, counting calls; on step() call `eos_on_step` (1 = the prefill) it
+// Forwards to a real backend, counting logits passes and steps; on step `eos_on_step` (1 = the prefill) it
 // turns the sampled token into the end-of-sequence token, as a model that finishes would.
 class ProbeBackend : public Backend {
 public:
@@ -94,23 +95,16 @@ public:
     std::string device() const override { return inner_.device(); }
     const ModelConfig& config() const override { return inner_.config(); }
     int n_ctx() const override { return inner_.n_ctx(); }
-    int n_past() const override { return inner_.n_past(); }
-    void reset() override { inner_.reset(); }
-    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                 LayerObserver* observer) override {
-        ++forward_calls;
-        inner_.forward(tokens, logits, all_logits, observer);
-    }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
-    const loom::engine::KvBlockPool& kv_blocks() const override { return inner_.kv_blocks(); }
-    int open_sequence() override { return inner_.open_sequence(); }
-    void close_sequence(int seq) override { inner_.close_sequence(seq); }
-    std::vector<loom::engine::BatchOutput> step(std::span<const loom::engine::BatchEntry> batch,
-                                                LayerObserver* observer) override {
+    loom::engine::KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    std::vector<loom::engine::BatchOutput> execute(const loom::engine::StepPlan& plan) override {
+        if (!plan.logits.empty()) {
+            ++forward_calls;
+            return inner_.execute(plan);
+        }
         ++steps;
-        for (const auto& e : batch)
-            max_length = std::max(max_length, inner_.kv_blocks().length(e.seq) + static_cast<int>(e.tokens.size()));
-        auto out = inner_.step(batch, observer);
+        for (const auto& e : plan.entries) max_length = std::max(max_length, e.pos0 + static_cast<int>(e.tokens.size()));
+        auto out = inner_.execute(plan);
         if (steps == eos_on_step) {
             REQUIRE(out.size() == 1);
             REQUIRE(out[0].sampled);
@@ -135,7 +129,7 @@ TEST_CASE("greedy from BOS gives transformers' 128 ids for stories260K", "[engin
     loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
     const GenerateResult r = run(backend, {bos()}, greedy(128));
     CHECK(r.ids == stories().greedy_ids);
-    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.finish == FinishReason::max_tokens);
     CHECK(r.text.find("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.") !=
           std::string::npos);
     CHECK(r.timings.prompt_ms > 0);
@@ -170,7 +164,7 @@ TEST_CASE("stop strings end the text before the match, also across token boundar
         GenerateOptions o = greedy(128);
         o.stop_strings = c.stops;
         const GenerateResult r = run(backend, {bos()}, o);
-        CHECK(r.stop_reason == StopReason::StopString);
+        CHECK(r.finish == FinishReason::stop_string);
         CHECK(r.text == expected);
         // Generation stops at the token that completes the match.
         size_t needed = 1;
@@ -194,7 +188,7 @@ TEST_CASE("a stop string whose beginnings keep matching but which never complete
     GenerateOptions o = greedy(128);
     o.stop_strings = {"Lily. She loved to dance", "a little girl named Tom"};
     const GenerateResult r = run(backend, {bos()}, o);
-    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.finish == FinishReason::max_tokens);
     CHECK(r.text == run(backend, {bos()}, greedy(128)).text);
     CHECK(r.ids == stories().greedy_ids);
 
@@ -216,19 +210,17 @@ TEST_CASE("max_tokens bounds the generation", "[engine][generate][stories]") {
     const GenerateResult ten = run(backend, {bos()}, greedy(10));
     CHECK(ten.ids == greedy_prefix(10));
     CHECK(is_greedy_text(ten.text, 10, full));
-    CHECK(ten.stop_reason == StopReason::MaxTokens);
+    CHECK(ten.finish == FinishReason::max_tokens);
 
-    // Prefill only: the prompt runs through forward(), nothing is sampled, no slot stays taken.
+    // Prefill only: the prompt runs through one logits pass, nothing is sampled.
     ProbeBackend probe(backend);
     const GenerateResult none = run(probe, {bos()}, greedy(0));
     CHECK(none.ids.empty());
     CHECK(none.text.empty());
-    CHECK(none.stop_reason == StopReason::MaxTokens);
+    CHECK(none.finish == FinishReason::max_tokens);
     CHECK(none.timings.prompt_ms > 0);
     CHECK(probe.forward_calls == 1);
     CHECK(probe.steps == 0);
-    CHECK(backend.n_past() == 0);
-    CHECK(backend.kv_blocks().open_seqs() == 0);
     CHECK(run(backend, {bos()}, greedy(10)).ids == greedy_prefix(10));
 }
 
@@ -244,17 +236,16 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     o.ignore_eos = false;
     o.top_logprobs = 2;
     const GenerateResult r = run(backend, {bos()}, o);
-    CHECK(r.stop_reason == StopReason::Eos);
+    CHECK(r.finish == FinishReason::stop_token);
     CHECK(r.ids == greedy_prefix(5));  // the EOS id is not part of the result
     CHECK(r.logprobs.size() == 5);
     CHECK(is_greedy_text(r.text, 5, full));
     CHECK(backend.steps == 6);
-    CHECK(cpu.kv_blocks().open_seqs() == 0);
 
     backend.steps = 0;
     o.ignore_eos = true;
     const GenerateResult past = run(backend, {bos()}, o);
-    CHECK(past.stop_reason == StopReason::MaxTokens);
+    CHECK(past.finish == FinishReason::max_tokens);
     REQUIRE(past.ids.size() == 10);
     CHECK(std::vector<int32_t>(past.ids.begin(), past.ids.begin() + 5) == greedy_prefix(5));
     CHECK(past.ids[5] == eos());
@@ -263,7 +254,7 @@ TEST_CASE("an end-of-sequence token stops generation unless ignore_eos", "[engin
     o.ignore_eos = false;
     o.sampling.logit_bias = {{eos(), 1000.0f}};
     const GenerateResult first = run(cpu, {bos()}, o);
-    CHECK(first.stop_reason == StopReason::Eos);
+    CHECK(first.finish == FinishReason::stop_token);
     CHECK(first.ids.empty());
     CHECK(first.text.empty());
 }
@@ -274,17 +265,16 @@ TEST_CASE("a full context stops generation with context_full", "[engine][generat
     loom::engine::cpu::CpuBackend small(stories().file, 20, 2);
     ProbeBackend probe(small);
     const GenerateResult r = run(probe, {bos()}, greedy(100));
-    CHECK(r.stop_reason == StopReason::ContextFull);
+    CHECK(r.finish == FinishReason::context_full);
     CHECK(r.ids == greedy_prefix(19));
     CHECK(probe.max_length == 19);
-    CHECK(small.kv_blocks().open_seqs() == 0);
 
     loom::engine::cpu::CpuBackend tiny(stories().file, 8, 2);
     std::vector<int32_t> prompt = {bos()};
     const auto six = greedy_prefix(6);
     prompt.insert(prompt.end(), six.begin(), six.end());  // 7 tokens: room for exactly one more
     const GenerateResult last = run(tiny, prompt, greedy(100));
-    CHECK(last.stop_reason == StopReason::ContextFull);
+    CHECK(last.finish == FinishReason::context_full);
     CHECK(last.ids == std::vector<int32_t>{greedy_prefix(7).back()});
 }
 
@@ -299,8 +289,6 @@ TEST_CASE("a prompt that does not fit the context is refused before any compute"
     CHECK_THROWS_AS(generate(backend, stories().tok, std::vector<int32_t>{}, greedy(4)), RequestError);
     CHECK(backend.steps == 0);
     CHECK(backend.forward_calls == 0);
-    CHECK(backend.n_past() == 0);
-    CHECK(cpu.kv_blocks().open_seqs() == 0);
     std::string message;
     try {
         generate(backend, stories().tok, prompt, greedy(4));
@@ -350,24 +338,23 @@ TEST_CASE("top-k/top-p/penalty sampling gives the ids of the forward() + CPU Sam
     o.sampling.seed = 77;
     const GenerateResult r = run(backend, prompt, o);
 
-    // The algorithm generate() ran before it drove an Engine: one forward() per token, the CPU
+    // The algorithm generate() ran before it drove an Engine: one forward pass per token, the CPU
     // Sampler on the host with step = the index of the generated token.
     Sampler sampler(o.sampling, backend.config().n_vocab);
     std::vector<float> logits(static_cast<size_t>(backend.config().n_vocab));
     std::vector<int32_t> history = prompt, ids;
     std::vector<SampledToken> logprobs;
-    backend.reset();
-    backend.forward(prompt, logits, false);
+    loom::engine::KvManager kv(backend);
+    kv.forward(prompt, logits, false);
     for (int step = 0; step < o.max_tokens; ++step) {
         SampledToken s = sampler.sample_with_logprobs(logits, history, static_cast<uint64_t>(step), o.top_logprobs);
         ids.push_back(s.token);
         history.push_back(s.token);
         logprobs.push_back(std::move(s));
         const int32_t next[1] = {ids.back()};
-        if (step + 1 < o.max_tokens) backend.forward(next, logits, false);
+        if (step + 1 < o.max_tokens) kv.forward(next, logits, false);
     }
-    backend.reset();
-    CHECK(r.stop_reason == StopReason::MaxTokens);
+    CHECK(r.finish == FinishReason::max_tokens);
     CHECK(r.ids == ids);
     CHECK(r.text == added_text(prompt, ids));
     // Not just greedy: some token was not the most likely one.
@@ -390,14 +377,11 @@ TEST_CASE("a request that ends in an error throws RequestError and leaves no slo
     loom::engine::cpu::CpuBackend backend(stories().file, 0, 2, BatchLimits{1, 32, 512});
     CHECK_THROWS_WITH(generate(backend, stories().tok, std::vector<int32_t>{bos()}, greedy(100)),
                       loom::test::contains("kv cache full"));
-    CHECK(backend.kv_blocks().open_seqs() == 0);
-    CHECK(backend.kv_blocks().free_blocks() == 2);
 
-    // A throwing on_text leaves the request running in the Engine; its destructor closes the slot.
+    // A throwing on_text leaves the request running in the Engine; the backend serves the next call.
     struct Stop {};
     CHECK_THROWS_AS(generate(backend, stories().tok, std::vector<int32_t>{bos()}, greedy(20),
                              [](std::string_view) { throw Stop{}; }),
                     Stop);
-    CHECK(backend.kv_blocks().open_seqs() == 0);
     CHECK(run(backend, {bos()}, greedy(20)).ids == greedy_prefix(20));
 }

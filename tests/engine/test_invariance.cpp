@@ -12,6 +12,7 @@
 
 #include "catch.hpp"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/kv_manager.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
 
@@ -68,9 +69,10 @@ std::vector<float> run(const std::vector<int>& sizes, bool with_companions) {
             companions.push_back(c);
         }
     // The sequence under test takes the second slot when it has company.
-    if (with_companions) companions[0].seq = backend.open_sequence();
-    const int seq = backend.open_sequence();
-    for (size_t i = with_companions ? 1 : 0; i < companions.size(); ++i) companions[i].seq = backend.open_sequence();
+    loom::engine::KvManager kv(backend);
+    if (with_companions) companions[0].seq = kv.open();
+    const int seq = kv.open();
+    for (size_t i = with_companions ? 1 : 0; i < companions.size(); ++i) companions[i].seq = kv.open();
 
     backend.set_step_logits_sink([&](int s, int pos0, int T, const float* rows) {
         if (s == seq) std::copy(rows, rows + static_cast<size_t>(T) * n_vocab, &logits[static_cast<size_t>(pos0) * n_vocab]);
@@ -98,7 +100,7 @@ std::vector<float> run(const std::vector<int>& sizes, bool with_companions) {
             if (i == 0) batch.push_back(own);
         }
         if (!with_companions) batch.push_back(own);
-        backend.step(batch);
+        kv.step(batch);
         done += n;
     }
     return logits;

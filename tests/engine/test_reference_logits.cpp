@@ -11,6 +11,7 @@
 
 #include "catch.hpp"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/kv_manager.h"
 #include "gguf/reader.h"
 #include "support/run_command.h"
 #include "support/test_data.h"
@@ -46,7 +47,7 @@ const std::vector<float>& loom_logits(int& n_vocab) {
         loom::engine::cpu::CpuBackend backend(file, 128, 0);
         vocab = backend.config().n_vocab;
         std::vector<float> out(reference().ids.size() * vocab);
-        backend.forward(reference().ids, out, true);
+        loom::engine::KvManager(backend).forward(reference().ids, out, true);
         return out;
     }();
     n_vocab = vocab;

@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "engine/philox.h"
+#include "core/philox.h"
+#include "core/sampling_math.h"
 #include "engine/sampler.h"
-#include "engine/sampling_math.h"
 
 using namespace loom::engine;
 namespace philox = loom::philox;

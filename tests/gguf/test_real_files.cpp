@@ -71,8 +71,7 @@ TEST_CASE("stories260K: read -> write reproduces the file byte for byte", "[gguf
 }
 
 TEST_CASE("every tokenizer-vectors vocabulary parses", "[gguf][real]") {
-    const auto dir = loom::test::require_file(loom::test::shared_dir() / "tokenizer-vectors",
-                                              "put ../shared beside the checkout");
+    const auto dir = loom::test::require_tokenizer_vectors();
     int count = 0;
     for (const auto& entry : fs::directory_iterator(dir)) {
         if (entry.path().extension() != ".gguf") continue;

@@ -26,14 +26,12 @@ namespace fs = std::filesystem;
 namespace {
 
 const fs::path& spm_vocab() {
-    static const fs::path p = loom::test::require_file(loom::test::shared_dir() / "tokenizer-vectors/ggml-vocab-llama-spm.gguf",
-                                                       "put ../shared beside the checkout");
+    static const fs::path p = loom::test::require_tokenizer_vectors() / "ggml-vocab-llama-spm.gguf";
     return p;
 }
 
 const fs::path& gpt2_vocab() {
-    static const fs::path p = loom::test::require_file(loom::test::shared_dir() / "tokenizer-vectors/ggml-vocab-gpt-2.gguf",
-                                                       "put ../shared beside the checkout");
+    static const fs::path p = loom::test::require_tokenizer_vectors() / "ggml-vocab-gpt-2.gguf";
     return p;
 }
 

@@ -70,11 +70,11 @@ std::vector<int32_t> random_sequence(int32_t bos, int n, int32_t n_vocab) {
 std::vector<int32_t> greedy(engine::Backend& b, std::vector<int32_t> ids, int n) {
     const int V = b.config().n_vocab;
     std::vector<float> logits(V);
-    b.reset();
-    b.forward(ids, logits, false);
+    engine::KvManager kv(b);
+    kv.forward(ids, logits, false);
     for (int i = 0; i < n; ++i) {
         ids.push_back(argmax(logits.data(), V));
-        if (i + 1 < n) b.forward(std::span<const int32_t>(&ids.back(), 1), logits, false);
+        if (i + 1 < n) kv.forward(std::span<const int32_t>(&ids.back(), 1), logits, false);
     }
     return ids;
 }
@@ -138,32 +138,32 @@ TEST_CASE("CudaBackend's teacher-forced logits match the CPU backend's", "[gpu][
 #endif
     const int P = static_cast<int>(seq.size());
     std::vector<float> ref(static_cast<size_t>(P) * V), out(ref.size());
-    cpu.reset();
-    cpu.forward(seq, ref, true);
+    engine::KvManager(cpu).forward(seq, ref, true);
+    engine::KvManager kv(gpu);
 
     SECTION("one prefill of every position (a GEMM pass, prefill attention)") {
-        gpu.reset();
-        gpu.forward(seq, out, true);
-        CHECK(gpu.n_past() == P);
+        kv.reset();
+        kv.forward(seq, out, true);
+        CHECK(kv.n_past() == P);
         compare("prefill", out, ref, P, V);
     }
     SECTION("a 13-token prefill, then one token at a time (decode attention, graph replays)") {
-        gpu.reset();
+        kv.reset();
         const int first = std::min(13, P);
-        gpu.forward(std::span<const int32_t>(seq.data(), first), out, true);
+        kv.forward(std::span<const int32_t>(seq.data(), first), out, true);
         for (int p = first; p < P; ++p)
-            gpu.forward(std::span<const int32_t>(&seq[p], 1), std::span<float>(&out[static_cast<size_t>(p) * V], V),
+            kv.forward(std::span<const int32_t>(&seq[p], 1), std::span<float>(&out[static_cast<size_t>(p) * V], V),
                         false);
         compare("decode", out, ref, P, V);
     }
     SECTION("last-token logits and request errors") {
-        gpu.reset();
+        kv.reset();
         std::vector<float> last(V);
-        gpu.forward(std::span<const int32_t>(seq.data(), 11), last, false);
+        kv.forward(std::span<const int32_t>(seq.data(), 11), last, false);
         CHECK(nmse(last.data(), &ref[10 * static_cast<size_t>(V)], V) <= kMaxNmse);
         const int32_t bad = V;
-        CHECK_THROWS(gpu.forward(std::span<const int32_t>(&bad, 1), last, false));
-        CHECK(gpu.n_past() == 11);
+        CHECK_THROWS(kv.forward(std::span<const int32_t>(&bad, 1), last, false));
+        CHECK(kv.n_past() == 11);
     }
 }
 

@@ -38,6 +38,12 @@ fs::path require_stories260k() {
                         "put ../shared beside the checkout or set LOOM_STORIES260K");
 }
 
+fs::path require_tokenizer_vectors() {
+    const fs::path shared = shared_dir() / "tokenizer-vectors";
+    if (fs::exists(shared)) return shared;
+    return require_file(model_cache() / "tokenizer-vectors", "run test-models/fetch tokenizer-vectors");
+}
+
 fs::path require_smollm2() {
     if (const char* v = std::getenv("LOOM_SMOLLM2"); v && *v)
         return require_file(v, "LOOM_SMOLLM2 names it");

@@ -15,6 +15,9 @@ std::filesystem::path require_file(const std::filesystem::path& path, const std:
 
 // stories260K.gguf: $LOOM_STORIES260K, test-models/cache, or ../shared/test-models.
 std::filesystem::path require_stories260k();
+// The tokenizer test vectors folder: ../shared/tokenizer-vectors when present, else
+// test-models/cache/tokenizer-vectors (test-models/fetch tokenizer-vectors puts it there).
+std::filesystem::path require_tokenizer_vectors();
 // SmolLM2-135M-Instruct Q4_1: $LOOM_SMOLLM2 or test-models/cache (test-models/fetch puts it there).
 std::filesystem::path require_smollm2();
 

@@ -1,4 +1,4 @@
-// The shared tokenizer test vectors (../shared/tokenizer-vectors): exact ids for every case of every
+// The tokenizer test vectors (test-models/fetch tokenizer-vectors): exact ids for every case of every
 // vocabulary, decode round trips, streaming equals whole decoding, and garbage input.
 #include <sys/wait.h>
 
@@ -24,9 +24,7 @@ constexpr EncodeOptions kPlain{.add_special = false, .parse_special = false};
 const char* const kVocabs[] = {"gpt-2", "starcoder", "deepseek-coder", "falcon", "llama-spm"};
 
 fs::path vectors_dir() {
-    static const fs::path dir =
-        loom::test::require_file(loom::test::shared_dir() / "tokenizer-vectors",
-                                 "put ../shared beside the checkout or set LOOM_SHARED_DIR");
+    static const fs::path dir = loom::test::require_tokenizer_vectors();
     return dir;
 }
 

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "catch.hpp"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
+#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "support/test_data.h"
 #include "tokenizer/tokenizer.h"
@@ -29,6 +29,7 @@ using namespace loom;
 using namespace loom::worker;
 using namespace std::chrono_literals;
 using engine::Backend;
+using engine::FinishReason;
 
 namespace {
 
@@ -48,9 +49,9 @@ const Stories& stories() {
 
 constexpr int kCtx = 512;
 
-std::unique_ptr<engine::cpu::CpuBackend> make_backend(int max_seqs, int max_batch_tokens = 64) {
-    return std::make_unique<engine::cpu::CpuBackend>(stories().file, kCtx, 1,
-                                                     engine::BatchLimits{max_seqs, 0, max_batch_tokens});
+std::unique_ptr<engine::Backend> make_backend(int max_seqs, int max_batch_tokens = 64) {
+    return engine::make_backend("cpu", stories().file,
+                                {.n_ctx = kCtx, .limits = {max_seqs, 0, max_batch_tokens}, .threads = 1});
 }
 
 Metrics make_metrics() { return Metrics(MetricsInfo{"stories260K", "cpu", "CPU, 1 thread"}); }
@@ -160,20 +161,11 @@ public:
     std::string device() const override { return inner_.device(); }
     const engine::ModelConfig& config() const override { return inner_.config(); }
     int n_ctx() const override { return inner_.n_ctx(); }
-    int n_past() const override { return inner_.n_past(); }
-    void reset() override { inner_.reset(); }
-    void forward(std::span<const int32_t> tokens, std::span<float> logits, bool all_logits,
-                 engine::LayerObserver* observer) override {
-        inner_.forward(tokens, logits, all_logits, observer);
-    }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
-    const engine::KvBlockPool& kv_blocks() const override { return inner_.kv_blocks(); }
-    int open_sequence() override { return inner_.open_sequence(); }
-    void close_sequence(int seq) override { inner_.close_sequence(seq); }
-    std::vector<engine::BatchOutput> step(std::span<const engine::BatchEntry> batch,
-                                          engine::LayerObserver* observer) override {
-        before_step_(++steps_, batch.size());
-        return inner_.step(batch, observer);
+    engine::KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    std::vector<engine::BatchOutput> execute(const engine::StepPlan& plan) override {
+        before_step_(++steps_, plan.entries.size());
+        return inner_.execute(plan);
     }
     engine::MemoryReport memory() const override { return inner_.memory(); }
 
@@ -225,7 +217,7 @@ TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "
         const auto r = engine::generate(*reference, stories().tok, requests[i].prompt, g);
         CHECK(solo[i].ids == r.ids);
         CHECK(solo[i].text == r.text);
-        CHECK(solo[i].last.finish_reason == (r.stop_reason == engine::StopReason::Eos ? "stop" : "length"));
+        CHECK(solo[i].last.finish == r.finish);
         CHECK(solo[i].last.prompt_tokens == static_cast<int>(requests[i].prompt.size()));
     }
 
@@ -255,14 +247,14 @@ TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "
         const Collected together = fold(std::move(events[i]));
         CHECK(together.ids == solo[i].ids);
         CHECK(together.text == solo[i].text);
-        CHECK(together.last.finish_reason == solo[i].last.finish_reason);
+        CHECK(together.last.finish == solo[i].last.finish);
         CHECK(together.last.completion_tokens == solo[i].last.completion_tokens);
         prompt_tokens += together.last.prompt_tokens;
         completion_tokens += together.last.completion_tokens;
     }
     CHECK(metrics.prompt_tokens() == prompt_tokens);
     CHECK(metrics.generation_tokens() == completion_tokens);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
 TEST_CASE("cancel mid-stream frees the KV blocks and ends the stream cancelled", "[worker][loop]") {
@@ -281,13 +273,13 @@ TEST_CASE("cancel mid-stream frees the KV blocks and ends the stream cancelled",
 
     CHECK(loop.cancel(queued->id()));
     const Collected q = collect(*queued);
-    CHECK(q.last.finish_reason == "cancelled");
+    CHECK(q.last.finish == FinishReason::cancelled);
     CHECK(q.last.completion_tokens == 0);
 
     CHECK(loop.cancel(running->id()));
     loop.cancel(running->id());  // a second cancel on its way changes nothing (one finished event, one count)
     c = collect(*running, std::move(c));
-    CHECK(c.last.finish_reason == "cancelled");
+    CHECK(c.last.finish == FinishReason::cancelled);
     CHECK(c.last.completion_tokens >= 3);
     CHECK(c.last.completion_tokens < 400);
     CHECK_FALSE(loop.cancel(running->id()));  // finished: unknown now
@@ -297,8 +289,6 @@ TEST_CASE("cancel mid-stream frees the KV blocks and ends the stream cancelled",
     CHECK(st.running == 0);
     CHECK(st.waiting == 0);
     CHECK(st.kv_blocks_free == st.kv_blocks_total);
-    CHECK(inner->kv_blocks().free_blocks() == inner->kv_blocks().total_blocks());
-    CHECK(inner->kv_blocks().open_seqs() == 0);
     CHECK(metrics.cancelled() == 2);
     CHECK(metric_value(metrics.render(st, inner->memory()), "loom_requests_cancelled_total") == 2);
 }
@@ -324,12 +314,12 @@ TEST_CASE("a full queue refuses with nullptr and counts the rejection", "[worker
                        "loom_requests_rejected_total{reason=\"queue_full\"}") == 1);
 
     loop.cancel(a->id());
-    CHECK(collect(*a, std::move(ca)).last.finish_reason == "cancelled");
-    CHECK(collect(*b).last.finish_reason == "length");
-    CHECK(collect(*c).last.finish_reason == "length");
+    CHECK(collect(*a, std::move(ca)).last.finish == FinishReason::cancelled);
+    CHECK(collect(*b).last.finish == FinishReason::max_tokens);
+    CHECK(collect(*c).last.finish == FinishReason::max_tokens);
     auto d = loop.submit(greedy({bos()}, 5));  // room again
     REQUIRE(d);
-    CHECK(collect(*d).last.finish_reason == "length");
+    CHECK(collect(*d).last.finish == FinishReason::max_tokens);
     CHECK(metrics.rejected("queue_full") == 1);
 }
 
@@ -338,7 +328,7 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
     Metrics metrics = make_metrics();
     EngineLoop loop(*backend, stories().tok, {}, metrics);
     const Collected full = run_solo(loop, greedy({bos()}, 64, false));
-    REQUIRE(full.last.finish_reason == "length");
+    REQUIRE(full.last.finish == FinishReason::max_tokens);
     REQUIRE(full.text.size() > 60);
 
     // A stop string inside one token, one across tokens, and one of two where the other never occurs.
@@ -351,7 +341,7 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
         size_t at = std::string::npos;
         for (const auto& s : stops) at = std::min(at, full.text.find(s));
         REQUIRE(at != std::string::npos);
-        CHECK(c.last.finish_reason == "stop");
+        CHECK(c.last.finish == FinishReason::stop_string);
         CHECK(c.text == full.text.substr(0, at));
         CHECK(c.ids == std::vector<int32_t>(full.ids.begin(), full.ids.begin() + static_cast<long>(c.ids.size())));
         CHECK(c.ids.size() < full.ids.size());
@@ -361,9 +351,9 @@ TEST_CASE("stop strings end the stream with stop and the text before the match",
     GenerationRequest r = greedy({bos()}, 64, false);
     r.stop_strings = {"Lily. She loved to dance", "a little girl named Tom"};
     const Collected c = run_solo(loop, r);
-    CHECK(c.last.finish_reason == "length");
+    CHECK(c.last.finish == FinishReason::max_tokens);
     CHECK(c.text == full.text);
-    CHECK(backend->kv_blocks().free_blocks() == backend->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
 TEST_CASE("max_tokens ends the stream with length; usage counts the tokens", "[worker][loop]") {
@@ -372,14 +362,14 @@ TEST_CASE("max_tokens ends the stream with length; usage counts the tokens", "[w
     EngineLoop loop(*backend, stories().tok, {}, metrics);
     for (int n : {1, 7, 33}) {
         const Collected c = run_solo(loop, greedy(random_prompt(5, 7), n, false));
-        CHECK(c.last.finish_reason == "length");
+        CHECK(c.last.finish == FinishReason::max_tokens);
         CHECK(c.last.completion_tokens == n);
         CHECK(c.last.prompt_tokens == 5);
         CHECK(static_cast<int>(c.ids.size()) == n);
     }
-    // The context bounds prompt + completion: a full context is "length" too.
+    // The context bounds prompt + completion (OpenAI's "length" too).
     const Collected c = run_solo(loop, greedy(random_prompt(kCtx - 4, 9), 100, false));
-    CHECK(c.last.finish_reason == "length");
+    CHECK(c.last.finish == FinishReason::context_full);
     CHECK(c.last.completion_tokens == 4);
 }
 
@@ -567,23 +557,23 @@ TEST_CASE("drain finishes running requests, cancels queued ones at once and the 
     drained.get();
     const double drain_took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    CHECK(cq.last.finish_reason == "cancelled");
+    CHECK(cq.last.finish == FinishReason::cancelled);
     CHECK(cq.last.completion_tokens == 0);
     CHECK(queued_after < 0.4);
     CHECK(drain_took >= 0.75);
     CHECK(drain_took < 2.0);
     const Collected cs = collect(*shortr);
-    CHECK(cs.last.finish_reason == "length");
+    CHECK(cs.last.finish == FinishReason::max_tokens);
     CHECK(cs.last.completion_tokens == 30);
     cl = collect(*longr, std::move(cl));
-    CHECK(cl.last.finish_reason == "cancelled");
+    CHECK(cl.last.finish == FinishReason::cancelled);
     CHECK(cl.last.completion_tokens < 400);
 
     CHECK(loop.draining());
     CHECK(loop.submit(greedy({bos()}, 5)) == nullptr);
     CHECK(metrics.rejected("draining") == 1);
     CHECK(metrics.rejected("queue_full") == 0);
-    CHECK(inner->kv_blocks().free_blocks() == inner->kv_blocks().total_blocks());
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
     CHECK(metrics.cancelled() == 2);
 }
 
@@ -602,7 +592,7 @@ TEST_CASE("a backend failure that is not a request error poisons the loop", "[wo
     REQUIRE(b);
     for (auto* s : {a.get(), b.get()}) {
         const Collected c = collect(*s);
-        CHECK(c.last.finish_reason == "error");
+        CHECK(c.last.finish == FinishReason::error);
         CHECK_THAT(c.last.error, loom::test::contains("simulated device fault"));
         CHECK(c.last.completion_tokens < 400);
     }
@@ -625,12 +615,12 @@ TEST_CASE("a request error from a step fails the running requests and the loop k
     auto a = loop.submit(greedy({bos()}, 20, false));
     REQUIRE(a);
     const Collected c = collect(*a);
-    CHECK(c.last.finish_reason == "error");
+    CHECK(c.last.finish == FinishReason::error);
     CHECK_THAT(c.last.error, loom::test::contains("simulated refusal"));
     CHECK_FALSE(loop.poisoned());
     CHECK(metrics.errors("request") == 1);
-    CHECK(run_solo(loop, greedy({bos()}, 6, false)).last.finish_reason == "length");
-    CHECK(inner->kv_blocks().free_blocks() == inner->kv_blocks().total_blocks());
+    CHECK(run_solo(loop, greedy({bos()}, 6, false)).last.finish == FinishReason::max_tokens);
+    CHECK(loop.status().kv_blocks_free == loop.status().kv_blocks_total);
 }
 
 TEST_CASE("on_ready is called after events are queued, and at registration when some wait", "[worker][loop]") {

@@ -520,7 +520,7 @@ TEST_CASE("--log engine=debug logs each request entering and leaving the engine,
     CHECK(added.find("[" + backend() + " ") != std::string::npos);  // every line names backend and device
     const std::string finished = line_with("+ 3 completion tokens");
     CHECK(finished.find("] [engine] [debug] request ") != std::string::npos);
-    CHECK(finished.find("finished (length): ") != std::string::npos);
+    CHECK(finished.find("finished (max_tokens): ") != std::string::npos);
     CHECK(line_with("warm-up request").find("[engine] [debug]") != std::string::npos);
     CHECK(log.find("] [] [") == std::string::npos);  // no line without a component (stories260K has no chat template: a warning)
 }

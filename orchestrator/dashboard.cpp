@@ -1,0 +1,55 @@
+// The dashboard's two routes: the embedded page (dashboard_page.cpp, generated from
+// dashboard/index.html) and the state it polls every second.
+#include "orchestrator/dashboard.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string_view>
+
+namespace loom::orchestrator {
+
+extern const std::string_view kDashboardPage;  // dashboard_page.cpp
+
+using http::HttpResponse;
+using nlohmann::json;
+
+HttpResponse dashboard_page() {
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = std::string(kDashboardPage);
+    // The page's own inline script and style, and fetches to this origin: nothing else runs or loads.
+    r.headers = {{"Content-Security-Policy",
+                  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+                  "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"Referrer-Policy", "no-referrer"},
+                 {"Cache-Control", "no-store"}};
+    return r;
+}
+
+HttpResponse dashboard_state(const WorkerPool& pool, const RequestLog& requests) {
+    json workers = json::array();
+    json models = json::array();
+    std::set<std::string> seen;
+    for (const WorkerStatus& w : pool.status()) {
+        json vram = json::array();
+        for (const VramUse& v : w.vram) vram.push_back({{"purpose", v.purpose}, {"reserved", v.reserved}, {"used", v.used}});
+        workers.push_back({{"id", w.id}, {"url", w.url}, {"origin", w.origin}, {"state", state_name(w.state)},
+                           {"drained", w.drained}, {"model", w.model}, {"backend", w.backend}, {"device", w.device},
+                           {"running", w.running}, {"waiting", w.waiting}, {"requests_here", w.requests_here},
+                           {"sequences_max", w.sequences_max}, {"vram", vram}});
+        if (w.state == WorkerState::ready && !w.model.empty() && seen.insert(w.model).second) models.push_back(w.model);
+    }
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    HttpResponse r = http::json_response(200, {{"time", now},
+                                               {"workers", workers},
+                                               {"models", models},
+                                               {"throughput", requests.throughput()},
+                                               {"requests", requests.recent()}});
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+}
+
+}  // namespace loom::orchestrator
