@@ -1,11 +1,10 @@
-// One blocking GET through call_upstream on a private io_context.
+// One GET to the orchestrator over the CLI's own HTTP client (http_get, shared with `loom pull`).
 #include "cli/orchestrator_client.h"
 
-#include <boost/asio/io_context.hpp>
 #include <chrono>
 
+#include "cli/http_get.h"
 #include "http/url.h"
-#include "orchestrator/upstream.h"
 
 namespace loom::cli {
 
@@ -13,19 +12,21 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::chrono::milliseconds kConnectTimeout{3000};
-constexpr std::chrono::milliseconds kTotalTimeout{10000};
+constexpr std::chrono::seconds kTimeout{10};
 
-orchestrator::WorkerUrl parse_url(const std::string& url) {
+// http://HOST:PORT as the orchestrator's own flags take it (http/url), as the client's Url.
+Url orchestrator_url(const std::string& text, const std::string& path) {
     try {
-        http::HostPort u = http::parse_http_url(url);
-        return orchestrator::WorkerUrl{std::move(u.host), u.port, std::move(u.text)};
-    } catch (const std::invalid_argument& e) {
-        throw BadOrchestratorUrl("--orchestrator '" + url + "': " + e.what() + " (expected http://HOST:PORT)");
+        const loom::http::HostPort hp = loom::http::parse_http_url(text);
+        Url u = parse_url(hp.text);
+        u.target = path;
+        return u;
+    } catch (const std::exception& e) {
+        throw BadOrchestratorUrl("--orchestrator '" + text + "': " + e.what() + " (expected http://HOST:PORT)");
     }
 }
 
-// The error object's message of an OpenAI-style error body, else the body itself.
+// The error object's message of an OpenAI-style error body, else the body's start.
 std::string error_text(const std::string& body) {
     const json j = json::parse(body, nullptr, false);
     if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains("message") &&
@@ -37,26 +38,21 @@ std::string error_text(const std::string& body) {
 }  // namespace
 
 json get_orchestrator_json(const std::string& base_url, const std::string& path, const std::string& api_key) {
-    const orchestrator::WorkerUrl url = parse_url(base_url);
-    orchestrator::UpstreamRequest req{url, "GET", path, {}, {}, kConnectTimeout, kTotalTimeout};
-    if (!api_key.empty()) req.headers.emplace_back("Authorization", "Bearer " + api_key);
-    int status = 0;
-    std::string body;
-    orchestrator::UpstreamEnd end;
-    orchestrator::UpstreamHandlers h;
-    h.on_head = [&](int s, const http::HttpHeaders&) { status = s; };
-    h.on_data = [&](std::string d) { body += d; };
-    h.on_end = [&](const orchestrator::UpstreamEnd& e) { end = e; };
-    boost::asio::io_context ioc;
-    orchestrator::call_upstream(ioc, std::move(req), std::move(h));
-    ioc.run();
-    const std::string where = "the orchestrator at " + url.text;
-    if (!end.complete) throw OrchestratorError(where + " did not answer: " + end.error);
-    const bool health_without_workers = path == "/health" && status == 503;
-    if ((status < 200 || status >= 300) && !health_without_workers)
-        throw OrchestratorError(where + " answered " + path + " with " + std::to_string(status) + ": " +
-                                error_text(body));
-    json j = json::parse(body, nullptr, false);
+    const Url url = orchestrator_url(base_url, path);
+    const std::string where = "the orchestrator at http://" + url.host + ":" + std::to_string(url.port);
+    HeaderList headers;
+    if (!api_key.empty()) headers.emplace_back("Authorization", "Bearer " + api_key);
+    HttpResponse r;
+    try {
+        r = http_get(url, headers, {}, {}, kTimeout);
+    } catch (const HttpError& e) {
+        throw OrchestratorError(where + " did not answer: " + e.what());
+    }
+    const bool health_without_workers = path == "/health" && r.status == 503;
+    if ((r.status < 200 || r.status >= 300) && !health_without_workers)
+        throw OrchestratorError(where + " answered " + path + " with " + std::to_string(r.status) + ": " +
+                                error_text(r.body));
+    json j = json::parse(r.body, nullptr, false);
     if (!j.is_object()) throw OrchestratorError(where + " answered " + path + " with something other than a JSON object");
     return j;
 }

@@ -1,5 +1,5 @@
-// GET requests to a running loom-orchestrator for `loom ps` and `loom models`, over the
-// orchestrator's own upstream client (orchestrator/upstream.h), not a second HTTP client.
+// GET requests to a running loom-orchestrator for `loom ps` and `loom models`, over the CLI's
+// HTTP client (cli/http_get.h).
 #pragma once
 
 #include <nlohmann/json.hpp>
