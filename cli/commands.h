@@ -15,5 +15,7 @@ void register_gpu_check(CLI::App& app, int& exit_code);
 void register_pull(CLI::App& app, int& exit_code);
 void register_list(CLI::App& app, int& exit_code);
 void register_rm(CLI::App& app, int& exit_code);
+void register_ps(CLI::App& app, int& exit_code);      // `loom ps`: a loom-orchestrator's workers
+void register_models(CLI::App& app, int& exit_code);  // `loom models`: its models and presets
 
 }  // namespace loom::cli

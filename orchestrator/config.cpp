@@ -18,6 +18,7 @@ enum class Kind {
     number,   // "promote_after": 2.5
     strings,  // "workers": ["http://...", ...]: the flag once per element
     list,     // "gpus": [0, 1] or ["GPU-UUID", ...]: one comma-separated value
+    objects,  // "presets": [{...}, ...]: the flag once per element, as JSON text
 };
 
 struct Key {
@@ -50,6 +51,7 @@ constexpr Key kKeys[] = {
     {"promote_after", "--promote-after", Kind::number},
     {"worker_queue", "--worker-queue", Kind::integer},
     {"request_timeout", "--request-timeout", Kind::number},
+    {"presets", "--preset", Kind::objects},
 };
 
 const char* expected(Kind k) {
@@ -59,6 +61,7 @@ const char* expected(Kind k) {
         case Kind::number: return "a number";
         case Kind::strings: return "an array of strings";
         case Kind::list: return "an array of integers or strings";
+        case Kind::objects: return "an array of objects";
     }
     return "";
 }
@@ -73,8 +76,15 @@ std::optional<std::vector<std::string>> flag_values(const json& v, Kind k) {
     if (k == Kind::string && v.is_string()) return std::vector<std::string>{v.get<std::string>()};
     if (k == Kind::integer && v.is_number_integer()) return std::vector<std::string>{v.dump()};
     if (k == Kind::number && v.is_number()) return std::vector<std::string>{v.dump()};
-    if ((k != Kind::strings && k != Kind::list) || !v.is_array()) return std::nullopt;
+    if ((k != Kind::strings && k != Kind::list && k != Kind::objects) || !v.is_array()) return std::nullopt;
     std::vector<std::string> out;
+    if (k == Kind::objects) {
+        for (const json& e : v) {
+            if (!e.is_object()) return std::nullopt;
+            out.push_back(e.dump());
+        }
+        return out;
+    }
     for (const json& e : v) {
         if (k == Kind::strings && !e.is_string()) return std::nullopt;
         const auto s = scalar(e);

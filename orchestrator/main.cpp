@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 256));
     app.add_option("--client-threads", o.client_threads, "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
         ->check(CLI::Range(1, 256));
+    std::vector<std::string> presets;
+    app.add_option("--preset", presets,
+                   "A preset as JSON: {\"name\",\"model\",\"system\",\"parameters\"} (repeatable; docs/ORCHESTRATOR.md)");
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     if (const auto code = parse(app, argc, argv, config_path)) return *code;
     try {
@@ -104,6 +107,7 @@ int main(int argc, char** argv) {
                 if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn");
         for (const auto& u : worker_urls) o.workers.push_back(parse_worker_url(u));
         if (!key_file.empty()) o.key_file = load_key_file(key_file);
+        o.presets = parse_preset_flags(presets);
         configure_logging(log_level);
     } catch (const std::invalid_argument& e) {
         std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());

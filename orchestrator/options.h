@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "orchestrator/key_file.h"
+#include "orchestrator/presets.h"
 
 namespace loom::orchestrator {
 
@@ -62,6 +64,7 @@ struct Options {
     SpawnOptions spawn;
     std::string admin_key;  // "" = the admin API is open on a loopback address only
     int drain_timeout = 30;  // seconds running requests may take to finish after SIGTERM
+    std::map<std::string, Preset> presets;  // --preset, by name
 };
 
 }  // namespace loom::orchestrator

@@ -27,6 +27,7 @@
 #include "orchestrator/metrics.h"
 #include "orchestrator/passthrough.h"
 #include "orchestrator/prefix_router.h"
+#include "orchestrator/presets.h"
 #include "orchestrator/proxy.h"
 #include "orchestrator/registration.h"
 #include "orchestrator/request_log.h"
@@ -155,6 +156,11 @@ struct OrchestratorApp::State {
         const auto field = [&](const char* name) { return p.body.contains(name) ? p.body[name] : json(); };
         if (!field("model").is_null() && !field("model").is_string()) throw std::domain_error("model");
         if (!field("stream").is_null() && !field("stream").is_boolean()) throw std::domain_error("stream");
+        if (field("model").is_string())
+            if (const auto it = o.presets.find(field("model").get<std::string>()); it != o.presets.end()) {
+                apply_preset(it->second, p.body, chat);  // before the fields below are read: its defaults count
+                p.preset = it->first;
+            }
         p.model = field("model").is_string() ? field("model").get<std::string>() : "";
         p.stream = field("stream").is_boolean() && field("stream").get<bool>();
         p.want_token_ids = field("return_token_ids").is_boolean() && field("return_token_ids").get<bool>();
@@ -203,9 +209,12 @@ struct OrchestratorApp::State {
         const std::string id = p.id;
         const bool stream = p.stream;
         const std::string key_name = p.key_name;
+        const std::string preset = p.preset;
         auto producer = std::make_shared<ProxyProducer>(context(), std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request("", refused->status);  // the name may be one no worker has: no label
+            // A preset whose base model no worker serves is, to its client, a model that does not exist.
+            if (refused->status == 404 && !preset.empty()) return no_worker_response(NoWorker::unknown_model, preset);
             return *refused;
         }
         {
@@ -284,10 +293,29 @@ struct OrchestratorApp::State {
         return pass_through(context(), {"POST", req.path, req.body, model, req.header("authorization")});
     }
 
-    // GET /v1/models/{id}: the answer of a worker serving it; 404 model_not_found when none does.
+    bool served(const std::string& model) const {
+        for (const WorkerStatus& w : pool.status())
+            if (w.state == WorkerState::ready && w.model == model) return true;
+        return false;
+    }
+
+    // GET /v1/models/{id}: the answer of a worker serving it (a preset's own object while its base
+    // model is served); 404 model_not_found when none does.
     HttpResponse model(const HttpRequest& req) {
         const std::string id = http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size()));
+        if (const auto it = o.presets.find(id); it != o.presets.end())
+            return served(it->second.model) ? json_response(200, preset_model_object(it->second))
+                                              : no_worker_response(NoWorker::unknown_model, id);
         return pass_through(context(), {"GET", req.path, "", id, req.header("authorization")});
+    }
+
+    // /health's tokens_per_s: the tokens relayed from a worker over the last minute.
+    static constexpr int kTokenRateSeconds = 60;
+
+    static json vram_json(const std::vector<VramUse>& vram) {
+        json out = json::object();
+        for (const VramUse& u : vram) out[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
+        return out;
     }
 
     HttpResponse health() const {
@@ -297,7 +325,9 @@ struct OrchestratorApp::State {
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
                                {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
                                {"sequences_max", w.sequences_max}, {"requests_here", w.requests_here},
-                               {"drained", w.drained}});
+                               {"drained", w.drained}, {"context_size", w.context_size},
+                               {"vram_bytes", vram_json(w.vram)},
+                               {"tokens_per_s", requests.tokens_per_s(w.url, kTokenRateSeconds)}});
         const bool ok = pool.any_ready() && !stopping;
         const char* status = stopping ? "draining" : ok ? "ok" : "no_worker_ready";
         return json_response(ok ? 200 : 503, {{"status", status}, {"workers", workers}});
@@ -309,6 +339,8 @@ struct OrchestratorApp::State {
         for (const WorkerStatus& w : pool.status())
             if (w.state == WorkerState::ready && !w.model.empty() && seen.insert(w.model).second)
                 data.push_back({{"id", w.model}, {"object", "model"}, {"owned_by", "loom"}});
+        for (const auto& [name, preset] : o.presets)
+            if (seen.contains(preset.model)) data.push_back(preset_model_object(preset));
         return json_response(200, {{"object", "list"}, {"data", data}});
     }
 

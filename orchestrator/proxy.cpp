@@ -101,7 +101,7 @@ void ProxyProducer::refused(HttpResponse response) {
 // The first call upstream, once the request has its worker (mu_ held).
 void ProxyProducer::begin() {
     launched_ = true;
-    rules_ = RelayRules{req_.id, req_.chat, req_.want_token_ids, false, 0};
+    rules_ = RelayRules{req_.id, req_.chat, req_.want_token_ids, false, 0, req_.preset};
     launch(target_of(req_.chat), req_.body);
 }
 

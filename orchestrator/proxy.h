@@ -43,7 +43,8 @@ struct ProxiedRequest {
     std::string id;          // the orchestrator's id (X-Request-Id)
     bool chat = false;
     nlohmann::json body;     // as sent upstream
-    std::string model;       // "" when the client named none
+    std::string model;       // "" when the client named none (a preset's base model when it named a preset)
+    std::string preset;      // the preset the client named, "" when none: answers say its name as their model
     bool stream = false;
     bool want_token_ids = false;
     std::optional<int64_t> max_tokens;  // as the client gave it (chat: max_completion_tokens or max_tokens)

@@ -63,6 +63,16 @@ json RequestLog::recent() const {
     return out;
 }
 
+double RequestLog::tokens_per_s(const std::string& worker, int seconds) const {
+    const int64_t now = second_now();
+    std::lock_guard lock(mu_);
+    const auto w = tokens_.find(worker);
+    if (w == tokens_.end() || seconds <= 0) return 0;
+    int64_t sum = 0;
+    for (auto it = w->second.lower_bound(now - seconds + 1); it != w->second.end(); ++it) sum += it->second;
+    return static_cast<double>(sum) / seconds;
+}
+
 json RequestLog::throughput() const {
     const int64_t now = second_now();
     const int64_t first = now - kSeconds;  // [first, now): whole seconds only

@@ -44,6 +44,9 @@ public:
     // {"interval_s":1, "seconds":N, "workers":{url:[N counts, oldest first]}, "cluster":[N counts]}:
     // the last N whole seconds, the current partial one left out.
     nlohmann::json throughput() const;
+    // The tokens `worker` produced in the last `seconds` (the current one included) over `seconds`:
+    // /health's tokens_per_s and `loom ps`.
+    double tokens_per_s(const std::string& worker, int seconds) const;
 
 private:
     using Clock = std::chrono::steady_clock;

@@ -23,6 +23,7 @@ ChunkTokens rewrite_chunk(json& j, const RelayRules& rules) {
     ChunkTokens t;
     if (!j.is_object()) return t;
     j["id"] = rules.id;
+    if (!rules.model.empty() && j.contains("model")) j["model"] = rules.model;
     if (j.contains("prompt_token_ids")) {
         if (j["prompt_token_ids"].is_array()) t.prompt_ids = j["prompt_token_ids"].get<std::vector<int>>();
         // A continuation's prompt holds the tokens already streamed; the client had the real prompt first.

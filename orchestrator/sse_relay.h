@@ -15,6 +15,7 @@ struct RelayRules {
     bool want_token_ids = false; // the client sent return_token_ids: true
     bool continuation = false;   // the chunk comes from a /v1/completions continuation
     int64_t resumed = 0;         // tokens relayed before the continuation started (its usage counts them)
+    std::string model;           // written over the answer's `model` (a preset's name); "": left as it came
 };
 
 // What one chunk carried, for the failover bookkeeping.
