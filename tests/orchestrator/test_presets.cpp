@@ -92,7 +92,7 @@ TEST_CASE("a preset's answer equals the request written out by hand; request fie
                     for (int id : choice["token_ids"]) ids.push_back(id);
         }
         CHECK(ids == ids_of(direct));
-        CHECK(st.text == direct.at("choices").at(0).at("message").at("content"));
+        CHECK(st.text == direct.at("choices").at(0).at("message").at("content").get<std::string>());
     }
     SECTION("the request's own fields and system message win over the preset's") {
         const json own = json::array({{{"role", "system"}, {"content", "Sam ran home."}}, kUser[0]});
