@@ -82,9 +82,8 @@ void ConnectionPool::sweep() {
     });
 }
 
-void ConnectionPool::count(const char* how) {
-    const std::string_view h = how;
-    (h == "reused" ? reused_ : h == "replaced" ? replaced_ : opened_)++;
+void ConnectionPool::count(Got how) {
+    (how == Got::reused ? reused_ : how == Got::replaced ? replaced_ : opened_)++;
 }
 
 std::string ConnectionPool::render_metrics() const {

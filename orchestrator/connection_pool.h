@@ -39,9 +39,10 @@ public:
     // Idle connections now (all workers).
     size_t idle() const;
 
-    // How calls got their connection: "new" (connected), "reused" (from the pool), "replaced" (a
-    // reused one the worker had closed, connected again).
-    void count(const char* how);
+    // How calls got their connection: connected anew, taken from the pool, or connected again after
+    // a reused one turned out closed by the worker.
+    enum class Got { fresh, reused, replaced };
+    void count(Got how);
     // The idle gauge and the counters above, in Prometheus' text format.
     std::string render_metrics() const;
 

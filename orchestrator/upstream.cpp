@@ -37,7 +37,7 @@ public:
           reused_(conn_ != nullptr),
           executor_(conn_ ? conn_->stream.get_executor() : net::make_strand(ioc_)) {
         if (!conn_) conn_ = std::make_unique<UpstreamConnection>(executor_);
-        if (pool_) pool_->count(reused_ ? "reused" : "new");
+        if (pool_) pool_->count(reused_ ? ConnectionPool::Got::reused : ConnectionPool::Got::fresh);
         req_ = {bhttp::string_to_verb(r_.method), r_.target, 11};
         req_.set(bhttp::field::host, r_.worker.host + ":" + std::to_string(r_.worker.port));
         if (!pool_) req_.set(bhttp::field::connection, "close");
@@ -128,7 +128,7 @@ private:
     void failed_before_head(beast::error_code ec, const std::string& what) {
         if (!reused_ || cancelled_ || ec == beast::error::timeout) return fail(ec, what);
         reused_ = false;
-        pool_->count("replaced");
+        pool_->count(ConnectionPool::Got::replaced);
         beast::error_code ignored;
         stream().socket().close(ignored);
         conn_ = std::make_unique<UpstreamConnection>(executor_);
