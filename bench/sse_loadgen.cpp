@@ -106,6 +106,7 @@ int serve(const Config& c) {
         r.producer = std::make_shared<LoadgenStream>(timers, std::move(plan), delta);
         return r;
     };
+    server.enable_mux();  // as loom-worker takes the orchestrator's calls
     server.route("POST", "/v1/completions", [&](const HttpRequest& r) { return generate(r, false); });
     server.route("POST", "/v1/chat/completions", [&](const HttpRequest& r) { return generate(r, true); });
     const uint16_t port = server.listen(c.host, static_cast<uint16_t>(c.port));

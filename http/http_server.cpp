@@ -20,6 +20,9 @@
 #include <unordered_set>
 
 #include "http/http_message.h"
+#include "http/mux_frame.h"
+#include "http/mux_session.h"
+#include "http/server_connection.h"
 
 namespace loom::http {
 
@@ -68,19 +71,8 @@ HttpResponse error_response(int status, const std::string& message, const std::s
 
 class Session;
 
-struct HttpServer::Impl {
-    Impl(std::string n, HttpLimits l) : name(std::move(n)), limits(l) {}
-
-    const std::string name;  // the Server header
-    HttpLimits limits;
-    RouteTable routes;
-    std::atomic<bool> stopping{false};
-
-    // The live sessions (for stop()); declared before the io_context so they outlive the handlers
-    // that the io_context destroys.
-    mutable std::mutex sessions_mutex;
-    std::condition_variable sessions_changed;
-    std::unordered_set<Session*> sessions;
+struct HttpServer::Impl : ServerContext {
+    using ServerContext::ServerContext;
 
     // One io_context per thread, each run by its thread alone: a connection and whatever its
     // handlers start on serving_io_context() (the orchestrator's upstream calls) share one thread,
@@ -103,22 +95,19 @@ struct HttpServer::Impl {
     void accept_failed(const beast::error_code& ec);
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public ServerConnection {
 public:
     Session(tcp::socket&& socket, HttpServer::Impl& server) : stream_(std::move(socket)), server_(server) {
         beast::error_code ec;
         stream_.socket().set_option(tcp::no_delay(true), ec);
         const auto ep = stream_.socket().remote_endpoint(ec);
         if (!ec) peer_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-        std::lock_guard lock(server_.sessions_mutex);
-        server_.sessions.insert(this);
+        server_.add(this);
     }
 
-    ~Session() {
+    ~Session() override {
         if (producer_ && !response_complete_) producer_->abandoned();
-        std::lock_guard lock(server_.sessions_mutex);
-        server_.sessions.erase(this);
-        server_.sessions_changed.notify_all();
+        server_.remove(this);
     }
 
     void run() {
@@ -127,13 +116,17 @@ public:
 
     // From stop(): a connection waiting for its next request closes now; one in a response closes
     // when it is sent.
-    void close_if_idle() {
+    void close_if_idle() override {
         net::post(stream_.get_executor(), [self = shared_from_this()] {
             if (self->idle_) self->close();
         });
     }
 
 private:
+    std::shared_ptr<Session> shared_from_this() {
+        return std::static_pointer_cast<Session>(ServerConnection::shared_from_this());
+    }
+
     void read_request() {
         if (closed_) return;
         if (server_.stopping) return close();
@@ -174,6 +167,7 @@ private:
         }
 
         const HttpRequest req = to_http_request(parser_->get(), peer_);
+        if (wants_mux(req)) return upgrade_to_mux();
         keep_alive_ = parser_->get().keep_alive();
         version_ = parser_->get().version();
         head_only_ = req.method == "HEAD";
@@ -191,6 +185,24 @@ private:
         send(std::move(resp));
     }
 
+    bool wants_mux(const HttpRequest& req) const {
+        return !server_.mux_path.empty() && req.path == server_.mux_path && req.method == "GET" &&
+               beast::iequals(req.header("upgrade"), kMuxProtocol);
+    }
+
+    // The connection leaves HTTP/1.1: the mux session owns the socket (and any bytes read past the
+    // upgrade request) from here on.
+    void upgrade_to_mux() {
+        closed_ = true;
+        idle_ = false;
+        std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+        std::string switching = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " +
+                                std::string(kMuxProtocol) + "\r\nServer: " + server_.name + "\r\n\r\n";
+        stream_.expires_never();
+        log()->debug("{}: upgraded to {}", peer_, kMuxProtocol);
+        start_mux_session(stream_.release_socket(), std::move(switching), std::move(leftover), server_, peer_);
+    }
+
     void send(HttpResponse r) {
         if (!r.producer) return write_whole(std::move(r), keep_alive_);
         producer_ = std::move(r.producer);
@@ -205,7 +217,7 @@ private:
 
     // The producer's notify(): posts one pump to this connection's strand at a time.
     std::function<void()> notifier() {
-        std::weak_ptr<Session> weak = weak_from_this();
+        std::weak_ptr<Session> weak = shared_from_this();
         auto ex = stream_.get_executor();
         auto posted = pump_posted_;
         return [weak, ex, posted] {
@@ -488,6 +500,8 @@ void HttpServer::route(const std::string& method, const std::string& path, Handl
     impl_->routes.exact[{path, method}] = std::move(handler);
 }
 
+void HttpServer::enable_mux() { impl_->mux_path = kMuxPath; }
+
 void HttpServer::route_prefix(const std::string& method, const std::string& prefix, Handler handler) {
     impl_->routes.prefix[{prefix, method}] = std::move(handler);
 }
@@ -552,8 +566,8 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
     stop_accepting();
     {
         std::unique_lock lock(impl_->sessions_mutex);
-        std::vector<std::shared_ptr<Session>> live;
-        for (Session* s : impl_->sessions)
+        std::vector<std::shared_ptr<ServerConnection>> live;
+        for (ServerConnection* s : impl_->sessions)
             if (auto p = s->weak_from_this().lock()) live.push_back(std::move(p));
         lock.unlock();
         for (auto& s : live) s->close_if_idle();

@@ -101,6 +101,10 @@ public:
     // Paths that start with `prefix` (such as "/v1/models/" for /v1/models/{id}) and have no exact route.
     void route_prefix(const std::string& method, const std::string& prefix, Handler handler);
 
+    // Takes upgrades to loom-mux/1 (many requests over one connection, docs/API.md) on GET /mux:
+    // each request it carries goes through the routes above. Before start().
+    void enable_mux();
+
     // Raises the soft descriptor limit to the hard one (logged), binds and listens (port 0: any
     // free port); returns the bound port. Throws std::runtime_error naming the address when it
     // cannot bind.

@@ -33,6 +33,7 @@ constexpr Key kKeys[] = {
     {"host", "--host", Kind::string},
     {"port", "--port", Kind::integer},
     {"routing", "--routing", Kind::string},
+    {"upstream", "--upstream", Kind::string},
     {"retries", "--retries", Kind::integer},
     {"api_keys", "--api-key", Kind::strings},
     {"admin_key", "--admin-key", Kind::string},

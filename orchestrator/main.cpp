@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
     CLI::App app{"loom-orchestrator: routes OpenAI-compatible requests to loom-workers, with token-exact failover"};
     Options o;
     std::vector<std::string> worker_urls;
+    std::string upstream = "mux";
     std::string routing = "prefix", log_level = "info", config_path;
     app.add_option("--config", config_path, "A JSON file of settings (docs/ORCHESTRATOR.md); flags override it");
     app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)");
@@ -91,6 +92,9 @@ int main(int argc, char** argv) {
                    "Admit workers that announce themselves (loom-worker --register) with this secret");
     app.add_option("--http-threads", o.http_threads, "Threads serving client connections (default 2)")
         ->check(CLI::Range(1, 256));
+    app.add_option("--upstream", upstream,
+                   "How calls reach the workers: mux (default; loom-mux/1, many calls per connection) or http")
+        ->check(CLI::IsMember({"mux", "http"}));
     app.add_option("--client-threads", o.client_threads, "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
         ->check(CLI::Range(1, 256));
     std::vector<std::string> presets;
@@ -116,6 +120,7 @@ int main(int argc, char** argv) {
     o.routing = routing == "round-robin"  ? Routing::round_robin
                 : routing == "least-load" ? Routing::least_load
                                           : Routing::prefix;
+    o.upstream = upstream == "http" ? Transport::http : Transport::mux;
     try {
         return OrchestratorApp(o).run();
     } catch (const std::exception& e) {

@@ -14,6 +14,8 @@ const char* routing_name(Routing r) {
     return "prefix";
 }
 
+const char* transport_name(Transport t) { return t == Transport::mux ? "mux" : "http"; }
+
 WorkerUrl parse_worker_url(const std::string& url) {
     try {
         http::HostPort u = http::parse_http_url(url);

@@ -35,6 +35,10 @@ enum class Routing { least_load, round_robin, prefix };
 // As --routing spells it: "least-load", "round-robin", "prefix".
 const char* routing_name(Routing r);
 
+// How calls reach the workers: loom-mux/1 (many calls per connection) or HTTP/1.1 (one each).
+enum class Transport { mux, http };
+const char* transport_name(Transport t);
+
 // --spawn: loom-workers the orchestrator starts and supervises itself (spawn_plan, supervisor).
 struct SpawnOptions {
     std::string model;              // the GGUF file; "" spawns nothing
@@ -60,6 +64,7 @@ struct Options {
     double request_timeout_s = 0;    // a request without `timeout` gets this one (0: none)
     std::string register_secret;  // empty: POST /admin/register is refused (403)
     int http_threads = 2;
+    Transport upstream = Transport::mux;
     int client_threads = 2;
     SpawnOptions spawn;
     std::string admin_key;  // "" = the admin API is open on a loopback address only

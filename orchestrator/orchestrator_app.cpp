@@ -33,7 +33,7 @@
 #include "orchestrator/request_log.h"
 #include "orchestrator/spawn_plan.h"
 #include "orchestrator/supervisor.h"
-#include "orchestrator/upstream.h"
+#include "orchestrator/upstreams.h"
 #include "orchestrator/worker_metrics.h"
 #include "orchestrator/worker_pool.h"
 
@@ -117,7 +117,7 @@ struct OrchestratorApp::State {
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server{"loom-orchestrator"};
-    ConnectionPool connections;  // after the server: its idle sockets belong to the server's io_contexts
+    Upstreams upstreams{o.upstream};  // after the server: its sockets belong to the server's io_contexts
     std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
     std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
     std::unique_ptr<AdminApi> admin;
@@ -280,7 +280,7 @@ struct OrchestratorApp::State {
     // On a server thread (a handler) the calls run on that thread's io_context, else on the client one.
     ProxyContext context() {
         boost::asio::io_context* here = http::serving_io_context();
-        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, &connections, &requests};
+        return ProxyContext{here ? *here : ioc, pool, metrics, o.retries, admission, &router, upstreams, &requests};
     }
 
     // POST /tokenize and /detokenize: to a ready worker serving the body's model (any without one).
@@ -350,7 +350,7 @@ struct OrchestratorApp::State {
             HttpResponse r;
             r.content_type = "text/plain; version=0.0.4; charset=utf-8";
             r.body = metrics.render(pool.count_by_state()) + admission.render_metrics() + worker_metrics.render() +
-                     connections.render_metrics();
+                     upstreams.render_metrics();
             return r;
         });
         // The page holds no data; the state it polls is behind the API keys, as /v1/* is.
@@ -463,7 +463,7 @@ int OrchestratorApp::run() {
     s.pool.start();
     s.registry.start();
     s.worker_metrics.start();
-    s.connections.start(s.ioc);
+    s.upstreams.start(s.ioc);
     s.server.start(s.o.http_threads);
     // Tests and supervisors read this line for the port (with --port 0 it is chosen by the system).
     log()->info("listening on http://{}:{} ({} workers, {} spawned, routing {})", s.o.host, port, s.o.workers.size(),
@@ -479,7 +479,7 @@ int OrchestratorApp::run() {
     s.admission.stop();
     s.registry.stop();
     s.worker_metrics.stop();
-    s.connections.stop();
+    s.upstreams.stop();
     work.reset();
     s.ioc.stop();
     for (auto& t : threads) t.join();

@@ -66,7 +66,7 @@ private:
         h.on_end = [weak](const UpstreamEnd& end) {
             if (auto self = weak.lock()) self->on_end(end);
         };
-        call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h), ctx_.connections);
+        call_ = ctx_.upstreams.call(ctx_.ioc, std::move(r), std::move(h));
     }
 
     void on_head(int status, const http::HttpHeaders& headers) {

@@ -172,7 +172,7 @@ void ProxyProducer::launch(const std::string& target, const json& body) {
     h.on_end = [weak, n](const UpstreamEnd& end) {
         if (auto self = weak.lock()) self->on_end(n, end);
     };
-    call_ = call_upstream(ctx_.ioc, std::move(r), std::move(h), ctx_.connections);
+    call_ = ctx_.upstreams.call(ctx_.ioc, std::move(r), std::move(h));
 }
 
 // The first request written upstream ends what the orchestrator added before the worker could start.

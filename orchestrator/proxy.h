@@ -19,7 +19,7 @@
 #include "orchestrator/prefix_router.h"
 #include "orchestrator/request_log.h"
 #include "orchestrator/sse_relay.h"
-#include "orchestrator/upstream.h"
+#include "orchestrator/upstreams.h"
 #include "orchestrator/worker_pool.h"
 
 namespace loom::orchestrator {
@@ -34,7 +34,7 @@ struct ProxyContext {
     int retries;
     Admission& admission;
     PrefixRouter* router = nullptr;  // prefix routing and sessions; null: the pool's policy alone
-    ConnectionPool* connections = nullptr;  // kept-alive worker connections; null: one per call
+    Upstreams& upstreams;            // how calls reach the workers
     RequestLog* requests = nullptr;  // the dashboard's record of ended requests and tokens; null: none kept
 };
 

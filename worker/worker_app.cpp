@@ -388,6 +388,7 @@ struct WorkerApp::State {
     }
 
     void add_routes() {
+        server.enable_mux();  // the orchestrator's calls, many over one connection
         server.route("GET", "/health", [this](const HttpRequest&) { return health(); });
         server.route("GET", "/metrics", [this](const HttpRequest&) { return metrics_text(); });
         server.route("GET", "/v1/models", api_call([this](const HttpRequest&) { return api->models(unix_now()); }));

@@ -146,15 +146,15 @@ TEST_CASE("streams through the orchestrator equal the same requests sent to a wo
     REQUIRE(whole.status == 200);
     CHECK(json::parse(whole.body).at("id") == whole.headers.at("x-request-id"));
     CHECK(whole.headers.at("x-backend") == post(c.a->port(), "/v1/completions", with(kPrompt, {{"max_tokens", 1}})).headers.at("x-backend"));
-    // Ten whole answers, one after another: the worker connections are kept alive and reused, at most
-    // one new one per server thread (two) and worker (two). A whole answer's connection is back in the
-    // pool before the client has the answer.
-    const std::string kNew = "loom_orchestrator_upstream_connections_total{how=\"new\"}";
-    const std::string kReused = "loom_orchestrator_upstream_connections_total{how=\"reused\"}";
-    const double new_before = metric(c.orch.port(), kNew), reused_before = metric(c.orch.port(), kReused);
+    // Ten whole answers, one after another: all go over loom-mux/1 connections, at most one per server
+    // thread (two) and worker (two), and none over HTTP/1.1.
+    const std::string kMux = "loom_orchestrator_upstream_calls_total{transport=\"mux\"}";
+    const std::string kHttp = "loom_orchestrator_upstream_calls_total{transport=\"http\"}";
+    const double mux_before = metric(c.orch.port(), kMux), http_before = metric(c.orch.port(), kHttp);
     for (int i = 0; i < 10; ++i) REQUIRE(post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 2}})).status == 200);
-    CHECK(metric(c.orch.port(), kNew) - new_before <= 4);
-    CHECK(metric(c.orch.port(), kReused) - reused_before >= 6);
+    CHECK(metric(c.orch.port(), kMux) - mux_before == 10);
+    CHECK(metric(c.orch.port(), kHttp) - http_before == 0);
+    CHECK(metric(c.orch.port(), "loom_orchestrator_upstream_mux_connections") <= 4);
 }
 
 TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on the other", "[orchestrator][failover]") {
