@@ -421,7 +421,10 @@ void Upstreams::stop() {
         impl_->stopped = true;
         live.swap(impl_->connections);
     }
-    for (auto& [key, c] : live) net::post(c->strand(), [c] { c->close(); });
+    for (auto& entry : live) {
+        std::shared_ptr<MuxConnection> c = entry.second;
+        net::post(c->strand(), [c] { c->close(); });
+    }
     impl_->pool.stop();
 }
 
