@@ -48,15 +48,19 @@ std::vector<Expected> load_expected() {
     return out;
 }
 
-// The oracle model files, written once per test program.
-std::filesystem::path model_file(const std::string& name) {
-    static const std::filesystem::path dir = [] {
-        const std::filesystem::path d = test::temp_dir();
-        for (const test::OracleSpec& spec : test::oracle_specs())
-            test::write_oracle_model(spec, d / (spec.name() + ".gguf"));
-        return d;
-    }();
-    return dir / (name + ".gguf");
+// The oracle model file of `spec`, written on first use into this program's temporary folder.
+std::filesystem::path model_file(const test::OracleSpec& spec) {
+    static const std::filesystem::path dir = test::temp_dir();
+    const std::filesystem::path path = dir / (spec.name() + ".gguf");
+    if (!std::filesystem::exists(path)) test::write_oracle_model(spec, path);
+    return path;
+}
+
+const test::OracleSpec& spec_named(const std::string& name) {
+    static const std::vector<test::OracleSpec> specs = test::oracle_specs();
+    const auto it = std::find_if(specs.begin(), specs.end(), [&](const auto& s) { return s.name() == name; });
+    REQUIRE(it != specs.end());
+    return *it;
 }
 
 struct Agreement {
@@ -65,14 +69,21 @@ struct Agreement {
     std::vector<double> logprobs;
 };
 
-// Feeds the prompt, then transformers' ids one at a time (decode steps), comparing each step.
-Agreement compare(engine::Backend& backend, const Expected& e) {
-    const int V = backend.config().n_vocab;
-    std::vector<float> logits(static_cast<size_t>(V));
+// The logits before each of transformers' greedy ids: the prompt in one prefill pass, then the ids
+// one at a time (decode steps).
+std::vector<std::vector<float>> teacher_forced_logits(engine::Backend& backend, const Expected& e) {
+    std::vector<std::vector<float>> rows(e.ids.size(), std::vector<float>(static_cast<size_t>(backend.config().n_vocab)));
     engine::KvManager kv(backend);
-    kv.forward(e.prompt, logits, false);
+    kv.forward(e.prompt, rows[0], false);
+    for (size_t t = 1; t < e.ids.size(); ++t) kv.forward(std::span<const int32_t>(&e.ids[t - 1], 1), rows[t], false);
+    return rows;
+}
+
+Agreement compare(engine::Backend& backend, const Expected& e) {
+    const std::vector<std::vector<float>> rows = teacher_forced_logits(backend, e);
     Agreement a;
     for (size_t t = 0; t < e.ids.size(); ++t) {
+        const std::vector<float>& logits = rows[t];
         const auto top = std::max_element(logits.begin(), logits.end());
         double sum = 0;
         for (const float x : logits) sum += std::exp(double(x) - *top);
@@ -80,7 +91,6 @@ Agreement compare(engine::Backend& backend, const Expected& e) {
         a.logprobs.push_back(lp);
         a.max_delta = std::max(a.max_delta, std::abs(lp - e.logprobs[t]));
         if (a.first_mismatch < 0 && top - logits.begin() != e.ids[t]) a.first_mismatch = static_cast<int>(t);
-        if (t + 1 < e.ids.size()) kv.forward(std::span<const int32_t>(&e.ids[t], 1), logits, false);
     }
     return a;
 }
@@ -89,7 +99,7 @@ double min_gap(const Expected& e) { return *std::min_element(e.gaps.begin(), e.g
 
 Agreement check_against_oracle(const std::string& backend, std::optional<engine::KvCacheType> kv_type,
                                const Expected& e, double bound) {
-    const gguf::File file = gguf::File::open(model_file(e.name));
+    const gguf::File file = gguf::File::open(model_file(spec_named(e.name)));
     engine::BackendOptions options{.n_ctx = 64, .threads = 2};
     options.kv_type = kv_type;
     const auto b = engine::make_backend(backend, file, options);
@@ -155,7 +165,41 @@ TEST_CASE("the CUDA backend refuses an unsupported head size before allocating a
     CHECK_THROWS_WITH(engine::cuda::CudaBackend(file, 64, 0, limits),
                       test::contains("head_dim 72") && test::contains("llama.attention.key_length"));
     CHECK_THROWS_AS(engine::cuda::CudaBackend(file, 64, 0, limits), engine::ModelError);
-    const gguf::File ok = gguf::File::open(model_file("llama-hd64"));
+    const gguf::File ok = gguf::File::open(model_file(spec_named("llama-hd64")));
     CHECK_THROWS_AS(engine::cuda::CudaBackend(ok, 64, 0, limits), engine::MemoryBudgetError);
+}
+
+// gpu_cuda_backend_tests' tolerances for quantized models: logits NMSE <= 1e-3 at every step,
+// argmax equal at >= 99 % of the steps; along each F32 model's transformers path.
+TEST_CASE("the CUDA backend equals the CPU backend on Q8_0 and Q4_K oracle models", "[gpu][oracle]") {
+    const std::vector<Expected> expected = load_expected();
+    int steps = 0, agree = 0;
+    double worst = 0;
+    for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
+        const std::string path_name = spec.arch + "-hd" + std::to_string(spec.head_dim);
+        const auto e = std::find_if(expected.begin(), expected.end(), [&](const Expected& x) { return x.name == path_name; });
+        REQUIRE(e != expected.end());
+        const gguf::File file = gguf::File::open(model_file(spec));
+        const auto cpu = engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2});
+        const auto cuda = engine::make_backend("cuda", file, {.n_ctx = 64});
+        const auto ref = teacher_forced_logits(*cpu, *e), got = teacher_forced_logits(*cuda, *e);
+        double model_worst = 0;
+        for (size_t t = 0; t < ref.size(); ++t) {
+            double err = 0, norm = 0;
+            for (size_t i = 0; i < ref[t].size(); ++i) {
+                err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
+                norm += double(ref[t][i]) * ref[t][i];
+            }
+            model_worst = std::max(model_worst, err / norm);
+            const auto argmax = [](const std::vector<float>& v) { return std::max_element(v.begin(), v.end()) - v.begin(); };
+            agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
+            ++steps;
+        }
+        std::printf("[oracle] cuda vs cpu %-16s max logits NMSE %.2e\n", spec.name().c_str(), model_worst);
+        worst = std::max(worst, model_worst);
+    }
+    std::printf("[oracle] cuda vs cpu, quantized: max NMSE %.2e, argmax %d/%d\n", worst, agree, steps);
+    CHECK(worst <= 1e-3);
+    CHECK(agree >= 0.99 * steps);
 }
 #endif

@@ -1,11 +1,13 @@
 // Oracle model files: metadata and seeded F32 tensors for the llama, qwen2 and qwen3 test models.
 #include "support/oracle_models.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <span>
 
-#include "gguf/half.h"
+#include "gguf/quantize.h"
+#include "gguf/synth.h"
 #include "gguf/writer.h"
 
 namespace loom::test {
@@ -20,34 +22,44 @@ uint64_t mix(uint64_t seed, uint64_t index) {
     return z ^ (z >> 31);
 }
 
-// Uniform on (-a, a) with a = sqrt(3) * 0.25: standard deviation 0.25, plus `offset`; stored as
-// f32 or rounded to fp16.
-gguf::Writer::Producer uniform(uint64_t seed, float offset, bool f16) {
-    return [seed, offset, f16](std::span<uint8_t> bytes) {
+// n values uniform on (-a, a) with a = sqrt(3) * 0.25: standard deviation 0.25, plus `offset`,
+// stored as `type` (gguf::quantize rounds F16 to nearest even).
+gguf::Writer::Producer uniform(uint64_t seed, float offset, gguf::TensorType type, uint64_t n) {
+    return [seed, offset, type, n](std::span<uint8_t> bytes) {
         const double a = std::sqrt(3.0) * 0.25;
-        const size_t width = f16 ? sizeof(uint16_t) : sizeof(float);
-        for (size_t i = 0; i < bytes.size() / width; ++i) {
+        std::vector<float> values(n);
+        for (uint64_t i = 0; i < n; ++i) {
             const double u = static_cast<double>(mix(seed, i) >> 11) * 0x1.0p-53;  // [0, 1)
-            const float x = static_cast<float>((2.0 * u - 1.0) * a) + offset;
-            if (f16) {
-                const uint16_t h = gguf::float_to_half(x);
-                std::memcpy(bytes.data() + i * width, &h, width);
-            } else {
-                std::memcpy(bytes.data() + i * width, &x, width);
-            }
+            values[i] = static_cast<float>((2.0 * u - 1.0) * a) + offset;
         }
+        if (type == gguf::TensorType::F32) std::memcpy(bytes.data(), values.data(), n * sizeof(float));
+        else gguf::quantize(type, values.data(), bytes.data(), n);
     };
 }
 
 }  // namespace
 
-std::vector<OracleSpec> oracle_specs() {
+std::string OracleSpec::name() const {
+    std::string type = matrix_type == gguf::TensorType::F32 ? "" : "-" + std::string(gguf::tensor_type_name(matrix_type));
+    for (char& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return arch + "-hd" + std::to_string(head_dim) + type;
+}
+
+namespace {
+
+std::vector<OracleSpec> specs_of(std::initializer_list<gguf::TensorType> types) {
     std::vector<OracleSpec> specs;
     for (const char* arch : {"llama", "qwen2", "qwen3"})
-        for (const bool f16 : {false, true})
-            for (const int hd : {64, 96, 128, 256}) specs.push_back({arch, hd, f16});
+        for (const gguf::TensorType type : types)
+            for (const int hd : {64, 96, 128, 256}) specs.push_back({arch, hd, type});
     return specs;
 }
+
+}  // namespace
+
+std::vector<OracleSpec> oracle_specs() { return specs_of({gguf::TensorType::F32, gguf::TensorType::F16}); }
+
+std::vector<OracleSpec> oracle_quantized_specs() { return specs_of({gguf::TensorType::Q8_0, gguf::TensorType::Q4_K}); }
 
 void write_oracle_model(const OracleSpec& spec, const std::filesystem::path& path) {
     using gguf::TensorType;
@@ -57,7 +69,6 @@ void write_oracle_model(const OracleSpec& spec, const std::filesystem::path& pat
     const bool qwen = spec.arch != "llama";
     w.set("general.architecture", Value::string(spec.arch));
     w.set("general.name", Value::string("loom-oracle-" + spec.name()));
-    w.set("general.file_type", Value::u32(spec.f16 ? 1 : 0));  // ALL_F32 / MOSTLY_F16
     w.set(p + "context_length", Value::u32(kOracleContext));
     w.set(p + "embedding_length", Value::u32(kOracleEmbd));
     w.set(p + "block_count", Value::u32(kOracleLayers));
@@ -75,11 +86,12 @@ void write_oracle_model(const OracleSpec& spec, const std::filesystem::path& pat
     const auto hd = static_cast<uint64_t>(spec.head_dim);
     // One seed per model (from its architecture and head size), then one per tensor in file order.
     uint64_t seed = mix(static_cast<uint64_t>(spec.head_dim) * 1000003u + static_cast<uint64_t>(spec.arch.back()), 0);
-    // Vectors (norms, biases) stay F32; matrices follow spec.f16. Seeds do not depend on it, so the
-    // F16 model holds the F32 model's values rounded.
+    // Vectors (norms, biases) stay F32; matrices take spec.matrix_type. Seeds do not depend on it,
+    // so every variant holds the F32 model's values, converted.
     const auto tensor = [&](const std::string& name, std::vector<uint64_t> ne, float offset = 0.f) {
-        const bool f16 = spec.f16 && ne.size() == 2;
-        w.add_tensor(name, f16 ? TensorType::F16 : TensorType::F32, std::move(ne), uniform(seed++, offset, f16));
+        const TensorType type = ne.size() == 2 ? gguf::fit_row(spec.matrix_type, ne[0]) : TensorType::F32;
+        const uint64_t n = ne.size() == 2 ? ne[0] * ne[1] : ne[0];
+        w.add_tensor(name, type, std::move(ne), uniform(seed++, offset, type, n));
     };
     tensor("token_embd.weight", {d, kOracleVocab});
     tensor("output_norm.weight", {d}, 1.f);
