@@ -265,6 +265,23 @@ std::vector<Model> bench_models() {
     return models;
 }
 
+// Attention shapes of other head sizes (only heads, KV heads and head_dim = embd / heads matter):
+// Phi-2's 80, Phi-3's 96, Gemma 2's 256.
+std::vector<Model> attention_models() {
+    std::vector<Model> models;
+    for (const auto& [name, embd, heads, kv_heads] :
+         {std::tuple{"hd80-phi2", 2560u, 32u, 32u}, std::tuple{"hd96-phi3", 3072u, 32u, 32u},
+          std::tuple{"hd256-gemma2", 2048u, 8u, 4u}}) {
+        gguf::ModelShape shape;
+        shape.name = name;
+        shape.embd = embd;
+        shape.heads = heads;
+        shape.kv_heads = kv_heads;
+        models.push_back({name, gguf::SynthArch::llama, shape});
+    }
+    return models;
+}
+
 constexpr gguf::SynthType kSynthTypes[] = {gguf::SynthType::q4_0, gguf::SynthType::q4_1, gguf::SynthType::q8_0,
                                            gguf::SynthType::q4_k_m, gguf::SynthType::f16};
 
@@ -570,16 +587,16 @@ void add_argmax(const Model& m) {
 }
 
 // A paged KV cache of `copies` layers for n_seq sequences of `ctx` positions each, filled with
-// random fp16, and the block tables (sequence s owns blocks s * ctx/16 ..).
+// random fp16 (or f32), and the block tables (sequence s owns blocks s * ctx/16 ..).
 struct KvCache {
     kernels::KvCacheLayout layout;
     DeviceMem arena;
     Mem tables;
     int blocks_per_seq;
-    KvCache(const Model& m, int n_seq, int ctx, int copies)
+    KvCache(const Model& m, int n_seq, int ctx, int copies, kernels::KvType type)
         : layout{copies, n_seq * ((ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens),
-                 static_cast<int>(m.shape.kv_heads), m.head_dim()},
-          arena(static_cast<uint64_t>(layout.arena_elems()) * 2),
+                 static_cast<int>(m.shape.kv_heads), m.head_dim(), type},
+          arena(static_cast<uint64_t>(layout.arena_bytes())),
           blocks_per_seq((ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens) {
         fill_repeating(arena.as(), arena.bytes(), random_half_tile(1 << 20, 21));
         std::vector<int32_t> t(static_cast<size_t>(n_seq) * blocks_per_seq);
@@ -587,22 +604,27 @@ struct KvCache {
         tables = device_ints(t);
     }
     kernels::KvLayer layer(int c) const { return kernels::kv_layer(arena.as<uint16_t>(), layout, c); }
-    uint64_t layer_bytes() const { return static_cast<uint64_t>(2 * layout.region_elems()) * 2; }
+    uint64_t layer_bytes() const { return static_cast<uint64_t>(2 * layout.region_elems()) * kernels::kv_type_bytes(layout.type); }
 };
 
-int kv_copies(const Model& m, int n_seq, int ctx) {
-    const uint64_t bytes = static_cast<uint64_t>(n_seq) * round_up(ctx, kernels::kKvBlockTokens) * m.kv_dim() * 4;
+int kv_copies(const Model& m, int n_seq, int ctx, kernels::KvType type) {
+    const uint64_t bytes = static_cast<uint64_t>(n_seq) * round_up(ctx, kernels::kKvBlockTokens) * m.kv_dim() * 2 *
+                           kernels::kv_type_bytes(type);
     return cold_copies(bytes);
 }
 
-void add_kv_and_attention(const Model& m) {
+// kv_type f32: the cases are named .../kv:f32 and read twice the cache bytes.
+void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvType::f16) {
     const int n_head = static_cast<int>(m.shape.heads), q_dim = m.q_dim(), kv_dim = m.kv_dim();
+    const std::string kv_suffix = kv_type == kernels::KvType::f32 ? "/kv:f32" : "";
+    const double kv_bytes = kernels::kv_type_bytes(kv_type);
     // kv_cache_write: one decode token, a decode batch of 32 sequences, a 512-token prefill.
     for (const auto& [n_tokens, n_seq] : {std::pair{1, 1}, std::pair{32, 32}, std::pair{512, 1}})
-        add("kv_cache_write/" + m.name + "/tokens:" + std::to_string(n_tokens) + "/seqs:" + std::to_string(n_seq),
+        add("kv_cache_write/" + m.name + "/tokens:" + std::to_string(n_tokens) + "/seqs:" + std::to_string(n_seq) +
+                kv_suffix,
             dims(n_tokens, kv_dim), [=] {
                 const int ctx = 4096;
-                auto kv = std::make_shared<KvCache>(m, n_seq, ctx, 1);
+                auto kv = std::make_shared<KvCache>(m, n_seq, ctx, 1, kv_type);
                 auto k = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 22);
                 auto v = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 23);
                 std::vector<int32_t> pos(n_tokens), seq(n_tokens);
@@ -612,7 +634,7 @@ void add_kv_and_attention(const Model& m) {
                 }
                 auto d_pos = device_ints(pos), d_seq = device_ints(seq);
                 Case c;
-                c.bytes = n_tokens * (8.0 * kv_dim + 4.0 * kv_dim + 8.0);
+                c.bytes = n_tokens * (8.0 * kv_dim + 2 * kv_bytes * kv_dim + 8.0);
                 c.launch = [=](int) {
                     kernels::kv_cache_write(k->as<float>(),
                                             v->as<float>(), n_tokens, kv_dim, kv_dim,
@@ -625,9 +647,10 @@ void add_kv_and_attention(const Model& m) {
 
     for (const int ctx : {512, 4096})
         for (const int batch : {1, 32})
-            add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch),
+            add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch) +
+                    kv_suffix,
                 dims(batch, ctx), [=] {
-                    auto kv = std::make_shared<KvCache>(m, batch, ctx, kv_copies(m, batch, ctx));
+                    auto kv = std::make_shared<KvCache>(m, batch, ctx, kv_copies(m, batch, ctx, kv_type), kv_type);
                     auto q = device_floats(static_cast<uint64_t>(batch) * q_dim, 24);
                     auto out = device_scratch(static_cast<uint64_t>(batch) * q_dim * 4);
                     auto lens = device_ints(std::vector<int32_t>(batch, ctx));
@@ -636,7 +659,7 @@ void add_kv_and_attention(const Model& m) {
                     auto counters = device_ints(std::vector<int32_t>(
                         static_cast<size_t>(kernels::decode_attention_counters(batch, n_head)), 0));
                     Case c;
-                    c.bytes = static_cast<double>(batch) * ctx * kv_dim * 4.0 + 8.0 * batch * q_dim;
+                    c.bytes = static_cast<double>(batch) * ctx * kv_dim * 2 * kv_bytes + 8.0 * batch * q_dim;
                     c.copies = kv->layout.n_layer;
                     c.launch = [=](int copy) {
                         kernels::decode_attention(q->as<float>(), q_dim,
@@ -650,12 +673,12 @@ void add_kv_and_attention(const Model& m) {
                 });
 
     const int T = 512;
-    add("prefill_attention/" + m.name + "/tokens:" + std::to_string(T), dims(T, T), [=] {
-        auto kv = std::make_shared<KvCache>(m, 1, T, kv_copies(m, 1, T));
+    add("prefill_attention/" + m.name + "/tokens:" + std::to_string(T) + kv_suffix, dims(T, T), [=] {
+        auto kv = std::make_shared<KvCache>(m, 1, T, kv_copies(m, 1, T, kv_type), kv_type);
         auto q = device_floats(static_cast<uint64_t>(T) * q_dim, 25);
         auto out = device_scratch(static_cast<uint64_t>(T) * q_dim * 4);
         Case c;
-        c.bytes = static_cast<double>(T) * kv_dim * 4.0 + 8.0 * T * q_dim;
+        c.bytes = static_cast<double>(T) * kv_dim * 2 * kv_bytes + 8.0 * T * q_dim;
         c.copies = kv->layout.n_layer;
         c.launch = [=](int copy) {
             kernels::prefill_attention(q->as<float>(), q_dim,
@@ -710,10 +733,12 @@ int main(int argc, char** argv) {
         add_embedding(m);
         add_elementwise(m);
         add_kv_and_attention(m);
+        if (m.name == "llama3-8b") add_kv_and_attention(m, kernels::KvType::f32);
         add_matvec(m);
         add_fused_matvec(m);
         add_argmax(m);
     }
+    for (const auto& m : attention_models()) add_kv_and_attention(m);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     cudaEventDestroy(g_dev.start);

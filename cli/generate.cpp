@@ -38,6 +38,7 @@ struct Options {
     bool ignore_eos = false;
     bool json = false;
     std::string dump_layers;
+    std::string kv_type;  // empty: the backend's default
 };
 
 // The named backend, or null with `why` set when the CUDA device cannot hold or run the model.
@@ -47,7 +48,9 @@ std::unique_ptr<engine::Backend> make_backend(const Options& o, const gguf::File
         return nullptr;
     }
     try {
-        return engine::make_backend(o.backend, file, {.n_ctx = o.ctx, .threads = o.threads});
+        engine::BackendOptions options{.n_ctx = o.ctx, .threads = o.threads};
+        if (!o.kv_type.empty()) options.kv_type = engine::parse_kv_cache_type(o.kv_type);
+        return engine::make_backend(o.backend, file, options);
     } catch (const engine::DeviceError& e) {
         why = e.what();
     }
@@ -161,6 +164,8 @@ void register_generate(CLI::App& app, int& exit_code) {
     cmd->add_option("-n", o->n, "Maximum tokens to generate")->check(CLI::Range(0, 1 << 24));
     cmd->add_option("--ctx", o->ctx, "Context size in tokens (default: the model's)")->check(CLI::Range(0, 1 << 24));
     cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
+    cmd->add_option("--kv-type", o->kv_type, "KV cache values: f16 (cuda default) or f32 (reference-grade)")
+        ->check(CLI::IsMember({"f16", "f32"}));
     cmd->add_option("--temperature", o->sampling.temperature, "0 = greedy");
     cmd->add_option("--top-k", o->sampling.top_k, "0 = off");
     cmd->add_option("--top-p", o->sampling.top_p, "1 = off");

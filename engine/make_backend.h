@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,12 +13,21 @@
 
 namespace loom::engine {
 
+// What a backend's KV cache stores. cuda: f16 by default (half the memory), f32 for reference-grade
+// attention inputs; cpu: always f32.
+enum class KvCacheType { f16, f32 };
+
+// "f16" / "f32" -> the type; RequestError("kv_type") naming the valid values otherwise.
+KvCacheType parse_kv_cache_type(std::string_view name);
+std::string_view to_string(KvCacheType type);
+
 struct BackendOptions {
     int n_ctx = 0;            // positions per sequence; <= 0: the model's training context
     BatchLimits limits = {};  // sequences, KV positions, tokens per step, VRAM budget (cuda)
     int threads = 0;          // cpu: matrix-product threads; <= 0: one per hardware thread
     int device = 0;           // cuda: the device index
     bool cuda_graphs = true;  // cuda: replay decode-only steps from CUDA graphs
+    std::optional<KvCacheType> kv_type = std::nullopt;  // unset: the backend's default (cuda f16, cpu f32)
 };
 
 // "cpu", then "cuda" when this build has the CUDA backend.
@@ -25,7 +35,8 @@ std::vector<std::string> built_backends();
 bool backend_built(std::string_view kind);
 
 // RequestError("backend") for a kind this build lacks; DeviceError when the device cannot run or
-// hold the model; ModelError for a model no kernel handles; MemoryBudgetError for a budget too small.
+// hold the model; ModelError for a model no kernel handles; MemoryBudgetError for a budget too small;
+// RequestError("kv_type") for f16 on the cpu backend.
 std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& file, const BackendOptions& options = {});
 
 }  // namespace loom::engine

@@ -7,7 +7,9 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
+#include "kernels/attention_shapes.h"
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
@@ -16,7 +18,7 @@ namespace loom::kernels {
 namespace {
 
 constexpr int kDecodeThreads = 128;
-constexpr int kMaxGroup = 8;  // query heads one decode block serves; larger GQA groups take more blocks
+constexpr int kStaticSharedBytes = 48 * 1024;  // the most static shared memory one block may declare
 
 constexpr int kPrefillThreads = 128;
 constexpr int kTileQ = 32;                               // query rows per prefill block
@@ -28,7 +30,7 @@ __device__ __forceinline__ float warp_max_f(float v) {
     return v;
 }
 
-// 8 fp16 values (one 16-byte load) -> f32.
+// 8 cache values (16-byte aligned) -> f32: one 16-byte load of fp16, or two of f32.
 __device__ __forceinline__ void load8(const __half* src, float* dst) {
     const uint4 raw = *reinterpret_cast<const uint4*>(src);
     const __half2* h = reinterpret_cast<const __half2*>(&raw);
@@ -39,6 +41,31 @@ __device__ __forceinline__ void load8(const __half* src, float* dst) {
         dst[2 * i + 1] = f.y;
     }
 }
+__device__ __forceinline__ void load8(const float* src, float* dst) {
+    const float4 a = reinterpret_cast<const float4*>(src)[0], b = reinterpret_cast<const float4*>(src)[1];
+    dst[0] = a.x, dst[1] = a.y, dst[2] = a.z, dst[3] = a.w;
+    dst[4] = b.x, dst[5] = b.y, dst[6] = b.z, dst[7] = b.w;
+}
+
+// Pair i of a cache row (8-byte aligned for f32, 4-byte for fp16) -> f32.
+__device__ __forceinline__ float2 load2(const __half* src, int i) {
+    return __half22float2(reinterpret_cast<const __half2*>(src)[i]);
+}
+__device__ __forceinline__ float2 load2(const float* src, int i) { return reinterpret_cast<const float2*>(src)[i]; }
+
+// Decode's 8-dim chunks of a head and the key lanes that share the threads; with head sizes whose
+// chunk count does not divide the threads, the last threads idle in the value sum.
+__host__ __device__ constexpr int decode_lanes(int hd) { return kDecodeThreads / (hd / 8); }
+
+// Static shared bytes of a decode block serving `group` query heads of head size hd.
+__host__ __device__ constexpr int decode_shared_bytes(int hd, int group) {
+    return static_cast<int>(sizeof(float)) * (group * hd + group * kDecodeSplitTokens +
+                                              decode_lanes(hd) * group * hd + 2 * group) + 16;
+}
+
+// Query heads one decode block serves (larger GQA groups take more blocks): 8, or 4 where 8 would
+// not fit the static shared memory (head_dim 256).
+__host__ __device__ constexpr int decode_group_cap(int hd) { return decode_shared_bytes(hd, 8) <= kStaticSharedBytes ? 8 : 4; }
 
 // Element offset of (block, kv head, position's slot) row in a K or V region.
 __device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, int pos, int head_dim) {
@@ -52,20 +79,21 @@ __device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, 
 //   3. sum_j p[g][j] * v_j, threads as (key lane r, 8-dim chunk c), reduced over r in shared.
 // With one split the normalised result goes to out; otherwise (acc, m, l) go to the workspace and
 // the split block that finishes last merges them into out.
-template <int HD>
+template <int HD, typename KV>
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
                         int64_t out_row_stride, int n_head, int n_head_kv, const int32_t* __restrict__ seq_lens,
                         const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
                         int block_table_stride,
-                        const __half* __restrict__ k_cache, const __half* __restrict__ v_cache, float scale,
+                        const KV* __restrict__ k_cache, const KV* __restrict__ v_cache, float scale,
                         int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
                         unsigned* __restrict__ split_counters) {
     wait_for_previous_kernel();
-    constexpr int kChunks = HD / 8, kLanes = kDecodeThreads / kChunks;
+    constexpr int kChunks = HD / 8, kLanes = decode_lanes(HD), kMaxGroup = decode_group_cap(HD);
+    constexpr bool kAllLanes = kLanes * kChunks == kDecodeThreads;  // 8, 16, 32, 64, 128
     __shared__ float q_s[kMaxGroup][HD];
     __shared__ float p_s[kMaxGroup][kDecodeSplitTokens];
-    __shared__ float red_s[kLanes][kMaxGroup][HD];  // 32 KiB for either head_dim
+    __shared__ float red_s[kLanes][kMaxGroup][HD];  // about 32 KiB (16 KiB at head_dim 256)
     __shared__ float m_s[kMaxGroup], l_s[kMaxGroup];
 
     const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
@@ -85,7 +113,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
     for (int j = tid; j < n; j += kDecodeThreads) {
         const int pos = t0 + j;
-        const __half* krow = k_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD);
+        const KV* krow = k_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD);
         float acc[kMaxGroup] = {};
         for (int d0 = 0; d0 < HD; d0 += 8) {
             float kf[8];
@@ -121,8 +149,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
     __syncthreads();
 
     const int c = tid % kChunks, r = tid / kChunks;
+    const bool lane_active = kAllLanes || r < kLanes;
     float acc[kMaxGroup][8] = {};
-    for (int j = r; j < n; j += kLanes) {
+    for (int j = lane_active ? r : n; j < n; j += kLanes) {
         const int pos = t0 + j;
         float vf[8];
         load8(v_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD) + c * 8, vf);
@@ -136,7 +165,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     }
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g)
-        if (g < G)
+        if (g < G && lane_active)
 #pragma unroll
             for (int i = 0; i < 8; ++i) red_s[r][g][c * 8 + i] = acc[g][i];
     __syncthreads();
@@ -187,22 +216,34 @@ __global__ void __launch_bounds__(kDecodeThreads)
     }
 }
 
-// grid (ceil(T / kTileQ), n_head). Thread (row r, quarter qq) owns query row r of the tile, keys
-// qq*4 .. qq*4+3 of each cache block and output dims qq, qq+4, ... Blocks of 16 keys stream
-// through shared memory (f32, rows padded by one float against bank conflicts) with an online
-// softmax per row; keys after a row's position are masked, so only the last blocks do waste.
+// A prefill block's tiles in (dynamic) shared memory: f32, rows padded by one float against bank
+// conflicts. 35 KiB at head_dim 128, 66 KiB at 256 (above the 48 KiB a block gets by default).
 template <int HD>
+struct PrefillTiles {
+    static constexpr int kStride = HD + 1;
+    float q_s[kTileQ][kStride];
+    float k_s[kKvBlockTokens][kStride];
+    float v_s[kKvBlockTokens][kStride];
+    float p_s[kTileQ][kKvBlockTokens];
+};
+
+// grid (ceil(T / kTileQ), n_head), sizeof(PrefillTiles<HD>) dynamic shared bytes. Thread (row r,
+// quarter qq) owns query row r of the tile, keys qq*4 .. qq*4+3 of each cache block and output
+// dims qq, qq+4, ... Blocks of 16 keys stream through shared memory with an online softmax per
+// row; keys after a row's position are masked, so only the last blocks do waste.
+template <int HD, typename KV>
 __global__ void __launch_bounds__(kPrefillThreads)
     prefill_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
                    int64_t out_row_stride, int T, int pos0, int n_head, int n_head_kv,
-                   const int32_t* __restrict__ block_table, const __half* __restrict__ k_cache,
-                   const __half* __restrict__ v_cache, float scale) {
+                   const int32_t* __restrict__ block_table, const KV* __restrict__ k_cache,
+                   const KV* __restrict__ v_cache, float scale) {
     wait_for_previous_kernel();
-    constexpr int kStride = HD + 1;
-    __shared__ float q_s[kTileQ][kStride];
-    __shared__ float k_s[kKvBlockTokens][kStride];
-    __shared__ float v_s[kKvBlockTokens][kStride];
-    __shared__ float p_s[kTileQ][kKvBlockTokens];
+    extern __shared__ float4 prefill_shared[];  // float4: 16-byte aligned
+    PrefillTiles<HD>& tiles = *reinterpret_cast<PrefillTiles<HD>*>(prefill_shared);
+    auto& q_s = tiles.q_s;
+    auto& k_s = tiles.k_s;
+    auto& v_s = tiles.v_s;
+    auto& p_s = tiles.p_s;
 
     const int tid = threadIdx.x, r = tid / kThreadsPerRow, qq = tid % kThreadsPerRow;
     const int tile0 = blockIdx.x * kTileQ, h = blockIdx.y;
@@ -226,8 +267,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
             // Slots past the last key may hold anything (NaN bits too): zero them, as 0 * NaN = NaN.
             float2 kf = make_float2(0.f, 0.f), vf = kf;
             if (b0 + row < n_keys) {
-                kf = __half22float2(reinterpret_cast<const __half2*>(k_cache + base)[i]);
-                vf = __half22float2(reinterpret_cast<const __half2*>(v_cache + base)[i]);
+                kf = load2(k_cache + base, i);
+                vf = load2(v_cache + base, i);
             }
             k_s[row][d] = kf.x;
             k_s[row][d + 1] = kf.y;
@@ -283,16 +324,39 @@ int decode_splits(int max_seq_len) { return (max_seq_len + kDecodeSplitTokens - 
 
 void check_heads(const char* fn, int n_head, const KvLayer& layer) {
     if (n_head <= 0 || layer.n_head_kv <= 0 || n_head % layer.n_head_kv != 0 ||
-        (layer.head_dim != 8 && layer.head_dim != 64 && layer.head_dim != 128))
+        !attention_head_dim_supported(layer.head_dim))
         throw std::invalid_argument(std::string(fn) + ": unsupported heads (n_head " + std::to_string(n_head) +
                                     ", n_head_kv " + std::to_string(layer.n_head_kv) + ", head_dim " +
-                                    std::to_string(layer.head_dim) + "; head_dim must be 8, 64 or 128)");
+                                    std::to_string(layer.head_dim) + "; " + kAttentionHeadDimRule + ")");
 }
 
-template <int HD>
+// f(head_dim as std::integral_constant, cache element pointer type) for the layer's head size
+// (checked by check_heads) and KV type: every supported shape has its own instantiation.
+template <int... I, class F>
+void dispatch_multiple_of_16(int head_dim, F&& f, std::integer_sequence<int, I...>) {
+    (void)((head_dim == 16 * (I + 1) ? (f(std::integral_constant<int, 16 * (I + 1)>{}), true) : false) || ...);
+}
+
+template <class F>
+void dispatch_head_dim(int head_dim, F&& f) {
+    if (head_dim == 8) f(std::integral_constant<int, 8>{});  // stories260K: 128 key lanes
+    else dispatch_multiple_of_16(head_dim, f, std::make_integer_sequence<int, kMaxAttentionHeadDim / 16>{});
+}
+
+template <class F>
+void dispatch_heads(const KvLayer& layer, F&& f) {
+    dispatch_head_dim(layer.head_dim, [&](auto hd) {
+        if (layer.type == KvType::f32) f(hd, static_cast<const float*>(nullptr));
+        else f(hd, static_cast<const __half*>(nullptr));
+    });
+}
+
+template <int HD, typename KV>
 void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                    const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
                    int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream) {
+    static_assert(decode_shared_bytes(HD, decode_group_cap(HD)) <= kStaticSharedBytes);
+    constexpr int kMaxGroup = decode_group_cap(HD);
     const int group = n_head / layer.n_head_kv, n_splits = decode_splits(max_seq_len);
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));  // as the CPU reference forms it
     float* part_acc = n_splits > 1 ? workspace : nullptr;
@@ -301,20 +365,25 @@ void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out
                      : nullptr;
     const dim3 grid(static_cast<unsigned>(layer.n_head_kv * ((group + kMaxGroup - 1) / kMaxGroup)),
                     static_cast<unsigned>(n_seq), static_cast<unsigned>(n_splits));
-    launch_kernel("decode_split_kernel", decode_split_kernel<HD>, {grid, kDecodeThreads, 0, stream}, q, q_row_stride,
-                  out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables, block_table_stride,
-                  reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale, n_splits,
-                  part_acc, part_ml, split_counters);
+    launch_kernel("decode_split_kernel", decode_split_kernel<HD, KV>, {grid, kDecodeThreads, 0, stream}, q,
+                  q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables,
+                  block_table_stride, static_cast<const KV*>(layer.k), static_cast<const KV*>(layer.v), scale,
+                  n_splits, part_acc, part_ml, split_counters);
 }
 
-template <int HD>
+template <int HD, typename KV>
 void launch_prefill(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,
                     int n_head, const int32_t* block_table, KvLayer layer, Stream stream) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
     const dim3 grid(static_cast<unsigned>((T + kTileQ - 1) / kTileQ), static_cast<unsigned>(n_head));
-    launch_kernel("prefill_kernel", prefill_kernel<HD>, {grid, kPrefillThreads, 0, stream}, q, q_row_stride, out,
-                  out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table,
-                  reinterpret_cast<const __half*>(layer.k), reinterpret_cast<const __half*>(layer.v), scale);
+    constexpr size_t kShared = sizeof(PrefillTiles<HD>);
+    if (kShared > kStaticSharedBytes)  // opt in to more (per device, so on every launch; cheap)
+        check_cuda(cudaFuncSetAttribute(prefill_kernel<HD, KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(kShared)),
+                   "prefill_kernel shared memory", __FILE__, __LINE__);
+    launch_kernel("prefill_kernel", prefill_kernel<HD, KV>, {grid, kPrefillThreads, kShared, stream}, q, q_row_stride,
+                  out, out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table,
+                  static_cast<const KV*>(layer.k), static_cast<const KV*>(layer.v), scale);
 }
 
 }  // namespace
@@ -341,14 +410,11 @@ void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t 
                                     ", workspace " + (workspace ? "set" : "null") + ", split counters " +
                                     (split_counters ? "set" : "null") + ")");
     if (n_seq == 0) return;
-    const auto launch = [&](auto head_dim) {
-        launch_decode<decltype(head_dim)::value>(q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens,
-                                                 max_seq_len, seq_slots, block_tables, block_table_stride, layer,
-                                                 workspace, split_counters, stream);
-    };
-    if (layer.head_dim == 8) launch(std::integral_constant<int, 8>{});  // stories260K: 128 key lanes
-    else if (layer.head_dim == 64) launch(std::integral_constant<int, 64>{});
-    else launch(std::integral_constant<int, 128>{});
+    dispatch_heads(layer, [&](auto head_dim, auto cache) {
+        launch_decode<decltype(head_dim)::value, std::remove_cv_t<std::remove_pointer_t<decltype(cache)>>>(
+            q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
+            block_table_stride, layer, workspace, split_counters, stream);
+    });
 }
 
 void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,
@@ -360,12 +426,10 @@ void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t
                                     std::to_string(pos0) + ", strides " + std::to_string(q_row_stride) + "/" +
                                     std::to_string(out_row_stride) + ")");
     if (T == 0) return;
-    if (layer.head_dim == 8)
-        launch_prefill<8>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
-    else if (layer.head_dim == 64)
-        launch_prefill<64>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
-    else
-        launch_prefill<128>(q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
+    dispatch_heads(layer, [&](auto head_dim, auto cache) {
+        launch_prefill<decltype(head_dim)::value, std::remove_cv_t<std::remove_pointer_t<decltype(cache)>>>(
+            q, q_row_stride, out, out_row_stride, T, pos0, n_head, block_table, layer, stream);
+    });
 }
 
 }  // namespace loom::kernels

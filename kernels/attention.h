@@ -1,4 +1,4 @@
-// Causal attention over the paged fp16 KV cache: decode (one query per sequence) and prefill.
+// Causal attention over the paged KV cache (fp16 or f32): decode (one query per sequence) and prefill.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,8 @@ namespace loom::kernels {
 // Both kernels match engine::cpu::attention: query head h reads KV head h / (n_head / n_head_kv),
 // scores are dot(q, k) / sqrt(head_dim), softmax and sums in f32 (online, rescaled by the running
 // max). The K/V rows of every attended position must already be in the cache (kv_cache_write).
-// head_dim (from `layer`) must be 8 (stories260K), 64 or 128; n_head a multiple of layer.n_head_kv.
+// head_dim (from `layer`) must pass attention_head_dim_supported (8, or a multiple of 16 up to
+// 256: each has its own instantiation); n_head any multiple of layer.n_head_kv (GQA, MQA).
 
 // Decode splits each sequence's keys into chunks of this many positions, one thread block each;
 // the last block of a sequence's splits to finish merges them.

@@ -82,6 +82,16 @@ void gemm_f16(GemmContext& ctx, const uint16_t* W, const uint16_t* X, float* Y, 
                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+// Pedantic fp32: no TF32, whatever NVIDIA_TF32_OVERRIDE says. F32 weights are rare (small
+// reference models), so exactness matters more than speed here.
+void gemm_f32(GemmContext& ctx, const float* W, const float* X, float* Y, int n_in, int n_out, int n_rows,
+              Stream stream) {
+    const float alpha = 1.f, beta = 0.f;
+    LOOM_CUBLAS_CHECK(cublasGemmEx(ctx.bound_to(stream), CUBLAS_OP_T, CUBLAS_OP_N, n_out, n_rows, n_in, &alpha, W,
+                                   CUDA_R_32F, n_in, X, CUDA_R_32F, n_in, &beta, Y, CUDA_R_32F, n_out,
+                                   CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+}
+
 void gemm(GemmContext& ctx, gguf::TensorType type, const void* W, const float* X, float* Y, int n_in, int n_out,
           int n_rows, void* workspace, uint64_t workspace_bytes, Stream stream) {
     const std::string type_name(gguf::tensor_type_name(type));
@@ -103,6 +113,10 @@ void gemm(GemmContext& ctx, gguf::TensorType type, const void* W, const float* X
     if (overlaps(Y, y_bytes, W, w_bytes) || overlaps(Y, y_bytes, X, x_bytes) || overlaps(Y, y_bytes, workspace, need))
         throw std::invalid_argument("gemm: Y overlaps W, X or the workspace");
     if (n_out == 0 || n_rows == 0) return;
+    if (type == gguf::TensorType::F32) {  // kept f32 (docs/VALIDATION.md's precision policy): no fp16 rounding
+        gemm_f32(ctx, static_cast<const float*>(W), X, Y, n_in, n_out, n_rows, stream);
+        return;
+    }
 
     auto* w16 = static_cast<uint16_t*>(workspace);
     auto* x16 = reinterpret_cast<uint16_t*>(static_cast<char*>(workspace) + round_up(f16_bytes(n_out, n_in)));

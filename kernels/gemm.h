@@ -30,6 +30,7 @@ public:
 
 private:
     friend void gemm_f16(GemmContext&, const uint16_t*, const uint16_t*, float*, int, int, int, Stream);
+    friend void gemm_f32(GemmContext&, const float*, const float*, float*, int, int, int, Stream);
     // The handle bound to `stream`: a new stream is set (host-side only), and the workspace set again
     // because cublasSetStream drops it.
     cublasContext* bound_to(Stream stream);
@@ -46,7 +47,8 @@ uint64_t gemm_workspace_bytes(int max_n_in, int max_n_out, int max_rows);
 
 // W (n_out, n_in) of `type`, rows tensor_bytes(type, n_in) apart, @ X (n_rows, n_in)^T -> Y (n_rows, n_out),
 // f32 in and out, all device pointers. W is dequantized to fp16 (an F16 W is used in place) and X
-// rounded to fp16 in `workspace`, then one cuBLAS product with fp32 accumulation.
+// rounded to fp16 in `workspace`, then one cuBLAS product with fp32 accumulation; an F32 W instead
+// multiplies X in full fp32 (no rounding, workspace unused).
 // Preconditions (std::invalid_argument otherwise): dequantize_f16_supports(type); n_in a positive multiple
 // of its block; n_out, n_rows >= 0; W and X 16-byte aligned, workspace 256-byte aligned and at least
 // gemm_workspace_bytes(n_in, n_out, n_rows); Y overlapping none of them. Asynchronous on `stream`,
@@ -57,6 +59,11 @@ void gemm(GemmContext& ctx, gguf::TensorType type, const void* W, const float* X
 // The cuBLAS step alone: W (n_out, n_in) fp16 @ X (n_rows, n_in)^T fp16 -> Y (n_rows, n_out) f32, fp32
 // accumulation on the tensor cores. n_in > 0, n_out and n_rows >= 0 (std::invalid_argument otherwise).
 void gemm_f16(GemmContext& ctx, const uint16_t* W, const uint16_t* X, float* Y, int n_in, int n_out, int n_rows,
+              Stream stream);
+
+// The F32 step alone: W (n_out, n_in) f32 @ X (n_rows, n_in)^T f32 -> Y (n_rows, n_out) f32, full
+// fp32 (no TF32). Same shape rules as gemm_f16; gemm() checks them.
+void gemm_f32(GemmContext& ctx, const float* W, const float* X, float* Y, int n_in, int n_out, int n_rows,
               Stream stream);
 
 }  // namespace loom::kernels

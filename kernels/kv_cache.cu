@@ -1,10 +1,11 @@
-// KV cache write kernel: one thread per (token, K-or-V, pair of dims), fp16 conversion on the GPU.
+// KV cache write kernels: one thread per (token, K-or-V, pair of dims), fp16 conversion (or f32 copy) on the GPU.
 #include "kernels/kv_cache.h"
 
 #include <cuda_fp16.h>
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
@@ -15,9 +16,18 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Stores pair p (< n_head_kv * head_dim: K; above: V) of one token's K/V rows as one aligned half2.
+// Two adjacent values as one aligned store: half2 (rounded to nearest even) or float2.
+__device__ __forceinline__ void store_pair(__half* dst, const float* src) {
+    *reinterpret_cast<__half2*>(dst) = __halves2half2(__float2half_rn(src[0]), __float2half_rn(src[1]));
+}
+__device__ __forceinline__ void store_pair(float* dst, const float* src) {
+    *reinterpret_cast<float2*>(dst) = make_float2(src[0], src[1]);
+}
+
+// Stores pair p (< n_head_kv * head_dim: K; above: V) of one token's K/V rows as one aligned pair.
+template <typename KV>
 __device__ __forceinline__ void store_kv_pair(int p, const float* k_row, const float* v_row, int pos,
-                                              const int32_t* table, __half* k_cache, __half* v_cache,
+                                              const int32_t* table, KV* k_cache, KV* v_cache,
                                               int n_head_kv, int head_dim) {
     const int pairs_per_side = n_head_kv * head_dim / 2;
     const bool is_v = p >= pairs_per_side;
@@ -27,17 +37,17 @@ __device__ __forceinline__ void store_kv_pair(int p, const float* k_row, const f
     const int64_t dst = ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) *
                             head_dim + d;
     const float* src = (is_v ? v_row : k_row) + e;
-    __half* cache = is_v ? v_cache : k_cache;
-    *reinterpret_cast<__half2*>(cache + dst) = __halves2half2(__float2half_rn(src[0]), __float2half_rn(src[1]));
+    store_pair((is_v ? v_cache : k_cache) + dst, src);
 }
 
 // grid (n_tokens, ceil(kv_dim / kThreads)): blockIdx.x is the token; each thread converts
-// two adjacent values (head_dim is even), so every store is one aligned half2.
+// two adjacent values (head_dim is even), so every store is one aligned pair.
+template <typename KV>
 __global__ void __launch_bounds__(kThreads)
     kv_cache_write_kernel(const float* __restrict__ k, const float* __restrict__ v, int64_t k_row_stride,
                           int64_t v_row_stride, const int32_t* __restrict__ positions,
                           const int32_t* __restrict__ token_seq, const int32_t* __restrict__ block_tables,
-                          int block_table_stride, __half* k_cache, __half* v_cache, int n_head_kv, int head_dim) {
+                          int block_table_stride, KV* k_cache, KV* v_cache, int n_head_kv, int head_dim) {
     wait_for_previous_kernel();
     const int token = blockIdx.x;
     const int p = blockIdx.y * blockDim.x + threadIdx.x;
@@ -50,12 +60,13 @@ __global__ void __launch_bounds__(kThreads)
 
 // grid (n_tokens): one block rotates a token's q and k heads in place, then stores its rotated K
 // and its V rows in the cache (the block's own global writes are visible to it after the barrier).
+template <typename KV>
 __global__ void __launch_bounds__(kThreads)
     rope_kv_cache_write_kernel(float* q, float* k, const float* __restrict__ v, int n_head, int64_t q_row_stride,
                                int64_t k_row_stride, int64_t v_row_stride, const int32_t* __restrict__ positions,
                                const int32_t* __restrict__ token_seq, const float* __restrict__ inv_freq, bool neox,
-                               const int32_t* __restrict__ block_tables, int block_table_stride, __half* k_cache,
-                               __half* v_cache, int n_head_kv, int head_dim) {
+                               const int32_t* __restrict__ block_tables, int block_table_stride, KV* k_cache,
+                               KV* v_cache, int n_head_kv, int head_dim) {
     wait_for_previous_kernel();
     extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
     const int token = blockIdx.x, pos = positions[token];
@@ -93,10 +104,14 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
                                     ")");
     if (n_tokens == 0) return;
     const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((kv_dim + kThreads - 1) / kThreads));
-    launch_kernel("kv_cache_write_kernel", kv_cache_write_kernel, {grid, kThreads, 0, stream}, k, v, k_row_stride,
-                  v_row_stride, positions, token_seq, block_tables, block_table_stride,
-                  reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v), layer.n_head_kv,
-                  layer.head_dim);
+    const auto launch = [&](auto* cache) {
+        using KV = std::remove_pointer_t<decltype(cache)>;
+        launch_kernel("kv_cache_write_kernel", kv_cache_write_kernel<KV>, {grid, kThreads, 0, stream}, k, v,
+                      k_row_stride, v_row_stride, positions, token_seq, block_tables, block_table_stride,
+                      static_cast<KV*>(layer.k), static_cast<KV*>(layer.v), layer.n_head_kv, layer.head_dim);
+    };
+    if (layer.type == KvType::f32) launch(static_cast<float*>(nullptr));
+    else launch(static_cast<__half*>(nullptr));
 }
 
 void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n_head, int64_t q_row_stride,
@@ -115,11 +130,16 @@ void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n
                                     ")");
     if (n_tokens == 0) return;
     const size_t shared_bytes = static_cast<size_t>(layer.head_dim / 2) * sizeof(float2);
-    launch_kernel("rope_kv_cache_write_kernel", rope_kv_cache_write_kernel,
-                  {static_cast<unsigned>(n_tokens), kThreads, shared_bytes, stream}, q, k, v, n_head, q_row_stride,
-                  k_row_stride, v_row_stride, positions, token_seq, inv_freq, style == RopeStyle::NeoX, block_tables,
-                  block_table_stride, reinterpret_cast<__half*>(layer.k), reinterpret_cast<__half*>(layer.v),
-                  layer.n_head_kv, layer.head_dim);
+    const auto launch = [&](auto* cache) {
+        using KV = std::remove_pointer_t<decltype(cache)>;
+        launch_kernel("rope_kv_cache_write_kernel", rope_kv_cache_write_kernel<KV>,
+                      {static_cast<unsigned>(n_tokens), kThreads, shared_bytes, stream}, q, k, v, n_head, q_row_stride,
+                      k_row_stride, v_row_stride, positions, token_seq, inv_freq, style == RopeStyle::NeoX,
+                      block_tables, block_table_stride, static_cast<KV*>(layer.k), static_cast<KV*>(layer.v),
+                      layer.n_head_kv, layer.head_dim);
+    };
+    if (layer.type == KvType::f32) launch(static_cast<float*>(nullptr));
+    else launch(static_cast<__half*>(nullptr));
 }
 
 void update_block_tables(int32_t* block_tables, const int32_t* updates, int max_updates, Stream stream) {

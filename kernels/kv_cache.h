@@ -1,4 +1,4 @@
-// Paged KV cache: the fp16 block layout, and the kernel that stores new tokens' K/V rows in it.
+// Paged KV cache: the fp16 / f32 block layout, and the kernel that stores new tokens' K/V rows in it.
 #pragma once
 
 #include <cstdint>
@@ -12,37 +12,50 @@ namespace loom::kernels {
 // position p lives in block block_table[p / kKvBlockTokens], slot p % kKvBlockTokens.
 inline constexpr int kKvBlockTokens = 16;
 
-// One arena of fp16 values (stored as their uint16_t bits), n_blocks blocks per layer:
+// What the cache stores: fp16 (the default, half the memory) or f32 (reference-grade results).
+enum class KvType { f16, f32 };
+
+inline int kv_type_bytes(KvType type) { return type == KvType::f32 ? 4 : 2; }
+inline const char* kv_type_name(KvType type) { return type == KvType::f32 ? "f32" : "f16"; }
+
+// One arena of fp16 or f32 values, n_blocks blocks per layer:
 //   arena = [layer 0 K][layer 0 V][layer 1 K][layer 1 V] ...
 //   each K or V region: (n_blocks, n_head_kv, kKvBlockTokens, head_dim)
-// so the 16 rows of one KV head in one block are contiguous (head_dim * 32 bytes), which is what
-// the attention kernels read in one go. A block id indexes the same block in every layer.
+// so the 16 rows of one KV head in one block are contiguous (head_dim * 16 elements), which is
+// what the attention kernels read in one go. A block id indexes the same block in every layer.
+// Offsets and sizes count elements; arena_bytes() is the allocation.
 struct KvCacheLayout {
     int n_layer = 0;
     int n_blocks = 0;
     int n_head_kv = 0;
     int head_dim = 0;
+    KvType type = KvType::f16;
 
     int64_t block_elems() const { return static_cast<int64_t>(n_head_kv) * kKvBlockTokens * head_dim; }
     int64_t region_elems() const { return static_cast<int64_t>(n_blocks) * block_elems(); }
     int64_t arena_elems() const { return 2 * static_cast<int64_t>(n_layer) * region_elems(); }
+    int64_t arena_bytes() const { return arena_elems() * kv_type_bytes(type); }
     int64_t k_offset(int layer) const { return 2 * static_cast<int64_t>(layer) * region_elems(); }
     int64_t v_offset(int layer) const { return k_offset(layer) + region_elems(); }
 };
 
-// One layer's K and V regions (device pointers into the arena) with their head shape.
+// One layer's K and V regions (device pointers into the arena, elements of `type`) with their head shape.
 struct KvLayer {
-    uint16_t* k = nullptr;
-    uint16_t* v = nullptr;
+    void* k = nullptr;
+    void* v = nullptr;
     int n_head_kv = 0;
     int head_dim = 0;
+    KvType type = KvType::f16;
 };
 
-inline KvLayer kv_layer(uint16_t* arena, const KvCacheLayout& layout, int layer) {
-    return {arena + layout.k_offset(layer), arena + layout.v_offset(layer), layout.n_head_kv, layout.head_dim};
+inline KvLayer kv_layer(void* arena, const KvCacheLayout& layout, int layer) {
+    char* base = static_cast<char*>(arena);
+    const int64_t bytes = kv_type_bytes(layout.type);
+    return {base + layout.k_offset(layer) * bytes, base + layout.v_offset(layer) * bytes, layout.n_head_kv,
+            layout.head_dim, layout.type};
 }
 
-// Stores the K and V rows of n_tokens new tokens, rounded f32 -> fp16 (nearest even).
+// Stores the K and V rows of n_tokens new tokens, rounded f32 -> fp16 (nearest even) or copied as f32.
 // k, v: n_tokens rows of n_head_kv * head_dim floats, rows k_row_stride / v_row_stride floats
 // apart (so they may sit in a fused QKV row). Token t goes to position positions[t] of sequence
 // token_seq[t] (token_seq null: every token belongs to sequence 0), whose block table is row

@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
     app.add_option("--kv-tokens", o.kv_tokens, "Positions in the shared KV cache (default --max-seqs x --ctx, or what "
                                                "--vram-budget leaves)")
         ->check(CLI::Range(1, 1 << 30));
+    app.add_option("--kv-type", o.kv_type,
+                   "What the KV cache stores: f16 (default, cuda) or f32 (reference-grade, twice the memory)")
+        ->check(CLI::IsMember({"f16", "f32"}));
     app.add_option("--backend", o.backend, "cuda (default) or cpu (the reference backend; only when named)")
         ->check(CLI::IsMember({"cuda", "cpu"}));
     app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");

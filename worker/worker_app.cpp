@@ -413,6 +413,10 @@ struct WorkerApp::State {
         if (o.backend == "cpu") {
             device_name = "CPU";
             set_log_pattern();
+            if (o.kv_type == "f16") {
+                log()->error("--kv-type f16 is a cuda option; the cpu backend keeps its KV cache in f32");
+                return kExitBadInput;
+            }
             if (o.gpu.empty() && o.vram_budget == 0) return 0;
             log()->error("{}, but --backend cpu runs on the CPU; drop it or use --backend cuda",
                          !o.gpu.empty() ? "--gpu selects a CUDA device" : "--vram-budget limits CUDA device memory");
@@ -457,6 +461,7 @@ struct WorkerApp::State {
             .limits = {.max_seqs = o.max_seqs, .kv_tokens = o.kv_tokens, .vram_budget = o.vram_budget},
             .device = std::max(gpu.index, 0)};
         try {
+            if (!o.kv_type.empty()) options.kv_type = engine::parse_kv_cache_type(o.kv_type);
             backend = engine::make_backend(o.backend, *file, options);
         } catch (const engine::DeviceError& e) {
             log()->error("--backend {}: {}", o.backend, e.what());

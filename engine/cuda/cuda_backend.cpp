@@ -12,6 +12,7 @@
 
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cuda/cuda_sampler.h"
+#include "engine/cuda_support.h"
 #include "engine/errors.h"
 #include "engine/memory_budget.h"
 #include "kernels/attention.h"
@@ -134,7 +135,8 @@ struct CudaBackend::State {
     std::vector<LayerWeights> layers;
 
     kernels::KvCacheLayout kv_layout;
-    uint16_t* kv = nullptr;
+    kernels::KvType kv_type = kernels::KvType::f16;
+    void* kv = nullptr;
     int32_t* block_tables = nullptr;  // (max_seqs, table_stride) block ids by slot: the plans' tables
     int table_stride = 0;
     int kv_blocks = 0;
@@ -402,12 +404,12 @@ void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limit
                                round_up(s.sampler_bytes);
     // The KV cache last: with a budget it gets what weights and workspace leave (checked before any allocation).
     const KvCost kv_cost{
-        static_cast<uint64_t>(kernels::KvCacheLayout{c.n_layer, 1, c.n_head_kv, c.head_dim}.arena_elems()) * sizeof(uint16_t),
+        static_cast<uint64_t>(kernels::KvCacheLayout{c.n_layer, 1, c.n_head_kv, c.head_dim, s.kv_type}.arena_bytes()),
         static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t), kernels::kKvBlockTokens, kAlign};
     const int kv_blocks = kv_blocks_within({plan[Purpose::weights], 0, plan[Purpose::workspace]}, kv_cost,
                                            {limits.kv_tokens, S, s.n_ctx}, limits.vram_budget);
     s.kv_blocks = kv_blocks;
-    s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim};
+    s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim, s.kv_type};
     plan[Purpose::kv_cache] = kv_bytes(kv_cost, kv_blocks);
     check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
     s.vram = std::make_unique<kernels::VramAllocator>(s.device, plan);  // verifies residency
@@ -466,8 +468,7 @@ void CudaBackend::State::bind_workspace() {
     const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
     const int M = s.max_tokens, S = s.max_seqs;
     const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
-    s.kv = static_cast<uint16_t*>(s.vram->allocate(
-        Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.arena_elems()) * sizeof(uint16_t)));
+    s.kv = s.vram->allocate(Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.arena_bytes()));
     s.block_tables = static_cast<int32_t*>(
         s.vram->allocate(Purpose::kv_cache, static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t)));
     const auto ws = [&](uint64_t bytes) { return s.vram->allocate(Purpose::workspace, std::max<uint64_t>(bytes, 1)); };
@@ -505,15 +506,18 @@ void CudaBackend::State::bind_workspace() {
         throw kernels::VramError("cuda backend: an arena is not device-resident");
 }
 
-CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs)
+CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs,
+                         bool kv_f32)
     : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
     State& s = *s_;
     const ModelConfig& c = s.cfg;
     s.device = device;
     s.use_graphs = cuda_graphs;
+    s.kv_type = kv_f32 ? kernels::KvType::f32 : kernels::KvType::f16;
     if (c.rope_dim != c.head_dim)
         throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
                          std::to_string(c.head_dim) + " is not supported");
+    check_cuda_attention_heads(file, c);  // before any device work: refused at load, not at warm-up
     LOOM_CUDA_CHECK(cudaSetDevice(device));
     cudaDeviceProp prop{};
     LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));

@@ -1,4 +1,4 @@
-// The CUDA backend: weights kept in their GGUF formats in VRAM, a paged fp16 KV cache addressed by
+// The CUDA backend: weights kept in their GGUF formats in VRAM, a paged fp16/f32 KV cache addressed by
 // the engine's block tables, batched steps mixing prefill chunks and decode tokens, GPU sampling, and decode
 // steps replayed from CUDA graphs. Plain C++: no CUDA headers leak to callers.
 #pragma once
@@ -17,9 +17,11 @@ public:
     // graphs (one per batch size, captured on first use). limits.vram_budget > 0: the arenas stay
     // inside it (the KV cache sized from it unless limits.kv_tokens is set), else MemoryBudgetError
     // before any allocation. Throws kernels::VramError (device too old, too little VRAM),
-    // kernels::CudaError, or ModelError for a weight type no kernel handles.
+    // kernels::CudaError, or ModelError for a weight type no kernel handles or heads the attention
+    // kernels do not (checked before anything is allocated). kv_f32: the KV cache stores f32 (twice
+    // the memory) instead of fp16.
     CudaBackend(const gguf::File& file, int n_ctx, int device = 0, const BatchLimits& limits = {},
-                bool cuda_graphs = true);
+                bool cuda_graphs = true, bool kv_f32 = false);
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }

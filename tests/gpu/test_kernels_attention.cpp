@@ -20,7 +20,8 @@ using test::DeviceBuffer;
 
 namespace {
 
-// The reference reads the same fp16-rounded K/V, so only the f32 arithmetic order differs.
+// The reference reads the same K/V values (fp16-rounded for an f16 cache), so only the f32
+// arithmetic order differs.
 constexpr double kMaxNmse = 1e-6;
 constexpr int kLayer = 1;  // of 2: layer 0 must stay untouched, which checks the layer offsets
 
@@ -34,6 +35,25 @@ constexpr Heads kLlama{"llama3", 32, 8, 128};
 constexpr Heads kWide{"gqa16", 16, 1, 64};  // a group wider than one decode block serves
 constexpr Heads kTiny{"stories260k", 8, 4, 8};
 
+// Every head size class the kernels instantiate, each with GQA ratios 1, 4 and 8 over 2 KV heads.
+constexpr int kHeadDims[] = {16, 48, 64, 80, 96, 128, 160, 256};
+constexpr int kGqaRatios[] = {1, 4, 8};
+std::vector<Heads> head_grid() {
+    std::vector<Heads> grid;
+    for (const int hd : kHeadDims)
+        for (const int ratio : kGqaRatios) grid.push_back({"grid", 2 * ratio, 2, hd});
+    return grid;
+}
+std::string heads_name(const Heads& h, kernels::KvType type) {
+    return std::string(h.name) + " " + std::to_string(h.n_head) + "/" + std::to_string(h.n_head_kv) + "x" +
+           std::to_string(h.head_dim) + " kv " + kernels::kv_type_name(type);
+}
+
+// The value a cache of `type` holds for x.
+float cached(float x, kernels::KvType type) {
+    return type == kernels::KvType::f32 ? x : gguf::half_to_float(gguf::float_to_half(x));
+}
+
 engine::cpu::ThreadPool& pool() {
     static engine::cpu::ThreadPool p(0);
     return p;
@@ -42,20 +62,22 @@ engine::cpu::ThreadPool& pool() {
 // Sequences of the given lengths in one paged cache. Each token has a fused [q | k | v] row
 // (stride F); the k and v parts are stored with kv_cache_write through shuffled block tables
 // (with spare blocks, so ids are neither contiguous nor dense), and the arena is checked
-// bit-exact against the host fp16 conversion, untouched elements still poisoned.
+// bit-exact against the host fp16 conversion (or the f32 values), untouched elements still poisoned.
 struct PagedCase {
     Heads heads;
+    kernels::KvType type;
     std::vector<int> lens;
     int F = 0, q_dim = 0, kv_dim = 0, table_stride = 0;
     kernels::KvCacheLayout layout;
     std::vector<std::vector<float>> rows;        // per sequence: lens[s] fused rows
-    std::vector<std::vector<float>> kref, vref;  // per sequence: (lens[s], kv_dim), fp16-rounded
+    std::vector<std::vector<float>> kref, vref;  // per sequence: (lens[s], kv_dim), as cached
     std::vector<int32_t> tables;
-    std::unique_ptr<DeviceBuffer<uint16_t>> arena;
+    std::unique_ptr<DeviceBuffer<uint16_t>> arena;  // 16-bit words: one per f16 value, two per f32
     std::unique_ptr<DeviceBuffer<int32_t>> d_tables;
 
-    PagedCase(const Heads& h, std::vector<int> seq_lens, uint32_t seed, test::TestStream& stream)
-        : heads(h), lens(std::move(seq_lens)) {
+    PagedCase(const Heads& h, std::vector<int> seq_lens, uint32_t seed, test::TestStream& stream,
+              kernels::KvType kv_type = kernels::KvType::f16)
+        : heads(h), type(kv_type), lens(std::move(seq_lens)) {
         q_dim = h.n_head * h.head_dim;
         kv_dim = h.n_head_kv * h.head_dim;
         F = q_dim + 2 * kv_dim;
@@ -66,7 +88,7 @@ struct PagedCase {
             total_blocks += nb;
             table_stride = std::max(table_stride, nb);
         }
-        layout = {2, total_blocks + 5, h.n_head_kv, h.head_dim};
+        layout = {2, total_blocks + 5, h.n_head_kv, h.head_dim, type};
         std::vector<int32_t> perm(static_cast<size_t>(layout.n_blocks));
         std::iota(perm.begin(), perm.end(), 0);
         std::mt19937 rng(seed);
@@ -89,13 +111,12 @@ struct PagedCase {
                 token_seq.push_back(s);
                 for (int e = 0; e < kv_dim; ++e) {
                     const float* row = rows.back().data() + static_cast<size_t>(p) * F;
-                    kr[static_cast<size_t>(p) * kv_dim + e] = gguf::half_to_float(gguf::float_to_half(row[q_dim + e]));
-                    vr[static_cast<size_t>(p) * kv_dim + e] =
-                        gguf::half_to_float(gguf::float_to_half(row[q_dim + kv_dim + e]));
+                    kr[static_cast<size_t>(p) * kv_dim + e] = cached(row[q_dim + e], type);
+                    vr[static_cast<size_t>(p) * kv_dim + e] = cached(row[q_dim + kv_dim + e], type);
                 }
             }
         }
-        arena = std::make_unique<DeviceBuffer<uint16_t>>(static_cast<size_t>(layout.arena_elems()));
+        arena = std::make_unique<DeviceBuffer<uint16_t>>(static_cast<size_t>(layout.arena_bytes() / 2));
         d_tables = std::make_unique<DeviceBuffer<int32_t>>(tables);
         arena->poison();
         DeviceBuffer<float> d_all(all);
@@ -106,8 +127,14 @@ struct PagedCase {
     }
     kernels::KvLayer layer() const { return kernels::kv_layer(arena->get(), layout, kLayer); }
 
+    // Stores value x at element `at` of an arena image of 16-bit words.
+    void put(std::vector<uint16_t>& words, int64_t at, float x) const {
+        if (type == kernels::KvType::f32) std::memcpy(&words[static_cast<size_t>(2 * at)], &x, sizeof(float));
+        else words[static_cast<size_t>(at)] = gguf::float_to_half(x);
+    }
+
     void check_arena() const {
-        std::vector<uint16_t> expect(static_cast<size_t>(layout.arena_elems()), 0xFFFF);
+        std::vector<uint16_t> expect(static_cast<size_t>(layout.arena_bytes() / 2), 0xFFFF);
         const int64_t B = kernels::kKvBlockTokens, hd = heads.head_dim;
         for (size_t s = 0; s < lens.size(); ++s)
             for (int p = 0; p < lens[s]; ++p)
@@ -116,13 +143,14 @@ struct PagedCase {
                     const int64_t at =
                         ((static_cast<int64_t>(block) * heads.n_head_kv + e / hd) * B + p % B) * hd + e % hd;
                     const float* row = rows[s].data() + static_cast<size_t>(p) * F;
-                    expect[layout.k_offset(kLayer) + at] = gguf::float_to_half(row[q_dim + e]);
-                    expect[layout.v_offset(kLayer) + at] = gguf::float_to_half(row[q_dim + kv_dim + e]);
+                    put(expect, layout.k_offset(kLayer) + at, row[q_dim + e]);
+                    put(expect, layout.v_offset(kLayer) + at, row[q_dim + kv_dim + e]);
                 }
         const auto got = arena->download();
         size_t mismatches = 0;
         for (size_t i = 0; i < got.size(); ++i) mismatches += got[i] == expect[i] ? 0 : 1;
-        std::printf("[exact] kv_cache_write %s %zu seqs, %zu mismatches\n", heads.name, lens.size(), mismatches);
+        std::printf("[exact] kv_cache_write %s %zu seqs, %zu mismatches\n", heads_name(heads, type).c_str(),
+                    lens.size(), mismatches);
         CHECK(mismatches == 0);
         CHECK(arena->guard_intact());
     }
@@ -134,10 +162,11 @@ std::string lens_name(const Heads& h, const std::vector<int>& lens) {
     return s;
 }
 
-void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed) {
-    INFO(lens_name(h, lens));
+void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed,
+                  kernels::KvType type = kernels::KvType::f16) {
+    INFO(lens_name(h, lens) << " " << heads_name(h, type));
     test::TestStream stream;
-    PagedCase c(h, lens, seed, stream);
+    PagedCase c(h, lens, seed, stream, type);
     const int n_seq = static_cast<int>(lens.size());
     // Query row r belongs to sequence slot[r] (reversed, so the seq_slots indirection is exercised),
     // and the grid is sized for one split more than the longest sequence needs, as a CUDA graph
@@ -184,18 +213,18 @@ void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed) {
         const std::vector<float> got(out.begin() + static_cast<ptrdiff_t>(r) * c.q_dim,
                                      out.begin() + static_cast<ptrdiff_t>(r + 1) * c.q_dim);
         const double err = test::nmse(got, ref);
-        test::report_nmse("decode_attention", std::string(h.name) + " len=" + std::to_string(lens[s]) + " of " +
+        test::report_nmse("decode_attention", heads_name(h, type) + " len=" + std::to_string(lens[s]) + " of " +
                                                   std::to_string(n_seq) + " seqs",
                           err);
         CHECK(err <= kMaxNmse);
     }
 }
 
-void check_prefill(const Heads& h, int T, int pos0, uint32_t seed) {
-    const std::string what = std::string(h.name) + " T=" + std::to_string(T) + " pos0=" + std::to_string(pos0);
+void check_prefill(const Heads& h, int T, int pos0, uint32_t seed, kernels::KvType type = kernels::KvType::f16) {
+    const std::string what = heads_name(h, type) + " T=" + std::to_string(T) + " pos0=" + std::to_string(pos0);
     INFO(what);
     test::TestStream stream;
-    PagedCase c(h, {pos0 + T}, seed, stream);
+    PagedCase c(h, {pos0 + T}, seed, stream, type);
     // Queries: the fused rows of the T new tokens, passed with row stride F.
     const std::vector<float> rows(c.rows[0].begin() + static_cast<ptrdiff_t>(pos0) * c.F, c.rows[0].end());
     DeviceBuffer<float> d_q(rows);
@@ -232,7 +261,7 @@ TEST_CASE("kv_cache_write stores exact fp16 rows through block tables", "[gpu][a
 TEST_CASE("rope_kv_cache_write equals rope then kv_cache_write, bit for bit", "[gpu][attention][rope]") {
     test::TestStream stream;
     uint32_t seed = 960;
-    for (const Heads& h : {kSmol, kLlama, kTiny})
+    for (const Heads& h : {kSmol, kLlama, kTiny, Heads{"hd80", 8, 2, 80}, Heads{"hd256", 8, 4, 256}})
         for (const auto style : {kernels::RopeStyle::Normal, kernels::RopeStyle::NeoX}) {
             INFO(h.name << (style == kernels::RopeStyle::NeoX ? " neox" : " normal"));
             const int q_dim = h.n_head * h.head_dim, kv_dim = h.n_head_kv * h.head_dim, F = q_dim + 2 * kv_dim;
@@ -341,4 +370,34 @@ TEST_CASE("prefill_attention matches the CPU reference", "[gpu][attention]") {
     check_prefill(kWide, 70, 10, seed += 10);
     check_prefill(kTiny, 8, 0, seed += 10);
     check_prefill(kTiny, 8, 300, seed += 10);
+}
+
+TEST_CASE("kv_cache_write stores exact f32 rows when the cache is f32", "[gpu][attention][kv_f32]") {
+    test::TestStream stream;
+    PagedCase a(kSmol, {1, 16, 17, 33}, 950, stream, kernels::KvType::f32);
+    PagedCase b(kLlama, {64, 2}, 951, stream, kernels::KvType::f32);
+    PagedCase c(kTiny, {40, 3}, 952, stream, kernels::KvType::f32);
+}
+
+// Head sizes 16 .. 256 (multiples of 16 with chunk counts that do and do not divide the decode
+// block's threads; 256 with its smaller decode head groups and large prefill tiles), GQA 1, 4, 8,
+// both cache types; fresh random inputs per case, outputs poisoned.
+TEST_CASE("decode_attention matches the CPU reference for every head size class and GQA ratio",
+          "[gpu][attention][heads]") {
+    uint32_t seed = 3000;
+    for (const Heads& h : head_grid())
+        for (const auto type : {kernels::KvType::f16, kernels::KvType::f32}) {
+            check_decode(h, {1, 17, 300, 600}, seed += 10, type);  // splits, merged
+            check_decode(h, {40, 1}, seed += 10, type);            // one split
+        }
+}
+
+TEST_CASE("prefill_attention matches the CPU reference for every head size class and GQA ratio",
+          "[gpu][attention][heads]") {
+    uint32_t seed = 4000;
+    for (const Heads& h : head_grid())
+        for (const auto type : {kernels::KvType::f16, kernels::KvType::f32}) {
+            check_prefill(h, 45, 0, seed += 10, type);
+            check_prefill(h, 33, 300, seed += 10, type);  // a later chunk: full and partial tiles
+        }
 }

@@ -156,7 +156,7 @@ TEST_CASE("the budget arithmetic: KV blocks from what weights and workspace leav
     }
 }
 
-TEST_CASE("loom-worker: --gpu and --vram-budget are refused with --backend cpu (exit 2)", "[gpu_flags]") {
+TEST_CASE("loom-worker: --gpu, --vram-budget and --kv-type f16 are refused with --backend cpu (exit 2)", "[gpu_flags]") {
     const std::string cmd = "timeout 60 " + loom::test::shell_quote(loom::test::worker_bin()) + " --model " +
                             loom::test::shell_quote(loom::test::require_stories260k().string()) + " --port 0 ";
     auto r = loom::test::run_command(cmd + "--backend cpu --gpu 0");
@@ -169,6 +169,12 @@ TEST_CASE("loom-worker: --gpu and --vram-budget are refused with --backend cpu (
     r = loom::test::run_command(cmd + "--backend cuda --vram-budget 20X");
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("--vram-budget: '20X' is not a byte size") != std::string::npos);
+    r = loom::test::run_command(cmd + "--backend cpu --kv-type f16");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("--kv-type f16 is a cuda option; the cpu backend keeps its KV cache in f32") != std::string::npos);
+    r = loom::test::run_command(cmd + "--backend cpu --kv-type f8");
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("--kv-type") != std::string::npos);
     r = loom::test::run_command(cmd + "--backend cpu --kv-tokens 100");  // stories260K's context: 2048
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("--kv-tokens 100 cannot hold one sequence of the context (2048 tokens)") != std::string::npos);
