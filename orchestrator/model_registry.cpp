@@ -517,7 +517,7 @@ void ModelRegistry::requested(const std::string& name, std::optional<millisecond
         e.last_use_wall = std::chrono::system_clock::now();
         e.used = true;
         if (keep_alive) e.keep_alive_override = keep_alive;
-        if (e.live() > 0 || e.wanted) return;
+        if (e.live() >= static_cast<size_t>(e.spec.replicas) || e.wanted) return;  // replicas missing: placed now
         e.wanted = true;
         e.wanted_since = e.last_use;
     }
@@ -552,12 +552,17 @@ json ModelRegistry::status_json() const {
     return {{"models", models}, {"devices", devices}};
 }
 
-json ModelRegistry::worker_estimate(const std::string& worker_id) const {
+json ModelRegistry::worker_fields(const std::string& worker_id) const {
     std::lock_guard lock(impl_->mu);
     for (const auto& [name, e] : impl_->models)
         for (const Replica& r : e.replicas)
-            if (r.worker_id == worker_id) return estimate_json(e.estimate);
-    return nullptr;
+            if (r.worker_id == worker_id) {
+                const milliseconds keep = e.keep_alive();
+                const bool idle = keep >= milliseconds(0) && e.used && !e.busy() && r.state == ReplicaState::ready;
+                return {{"vram_estimate_bytes", estimate_json(e.estimate)},
+                        {"until", idle ? json(unix_seconds(e.last_use_wall + std::max(keep, kIdleGrace))) : json()}};
+            }
+    return {{"vram_estimate_bytes", nullptr}, {"until", nullptr}};
 }
 
 }  // namespace loom::orchestrator

@@ -71,8 +71,9 @@ public:
                     const std::function<http::HttpServer::Handler(http::HttpServer::Handler)>& guard);
     // Every model's state, placement, VRAM (estimate and real), last use and keep_alive, and the devices.
     nlohmann::json status_json() const;
-    // A registry worker's estimate by purpose (for /health's worker entries); null when not one.
-    nlohmann::json worker_estimate(const std::string& worker_id) const;
+    // For /health's worker entries: {"vram_estimate_bytes": {...}, "until": Unix seconds when its idle
+    // model will be unloaded}, each null when the worker is not the registry's (or not idle).
+    nlohmann::json worker_fields(const std::string& worker_id) const;
 
 private:
     struct Impl;

@@ -325,15 +325,18 @@ struct OrchestratorApp::State {
 
     HttpResponse health() const {
         json workers = json::array();
-        for (const WorkerStatus& w : pool.status())
+        for (const WorkerStatus& w : pool.status()) {
             workers.push_back({{"id", w.id}, {"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
                                {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
                                {"sequences_max", w.sequences_max}, {"requests_here", w.requests_here},
                                {"drained", w.drained}, {"context_size", w.context_size},
                                {"vram_bytes", vram_json(w.vram)},
-                               {"vram_estimate_bytes", on_demand ? on_demand->worker_estimate(w.id) : json()},
                                {"tokens_per_s", requests.tokens_per_s(w.url, kTokenRateSeconds)}});
+            // A configured model's worker: its estimate, and when keep_alive unloads it.
+            workers.back().update(on_demand ? on_demand->worker_fields(w.id)
+                                            : json{{"vram_estimate_bytes", nullptr}, {"until", nullptr}});
+        }
         const bool ok = pool.any_ready() && !stopping;
         const char* status = stopping ? "draining" : ok ? "ok" : "no_worker_ready";
         json out = {{"status", status}, {"workers", workers}};

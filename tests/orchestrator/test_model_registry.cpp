@@ -248,6 +248,15 @@ TEST_CASE("a request loads its model on demand; the load counts in its TTFT; adm
         CHECK(health.at("workers")[0].at("model") == "alpha");
         CHECK(health.at("workers")[0].at("vram_estimate_bytes").at("total") == model_estimate());
         CHECK(health.at("models").size() == 2);
+        // When keep_alive (5 minutes) unloads it, as `loom ps` shows under UNTIL.
+        json until;
+        REQUIRE(eventually([&] {
+            until = json::parse(http_request(port, "GET", "/health").body).at("workers")[0].at("until");
+            return until.is_number();
+        }));
+        const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        CHECK(until.get<double>() > now + 290);
+        CHECK(until.get<double>() <= now + 301);
     }
     {  // admin load, unload, errors and the key
         HttpReply r = http_request(port, "POST", "/admin/models/beta/load", "", kAdmin);
