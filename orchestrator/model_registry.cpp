@@ -94,6 +94,18 @@ struct Entry {
     }
 };
 
+// The model as reported: a worker the pool already routes to is ready, though no tick has seen it yet.
+Entry as_shown(const Entry& e, const std::vector<WorkerStatus>& workers) {
+    Entry shown = e;
+    for (Replica& r : shown.replicas)
+        if (r.state == ReplicaState::loading &&
+            std::any_of(workers.begin(), workers.end(), [&](const WorkerStatus& w) {
+                return w.id == r.worker_id && w.state == WorkerState::ready;
+            }))
+            r.state = ReplicaState::ready;
+    return shown;
+}
+
 json estimate_json(const gguf::MemoryEstimate& e) {
     return {{"weights", e.weights}, {"kv_cache", e.kv_cache}, {"workspace", e.workspace}, {"total", e.total()}};
 }
@@ -393,7 +405,8 @@ json ModelRegistry::Impl::entry_json(const Entry& e, const std::vector<WorkerSta
     json replicas = json::array();
     json real = json::object();
     int running = 0;
-    for (const Replica& r : e.replicas) {
+    const Entry shown = as_shown(e, workers);
+    for (const Replica& r : shown.replicas) {
         const auto w = std::find_if(workers.begin(), workers.end(), [&](const WorkerStatus& s) { return s.id == r.worker_id; });
         replicas.push_back({{"worker", r.worker_id}, {"device", r.device}, {"state", replica_state_name(r.state)},
                             {"url", w != workers.end() ? json(w->url) : json()}});
@@ -413,7 +426,7 @@ json ModelRegistry::Impl::entry_json(const Entry& e, const std::vector<WorkerSta
         until = unix_seconds(e.last_use_wall + std::max(keep, kIdleGrace));
     return {{"name", e.spec.name},
             {"model", e.spec.path},
-            {"state", e.state()},
+            {"state", shown.state()},
             {"replicas", replicas},
             {"replicas_wanted", e.spec.replicas},
             {"gpus", e.spec.gpus},
@@ -437,6 +450,7 @@ HttpResponse ModelRegistry::Impl::admin(const HttpRequest& req) {
     const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
     if (action != "load" && action != "unload")
         return error_response(404, "POST /admin/models/{name}/load or /admin/models/{name}/unload", "not_found_error");
+    const std::vector<WorkerStatus> workers = pool.status();
     std::unique_lock lock(mu);
     const auto it = models.find(name);
     if (it == models.end())
@@ -460,7 +474,7 @@ HttpResponse ModelRegistry::Impl::admin(const HttpRequest& req) {
         e.wanted = true;
         e.wanted_since = now;
     }
-    const std::string state = e.state();
+    const std::string state = as_shown(e, workers).state();
     lock.unlock();
     boost::asio::post(ioc, [this] { tick(); });
     return json_response(state == "ready" ? 200 : 202, {{"name", name}, {"state", state}});

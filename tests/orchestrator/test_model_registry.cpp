@@ -232,8 +232,9 @@ TEST_CASE("a request loads its model on demand; the load counts in its TTFT; adm
     // The worker's load, as the orchestrator logged it (seen by a 100 ms tick, hence the margin), is
     // inside the first request's time to its first byte.
     std::smatch m;
-    const std::string log = orch.log();
-    REQUIRE(std::regex_search(log, m, std::regex("model alpha: ready on device cpu0 \\(worker w\\d+, (\\d+) ms\\)")));
+    std::string log;
+    const std::regex ready("model alpha: ready on device cpu0 \\(worker w\\d+, (\\d+) ms\\)");
+    REQUIRE(eventually([&] { return std::regex_search(log = orch.log(), m, ready); }));
     const double load_s = std::stod(m[1].str()) / 1000 - 0.15;
     CHECK(first.first_event_s >= load_s);
     const Timed second = timed_stream(port, "alpha");
