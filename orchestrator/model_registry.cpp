@@ -180,6 +180,7 @@ struct ModelRegistry::Impl {
     bool evict_for(const Entry& e, const std::vector<const Device*>& allowed, Clock::time_point now);
     void spawn(Entry& e, const Device& d, Clock::time_point now);
     void unload(Entry& e, const std::string& why, Clock::time_point now);
+    void retire(Replica& r, Clock::time_point now);
     void fail(Entry& e, const std::string& why, int retry_after_s, TickOut& out);
     uint64_t placed_on(const std::string& device) const;
     std::vector<const Device*> allowed_devices(const ModelSpec& spec) const;
@@ -253,7 +254,8 @@ void ModelRegistry::Impl::refresh(Entry& e, const std::vector<WorkerStatus>& wor
         } else if (r.state == ReplicaState::loading && now - r.since > o.load_timeout) {
             failure = "its worker " + r.worker_id + " was not ready after " +
                       std::to_string(o.load_timeout.count() / 1000) + " s";
-            unload(e, "not ready in time", now);
+            log()->warn("model {}: {}", e.spec.name, failure);
+            retire(r, now);
         } else if (r.state == ReplicaState::unloading && now - r.since > kUnloadGrace) {
             supervisor.kill_now(r.worker_id);
         }
@@ -390,13 +392,17 @@ void ModelRegistry::Impl::unload(Entry& e, const std::string& why, Clock::time_p
     bool any = false;
     for (Replica& r : e.replicas) {
         if (r.state == ReplicaState::unloading) continue;
-        pool.set_drained(r.worker_id, true);
-        supervisor.retire(r.worker_id);
-        r.state = ReplicaState::unloading;
-        r.since = now;
+        retire(r, now);
         any = true;
     }
     if (any) log()->info("model {}: unloading: {}", e.spec.name, why);
+}
+
+void ModelRegistry::Impl::retire(Replica& r, Clock::time_point now) {
+    pool.set_drained(r.worker_id, true);
+    supervisor.retire(r.worker_id);
+    r.state = ReplicaState::unloading;
+    r.since = now;
 }
 
 // One model for /admin/models and /health, its load counted afresh (the tick's may be 100 ms old).

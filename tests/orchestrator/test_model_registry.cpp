@@ -374,6 +374,23 @@ TEST_CASE("keep_alive unloads idle models; a request's keep_alive overrides it; 
     }
 }
 
+TEST_CASE("a model whose worker cannot start: its waiting request gets 503 with the exit", "[registry]") {
+    const json config = {{"models", json::array({model_entry("alpha")})},
+                         {"backend", "cpu"},
+                         {"worker_bin", worker_bin()},
+                         {"worker_args", {"--max-queue=-1"}}};  // the worker refuses it: exit 2, not restarted
+    OrchestratorProcess orch({}, {"--config", write_file("broken.json", config.dump())});
+    const HttpReply r = post(orch.port(), "/v1/chat/completions", chat("alpha"));
+    INFO(r.body);
+    CHECK(r.status == 503);
+    CHECK(r.headers.count("retry-after") == 1);
+    CHECK(json::parse(r.body).at("error").at("message").get<std::string>().find("could not be loaded: its worker w0 "
+                                                                              "exited (exit_2)") != std::string::npos);
+    const json alpha = json::parse(http_request(orch.port(), "GET", "/admin/models").body).at("models")[0];
+    CHECK(alpha.at("state") == "unloaded");
+    CHECK(alpha.at("error").get<std::string>().find("exit_2") != std::string::npos);
+}
+
 TEST_CASE("bad model configurations exit 2 naming the model", "[registry][config]") {
     const std::string bin = orchestrator_bin();
     const auto run_with = [&](const json& config) {
