@@ -355,7 +355,8 @@ void ModelRegistry::Impl::place(Entry& e, Clock::time_point now, TickOut& out) {
 // room for `e` there: unloaded. False when there is none (mu held).
 bool ModelRegistry::Impl::evict_for(const Entry& e, const std::vector<const Device*>& allowed, Clock::time_point now) {
     Entry* victim = nullptr;
-    for (auto& [name, other] : models) {
+    for (auto& kv : models) {
+        Entry& other = kv.second;  // named: a lambda below captures it
         if (&other == &e || !other.idle(now) || other.count(ReplicaState::ready) == 0 ||
             other.count(ReplicaState::loading) > 0)
             continue;
