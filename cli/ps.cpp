@@ -1,5 +1,7 @@
 // `loom ps [--orchestrator URL] [--json]`: the workers behind a loom-orchestrator as `ollama ps`
 // lists loaded models: model, worker, device, backend, memory by purpose, context, load, tokens/s.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -26,7 +28,8 @@ std::string text(const json& v) {
     return v.is_null() ? "-" : v.dump();
 }
 
-// One worker of /health as `loom ps --json` gives it. keep_alive is not built yet: `until` is null.
+// One worker of /health as `loom ps --json` gives it (`until`: Unix seconds when keep_alive unloads its
+// idle model; null for workers the orchestrator does not unload, or while busy).
 json row_of(const json& w) {
     return {{"model", w.value("model", "")},
             {"worker", w.value("id", "")},
@@ -41,7 +44,7 @@ json row_of(const json& w) {
             {"running", w.value("running", 0)},
             {"queued", w.value("waiting", 0)},
             {"tokens_per_s", w.value("tokens_per_s", 0.0)},
-            {"until", nullptr}};
+            {"until", w.contains("until") && w["until"].is_number() ? w["until"] : json()}};
 }
 
 std::string bytes_cell(const json& b) {
@@ -51,6 +54,14 @@ std::string bytes_cell(const json& b) {
         out += (out.empty() ? "" : " / ") + (v.is_number_integer() ? human_bytes(v.get<int64_t>()) : std::string("-"));
     }
     return out;
+}
+
+// "4m 59s" until an idle model is unloaded, "-" when it is not going to be.
+std::string until_cell(const json& until) {
+    if (!until.is_number()) return "-";
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto left = static_cast<long long>(std::max(0.0, until.get<double>() - now));
+    return left >= 60 ? std::to_string(left / 60) + "m " + std::to_string(left % 60) + "s" : std::to_string(left) + "s";
 }
 
 std::string table(const json& rows) {
@@ -66,7 +77,7 @@ std::string table(const json& rows) {
                          bytes_cell(r["bytes"]) + (r["backend"] == "cpu" ? " (host RAM)" : ""),
                          ctx > 0 ? std::to_string(ctx) : "-",
                          std::to_string(r["running"].get<int>()) + "/" + std::to_string(r["queued"].get<int>()), rate,
-                         "-"});
+                         until_cell(r["until"])});
     }
     return render_table(cells);
 }

@@ -19,9 +19,10 @@ public:
 
     // Registers the routes; this object must outlive the server.
     void add_routes(http::HttpServer& server);
+    // `h` behind the admin key (or the loopback rule), for admin routes registered elsewhere.
+    http::HttpServer::Handler guarded(http::HttpServer::Handler h) const;
 
 private:
-    http::HttpServer::Handler guarded(http::HttpServer::Handler h) const;
     http::HttpResponse workers() const;
     http::HttpResponse drain(const http::HttpRequest& req);
 

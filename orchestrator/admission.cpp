@@ -165,7 +165,7 @@ Admission::Decision Admission::admit(const std::shared_ptr<Waiter>& waiter, cons
             d.lease = std::move(c.lease);
             return d;
         }
-        if (c.why != NoWorker::all_full) {
+        if (c.why != NoWorker::all_full && !(will_load_ && will_load_(model))) {
             d.refusal = no_worker_response(c.why, model);
             return d;
         }
@@ -201,7 +201,8 @@ void Admission::dispatch() {
             while (auto ticket = q.front(now)) {
                 const Pending& p = pending_.at(*ticket);
                 auto c = pool_.choose(model, {}, p.tokens, "queued", o_.worker_queue, p.prefer);
-                if (!c.lease && c.why == NoWorker::all_full) break;  // this model waits for a lease to end
+                // This model waits for a lease to end, or for its worker to load.
+                if (!c.lease && (c.why == NoWorker::all_full || (will_load_ && will_load_(model)))) break;
                 if (auto w = p.waiter.lock()) {
                     if (c.lease) go.emplace_back(std::move(w), std::move(c.lease));
                     else no.emplace_back(std::move(w), no_worker_response(c.why, model));
@@ -214,6 +215,27 @@ void Admission::dispatch() {
     // Outside mu_: a waiter takes its own lock, and may give the lease straight back.
     for (auto& [w, lease] : go) w->admitted(std::move(lease));
     for (auto& [w, r] : no) w->refused(std::move(r));
+}
+
+size_t Admission::queued(const std::string& model) const {
+    std::lock_guard lock(mu_);
+    const auto it = queues_.find(model);
+    return it == queues_.end() ? 0 : it->second.size(Priority::interactive) + it->second.size(Priority::batch);
+}
+
+void Admission::refuse_all(const std::string& model, const HttpResponse& response) {
+    std::vector<std::shared_ptr<Waiter>> no;
+    {
+        std::lock_guard lock(mu_);
+        const auto q = queues_.find(model);
+        if (q == queues_.end()) return;
+        while (auto ticket = q->second.front(Clock::now())) {
+            if (auto w = pending_.at(*ticket).waiter.lock()) no.push_back(std::move(w));
+            q->second.remove(*ticket);
+            pending_.erase(*ticket);
+        }
+    }
+    for (auto& w : no) w->refused(response);
 }
 
 std::optional<HttpResponse> Admission::limit(const KeyEntry& key, int64_t tokens) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -124,6 +125,15 @@ public:
     // A queued request that left (client gone, timeout): out of the queue at once.
     void withdraw(uint64_t ticket);
 
+    // Models with no ready worker that will have one (the model registry loads them on demand): their
+    // requests wait in the queue instead of a 404 or 503. Called with the queue's lock held: it must
+    // not call back into Admission. Before start().
+    void on_missing(std::function<bool(const std::string& model)> will_load) { will_load_ = std::move(will_load); }
+    // Requests waiting for `model`.
+    size_t queued(const std::string& model) const;
+    // Answers every request waiting for `model` with `response` (its load failed or found no room).
+    void refuse_all(const std::string& model, const http::HttpResponse& response);
+
     // Hands free workers to the queued requests in order; answers those no worker can serve any more.
     void dispatch();
 
@@ -159,6 +169,7 @@ private:
     double timeouts_ = 0;
     boost::asio::steady_timer timer_;
     bool stopped_ = false;
+    std::function<bool(const std::string& model)> will_load_;
 };
 
 }  // namespace loom::orchestrator

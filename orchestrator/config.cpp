@@ -53,6 +53,10 @@ constexpr Key kKeys[] = {
     {"worker_queue", "--worker-queue", Kind::integer},
     {"request_timeout", "--request-timeout", Kind::number},
     {"presets", "--preset", Kind::objects},
+    {"models", "--registry-model", Kind::objects},
+    {"vram_budget", "--vram-budget", Kind::string},
+    {"load_wait", "--load-wait", Kind::number},
+    {"load_timeout", "--load-timeout", Kind::number},
 };
 
 const char* expected(Kind k) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "http/byte_size.h"
 #include "models/model_cache.h"
 #include "orchestrator/config.h"
 #include "orchestrator/orchestrator_app.h"
@@ -37,6 +38,14 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv, const std::string
         return loom::orchestrator::kExitBadInput;
     }
     return std::nullopt;
+}
+
+// A configured model's file: an existing file as it is, else a cached model's path.
+std::string resolve_model(const std::string& name) {
+    std::string path = name;
+    const std::string error = loom::models::file_or_cached_model()(path);
+    if (!error.empty()) throw std::invalid_argument(error);
+    return path;
 }
 
 }  // namespace
@@ -100,15 +109,37 @@ int main(int argc, char** argv) {
     std::vector<std::string> presets;
     app.add_option("--preset", presets,
                    "A preset as JSON: {\"name\",\"model\",\"system\",\"parameters\"} (repeatable; docs/ORCHESTRATOR.md)");
+    std::vector<std::string> registry_models;
+    std::string vram_budget;
+    app.add_option("--registry-model", registry_models,
+                   "A model loaded on demand, as JSON: {\"name\",\"model\",\"gpus\",\"replicas\",\"context\",\"keep_alive\"} "
+                   "(repeatable; docs/ORCHESTRATOR.md)");
+    app.add_option("--vram-budget", vram_budget,
+                   "Bytes of model estimates each device may hold (20G, 512M; default: the GPU's memory; cpu: no limit)");
+    app.add_option("--load-wait", o.load_wait_s,
+                   "Seconds a request waits for a device with room before its 503 (default 30)")
+        ->check(CLI::Range(0.0, 86'400.0));
+    app.add_option("--load-timeout", o.load_timeout_s,
+                   "Seconds a registry model's worker may take to become ready (default 300)")
+        ->check(CLI::Range(0.1, 86'400.0));
     app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
     if (const auto code = parse(app, argc, argv, config_path)) return *code;
     try {
-        if (worker_urls.empty() && o.spawn.model.empty() && o.register_secret.empty())
-            throw std::invalid_argument(
-                "no workers: name them with --worker, start them with --spawn or admit them with --register-secret");
-        if (o.spawn.model.empty())
+        o.models = parse_model_flags(registry_models, resolve_model);
+        try {
+            if (!vram_budget.empty()) o.vram_budget = loom::http::parse_byte_size(vram_budget);
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(std::string("--vram-budget: ") + e.what());
+        }
+        if (worker_urls.empty() && o.spawn.model.empty() && o.register_secret.empty() && o.models.empty())
+            throw std::invalid_argument("no workers: name them with --worker, start them with --spawn, admit them with "
+                                        "--register-secret or configure models (--registry-model)");
+        if (o.spawn.model.empty() && o.models.empty())
             for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
-                if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn");
+                if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn or --registry-model");
+        if (o.models.empty())
+            for (const char* flag : {"--vram-budget", "--load-wait", "--load-timeout"})
+                if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --registry-model");
         for (const auto& u : worker_urls) o.workers.push_back(parse_worker_url(u));
         if (!key_file.empty()) o.key_file = load_key_file(key_file);
         o.presets = parse_preset_flags(presets);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "orchestrator/key_file.h"
+#include "orchestrator/model_specs.h"
 #include "orchestrator/presets.h"
 
 namespace loom::orchestrator {
@@ -70,6 +71,10 @@ struct Options {
     std::string admin_key;  // "" = the admin API is open on a loopback address only
     int drain_timeout = 30;  // seconds running requests may take to finish after SIGTERM
     std::map<std::string, Preset> presets;  // --preset, by name
+    std::vector<ModelSpec> models;  // --registry-model: loaded on demand (model_registry)
+    uint64_t vram_budget = 0;       // bytes per device for registry models; 0: the GPU's memory (cpu: no limit)
+    double load_wait_s = 30;        // a request waits this long for room before its 503
+    double load_timeout_s = 300;    // a registry worker not ready after this has failed
 };
 
 }  // namespace loom::orchestrator

@@ -25,6 +25,7 @@
 #include "orchestrator/admission.h"
 #include "orchestrator/dashboard.h"
 #include "orchestrator/metrics.h"
+#include "orchestrator/model_registry.h"
 #include "orchestrator/passthrough.h"
 #include "orchestrator/prefix_router.h"
 #include "orchestrator/presets.h"
@@ -121,6 +122,7 @@ struct OrchestratorApp::State {
     std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
     std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
     std::unique_ptr<AdminApi> admin;
+    std::unique_ptr<ModelRegistry> on_demand;  // configured models loaded on demand, if any
     size_t live_swept_at = 64;  // the size of `live` at which its ended requests are swept next
 
     explicit State(Options options)
@@ -186,8 +188,10 @@ struct OrchestratorApp::State {
             return error_response(503, "the orchestrator is shutting down", "server_error", {}, "shutting_down");
         }
         ProxiedRequest p;
+        std::optional<std::chrono::milliseconds> keep_alive;
         try {
             p = parse(req, chat);
+            keep_alive = take_keep_alive(p.body);
         } catch (const json::exception& e) {
             metrics.count_request("", 400);
             return error_response(400, std::string("the body is not valid JSON: ") + e.what(), "invalid_request_error");
@@ -210,6 +214,7 @@ struct OrchestratorApp::State {
         const bool stream = p.stream;
         const std::string key_name = p.key_name;
         const std::string preset = p.preset;
+        if (on_demand) on_demand->requested(p.model, keep_alive);  // loads it when no worker serves it
         auto producer = std::make_shared<ProxyProducer>(context(), std::move(p));
         if (auto refused = producer->route()) {
             metrics.count_request("", refused->status);  // the name may be one no worker has: no label
@@ -320,7 +325,7 @@ struct OrchestratorApp::State {
 
     HttpResponse health() const {
         json workers = json::array();
-        for (const WorkerStatus& w : pool.status())
+        for (const WorkerStatus& w : pool.status()) {
             workers.push_back({{"id", w.id}, {"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
                                {"backend", w.backend}, {"device", w.device}, {"running", w.running},
                                {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
@@ -328,9 +333,15 @@ struct OrchestratorApp::State {
                                {"drained", w.drained}, {"context_size", w.context_size},
                                {"vram_bytes", vram_json(w.vram)},
                                {"tokens_per_s", requests.tokens_per_s(w.url, kTokenRateSeconds)}});
+            // A configured model's worker: its estimate, and when keep_alive unloads it.
+            workers.back().update(on_demand ? on_demand->worker_fields(w.id)
+                                            : json{{"vram_estimate_bytes", nullptr}, {"until", nullptr}});
+        }
         const bool ok = pool.any_ready() && !stopping;
         const char* status = stopping ? "draining" : ok ? "ok" : "no_worker_ready";
-        return json_response(ok ? 200 : 503, {{"status", status}, {"workers", workers}});
+        json out = {{"status", status}, {"workers", workers}};
+        if (on_demand) out["models"] = on_demand->status_json()["models"];
+        return json_response(ok ? 200 : 503, out);
     }
 
     HttpResponse models() const {
@@ -339,6 +350,9 @@ struct OrchestratorApp::State {
         for (const WorkerStatus& w : pool.status())
             if (w.state == WorkerState::ready && !w.model.empty() && seen.insert(w.model).second)
                 data.push_back({{"id", w.model}, {"object", "model"}, {"owned_by", "loom"}});
+        if (on_demand)  // configured models, loaded or not: a request loads them
+            for (const auto& [name, path] : on_demand->model_files())
+                if (seen.insert(name).second) data.push_back({{"id", name}, {"object", "model"}, {"owned_by", "loom"}});
         for (const auto& [name, preset] : o.presets)
             if (seen.contains(preset.model)) data.push_back(preset_model_object(preset));
         return json_response(200, {{"object", "list"}, {"data", data}});
@@ -369,14 +383,16 @@ struct OrchestratorApp::State {
         server.route("POST", "/admin/register", [this](const HttpRequest& r) { return registry.handle(r); });
         admin = std::make_unique<AdminApi>(pool, supervisor.get(), o.admin_key, o.host);
         admin->add_routes(server);
+        if (on_demand) on_demand->add_routes(server, [this](HttpServer::Handler h) { return admin->guarded(std::move(h)); });
     }
 
     // --spawn: the workers' commands, each under an id of the pool's; they join the pool as they
     // listen and leave it when they exit. Throws BadSpawn.
     void plan_spawned() {
-        if (o.spawn.model.empty()) return;
+        if (o.spawn.model.empty() && o.models.empty()) return;
         SupervisorOptions so;
-        for (auto& argv : spawn_commands(o.spawn)) so.workers.push_back({pool.new_id(), std::move(argv)});
+        if (!o.spawn.model.empty())
+            for (auto& argv : spawn_commands(o.spawn)) so.workers.push_back({pool.new_id(), std::move(argv)});
         SupervisorHooks hooks;
         hooks.listening = [this](const std::string& id, const WorkerUrl& url) { pool.join(url, "spawned", id); };
         hooks.exited = [this](const std::string&, const std::string& url, const std::string& cause, bool restarting) {
@@ -384,6 +400,13 @@ struct OrchestratorApp::State {
             if (restarting) metrics.count_restart(cause);
         };
         supervisor = std::make_unique<Supervisor>(std::move(so), std::move(hooks));
+        if (o.models.empty()) return;
+        const auto seconds = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+        on_demand = std::make_unique<ModelRegistry>(
+            ioc, pool, admission, *supervisor,
+            RegistryOptions{o.models, placement_devices(o.spawn, o.vram_budget), o.spawn, seconds(o.load_wait_s),
+                            seconds(o.load_timeout_s)});
+        admission.on_missing([this](const std::string& model) { return on_demand->will_load(model); });
     }
 
     // After SIGTERM: new requests get 503 while the running ones finish, for up to --drain-timeout
@@ -423,18 +446,21 @@ int OrchestratorApp::run() {
 
     try {
         s.plan_spawned();
-    } catch (const BadSpawn& e) {
+    } catch (const std::exception& e) {  // BadSpawn, or a configured model that cannot be estimated
         log()->error("{}", e.what());
         return kExitBadInput;
     }
     s.add_routes();
     uint16_t port = 0;
     try {
-        // A spawned model's own file gives prefix routing its tokenizer, as --tokenizer would.
+        // A spawned or configured model's own file gives prefix routing its tokenizer, as --tokenizer would.
         std::vector<std::string> tokenizer_files = s.o.tokenizers;
+        std::vector<std::pair<std::string, std::string>> named;  // the worker's name for the model, its file
         if (!s.o.spawn.model.empty()) tokenizer_files.push_back(s.o.spawn.model);
-        for (const std::string& path : tokenizer_files) {
-            const std::string model = std::filesystem::path(path).stem().string();  // the worker's name for it
+        for (const std::string& path : tokenizer_files) named.emplace_back(std::filesystem::path(path).stem().string(), path);
+        if (s.on_demand)
+            for (const auto& np : s.on_demand->model_files()) named.push_back(np);
+        for (const auto& [model, path] : named) {
             try {
                 s.router.add_tokenizer(model, path);
             } catch (const std::exception& e) {
@@ -460,6 +486,7 @@ int OrchestratorApp::run() {
         for (const auto& p : running) p->worker_lost(url);
     });
     s.admission.start();
+    if (s.on_demand) s.on_demand->start();
     s.pool.start();
     s.registry.start();
     s.worker_metrics.start();
@@ -474,6 +501,7 @@ int OrchestratorApp::run() {
     log()->info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     s.drain_requests(signals);
     s.server.stop(std::chrono::milliseconds(2000));
+    if (s.on_demand) s.on_demand->stop();
     if (s.supervisor) s.supervisor->stop(kWorkerStopGrace);
     s.pool.stop();
     s.admission.stop();

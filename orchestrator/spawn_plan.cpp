@@ -28,7 +28,7 @@ std::string default_worker_bin() {
 // The flags the orchestrator sets itself on every spawned worker.
 void check_worker_args(const std::vector<std::string>& args) {
     for (const std::string& a : args)
-        for (const char* own : {"--host", "--port", "--model", "--backend", "--gpu", "--log"})
+        for (const char* own : {"--host", "--port", "--model", "--backend", "--gpu", "--log", "--served-name"})
             if (a == own || a.rfind(std::string(own) + "=", 0) == 0)
                 throw BadSpawn("--worker-arg " + a + ": the orchestrator sets " + own + " itself");
 }
@@ -64,16 +64,17 @@ int count_visible_gpus() {
     return count_lines("nvidia-smi -L 2>/dev/null");
 }
 
-std::vector<std::vector<std::string>> spawn_commands(const SpawnOptions& o) {
+std::string worker_binary(const SpawnOptions& o) {
     if (o.backend != "cuda" && o.backend != "cpu") throw BadSpawn("--backend: '" + o.backend + "' is not cuda or cpu");
-    std::error_code ec;
-    if (!fs::is_regular_file(o.model, ec) || access(o.model.c_str(), R_OK) != 0)
-        throw BadSpawn("--spawn " + o.model + ": not a readable file");
     const std::string bin = o.worker_bin.empty() ? default_worker_bin() : o.worker_bin;
+    std::error_code ec;
     if (!fs::is_regular_file(bin, ec) || access(bin.c_str(), X_OK) != 0)
         throw BadSpawn("--worker-bin " + bin + ": not an executable file");
     check_worker_args(o.worker_args);
+    return bin;
+}
 
+std::vector<std::string> spawn_devices(const SpawnOptions& o) {
     std::vector<std::string> devices;  // --gpu values; one "" per CPU worker
     if (o.backend == "cpu") {
         if (!o.gpus.empty()) throw BadSpawn("--gpus names GPUs; with --backend cpu say --cpu-workers N");
@@ -92,15 +93,27 @@ std::vector<std::vector<std::string>> spawn_commands(const SpawnOptions& o) {
         if (n == 0) throw BadSpawn("--spawn: no GPU is visible here; name them with --gpus, or say --backend cpu");
         for (int i = 0; i < n; ++i) devices.push_back(std::to_string(i));
     }
+    return devices;
+}
 
+std::vector<std::string> worker_command(const SpawnOptions& o, const std::string& bin, const std::string& model,
+                                        const std::string& device, const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {bin, "--model", model, "--backend", o.backend};
+    if (!device.empty()) argv.insert(argv.end(), {"--gpu", device});
+    argv.insert(argv.end(), {"--host", "127.0.0.1", "--port", "0", "--log", "info"});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
+    return argv;
+}
+
+std::vector<std::vector<std::string>> spawn_commands(const SpawnOptions& o) {
+    if (o.backend != "cuda" && o.backend != "cpu") throw BadSpawn("--backend: '" + o.backend + "' is not cuda or cpu");
+    std::error_code ec;
+    if (!fs::is_regular_file(o.model, ec) || access(o.model.c_str(), R_OK) != 0)
+        throw BadSpawn("--spawn " + o.model + ": not a readable file");
+    const std::string bin = worker_binary(o);
     std::vector<std::vector<std::string>> out;
-    for (const std::string& d : devices) {
-        std::vector<std::string> argv = {bin, "--model", o.model, "--backend", o.backend};
-        if (!d.empty()) argv.insert(argv.end(), {"--gpu", d});
-        argv.insert(argv.end(), {"--host", "127.0.0.1", "--port", "0", "--log", "info"});
-        argv.insert(argv.end(), o.worker_args.begin(), o.worker_args.end());
-        out.push_back(std::move(argv));
-    }
+    for (const std::string& d : spawn_devices(o)) out.push_back(worker_command(o, bin, o.model, d, {}));
     return out;
 }
 

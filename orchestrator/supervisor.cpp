@@ -105,6 +105,7 @@ struct Supervisor::Slot {
     SpawnedStatus status;  // under Impl::mu
     std::thread thread;
     bool finished = false;  // its thread has reaped its last process
+    bool retired = false;   // retire(): stopped for good, never restarted
 };
 
 struct Supervisor::Impl {
@@ -119,7 +120,8 @@ struct Supervisor::Impl {
     void relay(Slot& s, int fd, pid_t pid);
     int reap(Slot& s, pid_t pid);
     void supervise(Slot& s);
-    bool wait_backoff(std::chrono::milliseconds delay);
+    bool wait_backoff(Slot& s, std::chrono::milliseconds delay);
+    Slot* find(const std::string& id) const;
     void signal_all(int sig);
 };
 
@@ -132,7 +134,7 @@ pid_t Supervisor::Impl::launch(Slot& s, int& read_fd) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
     std::lock_guard lock(mu);
-    if (stopping) {
+    if (stopping || s.retired) {
         close(fds[0]);
         close(fds[1]);
         return 0;
@@ -205,11 +207,17 @@ int Supervisor::Impl::reap(Slot& s, pid_t pid) {
     return st;
 }
 
-// Sleeps `delay` unless stop() comes first; false when stopping.
-bool Supervisor::Impl::wait_backoff(std::chrono::milliseconds delay) {
+// Sleeps `delay` unless stop() or retire() comes first; false when stopping.
+bool Supervisor::Impl::wait_backoff(Slot& s, std::chrono::milliseconds delay) {
     std::unique_lock lock(mu);
-    changed.wait_for(lock, delay, [this] { return stopping; });
-    return !stopping;
+    changed.wait_for(lock, delay, [this, &s] { return stopping || s.retired; });
+    return !stopping && !s.retired;
+}
+
+Supervisor::Slot* Supervisor::Impl::find(const std::string& id) const {
+    for (const auto& s : slots)
+        if (s->spec.id == id) return s.get();
+    return nullptr;
 }
 
 // One worker's life: start, relay, reap, and again after the backoff.
@@ -243,7 +251,7 @@ void Supervisor::Impl::supervise(Slot& s) {
         bool stopping_now;
         {
             std::lock_guard lock(mu);
-            stopping_now = stopping;
+            stopping_now = stopping || s.retired;
             s.status.state = stopping_now ? "stopped" : hopeless ? "failed" : "restarting";
         }
         if (hooks.exited) hooks.exited(s.spec.id, url, cause, !stopping_now && !hopeless);
@@ -259,7 +267,7 @@ void Supervisor::Impl::supervise(Slot& s) {
         ++quick_exits;
         log()->warn("worker {} (pid {}) exited: {} after {} ms; restarting in {} ms", s.spec.id, pid, cause,
                     uptime.count(), delay.count());
-        if (!wait_backoff(delay)) break;
+        if (!wait_backoff(s, delay)) break;
         std::lock_guard lock(mu);
         ++s.status.restarts;
     }
@@ -313,6 +321,48 @@ void Supervisor::stop(std::chrono::milliseconds grace) {
     m.signal_all(SIGKILL);
     for (auto& s : m.slots)
         if (s->thread.joinable()) s->thread.join();
+}
+
+void Supervisor::add(SpawnedWorkerSpec spec) {
+    auto s = std::make_unique<Slot>();
+    s->status.id = spec.id;
+    s->status.state = "starting";
+    s->spec = std::move(spec);
+    Slot* slot = s.get();
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->slots.push_back(std::move(s));
+    slot->thread = std::thread([this, slot] { impl_->supervise(*slot); });
+}
+
+bool Supervisor::retire(const std::string& id) {
+    std::lock_guard lock(impl_->mu);
+    Slot* s = impl_->find(id);
+    if (!s) return false;
+    s->retired = true;
+    impl_->changed.notify_all();
+    if (s->status.pid > 0 && kill(-s->status.pid, SIGTERM) != 0) kill(s->status.pid, SIGTERM);
+    return true;
+}
+
+void Supervisor::kill_now(const std::string& id) {
+    std::lock_guard lock(impl_->mu);
+    if (Slot* s = impl_->find(id); s && s->retired && s->status.pid > 0)
+        if (kill(-s->status.pid, SIGKILL) != 0) kill(s->status.pid, SIGKILL);
+}
+
+bool Supervisor::forget(const std::string& id) {
+    std::unique_ptr<Slot> gone;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = std::find_if(impl_->slots.begin(), impl_->slots.end(),
+                               [&](const auto& s) { return s->spec.id == id && s->finished; });
+        if (it == impl_->slots.end()) return false;
+        gone = std::move(*it);
+        impl_->slots.erase(it);
+    }
+    if (gone->thread.joinable()) gone->thread.join();  // it has finished: returns at once
+    return true;
 }
 
 std::vector<SpawnedStatus> Supervisor::status() const {

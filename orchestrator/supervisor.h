@@ -60,6 +60,17 @@ public:
     // after `grace`; returns once every worker has been reaped. No restart happens from the call on.
     void stop(std::chrono::milliseconds grace);
 
+    // A worker started while running (the model registry's); supervised like the others. Ignored
+    // once stop() was called.
+    void add(SpawnedWorkerSpec spec);
+    // SIGTERM to its process group and no restart from now on; its thread ends once the process
+    // exited (status "stopped"). False for an unknown id.
+    bool retire(const std::string& id);
+    // SIGKILL to a retired worker still running (its drain took too long).
+    void kill_now(const std::string& id);
+    // Drops a worker whose thread has finished (retired, or failed) from the list; false otherwise.
+    bool forget(const std::string& id);
+
     std::vector<SpawnedStatus> status() const;
 
 private:

@@ -1,10 +1,13 @@
 // What loom-worker's --gpu and --vram-budget mean: one CUDA device picked from the visible ones by
-// index or UUID, and a byte count with units. Pure: no CUDA, so both are tested without a GPU.
+// index or UUID, and a byte count with units (shared: http/byte_size.h). Pure: no CUDA, so both are
+// tested without a GPU.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "http/byte_size.h"
 
 namespace loom::worker {
 
@@ -23,9 +26,7 @@ const GpuCandidate& select_gpu(const std::string& spec, const std::vector<GpuCan
 // "0 NVIDIA H100 80GB HBM3 GPU-…, 1 …" (or "none").
 std::string describe_gpus(const std::vector<GpuCandidate>& visible);
 
-// Bytes from "21474836480", "20G", "20GiB", "512M", "1.5G", "64k": K/M/G/T alone or with "iB"
-// are powers of 1024; with "B" (KB, MB, GB, TB) powers of 1000; case is ignored. Fractions round
-// down to whole bytes. std::invalid_argument naming the text for anything else, zero or overflow.
-uint64_t parse_byte_size(const std::string& text);
+// --vram-budget's sizes: the parser both daemons share.
+using http::parse_byte_size;
 
 }  // namespace loom::worker

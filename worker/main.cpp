@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
     app.add_option("--model", o.model, "GGUF model file or cached model name (loom list)")
         ->required()
         ->transform(loom::models::file_or_cached_model());
+    app.add_option("--served-name", o.served_name,
+                   "The model's name in requests, answers and /health (default: the file's name without .gguf)");
     app.add_option("--gpu", o.gpu, "CUDA device index or UUID GPU-... as nvidia-smi -L prints it (default 0; cuda only)");
     app.add_option("--vram-budget", vram_budget,
                    "Most VRAM for weights + KV cache + workspace: bytes or 20G, 20GiB, 512M (cuda only; the KV cache "

@@ -503,7 +503,7 @@ struct WorkerApp::State {
         n_ctx = backend->n_ctx();
         memory = backend->memory();
         set_log_pattern();
-        model_name = std::filesystem::path(o.model).stem().string();
+        model_name = o.served_name.empty() ? std::filesystem::path(o.model).stem().string() : o.served_name;
         metrics = std::make_unique<Metrics>(MetricsInfo{model_name, backend_name, device_name});
         api = std::make_unique<OpenAiApi>(*file, *tok, model_name, n_ctx);
         loop = std::make_shared<EngineLoop>(*backend, *tok, LoopLimits{.max_queue = o.max_queue}, *metrics);

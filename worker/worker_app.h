@@ -18,6 +18,7 @@ inline constexpr int kExitNoBackend = 3;  // the named backend cannot run here (
 
 struct WorkerOptions {
     std::string model;
+    std::string served_name;      // the model's name for clients; empty: the file's stem
     std::string gpu;              // device index or UUID ("GPU-..."); empty: device 0 (cuda only)
     uint64_t vram_budget = 0;     // bytes weights + KV cache + workspace may take; 0: no budget (cuda only)
     int kv_tokens = 0;            // positions in the shared KV cache; 0: max_seqs * ctx, or what the budget leaves

@@ -53,7 +53,7 @@ TEST_CASE("loom ps: a table and --json with backend, memory, context and tokens/
     CHECK(w.at("running") == 0);
     CHECK(w.at("queued") == 0);
     CHECK(w.at("tokens_per_s").get<double>() == Approx(0.5));
-    CHECK(w.at("until").is_null());  // keep_alive is not built yet
+    CHECK(w.at("until").is_null());  // a --worker: never unloaded by the orchestrator
 
     r = run_loom("ps --orchestrator " + s.url());
     REQUIRE(r.exit_code == 0);

@@ -1,0 +1,37 @@
+// The device memory a model will need, estimated from a GGUF's header alone (tensor sizes and
+// hyperparameters) before any worker loads it: what the orchestrator places models by.
+#pragma once
+
+#include <cstdint>
+
+namespace loom::gguf {
+
+class File;
+
+// Bytes by purpose, as a worker's /health reports them (vram_bytes).
+struct MemoryEstimate {
+    uint64_t weights = 0;
+    uint64_t kv_cache = 0;
+    uint64_t workspace = 0;
+    uint64_t total() const { return weights + kv_cache + workspace; }
+};
+
+// What the worker will serve: `context` positions per sequence (0: the model's context_length)
+// for `sequences` sequences decoded together, `batch_tokens` tokens per step at most.
+struct MemoryDemand {
+    int context = 0;
+    int sequences = 1;
+    int batch_tokens = 512;
+};
+
+// weights: every tensor's bytes (each rounded up to 256, as device arenas align them);
+// kv_cache: layers x kv_heads x head_dim x 2 (K and V) x context x sequences x 2 bytes (fp16);
+// workspace: the step's float activations (hidden, attention, feed-forward and logits rows) plus
+// a fixed 64 MiB for GEMM and sampler scratch. An estimate: the worker's real use is reported beside
+// it. FormatError (a missing or zero hyperparameter named) from the header.
+MemoryEstimate estimate_memory(const File& file, const MemoryDemand& demand);
+
+// The context_length the file states (0 when it states none).
+int model_context(const File& file);
+
+}  // namespace loom::gguf

@@ -1,0 +1,416 @@
+// The model registry: keep_alive forms, model entries and the memory estimate as units; then
+// loom-orchestrator with configured models on stories260K and CPU workers whose --vram-budget
+// stands in for GPU memory: a request loads its model (its TTFT includes the load), the least
+// recently used idle model is evicted for another, a busy one never is (503 + Retry-After after
+// --load-wait), keep_alive unloads idle models, the admin routes, and bad keep_alive values.
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+#include "gguf/memory_estimate.h"
+#include "gguf/reader.h"
+#include "orchestrator/admission.h"
+#include "orchestrator/model_specs.h"
+#include "orchestrator/orchestrator_process.h"
+#include "support/run_command.h"
+#include "worker/worker_api.h"
+
+namespace {
+
+using namespace loom::test;
+using loom::orchestrator::parse_keep_alive;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+const std::string kAdminKey = "admin-key-17";
+const HeaderList kAdmin = {{"Authorization", "Bearer " + kAdminKey}};
+constexpr int kContext = 256;
+constexpr int kMaxSeqs = 2;
+
+// The estimate the orchestrator makes for every configured model here (the same file and demand).
+uint64_t model_estimate() {
+    const auto f = loom::gguf::File::open(require_stories260k());
+    return loom::gguf::estimate_memory(f, {kContext, kMaxSeqs, 512}).total();
+}
+
+json model_entry(const std::string& name, const json& extra = json::object()) {
+    json m = {{"name", name}, {"model", require_stories260k().string()}, {"context", kContext}, {"max_seqs", kMaxSeqs}};
+    for (const auto& [k, v] : extra.items()) m[k] = v;
+    return m;
+}
+
+std::string write_file(const std::string& name, const std::string& text) {
+    const auto path = temp_dir() / name;
+    std::ofstream(path) << text;
+    return path.string();
+}
+
+// An orchestrator with `models` on one CPU stand-in device holding `models_fitting` estimates.
+std::vector<std::string> registry_args(const json& models, double models_fitting, double load_wait_s = 30) {
+    const json config = {{"models", models},
+                         {"backend", "cpu"},
+                         {"worker_bin", worker_bin()},
+                         {"admin_key", kAdminKey},
+                         {"vram_budget", std::to_string(static_cast<uint64_t>(model_estimate() * models_fitting))},
+                         {"load_wait", load_wait_s}};
+    return {"--config", write_file("registry.json", config.dump())};
+}
+
+json admin_models(int port) {
+    const HttpReply r = http_request(port, "GET", "/admin/models", {}, kAdmin);
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+}
+
+json model_status(int port, const std::string& name) {
+    const json all = admin_models(port);
+    for (const json& m : all.at("models"))
+        if (m.at("name") == name) return m;
+    FAIL("no model " << name);
+    return {};
+}
+
+template <class F>
+bool eventually(F done, std::chrono::seconds limit = std::chrono::seconds(30)) {
+    const auto deadline = Clock::now() + limit;
+    while (!done()) {
+        if (Clock::now() > deadline) return false;
+        std::this_thread::sleep_for(milliseconds(20));
+    }
+    return true;
+}
+
+bool state_is(int port, const std::string& name, const std::string& state) {
+    return model_status(port, name).at("state") == state;
+}
+
+const json kHello = {{"messages", json::array({{{"role", "user"}, {"content", "Tell me a story"}}})},
+                     {"max_tokens", 12},
+                     {"temperature", 0}};
+
+json chat(const std::string& model, const json& extra = json::object()) {
+    json body = kHello;
+    body["model"] = model;
+    for (const auto& [k, v] : extra.items()) body[k] = v;
+    return body;
+}
+
+// A streamed chat request: the client's time to its first event, and the whole stream.
+struct Timed {
+    double first_event_s = 0;
+    Streamed streamed;
+};
+
+Timed timed_stream(int port, const std::string& model) {
+    json body = chat(model);
+    body["stream"] = true;
+    const auto t0 = Clock::now();
+    SseStream s(port, "/v1/chat/completions", body.dump());
+    REQUIRE(s.status() == 200);
+    Timed t;
+    t.first_event_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    t.streamed = read_stream(s, true);
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("keep_alive takes Ollama's forms", "[registry]") {
+    CHECK(parse_keep_alive(json(300)) == milliseconds(300'000));
+    CHECK(parse_keep_alive(json(1.5)) == milliseconds(1'500));
+    CHECK(parse_keep_alive(json(0)) == milliseconds(0));
+    CHECK(parse_keep_alive(json("0")) == milliseconds(0));
+    CHECK(parse_keep_alive(json("300")) == milliseconds(300'000));
+    CHECK(parse_keep_alive(json("5m")) == milliseconds(300'000));
+    CHECK(parse_keep_alive(json("1h30m")) == milliseconds(5'400'000));
+    CHECK(parse_keep_alive(json("2.5s")) == milliseconds(2'500));
+    CHECK(parse_keep_alive(json("500ms")) == milliseconds(500));
+    CHECK(parse_keep_alive(json(-1)) == loom::orchestrator::kKeepForever);
+    CHECK(parse_keep_alive(json("-1m")) == loom::orchestrator::kKeepForever);
+    for (const json& bad : {json("5x"), json("m"), json(""), json("1..2s"), json(true), json::array(), json("5 m"),
+                            json(1e12), json("9999999h")})
+        CHECK_FALSE(parse_keep_alive(bad).has_value());
+    json body = {{"keep_alive", "soon"}};
+    try {
+        loom::orchestrator::take_keep_alive(body);
+        FAIL("no throw");
+    } catch (const loom::orchestrator::BadField& e) {
+        CHECK(e.param == "keep_alive");
+    }
+    body = {{"keep_alive", "2m"}, {"model", "m"}};
+    CHECK(loom::orchestrator::take_keep_alive(body) == milliseconds(120'000));
+    CHECK_FALSE(body.contains("keep_alive"));  // the worker is not told
+}
+
+TEST_CASE("the memory estimate follows the GGUF's tensors and hyperparameters", "[registry]") {
+    const auto f = loom::gguf::File::open(require_stories260k());
+    uint64_t tensor_bytes = 0;
+    for (const auto& t : f.tensors()) tensor_bytes += t.n_bytes;
+    const auto small = loom::gguf::estimate_memory(f, {128, 1, 512});
+    const auto large = loom::gguf::estimate_memory(f, {256, 4, 512});
+    CHECK(small.weights >= tensor_bytes);
+    CHECK(small.weights < tensor_bytes + 256 * f.tensors().size());
+    const std::string arch = f.get_string("general.architecture");
+    const uint64_t layers = f.get_uint(arch + ".block_count"), heads = f.get_uint(arch + ".attention.head_count");
+    const uint64_t kv_heads = f.find_uint(arch + ".attention.head_count_kv").value_or(heads);
+    const uint64_t head_dim = f.get_uint(arch + ".embedding_length") / heads;
+    const uint64_t per_position = layers * kv_heads * head_dim * 2 * 2;  // K and V, fp16
+    CHECK(small.kv_cache >= per_position * 128);
+    CHECK(small.kv_cache < per_position * 128 + 256);
+    CHECK(large.kv_cache >= 8 * small.kv_cache - 8 * 256);  // twice the context, four times the sequences
+    CHECK(small.workspace > (uint64_t{64} << 20));
+    CHECK(small.total() == small.weights + small.kv_cache + small.workspace);
+}
+
+TEST_CASE("model entries: bad ones name the entry and the field", "[registry][config]") {
+    const auto resolve = [](const std::string& s) {
+        if (s == "missing") throw std::invalid_argument("'missing' is no file");
+        return s;
+    };
+    using loom::orchestrator::BadModelSpec;
+    using loom::orchestrator::parse_model_flags;
+    const auto spec = parse_model_flags({R"({"name":"a","model":"x.gguf","gpus":[0,"GPU-1"],"replicas":2,"keep_alive":"1m"})"},
+                                        resolve);
+    REQUIRE(spec.size() == 1);
+    CHECK(spec[0].gpus == std::vector<std::string>{"0", "GPU-1"});
+    CHECK(spec[0].replicas == 2);
+    CHECK(spec[0].keep_alive == milliseconds(60'000));
+    CHECK(parse_model_flags({R"({"name":"a","model":"x"})"}, resolve)[0].keep_alive == milliseconds(300'000));
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {R"({"name":"a","model":"x","keep_alive":"soon"})", "model 1 (a): keep_alive must be"},
+        {R"({"name":"a","model":"missing"})", "model 1 (a): model: 'missing' is no file"},
+        {R"({"name":"a b","model":"x"})", "model 1: name must be"},
+        {R"({"name":"a","model":"x","replicas":0})", "replicas must be an integer in [1, 64]"},
+        {R"({"name":"a","model":"x","gpus":[]})", "gpus must be a non-empty array"},
+        {R"({"name":"a","model":"x","ctx":5})", "unknown field 'ctx'"},
+        {R"({"name":"a")", "model 1: not valid JSON"},
+    };
+    for (const auto& [text, message] : cases) {
+        INFO(text);
+        try {
+            parse_model_flags({text}, resolve);
+            FAIL("no throw");
+        } catch (const BadModelSpec& e) {
+            CHECK(std::string(e.what()).find(message) != std::string::npos);
+        }
+    }
+    try {
+        parse_model_flags({R"({"name":"a","model":"x"})", R"({"name":"a","model":"y"})"}, resolve);
+        FAIL("no throw");
+    } catch (const BadModelSpec& e) {
+        CHECK(std::string(e.what()).find("model 2: the name 'a' is given twice") != std::string::npos);
+    }
+}
+
+TEST_CASE("a request loads its model on demand; the load counts in its TTFT; admin routes", "[registry]") {
+    OrchestratorProcess orch({}, registry_args(json::array({model_entry("alpha"), model_entry("beta")}), 2.5));
+    const int port = orch.port();
+    json listed = admin_models(port);
+    REQUIRE(listed.at("models").size() == 2);
+    CHECK(listed.at("models")[0].at("state") == "unloaded");
+    CHECK(listed.at("devices")[0].at("id") == "cpu0");
+    CHECK(listed.at("devices")[0].at("budget_bytes").get<uint64_t>() == static_cast<uint64_t>(model_estimate() * 2.5));
+    CHECK(listed.at("models")[0].at("vram_estimate_bytes").at("total") == model_estimate());
+    // Configured models are listed before they load.
+    const json v1 = json::parse(http_request(port, "GET", "/v1/models").body);
+    CHECK(v1.at("data").size() == 2);
+
+    const Timed first = timed_stream(port, "alpha");
+    CHECK(first.streamed.finish_reason == "length");
+    const json alpha = model_status(port, "alpha");
+    CHECK(alpha.at("state") == "ready");
+    REQUIRE(alpha.at("replicas").size() == 1);
+    CHECK(alpha.at("replicas")[0].at("device") == "cpu0");
+    CHECK(alpha.at("last_used").is_number());
+    CHECK(alpha.at("keep_alive_s") == 300);
+    // The worker's load, as the orchestrator logged it (seen by a 100 ms tick, hence the margin), is
+    // inside the first request's time to its first byte.
+    std::smatch m;
+    std::string log;
+    const std::regex ready("model alpha: ready on device cpu0 \\(worker w\\d+, (\\d+) ms\\)");
+    REQUIRE(eventually([&] { return std::regex_search(log = orch.log(), m, ready); }));
+    const double load_s = std::stod(m[1].str()) / 1000 - 0.15;
+    CHECK(first.first_event_s >= load_s);
+    const Timed second = timed_stream(port, "alpha");
+    CHECK(second.first_event_s < first.first_event_s);
+    CHECK(second.streamed.text == first.streamed.text);  // greedy: the same answer once loaded
+    const json recent = json::parse(http_request(port, "GET", "/dashboard/state").body).at("requests");
+    CHECK(recent.back().at("ttft_s").get<double>() >= load_s);  // the oldest: the first request
+
+    {  // /health shows the estimate beside the worker's real use
+        const json health = json::parse(http_request(port, "GET", "/health").body);
+        REQUIRE(health.at("workers").size() == 1);
+        CHECK(health.at("workers")[0].at("model") == "alpha");
+        CHECK(health.at("workers")[0].at("vram_estimate_bytes").at("total") == model_estimate());
+        CHECK(health.at("models").size() == 2);
+        // When keep_alive (5 minutes) unloads it, as `loom ps` shows under UNTIL.
+        json until;
+        REQUIRE(eventually([&] {
+            until = json::parse(http_request(port, "GET", "/health").body).at("workers")[0].at("until");
+            return until.is_number();
+        }));
+        const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+        CHECK(until.get<double>() > now + 290);
+        CHECK(until.get<double>() <= now + 301);
+    }
+    {  // admin load, unload, errors and the key
+        HttpReply r = http_request(port, "POST", "/admin/models/beta/load", "", kAdmin);
+        CHECK(r.status == 202);
+        REQUIRE(eventually([&] { return state_is(port, "beta", "ready"); }));
+        CHECK(model_status(port, "alpha").at("state") == "ready");  // room for both: nothing evicted
+        r = http_request(port, "POST", "/admin/models/beta/load", "", kAdmin);
+        CHECK(r.status == 200);
+        r = http_request(port, "POST", "/admin/models/beta/unload", "", kAdmin);
+        CHECK(r.status == 200);
+        CHECK(json::parse(r.body).at("state") == "unloading");
+        REQUIRE(eventually([&] { return state_is(port, "beta", "unloaded"); }));
+        CHECK(http_request(port, "POST", "/admin/models/gamma/load", "", kAdmin).status == 404);
+        CHECK(http_request(port, "POST", "/admin/models/beta/reload", "", kAdmin).status == 404);
+        CHECK(http_request(port, "POST", "/admin/models/beta/load").status == 401);
+        CHECK(http_request(port, "GET", "/admin/models").status == 401);
+        // The unloaded model loads again for a request.
+        CHECK(post(port, "/v1/chat/completions", chat("beta")).status == 200);
+    }
+}
+
+TEST_CASE("the least recently used idle model is evicted for another", "[registry]") {
+    const json models = json::array({model_entry("alpha"), model_entry("beta"), model_entry("gamma")});
+    OrchestratorProcess orch({}, registry_args(models, 2.5));  // room for two
+    const int port = orch.port();
+    REQUIRE(post(port, "/v1/chat/completions", chat("alpha")).status == 200);
+    REQUIRE(post(port, "/v1/chat/completions", chat("beta")).status == 200);
+    std::this_thread::sleep_for(milliseconds(400));  // past the idle grace: both idle
+    REQUIRE(post(port, "/v1/chat/completions", chat("alpha")).status == 200);  // alpha used last: beta is LRU
+    std::this_thread::sleep_for(milliseconds(400));
+    const HttpReply r = post(port, "/v1/chat/completions", chat("gamma"));
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    CHECK(json::parse(r.body).at("model") == "gamma");
+    CHECK(model_status(port, "alpha").at("state") == "ready");
+    CHECK(model_status(port, "gamma").at("state") == "ready");
+    REQUIRE(eventually([&] { return state_is(port, "beta", "unloaded"); }));
+    CHECK(orch.log().find("model beta: unloading: evicted (least recently used) to make room for gamma") !=
+          std::string::npos);
+}
+
+TEST_CASE("a busy model is never evicted: the other waits --load-wait, then 503 + Retry-After", "[registry]") {
+    const json models = json::array({model_entry("alpha"), model_entry("beta")});
+    OrchestratorProcess orch({}, registry_args(models, 1.5, 1.0));  // room for one; wait 1 s for room
+    const int port = orch.port();
+    REQUIRE(post(port, "/v1/chat/completions", chat("alpha")).status == 200);
+    // Two clients keep alpha busy with back-to-back streams.
+    std::atomic<bool> stop{false};
+    std::atomic<int> served{0}, failed{0};
+    std::vector<std::thread> load;
+    for (int i = 0; i < 2; ++i)
+        load.emplace_back([&] {
+            while (!stop) {
+                const HttpReply a = post(port, "/v1/chat/completions", chat("alpha", {{"max_tokens", 60}}));
+                (a.status == 200 ? served : failed)++;
+            }
+        });
+    while (served < 2) std::this_thread::sleep_for(milliseconds(10));
+    const auto t0 = Clock::now();
+    const HttpReply r = post(port, "/v1/chat/completions", chat("beta"));
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    stop = true;
+    for (auto& t : load) t.join();
+    INFO(r.body);
+    CHECK(r.status == 503);
+    CHECK(r.headers.count("retry-after") == 1);
+    CHECK(error_param(r) == "model");
+    CHECK(json::parse(r.body).at("error").at("message").get<std::string>().find("is busy") != std::string::npos);
+    CHECK(waited >= 0.9);
+    CHECK(failed == 0);
+    CHECK(model_status(port, "alpha").at("state") == "ready");
+    CHECK(model_status(port, "alpha").at("replicas")[0].at("state") == "ready");
+    // Once alpha is idle, beta takes its place.
+    std::this_thread::sleep_for(milliseconds(400));
+    const HttpReply after = post(port, "/v1/chat/completions", chat("beta"));
+    CHECK(after.status == 200);
+    REQUIRE(eventually([&] { return state_is(port, "alpha", "unloaded"); }));
+}
+
+TEST_CASE("keep_alive unloads idle models; a request's keep_alive overrides it; bad ones are 400", "[registry]") {
+    const json models =
+        json::array({model_entry("alpha", {{"keep_alive", "1s"}}), model_entry("beta"), model_entry("gamma")});
+    OrchestratorProcess orch({}, registry_args(models, 3.5));
+    const int port = orch.port();
+
+    {  // the configured keep_alive: loaded for about a second after the request
+        REQUIRE(post(port, "/v1/chat/completions", chat("alpha")).status == 200);
+        const auto ended = Clock::now();
+        CHECK(model_status(port, "alpha").at("until").is_number());
+        REQUIRE(eventually([&] { return state_is(port, "alpha", "unloaded"); }, std::chrono::seconds(10)));
+        CHECK(Clock::now() - ended >= milliseconds(900));
+    }
+    {  // keep_alive 0 in the request: unloaded right after it
+        REQUIRE(post(port, "/v1/chat/completions", chat("beta", {{"keep_alive", 0}})).status == 200);
+        const auto ended = Clock::now();
+        REQUIRE(eventually([&] { return !state_is(port, "beta", "ready"); }, std::chrono::seconds(10)));
+        CHECK(Clock::now() - ended < milliseconds(1500));
+    }
+    {  // a longer keep_alive in the request keeps it
+        REQUIRE(post(port, "/v1/chat/completions", chat("alpha", {{"keep_alive", "10m"}})).status == 200);
+        std::this_thread::sleep_for(milliseconds(2000));
+        CHECK(model_status(port, "alpha").at("state") == "ready");
+        CHECK(model_status(port, "alpha").at("keep_alive_s") == 600);
+    }
+    {  // bad keep_alive values: 400 naming the field, nothing loaded
+        for (const json& bad : {json("5x"), json(true), json("forever"), json::object()}) {
+            const HttpReply r = post(port, "/v1/chat/completions", chat("gamma", {{"keep_alive", bad}}));
+            INFO(bad.dump() << " -> " << r.body);
+            CHECK(r.status == 400);
+            CHECK(error_param(r) == "keep_alive");
+        }
+        CHECK(model_status(port, "gamma").at("state") == "unloaded");
+        CHECK(model_status(port, "gamma").at("last_used").is_null());
+    }
+}
+
+TEST_CASE("a model whose worker cannot start: its waiting request gets 503 with the exit", "[registry]") {
+    const json config = {{"models", json::array({model_entry("alpha")})},
+                         {"backend", "cpu"},
+                         {"worker_bin", worker_bin()},
+                         {"worker_args", {"--max-queue=-1"}}};  // the worker refuses it: exit 2, not restarted
+    OrchestratorProcess orch({}, {"--config", write_file("broken.json", config.dump())});
+    const HttpReply r = post(orch.port(), "/v1/chat/completions", chat("alpha"));
+    INFO(r.body);
+    CHECK(r.status == 503);
+    CHECK(r.headers.count("retry-after") == 1);
+    CHECK(json::parse(r.body).at("error").at("message").get<std::string>().find("could not be loaded: its worker w0 "
+                                                                              "exited (exit_2)") != std::string::npos);
+    const json alpha = json::parse(http_request(orch.port(), "GET", "/admin/models").body).at("models")[0];
+    CHECK(alpha.at("state") == "unloaded");
+    CHECK(alpha.at("error").get<std::string>().find("exit_2") != std::string::npos);
+}
+
+TEST_CASE("bad model configurations exit 2 naming the model", "[registry][config]") {
+    const std::string bin = orchestrator_bin();
+    const auto run_with = [&](const json& config) {
+        return run_command(shell_quote(bin) + " --config " + shell_quote(write_file("bad-models.json", config.dump())));
+    };
+    const json base = {{"backend", "cpu"}, {"worker_bin", worker_bin()}};
+    const std::vector<std::pair<json, std::string>> cases = {
+        {with(base, {{"models", json::array({model_entry("a", {{"keep_alive", "later"}})})}}),
+         "model 1 (a): keep_alive must be"},
+        {with(base, {{"models", json::array({model_entry("a", {{"model", "/no/such.gguf"}})})}}),
+         "model a (/no/such.gguf): cannot open"},
+        {with(base, {{"models", json::array({model_entry("a"), model_entry("a")})}}), "the name 'a' is given twice"},
+        {with(base, {{"models", json::array({model_entry("a")})}, {"vram_budget", "lots"}}),
+         "--vram-budget: 'lots' is not a byte size"},
+        {{{"workers", {"http://127.0.0.1:1"}}, {"load_wait", 3}}, "--load-wait needs --registry-model"},
+    };
+    for (const auto& [config, message] : cases) {
+        const CommandResult r = run_with(config);
+        INFO(config.dump() << " -> " << r.err);
+        CHECK(r.exit_code == 2);
+        CHECK(r.err.find(message) != std::string::npos);
+    }
+}
