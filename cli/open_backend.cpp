@@ -1,0 +1,33 @@
+// open_backend: the cuda-or-refuse rule of the commands that run a model.
+#include "cli/open_backend.h"
+
+#include "cli/cuda_status.h"
+#include "engine/errors.h"
+
+namespace loom::cli {
+
+BackendRefused::BackendRefused(const std::string& why)
+    : std::runtime_error("--backend cuda: " + why + "; run with --backend cpu to use the CPU reference backend") {}
+
+void check_backend_kind(const std::string& kind) {
+    if (kind != "cpu" && kind != "cuda")
+        throw std::invalid_argument("--backend must be cuda or cpu, not '" + kind + "'");
+}
+
+void check_backend_usable(const std::string& kind) {
+    if (kind != "cuda") return;
+    if (const std::string why = cuda_unavailable_reason(); !why.empty()) throw BackendRefused(why);
+}
+
+std::unique_ptr<engine::Backend> open_backend(const std::string& kind, const gguf::File& file,
+                                              const engine::BackendOptions& options) {
+    check_backend_kind(kind);
+    if (!engine::backend_built(kind)) throw BackendRefused(cuda_unavailable_reason());
+    try {
+        return engine::make_backend(kind, file, options);
+    } catch (const engine::DeviceError& e) {
+        throw BackendRefused(e.what());
+    }
+}
+
+}  // namespace loom::cli
