@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     loom::cli::register_ps(app, exit_code);
     loom::cli::register_models(app, exit_code);
     loom::cli::register_run(app, exit_code);
+    loom::cli::register_bench(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
