@@ -1,7 +1,10 @@
 // open_backend: the cuda-or-refuse rule of the commands that run a model.
 #include "cli/open_backend.h"
 
+#include <unistd.h>
+
 #include "cli/cuda_status.h"
+#include "cli/load_display.h"
 #include "engine/errors.h"
 
 namespace loom::cli {
@@ -23,8 +26,10 @@ std::unique_ptr<engine::Backend> open_backend(const std::string& kind, const ggu
                                               const engine::BackendOptions& options) {
     check_backend_kind(kind);
     if (!engine::backend_built(kind)) throw BackendRefused(cuda_unavailable_reason());
+    engine::BackendOptions o = options;
+    if (!o.on_load_step) o.on_load_step = load_display(::isatty(STDERR_FILENO) != 0);
     try {
-        return engine::make_backend(kind, file, options);
+        return engine::make_backend(kind, file, o);
     } catch (const engine::DeviceError& e) {
         throw BackendRefused(e.what());
     }

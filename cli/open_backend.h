@@ -27,6 +27,7 @@ void check_backend_kind(const std::string& kind);
 void check_backend_usable(const std::string& kind);
 
 // The named backend with the model resident; BackendRefused when the device cannot hold or run it.
+// Without options.on_load_step, the load steps go to stderr (cli/load_display).
 std::unique_ptr<engine::Backend> open_backend(const std::string& kind, const gguf::File& file,
                                               const engine::BackendOptions& options);
 

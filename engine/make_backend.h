@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/load_step.h"
 #include "gguf/reader.h"
 
 namespace loom::engine {
@@ -18,6 +19,9 @@ struct BackendOptions {
     int threads = 0;          // cpu: matrix-product threads; <= 0: one per hardware thread
     int device = 0;           // cuda: the device index
     bool cuda_graphs = true;  // cuda: replay decode-only steps from CUDA graphs
+    // Told each load step as it happens (engine/load_step.h); cuda keeps it for its graph captures,
+    // so what it captures must outlive the backend.
+    LoadCallback on_load_step{};
 };
 
 // "cpu", then "cuda" when this build has the CUDA backend.

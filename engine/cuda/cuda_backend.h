@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "engine/backend.h"
+#include "engine/load_step.h"
 #include "gguf/reader.h"
 
 namespace loom::engine::cuda {
@@ -17,9 +18,10 @@ public:
     // graphs (one per batch size, captured on first use). limits.vram_budget > 0: the arenas stay
     // inside it (the KV cache sized from it unless limits.kv_tokens is set), else MemoryBudgetError
     // before any allocation. Throws kernels::VramError (device too old, too little VRAM),
-    // kernels::CudaError, or ModelError for a weight type no kernel handles.
+    // kernels::CudaError, or ModelError for a weight type no kernel handles. on_load_step hears the
+    // upload's progress and, later, each graph capture.
     CudaBackend(const gguf::File& file, int n_ctx, int device = 0, const BatchLimits& limits = {},
-                bool cuda_graphs = true);
+                bool cuda_graphs = true, LoadCallback on_load_step = {});
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }

@@ -105,6 +105,9 @@ def test_stories(model):
     chat = Chat([model, "--backend", "cpu", "--temp", "0", "-n", "16"])
     banner = chat.expect(">>> ")
     check("backend cpu, device CPU" in banner, "the banner names the backend and device", chat.out)
+    for step in ("model: llama, 5 layers", "of weights to host RAM", "KV cache: ", "ready in "):
+        check(step in banner, f"the load step {step!r} is shown on the terminal", chat.out)
+    check("[load]" not in banner, "a terminal gets the steps without the log prefix", chat.out)
     chat.send("/?\n")
     help_text = chat.expect("\n>>> ")
     for cmd in ("/system", "/clear", "/bye", "Ctrl-C"):
@@ -127,6 +130,8 @@ def test_stories(model):
     once = run_once([model, "--backend", "cpu", "--temp", "0", "-n", "16", "-p", "Once upon a time"])
     check(once.stdout == answer + "\n", "-p answers once with the chat's answer", once.stdout + once.stderr)
     check("backend cpu" in once.stderr, "-p names the backend on stderr", once.stderr)
+    check("[load] model: llama" in once.stderr and "[load] ready in" in once.stderr,
+          "without a terminal the load steps are logged", once.stderr)
     piped = run_once([model, "--backend", "cpu", "--temp", "0", "-n", "16"], "Once upon a time\n")
     check(piped.stdout == once.stdout, "text on stdin answers once like -p", piped.stdout)
 
