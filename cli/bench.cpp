@@ -8,10 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/cuda_status.h"
 #include "cli/open_backend.h"
 #include "cli/table.h"
-#include "engine/errors.h"
 #include "engine/model_config.h"
 #include "engine/step_timing.h"
 #include "models/model_cache.h"
@@ -19,7 +17,6 @@
 namespace loom::cli {
 namespace {
 
-constexpr int kExitBadInput = 2;
 constexpr int kWarmupSteps = 8;  // decode steps before timing (CUDA graphs captured)
 
 struct Options {
@@ -149,20 +146,7 @@ void register_bench(CLI::App& app, int& exit_code) {
         ->check(CLI::Range(0, 1 << 24));
     cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
     cmd->add_flag("--json", o->json, "Print one JSON object instead of the table");
-    cmd->callback([o, &exit_code] {
-        try {
-            exit_code = run(*o);
-        } catch (const BackendRefused& e) {
-            std::fprintf(stderr, "loom bench: %s\n", e.what());
-            exit_code = kExitNoGpu;
-        } catch (const std::invalid_argument& e) {
-            std::fprintf(stderr, "loom bench: %s\n", e.what());
-            exit_code = kExitBadInput;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "loom bench: %s: %s\n", o->model.c_str(), e.what());
-            exit_code = kExitBadInput;
-        }
-    });
+    cmd->callback([o, &exit_code] { exit_code = run_model_command("bench", o->model, [&] { return run(*o); }); });
 }
 
 }  // namespace loom::cli

@@ -8,7 +8,6 @@
 
 #include "cli/commands.h"
 #include "models/model_cache.h"
-#include "cli/cuda_status.h"
 #include "cli/open_backend.h"
 #include "cli/sampling_flags.h"
 #include "engine/errors.h"
@@ -22,7 +21,6 @@ namespace loom::cli {
 namespace {
 
 constexpr int kExitBadInput = 2;
-constexpr int kExitNoBackend = kExitNoGpu;
 
 struct Options {
     std::string model;
@@ -142,23 +140,7 @@ void register_generate(CLI::App& app, int& exit_code) {
     cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
     cmd->add_flag("--json", o->json, "Print one JSON object instead of streaming");
     cmd->add_option("--dump-layers", o->dump_layers, "Write every layer's hidden states to this folder");
-    cmd->callback([o, &exit_code] {
-        try {
-            exit_code = run(*o);
-        } catch (const BackendRefused& e) {
-            std::fprintf(stderr, "loom generate: %s\n", e.what());
-            exit_code = kExitNoBackend;
-        } catch (const std::invalid_argument& e) {
-            std::fprintf(stderr, "loom generate: %s\n", e.what());
-            exit_code = kExitBadInput;
-        } catch (const engine::RequestError& e) {  // sampling parameters too
-            std::fprintf(stderr, "loom generate: %s\n", e.what());
-            exit_code = kExitBadInput;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "loom generate: %s: %s\n", o->model.c_str(), e.what());
-            exit_code = kExitBadInput;
-        }
-    });
+    cmd->callback([o, &exit_code] { exit_code = run_model_command("generate", o->model, [&] { return run(*o); }); });
 }
 
 }  // namespace loom::cli

@@ -3,11 +3,17 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "cli/cuda_status.h"
 #include "cli/load_display.h"
 #include "engine/errors.h"
 
 namespace loom::cli {
+
+namespace {
+constexpr int kExitBadInput = 2;
+}  // namespace
 
 BackendRefused::BackendRefused(const std::string& why)
     : std::runtime_error("--backend cuda: " + why + "; run with --backend cpu to use the CPU reference backend") {}
@@ -33,6 +39,23 @@ std::unique_ptr<engine::Backend> open_backend(const std::string& kind, const ggu
     } catch (const engine::DeviceError& e) {
         throw BackendRefused(e.what());
     }
+}
+
+int run_model_command(std::string_view command, const std::string& model, const std::function<int()>& body) {
+    const std::string name(command);
+    try {
+        return body();
+    } catch (const BackendRefused& e) {
+        std::fprintf(stderr, "loom %s: %s\n", name.c_str(), e.what());
+        return kExitNoGpu;
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "loom %s: %s\n", name.c_str(), e.what());
+    } catch (const engine::RequestError& e) {  // sampling parameters too
+        std::fprintf(stderr, "loom %s: %s\n", name.c_str(), e.what());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "loom %s: %s: %s\n", name.c_str(), model.c_str(), e.what());
+    }
+    return kExitBadInput;
 }
 
 }  // namespace loom::cli

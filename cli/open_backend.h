@@ -2,9 +2,11 @@
 // to the CPU when the GPU cannot run the model (shared by generate, run and bench).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "engine/backend.h"
 #include "engine/make_backend.h"
@@ -30,5 +32,10 @@ void check_backend_usable(const std::string& kind);
 // Without options.on_load_step, the load steps go to stderr (cli/load_display).
 std::unique_ptr<engine::Backend> open_backend(const std::string& kind, const gguf::File& file,
                                               const engine::BackendOptions& options);
+
+// Runs the body of `loom COMMAND`, turning what it throws into an exit code and one stderr line:
+// BackendRefused 3; std::invalid_argument and engine::RequestError 2 ("loom COMMAND: what"); any
+// other error 2 naming the model ("loom COMMAND: MODEL: what").
+int run_model_command(std::string_view command, const std::string& model, const std::function<int()>& body);
 
 }  // namespace loom::cli

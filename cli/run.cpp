@@ -13,11 +13,9 @@
 
 #include "cli/chat_session.h"
 #include "cli/commands.h"
-#include "cli/cuda_status.h"
 #include "cli/interrupt.h"
 #include "cli/open_backend.h"
 #include "cli/sampling_flags.h"
-#include "engine/errors.h"
 #include "engine/generator.h"
 #include "models/model_cache.h"
 #include "tokenizer/tokenizer.h"
@@ -75,11 +73,11 @@ private:
     engine::GenerateOptions options_;
 };
 
-// One exchange; a request error (a conversation past the context) is reported and not recorded.
+// One exchange; an error (a conversation past the context, a template that raises) is reported, not recorded.
 void exchange(ChatSession& session, Answerer& answerer, const std::string& user, InterruptWatch* watch) {
     try {
         if (auto text = answerer.answer(session.render_next(user), watch)) session.add_exchange(user, std::move(*text));
-    } catch (const engine::RequestError& e) {
+    } catch (const std::exception& e) {  // a request the engine refuses, a template that raises: the chat goes on
         std::fprintf(stderr, "loom run: %s\n", e.what());
     }
 }
@@ -188,20 +186,7 @@ void register_run(CLI::App& app, int& exit_code) {
     cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
     add_sampling_flags(*cmd, o->sampling);
     cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
-    cmd->callback([o, &exit_code] {
-        try {
-            exit_code = run(*o);
-        } catch (const BackendRefused& e) {
-            std::fprintf(stderr, "loom run: %s\n", e.what());
-            exit_code = kExitNoGpu;
-        } catch (const std::invalid_argument& e) {
-            std::fprintf(stderr, "loom run: %s\n", e.what());
-            exit_code = kExitBadInput;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "loom run: %s: %s\n", o->model.c_str(), e.what());
-            exit_code = kExitBadInput;
-        }
-    });
+    cmd->callback([o, &exit_code] { exit_code = run_model_command("run", o->model, [&] { return run(*o); }); });
 }
 
 }  // namespace loom::cli
