@@ -10,6 +10,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 
 #include "cli/chat_session.h"
 #include "cli/commands.h"
@@ -22,8 +23,6 @@
 
 namespace loom::cli {
 namespace {
-
-constexpr int kExitBadInput = 2;
 
 struct Options {
     std::string model;
@@ -108,9 +107,9 @@ int interactive(ChatSession& session, Answerer& answerer) {
     LineReader reader;
     bool interrupted_at_prompt = false;
     for (;;) {
+        watch.reset();  // before the prompt shows: a Ctrl-C once it is there counts
         std::printf(">>> ");
         std::fflush(stdout);
-        watch.reset();
         std::string line;
         const LineReader::Result r = reader.read(watch, line);
         if (r == LineReader::Result::end_of_input) break;
@@ -132,15 +131,6 @@ int interactive(ChatSession& session, Answerer& answerer) {
     return 0;
 }
 
-int once(ChatSession& session, Answerer& answerer, const std::string& user) {
-    if (user.empty()) {
-        std::fprintf(stderr, "loom run: the prompt is empty\n");
-        return kExitBadInput;
-    }
-    answerer.answer(session.render_next(user), nullptr);
-    return 0;
-}
-
 std::string read_stdin() {
     std::string text{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
@@ -150,6 +140,10 @@ std::string read_stdin() {
 int run(const Options& o) {
     check_backend_kind(o.backend);
     check_backend_usable(o.backend);
+    // One answer for -p TEXT or text on stdin, known before the model is loaded.
+    std::optional<std::string> once = o.prompt;
+    if (!once && !::isatty(STDIN_FILENO)) once = read_stdin();
+    if (once && once->empty()) throw std::invalid_argument("the prompt is empty");
     // The ChatML fallback's warning goes to stderr so stdout holds only answers.
     spdlog::set_default_logger(spdlog::stderr_color_st("run"));
     const auto file = gguf::File::open(o.model);
@@ -164,8 +158,10 @@ int run(const Options& o) {
     g.sampling = o.sampling;
     g.ignore_eos = o.ignore_eos;
     Answerer answerer(*backend, tok, g);
-    if (o.prompt) return once(session, answerer, *o.prompt);
-    if (!::isatty(STDIN_FILENO)) return once(session, answerer, read_stdin());
+    if (once) {
+        answerer.answer(session.render_next(*once), nullptr);
+        return 0;
+    }
     std::fprintf(stderr, "Type a message, /? for help, /bye to exit.\n");
     return interactive(session, answerer);
 }

@@ -134,6 +134,10 @@ def test_stories(model):
           "without a terminal the load steps are logged", once.stderr)
     piped = run_once([model, "--backend", "cpu", "--temp", "0", "-n", "16"], "Once upon a time\n")
     check(piped.stdout == once.stdout, "text on stdin answers once like -p", piped.stdout)
+    empty = subprocess.run([LOOM, "run", model, "--backend", "cpu"], input="\n", capture_output=True, text=True,
+                           timeout=TIMEOUT)
+    check(empty.returncode == 2 and "the prompt is empty" in empty.stderr, "an empty piped prompt is exit 2",
+          empty.stderr)
 
 
 def reference_answer(model, messages, n):
