@@ -8,11 +8,11 @@
 
 #include "cli/commands.h"
 #include "models/model_cache.h"
-#include "cli/cuda_status.h"
+#include "cli/open_backend.h"
+#include "cli/sampling_flags.h"
 #include "engine/errors.h"
 #include "engine/generator.h"
 #include "engine/layer_dump.h"
-#include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -21,7 +21,6 @@ namespace loom::cli {
 namespace {
 
 constexpr int kExitBadInput = 2;
-constexpr int kExitNoBackend = kExitNoGpu;
 
 struct Options {
     std::string model;
@@ -40,22 +39,6 @@ struct Options {
     std::string dump_layers;
     std::string kv_type;  // empty: the backend's default
 };
-
-// The named backend, or null with `why` set when the CUDA device cannot hold or run the model.
-std::unique_ptr<engine::Backend> make_backend(const Options& o, const gguf::File& file, std::string& why) {
-    if (!engine::backend_built(o.backend)) {
-        why = cuda_unavailable_reason();
-        return nullptr;
-    }
-    try {
-        engine::BackendOptions options{.n_ctx = o.ctx, .threads = o.threads};
-        if (!o.kv_type.empty()) options.kv_type = engine::parse_kv_cache_type(o.kv_type);
-        return engine::make_backend(o.backend, file, options);
-    } catch (const engine::DeviceError& e) {
-        why = e.what();
-    }
-    return nullptr;
-}
 
 std::vector<int32_t> build_prompt(const Options& o, const gguf::File& file, const tokenizer::Tokenizer& tok) {
     if (!o.chat.empty()) {
@@ -77,10 +60,7 @@ std::vector<int32_t> build_prompt(const Options& o, const gguf::File& file, cons
 }
 
 int run(const Options& o) {
-    if (o.backend != "cpu" && o.backend != "cuda") {
-        std::fprintf(stderr, "loom generate: --backend must be cuda or cpu, not '%s'\n", o.backend.c_str());
-        return kExitBadInput;
-    }
+    check_backend_kind(o.backend);
     if (o.has_prompt == !o.chat.empty()) {
         std::fprintf(stderr, "loom generate: give exactly one of -p TEXT and --chat TEXT\n");
         return kExitBadInput;
@@ -89,21 +69,17 @@ int run(const Options& o) {
         std::fprintf(stderr, "loom generate: --system needs --chat\n");
         return kExitBadInput;
     }
-    const auto refuse_cuda = [](const std::string& why) {
-        std::fprintf(stderr, "loom generate: --backend cuda: %s; run with --backend cpu to use the CPU reference backend\n",
-                     why.c_str());
-        return kExitNoBackend;
-    };
-    if (o.backend == "cuda") {
-        if (const std::string why = cuda_unavailable_reason(); !why.empty()) return refuse_cuda(why);
-    }
+    check_backend_usable(o.backend);
 
     const auto t0 = std::chrono::steady_clock::now();
     const auto file = gguf::File::open(o.model);
     const auto tok = tokenizer::Tokenizer::from_gguf(file);
-    std::string why;
-    const std::unique_ptr<engine::Backend> backend_ptr = make_backend(o, file, why);
-    if (!backend_ptr) return refuse_cuda(why);
+    const std::unique_ptr<engine::Backend> backend_ptr =
+        open_backend(o.backend, file,
+                     {.n_ctx = o.ctx,
+                      .threads = o.threads,
+                      .kv_type = o.kv_type.empty() ? std::nullopt
+                                                   : std::optional(engine::parse_kv_cache_type(o.kv_type))});
     engine::Backend& backend = *backend_ptr;
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<int32_t> prompt = build_prompt(o, file, tok);
@@ -166,27 +142,12 @@ void register_generate(CLI::App& app, int& exit_code) {
     cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
     cmd->add_option("--kv-type", o->kv_type, "KV cache values: f16 (cuda default) or f32 (reference-grade)")
         ->check(CLI::IsMember({"f16", "f32"}));
-    cmd->add_option("--temperature", o->sampling.temperature, "0 = greedy");
-    cmd->add_option("--top-k", o->sampling.top_k, "0 = off");
-    cmd->add_option("--top-p", o->sampling.top_p, "1 = off");
-    cmd->add_option("--min-p", o->sampling.min_p, "0 = off");
-    cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "1 = off");
-    cmd->add_option("--seed", o->sampling.seed, "Sampling seed");
+    add_sampling_flags(*cmd, o->sampling);
     cmd->add_option("--stop", o->stop, "Stop string (repeatable); not part of the output");
     cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");
     cmd->add_flag("--json", o->json, "Print one JSON object instead of streaming");
     cmd->add_option("--dump-layers", o->dump_layers, "Write every layer's hidden states to this folder");
-    cmd->callback([o, &exit_code] {
-        try {
-            exit_code = run(*o);
-        } catch (const engine::RequestError& e) {  // sampling parameters too
-            std::fprintf(stderr, "loom generate: %s\n", e.what());
-            exit_code = kExitBadInput;
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "loom generate: %s: %s\n", o->model.c_str(), e.what());
-            exit_code = kExitBadInput;
-        }
-    });
+    cmd->callback([o, &exit_code] { exit_code = run_model_command("generate", o->model, [&] { return run(*o); }); });
 }
 
 }  // namespace loom::cli

@@ -26,11 +26,17 @@ void print_table(const std::vector<models::CachedModel>& cached) {
 void register_list(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("list", "List the models in loom's cache ($LOOM_MODELS)");
     auto json = std::make_shared<bool>(false);
+    auto names = std::make_shared<bool>(false);
     cmd->add_flag("--json", *json, "One JSON array");
+    cmd->add_flag("--names", *names, "Only the names, one a line (for shell completion)");
     cmd->footer("Example: loom list    (a NAME works wherever -m takes a file, and with loom rm)");
-    cmd->callback([json, &exit_code] {
+    cmd->callback([json, names, &exit_code] {
         try {
             const auto cached = models::list_cached(models::models_dir());
+            if (*names) {
+                for (const auto& m : cached) std::printf("%s\n", m.name.c_str());
+                return;
+            }
             if (!*json) return print_table(cached);
             auto out = nlohmann::json::array();
             for (const auto& m : cached)

@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
     loom::cli::register_rm(app, exit_code);
     loom::cli::register_ps(app, exit_code);
     loom::cli::register_models(app, exit_code);
+    loom::cli::register_run(app, exit_code);
+    loom::cli::register_bench(app, exit_code);
+    loom::cli::register_completion(app, exit_code);
+    loom::cli::add_examples(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 #include "engine/make_backend.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
@@ -32,7 +33,9 @@ KvCacheType parse_kv_cache_type(std::string_view name) {
 
 std::string_view to_string(KvCacheType type) { return type == KvCacheType::f32 ? "f32" : "f16"; }
 
-std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& file, const BackendOptions& o) {
+namespace {
+
+std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, const BackendOptions& o) {
     if (kind == "cpu") {
         if (o.kv_type == KvCacheType::f16)
             throw RequestError("kv_type", "the cpu backend keeps its KV cache in f32; f16 is a cuda option");
@@ -41,11 +44,46 @@ std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& f
 #ifdef LOOM_HAVE_CUDA
     if (kind == "cuda")
         return std::make_unique<cuda::CudaBackend>(file, o.n_ctx, o.device, o.limits, o.cuda_graphs,
-                                                   o.kv_type.value_or(KvCacheType::f16) == KvCacheType::f32);
+                                                   o.kv_type.value_or(KvCacheType::f16) == KvCacheType::f32,
+                                                   o.on_load_step);
 #endif
     std::string built;
     for (const std::string& b : built_backends()) built += (built.empty() ? "" : ", ") + b;
     throw RequestError("backend", "\"" + std::string(kind) + "\" is not a backend of this build (" + built + ")");
+}
+
+std::string summary(const gguf::File& file) {
+    const ModelConfig c = ModelConfig::from_gguf(file);
+    return c.arch_name + ", " + std::to_string(c.n_layer) + " layers, " + std::to_string(c.n_embd) + " wide, vocabulary " +
+           std::to_string(c.n_vocab) + ", context " + std::to_string(c.n_ctx_train) + "; " +
+           std::to_string(file.tensors().size()) + " tensors, " + std::to_string(file.file_size() / 1000000) + " MB file";
+}
+
+uint64_t reserved(const MemoryReport& m, std::string_view purpose) {
+    for (const MemoryUse& u : m.uses)
+        if (u.purpose == purpose) return u.reserved;
+    return 0;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& file, const BackendOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+    const LoadCallback& report = o.on_load_step;
+    if (report) report({.kind = LoadStep::Kind::parse, .what = summary(file)});
+    std::unique_ptr<Backend> b = build(kind, file, o);
+    if (!report) return b;
+    const MemoryReport m = b->memory();
+    if (b->name() != "cuda") {  // the CUDA backend reports its upload as it goes
+        const uint64_t w = reserved(m, "weights");
+        report({.kind = LoadStep::Kind::weights, .what = m.where, .bytes = w, .total = w, .seconds = since()});
+    }
+    const KvCapacity kv = b->kv_capacity();
+    report({.kind = LoadStep::Kind::kv_cache, .bytes = reserved(m, "kv_cache"),
+            .tokens = int64_t{kv.blocks} * kv.block_tokens});
+    report({.kind = LoadStep::Kind::ready, .seconds = since()});
+    return b;
 }
 
 }  // namespace loom::engine

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/load_step.h"
 #include "gguf/reader.h"
 
 namespace loom::engine {
@@ -28,6 +29,9 @@ struct BackendOptions {
     int device = 0;           // cuda: the device index
     bool cuda_graphs = true;  // cuda: replay decode-only steps from CUDA graphs
     std::optional<KvCacheType> kv_type = std::nullopt;  // unset: the backend's default (cuda f16, cpu f32)
+    // Told each load step as it happens (engine/load_step.h); cuda keeps it for its graph captures,
+    // so what it captures must outlive the backend.
+    LoadCallback on_load_step{};
 };
 
 // "cpu", then "cuda" when this build has the CUDA backend.

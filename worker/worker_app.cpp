@@ -460,6 +460,10 @@ struct WorkerApp::State {
             .n_ctx = o.ctx,
             .limits = {.max_seqs = o.max_seqs, .kv_tokens = o.kv_tokens, .vram_budget = o.vram_budget},
             .device = std::max(gpu.index, 0)};
+        options.on_load_step = [](const engine::LoadStep& step) {  // the upload's progress at debug level
+            const bool partial = step.kind == engine::LoadStep::Kind::weights && step.bytes < step.total;
+            log()->log(partial ? spdlog::level::debug : spdlog::level::info, "load: {}", engine::describe(step));
+        };
         try {
             if (!o.kv_type.empty()) options.kv_type = engine::parse_kv_cache_type(o.kv_type);
             backend = engine::make_backend(o.backend, *file, options);

@@ -161,6 +161,7 @@ struct CudaBackend::State {
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
     uint64_t upload_bytes = 0;
     double upload_seconds = 0;
+    LoadCallback on_load_step;  // the upload's progress, then graph captures
     std::map<int64_t, cudaGraphExec_t> decode_graphs;  // by (attention bound, decode batch size, logits projected)
 
     State(const ModelConfig& c, int ctx, const BatchLimits& limits)
@@ -428,6 +429,14 @@ void CudaBackend::State::upload(const gguf::File& file, Uploads& up) {
     PinnedPtr staging = alloc_pinned(staging_bytes);
     std::vector<uint8_t*> group_base(up.group_bytes.size(), nullptr);
     const auto upload_start = std::chrono::steady_clock::now();
+    uint64_t total = 0;
+    for (const Upload& u : up.list) total += u.bytes();
+    const auto report = [&] {
+        if (!s.on_load_step) return;
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_start).count();
+        s.on_load_step({.kind = LoadStep::Kind::weights, .what = "GPU " + std::to_string(s.device) + " (" + s.device_name + ")",
+                        .bytes = s.upload_bytes, .total = total, .seconds = t});
+    };
     for (Upload& u : up.list) {
         s.upload_bytes += u.bytes();
         uint8_t* dst = nullptr;
@@ -453,6 +462,7 @@ void CudaBackend::State::upload(const gguf::File& file, Uploads& up) {
             LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is reused next
         }
         if (u.place) u.place(dst);
+        report();
     }
     s.upload_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_start).count();
     if (c.tied_embeddings) s.output = Matrix{s.embd_type, s.token_embd, d, c.n_vocab};
@@ -507,9 +517,10 @@ void CudaBackend::State::bind_workspace() {
 }
 
 CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs,
-                         bool kv_f32)
+                         bool kv_f32, LoadCallback on_load_step)
     : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
     State& s = *s_;
+    s.on_load_step = std::move(on_load_step);
     const ModelConfig& c = s.cfg;
     s.device = device;
     s.use_graphs = cuda_graphs;
@@ -674,6 +685,7 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
     auto it = decode_graphs.find(key);
     if (it == decode_graphs.end()) {
         cudaGraph_t graph = nullptr;
+        const auto capture_start = std::chrono::steady_clock::now();
         LOOM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         try {
             const kernels::ProgrammaticLaunchScope programmatic;  // decode's small kernels overlap their launches
@@ -689,6 +701,9 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
         cudaGraphDestroy(graph);
         LOOM_CUDA_CHECK(rc);
         it = decode_graphs.emplace(key, exec).first;
+        if (on_load_step)
+            on_load_step({.kind = LoadStep::Kind::graph_capture, .tokens = pass.n_decode,
+                          .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - capture_start).count()});
     }
     LOOM_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
 }

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "engine/backend.h"
+#include "engine/load_step.h"
 #include "gguf/reader.h"
 
 namespace loom::engine::cuda {
@@ -19,9 +20,10 @@ public:
     // before any allocation. Throws kernels::VramError (device too old, too little VRAM),
     // kernels::CudaError, or ModelError for a weight type no kernel handles or heads the attention
     // kernels do not (checked before anything is allocated). kv_f32: the KV cache stores f32 (twice
-    // the memory) instead of fp16.
+    // the memory) instead of fp16. on_load_step hears the upload's progress and, later, each graph
+    // capture.
     CudaBackend(const gguf::File& file, int n_ctx, int device = 0, const BatchLimits& limits = {},
-                bool cuda_graphs = true, bool kv_f32 = false);
+                bool cuda_graphs = true, bool kv_f32 = false, LoadCallback on_load_step = {});
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }
