@@ -352,9 +352,11 @@ void Upstreams::Impl::dispatch(const std::shared_ptr<MuxCall>& call) {
             c = slot;
         }
     }
-    if (!c) {
-        if (!call->cancelled && call->handlers.on_end)
-            call->handlers.on_end(UpstreamEnd{false, false, "the orchestrator is stopping"});
+    if (!c) {  // posted: the caller may hold the lock its own on_end takes
+        net::post(call->ioc, [call] {
+            if (!call->cancelled && call->handlers.on_end)
+                call->handlers.on_end(UpstreamEnd{false, false, "the orchestrator is stopping"});
+        });
         return;
     }
     {
