@@ -13,11 +13,13 @@ namespace loom::engine {
 class LayerObserver;
 
 // The KV memory a backend set aside, in the units the engine hands out: `blocks` blocks of
-// `block_tokens` positions, addressed by up to `max_seqs` block tables (rows 0 .. max_seqs-1).
+// `block_tokens` positions, addressed by up to `max_seqs` block tables (rows 0 .. max_seqs-1);
+// `type` is what K and V are stored as ("f16", "f32"), which /health reports.
 struct KvCapacity {
     int blocks = 0;
     int block_tokens = 0;
     int max_seqs = 0;
+    const char* type = "f32";
 };
 
 // One sequence's part of a step.

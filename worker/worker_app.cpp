@@ -202,6 +202,7 @@ struct WorkerApp::State {
     Clock::time_point started = Clock::now();
     std::string model_name;
     std::string backend_name, device_name, compute_capability;
+    std::string kv_cache_type;  // what K and V are stored as: "f16" or "f32"
     CudaTarget gpu;  // the chosen CUDA device (index -1 on the CPU backend)
     int n_ctx = 0;
 
@@ -282,6 +283,7 @@ struct WorkerApp::State {
                   {"vram_budget_bytes", o.vram_budget > 0 ? json(o.vram_budget) : json(nullptr)},
                   {"compute_capability", compute_capability.empty() ? json(nullptr) : json(compute_capability)},
                   {"memory", memory.where},
+                  {"kv_cache_type", kv_cache_type},
                   {"vram_bytes", vram},
                   {"residency_verified", memory.device_resident},
                   {"context_size", n_ctx},
@@ -490,7 +492,7 @@ struct WorkerApp::State {
             if (u.purpose == "workspace") plan.workspace = u.reserved;
         }
         const engine::KvCapacity kv = backend->kv_capacity();
-        std::string out = engine::describe(plan) + " reserved, the KV cache for " +
+        std::string out = engine::describe(plan) + " reserved, the " + kv_cache_type + " KV cache for " +
                           std::to_string(int64_t{kv.blocks} * kv.block_tokens) + " tokens";
         if (o.vram_budget > 0) out += ", within a budget of " + engine::mib(o.vram_budget);
         return out;
@@ -505,6 +507,7 @@ struct WorkerApp::State {
         device_name = backend->device();
         compute_capability = gpu.compute_capability;
         n_ctx = backend->n_ctx();
+        kv_cache_type = backend->kv_capacity().type;
         memory = backend->memory();
         set_log_pattern();
         model_name = o.served_name.empty() ? std::filesystem::path(o.model).stem().string() : o.served_name;

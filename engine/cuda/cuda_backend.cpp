@@ -545,7 +545,9 @@ std::string CudaBackend::device() const { return s_->device_name; }
 const ModelConfig& CudaBackend::config() const { return s_->cfg; }
 int CudaBackend::n_ctx() const { return s_->n_ctx; }
 int CudaBackend::max_batch_tokens() const { return s_->max_tokens; }
-KvCapacity CudaBackend::kv_capacity() const { return {s_->kv_blocks, kernels::kKvBlockTokens, s_->max_seqs}; }
+KvCapacity CudaBackend::kv_capacity() const {
+    return {s_->kv_blocks, kernels::kKvBlockTokens, s_->max_seqs, kernels::kv_type_name(s_->kv_type)};
+}
 int CudaBackend::cuda_graphs_captured() const { return static_cast<int>(s_->decode_graphs.size()); }
 uint64_t CudaBackend::upload_bytes() const { return s_->upload_bytes; }
 double CudaBackend::upload_seconds() const { return s_->upload_seconds; }

@@ -1,7 +1,8 @@
 // loom-worker's --gpu and --vram-budget on a real device: /health and the log name the device
 // (index, name, UUID), a UUID selects it too, a budget sizes the KV cache to the block and keeps
 // every arena inside it, a budget too small is refused with each part's size, an unknown device
-// is refused listing the visible ones.
+// is refused listing the visible ones, a head size the kernels lack is refused at load with exit 2,
+// and /health names the KV cache's type (--kv-type).
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "support/oracle_models.h"
 #include "support/run_command.h"
 #include "support/test_data.h"
 #include "support/worker_process.h"
@@ -68,6 +70,7 @@ TEST_CASE("--gpu 0 serves, and /health and the log name the device", "[gpu][work
     CHECK(h.at("memory").get<std::string>().rfind("device 0 (", 0) == 0);
     CHECK(h.at("vram_budget_bytes").is_null());
     CHECK(h.at("kv_blocks_total") == 16 * 2048 / 16);  // no budget: 16 sequences of the full context
+    CHECK(h.at("kv_cache_type") == "f16");
     const std::string log = w.log();
     CHECK(log.find("CUDA device 0: " + h.at("device").get<std::string>() + ", " + uuid) != std::string::npos);
     CHECK(log.find("[cuda device 0 (") != std::string::npos);
@@ -155,4 +158,24 @@ TEST_CASE("--gpu naming no visible device exits 2 listing the visible ones", "[g
         CHECK(r.err.find("visible CUDA devices: 0 ") != std::string::npos);
         CHECK(r.err.find(" GPU-") != std::string::npos);
     }
+}
+
+TEST_CASE("--kv-type f32 is what /health and the log report", "[gpu][worker]") {
+    WorkerProcess w(loom::test::require_stories260k(), "cuda", {"--kv-type", "f32"});
+    CHECK(health(w).at("kv_cache_type") == "f32");
+    CHECK(w.log().find(" reserved, the f32 KV cache for ") != std::string::npos);
+    completes(w);
+}
+
+TEST_CASE("a head size the CUDA kernels lack exits 2 at load, naming head_dim", "[gpu][worker]") {
+    // The oracle llama with head_dim 72 (not a multiple of 16): refused before any upload, never
+    // accepted and then lost at warm-up.
+    const std::filesystem::path model = loom::test::temp_dir() / "worker-hd72.gguf";
+    loom::test::write_oracle_model({"llama", 72}, model);
+    const auto r = refused(model, "");
+    INFO(r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("head_dim 72") != std::string::npos);
+    CHECK(r.err.find("llama.attention.key_length") != std::string::npos);
+    CHECK(r.err.find("warm-up") == std::string::npos);
 }
