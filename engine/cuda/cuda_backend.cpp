@@ -1,17 +1,21 @@
-// CudaBackend: weight upload, VRAM plan, step staging, and the batched forward pass as kernel launches.
+// CudaBackend: the load in stages (VRAM plan from the buffer tables), step staging, and the batched forward pass.
 #include "engine/cuda/cuda_backend.h"
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "engine/cpu/cpu_ops.h"
+#include "engine/cuda/buffer_table.h"
 #include "engine/cuda/cuda_sampler.h"
+#include "engine/cuda/cuda_weights.h"
+#include "engine/cuda/pinned_buffer.h"
 #include "engine/cuda_support.h"
 #include "engine/errors.h"
 #include "engine/memory_budget.h"
@@ -33,54 +37,7 @@ namespace {
 
 using kernels::Purpose;
 
-constexpr uint64_t kStagingBytes = uint64_t{32} << 20;   // pinned upload buffer
 constexpr uint64_t kAlign = kernels::VramAllocator::kDefaultAlignment;
-
-uint64_t round_up(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-// A matrix in its file format: (n_out, n_in), rows tensor_bytes(type, n_in) apart.
-struct Matrix {
-    gguf::TensorType type = gguf::TensorType::F32;
-    const void* data = nullptr;
-    int n_in = 0, n_out = 0;
-};
-
-// A layer's weights. Matrices that share a type are fused at load: [wq; wk; wv] stacked into wqkv
-// (not with Q/K norms, which need each head's rows contiguous), gate and up into gate_up in the pair
-// layout of kernels/matvec.h (decode applies SwiGLU inside the product), so a decode step launches
-// one product where it would launch three or two. Unfused parts keep their own matrices (fused ones
-// then have n_out 0).
-struct LayerWeights {
-    const float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
-    const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bqkv = nullptr;
-    Matrix wqkv, wq, wk, wv, wo, gate_up, gate, up, down;
-};
-
-// One tensor to upload: raw file bytes (matrices, F32 vectors) or a host f32 copy (other vectors).
-struct Upload {
-    const gguf::TensorInfo* info = nullptr;
-    std::vector<float> f32;  // non-empty: upload this instead of the file bytes
-    std::function<void(const void*)> place;  // stores the device address where the weight set wants it
-    int group = -1;            // >= 0: stacked into that fused matrix's region ...
-    uint64_t group_offset = 0;  // ... this many bytes in ...
-    uint64_t pair_pitch = 0;    // ... or, when > 0, its row pairs this many bytes apart (gate_up)
-    uint64_t bytes() const { return f32.empty() ? info->n_bytes : f32.size() * sizeof(float); }
-    const uint8_t* src() const {
-        return f32.empty() ? nullptr : reinterpret_cast<const uint8_t*>(f32.data());
-    }
-};
-
-// A pinned host buffer, freed with cudaFreeHost.
-struct PinnedDeleter {
-    void operator()(void* p) const noexcept { cudaFreeHost(p); }
-};
-using PinnedPtr = std::unique_ptr<void, PinnedDeleter>;
-
-PinnedPtr alloc_pinned(uint64_t bytes) {
-    void* p = nullptr;
-    LOOM_CUDA_CHECK(cudaMallocHost(&p, bytes));
-    return PinnedPtr(p);
-}
 
 // Rows of logits one projection produces: a step's sampled rows, or a slice of all_logits.
 constexpr int kMinLogitsRows = 64;
@@ -128,12 +85,9 @@ struct CudaBackend::State {
     cudaStream_t stream = nullptr;
     std::unique_ptr<kernels::VramAllocator> vram;
 
-    gguf::TensorType embd_type = gguf::TensorType::F32;
-    const void* token_embd = nullptr;
-    const float* output_norm = nullptr;
-    Matrix output;
-    std::vector<LayerWeights> layers;
+    ModelWeights weights;
 
+    KvTable kv_buffers;  // the KV-cache arena's buffers, as planned
     kernels::KvCacheLayout kv_layout;
     kernels::KvType kv_type = kernels::KvType::f16;
     void* kv = nullptr;
@@ -142,20 +96,18 @@ struct CudaBackend::State {
     int kv_blocks = 0;
 
     StepLayout layout;
-    int32_t* step_dev = nullptr;  // layout.total() ints
+    WorkspaceTable workspace_buffers;  // every scratch buffer below, as planned
+    int32_t* step_dev = nullptr;  // layout.total() ints, staged in step_host
     PinnedPtr step_host;
     float* inv_freq = nullptr;
-    // Activations for max_tokens rows; hg: gathered rows; logits: logits_rows rows.
-    // qkv: (max_tokens, q_dim + 2 kv_dim), gate_up: (max_tokens, 2 n_ff), act: (max_tokens, n_ff).
+    // The workspace buffers, bound from workspace_buffers (their shapes: Ws in engine/cuda/buffer_table.h).
     float *x = nullptr, *h = nullptr, *qkv = nullptr, *att = nullptr, *o = nullptr;
     float *gate_up = nullptr, *act = nullptr, *hg = nullptr, *logits = nullptr, *attn_ws = nullptr;
-    // Decode rows' fused norm inputs: x ⊙ (the next norm's weight), (max_seqs, n_embd), and the
-    // square sums of x, (max_seqs, norm_partial_count(n_embd)); see kernels/matvec.h.
+    // Decode rows' fused norm inputs: x ⊙ (the next norm's weight) and the square sums of x; see kernels/matvec.h.
     float *xw = nullptr, *norm_sums = nullptr;
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
-    uint64_t sampler_bytes = 0;  // the CudaSampler's device buffers
     std::unique_ptr<kernels::GemmContext> gemm;
     std::unique_ptr<CudaSampler> sampler;
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
@@ -238,7 +190,7 @@ struct CudaBackend::State {
 
     void upload_step(int n_updates) {
         host_ints()[layout.updates()] = n_updates;
-        LOOM_CUDA_CHECK(cudaMemcpyAsync(step_dev, step_host.get(), static_cast<size_t>(layout.total()) * sizeof(int32_t),
+        LOOM_CUDA_CHECK(cudaMemcpyAsync(step_dev, step_host.get(), workspace_buffers[index(Ws::step)].bytes(),
                                         cudaMemcpyHostToDevice, stream));
         kernels::update_block_tables(block_tables, step_dev + layout.updates(), layout.max_updates, stream);
     }
@@ -251,15 +203,13 @@ struct CudaBackend::State {
         return std::min(bound, n_ctx);
     }
 
-    // The constructor's stages, in order.
-    struct Uploads {
-        std::vector<Upload> list;
-        std::vector<uint64_t> group_bytes;  // fused matrices: the bytes of each group
-    };
-    Uploads collect_uploads(const gguf::File& file);
+    // The constructor's stages, in order, after collect_uploads (engine/cuda/cuda_weights.h).
     void plan_arenas(const Uploads& up, const BatchLimits& limits);
-    void upload(const gguf::File& file, Uploads& up);
+    void upload(const gguf::File& file, const Uploads& up);
     void bind_workspace();
+    void fill_initial_buffers();
+    WorkspaceShape workspace_shape() const;
+    uint64_t largest_gemm_workspace() const;
 
     std::vector<BatchOutput> run_step(const StepPlan& plan);
     void run_logits(const StepPlan& plan);
@@ -269,250 +219,111 @@ struct CudaBackend::State {
     void observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows);
 };
 
-// Stage 1: every tensor to upload, with the pointer it fills; matrices stay in their file format.
-CudaBackend::State::Uploads CudaBackend::State::collect_uploads(const gguf::File& file) {
-    State& s = *this;
-    const ModelConfig& c = s.cfg;
-    Uploads out;
-    std::vector<Upload>& uploads = out.list;
-    const auto tensor = [&](const std::string& name) { return file.find_tensor(name); };
-    const auto add_vector = [&](const std::string& name, const float** dst) {
-        const gguf::TensorInfo* t = tensor(name);
-        Upload u{t, {}, [dst](const void* p) { *dst = static_cast<const float*>(p); }};
-        if (t->type != gguf::TensorType::F32) u.f32 = file.dequantize_tensor(*t);
-        uploads.push_back(std::move(u));
-    };
-    const auto add_matrix = [&](const std::string& name, Matrix& m) {
-        const gguf::TensorInfo* t = tensor(name);
-        if (!kernels::matvec_supports(t->type))
-            throw ModelError("cuda backend: no matvec kernel for " + name + " (type " +
-                             std::string(gguf::tensor_type_name(t->type)) + ")");
-        m.type = t->type;
-        m.n_in = static_cast<int>(t->row_length());
-        m.n_out = static_cast<int>(t->n_rows());
-        uploads.push_back(Upload{t, {}, [&m](const void* p) { m.data = p; }});
-    };
-    // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
-    // independent, so stacking their bytes stacks the rows); else uploads each into its own.
-    std::vector<uint64_t>& group_bytes = out.group_bytes;
-    // pairs: gate and up (two parts of equal shape, an even number of rows) in the pair layout.
-    const auto add_fused = [&](Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts,
-                               bool pairs = false) {
-        const gguf::TensorInfo* first_part = tensor(parts.begin()->first);
-        bool fusable = true;
-        for (const auto& [name, m] : parts) {
-            const gguf::TensorInfo* t = tensor(name);
-            fusable = fusable && t->type == first_part->type &&
-                      (!pairs || (t->n_bytes == first_part->n_bytes && t->n_rows() == first_part->n_rows() &&
-                                  t->n_rows() % kernels::kSwigluPairRows == 0));
-        }
-        if (!fusable) {
-            for (const auto& [name, m] : parts) add_matrix(name, *m);
-            return;
-        }
-        const int group = static_cast<int>(group_bytes.size());
-        group_bytes.push_back(0);
-        const uint64_t row_bytes = first_part->n_bytes / first_part->n_rows();
-        bool first = true;
-        for (const auto& [name, m] : parts) {
-            add_matrix(name, fused);  // checks the type; sets type and n_in; the first part's address is fused.data
-            Upload& u = uploads.back();
-            if (!first) u.place = {};
-            u.group = group;
-            u.group_offset = pairs ? (first ? 0 : kernels::kSwigluPairRows * row_bytes) : group_bytes[static_cast<size_t>(group)];
-            if (pairs) u.pair_pitch = 2 * kernels::kSwigluPairRows * row_bytes;
-            group_bytes[static_cast<size_t>(group)] += u.bytes();
-            first = false;
-        }
-        fused.n_out = 0;
-        for (const auto& [name, m] : parts) fused.n_out += static_cast<int>(tensor(name)->n_rows());
-    };
-
-    const gguf::TensorInfo* embd = tensor("token_embd.weight");
-    if (!kernels::embedding_supports(embd->type))
-        throw ModelError("cuda backend: no embedding kernel for token_embd.weight (type " +
-                         std::string(gguf::tensor_type_name(embd->type)) + ")");
-    s.embd_type = embd->type;
-    uploads.push_back(Upload{embd, {}, [this](const void* p) { token_embd = p; }});
-    add_vector("output_norm.weight", &s.output_norm);
-    if (!c.tied_embeddings) add_matrix("output.weight", s.output);
-    s.layers.resize(c.n_layer);
-    for (int l = 0; l < c.n_layer; ++l) {
-        LayerWeights& w = s.layers[l];
-        add_vector(layer_tensor(l, "attn_norm.weight"), &w.attn_norm);
-        add_vector(layer_tensor(l, "ffn_norm.weight"), &w.ffn_norm);
-        const std::string q = layer_tensor(l, "attn_q.weight"), k = layer_tensor(l, "attn_k.weight"),
-                          v = layer_tensor(l, "attn_v.weight");
-        if (c.qk_norm) {
-            add_matrix(q, w.wq);
-            add_matrix(k, w.wk);
-            add_matrix(v, w.wv);
-        } else {
-            add_fused(w.wqkv, {{q, &w.wq}, {k, &w.wk}, {v, &w.wv}});
-        }
-        add_matrix(layer_tensor(l, "attn_output.weight"), w.wo);
-        add_fused(w.gate_up, {{layer_tensor(l, "ffn_gate.weight"), &w.gate}, {layer_tensor(l, "ffn_up.weight"), &w.up}},
-                  true);
-        add_matrix(layer_tensor(l, "ffn_down.weight"), w.down);
-        if (c.qkv_bias && w.wqkv.n_out > 0) {  // one bias over the fused rows: [bq; bk; bv]
-            Upload u{tensor(layer_tensor(l, "attn_q.bias")), {}, [&w](const void* p) { w.bqkv = static_cast<const float*>(p); }};
-            for (const char* part : {"attn_q.bias", "attn_k.bias", "attn_v.bias"}) {
-                const std::vector<float> b = file.dequantize_tensor(*tensor(layer_tensor(l, part)));
-                u.f32.insert(u.f32.end(), b.begin(), b.end());
-            }
-            uploads.push_back(std::move(u));
-        } else if (c.qkv_bias) {
-            add_vector(layer_tensor(l, "attn_q.bias"), &w.bq);
-            add_vector(layer_tensor(l, "attn_k.bias"), &w.bk);
-            add_vector(layer_tensor(l, "attn_v.bias"), &w.bv);
-        }
-        if (c.qk_norm) {
-            add_vector(layer_tensor(l, "attn_q_norm.weight"), &w.q_norm);
-            add_vector(layer_tensor(l, "attn_k_norm.weight"), &w.k_norm);
-        }
-    }
-    return out;
+// The largest GEMM workspace any matrix of the model needs at max_tokens rows.
+uint64_t CudaBackend::State::largest_gemm_workspace() const {
+    uint64_t bytes = 0;
+    for (const LayerWeights& w : weights.layers)
+        for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
+            if (m->n_out > 0) bytes = std::max(bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, max_tokens));
+    return bytes;
 }
 
-// Stage 2: every arena sized up front (each sub-allocation's alignment padding included), the
-// KV cache last: with a budget it gets what weights and workspace leave; then the arenas reserved.
+// What the workspace table's sizes depend on, the kernels' and the sampler's scratch included.
+WorkspaceShape CudaBackend::State::workspace_shape() const {
+    const int S = max_seqs;
+    return {.max_tokens = max_tokens,
+            .max_seqs = S,
+            .logits_rows = logits_rows,
+            .step_ints = layout.total(),
+            .attn_ws_floats = kernels::decode_attention_workspace_floats(S, cfg.n_head, cfg.head_dim, n_ctx),
+            .gemm_bytes = largest_gemm_workspace(),
+            .cublas_bytes = kernels::GemmContext::cublas_workspace_bytes(),
+            .sampler_bytes = CudaSampler::device_bytes(cfg.n_vocab, S, S * n_ctx, S * kMaxLogitBiasEntries)};
+}
+
+// Stage 2: every arena sized from its buffer table (the weights' regions, the workspace table, the
+// KV table), the KV cache last: with a budget it gets what weights and workspace leave (checked
+// before any allocation); then the arenas reserved.
 void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limits) {
-    State& s = *this;
-    const ModelConfig& c = s.cfg;
-    const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
-    const int M = s.max_tokens, S = s.max_seqs;
-    s.table_stride = (s.n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
-    s.layout = StepLayout{M, S, M / kernels::kKvBlockTokens + 2 * S + 1};
-    const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
-    const auto floats = [](int64_t n) { return round_up(static_cast<uint64_t>(std::max<int64_t>(n, 1)) * sizeof(float)); };
-    uint64_t gemm_bytes = 0;
-    for (const LayerWeights& w : s.layers)
-        for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
-            if (m->n_out > 0) gemm_bytes = std::max(gemm_bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, M));
-    s.gemm_ws_bytes = gemm_bytes;
-    s.sampler_bytes = CudaSampler::device_bytes(c.n_vocab, S, S * s.n_ctx, S * kMaxLogitBiasEntries);
+    const ModelConfig& c = cfg;
+    const int M = max_tokens, S = max_seqs;
+    table_stride = (n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
+    layout = StepLayout{M, S, M / kernels::kKvBlockTokens + 2 * S + 1};
+    workspace_buffers = workspace_table(c, workspace_shape());
     kernels::VramPlan plan;
-    for (const Upload& u : up.list)
-        if (u.group < 0) plan[Purpose::weights] += round_up(u.bytes());
-    for (const uint64_t bytes : up.group_bytes) plan[Purpose::weights] += round_up(bytes);
-    plan[Purpose::workspace] = round_up(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)) +
-                               floats(c.head_dim / 2) + 4 * floats(int64_t{M} * d) + floats(int64_t{M} * qd) +
-                               floats(int64_t{M} * (qd + 2 * kvd)) + 3 * floats(int64_t{M} * ff) +
-                               floats(int64_t{s.logits_rows} * c.n_vocab) + floats(attn_ws_floats) +
-                               floats(kernels::decode_attention_counters(S, c.n_head)) + floats(int64_t{S} * d) +
-                               floats(int64_t{S} * kernels::norm_partial_count(d)) +
-                               round_up(gemm_bytes) + round_up(kernels::GemmContext::cublas_workspace_bytes()) +
-                               round_up(s.sampler_bytes);
-    // The KV cache last: with a budget it gets what weights and workspace leave (checked before any allocation).
-    const KvCost kv_cost{
-        static_cast<uint64_t>(kernels::KvCacheLayout{c.n_layer, 1, c.n_head_kv, c.head_dim, s.kv_type}.arena_bytes()),
-        static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t), kernels::kKvBlockTokens, kAlign};
-    const int kv_blocks = kv_blocks_within({plan[Purpose::weights], 0, plan[Purpose::workspace]}, kv_cost,
-                                           {limits.kv_tokens, S, s.n_ctx}, limits.vram_budget);
-    s.kv_blocks = kv_blocks;
-    s.kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim, s.kv_type};
-    plan[Purpose::kv_cache] = kv_bytes(kv_cost, kv_blocks);
+    plan[Purpose::weights] = lay_out(up.regions, kAlign).reserved;
+    plan[Purpose::workspace] = lay_out(workspace_buffers, kAlign).reserved;
+    const KvCost per_block = kv_cost({c.n_layer, 1, c.n_head_kv, c.head_dim, kv_type}, S, table_stride, kAlign);
+    kv_blocks = kv_blocks_within({plan[Purpose::weights], 0, plan[Purpose::workspace]}, per_block,
+                                 {limits.kv_tokens, S, n_ctx}, limits.vram_budget);
+    kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim, kv_type};
+    kv_buffers = kv_table(kv_layout, S, table_stride);
+    plan[Purpose::kv_cache] = lay_out(kv_buffers, kAlign).reserved;
     check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
-    s.vram = std::make_unique<kernels::VramAllocator>(s.device, plan);  // verifies residency
-    LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
+    LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 }
 
 // Stage 3: the weights, file pages -> pinned staging -> VRAM, one chunk at a time.
-void CudaBackend::State::upload(const gguf::File& file, Uploads& up) {
-    State& s = *this;
-    const ModelConfig& c = s.cfg;
-    const int d = c.n_embd;
-    const uint64_t biggest = std::max_element(up.list.begin(), up.list.end(), [](const Upload& a, const Upload& b) {
-                                 return a.bytes() < b.bytes();
-                             })->bytes();
-    const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
-    PinnedPtr staging = alloc_pinned(staging_bytes);
-    std::vector<uint8_t*> group_base(up.group_bytes.size(), nullptr);
-    const auto upload_start = std::chrono::steady_clock::now();
-    uint64_t total = 0;
-    for (const Upload& u : up.list) total += u.bytes();
-    const auto report = [&] {
-        if (!s.on_load_step) return;
-        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_start).count();
-        s.on_load_step({.kind = LoadStep::Kind::weights, .what = "GPU " + std::to_string(s.device) + " (" + s.device_name + ")",
-                        .bytes = s.upload_bytes, .total = total, .seconds = t});
-    };
-    for (Upload& u : up.list) {
-        s.upload_bytes += u.bytes();
-        uint8_t* dst = nullptr;
-        if (u.group < 0) {
-            dst = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, u.bytes()));
-        } else {
-            uint8_t*& base = group_base[static_cast<size_t>(u.group)];
-            if (!base) base = static_cast<uint8_t*>(s.vram->allocate(Purpose::weights, up.group_bytes[static_cast<size_t>(u.group)]));
-            dst = base + u.group_offset;
-        }
-        const uint8_t* src = u.src() ? u.src() : file.tensor_data(*u.info).data();
-        // Row pairs land pair_pitch apart (one strided copy per chunk of whole pairs), else contiguously.
-        const uint64_t pair_bytes = u.pair_pitch / 2;
-        const uint64_t chunk = u.pair_pitch > 0 ? staging_bytes / pair_bytes * pair_bytes : staging_bytes;
-        for (uint64_t off = 0; off < u.bytes(); off += chunk) {
-            const uint64_t n = std::min(chunk, u.bytes() - off);
-            std::memcpy(staging.get(), src + off, n);
-            if (u.pair_pitch > 0)
-                LOOM_CUDA_CHECK(cudaMemcpy2DAsync(dst + off / pair_bytes * u.pair_pitch, u.pair_pitch, staging.get(),
-                                                  pair_bytes, pair_bytes, n / pair_bytes, cudaMemcpyHostToDevice, s.stream));
-            else
-                LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + off, staging.get(), n, cudaMemcpyHostToDevice, s.stream));
-            LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is reused next
-        }
-        if (u.place) u.place(dst);
-        report();
-    }
-    s.upload_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_start).count();
-    if (c.tied_embeddings) s.output = Matrix{s.embd_type, s.token_embd, d, c.n_vocab};
-    if (!kernels::matvec_supports(s.output.type))
+void CudaBackend::State::upload(const gguf::File& file, const Uploads& up) {
+    const ModelConfig& c = cfg;
+    const std::string where = "GPU " + std::to_string(device) + " (" + device_name + ")";
+    upload_seconds = upload_weights(file, up, *vram, stream, [&](uint64_t done, uint64_t total, double seconds) {
+        upload_bytes = done;
+        if (on_load_step)
+            on_load_step({.kind = LoadStep::Kind::weights, .what = where, .bytes = done, .total = total, .seconds = seconds});
+    });
+    if (c.tied_embeddings) weights.output = Matrix{weights.embd_type, weights.token_embd, c.n_embd, c.n_vocab};
+    if (!kernels::matvec_supports(weights.output.type))
         throw ModelError("cuda backend: no matvec kernel for the tied output projection (type " +
-                         std::string(gguf::tensor_type_name(s.output.type)) + ")");
+                         std::string(gguf::tensor_type_name(weights.output.type)) + ")");
 }
 
-// Stage 4: the KV cache, block tables and every workspace buffer bound inside their arenas.
+// Stage 4: the KV cache, block tables and every workspace buffer bound inside their arenas, in
+// their tables' order, then the buffers that start with values filled.
 void CudaBackend::State::bind_workspace() {
-    State& s = *this;
-    const ModelConfig& c = s.cfg;
-    const int d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
-    const int M = s.max_tokens, S = s.max_seqs;
-    const int64_t attn_ws_floats = kernels::decode_attention_workspace_floats(S, c.n_head, c.head_dim, s.n_ctx);
-    s.kv = s.vram->allocate(Purpose::kv_cache, static_cast<uint64_t>(s.kv_layout.arena_bytes()));
-    s.block_tables = static_cast<int32_t*>(
-        s.vram->allocate(Purpose::kv_cache, static_cast<uint64_t>(S) * s.table_stride * sizeof(int32_t)));
-    const auto ws = [&](uint64_t bytes) { return s.vram->allocate(Purpose::workspace, std::max<uint64_t>(bytes, 1)); };
-    const auto ws_floats = [&](int64_t n) { return static_cast<float*>(ws(static_cast<uint64_t>(n) * sizeof(float))); };
-    s.step_dev = static_cast<int32_t*>(ws(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t)));
-    s.inv_freq = ws_floats(c.head_dim / 2);
-    s.x = ws_floats(int64_t{M} * d);
-    s.h = ws_floats(int64_t{M} * d);
-    s.o = ws_floats(int64_t{M} * d);
-    s.hg = ws_floats(int64_t{M} * d);
-    s.qkv = ws_floats(int64_t{M} * (qd + 2 * kvd));
-    s.att = ws_floats(int64_t{M} * qd);
-    s.gate_up = ws_floats(int64_t{M} * 2 * ff);
-    s.act = ws_floats(int64_t{M} * ff);
-    s.logits = ws_floats(int64_t{s.logits_rows} * c.n_vocab);
-    s.attn_ws = ws_floats(attn_ws_floats);
-    s.xw = ws_floats(int64_t{S} * d);
-    s.norm_sums = ws_floats(int64_t{S} * kernels::norm_partial_count(d));
-    const int64_t n_counters = kernels::decode_attention_counters(S, c.n_head);
-    s.attn_counters = static_cast<unsigned*>(ws(static_cast<uint64_t>(n_counters) * sizeof(unsigned)));
-    LOOM_CUDA_CHECK(cudaMemset(s.attn_counters, 0, static_cast<size_t>(n_counters) * sizeof(unsigned)));
-    s.gemm_ws = ws(s.gemm_ws_bytes);
-    const uint64_t cublas_bytes = kernels::GemmContext::cublas_workspace_bytes();
-    s.gemm = std::make_unique<kernels::GemmContext>(ws(cublas_bytes), cublas_bytes, s.stream);
-    s.sampler = std::make_unique<CudaSampler>(ws(s.sampler_bytes), s.sampler_bytes, c.n_vocab, S, S * s.n_ctx,
-                                              S * kMaxLogitBiasEntries, s.stream);
+    const ModelConfig& c = cfg;
+    const auto kv_spec = [&](Kv b) -> const BufferSpec& { return kv_buffers[static_cast<size_t>(b)]; };
+    kv = vram->allocate(Purpose::kv_cache, kv_spec(Kv::cache).extent());
+    block_tables = static_cast<int32_t*>(vram->allocate(Purpose::kv_cache, kv_spec(Kv::block_tables).extent()));
+    std::array<void*, kWorkspaceBuffers> at{};
+    for (size_t i = 0; i < kWorkspaceBuffers; ++i) at[i] = vram->allocate(Purpose::workspace, workspace_buffers[i].extent());
+    // The plan placed the table as the allocator does; a difference would make the plan's bytes wrong.
+    const uint64_t placed = vram->usage(Purpose::workspace).used, planned = lay_out(workspace_buffers, kAlign).used;
+    if (placed != planned)
+        throw kernels::VramError("cuda backend: the workspace arena holds " + std::to_string(placed) +
+                                 " bytes of buffers, its plan " + std::to_string(planned));
+    step_dev = static_cast<int32_t*>(at[index(Ws::step)]);
+    const std::pair<float* State::*, Ws> floats[] = {
+        {&State::inv_freq, Ws::inv_freq}, {&State::x, Ws::x},       {&State::h, Ws::h},
+        {&State::o, Ws::o},               {&State::hg, Ws::hg},     {&State::qkv, Ws::qkv},
+        {&State::att, Ws::att},           {&State::gate_up, Ws::gate_up},
+        {&State::act, Ws::act},           {&State::logits, Ws::logits},
+        {&State::attn_ws, Ws::attn_ws},   {&State::xw, Ws::xw},     {&State::norm_sums, Ws::norm_sums}};
+    for (const auto& [member, b] : floats) this->*member = static_cast<float*>(at[index(b)]);
+    attn_counters = static_cast<unsigned*>(at[index(Ws::attn_counters)]);
+    gemm_ws = at[index(Ws::gemm)];
+    gemm_ws_bytes = workspace_buffers[index(Ws::gemm)].bytes();
+    gemm = std::make_unique<kernels::GemmContext>(at[index(Ws::cublas)], workspace_buffers[index(Ws::cublas)].bytes(),
+                                                  stream);
+    sampler = std::make_unique<CudaSampler>(at[index(Ws::sampler)], workspace_buffers[index(Ws::sampler)].bytes(),
+                                            c.n_vocab, max_seqs, max_seqs * n_ctx, max_seqs * kMaxLogitBiasEntries,
+                                            stream);
+    fill_initial_buffers();
+}
 
-    const std::vector<float> inv_freq = cpu::rope_inv_freq(c.rope_dim, c.rope_base, c.rope_freq_divisors);
-    LOOM_CUDA_CHECK(cudaMemcpy(s.inv_freq, inv_freq.data(), inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice));
-    LOOM_CUDA_CHECK(cudaMemset(s.block_tables, 0, static_cast<size_t>(S) * s.table_stride * sizeof(int32_t)));
-    s.step_host = alloc_pinned(static_cast<uint64_t>(s.layout.total()) * sizeof(int32_t));
-    std::memset(s.step_host.get(), 0, static_cast<size_t>(s.layout.total()) * sizeof(int32_t));
-    s.observed.resize(static_cast<size_t>(M) * d);
-    if (!s.vram->verify_residency().all_device_resident())
+// The buffers that start with values: RoPE frequencies, zeroed block tables, split counters and step staging.
+void CudaBackend::State::fill_initial_buffers() {
+    const ModelConfig& c = cfg;
+    const uint64_t step_bytes = workspace_buffers[index(Ws::step)].bytes();
+    LOOM_CUDA_CHECK(cudaMemset(attn_counters, 0, workspace_buffers[index(Ws::attn_counters)].bytes()));
+    const std::vector<float> freqs = cpu::rope_inv_freq(c.rope_dim, c.rope_base, c.rope_freq_divisors);
+    LOOM_CUDA_CHECK(cudaMemcpy(inv_freq, freqs.data(), freqs.size() * sizeof(float), cudaMemcpyHostToDevice));
+    LOOM_CUDA_CHECK(cudaMemset(block_tables, 0, kv_buffers[static_cast<size_t>(Kv::block_tables)].bytes()));
+    step_host = alloc_pinned(step_bytes);
+    std::memset(step_host.get(), 0, step_bytes);
+    observed.resize(static_cast<size_t>(max_tokens) * c.n_embd);
+    if (!vram->verify_residency().all_device_resident())
         throw kernels::VramError("cuda backend: an arena is not device-resident");
 }
 
@@ -533,7 +344,7 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     cudaDeviceProp prop{};
     LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     s.device_name = prop.name;
-    State::Uploads uploads = s.collect_uploads(file);
+    const Uploads uploads = collect_uploads(file, c, s.weights);
     s.plan_arenas(uploads, limits);
     s.upload(file, uploads);
     s.bind_workspace();
@@ -582,13 +393,15 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
     const int32_t* pos = step_dev + layout.positions();
     const int32_t* slot = step_dev + layout.token_slot();
 
-    kernels::embedding_lookup(embd_type, token_embd, c.n_vocab, d, ids, n, x, st);
+    kernels::embedding_lookup(weights.embd_type, weights.token_embd, c.n_vocab, d, ids, n, x, st);
     // Decode rows (0 .. D-1) carry their norms inside the products (xw, norm_sums); prefill rows
     // (D .. n-1) are normed into h by kernels of their own, the residual add fused into the norm.
     const int P = n - D;
     float* x_p = x + int64_t{D} * d;
     float* h_p = h + int64_t{D} * d;
     const float* o_p = o + int64_t{D} * d;
+    const std::vector<LayerWeights>& layers = weights.layers;
+    const float* output_norm = weights.output_norm;
     if (D > 0) kernels::norm_inputs(x, layers[0].attn_norm, xw, norm_sums, D, d, st);
     if (P > 0) kernels::rmsnorm(x_p, layers[0].attn_norm, h_p, P, d, c.rms_eps, st);
     for (int l = 0; l < c.n_layer; ++l) {
@@ -670,7 +483,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
 // to fp16.
 void CudaBackend::State::project(int first, int n) {
     for (int r0 = 0; r0 < n; r0 += kernels::kMaxMatvecVectors)
-        kernels::matvec(output.type, output.data, hg + static_cast<int64_t>(first + r0) * cfg.n_embd,
+        kernels::matvec(weights.output.type, weights.output.data, hg + static_cast<int64_t>(first + r0) * cfg.n_embd,
                         logits + static_cast<int64_t>(r0) * cfg.n_vocab, cfg.n_embd, cfg.n_vocab,
                         std::min(kernels::kMaxMatvecVectors, n - r0), stream);
 }

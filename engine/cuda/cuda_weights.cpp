@@ -1,0 +1,205 @@
+// The CUDA backend's weights: collecting the tensors to upload into arena regions, and the upload.
+#include "engine/cuda/cuda_weights.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <initializer_list>
+#include <utility>
+
+#include "engine/cuda/pinned_buffer.h"
+#include "engine/errors.h"
+#include "kernels/cuda_check.h"
+#include "kernels/embedding.h"
+#include "kernels/matvec.h"
+
+namespace loom::engine::cuda {
+
+namespace {
+
+constexpr uint64_t kStagingBytes = uint64_t{32} << 20;  // pinned upload buffer
+
+// Builds an Uploads: each tensor with the pointer it fills and the region it lands in.
+class Collector {
+public:
+    Collector(const gguf::File& file, Uploads& out) : file_(file), out_(out) {}
+
+    const gguf::TensorInfo* tensor(const std::string& name) const { return file_.find_tensor(name); }
+
+    // A norm weight or bias: F32 as in the file, other types dequantized on the host.
+    void vector(const std::string& name, const float** dst) {
+        const gguf::TensorInfo* t = tensor(name);
+        Upload u{t, {}, [dst](const void* p) { *dst = static_cast<const float*>(p); }};
+        if (t->type != gguf::TensorType::F32) u.f32 = file_.dequantize_tensor(*t);
+        own_region(std::move(u), name);
+    }
+
+    void matrix(const std::string& name, Matrix& m) { own_region(matrix_upload(name, m), name); }
+
+    // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
+    // independent, so stacking their bytes stacks the rows); else uploads each into its own.
+    // pairs: gate and up (two parts of equal shape, an even number of rows) in the pair layout.
+    void fused(Matrix& fused, std::initializer_list<std::pair<std::string, Matrix*>> parts, bool pairs = false) {
+        if (!fusable(parts, pairs)) {
+            for (const auto& [name, m] : parts) matrix(name, *m);
+            return;
+        }
+        const gguf::TensorInfo* first_part = tensor(parts.begin()->first);
+        const int region = static_cast<int>(out_.regions.size());
+        out_.regions.push_back({parts.begin()->first + " (fused)", Elem::byte, 0});
+        BufferSpec& spec = out_.regions.back();
+        const uint64_t row_bytes = first_part->n_bytes / first_part->n_rows();
+        bool first = true;
+        for (const auto& [name, m] : parts) {
+            // checks the type; sets type and n_in; the first part's address is fused.data
+            Upload u = matrix_upload(name, fused);
+            if (!first) u.place = {};
+            u.region = region;
+            u.region_offset = pairs ? (first ? 0 : kernels::kSwigluPairRows * row_bytes) : spec.bytes();
+            if (pairs) u.pair_pitch = 2 * kernels::kSwigluPairRows * row_bytes;
+            spec.count += static_cast<int64_t>(u.bytes());
+            out_.list.push_back(std::move(u));
+            first = false;
+        }
+        fused.n_out = 0;
+        for (const auto& [name, m] : parts) fused.n_out += static_cast<int>(tensor(name)->n_rows());
+    }
+
+    // One upload of the concatenated f32 values of `parts` (a fused bias).
+    void concatenated(std::initializer_list<std::string> parts, const float** dst) {
+        Upload u{tensor(*parts.begin()), {}, [dst](const void* p) { *dst = static_cast<const float*>(p); }};
+        for (const std::string& part : parts) {
+            const std::vector<float> b = file_.dequantize_tensor(*tensor(part));
+            u.f32.insert(u.f32.end(), b.begin(), b.end());
+        }
+        own_region(std::move(u), *parts.begin() + " (fused)");
+    }
+
+    void embedding(ModelWeights& w) {
+        const gguf::TensorInfo* embd = tensor("token_embd.weight");
+        if (!kernels::embedding_supports(embd->type))
+            throw ModelError("cuda backend: no embedding kernel for token_embd.weight (type " +
+                             std::string(gguf::tensor_type_name(embd->type)) + ")");
+        w.embd_type = embd->type;
+        own_region(Upload{embd, {}, [&w](const void* p) { w.token_embd = p; }}, embd->name);
+    }
+
+private:
+    Upload matrix_upload(const std::string& name, Matrix& m) const {
+        const gguf::TensorInfo* t = tensor(name);
+        if (!kernels::matvec_supports(t->type))
+            throw ModelError("cuda backend: no matvec kernel for " + name + " (type " +
+                             std::string(gguf::tensor_type_name(t->type)) + ")");
+        m.type = t->type;
+        m.n_in = static_cast<int>(t->row_length());
+        m.n_out = static_cast<int>(t->n_rows());
+        return Upload{t, {}, [&m](const void* p) { m.data = p; }};
+    }
+
+    bool fusable(std::initializer_list<std::pair<std::string, Matrix*>> parts, bool pairs) const {
+        const gguf::TensorInfo* first_part = tensor(parts.begin()->first);
+        bool ok = true;
+        for (const auto& [name, m] : parts) {
+            const gguf::TensorInfo* t = tensor(name);
+            ok = ok && t->type == first_part->type &&
+                 (!pairs || (t->n_bytes == first_part->n_bytes && t->n_rows() == first_part->n_rows() &&
+                             t->n_rows() % kernels::kSwigluPairRows == 0));
+        }
+        return ok;
+    }
+
+    void own_region(Upload u, const std::string& name) {
+        u.region = static_cast<int>(out_.regions.size());
+        out_.regions.push_back({name, Elem::byte, static_cast<int64_t>(u.bytes())});
+        out_.list.push_back(std::move(u));
+    }
+
+    const gguf::File& file_;
+    Uploads& out_;
+};
+
+void collect_layer(Collector& col, const ModelConfig& c, int l, LayerWeights& w) {
+    col.vector(layer_tensor(l, "attn_norm.weight"), &w.attn_norm);
+    col.vector(layer_tensor(l, "ffn_norm.weight"), &w.ffn_norm);
+    const std::string q = layer_tensor(l, "attn_q.weight"), k = layer_tensor(l, "attn_k.weight"),
+                      v = layer_tensor(l, "attn_v.weight");
+    if (c.qk_norm) {
+        col.matrix(q, w.wq);
+        col.matrix(k, w.wk);
+        col.matrix(v, w.wv);
+    } else {
+        col.fused(w.wqkv, {{q, &w.wq}, {k, &w.wk}, {v, &w.wv}});
+    }
+    col.matrix(layer_tensor(l, "attn_output.weight"), w.wo);
+    col.fused(w.gate_up, {{layer_tensor(l, "ffn_gate.weight"), &w.gate}, {layer_tensor(l, "ffn_up.weight"), &w.up}},
+              true);
+    col.matrix(layer_tensor(l, "ffn_down.weight"), w.down);
+    if (c.qkv_bias && w.wqkv.n_out > 0) {  // one bias over the fused rows: [bq; bk; bv]
+        col.concatenated({layer_tensor(l, "attn_q.bias"), layer_tensor(l, "attn_k.bias"), layer_tensor(l, "attn_v.bias")},
+                         &w.bqkv);
+    }
+    std::vector<std::pair<const char*, const float**>> vectors;  // the optional ones, in upload order
+    if (c.qkv_bias && w.wqkv.n_out == 0)
+        vectors = {{"attn_q.bias", &w.bq}, {"attn_k.bias", &w.bk}, {"attn_v.bias", &w.bv}};
+    if (c.qk_norm) vectors.insert(vectors.end(), {{"attn_q_norm.weight", &w.q_norm}, {"attn_k_norm.weight", &w.k_norm}});
+    for (const auto& [suffix, dst] : vectors) col.vector(layer_tensor(l, suffix), dst);
+}
+
+// Copies one tensor to dst through `staging`, a chunk at a time: row pairs land pair_pitch apart
+// (one strided copy per chunk of whole pairs), else contiguously.
+void copy_upload(const Upload& u, const uint8_t* src, uint8_t* dst, void* staging, uint64_t staging_bytes,
+                 kernels::Stream stream) {
+    const uint64_t pair_bytes = u.pair_pitch / 2;
+    const uint64_t chunk = u.pair_pitch > 0 ? staging_bytes / pair_bytes * pair_bytes : staging_bytes;
+    for (uint64_t off = 0; off < u.bytes(); off += chunk) {
+        const uint64_t n = std::min(chunk, u.bytes() - off);
+        std::memcpy(staging, src + off, n);
+        if (u.pair_pitch > 0)
+            LOOM_CUDA_CHECK(cudaMemcpy2DAsync(dst + off / pair_bytes * u.pair_pitch, u.pair_pitch, staging, pair_bytes,
+                                              pair_bytes, n / pair_bytes, cudaMemcpyHostToDevice, stream));
+        else
+            LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + off, staging, n, cudaMemcpyHostToDevice, stream));
+        LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the staging buffer is reused next
+    }
+}
+
+}  // namespace
+
+Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeights& w) {
+    Uploads out;
+    Collector col(file, out);
+    col.embedding(w);
+    col.vector("output_norm.weight", &w.output_norm);
+    if (!c.tied_embeddings) col.matrix("output.weight", w.output);
+    w.layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; ++l) collect_layer(col, c, l, w.layers[l]);
+    return out;
+}
+
+double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAllocator& vram, kernels::Stream stream,
+                      const UploadProgress& progress) {
+    const uint64_t biggest = std::max_element(up.list.begin(), up.list.end(), [](const Upload& a, const Upload& b) {
+                                 return a.bytes() < b.bytes();
+                             })->bytes();
+    const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
+    PinnedPtr staging = alloc_pinned(staging_bytes);
+    const auto start = std::chrono::steady_clock::now();
+    const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    std::vector<uint8_t*> base;
+    for (const BufferSpec& r : up.regions)
+        base.push_back(static_cast<uint8_t*>(vram.allocate(kernels::Purpose::weights, r.extent())));
+    uint64_t total = 0, done = 0;
+    for (const Upload& u : up.list) total += u.bytes();
+    for (const Upload& u : up.list) {
+        done += u.bytes();
+        uint8_t* dst = base[static_cast<size_t>(u.region)] + u.region_offset;
+        copy_upload(u, u.src() ? u.src() : file.tensor_data(*u.info).data(), dst, staging.get(), staging_bytes, stream);
+        if (u.place) u.place(dst);
+        if (progress) progress(done, total, seconds());
+    }
+    return seconds();
+}
+
+}  // namespace loom::engine::cuda
