@@ -26,8 +26,6 @@ class Collector {
 public:
     Collector(const gguf::File& file, Uploads& out) : file_(file), out_(out) {}
 
-    const gguf::TensorInfo* tensor(const std::string& name) const { return file_.find_tensor(name); }
-
     // A norm weight or bias: F32 as in the file, other types dequantized on the host.
     void vector(const std::string& name, const float** dst) {
         const gguf::TensorInfo* t = tensor(name);
@@ -87,6 +85,8 @@ public:
     }
 
 private:
+    const gguf::TensorInfo* tensor(const std::string& name) const { return file_.find_tensor(name); }
+
     Upload matrix_upload(const std::string& name, Matrix& m) const {
         const gguf::TensorInfo* t = tensor(name);
         if (!kernels::matvec_supports(t->type))
