@@ -1,9 +1,7 @@
 // The request engine over each backend under test (support/backends.h): concurrent requests equal
 // their solo runs, chunked prompts, cancellation, KV exhaustion, stop tokens, and request validation.
-// stories260K, or SmolLM2 with LOOM_ENGINE_TEST_MODEL=smollm2.
+// stories260K, or the model LOOM_TEST_MODEL_NAME names (support/test_data.h).
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -22,16 +20,8 @@ using namespace loom::engine;
 
 namespace {
 
-std::filesystem::path model_path() {
-    const char* name = std::getenv("LOOM_ENGINE_TEST_MODEL");
-    if (!name || !*name || std::string_view(name) == "stories260k") return loom::test::require_stories260k();
-    if (std::string_view(name) == "smollm2") return loom::test::require_smollm2();
-    std::fprintf(stderr, "LOOM_ENGINE_TEST_MODEL: \"%s\" is not a test model (stories260k, smollm2)\n", name);
-    std::exit(2);
-}
-
 const loom::gguf::File& model() {
-    static const auto file = loom::gguf::File::open(model_path());
+    static const auto file = loom::gguf::File::open(loom::test::require_chosen_model().path);
     return file;
 }
 

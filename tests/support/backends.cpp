@@ -56,7 +56,8 @@ void settle_tested_backends() {
             continue;
         }
         if (kind == "cuda" && gpu_required()) {
-            std::fprintf(stderr, "FAILED: LOOM_REQUIRE_GPU=1 but the cuda cases cannot run: %s\n", probe.why_not.c_str());
+            std::fprintf(stderr, "FAILED: LOOM_REQUIRE_GPU=1 but the cuda cases cannot run: %s\n",
+                         probe.why_not.c_str());
             std::exit(1);
         }
         g_untested.push_back({kind, probe.why_not});
