@@ -3,11 +3,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <thread>
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/errors.h"
 #ifdef LOOM_HAVE_CUDA
 #include "engine/cuda/cuda_backend.h"
+#include "kernels/device_info.h"
 #endif
 
 namespace loom::engine {
@@ -23,6 +26,34 @@ std::vector<std::string> built_backends() {
 bool backend_built(std::string_view kind) {
     const std::vector<std::string> built = built_backends();
     return std::find(built.begin(), built.end(), kind) != built.end();
+}
+
+namespace {
+
+std::string not_built(std::string_view kind) {
+    std::string built;
+    for (const std::string& b : built_backends()) built += (built.empty() ? "" : ", ") + b;
+    return "\"" + std::string(kind) + "\" is not a backend of this build (" + built + ")";
+}
+
+}  // namespace
+
+BackendProbe probe_backend(std::string_view kind) {
+    if (kind == "cpu")
+        return {.usable = true,
+                .where = "the CPU (" + std::to_string(std::thread::hardware_concurrency()) + " hardware threads)"};
+#ifdef LOOM_HAVE_CUDA
+    if (kind == "cuda") {
+        const kernels::CudaInventory inv = kernels::query_cuda(false);
+        if (inv.devices.empty()) return {.why_not = "no usable CUDA device (" + inv.error + ")"};
+        const kernels::DeviceInfo& d = inv.devices.front();
+        char where[256];
+        std::snprintf(where, sizeof where, "device 0: %s (sm_%d%d, %.1f GiB)", d.name.c_str(), d.cc_major, d.cc_minor,
+                      double(d.vram_total) / double(1ull << 30));
+        return {.usable = true, .where = where};
+    }
+#endif
+    return {.why_not = not_built(kind)};
 }
 
 KvCacheType parse_kv_cache_type(std::string_view name) {
@@ -47,9 +78,7 @@ std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, co
                                                    o.kv_type.value_or(KvCacheType::f16) == KvCacheType::f32,
                                                    o.on_load_step);
 #endif
-    std::string built;
-    for (const std::string& b : built_backends()) built += (built.empty() ? "" : ", ") + b;
-    throw RequestError("backend", "\"" + std::string(kind) + "\" is not a backend of this build (" + built + ")");
+    throw RequestError("backend", not_built(kind));
 }
 
 std::string summary(const gguf::File& file) {

@@ -38,6 +38,16 @@ struct BackendOptions {
 std::vector<std::string> built_backends();
 bool backend_built(std::string_view kind);
 
+// Whether `kind` can run on this machine now: cpu always; cuda when this build has it and the CUDA
+// runtime sees a device. `where`: the device it runs on; `why_not`: the cause otherwise (no driver
+// or device, or a kind this build lacks). Never throws and creates no CUDA context.
+struct BackendProbe {
+    bool usable = false;
+    std::string where = {};
+    std::string why_not = {};
+};
+BackendProbe probe_backend(std::string_view kind);
+
 // RequestError("backend") for a kind this build lacks; DeviceError when the device cannot run or
 // hold the model; ModelError for a model no kernel handles; MemoryBudgetError for a budget too small;
 // RequestError("kv_type") for f16 on the cpu backend.

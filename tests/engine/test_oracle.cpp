@@ -1,7 +1,7 @@
 // loom against Hugging Face transformers on the oracle models (tests/reference/oracle_expected.json):
 // teacher-forced along transformers' greedy path, every step's argmax must be transformers' id and
-// its log-probability within a bound. Built for the CPU backend, and with LOOM_TEST_CUDA for CUDA
-// (fp16 and f32 KV cache), where it also checks that an unsupported head size is refused at load.
+// its log-probability within a bound. Cases for each backend under test (support/backends.h): cpu;
+// cuda with fp16 and f32 KV cache, where it also checks that an unsupported head size is refused at load.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,12 +16,10 @@
 #include "engine/kv_manager.h"
 #include "engine/make_backend.h"
 #include "gguf/reader.h"
+#include "engine/memory_budget.h"
+#include "support/backends.h"
 #include "support/oracle_models.h"
 #include "support/test_data.h"
-#if defined(LOOM_TEST_CUDA)
-#include "engine/cuda/cuda_backend.h"
-#include "engine/memory_budget.h"
-#endif
 
 using namespace loom;
 
@@ -117,13 +115,14 @@ Agreement check_against_oracle(const std::string& backend, std::optional<engine:
 
 }  // namespace
 
-#if !defined(LOOM_TEST_CUDA)
 TEST_CASE("the CPU backend agrees with transformers on the oracle models", "[engine][oracle]") {
-    const auto expected = load_expected();
-    REQUIRE(expected.size() == test::oracle_specs().size());
-    for (const Expected& e : expected) check_against_oracle("cpu", std::nullopt, e, kMaxCpuDelta);
+    for (const std::string& kind : test::tested_backends({"cpu"})) DYNAMIC_SECTION(kind) {
+        const auto expected = load_expected();
+        REQUIRE(expected.size() == test::oracle_specs().size());
+        for (const Expected& e : expected) check_against_oracle(kind, std::nullopt, e, kMaxCpuDelta);
+    }
 }
-#else
+
 // Issue 20's acceptance bounds: 1e-2 with the default fp16 KV cache, 1e-3 with an f32 one. The
 // latter holds for F32 weights only: with F16 weights the prefill GEMM still rounds its activations
 // to fp16 (docs/VALIDATION.md's precision policy), so they keep the 1e-2 bound.
@@ -133,73 +132,82 @@ constexpr double kMaxCudaDeltaF32Kv = 1e-3;
 bool f16_weights(const Expected& e) { return e.name.ends_with("-f16"); }
 
 TEST_CASE("the CUDA backend agrees with transformers on the oracle models", "[gpu][oracle]") {
-    double sum_f16 = 0, sum_f32 = 0;  // CUDA vs CPU on the F32-weight models, summed
-    for (const Expected& e : load_expected()) {
-        const double f32_bound = f16_weights(e) ? kMaxCudaDeltaF16Kv : kMaxCudaDeltaF32Kv;
-        const Agreement cpu = check_against_oracle("cpu", std::nullopt, e, kMaxCpuDelta);
-        const Agreement f16 = check_against_oracle("cuda", engine::KvCacheType::f16, e, kMaxCudaDeltaF16Kv);
-        const Agreement f32 = check_against_oracle("cuda", engine::KvCacheType::f32, e, f32_bound);
-        double d16 = 0, d32 = 0;
-        for (size_t t = 0; t < cpu.logprobs.size(); ++t) {
-            d16 = std::max(d16, std::abs(f16.logprobs[t] - cpu.logprobs[t]));
-            d32 = std::max(d32, std::abs(f32.logprobs[t] - cpu.logprobs[t]));
+    for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
+        double sum_f16 = 0, sum_f32 = 0;  // CUDA vs CPU on the F32-weight models, summed
+        for (const Expected& e : load_expected()) {
+            const double f32_bound = f16_weights(e) ? kMaxCudaDeltaF16Kv : kMaxCudaDeltaF32Kv;
+            const Agreement cpu = check_against_oracle("cpu", std::nullopt, e, kMaxCpuDelta);
+            const Agreement f16 = check_against_oracle(kind, engine::KvCacheType::f16, e, kMaxCudaDeltaF16Kv);
+            const Agreement f32 = check_against_oracle(kind, engine::KvCacheType::f32, e, f32_bound);
+            double d16 = 0, d32 = 0;
+            for (size_t t = 0; t < cpu.logprobs.size(); ++t) {
+                d16 = std::max(d16, std::abs(f16.logprobs[t] - cpu.logprobs[t]));
+                d32 = std::max(d32, std::abs(f32.logprobs[t] - cpu.logprobs[t]));
+            }
+            std::printf("[oracle] cuda vs cpu %-16s max |dlogprob|: kv f16 %.2e, kv f32 %.2e\n", e.name.c_str(), d16,
+                        d32);
+            CHECK(d32 <= f32_bound);
+            if (f16_weights(e)) continue;
+            sum_f16 += d16;
+            sum_f32 += d32;
         }
-        std::printf("[oracle] cuda vs cpu %-16s max |dlogprob|: kv f16 %.2e, kv f32 %.2e\n", e.name.c_str(), d16, d32);
-        CHECK(d32 <= f32_bound);
-        if (f16_weights(e)) continue;
-        sum_f16 += d16;
-        sum_f32 += d32;
+        std::printf("[oracle] cuda vs cpu, summed over the F32 models: kv f16 %.2e, kv f32 %.2e\n", sum_f16, sum_f32);
+        CHECK(sum_f32 < sum_f16);  // the f32 cache removes the fp16 rounding of K and V
     }
-    std::printf("[oracle] cuda vs cpu, summed over the F32 models: kv f16 %.2e, kv f32 %.2e\n", sum_f16, sum_f32);
-    CHECK(sum_f32 < sum_f16);  // the f32 cache removes the fp16 rounding of K and V
 }
 
 TEST_CASE("the CUDA backend refuses an unsupported head size before allocating anything", "[gpu][oracle]") {
-    // The oracle llama with head_dim 72: a budget of 1 byte would fail the VRAM plan
-    // (MemoryBudgetError), so a ModelError naming head_dim proves the check runs first.
-    const std::filesystem::path path = test::temp_dir() / "hd72.gguf";
-    test::write_oracle_model({"llama", 72}, path);
-    const gguf::File file = gguf::File::open(path);
-    engine::BatchLimits limits;
-    limits.vram_budget = 1;
-    CHECK_THROWS_WITH(engine::cuda::CudaBackend(file, 64, 0, limits),
-                      test::contains("head_dim 72") && test::contains("llama.attention.key_length"));
-    CHECK_THROWS_AS(engine::cuda::CudaBackend(file, 64, 0, limits), engine::ModelError);
-    const gguf::File ok = gguf::File::open(model_file(spec_named("llama-hd64")));
-    CHECK_THROWS_AS(engine::cuda::CudaBackend(ok, 64, 0, limits), engine::MemoryBudgetError);
+    for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
+        // The oracle llama with head_dim 72: a budget of 1 byte would fail the VRAM plan
+        // (MemoryBudgetError), so a ModelError naming head_dim proves the check runs first.
+        const std::filesystem::path path = test::temp_dir() / "hd72.gguf";
+        test::write_oracle_model({"llama", 72}, path);
+        const gguf::File file = gguf::File::open(path);
+        engine::BatchLimits limits;
+        limits.vram_budget = 1;
+        CHECK_THROWS_WITH(engine::make_backend(kind, file, {.n_ctx = 64, .limits = limits}),
+                          test::contains("head_dim 72") && test::contains("llama.attention.key_length"));
+        CHECK_THROWS_AS(engine::make_backend(kind, file, {.n_ctx = 64, .limits = limits}), engine::ModelError);
+        const gguf::File ok = gguf::File::open(model_file(spec_named("llama-hd64")));
+        CHECK_THROWS_AS(engine::make_backend(kind, ok, {.n_ctx = 64, .limits = limits}), engine::MemoryBudgetError);
+    }
 }
 
 // gpu_cuda_backend_tests' tolerances for quantized models: logits NMSE <= 1e-3 at every step,
 // argmax equal at >= 99 % of the steps; along each F32 model's transformers path.
 TEST_CASE("the CUDA backend equals the CPU backend on Q8_0 and Q4_K oracle models", "[gpu][oracle]") {
-    const std::vector<Expected> expected = load_expected();
-    int steps = 0, agree = 0;
-    double worst = 0;
-    for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
-        const std::string path_name = spec.arch + "-hd" + std::to_string(spec.head_dim);
-        const auto e = std::find_if(expected.begin(), expected.end(), [&](const Expected& x) { return x.name == path_name; });
-        REQUIRE(e != expected.end());
-        const gguf::File file = gguf::File::open(model_file(spec));
-        const auto cpu = engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2});
-        const auto cuda = engine::make_backend("cuda", file, {.n_ctx = 64});
-        const auto ref = teacher_forced_logits(*cpu, *e), got = teacher_forced_logits(*cuda, *e);
-        double model_worst = 0;
-        for (size_t t = 0; t < ref.size(); ++t) {
-            double err = 0, norm = 0;
-            for (size_t i = 0; i < ref[t].size(); ++i) {
-                err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
-                norm += double(ref[t][i]) * ref[t][i];
+    for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
+        const std::vector<Expected> expected = load_expected();
+        int steps = 0, agree = 0;
+        double worst = 0;
+        for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
+            const std::string path_name = spec.arch + "-hd" + std::to_string(spec.head_dim);
+            const auto e = std::find_if(expected.begin(), expected.end(),
+                                        [&](const Expected& x) { return x.name == path_name; });
+            REQUIRE(e != expected.end());
+            const gguf::File file = gguf::File::open(model_file(spec));
+            const auto cpu = engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2});
+            const auto cuda = engine::make_backend(kind, file, {.n_ctx = 64});
+            const auto ref = teacher_forced_logits(*cpu, *e), got = teacher_forced_logits(*cuda, *e);
+            double model_worst = 0;
+            for (size_t t = 0; t < ref.size(); ++t) {
+                double err = 0, norm = 0;
+                for (size_t i = 0; i < ref[t].size(); ++i) {
+                    err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
+                    norm += double(ref[t][i]) * ref[t][i];
+                }
+                model_worst = std::max(model_worst, err / norm);
+                const auto argmax = [](const std::vector<float>& v) {
+                    return std::max_element(v.begin(), v.end()) - v.begin();
+                };
+                agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
+                ++steps;
             }
-            model_worst = std::max(model_worst, err / norm);
-            const auto argmax = [](const std::vector<float>& v) { return std::max_element(v.begin(), v.end()) - v.begin(); };
-            agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
-            ++steps;
+            std::printf("[oracle] cuda vs cpu %-16s max logits NMSE %.2e\n", spec.name().c_str(), model_worst);
+            worst = std::max(worst, model_worst);
         }
-        std::printf("[oracle] cuda vs cpu %-16s max logits NMSE %.2e\n", spec.name().c_str(), model_worst);
-        worst = std::max(worst, model_worst);
+        std::printf("[oracle] cuda vs cpu, quantized: max NMSE %.2e, argmax %d/%d\n", worst, agree, steps);
+        CHECK(worst <= 1e-3);
+        CHECK(agree >= 0.99 * steps);
     }
-    std::printf("[oracle] cuda vs cpu, quantized: max NMSE %.2e, argmax %d/%d\n", worst, agree, steps);
-    CHECK(worst <= 1e-3);
-    CHECK(agree >= 0.99 * steps);
 }
-#endif

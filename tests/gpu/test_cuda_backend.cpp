@@ -1,7 +1,7 @@
 // CudaBackend against the CPU reference backend on a real model: greedy tokens, teacher-forced logits
 // (GEMM prefill passes and single tokens), batched steps with and without CUDA graphs, the memory
-// report. Built three times: stories260K; SmolLM2 (LOOM_TEST_SMOLLM2); any model named by the
-// LOOM_TEST_MODEL environment variable (LOOM_TEST_MODEL_ENV: synthetic 0.5B and 8B shapes).
+// report. One program, run by ctest on three models (LOOM_TEST_MODEL_NAME, support/test_data.h):
+// stories260K; SmolLM2; the GGUF named by LOOM_TEST_MODEL (synthetic 0.5B and 8B shapes).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -21,28 +21,27 @@ using namespace loom;
 
 namespace {
 
-#if defined(LOOM_TEST_SMOLLM2)
-const char* const kModel = "smollm2";
-constexpr int kForcedPositions = 256;
-constexpr double kMinArgmaxAgreement = 0.99;
-std::filesystem::path model_path() { return test::require_smollm2(); }
-#elif defined(LOOM_TEST_MODEL_ENV)
-const char* const kModel = "LOOM_TEST_MODEL";
-constexpr int kForcedPositions = 256;
-constexpr double kMinArgmaxAgreement = 0.99;
-std::filesystem::path model_path() {
-    const char* path = std::getenv("LOOM_TEST_MODEL");
-    if (!path || !*path) test::skip_program("LOOM_TEST_MODEL is not set (a GGUF to compare, e.g. from loom synth)");
-    return test::require_file(path, "set LOOM_TEST_MODEL to an existing GGUF");
-}
-#else
-const char* const kModel = "stories260K";
-constexpr int kGreedyTokens = 128;
-constexpr int kForcedPositions = 129;  // BOS + 128 generated
-constexpr double kMinArgmaxAgreement = 1.0;
-std::filesystem::path model_path() { return test::require_stories260k(); }
-#endif
+// The model under test and what this file asks of it.
+struct Subject {
+    test::ChosenModel model;
+    int forced_positions;         // teacher-forced positions
+    double min_argmax_agreement;  // of the teacher-forced positions
+    bool random_ids;              // teacher-force fixed random ids (synthetic weights), not the CPU's greedy ids
+};
+
+constexpr int kGreedyTokens = 128;  // stories260K's greedy case
 constexpr double kMaxNmse = 1e-3;
+
+const Subject& subject() {
+    static const Subject s = [] {
+        test::ChosenModel m = test::require_chosen_model();
+        const test::TestModel which = m.which;
+        if (which == test::TestModel::stories260k)
+            return Subject{std::move(m), kGreedyTokens + 1, 1.0, false};  // BOS + the greedy tokens
+        return Subject{std::move(m), 256, 0.99, which == test::TestModel::file};
+    }();
+    return s;
+}
 
 int argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
 
@@ -65,7 +64,6 @@ std::vector<int32_t> random_sequence(int32_t bos, int n, int32_t n_vocab) {
     return seq;
 }
 
-#if !defined(LOOM_TEST_MODEL_ENV)
 // Greedy decode from `prompt`, one forward per token; returns prompt + n generated ids.
 std::vector<int32_t> greedy(engine::Backend& b, std::vector<int32_t> ids, int n) {
     const int V = b.config().n_vocab;
@@ -78,7 +76,6 @@ std::vector<int32_t> greedy(engine::Backend& b, std::vector<int32_t> ids, int n)
     }
     return ids;
 }
-#endif
 
 struct Loaded {
     gguf::File file;
@@ -99,17 +96,17 @@ void compare(const char* what, const std::vector<float>& gpu, const std::vector<
         sum += e;
         agree += argmax(g, V) == argmax(c, V);
     }
-    std::printf("[cuda-backend] %s %s: %d positions, max NMSE %.3e, mean NMSE %.3e, argmax agree %d/%d\n", kModel,
-                what, positions, worst, sum / positions, agree, positions);
+    std::printf("[cuda-backend] %s %s: %d positions, max NMSE %.3e, mean NMSE %.3e, argmax agree %d/%d\n",
+                subject().model.label.c_str(), what, positions, worst, sum / positions, agree, positions);
     CHECK(worst <= kMaxNmse);
-    CHECK(agree >= kMinArgmaxAgreement * positions);
+    CHECK(agree >= subject().min_argmax_agreement * positions);
 }
 
 }  // namespace
 
-#if !defined(LOOM_TEST_SMOLLM2) && !defined(LOOM_TEST_MODEL_ENV)  // stories260K only: the others are teacher-forced
 TEST_CASE("CudaBackend's greedy tokens from BOS equal the CPU backend's", "[gpu][cuda_backend]") {
-    const Loaded m(model_path());
+    if (subject().model.which != test::TestModel::stories260k) return;  // the others are teacher-forced only
+    const Loaded m(subject().model.path);
     engine::cpu::CpuBackend cpu(m.file, 256, 0);
     engine::cuda::CudaBackend gpu(m.file, 256);
     CHECK(gpu.name() == "cuda");
@@ -117,25 +114,22 @@ TEST_CASE("CudaBackend's greedy tokens from BOS equal the CPU backend's", "[gpu]
     const std::vector<int32_t> cpu_seq = greedy(cpu, {m.bos}, kGreedyTokens);
     const std::vector<int32_t> gpu_seq = greedy(gpu, {m.bos}, kGreedyTokens);
     const auto diff = std::mismatch(cpu_seq.begin(), cpu_seq.end(), gpu_seq.begin());
-    std::printf("[cuda-backend] %s greedy %d tokens from BOS: %s (first difference at %d)\n", kModel, kGreedyTokens,
+    std::printf("[cuda-backend] %s greedy %d tokens from BOS: %s (first difference at %d)\n",
+                subject().model.label.c_str(), kGreedyTokens,
                 gpu_seq == cpu_seq ? "identical" : "DIFFERENT",
                 diff.first == cpu_seq.end() ? -1 : static_cast<int>(diff.first - cpu_seq.begin()));
     CHECK(gpu_seq == cpu_seq);
 }
-#endif
 
 TEST_CASE("CudaBackend's teacher-forced logits match the CPU backend's", "[gpu][cuda_backend]") {
-    const Loaded m(model_path());
+    const Loaded m(subject().model.path);
     engine::cpu::CpuBackend cpu(m.file, 512, 0);
     engine::cuda::CudaBackend gpu(m.file, 512);
     const int V = cpu.config().n_vocab;
 
     // The teacher-forced sequence: the CPU's greedy continuation of BOS, or fixed random ids.
-#if defined(LOOM_TEST_MODEL_ENV)
-    const std::vector<int32_t> seq = random_sequence(m.bos, kForcedPositions, V);
-#else
-    const std::vector<int32_t> seq = greedy(cpu, {m.bos}, kForcedPositions - 1);
-#endif
+    const int n = subject().forced_positions;
+    const std::vector<int32_t> seq = subject().random_ids ? random_sequence(m.bos, n, V) : greedy(cpu, {m.bos}, n - 1);
     const int P = static_cast<int>(seq.size());
     std::vector<float> ref(static_cast<size_t>(P) * V), out(ref.size());
     engine::KvManager(cpu).forward(seq, ref, true);
@@ -168,7 +162,7 @@ TEST_CASE("CudaBackend's teacher-forced logits match the CPU backend's", "[gpu][
 }
 
 TEST_CASE("batched decode steps replay CUDA graphs and give the tokens of eager launches", "[gpu][cuda_backend]") {
-    const Loaded m(model_path());
+    const Loaded m(subject().model.path);
     const engine::BatchLimits limits{6, 0, 128};
     std::vector<std::vector<int32_t>> tokens[2];
     for (const bool graphs : {true, false}) {
@@ -188,7 +182,8 @@ TEST_CASE("batched decode steps replay CUDA graphs and give the tokens of eager 
                 if (e.has_token) got[e.request].push_back(e.token.token);
         for (const uint64_t id : ids) tokens[graphs ? 0 : 1].push_back(got[id]);
         if (graphs) {
-            std::printf("[cuda-backend] %s: %d decode graphs captured\n", kModel, gpu.cuda_graphs_captured());
+            std::printf("[cuda-backend] %s: %d decode graphs captured\n", subject().model.label.c_str(),
+                        gpu.cuda_graphs_captured());
             CHECK(gpu.cuda_graphs_captured() >= 2);  // the batch shrinks as requests finish
         } else {
             CHECK(gpu.cuda_graphs_captured() == 0);

@@ -51,6 +51,21 @@ fs::path require_smollm2() {
                         "run test-models/fetch smollm2-135m-instruct-q4_1");
 }
 
+ChosenModel require_chosen_model() {
+    const char* name = std::getenv("LOOM_TEST_MODEL_NAME");
+    const std::string chosen = name && *name ? name : "stories260k";
+    if (chosen == "stories260k") return {TestModel::stories260k, "stories260K", require_stories260k()};
+    if (chosen == "smollm2") return {TestModel::smollm2, "smollm2", require_smollm2()};
+    if (chosen != "file") {
+        std::fprintf(stderr, "LOOM_TEST_MODEL_NAME: \"%s\" is not a test model (stories260k, smollm2, file)\n",
+                     chosen.c_str());
+        std::exit(2);
+    }
+    const char* path = std::getenv("LOOM_TEST_MODEL");
+    if (!path || !*path) skip_program("LOOM_TEST_MODEL is not set (a GGUF to compare, e.g. from loom synth)");
+    return {TestModel::file, "LOOM_TEST_MODEL", require_file(path, "set LOOM_TEST_MODEL to an existing GGUF")};
+}
+
 fs::path temp_dir() {
     std::string tmpl = (fs::temp_directory_path() / "loom-test-XXXXXX").string();
     if (!mkdtemp(tmpl.data())) {

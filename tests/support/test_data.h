@@ -21,6 +21,17 @@ std::filesystem::path require_tokenizer_vectors();
 // SmolLM2-135M-Instruct Q4_1: $LOOM_SMOLLM2 or test-models/cache (test-models/fetch puts it there).
 std::filesystem::path require_smollm2();
 
+// The real model a program parameterised over models runs on, by LOOM_TEST_MODEL_NAME: stories260k
+// (also when unset), smollm2, or file: the GGUF that LOOM_TEST_MODEL names (skipped when unset).
+// Another name exits 2. `label` names it in printed results.
+enum class TestModel { stories260k, smollm2, file };
+struct ChosenModel {
+    TestModel which;
+    std::string label;
+    std::filesystem::path path;
+};
+ChosenModel require_chosen_model();
+
 [[noreturn]] void skip_program(const std::string& why);
 
 // A fresh temporary directory for one test program (removed by the OS, not by us).
