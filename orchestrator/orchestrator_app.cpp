@@ -370,7 +370,9 @@ struct OrchestratorApp::State {
         // The page holds no data; the state it polls is behind the API keys, as /v1/* is.
         server.route("GET", "/", [](const HttpRequest&) { return dashboard_page(); });
         server.route("GET", "/dashboard/state",
-                     guarded([this](const HttpRequest&) { return dashboard_state(pool, requests); }));
+                     guarded([this](const HttpRequest&) {
+                         return dashboard_state(pool, requests, on_demand ? on_demand->status_json()["models"] : json());
+                     }));
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
         server.route("POST", "/v1/completions", guarded([this](const HttpRequest& r) { return generate(r, false); }));
         server.route("POST", "/v1/chat/completions",
