@@ -393,8 +393,12 @@ struct OrchestratorApp::State {
     void plan_spawned() {
         if (o.spawn.model.empty() && o.models.empty()) return;
         SupervisorOptions so;
+        std::vector<std::string> spawned_ids;
         if (!o.spawn.model.empty())
-            for (auto& argv : spawn_commands(o.spawn)) so.workers.push_back({pool.new_id(), std::move(argv)});
+            for (auto& argv : spawn_commands(o.spawn)) {
+                spawned_ids.push_back(pool.new_id());
+                so.workers.push_back({spawned_ids.back(), std::move(argv)});
+            }
         SupervisorHooks hooks;
         hooks.listening = [this](const std::string& id, const WorkerUrl& url) { pool.join(url, "spawned", id); };
         hooks.exited = [this](const std::string&, const std::string& url, const std::string& cause, bool restarting) {
@@ -407,7 +411,7 @@ struct OrchestratorApp::State {
         on_demand = std::make_unique<ModelRegistry>(
             ioc, pool, admission, *supervisor,
             RegistryOptions{o.models, placement_devices(o.spawn, o.vram_budget), o.spawn, seconds(o.load_wait_s),
-                            seconds(o.load_timeout_s)});
+                            seconds(o.load_timeout_s), spawned_residents(o.spawn, spawned_ids)});
         admission.on_missing([this](const std::string& model) { return on_demand->will_load(model); });
     }
 
