@@ -25,6 +25,8 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr milliseconds kTick{100};
+// How often nvidia-smi is asked about the GPUs' memory while a model waits for a device.
+constexpr milliseconds kGpuQueryInterval{1'000};
 // A model used this recently is not idle: a request may be between its arrival and its lease.
 constexpr milliseconds kIdleGrace{300};
 // An unloading worker still running after this gets SIGKILL (it had no requests left to drain).
@@ -161,6 +163,8 @@ struct ModelRegistry::Impl {
     std::map<std::string, Entry> models;
     std::map<std::string, uint64_t> reported;  // worker id -> the memory its /health reports (the last tick's)
     std::map<std::string, bool> resident_gone;  // a resident worker whose process failed or stopped holds nothing
+    std::map<std::string, GpuMemory> gpu_memory_seen;  // device id -> nvidia-smi's last answer (GPUs only)
+    Clock::time_point gpu_queried;
     std::mutex tick_mu;     // one tick at a time (the io_context has several threads)
     boost::asio::steady_timer timer;
     bool stopped = false;
@@ -193,6 +197,8 @@ struct ModelRegistry::Impl {
     uint64_t replica_bytes(const Entry& e, const Replica& r) const;
     uint64_t resident_on(const std::string& device) const;
     uint64_t estimates_on(const std::string& device) const;
+    uint64_t room_on(const Device& d, uint64_t freeing = 0) const;
+    void ask_gpus();
     void observe(const std::vector<WorkerStatus>& workers, const std::vector<SpawnedStatus>& procs);
     std::vector<const Device*> allowed_devices(const ModelSpec& spec) const;
     json entry_json(const Entry& e, const std::vector<WorkerStatus>& workers, size_t queued, Clock::time_point now) const;
@@ -217,6 +223,7 @@ void ModelRegistry::Impl::tick() {
     const std::vector<SpawnedStatus> procs = supervisor.status();
     std::map<std::string, size_t> queued;
     for (const ModelSpec& m : o.models) queued[m.name] = admission.queued(m.name);
+    ask_gpus();
     TickOut out;
     {
         std::lock_guard lock(mu);
@@ -308,6 +315,43 @@ void ModelRegistry::Impl::fail(Entry& e, const std::string& why, int retry_after
     out.refusals.push_back({e.spec.name, unavailable(why, retry_after_s)});
 }
 
+// While a model waits for a device, nvidia-smi's view of each GPU's memory (other processes' use
+// included), at most once a kGpuQueryInterval; asked outside mu (it takes a while).
+void ModelRegistry::Impl::ask_gpus() {
+    if (o.spawn.backend != "cuda") return;
+    {
+        std::lock_guard lock(mu);
+        const auto now = Clock::now();
+        const bool waiting = std::any_of(models.begin(), models.end(), [](const auto& kv) {
+            return kv.second.wanted && kv.second.live() < static_cast<size_t>(kv.second.spec.replicas);
+        });
+        if (!waiting || now - gpu_queried < kGpuQueryInterval) return;
+        gpu_queried = now;
+    }
+    std::map<std::string, GpuMemory> seen;
+    for (const Device& d : o.devices)
+        if (auto m = query_gpu_memory(d.gpu)) seen[d.id] = *m;
+    std::lock_guard lock(mu);
+    gpu_memory_seen = std::move(seen);
+}
+
+// The bytes `d` can still take (once `freeing` bytes placed there are freed): its budget less what
+// placement counts there, and, when nvidia-smi reported the GPU, no more than its free memory less
+// the estimates of replicas whose workers have not reported yet (they may not have allocated) (mu held).
+uint64_t ModelRegistry::Impl::room_on(const Device& d, uint64_t freeing) const {
+    const uint64_t used = placed_on(d.id) - std::min(freeing, placed_on(d.id));
+    uint64_t room = d.budget > used ? d.budget - used : 0;
+    const auto gpu = gpu_memory_seen.find(d.id);
+    if (gpu == gpu_memory_seen.end()) return room;
+    uint64_t pending = 0;
+    for (const auto& [name, e] : models)
+        for (const Replica& r : e.replicas)
+            if (r.device == d.id && r.state == ReplicaState::loading && !reported.contains(r.worker_id))
+                pending += e.estimate.total();
+    const uint64_t free = gpu->second.free() + freeing;
+    return std::min(room, free > pending ? free - pending : 0);
+}
+
 // The memory the workers report, and which resident workers' processes are gone (mu held).
 void ModelRegistry::Impl::observe(const std::vector<WorkerStatus>& workers, const std::vector<SpawnedStatus>& procs) {
     reported.clear();
@@ -390,8 +434,7 @@ void ModelRegistry::Impl::place(Entry& e, Clock::time_point now, TickOut& out) {
             const bool has = std::any_of(e.replicas.begin(), e.replicas.end(), [&](const Replica& r) {
                 return r.device == d->id && r.state != ReplicaState::unloading;
             });
-            const uint64_t used = placed_on(d->id);
-            const uint64_t free = d->budget > used ? d->budget - used : 0;
+            const uint64_t free = room_on(*d);
             if (!has && free >= need && (!best || free > best_free)) best = d, best_free = free;
         }
         if (!best) break;
@@ -428,8 +471,7 @@ bool ModelRegistry::Impl::evict_for(const Entry& e, const std::vector<const Devi
             uint64_t freed = 0;
             for (const Replica& r : other.replicas)
                 if (r.device == d->id) freed += replica_bytes(other, r);
-            const uint64_t used = placed_on(d->id) - freed;
-            return freed > 0 && d->budget >= used && d->budget - used >= e.estimate.total();
+            return freed > 0 && room_on(*d, freed) >= e.estimate.total();
         });
         if (frees && (!victim || other.last_use < victim->last_use)) victim = &other;
     }
@@ -631,12 +673,15 @@ json ModelRegistry::status_json() const {
     json models = json::array();
     for (const auto& [name, e] : impl_->models) models.push_back(impl_->entry_json(e, workers, queued[name], now));
     json devices = json::array();
-    for (const Device& d : impl_->o.devices)
+    for (const Device& d : impl_->o.devices) {
+        const auto gpu = impl_->gpu_memory_seen.find(d.id);
         devices.push_back({{"id", d.id},
                            {"budget_bytes", d.budget == kUnlimited ? json() : json(d.budget)},
                            {"placed_estimate_bytes", impl_->estimates_on(d.id)},
                            {"resident_bytes", impl_->resident_on(d.id)},
-                           {"held_bytes", impl_->placed_on(d.id)}});
+                           {"held_bytes", impl_->placed_on(d.id)},
+                           {"gpu_free_bytes", gpu != impl_->gpu_memory_seen.end() ? json(gpu->second.free()) : json()}});
+    }
     return {{"models", models}, {"devices", devices}};
 }
 

@@ -1,8 +1,13 @@
-// The workers placement counts beside the registry's own: --spawn's, estimated until they report.
+// What placement counts beside the registry's own estimates: --spawn's workers (estimated until they
+// report) and the GPU's memory as nvidia-smi reports it.
 #include "orchestrator/placement.h"
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <spdlog/spdlog.h>
 
 #include "gguf/memory_estimate.h"
@@ -70,6 +75,32 @@ uint64_t reported_bytes(const WorkerStatus& w) {
     uint64_t sum = 0;
     for (const VramUse& v : w.vram) sum += static_cast<uint64_t>(std::max<int64_t>({v.reserved, v.used, 0}));
     return sum;
+}
+
+std::optional<GpuMemory> parse_gpu_memory(std::string_view line) {
+    uint64_t mib[2] = {0, 0};
+    for (uint64_t& v : mib) {
+        while (!line.empty() && (line.front() == ' ' || line.front() == ',')) line.remove_prefix(1);
+        const auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), v);
+        if (ec != std::errc() || end == line.data()) return std::nullopt;
+        line.remove_prefix(static_cast<size_t>(end - line.data()));
+    }
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\n' || line.front() == '\r')) line.remove_prefix(1);
+    if (!line.empty() || mib[0] == 0 || mib[1] > mib[0]) return std::nullopt;
+    return GpuMemory{mib[0] << 20, mib[1] << 20};
+}
+
+std::optional<GpuMemory> query_gpu_memory(const std::string& gpu) {
+    // `gpu` came from --gpus or the visible devices: digits or a GPU-… UUID, nothing a shell reads.
+    const auto plain = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; };
+    if (gpu.empty() || !std::all_of(gpu.begin(), gpu.end(), plain)) return std::nullopt;
+    const std::string cmd =
+        "nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits -i " + gpu + " 2>/dev/null";
+    std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
+    if (!p) return std::nullopt;
+    char buf[128] = {};
+    if (!std::fgets(buf, sizeof buf, p.get())) return std::nullopt;
+    return parse_gpu_memory(buf);
 }
 
 }  // namespace loom::orchestrator

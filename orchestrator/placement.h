@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "orchestrator/options.h"
@@ -30,5 +32,16 @@ std::vector<Resident> spawned_residents(const SpawnOptions& spawn, const std::ve
 // The bytes a worker's /health says it holds: the larger of reserved and used, summed over purposes
 // (0 when it reports none).
 uint64_t reported_bytes(const WorkerStatus& w);
+
+// A GPU's memory as the driver reports it, for what other processes (not loom's workers) hold.
+struct GpuMemory {
+    uint64_t total = 0, used = 0;  // bytes
+    uint64_t free() const { return total > used ? total - used : 0; }
+};
+
+// nvidia-smi's `memory.total,memory.used` line in MiB ("81559, 1024"); nullopt for anything else.
+std::optional<GpuMemory> parse_gpu_memory(std::string_view csv_line);
+// Asks nvidia-smi about GPU `gpu` (an index or UUID); nullopt when it cannot say (no driver, no GPU).
+std::optional<GpuMemory> query_gpu_memory(const std::string& gpu);
 
 }  // namespace loom::orchestrator

@@ -21,6 +21,8 @@
 #include "gguf/reader.h"
 #include "orchestrator/admission.h"
 #include "orchestrator/model_specs.h"
+#include "orchestrator/placement.h"
+#include "orchestrator/spawn_plan.h"
 #include "orchestrator/orchestrator_process.h"
 #include "support/run_command.h"
 #include "worker/worker_api.h"
@@ -434,6 +436,29 @@ bool process_exists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
 
 }  // namespace
 
+TEST_CASE("the GPUs' memory as nvidia-smi reports it", "[registry]") {
+    using loom::orchestrator::parse_gpu_memory;
+    const auto m = parse_gpu_memory("81559, 1024\n");
+    REQUIRE(m.has_value());
+    CHECK(m->total == uint64_t{81559} << 20);
+    CHECK(m->used == uint64_t{1024} << 20);
+    CHECK(m->free() == uint64_t{80535} << 20);
+    for (const char* bad : {"", "81559", "81559, ", "[N/A], [N/A]", "81559, 1024, 3", "0, 0", "10, 20", "-1, 0"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_gpu_memory(bad).has_value());
+    }
+    CHECK_FALSE(loom::orchestrator::query_gpu_memory("0; true").has_value());  // never reaches a shell
+    // On a host with a GPU the driver answers; without one, nothing is made up.
+    const auto gpu0 = loom::orchestrator::query_gpu_memory("0");
+    if (loom::orchestrator::count_visible_gpus() == 0) {
+        CHECK_FALSE(gpu0.has_value());
+    } else {
+        REQUIRE(gpu0.has_value());
+        CHECK(gpu0->total > (uint64_t{1} << 30));
+        CHECK(gpu0->used <= gpu0->total);
+    }
+}
+
 TEST_CASE("workers started with --spawn take their device's memory: placement counts what they report", "[registry]") {
     // A budget that holds "big" alone, and "alpha" beside the spawned worker, but not "big" beside it.
     // Every worker gets --ctx 256 --max-seqs 2 (the spawned one is estimated from them); the models'
@@ -478,6 +503,7 @@ TEST_CASE("workers started with --spawn take their device's memory: placement co
     const json device = admin_models(port).at("devices")[0];
     CHECK(device.at("placed_estimate_bytes") == alpha_estimate);
     CHECK(device.at("held_bytes").get<uint64_t>() >= alpha_estimate + resident);
+    CHECK(device.at("gpu_free_bytes").is_null());  // a CPU stand-in: no driver to ask
     CHECK(model_status(port, "alpha").at("replicas")[0].at("device") == "cpu0");
 }
 
