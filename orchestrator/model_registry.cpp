@@ -680,7 +680,8 @@ json ModelRegistry::status_json() const {
                            {"placed_estimate_bytes", impl_->estimates_on(d.id)},
                            {"resident_bytes", impl_->resident_on(d.id)},
                            {"held_bytes", impl_->placed_on(d.id)},
-                           {"gpu_free_bytes", gpu != impl_->gpu_memory_seen.end() ? json(gpu->second.free()) : json()}});
+                           {"gpu_free_bytes",
+                            gpu != impl_->gpu_memory_seen.end() ? json(gpu->second.free()) : json()}});
     }
     return {{"models", models}, {"devices", devices}};
 }

@@ -58,7 +58,8 @@ uint64_t spawned_estimate(const SpawnOptions& spawn) {
 std::vector<std::string> placement_device_ids(const SpawnOptions& spawn) {
     std::vector<std::string> out;
     int cpu = 0;
-    for (const std::string& gpu : spawn_devices(spawn)) out.push_back(gpu.empty() ? "cpu" + std::to_string(cpu++) : gpu);
+    for (const std::string& gpu : spawn_devices(spawn))
+        out.push_back(gpu.empty() ? "cpu" + std::to_string(cpu++) : gpu);
     return out;
 }
 
@@ -67,7 +68,8 @@ std::vector<Resident> spawned_residents(const SpawnOptions& spawn, const std::ve
     const std::vector<std::string> devices = placement_device_ids(spawn);
     const uint64_t estimate = spawned_estimate(spawn);
     std::vector<Resident> out;
-    for (size_t i = 0; i < worker_ids.size() && i < devices.size(); ++i) out.push_back({worker_ids[i], devices[i], estimate});
+    for (size_t i = 0; i < worker_ids.size() && i < devices.size(); ++i)
+        out.push_back({worker_ids[i], devices[i], estimate});
     return out;
 }
 
@@ -85,7 +87,7 @@ std::optional<GpuMemory> parse_gpu_memory(std::string_view line) {
         if (ec != std::errc() || end == line.data()) return std::nullopt;
         line.remove_prefix(static_cast<size_t>(end - line.data()));
     }
-    while (!line.empty() && (line.front() == ' ' || line.front() == '\n' || line.front() == '\r')) line.remove_prefix(1);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.remove_prefix(1);
     if (!line.empty() || mib[0] == 0 || mib[1] > mib[0]) return std::nullopt;
     return GpuMemory{mib[0] << 20, mib[1] << 20};
 }
