@@ -28,7 +28,7 @@ HttpResponse dashboard_page() {
     return r;
 }
 
-HttpResponse dashboard_state(const WorkerPool& pool, const RequestLog& requests) {
+HttpResponse dashboard_state(const WorkerPool& pool, const RequestLog& requests, const json& registry) {
     json workers = json::array();
     json models = json::array();
     std::set<std::string> seen;
@@ -47,7 +47,8 @@ HttpResponse dashboard_state(const WorkerPool& pool, const RequestLog& requests)
                                                {"workers", workers},
                                                {"models", models},
                                                {"throughput", requests.throughput()},
-                                               {"requests", requests.recent()}});
+                                               {"requests", requests.recent()},
+                                               {"registry", registry}});
     r.headers.emplace_back("Cache-Control", "no-store");
     return r;
 }

@@ -25,10 +25,15 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr milliseconds kTick{100};
+// How often nvidia-smi is asked about the GPUs' memory while a model waits for a device.
+constexpr milliseconds kGpuQueryInterval{1'000};
 // A model used this recently is not idle: a request may be between its arrival and its lease.
 constexpr milliseconds kIdleGrace{300};
 // An unloading worker still running after this gets SIGKILL (it had no requests left to drain).
 constexpr milliseconds kUnloadGrace{10'000};
+// The same for one stopped before it was ever ready: it has nothing to drain, and a worker still
+// loading its model does not act on SIGTERM until the load ends (which may be never).
+constexpr milliseconds kAbortGrace{1'000};
 constexpr uint64_t kUnlimited = std::numeric_limits<uint64_t>::max();
 
 std::shared_ptr<spdlog::logger> log() {
@@ -61,6 +66,7 @@ struct Replica {
     std::string worker_id, device;
     ReplicaState state = ReplicaState::loading;
     Clock::time_point since;
+    bool was_ready = false;
 };
 
 struct Entry {
@@ -131,9 +137,10 @@ uint64_t gpu_memory(const std::string& gpu) {
 
 std::vector<Device> placement_devices(const SpawnOptions& spawn, uint64_t budget) {
     std::vector<Device> out;
-    int cpu = 0;
-    for (const std::string& gpu : spawn_devices(spawn)) {
-        Device d{gpu.empty() ? "cpu" + std::to_string(cpu++) : gpu, gpu, budget};
+    const std::vector<std::string> gpus = spawn_devices(spawn), ids = placement_device_ids(spawn);
+    for (size_t i = 0; i < gpus.size(); ++i) {
+        const std::string& gpu = gpus[i];
+        Device d{ids[i], gpu, budget};
         if (d.budget == 0 && !gpu.empty()) {
             d.budget = gpu_memory(gpu);
             if (d.budget == 0)
@@ -154,6 +161,10 @@ struct ModelRegistry::Impl {
     std::string bin;
     mutable std::mutex mu;  // models
     std::map<std::string, Entry> models;
+    std::map<std::string, uint64_t> reported;  // worker id -> the memory its /health reports (the last tick's)
+    std::map<std::string, bool> resident_gone;  // a resident worker whose process failed or stopped holds nothing
+    std::map<std::string, GpuMemory> gpu_memory_seen;  // device id -> nvidia-smi's last answer (GPUs only)
+    Clock::time_point gpu_queried;
     std::mutex tick_mu;     // one tick at a time (the io_context has several threads)
     boost::asio::steady_timer timer;
     bool stopped = false;
@@ -183,6 +194,12 @@ struct ModelRegistry::Impl {
     void retire(Replica& r, Clock::time_point now);
     void fail(Entry& e, const std::string& why, int retry_after_s, TickOut& out);
     uint64_t placed_on(const std::string& device) const;
+    uint64_t replica_bytes(const Entry& e, const Replica& r) const;
+    uint64_t resident_on(const std::string& device) const;
+    uint64_t estimates_on(const std::string& device) const;
+    uint64_t room_on(const Device& d, uint64_t freeing = 0) const;
+    void ask_gpus();
+    void observe(const std::vector<WorkerStatus>& workers, const std::vector<SpawnedStatus>& procs);
     std::vector<const Device*> allowed_devices(const ModelSpec& spec) const;
     json entry_json(const Entry& e, const std::vector<WorkerStatus>& workers, size_t queued, Clock::time_point now) const;
     HttpResponse admin(const HttpRequest& req);
@@ -206,11 +223,13 @@ void ModelRegistry::Impl::tick() {
     const std::vector<SpawnedStatus> procs = supervisor.status();
     std::map<std::string, size_t> queued;
     for (const ModelSpec& m : o.models) queued[m.name] = admission.queued(m.name);
+    ask_gpus();
     TickOut out;
     {
         std::lock_guard lock(mu);
         if (stopped) return;
         const auto now = Clock::now();
+        observe(workers, procs);
         for (auto& [name, e] : models) {
             e.queued = queued[name];
             refresh(e, workers, procs, now, out);
@@ -248,15 +267,17 @@ void ModelRegistry::Impl::refresh(Entry& e, const std::vector<WorkerStatus>& wor
         }
         if (r.state == ReplicaState::loading && w != workers.end() && w->state == WorkerState::ready) {
             r.state = ReplicaState::ready;
+            r.was_ready = true;
             out.became_ready = true;
             log()->info("model {}: ready on device {} (worker {}, {} ms)", e.spec.name, r.device, r.worker_id,
                         std::chrono::duration_cast<milliseconds>(now - r.since).count());
         } else if (r.state == ReplicaState::loading && now - r.since > o.load_timeout) {
-            failure = "its worker " + r.worker_id + " was not ready after " +
-                      std::to_string(o.load_timeout.count() / 1000) + " s";
+            char limit[32];
+            std::snprintf(limit, sizeof limit, "%g s", static_cast<double>(o.load_timeout.count()) / 1000);
+            failure = "its worker " + r.worker_id + " was not ready after " + limit + " (--load-timeout); stopped";
             log()->warn("model {}: {}", e.spec.name, failure);
             retire(r, now);
-        } else if (r.state == ReplicaState::unloading && now - r.since > kUnloadGrace) {
+        } else if (r.state == ReplicaState::unloading && now - r.since > (r.was_ready ? kUnloadGrace : kAbortGrace)) {
             supervisor.kill_now(r.worker_id);
         }
         return false;
@@ -267,6 +288,12 @@ void ModelRegistry::Impl::refresh(Entry& e, const std::vector<WorkerStatus>& wor
         e.used = true;
     }
     if (e.count(ReplicaState::ready) > 0) e.wanted = false;
+    // A request queued for a model nobody loads wants it: requested() ticks before the request joins the
+    // queue, so a refusal decided at once (the model can never fit) would otherwise miss it.
+    if (e.queued > 0 && e.live() == 0 && !e.wanted) {
+        e.wanted = true;
+        e.wanted_since = now;
+    }
     if (!failure.empty()) {
         e.last_error = failure;
         if (e.wanted && e.live() == 0) fail(e, "the model '" + e.spec.name + "' could not be loaded: " + failure, 5, out);
@@ -288,11 +315,87 @@ void ModelRegistry::Impl::fail(Entry& e, const std::string& why, int retry_after
     out.refusals.push_back({e.spec.name, unavailable(why, retry_after_s)});
 }
 
+// While a model waits for a device, nvidia-smi's view of each GPU's memory (other processes' use
+// included), at most once a kGpuQueryInterval; asked outside mu (it takes a while).
+void ModelRegistry::Impl::ask_gpus() {
+    if (o.spawn.backend != "cuda") return;
+    {
+        std::lock_guard lock(mu);
+        const auto now = Clock::now();
+        const bool waiting = std::any_of(models.begin(), models.end(), [](const auto& kv) {
+            return kv.second.wanted && kv.second.live() < static_cast<size_t>(kv.second.spec.replicas);
+        });
+        if (!waiting || now - gpu_queried < kGpuQueryInterval) return;
+        gpu_queried = now;
+    }
+    std::map<std::string, GpuMemory> seen;
+    for (const Device& d : o.devices)
+        if (auto m = query_gpu_memory(d.gpu)) seen[d.id] = *m;
+    std::lock_guard lock(mu);
+    gpu_memory_seen = std::move(seen);
+}
+
+// The bytes `d` can still take (once `freeing` bytes placed there are freed): its budget less what
+// placement counts there, and, when nvidia-smi reported the GPU, no more than its free memory less
+// the estimates of replicas whose workers have not reported yet (they may not have allocated) (mu held).
+uint64_t ModelRegistry::Impl::room_on(const Device& d, uint64_t freeing) const {
+    const uint64_t used = placed_on(d.id) - std::min(freeing, placed_on(d.id));
+    uint64_t room = d.budget > used ? d.budget - used : 0;
+    const auto gpu = gpu_memory_seen.find(d.id);
+    if (gpu == gpu_memory_seen.end()) return room;
+    uint64_t pending = 0;
+    for (const auto& [name, e] : models)
+        for (const Replica& r : e.replicas)
+            if (r.device == d.id && r.state == ReplicaState::loading && !reported.contains(r.worker_id))
+                pending += e.estimate.total();
+    const uint64_t free = gpu->second.free() + freeing;
+    return std::min(room, free > pending ? free - pending : 0);
+}
+
+// The memory the workers report, and which resident workers' processes are gone (mu held).
+void ModelRegistry::Impl::observe(const std::vector<WorkerStatus>& workers, const std::vector<SpawnedStatus>& procs) {
+    reported.clear();
+    for (const WorkerStatus& w : workers)
+        if (const uint64_t bytes = reported_bytes(w)) reported[w.id] = bytes;
+    resident_gone.clear();
+    for (const SpawnedStatus& p : procs) resident_gone[p.id] = p.state == "stopped" || p.state == "failed";
+}
+
+// What placement counts as taken on `device`: each of the registry's replicas there at the larger of
+// its estimate and what its worker reports (unloading ones too: freed once they exit), plus the
+// resident workers there (mu held).
 uint64_t ModelRegistry::Impl::placed_on(const std::string& device) const {
+    uint64_t sum = resident_on(device);
+    for (const auto& [name, e] : models)
+        for (const Replica& r : e.replicas)
+            if (r.device == device) sum += replica_bytes(e, r);
+    return sum;
+}
+
+// The larger of the replica's estimate and what its worker reports (mu held).
+uint64_t ModelRegistry::Impl::replica_bytes(const Entry& e, const Replica& r) const {
+    const auto it = reported.find(r.worker_id);
+    return std::max(e.estimate.total(), it == reported.end() ? 0 : it->second);
+}
+
+// The resident workers on `device`: what each reports, its estimate until it does (mu held).
+uint64_t ModelRegistry::Impl::resident_on(const std::string& device) const {
+    uint64_t sum = 0;
+    for (const Resident& w : o.residents) {
+        if (w.device != device) continue;
+        const auto gone = resident_gone.find(w.worker_id);
+        if (gone != resident_gone.end() && gone->second) continue;
+        const auto it = reported.find(w.worker_id);
+        sum += it != reported.end() ? it->second : w.estimate;
+    }
+    return sum;
+}
+
+uint64_t ModelRegistry::Impl::estimates_on(const std::string& device) const {
     uint64_t sum = 0;
     for (const auto& [name, e] : models)
         for (const Replica& r : e.replicas)
-            if (r.device == device) sum += e.estimate.total();  // unloading ones too: freed once they exit
+            if (r.device == device) sum += e.estimate.total();
     return sum;
 }
 
@@ -312,11 +415,16 @@ std::vector<const Device*> ModelRegistry::Impl::allowed_devices(const ModelSpec&
 void ModelRegistry::Impl::place(Entry& e, Clock::time_point now, TickOut& out) {
     const uint64_t need = e.estimate.total();
     const std::vector<const Device*> allowed = allowed_devices(e.spec);
-    uint64_t largest = 0;
-    for (const Device* d : allowed) largest = std::max(largest, d->budget);
+    uint64_t largest = 0;  // the most a device offers beside its resident workers
+    for (const Device* d : allowed) {
+        const uint64_t resident = resident_on(d->id);
+        largest = std::max(largest, d->budget > resident ? d->budget - resident : 0);
+    }
     if (allowed.empty() || need > largest) {
-        const std::string why = allowed.empty() ? "none of its gpus is a device this orchestrator places on"
-                                                : "it needs " + mib(need) + " and the largest budget is " + mib(largest);
+        const std::string why = allowed.empty()
+                                    ? "none of its gpus is a device this orchestrator places on"
+                                    : "it needs " + mib(need) + " and the most any device has beside the workers " +
+                                          "started with --spawn is " + mib(largest) + " of its budget";
         return fail(e, "the model '" + e.spec.name + "' cannot be loaded: " + why, 60, out);
     }
     while (e.live() < static_cast<size_t>(e.spec.replicas)) {
@@ -326,8 +434,7 @@ void ModelRegistry::Impl::place(Entry& e, Clock::time_point now, TickOut& out) {
             const bool has = std::any_of(e.replicas.begin(), e.replicas.end(), [&](const Replica& r) {
                 return r.device == d->id && r.state != ReplicaState::unloading;
             });
-            const uint64_t used = placed_on(d->id);
-            const uint64_t free = d->budget > used ? d->budget - used : 0;
+            const uint64_t free = room_on(*d);
             if (!has && free >= need && (!best || free > best_free)) best = d, best_free = free;
         }
         if (!best) break;
@@ -361,10 +468,10 @@ bool ModelRegistry::Impl::evict_for(const Entry& e, const std::vector<const Devi
             other.count(ReplicaState::loading) > 0)
             continue;
         const bool frees = std::any_of(allowed.begin(), allowed.end(), [&](const Device* d) {
-            const bool there = std::any_of(other.replicas.begin(), other.replicas.end(),
-                                           [&](const Replica& r) { return r.device == d->id; });
-            const uint64_t used = placed_on(d->id) - (there ? other.estimate.total() : 0);
-            return there && d->budget >= used && d->budget - used >= e.estimate.total();
+            uint64_t freed = 0;
+            for (const Replica& r : other.replicas)
+                if (r.device == d->id) freed += replica_bytes(other, r);
+            return freed > 0 && room_on(*d, freed) >= e.estimate.total();
         });
         if (frees && (!victim || other.last_use < victim->last_use)) victim = &other;
     }
@@ -566,10 +673,16 @@ json ModelRegistry::status_json() const {
     json models = json::array();
     for (const auto& [name, e] : impl_->models) models.push_back(impl_->entry_json(e, workers, queued[name], now));
     json devices = json::array();
-    for (const Device& d : impl_->o.devices)
+    for (const Device& d : impl_->o.devices) {
+        const auto gpu = impl_->gpu_memory_seen.find(d.id);
         devices.push_back({{"id", d.id},
                            {"budget_bytes", d.budget == kUnlimited ? json() : json(d.budget)},
-                           {"placed_estimate_bytes", impl_->placed_on(d.id)}});
+                           {"placed_estimate_bytes", impl_->estimates_on(d.id)},
+                           {"resident_bytes", impl_->resident_on(d.id)},
+                           {"held_bytes", impl_->placed_on(d.id)},
+                           {"gpu_free_bytes",
+                            gpu != impl_->gpu_memory_seen.end() ? json(gpu->second.free()) : json()}});
+    }
     return {{"models", models}, {"devices", devices}};
 }
 

@@ -20,6 +20,7 @@
 #include "orchestrator/admission.h"
 #include "orchestrator/model_specs.h"
 #include "orchestrator/options.h"
+#include "orchestrator/placement.h"
 #include "orchestrator/supervisor.h"
 #include "orchestrator/worker_pool.h"
 
@@ -39,6 +40,7 @@ struct RegistryOptions {
     SpawnOptions spawn;  // backend, worker binary and arguments (its model is ignored)
     std::chrono::milliseconds load_wait{30'000};     // the longest a request waits for room
     std::chrono::milliseconds load_timeout{300'000};  // the longest a worker may take to become ready
+    std::vector<Resident> residents;  // other workers on the devices (--spawn's): their memory is taken
 };
 
 // The devices to place models on: spawn_devices' GPUs (or --cpu-workers stand-ins) each with

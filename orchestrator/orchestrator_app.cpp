@@ -370,7 +370,9 @@ struct OrchestratorApp::State {
         // The page holds no data; the state it polls is behind the API keys, as /v1/* is.
         server.route("GET", "/", [](const HttpRequest&) { return dashboard_page(); });
         server.route("GET", "/dashboard/state",
-                     guarded([this](const HttpRequest&) { return dashboard_state(pool, requests); }));
+                     guarded([this](const HttpRequest&) {
+                         return dashboard_state(pool, requests, on_demand ? on_demand->status_json()["models"] : json());
+                     }));
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
         server.route("POST", "/v1/completions", guarded([this](const HttpRequest& r) { return generate(r, false); }));
         server.route("POST", "/v1/chat/completions",
@@ -391,8 +393,12 @@ struct OrchestratorApp::State {
     void plan_spawned() {
         if (o.spawn.model.empty() && o.models.empty()) return;
         SupervisorOptions so;
+        std::vector<std::string> spawned_ids;
         if (!o.spawn.model.empty())
-            for (auto& argv : spawn_commands(o.spawn)) so.workers.push_back({pool.new_id(), std::move(argv)});
+            for (auto& argv : spawn_commands(o.spawn)) {
+                spawned_ids.push_back(pool.new_id());
+                so.workers.push_back({spawned_ids.back(), std::move(argv)});
+            }
         SupervisorHooks hooks;
         hooks.listening = [this](const std::string& id, const WorkerUrl& url) { pool.join(url, "spawned", id); };
         hooks.exited = [this](const std::string&, const std::string& url, const std::string& cause, bool restarting) {
@@ -405,7 +411,7 @@ struct OrchestratorApp::State {
         on_demand = std::make_unique<ModelRegistry>(
             ioc, pool, admission, *supervisor,
             RegistryOptions{o.models, placement_devices(o.spawn, o.vram_budget), o.spawn, seconds(o.load_wait_s),
-                            seconds(o.load_timeout_s)});
+                            seconds(o.load_timeout_s), spawned_residents(o.spawn, spawned_ids)});
         admission.on_missing([this](const std::string& model) { return on_demand->will_load(model); });
     }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The dashboard in a real headless Chromium (Selenium): loom-orchestrator spawning one CPU worker on
-stories260K; the page lists the worker, its chart's data and drawing change while streams run, and
-its chat box streams a reply equal to the same request made directly with urllib.
+stories260K, with one more model configured to load on demand; the page lists the worker, its chart's
+data and drawing change while streams run, its chat box streams a reply equal to the same request
+made directly with urllib, and its admin buttons (disabled until an admin key is typed) drain a
+worker and load and unload the configured model.
 
 Environment (set by ctest): LOOM_ORCHESTRATOR_BIN, LOOM_WORKER_BIN, LOOM_MODEL_CACHE, LOOM_SHARED_DIR;
 LOOM_DASHBOARD_SCREENSHOT=FILE.png saves the page as it looks after the chat (an artifact to look at).
@@ -19,6 +21,7 @@ import urllib.request
 
 SKIP = 77
 ADMIN_KEY = "dashboard-admin-key"
+ON_DEMAND = "tiny"  # the configured model the load/unload buttons act on
 
 
 def skip(why):
@@ -53,7 +56,8 @@ class Orchestrator:
     def __init__(self, model):
         self.log = tempfile.NamedTemporaryFile(prefix="dashboard-orchestrator-", suffix=".log", delete=False)
         args = [os.environ["LOOM_ORCHESTRATOR_BIN"], "--port", "0", "--spawn", model, "--backend", "cpu",
-                "--worker-bin", os.environ["LOOM_WORKER_BIN"], "--admin-key", ADMIN_KEY]
+                "--worker-bin", os.environ["LOOM_WORKER_BIN"], "--admin-key", ADMIN_KEY,
+                "--registry-model", json.dumps({"name": ON_DEMAND, "model": model, "context": 256, "max_seqs": 2})]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.port = wait_for("the orchestrator's port", self._port)
         self.base = "http://127.0.0.1:%d" % self.port
@@ -199,23 +203,62 @@ def check_chat(driver, base):
 
 
 
-def check_drain(driver, base):
-    """Drain without the admin key is refused (401 shown); with it typed, the worker is drained, then undrained."""
-    click = lambda: driver.find_element("css selector", "#workers tr[data-worker] button").click()
-    message = lambda: driver.find_element("id", "admin-msg").text
-    click()
-    wait_for("the refusal", lambda: "HTTP 401" in message(), timeout=10)
-    assert worker_row(driver)[2] == "ready", worker_row(driver)
-    driver.find_element("id", "admin-key").send_keys(ADMIN_KEY)
-    click()
-    wait_for("the drained row", lambda: worker_row(driver)[2] == "ready (drained)", timeout=10)
-    req = urllib.request.Request(base + "/admin/workers", headers={"Authorization": "Bearer " + ADMIN_KEY})
+def admin_get(base, path):
+    req = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + ADMIN_KEY})
     with urllib.request.urlopen(req, timeout=5) as r:
-        assert json.load(r)["workers"][0]["drained"] is True
+        return json.load(r)
+
+
+def model_state(base):
+    return [m for m in admin_get(base, "/admin/models")["models"] if m["name"] == ON_DEMAND][0]["state"]
+
+
+def set_admin_key(driver, key):
+    field = driver.find_element("id", "admin-key")
+    field.clear()
+    field.send_keys(key)
+
+
+def check_admin_buttons(driver, base):
+    """Without an admin key every admin button is disabled; a wrong key's 401 is shown; with the right one
+    the worker is drained and undrained, and the configured model loaded and unloaded."""
+    buttons = lambda: driver.find_elements("css selector", "button.admin")
+    wait_for("the model's row", lambda: driver.find_elements("css selector", "#models tr[data-model='%s']" % ON_DEMAND))
+    assert len(buttons()) == 3 and all(not b.is_enabled() for b in buttons()), [b.text for b in buttons()]
+    drain = lambda: driver.find_element("css selector", "#workers tr[data-worker] button").click()
+    model_button = lambda action: driver.find_element(
+        "css selector", "#models tr[data-model='%s'] button[data-action='%s']" % (ON_DEMAND, action)).click()
+    admin_msg = lambda: driver.find_element("id", "admin-msg").text
+    model_msg = lambda: driver.find_element("id", "model-msg").text
+
+    set_admin_key(driver, "not-the-key")
+    wait_for("enabled buttons", lambda: all(b.is_enabled() for b in buttons()), timeout=5)
+    model_button("load")
+    wait_for("the refusal", lambda: "HTTP 401" in model_msg(), timeout=10)
+    assert model_state(base) == "unloaded"
+
+    set_admin_key(driver, ADMIN_KEY)
+    drain()
+    wait_for("the drained row", lambda: worker_row(driver)[2] == "ready (drained)", timeout=10)
+    assert admin_get(base, "/admin/workers")["workers"][0]["drained"] is True
     wait_for("the undrain button", lambda: worker_row(driver)[9] == "undrain", timeout=10)
-    click()
+    drain()
     wait_for("the undrained row", lambda: worker_row(driver)[2] == "ready", timeout=10)
-    print("drain refused without the admin key, drained and undrained with it", flush=True)
+
+    started = time.monotonic()
+    model_button("load")
+    wait_for("the model loaded", lambda: model_state(base) == "ready", timeout=30)
+    loaded_s = time.monotonic() - started
+    model_row = lambda: driver.execute_script(
+        "return Array.from(document.querySelector(\"#models tr[data-model='%s']\").cells).map((td) => td.textContent)"
+        % ON_DEMAND)
+    wait_for("the page showing it ready", lambda: model_row()[1] == "ready", timeout=10)
+    model_button("unload")
+    wait_for("the model unloaded", lambda: model_state(base) == "unloaded", timeout=30)
+    wait_for("the page showing it unloaded", lambda: model_row()[1] == "unloaded", timeout=10)
+    assert "model %s: unloading" % ON_DEMAND in model_msg() or "model %s: unloaded" % ON_DEMAND in model_msg(), model_msg()
+    print("admin buttons: disabled without a key, 401 shown for a wrong one; drained and undrained the worker; "
+          "loaded %s in %.1f s and unloaded it" % (ON_DEMAND, loaded_s), flush=True)
 
 
 def main():
@@ -239,9 +282,9 @@ def main():
         check_chat(driver, orch.base)
         if os.environ.get("LOOM_DASHBOARD_SCREENSHOT"):
             driver.save_screenshot(os.environ["LOOM_DASHBOARD_SCREENSHOT"])
-        check_drain(driver, orch.base)
-        # The refused drain's 401 is the one error the page met on purpose.
-        logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE" and "/admin/workers/" not in e["message"]]
+        check_admin_buttons(driver, orch.base)
+        # The refused load's 401 is the one error the page met on purpose.
+        logs = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE" and "/admin/models/" not in e["message"]]
         assert not logs, logs
         passed = True
     except Exception:

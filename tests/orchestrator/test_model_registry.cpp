@@ -2,12 +2,16 @@
 // loom-orchestrator with configured models on stories260K and CPU workers whose --vram-budget
 // stands in for GPU memory: a request loads its model (its TTFT includes the load), the least
 // recently used idle model is evicted for another, a busy one never is (503 + Retry-After after
-// --load-wait), keep_alive unloads idle models, the admin routes, and bad keep_alive values.
+// --load-wait), keep_alive unloads idle models, the admin routes, and bad keep_alive values; workers
+// started with --spawn take their device's memory (what they report); a worker not ready within
+// --load-timeout is stopped and its request refused while other models are served.
 #include <atomic>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <signal.h>
+#include <sys/stat.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +21,8 @@
 #include "gguf/reader.h"
 #include "orchestrator/admission.h"
 #include "orchestrator/model_specs.h"
+#include "orchestrator/placement.h"
+#include "orchestrator/spawn_plan.h"
 #include "orchestrator/orchestrator_process.h"
 #include "support/run_command.h"
 #include "worker/worker_api.h"
@@ -34,9 +40,9 @@ constexpr int kContext = 256;
 constexpr int kMaxSeqs = 2;
 
 // The estimate the orchestrator makes for every configured model here (the same file and demand).
-uint64_t model_estimate() {
+uint64_t model_estimate(int max_seqs = kMaxSeqs, int context = kContext) {
     const auto f = loom::gguf::File::open(require_stories260k());
-    return loom::gguf::estimate_memory(f, {kContext, kMaxSeqs, 512}).total();
+    return loom::gguf::estimate_memory(f, {context, max_seqs, 512}).total();
 }
 
 json model_entry(const std::string& name, const json& extra = json::object()) {
@@ -413,4 +419,152 @@ TEST_CASE("bad model configurations exit 2 naming the model", "[registry][config
         CHECK(r.exit_code == 2);
         CHECK(r.err.find(message) != std::string::npos);
     }
+}
+
+namespace {
+
+// The memory a worker's /health entry reports, as placement counts it.
+uint64_t reported(const json& worker) {
+    uint64_t sum = 0;
+    if (worker.at("vram_bytes").is_object())
+        for (const auto& [purpose, v] : worker.at("vram_bytes").items())
+            sum += std::max(v.at("reserved").get<uint64_t>(), v.at("used").get<uint64_t>());
+    return sum;
+}
+
+bool process_exists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
+
+}  // namespace
+
+TEST_CASE("the GPUs' memory as nvidia-smi reports it", "[registry]") {
+    using loom::orchestrator::parse_gpu_memory;
+    const auto m = parse_gpu_memory("81559, 1024\n");
+    REQUIRE(m.has_value());
+    CHECK(m->total == uint64_t{81559} << 20);
+    CHECK(m->used == uint64_t{1024} << 20);
+    CHECK(m->free() == uint64_t{80535} << 20);
+    for (const char* bad : {"", "81559", "81559, ", "[N/A], [N/A]", "81559, 1024, 3", "0, 0", "10, 20", "-1, 0"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_gpu_memory(bad).has_value());
+    }
+    CHECK_FALSE(loom::orchestrator::query_gpu_memory("0; true").has_value());  // never reaches a shell
+    // On a host with a GPU the driver answers; without one, nothing is made up.
+    const auto gpu0 = loom::orchestrator::query_gpu_memory("0");
+    if (loom::orchestrator::count_visible_gpus() == 0) {
+        CHECK_FALSE(gpu0.has_value());
+    } else {
+        REQUIRE(gpu0.has_value());
+        CHECK(gpu0->total > (uint64_t{1} << 30));
+        CHECK(gpu0->used <= gpu0->total);
+    }
+}
+
+TEST_CASE("workers started with --spawn take their device's memory: placement counts what they report", "[registry]") {
+    // A budget that holds "big" alone, and "alpha" beside the spawned worker, but not "big" beside it.
+    // Every worker gets --ctx 256 --max-seqs 2 (the spawned one is estimated from them); the models'
+    // estimates are for their entries: the model's context, 16 and 20 sequences.
+    const uint64_t alpha_estimate = model_estimate(16, 0), big_estimate = model_estimate(20, 0);
+    const json path = require_stories260k().string();
+    const json models = json::array({{{"name", "alpha"}, {"model", path}},
+                                     {{"name", "big"}, {"model", path}, {"max_seqs", 20}}});  // never started
+    const json config = {{"spawn", path},
+                         {"backend", "cpu"},
+                         {"worker_bin", worker_bin()},
+                         {"worker_args", {"--ctx=256", "--max-seqs=2"}},
+                         {"admin_key", kAdminKey},
+                         {"models", models},
+                         {"vram_budget", std::to_string(big_estimate)}};
+    OrchestratorProcess orch({}, {"--config", write_file("residents.json", config.dump())});
+    const int port = orch.port();
+    json spawned;
+    REQUIRE(eventually([&] {
+        const json workers = json::parse(http_request(port, "GET", "/health").body).at("workers");
+        if (workers.size() != 1 || workers[0].at("state") != "ready") return false;
+        spawned = workers[0];
+        return reported(spawned) > 0;
+    }));
+    const uint64_t resident = reported(spawned);
+    INFO("alpha " << alpha_estimate << ", big " << big_estimate << ", the spawned worker reports " << resident);
+    REQUIRE(resident < big_estimate - alpha_estimate);  // else the arithmetic above does not hold
+    // Until the spawned worker reported, its estimate (alpha's: the same demand) stood for it.
+    REQUIRE(eventually([&] { return admin_models(port).at("devices")[0].at("resident_bytes") == resident; }));
+
+    const HttpReply big = post(port, "/v1/chat/completions", chat("big"));
+    INFO(big.body);
+    CHECK(big.status == 503);
+    CHECK(big.headers.count("retry-after") == 1);
+    CHECK(json::parse(big.body).at("error").at("message").get<std::string>().find(
+              "beside the workers started with --spawn") != std::string::npos);
+    CHECK(model_status(port, "big").at("replicas").empty());  // no worker was started for it
+
+    const HttpReply alpha = post(port, "/v1/chat/completions", chat("alpha"));
+    INFO(alpha.body);
+    REQUIRE(alpha.status == 200);
+    const json device = admin_models(port).at("devices")[0];
+    CHECK(device.at("placed_estimate_bytes") == alpha_estimate);
+    CHECK(device.at("held_bytes").get<uint64_t>() >= alpha_estimate + resident);
+    CHECK(device.at("gpu_free_bytes").is_null());  // a CPU stand-in: no driver to ask
+    CHECK(model_status(port, "alpha").at("replicas")[0].at("device") == "cpu0");
+}
+
+TEST_CASE("a worker not ready within --load-timeout is stopped; its request gets 503; other models are served",
+          "[registry]") {
+    // The worker for "slow" gets a fifo nobody writes as its model file: it listens, its /health says
+    // "loading", and it never becomes ready. Every other model's worker starts as it is.
+    const auto fifo = temp_dir() / "slow-model.fifo";
+    std::filesystem::remove(fifo);
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    const std::string wrapper = write_file("slow-worker.sh",
+        "#!/usr/bin/env bash\n"
+        "args=(\"$@\")\n"
+        "if [[ \" $* \" == *\" --served-name slow \"* ]]; then\n"
+        "  for i in \"${!args[@]}\"; do [[ ${args[i]} == --model ]] && args[i+1]=" + shell_quote(fifo.string()) + "; done\n"
+        "fi\n"
+        "exec " + shell_quote(worker_bin()) + " \"${args[@]}\"\n");
+    std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+    const json config = {{"models", json::array({model_entry("slow"), model_entry("alpha")})},
+                         {"backend", "cpu"},
+                         {"worker_bin", wrapper},
+                         {"admin_key", kAdminKey},
+                         {"load_timeout", 2.5}};
+    OrchestratorProcess orch({}, {"--config", write_file("load-timeout.json", config.dump())});
+    const int port = orch.port();
+
+    HttpReply slow;
+    double waited = 0;
+    std::thread client([&] {
+        const auto t0 = Clock::now();
+        slow = post(port, "/v1/chat/completions", chat("slow"));
+        waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    });
+    // The half-started worker: listening, loading.
+    json worker;
+    REQUIRE(eventually([&] {
+        const json workers = json::parse(http_request(port, "GET", "/admin/workers", {}, kAdmin).body).at("workers");
+        if (workers.empty() || workers[0].at("state") != "loading" || !workers[0].at("pid").is_number()) return false;
+        worker = workers[0];
+        return true;
+    }));
+    CHECK(model_status(port, "slow").at("state") == "loading");
+    // Meanwhile another model loads and answers.
+    const HttpReply alpha = post(port, "/v1/chat/completions", chat("alpha"));
+    CHECK(alpha.status == 200);
+    client.join();
+    INFO(slow.body);
+    CHECK(slow.status == 503);
+    CHECK(slow.headers.count("retry-after") == 1);
+    CHECK(json::parse(slow.body).at("error").at("message").get<std::string>().find(
+              "could not be loaded: its worker " + worker.at("id").get<std::string>() +
+              " was not ready after 2.5 s (--load-timeout)") != std::string::npos);
+    CHECK(waited >= 2.4);
+    CHECK(waited < 10);
+    // The worker is stopped (SIGKILL a second after its SIGTERM: loading, it does not act on SIGTERM).
+    const pid_t pid = worker.at("pid").get<pid_t>();
+    CHECK(eventually([&] { return !process_exists(pid); }, std::chrono::seconds(10)));
+    REQUIRE(eventually([&] { return state_is(port, "slow", "unloaded"); }, std::chrono::seconds(10)));
+    CHECK(model_status(port, "slow").at("error").get<std::string>().find("--load-timeout") != std::string::npos);
+    // The orchestrator still serves.
+    CHECK(post(port, "/v1/chat/completions", chat("alpha")).status == 200);
+    CHECK(http_request(port, "GET", "/health").status == 200);
+    std::filesystem::remove(fifo);
 }
