@@ -1,9 +1,10 @@
 // Matrix-vector product cases: the tests' shapes, kernel_bench's shapes, inputs, references, bytes.
 #include "kernel_cases/matvec_cases.h"
 
+#include <array>
 #include <cctype>
 #include <cmath>
-#include <tuple>
+#include <initializer_list>
 
 namespace loom::kcases {
 
@@ -18,6 +19,15 @@ std::string lower(std::string s) {
     return s;
 }
 
+// Every shape (n_out, n_in, n_vec) under every type, type by type, seeds counting up from `seed`.
+std::vector<MatvecCase> grid(std::initializer_list<TensorType> types, std::initializer_list<std::array<int, 3>> shapes,
+                             uint32_t seed) {
+    std::vector<MatvecCase> cases;
+    for (const auto type : types)
+        for (const auto& [n_out, n_in, n_vec] : shapes) cases.push_back({type, n_out, n_in, n_vec, seed++});
+    return cases;
+}
+
 }  // namespace
 
 std::string MatvecCase::name() const {
@@ -30,53 +40,33 @@ std::string FusedChainCase::name() const {
 }
 
 std::vector<MatvecCase> matvec_block32_cases() {
-    std::vector<MatvecCase> cases;
-    uint32_t seed = 1000;
-    for (const auto type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0}) {
-        // SmolLM2-135M: q/o (576x576), gate/up (1536x576), down (576x1536); Qwen2.5-0.5B: q/o
-        // (896x896), gate/up (4864x896), down (896x4864); odd: rows not a multiple of the warps per
-        // block, rows shorter than one warp pass.
-        for (const auto& [n_out, n_in, n_vec] : {std::tuple{576, 576, 1}, std::tuple{1536, 576, 2},
-                                                 std::tuple{576, 1536, 3}, std::tuple{896, 896, 1},
-                                                 std::tuple{4864, 896, 5}, std::tuple{896, 4864, 8},
-                                                 std::tuple{37, 32, 1}, std::tuple{131, 96, 4}, std::tuple{1, 160, 7}})
-            cases.push_back({type, n_out, n_in, n_vec, seed++});
-    }
-    return cases;
+    // SmolLM2-135M: q/o (576x576), gate/up (1536x576), down (576x1536); Qwen2.5-0.5B: q/o (896x896),
+    // gate/up (4864x896), down (896x4864); odd: rows not a multiple of the warps per block, rows
+    // shorter than one warp pass.
+    return grid({TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0},
+                {{576, 576, 1}, {1536, 576, 2}, {576, 1536, 3}, {896, 896, 1}, {4864, 896, 5}, {896, 4864, 8},
+                 {37, 32, 1}, {131, 96, 4}, {1, 160, 7}},
+                1000);
 }
 
 std::vector<MatvecCase> matvec_kquant_cases() {
-    std::vector<MatvecCase> cases;
-    uint32_t seed = 2000;
-    for (const auto type : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
-        // SmolLM2 down; Qwen2.5 down (19 super-blocks per row); odd.
-        for (const auto& [n_out, n_in, n_vec] : {std::tuple{576, 1536, 1}, std::tuple{576, 1536, 4},
-                                                 std::tuple{896, 4864, 1}, std::tuple{896, 4864, 8},
-                                                 std::tuple{37, 256, 2}, std::tuple{131, 512, 3}, std::tuple{1, 768, 6}})
-            cases.push_back({type, n_out, n_in, n_vec, seed++});
-    return cases;
+    // SmolLM2 down; Qwen2.5 down (19 super-blocks per row); odd.
+    return grid({TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K},
+                {{576, 1536, 1}, {576, 1536, 4}, {896, 4864, 1}, {896, 4864, 8}, {37, 256, 2}, {131, 512, 3},
+                 {1, 768, 6}},
+                2000);
 }
 
 std::vector<MatvecCase> matvec_half_cases() {
-    std::vector<MatvecCase> cases;
-    uint32_t seed = 3000;
-    for (const auto type : {TensorType::F16, TensorType::BF16})
-        // 37x33 and 5x7: rows of odd length, the unaligned path.
-        for (const auto& [n_out, n_in, n_vec] : {std::tuple{576, 576, 1}, std::tuple{4864, 896, 2},
-                                                 std::tuple{1536, 576, 6}, std::tuple{131, 1000, 1},
-                                                 std::tuple{37, 33, 3}, std::tuple{5, 7, 8}})
-            cases.push_back({type, n_out, n_in, n_vec, seed++});
-    return cases;
+    // 37x33 and 5x7: rows of odd length, the unaligned path.
+    return grid({TensorType::F16, TensorType::BF16},
+                {{576, 576, 1}, {4864, 896, 2}, {1536, 576, 6}, {131, 1000, 1}, {37, 33, 3}, {5, 7, 8}}, 3000);
 }
 
 std::vector<MatvecCase> matvec_f32_cases() {
-    std::vector<MatvecCase> cases;
-    uint32_t seed = 3500;
     // stories260K's output projection and layers; 37x30: rows not a multiple of 4, the unaligned path.
-    for (const auto& [n_out, n_in, n_vec] : {std::tuple{512, 64, 1}, std::tuple{172, 64, 8}, std::tuple{64, 172, 5},
-                                             std::tuple{1000, 576, 2}, std::tuple{37, 30, 4}, std::tuple{3, 1, 1}})
-        cases.push_back({TensorType::F32, n_out, n_in, n_vec, seed++});
-    return cases;
+    return grid({TensorType::F32}, {{512, 64, 1}, {172, 64, 8}, {64, 172, 5}, {1000, 576, 2}, {37, 30, 4}, {3, 1, 1}},
+                3500);
 }
 
 std::vector<MatvecCase> matvec_output_cases() {
@@ -87,13 +77,10 @@ std::vector<MatvecCase> matvec_output_cases() {
 }
 
 std::vector<MatvecCase> matvec_batched_cases() {
-    std::vector<MatvecCase> cases;
-    uint32_t seed = 4500;
-    for (const auto type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
-                            TensorType::F16})
-        for (const auto& [n_out, n_in, n_vec] :
-             {std::tuple{576, 1536, 32}, std::tuple{1536, 512, 12}, std::tuple{131, 256, 9}})
-            cases.push_back({type, n_out, n_in, n_vec, seed++});
+    auto cases = grid({TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
+                       TensorType::F16},
+                      {{576, 1536, 32}, {1536, 512, 12}, {131, 256, 9}}, 4500);
+    uint32_t seed = cases.back().seed + 1;
     cases.push_back({TensorType::F16, 37, 33, 32, seed++});  // the unaligned path
     cases.push_back({TensorType::F32, 64, 172, 17, seed++});
     return cases;
