@@ -1,4 +1,5 @@
 // CUDA kernel microbenchmarks at real model shapes, against the device's measured copy bandwidth.
+// Shapes, inputs and byte counts come from the kernel cases the GPU tests check (tests/kernel_cases).
 #include <benchmark/benchmark.h>
 #include <cuda_runtime_api.h>
 
@@ -11,20 +12,21 @@
 #include <map>
 #include <memory>
 #include <random>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <utility>
 #include <vector>
 
-#include "engine/cpu/cpu_ops.h"
 #include "gguf/half.h"
-#include "gguf/model_shapes.h"
-#include "gguf/quantize.h"
-#include "gguf/synth.h"
 #include "gguf/tensor_type.h"
+#include "kernel_cases/attention_cases.h"
+#include "kernel_cases/bench_shapes.h"
+#include "kernel_cases/inputs.h"
+#include "kernel_cases/matvec_cases.h"
+#include "kernel_cases/rmsnorm_cases.h"
+#include "kernel_cases/rope_cases.h"
+#include "kernel_cases/small_kernel_cases.h"
 #include "kernels/argmax.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_check.h"
@@ -84,14 +86,6 @@ float elapsed_seconds() {
 
 // ---- Inputs ----
 
-std::vector<float> random_floats(uint64_t n, uint32_t seed, float mean, float stddev) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(mean, stddev);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
-
 template <class T>
 void upload(T* dst, const std::vector<T>& host) {
     LOOM_CUDA_CHECK(cudaMemcpy(dst, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
@@ -115,18 +109,17 @@ const std::vector<uint8_t>& quantized_tile(TensorType type, int n_in) {
     static std::map<std::pair<TensorType, int>, std::vector<uint8_t>> cache;
     auto [it, fresh] = cache.try_emplace({type, n_in});
     if (fresh) {
-        const uint64_t rows = std::max(1, (1 << 18) / n_in);
-        const uint64_t n = rows * static_cast<uint64_t>(n_in);
-        const auto w = random_floats(n, 17u + static_cast<uint32_t>(type) * 7919u + static_cast<uint32_t>(n_in), 0.f,
-                                     1.f / std::sqrt(static_cast<float>(n_in)));
-        it->second.resize(gguf::tensor_bytes(type, n));
-        gguf::quantize(type, w.data(), it->second.data(), n);
+        const int rows = std::max(1, (1 << 18) / n_in);
+        it->second = kcases::random_matrix(type, rows, n_in,
+                                           17u + static_cast<uint32_t>(type) * 7919u + static_cast<uint32_t>(n_in),
+                                           1.f / std::sqrt(static_cast<float>(n_in)))
+                         .bytes;
     }
     return it->second;
 }
 
 std::vector<uint8_t> random_half_tile(uint64_t n, uint32_t seed) {
-    const auto f = random_floats(n, seed, 0.f, 1.f);
+    const auto f = kcases::random_normal(n, seed, 0.f, 1.f);
     std::vector<uint8_t> bytes(2 * n);
     for (uint64_t i = 0; i < n; ++i) {
         const uint16_t h = gguf::float_to_half(f[i]);
@@ -247,100 +240,7 @@ void add(const std::string& name, const std::string& label, Make make) {
 
 // ---- Models ----
 
-struct Model {
-    std::string name;
-    gguf::SynthArch arch;
-    gguf::ModelShape shape;
-    int head_dim() const { return static_cast<int>(shape.head_dim()); }
-    int q_dim() const { return static_cast<int>(shape.heads) * head_dim(); }
-    int kv_dim() const { return static_cast<int>(shape.kv_heads) * head_dim(); }
-};
-
-std::vector<Model> bench_models() {
-    std::vector<Model> models;
-    for (const auto& [name, arch] : {std::pair{"smollm2-135m", gguf::SynthArch::llama},
-                                     std::pair{"qwen2.5-0.5b", gguf::SynthArch::qwen2},
-                                     std::pair{"llama3-8b", gguf::SynthArch::llama}})
-        models.push_back({name, arch, gguf::parse_model_shape(name)});
-    return models;
-}
-
-// Attention shapes of other head sizes (only heads, KV heads and head_dim = embd / heads matter):
-// Phi-2's 80, Phi-3's 96, Gemma 2's 256.
-std::vector<Model> attention_models() {
-    std::vector<Model> models;
-    for (const auto& [name, embd, heads, kv_heads] :
-         {std::tuple{"hd80-phi2", 2560u, 32u, 32u}, std::tuple{"hd96-phi3", 3072u, 32u, 32u},
-          std::tuple{"hd256-gemma2", 2048u, 8u, 4u}}) {
-        gguf::ModelShape shape;
-        shape.name = name;
-        shape.embd = embd;
-        shape.heads = heads;
-        shape.kv_heads = kv_heads;
-        models.push_back({name, gguf::SynthArch::llama, shape});
-    }
-    return models;
-}
-
-constexpr gguf::SynthType kSynthTypes[] = {gguf::SynthType::q4_0, gguf::SynthType::q4_1, gguf::SynthType::q8_0,
-                                           gguf::SynthType::q4_k_m, gguf::SynthType::f16};
-
-// A weight matrix of one layer (or the output projection): W (n_out, n_in) in `type`.
-struct Matrix {
-    std::string role;
-    TensorType type;
-    int n_in, n_out;
-    bool operator<(const Matrix& o) const {
-        return std::tie(role, type, n_in, n_out) < std::tie(o.role, o.type, o.n_in, o.n_out);
-    }
-};
-
-// The matrices `loom synth` makes for the model under every synth type: q4_k_m contributes its
-// Q4_K layers and its Q6_K ("more bits") layers, each after fit_row; duplicates collapse.
-std::vector<Matrix> synth_matrices(const Model& m) {
-    std::set<Matrix> out;
-    const uint32_t n = m.shape.layers;
-    const uint32_t plain_layer = n / 8;  // (i - n/8) % 3 == 0: not a "more bits" layer
-    static const std::pair<const char*, const char*> kRoles[] = {
-        {"attn_q", "q"}, {"attn_k", "k"}, {"attn_v", "v"}, {"attn_output", "o"},
-        {"ffn_gate", "gate"}, {"ffn_up", "up"}, {"ffn_down", "down"}};
-    for (const auto type : kSynthTypes) {
-        gguf::SynthOptions o;
-        o.arch = m.arch;
-        o.shape = m.shape;
-        o.type = type;
-        for (const auto& t : gguf::plan_tensors(o)) {
-            const auto n_in = static_cast<int>(t.ne[0]);
-            const auto n_out = t.ne.size() > 1 ? static_cast<int>(t.ne[1]) : 0;
-            if (t.name == "output.weight" || (m.shape.tied_embeddings && t.name == "token_embd.weight"))
-                out.insert({"output", t.type, n_in, n_out});
-            for (const auto& [suffix, role] : kRoles)
-                for (const uint32_t layer : {0u, plain_layer})
-                    if (t.name == "blk." + std::to_string(layer) + "." + suffix + ".weight")
-                        out.insert({role, t.type, n_in, n_out});
-        }
-    }
-    std::vector<Matrix> sorted(out.begin(), out.end());
-    static const std::vector<std::string> kOrder = {"q", "k", "v", "o", "gate", "up", "down", "output"};
-    std::stable_sort(sorted.begin(), sorted.end(), [](const Matrix& a, const Matrix& b) {
-        return std::find(kOrder.begin(), kOrder.end(), a.role) < std::find(kOrder.begin(), kOrder.end(), b.role);
-    });
-    return sorted;
-}
-
-// token_embd's type under every synth type.
-std::set<TensorType> embedding_types(const Model& m) {
-    std::set<TensorType> types;
-    for (const auto type : kSynthTypes) {
-        gguf::SynthOptions o;
-        o.arch = m.arch;
-        o.shape = m.shape;
-        o.type = type;
-        for (const auto& t : gguf::plan_tensors(o))
-            if (t.name == "token_embd.weight") types.insert(t.type);
-    }
-    return types;
-}
+using Model = kcases::BenchModel;
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -353,11 +253,15 @@ std::string dims(int64_t a, int64_t b) { return std::to_string(a) + "x" + std::t
 // Buffers are shared with the launch closures, which keep them alive as long as the case.
 using Mem = std::shared_ptr<DeviceMem>;
 
+Mem device_floats(const std::vector<float>& host) {
+    auto mem = std::make_shared<DeviceMem>(host.size() * sizeof(float));
+    upload(mem->as<float>(), host);
+    return mem;
+}
+
 // Device floats filled with N(mean, stddev) values (never zeros: the kernels see real data).
 Mem device_floats(uint64_t n, uint32_t seed, float mean = 0.f, float stddev = 1.f) {
-    auto mem = std::make_shared<DeviceMem>(n * sizeof(float));
-    upload(mem->as<float>(), random_floats(n, seed, mean, stddev));
-    return mem;
+    return device_floats(kcases::random_normal(n, seed, mean, stddev));
 }
 
 Mem device_ints(const std::vector<int32_t>& v) {
@@ -371,26 +275,23 @@ Mem device_scratch(uint64_t bytes) { return std::make_shared<DeviceMem>(bytes); 
 // ---- Benchmarks per kernel ----
 
 void add_matvec(const Model& m) {
-    for (const auto& mat : synth_matrices(m))
-        for (const int n_vec : {1, 8}) {
-            const std::string type = lower(gguf::tensor_type_name(mat.type));
-            add("matvec/" + m.name + "/" + mat.role + "/" + type + "/nvec:" + std::to_string(n_vec),
-                dims(mat.n_out, mat.n_in), [mat, n_vec] {
-                    const uint64_t w_bytes = gguf::tensor_bytes(mat.type, static_cast<uint64_t>(mat.n_in) * mat.n_out);
-                    auto w = std::make_shared<Weights>(mat.type, mat.n_in, mat.n_out, cold_copies(w_bytes));
-                    auto x = device_floats(static_cast<uint64_t>(n_vec) * mat.n_in, 3);
-                    auto y = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_out * 4);
-                    Case c;
-                    c.bytes = static_cast<double>(w_bytes) + 4.0 * n_vec * (mat.n_in + mat.n_out);
-                    c.copies = w->copies;
-                    c.launch = [=](int copy) {
-                        kernels::matvec(mat.type, w->copy(copy), x->as<float>(),
-                                        y->as<float>(), mat.n_in, mat.n_out, n_vec,
-                                        g_dev.stream);
-                    };
-                    return c;
-                });
-        }
+    for (const auto& named : kcases::matvec_bench_cases(m)) {
+        const kcases::MatvecCase mc = named.c;
+        add("matvec/" + m.name + "/" + named.label, dims(mc.n_out, mc.n_in), [mc] {
+            const uint64_t w_bytes = gguf::tensor_bytes(mc.type, static_cast<uint64_t>(mc.n_in) * mc.n_out);
+            auto w = std::make_shared<Weights>(mc.type, mc.n_in, mc.n_out, cold_copies(w_bytes));
+            auto x = device_floats(kcases::matvec_vectors(mc));
+            auto y = device_scratch(static_cast<uint64_t>(mc.n_vec) * mc.n_out * 4);
+            Case c;
+            c.bytes = kcases::matvec_bytes(mc.type, mc.n_in, mc.n_out, mc.n_vec);
+            c.copies = w->copies;
+            c.launch = [=](int copy) {
+                kernels::matvec(mc.type, w->copy(copy), x->as<float>(), y->as<float>(), mc.n_in, mc.n_out, mc.n_vec,
+                                g_dev.stream);
+            };
+            return c;
+        });
+    }
 }
 
 // The decode path's fused forms at batch 1 and 32: normed products read x ⊙ w and square sums
@@ -398,50 +299,47 @@ void add_matvec(const Model& m) {
 // residual products add into R and write the next norm's inputs.
 void add_fused_matvec(const Model& m) {
     const float eps = m.shape.rms_eps;
-    for (const auto& mat : synth_matrices(m)) {
-        const bool normed = mat.role == "q" || mat.role == "gate", residual = mat.role == "o" || mat.role == "down";
-        if (!normed && !residual) continue;
-        for (const int n_vec : {1, 32}) {
-            const std::string form = mat.role == "gate" ? "matvec_normed_swiglu" : normed ? "matvec_normed" : "matvec_residual";
-            const std::string type = lower(gguf::tensor_type_name(mat.type));
-            add(form + "/" + m.name + "/" + mat.role + "/" + type + "/nvec:" + std::to_string(n_vec),
-                dims(mat.n_out, mat.n_in), [=] {
-                    const uint64_t w_bytes = gguf::tensor_bytes(mat.type, static_cast<uint64_t>(mat.n_in) * mat.n_out);
-                    auto w = std::make_shared<Weights>(mat.type, mat.n_in, mat.n_out, cold_copies(w_bytes));
-                    auto x = device_floats(static_cast<uint64_t>(n_vec) * mat.n_in, 3);
-                    auto norm_w = device_floats(static_cast<uint64_t>(std::max(mat.n_in, mat.n_out)), 4, 1.f, 0.02f);
-                    auto xw = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_in * 4);
-                    auto sums = device_scratch(static_cast<uint64_t>(n_vec) * kernels::norm_partial_count(std::max(mat.n_in, mat.n_out)) * 4);
-                    auto r = device_floats(static_cast<uint64_t>(n_vec) * mat.n_out, 5);
-                    auto rw = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_out * 4);
-                    kernels::norm_inputs(x->as<float>(), norm_w->as<float>(), xw->as<float>(), sums->as<float>(), n_vec,
-                                         mat.n_in, g_dev.stream);
-                    Case c;
-                    c.bytes = static_cast<double>(w_bytes) + 4.0 * n_vec * (mat.n_in + (residual ? 3 : 1) * mat.n_out);
-                    c.copies = w->copies;
-                    c.launch = [=](int copy) {
-                        if (mat.role == "gate")
-                            kernels::matvec_normed_swiglu(mat.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
-                                                          r->as<float>(), mat.n_in, mat.n_out, n_vec, g_dev.stream);
-                        else if (normed)
-                            kernels::matvec_normed(mat.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
-                                                   r->as<float>(), mat.n_in, mat.n_out, n_vec, g_dev.stream);
-                        else
-                            kernels::matvec_residual(mat.type, w->copy(copy), x->as<float>(), r->as<float>(),
-                                                     norm_w->as<float>(), rw->as<float>(), sums->as<float>(), mat.n_in,
-                                                     mat.n_out, n_vec, g_dev.stream);
-                    };
-                    return c;
-                });
-        }
+    for (const auto& named : kcases::fused_matvec_bench_cases(m)) {
+        const kcases::MatvecCase mc = named.c;
+        const std::string role = named.role;
+        const bool residual = role == "o" || role == "down";
+        const std::string form = role == "gate" ? "matvec_normed_swiglu" : residual ? "matvec_residual" : "matvec_normed";
+        add(form + "/" + m.name + "/" + named.label, dims(mc.n_out, mc.n_in), [=] {
+            const int n_in = mc.n_in, n_out = mc.n_out, n_vec = mc.n_vec, n_max = std::max(n_in, n_out);
+            const uint64_t w_bytes = gguf::tensor_bytes(mc.type, static_cast<uint64_t>(n_in) * n_out);
+            auto w = std::make_shared<Weights>(mc.type, n_in, n_out, cold_copies(w_bytes));
+            auto x = device_floats(kcases::matvec_vectors(mc));
+            auto norm_w = device_floats(static_cast<uint64_t>(n_max), 4, 1.f, 0.02f);
+            auto xw = device_scratch(static_cast<uint64_t>(n_vec) * n_in * 4);
+            auto sums = device_scratch(static_cast<uint64_t>(n_vec) * kernels::norm_partial_count(n_max) * 4);
+            auto r = device_floats(static_cast<uint64_t>(n_vec) * n_out, 5);
+            auto rw = device_scratch(static_cast<uint64_t>(n_vec) * n_out * 4);
+            kernels::norm_inputs(x->as<float>(), norm_w->as<float>(), xw->as<float>(), sums->as<float>(), n_vec, n_in,
+                                 g_dev.stream);
+            Case c;
+            c.bytes = kcases::fused_matvec_bytes(mc.type, n_in, n_out, n_vec, residual);
+            c.copies = w->copies;
+            c.launch = [=](int copy) {
+                if (role == "gate")
+                    kernels::matvec_normed_swiglu(mc.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
+                                                  r->as<float>(), n_in, n_out, n_vec, g_dev.stream);
+                else if (!residual)
+                    kernels::matvec_normed(mc.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
+                                           r->as<float>(), n_in, n_out, n_vec, g_dev.stream);
+                else
+                    kernels::matvec_residual(mc.type, w->copy(copy), x->as<float>(), r->as<float>(), norm_w->as<float>(),
+                                             rw->as<float>(), sums->as<float>(), n_in, n_out, n_vec, g_dev.stream);
+            };
+            return c;
+        });
     }
 }
 
 void add_embedding(const Model& m) {
     const int n_embd = static_cast<int>(m.shape.embd);
     const int64_t n_vocab = m.shape.vocab;
-    for (const auto type : embedding_types(m))
-        for (const int n_tokens : {1, 512}) {
+    for (const auto type : kcases::embedding_types(m))
+        for (const int n_tokens : kcases::kBenchTokens) {
             add("embedding/" + m.name + "/" + lower(gguf::tensor_type_name(type)) + "/tokens:" +
                     std::to_string(n_tokens),
                 dims(n_vocab, n_embd), [=] {
@@ -454,8 +352,7 @@ void add_embedding(const Model& m) {
                     auto d_ids = device_ints(ids);
                     auto out = device_scratch(static_cast<uint64_t>(n_tokens) * n_embd * 4);
                     Case c;
-                    c.bytes = static_cast<double>(n_tokens) *
-                              (static_cast<double>(gguf::tensor_bytes(type, n_embd)) + 4.0 * n_embd + 4.0);
+                    c.bytes = kcases::embedding_bytes(type, n_tokens, n_embd);
                     c.copies = table->copies;
                     c.launch = [=](int copy) {
                         kernels::embedding_lookup(type, table->copy(copy), n_vocab, n_embd,
@@ -470,14 +367,16 @@ void add_embedding(const Model& m) {
 void add_elementwise(const Model& m) {
     const int embd = static_cast<int>(m.shape.embd), ffn = static_cast<int>(m.shape.ffn), q_dim = m.q_dim();
     const float eps = m.shape.rms_eps;
-    for (const int tokens : {1, 512}) {
+    for (const int tokens : kcases::kBenchTokens) {
         const std::string suffix = "/" + m.name + "/tokens:" + std::to_string(tokens);
+        const kcases::RmsnormCase norm = kcases::rmsnorm_bench_case(m, tokens);
         add("rmsnorm" + suffix, dims(tokens, embd), [=] {
-            auto x = device_floats(static_cast<uint64_t>(tokens) * embd, 5);
-            auto w = device_floats(embd, 6, 1.f, 0.02f);
+            const auto in = kcases::rmsnorm_inputs(norm);
+            auto x = device_floats(in.x);
+            auto w = device_floats(in.w);
             auto y = device_scratch(static_cast<uint64_t>(tokens) * embd * 4);
             Case c;
-            c.bytes = 8.0 * tokens * embd + 4.0 * embd;
+            c.bytes = kcases::rmsnorm_bytes(tokens, embd);
             c.launch = [=](int) {
                 kernels::rmsnorm(x->as<float>(),
                                  w->as<float>(),
@@ -486,12 +385,13 @@ void add_elementwise(const Model& m) {
             return c;
         });
         add("norm_inputs" + suffix, dims(tokens, embd), [=] {
-            auto x = device_floats(static_cast<uint64_t>(tokens) * embd, 5);
-            auto w = device_floats(embd, 6, 1.f, 0.02f);
+            const auto in = kcases::rmsnorm_inputs(norm);
+            auto x = device_floats(in.x);
+            auto w = device_floats(in.w);
             auto xw = device_scratch(static_cast<uint64_t>(tokens) * embd * 4);
             auto sums = device_scratch(static_cast<uint64_t>(tokens) * kernels::norm_partial_count(embd) * 4);
             Case c;
-            c.bytes = 9.0 * tokens * embd + 4.0 * embd;
+            c.bytes = kcases::norm_inputs_bytes(tokens, embd);
             c.launch = [=](int) {
                 kernels::norm_inputs(x->as<float>(), w->as<float>(), xw->as<float>(), sums->as<float>(), tokens, embd,
                                      g_dev.stream);
@@ -503,7 +403,7 @@ void add_elementwise(const Model& m) {
             auto gate_up = device_floats(2 * n, 7);
             auto out = device_scratch(n * 4);
             Case c;
-            c.bytes = 12.0 * static_cast<double>(n);
+            c.bytes = kcases::swiglu_bytes(n);
             c.launch = [=](int) {
                 kernels::swiglu_pairs(gate_up->as<float>(), tokens, ffn, out->as<float>(), g_dev.stream);
             };
@@ -514,7 +414,7 @@ void add_elementwise(const Model& m) {
             auto gate = device_floats(n, 7), up = device_floats(n, 8);
             auto out = device_scratch(n * 4);
             Case c;
-            c.bytes = 12.0 * static_cast<double>(n);
+            c.bytes = kcases::swiglu_bytes(n);
             c.launch = [=](int) {
                 kernels::swiglu(gate->as<float>(),
                                 up->as<float>(),
@@ -526,7 +426,7 @@ void add_elementwise(const Model& m) {
             const uint64_t n = static_cast<uint64_t>(tokens) * embd;
             auto a = device_floats(n, 9), b = device_floats(n, 10);
             Case c;
-            c.bytes = 12.0 * static_cast<double>(n);
+            c.bytes = kcases::add_bytes(n);
             c.launch = [=](int) {  // in place, as the residual add runs
                 float* x = a->as<float>();
                 kernels::add(x, b->as<float>(), x, static_cast<int64_t>(n),
@@ -538,32 +438,25 @@ void add_elementwise(const Model& m) {
             auto x = device_floats(static_cast<uint64_t>(tokens) * q_dim, 12);
             auto bias = device_floats(q_dim, 13, 0.f, 0.02f);
             Case c;
-            c.bytes = 8.0 * tokens * q_dim + 4.0 * q_dim;
+            c.bytes = kcases::add_bias_bytes(tokens, q_dim);
             c.launch = [=](int) {
                 kernels::add_bias(x->as<float>(),
                                   bias->as<float>(), tokens, q_dim, g_dev.stream);
             };
             return c;
         });
+        const kcases::RopeCase rc = kcases::rope_bench_case(m, tokens);
         add("rope" + suffix, dims(tokens, q_dim + m.kv_dim()), [=] {
-            const int hd = m.head_dim(), kv_dim = m.kv_dim();
-            const int n_head = static_cast<int>(m.shape.heads), n_head_kv = static_cast<int>(m.shape.kv_heads);
-            auto q = device_floats(static_cast<uint64_t>(tokens) * q_dim, 14);
-            auto k = device_floats(static_cast<uint64_t>(tokens) * kv_dim, 15);
-            std::vector<int32_t> pos(tokens);
-            for (int t = 0; t < tokens; ++t) pos[t] = 700 + t;
-            auto d_pos = device_ints(pos);
-            const auto inv = engine::cpu::rope_inv_freq(hd, m.shape.rope_base, {});
-            auto d_inv = device_scratch(inv.size() * 4);
-            upload(d_inv->as<float>(), inv);
-            const auto style = m.arch == gguf::SynthArch::qwen2 ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
+            const auto in = kcases::rope_inputs(rc);
+            auto q = device_floats(in.q), k = device_floats(in.k), d_inv = device_floats(in.inv_freq);
+            auto d_pos = device_ints(in.positions);
+            const auto style = rc.mode == engine::RopeMode::NeoX ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
             Case c;
-            c.bytes = 8.0 * tokens * (q_dim + kv_dim) + 4.0 * tokens + 2.0 * hd;
+            c.bytes = kcases::rope_bytes(tokens, rc.q_dim(), rc.kv_dim(), rc.head_dim);
             c.launch = [=](int) {
-                kernels::rope(q->as<float>(),
-                              k->as<float>(), tokens, n_head, n_head_kv, hd, q_dim,
-                              kv_dim, d_pos->as<int32_t>(),
-                              d_inv->as<float>(), style, g_dev.stream);
+                kernels::rope(q->as<float>(), k->as<float>(), tokens, rc.n_head, rc.n_head_kv, rc.head_dim,
+                              rc.q_stride(), rc.k_stride(), d_pos->as<int32_t>(), d_inv->as<float>(), style,
+                              g_dev.stream);
             };
             return c;
         });
@@ -577,7 +470,7 @@ void add_argmax(const Model& m) {
             auto x = device_floats(static_cast<uint64_t>(rows) * n, 16);
             auto out = device_scratch(static_cast<uint64_t>(rows) * 4);
             Case c;
-            c.bytes = 4.0 * rows * n + 4.0 * rows;
+            c.bytes = kcases::argmax_bytes(rows, n);
             c.launch = [=](int) {
                 kernels::argmax(x->as<float>(), rows, n,
                                 out->as<int32_t>(), g_dev.stream);
@@ -617,9 +510,7 @@ int kv_copies(const Model& m, int n_seq, int ctx, kernels::KvType type) {
 void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvType::f16) {
     const int n_head = static_cast<int>(m.shape.heads), q_dim = m.q_dim(), kv_dim = m.kv_dim();
     const std::string kv_suffix = kv_type == kernels::KvType::f32 ? "/kv:f32" : "";
-    const double kv_bytes = kernels::kv_type_bytes(kv_type);
-    // kv_cache_write: one decode token, a decode batch of 32 sequences, a 512-token prefill.
-    for (const auto& [n_tokens, n_seq] : {std::pair{1, 1}, std::pair{32, 32}, std::pair{512, 1}})
+    for (const auto [n_tokens, n_seq] : kcases::kv_write_bench_cases())
         add("kv_cache_write/" + m.name + "/tokens:" + std::to_string(n_tokens) + "/seqs:" + std::to_string(n_seq) +
                 kv_suffix,
             dims(n_tokens, kv_dim), [=] {
@@ -634,7 +525,7 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                 }
                 auto d_pos = device_ints(pos), d_seq = device_ints(seq);
                 Case c;
-                c.bytes = n_tokens * (8.0 * kv_dim + 2 * kv_bytes * kv_dim + 8.0);
+                c.bytes = kcases::kv_cache_write_bytes(n_tokens, kv_dim, kv_type);
                 c.launch = [=](int) {
                     kernels::kv_cache_write(k->as<float>(),
                                             v->as<float>(), n_tokens, kv_dim, kv_dim,
@@ -645,8 +536,7 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                 return c;
             });
 
-    for (const int ctx : {512, 4096})
-        for (const int batch : {1, 32})
+    for (const auto [ctx, batch] : kcases::decode_bench_cases())
             add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch) +
                     kv_suffix,
                 dims(batch, ctx), [=] {
@@ -659,7 +549,7 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                     auto counters = device_ints(std::vector<int32_t>(
                         static_cast<size_t>(kernels::decode_attention_counters(batch, n_head)), 0));
                     Case c;
-                    c.bytes = static_cast<double>(batch) * ctx * kv_dim * 2 * kv_bytes + 8.0 * batch * q_dim;
+                    c.bytes = kcases::decode_attention_bytes(batch, ctx, q_dim, kv_dim, kv_type);
                     c.copies = kv->layout.n_layer;
                     c.launch = [=](int copy) {
                         kernels::decode_attention(q->as<float>(), q_dim,
@@ -672,13 +562,13 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                     return c;
                 });
 
-    const int T = 512;
+    const int T = kcases::kPrefillBenchTokens;
     add("prefill_attention/" + m.name + "/tokens:" + std::to_string(T) + kv_suffix, dims(T, T), [=] {
         auto kv = std::make_shared<KvCache>(m, 1, T, kv_copies(m, 1, T, kv_type), kv_type);
         auto q = device_floats(static_cast<uint64_t>(T) * q_dim, 25);
         auto out = device_scratch(static_cast<uint64_t>(T) * q_dim * 4);
         Case c;
-        c.bytes = static_cast<double>(T) * kv_dim * 2 * kv_bytes + 8.0 * T * q_dim;
+        c.bytes = kcases::prefill_attention_bytes(T, q_dim, kv_dim, kv_type);
         c.copies = kv->layout.n_layer;
         c.launch = [=](int copy) {
             kernels::prefill_attention(q->as<float>(), q_dim,
@@ -729,7 +619,7 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("device", dev.name);
     benchmark::AddCustomContext("copy_GB/s", copy_line);
 
-    for (const auto& m : bench_models()) {
+    for (const auto& m : kcases::bench_models()) {
         add_embedding(m);
         add_elementwise(m);
         add_kv_and_attention(m);
@@ -738,7 +628,7 @@ int main(int argc, char** argv) {
         add_fused_matvec(m);
         add_argmax(m);
     }
-    for (const auto& m : attention_models()) add_kv_and_attention(m);
+    for (const auto& m : kcases::attention_models()) add_kv_and_attention(m);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     cudaEventDestroy(g_dev.start);

@@ -1,5 +1,5 @@
-// Helpers of the kernel tests: device buffers with a poisoned guard tail, a stream, random inputs,
-// the NMSE measure and its report line.
+// Helpers of the kernel tests: device buffers with a poisoned guard tail, a stream, the NMSE
+// measure and its report line.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "kernel_cases/inputs.h"
 #include "kernels/cuda_check.h"
 
 namespace loom::test {
@@ -103,28 +103,9 @@ inline size_t count_mismatches(const std::vector<float>& a, const std::vector<fl
     return n;
 }
 
-// Uniform in [lo, hi) with a zero-free guarantee: exact zeros are nudged, so no input is 0.
-inline std::vector<float> random_uniform(size_t n, uint32_t seed, float lo, float hi) {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<float> dist(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) {
-        x = dist(rng);
-        if (x == 0.f) x = 1e-3f;
-    }
-    return v;
-}
-
-inline std::vector<float> random_normal(size_t n, uint32_t seed, float mean, float stddev) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(mean, stddev);
-    std::vector<float> v(n);
-    for (auto& x : v) {
-        x = dist(rng);
-        if (x == 0.f) x = 1e-3f;
-    }
-    return v;
-}
+// Seeded inputs come from the kernel cases (tests/kernel_cases), which kernel_bench shares.
+using kcases::random_normal;
+using kcases::random_uniform;
 
 // NMSE = sum (out - ref)^2 / sum ref^2, in double.
 template <class Ref>

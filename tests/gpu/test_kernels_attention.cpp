@@ -11,6 +11,7 @@
 #include "catch.hpp"
 #include "engine/cpu/cpu_ops.h"
 #include "gguf/half.h"
+#include "kernel_cases/attention_cases.h"
 #include "kernel_test_support.h"
 #include "kernels/attention.h"
 #include "kernels/kv_cache.h"
@@ -20,106 +21,37 @@ using test::DeviceBuffer;
 
 namespace {
 
-// The reference reads the same K/V values (fp16-rounded for an f16 cache), so only the f32
-// arithmetic order differs.
-constexpr double kMaxNmse = 1e-6;
+using kcases::Heads;
+using kcases::heads_name;
+using kcases::kAttentionMaxNmse;
+using kcases::kLlama;
+using kcases::kSmol;
+using kcases::kTiny;
 constexpr int kLayer = 1;  // of 2: layer 0 must stay untouched, which checks the layer offsets
 
-struct Heads {
-    const char* name;
-    int n_head, n_head_kv, head_dim;
-};
-constexpr Heads kSmol{"smollm2", 9, 3, 64};
-constexpr Heads kQwen{"qwen2.5", 14, 2, 64};
-constexpr Heads kLlama{"llama3", 32, 8, 128};
-constexpr Heads kWide{"gqa16", 16, 1, 64};  // a group wider than one decode block serves
-constexpr Heads kTiny{"stories260k", 8, 4, 8};
-
-// Every head size class the kernels instantiate, each with GQA ratios 1, 4 and 8 over 2 KV heads.
-constexpr int kHeadDims[] = {16, 48, 64, 80, 96, 128, 160, 256};
-constexpr int kGqaRatios[] = {1, 4, 8};
-std::vector<Heads> head_grid() {
-    std::vector<Heads> grid;
-    for (const int hd : kHeadDims)
-        for (const int ratio : kGqaRatios) grid.push_back({"grid", 2 * ratio, 2, hd});
-    return grid;
-}
-std::string heads_name(const Heads& h, kernels::KvType type) {
-    return std::string(h.name) + " " + std::to_string(h.n_head) + "/" + std::to_string(h.n_head_kv) + "x" +
-           std::to_string(h.head_dim) + " kv " + kernels::kv_type_name(type);
-}
-
-// The value a cache of `type` holds for x.
-float cached(float x, kernels::KvType type) {
-    return type == kernels::KvType::f32 ? x : gguf::half_to_float(gguf::float_to_half(x));
-}
-
-engine::cpu::ThreadPool& pool() {
-    static engine::cpu::ThreadPool p(0);
-    return p;
-}
-
-// Sequences of the given lengths in one paged cache. Each token has a fused [q | k | v] row
-// (stride F); the k and v parts are stored with kv_cache_write through shuffled block tables
-// (with spare blocks, so ids are neither contiguous nor dense), and the arena is checked
-// bit-exact against the host fp16 conversion (or the f32 values), untouched elements still poisoned.
-struct PagedCase {
+// Sequences of the given lengths in one paged cache (kcases::paged_inputs: fused [q | k | v] rows,
+// shuffled block tables with spare blocks); the k and v parts are stored with kv_cache_write, and
+// the arena is checked bit-exact against the host fp16 conversion (or the f32 values), untouched
+// elements still poisoned.
+struct PagedCase : kcases::PagedInputs {
     Heads heads;
     kernels::KvType type;
     std::vector<int> lens;
-    int F = 0, q_dim = 0, kv_dim = 0, table_stride = 0;
     kernels::KvCacheLayout layout;
-    std::vector<std::vector<float>> rows;        // per sequence: lens[s] fused rows
-    std::vector<std::vector<float>> kref, vref;  // per sequence: (lens[s], kv_dim), as cached
-    std::vector<int32_t> tables;
     std::unique_ptr<DeviceBuffer<uint16_t>> arena;  // 16-bit words: one per f16 value, two per f32
     std::unique_ptr<DeviceBuffer<int32_t>> d_tables;
 
     PagedCase(const Heads& h, std::vector<int> seq_lens, uint32_t seed, test::TestStream& stream,
               kernels::KvType kv_type = kernels::KvType::f16)
-        : heads(h), type(kv_type), lens(std::move(seq_lens)) {
-        q_dim = h.n_head * h.head_dim;
-        kv_dim = h.n_head_kv * h.head_dim;
-        F = q_dim + 2 * kv_dim;
-        const int n_seq = static_cast<int>(lens.size());
-        int total_blocks = 0;
-        for (const int len : lens) {
-            const int nb = (len + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
-            total_blocks += nb;
-            table_stride = std::max(table_stride, nb);
-        }
-        layout = {2, total_blocks + 5, h.n_head_kv, h.head_dim, type};
-        std::vector<int32_t> perm(static_cast<size_t>(layout.n_blocks));
-        std::iota(perm.begin(), perm.end(), 0);
-        std::mt19937 rng(seed);
-        std::shuffle(perm.begin(), perm.end(), rng);
-        tables.assign(static_cast<size_t>(n_seq) * table_stride, -1);
-        size_t next = 0;
-        for (int s = 0; s < n_seq; ++s)
-            for (int b = 0; b * kernels::kKvBlockTokens < lens[s]; ++b)
-                tables[static_cast<size_t>(s) * table_stride + b] = perm[next++];
-
-        std::vector<float> all;
-        std::vector<int32_t> positions, token_seq;
-        for (int s = 0; s < n_seq; ++s) {
-            rows.push_back(test::random_uniform(static_cast<size_t>(lens[s]) * F, seed + 1 + s, -2.f, 2.f));
-            all.insert(all.end(), rows.back().begin(), rows.back().end());
-            auto& kr = kref.emplace_back(static_cast<size_t>(lens[s]) * kv_dim);
-            auto& vr = vref.emplace_back(static_cast<size_t>(lens[s]) * kv_dim);
-            for (int p = 0; p < lens[s]; ++p) {
-                positions.push_back(p);
-                token_seq.push_back(s);
-                for (int e = 0; e < kv_dim; ++e) {
-                    const float* row = rows.back().data() + static_cast<size_t>(p) * F;
-                    kr[static_cast<size_t>(p) * kv_dim + e] = cached(row[q_dim + e], type);
-                    vr[static_cast<size_t>(p) * kv_dim + e] = cached(row[q_dim + kv_dim + e], type);
-                }
-            }
-        }
+        : kcases::PagedInputs(kcases::paged_inputs(h, seq_lens, seed, kv_type)),
+          heads(h),
+          type(kv_type),
+          lens(std::move(seq_lens)),
+          layout{2, n_blocks, h.n_head_kv, h.head_dim, kv_type} {
         arena = std::make_unique<DeviceBuffer<uint16_t>>(static_cast<size_t>(layout.arena_bytes() / 2));
         d_tables = std::make_unique<DeviceBuffer<int32_t>>(tables);
         arena->poison();
-        DeviceBuffer<float> d_all(all);
+        DeviceBuffer<float> d_all(all_rows);
         DeviceBuffer<int32_t> d_pos(positions), d_seq(token_seq);
         kernels::kv_cache_write(d_all.get() + q_dim, d_all.get() + q_dim + kv_dim, static_cast<int>(positions.size()),
                                 F, F, d_pos.get(), d_seq.get(), d_tables->get(), table_stride, layer(), stream.get());
@@ -156,17 +88,13 @@ struct PagedCase {
     }
 };
 
-std::string lens_name(const Heads& h, const std::vector<int>& lens) {
-    std::string s = std::string(h.name) + " lens";
-    for (const int len : lens) s += " " + std::to_string(len);
-    return s;
-}
-
-void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed,
-                  kernels::KvType type = kernels::KvType::f16) {
-    INFO(lens_name(h, lens) << " " << heads_name(h, type));
+void check_decode(const kcases::DecodeCase& dc) {
+    const Heads& h = dc.heads;
+    const std::vector<int>& lens = dc.lens;
+    const kernels::KvType type = dc.type;
+    INFO(dc.name() << " " << heads_name(h, type));
     test::TestStream stream;
-    PagedCase c(h, lens, seed, stream, type);
+    PagedCase c(h, lens, dc.seed, stream, type);
     const int n_seq = static_cast<int>(lens.size());
     // Query row r belongs to sequence slot[r] (reversed, so the seq_slots indirection is exercised),
     // and the grid is sized for one split more than the longest sequence needs, as a CUDA graph
@@ -207,24 +135,25 @@ void check_decode(const Heads& h, const std::vector<int>& lens, uint32_t seed,
     CHECK(d_ws.guard_intact());
     for (int r = 0; r < n_seq; ++r) {
         const int s = slot[r];
-        std::vector<float> ref(static_cast<size_t>(c.q_dim));
-        engine::cpu::attention(pool(), q.data() + static_cast<size_t>(r) * c.F, c.kref[s].data(), c.vref[s].data(),
-                               ref.data(), 1, lens[s] - 1, h.n_head, h.n_head_kv, h.head_dim);
+        const auto ref = kcases::attention_reference(h, q.data() + static_cast<size_t>(r) * c.F, c.kref[s].data(),
+                                                     c.vref[s].data(), 1, lens[s] - 1);
         const std::vector<float> got(out.begin() + static_cast<ptrdiff_t>(r) * c.q_dim,
                                      out.begin() + static_cast<ptrdiff_t>(r + 1) * c.q_dim);
         const double err = test::nmse(got, ref);
         test::report_nmse("decode_attention", heads_name(h, type) + " len=" + std::to_string(lens[s]) + " of " +
                                                   std::to_string(n_seq) + " seqs",
                           err);
-        CHECK(err <= kMaxNmse);
+        CHECK(err <= kAttentionMaxNmse);
     }
 }
 
-void check_prefill(const Heads& h, int T, int pos0, uint32_t seed, kernels::KvType type = kernels::KvType::f16) {
-    const std::string what = heads_name(h, type) + " T=" + std::to_string(T) + " pos0=" + std::to_string(pos0);
+void check_prefill(const kcases::PrefillCase& pc) {
+    const Heads& h = pc.heads;
+    const int T = pc.T, pos0 = pc.pos0;
+    const std::string what = pc.name();
     INFO(what);
     test::TestStream stream;
-    PagedCase c(h, {pos0 + T}, seed, stream, type);
+    PagedCase c(h, {pos0 + T}, pc.seed, stream, pc.type);
     // Queries: the fused rows of the T new tokens, passed with row stride F.
     const std::vector<float> rows(c.rows[0].begin() + static_cast<ptrdiff_t>(pos0) * c.F, c.rows[0].end());
     DeviceBuffer<float> d_q(rows);
@@ -235,24 +164,21 @@ void check_prefill(const Heads& h, int T, int pos0, uint32_t seed, kernels::KvTy
     const auto out = d_out.download();
     CHECK(test::count_unwritten(out) == 0);
     CHECK(d_out.guard_intact());
-    std::vector<float> q(static_cast<size_t>(T) * c.q_dim), ref(q.size());
+    std::vector<float> q(static_cast<size_t>(T) * c.q_dim);
     for (int t = 0; t < T; ++t)
         std::copy_n(rows.data() + static_cast<size_t>(t) * c.F, c.q_dim, q.data() + static_cast<size_t>(t) * c.q_dim);
-    engine::cpu::attention(pool(), q.data(), c.kref[0].data(), c.vref[0].data(), ref.data(), T, pos0, h.n_head,
-                           h.n_head_kv, h.head_dim);
+    const auto ref = kcases::attention_reference(h, q.data(), c.kref[0].data(), c.vref[0].data(), T, pos0);
     const double err = test::nmse(out, ref);
     test::report_nmse("prefill_attention", what, err);
-    CHECK(err <= kMaxNmse);
+    CHECK(err <= kAttentionMaxNmse);
 }
 
 }  // namespace
 
 TEST_CASE("kv_cache_write stores exact fp16 rows through block tables", "[gpu][attention]") {
     test::TestStream stream;
-    PagedCase a(kSmol, {1, 16, 17, 33}, 900, stream);
-    PagedCase b(kQwen, {300, 5}, 910, stream);
-    PagedCase c(kLlama, {64, 2}, 920, stream);
-    PagedCase d(kTiny, {40, 3}, 930, stream);
+    for (const auto& c : kcases::kv_write_test_cases(kernels::KvType::f16))
+        const PagedCase checked(c.heads, c.lens, c.seed, stream, c.type);  // its constructor checks the arena
 }
 
 // Two sequences at different positions in shuffled blocks, one fused [q | k | v] row per token:
@@ -346,37 +272,17 @@ TEST_CASE("update_block_tables applies exactly the staged pairs, up to the devic
 }
 
 TEST_CASE("decode_attention matches the CPU reference", "[gpu][attention]") {
-    uint32_t seed = 1000;
-    for (const Heads& h : {kSmol, kQwen, kLlama}) {
-        check_decode(h, {1, 17, 300, 2049, 16, 257}, seed += 10);  // split over the keys, combined
-        check_decode(h, {17, 1, 200}, seed += 10);                 // one split: written directly
-        check_decode(h, {2500}, seed += 10);
-    }
-    check_decode(kWide, {300, 40}, seed += 10);
-    check_decode(kTiny, {1, 17, 300, 2048}, seed += 10);
+    for (const auto& c : kcases::decode_test_cases()) check_decode(c);
 }
 
 TEST_CASE("prefill_attention matches the CPU reference", "[gpu][attention]") {
-    uint32_t seed = 2000;
-    for (const Heads& h : {kSmol, kQwen, kLlama}) {
-        check_prefill(h, 1, 0, seed += 10);
-        check_prefill(h, 17, 0, seed += 10);
-        check_prefill(h, 300, 0, seed += 10);
-        check_prefill(h, 45, 300, seed += 10);  // a later chunk of a prompt
-        check_prefill(h, 1, 2000, seed += 10);  // one query over a long cache
-    }
-    check_prefill(kSmol, 2100, 0, seed += 10);
-    check_prefill(kLlama, 2048, 17, seed += 10);
-    check_prefill(kWide, 70, 10, seed += 10);
-    check_prefill(kTiny, 8, 0, seed += 10);
-    check_prefill(kTiny, 8, 300, seed += 10);
+    for (const auto& c : kcases::prefill_test_cases()) check_prefill(c);
 }
 
 TEST_CASE("kv_cache_write stores exact f32 rows when the cache is f32", "[gpu][attention][kv_f32]") {
     test::TestStream stream;
-    PagedCase a(kSmol, {1, 16, 17, 33}, 950, stream, kernels::KvType::f32);
-    PagedCase b(kLlama, {64, 2}, 951, stream, kernels::KvType::f32);
-    PagedCase c(kTiny, {40, 3}, 952, stream, kernels::KvType::f32);
+    for (const auto& c : kcases::kv_write_test_cases(kernels::KvType::f32))
+        const PagedCase checked(c.heads, c.lens, c.seed, stream, c.type);  // its constructor checks the arena
 }
 
 // Head sizes 16 .. 256 (multiples of 16 with chunk counts that do and do not divide the decode
@@ -384,20 +290,10 @@ TEST_CASE("kv_cache_write stores exact f32 rows when the cache is f32", "[gpu][a
 // both cache types; fresh random inputs per case, outputs poisoned.
 TEST_CASE("decode_attention matches the CPU reference for every head size class and GQA ratio",
           "[gpu][attention][heads]") {
-    uint32_t seed = 3000;
-    for (const Heads& h : head_grid())
-        for (const auto type : {kernels::KvType::f16, kernels::KvType::f32}) {
-            check_decode(h, {1, 17, 300, 600}, seed += 10, type);  // splits, merged
-            check_decode(h, {40, 1}, seed += 10, type);            // one split
-        }
+    for (const auto& c : kcases::decode_head_grid_cases()) check_decode(c);
 }
 
 TEST_CASE("prefill_attention matches the CPU reference for every head size class and GQA ratio",
           "[gpu][attention][heads]") {
-    uint32_t seed = 4000;
-    for (const Heads& h : head_grid())
-        for (const auto type : {kernels::KvType::f16, kernels::KvType::f32}) {
-            check_prefill(h, 45, 0, seed += 10, type);
-            check_prefill(h, 33, 300, seed += 10, type);  // a later chunk: full and partial tiles
-        }
+    for (const auto& c : kcases::prefill_head_grid_cases()) check_prefill(c);
 }

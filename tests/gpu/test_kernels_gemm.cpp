@@ -10,13 +10,12 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "catch.hpp"
 #include "gguf/half.h"
-#include "gguf/quantize.h"
 #include "gguf/tensor_type.h"
+#include "kernel_cases/gemm_cases.h"
 #include "kernel_test_support.h"
 #include "kernels/dequantize.h"
 #include "kernels/gemm.h"
@@ -27,54 +26,12 @@ using test::DeviceBuffer;
 
 namespace {
 
-// Against the exact product (CPU-dequantized weights, f32 activations): rounding both inputs to fp16
-// perturbs each term by a relative error of at most 2^-11, independently, so the NMSE is about the
-// summed variances of the two roundings, ~1e-7 (measured on an H100: 3e-8 .. 8e-8); f32 accumulation
-// adds ~1e-12. The bound 5e-5 leaves room for inputs less kind than these (weights near fp16
-// subnormals, activations with outliers), yet a wrong layout, a transposed operand or a stale block
-// scores ~1 or more.
-constexpr double kMaxNmse = 5e-5;
-// Against the product of the fp16-rounded inputs themselves only the accumulation differs: fp32 in
-// the tensor cores (truncating adds per 16-element step) and cuBLAS's fp32 split-K sums (measured:
-// 5e-13 at 576 terms .. 7e-11 at 14336). 1e-7 still fails bf16 (~1e-5) or TF32-like operand rounding.
-constexpr double kMaxNmseF16Inputs = 1e-7;
-// F32 weights are multiplied in full fp32 (no fp16 or TF32 rounding of either operand): only the
-// fp32 accumulation order differs from the exact product (~1e-12); any operand rounding scores ~1e-7.
-constexpr double kMaxNmseF32 = 1e-9;
+using kcases::GemmCase;
+using kcases::kGemmMaxNmse;
+using kcases::kGemmMaxNmseF16Inputs;
+using kcases::kGemmMaxNmseF32;
 
 std::string type_name(TensorType type) { return std::string(gguf::tensor_type_name(type)); }
-
-std::string gemm_case(TensorType type, int n_in, int n_out, int n_rows) {
-    return type_name(type) + " " + std::to_string(n_rows) + "x" + std::to_string(n_in) + "->" + std::to_string(n_out);
-}
-
-float round_to_f16(float v) { return gguf::half_to_float(gguf::float_to_half(v)); }
-
-// fn(i) for i in [0, n), split over the host's cores (the f64 references are the slow part of the run).
-void parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
-    const int64_t n_threads = std::max(1u, std::thread::hardware_concurrency());
-    std::vector<std::thread> threads;
-    for (int64_t t = 0; t < n_threads; ++t)
-        threads.emplace_back([&, t] {
-            for (int64_t i = t; i < n; i += n_threads) fn(i);
-        });
-    for (auto& th : threads) th.join();
-}
-
-// A random (n_rows, n_in) matrix quantized to `type`, and the CPU dequantizer's view of it.
-struct Quantized {
-    std::vector<uint8_t> bytes;
-    std::vector<float> values;
-};
-
-Quantized make_weights(TensorType type, int64_t n_rows, int n_in, uint32_t seed) {
-    const auto n = static_cast<uint64_t>(n_rows * n_in);
-    const auto weights = test::random_normal(n, seed, 0.f, 0.05f);
-    Quantized q{std::vector<uint8_t>(gguf::tensor_bytes(type, n)), std::vector<float>(n)};
-    gguf::quantize(type, weights.data(), q.bytes.data(), n);
-    gguf::dequantize(type, q.bytes.data(), q.values.data(), n);
-    return q;
-}
 
 // Uploads `bytes`, dequantizes on the GPU and requires every fp16 value to carry the CPU value's bits.
 void check_dequantize(TensorType type, const std::vector<uint8_t>& bytes, const std::vector<float>& cpu, int n_in,
@@ -95,37 +52,8 @@ void check_dequantize(TensorType type, const std::vector<uint8_t>& bytes, const 
 }
 
 void check_dequantize_random(TensorType type, int n_in, int64_t n_rows, uint32_t seed) {
-    const auto q = make_weights(type, n_rows, n_in, seed);
+    const auto q = kcases::random_matrix(type, n_rows, n_in, seed);
     check_dequantize(type, q.bytes, q.values, n_in, n_rows);
-}
-
-// f64 products of W (n_out, n_in) and X (n_rows, n_in): `exact` over the given values, `f16` over the
-// same values rounded to fp16.
-struct Reference {
-    std::vector<double> exact, f16;
-};
-
-Reference reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out, int n_rows) {
-    std::vector<float> w16(w.size()), x16(x.size());
-    std::transform(w.begin(), w.end(), w16.begin(), round_to_f16);
-    std::transform(x.begin(), x.end(), x16.begin(), round_to_f16);
-    const auto n = static_cast<int64_t>(n_rows) * n_out;
-    Reference ref{std::vector<double>(n), std::vector<double>(n)};
-    parallel_for(n, [&](int64_t i) {
-        const int64_t r = i / n_out, o = i % n_out;
-        const float* wr = w.data() + o * n_in;
-        const float* wr16 = w16.data() + o * n_in;
-        const float* xr = x.data() + r * n_in;
-        const float* xr16 = x16.data() + r * n_in;
-        double exact = 0, f16 = 0;
-        for (int k = 0; k < n_in; ++k) {
-            exact += static_cast<double>(wr[k]) * xr[k];
-            f16 += static_cast<double>(wr16[k]) * xr16[k];
-        }
-        ref.exact[i] = exact;
-        ref.f16[i] = f16;
-    });
-    return ref;
 }
 
 // The cuBLAS handle and its workspace, as a model load would make them.
@@ -135,43 +63,38 @@ struct Gemm {
     kernels::GemmContext ctx{cublas_workspace.get(), cublas_workspace.size(), stream.get()};
 };
 
-void check_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows, uint32_t seed) {
-    const std::string what = gemm_case(type, n_in, n_out, n_rows);
+void check_gemm(Gemm& g, const GemmCase& c) {
+    const std::string what = c.name();
     INFO(what);
-    const auto w = make_weights(type, n_out, n_in, seed);
-    const auto x = test::random_uniform(static_cast<size_t>(n_rows) * n_in, seed + 1, -1.f, 1.f);
+    const auto [w, x] = kcases::gemm_inputs(c);
 
     DeviceBuffer<uint8_t> d_w(w.bytes);
     DeviceBuffer<float> d_x(x);
-    DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
-    DeviceBuffer<uint8_t> d_ws(kernels::gemm_workspace_bytes(n_in, n_out, n_rows));  // exactly what it asks for
+    DeviceBuffer<float> d_y(static_cast<size_t>(c.n_rows) * c.n_out);
+    DeviceBuffer<uint8_t> d_ws(kernels::gemm_workspace_bytes(c.n_in, c.n_out, c.n_rows));  // exactly what it asks for
     d_y.poison();
     d_ws.poison();
-    kernels::gemm(g.ctx, type, d_w.get(), d_x.get(), d_y.get(), n_in, n_out, n_rows, d_ws.get(), d_ws.size(),
+    kernels::gemm(g.ctx, c.type, d_w.get(), d_x.get(), d_y.get(), c.n_in, c.n_out, c.n_rows, d_ws.get(), d_ws.size(),
                   g.stream.get());
     const auto y = d_y.download();
 
-    const auto ref = reference(w.values, x, n_in, n_out, n_rows);
+    const auto ref = kcases::gemm_reference(w.values, x, c.n_in, c.n_out, c.n_rows);
     const double err = test::nmse(y, ref.exact), err16 = test::nmse(y, ref.f16);
     test::report_nmse("gemm", what, err);
     test::report_nmse("gemm_vs_f16_inputs", what, err16);
     CHECK(test::count_unwritten(y) == 0);
     CHECK(d_y.guard_intact());
     CHECK(d_ws.guard_intact());
-    CHECK(err <= kMaxNmse);
-    if (type == TensorType::F32) CHECK(err <= kMaxNmseF32);
-    else CHECK(err16 <= kMaxNmseF16Inputs);
+    CHECK(err <= kGemmMaxNmse);
+    if (c.type == TensorType::F32) CHECK(err <= kGemmMaxNmseF32);
+    else CHECK(err16 <= kGemmMaxNmseF16Inputs);
 }
-
-const TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0,
-                                TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
-                                TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
 }  // namespace
 
 TEST_CASE("dequantize_to_f16 equals the CPU dequantizer rounded to fp16, bit for bit", "[gpu][gemm][dequantize]") {
     uint32_t seed = 5000;
-    for (const auto type : kAllTypes) {
+    for (const auto type : kcases::gemm_types()) {
         check_dequantize_random(type, 1536, 576, seed++);  // SmolLM2 down projection (576, 1536)
         check_dequantize_random(type, 512, 37, seed++);    // rows not filling a thread block
         check_dequantize_random(type, 256, 1, seed++);     // one super-block
@@ -201,41 +124,22 @@ TEST_CASE("dequantize_to_f16 rounds f32 like the CPU: ties to even, subnormals, 
 
 TEST_CASE("gemm matches the f64 product for every weight type", "[gpu][gemm]") {
     Gemm g;
-    uint32_t seed = 6000;
-    for (const auto type : kAllTypes) {
-        // SmolLM2 gate/up, a few rows (K-quants take 768: 576 is no multiple of their 256-element blocks).
-        const bool k_quant = gguf::tensor_type_info(type).block_elems == 256;
-        check_gemm(g, type, k_quant ? 768 : 576, 1536, 9, seed++);
-        check_gemm(g, type, 1536, 576, 64, seed++);  // SmolLM2 down
-    }
-    check_gemm(g, TensorType::Q4_0, 576, 576, 1, seed++);  // one row
-    check_gemm(g, TensorType::Q8_0, 576, 576, 1, seed++);
-    check_gemm(g, TensorType::F32, 64, 172, 3, seed++);  // stories260K-sized
-    check_gemm(g, TensorType::F32, 33, 37, 5, seed++);   // odd leading dimensions
-    check_gemm(g, TensorType::F16, 33, 37, 5, seed++);
-    check_gemm(g, TensorType::Q4_K, 256, 131, 7, seed++);
+    for (const auto& c : kcases::gemm_test_cases()) check_gemm(g, c);
 }
 
 TEST_CASE("gemm at prefill sizes: 512 rows, the SmolLM2 vocabulary, an 8B MLP", "[gpu][gemm]") {
     Gemm g;
-    uint32_t seed = 7000;
-    check_gemm(g, TensorType::Q4_1, 576, 1536, 512, seed++);
-    check_gemm(g, TensorType::Q4_K, 1536, 576, 512, seed++);
-    check_gemm(g, TensorType::Q8_0, 576, 49152, 64, seed++);  // output projection
-    check_gemm(g, TensorType::F16, 576, 49152, 9, seed++);
-    check_gemm(g, TensorType::Q4_0, 4096, 14336, 1, seed++);  // Llama-3-8B gate/up
-    check_gemm(g, TensorType::Q4_0, 4096, 14336, 9, seed++);
-    check_gemm(g, TensorType::Q6_K, 14336, 4096, 9, seed++);  // and down
+    for (const auto& c : kcases::gemm_prefill_cases()) check_gemm(g, c);
 }
 
 TEST_CASE("gemm runs on other streams than the context's and inside CUDA graph capture", "[gpu][gemm]") {
     test::TestStream other;  // made before the context, so it outlives the context bound to it last
     Gemm g;
-    const TensorType type = TensorType::Q4_K;
-    const int n_in = 1536, n_out = 576, n_rows = 64;
-    const auto w = make_weights(type, n_out, n_in, 8000);
-    const auto x = test::random_uniform(static_cast<size_t>(n_rows) * n_in, 8001, -1.f, 1.f);
-    const auto ref = reference(w.values, x, n_in, n_out, n_rows);
+    const GemmCase c{TensorType::Q4_K, 1536, 576, 64, 8000};
+    const TensorType type = c.type;
+    const int n_in = c.n_in, n_out = c.n_out, n_rows = c.n_rows;
+    const auto [w, x] = kcases::gemm_inputs(c);
+    const auto ref = kcases::gemm_reference(w.values, x, n_in, n_out, n_rows);
     DeviceBuffer<uint8_t> d_w(w.bytes);
     DeviceBuffer<float> d_x(x);
     DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
@@ -246,9 +150,9 @@ TEST_CASE("gemm runs on other streams than the context's and inside CUDA graph c
     auto check_y = [&](const char* how) {
         const auto y = d_y.download();
         const double err = test::nmse(y, ref.f16);
-        test::report_nmse("gemm_vs_f16_inputs", gemm_case(type, n_in, n_out, n_rows) + " " + how, err);
+        test::report_nmse("gemm_vs_f16_inputs", c.name() + " " + how, err);
         CHECK(test::count_unwritten(y) == 0);
-        CHECK(err <= kMaxNmseF16Inputs);
+        CHECK(err <= kGemmMaxNmseF16Inputs);
     };
 
     d_y.poison();
@@ -335,8 +239,8 @@ double median_us(cudaStream_t stream, const std::function<void()>& fn) {
 }
 
 void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
-    const auto w = make_weights(type, n_out, n_in, 9000);
-    const auto x = test::random_uniform(static_cast<size_t>(n_rows) * n_in, 9001, -1.f, 1.f);
+    const GemmCase c{type, n_in, n_out, n_rows, 9000};
+    const auto [w, x] = kcases::gemm_inputs(c);
     DeviceBuffer<uint8_t> d_w(w.bytes);
     DeviceBuffer<float> d_x(x);
     DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
@@ -353,11 +257,11 @@ void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
     const double total_us = median_us(s, [&] {
         kernels::gemm(g.ctx, type, d_w.get(), d_x.get(), d_y.get(), n_in, n_out, n_rows, d_ws.get(), d_ws.size(), s);
     });
-    const double flop = 2.0 * n_rows * n_in * n_out;
-    const double w_gb = (w.bytes.size() + 2.0 * n_out * n_in) / 1e9;  // read quantized, write fp16
+    const double flop = kcases::gemm_flops(n_in, n_out, n_rows);
+    const double w_gb = kcases::gemm_dequantize_bytes(type, n_in, n_out) / 1e9;
     std::printf("[timing] gemm %s: dequantize W %.1f us (%.0f GB/s) + convert X %.1f us + cuBLAS %.1f us "
                 "(%.1f TFLOP/s) | whole gemm %.1f us (%.1f TFLOP/s)\n",
-                gemm_case(type, n_in, n_out, n_rows).c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us,
+                c.name().c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us,
                 cublas_us, flop / (cublas_us * 1e-6) / 1e12, total_us, flop / (total_us * 1e-6) / 1e12);
     CHECK(test::count_unwritten(d_y.download()) == 0);
 }

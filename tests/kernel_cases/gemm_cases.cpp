@@ -1,0 +1,108 @@
+// Matrix product cases: the tests' shapes, inputs, the f64 references, bytes and FLOPs.
+#include "kernel_cases/gemm_cases.h"
+
+#include <algorithm>
+#include <functional>
+#include <thread>
+
+#include "gguf/half.h"
+
+namespace loom::kcases {
+
+using gguf::TensorType;
+
+namespace {
+
+float round_to_f16(float v) { return gguf::half_to_float(gguf::float_to_half(v)); }
+
+// fn(i) for i in [0, n), split over the host's cores (the f64 references are the slow part of a run).
+void parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
+    const int64_t n_threads = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> threads;
+    for (int64_t t = 0; t < n_threads; ++t)
+        threads.emplace_back([&, t] {
+            for (int64_t i = t; i < n; i += n_threads) fn(i);
+        });
+    for (auto& th : threads) th.join();
+}
+
+}  // namespace
+
+const std::vector<TensorType>& gemm_types() {
+    static const std::vector<TensorType> types = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                                                  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+                                                  TensorType::Q5_1, TensorType::Q8_0, TensorType::Q4_K,
+                                                  TensorType::Q5_K, TensorType::Q6_K};
+    return types;
+}
+
+std::string GemmCase::name() const {
+    return std::string(gguf::tensor_type_name(type)) + " " + std::to_string(n_rows) + "x" + std::to_string(n_in) +
+           "->" + std::to_string(n_out);
+}
+
+std::vector<GemmCase> gemm_test_cases() {
+    std::vector<GemmCase> cases;
+    uint32_t seed = 6000;
+    for (const auto type : gemm_types()) {
+        // SmolLM2 gate/up, a few rows (K-quants take 768: 576 is no multiple of their 256-element blocks).
+        const bool k_quant = gguf::tensor_type_info(type).block_elems == 256;
+        cases.push_back({type, k_quant ? 768 : 576, 1536, 9, seed++});
+        cases.push_back({type, 1536, 576, 64, seed++});  // SmolLM2 down
+    }
+    cases.push_back({TensorType::Q4_0, 576, 576, 1, seed++});  // one row
+    cases.push_back({TensorType::Q8_0, 576, 576, 1, seed++});
+    cases.push_back({TensorType::F32, 64, 172, 3, seed++});  // stories260K-sized
+    cases.push_back({TensorType::F32, 33, 37, 5, seed++});   // odd leading dimensions
+    cases.push_back({TensorType::F16, 33, 37, 5, seed++});
+    cases.push_back({TensorType::Q4_K, 256, 131, 7, seed++});
+    return cases;
+}
+
+std::vector<GemmCase> gemm_prefill_cases() {
+    return {{TensorType::Q4_1, 576, 1536, 512, 7000},
+            {TensorType::Q4_K, 1536, 576, 512, 7001},
+            {TensorType::Q8_0, 576, 49152, 64, 7002},  // output projection
+            {TensorType::F16, 576, 49152, 9, 7003},
+            {TensorType::Q4_0, 4096, 14336, 1, 7004},  // Llama-3-8B gate/up
+            {TensorType::Q4_0, 4096, 14336, 9, 7005},
+            {TensorType::Q6_K, 14336, 4096, 9, 7006}};  // and down
+}
+
+GemmInputs gemm_inputs(const GemmCase& c) {
+    return {random_matrix(c.type, c.n_out, c.n_in, c.seed),
+            random_uniform(static_cast<size_t>(c.n_rows) * c.n_in, c.seed + 1, -1.f, 1.f)};
+}
+
+GemmReference gemm_reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out,
+                             int n_rows) {
+    std::vector<float> w16(w.size()), x16(x.size());
+    std::transform(w.begin(), w.end(), w16.begin(), round_to_f16);
+    std::transform(x.begin(), x.end(), x16.begin(), round_to_f16);
+    const auto n = static_cast<int64_t>(n_rows) * n_out;
+    GemmReference ref{std::vector<double>(n), std::vector<double>(n)};
+    parallel_for(n, [&](int64_t i) {
+        const int64_t r = i / n_out, o = i % n_out;
+        const float* wr = w.data() + o * n_in;
+        const float* wr16 = w16.data() + o * n_in;
+        const float* xr = x.data() + r * n_in;
+        const float* xr16 = x16.data() + r * n_in;
+        double exact = 0, f16 = 0;
+        for (int k = 0; k < n_in; ++k) {
+            exact += static_cast<double>(wr[k]) * xr[k];
+            f16 += static_cast<double>(wr16[k]) * xr16[k];
+        }
+        ref.exact[i] = exact;
+        ref.f16[i] = f16;
+    });
+    return ref;
+}
+
+double gemm_flops(int n_in, int n_out, int n_rows) { return 2.0 * n_rows * n_in * n_out; }
+
+double gemm_dequantize_bytes(TensorType type, int n_in, int n_out) {
+    const auto n = static_cast<uint64_t>(n_in) * n_out;
+    return static_cast<double>(gguf::tensor_bytes(type, n)) + 2.0 * static_cast<double>(n);
+}
+
+}  // namespace loom::kcases

@@ -1,0 +1,62 @@
+// Dequantize-then-cuBLAS matrix product cases: shapes, inputs, the f64 references (exact, and over
+// the fp16-rounded inputs), the tolerances, bytes and FLOPs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gguf/tensor_type.h"
+#include "kernel_cases/inputs.h"
+
+namespace loom::kcases {
+
+// Against the exact product (CPU-dequantized weights, f32 activations): rounding both inputs to fp16
+// perturbs each term by a relative error of at most 2^-11, independently, so the NMSE is about the
+// summed variances of the two roundings, ~1e-7 (measured on an H100: 3e-8 .. 8e-8); f32 accumulation
+// adds ~1e-12. The bound 5e-5 leaves room for inputs less kind than these (weights near fp16
+// subnormals, activations with outliers), yet a wrong layout, a transposed operand or a stale block
+// scores ~1 or more.
+inline constexpr double kGemmMaxNmse = 5e-5;
+// Against the product of the fp16-rounded inputs themselves only the accumulation differs: fp32 in
+// the tensor cores (truncating adds per 16-element step) and cuBLAS's fp32 split-K sums (measured:
+// 5e-13 at 576 terms .. 7e-11 at 14336). 1e-7 still fails bf16 (~1e-5) or TF32-like operand rounding.
+inline constexpr double kGemmMaxNmseF16Inputs = 1e-7;
+// F32 weights are multiplied in full fp32 (no fp16 or TF32 rounding of either operand): only the
+// fp32 accumulation order differs from the exact product (~1e-12); any operand rounding scores ~1e-7.
+inline constexpr double kGemmMaxNmseF32 = 1e-9;
+
+// Every weight type gemm takes.
+const std::vector<gguf::TensorType>& gemm_types();
+
+// W (n_out, n_in) of `type` times X (n_rows, n_in).
+struct GemmCase {
+    gguf::TensorType type;
+    int n_in, n_out, n_rows;
+    uint32_t seed;
+    std::string name() const;  // "Q4_K 64x1536->576"
+};
+// Every type at SmolLM2's gate/up and down, and small and odd shapes.
+std::vector<GemmCase> gemm_test_cases();
+// Prefill sizes: 512 rows, the SmolLM2 vocabulary, an 8B MLP.
+std::vector<GemmCase> gemm_prefill_cases();
+
+struct GemmInputs {
+    QuantMatrix w;         // N(0, 0.05) weights (seed)
+    std::vector<float> x;  // U(-1, 1) rows (seed + 1)
+};
+GemmInputs gemm_inputs(const GemmCase& c);
+
+// f64 products of W (n_out, n_in) and X (n_rows, n_in): `exact` over the given values, `f16` over the
+// same values rounded to fp16. Split over the host's cores.
+struct GemmReference {
+    std::vector<double> exact, f16;
+};
+GemmReference gemm_reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out,
+                             int n_rows);
+
+double gemm_flops(int n_in, int n_out, int n_rows);
+// Bytes of the dequantization: the quantized W read, its fp16 copy written.
+double gemm_dequantize_bytes(gguf::TensorType type, int n_in, int n_out);
+
+}  // namespace loom::kcases
