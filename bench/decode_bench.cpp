@@ -37,7 +37,8 @@ void BM_decode(benchmark::State& state) {
     engine::DecodeSteps steps(*g.backend, batch, kTokensPerSequence);
     for (int i = 0; i < 8; ++i) steps.step();  // warm-up: graphs captured
     for (auto _ : state) state.SetIterationTime(steps.step());
-    state.counters["tok/s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["tok/s"] =
+        benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
     state.counters["floor_ms"] = engine::floor_ms(g.weight_bytes, g.copy_gbps);
     state.counters["weights_MB"] = static_cast<double>(g.weight_bytes) / 1e6;
 }
@@ -72,8 +73,15 @@ int main(int argc, char** argv) {
                 g.backend->device().c_str(), g.copy_gbps, g.weight_bytes / 1e6,
                 engine::floor_ms(g.weight_bytes, g.copy_gbps));
     for (const int batch : {1, 8, 32})
-        benchmark::RegisterBenchmark("decode/batch", BM_decode)->Arg(batch)->UseManualTime()->Iterations(batch == 1 ? 400 : 200)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark("prefill/512", BM_prefill)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark("decode/batch", BM_decode)
+            ->Arg(batch)
+            ->UseManualTime()
+            ->Iterations(batch == 1 ? 400 : 200)
+            ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("prefill/512", BM_prefill)
+        ->UseManualTime()
+        ->Iterations(20)
+        ->Unit(benchmark::kMillisecond);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -61,8 +61,12 @@ void BM_Dequantize(benchmark::State& state) {
     state.SetItemsProcessed(int64_t(state.iterations()) * int64_t(n));
 }
 BENCHMARK(BM_Dequantize)
-    ->Arg(int(TensorType::F16))->Arg(int(TensorType::Q4_0))->Arg(int(TensorType::Q4_1))
-    ->Arg(int(TensorType::Q8_0))->Arg(int(TensorType::Q4_K))->Arg(int(TensorType::Q6_K))
+    ->Arg(int(TensorType::F16))
+    ->Arg(int(TensorType::Q4_0))
+    ->Arg(int(TensorType::Q4_1))
+    ->Arg(int(TensorType::Q8_0))
+    ->Arg(int(TensorType::Q4_K))
+    ->Arg(int(TensorType::Q6_K))
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -63,7 +63,9 @@ constexpr int kIterations = 10;
 
 class DeviceMem {
 public:
-    explicit DeviceMem(uint64_t bytes) : bytes_(bytes) { LOOM_CUDA_CHECK(cudaMalloc(&p_, std::max<uint64_t>(bytes, 1))); }
+    explicit DeviceMem(uint64_t bytes) : bytes_(bytes) {
+        LOOM_CUDA_CHECK(cudaMalloc(&p_, std::max<uint64_t>(bytes, 1)));
+    }
     ~DeviceMem() { cudaFree(p_); }
     DeviceMem(const DeviceMem&) = delete;
     DeviceMem& operator=(const DeviceMem&) = delete;
@@ -303,7 +305,9 @@ void add_fused_matvec(const Model& m) {
         const kcases::MatvecCase mc = named.c;
         const std::string role = named.role;
         const bool residual = role == "o" || role == "down";
-        const std::string form = role == "gate" ? "matvec_normed_swiglu" : residual ? "matvec_residual" : "matvec_normed";
+        const std::string form = role == "gate" ? "matvec_normed_swiglu"
+                                 : residual     ? "matvec_residual"
+                                                : "matvec_normed";
         add(form + "/" + m.name + "/" + named.label, dims(mc.n_out, mc.n_in), [=] {
             const int n_in = mc.n_in, n_out = mc.n_out, n_vec = mc.n_vec, n_max = std::max(n_in, n_out);
             const uint64_t w_bytes = gguf::tensor_bytes(mc.type, static_cast<uint64_t>(n_in) * n_out);
@@ -327,8 +331,9 @@ void add_fused_matvec(const Model& m) {
                     kernels::matvec_normed(mc.type, w->copy(copy), xw->as<float>(), sums->as<float>(), eps,
                                            r->as<float>(), n_in, n_out, n_vec, g_dev.stream);
                 else
-                    kernels::matvec_residual(mc.type, w->copy(copy), x->as<float>(), r->as<float>(), norm_w->as<float>(),
-                                             rw->as<float>(), sums->as<float>(), n_in, n_out, n_vec, g_dev.stream);
+                    kernels::matvec_residual(mc.type, w->copy(copy), x->as<float>(), r->as<float>(),
+                                             norm_w->as<float>(), rw->as<float>(), sums->as<float>(), n_in, n_out,
+                                             n_vec, g_dev.stream);
             };
             return c;
         });
@@ -340,8 +345,8 @@ void add_embedding(const Model& m) {
     const int64_t n_vocab = m.shape.vocab;
     for (const auto type : kcases::embedding_types(m))
         for (const int n_tokens : kcases::kBenchTokens) {
-            add("embedding/" + m.name + "/" + lower(gguf::tensor_type_name(type)) + "/tokens:" +
-                    std::to_string(n_tokens),
+            add("embedding/" + m.name + "/" + lower(gguf::tensor_type_name(type)) +
+                    "/tokens:" + std::to_string(n_tokens),
                 dims(n_vocab, n_embd), [=] {
                     const uint64_t table_bytes = gguf::tensor_bytes(type, static_cast<uint64_t>(n_embd) * n_vocab);
                     auto table = std::make_shared<Weights>(type, n_embd, n_vocab, cold_copies(table_bytes));
@@ -355,9 +360,8 @@ void add_embedding(const Model& m) {
                     c.bytes = kcases::embedding_bytes(type, n_tokens, n_embd);
                     c.copies = table->copies;
                     c.launch = [=](int copy) {
-                        kernels::embedding_lookup(type, table->copy(copy), n_vocab, n_embd,
-                                                  d_ids->as<int32_t>(), n_tokens,
-                                                  out->as<float>(), g_dev.stream);
+                        kernels::embedding_lookup(type, table->copy(copy), n_vocab, n_embd, d_ids->as<int32_t>(),
+                                                  n_tokens, out->as<float>(), g_dev.stream);
                     };
                     return c;
                 });
@@ -378,9 +382,7 @@ void add_elementwise(const Model& m) {
             Case c;
             c.bytes = kcases::rmsnorm_bytes(tokens, embd);
             c.launch = [=](int) {
-                kernels::rmsnorm(x->as<float>(),
-                                 w->as<float>(),
-                                 y->as<float>(), tokens, embd, eps, g_dev.stream);
+                kernels::rmsnorm(x->as<float>(), w->as<float>(), y->as<float>(), tokens, embd, eps, g_dev.stream);
             };
             return c;
         });
@@ -416,9 +418,8 @@ void add_elementwise(const Model& m) {
             Case c;
             c.bytes = kcases::swiglu_bytes(n);
             c.launch = [=](int) {
-                kernels::swiglu(gate->as<float>(),
-                                up->as<float>(),
-                                out->as<float>(), static_cast<int64_t>(n), g_dev.stream);
+                kernels::swiglu(gate->as<float>(), up->as<float>(), out->as<float>(), static_cast<int64_t>(n),
+                                g_dev.stream);
             };
             return c;
         });
@@ -429,8 +430,7 @@ void add_elementwise(const Model& m) {
             c.bytes = kcases::add_bytes(n);
             c.launch = [=](int) {  // in place, as the residual add runs
                 float* x = a->as<float>();
-                kernels::add(x, b->as<float>(), x, static_cast<int64_t>(n),
-                             g_dev.stream);
+                kernels::add(x, b->as<float>(), x, static_cast<int64_t>(n), g_dev.stream);
             };
             return c;
         });
@@ -439,10 +439,7 @@ void add_elementwise(const Model& m) {
             auto bias = device_floats(q_dim, 13, 0.f, 0.02f);
             Case c;
             c.bytes = kcases::add_bias_bytes(tokens, q_dim);
-            c.launch = [=](int) {
-                kernels::add_bias(x->as<float>(),
-                                  bias->as<float>(), tokens, q_dim, g_dev.stream);
-            };
+            c.launch = [=](int) { kernels::add_bias(x->as<float>(), bias->as<float>(), tokens, q_dim, g_dev.stream); };
             return c;
         });
         const kcases::RopeCase rc = kcases::rope_bench_case(m, tokens);
@@ -450,7 +447,8 @@ void add_elementwise(const Model& m) {
             const auto in = kcases::rope_inputs(rc);
             auto q = device_floats(in.q), k = device_floats(in.k), d_inv = device_floats(in.inv_freq);
             auto d_pos = device_ints(in.positions);
-            const auto style = rc.mode == engine::RopeMode::NeoX ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
+            const auto style =
+                rc.mode == engine::RopeMode::NeoX ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
             Case c;
             c.bytes = kcases::rope_bytes(tokens, rc.q_dim(), rc.kv_dim(), rc.head_dim);
             c.launch = [=](int) {
@@ -471,10 +469,7 @@ void add_argmax(const Model& m) {
             auto out = device_scratch(static_cast<uint64_t>(rows) * 4);
             Case c;
             c.bytes = kcases::argmax_bytes(rows, n);
-            c.launch = [=](int) {
-                kernels::argmax(x->as<float>(), rows, n,
-                                out->as<int32_t>(), g_dev.stream);
-            };
+            c.launch = [=](int) { kernels::argmax(x->as<float>(), rows, n, out->as<int32_t>(), g_dev.stream); };
             return c;
         });
 }
@@ -497,7 +492,9 @@ struct KvCache {
         tables = device_ints(t);
     }
     kernels::KvLayer layer(int c) const { return kernels::kv_layer(arena.as<uint16_t>(), layout, c); }
-    uint64_t layer_bytes() const { return static_cast<uint64_t>(2 * layout.region_elems()) * kernels::kv_type_bytes(layout.type); }
+    uint64_t layer_bytes() const {
+        return static_cast<uint64_t>(2 * layout.region_elems()) * kernels::kv_type_bytes(layout.type);
+    }
 };
 
 int kv_copies(const Model& m, int n_seq, int ctx, kernels::KvType type) {
@@ -527,40 +524,37 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                 Case c;
                 c.bytes = kcases::kv_cache_write_bytes(n_tokens, kv_dim, kv_type);
                 c.launch = [=](int) {
-                    kernels::kv_cache_write(k->as<float>(),
-                                            v->as<float>(), n_tokens, kv_dim, kv_dim,
-                                            d_pos->as<int32_t>(),
-                                            n_seq == 1 ? nullptr : d_seq->as<int32_t>(),
+                    kernels::kv_cache_write(k->as<float>(), v->as<float>(), n_tokens, kv_dim, kv_dim,
+                                            d_pos->as<int32_t>(), n_seq == 1 ? nullptr : d_seq->as<int32_t>(),
                                             kv->tables->as<int32_t>(), kv->blocks_per_seq, kv->layer(0), g_dev.stream);
                 };
                 return c;
             });
 
     for (const auto [ctx, batch] : kcases::decode_bench_cases())
-            add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch) +
-                    kv_suffix,
-                dims(batch, ctx), [=] {
-                    auto kv = std::make_shared<KvCache>(m, batch, ctx, kv_copies(m, batch, ctx, kv_type), kv_type);
-                    auto q = device_floats(static_cast<uint64_t>(batch) * q_dim, 24);
-                    auto out = device_scratch(static_cast<uint64_t>(batch) * q_dim * 4);
-                    auto lens = device_ints(std::vector<int32_t>(batch, ctx));
-                    const int64_t ws_floats = kernels::decode_attention_workspace_floats(batch, n_head, m.head_dim(), ctx);
-                    auto ws = device_scratch(static_cast<uint64_t>(ws_floats) * 4);
-                    auto counters = device_ints(std::vector<int32_t>(
-                        static_cast<size_t>(kernels::decode_attention_counters(batch, n_head)), 0));
-                    Case c;
-                    c.bytes = kcases::decode_attention_bytes(batch, ctx, q_dim, kv_dim, kv_type);
-                    c.copies = kv->layout.n_layer;
-                    c.launch = [=](int copy) {
-                        kernels::decode_attention(q->as<float>(), q_dim,
-                                                  out->as<float>(), q_dim, batch, n_head,
-                                                  lens->as<int32_t>(), ctx, nullptr,
-                                                  kv->tables->as<int32_t>(), kv->blocks_per_seq, kv->layer(copy),
-                                                  ws_floats ? ws->as<float>() : nullptr,
-                                                  reinterpret_cast<unsigned*>(counters->as<int32_t>()), g_dev.stream);
-                    };
-                    return c;
-                });
+        add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch) +
+                kv_suffix,
+            dims(batch, ctx), [=] {
+                auto kv = std::make_shared<KvCache>(m, batch, ctx, kv_copies(m, batch, ctx, kv_type), kv_type);
+                auto q = device_floats(static_cast<uint64_t>(batch) * q_dim, 24);
+                auto out = device_scratch(static_cast<uint64_t>(batch) * q_dim * 4);
+                auto lens = device_ints(std::vector<int32_t>(batch, ctx));
+                const int64_t ws_floats = kernels::decode_attention_workspace_floats(batch, n_head, m.head_dim(), ctx);
+                auto ws = device_scratch(static_cast<uint64_t>(ws_floats) * 4);
+                auto counters = device_ints(
+                    std::vector<int32_t>(static_cast<size_t>(kernels::decode_attention_counters(batch, n_head)), 0));
+                Case c;
+                c.bytes = kcases::decode_attention_bytes(batch, ctx, q_dim, kv_dim, kv_type);
+                c.copies = kv->layout.n_layer;
+                c.launch = [=](int copy) {
+                    kernels::decode_attention(q->as<float>(), q_dim, out->as<float>(), q_dim, batch, n_head,
+                                              lens->as<int32_t>(), ctx, nullptr, kv->tables->as<int32_t>(),
+                                              kv->blocks_per_seq, kv->layer(copy),
+                                              ws_floats ? ws->as<float>() : nullptr,
+                                              reinterpret_cast<unsigned*>(counters->as<int32_t>()), g_dev.stream);
+                };
+                return c;
+            });
 
     const int T = kcases::kPrefillBenchTokens;
     add("prefill_attention/" + m.name + "/tokens:" + std::to_string(T) + kv_suffix, dims(T, T), [=] {
@@ -571,8 +565,7 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
         c.bytes = kcases::prefill_attention_bytes(T, q_dim, kv_dim, kv_type);
         c.copies = kv->layout.n_layer;
         c.launch = [=](int copy) {
-            kernels::prefill_attention(q->as<float>(), q_dim,
-                                       out->as<float>(), q_dim, T, 0, n_head,
+            kernels::prefill_attention(q->as<float>(), q_dim, out->as<float>(), q_dim, T, 0, n_head,
                                        kv->tables->as<int32_t>(), kv->layer(copy), g_dev.stream);
         };
         return c;
@@ -613,9 +606,10 @@ int main(int argc, char** argv) {
     }
     char copy_line[64];
     std::snprintf(copy_line, sizeof copy_line, "%.1f", g_dev.copy_gbps);
-    std::printf("kernel_bench: %s, L2 %.0f MiB; device-to-device copy of 1 GiB: %s GB/s (2 x size / time, median "
-                "of 25)\n",
-                dev.name.c_str(), static_cast<double>(g_dev.l2_bytes) / (1 << 20), copy_line);
+    std::printf(
+        "kernel_bench: %s, L2 %.0f MiB; device-to-device copy of 1 GiB: %s GB/s (2 x size / time, median "
+        "of 25)\n",
+        dev.name.c_str(), static_cast<double>(g_dev.l2_bytes) / (1 << 20), copy_line);
     benchmark::AddCustomContext("device", dev.name);
     benchmark::AddCustomContext("copy_GB/s", copy_line);
 

@@ -7,8 +7,8 @@ namespace loom::bench {
 namespace {
 
 // The fixed token sequence: ids 100.. with these texts, over and over.
-constexpr const char* kWords[] = {" Once", " upon", " a",    " time", ",",    " there", " was", " a",
-                                  " little", " girl", " named", " Lily", ".", " She", " liked", " to"};
+constexpr const char* kWords[] = {" Once",   " upon", " a",     " time", ",", " there", " was",   " a",
+                                  " little", " girl", " named", " Lily", ".", " She",   " liked", " to"};
 constexpr int kWordCount = sizeof kWords / sizeof kWords[0];
 constexpr int kFirstTokenId = 100;
 
@@ -29,10 +29,9 @@ LoadgenStream::~LoadgenStream() {
 
 // A whole chunk: keys in the worker's (sorted) order, the first one carrying prompt_token_ids.
 std::string LoadgenStream::chunk(const std::string& choice, int64_t stamp, bool with_prompt) {
-    std::string s = "data: {\"choices\":[" + choice + "],\"created\":" + std::to_string(plan_.created) +
-                    ",\"id\":\"" + plan_.id + "\",\"loadgen_sent_ns\":" + std::to_string(stamp) +
-                    ",\"model\":" + plan_.model_json + ",\"object\":\"" +
-                    (plan_.chat ? "chat.completion.chunk" : "text_completion") + "\"";
+    std::string s = "data: {\"choices\":[" + choice + "],\"created\":" + std::to_string(plan_.created) + ",\"id\":\"" +
+                    plan_.id + "\",\"loadgen_sent_ns\":" + std::to_string(stamp) + ",\"model\":" + plan_.model_json +
+                    ",\"object\":\"" + (plan_.chat ? "chat.completion.chunk" : "text_completion") + "\"";
     if (plan_.token_ids && with_prompt && !prompt_sent_) {
         s += ",\"prompt_token_ids\":" + ids_json(plan_.prompt_ids);
         prompt_sent_ = true;
@@ -43,8 +42,7 @@ std::string LoadgenStream::chunk(const std::string& choice, int64_t stamp, bool 
 
 std::string LoadgenStream::token_choice(int64_t k) const {
     const int w = static_cast<int>(k % kWordCount);
-    std::string c = plan_.chat ? "{\"delta\":{\"content\":\"" + std::string(kWords[w]) + "\"},"
-                               : std::string("{");
+    std::string c = plan_.chat ? "{\"delta\":{\"content\":\"" + std::string(kWords[w]) + "\"}," : std::string("{");
     c += "\"finish_reason\":null,\"index\":0,\"logprobs\":null";
     if (!plan_.chat) c += ",\"text\":\"" + std::string(kWords[w]) + "\"";
     if (plan_.token_ids) c += ",\"token_ids\":[" + std::to_string(kFirstTokenId + w) + "]";
@@ -92,8 +90,9 @@ void LoadgenStream::start(std::function<void()> notify) {
     notify_ = std::move(notify);
     started_ = true;
     running_delta_(+1);
-    if (plan_.chat) out_ += chunk(R"({"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0,"logprobs":null})",
-                                  monotonic_ns(), true);
+    if (plan_.chat)
+        out_ += chunk(R"({"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0,"logprobs":null})",
+                      monotonic_ns(), true);
     if (plan_.interval_ms <= 0) return notify_();  // poll() makes the chunks
     // The first token goes out at once (no prefill to wait for); the next ones on a fixed schedule.
     tick();

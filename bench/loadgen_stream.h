@@ -17,13 +17,13 @@ namespace loom::bench {
 
 // What one request asks the load generator for.
 struct StreamPlan {
-    std::string id;               // "cmpl-…" / "chatcmpl-…"
-    std::string model_json;       // the model name as a JSON string (quoted, escaped)
+    std::string id;          // "cmpl-…" / "chatcmpl-…"
+    std::string model_json;  // the model name as a JSON string (quoted, escaped)
     bool chat = false;
-    int64_t chunks = 16;          // token chunks, one token each
-    double interval_ms = 10;      // between token chunks; 0: as fast as the client reads
-    bool token_ids = false;       // return_token_ids
-    bool usage = false;           // stream_options.include_usage
+    int64_t chunks = 16;      // token chunks, one token each
+    double interval_ms = 10;  // between token chunks; 0: as fast as the client reads
+    bool token_ids = false;   // return_token_ids
+    bool usage = false;       // stream_options.include_usage
     std::vector<int> prompt_ids;
     int64_t created = 0;
 };
@@ -40,8 +40,8 @@ public:
     void abandoned() override;
 
 private:
-    void tick();                  // the next chunk(s) into out_ (mu_ held)
-    void schedule();              // the timer for the next tick
+    void tick();      // the next chunk(s) into out_ (mu_ held)
+    void schedule();  // the timer for the next tick
     std::string chunk(const std::string& choice, int64_t stamp, bool with_prompt);
     std::string token_choice(int64_t k) const;
     std::string finish_choice() const;

@@ -41,8 +41,9 @@ void raise_fd_limit() {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
     getrlimit(RLIMIT_NOFILE, &lim);
-    std::printf("RLIMIT_NOFILE: soft %llu, hard %llu (the orchestrator needs about 1 per stream; 2 with --upstream http)\n",
-                static_cast<unsigned long long>(lim.rlim_cur), static_cast<unsigned long long>(lim.rlim_max));
+    std::printf(
+        "RLIMIT_NOFILE: soft %llu, hard %llu (the orchestrator needs about 1 per stream; 2 with --upstream http)\n",
+        static_cast<unsigned long long>(lim.rlim_cur), static_cast<unsigned long long>(lim.rlim_max));
 }
 
 // The orchestrator's peak descriptors and memory while a run goes on, sampled every 50 ms.
@@ -79,7 +80,7 @@ private:
 
 std::string body(int chunks, double interval_ms) {
     return nlohmann::json{{"model", "loadgen"}, {"prompt", "Once upon a time"}, {"max_tokens", chunks},
-                          {"stream", true}, {"return_token_ids", true}, {"loadgen_interval_ms", interval_ms}}
+                          {"stream", true},     {"return_token_ids", true},     {"loadgen_interval_ms", interval_ms}}
         .dump();
 }
 
@@ -97,11 +98,11 @@ std::string failures(const LoadResult& r) {
 
 void print_row(const char* path, const LoadResult& r) {
     const auto ms = [](const std::vector<double>& v, double p) { return percentile(v, p) / 1e3; };
-    std::printf("  %-7s %6d ok %4d fail | TTFT %7.3f %7.3f | transit %7.3f %7.3f | gap %7.3f %7.3f ms |"
-                " %zu streams, %zu ticks%s\n",
-                path, r.streams_ok, failed(r), ms(r.ttft_us, 50), ms(r.ttft_us, 99), ms(r.transit_us, 50),
-                ms(r.transit_us, 99), ms(r.gap_us, 50), ms(r.gap_us, 99), r.ttft_us.size(), r.transit_us.size(),
-                failures(r).c_str());
+    std::printf(
+        "  %-7s %6d ok %4d fail | TTFT %7.3f %7.3f | transit %7.3f %7.3f | gap %7.3f %7.3f ms |"
+        " %zu streams, %zu ticks%s\n",
+        path, r.streams_ok, failed(r), ms(r.ttft_us, 50), ms(r.ttft_us, 99), ms(r.transit_us, 50), ms(r.transit_us, 99),
+        ms(r.gap_us, 50), ms(r.gap_us, 99), r.ttft_us.size(), r.transit_us.size(), failures(r).c_str());
     std::printf("  %-7s %24s connect %7.3f %7.3f | head    %7.3f %7.3f ms\n", "", "", ms(r.connect_us, 50),
                 ms(r.connect_us, 99), ms(r.head_us, 50), ms(r.head_us, 99));
 }
@@ -173,8 +174,13 @@ int run(const Config& c) {
     const fs::path logs = fs::temp_directory_path() / ("orchestrator_overhead-" + std::to_string(getpid()));
     fs::create_directories(logs);
     ChildProcess loadgen({c.loadgen_bin, "--port", "0"}, logs / "sse_loadgen.log");
-    std::vector<std::string> args = {c.orchestrator_bin, "--port", "0", "--worker",
-                                     "http://127.0.0.1:" + std::to_string(loadgen.port()), "--log", "info"};
+    std::vector<std::string> args = {c.orchestrator_bin,
+                                     "--port",
+                                     "0",
+                                     "--worker",
+                                     "http://127.0.0.1:" + std::to_string(loadgen.port()),
+                                     "--log",
+                                     "info"};
     args.insert(args.end(), c.orchestrator_args.begin(), c.orchestrator_args.end());
     ChildProcess orch(args, logs / "loom-orchestrator.log");
     for (int i = 0; i < 250 && http_get_status(orch.port(), "/health") != 200; ++i)
@@ -193,11 +199,12 @@ int run(const Config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"orchestrator_overhead: BENCHMARK TOOL ONLY. Starts sse_loadgen and loom-orchestrator in front of "
-                 "it, runs the same closed-loop SSE load straight to the generator and through the orchestrator "
-                 "at each concurrency level, and prints TTFT, per-chunk transit (receive time minus the "
-                 "generator's CLOCK_MONOTONIC stamp) and inter-chunk gaps, p50/p99, direct, via and added; then "
-                 "the chunks per second relayed with endless streams. Method: docs/PERFORMANCE.md."};
+    CLI::App app{
+        "orchestrator_overhead: BENCHMARK TOOL ONLY. Starts sse_loadgen and loom-orchestrator in front of "
+        "it, runs the same closed-loop SSE load straight to the generator and through the orchestrator "
+        "at each concurrency level, and prints TTFT, per-chunk transit (receive time minus the "
+        "generator's CLOCK_MONOTONIC stamp) and inter-chunk gaps, p50/p99, direct, via and added; then "
+        "the chunks per second relayed with endless streams. Method: docs/PERFORMANCE.md."};
     Config c;
     const fs::path here = fs::canonical("/proc/self/exe").parent_path();
     c.loadgen_bin = (here / "sse_loadgen").string();
@@ -212,7 +219,8 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.5, 3600.0));
     app.add_option("--throughput-streams", c.throughput_streams, "Streams of the throughput run (default 64; 0: none)")
         ->check(CLI::Range(0, 100000));
-    app.add_option("--throughput-seconds", c.throughput_seconds, "Its window (default 5)")->check(CLI::Range(0.5, 3600.0));
+    app.add_option("--throughput-seconds", c.throughput_seconds, "Its window (default 5)")
+        ->check(CLI::Range(0.5, 3600.0));
     app.add_option("--target", c.target, "/v1/completions (default) or /v1/chat/completions")
         ->check(CLI::IsMember({"/v1/completions", "/v1/chat/completions"}));
     bool close = false;

@@ -83,10 +83,16 @@ int serve(const Config& c) {
     const auto delta = [&running](int d) { running += d; };
     loom::http::HttpServer server{"sse_loadgen"};
     server.route("GET", "/health", [&](const HttpRequest&) {
-        return loom::http::json_response(200, {{"status", "ok"}, {"model", c.model}, {"backend", "loadgen"},
-                                               {"device", "none"}, {"context_size", 1 << 20},
-                                               {"sequences_running", running.load()}, {"sequences_max", 1'000'000},
-                                               {"queue_length", 0}, {"kv_blocks_free", 0}, {"kv_blocks_total", 0}});
+        return loom::http::json_response(200, {{"status", "ok"},
+                                               {"model", c.model},
+                                               {"backend", "loadgen"},
+                                               {"device", "none"},
+                                               {"context_size", 1 << 20},
+                                               {"sequences_running", running.load()},
+                                               {"sequences_max", 1'000'000},
+                                               {"queue_length", 0},
+                                               {"kv_blocks_free", 0},
+                                               {"kv_blocks_total", 0}});
     });
     const auto generate = [&](const HttpRequest& req, bool chat) {
         StreamPlan plan;
@@ -126,11 +132,12 @@ int serve(const Config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"sse_loadgen: BENCHMARK TOOL ONLY, never for tests or users. A fake loom-worker for "
-                 "bench/orchestrator_overhead: GET /health like a worker (backend \"loadgen\"), and POST "
-                 "/v1/completions and /v1/chat/completions (stream: true only) answered with max_tokens "
-                 "one-token chunks at a fixed interval in loom-worker's SSE format, each stamped with "
-                 "\"loadgen_sent_ns\" (CLOCK_MONOTONIC). A request's \"loadgen_interval_ms\" overrides the interval."};
+    CLI::App app{
+        "sse_loadgen: BENCHMARK TOOL ONLY, never for tests or users. A fake loom-worker for "
+        "bench/orchestrator_overhead: GET /health like a worker (backend \"loadgen\"), and POST "
+        "/v1/completions and /v1/chat/completions (stream: true only) answered with max_tokens "
+        "one-token chunks at a fixed interval in loom-worker's SSE format, each stamped with "
+        "\"loadgen_sent_ns\" (CLOCK_MONOTONIC). A request's \"loadgen_interval_ms\" overrides the interval."};
     Config c;
     std::string log_level = "warn";
     app.add_option("--host", c.host, "Address to listen on (default 127.0.0.1)");

@@ -38,9 +38,11 @@ struct Run {
     std::optional<net::steady_timer> deadline;
 
     explicit Run(const LoadSpec& s) : spec(s), endpoint(net::ip::make_address("127.0.0.1"), s.port) {
-        request = "POST " + s.target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  "Content-Length: " + std::to_string(s.body.size()) + "\r\nConnection: " +
-                  (s.keep_alive ? "keep-alive" : "close") + "\r\n\r\n" + s.body;
+        request = "POST " + s.target +
+                  " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  "Content-Length: " +
+                  std::to_string(s.body.size()) + "\r\nConnection: " + (s.keep_alive ? "keep-alive" : "close") +
+                  "\r\n\r\n" + s.body;
     }
     void start_stream(size_t slot);
     void stream_ended(size_t slot, bool failed);
@@ -88,7 +90,8 @@ private:
 
     void read() {
         take_events();
-        if (parser_.is_done()) return end(done_ ? "" : status_ != 200 ? "status " + std::to_string(status_) : "no [DONE]");
+        if (parser_.is_done())
+            return end(done_ ? "" : status_ != 200 ? "status " + std::to_string(status_) : "no [DONE]");
         bhttp::async_read_some(socket_, buf_, parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
             if (ec) {
                 self->take_events();
@@ -144,8 +147,10 @@ private:
         if (error_ && why.empty()) why = "error event";
         if (!why.empty() || !run_.spec.keep_alive || !parser_.keep_alive()) socket_.close(ec);
         if (recorded_ && !cut_) {
-            if (why.empty()) ++run_.result.streams_ok;
-            else ++run_.result.failures[why];
+            if (why.empty())
+                ++run_.result.streams_ok;
+            else
+                ++run_.result.failures[why];
         }
         run_.stream_ended(slot_, !why.empty() && !cut_);
     }
@@ -194,7 +199,8 @@ LoadResult run_load(const LoadSpec& spec) {
     for (size_t i = 0; i < n; ++i) run.sockets.push_back(std::make_unique<tcp::socket>(run.ioc));
     for (size_t i = 0; i < n; ++i) {
         run.timers.push_back(std::make_unique<net::steady_timer>(run.ioc));
-        run.timers[i]->expires_after(std::chrono::nanoseconds(ramp_ns * static_cast<int64_t>(i) / static_cast<int64_t>(n)));
+        run.timers[i]->expires_after(
+            std::chrono::nanoseconds(ramp_ns * static_cast<int64_t>(i) / static_cast<int64_t>(n)));
         run.timers[i]->async_wait([&run, i](beast::error_code ec) {
             if (!ec) run.start_stream(i);
         });

@@ -10,7 +10,7 @@
 namespace loom::bench {
 
 struct LoadSpec {
-    uint16_t port = 0;        // 127.0.0.1:port, the load generator or the orchestrator in front of it
+    uint16_t port = 0;  // 127.0.0.1:port, the load generator or the orchestrator in front of it
     std::string target = "/v1/completions";
     std::string body;         // the JSON request (stream: true)
     int concurrency = 1;      // streams open at once; each slot starts its next stream when one ends
@@ -22,14 +22,14 @@ struct LoadSpec {
 
 // Microseconds, one entry per recorded stream (ttft) or per token tick (transit, gap).
 struct LoadResult {
-    std::vector<double> ttft_us;     // request start (before connect) to the first event
-    std::vector<double> connect_us;  // request start to the connection's establishment (new ones)
-    std::vector<double> head_us;     // request start to the response head
-    std::vector<double> transit_us;  // receive time - loadgen_sent_ns, per tick
-    std::vector<double> gap_us;      // receive time - the previous tick's receive time
-    int64_t window_events = 0;       // events received during the window (throughput)
-    int64_t events = 0;              // events received in the whole run
-    int streams_ok = 0;              // recorded streams that ended with [DONE]
+    std::vector<double> ttft_us;          // request start (before connect) to the first event
+    std::vector<double> connect_us;       // request start to the connection's establishment (new ones)
+    std::vector<double> head_us;          // request start to the response head
+    std::vector<double> transit_us;       // receive time - loadgen_sent_ns, per tick
+    std::vector<double> gap_us;           // receive time - the previous tick's receive time
+    int64_t window_events = 0;            // events received during the window (throughput)
+    int64_t events = 0;                   // events received in the whole run
+    int streams_ok = 0;                   // recorded streams that ended with [DONE]
     std::map<std::string, int> failures;  // recorded streams that did not, by reason
     double window_s = 0;
 };

@@ -75,7 +75,8 @@ const std::string& code() {
 std::optional<Tokenizer> load(benchmark::State& state) {
     const fs::path path = smollm2_path();
     if (!fs::exists(path)) {
-        state.SkipWithError(("skipped: " + path.string() + " is missing (run test-models/fetch smollm2-135m-instruct-q4_1)").c_str());
+        state.SkipWithError(
+            ("skipped: " + path.string() + " is missing (run test-models/fetch smollm2-135m-instruct-q4_1)").c_str());
         return std::nullopt;
     }
     return Tokenizer::open(path);

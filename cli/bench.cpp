@@ -73,7 +73,8 @@ void print_table(const nlohmann::json& j) {
                 j["floor_ms"].get<double>());
     std::vector<std::vector<std::string>> rows = {{"TEST", "MS/STEP", "TOKENS/S", "FLOOR MS", "OF FLOOR"}};
     const auto& p = j["prefill"];
-    rows.push_back({"prefill " + std::to_string(p["tokens"].get<int>()), fixed(p["ms"], 3), fixed(p["tok_s"], 1), "-", "-"});
+    rows.push_back(
+        {"prefill " + std::to_string(p["tokens"].get<int>()), fixed(p["ms"], 3), fixed(p["tok_s"], 1), "-", "-"});
     for (const auto& d : j["decode"])
         rows.push_back({"decode batch " + std::to_string(d["batch"].get<int>()), fixed(d["ms_per_step"], 3),
                         fixed(d["tok_s"], 1), fixed(j["floor_ms"], 3),
@@ -110,7 +111,10 @@ int run(const Options& o) {
     nlohmann::json decode = nlohmann::json::array();
     for (int b : o.batches) {
         const Decode d = time_decode(*backend, o, b, floor);
-        decode.push_back({{"batch", d.batch}, {"steps", o.steps}, {"ms_per_step", d.ms_per_step}, {"tok_s", d.tok_s},
+        decode.push_back({{"batch", d.batch},
+                          {"steps", o.steps},
+                          {"ms_per_step", d.ms_per_step},
+                          {"tok_s", d.tok_s},
                           {"floor_fraction", d.floor_fraction}});
     }
     const nlohmann::json j = {{"model", o.model},
@@ -119,8 +123,11 @@ int run(const Options& o) {
                               {"weight_bytes", weights},
                               {"bandwidth_gbps", gbps},
                               {"floor_ms", floor},
-                              {"prefill", {{"tokens", o.prompt}, {"runs", o.prefill_runs}, {"ms", prefill_ms},
-                                           {"tok_s", o.prompt / (prefill_ms / 1e3)}}},
+                              {"prefill",
+                               {{"tokens", o.prompt},
+                                {"runs", o.prefill_runs},
+                                {"ms", prefill_ms},
+                                {"tok_s", o.prompt / (prefill_ms / 1e3)}}},
                               {"decode", decode}};
     if (o.json)
         std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";

@@ -21,7 +21,9 @@ void register_chat_template(CLI::App& app, int& exit_code) {
         bool add_generation_prompt = false;
     };
     auto opt = std::make_shared<Options>();
-    cmd->add_option("-m,--model", opt->model, "GGUF file or cached model name")->required()->transform(models::file_or_cached_model());
+    cmd->add_option("-m,--model", opt->model, "GGUF file or cached model name")
+        ->required()
+        ->transform(models::file_or_cached_model());
     cmd->add_option("--messages", opt->messages, R"(Conversation as JSON: [{"role": "user", "content": "..."}])")
         ->required();
     cmd->add_flag("--add-generation-prompt", opt->add_generation_prompt, "End with the assistant turn's opening");

@@ -82,8 +82,10 @@ std::string script(const CLI::App& app) {
             if (!takes_value(opt)) continue;
             // An option's value: a model, a backend, else a file (what bash offers by default).
             const std::string what = takes_model(opt) ? "@model" : opt->check_lname("backend") ? "cuda cpu" : "@file";
-            for (const std::string& s : opt->get_snames()) values += "        " + name + "\\ -" + s + ") echo \"" + what + "\" ;;\n";
-            for (const std::string& l : opt->get_lnames()) values += "        " + name + "\\ --" + l + ") echo \"" + what + "\" ;;\n";
+            for (const std::string& s : opt->get_snames())
+                values += "        " + name + "\\ -" + s + ") echo \"" + what + "\" ;;\n";
+            for (const std::string& l : opt->get_lnames())
+                values += "        " + name + "\\ --" + l + ") echo \"" + what + "\" ;;\n";
         }
         if (!f.empty()) f.erase(0, 1);
         flags += "        " + name + ") echo \"" + f + "\" ;;\n";
@@ -91,10 +93,17 @@ std::string script(const CLI::App& app) {
     }
     return "# bash completion for loom, made by `loom completion bash`.\n"
            "# Load it with: source <(loom completion bash)\n\n"
-           "_loom_commands=\"" + commands + "\"\n\n"
-           "_loom_flags() {\n    case \"$1\" in\n" + flags + "    esac\n}\n\n"
-           "_loom_values() {\n    case \"$1 $2\" in\n" + values + "    esac\n}\n\n"
-           "_loom_positional() {\n    case \"$1\" in\n" + positional + "    esac\n}\n" + kFunction;
+           "_loom_commands=\"" +
+           commands +
+           "\"\n\n"
+           "_loom_flags() {\n    case \"$1\" in\n" +
+           flags +
+           "    esac\n}\n\n"
+           "_loom_values() {\n    case \"$1 $2\" in\n" +
+           values +
+           "    esac\n}\n\n"
+           "_loom_positional() {\n    case \"$1\" in\n" +
+           positional + "    esac\n}\n" + kFunction;
 }
 
 }  // namespace

@@ -92,7 +92,8 @@ void Fetch::on_head(const HttpResponse& r, Sha256& sha) {
     }
     if (r.status / 100 != 2) return;
     if (expected_.sha256.empty())
-        throw DownloadError(what_ + ": the Hub reported no sha256 (no X-Linked-Etag header); loom keeps only verified files");
+        throw DownloadError(what_ +
+                            ": the Hub reported no sha256 (no X-Linked-Etag header); loom keeps only verified files");
     const std::string* range = r.header("content-range");
     const bool resumes = offset_ > 0 && range && range->starts_with("bytes " + std::to_string(offset_) + "-");
     if (r.status == 206 && !resumes)
@@ -126,8 +127,9 @@ Expected Fetch::run(Url url, Sha256& sha) {
         if (offset_ > 0) headers.emplace_back("Range", "bytes=" + std::to_string(offset_) + "-");
         HttpResponse r;
         try {
-            r = http_get(url, headers, [&](std::span<const char> d) { on_body(d, sha); },
-                         [&](const HttpResponse& head) { on_head(head, sha); });
+            r = http_get(
+                url, headers, [&](std::span<const char> d) { on_body(d, sha); },
+                [&](const HttpResponse& head) { on_head(head, sha); });
         } catch (const HttpError& e) {
             if (!out_.is_open()) throw;
             out_.close();

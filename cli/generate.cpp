@@ -74,12 +74,11 @@ int run(const Options& o) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto file = gguf::File::open(o.model);
     const auto tok = tokenizer::Tokenizer::from_gguf(file);
-    const std::unique_ptr<engine::Backend> backend_ptr =
-        open_backend(o.backend, file,
-                     {.n_ctx = o.ctx,
-                      .threads = o.threads,
-                      .kv_type = o.kv_type.empty() ? std::nullopt
-                                                   : std::optional(engine::parse_kv_cache_type(o.kv_type))});
+    const std::unique_ptr<engine::Backend> backend_ptr = open_backend(
+        o.backend, file,
+        {.n_ctx = o.ctx,
+         .threads = o.threads,
+         .kv_type = o.kv_type.empty() ? std::nullopt : std::optional(engine::parse_kv_cache_type(o.kv_type))});
     engine::Backend& backend = *backend_ptr;
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<int32_t> prompt = build_prompt(o, file, tok);
@@ -118,7 +117,8 @@ int run(const Options& o) {
         std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
         std::printf("\n");
-        std::fprintf(stderr, "[backend %s, device %s] prompt %zu tokens in %.1f ms, %zu generated, stop: %s, %.2f tok/s\n",
+        std::fprintf(stderr,
+                     "[backend %s, device %s] prompt %zu tokens in %.1f ms, %zu generated, stop: %s, %.2f tok/s\n",
                      backend.name().c_str(), backend.device().c_str(), prompt.size(), r.timings.prompt_ms, r.ids.size(),
                      std::string(engine::to_string(r.finish)).c_str(), r.timings.decode_tok_s);
     }
@@ -130,7 +130,9 @@ int run(const Options& o) {
 void register_generate(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("generate", "Generate text from a prompt (default backend: cuda)");
     auto o = std::make_shared<Options>();
-    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")->required()->transform(models::file_or_cached_model());
+    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")
+        ->required()
+        ->transform(models::file_or_cached_model());
     cmd->add_option("--backend", o->backend, "cuda (default) or cpu (the reference backend; only when named)");
     cmd->add_option("-p,--prompt", o->prompt, "Prompt text (\"\" = just BOS)")->each([o](const std::string&) {
         o->has_prompt = true;

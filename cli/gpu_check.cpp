@@ -111,11 +111,15 @@ int run(const Options&) {
 }  // namespace
 
 void register_gpu_check(CLI::App& app, int& exit_code) {
-    auto* cmd = app.add_subcommand("gpu-check", "Load a model on the GPU, verify residency, generate, compare with the CPU "
-                                                "(exit 0 pass, 1 fail, 3 no usable GPU)");
+    auto* cmd = app.add_subcommand("gpu-check",
+                                   "Load a model on the GPU, verify residency, generate, compare with the CPU "
+                                   "(exit 0 pass, 1 fail, 3 no usable GPU)");
     auto o = std::make_shared<Options>();
-    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")->required()->transform(models::file_or_cached_model());
-    cmd->add_option("--threads", o->threads, "CPU threads for the reference run (default: all)")->check(CLI::Range(0, 1024));
+    cmd->add_option("-m,--model", o->model, "GGUF model file or cached model name")
+        ->required()
+        ->transform(models::file_or_cached_model());
+    cmd->add_option("--threads", o->threads, "CPU threads for the reference run (default: all)")
+        ->check(CLI::Range(0, 1024));
     cmd->callback([o, &exit_code] {
         try {
             exit_code = run(*o);

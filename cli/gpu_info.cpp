@@ -46,29 +46,32 @@ int run(bool json) {
         j["runtime_version"] = version_text(inv.runtime_version);
         j["devices"] = nlohmann::json::array();
         for (const auto& d : inv.devices)
-            j["devices"].push_back({{"index", d.index},
-                                    {"name", d.name},
-                                    {"uuid", d.uuid},
-                                    {"compute_capability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)},
-                                    {"multiprocessors", d.multiprocessors},
-                                    {"vram_free_bytes", d.vram_free},
-                                    {"vram_total_bytes", d.vram_total}});
+            j["devices"].push_back(
+                {{"index", d.index},
+                 {"name", d.name},
+                 {"uuid", d.uuid},
+                 {"compute_capability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)},
+                 {"multiprocessors", d.multiprocessors},
+                 {"vram_free_bytes", d.vram_free},
+                 {"vram_total_bytes", d.vram_total}});
         std::printf("%s\n", j.dump().c_str());
         return 0;
     }
     std::printf("CUDA driver %s, runtime %s\n", version_text(inv.driver_version).c_str(),
                 version_text(inv.runtime_version).c_str());
     for (const auto& d : inv.devices)
-        std::printf("device %d: %s\n  uuid %s\n  compute capability %d.%d, %d multiprocessors\n"
-                    "  VRAM %.2f GiB free of %.2f GiB (%llu / %llu bytes)\n",
-                    d.index, d.name.c_str(), d.uuid.c_str(), d.cc_major, d.cc_minor, d.multiprocessors,
-                    gib(d.vram_free), gib(d.vram_total), static_cast<unsigned long long>(d.vram_free),
-                    static_cast<unsigned long long>(d.vram_total));
+        std::printf(
+            "device %d: %s\n  uuid %s\n  compute capability %d.%d, %d multiprocessors\n"
+            "  VRAM %.2f GiB free of %.2f GiB (%llu / %llu bytes)\n",
+            d.index, d.name.c_str(), d.uuid.c_str(), d.cc_major, d.cc_minor, d.multiprocessors, gib(d.vram_free),
+            gib(d.vram_total), static_cast<unsigned long long>(d.vram_free),
+            static_cast<unsigned long long>(d.vram_total));
     return 0;
 }
 #else
 int run(bool) {
-    std::fprintf(stderr, "loom gpu-info: this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)\n");
+    std::fprintf(stderr,
+                 "loom gpu-info: this build of loom has no CUDA support (configured with LOOM_WITH_CUDA=OFF)\n");
     return kExitNoDevice;
 }
 #endif
@@ -76,7 +79,8 @@ int run(bool) {
 }  // namespace
 
 void register_gpu_info(CLI::App& app, int& exit_code) {
-    auto* cmd = app.add_subcommand("gpu-info", "Show the CUDA driver, runtime and devices (exit 3 when none is usable)");
+    auto* cmd =
+        app.add_subcommand("gpu-info", "Show the CUDA driver, runtime and devices (exit 3 when none is usable)");
     auto json = std::make_shared<bool>(false);
     cmd->add_flag("--json", *json, "Print one JSON object");
     cmd->callback([json, &exit_code] { exit_code = run(*json); });

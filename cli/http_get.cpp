@@ -82,7 +82,8 @@ HttpResponse exchange(net::io_context& ioc, Stream& stream, beast::tcp_stream& t
           "reading the response of", url);
     HttpResponse r;
     r.status = static_cast<int>(parser.get().result_int());
-    for (const auto& field : parser.get()) r.headers[lower(std::string(field.name_string()))] = std::string(field.value());
+    for (const auto& field : parser.get())
+        r.headers[lower(std::string(field.name_string()))] = std::string(field.value());
     if (on_head) on_head(r);
 
     std::array<char, 64 * 1024> chunk;
@@ -157,13 +158,15 @@ Url parse_url(const std::string& text) {
     const auto sep = text.find("://");
     if (sep == std::string::npos) throw HttpError("URL '" + text + "' has no scheme (http:// or https://)");
     u.scheme = lower(text.substr(0, sep));
-    if (u.scheme != "http" && u.scheme != "https") throw HttpError("URL '" + text + "': only http and https are supported");
+    if (u.scheme != "http" && u.scheme != "https")
+        throw HttpError("URL '" + text + "': only http and https are supported");
     const auto path_at = text.find_first_of("/?#", sep + 3);
     std::string authority = text.substr(sep + 3, path_at == std::string::npos ? std::string::npos : path_at - sep - 3);
     u.target = path_at == std::string::npos ? "/" : text.substr(path_at);
     if (u.target.front() != '/') u.target.insert(0, "/");
     if (const auto hash = u.target.find('#'); hash != std::string::npos) u.target.erase(hash);
-    if (authority.find('@') != std::string::npos) throw HttpError("URL '" + text + "': user names in URLs are not supported");
+    if (authority.find('@') != std::string::npos)
+        throw HttpError("URL '" + text + "': user names in URLs are not supported");
     std::string port;
     if (!authority.empty() && authority.front() == '[') {
         const auto close = authority.find(']');

@@ -49,8 +49,8 @@ using HeadHook = std::function<void(const HttpResponse&)>;
 
 // GET `url` with `headers`. A 2xx body goes to `sink` when one is given; a connection that ends
 // before the body does throws HttpError after the sink has had every byte that came.
-HttpResponse http_get(const Url& url, const HeaderList& headers, const BodySink& sink = {}, const HeadHook& on_head = {},
-                      std::chrono::seconds timeout = std::chrono::seconds(60));
+HttpResponse http_get(const Url& url, const HeaderList& headers, const BodySink& sink = {},
+                      const HeadHook& on_head = {}, std::chrono::seconds timeout = std::chrono::seconds(60));
 
 // Whether this build speaks https (compiled with OpenSSL).
 bool tls_available();

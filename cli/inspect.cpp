@@ -38,8 +38,12 @@ json value_json(const Value& v) {
     switch (v.type()) {
         case ValueType::BOOL: return v.as_bool();
         case ValueType::STRING: return v.as_string();
-        case ValueType::FLOAT32: case ValueType::FLOAT64: return v.as_float();
-        case ValueType::INT8: case ValueType::INT16: case ValueType::INT32: case ValueType::INT64: return v.as_int();
+        case ValueType::FLOAT32:
+        case ValueType::FLOAT64: return v.as_float();
+        case ValueType::INT8:
+        case ValueType::INT16:
+        case ValueType::INT32:
+        case ValueType::INT64: return v.as_int();
         case ValueType::ARRAY: {
             const auto& a = v.as_array();
             if (a.size() > kArraySummaryAbove) return json{{"type", v.type_description()}, {"length", a.size()}};
@@ -146,10 +150,14 @@ json summary(const gguf::File& f, const std::string& path, bool with_tensors) {
 
 std::string human_bytes(uint64_t b) {
     char s[32];
-    if (b >= (1ull << 30)) std::snprintf(s, sizeof s, "%.2f GiB", b / double(1ull << 30));
-    else if (b >= (1ull << 20)) std::snprintf(s, sizeof s, "%.2f MiB", b / double(1ull << 20));
-    else if (b >= (1ull << 10)) std::snprintf(s, sizeof s, "%.1f KiB", b / 1024.0);
-    else std::snprintf(s, sizeof s, "%llu B", static_cast<unsigned long long>(b));
+    if (b >= (1ull << 30))
+        std::snprintf(s, sizeof s, "%.2f GiB", b / double(1ull << 30));
+    else if (b >= (1ull << 20))
+        std::snprintf(s, sizeof s, "%.2f MiB", b / double(1ull << 20));
+    else if (b >= (1ull << 10))
+        std::snprintf(s, sizeof s, "%.1f KiB", b / 1024.0);
+    else
+        std::snprintf(s, sizeof s, "%llu B", static_cast<unsigned long long>(b));
     return s;
 }
 
@@ -166,7 +174,8 @@ void print_text(const json& j) {
               << (tok.contains("pre") ? plain(tok["pre"]) : "(none)") << ", vocab "
               << (tok.contains("vocab_size") ? plain(tok["vocab_size"]) : "(none)") << ", chat template "
               << (tok["has_chat_template"].get<bool>() ? "yes" : "no") << "\n";
-    for (const auto& [k, v] : tok["special_ids"].items()) std::printf("  %-22s %s\n", (k + " id").c_str(), plain(v).c_str());
+    for (const auto& [k, v] : tok["special_ids"].items())
+        std::printf("  %-22s %s\n", (k + " id").c_str(), plain(v).c_str());
     std::cout << "tensors       " << plain(j["tensor_count"]) << ", " << plain(j["parameters"]) << " parameters, "
               << human_bytes(j["tensor_bytes"].get<uint64_t>()) << "\n";
     for (const auto& [type, cb] : j["bytes_per_type"].items())
@@ -194,15 +203,19 @@ void register_inspect(CLI::App& app, int& exit_code) {
         bool tensors = false;
     };
     auto opt = std::make_shared<Options>();
-    cmd->add_option("file", opt->file, "GGUF file or cached model name")->required()->transform(models::file_or_cached_model());
+    cmd->add_option("file", opt->file, "GGUF file or cached model name")
+        ->required()
+        ->transform(models::file_or_cached_model());
     cmd->add_flag("--json", opt->json, "Print one JSON object");
     cmd->add_flag("--tensors", opt->tensors, "List every tensor");
     cmd->callback([opt, &exit_code] {
         try {
             const auto f = gguf::File::open(opt->file);
             const json j = summary(f, opt->file, opt->tensors);
-            if (opt->json) std::cout << j.dump(2) << "\n";
-            else print_text(j);
+            if (opt->json)
+                std::cout << j.dump(2) << "\n";
+            else
+                print_text(j);
             exit_code = 0;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "loom inspect: %s: %s\n", opt->file.c_str(), e.what());

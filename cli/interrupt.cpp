@@ -27,8 +27,7 @@ extern "C" void on_sigint(int) {
 
 void drain_pipe() {
     char buf[64];
-    while (::read(g_pipe[0], buf, sizeof buf) > 0) {
-    }
+    while (::read(g_pipe[0], buf, sizeof buf) > 0) {}
 }
 
 }  // namespace

@@ -40,8 +40,11 @@ void register_list(CLI::App& app, int& exit_code) {
             if (!*json) return print_table(cached);
             auto out = nlohmann::json::array();
             for (const auto& m : cached)
-                out.push_back({{"name", m.name}, {"size", m.size}, {"quant", m.quant},
-                               {"architecture", m.architecture}, {"path", m.path.string()}});
+                out.push_back({{"name", m.name},
+                               {"size", m.size},
+                               {"quant", m.quant},
+                               {"architecture", m.architecture},
+                               {"path", m.path.string()}});
             std::printf("%s\n", out.dump().c_str());
         } catch (const std::exception& e) {
             std::fprintf(stderr, "loom list: %s\n", e.what());

@@ -14,7 +14,7 @@ struct Display {
     std::FILE* out;
     bool ready = false;
     std::optional<Progress> upload{};  // the bar while weights upload (terminal only)
-    uint64_t shown = 0;              // bytes the bar has been advanced by
+    uint64_t shown = 0;                // bytes the bar has been advanced by
 
     void operator()(const engine::LoadStep& s) {
         using Kind = engine::LoadStep::Kind;

@@ -45,8 +45,11 @@ json rows_of(const json& models, const std::map<std::string, Serving>& by_model)
         json backends = json::array();
         if (it != by_model.end())
             for (const auto& b : it->second.backends) backends.push_back(b);
-        rows.push_back({{"name", m["id"]}, {"type", preset ? "preset" : "model"}, {"base_model", base},
-                        {"workers", it == by_model.end() ? 0 : it->second.ready}, {"backends", backends}});
+        rows.push_back({{"name", m["id"]},
+                        {"type", preset ? "preset" : "model"},
+                        {"base_model", base},
+                        {"workers", it == by_model.end() ? 0 : it->second.ready},
+                        {"backends", backends}});
     }
     return rows;
 }
@@ -56,9 +59,8 @@ std::string table(const json& rows) {
     for (const json& r : rows) {
         std::string backends;
         for (const json& b : r["backends"]) backends += (backends.empty() ? "" : ",") + b.get<std::string>();
-        cells.push_back({r["name"].get<std::string>(), r["type"].get<std::string>(),
-                         r["base_model"].get<std::string>(), std::to_string(r["workers"].get<int>()),
-                         backends.empty() ? "-" : backends});
+        cells.push_back({r["name"].get<std::string>(), r["type"].get<std::string>(), r["base_model"].get<std::string>(),
+                         std::to_string(r["workers"].get<int>()), backends.empty() ? "-" : backends});
     }
     return render_table(cells);
 }
@@ -67,8 +69,10 @@ int run(const std::string& url, const std::string& api_key, bool as_json) {
     try {
         const json models = get_orchestrator_json(url, "/v1/models", api_key);
         const json rows = rows_of(models, serving(get_orchestrator_json(url, "/health", "")));
-        if (as_json) std::printf("%s\n", json{{"models", rows}}.dump().c_str());
-        else std::fputs(table(rows).c_str(), stdout);
+        if (as_json)
+            std::printf("%s\n", json{{"models", rows}}.dump().c_str());
+        else
+            std::fputs(table(rows).c_str(), stdout);
         return 0;
     } catch (const BadOrchestratorUrl& e) {
         std::fprintf(stderr, "loom models: %s\n", e.what());
@@ -86,7 +90,8 @@ void register_models(CLI::App& app, int& exit_code) {
     auto url = std::make_shared<std::string>(kDefaultOrchestrator);
     auto key = std::make_shared<std::string>();
     auto as_json = std::make_shared<bool>(false);
-    cmd->add_option("--orchestrator", *url, std::string("The orchestrator's URL (default ") + kDefaultOrchestrator + ")");
+    cmd->add_option("--orchestrator", *url,
+                    std::string("The orchestrator's URL (default ") + kDefaultOrchestrator + ")");
     cmd->add_option("--api-key", *key, "Bearer key, when the orchestrator has --api-key")->envname("LOOM_API_KEY");
     cmd->add_flag("--json", *as_json, "Print one JSON object");
     cmd->callback([url, key, as_json, &exit_code] { exit_code = run(*url, *key, *as_json); });

@@ -53,7 +53,8 @@ json get_orchestrator_json(const std::string& base_url, const std::string& path,
         throw OrchestratorError(where + " answered " + path + " with " + std::to_string(r.status) + ": " +
                                 error_text(r.body));
     json j = json::parse(r.body, nullptr, false);
-    if (!j.is_object()) throw OrchestratorError(where + " answered " + path + " with something other than a JSON object");
+    if (!j.is_object())
+        throw OrchestratorError(where + " answered " + path + " with something other than a JSON object");
     return j;
 }
 

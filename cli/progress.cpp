@@ -7,15 +7,24 @@ namespace loom::cli {
 
 std::string human_bytes(uint64_t b) {
     char s[32];
-    if (b >= 1000000000ull) std::snprintf(s, sizeof s, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ull) std::snprintf(s, sizeof s, "%.1f MB", b / 1e6);
-    else if (b >= 1000ull) std::snprintf(s, sizeof s, "%.1f kB", b / 1e3);
-    else std::snprintf(s, sizeof s, "%llu B", static_cast<unsigned long long>(b));
+    if (b >= 1000000000ull)
+        std::snprintf(s, sizeof s, "%.2f GB", b / 1e9);
+    else if (b >= 1000000ull)
+        std::snprintf(s, sizeof s, "%.1f MB", b / 1e6);
+    else if (b >= 1000ull)
+        std::snprintf(s, sizeof s, "%.1f kB", b / 1e3);
+    else
+        std::snprintf(s, sizeof s, "%llu B", static_cast<unsigned long long>(b));
     return s;
 }
 
 Progress::Progress(std::string label, uint64_t start, uint64_t total, bool tty, std::FILE* out)
-    : label_(std::move(label)), start_(start), done_(start), total_(total), tty_(tty), out_(out),
+    : label_(std::move(label)),
+      start_(start),
+      done_(start),
+      total_(total),
+      tty_(tty),
+      out_(out),
       began_(std::chrono::steady_clock::now()) {
     if (!tty_) line();
 }
@@ -31,8 +40,10 @@ void Progress::advance(uint64_t bytes) {
 }
 
 void Progress::finish() {
-    if (tty_) draw(true);
-    else if (total_ == 0 || last_decile_ < 10) line();
+    if (tty_)
+        draw(true);
+    else if (total_ == 0 || last_decile_ < 10)
+        line();
 }
 
 void Progress::draw(bool final) {

@@ -37,9 +37,10 @@ json row_of(const json& w) {
             {"state", w.value("state", "")},
             {"device", w.value("device", "")},
             {"backend", w.value("backend", "")},
-            {"bytes", {{"weights", reserved(w, "weights")},
-                       {"kv_cache", reserved(w, "kv_cache")},
-                       {"workspace", reserved(w, "workspace")}}},
+            {"bytes",
+             {{"weights", reserved(w, "weights")},
+              {"kv_cache", reserved(w, "kv_cache")},
+              {"workspace", reserved(w, "workspace")}}},
             {"context_size", w.value("context_size", 0)},
             {"running", w.value("running", 0)},
             {"queued", w.value("waiting", 0)},
@@ -66,8 +67,8 @@ std::string until_cell(const json& until) {
 
 std::string table(const json& rows) {
     std::vector<std::vector<std::string>> cells = {{"MODEL", "WORKER", "STATE", "DEVICE", "BACKEND",
-                                                    "MEMORY (WEIGHTS / KV / WORKSPACE)", "CONTEXT",
-                                                    "RUNNING/QUEUED", "TOKENS/S (1 MIN)", "UNTIL"}};
+                                                    "MEMORY (WEIGHTS / KV / WORKSPACE)", "CONTEXT", "RUNNING/QUEUED",
+                                                    "TOKENS/S (1 MIN)", "UNTIL"}};
     for (const json& r : rows) {
         char rate[32];
         std::snprintf(rate, sizeof rate, "%.1f", r["tokens_per_s"].get<double>());
@@ -90,8 +91,10 @@ int run(const std::string& url, bool as_json) {
         json rows = json::array();
         for (const json& w : health["workers"])
             if (w.is_object()) rows.push_back(row_of(w));
-        if (as_json) std::printf("%s\n", json{{"status", health.value("status", "")}, {"workers", rows}}.dump().c_str());
-        else std::fputs(table(rows).c_str(), stdout);
+        if (as_json)
+            std::printf("%s\n", json{{"status", health.value("status", "")}, {"workers", rows}}.dump().c_str());
+        else
+            std::fputs(table(rows).c_str(), stdout);
         return 0;
     } catch (const BadOrchestratorUrl& e) {
         std::fprintf(stderr, "loom ps: %s\n", e.what());
@@ -108,7 +111,8 @@ void register_ps(CLI::App& app, int& exit_code) {
     auto* cmd = app.add_subcommand("ps", "List the workers behind a loom-orchestrator and what they run");
     auto url = std::make_shared<std::string>(kDefaultOrchestrator);
     auto as_json = std::make_shared<bool>(false);
-    cmd->add_option("--orchestrator", *url, std::string("The orchestrator's URL (default ") + kDefaultOrchestrator + ")");
+    cmd->add_option("--orchestrator", *url,
+                    std::string("The orchestrator's URL (default ") + kDefaultOrchestrator + ")");
     cmd->add_flag("--json", *as_json, "Print one JSON object");
     cmd->callback([url, as_json, &exit_code] { exit_code = run(*url, *as_json); });
 }

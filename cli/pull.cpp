@@ -23,7 +23,8 @@ int pull(const std::string& text) {
     }
     try {
         const Hub hub = Hub::from_environment();
-        const std::string file = ref.file.empty() ? models::pick_gguf(hub.list_files(ref), ref.quant, ref.repo_id()) : ref.file;
+        const std::string file =
+            ref.file.empty() ? models::pick_gguf(hub.list_files(ref), ref.quant, ref.repo_id()) : ref.file;
         const auto dest = models::cached_path(models::models_dir(), ref, file);
         const std::string name = ref.repo_id() + "/" + file;
         if (std::filesystem::exists(dest)) {

@@ -19,14 +19,15 @@ int remove_model(const std::string& name) {
         return 2;
     }
     if (!path) {
-        std::fprintf(stderr, "loom rm: no cached model '%s' in %s (loom list shows them)\n", name.c_str(), root.c_str());
+        std::fprintf(stderr, "loom rm: no cached model '%s' in %s (loom list shows them)\n", name.c_str(),
+                     root.c_str());
         return 2;
     }
     try {
         fs::remove(*path);
         fs::remove(path->string() + ".partial");
-        for (fs::path dir = path->parent_path(); dir != root && dir.string().starts_with(root.string()) && fs::is_empty(dir);
-             dir = dir.parent_path())
+        for (fs::path dir = path->parent_path();
+             dir != root && dir.string().starts_with(root.string()) && fs::is_empty(dir); dir = dir.parent_path())
             fs::remove(dir);
         std::printf("removed %s\n", path->c_str());
         return 0;

@@ -12,8 +12,10 @@ namespace {
 
 std::string human_size(uint64_t b) {
     char s[32];
-    if (b >= (1ull << 30)) std::snprintf(s, sizeof s, "%.2f GiB", b / double(1ull << 30));
-    else std::snprintf(s, sizeof s, "%.2f MiB", b / double(1ull << 20));
+    if (b >= (1ull << 30))
+        std::snprintf(s, sizeof s, "%.2f GiB", b / double(1ull << 30));
+    else
+        std::snprintf(s, sizeof s, "%.2f MiB", b / double(1ull << 20));
     return s;
 }
 
@@ -47,8 +49,10 @@ void register_synth(CLI::App& app, int& exit_code) {
             const auto start = std::chrono::steady_clock::now();
             const gguf::SynthModel model = gguf::synthesize(o);
             if (model.vocab_raised)
-                std::fprintf(stderr, "loom synth: note: the tokenizer has %u tokens, more than shape %s's vocab %u; "
-                             "vocab raised to %u\n", model.n_vocab, o.shape.name.c_str(), o.shape.vocab, model.n_vocab);
+                std::fprintf(stderr,
+                             "loom synth: note: the tokenizer has %u tokens, more than shape %s's vocab %u; "
+                             "vocab raised to %u\n",
+                             model.n_vocab, o.shape.name.c_str(), o.shape.vocab, model.n_vocab);
             model.writer.write(opt->out);
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             std::printf("loom synth: %s %s %s seed %llu, vocab %u, %zu tensors, %s, %.1f s -> %s\n",

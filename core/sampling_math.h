@@ -75,11 +75,11 @@ LOOM_SAMPLING_HD inline std::uint64_t weight(double z) {
     constexpr double kLog2E = 1.44269504088896338700e+00;
     constexpr double kLn2Hi = 6.93147180369123816490e-01;  // ln 2 with its low 21 bits zero: k * kLn2Hi is exact
     constexpr double kLn2Lo = 1.90821492927058770002e-10;  // ln 2 - kLn2Hi
-    constexpr double kRoundInteger = 0x1.8p52;  // t + this - this = rint(t) for |t| < 2^51
-    constexpr double kRoundUnsigned = 0x1p52;   // x + this has rint(x) in its low bits for 0 <= x < 2^52
+    constexpr double kRoundInteger = 0x1.8p52;             // t + this - this = rint(t) for |t| < 2^51
+    constexpr double kRoundUnsigned = 0x1p52;              // x + this has rint(x) in its low bits for 0 <= x < 2^52
     constexpr double kInverseFactorial[12] = {
-        1.0,         1.0,          1.0 / 2.0,       1.0 / 6.0,        1.0 / 24.0,        1.0 / 120.0,
-        1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0,   1.0 / 362880.0,   1.0 / 3628800.0,   1.0 / 39916800.0,
+        1.0,         1.0,          1.0 / 2.0,     1.0 / 6.0,      1.0 / 24.0,      1.0 / 120.0,
+        1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0,
     };
     const std::uint64_t z_bits = bits_of(z);
     const std::uint64_t biased_exponent = (z_bits >> 52) & 0x7ff;
@@ -149,9 +149,9 @@ LOOM_SAMPLING_HD constexpr std::uint64_t draw_position(std::uint64_t bits53, std
 // A 32-bit key increasing with the logit (-0 and +0 equal), for radix selection in σ order;
 // branch-free, since logit signs are random and mispredictions would dominate a pass.
 LOOM_SAMPLING_HD constexpr std::uint32_t order_key(std::uint32_t float_bits) {
-    const std::uint32_t sign_fill = 0u - (float_bits >> 31);          // all ones for negatives
+    const std::uint32_t sign_fill = 0u - (float_bits >> 31);           // all ones for negatives
     const std::uint32_t key = float_bits ^ (sign_fill | 0x80000000u);  // negatives flip, positives gain the top bit
-    return key + (key == 0x7fffffffu ? 1u : 0u);                      // -0 joins +0
+    return key + (key == 0x7fffffffu ? 1u : 0u);                       // -0 joins +0
 }
 
 }  // namespace loom::sampling

@@ -8,8 +8,8 @@ namespace loom::engine {
 
 void check_sampling(const SamplingParams& params, int top_logprobs, int n_vocab) {
     if (top_logprobs > kMaxTopLogprobs)
-        throw SamplingParamError("top_logprobs", std::to_string(top_logprobs) + " is above the maximum " +
-                                                     std::to_string(kMaxTopLogprobs));
+        throw SamplingParamError(
+            "top_logprobs", std::to_string(top_logprobs) + " is above the maximum " + std::to_string(kMaxTopLogprobs));
     if (params.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries))
         throw SamplingParamError("logit_bias", std::to_string(params.logit_bias.size()) +
                                                    " entries are more than the maximum " +
@@ -28,7 +28,8 @@ namespace {
 
 void check_entry(const PlanEntry& e, const KvCapacity& kv, int n_vocab, int n_ctx) {
     const std::string who = "plan: sequence " + std::to_string(e.seq);
-    if (e.seq < 0 || e.seq >= kv.max_seqs) throw RequestError(who + " is outside 0.." + std::to_string(kv.max_seqs - 1));
+    if (e.seq < 0 || e.seq >= kv.max_seqs)
+        throw RequestError(who + " is outside 0.." + std::to_string(kv.max_seqs - 1));
     if (e.tokens.empty()) throw RequestError(who + " has no tokens");
     const int64_t end = int64_t{e.pos0} + static_cast<int64_t>(e.tokens.size());
     if (e.pos0 < 0 || end > n_ctx)
@@ -58,8 +59,8 @@ void check_plan(const StepPlan& plan, const KvCapacity& kv, int n_vocab, int n_c
         if (plan.entries.size() != 1 || e.sampling) throw RequestError("plan: a logits pass runs one entry, unsampled");
         const size_t need = (plan.all_logits ? e.tokens.size() : 1) * static_cast<size_t>(n_vocab);
         if (plan.logits.size() < need)
-            throw RequestError("forward: logits buffer holds " + std::to_string(plan.logits.size()) + " floats, needs " +
-                               std::to_string(need));
+            throw RequestError("forward: logits buffer holds " + std::to_string(plan.logits.size()) +
+                               " floats, needs " + std::to_string(need));
     } else if (total > max_batch_tokens) {
         throw RequestError("step: " + std::to_string(total) + " tokens exceed the batch limit of " +
                            std::to_string(max_batch_tokens));

@@ -22,13 +22,13 @@ public:
     virtual void on_layer_output(int layer, int pos0, int T, const float* hidden) = 0;
 };
 
-inline constexpr int kMaxTopLogprobs = 20;         // alternatives a sampled token may report
+inline constexpr int kMaxTopLogprobs = 20;        // alternatives a sampled token may report
 inline constexpr int kMaxLogitBiasEntries = 300;  // logit_bias entries per request (OpenAI's limit)
 
 // How many sequences, KV positions and tokens per step a backend is built for.
 struct BatchLimits {
-    int max_seqs = 1;           // sequences a step may address at once
-    int kv_tokens = 0;          // positions in the shared KV cache; 0: max_seqs * n_ctx
+    int max_seqs = 1;            // sequences a step may address at once
+    int kv_tokens = 0;           // positions in the shared KV cache; 0: max_seqs * n_ctx
     int max_batch_tokens = 512;  // tokens one step carries in all (prefill chunks + decode tokens)
     // CUDA only (the CPU backend refuses it): bytes weights + KV cache + workspace may take; 0: no
     // limit. With kv_tokens 0 the KV cache gets what the budget leaves, up to max_seqs * n_ctx.
@@ -49,7 +49,7 @@ struct MemoryUse {
     uint64_t used = 0;      // bytes handed out of it
 };
 struct MemoryReport {
-    std::string where;            // "device 0 (NVIDIA H100 80GB HBM3)" or "host RAM"
+    std::string where;             // "device 0 (NVIDIA H100 80GB HBM3)" or "host RAM"
     bool device_resident = false;  // every arena verified to be device memory (cudaPointerGetAttributes)
     std::vector<MemoryUse> uses;
 };
@@ -60,7 +60,7 @@ public:
     virtual std::string name() const = 0;    // "cpu" or "cuda"
     virtual std::string device() const = 0;  // what ran it, e.g. "NVIDIA H100 80GB HBM3" or "CPU, 2 threads"
     virtual const ModelConfig& config() const = 0;
-    virtual int n_ctx() const = 0;   // positions one sequence may hold
+    virtual int n_ctx() const = 0;             // positions one sequence may hold
     virtual int max_batch_tokens() const = 0;  // tokens one sampling step may carry in total
     virtual KvCapacity kv_capacity() const = 0;
 

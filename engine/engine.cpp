@@ -30,8 +30,9 @@ RequestLimits RequestLimits::of(const Backend& backend) {
 void check_prompt_size(size_t n_prompt, int n_ctx) {
     if (n_prompt == 0) throw RequestError("prompt", "no tokens");
     if (n_prompt >= static_cast<size_t>(n_ctx))
-        throw ContextLengthError("prompt", "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
-                                               std::to_string(n_ctx) + " (one more is needed to generate)");
+        throw ContextLengthError("prompt", "the prompt has " + std::to_string(n_prompt) +
+                                               " tokens; the context holds " + std::to_string(n_ctx) +
+                                               " (one more is needed to generate)");
 }
 
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options) {
@@ -44,8 +45,7 @@ void check_request(const RequestLimits& limits, std::span<const int32_t> prompt,
         throw RequestError("resume_tokens", std::to_string(options.resume_tokens) + " is outside 0.." +
                                                 std::to_string(prompt.size() - 1) +
                                                 " (the resumed tokens follow at least one prompt token)");
-    if (options.max_tokens < 1)
-        throw RequestError("max_tokens", std::to_string(options.max_tokens) + " is below 1");
+    if (options.max_tokens < 1) throw RequestError("max_tokens", std::to_string(options.max_tokens) + " is below 1");
     check_sampling(options.sampling, options.top_logprobs, limits.n_vocab);
     const int64_t blocks = (static_cast<int64_t>(prompt.size()) + limits.kv_block_tokens) / limits.kv_block_tokens;
     if (blocks > limits.kv_blocks_total)
@@ -65,7 +65,8 @@ uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options)
 }
 
 bool Engine::cancel(uint64_t request) {
-    const auto queued = std::find_if(waiting_.begin(), waiting_.end(), [&](const Request& r) { return r.id == request; });
+    const auto queued =
+        std::find_if(waiting_.begin(), waiting_.end(), [&](const Request& r) { return r.id == request; });
     if (queued != waiting_.end()) {
         waiting_.erase(queued);
         return true;
@@ -117,8 +118,8 @@ void Engine::make_room(std::vector<TokenEvent>& events) {
             }
         if (!youngest || need <= kv.free_blocks()) break;
         finish(*youngest, FinishReason::error, events,
-               "kv cache full: no free block for the next token (" + std::to_string(kv.total_blocks()) +
-                   " blocks of " + std::to_string(kv.block_tokens()) + " tokens in all)");
+               "kv cache full: no free block for the next token (" + std::to_string(kv.total_blocks()) + " blocks of " +
+                   std::to_string(kv.block_tokens()) + " tokens in all)");
         running_.erase(youngest->id);
     }
 }

@@ -19,9 +19,9 @@ namespace loom::engine {
 
 struct RequestOptions {
     SamplingParams sampling;
-    int max_tokens = 128;             // >= 1
-    int top_logprobs = -1;            // < 0: none; else 0 .. kMaxTopLogprobs
-    std::vector<int32_t> stop_ids;    // tokens that end the request (end_of_generation_ids, unless ignore_eos)
+    int max_tokens = 128;           // >= 1
+    int top_logprobs = -1;          // < 0: none; else 0 .. kMaxTopLogprobs
+    std::vector<int32_t> stop_ids;  // tokens that end the request (end_of_generation_ids, unless ignore_eos)
     // Failover: the last resume_tokens prompt tokens were generated earlier by this same request
     // (0 <= resume_tokens < prompt length). Its first sample is step resume_tokens, as it would have
     // been without the interruption (the penalties already see the whole prompt), and max_tokens
@@ -40,9 +40,9 @@ std::string_view to_string(FinishReason reason);
 struct TokenEvent {
     uint64_t request = 0;
     bool has_token = false;
-    SampledToken token{};       // when has_token; a stop token comes with finish == stop_token
+    SampledToken token{};  // when has_token; a stop token comes with finish == stop_token
     FinishReason finish = FinishReason::none;
-    std::string error;          // finish == error: why (sampling failed, KV cache full)
+    std::string error;  // finish == error: why (sampling failed, KV cache full)
 };
 
 // The fixed facts of a backend a request is checked against (safe to read from any thread).
@@ -56,8 +56,8 @@ struct RequestLimits {
 
 // The checks Engine::add makes before queueing: RequestError / SamplingParamError / KvCacheFullError
 // naming the field (prompt empty, ids outside the vocabulary, no room for one generated token,
-// max_tokens < 1, resume_tokens outside 0 .. prompt length - 1, top_logprobs or logit_bias over their limits, sampling parameters out of range, a
-// prompt larger than the whole KV cache). Callers on other threads use it to refuse early.
+// max_tokens < 1, resume_tokens outside 0 .. prompt length - 1, top_logprobs or logit_bias over their limits, sampling
+// parameters out of range, a prompt larger than the whole KV cache). Callers on other threads use it to refuse early.
 void check_request(const RequestLimits& limits, std::span<const int32_t> prompt, const RequestOptions& options);
 // The prompt's size alone (the first of check_request's checks, for callers that check before they
 // tokenize all else): RequestError("prompt") when empty, ContextLengthError when it leaves no room
@@ -100,8 +100,8 @@ private:
         RequestOptions options;
         std::vector<int32_t> tokens;  // prompt, then generated tokens
         int prompt_tokens = 0;
-        int fed = 0;                  // tokens already in the KV cache
-        int generated = 0;            // since add(): resume_tokens is not counted
+        int fed = 0;        // tokens already in the KV cache
+        int generated = 0;  // since add(): resume_tokens is not counted
         int seq = -1;
     };
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});

@@ -18,9 +18,8 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 }  // namespace
 
 std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tok) {
-    static const std::string_view kEndMarkers[] = {"<|im_end|>",   "<|eot_id|>",      "<|end|>",
-                                                   "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-                                                   "<|eom_id|>",   "</s>"};
+    static const std::string_view kEndMarkers[] = {"<|im_end|>",    "<|eot_id|>",      "<|end|>",    "<end_of_turn>",
+                                                   "<|endoftext|>", "<|end_of_text|>", "<|eom_id|>", "</s>"};
     std::vector<int32_t> ids;
     const auto& special = tok.special_ids();
     if (special.eos) ids.push_back(*special.eos);

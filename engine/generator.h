@@ -18,9 +18,9 @@ namespace loom::engine {
 struct GenerateOptions {
     int max_tokens = 128;
     SamplingParams sampling;
-    bool ignore_eos = false;                // keep going past end-of-generation tokens
-    std::vector<std::string> stop_strings;  // matched on the text; the match is not emitted
-    int top_logprobs = -1;                  // < 0: no log-probabilities; else this many alternatives
+    bool ignore_eos = false;                  // keep going past end-of-generation tokens
+    std::vector<std::string> stop_strings;    // matched on the text; the match is not emitted
+    int top_logprobs = -1;                    // < 0: no log-probabilities; else this many alternatives
     LayerObserver* layer_observer = nullptr;  // sees every step's layer outputs (--dump-layers)
 };
 
@@ -32,9 +32,9 @@ struct GenerateTimings {
 };
 
 struct GenerateResult {
-    std::vector<int32_t> ids;              // generated tokens (an end-of-generation token is not included)
-    std::vector<SampledToken> logprobs;    // one per id when options.top_logprobs >= 0
-    std::string text;                      // what was emitted (stop string cut off)
+    std::vector<int32_t> ids;                        // generated tokens (an end-of-generation token is not included)
+    std::vector<SampledToken> logprobs;              // one per id when options.top_logprobs >= 0
+    std::string text;                                // what was emitted (stop string cut off)
     FinishReason finish = FinishReason::max_tokens;  // stop_token, stop_string, max_tokens or context_full
     GenerateTimings timings;
 };
@@ -53,7 +53,6 @@ std::vector<int32_t> end_of_generation_ids(const tokenizer::Tokenizer& tokenizer
 // RequestError with the Engine's message when the request ends in an error (e.g. the KV cache is
 // full). No sequence slot outlives the call, also when on_text throws.
 GenerateResult generate(Backend& backend, const tokenizer::Tokenizer& tokenizer, std::span<const int32_t> prompt,
-                        const GenerateOptions& options,
-                        const std::function<void(std::string_view)>& on_text = {});
+                        const GenerateOptions& options, const std::function<void(std::string_view)>& on_text = {});
 
 }  // namespace loom::engine

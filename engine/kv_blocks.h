@@ -32,7 +32,7 @@ public:
     void close(int seq);
     bool is_open(int seq) const;
 
-    int length(int seq) const;                         // positions filled
+    int length(int seq) const;                          // positions filled
     const std::vector<int32_t>& blocks(int seq) const;  // block ids, in position order
     // Blocks the sequence must take to hold n_new more positions.
     int blocks_needed(int seq, int n_new) const;

@@ -30,8 +30,8 @@ public:
     Backend& backend() { return backend_; }
     const KvBlockPool& blocks() const { return pool_; }
 
-    int open();            // the lowest free slot; RequestError when every slot is taken
-    void close(int seq);   // returns its KV blocks at once
+    int open();           // the lowest free slot; RequestError when every slot is taken
+    void close(int seq);  // returns its KV blocks at once
 
     // Runs every entry's tokens in one backend step and samples where asked; outputs in entry order.
     // Throws before computing anything (RequestError, KvCacheFullError, SamplingParamError) when an

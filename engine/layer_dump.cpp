@@ -53,14 +53,10 @@ void LayerDumpWriter::finish(const std::string& model, const std::string& backen
                          {"file", file_name(l)},
                          {"what", l < n_layer_ ? "output of block " + std::to_string(l) : "final RMSNorm output"},
                          {"positions", positions_[l]}});
-    const nlohmann::json index = {{"model", model},
-                                  {"backend", backend},
-                                  {"device", device},
-                                  {"n_layer", n_layer_},
-                                  {"n_embd", n_embd_},
-                                  {"n_positions", positions_[0]},
-                                  {"dtype", "f32"},
-                                  {"layout", "row-major (n_positions, n_embd), little-endian"},
+    const nlohmann::json index = {{"model", model},    {"backend", backend},
+                                  {"device", device},  {"n_layer", n_layer_},
+                                  {"n_embd", n_embd_}, {"n_positions", positions_[0]},
+                                  {"dtype", "f32"},    {"layout", "row-major (n_positions, n_embd), little-endian"},
                                   {"files", files}};
     std::ofstream out(dir_ / "index.json");
     out << index.dump(2) << "\n";

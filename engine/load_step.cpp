@@ -31,7 +31,8 @@ std::string describe(const LoadStep& s) {
             std::string line = (s.bytes < s.total ? "uploading " : "loaded ") + gb(s.bytes);
             if (s.bytes < s.total) line += " of " + gb(s.total);
             line += " of weights to " + s.what;
-            if (s.seconds > 0) line += " in " + fmt("%.2f s", s.seconds) + " (" + fmt("%.1f GB/s", s.bytes / s.seconds / 1e9) + ")";
+            if (s.seconds > 0)
+                line += " in " + fmt("%.2f s", s.seconds) + " (" + fmt("%.1f GB/s", s.bytes / s.seconds / 1e9) + ")";
             return line;
         }
         case LoadStep::Kind::kv_cache:

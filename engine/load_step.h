@@ -17,11 +17,11 @@ struct LoadStep {
         ready,          // the backend is built; `seconds` since make_backend began
     };
     Kind kind = Kind::parse;
-    std::string what{};        // parse: the summary; weights: where ("GPU 0 (NVIDIA H100 ...)", "host RAM")
+    std::string what{};  // parse: the summary; weights: where ("GPU 0 (NVIDIA H100 ...)", "host RAM")
     uint64_t bytes = 0;
     uint64_t total = 0;
-    int64_t tokens = 0;        // kv_cache: positions; graph_capture: the decode batch size
-    double seconds = 0;        // weights: since the upload began; graph_capture: the capture; ready: the load
+    int64_t tokens = 0;  // kv_cache: positions; graph_capture: the decode batch size
+    double seconds = 0;  // weights: since the upload began; graph_capture: the capture; ready: the load
 };
 
 using LoadCallback = std::function<void(const LoadStep&)>;

@@ -83,9 +83,10 @@ std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, co
 
 std::string summary(const gguf::File& file) {
     const ModelConfig c = ModelConfig::from_gguf(file);
-    return c.arch_name + ", " + std::to_string(c.n_layer) + " layers, " + std::to_string(c.n_embd) + " wide, vocabulary " +
-           std::to_string(c.n_vocab) + ", context " + std::to_string(c.n_ctx_train) + "; " +
-           std::to_string(file.tensors().size()) + " tensors, " + std::to_string(file.file_size() / 1000000) + " MB file";
+    return c.arch_name + ", " + std::to_string(c.n_layer) + " layers, " + std::to_string(c.n_embd) +
+           " wide, vocabulary " + std::to_string(c.n_vocab) + ", context " + std::to_string(c.n_ctx_train) + "; " +
+           std::to_string(file.tensors().size()) + " tensors, " + std::to_string(file.file_size() / 1000000) +
+           " MB file";
 }
 
 uint64_t reserved(const MemoryReport& m, std::string_view purpose) {
@@ -109,7 +110,8 @@ std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& f
         report({.kind = LoadStep::Kind::weights, .what = m.where, .bytes = w, .total = w, .seconds = since()});
     }
     const KvCapacity kv = b->kv_capacity();
-    report({.kind = LoadStep::Kind::kv_cache, .bytes = reserved(m, "kv_cache"),
+    report({.kind = LoadStep::Kind::kv_cache,
+            .bytes = reserved(m, "kv_cache"),
             .tokens = int64_t{kv.blocks} * kv.block_tokens});
     report({.kind = LoadStep::Kind::ready, .seconds = since()});
     return b;

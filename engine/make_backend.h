@@ -23,11 +23,11 @@ KvCacheType parse_kv_cache_type(std::string_view name);
 std::string_view to_string(KvCacheType type);
 
 struct BackendOptions {
-    int n_ctx = 0;            // positions per sequence; <= 0: the model's training context
-    BatchLimits limits = {};  // sequences, KV positions, tokens per step, VRAM budget (cuda)
-    int threads = 0;          // cpu: matrix-product threads; <= 0: one per hardware thread
-    int device = 0;           // cuda: the device index
-    bool cuda_graphs = true;  // cuda: replay decode-only steps from CUDA graphs
+    int n_ctx = 0;                                      // positions per sequence; <= 0: the model's training context
+    BatchLimits limits = {};                            // sequences, KV positions, tokens per step, VRAM budget (cuda)
+    int threads = 0;                                    // cpu: matrix-product threads; <= 0: one per hardware thread
+    int device = 0;                                     // cuda: the device index
+    bool cuda_graphs = true;                            // cuda: replay decode-only steps from CUDA graphs
     std::optional<KvCacheType> kv_type = std::nullopt;  // unset: the backend's default (cuda f16, cpu f32)
     // Told each load step as it happens (engine/load_step.h); cuda keeps it for its graph captures,
     // so what it captures must outlive the backend.
@@ -51,6 +51,7 @@ BackendProbe probe_backend(std::string_view kind);
 // RequestError("backend") for a kind this build lacks; DeviceError when the device cannot run or
 // hold the model; ModelError for a model no kernel handles; MemoryBudgetError for a budget too small;
 // RequestError("kv_type") for f16 on the cpu backend.
-std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& file, const BackendOptions& options = {});
+std::unique_ptr<Backend> make_backend(std::string_view kind, const gguf::File& file,
+                                      const BackendOptions& options = {});
 
 }  // namespace loom::engine

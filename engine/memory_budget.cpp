@@ -34,7 +34,7 @@ std::string describe(const MemoryPlan& plan) {
 
 MemoryBudgetError::MemoryBudgetError(const MemoryPlan& p, uint64_t b, const std::string& note)
     : EngineError(describe(p) + " > budget " + mib(b) + " (" + std::to_string(b) + " bytes)" +
-                         (note.empty() ? "" : "; " + note)),
+                  (note.empty() ? "" : "; " + note)),
       plan(p),
       budget(b) {}
 
@@ -54,8 +54,9 @@ int kv_blocks_within(const MemoryPlan& rest, const KvCost& kv, const KvDemand& d
         const int64_t blocks = blocks_for(demand.kv_tokens, bt);
         plan.kv_cache = kv_bytes(kv, blocks);
         if (budget > 0 && plan.total() > budget)
-            throw MemoryBudgetError(plan, budget, "the KV cache holds the " + std::to_string(demand.kv_tokens) +
-                                                      " positions asked for (--kv-tokens)");
+            throw MemoryBudgetError(
+                plan, budget,
+                "the KV cache holds the " + std::to_string(demand.kv_tokens) + " positions asked for (--kv-tokens)");
         return clamp_blocks(blocks);
     }
     const int64_t all = blocks_for(int64_t{demand.max_seqs} * demand.n_ctx, bt);
@@ -63,9 +64,10 @@ int kv_blocks_within(const MemoryPlan& rest, const KvCost& kv, const KvDemand& d
     const int64_t one = blocks_for(demand.n_ctx, bt);
     plan.kv_cache = kv_bytes(kv, one);
     if (plan.total() > budget)
-        throw MemoryBudgetError(plan, budget, "the KV cache holds one sequence of " + std::to_string(demand.n_ctx) +
-                                                  " positions, the least that serves the context; raise the budget "
-                                                  "or lower --ctx");
+        throw MemoryBudgetError(plan, budget,
+                                "the KV cache holds one sequence of " + std::to_string(demand.n_ctx) +
+                                    " positions, the least that serves the context; raise the budget "
+                                    "or lower --ctx");
     const uint64_t left = budget - rest.weights - rest.workspace;  // >= kv_bytes(kv, one)
     const uint64_t per_block = std::max<uint64_t>(kv.block_bytes, 1);
     const uint64_t fit = (left - round_up(kv.fixed_bytes, kv.alignment)) / per_block;

@@ -34,7 +34,8 @@ int positive_int(const gguf::File& f, const std::string& key) {
     if (v->type() == gguf::ValueType::ARRAY)
         throw ModelError("metadata key '" + key + "' is a per-layer array; loom supports one value for all layers");
     const uint64_t x = v->as_uint(key);
-    if (x == 0 || x > (1u << 30)) throw ModelError("metadata key '" + key + "' = " + std::to_string(x) + " is out of range");
+    if (x == 0 || x > (1u << 30))
+        throw ModelError("metadata key '" + key + "' = " + std::to_string(x) + " is out of range");
     return static_cast<int>(x);
 }
 
@@ -101,10 +102,14 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
     const auto arch = f.find_string("general.architecture");
     if (!arch) throw ModelError("missing metadata key 'general.architecture'");
     c.arch_name = *arch;
-    if (c.arch_name == "llama") c.arch = Architecture::Llama;
-    else if (c.arch_name == "qwen2") c.arch = Architecture::Qwen2;
-    else if (c.arch_name == "qwen3") c.arch = Architecture::Qwen3;
-    else throw ModelError("unsupported architecture '" + c.arch_name + "' (loom runs llama, qwen2, qwen3)");
+    if (c.arch_name == "llama")
+        c.arch = Architecture::Llama;
+    else if (c.arch_name == "qwen2")
+        c.arch = Architecture::Qwen2;
+    else if (c.arch_name == "qwen3")
+        c.arch = Architecture::Qwen3;
+    else
+        throw ModelError("unsupported architecture '" + c.arch_name + "' (loom runs llama, qwen2, qwen3)");
 
     const std::string p = c.arch_name + ".";
     c.n_embd = positive_int(f, p + "embedding_length");

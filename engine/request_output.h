@@ -22,14 +22,14 @@ public:
     // RequestError ("stop: ...") for an empty stop string. `resumed`: tokens this request generated
     // before a failover; their text was sent then (see TextStream::resume). start: when the request
     // arrived (time to first token counts from it).
-    RequestOutput(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings,
-                  Clock::time_point start, std::span<const int32_t> resumed = {});
+    RequestOutput(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings, Clock::time_point start,
+                  std::span<const int32_t> resumed = {});
 
     // What one event added.
     struct Fed {
-        bool sampled = false;  // the event carried a sampled token (a stop token too)
-        bool first = false;    // ... the request's first
-        double gap_s = 0;      // seconds since the previous sampled token (not first)
+        bool sampled = false;     // the event carried a sampled token (a stop token too)
+        bool first = false;       // ... the request's first
+        double gap_s = 0;         // seconds since the previous sampled token (not first)
         bool completion = false;  // a completion token was added (a stop token is none)
     };
     // Takes one of the Engine's events for this request. Afterwards finished() says whether the

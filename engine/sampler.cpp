@@ -58,9 +58,7 @@ LOOM_WIDE_VECTOR_CLONES uint64_t compute_weights(const float* logits, uint64_t* 
 // σ: descending logit, ties by ascending id.
 struct SigmaBefore {
     const float* logits;
-    bool operator()(int32_t a, int32_t b) const {
-        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    }
+    bool operator()(int32_t a, int32_t b) const { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); }
 };
 
 // The bucket holding `position` when buckets are walked from `highest` (the top non-empty one)
@@ -77,9 +75,7 @@ size_t pick_bucket(const std::vector<uint64_t>& histogram, size_t highest, uint6
 }  // namespace
 
 void validate(const SamplingParams& p, int32_t n_vocab) {
-    const auto fail = [](const char* field, const std::string& what) {
-        throw SamplingParamError(field, what);
-    };
+    const auto fail = [](const char* field, const std::string& what) { throw SamplingParamError(field, what); };
     if (n_vocab <= 0 || n_vocab > sampling::kMaxVocab)
         fail("n_vocab", "must be in [1, " + std::to_string(sampling::kMaxVocab) + "], got " + std::to_string(n_vocab));
     if (!(std::isfinite(p.temperature) && p.temperature >= 0))
@@ -99,16 +95,16 @@ void validate(const SamplingParams& p, int32_t n_vocab) {
         if (!in_vocab(id, n_vocab))
             fail("logit_bias", "token id " + std::to_string(id) + " is outside the vocabulary " + vocab_range(n_vocab));
         if (std::isnan(bias) || bias == kInfinity)
-            fail("logit_bias", "bias of token id " + std::to_string(id) + " must be finite or -inf, got " + number(bias));
+            fail("logit_bias",
+                 "bias of token id " + std::to_string(id) + " must be finite or -inf, got " + number(bias));
     }
 }
 
 Sampler::Sampler(SamplingParams params, int32_t n_vocab) : params_(std::move(params)), n_vocab_(n_vocab) {
     validate(params_, n_vocab_);
     // Neutral penalties leave every logit bit-identical, so skipping them changes no result.
-    penalties_on_ = params_.penalty_last_n != 0 &&
-                    (params_.repetition_penalty != 1 || params_.presence_penalty != 0 ||
-                     params_.frequency_penalty != 0);
+    penalties_on_ = params_.penalty_last_n != 0 && (params_.repetition_penalty != 1 || params_.presence_penalty != 0 ||
+                                                    params_.frequency_penalty != 0);
     top_k_on_ = params_.top_k > 0 && params_.top_k < n_vocab_;
     const auto n = static_cast<size_t>(n_vocab_);
     logits_.resize(n);
@@ -136,8 +132,7 @@ std::span<const float> Sampler::adjusted_logits(std::span<const float> logits, s
         for (size_t i = 0; i < window.size(); ++i) {
             if (!in_vocab(window[i], n_vocab_))
                 throw SamplingError("history[" + std::to_string(start + i) + "] = token id " +
-                                    std::to_string(window[i]) + " is outside the vocabulary " +
-                                    vocab_range(n_vocab_));
+                                    std::to_string(window[i]) + " is outside the vocabulary " + vocab_range(n_vocab_));
         }
         for (const int32_t token : window) ++window_counts_[static_cast<size_t>(token)];
         const float repetition = params_.repetition_penalty;
@@ -349,8 +344,8 @@ std::vector<Candidate> Sampler::candidates(std::span<const float> logits, std::s
     std::vector<Candidate> result;
     result.reserve(kept.size());
     for (const int32_t token : kept)
-        result.push_back({token, static_cast<double>(weights_[static_cast<size_t>(token)]) /
-                                     static_cast<double>(total_kept_)});
+        result.push_back(
+            {token, static_cast<double>(weights_[static_cast<size_t>(token)]) / static_cast<double>(total_kept_)});
     return result;
 }
 

@@ -37,14 +37,14 @@
 namespace loom::engine {
 
 struct SamplingParams {
-    float temperature = 1.0f;          // >= 0; 0 means greedy
-    int32_t top_k = 0;                 // >= 0; 0 means off
-    float top_p = 1.0f;                // (0, 1]; 1 means off
-    float min_p = 0.0f;                // [0, 1]; 0 means off
-    float repetition_penalty = 1.0f;   // > 0; 1 means off
-    float presence_penalty = 0.0f;     // finite; 0 means off
-    float frequency_penalty = 0.0f;    // finite; 0 means off
-    int32_t penalty_last_n = 64;       // >= -1; 0: no window, -1: the whole history
+    float temperature = 1.0f;                           // >= 0; 0 means greedy
+    int32_t top_k = 0;                                  // >= 0; 0 means off
+    float top_p = 1.0f;                                 // (0, 1]; 1 means off
+    float min_p = 0.0f;                                 // [0, 1]; 0 means off
+    float repetition_penalty = 1.0f;                    // > 0; 1 means off
+    float presence_penalty = 0.0f;                      // finite; 0 means off
+    float frequency_penalty = 0.0f;                     // finite; 0 means off
+    int32_t penalty_last_n = 64;                        // >= -1; 0: no window, -1: the whole history
     std::vector<std::pair<int32_t, float>> logit_bias;  // (token id, bias); bias may be -inf (ban)
     uint64_t seed = 0;
 };
@@ -102,8 +102,8 @@ public:
 
     // The same token as sample(), with its log-probability and the n_top most likely tokens' (n_top >= 0,
     // clamped to n_vocab).
-    SampledToken sample_with_logprobs(std::span<const float> logits, std::span<const int32_t> history,
-                                      uint64_t step, int32_t n_top);
+    SampledToken sample_with_logprobs(std::span<const float> logits, std::span<const int32_t> history, uint64_t step,
+                                      int32_t n_top);
 
     // Steps 1-2 only: l after bias and penalties. A view of scratch memory, valid until the next call.
     std::span<const float> adjusted_logits(std::span<const float> logits, std::span<const int32_t> history);
@@ -140,16 +140,16 @@ private:
     float max_logit_ = 0;
     int32_t argmax_ = 0;
 
-    std::vector<uint64_t> weights_;      // w by token id (with top_k on, only K's are written)
-    std::vector<int32_t> sorted_top_k_;  // with top_k on: K in σ order
+    std::vector<uint64_t> weights_;        // w by token id (with top_k on, only K's are written)
+    std::vector<int32_t> sorted_top_k_;    // with top_k on: K in σ order
     std::vector<uint16_t> top_digits_;     // without top_k: the top 11 bits of each token's order key
     std::vector<uint64_t> top_histogram_;  // without top_k: Σw by top digit
     std::vector<uint64_t> histogram_;
-    std::vector<int32_t> members_;         // radix selection's current bucket, ascending ids
-    std::vector<int32_t> scratch_ids_;     // partial sorts over the vocabulary
-    std::vector<int32_t> window_counts_;   // zero between calls
-    uint64_t total_kept_ = 0;        // W_F = Σ_F w
-    int32_t top_p_boundary_ = -1;    // F's last σ token from top-p, or -1 when top-p is off
+    std::vector<int32_t> members_;        // radix selection's current bucket, ascending ids
+    std::vector<int32_t> scratch_ids_;    // partial sorts over the vocabulary
+    std::vector<int32_t> window_counts_;  // zero between calls
+    uint64_t total_kept_ = 0;             // W_F = Σ_F w
+    int32_t top_p_boundary_ = -1;         // F's last σ token from top-p, or -1 when top-p is off
 };
 
 }  // namespace loom::engine

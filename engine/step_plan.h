@@ -24,8 +24,8 @@ struct KvCapacity {
 
 // One sequence's part of a step.
 struct PlanEntry {
-    int seq = -1;                              // its block-table row, 0 .. max_seqs-1
-    int pos0 = 0;                              // tokens run at positions pos0 .. pos0+n-1
+    int seq = -1;  // its block-table row, 0 .. max_seqs-1
+    int pos0 = 0;  // tokens run at positions pos0 .. pos0+n-1
     std::span<const int32_t> tokens;
     // The sequence's block table after this step: block i holds positions i*block_tokens ..
     // (i+1)*block_tokens-1; it covers pos0+n positions. Entries from pos0/block_tokens (rounded up)

@@ -68,8 +68,12 @@ std::vector<int32_t> random_tokens(int n_vocab, int n, uint32_t seed) {
 }
 
 DecodeSteps::DecodeSteps(Backend& backend, int batch, int max_positions)
-    : kv_(backend), batch_(batch), max_positions_(max_positions), greedy_(greedy()),
-      history_(static_cast<size_t>(batch)), entries_(static_cast<size_t>(batch)) {
+    : kv_(backend),
+      batch_(batch),
+      max_positions_(max_positions),
+      greedy_(greedy()),
+      history_(static_cast<size_t>(batch)),
+      entries_(static_cast<size_t>(batch)) {
     open_all();
 }
 

@@ -42,8 +42,8 @@ public:
 private:
     tokenizer::StreamingDetokenizer detok_;
     std::vector<std::string> stops_;
-    std::string text_;     // everything decoded so far
-    size_t emitted_ = 0;   // how much of text_ was handed out
+    std::string text_;    // everything decoded so far
+    size_t emitted_ = 0;  // how much of text_ was handed out
     bool stopped_ = false;
     bool finished_ = false;
 };

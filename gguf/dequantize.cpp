@@ -225,7 +225,9 @@ void dequantize(TensorType type, const void* src, float* dst, uint64_t n, const 
     const auto* bytes = static_cast<const uint8_t*>(src);
     const uint64_t nb = n / info.block_elems;
     switch (type) {
-        case TensorType::F32: if (n) std::memcpy(dst, bytes, n * sizeof(float)); return;
+        case TensorType::F32:
+            if (n) std::memcpy(dst, bytes, n * sizeof(float));
+            return;
         case TensorType::F16: dequant_f16(bytes, dst, n); return;
         case TensorType::BF16: dequant_bf16(bytes, dst, n); return;
         case TensorType::Q4_0: dequant_q4_0(bytes, dst, nb); return;

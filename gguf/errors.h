@@ -20,7 +20,8 @@ class FormatError : public Error {
 public:
     FormatError(std::string field, uint64_t offset, const std::string& what)
         : Error("invalid GGUF: " + field + " at byte " + std::to_string(offset) + ": " + what),
-          field_(std::move(field)), offset_(offset) {}
+          field_(std::move(field)),
+          offset_(offset) {}
     const std::string& field() const { return field_; }
     uint64_t offset() const { return offset_; }
 

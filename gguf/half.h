@@ -20,7 +20,10 @@ inline float half_to_float(uint16_t h) {
     } else {
         // Subnormal: shift the mantissa up until its leading one becomes implicit.
         int e = 113;
-        while ((mant & 0x400u) == 0) { mant <<= 1; --e; }
+        while ((mant & 0x400u) == 0) {
+            mant <<= 1;
+            --e;
+        }
         bits = sign | (static_cast<uint32_t>(e) << 23) | ((mant & 0x3ffu) << 13);
     }
     return std::bit_cast<float>(bits);

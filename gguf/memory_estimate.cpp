@@ -19,7 +19,8 @@ uint64_t round_up(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // "{arch}.{key}" as a positive count; KeyError naming it otherwise.
 uint64_t hyper(const File& f, const std::string& arch, const std::string& key) {
     const auto v = f.find_uint(arch + "." + key);
-    if (!v || *v == 0) throw KeyError("cannot estimate memory: metadata key '" + arch + "." + key + "' is missing or 0");
+    if (!v || *v == 0)
+        throw KeyError("cannot estimate memory: metadata key '" + arch + "." + key + "' is missing or 0");
     return *v;
 }
 

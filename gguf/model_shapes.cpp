@@ -49,8 +49,8 @@ std::vector<float> llama3_rope_freq_divisors(uint32_t head_dim, float rope_base,
         } else if (wavelen > low_wavelen) {
             divisor = s.factor;
         } else {
-            const double smooth = (s.original_context / wavelen - s.low_freq_factor) /
-                                  (double(s.high_freq_factor) - s.low_freq_factor);
+            const double smooth =
+                (s.original_context / wavelen - s.low_freq_factor) / (double(s.high_freq_factor) - s.low_freq_factor);
             divisor = 1.0 / ((1.0 - smooth) / s.factor + smooth);
         }
         out[i] = static_cast<float>(divisor);

@@ -9,19 +9,19 @@
 // fp16 fields hold IEEE binary16 bits. All multi-byte values are little-endian.
 namespace loom::gguf {
 
-inline constexpr int kQK = 32;    // elements per legacy block (Q4_0 .. Q8_0)
-inline constexpr int kQK_K = 256; // elements per K-quant super-block
+inline constexpr int kQK = 32;     // elements per legacy block (Q4_0 .. Q8_0)
+inline constexpr int kQK_K = 256;  // elements per K-quant super-block
 
 // Q4_0: 32 elements. x[j] = ((qs[j] & 0xF) - 8) * d, x[j+16] = ((qs[j] >> 4) - 8) * d, j < 16.
 struct BlockQ4_0 {
-    uint16_t d;       // fp16 scale
-    uint8_t qs[16];   // 4-bit quants, low nibbles = elements 0..15, high nibbles = 16..31
+    uint16_t d;      // fp16 scale
+    uint8_t qs[16];  // 4-bit quants, low nibbles = elements 0..15, high nibbles = 16..31
 };
 
 // Q4_1: 32 elements. x[j] = (qs[j] & 0xF) * d + m, x[j+16] = (qs[j] >> 4) * d + m, j < 16.
 struct BlockQ4_1 {
-    uint16_t d;       // fp16 scale
-    uint16_t m;       // fp16 offset (the block minimum)
+    uint16_t d;  // fp16 scale
+    uint16_t m;  // fp16 offset (the block minimum)
     uint8_t qs[16];
 };
 
@@ -54,8 +54,8 @@ struct BlockQ8_0 {
 struct BlockQ2_K {
     uint8_t scales[16];
     uint8_t qs[64];
-    uint16_t d;       // fp16 super-block scale of the 4-bit scales
-    uint16_t dmin;    // fp16 super-block scale of the 4-bit mins
+    uint16_t d;     // fp16 super-block scale of the 4-bit scales
+    uint16_t dmin;  // fp16 super-block scale of the 4-bit mins
 };
 
 // Q3_K: 256 elements in 16 groups of 16; 3-bit quants = 2 low bits in qs (laid out as Q2_K) plus

@@ -64,7 +64,10 @@ template <int kLevels>
 uint16_t quant_signed_block(const float* x, int* q) {
     float amax = 0, extreme = 0;
     for (int j = 0; j < kQK; ++j)
-        if (std::fabs(x[j]) > amax) { amax = std::fabs(x[j]); extreme = x[j]; }
+        if (std::fabs(x[j]) > amax) {
+            amax = std::fabs(x[j]);
+            extreme = x[j];
+        }
     const uint16_t magnitude = half_at_least(amax / (kLevels / 2));
     const uint16_t d_bits = extreme > 0 ? static_cast<uint16_t>(magnitude | 0x8000) : magnitude;
     const float d = half_to_float(d_bits);
@@ -77,7 +80,10 @@ uint16_t quant_signed_block(const float* x, int* q) {
 template <int kMaxQ>
 void quant_offset_block(const float* x, int* q, uint16_t& d_bits, uint16_t& m_bits) {
     float lo = x[0], hi = x[0];
-    for (int j = 1; j < kQK; ++j) { lo = std::min(lo, x[j]); hi = std::max(hi, x[j]); }
+    for (int j = 1; j < kQK; ++j) {
+        lo = std::min(lo, x[j]);
+        hi = std::max(hi, x[j]);
+    }
     m_bits = half_at_most(lo);
     const float m = half_to_float(m_bits);
     d_bits = half_at_least((hi - m) / kMaxQ);
@@ -239,7 +245,10 @@ void quant_q6_k(const float* x, uint8_t* dst, uint64_t nb) {
             float amax = 0, extreme = 0;
             for (int l = 0; l < 16; ++l) {
                 const float v = x[16 * g + l];
-                if (std::fabs(v) > amax) { amax = std::fabs(v); extreme = v; }
+                if (std::fabs(v) > amax) {
+                    amax = std::fabs(v);
+                    extreme = v;
+                }
             }
             group_scale[g] = extreme / -32;
             scale_abs_max = std::max(scale_abs_max, amax / 32);
@@ -260,8 +269,8 @@ void quant_q6_k(const float* x, uint8_t* dst, uint64_t nb) {
             for (int l = 0; l < 32; ++l) {
                 b.ql[64 * h + l] = static_cast<uint8_t>((qq[l] & 0xF) | (qq[l + 64] & 0xF) << 4);
                 b.ql[64 * h + l + 32] = static_cast<uint8_t>((qq[l + 32] & 0xF) | (qq[l + 96] & 0xF) << 4);
-                b.qh[32 * h + l] = static_cast<uint8_t>((qq[l] >> 4) | (qq[l + 32] >> 4) << 2 |
-                                                        (qq[l + 64] >> 4) << 4 | (qq[l + 96] >> 4) << 6);
+                b.qh[32 * h + l] = static_cast<uint8_t>((qq[l] >> 4) | (qq[l + 32] >> 4) << 2 | (qq[l + 64] >> 4) << 4 |
+                                                        (qq[l + 96] >> 4) << 6);
             }
         }
         store_block(dst, i, b);

@@ -62,8 +62,7 @@ private:
     void need(uint64_t n, const Field& field) {
         if (n > left())
             throw FormatError(field(), pos_,
-                              "truncated: needs " + std::to_string(n) + " bytes, " + std::to_string(left()) +
-                                  " left");
+                              "truncated: needs " + std::to_string(n) + " bytes, " + std::to_string(left()) + " left");
     }
 
     std::span<const uint8_t> bytes_;
@@ -89,8 +88,7 @@ public:
 private:
     void header() {
         const auto magic = cur_.read<uint32_t>([] { return std::string("magic"); });
-        if (magic != kMagic)
-            throw FormatError("magic", 0, "not a GGUF file (first bytes are not \"GGUF\")");
+        if (magic != kMagic) throw FormatError("magic", 0, "not a GGUF file (first bytes are not \"GGUF\")");
         const auto version = cur_.read<uint32_t>([] { return std::string("version"); });
         if (version == 0x02000000u || version == 0x03000000u)
             throw FormatError("version", 4, "big-endian GGUF files are not supported");
@@ -113,13 +111,12 @@ private:
         const uint64_t at = cur_.pos();
         const auto kv_field = [i] { return "kv[" + std::to_string(i) + "].key"; };
         std::string key = cur_.read_string(kv_field);
-        const auto field = [&](const char* part) {
-            return "kv[" + std::to_string(i) + "] '" + key + "' " + part;
-        };
+        const auto field = [&](const char* part) { return "kv[" + std::to_string(i) + "] '" + key + "' " + part; };
         if (f_.kv_index_.count(key)) throw FormatError(field("key"), at, "duplicate key");
         const uint64_t type_at = cur_.pos();
         const auto type = cur_.read<uint32_t>([&] { return field("type"); });
-        Value v = value(type, type_at, [&] { return field("value"); }, 0);
+        Value v = value(
+            type, type_at, [&] { return field("value"); }, 0);
         f_.kv_index_.emplace(key, f_.kv_.size());
         f_.kv_.emplace_back(std::move(key), std::move(v));
         kv_offsets_.push_back(at);
@@ -130,8 +127,7 @@ private:
     using FieldFn = std::function<std::string()>;
 
     Value value(uint32_t type, uint64_t type_at, const FieldFn& field, uint32_t depth) {
-        if (type >= kValueTypeCount)
-            throw FormatError(field(), type_at, "unknown value type " + std::to_string(type));
+        if (type >= kValueTypeCount) throw FormatError(field(), type_at, "unknown value type " + std::to_string(type));
         switch (static_cast<ValueType>(type)) {
             case ValueType::UINT8: return Value::u8(cur_.read<uint8_t>(field));
             case ValueType::INT8: return Value::i8(cur_.read<int8_t>(field));
@@ -171,8 +167,8 @@ private:
         const uint64_t min_size = fixed ? fixed : (a.elem_type == ValueType::STRING ? 8 : 12);
         if (count > cur_.left() / min_size)
             throw FormatError(field(), count_at,
-                              "array of " + std::to_string(count) + " " +
-                                  std::string(value_type_name(a.elem_type)) + " elements runs past the end of the file");
+                              "array of " + std::to_string(count) + " " + std::string(value_type_name(a.elem_type)) +
+                                  " elements runs past the end of the file");
         if (fixed) {
             auto raw = cur_.take(count * fixed, field);
             a.packed.assign(raw.begin(), raw.end());
@@ -223,8 +219,9 @@ private:
         const uint64_t dims_at = cur_.pos();
         const auto n_dims = cur_.read<uint32_t>([&] { return field("n_dims"); });
         if (n_dims == 0 || n_dims > kMaxDims)
-            throw FormatError(field("n_dims"), dims_at,
-                              std::to_string(n_dims) + " dimensions (loom reads 1 to " + std::to_string(kMaxDims) + ")");
+            throw FormatError(
+                field("n_dims"), dims_at,
+                std::to_string(n_dims) + " dimensions (loom reads 1 to " + std::to_string(kMaxDims) + ")");
         uint64_t n_elems = 1;
         for (uint32_t d = 0; d < n_dims; ++d) {
             const uint64_t at = cur_.pos();
@@ -249,8 +246,7 @@ private:
                               "row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
                                   std::string(info->name) + " block size " + std::to_string(info->block_elems));
         // n_elems <= 2^63 and block_bytes / block_elems <= 8: compute in 128 bits to be safe.
-        const unsigned __int128 bytes =
-            static_cast<unsigned __int128>(n_elems / info->block_elems) * info->block_bytes;
+        const unsigned __int128 bytes = static_cast<unsigned __int128>(n_elems / info->block_elems) * info->block_bytes;
         if (bytes > kInt64Max) throw FormatError(field("ne"), dims_at, "tensor size overflows int64");
         t.n_bytes = static_cast<uint64_t>(bytes);
 
@@ -270,8 +266,9 @@ private:
         f_.data_offset_ = (end_of_infos + f_.alignment_ - 1) / f_.alignment_ * f_.alignment_;
         if (f_.tensors_.empty()) return;  // vocab-only files may end without padding
         if (f_.data_offset_ > size)
-            throw FormatError("data", end_of_infos, "the file ends before its data section starts at byte " +
-                                                        std::to_string(f_.data_offset_));
+            throw FormatError(
+                "data", end_of_infos,
+                "the file ends before its data section starts at byte " + std::to_string(f_.data_offset_));
         const uint64_t data_size = size - f_.data_offset_;
         std::vector<const TensorInfo*> by_offset;
         by_offset.reserve(f_.tensors_.size());

@@ -111,7 +111,7 @@ void fill_normal(Xoshiro256& rng, float* out, float* u, uint64_t half, float mea
     constexpr float k24 = 0x1p-24f;
     for (uint64_t i = 0; i < half; ++i) {
         const uint64_t r = rng.next();
-        u[i] = (static_cast<float>(r >> 40) + 0.5f) * k24;                 // (0, 1): the log's argument
+        u[i] = (static_cast<float>(r >> 40) + 0.5f) * k24;                     // (0, 1): the log's argument
         u[half + i] = static_cast<float>((r >> 16) & 0xffffffu) * k24 - 0.5f;  // [-1/2, 1/2): the angle / 2pi
     }
     constexpr float k2pi = 6.28318531f;
@@ -237,14 +237,19 @@ void append_packed(Array& a, const std::string& key, double value, size_t count)
             break;
         }
         case ValueType::FLOAT64: std::memcpy(elem, &value, 8); break;
-        case ValueType::UINT8: case ValueType::INT8: case ValueType::UINT16: case ValueType::INT16:
-        case ValueType::UINT32: case ValueType::INT32: case ValueType::UINT64: case ValueType::INT64: {
+        case ValueType::UINT8:
+        case ValueType::INT8:
+        case ValueType::UINT16:
+        case ValueType::INT16:
+        case ValueType::UINT32:
+        case ValueType::INT32:
+        case ValueType::UINT64:
+        case ValueType::INT64: {
             const int64_t i = static_cast<int64_t>(value);
             std::memcpy(elem, &i, 8);  // little-endian: the low bytes are the narrower encodings
             break;
         }
-        default:
-            throw SynthError(key + ": cannot pad an array of " + std::string(value_type_name(a.elem_type)));
+        default: throw SynthError(key + ": cannot pad an array of " + std::string(value_type_name(a.elem_type)));
     }
     const size_t w = value_type_size(a.elem_type);
     for (size_t i = 0; i < count; ++i) a.packed.insert(a.packed.end(), elem, elem + w);
@@ -277,8 +282,8 @@ Tokenizer read_tokenizer(const std::filesystem::path& path, uint32_t shape_vocab
     const size_t pad = tok.n_vocab - n_tokens;
     for (const auto& [key, value] : file->metadata()) {
         if (!key.starts_with("tokenizer.")) continue;
-        const bool per_token = key == "tokenizer.ggml.tokens" || key == "tokenizer.ggml.token_type" ||
-                               key == "tokenizer.ggml.scores";
+        const bool per_token =
+            key == "tokenizer.ggml.tokens" || key == "tokenizer.ggml.token_type" || key == "tokenizer.ggml.scores";
         if (!per_token || pad == 0) {
             tok.kv.emplace_back(key, value);
             continue;
@@ -393,8 +398,8 @@ SynthModel synthesize(const SynthOptions& options) {
     const std::string arch(synth_arch_name(o.arch));
     Writer& w = model.writer;
     w.set("general.architecture", Value::string(arch));
-    w.set("general.name", Value::string("loom-synth " + s.name + " " + std::string(synth_type_name(o.type)) +
-                                        " seed " + std::to_string(o.seed)));
+    w.set("general.name", Value::string("loom-synth " + s.name + " " + std::string(synth_type_name(o.type)) + " seed " +
+                                        std::to_string(o.seed)));
     w.set("general.file_type", Value::u32(static_cast<uint32_t>(o.type)));
     w.set("general.quantization_version", Value::u32(2));
     const auto key = [&](const char* suffix) { return arch + "." + suffix; };

@@ -65,8 +65,8 @@ std::vector<PlannedTensor> plan_tensors(const SynthOptions& options);
 TensorType fit_row(TensorType wanted, uint64_t row);
 
 struct SynthModel {
-    Writer writer;        // producers generate the weights at write time; needs nothing else alive
-    uint32_t n_vocab = 0;  // the model's vocabulary (tokenizer padded up to it, or the tokenizer's size)
+    Writer writer;              // producers generate the weights at write time; needs nothing else alive
+    uint32_t n_vocab = 0;       // the model's vocabulary (tokenizer padded up to it, or the tokenizer's size)
     bool vocab_raised = false;  // the tokenizer had more tokens than options.shape.vocab
     std::vector<PlannedTensor> tensors;
 };

@@ -28,11 +28,19 @@ std::string_view value_type_name(ValueType type) {
 
 size_t value_type_size(ValueType type) {
     switch (type) {
-        case ValueType::UINT8: case ValueType::INT8: case ValueType::BOOL: return 1;
-        case ValueType::UINT16: case ValueType::INT16: return 2;
-        case ValueType::UINT32: case ValueType::INT32: case ValueType::FLOAT32: return 4;
-        case ValueType::UINT64: case ValueType::INT64: case ValueType::FLOAT64: return 8;
-        case ValueType::STRING: case ValueType::ARRAY: return 0;
+        case ValueType::UINT8:
+        case ValueType::INT8:
+        case ValueType::BOOL: return 1;
+        case ValueType::UINT16:
+        case ValueType::INT16: return 2;
+        case ValueType::UINT32:
+        case ValueType::INT32:
+        case ValueType::FLOAT32: return 4;
+        case ValueType::UINT64:
+        case ValueType::INT64:
+        case ValueType::FLOAT64: return 8;
+        case ValueType::STRING:
+        case ValueType::ARRAY: return 0;
     }
     return 0;
 }

@@ -13,8 +13,19 @@ namespace loom::gguf {
 
 // Value type ids as stored in GGUF key/value pairs.
 enum class ValueType : uint32_t {
-    UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
-    STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+    UINT8 = 0,
+    INT8 = 1,
+    UINT16 = 2,
+    INT16 = 3,
+    UINT32 = 4,
+    INT32 = 5,
+    FLOAT32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    UINT64 = 10,
+    INT64 = 11,
+    FLOAT64 = 12,
 };
 constexpr uint32_t kValueTypeCount = 13;
 
@@ -61,9 +72,9 @@ public:
     std::string type_description() const;
 
     // Typed access. `key` only feeds the error message (KeyError naming key and the type found).
-    uint64_t as_uint(std::string_view key = {}) const;   // any integer type holding a value >= 0
-    int64_t as_int(std::string_view key = {}) const;     // any integer type fitting int64
-    double as_float(std::string_view key = {}) const;    // FLOAT32/FLOAT64 (and integers)
+    uint64_t as_uint(std::string_view key = {}) const;  // any integer type holding a value >= 0
+    int64_t as_int(std::string_view key = {}) const;    // any integer type fitting int64
+    double as_float(std::string_view key = {}) const;   // FLOAT32/FLOAT64 (and integers)
     bool as_bool(std::string_view key = {}) const;
     const std::string& as_string(std::string_view key = {}) const;
     const Array& as_array(std::string_view key = {}) const;

@@ -104,8 +104,7 @@ void Writer::add_tensor(const std::string& name, TensorType type, std::vector<ui
     data_size_ = aligned(data_size_ + bytes);
 }
 
-void Writer::add_tensor(const std::string& name, TensorType type, std::vector<uint64_t> ne,
-                        std::vector<uint8_t> data) {
+void Writer::add_tensor(const std::string& name, TensorType type, std::vector<uint64_t> ne, std::vector<uint8_t> data) {
     auto shared = std::make_shared<std::vector<uint8_t>>(std::move(data));
     add_tensor(name, type, std::move(ne), [shared, name](std::span<uint8_t> out) {
         if (out.size() != shared->size())
@@ -147,9 +146,7 @@ uint64_t Writer::file_size() const {
 void Writer::write(const std::filesystem::path& path) const {
     std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "wb"));
     if (!f) throw std::system_error(errno, std::generic_category(), "cannot create " + path.string());
-    const auto fail = [&] {
-        throw std::system_error(errno, std::generic_category(), "cannot write " + path.string());
-    };
+    const auto fail = [&] { throw std::system_error(errno, std::generic_category(), "cannot write " + path.string()); };
     const auto header = header_bytes();
     if (std::fwrite(header.data(), 1, header.size(), f.get()) != header.size()) fail();
     std::vector<uint8_t> buf;
@@ -170,9 +167,8 @@ Writer Writer::copy_of(const File& file) {
     for (const auto& [key, value] : file.metadata()) w.set(key, value);
     for (const auto& t : file.tensors()) {
         const auto data = file.tensor_data(t);
-        w.add_tensor(t.name, t.type, t.ne, [data](std::span<uint8_t> out) {
-            std::memcpy(out.data(), data.data(), out.size());
-        });
+        w.add_tensor(t.name, t.type, t.ne,
+                     [data](std::span<uint8_t> out) { std::memcpy(out.data(), data.data(), out.size()); });
     }
     return w;
 }

@@ -15,7 +15,8 @@ namespace {
 
 std::string lower(std::string_view s) {
     std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
 }
 
@@ -74,8 +75,9 @@ std::optional<HttpResponse> read_failure_response(beast::error_code ec, const Ht
                               "invalid_request_error");
     // Beast itself refuses a second Transfer-Encoding: chunked and one beside Content-Length.
     if (ec == bhttp::error::bad_transfer_encoding || ec == bhttp::error::bad_content_length)
-        return error_response(400, "malformed HTTP request: " + ec.message() +
-                                       " (conflicting or repeated Transfer-Encoding or Content-Length)",
+        return error_response(400,
+                              "malformed HTTP request: " + ec.message() +
+                                  " (conflicting or repeated Transfer-Encoding or Content-Length)",
                               "invalid_request_error");
     if (ec && ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category() &&
         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message)

@@ -42,8 +42,8 @@ HttpResponse dispatch(const RouteTable& routes, const HttpRequest& req);
 
 // A whole response as sent. HEAD: the same head (Content-Length of the body) without the body.
 // HTTP/1.0 clients that asked for keep-alive are told so.
-boost::beast::http::response<boost::beast::http::string_body> whole_response(HttpResponse r, bool keep_alive,
-                                                                             bool head, unsigned request_version,
+boost::beast::http::response<boost::beast::http::string_body> whole_response(HttpResponse r, bool keep_alive, bool head,
+                                                                             unsigned request_version,
                                                                              std::string_view server_name);
 
 // The head of a streamed response: chunked for HTTP/1.1 clients; HTTP/1.0 clients get the body

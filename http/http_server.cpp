@@ -134,7 +134,7 @@ private:
         idle_ = true;
         stream_.expires_after(server_.limits.request_timeout);
         bhttp::async_read_header(stream_, buffer_, *parser_,
-                                [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+                                 [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
     }
 
     // Clients such as curl send "Expect: 100-continue" before a larger body and wait for the go-ahead.
@@ -147,7 +147,7 @@ private:
             return send_fatal(error_response(400, "malformed HTTP request: " + problem, "invalid_request_error"));
         const auto read_body = [self = shared_from_this()] {
             bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
-                             [self](beast::error_code ec, size_t) { self->on_read(ec); });
+                              [self](beast::error_code ec, size_t) { self->on_read(ec); });
         };
         if (!beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) return read_body();
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -196,8 +196,9 @@ private:
         closed_ = true;
         idle_ = false;
         std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-        std::string switching = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " +
-                                std::string(kMuxProtocol) + "\r\nServer: " + server_.name + "\r\n\r\n";
+        std::string switching =
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + std::string(kMuxProtocol) +
+            "\r\nServer: " + server_.name + "\r\n\r\n";
         stream_.expires_never();
         log()->debug("{}: upgraded to {}", peer_, kMuxProtocol);
         start_mux_session(stream_.release_socket(), std::move(switching), std::move(leftover), server_, peer_);
@@ -281,7 +282,7 @@ private:
             if (!p.data.empty()) return write_data(std::move(p.data));
         }
         if (!producer_done_) return;  // wait for notify()
-        if (unframed_) {  // the end of the body is the end of the connection
+        if (unframed_) {              // the end of the body is the end of the connection
             response_complete_ = true;
             producer_.reset();
             return linger_close();
@@ -356,10 +357,9 @@ private:
         if (closed_ || watching_ || buffer_.size() >= server_.limits.pipelined_bytes) return;
         watching_ = true;
         watch_cancelled_ = false;
-        stream_.socket().async_read_some(buffer_.prepare(4096),
-                                         [self = shared_from_this()](beast::error_code ec, size_t n) {
-                                             self->on_watch(ec, n);
-                                         });
+        stream_.socket().async_read_some(
+            buffer_.prepare(4096),
+            [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_watch(ec, n); });
     }
 
     void on_watch(beast::error_code ec, size_t n) {
@@ -415,7 +415,8 @@ private:
     }
 
     void log_response(int status) {
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
         log()->debug("{} {} {} -> {} ({:.1f} ms)", peer_, method_, path_, status, ms);
     }
 
@@ -433,9 +434,9 @@ private:
     std::string method_, path_;
     std::chrono::steady_clock::time_point started_{};
     bool keep_alive_ = false;
-    unsigned version_ = 11;     // the request's HTTP version (10 or 11)
-    bool head_only_ = false;    // a HEAD request: the response's head without its body
-    bool unframed_ = false;     // a stream to an HTTP/1.0 client: raw bytes, then close
+    unsigned version_ = 11;   // the request's HTTP version (10 or 11)
+    bool head_only_ = false;  // a HEAD request: the response's head without its body
+    bool unframed_ = false;   // a stream to an HTTP/1.0 client: raw bytes, then close
     bool streaming_ = false;
     bool writing_ = false;
     bool watching_ = false;

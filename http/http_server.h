@@ -22,22 +22,22 @@ class io_context;
 namespace loom::http {
 
 struct HttpLimits {
-    size_t body_bytes = 1 << 20;                      // larger bodies: 413
-    size_t header_bytes = 16 << 10;                   // larger request heads: 431
+    size_t body_bytes = 1 << 20;                        // larger bodies: 413
+    size_t header_bytes = 16 << 10;                     // larger request heads: 431
     std::chrono::milliseconds request_timeout{30'000};  // to receive one whole request (idle keep-alive included)
     std::chrono::milliseconds write_timeout{30'000};    // to send one piece of a response to a slow reader
-    size_t pipelined_bytes = 64 << 10;  // bytes a client may send ahead while its response streams
+    size_t pipelined_bytes = 64 << 10;                  // bytes a client may send ahead while its response streams
 };
 
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
-    std::string method;  // "GET", "POST", ...
-    std::string path;    // the target without its query
-    std::string query;   // after '?', undecoded
+    std::string method;                                        // "GET", "POST", ...
+    std::string path;                                          // the target without its query
+    std::string query;                                         // after '?', undecoded
     std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
     std::string body;
-    std::string peer;    // "address:port" of the client
+    std::string peer;  // "address:port" of the client
 
     // The first header with this name (case-insensitive), or "" when absent.
     std::string header(std::string_view name) const;

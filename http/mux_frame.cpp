@@ -102,7 +102,7 @@ std::string encode_head(int status, const std::string& content_type, const HttpH
     nlohmann::json h = json_of(headers);
     h.insert(h.begin(), nlohmann::json::array({"content-type", content_type}));
     return nlohmann::json{{"status", status}, {"headers", std::move(h)}}.dump(-1, ' ', false,
-                                                                           nlohmann::json::error_handler_t::replace);
+                                                                              nlohmann::json::error_handler_t::replace);
 }
 
 std::pair<int, HttpHeaders> decode_head(std::string_view payload) {

@@ -18,8 +18,8 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 
-constexpr size_t kMaxStreams = 1 << 16;     // per connection; more: 503 for the request, not a closed connection
-constexpr size_t kHighWater = 1 << 20;      // bytes queued for the client before the session stops polling
+constexpr size_t kMaxStreams = 1 << 16;  // per connection; more: 503 for the request, not a closed connection
+constexpr size_t kHighWater = 1 << 20;   // bytes queued for the client before the session stops polling
 constexpr size_t kReadBytes = 64 << 10;
 
 std::shared_ptr<spdlog::logger> log() {
@@ -110,9 +110,10 @@ private:
         if (streams_.contains(id)) throw MuxProtocolError("stream " + std::to_string(id) + " is already open");
         if (server_.stopping) return answer(id, error_response(503, "the server is stopping", "server_error"));
         if (streams_.size() >= kMaxStreams)
-            return answer(id, error_response(503, "too many requests on one mux connection (at most " +
-                                                      std::to_string(kMaxStreams) + ")",
-                                             "server_error"));
+            return answer(
+                id, error_response(
+                        503, "too many requests on one mux connection (at most " + std::to_string(kMaxStreams) + ")",
+                        "server_error"));
         HttpResponse r;
         try {
             r = dispatch(server_.routes, req);

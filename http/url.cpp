@@ -17,9 +17,8 @@ HostPort parse_http_url(const std::string& url) {
     const std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
     if (!std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isgraph(c); }))
         throw std::invalid_argument("the host has a space or a control character");
-    if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](unsigned char c) {
-            return std::isdigit(c);
-        }))
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](unsigned char c) { return std::isdigit(c); }))
         throw std::invalid_argument("the port is not a number");
     const int p = std::stoi(port);
     if (p < 1 || p > 65535) throw std::invalid_argument("the port is not in 1..65535");

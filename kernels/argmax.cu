@@ -19,7 +19,7 @@ constexpr int kThreads = 1024;
 __device__ __forceinline__ unsigned long long pack(float v, int index) {
     const uint32_t bits = __float_as_uint(v);
     uint32_t key = bits ^ ((0u - (bits >> 31)) | 0x80000000u);  // negatives flip, positives gain the top bit
-    if (key == 0x7fffffffu) key = 0x80000000u;                    // -0 joins +0
+    if (key == 0x7fffffffu) key = 0x80000000u;                  // -0 joins +0
     if (isnan(v)) key = 0xffffffffu;
     return static_cast<unsigned long long>(key) << 32 | static_cast<uint32_t>(~static_cast<uint32_t>(index));
 }
@@ -39,7 +39,8 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
 }  // namespace
 
 void argmax(const float* X, int rows, int n, int32_t* out, Stream stream) {
-    if (rows < 0 || n <= 0) throw std::invalid_argument("argmax: rows " + std::to_string(rows) + ", n " + std::to_string(n));
+    if (rows < 0 || n <= 0)
+        throw std::invalid_argument("argmax: rows " + std::to_string(rows) + ", n " + std::to_string(n));
     if (rows == 0) return;
     launch_kernel("argmax_kernel", argmax_kernel, {rows, kThreads, 0, stream}, X, n, out);
 }

@@ -21,7 +21,7 @@ constexpr int kDecodeThreads = 128;
 constexpr int kStaticSharedBytes = 48 * 1024;  // the most static shared memory one block may declare
 
 constexpr int kPrefillThreads = 128;
-constexpr int kTileQ = 32;                               // query rows per prefill block
+constexpr int kTileQ = 32;                                // query rows per prefill block
 constexpr int kThreadsPerRow = kPrefillThreads / kTileQ;  // 4: each owns 4 keys and head_dim/4 dims
 
 __device__ __forceinline__ float warp_max_f(float v) {
@@ -59,13 +59,16 @@ __host__ __device__ constexpr int decode_lanes(int hd) { return kDecodeThreads /
 
 // Static shared bytes of a decode block serving `group` query heads of head size hd.
 __host__ __device__ constexpr int decode_shared_bytes(int hd, int group) {
-    return static_cast<int>(sizeof(float)) * (group * hd + group * kDecodeSplitTokens +
-                                              decode_lanes(hd) * group * hd + 2 * group) + 16;
+    return static_cast<int>(sizeof(float)) *
+               (group * hd + group * kDecodeSplitTokens + decode_lanes(hd) * group * hd + 2 * group) +
+           16;
 }
 
 // Query heads one decode block serves (larger GQA groups take more blocks): 8, or 4 where 8 would
 // not fit the static shared memory (head_dim 256).
-__host__ __device__ constexpr int decode_group_cap(int hd) { return decode_shared_bytes(hd, 8) <= kStaticSharedBytes ? 8 : 4; }
+__host__ __device__ constexpr int decode_group_cap(int hd) {
+    return decode_shared_bytes(hd, 8) <= kStaticSharedBytes ? 8 : 4;
+}
 
 // Element offset of (block, kv head, position's slot) row in a K or V region.
 __device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, int pos, int head_dim) {
@@ -84,9 +87,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
                         int64_t out_row_stride, int n_head, int n_head_kv, const int32_t* __restrict__ seq_lens,
                         const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
-                        int block_table_stride,
-                        const KV* __restrict__ k_cache, const KV* __restrict__ v_cache, float scale,
-                        int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
+                        int block_table_stride, const KV* __restrict__ k_cache, const KV* __restrict__ v_cache,
+                        float scale, int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
                         unsigned* __restrict__ split_counters) {
     wait_for_previous_kernel();
     constexpr int kChunks = HD / 8, kLanes = decode_lanes(HD), kMaxGroup = decode_group_cap(HD);
@@ -233,10 +235,9 @@ struct PrefillTiles {
 // row; keys after a row's position are masked, so only the last blocks do waste.
 template <int HD, typename KV>
 __global__ void __launch_bounds__(kPrefillThreads)
-    prefill_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
-                   int64_t out_row_stride, int T, int pos0, int n_head, int n_head_kv,
-                   const int32_t* __restrict__ block_table, const KV* __restrict__ k_cache,
-                   const KV* __restrict__ v_cache, float scale) {
+    prefill_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out, int64_t out_row_stride,
+                   int T, int pos0, int n_head, int n_head_kv, const int32_t* __restrict__ block_table,
+                   const KV* __restrict__ k_cache, const KV* __restrict__ v_cache, float scale) {
     wait_for_previous_kernel();
     extern __shared__ float4 prefill_shared[];  // float4: 16-byte aligned
     PrefillTiles<HD>& tiles = *reinterpret_cast<PrefillTiles<HD>*>(prefill_shared);
@@ -339,15 +340,19 @@ void dispatch_multiple_of_16(int head_dim, F&& f, std::integer_sequence<int, I..
 
 template <class F>
 void dispatch_head_dim(int head_dim, F&& f) {
-    if (head_dim == 8) f(std::integral_constant<int, 8>{});  // stories260K: 128 key lanes
-    else dispatch_multiple_of_16(head_dim, f, std::make_integer_sequence<int, kMaxAttentionHeadDim / 16>{});
+    if (head_dim == 8)
+        f(std::integral_constant<int, 8>{});  // stories260K: 128 key lanes
+    else
+        dispatch_multiple_of_16(head_dim, f, std::make_integer_sequence<int, kMaxAttentionHeadDim / 16>{});
 }
 
 template <class F>
 void dispatch_heads(const KvLayer& layer, F&& f) {
     dispatch_head_dim(layer.head_dim, [&](auto hd) {
-        if (layer.type == KvType::f32) f(hd, static_cast<const float*>(nullptr));
-        else f(hd, static_cast<const __half*>(nullptr));
+        if (layer.type == KvType::f32)
+            f(hd, static_cast<const float*>(nullptr));
+        else
+            f(hd, static_cast<const __half*>(nullptr));
     });
 }
 
@@ -360,15 +365,15 @@ void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out
     const int group = n_head / layer.n_head_kv, n_splits = decode_splits(max_seq_len);
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));  // as the CPU reference forms it
     float* part_acc = n_splits > 1 ? workspace : nullptr;
-    float2* part_ml =
-        n_splits > 1 ? reinterpret_cast<float2*>(workspace + static_cast<int64_t>(n_seq) * n_head * n_splits * HD)
-                     : nullptr;
+    float2* part_ml = n_splits > 1
+                          ? reinterpret_cast<float2*>(workspace + static_cast<int64_t>(n_seq) * n_head * n_splits * HD)
+                          : nullptr;
     const dim3 grid(static_cast<unsigned>(layer.n_head_kv * ((group + kMaxGroup - 1) / kMaxGroup)),
                     static_cast<unsigned>(n_seq), static_cast<unsigned>(n_splits));
     launch_kernel("decode_split_kernel", decode_split_kernel<HD, KV>, {grid, kDecodeThreads, 0, stream}, q,
                   q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables,
-                  block_table_stride, static_cast<const KV*>(layer.k), static_cast<const KV*>(layer.v), scale,
-                  n_splits, part_acc, part_ml, split_counters);
+                  block_table_stride, static_cast<const KV*>(layer.k), static_cast<const KV*>(layer.v), scale, n_splits,
+                  part_acc, part_ml, split_counters);
 }
 
 template <int HD, typename KV>
@@ -382,8 +387,8 @@ void launch_prefill(const float* q, int64_t q_row_stride, float* out, int64_t ou
                                         static_cast<int>(kShared)),
                    "prefill_kernel shared memory", __FILE__, __LINE__);
     launch_kernel("prefill_kernel", prefill_kernel<HD, KV>, {grid, kPrefillThreads, kShared, stream}, q, q_row_stride,
-                  out, out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table,
-                  static_cast<const KV*>(layer.k), static_cast<const KV*>(layer.v), scale);
+                  out, out_row_stride, T, pos0, n_head, layer.n_head_kv, block_table, static_cast<const KV*>(layer.k),
+                  static_cast<const KV*>(layer.v), scale);
 }
 
 }  // namespace

@@ -32,8 +32,7 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
 // kernel leaves them zero); both may be null otherwise. Device pointers; asynchronous on `stream`.
 void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                       const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters,
-                      Stream stream);
+                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream);
 
 // Counters decode_attention's splits arrive at (one per sequence and head at most).
 inline int64_t decode_attention_counters(int n_seq, int n_head) { return static_cast<int64_t>(n_seq) * n_head; }

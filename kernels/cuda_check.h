@@ -30,4 +30,5 @@ inline void check_cuda(cudaError_t rc, const char* expr, const char* file, int l
 
 #define LOOM_CUDA_CHECK(expr) ::loom::kernels::check_cuda((expr), #expr, __FILE__, __LINE__)
 // After every <<<...>>> launch: configuration errors show up here, not at the next sync.
-#define LOOM_CUDA_CHECK_LAUNCH(name) ::loom::kernels::check_cuda(cudaGetLastError(), "launch of " name, __FILE__, __LINE__)
+#define LOOM_CUDA_CHECK_LAUNCH(name) \
+    ::loom::kernels::check_cuda(cudaGetLastError(), "launch of " name, __FILE__, __LINE__)

@@ -30,7 +30,8 @@ template <class Format>
 __global__ void __launch_bounds__(kThreads)
     dequantize_blocks_kernel(const uint8_t* __restrict__ W, uint16_t* __restrict__ out, int64_t n_units) {
     wait_for_previous_kernel();
-    for (int64_t u = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; u < n_units; u += int64_t{gridDim.x} * blockDim.x) {
+    for (int64_t u = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; u < n_units;
+         u += int64_t{gridDim.x} * blockDim.x) {
         const int64_t block = u / Format::kLanes;
         const int sub = static_cast<int>(u % Format::kLanes);
         float v[Format::kValues];
@@ -75,8 +76,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 bool dequantize_f16_supports(gguf::TensorType type) { return has_block_format(type); }
 
-void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int n_in, int64_t n_rows,
-                       Stream stream) {
+void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int n_in, int64_t n_rows, Stream stream) {
     const std::string type_name(gguf::tensor_type_name(type));
     if (!dequantize_f16_supports(type))
         throw std::invalid_argument("dequantize_to_f16: no kernel for weight type " + type_name);
@@ -104,8 +104,8 @@ void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int 
         return;
     }
     if (type == TensorType::F16) {  // already fp16: the bits carry over unchanged
-        LOOM_CUDA_CHECK(cudaMemcpyAsync(out, W, static_cast<size_t>(n_elems) * sizeof(uint16_t),
-                                        cudaMemcpyDeviceToDevice, stream));
+        LOOM_CUDA_CHECK(
+            cudaMemcpyAsync(out, W, static_cast<size_t>(n_elems) * sizeof(uint16_t), cudaMemcpyDeviceToDevice, stream));
         return;
     }
     visit_block_format(type, [&](auto tag) {

@@ -17,7 +17,6 @@ bool dequantize_f16_supports(gguf::TensorType type);
 // Preconditions (std::invalid_argument otherwise): a supported type; n_in a positive multiple of its
 // block (32 or 256 elements; any n_in for F32 and F16); n_rows >= 0; W and out 16-byte aligned and
 // not overlapping. Asynchronous on `stream`, allocates nothing (safe inside CUDA graph capture).
-void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int n_in, int64_t n_rows,
-                       Stream stream);
+void dequantize_to_f16(gguf::TensorType type, const void* W, uint16_t* out, int n_in, int64_t n_rows, Stream stream);
 
 }  // namespace loom::kernels

@@ -84,8 +84,8 @@ void probe_device(int device) {
     LOOM_CUDA_CHECK(cudaFree(d_out));
     for (uint32_t i = 0; i < n; ++i)
         if (host[i] != i * 3u + seed)
-            throw CudaError(cudaErrorUnknown, "device " + std::to_string(device) + " probe kernel wrote a wrong value at " +
-                                                  std::to_string(i));
+            throw CudaError(cudaErrorUnknown, "device " + std::to_string(device) +
+                                                  " probe kernel wrote a wrong value at " + std::to_string(i));
 }
 
 double measure_copy_bandwidth_gbps(int device, uint64_t bytes) {

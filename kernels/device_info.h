@@ -20,7 +20,7 @@ struct DeviceInfo {
 };
 
 struct CudaInventory {
-    int driver_version = 0;   // e.g. 13000 for 13.0; 0 when no driver
+    int driver_version = 0;  // e.g. 13000 for 13.0; 0 when no driver
     int runtime_version = 0;
     std::vector<DeviceInfo> devices;
     std::string error;  // why no device is usable (empty when devices were found)

@@ -15,7 +15,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond this: enough to fill any current GPU
 
-unsigned blocks_for(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)); }
+unsigned blocks_for(int64_t n) {
+    return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
+}
 
 // In-place aliasing is safe: each element is read and written by the same thread only.
 __global__ void swiglu_kernel(const float* gate, const float* up, float* out, int64_t n) {
@@ -72,8 +74,8 @@ void swiglu_pairs(const float* gate_up, int rows, int n, float* out, Stream stre
                                     " (n must be positive and even)");
     const int64_t total = int64_t{rows} * n;
     if (total == 0) return;
-    launch_kernel("swiglu_pairs_kernel", swiglu_pairs_kernel, {blocks_for(total), kThreads, 0, stream}, gate_up,
-                  total, n, out);
+    launch_kernel("swiglu_pairs_kernel", swiglu_pairs_kernel, {blocks_for(total), kThreads, 0, stream}, gate_up, total,
+                  n, out);
 }
 
 void add(const float* a, const float* b, float* out, int64_t n, Stream stream) {

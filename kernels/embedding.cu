@@ -68,7 +68,8 @@ bool embedding_supports(gguf::TensorType type) { return has_block_format(type); 
 void embedding_lookup(gguf::TensorType type, const void* table, int64_t n_vocab, int n_embd, const int32_t* ids,
                       int n_tokens, float* out, Stream stream) {
     const std::string type_name(gguf::tensor_type_name(type));
-    if (!embedding_supports(type)) throw std::invalid_argument("embedding_lookup: no kernel for table type " + type_name);
+    if (!embedding_supports(type))
+        throw std::invalid_argument("embedding_lookup: no kernel for table type " + type_name);
     const auto block = static_cast<int>(gguf::tensor_type_info(type).block_elems);
     if (n_embd <= 0 || n_embd % block != 0 || n_tokens < 0 || n_vocab < 0)
         throw std::invalid_argument("embedding_lookup: n_embd " + std::to_string(n_embd) +
@@ -85,13 +86,13 @@ void embedding_lookup(gguf::TensorType type, const void* table, int64_t n_vocab,
         if constexpr (Format::kPlain) {
             // Rows not a multiple of 16 bytes lose the alignment the float4 path needs.
             if (n_embd % Format::kElems != 0) {
-                launch_kernel("embedding_plain_any_kernel", embedding_plain_any_kernel<Format>, {n_tokens, kThreads,
-                              0, stream}, rows, n_vocab, n_embd, ids, out);
+                launch_kernel("embedding_plain_any_kernel", embedding_plain_any_kernel<Format>,
+                              {n_tokens, kThreads, 0, stream}, rows, n_vocab, n_embd, ids, out);
                 return;
             }
         }
-        launch_kernel("embedding_blocks_kernel", embedding_blocks_kernel<Format>, {n_tokens, kThreads, 0, stream},
-                      rows, n_vocab, n_embd, ids, out);
+        launch_kernel("embedding_blocks_kernel", embedding_blocks_kernel<Format>, {n_tokens, kThreads, 0, stream}, rows,
+                      n_vocab, n_embd, ids, out);
     });
 }
 

@@ -27,15 +27,15 @@ __device__ __forceinline__ void store_pair(float* dst, const float* src) {
 // Stores pair p (< n_head_kv * head_dim: K; above: V) of one token's K/V rows as one aligned pair.
 template <typename KV>
 __device__ __forceinline__ void store_kv_pair(int p, const float* k_row, const float* v_row, int pos,
-                                              const int32_t* table, KV* k_cache, KV* v_cache,
-                                              int n_head_kv, int head_dim) {
+                                              const int32_t* table, KV* k_cache, KV* v_cache, int n_head_kv,
+                                              int head_dim) {
     const int pairs_per_side = n_head_kv * head_dim / 2;
     const bool is_v = p >= pairs_per_side;
     const int e = 2 * (is_v ? p - pairs_per_side : p);  // element within the token's row
     const int head = e / head_dim, d = e % head_dim;
     const int block = table[pos / kKvBlockTokens];
-    const int64_t dst = ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) *
-                            head_dim + d;
+    const int64_t dst =
+        ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) * head_dim + d;
     const float* src = (is_v ? v_row : k_row) + e;
     store_pair((is_v ? v_cache : k_cache) + dst, src);
 }
@@ -54,8 +54,7 @@ __global__ void __launch_bounds__(kThreads)
     if (p >= n_head_kv * head_dim) return;
     const int seq = token_seq ? token_seq[token] : 0;
     store_kv_pair(p, k + token * k_row_stride, v + token * v_row_stride, positions[token],
-                  block_tables + static_cast<int64_t>(seq) * block_table_stride, k_cache, v_cache, n_head_kv,
-                  head_dim);
+                  block_tables + static_cast<int64_t>(seq) * block_table_stride, k_cache, v_cache, n_head_kv, head_dim);
 }
 
 // grid (n_tokens): one block rotates a token's q and k heads in place, then stores its rotated K
@@ -82,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 __global__ void update_block_tables_kernel(int32_t* block_tables, const int32_t* __restrict__ updates,
-                                          int max_updates) {
+                                           int max_updates) {
     wait_for_previous_kernel();
     const int n = min(updates[0], max_updates);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
@@ -97,11 +96,10 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
     const int64_t kv_dim = static_cast<int64_t>(layer.n_head_kv) * layer.head_dim;
     if (n_tokens < 0 || layer.n_head_kv <= 0 || layer.head_dim <= 0 || layer.head_dim % 2 != 0 ||
         k_row_stride < kv_dim || v_row_stride < kv_dim || block_table_stride <= 0)
-        throw std::invalid_argument("kv_cache_write: bad shape (n_tokens " + std::to_string(n_tokens) +
-                                    ", n_head_kv " + std::to_string(layer.n_head_kv) + ", head_dim " +
-                                    std::to_string(layer.head_dim) + ", strides " + std::to_string(k_row_stride) +
-                                    "/" + std::to_string(v_row_stride) + "/" + std::to_string(block_table_stride) +
-                                    ")");
+        throw std::invalid_argument("kv_cache_write: bad shape (n_tokens " + std::to_string(n_tokens) + ", n_head_kv " +
+                                    std::to_string(layer.n_head_kv) + ", head_dim " + std::to_string(layer.head_dim) +
+                                    ", strides " + std::to_string(k_row_stride) + "/" + std::to_string(v_row_stride) +
+                                    "/" + std::to_string(block_table_stride) + ")");
     if (n_tokens == 0) return;
     const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>((kv_dim + kThreads - 1) / kThreads));
     const auto launch = [&](auto* cache) {
@@ -110,14 +108,16 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
                       k_row_stride, v_row_stride, positions, token_seq, block_tables, block_table_stride,
                       static_cast<KV*>(layer.k), static_cast<KV*>(layer.v), layer.n_head_kv, layer.head_dim);
     };
-    if (layer.type == KvType::f32) launch(static_cast<float*>(nullptr));
-    else launch(static_cast<__half*>(nullptr));
+    if (layer.type == KvType::f32)
+        launch(static_cast<float*>(nullptr));
+    else
+        launch(static_cast<__half*>(nullptr));
 }
 
 void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n_head, int64_t q_row_stride,
-                         int64_t k_row_stride, int64_t v_row_stride, const int32_t* positions,
-                         const int32_t* token_seq, const float* inv_freq, RopeStyle style, const int32_t* block_tables,
-                         int block_table_stride, KvLayer layer, Stream stream) {
+                         int64_t k_row_stride, int64_t v_row_stride, const int32_t* positions, const int32_t* token_seq,
+                         const float* inv_freq, RopeStyle style, const int32_t* block_tables, int block_table_stride,
+                         KvLayer layer, Stream stream) {
     const int64_t kv_dim = static_cast<int64_t>(layer.n_head_kv) * layer.head_dim;
     if (n_tokens < 0 || n_head < 0 || layer.n_head_kv <= 0 || layer.head_dim <= 0 || layer.head_dim % 2 != 0 ||
         q_row_stride < static_cast<int64_t>(n_head) * layer.head_dim || k_row_stride < kv_dim ||
@@ -138,16 +138,18 @@ void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n
                       block_tables, block_table_stride, static_cast<KV*>(layer.k), static_cast<KV*>(layer.v),
                       layer.n_head_kv, layer.head_dim);
     };
-    if (layer.type == KvType::f32) launch(static_cast<float*>(nullptr));
-    else launch(static_cast<__half*>(nullptr));
+    if (layer.type == KvType::f32)
+        launch(static_cast<float*>(nullptr));
+    else
+        launch(static_cast<__half*>(nullptr));
 }
 
 void update_block_tables(int32_t* block_tables, const int32_t* updates, int max_updates, Stream stream) {
     if (max_updates <= 0)
         throw std::invalid_argument("update_block_tables: max_updates " + std::to_string(max_updates));
     const unsigned blocks = static_cast<unsigned>((max_updates + kThreads - 1) / kThreads);
-    launch_kernel("update_block_tables_kernel", update_block_tables_kernel, {blocks, kThreads, 0, stream},
-                  block_tables, updates, max_updates);
+    launch_kernel("update_block_tables_kernel", update_block_tables_kernel, {blocks, kThreads, 0, stream}, block_tables,
+                  updates, max_updates);
 }
 
 }  // namespace loom::kernels

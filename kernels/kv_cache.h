@@ -70,9 +70,9 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
 // rows q_row_stride / k_row_stride / v_row_stride floats apart (they may share a fused QKV row);
 // q and k are rotated in place. layer.n_head_kv >= 1. Device pointers; asynchronous on `stream`.
 void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n_head, int64_t q_row_stride,
-                         int64_t k_row_stride, int64_t v_row_stride, const int32_t* positions,
-                         const int32_t* token_seq, const float* inv_freq, RopeStyle style, const int32_t* block_tables,
-                         int block_table_stride, KvLayer layer, Stream stream);
+                         int64_t k_row_stride, int64_t v_row_stride, const int32_t* positions, const int32_t* token_seq,
+                         const float* inv_freq, RopeStyle style, const int32_t* block_tables, int block_table_stride,
+                         KvLayer layer, Stream stream);
 
 // Applies block-table changes staged by the host: updates[0] = n (<= max_updates), then n pairs
 // (flat index into block_tables, block id). The count is read on the device, so one launch shape

@@ -23,7 +23,6 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 #endif
 }
 
-
 struct LaunchShape {
     dim3 grid;
     dim3 block;
@@ -31,9 +30,9 @@ struct LaunchShape {
     cudaStream_t stream = nullptr;
 };
 
-// kernel<<<shape>>>(args...), with the PDL attribute where programmatic_launch_enabled(). Every kernel launched here must
-// call wait_for_previous_kernel() before it touches memory that another kernel writes (before that,
-// it may only read constants such as weights). Throws CudaError naming the kernel when the launch fails.
+// kernel<<<shape>>>(args...), with the PDL attribute where programmatic_launch_enabled(). Every kernel launched here
+// must call wait_for_previous_kernel() before it touches memory that another kernel writes (before that, it may only
+// read constants such as weights). Throws CudaError naming the kernel when the launch fails.
 template <class... Params, class... Args>
 void launch_kernel(const char* name, void (*kernel)(Params...), const LaunchShape& shape, Args&&... args) {
     cudaLaunchConfig_t config{};

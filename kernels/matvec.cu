@@ -41,7 +41,8 @@ constexpr int kVectorsPerBlock = 8;
 // Asks L2 for a row's weight bytes before the kernel waits on the previous one: weights are never
 // written, and under programmatic launch the fetch overlaps the previous kernel's tail.
 __device__ __forceinline__ void prefetch_to_l2(const uint8_t* p, int bytes, int lane) {
-    for (int off = lane * 32; off < bytes; off += 32 * kWarpSize) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
+    for (int off = lane * 32; off < bytes; off += 32 * kWarpSize)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
 }
 
 // What a block does around its dot products: reads the mode's per-vector inputs (issued right after
@@ -63,14 +64,17 @@ struct Epilogue {
         : p(params), v0(blockIdx.y * kVectorsPerBlock), row(row_), active(active_) {
         n_vec = min(kVectorsPerBlock, p.n_vec - v0);
         const int lane = threadIdx.x % kWarpSize;
-        if constexpr (M == Mode::normed || M == Mode::normed_swiglu) {  // each vector's partial sums spread over the lanes
+        if constexpr (M == Mode::normed ||
+                      M == Mode::normed_swiglu) {  // each vector's partial sums spread over the lanes
             const float* s = p.S_in + static_cast<size_t>(v0) * p.n_partials_in;
 #pragma unroll
             for (int t = 0; t < MaxVec; ++t)
 #pragma unroll
                 for (int e = 0; e < kEarly; ++e) {
                     const int i = lane + e * kWarpSize;
-                    early[t][e] = t < n_vec && i < p.n_partials_in ? __ldg(s + static_cast<size_t>(t) * p.n_partials_in + i) : 0.f;
+                    early[t][e] = t < n_vec && i < p.n_partials_in
+                                      ? __ldg(s + static_cast<size_t>(t) * p.n_partials_in + i)
+                                      : 0.f;
                 }
         }
         if constexpr (M == Mode::residual) {
@@ -98,7 +102,8 @@ struct Epilogue {
                 if (t < n_vec) scale[t] += __ldg(s + static_cast<size_t>(t) * p.n_partials_in + i);
         }
 #pragma unroll
-        for (int t = 0; t < MaxVec; ++t) scale[t] = 1.0f / sqrtf(warp_sum(scale[t]) / static_cast<float>(p.n_in) + p.eps);
+        for (int t = 0; t < MaxVec; ++t)
+            scale[t] = 1.0f / sqrtf(warp_sum(scale[t]) / static_cast<float>(p.n_in) + p.eps);
     }
 
     // Every thread of the block calls it (residual mode holds a barrier).
@@ -141,7 +146,8 @@ struct Epilogue {
             const int t = threadIdx.x / kSwigluPairRows, k = threadIdx.x % kSwigluPairRows;
             if (t < n_vec) {
                 const float g = rows[t][k], u = rows[t][kSwigluPairRows + k];
-                p.Y[static_cast<size_t>(v0 + t) * (p.n_out / 2) + blockIdx.x * kSwigluPairRows + k] = g / (1.0f + expf(-g)) * u;
+                p.Y[static_cast<size_t>(v0 + t) * (p.n_out / 2) + blockIdx.x * kSwigluPairRows + k] =
+                    g / (1.0f + expf(-g)) * u;
             }
         } else {
             if (active && lane < n_vec) p.Y[i] = mine;
@@ -229,10 +235,14 @@ void launch(const Params& p, Stream stream) {
 // The smallest unrolled vector count (1, 2, 4, 8) that holds a block's group of vectors.
 template <class Format, Mode M, bool AnyLength>
 void launch_vectors(const Params& p, Stream stream) {
-    if (p.n_vec == 1) launch<Format, 1, M, AnyLength>(p, stream);
-    else if (p.n_vec == 2) launch<Format, 2, M, AnyLength>(p, stream);
-    else if (p.n_vec <= 4) launch<Format, 4, M, AnyLength>(p, stream);
-    else launch<Format, kVectorsPerBlock, M, AnyLength>(p, stream);
+    if (p.n_vec == 1)
+        launch<Format, 1, M, AnyLength>(p, stream);
+    else if (p.n_vec == 2)
+        launch<Format, 2, M, AnyLength>(p, stream);
+    else if (p.n_vec <= 4)
+        launch<Format, 4, M, AnyLength>(p, stream);
+    else
+        launch<Format, kVectorsPerBlock, M, AnyLength>(p, stream);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -266,9 +276,9 @@ void run(gguf::TensorType type, const Params& p, Stream stream) {
 
 // RW = R ⊙ w and R's square sums, in the order matvec_residual's blocks add them.
 static_assert(kVectorsPerBlock <= kWarpSize);
-__global__ void __launch_bounds__(256) norm_inputs_kernel(const float* __restrict__ R, const float* __restrict__ w,
-                                                          float* __restrict__ RW, float* __restrict__ S, int n_vec,
-                                                          int n, int n_partials) {
+__global__ void __launch_bounds__(256)
+    norm_inputs_kernel(const float* __restrict__ R, const float* __restrict__ w, float* __restrict__ RW,
+                       float* __restrict__ S, int n_vec, int n, int n_partials) {
     wait_for_previous_kernel();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_vec * n_partials) return;
@@ -297,8 +307,8 @@ void matvec(gguf::TensorType type, const void* W, const float* X, float* Y, int 
     run<Mode::plain>(type, Params{static_cast<const uint8_t*>(W), X, Y, n_in, n_out, n_vec}, stream);
 }
 
-void matvec_normed(gguf::TensorType type, const void* W, const float* XW, const float* S, float eps, float* Y,
-                   int n_in, int n_out, int n_vec, Stream stream) {
+void matvec_normed(gguf::TensorType type, const void* W, const float* XW, const float* S, float eps, float* Y, int n_in,
+                   int n_out, int n_vec, Stream stream) {
     Params p{static_cast<const uint8_t*>(W), XW, Y, n_in, n_out, n_vec};
     p.S_in = S;
     p.n_partials_in = norm_partial_count(n_in);
@@ -332,8 +342,9 @@ void norm_inputs(const float* R, const float* w, float* RW, float* S, int n_vec,
     const int n_partials = norm_partial_count(n);
     const int total = n_vec * n_partials;
     if (total == 0) return;
-    launch_kernel("norm_inputs_kernel", norm_inputs_kernel, {dim3(static_cast<unsigned>((total + 255) / 256)), 256, 0,
-                  stream}, R, w, RW, S, n_vec, n, n_partials);
+    launch_kernel("norm_inputs_kernel", norm_inputs_kernel,
+                  {dim3(static_cast<unsigned>((total + 255) / 256)), 256, 0, stream}, R, w, RW, S, n_vec, n,
+                  n_partials);
 }
 
 }  // namespace loom::kernels

@@ -33,8 +33,8 @@ constexpr int norm_partial_count(int n) { return (n + kNormRowsPerPartial - 1) /
 
 // Y (n_vec, n_out) = W @ (XW_t / sqrt(sum(S_t) / n_in + eps)) for XW = x ⊙ w and S the square sums
 // of x. Preconditions as matvec; S 4-byte aligned.
-void matvec_normed(gguf::TensorType type, const void* W, const float* XW, const float* S, float eps, float* Y,
-                   int n_in, int n_out, int n_vec, Stream stream);
+void matvec_normed(gguf::TensorType type, const void* W, const float* XW, const float* S, float eps, float* Y, int n_in,
+                   int n_out, int n_vec, Stream stream);
 
 // The gate/up layout of matvec_normed_swiglu and swiglu_pairs: the fused (2 n_ff, n_in) matrix holds
 // pairs of gate rows and pairs of up rows in turn, [gate 2j; gate 2j+1; up 2j; up 2j+1] for

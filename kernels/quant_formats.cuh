@@ -25,7 +25,9 @@ __device__ __forceinline__ float half_bits_to_float(uint16_t bits) { return __ha
 // bfloat16 is the top half of a float: widening is exact, as gguf::bf16_to_float.
 __device__ __forceinline__ float bf16_bits_to_float(uint16_t bits) { return __uint_as_float(uint32_t{bits} << 16); }
 
-__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) { return __ldg(reinterpret_cast<const unsigned short*>(p)); }
+__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) {
+    return __ldg(reinterpret_cast<const unsigned short*>(p));
+}
 
 // Four bytes at a 2-byte aligned address: blocks with an odd number of halves (18, 22, 34, 210
 // bytes) leave their fields only 2-byte aligned.
@@ -33,7 +35,9 @@ __device__ __forceinline__ uint32_t load_u32_align2(const uint8_t* p) {
     return uint32_t{load_u16(p)} | uint32_t{load_u16(p + 2)} << 16;
 }
 
-__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
+__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) {
+    return __ldg(reinterpret_cast<const unsigned int*>(p));
+}
 
 __device__ __forceinline__ uint4 load_u128(const uint8_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
 
@@ -51,7 +55,9 @@ struct F32x4 {
         v[2] = f.z;
         v[3] = f.w;
     }
-    __device__ static float scalar(const uint8_t* row, int64_t i) { return __ldg(reinterpret_cast<const float*>(row) + i); }
+    __device__ static float scalar(const uint8_t* row, int64_t i) {
+        return __ldg(reinterpret_cast<const float*>(row) + i);
+    }
 };
 
 // 16-bit floats, 8 per 16-byte "block"; Widen::to_float turns the bits of one value into a float.
@@ -186,7 +192,9 @@ struct Q4_K {
     using Block = gguf::BlockQ4_K;
     static constexpr bool kPlain = false;
     static constexpr int kElems = gguf::kQK_K, kBytes = sizeof(Block), kLanes = 8, kValues = 32;
-    __device__ static int offset(int p, int g) { return 64 * (p / 2) + 16 * (p % 2) + (g < 4 ? 4 * g : 32 + 4 * (g - 4)); }
+    __device__ static int offset(int p, int g) {
+        return 64 * (p / 2) + 16 * (p % 2) + (g < 4 ? 4 * g : 32 + 4 * (g - 4));
+    }
 
     // Sub-block j's 6-bit scale and min from the 12 packed bytes s0|s1|s2 (layout in quant_blocks.h).
     __device__ static void scale_min(uint32_t s0, uint32_t s1, uint32_t s2, int j, int& sc, int& m) {
@@ -211,8 +219,10 @@ struct Q4_K {
         int sc_lo, m_lo, sc_hi, m_hi;
         scale_min(s0, s1, s2, 2 * c, sc_lo, m_lo);
         scale_min(s0, s1, s2, 2 * c + 1, sc_hi, m_hi);
-        const float scale_lo = __fmul_rn(d, static_cast<float>(sc_lo)), min_lo = __fmul_rn(dmin, static_cast<float>(m_lo));
-        const float scale_hi = __fmul_rn(d, static_cast<float>(sc_hi)), min_hi = __fmul_rn(dmin, static_cast<float>(m_hi));
+        const float scale_lo = __fmul_rn(d, static_cast<float>(sc_lo)),
+                    min_lo = __fmul_rn(dmin, static_cast<float>(m_lo));
+        const float scale_hi = __fmul_rn(d, static_cast<float>(sc_hi)),
+                    min_hi = __fmul_rn(dmin, static_cast<float>(m_hi));
         const uint4 u = load_u128(block + offsetof(Block, qs) + 16 * p);
         const uint32_t words[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
@@ -243,8 +253,10 @@ struct Q5_K {
         int sc_lo, m_lo, sc_hi, m_hi;
         Q4_K::scale_min(s0, s1, s2, 2 * c, sc_lo, m_lo);
         Q4_K::scale_min(s0, s1, s2, 2 * c + 1, sc_hi, m_hi);
-        const float scale_lo = __fmul_rn(d, static_cast<float>(sc_lo)), min_lo = __fmul_rn(dmin, static_cast<float>(m_lo));
-        const float scale_hi = __fmul_rn(d, static_cast<float>(sc_hi)), min_hi = __fmul_rn(dmin, static_cast<float>(m_hi));
+        const float scale_lo = __fmul_rn(d, static_cast<float>(sc_lo)),
+                    min_lo = __fmul_rn(dmin, static_cast<float>(m_lo));
+        const float scale_hi = __fmul_rn(d, static_cast<float>(sc_hi)),
+                    min_hi = __fmul_rn(dmin, static_cast<float>(m_hi));
         const uint4 u = load_u128(block + offsetof(Block, qs) + 16 * p);
         const uint4 h = load_u128(block + offsetof(Block, qh) + 16 * (p % 2));
         const uint32_t words[4] = {u.x, u.y, u.z, u.w};

@@ -14,9 +14,8 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void __launch_bounds__(kThreads)
-    rope_kernel(float* q, float* k, int n_head, int n_head_kv, int head_dim, int64_t q_row_stride,
-                int64_t k_row_stride, const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
-                bool neox) {
+    rope_kernel(float* q, float* k, int n_head, int n_head_kv, int head_dim, int64_t q_row_stride, int64_t k_row_stride,
+                const int32_t* __restrict__ positions, const float* __restrict__ inv_freq, bool neox) {
     wait_for_previous_kernel();
     extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
     const int token = blockIdx.x;

@@ -8,7 +8,8 @@ namespace loom::kernels {
 
 // cos_sin[i] (i < head_dim / 2) for one position, by the whole block; the caller syncs after.
 // Double angle and sincos: at positions in the thousands a float angle is off by ~1e-3 rad.
-__device__ __forceinline__ void rope_angles(float2* cos_sin, int half, int position, const float* __restrict__ inv_freq) {
+__device__ __forceinline__ void rope_angles(float2* cos_sin, int half, int position,
+                                            const float* __restrict__ inv_freq) {
     const double pos = position;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         double s, c;

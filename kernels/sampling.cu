@@ -19,8 +19,8 @@
 namespace loom::kernels {
 namespace {
 
-constexpr int kRowThreads = 1024;   // prepare: one block per row
-constexpr int kTileThreads = 256;   // weigh: one block per tile of σ
+constexpr int kRowThreads = 1024;  // prepare: one block per row
+constexpr int kTileThreads = 256;  // weigh: one block per tile of σ
 constexpr int kTileItems = 8;
 constexpr int kTile = kTileThreads * kTileItems;
 constexpr int kFinishThreads = 256;  // finish: one block per row
@@ -35,13 +35,13 @@ struct RowState {
 
 // Where each piece of the workspace lies, for `rows` rows of n_vocab tokens.
 struct Layout {
-    size_t adjusted;      // float (rows, V): l after bias and penalties
-    size_t keys[2];       // each uint64 (rows, V): the sort's double buffer of (row << 32 | ~order key)
-    size_t ids[2];        // each int32 (rows, V): the ids riding along
-    size_t prefix_minp;   // uint64 (rows, V): tile-local inclusive prefix of the min-p weights
-    size_t tile_sums;     // uint64 (rows, tiles): tile totals of w, then their inclusive prefix
-    size_t tile_minp;     // uint64 (rows, tiles): the same for the min-p weights
-    size_t states;        // RowState (rows)
+    size_t adjusted;     // float (rows, V): l after bias and penalties
+    size_t keys[2];      // each uint64 (rows, V): the sort's double buffer of (row << 32 | ~order key)
+    size_t ids[2];       // each int32 (rows, V): the ids riding along
+    size_t prefix_minp;  // uint64 (rows, V): tile-local inclusive prefix of the min-p weights
+    size_t tile_sums;    // uint64 (rows, tiles): tile totals of w, then their inclusive prefix
+    size_t tile_minp;    // uint64 (rows, tiles): the same for the min-p weights
+    size_t states;       // RowState (rows)
     size_t sort_temp;
     size_t sort_temp_bytes;
     size_t total;
@@ -69,8 +69,8 @@ size_t sort_temp_bytes(int rows, int n_vocab) {
 Layout layout_for(int rows, int n_vocab) {
     if (rows <= 0 || n_vocab <= 0 || n_vocab > sampling::kMaxVocab ||
         static_cast<int64_t>(rows) * n_vocab > std::numeric_limits<int32_t>::max())
-        throw std::invalid_argument("sampling: rows " + std::to_string(rows) + " x n_vocab " +
-                                    std::to_string(n_vocab) + " out of range");
+        throw std::invalid_argument("sampling: rows " + std::to_string(rows) + " x n_vocab " + std::to_string(n_vocab) +
+                                    " out of range");
     const size_t elems = static_cast<size_t>(rows) * static_cast<size_t>(n_vocab);
     const size_t tiles = static_cast<size_t>(rows) * static_cast<size_t>(tiles_of(n_vocab));
     Layout l{};
@@ -269,8 +269,8 @@ __global__ void __launch_bounds__(kRowThreads)
 // min-p weights (w >= threshold, else 0) when min-p is on. Tiles past z <= -32 weigh nothing.
 __global__ void __launch_bounds__(kTileThreads)
     weigh_kernel(const SamplingRow* __restrict__ rows, int n_vocab, const RowState* __restrict__ states,
-                 const uint64_t* __restrict__ sorted_keys, uint64_t* prefix, uint64_t* prefix_minp,
-                 uint64_t* tile_sums, uint64_t* tile_minp) {
+                 const uint64_t* __restrict__ sorted_keys, uint64_t* prefix, uint64_t* prefix_minp, uint64_t* tile_sums,
+                 uint64_t* tile_minp) {
     wait_for_previous_kernel();
     using Scan = cub::BlockScan<uint64_t, kTileThreads>;
     __shared__ typename Scan::TempStorage scan_temp;
@@ -354,13 +354,19 @@ struct Cumulative {
         int lo = 0, hi = n_tiles - 1;
         while (lo < hi) {
             const int mid = (lo + hi) / 2;
-            if (tile_prefix[mid] > x) hi = mid; else lo = mid + 1;
+            if (tile_prefix[mid] > x)
+                hi = mid;
+            else
+                lo = mid + 1;
         }
         const uint64_t inside = x - before_tile(lo);
         int a = lo * kTile, b = min((lo + 1) * kTile, k) - 1;
         while (a < b) {
             const int mid = (a + b) / 2;
-            if (local[mid] > inside) b = mid; else a = mid + 1;
+            if (local[mid] > inside)
+                b = mid;
+            else
+                a = mid + 1;
         }
         return a;
     }

@@ -13,11 +13,11 @@ namespace {
 
 // general.file_type ids of the GGUF format and their customary names.
 std::string file_type_name(uint64_t id) {
-    static const char* const kNames[] = {"F32",     "F16",    "Q4_0",    "Q4_1",   "Q4_1_SOME_F16", "Q4_2", "Q4_3",
-                                         "Q8_0",    "Q5_0",   "Q5_1",    "Q2_K",   "Q3_K_S",        "Q3_K_M", "Q3_K_L",
-                                         "Q4_K_S",  "Q4_K_M", "Q5_K_S",  "Q5_K_M", "Q6_K",          "IQ2_XXS", "IQ2_XS",
-                                         "Q2_K_S",  "IQ3_XS", "IQ3_XXS", "IQ1_S",  "IQ4_NL",        "IQ3_S",  "IQ3_M",
-                                         "IQ2_S",   "IQ2_M",  "IQ4_XS",  "IQ1_M",  "BF16"};
+    static const char* const kNames[] = {"F32",    "F16",    "Q4_0",    "Q4_1",   "Q4_1_SOME_F16", "Q4_2",    "Q4_3",
+                                         "Q8_0",   "Q5_0",   "Q5_1",    "Q2_K",   "Q3_K_S",        "Q3_K_M",  "Q3_K_L",
+                                         "Q4_K_S", "Q4_K_M", "Q5_K_S",  "Q5_K_M", "Q6_K",          "IQ2_XXS", "IQ2_XS",
+                                         "Q2_K_S", "IQ3_XS", "IQ3_XXS", "IQ1_S",  "IQ4_NL",        "IQ3_S",   "IQ3_M",
+                                         "IQ2_S",  "IQ2_M",  "IQ4_XS",  "IQ1_M",  "BF16"};
     return id < std::size(kNames) ? kNames[id] : "";
 }
 
@@ -31,7 +31,8 @@ CachedModel describe(const fs::path& root, const fs::path& path) {
     try {
         const auto f = gguf::File::open(path);
         m.architecture = f.find_string("general.architecture").value_or("?");
-        if (auto ft = f.find_uint("general.file_type"); ft && !file_type_name(*ft).empty()) m.quant = file_type_name(*ft);
+        if (auto ft = f.find_uint("general.file_type"); ft && !file_type_name(*ft).empty())
+            m.quant = file_type_name(*ft);
     } catch (const std::exception&) {
         // A file that does not parse is still listed (and removable); "?" says so.
     }
@@ -42,7 +43,8 @@ CachedModel describe(const fs::path& root, const fs::path& path) {
 std::vector<std::string> ggufs_in(const fs::path& dir) {
     std::vector<std::string> files;
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+    for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec))
         if (it->is_regular_file() && it->path().extension() == ".gguf")
             files.push_back(fs::relative(it->path(), dir).generic_string());
     std::sort(files.begin(), files.end());

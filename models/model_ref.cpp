@@ -10,8 +10,9 @@ namespace loom::models {
 namespace {
 
 bool plain_name(const std::string& s) {
-    return !s.empty() && s != "." && s != ".." &&
-           std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
+    return !s.empty() && s != "." && s != ".." && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+    });
 }
 
 std::string upper(std::string s) {
@@ -110,9 +111,10 @@ std::string pick_gguf(const std::vector<std::string>& files, const std::string& 
     if (quant.empty() && ggufs.size() == 1) matches = ggufs;
     if (matches.size() != 1) {
         const std::string what = quant.empty() ? "more than one GGUF; name one with :QUANT" : "quantization " + quant;
-        const std::string problem = matches.empty() ? "no file of " + what : what + " names several files (" + list_of(matches) + ")";
-        throw RefError(repo_id + ": " + problem + " (quantizations there: " + list_of(quants) + "; or name a file: " + repo_id +
-                       "/FILE.gguf)");
+        const std::string problem =
+            matches.empty() ? "no file of " + what : what + " names several files (" + list_of(matches) + ")";
+        throw RefError(repo_id + ": " + problem + " (quantizations there: " + list_of(quants) +
+                       "; or name a file: " + repo_id + "/FILE.gguf)");
     }
     if (std::regex_match(matches.front(), kSplit))
         throw RefError(repo_id + "/" + matches.front() + " is one part of a split GGUF; loom reads single-file GGUFs");

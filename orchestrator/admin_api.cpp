@@ -59,10 +59,17 @@ HttpResponse AdminApi::workers() const {
     json out = json::array();
     std::vector<std::string> listed;
     for (const WorkerStatus& w : pool_.status()) {
-        json j = {{"id", w.id},           {"url", w.url},         {"state", state_name(w.state)},
-                  {"origin", w.origin},   {"model", w.model},     {"backend", w.backend},
-                  {"device", w.device},   {"running", w.running}, {"waiting", w.waiting},
-                  {"outstanding_tokens", w.outstanding_tokens},   {"drained", w.drained}};
+        json j = {{"id", w.id},
+                  {"url", w.url},
+                  {"state", state_name(w.state)},
+                  {"origin", w.origin},
+                  {"model", w.model},
+                  {"backend", w.backend},
+                  {"device", w.device},
+                  {"running", w.running},
+                  {"waiting", w.waiting},
+                  {"outstanding_tokens", w.outstanding_tokens},
+                  {"drained", w.drained}};
         if (const auto p = process_of(w.id); p != spawned.end()) j.update(process_fields(*p));
         out.push_back(std::move(j));
         listed.push_back(w.id);
@@ -70,7 +77,10 @@ HttpResponse AdminApi::workers() const {
     const std::set<std::string> drained = pool_.drained_ids();
     for (const SpawnedStatus& s : spawned) {
         if (std::find(listed.begin(), listed.end(), s.id) != listed.end()) continue;
-        json j = {{"id", s.id}, {"url", nullptr}, {"state", s.state}, {"origin", "spawned"},
+        json j = {{"id", s.id},
+                  {"url", nullptr},
+                  {"state", s.state},
+                  {"origin", "spawned"},
                   {"drained", drained.contains(s.id)}};
         j.update(process_fields(s));
         out.push_back(std::move(j));
@@ -89,8 +99,9 @@ HttpResponse AdminApi::drain(const HttpRequest& req) {
     for (const WorkerStatus& w : pool_.status()) known = known || w.id == id;
     if (supervisor_)
         for (const SpawnedStatus& s : supervisor_->status()) known = known || s.id == id;
-    if (!known) return error_response(404, "no worker has the id '" + id + "' (see GET /admin/workers)",
-                                      "not_found_error", "id", "worker_not_found");
+    if (!known)
+        return error_response(404, "no worker has the id '" + id + "' (see GET /admin/workers)", "not_found_error",
+                              "id", "worker_not_found");
     const bool drained = action == "drain";
     pool_.set_drained(id, drained);
     spdlog::info("admin: worker {} {}", id, drained ? "drained: no new requests" : "undrained");

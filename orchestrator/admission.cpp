@@ -32,7 +32,6 @@ HttpResponse too_many(const std::string& message, const std::string& code, int r
     return r;
 }
 
-
 }  // namespace
 
 HttpResponse no_worker_response(NoWorker why, const std::string& model) {
@@ -50,7 +49,8 @@ AdmissionFields take_admission_fields(json& body) {
     AdmissionFields f;
     if (body.contains("priority") && !body["priority"].is_null()) {
         const json& p = body["priority"];
-        if (p == "batch") f.priority = Priority::batch;
+        if (p == "batch")
+            f.priority = Priority::batch;
         else if (p != "interactive")
             throw BadField("priority", "priority must be \"interactive\" (the default) or \"batch\"");
     }
@@ -204,8 +204,10 @@ void Admission::dispatch() {
                 // This model waits for a lease to end, or for its worker to load.
                 if (!c.lease && (c.why == NoWorker::all_full || (will_load_ && will_load_(model)))) break;
                 if (auto w = p.waiter.lock()) {
-                    if (c.lease) go.emplace_back(std::move(w), std::move(c.lease));
-                    else no.emplace_back(std::move(w), no_worker_response(c.why, model));
+                    if (c.lease)
+                        go.emplace_back(std::move(w), std::move(c.lease));
+                    else
+                        no.emplace_back(std::move(w), no_worker_response(c.why, model));
                 }
                 q.remove(*ticket);
                 pending_.erase(*ticket);
@@ -275,8 +277,8 @@ std::string Admission::render_metrics() const {
     o << "# HELP loom_orchestrator_rate_limited_total Requests over an API key's limit, by key name and limit.\n"
       << "# TYPE loom_orchestrator_rate_limited_total counter\n";
     for (const auto& [key, n] : rate_limited_)
-        o << "loom_orchestrator_rate_limited_total{key=\"" << http::prometheus::escape(key.first) << "\",limit=\"" << key.second
-          << "\"} " << n << "\n";
+        o << "loom_orchestrator_rate_limited_total{key=\"" << http::prometheus::escape(key.first) << "\",limit=\""
+          << key.second << "\"} " << n << "\n";
     o << "# HELP loom_orchestrator_timeouts_total Requests ended by their timeout.\n"
       << "# TYPE loom_orchestrator_timeouts_total counter\n"
       << "loom_orchestrator_timeouts_total " << timeouts_ << "\n";

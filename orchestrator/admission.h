@@ -114,9 +114,9 @@ public:
     void stop();
 
     struct Decision {
-        std::unique_ptr<WorkerPool::Lease> lease;    // run now
-        std::optional<uint64_t> ticket;              // queued: wait for admitted()/refused()
-        std::optional<http::HttpResponse> refusal;   // 404, 503 or 429
+        std::unique_ptr<WorkerPool::Lease> lease;   // run now
+        std::optional<uint64_t> ticket;             // queued: wait for admitted()/refused()
+        std::optional<http::HttpResponse> refusal;  // 404, 503 or 429
     };
     // A worker with room for a new request, or a place in the model's queue (behind those already
     // waiting, so none is overtaken), or the reason there is neither.

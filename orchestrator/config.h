@@ -18,6 +18,7 @@ public:
 // The file's settings as command-line arguments ("--port=9000", "--worker=URL" once per element),
 // for every key whose flag `given` says the command line does not hold itself (flags win, a list
 // flag replacing the file's whole list). The keys and their flags: the table in config.cpp.
-std::vector<std::string> config_arguments(const std::string& path, const std::function<bool(const std::string& flag)>& given);
+std::vector<std::string> config_arguments(const std::string& path,
+                                          const std::function<bool(const std::string& flag)>& given);
 
 }  // namespace loom::orchestrator

@@ -27,7 +27,8 @@ ConnectionPool::~ConnectionPool() = default;
 // Moves the connections idle for too long out of `list` (mu_ held); they are closed after it is released.
 void ConnectionPool::drop_expired(Idle& list, std::vector<std::unique_ptr<UpstreamConnection>>& closing) const {
     const auto oldest_kept = std::chrono::steady_clock::now() - max_idle_;
-    const auto fresh = std::find_if(list.begin(), list.end(), [&](const auto& c) { return c->idle_since >= oldest_kept; });
+    const auto fresh =
+        std::find_if(list.begin(), list.end(), [&](const auto& c) { return c->idle_since >= oldest_kept; });
     std::move(list.begin(), fresh, std::back_inserter(closing));
     list.erase(list.begin(), fresh);
 }
@@ -49,7 +50,8 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(boost::asio::io_context
     return c;
 }
 
-void ConnectionPool::put(boost::asio::io_context& ioc, const std::string& worker, std::unique_ptr<UpstreamConnection> c) {
+void ConnectionPool::put(boost::asio::io_context& ioc, const std::string& worker,
+                         std::unique_ptr<UpstreamConnection> c) {
     std::vector<std::unique_ptr<UpstreamConnection>> closing;
     c->idle_since = std::chrono::steady_clock::now();
     std::lock_guard lock(mu_);
@@ -82,9 +84,7 @@ void ConnectionPool::sweep() {
     });
 }
 
-void ConnectionPool::count(Got how) {
-    (how == Got::reused ? reused_ : how == Got::replaced ? replaced_ : opened_)++;
-}
+void ConnectionPool::count(Got how) { (how == Got::reused ? reused_ : how == Got::replaced ? replaced_ : opened_)++; }
 
 std::string ConnectionPool::render_metrics() const {
     namespace prom = http::prometheus;

@@ -24,7 +24,7 @@ std::optional<int> parse(CLI::App& app, int argc, char** argv, const std::string
     std::vector<std::string> args;
     try {
         args = loom::orchestrator::config_arguments(config_path,
-                                                     [&](const std::string& flag) { return app.count(flag) > 0; });
+                                                    [&](const std::string& flag) { return app.count(flag) > 0; });
     } catch (const loom::orchestrator::BadConfig& e) {
         std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());
         return loom::orchestrator::kExitBadInput;
@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
     app.add_option("--admin-key", o.admin_key, "Bearer key for /admin/* (without one: open on loopback only)");
     app.add_option("--drain-timeout", o.drain_timeout, "Seconds running requests may take after SIGTERM (default 30)")
         ->check(CLI::Range(0, 86400));
-    app.add_option("--spawn", o.spawn.model, "Start and supervise loom-workers serving this GGUF model (file or cached name)")
+    app.add_option("--spawn", o.spawn.model,
+                   "Start and supervise loom-workers serving this GGUF model (file or cached name)")
         ->transform(loom::models::file_or_cached_model());
     app.add_option("--backend", o.spawn.backend, "Spawned workers' backend: cuda (default; one per GPU) or cpu")
         ->check(CLI::IsMember({"cuda", "cpu"}));
@@ -81,7 +82,8 @@ int main(int argc, char** argv) {
     app.add_option("--cpu-workers", o.spawn.cpu_workers, "CPU workers to spawn with --backend cpu (default 1)")
         ->check(CLI::Range(1, 1024));
     app.add_option("--worker-bin", o.spawn.worker_bin, "loom-worker to spawn (default: beside this executable)");
-    app.add_option("--worker-arg", o.spawn.worker_args, "An argument for spawned workers (repeatable: --worker-arg=--max-seqs --worker-arg=8)");
+    app.add_option("--worker-arg", o.spawn.worker_args,
+                   "An argument for spawned workers (repeatable: --worker-arg=--max-seqs --worker-arg=8)");
     std::string key_file;
     app.add_option("--api-keys", key_file,
                    "JSON file of keys with names and per-minute limits (docs/ORCHESTRATOR.md); adds to --api-key");
@@ -104,18 +106,22 @@ int main(int argc, char** argv) {
     app.add_option("--upstream", upstream,
                    "How calls reach the workers: mux (default; loom-mux/1, many calls per connection) or http")
         ->check(CLI::IsMember({"mux", "http"}));
-    app.add_option("--client-threads", o.client_threads, "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
+    app.add_option("--client-threads", o.client_threads,
+                   "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
         ->check(CLI::Range(1, 256));
     std::vector<std::string> presets;
-    app.add_option("--preset", presets,
-                   "A preset as JSON: {\"name\",\"model\",\"system\",\"parameters\"} (repeatable; docs/ORCHESTRATOR.md)");
+    app.add_option(
+        "--preset", presets,
+        "A preset as JSON: {\"name\",\"model\",\"system\",\"parameters\"} (repeatable; docs/ORCHESTRATOR.md)");
     std::vector<std::string> registry_models;
     std::string vram_budget;
-    app.add_option("--registry-model", registry_models,
-                   "A model loaded on demand, as JSON: {\"name\",\"model\",\"gpus\",\"replicas\",\"context\",\"keep_alive\"} "
-                   "(repeatable; docs/ORCHESTRATOR.md)");
-    app.add_option("--vram-budget", vram_budget,
-                   "Bytes of model estimates each device may hold (20G, 512M; default: the GPU's memory; cpu: no limit)");
+    app.add_option(
+        "--registry-model", registry_models,
+        "A model loaded on demand, as JSON: {\"name\",\"model\",\"gpus\",\"replicas\",\"context\",\"keep_alive\"} "
+        "(repeatable; docs/ORCHESTRATOR.md)");
+    app.add_option(
+        "--vram-budget", vram_budget,
+        "Bytes of model estimates each device may hold (20G, 512M; default: the GPU's memory; cpu: no limit)");
     app.add_option("--load-wait", o.load_wait_s,
                    "Seconds a request waits for a device with room before its 503 (default 30)")
         ->check(CLI::Range(0.0, 86'400.0));
@@ -132,11 +138,13 @@ int main(int argc, char** argv) {
             throw std::invalid_argument(std::string("--vram-budget: ") + e.what());
         }
         if (worker_urls.empty() && o.spawn.model.empty() && o.register_secret.empty() && o.models.empty())
-            throw std::invalid_argument("no workers: name them with --worker, start them with --spawn, admit them with "
-                                        "--register-secret or configure models (--registry-model)");
+            throw std::invalid_argument(
+                "no workers: name them with --worker, start them with --spawn, admit them with "
+                "--register-secret or configure models (--registry-model)");
         if (o.spawn.model.empty() && o.models.empty())
             for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
-                if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --spawn or --registry-model");
+                if (app.count(flag) > 0)
+                    throw std::invalid_argument(std::string(flag) + " needs --spawn or --registry-model");
         if (o.models.empty())
             for (const char* flag : {"--vram-budget", "--load-wait", "--load-timeout"})
                 if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --registry-model");

@@ -9,8 +9,8 @@ namespace loom::orchestrator {
 namespace {
 
 // From 50 microseconds (a relayed chunk on an idle host) to seconds (a request retried elsewhere).
-const std::vector<double> kAddedLatencyBuckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                  0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1.0, 2.5};
+const std::vector<double> kAddedLatencyBuckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                  0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5};
 
 }  // namespace
 

@@ -87,8 +87,8 @@ struct Entry {
     bool busy() const { return running > 0 || queued > 0; }
     bool idle(Clock::time_point now) const { return !busy() && !wanted && now - last_use >= kIdleGrace; }
     size_t count(ReplicaState s) const {
-        return static_cast<size_t>(std::count_if(replicas.begin(), replicas.end(),
-                                                 [s](const Replica& r) { return r.state == s; }));
+        return static_cast<size_t>(
+            std::count_if(replicas.begin(), replicas.end(), [s](const Replica& r) { return r.state == s; }));
     }
     size_t live() const { return count(ReplicaState::loading) + count(ReplicaState::ready); }
     std::string state() const {
@@ -104,8 +104,7 @@ struct Entry {
 Entry as_shown(const Entry& e, const std::vector<WorkerStatus>& workers) {
     Entry shown = e;
     for (Replica& r : shown.replicas)
-        if (r.state == ReplicaState::loading &&
-            std::any_of(workers.begin(), workers.end(), [&](const WorkerStatus& w) {
+        if (r.state == ReplicaState::loading && std::any_of(workers.begin(), workers.end(), [&](const WorkerStatus& w) {
                 return w.id == r.worker_id && w.state == WorkerState::ready;
             }))
             r.state = ReplicaState::ready;
@@ -124,7 +123,8 @@ HttpResponse unavailable(const std::string& message, int retry_after_s) {
 
 // The GPU's memory in bytes as nvidia-smi reports it; 0 when it cannot say.
 uint64_t gpu_memory(const std::string& gpu) {
-    const std::string cmd = "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i " + gpu + " 2>/dev/null";
+    const std::string cmd =
+        "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i " + gpu + " 2>/dev/null";
     std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
     if (!p) return 0;
     char buf[64] = {};
@@ -161,11 +161,11 @@ struct ModelRegistry::Impl {
     std::string bin;
     mutable std::mutex mu;  // models
     std::map<std::string, Entry> models;
-    std::map<std::string, uint64_t> reported;  // worker id -> the memory its /health reports (the last tick's)
+    std::map<std::string, uint64_t> reported;   // worker id -> the memory its /health reports (the last tick's)
     std::map<std::string, bool> resident_gone;  // a resident worker whose process failed or stopped holds nothing
     std::map<std::string, GpuMemory> gpu_memory_seen;  // device id -> nvidia-smi's last answer (GPUs only)
     Clock::time_point gpu_queried;
-    std::mutex tick_mu;     // one tick at a time (the io_context has several threads)
+    std::mutex tick_mu;  // one tick at a time (the io_context has several threads)
     boost::asio::steady_timer timer;
     bool stopped = false;
 
@@ -201,7 +201,8 @@ struct ModelRegistry::Impl {
     void ask_gpus();
     void observe(const std::vector<WorkerStatus>& workers, const std::vector<SpawnedStatus>& procs);
     std::vector<const Device*> allowed_devices(const ModelSpec& spec) const;
-    json entry_json(const Entry& e, const std::vector<WorkerStatus>& workers, size_t queued, Clock::time_point now) const;
+    json entry_json(const Entry& e, const std::vector<WorkerStatus>& workers, size_t queued,
+                    Clock::time_point now) const;
     HttpResponse admin(const HttpRequest& req);
 };
 
@@ -253,8 +254,10 @@ void ModelRegistry::Impl::refresh(Entry& e, const std::vector<WorkerStatus>& wor
     e.running = 0;
     std::string failure;
     std::erase_if(e.replicas, [&](Replica& r) {
-        const auto w = std::find_if(workers.begin(), workers.end(), [&](const WorkerStatus& s) { return s.id == r.worker_id; });
-        const auto p = std::find_if(procs.begin(), procs.end(), [&](const SpawnedStatus& s) { return s.id == r.worker_id; });
+        const auto w =
+            std::find_if(workers.begin(), workers.end(), [&](const WorkerStatus& s) { return s.id == r.worker_id; });
+        const auto p =
+            std::find_if(procs.begin(), procs.end(), [&](const SpawnedStatus& s) { return s.id == r.worker_id; });
         const bool gone = p == procs.end() || p->state == "stopped" || p->state == "failed";
         if (w != workers.end()) e.running += w->requests_here;
         if (gone) {
@@ -296,7 +299,8 @@ void ModelRegistry::Impl::refresh(Entry& e, const std::vector<WorkerStatus>& wor
     }
     if (!failure.empty()) {
         e.last_error = failure;
-        if (e.wanted && e.live() == 0) fail(e, "the model '" + e.spec.name + "' could not be loaded: " + failure, 5, out);
+        if (e.wanted && e.live() == 0)
+            fail(e, "the model '" + e.spec.name + "' could not be loaded: " + failure, 5, out);
     }
 }
 
@@ -453,8 +457,9 @@ void ModelRegistry::Impl::place(Entry& e, Clock::time_point now, TickOut& out) {
     std::string devices;
     for (const Device* d : allowed)
         devices += (devices.empty() ? "" : ", ") + d->id + ": " + mib(placed_on(d->id)) + " of " + mib(d->budget);
-    fail(e, "no device has room for the model '" + e.spec.name + "' (it needs " + mib(need) + "; placed " + devices +
-                ") and every model loaded there is busy; retry later",
+    fail(e,
+         "no device has room for the model '" + e.spec.name + "' (it needs " + mib(need) + "; placed " + devices +
+             ") and every model loaded there is busy; retry later",
          5, out);
 }
 
@@ -521,8 +526,11 @@ json ModelRegistry::Impl::entry_json(const Entry& e, const std::vector<WorkerSta
     int running = 0;
     const Entry shown = as_shown(e, workers);
     for (const Replica& r : shown.replicas) {
-        const auto w = std::find_if(workers.begin(), workers.end(), [&](const WorkerStatus& s) { return s.id == r.worker_id; });
-        replicas.push_back({{"worker", r.worker_id}, {"device", r.device}, {"state", replica_state_name(r.state)},
+        const auto w =
+            std::find_if(workers.begin(), workers.end(), [&](const WorkerStatus& s) { return s.id == r.worker_id; });
+        replicas.push_back({{"worker", r.worker_id},
+                            {"device", r.device},
+                            {"state", replica_state_name(r.state)},
                             {"url", w != workers.end() ? json(w->url) : json()}});
         if (w == workers.end()) continue;
         running += w->requests_here;
@@ -574,8 +582,9 @@ HttpResponse ModelRegistry::Impl::admin(const HttpRequest& req) {
     const auto now = Clock::now();
     if (action == "unload") {
         if (e.busy())
-            return error_response(409, "the model '" + name + "' has " + std::to_string(e.running) + " running and " +
-                                           std::to_string(e.queued) + " queued requests; unload it once they end",
+            return error_response(409,
+                                  "the model '" + name + "' has " + std::to_string(e.running) + " running and " +
+                                      std::to_string(e.queued) + " queued requests; unload it once they end",
                                   "conflict_error", "name", "model_busy");
         e.wanted = false;
         unload(e, "asked by the admin API", now);
@@ -660,7 +669,8 @@ bool ModelRegistry::will_load(const std::string& name) const {
 
 void ModelRegistry::add_routes(http::HttpServer& server,
                                const std::function<http::HttpServer::Handler(http::HttpServer::Handler)>& guard) {
-    server.route("GET", "/admin/models", guard([this](const HttpRequest&) { return json_response(200, status_json()); }));
+    server.route("GET", "/admin/models",
+                 guard([this](const HttpRequest&) { return json_response(200, status_json()); }));
     server.route_prefix("POST", "/admin/models/", guard([this](const HttpRequest& r) { return impl_->admin(r); }));
 }
 
@@ -675,13 +685,13 @@ json ModelRegistry::status_json() const {
     json devices = json::array();
     for (const Device& d : impl_->o.devices) {
         const auto gpu = impl_->gpu_memory_seen.find(d.id);
-        devices.push_back({{"id", d.id},
-                           {"budget_bytes", d.budget == kUnlimited ? json() : json(d.budget)},
-                           {"placed_estimate_bytes", impl_->estimates_on(d.id)},
-                           {"resident_bytes", impl_->resident_on(d.id)},
-                           {"held_bytes", impl_->placed_on(d.id)},
-                           {"gpu_free_bytes",
-                            gpu != impl_->gpu_memory_seen.end() ? json(gpu->second.free()) : json()}});
+        devices.push_back(
+            {{"id", d.id},
+             {"budget_bytes", d.budget == kUnlimited ? json() : json(d.budget)},
+             {"placed_estimate_bytes", impl_->estimates_on(d.id)},
+             {"resident_bytes", impl_->resident_on(d.id)},
+             {"held_bytes", impl_->placed_on(d.id)},
+             {"gpu_free_bytes", gpu != impl_->gpu_memory_seen.end() ? json(gpu->second.free()) : json()}});
     }
     return {{"models", models}, {"devices", devices}};
 }

@@ -37,10 +37,10 @@ struct Device {
 struct RegistryOptions {
     std::vector<ModelSpec> models;
     std::vector<Device> devices;
-    SpawnOptions spawn;  // backend, worker binary and arguments (its model is ignored)
-    std::chrono::milliseconds load_wait{30'000};     // the longest a request waits for room
+    SpawnOptions spawn;                               // backend, worker binary and arguments (its model is ignored)
+    std::chrono::milliseconds load_wait{30'000};      // the longest a request waits for room
     std::chrono::milliseconds load_timeout{300'000};  // the longest a worker may take to become ready
-    std::vector<Resident> residents;  // other workers on the devices (--spawn's): their memory is taken
+    std::vector<Resident> residents;                  // other workers on the devices (--spawn's): their memory is taken
 };
 
 // The devices to place models on: spawn_devices' GPUs (or --cpu-workers stand-ins) each with

@@ -83,9 +83,12 @@ std::vector<std::string> gpus_field(const json& j, const std::string& where) {
     const auto fail = [&] { throw BadModelSpec(where + ": gpus must be a non-empty array of device indexes or ids"); };
     if (!j["gpus"].is_array() || j["gpus"].empty()) fail();
     for (const json& g : j["gpus"]) {
-        if (g.is_number_integer() && g.get<int64_t>() >= 0) out.push_back(g.dump());
-        else if (g.is_string() && good_name(g.get<std::string>())) out.push_back(g.get<std::string>());
-        else fail();
+        if (g.is_number_integer() && g.get<int64_t>() >= 0)
+            out.push_back(g.dump());
+        else if (g.is_string() && good_name(g.get<std::string>()))
+            out.push_back(g.get<std::string>());
+        else
+            fail();
     }
     return out;
 }
@@ -109,15 +112,17 @@ std::optional<std::chrono::milliseconds> take_keep_alive(json& body) {
     if (v.is_null()) return std::nullopt;
     const auto k = parse_keep_alive(v);
     if (!k)
-        throw BadField("keep_alive", "keep_alive must be a number of seconds or a duration such as \"5m\", \"1h30m\" "
-                                     "or \"0\" (0 unloads the model after the request; negative keeps it loaded)");
+        throw BadField("keep_alive",
+                       "keep_alive must be a number of seconds or a duration such as \"5m\", \"1h30m\" "
+                       "or \"0\" (0 unloads the model after the request; negative keeps it loaded)");
     return k;
 }
 
 ModelSpec parse_model_spec(const json& j, const std::string& where,
                            const std::function<std::string(const std::string&)>& resolve) {
     if (!j.is_object()) throw BadModelSpec(where + ": must be a JSON object");
-    static const std::set<std::string> known = {"name", "model", "gpus", "replicas", "context", "max_seqs", "keep_alive"};
+    static const std::set<std::string> known = {"name",    "model",    "gpus",      "replicas",
+                                                "context", "max_seqs", "keep_alive"};
     for (const auto& [k, v] : j.items())
         if (!known.contains(k))
             throw BadModelSpec(where + ": unknown field '" + k +

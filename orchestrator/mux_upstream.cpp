@@ -22,9 +22,9 @@ using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 using http::MuxType;
 
-constexpr auto kIdleClose = std::chrono::seconds(5);     // before the worker's 30 s idle close
-constexpr auto kRefusedFor = std::chrono::seconds(30);   // then the upgrade is tried again
-constexpr size_t kMaxFrame = size_t{64} << 20;           // a whole answer may be large; a chunk never is
+constexpr auto kIdleClose = std::chrono::seconds(5);    // before the worker's 30 s idle close
+constexpr auto kRefusedFor = std::chrono::seconds(30);  // then the upgrade is tried again
+constexpr size_t kMaxFrame = size_t{64} << 20;          // a whole answer may be large; a chunk never is
 
 class MuxConnection;
 
@@ -89,9 +89,9 @@ public:
         const uint32_t id = next_id_++;
         call->id = id;
         calls_[id] = call;
-        http::append_frame(out_, MuxType::open, id,
-                           http::encode_open(call->request.method, call->request.target, request_headers(*call),
-                                             call->request.body));
+        http::append_frame(
+            out_, MuxType::open, id,
+            http::encode_open(call->request.method, call->request.target, request_headers(*call), call->request.body));
         opening_.push_back(id);
         if (call->request.total_timeout.count() > 0) start_deadline(call);
         idle_timer_.cancel();
@@ -171,8 +171,8 @@ private:
 
     void upgrade() {
         handshake_ = "GET " + std::string(http::kMuxPath) + " HTTP/1.1\r\nHost: " + worker_.host + ":" +
-                     std::to_string(worker_.port) + "\r\nConnection: Upgrade\r\nUpgrade: " +
-                     std::string(http::kMuxProtocol) + "\r\n\r\n";
+                     std::to_string(worker_.port) +
+                     "\r\nConnection: Upgrade\r\nUpgrade: " + std::string(http::kMuxProtocol) + "\r\n\r\n";
         net::async_write(socket_, net::buffer(handshake_), [self = shared_from_this()](error_code ec, size_t) {
             if (ec) return self->broken("cannot send the upgrade: " + ec.message());
             net::async_read_until(self->socket_, net::dynamic_buffer(self->in_, kMaxFrame), "\r\n\r\n",
@@ -203,8 +203,10 @@ private:
         auto calls = std::move(calls_);
         calls_.clear();
         for (auto& [id, call] : calls) {
-            if (owner) owner->fall_back(call);
-            else end_call(call, UpstreamEnd{false, false, "the orchestrator is stopping"});
+            if (owner)
+                owner->fall_back(call);
+            else
+                end_call(call, UpstreamEnd{false, false, "the orchestrator is stopping"});
         }
     }
 

@@ -46,7 +46,7 @@ struct SpawnOptions {
     std::string backend = "cuda";   // cuda: one worker per GPU; cpu: cpu_workers of them
     std::vector<std::string> gpus;  // indexes or UUIDs (--gpus 0,1); empty: every visible GPU
     int cpu_workers = 1;
-    std::string worker_bin;         // "" = loom-worker beside the orchestrator's executable
+    std::string worker_bin;                // "" = loom-worker beside the orchestrator's executable
     std::vector<std::string> worker_args;  // passed through (--max-seqs, --ctx, ...)
 };
 
@@ -63,18 +63,18 @@ struct Options {
     double promote_after_s = 10;     // a waiting batch request counts as interactive after this
     int worker_queue = 0;            // requests placed on a worker beyond its sequences_max
     double request_timeout_s = 0;    // a request without `timeout` gets this one (0: none)
-    std::string register_secret;  // empty: POST /admin/register is refused (403)
+    std::string register_secret;     // empty: POST /admin/register is refused (403)
     int http_threads = 2;
     Transport upstream = Transport::mux;
     int client_threads = 2;
     SpawnOptions spawn;
-    std::string admin_key;  // "" = the admin API is open on a loopback address only
-    int drain_timeout = 30;  // seconds running requests may take to finish after SIGTERM
+    std::string admin_key;                  // "" = the admin API is open on a loopback address only
+    int drain_timeout = 30;                 // seconds running requests may take to finish after SIGTERM
     std::map<std::string, Preset> presets;  // --preset, by name
-    std::vector<ModelSpec> models;  // --registry-model: loaded on demand (model_registry)
-    uint64_t vram_budget = 0;       // bytes per device for registry models; 0: the GPU's memory (cpu: no limit)
-    double load_wait_s = 30;        // a request waits this long for room before its 503
-    double load_timeout_s = 300;    // a registry worker not ready after this has failed
+    std::vector<ModelSpec> models;          // --registry-model: loaded on demand (model_registry)
+    uint64_t vram_budget = 0;               // bytes per device for registry models; 0: the GPU's memory (cpu: no limit)
+    double load_wait_s = 30;                // a request waits this long for room before its 503
+    double load_timeout_s = 300;            // a registry worker not ready after this has failed
 };
 
 }  // namespace loom::orchestrator

@@ -118,20 +118,20 @@ struct OrchestratorApp::State {
     std::mutex live_mu;
     std::map<std::string, std::weak_ptr<ProxyProducer>> live;  // orchestrator id -> request, for /cancel
     HttpServer server{"loom-orchestrator"};
-    Upstreams upstreams{o.upstream};  // after the server: its sockets belong to the server's io_contexts
-    std::atomic<bool> stopping{false};      // SIGTERM came: new requests get 503
+    Upstreams upstreams{o.upstream};         // after the server: its sockets belong to the server's io_contexts
+    std::atomic<bool> stopping{false};       // SIGTERM came: new requests get 503
     std::unique_ptr<Supervisor> supervisor;  // the spawned workers (--spawn), if any
     std::unique_ptr<AdminApi> admin;
     std::unique_ptr<ModelRegistry> on_demand;  // configured models loaded on demand, if any
-    size_t live_swept_at = 64;  // the size of `live` at which its ended requests are swept next
+    size_t live_swept_at = 64;                 // the size of `live` at which its ended requests are swept next
 
     explicit State(Options options)
         : o(std::move(options)),
           pool(ioc, o.workers, o.routing, metrics),
-          admission(ioc, pool,
-                    AdmissionOptions{o.queue_size,
-                                     std::chrono::milliseconds(static_cast<int64_t>(o.promote_after_s * 1000)),
-                                     o.worker_queue}),
+          admission(
+              ioc, pool,
+              AdmissionOptions{o.queue_size, std::chrono::milliseconds(static_cast<int64_t>(o.promote_after_s * 1000)),
+                               o.worker_queue}),
           router(o.routing),
           keys(all_keys(o)),
           registry(ioc, pool, o.register_secret),
@@ -200,7 +200,8 @@ struct OrchestratorApp::State {
             return error_response(400, e.what(), "invalid_request_error", e.param);
         } catch (const std::domain_error& e) {
             metrics.count_request("", 400);
-            return error_response(400, std::string(e.what()) + " has the wrong type", "invalid_request_error", e.what());
+            return error_response(400, std::string(e.what()) + " has the wrong type", "invalid_request_error",
+                                  e.what());
         } catch (const std::invalid_argument& e) {
             metrics.count_request("", 400);
             return error_response(400, e.what(), "invalid_request_error");
@@ -310,7 +311,7 @@ struct OrchestratorApp::State {
         const std::string id = http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size()));
         if (const auto it = o.presets.find(id); it != o.presets.end())
             return served(it->second.model) ? json_response(200, preset_model_object(it->second))
-                                              : no_worker_response(NoWorker::unknown_model, id);
+                                            : no_worker_response(NoWorker::unknown_model, id);
         return pass_through(context(), {"GET", req.path, "", id, req.header("authorization")});
     }
 
@@ -326,11 +327,19 @@ struct OrchestratorApp::State {
     HttpResponse health() const {
         json workers = json::array();
         for (const WorkerStatus& w : pool.status()) {
-            workers.push_back({{"id", w.id}, {"url", w.url}, {"state", state_name(w.state)}, {"model", w.model},
-                               {"backend", w.backend}, {"device", w.device}, {"running", w.running},
-                               {"waiting", w.waiting}, {"outstanding_tokens", w.outstanding_tokens},
-                               {"sequences_max", w.sequences_max}, {"requests_here", w.requests_here},
-                               {"drained", w.drained}, {"context_size", w.context_size},
+            workers.push_back({{"id", w.id},
+                               {"url", w.url},
+                               {"state", state_name(w.state)},
+                               {"model", w.model},
+                               {"backend", w.backend},
+                               {"device", w.device},
+                               {"running", w.running},
+                               {"waiting", w.waiting},
+                               {"outstanding_tokens", w.outstanding_tokens},
+                               {"sequences_max", w.sequences_max},
+                               {"requests_here", w.requests_here},
+                               {"drained", w.drained},
+                               {"context_size", w.context_size},
                                {"vram_bytes", vram_json(w.vram)},
                                {"tokens_per_s", requests.tokens_per_s(w.url, kTokenRateSeconds)}});
             // A configured model's worker: its estimate, and when keep_alive unloads it.
@@ -369,9 +378,9 @@ struct OrchestratorApp::State {
         });
         // The page holds no data; the state it polls is behind the API keys, as /v1/* is.
         server.route("GET", "/", [](const HttpRequest&) { return dashboard_page(); });
-        server.route("GET", "/dashboard/state",
-                     guarded([this](const HttpRequest&) {
-                         return dashboard_state(pool, requests, on_demand ? on_demand->status_json()["models"] : json());
+        server.route("GET", "/dashboard/state", guarded([this](const HttpRequest&) {
+                         return dashboard_state(pool, requests,
+                                                on_demand ? on_demand->status_json()["models"] : json());
                      }));
         server.route("GET", "/v1/models", guarded([this](const HttpRequest&) { return models(); }));
         server.route("POST", "/v1/completions", guarded([this](const HttpRequest& r) { return generate(r, false); }));
@@ -385,7 +394,8 @@ struct OrchestratorApp::State {
         server.route("POST", "/admin/register", [this](const HttpRequest& r) { return registry.handle(r); });
         admin = std::make_unique<AdminApi>(pool, supervisor.get(), o.admin_key, o.host);
         admin->add_routes(server);
-        if (on_demand) on_demand->add_routes(server, [this](HttpServer::Handler h) { return admin->guarded(std::move(h)); });
+        if (on_demand)
+            on_demand->add_routes(server, [this](HttpServer::Handler h) { return admin->guarded(std::move(h)); });
     }
 
     // --spawn: the workers' commands, each under an id of the pool's; they join the pool as they
@@ -463,7 +473,8 @@ int OrchestratorApp::run() {
         std::vector<std::string> tokenizer_files = s.o.tokenizers;
         std::vector<std::pair<std::string, std::string>> named;  // the worker's name for the model, its file
         if (!s.o.spawn.model.empty()) tokenizer_files.push_back(s.o.spawn.model);
-        for (const std::string& path : tokenizer_files) named.emplace_back(std::filesystem::path(path).stem().string(), path);
+        for (const std::string& path : tokenizer_files)
+            named.emplace_back(std::filesystem::path(path).stem().string(), path);
         if (s.on_demand)
             for (const auto& np : s.on_demand->model_files()) named.push_back(np);
         for (const auto& [model, path] : named) {

@@ -12,8 +12,7 @@ using http::HttpResponse;
 
 namespace {
 
-class PassthroughProducer : public http::ResponseProducer,
-                            public std::enable_shared_from_this<PassthroughProducer> {
+class PassthroughProducer : public http::ResponseProducer, public std::enable_shared_from_this<PassthroughProducer> {
 public:
     PassthroughProducer(ProxyContext ctx, PassthroughRequest req, std::unique_ptr<WorkerPool::Lease> lease)
         : ctx_(ctx), req_(std::move(req)), lease_(std::move(lease)) {}

@@ -47,8 +47,10 @@ uint64_t spawned_estimate(const SpawnOptions& spawn) {
     } catch (const std::exception& e) {
         std::error_code ec;
         const uint64_t size = std::filesystem::file_size(spawn.model, ec);
-        spdlog::warn("--spawn {}: no memory estimate ({}); placement counts its file size, {} bytes, until its "
-                     "workers report their memory", spawn.model, e.what(), ec ? 0 : size);
+        spdlog::warn(
+            "--spawn {}: no memory estimate ({}); placement counts its file size, {} bytes, until its "
+            "workers report their memory",
+            spawn.model, e.what(), ec ? 0 : size);
         return ec ? 0 : size;
     }
 }

@@ -87,7 +87,7 @@ private:
 
     Routing routing_;
     PromptTokenizers tokenizers_;
-    std::mutex mu_;  // taken inside the pool's lock, never the other way round; guards what follows
+    std::mutex mu_;                  // taken inside the pool's lock, never the other way round; guards what follows
     std::vector<std::string> urls_;  // worker id -> URL
     PrefixIndex blocks_;
     BoundedLru<uint64_t, uint32_t> sessions_;  // hash of the session id -> worker id

@@ -20,10 +20,14 @@ struct Parameter {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr Parameter kParameters[] = {
-    {"temperature", false, 0, 2, false},         {"top_p", false, 0, 1, true},
-    {"top_k", true, 0, kInf, false},             {"min_p", false, 0, 1, false},
-    {"presence_penalty", false, -2, 2, false},   {"frequency_penalty", false, -2, 2, false},
-    {"repetition_penalty", false, 0, 10, true},  {"max_tokens", true, 1, kInf, false},
+    {"temperature", false, 0, 2, false},
+    {"top_p", false, 0, 1, true},
+    {"top_k", true, 0, kInf, false},
+    {"min_p", false, 0, 1, false},
+    {"presence_penalty", false, -2, 2, false},
+    {"frequency_penalty", false, -2, 2, false},
+    {"repetition_penalty", false, 0, 10, true},
+    {"max_tokens", true, 1, kInf, false},
     {"seed", true, 0, kInf, false},
 };
 constexpr size_t kMaxStops = 16;  // the worker's limit
@@ -105,7 +109,8 @@ std::map<std::string, Preset> parse_preset_flags(const std::vector<std::string>&
         if (j.is_discarded()) throw BadPreset(where + ": not valid JSON");
         Preset p = parse_preset(j, where);
         const std::string name = p.name;
-        if (!out.emplace(name, std::move(p)).second) throw BadPreset(where + ": the name '" + name + "' is taken by an earlier preset");
+        if (!out.emplace(name, std::move(p)).second)
+            throw BadPreset(where + ": the name '" + name + "' is taken by an earlier preset");
     }
     return out;
 }
@@ -114,7 +119,8 @@ void apply_preset(const Preset& preset, json& body, bool chat) {
     body["model"] = preset.model;
     for (const auto& [key, value] : preset.parameters.items()) {
         // Chat's newer name for the limit counts as the client's own.
-        const bool given = set(body, key.c_str()) || (chat && key == "max_tokens" && set(body, "max_completion_tokens"));
+        const bool given =
+            set(body, key.c_str()) || (chat && key == "max_tokens" && set(body, "max_completion_tokens"));
         if (!given) body[key] = value;
     }
     if (!chat || preset.system.empty() || !body.contains("messages") || !body["messages"].is_array()) return;
@@ -124,8 +130,8 @@ void apply_preset(const Preset& preset, json& body, bool chat) {
 }
 
 json preset_model_object(const Preset& preset) {
-    return {{"id", preset.name}, {"object", "model"}, {"owned_by", "loom"}, {"parent", preset.model},
-            {"root", preset.model}, {"preset", true}};
+    return {{"id", preset.name},      {"object", "model"},    {"owned_by", "loom"},
+            {"parent", preset.model}, {"root", preset.model}, {"preset", true}};
 }
 
 }  // namespace loom::orchestrator

@@ -18,9 +18,9 @@ public:
 
 struct Preset {
     std::string name;
-    std::string model;           // the base model, as its workers name it
-    std::string system;          // "" = none
-    nlohmann::json parameters;   // an object of generation fields as the worker takes them (stop included)
+    std::string model;          // the base model, as its workers name it
+    std::string system;         // "" = none
+    nlohmann::json parameters;  // an object of generation fields as the worker takes them (stop included)
 };
 
 // {"name", "model", "system"?, "parameters"?} with every parameter checked against the worker's

@@ -33,8 +33,8 @@ std::string target_of(bool chat) { return chat ? "/v1/chat/completions" : "/v1/c
 void chat_to_completions(json& body) {
     const bool logprobs = body.contains("logprobs") && body["logprobs"].is_boolean() && body["logprobs"].get<bool>();
     const json top = body.contains("top_logprobs") ? body["top_logprobs"] : json(0);
-    for (const char* chat_only : {"messages", "max_completion_tokens", "logprobs", "top_logprobs",
-                                  "add_generation_prompt"})
+    for (const char* chat_only :
+         {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "add_generation_prompt"})
         body.erase(chat_only);
     if (!logprobs) return;
     body["logprobs"] = top.is_number_integer() ? top : json(0);
@@ -133,8 +133,8 @@ void ProxyProducer::on_timeout() {
     log()->info("{}: {}", req_.id, message);
     log_end(committed_ ? 200 : 504, "timeout");
     if (committed_) {
-        out_ += sse({{"error", {{"message", message}, {"type", "timeout_error"}, {"param", "timeout"},
-                                {"code", "timeout"}}}});
+        out_ += sse(
+            {{"error", {{"message", message}, {"type", "timeout_error"}, {"param", "timeout"}, {"code", "timeout"}}}});
         out_ += "data: [DONE]\n\n";
         done_ = true;
     } else {
@@ -320,8 +320,8 @@ void ProxyProducer::answer_whole(const UpstreamEnd& end) {
 bool ProxyProducer::retry() {
     if (retries_used_ >= ctx_.retries) return false;
     const std::string failed = lease_->worker().text;
-    auto choice = ctx_.pool.choose(req_.model, tried_, req_.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess,
-                                   "retry");
+    auto choice =
+        ctx_.pool.choose(req_.model, tried_, req_.max_tokens.value_or(kDefaultMaxTokens) + kPromptTokensGuess, "retry");
     if (!choice.lease) return false;
     ++retries_used_;
     ctx_.metrics.count_retry();
@@ -342,8 +342,9 @@ void ProxyProducer::fail_over(bool connection_broke) {
     const int64_t left = req_.max_tokens.value_or(kDefaultMaxTokens + produced) - produced;
     auto choice = ctx_.pool.choose(req_.model, tried_, left + kPromptTokensGuess, "failover");
     ctx_.metrics.count_failover(choice.lease != nullptr);
-    if (!choice.lease) return finish_with_error("the worker serving this stream (" + failed +
-                                                ") failed and no other worker could continue it");
+    if (!choice.lease)
+        return finish_with_error("the worker serving this stream (" + failed +
+                                 ") failed and no other worker could continue it");
     lease_ = std::move(choice.lease);
     log()->warn("{}: the stream from {} broke after {} tokens; continuing on {}", req_.id, failed, produced,
                 lease_->worker().text);
@@ -378,8 +379,9 @@ int64_t ProxyProducer::remaining_tokens(size_t prompt_size) const {
 // The stream cannot go on: an error event in OpenAI's shape, then [DONE] (mu_ held).
 void ProxyProducer::finish_with_error(const std::string& message) {
     log()->error("{}: {}", req_.id, message);
-    out_ += sse({{"error", {{"message", message}, {"type", "service_unavailable"}, {"param", nullptr},
-                            {"code", "worker_failed"}}}});
+    out_ +=
+        sse({{"error",
+              {{"message", message}, {"type", "service_unavailable"}, {"param", nullptr}, {"code", "worker_failed"}}}});
     out_ += "data: [DONE]\n\n";
     done_ = true;
     log_end(200, "error");
@@ -388,9 +390,8 @@ void ProxyProducer::finish_with_error(const std::string& message) {
 }
 
 http::HttpHeaders ProxyProducer::headers() const {
-    http::HttpHeaders h{{"X-Request-Id", req_.id},
-                        {"X-Seed", req_.seed},
-                        {"X-Worker", lease_ ? lease_->worker().text : std::string()}};
+    http::HttpHeaders h{
+        {"X-Request-Id", req_.id}, {"X-Seed", req_.seed}, {"X-Worker", lease_ ? lease_->worker().text : std::string()}};
     if (!backend_.empty()) h.emplace_back("X-Backend", backend_);
     return h;
 }

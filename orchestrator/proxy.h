@@ -40,28 +40,26 @@ struct ProxyContext {
 
 // A parsed client request, ready to send upstream (seed and return_token_ids already set).
 struct ProxiedRequest {
-    std::string id;          // the orchestrator's id (X-Request-Id)
+    std::string id;  // the orchestrator's id (X-Request-Id)
     bool chat = false;
-    nlohmann::json body;     // as sent upstream
-    std::string model;       // "" when the client named none (a preset's base model when it named a preset)
-    std::string preset;      // the preset the client named, "" when none: answers say its name as their model
+    nlohmann::json body;  // as sent upstream
+    std::string model;    // "" when the client named none (a preset's base model when it named a preset)
+    std::string preset;   // the preset the client named, "" when none: answers say its name as their model
     bool stream = false;
     bool want_token_ids = false;
-    std::optional<int64_t> max_tokens;  // as the client gave it (chat: max_completion_tokens or max_tokens)
-    std::string seed;        // X-Seed
-    std::string authorization;  // forwarded as it came ("" when none)
-    AdmissionFields admission;  // priority and timeout, taken out of the body
-    std::string key_name;       // the API key's name from --api-keys, for logs ("" when none)
-    std::string session;        // X-Session-Id, else the body's `user` ("" when neither)
+    std::optional<int64_t> max_tokens;              // as the client gave it (chat: max_completion_tokens or max_tokens)
+    std::string seed;                               // X-Seed
+    std::string authorization;                      // forwarded as it came ("" when none)
+    AdmissionFields admission;                      // priority and timeout, taken out of the body
+    std::string key_name;                           // the API key's name from --api-keys, for logs ("" when none)
+    std::string session;                            // X-Session-Id, else the body's `user` ("" when neither)
     std::chrono::steady_clock::time_point arrived;  // the handler's entry (added-latency metric)
 };
 
 // The load a request adds when it starts: max_tokens (256 when absent) plus a guess for its prompt.
 int64_t initial_load(const ProxiedRequest& req);
 
-class ProxyProducer : public http::ResponseProducer,
-                      public Waiter,
-                      public std::enable_shared_from_this<ProxyProducer> {
+class ProxyProducer : public http::ResponseProducer, public Waiter, public std::enable_shared_from_this<ProxyProducer> {
 public:
     ProxyProducer(ProxyContext ctx, ProxiedRequest req) : ctx_(ctx), req_(std::move(req)), deadline_(ctx_.ioc) {}
     ~ProxyProducer() override;

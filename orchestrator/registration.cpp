@@ -60,8 +60,8 @@ http::HttpResponse Registry::handle(const http::HttpRequest& req) {
     } else if (known != last_seen_.end()) {
         known->second = Clock::now();
     }
-    return http::json_response(200, {{"url", url.text}, {"registered", true},
-                                     {"heartbeat_timeout_ms", kHeartbeatLoss.count()}});
+    return http::json_response(
+        200, {{"url", url.text}, {"registered", true}, {"heartbeat_timeout_ms", kHeartbeatLoss.count()}});
 }
 
 void Registry::start() {

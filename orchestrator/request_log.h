@@ -15,19 +15,20 @@ namespace loom::orchestrator {
 
 // One proxied generation, as it ended.
 struct RequestRecord {
-    std::string id;             // the orchestrator's request id
-    std::string model;          // as the client named it (a model some worker serves)
-    std::string endpoint;       // "chat" or "completions"
+    std::string id;        // the orchestrator's request id
+    std::string model;     // as the client named it (a model some worker serves)
+    std::string endpoint;  // "chat" or "completions"
     bool stream = false;
-    int status = 0;             // the HTTP status the client got
-    std::string worker;         // URL of the worker that answered last ("" when none did)
-    std::string backend;        // its X-Backend ("cuda; device=0; …", "cpu")
+    int status = 0;       // the HTTP status the client got
+    std::string worker;   // URL of the worker that answered last ("" when none did)
+    std::string backend;  // its X-Backend ("cuda; device=0; …", "cpu")
     int64_t prompt_tokens = 0;
     int64_t completion_tokens = 0;
     std::optional<double> ttft_s;        // arrival to the first generated token (streams)
     std::optional<double> tokens_per_s;  // streams: decode rate after the first token; else tokens / duration
     double duration_s = 0;               // arrival to the end
-    std::string finish_reason;  // the worker's ("stop", "length", …) or the orchestrator's ("error", "timeout", "abandoned")
+    std::string
+        finish_reason;  // the worker's ("stop", "length", …) or the orchestrator's ("error", "timeout", "abandoned")
 };
 
 class RequestLog {

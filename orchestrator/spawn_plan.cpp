@@ -82,9 +82,8 @@ std::vector<std::string> spawn_devices(const SpawnOptions& o) {
         devices.assign(static_cast<size_t>(o.cpu_workers), "");
     } else if (!o.gpus.empty()) {
         for (const std::string& g : o.gpus) {
-            const bool ok = !g.empty() && std::all_of(g.begin(), g.end(), [](unsigned char c) {
-                return std::isalnum(c) || c == '-';
-            });
+            const bool ok = !g.empty() && std::all_of(g.begin(), g.end(),
+                                                      [](unsigned char c) { return std::isalnum(c) || c == '-'; });
             if (!ok) throw BadSpawn("--gpus: '" + g + "' is not a device index or UUID");
         }
         devices = o.gpus;

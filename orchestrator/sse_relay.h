@@ -10,12 +10,12 @@
 namespace loom::orchestrator {
 
 struct RelayRules {
-    std::string id;              // the orchestrator's request id
-    bool chat = false;           // the client asked /v1/chat/completions
-    bool want_token_ids = false; // the client sent return_token_ids: true
-    bool continuation = false;   // the chunk comes from a /v1/completions continuation
-    int64_t resumed = 0;         // tokens relayed before the continuation started (its usage counts them)
-    std::string model;           // written over the answer's `model` (a preset's name); "": left as it came
+    std::string id;               // the orchestrator's request id
+    bool chat = false;            // the client asked /v1/chat/completions
+    bool want_token_ids = false;  // the client sent return_token_ids: true
+    bool continuation = false;    // the chunk comes from a /v1/completions continuation
+    int64_t resumed = 0;          // tokens relayed before the continuation started (its usage counts them)
+    std::string model;            // written over the answer's `model` (a preset's name); "": left as it came
 };
 
 // What one chunk carried, for the failover bookkeeping.

@@ -195,15 +195,13 @@ void Supervisor::Impl::relay(Slot& s, int fd, pid_t pid) {
 // reused pid. Returns the wait status.
 int Supervisor::Impl::reap(Slot& s, pid_t pid) {
     siginfo_t info{};
-    while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
-    }
+    while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {}
     {
         std::lock_guard lock(mu);
         s.status.pid = 0;
     }
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     return st;
 }
 
@@ -258,8 +256,9 @@ void Supervisor::Impl::supervise(Slot& s) {
         if (stopping_now) break;
         const auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
         if (hopeless) {
-            log()->error("worker {} (pid {}) exited with {} after {} ms: its flags, model or device are wrong; not restarted",
-                         s.spec.id, pid, cause, uptime.count());
+            log()->error(
+                "worker {} (pid {}) exited with {} after {} ms: its flags, model or device are wrong; not restarted",
+                s.spec.id, pid, cause, uptime.count());
             break;
         }
         if (uptime >= o.stable_uptime) quick_exits = 0;
@@ -311,7 +310,8 @@ void Supervisor::stop(std::chrono::milliseconds grace) {
     }
     m.signal_all(SIGTERM);
     const auto all_finished = [&m] {
-        return std::all_of(m.slots.begin(), m.slots.end(), [](const auto& s) { return s->finished || !s->thread.joinable(); });
+        return std::all_of(m.slots.begin(), m.slots.end(),
+                           [](const auto& s) { return s->finished || !s->thread.joinable(); });
     };
     {
         std::unique_lock lock(m.mu);

@@ -34,7 +34,8 @@ struct SupervisorHooks {
     // It exited (`url` empty when it never said where it listens); `cause` is "exit_N" or a signal's
     // name; `restarting` is false while the supervisor stops or when the worker's exit code says
     // restarting cannot help (loom-worker's exit codes 2, bad flags or model, and 3, no such device).
-    std::function<void(const std::string& id, const std::string& url, const std::string& cause, bool restarting)> exited;
+    std::function<void(const std::string& id, const std::string& url, const std::string& cause, bool restarting)>
+        exited;
 };
 
 struct SpawnedStatus {

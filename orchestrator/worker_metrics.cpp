@@ -25,7 +25,8 @@ size_t parse_labels(const std::string& text, size_t at, std::vector<std::pair<st
         const size_t eq = text.find("=\"", at);
         if (eq == std::string::npos) return std::string::npos;
         std::string key = text.substr(at, eq - at), value;
-        if (key.empty() || !std::all_of(key.begin(), key.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }))
+        if (key.empty() ||
+            !std::all_of(key.begin(), key.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; }))
             return std::string::npos;
         size_t i = eq + 2;
         for (; i < text.size() && text[i] != '"'; ++i) {
@@ -115,8 +116,10 @@ void WorkerMetrics::scrape(const WorkerUrl& url) {
         if (ok) got = parse(*body);
         std::lock_guard lock(mu_);
         in_flight_.erase(url);
-        if (ok) samples_[url] = std::move(got);
-        else samples_.erase(url);
+        if (ok)
+            samples_[url] = std::move(got);
+        else
+            samples_.erase(url);
     };
     call_upstream(ioc_, UpstreamRequest{url, "GET", "/metrics", {}, {}, kTimeout, kTimeout}, std::move(h));
 }

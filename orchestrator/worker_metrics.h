@@ -50,7 +50,7 @@ private:
     mutable std::mutex mu_;
     boost::asio::steady_timer timer_;
     bool stopped_ = false;
-    std::set<std::string> in_flight_;                       // workers whose scrape has not ended
+    std::set<std::string> in_flight_;                     // workers whose scrape has not ended
     std::map<std::string, std::vector<Sample>> samples_;  // by worker URL
 };
 

@@ -67,10 +67,13 @@ std::string WorkerPool::join(const WorkerUrl& url, const std::string& origin, co
     w->status.origin = origin;
     w->status.id = id.empty() ? "w" + std::to_string(next_id_++) : id;
     // Leases hold indexes: an entry is replaced only once retired and free, never removed.
-    const auto free = std::find_if(workers_.begin(), workers_.end(),
-                                   [](const auto& old) { return old->retired && old->status.requests_here == 0 && !old->polling; });
-    if (free != workers_.end()) *free = w;
-    else workers_.push_back(w);
+    const auto free = std::find_if(workers_.begin(), workers_.end(), [](const auto& old) {
+        return old->retired && old->status.requests_here == 0 && !old->polling;
+    });
+    if (free != workers_.end())
+        *free = w;
+    else
+        workers_.push_back(w);
     return w->status.id;
 }
 
@@ -88,8 +91,10 @@ bool WorkerPool::retire(const std::string& url) {
 
 void WorkerPool::set_drained(const std::string& id, bool drained) {
     std::lock_guard lock(mu_);
-    if (drained) drained_.insert(id);
-    else drained_.erase(id);
+    if (drained)
+        drained_.insert(id);
+    else
+        drained_.erase(id);
 }
 
 std::set<std::string> WorkerPool::drained_ids() const {
@@ -135,9 +140,12 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         json j;
         if (end.complete) j = json::parse(*body, nullptr, false);
         const std::string said = j.is_object() ? j.value("status", "") : "";
-        if (end.complete && *status == 200) state = WorkerState::ready;
-        else if (end.complete && said == "loading") state = WorkerState::loading;
-        else if (end.complete && said == "draining") state = WorkerState::draining;
+        if (end.complete && *status == 200)
+            state = WorkerState::ready;
+        else if (end.complete && said == "loading")
+            state = WorkerState::loading;
+        else if (end.complete && said == "draining")
+            state = WorkerState::draining;
         std::unique_lock lock(mu_);
         w->polling = false;
         if (w->retired) return;
@@ -177,9 +185,8 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
 
 const char* WorkerPool::policy_name() const { return routing_name(routing_); }
 
-WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<std::string>& exclude,
-                                      int64_t tokens, const std::string& reason, std::optional<int> room,
-                                      const Preference& prefer) {
+WorkerPool::Choice WorkerPool::choose(const std::string& model, const std::set<std::string>& exclude, int64_t tokens,
+                                      const std::string& reason, std::optional<int> room, const Preference& prefer) {
     std::unique_lock lock(mu_);
     std::vector<size_t> eligible;
     bool known = model.empty(), full = false;  // naming none, with no worker: 503, not "model '' does not exist"

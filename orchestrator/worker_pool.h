@@ -31,9 +31,9 @@ struct VramUse {
 };
 
 struct WorkerStatus {
-    std::string id;      // "w0", "w1", ...: stable for the admin API (a restarted local worker keeps its own)
+    std::string id;  // "w0", "w1", ...: stable for the admin API (a restarted local worker keeps its own)
     std::string url;
-    std::string origin;  // static (--worker), spawned (--spawn) or registered (joined later)
+    std::string origin;    // static (--worker), spawned (--spawn) or registered (joined later)
     bool drained = false;  // by the admin API: no new requests
     WorkerState state = WorkerState::unhealthy;
     std::string model, backend, device;  // from its last /health that carried them
@@ -88,7 +88,7 @@ public:
         Lease(const Lease&) = delete;
         Lease& operator=(const Lease&) = delete;
         const WorkerUrl& worker() const;
-        int context_size() const;  // the worker's, as its /health last said (0: unknown)
+        int context_size() const;       // the worker's, as its /health last said (0: unknown)
         void produced(int64_t tokens);  // tokens streamed: that much less outstanding
 
     private:
@@ -149,8 +149,8 @@ private:
     std::vector<std::shared_ptr<Worker>> workers_;
     boost::asio::steady_timer timer_;
     std::mt19937_64 rng_;
-    size_t next_ = 0;  // round-robin position
-    int next_id_ = 0;  // "w<n>" for the next worker without an id
+    size_t next_ = 0;                // round-robin position
+    int next_id_ = 0;                // "w<n>" for the next worker without an id
     std::set<std::string> drained_;  // ids, so a restarted worker stays drained
     std::function<void(const std::string& url)> on_ejected_;
     std::function<void()> on_released_;

@@ -31,9 +31,7 @@ private:
         Merge merge;
     };
     static constexpr uint64_t kEmpty = ~uint64_t{0};
-    static uint64_t key_of(TokenId left, TokenId right) {
-        return (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
-    }
+    static uint64_t key_of(TokenId left, TokenId right) { return (uint64_t(uint32_t(left)) << 32) | uint32_t(right); }
     size_t slot_of(uint64_t key) const { return size_t((key * 0x9E3779B97F4A7C15ull) >> shift_); }
 
     std::vector<Slot> slots_;

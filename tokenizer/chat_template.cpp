@@ -50,7 +50,8 @@ jinja::Value to_jinja_value(const nlohmann::ordered_json& j) {
         case nlohmann::json::value_t::number_integer: return Value::integer(j.get<int64_t>());
         case nlohmann::json::value_t::number_unsigned: {
             const auto u = j.get<uint64_t>();
-            if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return Value::integer(static_cast<int64_t>(u));
+            if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+                return Value::integer(static_cast<int64_t>(u));
             return Value::number(static_cast<double>(u));
         }
         case nlohmann::json::value_t::number_float: return Value::number(j.get<double>());
@@ -62,7 +63,8 @@ jinja::Value to_jinja_value(const nlohmann::ordered_json& j) {
         }
         case nlohmann::json::value_t::object: {
             Value d = Value::dict();
-            for (const auto& [k, v] : j.items()) d.dict_data().entries.emplace_back(Value::string(k), to_jinja_value(v));
+            for (const auto& [k, v] : j.items())
+                d.dict_data().entries.emplace_back(Value::string(k), to_jinja_value(v));
             return d;
         }
         default: return Value::none();

@@ -42,7 +42,8 @@ public:
     InvalidTokenIdError(int64_t id, size_t vocab_size)
         : Error("token id " + std::to_string(id) + " is out of range (the vocabulary has " +
                 std::to_string(vocab_size) + " tokens)"),
-          id_(id), vocab_size_(vocab_size) {}
+          id_(id),
+          vocab_size_(vocab_size) {}
     int64_t id() const { return id_; }
     size_t vocab_size() const { return vocab_size_; }
 

@@ -53,7 +53,10 @@ struct PreTokenizer::Step {
         jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;  // the interpreter still works without JIT
     }
     Step(Step&& other) noexcept
-        : kind(other.kind), pattern(std::move(other.pattern)), code(std::exchange(other.code, nullptr)), jit(other.jit) {}
+        : kind(other.kind),
+          pattern(std::move(other.pattern)),
+          code(std::exchange(other.code, nullptr)),
+          jit(other.jit) {}
     Step& operator=(Step&& other) noexcept {
         std::swap(kind, other.kind);
         std::swap(pattern, other.pattern);
@@ -99,8 +102,8 @@ PreTokenizer::~PreTokenizer() = default;
 namespace {
 
 // Splits text[piece] by one regex step, appending matches and the gaps between them to `out`.
-void split_by_regex(const pcre2_code* code, bool jit, const std::string& pattern, std::string_view text,
-                    Piece piece, pcre2_match_data* match, pcre2_match_context* context, std::vector<Piece>& out) {
+void split_by_regex(const pcre2_code* code, bool jit, const std::string& pattern, std::string_view text, Piece piece,
+                    pcre2_match_data* match, pcre2_match_context* context, std::vector<Piece>& out) {
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data() + piece.begin);
     const size_t length = piece.end - piece.begin;
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match);

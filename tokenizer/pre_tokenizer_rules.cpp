@@ -12,8 +12,7 @@ namespace {
 using Kind = SplitStep::Kind;
 
 // GPT-2's ByteLevel regex (also MPT, OLMo, GPT-NeoX, Phi-2, Jais, ...).
-constexpr const char* kGpt2 =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // cl100k-style pattern of Llama 3, DBRX and GLM-4: numbers in groups of up to three digits.
 constexpr const char* kLlama3 =
@@ -58,15 +57,13 @@ constexpr const char* kFalconPunctuation = R"([\p{P}$+<=>^`|~]+)";
 constexpr const char* kThreeAsciiDigits = R"([0-9][0-9][0-9])";
 
 // Mistral's Tekken: case-aware letter runs, single digits, no contractions.
-constexpr const char* kTekken =
-    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|)"
-    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|)"
-    R"(\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kTekken = R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|)"
+                                R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|)"
+                                R"(\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // BLOOM's split: everything but whitespace and sentence punctuation, with an optional leading space.
 // Published as " ?[^(\s|[.,!?…。，、।۔،])]+" (a nested class); this is the same set, flattened.
-constexpr const char* kBloom =
-    R"( ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{0964}\x{06D4}\x{060C})]+)";
+constexpr const char* kBloom = R"( ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{0964}\x{06D4}\x{060C})]+)";
 
 SplitStep regex(const char* pattern) { return {Kind::Regex, pattern}; }
 
@@ -78,16 +75,40 @@ PreTokenizerRules gpt2() { return family("gpt-2", {regex(kGpt2)}); }
 
 // Each pre value with the family it belongs to.
 constexpr std::pair<std::string_view, std::string_view> kPreValues[] = {
-    {"default", "gpt-2"}, {"gpt-2", "gpt-2"}, {"gpt2", "gpt-2"}, {"mpt", "gpt-2"}, {"olmo", "gpt-2"},
-    {"jais", "gpt-2"}, {"phi-2", "gpt-2"}, {"gpt-neox", "gpt-2"}, {"trillion", "gpt-2"},
-    {"starcoder", "digits+gpt-2"}, {"refact", "digits+gpt-2"}, {"command-r", "digits+gpt-2"},
-    {"smollm", "digits+gpt-2"}, {"codeshell", "digits+gpt-2"}, {"exaone", "digits+gpt-2"},
-    {"llama-bpe", "llama3"}, {"llama3", "llama3"}, {"llama-v3", "llama3"}, {"smaug-bpe", "llama3"},
-    {"dbrx", "cl100k"}, {"chatglm-bpe", "cl100k"},
-    {"qwen2", "qwen2"}, {"stablelm2", "qwen2"}, {"deepseek-r1-qwen", "qwen2"}, {"megrez", "qwen2"},
-    {"deepseek-llm", "deepseek-llm"}, {"deepseek-coder", "deepseek-coder"}, {"deepseek-v3", "deepseek-v3"},
-    {"falcon", "falcon"}, {"tekken", "tekken"},
-    {"bloom", "bloom"}, {"poro", "bloom"}, {"gpt3-finnish", "bloom"}, {"viking", "viking"},
+    {"default", "gpt-2"},
+    {"gpt-2", "gpt-2"},
+    {"gpt2", "gpt-2"},
+    {"mpt", "gpt-2"},
+    {"olmo", "gpt-2"},
+    {"jais", "gpt-2"},
+    {"phi-2", "gpt-2"},
+    {"gpt-neox", "gpt-2"},
+    {"trillion", "gpt-2"},
+    {"starcoder", "digits+gpt-2"},
+    {"refact", "digits+gpt-2"},
+    {"command-r", "digits+gpt-2"},
+    {"smollm", "digits+gpt-2"},
+    {"codeshell", "digits+gpt-2"},
+    {"exaone", "digits+gpt-2"},
+    {"llama-bpe", "llama3"},
+    {"llama3", "llama3"},
+    {"llama-v3", "llama3"},
+    {"smaug-bpe", "llama3"},
+    {"dbrx", "cl100k"},
+    {"chatglm-bpe", "cl100k"},
+    {"qwen2", "qwen2"},
+    {"stablelm2", "qwen2"},
+    {"deepseek-r1-qwen", "qwen2"},
+    {"megrez", "qwen2"},
+    {"deepseek-llm", "deepseek-llm"},
+    {"deepseek-coder", "deepseek-coder"},
+    {"deepseek-v3", "deepseek-v3"},
+    {"falcon", "falcon"},
+    {"tekken", "tekken"},
+    {"bloom", "bloom"},
+    {"poro", "bloom"},
+    {"gpt3-finnish", "bloom"},
+    {"viking", "viking"},
 };
 
 PreTokenizerRules rules_of_family(std::string_view f) {
@@ -106,8 +127,9 @@ PreTokenizerRules rules_of_family(std::string_view f) {
         return family("deepseek-v3", {regex(R"(\p{N}{1,3})"), regex(kDeepSeekV3Cjk), regex(kDeepSeekV3Main)});
     // Punctuation, then the GPT-2 regex, then (on byte-level text) digit runs and 3-digit groups.
     if (f == "falcon")
-        return family("falcon", {regex(kFalconPunctuation), regex(kGpt2), {Kind::MappedNumericRun, {}},
-                                 regex(kThreeAsciiDigits)});
+        return family(
+            "falcon",
+            {regex(kFalconPunctuation), regex(kGpt2), {Kind::MappedNumericRun, {}}, regex(kThreeAsciiDigits)});
     if (f == "tekken") return family("tekken", {regex(kTekken)});
     if (f == "bloom") return family("bloom", {regex(kBloom)});
     if (f == "viking") return family("viking", {regex(kBloom), regex(kEachDigit)});

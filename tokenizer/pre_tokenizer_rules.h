@@ -21,10 +21,10 @@ struct SplitStep {
 };
 
 struct PreTokenizerRules {
-    std::string family;              // the family whose rules these are, e.g. "llama3"
+    std::string family;  // the family whose rules these are, e.g. "llama3"
     std::vector<SplitStep> steps;
     bool whole_piece_lookup = false;  // a piece that is a token is taken whole before merging
-    bool known = true;               // false: the pre value was not recognised (GPT-2 rules used)
+    bool known = true;                // false: the pre value was not recognised (GPT-2 rules used)
 };
 
 // The rules for a tokenizer.ggml.pre value. An unknown value gets the GPT-2 rules with known = false.

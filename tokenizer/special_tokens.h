@@ -29,7 +29,7 @@ public:
     std::optional<Match> find(std::string_view text, size_t from) const;
 
 private:
-    std::vector<std::pair<std::string, TokenId>> entries_;   // longest first
+    std::vector<std::pair<std::string, TokenId>> entries_;  // longest first
     std::array<std::vector<uint32_t>, 256> by_first_byte_;  // indices into entries_, longest first
 };
 

@@ -23,7 +23,8 @@ SpmModel::SpmModel(const Vocabulary& vocab) : vocab_(vocab), byte_tokens_(256, -
         if (t == TokenType::Normal || t == TokenType::UserDefined || t == TokenType::Unused) {
             mergeable_.emplace(vocab.tokens[i], TokenId(i));
         } else if (t == TokenType::Byte) {
-            if (const auto b = byte_token_value(vocab.tokens[i]); b && byte_tokens_[*b] < 0) byte_tokens_[*b] = TokenId(i);
+            if (const auto b = byte_token_value(vocab.tokens[i]); b && byte_tokens_[*b] < 0)
+                byte_tokens_[*b] = TokenId(i);
         }
     }
 }
@@ -33,8 +34,10 @@ void SpmModel::encode(std::string_view text, bool add_prefix, std::vector<TokenI
     s.normalized.clear();
     if (add_prefix) s.normalized += kSpace;
     for (const char c : text) {
-        if (c == ' ') s.normalized += kSpace;
-        else s.normalized += c;
+        if (c == ' ')
+            s.normalized += kSpace;
+        else
+            s.normalized += c;
     }
     if (s.normalized.size() > UINT32_MAX) throw Error("text too long for SentencePiece encoding (over 4 GiB)");
     const std::string_view norm = s.normalized;
@@ -111,9 +114,8 @@ void SpmModel::emit(uint32_t root, std::vector<TokenId>& out, SpmScratch& s) con
             s.stack.push_back(node.left);
         } else {
             const std::string_view bytes = std::string_view(s.normalized).substr(node.begin, node.length);
-            const bool has_byte_tokens = std::all_of(bytes.begin(), bytes.end(), [&](char c) {
-                return byte_tokens_[static_cast<unsigned char>(c)] >= 0;
-            });
+            const bool has_byte_tokens = std::all_of(
+                bytes.begin(), bytes.end(), [&](char c) { return byte_tokens_[static_cast<unsigned char>(c)] >= 0; });
             if (has_byte_tokens) {
                 for (const char c : bytes) out.push_back(byte_tokens_[static_cast<unsigned char>(c)]);
             } else if (vocab_.special.unk) {

@@ -15,17 +15,17 @@ struct SpmScratch {
     struct Symbol {
         uint32_t begin, length;  // bytes of the normalized text
         uint32_t prev, next;
-        uint32_t node;           // the merge tree node this symbol currently is
+        uint32_t node;  // the merge tree node this symbol currently is
     };
     struct Node {
-        TokenId id;              // -1: no usable piece (a character needing byte fallback)
+        TokenId id;  // -1: no usable piece (a character needing byte fallback)
         uint32_t begin, length;
-        uint32_t left, right;    // children for merged nodes, kNone for characters
+        uint32_t left, right;  // children for merged nodes, kNone for characters
     };
     struct Candidate {
         float score;
-        uint32_t left;           // symbol index
-        uint32_t length;         // bytes of the merged text, to detect stale candidates
+        uint32_t left;    // symbol index
+        uint32_t length;  // bytes of the merged text, to detect stale candidates
         TokenId id;
     };
     std::string normalized;

@@ -74,8 +74,10 @@ void Tokenizer::Impl::append_decoded(TokenId id, const DecodeOptions& options, b
     }
     const bool first = !seen_text;
     seen_text = true;
-    if (first && strip_first_space && !options.continuation && bytes.starts_with(' ')) out.append(bytes, 1);
-    else out += bytes;
+    if (first && strip_first_space && !options.continuation && bytes.starts_with(' '))
+        out.append(bytes, 1);
+    else
+        out += bytes;
 }
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

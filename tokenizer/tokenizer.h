@@ -51,7 +51,7 @@ struct SpecialTokenIds {
 };
 
 struct EncodeOptions {
-    bool add_special = true;    // BOS/EOS as tokenizer.ggml.add_bos_token / add_eos_token say
+    bool add_special = true;  // BOS/EOS as tokenizer.ggml.add_bos_token / add_eos_token say
     // Control token texts in the input ("<|im_start|>") become their ids; off, they are plain text.
     // User-defined tokens (added vocabulary) always match, as in the reference tokenizers.
     bool parse_special = true;

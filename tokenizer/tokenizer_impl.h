@@ -29,8 +29,8 @@ struct Tokenizer::Impl {
     std::optional<PreTokenizer> pre_tokenizer;  // gpt2 only
     std::optional<BpeModel> bpe;                // gpt2 only
     std::optional<SpmModel> spm;                // llama only
-    SpecialTokenMatcher specials;      // control and user-defined tokens (parse_special on)
-    SpecialTokenMatcher user_defined;  // user-defined tokens only (parse_special off)
+    SpecialTokenMatcher specials;               // control and user-defined tokens (parse_special on)
+    SpecialTokenMatcher user_defined;           // user-defined tokens only (parse_special off)
     std::vector<std::string> token_bytes;       // what each token decodes to
     bool strip_first_space = false;             // decoding drops the dummy prefix encoding added
 

@@ -84,8 +84,7 @@ size_t complete_utf8_prefix(std::string_view s) {
         // A multi-byte lead whose sequence runs past the end: hold it back if what is there so far
         // could still become valid; otherwise it is garbage that waiting will not fix.
         bool viable = i + 1 >= s.size() || second_byte_ok(lead, static_cast<unsigned char>(s[i + 1]));
-        for (size_t k = i + 2; k < s.size() && viable; ++k)
-            viable = (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80;
+        for (size_t k = i + 2; k < s.size() && viable; ++k) viable = (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80;
         if (viable) return i;
     }
     return s.size();
@@ -96,8 +95,10 @@ std::string sanitize_utf8(std::string_view s) {
     out.reserve(s.size());
     for (size_t i = 0; i < s.size();) {
         const auto d = decode_utf8(s, i);
-        if (d.valid) out.append(s.substr(i, d.length));
-        else append_utf8(out, kReplacementChar);
+        if (d.valid)
+            out.append(s.substr(i, d.length));
+        else
+            append_utf8(out, kReplacementChar);
         i += d.length;
     }
     return out;

@@ -65,9 +65,12 @@ Vocabulary load_vocabulary(const gguf::File& file) {
     const auto model = read_key(model_key, [&] { return file.find_string(model_key); });
     if (!model) throw VocabularyError(model_key, "missing (the file has no tokenizer)");
     v.model_name = *model;
-    if (v.model_name == "gpt2") v.model = ModelKind::BytePairGpt2;
-    else if (v.model_name == "llama") v.model = ModelKind::SentencePieceLlama;
-    else throw UnsupportedModelError(v.model_name);
+    if (v.model_name == "gpt2")
+        v.model = ModelKind::BytePairGpt2;
+    else if (v.model_name == "llama")
+        v.model = ModelKind::SentencePieceLlama;
+    else
+        throw UnsupportedModelError(v.model_name);
     const bool spm = v.model == ModelKind::SentencePieceLlama;
 
     const std::string pre_key = key_of("pre");
@@ -87,7 +90,8 @@ Vocabulary load_vocabulary(const gguf::File& file) {
     if (const gguf::Value* types = file.find(types_key)) {
         const auto raw = read_key(types_key, [&] { return types->as_i32_array(types_key); });
         if (raw.size() != n)
-            throw VocabularyError(types_key, std::to_string(raw.size()) + " entries for " + std::to_string(n) + " tokens");
+            throw VocabularyError(types_key,
+                                  std::to_string(raw.size()) + " entries for " + std::to_string(n) + " tokens");
         for (size_t i = 0; i < n; ++i) v.types[i] = token_type_of(raw[i]);
     }
 
@@ -95,7 +99,8 @@ Vocabulary load_vocabulary(const gguf::File& file) {
     if (const gguf::Value* scores = file.find(scores_key)) {
         v.scores = read_key(scores_key, [&] { return scores->as_f32_array(scores_key); });
         if (v.scores.size() != n)
-            throw VocabularyError(scores_key, std::to_string(v.scores.size()) + " entries for " + std::to_string(n) + " tokens");
+            throw VocabularyError(scores_key,
+                                  std::to_string(v.scores.size()) + " entries for " + std::to_string(n) + " tokens");
     }
 
     const std::string merges_key = key_of("merges");

@@ -25,10 +25,10 @@ struct Vocabulary {
     std::string model_name;  // tokenizer.ggml.model
     std::string pre = "default";
     std::vector<std::string> tokens;
-    std::vector<TokenType> types;         // Normal where the file has no token_type array
-    std::vector<float> scores;            // empty where the file has none
-    std::vector<std::string> merges;      // "left right", best first (gpt2 only)
-    TokenIndex index;                     // text -> id (the first id wins for a duplicated text)
+    std::vector<TokenType> types;     // Normal where the file has no token_type array
+    std::vector<float> scores;        // empty where the file has none
+    std::vector<std::string> merges;  // "left right", best first (gpt2 only)
+    TokenIndex index;                 // text -> id (the first id wins for a duplicated text)
     SpecialTokenIds special;
     bool add_bos = false;
     bool add_eos = false;

@@ -16,7 +16,7 @@ namespace loom::tokenizer {
 
 class WordCache {
 public:
-    static constexpr size_t kMaxPieceBytes = 64;     // longer pieces are rare and not cached
+    static constexpr size_t kMaxPieceBytes = 64;  // longer pieces are rare and not cached
     static constexpr size_t kMaxEntries = 1 << 16;
 
     std::optional<std::span<const TokenId>> find(std::string_view piece) const {

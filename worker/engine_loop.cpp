@@ -18,7 +18,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
 
 // The "engine" component of --log: requests entering and leaving the Engine, steps, failures.
 std::shared_ptr<spdlog::logger> log() {
@@ -93,11 +95,11 @@ struct EngineLoop::State {
     engine::Engine engine;
     const tokenizer::Tokenizer& tokenizer;
     Metrics& metrics;
-    const std::shared_ptr<spdlog::logger> logger;  // looked up once: the registry takes a lock
-    std::map<uint64_t, Active> active;               // by loop id: the order requests entered the Engine
+    const std::shared_ptr<spdlog::logger> logger;      // looked up once: the registry takes a lock
+    std::map<uint64_t, Active> active;                 // by loop id: the order requests entered the Engine
     std::unordered_map<uint64_t, uint64_t> by_engine;  // Engine id -> loop id
     std::vector<std::pair<std::shared_ptr<RequestStream>, StreamEvent>> outbox;  // delivered after each step
-    std::vector<uint64_t> finished;                  // loop ids finished since the last snapshot
+    std::vector<uint64_t> finished;  // loop ids finished since the last snapshot
 
     void admit(std::deque<Submitted>& incoming, bool draining);
     void cancel(const std::vector<uint64_t>& ids, bool draining, Clock::time_point deadline);
@@ -153,8 +155,10 @@ void EngineLoop::State::refuse(Submitted& s, FinishReason reason, std::string er
     e.finish = reason;
     e.error = std::move(error);
     e.prompt_tokens = static_cast<int>(s.request.prompt.size());
-    if (reason == FinishReason::error) logger->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
-    else logger->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, engine::to_string(reason));
+    if (reason == FinishReason::error)
+        logger->warn("{} {} refused: {}", kind(s.internal), s.id, e.error);
+    else
+        logger->debug("{} {} ended before the engine took it ({})", kind(s.internal), s.id, engine::to_string(reason));
     if (!s.internal && reason == FinishReason::cancelled) metrics.count_cancelled();
     outbox.emplace_back(s.stream, std::move(e));
     finished.push_back(s.id);
@@ -395,7 +399,8 @@ void EngineLoop::warm_up() {
     for (;;)
         for (const StreamEvent& e : stream->wait(std::chrono::milliseconds(1000)))
             if (e.finished) {
-                if (e.finish == engine::FinishReason::error) throw std::runtime_error("warm-up step failed: " + e.error);
+                if (e.finish == engine::FinishReason::error)
+                    throw std::runtime_error("warm-up step failed: " + e.error);
                 return;
             }
 }

@@ -33,8 +33,8 @@ struct StreamEvent {                           // delivered in order; the last o
                                                // when asked); text held back waits, so its tokens wait with it
     bool finished = false;
     engine::FinishReason finish = engine::FinishReason::none;  // set on the finished event
-    std::string error;                         // finish == error: why
-    int prompt_tokens = 0, completion_tokens = 0;  // usage, set on the finished event
+    std::string error;                                         // finish == error: why
+    int prompt_tokens = 0, completion_tokens = 0;              // usage, set on the finished event
 };
 
 // One request's events. Producer: the loop thread; consumer: an HTTP session (any thread).
@@ -130,18 +130,18 @@ private:
     const engine::RequestLimits limits_of_backend_;
     const int max_seqs_;
 
-    mutable std::mutex mutex_;  // guards everything below
+    mutable std::mutex mutex_;         // guards everything below
     std::condition_variable wake_;     // the loop sleeps on it while idle
     std::condition_variable settled_;  // drain() and warm_up() wait on it
     uint64_t next_id_ = 1;
     std::deque<Submitted> incoming_;
     std::vector<uint64_t> cancels_;
-    std::set<uint64_t> live_;          // ids submitted and not yet finished
-    int engine_waiting_ = 0;           // requests the Engine holds without a slot (an upper bound mid-step)
+    std::set<uint64_t> live_;  // ids submitted and not yet finished
+    int engine_waiting_ = 0;   // requests the Engine holds without a slot (an upper bound mid-step)
     LoopStatus snapshot_;
     bool stop_ = false;
     bool draining_ = false;
-    bool delivering_ = false;          // the loop is pushing a step's events to their streams
+    bool delivering_ = false;  // the loop is pushing a step's events to their streams
     std::chrono::steady_clock::time_point drain_deadline_{};
     bool poisoned_ = false;
     std::string poison_message_;

@@ -18,7 +18,8 @@ bool all_digits(const std::string& s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-[[noreturn]] void no_such_gpu(const std::string& spec, const std::string& why, const std::vector<GpuCandidate>& visible) {
+[[noreturn]] void no_such_gpu(const std::string& spec, const std::string& why,
+                              const std::vector<GpuCandidate>& visible) {
     throw std::invalid_argument("--gpu " + spec + ": " + why + "; visible CUDA devices: " + describe_gpus(visible));
 }
 
@@ -40,7 +41,8 @@ const GpuCandidate& select_gpu(const std::string& spec, const std::vector<GpuCan
     }
     std::string want = lower(spec);
     if (want.rfind("gpu-", 0) != 0) want = "gpu-" + want;
-    const auto hex_digits = std::count_if(want.begin() + 4, want.end(), [](unsigned char c) { return std::isxdigit(c); });
+    const auto hex_digits =
+        std::count_if(want.begin() + 4, want.end(), [](unsigned char c) { return std::isxdigit(c); });
     if (hex_digits < 8)
         no_such_gpu(spec, "neither a device index nor a UUID (GPU-… with at least 8 hex digits)", visible);
     const GpuCandidate* found = nullptr;

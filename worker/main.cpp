@@ -18,12 +18,14 @@ int main(int argc, char** argv) {
         ->transform(loom::models::file_or_cached_model());
     app.add_option("--served-name", o.served_name,
                    "The model's name in requests, answers and /health (default: the file's name without .gguf)");
-    app.add_option("--gpu", o.gpu, "CUDA device index or UUID GPU-... as nvidia-smi -L prints it (default 0; cuda only)");
+    app.add_option("--gpu", o.gpu,
+                   "CUDA device index or UUID GPU-... as nvidia-smi -L prints it (default 0; cuda only)");
     app.add_option("--vram-budget", vram_budget,
                    "Most VRAM for weights + KV cache + workspace: bytes or 20G, 20GiB, 512M (cuda only; the KV cache "
                    "gets what is left, up to --max-seqs x --ctx)");
-    app.add_option("--kv-tokens", o.kv_tokens, "Positions in the shared KV cache (default --max-seqs x --ctx, or what "
-                                               "--vram-budget leaves)")
+    app.add_option("--kv-tokens", o.kv_tokens,
+                   "Positions in the shared KV cache (default --max-seqs x --ctx, or what "
+                   "--vram-budget leaves)")
         ->check(CLI::Range(1, 1 << 30));
     app.add_option("--kv-type", o.kv_type,
                    "What the KV cache stores: f16 (default, cuda) or f32 (reference-grade, twice the memory)")
@@ -38,13 +40,15 @@ int main(int argc, char** argv) {
     app.add_option("--max-seqs", o.max_seqs, "Sequences decoded together (default 16)")->check(CLI::Range(1, 4096));
     app.add_option("--max-queue", o.max_queue, "Requests that may wait for a sequence; more get 429 (default 64)")
         ->check(CLI::Range(0, 1 << 20));
-    app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; /health and /metrics stay open)");
+    app.add_option("--api-key", o.api_keys,
+                   "Bearer key clients must send (repeatable; /health and /metrics stay open)");
     app.add_option("--register", o.registration.orchestrator_url,
                    "Announce this worker to the orchestrator at http://HOST:PORT and heartbeat every second");
     app.add_option("--register-secret", o.registration.secret, "The secret the orchestrator's --register-secret names");
     app.add_option("--advertise-url", o.registration.advertise_url,
                    "The URL the orchestrator should use, http://HOST:PORT (default: --host and the bound port)");
-    app.add_option("--log", log_spec, "Log levels: LEVEL or component=LEVEL,... for http, engine, worker (default info)");
+    app.add_option("--log", log_spec,
+                   "Log levels: LEVEL or component=LEVEL,... for http, engine, worker (default info)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -14,17 +14,16 @@ namespace {
 
 // Bucket bounds in seconds. They reach down to the millisecond because a GPU decode step is a few
 // milliseconds, and up to minutes for long CPU generations.
-const std::vector<double> kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+const std::vector<double> kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
                                           0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0};
 const std::vector<double> kItlBuckets = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15,
                                          0.2,   0.3,    0.4,   0.5,    0.75, 1.0,   2.5,  5.0,   10.0};
-const std::vector<double> kE2eBuckets = {0.1,  0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,
+const std::vector<double> kE2eBuckets = {0.1,  0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5,   5.0,   10.0,
                                          15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0};
 
 }  // namespace
 
-Metrics::Metrics(MetricsInfo info)
-    : info_(std::move(info)), ttft_(kTtftBuckets), itl_(kItlBuckets), e2e_(kE2eBuckets) {
+Metrics::Metrics(MetricsInfo info) : info_(std::move(info)), ttft_(kTtftBuckets), itl_(kItlBuckets), e2e_(kE2eBuckets) {
     // Series that exist from the start, so a scrape sees zeros rather than nothing.
     for (const char* kind : {"engine", "request", "fatal"}) errors_[kind] = 0;
     rejected_["queue_full"] = 0;
@@ -125,8 +124,7 @@ std::string Metrics::render(const LoopStatus& status, const engine::MemoryReport
     header(out, "loom_vram_reserved_bytes", "gauge", "Bytes reserved per purpose.");
     for (const auto& u : memory.uses)
         sample(out, "loom_vram_reserved_bytes", "purpose=\"" + escape(u.purpose) + "\"", double(u.reserved));
-    header(out, "loom_memory_device_resident", "gauge",
-           "1 when every arena was verified to be device memory at load.");
+    header(out, "loom_memory_device_resident", "gauge", "1 when every arena was verified to be device memory at load.");
     sample(out, "loom_memory_device_resident", "", memory.device_resident ? 1 : 0);
 
     header(out, "loom_requests_cancelled_total", "counter", "Requests cancelled (client gone, /cancel, shutdown).");

@@ -17,8 +17,8 @@ namespace loom::worker {
 // A snapshot of the engine loop (EngineLoop::status()); rendered as the vllm:num_requests_* and
 // vllm:kv_cache_usage_perc gauges.
 struct LoopStatus {
-    int running = 0;          // requests holding a sequence slot
-    int waiting = 0;          // requests queued for a slot (submitted, not yet admitted)
+    int running = 0;  // requests holding a sequence slot
+    int waiting = 0;  // requests queued for a slot (submitted, not yet admitted)
     int max_seqs = 0;
     int kv_blocks_total = 0;
     int kv_blocks_free = 0;

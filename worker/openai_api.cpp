@@ -197,7 +197,8 @@ void OpenAiApi::check_model(const json& body) const {
     if (!m->is_string()) throw bad("model", "model must be a string, not " + type_name(*m));
     const auto name = m->get<std::string>();
     if (name != model_name_)
-        throw ApiError(404, "model", "the model '" + name + "' does not exist; this worker serves '" + model_name_ + "'",
+        throw ApiError(404, "model",
+                       "the model '" + name + "' does not exist; this worker serves '" + model_name_ + "'",
                        "invalid_request_error", "model_not_found");
 }
 
@@ -257,8 +258,8 @@ std::vector<int32_t> OpenAiApi::chat_prompt(const json& messages, bool add_gener
             }
             msg["content"] = text;
         } else {
-            throw bad("messages", where + ".content must be a string or an array of text parts, not " +
-                                      type_name(*content));
+            throw bad("messages",
+                      where + ".content must be a string or an array of text parts, not " + type_name(*content));
         }
         if (const json* name = field(m, "name"); name && name->is_string()) msg["name"] = *name;
         in.messages.push_back(std::move(msg));
@@ -285,8 +286,9 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     r.endpoint = endpoint;
 
     if (const int64_t n = integer_in(body, "n", 1, 1, 128); n > 1)
-        throw bad("n", "n = " + std::to_string(n) + " is not supported: loom returns one choice per request "
-                                                      "(send n requests instead)");
+        throw bad("n", "n = " + std::to_string(n) +
+                           " is not supported: loom returns one choice per request "
+                           "(send n requests instead)");
     if (const int64_t best_of = integer_in(body, "best_of", 1, 1, 128); best_of > 1)
         throw bad("best_of", "best_of > 1 is not supported");
     if (!chat) {
@@ -337,7 +339,8 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
         r.top_logprobs = static_cast<int>(integer_in(body, "top_logprobs", 0, 0, engine::kMaxTopLogprobs));
     } else {
         const json* lp = field(body, "logprobs");
-        if (lp && lp->is_boolean()) throw bad("logprobs", "logprobs must be an integer (alternatives per token), not a boolean");
+        if (lp && lp->is_boolean())
+            throw bad("logprobs", "logprobs must be an integer (alternatives per token), not a boolean");
         r.logprobs = lp != nullptr;
         r.top_logprobs = static_cast<int>(integer_in(body, "logprobs", 0, 0, engine::kMaxTopLogprobs));
         // The orchestrator continues a chat stream with a completions request (its prompt is token
@@ -350,8 +353,8 @@ ApiRequest OpenAiApi::parse(Endpoint endpoint, std::string_view body_text) const
     const char* prompt_param = chat ? "messages" : "prompt";
     const json* prompt = field(body, prompt_param);
     if (!prompt) throw bad(prompt_param, std::string(prompt_param) + " is required");
-    r.generation.prompt = chat ? chat_prompt(*prompt, boolean(body, "add_generation_prompt", true))
-                               : completion_prompt(*prompt);
+    r.generation.prompt =
+        chat ? chat_prompt(*prompt, boolean(body, "add_generation_prompt", true)) : completion_prompt(*prompt);
     const int n_prompt = static_cast<int>(r.generation.prompt.size());
     try {
         engine::check_prompt_size(r.generation.prompt.size(), n_ctx_);  // the engine's check, the API's field name
@@ -390,9 +393,10 @@ void OpenAiApi::check_room(bool chat, int n_prompt, const json& body, ApiRequest
         max_tokens = integer_in(body, param, max_tokens, 1, kMax);
     }
     if (param && max_tokens > room)
-        throw too_long(param, std::string(param) + " = " + std::to_string(max_tokens) + " does not fit: the prompt has " +
-                                  std::to_string(n_prompt) + " tokens and the context holds " + std::to_string(n_ctx_) +
-                                  ", so at most " + std::to_string(room) + " can be generated");
+        throw too_long(param, std::string(param) + " = " + std::to_string(max_tokens) +
+                                  " does not fit: the prompt has " + std::to_string(n_prompt) +
+                                  " tokens and the context holds " + std::to_string(n_ctx_) + ", so at most " +
+                                  std::to_string(room) + " can be generated");
     r.generation.options.max_tokens = static_cast<int>(max_tokens);
 }
 
@@ -439,12 +443,8 @@ json OpenAiApi::models(int64_t created) const {
 
 json OpenAiApi::model(const std::string& id, int64_t created) const {
     check_model({{"model", id}});
-    return {{"id", model_name_},
-            {"object", "model"},
-            {"created", created},
-            {"owned_by", "loom"},
-            {"root", model_name_},
-            {"max_model_len", n_ctx_}};
+    return {{"id", model_name_},  {"object", "model"},   {"created", created},
+            {"owned_by", "loom"}, {"root", model_name_}, {"max_model_len", n_ctx_}};
 }
 
 std::string OpenAiApi::token_text(int32_t id) const { return tokenizer::sanitize_utf8(tokenizer_.token_bytes(id)); }
@@ -461,12 +461,11 @@ ResponseWriter::ResponseWriter(const OpenAiApi& api, const ApiRequest& request, 
       id_(std::move(id)),
       created_(created) {
     if (logprobs_)
-        logprob_entries_ = chat_shape_
-                               ? json{{"content", json::array()}}
-                               : json{{"tokens", json::array()},
-                                      {"token_logprobs", json::array()},
-                                      {"top_logprobs", top_logprobs_ > 0 ? json::array() : json(nullptr)},
-                                      {"text_offset", json::array()}};
+        logprob_entries_ = chat_shape_ ? json{{"content", json::array()}}
+                                       : json{{"tokens", json::array()},
+                                              {"token_logprobs", json::array()},
+                                              {"top_logprobs", top_logprobs_ > 0 ? json::array() : json(nullptr)},
+                                              {"text_offset", json::array()}};
 }
 
 std::string ResponseWriter::sse(const json& j) {

@@ -51,10 +51,10 @@ struct ApiRequest {
     Endpoint endpoint = Endpoint::completions;
     GenerationRequest generation;  // sampling.seed: the request's, or a fresh random one when it gave none
     bool stream = false;
-    bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
-    bool logprobs = false;       // per-token log-probabilities in the answer
-    int top_logprobs = 0;        // alternatives per token when logprobs
-    bool chat_logprobs = false;  // completions only (loom's extension): logprobs in the chat shape
+    bool include_usage = false;     // stream_options.include_usage: a last chunk with usage
+    bool logprobs = false;          // per-token log-probabilities in the answer
+    int top_logprobs = 0;           // alternatives per token when logprobs
+    bool chat_logprobs = false;     // completions only (loom's extension): logprobs in the chat shape
     bool return_token_ids = false;  // vLLM's extension: prompt_token_ids and each choice's token_ids
 };
 
@@ -72,12 +72,12 @@ public:
     // Parses and checks a request body. ApiError: 400 (bad JSON or a number beyond a double, a wrong
     // type, a value out of range, n > 1, stream_options without stream, a prompt or max_tokens that
     // does not fit the context: code context_length_exceeded, missing prompt/messages), 404 (an
-    // unknown model: code model_not_found). Without "seed" a fresh random seed is drawn. Parameters: model, prompt | messages, max_tokens (chat also
-    // max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty,
-    // repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
+    // unknown model: code model_not_found). Without "seed" a fresh random seed is drawn. Parameters: model, prompt |
+    // messages, max_tokens (chat also max_completion_tokens), temperature, top_p, top_k, min_p, presence_penalty,
+    // frequency_penalty, repetition_penalty, seed, stop, logit_bias, logprobs (+ top_logprobs for chat), n, stream,
     // stream_options, ignore_eos and return_token_ids (vLLM's extensions), resume_tokens (loom's:
-    // 0 .. prompt tokens - 1), chat_logprobs (loom's, completions: logprobs shaped as chat's), echo/suffix (refused when used), user; other
-    // fields are ignored, as vLLM does.
+    // 0 .. prompt tokens - 1), chat_logprobs (loom's, completions: logprobs shaped as chat's), echo/suffix (refused
+    // when used), user; other fields are ignored, as vLLM does.
     ApiRequest parse(Endpoint endpoint, std::string_view body) const;
 
     // POST /tokenize {"prompt": str, "add_special_tokens": bool} or {"messages": [...],
@@ -147,12 +147,12 @@ private:
     bool return_token_ids_;
     std::vector<int32_t> prompt_ids_;  // return_token_ids: sent once, in the first chunk (or the whole answer)
     bool prompt_ids_sent_ = false;
-    std::vector<int32_t> token_ids_;   // whole answers with return_token_ids: every generated id
+    std::vector<int32_t> token_ids_;  // whole answers with return_token_ids: every generated id
     std::string id_;
     int64_t created_;
-    std::string text_;                 // whole answers: the text so far
-    nlohmann::json logprob_entries_;   // whole answers: the choice's logprobs (null when not asked)
-    size_t text_offset_ = 0;           // completions logprobs: where the next token starts in the text
+    std::string text_;                // whole answers: the text so far
+    nlohmann::json logprob_entries_;  // whole answers: the choice's logprobs (null when not asked)
+    size_t text_offset_ = 0;          // completions logprobs: where the next token starts in the text
     std::string finish_reason_;
     std::string error_;
     bool failed_ = false;

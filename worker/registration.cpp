@@ -47,7 +47,8 @@ void check_registration(const RegistrationOptions& o, const std::string& listen_
     if (!o.advertise_url.empty()) {
         parse("--advertise-url", o.advertise_url);
         if (wildcard(http::parse_http_url(o.advertise_url).host))
-            throw BadRegistration("--advertise-url " + o.advertise_url + " names no address the orchestrator can connect to");
+            throw BadRegistration("--advertise-url " + o.advertise_url +
+                                  " names no address the orchestrator can connect to");
     } else if (wildcard(listen_host)) {
         throw BadRegistration("--host " + listen_host +
                               " listens on every address, which the orchestrator cannot connect to: name the "

@@ -61,7 +61,8 @@ HttpResponse api_error(const ApiError& e) {
 }
 
 int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 // The device --gpu names (index or UUID, device 0 when not given); index -1 with `why` and the exit
@@ -203,7 +204,7 @@ struct WorkerApp::State {
     std::string model_name;
     std::string backend_name, device_name, compute_capability;
     std::string kv_cache_type;  // what K and V are stored as: "f16" or "f32"
-    CudaTarget gpu;  // the chosen CUDA device (index -1 on the CPU backend)
+    CudaTarget gpu;             // the chosen CUDA device (index -1 on the CPU backend)
     int n_ctx = 0;
 
     std::unique_ptr<gguf::File> file;
@@ -218,9 +219,7 @@ struct WorkerApp::State {
     HttpServer server;
 
     explicit State(WorkerOptions options)
-        : o(std::move(options)),
-          keys(o.api_keys),
-          server("loom-worker", HttpLimits{}) {}
+        : o(std::move(options)), keys(o.api_keys), server("loom-worker", HttpLimits{}) {}
 
     // The loop may fail or start draining before run() notices.
     Phase current_phase() const {
@@ -232,7 +231,8 @@ struct WorkerApp::State {
 
     void set_log_pattern() {
         spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) {
-            const std::string device = gpu.index >= 0 ? "device " + std::to_string(gpu.index) + " (" + gpu.name + ")" : device_name;
+            const std::string device =
+                gpu.index >= 0 ? "device " + std::to_string(gpu.index) + " (" + gpu.name + ")" : device_name;
             l->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [" + backend_name + " " + device + "] [%n] [%l] %v");
         });
     }
@@ -274,7 +274,9 @@ struct WorkerApp::State {
         const LoopStatus st = loop->status();
         json vram = json::object();
         for (const auto& u : memory.uses) vram[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
-        json j = {{"status", p == Phase::ready ? "ok" : p == Phase::draining ? "draining" : "error"},
+        json j = {{"status", p == Phase::ready      ? "ok"
+                             : p == Phase::draining ? "draining"
+                                                    : "error"},
                   {"model", model_name},
                   {"backend", backend_name},
                   {"device", device_name},
@@ -320,16 +322,17 @@ struct WorkerApp::State {
         }
         if (!stream) {
             if (auto r = unavailable()) return *r;  // draining or poisoned since the check above
-            HttpResponse r = error_response(429, "the queue is full (" + std::to_string(o.max_queue) +
-                                                     " requests waiting); retry later",
-                                            "rate_limit_error", {}, "rate_limit_exceeded");
+            HttpResponse r = error_response(
+                429, "the queue is full (" + std::to_string(o.max_queue) + " requests waiting); retry later",
+                "rate_limit_error", {}, "rate_limit_exceeded");
             r.headers.emplace_back("Retry-After", "1");
             return r;
         }
         ResponseWriter writer(*api, ar, RequestRegistry::new_id(id_prefix(endpoint)), unix_now());
         registry->add(writer.id(), stream->id(), owner(req));
         log()->debug("{} {}: {} with {} prompt tokens, max_tokens {}, seed {}{}", req.method, req.path, writer.id(),
-                     ar.generation.prompt.size(), ar.generation.options.max_tokens, seed, streaming ? ", streaming" : "");
+                     ar.generation.prompt.size(), ar.generation.options.max_tokens, seed,
+                     streaming ? ", streaming" : "");
         HttpResponse r;
         r.headers = {{"X-Request-Id", writer.id()},
                      {"X-Seed", std::to_string(seed)},  // repeats this answer when sent as "seed"
@@ -395,8 +398,9 @@ struct WorkerApp::State {
         server.route("GET", "/metrics", [this](const HttpRequest&) { return metrics_text(); });
         server.route("GET", "/v1/models", api_call([this](const HttpRequest&) { return api->models(unix_now()); }));
         server.route_prefix("GET", "/v1/models/", api_call([this](const HttpRequest& req) {
-                                return api->model(http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size())),
-                                                  unix_now());
+                                return api->model(
+                                    http::percent_decoded(req.path.substr(std::string_view("/v1/models/").size())),
+                                    unix_now());
                             }));
         server.route("POST", "/v1/completions",
                      guarded([this](const HttpRequest& req) { return generate(req, Endpoint::completions); }));
@@ -426,14 +430,16 @@ struct WorkerApp::State {
         }
         gpu = find_cuda_device(o.gpu);
         if (gpu.index < 0) {
-            log()->error("--backend cuda: {}{}", gpu.why,
-                         gpu.exit_code == kExitNoBackend ? "; run with --backend cpu to use the CPU reference backend" : "");
+            log()->error(
+                "--backend cuda: {}{}", gpu.why,
+                gpu.exit_code == kExitNoBackend ? "; run with --backend cpu to use the CPU reference backend" : "");
             return gpu.exit_code;
         }
         device_name = "device " + std::to_string(gpu.index) + " (" + gpu.name + ")";
         set_log_pattern();
         log()->info("CUDA device {}: {}, {}, compute capability {}{}", gpu.index, gpu.name, gpu.uuid,
-                    gpu.compute_capability, o.vram_budget > 0 ? ", VRAM budget " + engine::mib(o.vram_budget) : std::string());
+                    gpu.compute_capability,
+                    o.vram_budget > 0 ? ", VRAM budget " + engine::mib(o.vram_budget) : std::string());
         return 0;
     }
 
@@ -444,9 +450,10 @@ struct WorkerApp::State {
             tok.emplace(tokenizer::Tokenizer::from_gguf(*file));
             const int ctx = o.ctx > 0 ? o.ctx : engine::ModelConfig::from_gguf(*file).n_ctx_train;
             if (o.kv_tokens > 0 && o.kv_tokens < ctx) {
-                log()->error("--kv-tokens {} cannot hold one sequence of the context ({} tokens); raise --kv-tokens or "
-                             "lower --ctx",
-                             o.kv_tokens, ctx);
+                log()->error(
+                    "--kv-tokens {} cannot hold one sequence of the context ({} tokens); raise --kv-tokens or "
+                    "lower --ctx",
+                    o.kv_tokens, ctx);
                 return kExitBadInput;
             }
         } catch (const std::exception& e) {
@@ -521,8 +528,9 @@ struct WorkerApp::State {
             return kExitFailure;
         }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-        log()->info("{} loaded in {:.2f} s: context {}, {} sequences, queue {}, memory in {}{}", model_name, secs, n_ctx,
-                    o.max_seqs, o.max_queue, memory.where, memory.device_resident ? " (device-resident, verified)" : "");
+        log()->info("{} loaded in {:.2f} s: context {}, {} sequences, queue {}, memory in {}{}", model_name, secs,
+                    n_ctx, o.max_seqs, o.max_queue, memory.where,
+                    memory.device_resident ? " (device-resident, verified)" : "");
         log()->info("memory: {}", memory_summary());
         return 0;
     }
@@ -549,7 +557,8 @@ int WorkerApp::run() {
 
     const RegistrationOptions& reg = s.o.registration;
     try {
-        if (!reg.orchestrator_url.empty()) check_registration(reg, s.o.host);
+        if (!reg.orchestrator_url.empty())
+            check_registration(reg, s.o.host);
         else if (!reg.secret.empty() || !reg.advertise_url.empty())
             throw BadRegistration("--register-secret and --advertise-url need --register");
     } catch (const BadRegistration& e) {
@@ -583,7 +592,8 @@ int WorkerApp::run() {
     for (;;) {
         const int sig = sigtimedwait(&signals, nullptr, &poll_interval);
         if (sig == SIGTERM || sig == SIGINT) {
-            log()->info("{}: draining (deadline {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", s.o.drain_deadline.count());
+            log()->info("{}: draining (deadline {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                        s.o.drain_deadline.count());
             break;
         }
         if (s.loop->poisoned()) {

@@ -90,17 +90,18 @@ CpuBackend::CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const B
     State& s = *s_;
     const ModelConfig& c = s.cfg;
     if (limits.max_batch_tokens < 1) throw RequestError("max_batch_tokens must be positive");
-    if (limits.vram_budget > 0) throw RequestError("vram_budget", "the cpu backend holds host RAM; a VRAM budget is for cuda");
+    if (limits.vram_budget > 0)
+        throw RequestError("vram_budget", "the cpu backend holds host RAM; a VRAM budget is for cuda");
     s.layers.resize(c.n_layer);
 
     // Every tensor to dequantize, with its destination; converted in parallel.
-    std::vector<std::pair<std::string, std::vector<float>*>> jobs = {
-        {"token_embd.weight", &s.token_embd}, {"output_norm.weight", &s.output_norm}};
+    std::vector<std::pair<std::string, std::vector<float>*>> jobs = {{"token_embd.weight", &s.token_embd},
+                                                                     {"output_norm.weight", &s.output_norm}};
     if (!c.tied_embeddings) jobs.emplace_back("output.weight", &s.output);
     for (int l = 0; l < c.n_layer; ++l) {
         LayerWeights& w = s.layers[l];
         const std::pair<const char*, std::vector<float>*> parts[] = {
-            {"attn_norm.weight", &w.attn_norm}, {"attn_q.weight", &w.wq},     {"attn_k.weight", &w.wk},
+            {"attn_norm.weight", &w.attn_norm}, {"attn_q.weight", &w.wq},      {"attn_k.weight", &w.wk},
             {"attn_v.weight", &w.wv},           {"attn_output.weight", &w.wo}, {"ffn_norm.weight", &w.ffn_norm},
             {"ffn_gate.weight", &w.w_gate},     {"ffn_up.weight", &w.w_up},    {"ffn_down.weight", &w.w_down}};
         for (const auto& [suffix, dst] : parts) jobs.emplace_back(layer_tensor(l, suffix), dst);
@@ -181,8 +182,10 @@ MemoryReport CpuBackend::memory() const {
     const uint64_t block_bytes = s.block_floats() * sizeof(float);
     uint64_t kv_used = 0;  // blocks get their RAM when first written and keep it
     for (const std::vector<float>& b : s.kv_blocks) kv_used += b.empty() ? 0 : block_bytes;
-    return MemoryReport{"host RAM", false,
-                        {{"weights", weights, weights}, {"kv_cache", static_cast<uint64_t>(s.kv.blocks) * block_bytes, kv_used}}};
+    return MemoryReport{
+        "host RAM",
+        false,
+        {{"weights", weights, weights}, {"kv_cache", static_cast<uint64_t>(s.kv.blocks) * block_bytes, kv_used}}};
 }
 
 void CpuBackend::State::run(const PlanEntry& e, float* logits_out, bool all_logits, LayerObserver* observer) {
@@ -199,7 +202,8 @@ void CpuBackend::State::run(const PlanEntry& e, float* logits_out, bool all_logi
     std::vector<float> att = rows(T, qd), o = rows(T, d), gate = rows(T, ff), up = rows(T, ff), act = rows(T, ff);
 
     for (int t = 0; t < T; ++t)
-        std::memcpy(&x[static_cast<size_t>(t) * d], &s.token_embd[static_cast<size_t>(tokens[t]) * d], d * sizeof(float));
+        std::memcpy(&x[static_cast<size_t>(t) * d], &s.token_embd[static_cast<size_t>(tokens[t]) * d],
+                    d * sizeof(float));
 
     for (int l = 0; l < c.n_layer; ++l) {
         const LayerWeights& w = s.layers[l];

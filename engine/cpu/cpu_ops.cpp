@@ -21,7 +21,8 @@ void matmul(ThreadPool& pool, const float* W, const float* X, float* Y, int T, i
     pool.parallel_for(static_cast<size_t>(n_out), 16, [&](size_t begin, size_t end) {
         for (size_t o = begin; o < end; ++o) {
             const float* w = W + o * static_cast<size_t>(n_in);
-            for (int t = 0; t < T; ++t) Y[static_cast<size_t>(t) * n_out + o] = dot(w, X + static_cast<size_t>(t) * n_in, n_in);
+            for (int t = 0; t < T; ++t)
+                Y[static_cast<size_t>(t) * n_out + o] = dot(w, X + static_cast<size_t>(t) * n_in, n_in);
         }
     });
 }

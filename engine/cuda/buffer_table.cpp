@@ -21,10 +21,8 @@ uint64_t elem_bytes(Elem e) {
     switch (e) {
         case Elem::i32:
         case Elem::u32:
-        case Elem::f32:
-            return 4;
-        case Elem::byte:
-            break;
+        case Elem::f32: return 4;
+        case Elem::byte: break;
     }
     return 1;
 }
@@ -62,7 +60,8 @@ WorkspaceTable workspace_table(const ModelConfig& c, const WorkspaceShape& s) {
     t[index(Ws::attn_ws)] = f32("attn_ws", s.attn_ws_floats);
     t[index(Ws::xw)] = f32("xw", S * d);
     t[index(Ws::norm_sums)] = f32("norm_sums", S * kernels::norm_partial_count(c.n_embd));
-    t[index(Ws::attn_counters)] = {"attn_counters", Elem::u32, kernels::decode_attention_counters(s.max_seqs, c.n_head)};
+    t[index(Ws::attn_counters)] = {"attn_counters", Elem::u32,
+                                   kernels::decode_attention_counters(s.max_seqs, c.n_head)};
     t[index(Ws::gemm)] = bytes("gemm", s.gemm_bytes);
     t[index(Ws::cublas)] = bytes("cublas", s.cublas_bytes);
     t[index(Ws::sampler)] = bytes("sampler", s.sampler_bytes);

@@ -69,14 +69,14 @@ constexpr std::size_t index(Ws w) { return static_cast<std::size_t>(w); }
 // What the workspace's sizes depend on besides the model: the batch limits, and the scratch the
 // kernels and the sampler report through their own sizing functions (CUDA code, so passed in).
 struct WorkspaceShape {
-    int max_tokens = 0;         // rows per pass
+    int max_tokens = 0;  // rows per pass
     int max_seqs = 0;
     int logits_rows = 0;
-    int64_t step_ints = 0;      // the staged step's int32 count
-    int64_t attn_ws_floats = 0; // kernels::decode_attention_workspace_floats
-    uint64_t gemm_bytes = 0;    // the largest kernels::gemm_workspace_bytes of the layers' matrices
-    uint64_t cublas_bytes = 0;  // kernels::GemmContext::cublas_workspace_bytes()
-    uint64_t sampler_bytes = 0; // CudaSampler::device_bytes
+    int64_t step_ints = 0;       // the staged step's int32 count
+    int64_t attn_ws_floats = 0;  // kernels::decode_attention_workspace_floats
+    uint64_t gemm_bytes = 0;     // the largest kernels::gemm_workspace_bytes of the layers' matrices
+    uint64_t cublas_bytes = 0;   // kernels::GemmContext::cublas_workspace_bytes()
+    uint64_t sampler_bytes = 0;  // CudaSampler::device_bytes
 };
 
 WorkspaceTable workspace_table(const ModelConfig& c, const WorkspaceShape& shape);

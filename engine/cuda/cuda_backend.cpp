@@ -49,9 +49,9 @@ constexpr int kMaxPartMatvecRows = 8;
 // The int32 arrays one pass stages on the host and uploads in one copy. Offsets in ints.
 struct StepLayout {
     int max_tokens = 0, max_seqs = 0, max_updates = 0;
-    int64_t ids() const { return 0; }                       // (max_tokens) token ids
-    int64_t positions() const { return max_tokens; }         // (max_tokens) each token's position
-    int64_t token_slot() const { return 2 * int64_t{max_tokens}; }  // (max_tokens) its sequence slot
+    int64_t ids() const { return 0; }                                // (max_tokens) token ids
+    int64_t positions() const { return max_tokens; }                 // (max_tokens) each token's position
+    int64_t token_slot() const { return 2 * int64_t{max_tokens}; }   // (max_tokens) its sequence slot
     int64_t decode_slot() const { return 3 * int64_t{max_tokens}; }  // (max_seqs) slot of decode row r
     int64_t decode_len() const { return decode_slot() + max_seqs; }  // (max_seqs) length incl. the new token
     int64_t gather() const { return decode_len() + max_seqs; }       // (max_tokens) rows whose logits are wanted
@@ -97,7 +97,7 @@ struct CudaBackend::State {
 
     StepLayout layout;
     WorkspaceTable workspace_buffers;  // every scratch buffer below, as planned
-    int32_t* step_dev = nullptr;  // layout.total() ints, staged in step_host
+    int32_t* step_dev = nullptr;       // layout.total() ints, staged in step_host
     PinnedPtr step_host;
     float* inv_freq = nullptr;
     // The workspace buffers, bound from workspace_buffers (their shapes: Ws in engine/cuda/buffer_table.h).
@@ -113,7 +113,7 @@ struct CudaBackend::State {
     std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
     uint64_t upload_bytes = 0;
     double upload_seconds = 0;
-    LoadCallback on_load_step;  // the upload's progress, then graph captures
+    LoadCallback on_load_step;                         // the upload's progress, then graph captures
     std::map<int64_t, cudaGraphExec_t> decode_graphs;  // by (attention bound, decode batch size, logits projected)
 
     State(const ModelConfig& c, int ctx, const BatchLimits& limits)
@@ -259,7 +259,8 @@ void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limit
     kv_layout = {c.n_layer, kv_blocks, c.n_head_kv, c.head_dim, kv_type};
     kv_buffers = kv_table(kv_layout, S, table_stride);
     plan[Purpose::kv_cache] = lay_out(kv_buffers, kAlign).reserved;
-    check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]}, limits.vram_budget);
+    check_memory_budget({plan[Purpose::weights], plan[Purpose::kv_cache], plan[Purpose::workspace]},
+                        limits.vram_budget);
     vram = std::make_unique<kernels::VramAllocator>(device, plan);  // verifies residency
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 }
@@ -271,7 +272,8 @@ void CudaBackend::State::upload(const gguf::File& file, const Uploads& up) {
     upload_seconds = upload_weights(file, up, *vram, stream, [&](uint64_t done, uint64_t total, double seconds) {
         upload_bytes = done;
         if (on_load_step)
-            on_load_step({.kind = LoadStep::Kind::weights, .what = where, .bytes = done, .total = total, .seconds = seconds});
+            on_load_step(
+                {.kind = LoadStep::Kind::weights, .what = where, .bytes = done, .total = total, .seconds = seconds});
     });
     if (c.tied_embeddings) weights.output = Matrix{weights.embd_type, weights.token_embd, c.n_embd, c.n_vocab};
     if (!kernels::matvec_supports(weights.output.type))
@@ -287,28 +289,36 @@ void CudaBackend::State::bind_workspace() {
     kv = vram->allocate(Purpose::kv_cache, kv_spec(Kv::cache).extent());
     block_tables = static_cast<int32_t*>(vram->allocate(Purpose::kv_cache, kv_spec(Kv::block_tables).extent()));
     std::array<void*, kWorkspaceBuffers> at{};
-    for (size_t i = 0; i < kWorkspaceBuffers; ++i) at[i] = vram->allocate(Purpose::workspace, workspace_buffers[i].extent());
+    for (size_t i = 0; i < kWorkspaceBuffers; ++i)
+        at[i] = vram->allocate(Purpose::workspace, workspace_buffers[i].extent());
     // The plan placed the table as the allocator does; a difference would make the plan's bytes wrong.
     const uint64_t placed = vram->usage(Purpose::workspace).used, planned = lay_out(workspace_buffers, kAlign).used;
     if (placed != planned)
         throw kernels::VramError("cuda backend: the workspace arena holds " + std::to_string(placed) +
                                  " bytes of buffers, its plan " + std::to_string(planned));
     step_dev = static_cast<int32_t*>(at[index(Ws::step)]);
-    const std::pair<float* State::*, Ws> floats[] = {
-        {&State::inv_freq, Ws::inv_freq}, {&State::x, Ws::x},       {&State::h, Ws::h},
-        {&State::o, Ws::o},               {&State::hg, Ws::hg},     {&State::qkv, Ws::qkv},
-        {&State::att, Ws::att},           {&State::gate_up, Ws::gate_up},
-        {&State::act, Ws::act},           {&State::logits, Ws::logits},
-        {&State::attn_ws, Ws::attn_ws},   {&State::xw, Ws::xw},     {&State::norm_sums, Ws::norm_sums}};
+    const std::pair<float * State::*, Ws> floats[] = {{&State::inv_freq, Ws::inv_freq},
+                                                      {&State::x, Ws::x},
+                                                      {&State::h, Ws::h},
+                                                      {&State::o, Ws::o},
+                                                      {&State::hg, Ws::hg},
+                                                      {&State::qkv, Ws::qkv},
+                                                      {&State::att, Ws::att},
+                                                      {&State::gate_up, Ws::gate_up},
+                                                      {&State::act, Ws::act},
+                                                      {&State::logits, Ws::logits},
+                                                      {&State::attn_ws, Ws::attn_ws},
+                                                      {&State::xw, Ws::xw},
+                                                      {&State::norm_sums, Ws::norm_sums}};
     for (const auto& [member, b] : floats) this->*member = static_cast<float*>(at[index(b)]);
     attn_counters = static_cast<unsigned*>(at[index(Ws::attn_counters)]);
     gemm_ws = at[index(Ws::gemm)];
     gemm_ws_bytes = workspace_buffers[index(Ws::gemm)].bytes();
     gemm = std::make_unique<kernels::GemmContext>(at[index(Ws::cublas)], workspace_buffers[index(Ws::cublas)].bytes(),
                                                   stream);
-    sampler = std::make_unique<CudaSampler>(at[index(Ws::sampler)], workspace_buffers[index(Ws::sampler)].bytes(),
-                                            c.n_vocab, max_seqs, max_seqs * n_ctx, max_seqs * kMaxLogitBiasEntries,
-                                            stream);
+    sampler =
+        std::make_unique<CudaSampler>(at[index(Ws::sampler)], workspace_buffers[index(Ws::sampler)].bytes(), c.n_vocab,
+                                      max_seqs, max_seqs * n_ctx, max_seqs * kMaxLogitBiasEntries, stream);
     fill_initial_buffers();
 }
 
@@ -373,7 +383,8 @@ std::vector<BatchOutput> CudaBackend::execute(const StepPlan& plan) {
 }
 
 void CudaBackend::State::observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows) {
-    LOOM_CUDA_CHECK(cudaMemcpyAsync(observed.data(), rows, static_cast<size_t>(pass.n_rows) * cfg.n_embd * sizeof(float),
+    LOOM_CUDA_CHECK(cudaMemcpyAsync(observed.data(), rows,
+                                    static_cast<size_t>(pass.n_rows) * cfg.n_embd * sizeof(float),
                                     cudaMemcpyDeviceToHost, stream));
     LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));
     const int pos0 = pass.parts.empty() ? host_ints()[layout.positions()] : pass.parts.front().pos0;
@@ -442,7 +453,8 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
                                      block_tables, table_stride, kvl, st);
         if (D > 0)  // the grid covers pass.attn_len positions: fixed while sequences grow inside it
             kernels::decode_attention(q, q_stride, att, qd, D, c.n_head, step_dev + layout.decode_len(), pass.attn_len,
-                                      step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, attn_counters, st);
+                                      step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws,
+                                      attn_counters, st);
         for (const Pass::Part& p : pass.parts)
             kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
                                        p.n, p.pos0, c.n_head,
@@ -453,8 +465,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         if (w.gate_up.n_out > 0) {  // decode rows get SwiGLU inside the product
             mm_normed_swiglu(w.gate_up, act, pass);
             mm_parts(w.gate_up, h, gate_up, pass);
-            if (P > 0)
-                kernels::swiglu_pairs(gate_up + int64_t{D} * 2 * ff, P, ff, act + int64_t{D} * ff, st);
+            if (P > 0) kernels::swiglu_pairs(gate_up + int64_t{D} * 2 * ff, P, ff, act + int64_t{D} * ff, st);
         } else {
             float* gate = gate_up;
             float* up = gate_up + int64_t{max_tokens} * ff;
@@ -517,8 +528,10 @@ void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
         LOOM_CUDA_CHECK(rc);
         it = decode_graphs.emplace(key, exec).first;
         if (on_load_step)
-            on_load_step({.kind = LoadStep::Kind::graph_capture, .tokens = pass.n_decode,
-                          .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - capture_start).count()});
+            on_load_step(
+                {.kind = LoadStep::Kind::graph_capture,
+                 .tokens = pass.n_decode,
+                 .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - capture_start).count()});
     }
     LOOM_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
 }
@@ -568,7 +581,8 @@ void CudaBackend::State::run_logits(const StepPlan& plan) {
             LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + static_cast<size_t>(r0) * c.n_vocab, s.logits,
                                             static_cast<size_t>(rows) * c.n_vocab * sizeof(float),
                                             cudaMemcpyDeviceToHost, s.stream));
-            if (r0 + rows < pass.n_gather) LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the buffer is reused next
+            if (r0 + rows < pass.n_gather)
+                LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the buffer is reused next
         }
         LOOM_CUDA_CHECK(cudaStreamSynchronize(s.stream));  // the staging buffer is rewritten next
     }

@@ -39,8 +39,8 @@ std::string number(double v) {
 
 // The part of the history that penalties see, or nothing when they are off (as Sampler decides).
 std::span<const int32_t> penalty_window(const SamplingParams& p, std::span<const int32_t> history, size_t& start) {
-    const bool penalties_on = p.penalty_last_n != 0 &&
-                              (p.repetition_penalty != 1 || p.presence_penalty != 0 || p.frequency_penalty != 0);
+    const bool penalties_on =
+        p.penalty_last_n != 0 && (p.repetition_penalty != 1 || p.presence_penalty != 0 || p.frequency_penalty != 0);
     start = 0;
     if (!penalties_on) return {};
     const auto last_n = static_cast<size_t>(p.penalty_last_n);
@@ -164,10 +164,21 @@ void CudaSampler::enqueue(const float* device_logits, int64_t row_stride, std::s
         std::memcpy(history + history_at, window.data(), window.size() * sizeof(int32_t));
         for (size_t b = 0; b < p.logit_bias.size(); ++b)
             bias[bias_at + static_cast<int>(b)] = {p.logit_bias[b].first, p.logit_bias[b].second};
-        rows[pending_[i].row] = kernels::SamplingRow{
-            p.temperature, p.top_p, p.min_p, p.repetition_penalty, p.presence_penalty, p.frequency_penalty,
-            p.top_k, p.seed, r.step, r.logits_row, history_at, static_cast<int32_t>(window.size()), bias_at,
-            static_cast<int32_t>(p.logit_bias.size()), r.n_top};
+        rows[pending_[i].row] = kernels::SamplingRow{p.temperature,
+                                                     p.top_p,
+                                                     p.min_p,
+                                                     p.repetition_penalty,
+                                                     p.presence_penalty,
+                                                     p.frequency_penalty,
+                                                     p.top_k,
+                                                     p.seed,
+                                                     r.step,
+                                                     r.logits_row,
+                                                     history_at,
+                                                     static_cast<int32_t>(window.size()),
+                                                     bias_at,
+                                                     static_cast<int32_t>(p.logit_bias.size()),
+                                                     r.n_top};
         history_at += static_cast<int>(window.size());
         bias_at += static_cast<int>(p.logit_bias.size());
         sorts = sorts || p.temperature > 0 || r.n_top > 0;
@@ -195,21 +206,17 @@ std::vector<SampleOutcome> CudaSampler::results() const {
         }
         const kernels::SampleResult& r = staging_out_[pending_[i].row];
         switch (r.status) {
-        case kernels::kSampleOk:
-            o.token.token = r.token;
-            o.token.logprob = r.logprob;
-            for (int t = 0; t < r.n_top; ++t) o.token.top_logprobs.push_back({r.top_tokens[t], r.top_logprobs[t]});
-            break;
-        case kernels::kSampleBadLogit:
-            o.error = "logit of token " + std::to_string(r.token) + " is " + number(r.logprob) +
-                      " after bias and penalties";
-            break;
-        case kernels::kSampleAllBanned:
-            o.error = "every token's logit is -inf: nothing can be sampled";
-            break;
-        default:
-            o.error = "GPU sampler status " + std::to_string(r.status);
-            break;
+            case kernels::kSampleOk:
+                o.token.token = r.token;
+                o.token.logprob = r.logprob;
+                for (int t = 0; t < r.n_top; ++t) o.token.top_logprobs.push_back({r.top_tokens[t], r.top_logprobs[t]});
+                break;
+            case kernels::kSampleBadLogit:
+                o.error = "logit of token " + std::to_string(r.token) + " is " + number(r.logprob) +
+                          " after bias and penalties";
+                break;
+            case kernels::kSampleAllBanned: o.error = "every token's logit is -inf: nothing can be sampled"; break;
+            default: o.error = "GPU sampler status " + std::to_string(r.status); break;
         }
     }
     return out;

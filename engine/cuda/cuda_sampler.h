@@ -78,12 +78,12 @@ private:
     kernels::Stream stream_;
     char* device_memory_;
     uint64_t workspace_bytes_;
-    uint64_t inputs_offset_;   // rows, then windows, then biases (packed per enqueue)
+    uint64_t inputs_offset_;  // rows, then windows, then biases (packed per enqueue)
     uint64_t results_offset_;
     uint64_t inputs_capacity_;
-    char* staging_in_ = nullptr;                      // pinned mirror of the inputs region
-    kernels::SampleResult* staging_out_ = nullptr;    // pinned, max_rows results
-    CUevent_st* inputs_copied_ = nullptr;             // after the last host-to-device copy of staging_in_
+    char* staging_in_ = nullptr;                    // pinned mirror of the inputs region
+    kernels::SampleResult* staging_out_ = nullptr;  // pinned, max_rows results
+    CUevent_st* inputs_copied_ = nullptr;           // after the last host-to-device copy of staging_in_
     std::vector<Pending> pending_;
 };
 

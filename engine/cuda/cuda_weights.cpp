@@ -137,13 +137,14 @@ void collect_layer(Collector& col, const ModelConfig& c, int l, LayerWeights& w)
               true);
     col.matrix(layer_tensor(l, "ffn_down.weight"), w.down);
     if (c.qkv_bias && w.wqkv.n_out > 0) {  // one bias over the fused rows: [bq; bk; bv]
-        col.concatenated({layer_tensor(l, "attn_q.bias"), layer_tensor(l, "attn_k.bias"), layer_tensor(l, "attn_v.bias")},
-                         &w.bqkv);
+        col.concatenated(
+            {layer_tensor(l, "attn_q.bias"), layer_tensor(l, "attn_k.bias"), layer_tensor(l, "attn_v.bias")}, &w.bqkv);
     }
     std::vector<std::pair<const char*, const float**>> vectors;  // the optional ones, in upload order
     if (c.qkv_bias && w.wqkv.n_out == 0)
         vectors = {{"attn_q.bias", &w.bq}, {"attn_k.bias", &w.bk}, {"attn_v.bias", &w.bv}};
-    if (c.qk_norm) vectors.insert(vectors.end(), {{"attn_q_norm.weight", &w.q_norm}, {"attn_k_norm.weight", &w.k_norm}});
+    if (c.qk_norm)
+        vectors.insert(vectors.end(), {{"attn_q_norm.weight", &w.q_norm}, {"attn_k_norm.weight", &w.k_norm}});
     for (const auto& [suffix, dst] : vectors) col.vector(layer_tensor(l, suffix), dst);
 }
 
@@ -186,7 +187,9 @@ double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAl
     const uint64_t staging_bytes = std::min(kStagingBytes, biggest);
     PinnedPtr staging = alloc_pinned(staging_bytes);
     const auto start = std::chrono::steady_clock::now();
-    const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    const auto seconds = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
     std::vector<uint8_t*> base;
     for (const BufferSpec& r : up.regions)
         base.push_back(static_cast<uint8_t*>(vram.allocate(kernels::Purpose::weights, r.extent())));

@@ -45,15 +45,13 @@ struct ModelWeights {
 // One tensor to upload: raw file bytes (matrices, F32 vectors) or a host f32 copy (other vectors).
 struct Upload {
     const gguf::TensorInfo* info = nullptr;
-    std::vector<float> f32;  // non-empty: upload this instead of the file bytes
+    std::vector<float> f32;                  // non-empty: upload this instead of the file bytes
     std::function<void(const void*)> place;  // stores the device address where the weight set wants it
-    int region = 0;              // the weights-arena region it lands in ...
-    uint64_t region_offset = 0;  // ... this many bytes in ...
-    uint64_t pair_pitch = 0;     // ... or, when > 0, its row pairs this many bytes apart (gate_up)
+    int region = 0;                          // the weights-arena region it lands in ...
+    uint64_t region_offset = 0;              // ... this many bytes in ...
+    uint64_t pair_pitch = 0;                 // ... or, when > 0, its row pairs this many bytes apart (gate_up)
     uint64_t bytes() const { return f32.empty() ? info->n_bytes : f32.size() * sizeof(float); }
-    const uint8_t* src() const {
-        return f32.empty() ? nullptr : reinterpret_cast<const uint8_t*>(f32.data());
-    }
+    const uint8_t* src() const { return f32.empty() ? nullptr : reinterpret_cast<const uint8_t*>(f32.data()); }
 };
 
 // Every tensor to upload, and the weights arena's regions in allocation order: one per unfused

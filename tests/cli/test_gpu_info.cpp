@@ -45,7 +45,8 @@ TEST_CASE("gpu-info lists the usable devices, or exits 3 naming why there are no
     for (const auto& d : inv.devices) {
         CHECK(contains(text.out, "device " + std::to_string(d.index) + ": " + d.name));
         CHECK(contains(text.out, d.uuid));
-        CHECK(contains(text.out, "compute capability " + std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)));
+        CHECK(
+            contains(text.out, "compute capability " + std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)));
         CHECK(contains(text.out, std::to_string(d.vram_total) + " bytes"));
     }
 

@@ -37,7 +37,8 @@ std::vector<std::string> commands() {
 // What the script's _loom offers for a command line typed up to its end, one word a line.
 std::string complete(const fs::path& script, const fs::path& models, const std::string& line) {
     const fs::path bin_dir = fs::path(std::getenv("LOOM_BIN")).parent_path();
-    const std::string cmd = "PATH=" + shell_quote(bin_dir.string()) + ":$PATH LOOM_MODELS=" + shell_quote(models.string()) +
+    const std::string cmd = "PATH=" + shell_quote(bin_dir.string()) +
+                            ":$PATH LOOM_MODELS=" + shell_quote(models.string()) +
                             " bash -c 'source \"$0\"; COMP_LINE=\"$1\"; COMP_POINT=${#COMP_LINE}; _loom; "
                             "printf \"%s\\n\" \"${COMPREPLY[@]}\"' " +
                             shell_quote(script.string()) + " " + shell_quote(line);
@@ -92,6 +93,7 @@ TEST_CASE("completion offers flags, backends and cached model names", "[cli][com
     CHECK(complete(script, models, "loom run tiny/") == "tiny/stories/stories260K.gguf\n");
     CHECK(complete(script, models, "loom generate -m tiny/st") == "tiny/stories/stories260K.gguf\n");
     CHECK(complete(script, models, "loom completion ") == "bash\n");
-    const auto list = run_command("LOOM_MODELS=" + shell_quote(models.string()) + " " + loom::test::loom_bin() + " list --names");
+    const auto list =
+        run_command("LOOM_MODELS=" + shell_quote(models.string()) + " " + loom::test::loom_bin() + " list --names");
     CHECK(list.out == "tiny/stories/stories260K.gguf\n");
 }

@@ -15,7 +15,8 @@ namespace {
 std::string sha_hex(const std::string& s, size_t piece = 0) {
     Sha256 sha;
     if (piece == 0) piece = s.size() + 1;
-    for (size_t i = 0; i < s.size(); i += piece) sha.update(std::span<const char>(s.data() + i, std::min(piece, s.size() - i)));
+    for (size_t i = 0; i < s.size(); i += piece)
+        sha.update(std::span<const char>(s.data() + i, std::min(piece, s.size() - i)));
     return sha.hex_digest();
 }
 }  // namespace
@@ -26,7 +27,8 @@ TEST_CASE("Sha256 gives the published digests, whatever the pieces", "[cli][sha2
     const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     for (size_t piece : {0, 1, 7, 55, 56, 64})
         CHECK(sha_hex(two_blocks, piece) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    CHECK(sha_hex(std::string(1000000, 'a'), 4096) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    CHECK(sha_hex(std::string(1000000, 'a'), 4096) ==
+          "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 TEST_CASE("model references: the three forms and what they refuse", "[cli][pull]") {
@@ -39,9 +41,9 @@ TEST_CASE("model references: the three forms and what they refuse", "[cli][pull]
     CHECK(r.file == "sub/dir/model-Q8_0.gguf");
     CHECK(r.quant.empty());
     CHECK(parse_model_ref("org/repo").repo_id() == "org/repo");
-    for (const char* bad : {"", "name", "/repo", "org/", "org/repo:", "org/repo:Q4/x", "../repo", "org/..",
-                            "org/repo/../../x.gguf", "org/repo/file.bin", "org/repo//x.gguf", "org/re po",
-                            "org/repo/a\\b.gguf", "org/repo/./x.gguf"}) {
+    for (const char* bad :
+         {"", "name", "/repo", "org/", "org/repo:", "org/repo:Q4/x", "../repo", "org/..", "org/repo/../../x.gguf",
+          "org/repo/file.bin", "org/repo//x.gguf", "org/re po", "org/repo/a\\b.gguf", "org/repo/./x.gguf"}) {
         INFO(bad);
         CHECK_THROWS_AS(parse_model_ref(bad), RefError);
     }
@@ -55,7 +57,8 @@ TEST_CASE("quantization names in file names, and picking one file", "[cli][pull]
     CHECK(quant_in_name("model.gguf").empty());
     CHECK(quant_in_name("README.md").empty());
 
-    const std::vector<std::string> files = {"README.md", "m-Q4_K.gguf", "m-Q4_K_M.gguf", "m-Q8_0.gguf", "mmproj-Q8_0.gguf"};
+    const std::vector<std::string> files = {"README.md", "m-Q4_K.gguf", "m-Q4_K_M.gguf", "m-Q8_0.gguf",
+                                            "mmproj-Q8_0.gguf"};
     CHECK(pick_gguf(files, "q4_k_m", "o/r") == "m-Q4_K_M.gguf");
     CHECK(pick_gguf(files, "Q4_K", "o/r") == "m-Q4_K.gguf");  // a whole word: not Q4_K_M
     CHECK(pick_gguf(files, "Q8_0", "o/r") == "m-Q8_0.gguf");  // the projector is never the model

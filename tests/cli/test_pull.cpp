@@ -63,17 +63,18 @@ public:
         write_gguf(root() / "test-org/cut-GGUF/cut-Q4_K_M.gguf", 15, 1 << 20, 3);
         write_gguf(root() / "test-org/bad-GGUF/bad-Q4_K_M.gguf", 15, 100000, 4);
         const auto log = dir_ / "hub.log";
-        pid_ = loom::test::spawn_logged({"/usr/bin/env", "python3", LOOM_SOURCE_DIR "/tests/cli/hub_server.py", "--root",
-                                         root().string(), "--token", kToken, "--cut", "test-org/cut-GGUF/cut-Q4_K_M.gguf",
-                                         "--bad-sha", "test-org/bad-GGUF/bad-Q4_K_M.gguf", "--rename",
-                                         "test-org/old-name-GGUF=test-org/tiny-GGUF"},
-                                        log);
+        pid_ = loom::test::spawn_logged(
+            {"/usr/bin/env", "python3", LOOM_SOURCE_DIR "/tests/cli/hub_server.py", "--root", root().string(),
+             "--token", kToken, "--cut", "test-org/cut-GGUF/cut-Q4_K_M.gguf", "--bad-sha",
+             "test-org/bad-GGUF/bad-Q4_K_M.gguf", "--rename", "test-org/old-name-GGUF=test-org/tiny-GGUF"},
+            log);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (port_.empty()) {
             const std::string text = read_all(log);
             if (const auto at = text.find("hub "); at != std::string::npos && text.find('\n', at) != std::string::npos)
                 port_ = text.substr(at + 4, text.find('\n', at) - at - 4);
-            if (port_.empty() && std::chrono::steady_clock::now() > deadline) FAIL("hub_server.py did not start:\n" + text);
+            if (port_.empty() && std::chrono::steady_clock::now() > deadline)
+                FAIL("hub_server.py did not start:\n" + text);
             if (port_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
     }
@@ -88,8 +89,8 @@ public:
     // `PROGRAM ARGS` with the cache and the Hub of this test.
     loom::test::CommandResult run(const std::string& program, const std::string& args,
                                   const std::string& token = kToken) const {
-        return run_command("LOOM_MODELS=" + shell_quote(models().string()) + " LOOM_HF_ENDPOINT=http://127.0.0.1:" + port_ +
-                           " HF_TOKEN=" + shell_quote(token) + " " + program + " " + args + " </dev/null");
+        return run_command("LOOM_MODELS=" + shell_quote(models().string()) + " LOOM_HF_ENDPOINT=http://127.0.0.1:" +
+                           port_ + " HF_TOKEN=" + shell_quote(token) + " " + program + " " + args + " </dev/null");
     }
     loom::test::CommandResult loom(const std::string& args, const std::string& token = kToken) const {
         return run(loom::test::loom_bin(), args, token);

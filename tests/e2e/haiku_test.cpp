@@ -74,11 +74,16 @@ Options parse_args(int argc, char** argv) {
             }
             return argv[++i];
         };
-        if (a == "--backend") o.backend = value();
-        else if (a == "--model") o.model = value();
-        else if (a == "--results") o.results = value();
-        else if (a == "--attempts") o.attempts = std::atoi(value().c_str());
-        else if (a == "--via-orchestrator") o.via_orchestrator = true;
+        if (a == "--backend")
+            o.backend = value();
+        else if (a == "--model")
+            o.model = value();
+        else if (a == "--results")
+            o.results = value();
+        else if (a == "--attempts")
+            o.attempts = std::atoi(value().c_str());
+        else if (a == "--via-orchestrator")
+            o.via_orchestrator = true;
         else {
             std::fprintf(stderr, "e2e_haiku: unknown argument %s\n", a.c_str());
             std::exit(2);
@@ -130,7 +135,8 @@ double generation_tokens_total(const std::string& metrics) {
 
 std::string get_ok(int port, const std::string& path) {
     const loom::test::HttpReply r = loom::test::http_request(port, "GET", path);
-    if (r.status != 200) throw std::runtime_error("GET " + path + " answered " + std::to_string(r.status) + ": " + r.body);
+    if (r.status != 200)
+        throw std::runtime_error("GET " + path + " answered " + std::to_string(r.status) + ": " + r.body);
     return r.body;
 }
 
@@ -188,7 +194,8 @@ void read_stream(loom::test::SseStream& sse, Attempt& a, Clock::time_point sent)
             const json delta = c.value("delta", json::object());
             if (events == 1) role_first = delta.value("role", "") == "assistant";
             const std::string content = delta.contains("content") && delta["content"].is_string()
-                                            ? delta["content"].get<std::string>() : std::string();
+                                            ? delta["content"].get<std::string>()
+                                            : std::string();
             if (!content.empty()) {
                 ++content_chunks;
                 if (!first_token) first_token = Clock::now();
@@ -197,7 +204,8 @@ void read_stream(loom::test::SseStream& sse, Attempt& a, Clock::time_point sent)
             if (c.contains("token_ids"))
                 for (const json& id : c["token_ids"]) a.token_ids.push_back(id.get<int32_t>());
             if (c.contains("logprobs") && c["logprobs"].is_object())
-                for (const json& e : c["logprobs"].at("content")) a.worker_logprobs.push_back(e.at("logprob").get<double>());
+                for (const json& e : c["logprobs"].at("content"))
+                    a.worker_logprobs.push_back(e.at("logprob").get<double>());
             if (c.contains("finish_reason") && !c["finish_reason"].is_null()) {
                 ++finish_chunks;
                 a.finish_reason = c["finish_reason"].get<std::string>();
@@ -207,8 +215,8 @@ void read_stream(loom::test::SseStream& sse, Attempt& a, Clock::time_point sent)
     const auto end = Clock::now();
     a.elapsed_ms = std::chrono::duration<double, std::milli>(end - sent).count();
     if (first_token && a.token_ids.size() > 1)
-        a.decode_tok_s = static_cast<double>(a.token_ids.size() - 1) /
-                         std::chrono::duration<double>(end - *first_token).count();
+        a.decode_tok_s =
+            static_cast<double>(a.token_ids.size() - 1) / std::chrono::duration<double>(end - *first_token).count();
     a.check(loom::tokenizer::is_valid_utf8(sse.raw()), "(a) the response body is not valid UTF-8");
     a.check(role_first, "(a) the first chunk is not the assistant role chunk");
     a.check(content_chunks >= 1, "(a) no content chunk");
@@ -222,8 +230,9 @@ void check_against_reference(const loom::gguf::File& model, Attempt& a) {
         a.check(false, "(b) no prompt_token_ids or token_ids to re-score");
         return;
     }
-    a.check(a.worker_logprobs.size() == a.token_ids.size(),
-            "(b) " + std::to_string(a.worker_logprobs.size()) + " logprobs for " + std::to_string(a.token_ids.size()) + " tokens");
+    a.check(a.worker_logprobs.size() == a.token_ids.size(), "(b) " + std::to_string(a.worker_logprobs.size()) +
+                                                                " logprobs for " + std::to_string(a.token_ids.size()) +
+                                                                " tokens");
     a.reference_logprobs = loom::test::reference_logprobs(model, a.prompt_ids, a.token_ids, kTemperature);
     double sum = 0;
     const size_t n = std::min(a.worker_logprobs.size(), a.reference_logprobs.size());
@@ -233,8 +242,8 @@ void check_against_reference(const loom::gguf::File& model, Attempt& a) {
         sum += d;
         a.min_reference_probability = std::min(a.min_reference_probability, std::exp(a.reference_logprobs[i]));
         a.check(d <= kMaxLogprobDelta, "(b) token " + std::to_string(i) + " (id " + std::to_string(a.token_ids[i]) +
-                                           "): worker logprob " + std::to_string(a.worker_logprobs[i]) + ", reference " +
-                                           std::to_string(a.reference_logprobs[i]));
+                                           "): worker logprob " + std::to_string(a.worker_logprobs[i]) +
+                                           ", reference " + std::to_string(a.reference_logprobs[i]));
         a.check(std::exp(a.reference_logprobs[i]) >= kMinReferenceProbability,
                 "(b) token " + std::to_string(i) + " (id " + std::to_string(a.token_ids[i]) +
                     ") has reference probability " + std::to_string(std::exp(a.reference_logprobs[i])));
@@ -271,7 +280,8 @@ int run(const Options& o) {
 
     std::unique_ptr<loom::test::WorkerProcess> worker;
     try {
-        worker = std::make_unique<loom::test::WorkerProcess>(o.model, o.backend, std::vector<std::string>{"--max-seqs", "4"});
+        worker = std::make_unique<loom::test::WorkerProcess>(o.model, o.backend,
+                                                             std::vector<std::string>{"--max-seqs", "4"});
     } catch (const loom::test::WorkerStartError& e) {
         if (o.backend == "cuda" && e.exit_code() == 3 && !require_gpu) {
             const std::string why = e.what();
@@ -297,8 +307,7 @@ int run(const Options& o) {
     const std::string nonce = random_nonce();
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    const std::string run_id =
-        std::string(stamp) + "-" + o.backend + (orchestrator ? "-orchestrator-" : "-") + nonce;
+    const std::string run_id = std::string(stamp) + "-" + o.backend + (orchestrator ? "-orchestrator-" : "-") + nonce;
     const fs::path dir = o.results / "haiku" / run_id;
     fs::create_directories(dir);
 
@@ -320,9 +329,11 @@ int run(const Options& o) {
     const auto expect = [&](bool ok, const std::string& what) {
         if (!ok) global_failures.push_back(what);
     };
-    expect(health.value("backend", "") == o.backend, "(e) /health backend is " + health.value("backend", "?") + ", not " + o.backend);
+    expect(health.value("backend", "") == o.backend,
+           "(e) /health backend is " + health.value("backend", "?") + ", not " + o.backend);
     if (o.backend == "cuda") {
-        expect(!device.empty() && device.find("CPU") == std::string::npos, "(e) /health device is \"" + device + "\", not a GPU");
+        expect(!device.empty() && device.find("CPU") == std::string::npos,
+               "(e) /health device is \"" + device + "\", not a GPU");
         expect(health.value("residency_verified", false), "(e) /health residency_verified is not true");
     }
     if (orchestrator) {
@@ -342,16 +353,11 @@ int run(const Options& o) {
         last_seed = a.seed;
         const std::string before = get_ok(port, "/metrics");
         if (k == 0) metrics_before_all = before;
-        const json body = {{"messages", messages},
-                           {"stream", true},
-                           {"stream_options", {{"include_usage", true}}},
-                           {"temperature", kTemperature},
-                           {"top_p", kTopP},
-                           {"seed", a.seed},
-                           {"max_tokens", kMaxTokens},
-                           {"logprobs", true},
-                           {"top_logprobs", 5},
-                           {"return_token_ids", true}};
+        const json body = {
+            {"messages", messages},        {"stream", true},   {"stream_options", {{"include_usage", true}}},
+            {"temperature", kTemperature}, {"top_p", kTopP},   {"seed", a.seed},
+            {"max_tokens", kMaxTokens},    {"logprobs", true}, {"top_logprobs", 5},
+            {"return_token_ids", true}};
         const auto sent = Clock::now();
         try {
             loom::test::SseStream sse(gen_port, "/v1/chat/completions", body.dump());
@@ -359,7 +365,8 @@ int run(const Options& o) {
             if (orchestrator)
                 a.check(sse.headers().count("x-worker") && sse.headers().at("x-worker") == loom::test::worker_url(port),
                         "(a) X-Worker does not name the worker");
-            a.check(sse.headers().count("content-type") && sse.headers().at("content-type").rfind("text/event-stream", 0) == 0,
+            a.check(sse.headers().count("content-type") &&
+                        sse.headers().at("content-type").rfind("text/event-stream", 0) == 0,
                     "(a) the content type is not text/event-stream");
             read_stream(sse, a, sent);
         } catch (const std::exception& e) {
@@ -373,8 +380,8 @@ int run(const Options& o) {
                 "(d) vllm:generation_tokens_total grew by " + std::to_string(a.metrics_delta) + ", " +
                     std::to_string(a.token_ids.size()) + " tokens were generated");
         a.check(a.usage_completion_tokens == static_cast<int>(a.token_ids.size()),
-                "(d) usage.completion_tokens " + std::to_string(a.usage_completion_tokens) + " != " +
-                    std::to_string(a.token_ids.size()) + " token ids");
+                "(d) usage.completion_tokens " + std::to_string(a.usage_completion_tokens) +
+                    " != " + std::to_string(a.token_ids.size()) + " token ids");
         a.check(tokenizer.decode(a.token_ids) == a.haiku, "(a) the token ids do not decode to the streamed text");
         // The prompt the model saw holds the request as sent.
         const std::string prompt_text = tokenizer.decode(a.prompt_ids);
@@ -404,7 +411,8 @@ int run(const Options& o) {
         }
     write_file(dir / "sse_transcript.ndjson", ndjson);
     const Attempt* last = attempts.empty() ? nullptr : &attempts.back();
-    const loom::test::CommandResult sha = loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
+    const loom::test::CommandResult sha =
+        loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
     json verification = {{"run_id", run_id},
                          {"backend", o.backend},
                          {"via_orchestrator", o.via_orchestrator},
@@ -418,8 +426,10 @@ int run(const Options& o) {
                          {"prompt", prompt},
                          {"temperature", kTemperature},
                          {"top_p", kTopP},
-                         {"bounds", {{"max_abs_delta", kMaxLogprobDelta}, {"mean_abs_delta", kMaxMeanLogprobDelta},
-                                     {"min_reference_probability", kMinReferenceProbability}}},
+                         {"bounds",
+                          {{"max_abs_delta", kMaxLogprobDelta},
+                           {"mean_abs_delta", kMaxMeanLogprobDelta},
+                           {"min_reference_probability", kMinReferenceProbability}}},
                          {"failures", global_failures},
                          {"attempts", json::array()}};
     for (const Attempt& a : attempts) verification["attempts"].push_back(attempt_json(a));
@@ -437,23 +447,26 @@ int run(const Options& o) {
 
     const bool passed = global_failures.empty() && last && last->failures.empty() && last->word_found;
     std::printf("\n----- haiku (%s on %s%s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
-                orchestrator ? ", through loom-orchestrator" : "",
-                last ? last->haiku.c_str() : "");
+                orchestrator ? ", through loom-orchestrator" : "", last ? last->haiku.c_str() : "");
     std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", minute, word.c_str(), nonce.c_str(),
                 attempts.size());
     if (last)
-        std::printf("tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference: max %.4f, mean %.4f "
-                    "(bounds %.2f / %.2f), least reference p %.2e\n",
-                    last->token_ids.size(), last->elapsed_ms, last->decode_tok_s, last->max_delta, last->mean_delta,
-                    kMaxLogprobDelta, kMaxMeanLogprobDelta, last->min_reference_probability);
-    std::printf("artifacts: %s/{verification.json, sse_transcript.ndjson, metrics_before.txt, metrics_after.txt, health.json}\n",
-                dir.string().c_str());
+        std::printf(
+            "tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference: max %.4f, mean %.4f "
+            "(bounds %.2f / %.2f), least reference p %.2e\n",
+            last->token_ids.size(), last->elapsed_ms, last->decode_tok_s, last->max_delta, last->mean_delta,
+            kMaxLogprobDelta, kMaxMeanLogprobDelta, last->min_reference_probability);
+    std::printf(
+        "artifacts: %s/{verification.json, sse_transcript.ndjson, metrics_before.txt, metrics_after.txt, "
+        "health.json}\n",
+        dir.string().c_str());
     for (const std::string& f : global_failures) std::printf("FAILED %s\n", f.c_str());
     for (size_t k = 0; k < attempts.size(); ++k)
         for (const std::string& f : attempts[k].failures) std::printf("FAILED attempt %zu: %s\n", k + 1, f.c_str());
     if (!passed && last && last->failures.empty() && !last->word_found) {
         std::printf("FAILED (c): \"%s\" is in none of the %zu haikus:\n", word.c_str(), attempts.size());
-        for (size_t k = 0; k < attempts.size(); ++k) std::printf("--- attempt %zu ---\n%s\n", k + 1, attempts[k].haiku.c_str());
+        for (size_t k = 0; k < attempts.size(); ++k)
+            std::printf("--- attempt %zu ---\n%s\n", k + 1, attempts[k].haiku.c_str());
     }
     std::printf("%s\n", passed ? "PASSED" : "FAILED");
     return passed ? 0 : 1;

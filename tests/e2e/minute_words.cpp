@@ -9,9 +9,8 @@ namespace loom::test {
 
 std::string minute_word(int minute) {
     static const std::array<const char*, 20> kOnes = {
-        "zero",    "one",     "two",       "three",    "four",     "five",    "six",
-        "seven",   "eight",   "nine",      "ten",      "eleven",   "twelve",  "thirteen",
-        "fourteen", "fifteen", "sixteen",  "seventeen", "eighteen", "nineteen"};
+        "zero", "one",    "two",    "three",    "four",     "five",    "six",     "seven",     "eight",    "nine",
+        "ten",  "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"};
     static const std::array<const char*, 6> kTens = {"", "", "twenty", "thirty", "forty", "fifty"};
     if (minute < 0 || minute > 59) throw std::out_of_range("minute " + std::to_string(minute) + " is not in 0..59");
     if (minute < 20) return kOnes[static_cast<size_t>(minute)];

@@ -103,7 +103,8 @@ public:
             return inner_.execute(plan);
         }
         ++steps;
-        for (const auto& e : plan.entries) max_length = std::max(max_length, e.pos0 + static_cast<int>(e.tokens.size()));
+        for (const auto& e : plan.entries)
+            max_length = std::max(max_length, e.pos0 + static_cast<int>(e.tokens.size()));
         auto out = inner_.execute(plan);
         if (steps == eos_on_step) {
             REQUIRE(out.size() == 1);
@@ -321,7 +322,8 @@ TEST_CASE("seeded sampling at temperature 0.8 is reproducible and depends on the
     UNSCOPED_INFO("seed 1235: " << c.text);
 }
 
-TEST_CASE("top-k/top-p/penalty sampling gives the ids of the forward() + CPU Sampler loop", "[engine][generate][stories]") {
+TEST_CASE("top-k/top-p/penalty sampling gives the ids of the forward() + CPU Sampler loop",
+          "[engine][generate][stories]") {
     loom::engine::cpu::CpuBackend backend(stories().file, 0, 2);
     const std::vector<int32_t> prompt = stories().tok.encode("Once upon a time, there was a big dog");
     GenerateOptions o;
@@ -372,7 +374,8 @@ TEST_CASE("top-k/top-p/penalty sampling gives the ids of the forward() + CPU Sam
     }
 }
 
-TEST_CASE("a request that ends in an error throws RequestError and leaves no slot taken", "[engine][generate][stories]") {
+TEST_CASE("a request that ends in an error throws RequestError and leaves no slot taken",
+          "[engine][generate][stories]") {
     // 2 KV blocks of 16 positions: the 33rd position has no block, so the Engine ends the request.
     loom::engine::cpu::CpuBackend backend(stories().file, 0, 2, BatchLimits{1, 32, 512});
     CHECK_THROWS_WITH(generate(backend, stories().tok, std::vector<int32_t>{bos()}, greedy(100)),

@@ -75,7 +75,8 @@ std::vector<float> run(const std::vector<int>& sizes, bool with_companions) {
     for (size_t i = with_companions ? 1 : 0; i < companions.size(); ++i) companions[i].seq = kv.open();
 
     backend.set_step_logits_sink([&](int s, int pos0, int T, const float* rows) {
-        if (s == seq) std::copy(rows, rows + static_cast<size_t>(T) * n_vocab, &logits[static_cast<size_t>(pos0) * n_vocab]);
+        if (s == seq)
+            std::copy(rows, rows + static_cast<size_t>(T) * n_vocab, &logits[static_cast<size_t>(pos0) * n_vocab]);
     });
     SamplingParams greedy;
     greedy.temperature = 0;

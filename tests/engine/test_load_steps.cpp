@@ -39,9 +39,16 @@ TEST_CASE("make_backend without a callback reports nothing and still loads", "[e
 TEST_CASE("describe puts each step in words", "[engine][load]") {
     using loom::engine::describe;
     CHECK(describe({.kind = Kind::parse, .what = "llama, 5 layers"}) == "model: llama, 5 layers");
-    CHECK(describe({.kind = Kind::weights, .what = "GPU 0 (H100)", .bytes = 2000000000, .total = 2000000000, .seconds = 0.5}) ==
-          "loaded 2.00 GB of weights to GPU 0 (H100) in 0.50 s (4.0 GB/s)");
-    CHECK(describe({.kind = Kind::weights, .what = "GPU 0 (H100)", .bytes = 500000000, .total = 2000000000, .seconds = 0.25}) ==
+    CHECK(describe({.kind = Kind::weights,
+                    .what = "GPU 0 (H100)",
+                    .bytes = 2000000000,
+                    .total = 2000000000,
+                    .seconds = 0.5}) == "loaded 2.00 GB of weights to GPU 0 (H100) in 0.50 s (4.0 GB/s)");
+    CHECK(describe({.kind = Kind::weights,
+                    .what = "GPU 0 (H100)",
+                    .bytes = 500000000,
+                    .total = 2000000000,
+                    .seconds = 0.25}) ==
           "uploading 500.0 MB of 2.00 GB of weights to GPU 0 (H100) in 0.25 s (2.0 GB/s)");
     CHECK(describe({.kind = Kind::kv_cache, .bytes = 64000000, .tokens = 4096}) == "KV cache: 64.0 MB for 4096 tokens");
     CHECK(describe({.kind = Kind::graph_capture, .tokens = 8, .seconds = 0.0125}) ==

@@ -15,8 +15,7 @@ namespace {
 
 // A tiny model (d 8, 2 layers, 2 heads / 1 KV head, ffn 12, vocab 16) of architecture `arch`;
 // `edit` may override its metadata. Tensor data is left as zeros: only metadata and shapes matter.
-engine::ModelConfig parse_tiny(const std::string& arch = "llama",
-                               const std::function<void(gguf::Writer&)>& edit = {},
+engine::ModelConfig parse_tiny(const std::string& arch = "llama", const std::function<void(gguf::Writer&)>& edit = {},
                                TensorType q_type = TensorType::F32) {
     gguf::Writer w;
     w.set("general.architecture", Value::string(arch));
@@ -36,8 +35,10 @@ engine::ModelConfig parse_tiny(const std::string& arch = "llama",
     for (int l = 0; l < 2; ++l) {
         const std::string b = "blk." + std::to_string(l) + ".";
         tensor(b + "attn_norm.weight", {8});
-        if (q_type == TensorType::F32) tensor(b + "attn_q.weight", {8, 8});
-        else tensor(b + "attn_q.weight", {256, 8}, q_type);  // quantized types need 256-wide rows
+        if (q_type == TensorType::F32)
+            tensor(b + "attn_q.weight", {8, 8});
+        else
+            tensor(b + "attn_q.weight", {256, 8}, q_type);  // quantized types need 256-wide rows
         tensor(b + "attn_k.weight", {8, 4});
         tensor(b + "attn_v.weight", {8, 4});
         tensor(b + "attn_output.weight", {8, 8});
@@ -69,22 +70,21 @@ TEST_CASE("a tiny llama is read with its shapes, GQA and tied embeddings", "[eng
 }
 
 TEST_CASE("model errors name the architecture, the tensor type and tensor, or the key", "[engine][config]") {
-    CHECK_THROWS_WITH(parse_tiny("gpt2"),
-                      "unsupported architecture 'gpt2' (loom runs llama, qwen2, qwen3)");
-    CHECK_THROWS_WITH(parse_tiny("llama", {}, TensorType::IQ2_XS), "unsupported tensor type IQ2_XS in blk.0.attn_q.weight");
+    CHECK_THROWS_WITH(parse_tiny("gpt2"), "unsupported architecture 'gpt2' (loom runs llama, qwen2, qwen3)");
+    CHECK_THROWS_WITH(parse_tiny("llama", {}, TensorType::IQ2_XS),
+                      "unsupported tensor type IQ2_XS in blk.0.attn_q.weight");
     CHECK_THROWS_WITH(parse_tiny("llama", {}, TensorType::Q4_K),
                       "tensor blk.0.attn_q.weight has shape {256, 8}, the metadata implies {8, 8}");
-    CHECK_THROWS_WITH(parse_tiny("llama", [](gguf::Writer& w) {
-                          w.set("llama.rope.scaling.type", Value::string("yarn"));
-                      }),
-                      "rope scaling type 'yarn' (llama.rope.scaling.type) is not supported");
-    CHECK_THROWS_WITH(parse_tiny("llama", [](gguf::Writer& w) {
-                          w.set("llama.attention.head_count_kv", Value::i32_array({1, 1}));
-                      }),
+    CHECK_THROWS_WITH(
+        parse_tiny("llama", [](gguf::Writer& w) { w.set("llama.rope.scaling.type", Value::string("yarn")); }),
+        "rope scaling type 'yarn' (llama.rope.scaling.type) is not supported");
+    CHECK_THROWS_WITH(parse_tiny("llama",
+                                 [](gguf::Writer& w) {
+                                     w.set("llama.attention.head_count_kv", Value::i32_array({1, 1}));
+                                 }),
                       "metadata key 'llama.attention.head_count_kv' is a per-layer array; loom supports one value "
                       "for all layers");
-    CHECK_THROWS_WITH(parse_tiny("llama", [](gguf::Writer& w) {
-                          w.set("llama.attention.head_count_kv", Value::u32(3));
-                      }),
-                      "head_count 2 is not a multiple of head_count_kv 3");
+    CHECK_THROWS_WITH(
+        parse_tiny("llama", [](gguf::Writer& w) { w.set("llama.attention.head_count_kv", Value::u32(3)); }),
+        "head_count 2 is not a multiple of head_count_kv 3");
 }

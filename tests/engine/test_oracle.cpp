@@ -62,7 +62,7 @@ const test::OracleSpec& spec_named(const std::string& name) {
 }
 
 struct Agreement {
-    double max_delta = 0;  // max |log p(loom) - log p(transformers)| of transformers' greedy ids
+    double max_delta = 0;     // max |log p(loom) - log p(transformers)| of transformers' greedy ids
     int first_mismatch = -1;  // first step whose argmax differs, -1: none
     std::vector<double> logprobs;
 };
@@ -70,7 +70,8 @@ struct Agreement {
 // The logits before each of transformers' greedy ids: the prompt in one prefill pass, then the ids
 // one at a time (decode steps).
 std::vector<std::vector<float>> teacher_forced_logits(engine::Backend& backend, const Expected& e) {
-    std::vector<std::vector<float>> rows(e.ids.size(), std::vector<float>(static_cast<size_t>(backend.config().n_vocab)));
+    std::vector<std::vector<float>> rows(e.ids.size(),
+                                         std::vector<float>(static_cast<size_t>(backend.config().n_vocab)));
     engine::KvManager kv(backend);
     kv.forward(e.prompt, rows[0], false);
     for (size_t t = 1; t < e.ids.size(); ++t) kv.forward(std::span<const int32_t>(&e.ids[t - 1], 1), rows[t], false);
@@ -117,10 +118,10 @@ Agreement check_against_oracle(const std::string& backend, std::optional<engine:
 
 TEST_CASE("the CPU backend agrees with transformers on the oracle models", "[engine][oracle]") {
     for (const std::string& kind : test::tested_backends({"cpu"})) DYNAMIC_SECTION(kind) {
-        const auto expected = load_expected();
-        REQUIRE(expected.size() == test::oracle_specs().size());
-        for (const Expected& e : expected) check_against_oracle(kind, std::nullopt, e, kMaxCpuDelta);
-    }
+            const auto expected = load_expected();
+            REQUIRE(expected.size() == test::oracle_specs().size());
+            for (const Expected& e : expected) check_against_oracle(kind, std::nullopt, e, kMaxCpuDelta);
+        }
 }
 
 // Issue 20's acceptance bounds: 1e-2 with the default fp16 KV cache, 1e-3 with an f32 one. The
@@ -133,81 +134,82 @@ bool f16_weights(const Expected& e) { return e.name.ends_with("-f16"); }
 
 TEST_CASE("the CUDA backend agrees with transformers on the oracle models", "[gpu][oracle]") {
     for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
-        double sum_f16 = 0, sum_f32 = 0;  // CUDA vs CPU on the F32-weight models, summed
-        for (const Expected& e : load_expected()) {
-            const double f32_bound = f16_weights(e) ? kMaxCudaDeltaF16Kv : kMaxCudaDeltaF32Kv;
-            const Agreement cpu = check_against_oracle("cpu", std::nullopt, e, kMaxCpuDelta);
-            const Agreement f16 = check_against_oracle(kind, engine::KvCacheType::f16, e, kMaxCudaDeltaF16Kv);
-            const Agreement f32 = check_against_oracle(kind, engine::KvCacheType::f32, e, f32_bound);
-            double d16 = 0, d32 = 0;
-            for (size_t t = 0; t < cpu.logprobs.size(); ++t) {
-                d16 = std::max(d16, std::abs(f16.logprobs[t] - cpu.logprobs[t]));
-                d32 = std::max(d32, std::abs(f32.logprobs[t] - cpu.logprobs[t]));
+            double sum_f16 = 0, sum_f32 = 0;  // CUDA vs CPU on the F32-weight models, summed
+            for (const Expected& e : load_expected()) {
+                const double f32_bound = f16_weights(e) ? kMaxCudaDeltaF16Kv : kMaxCudaDeltaF32Kv;
+                const Agreement cpu = check_against_oracle("cpu", std::nullopt, e, kMaxCpuDelta);
+                const Agreement f16 = check_against_oracle(kind, engine::KvCacheType::f16, e, kMaxCudaDeltaF16Kv);
+                const Agreement f32 = check_against_oracle(kind, engine::KvCacheType::f32, e, f32_bound);
+                double d16 = 0, d32 = 0;
+                for (size_t t = 0; t < cpu.logprobs.size(); ++t) {
+                    d16 = std::max(d16, std::abs(f16.logprobs[t] - cpu.logprobs[t]));
+                    d32 = std::max(d32, std::abs(f32.logprobs[t] - cpu.logprobs[t]));
+                }
+                std::printf("[oracle] cuda vs cpu %-16s max |dlogprob|: kv f16 %.2e, kv f32 %.2e\n", e.name.c_str(),
+                            d16, d32);
+                CHECK(d32 <= f32_bound);
+                if (f16_weights(e)) continue;
+                sum_f16 += d16;
+                sum_f32 += d32;
             }
-            std::printf("[oracle] cuda vs cpu %-16s max |dlogprob|: kv f16 %.2e, kv f32 %.2e\n", e.name.c_str(), d16,
-                        d32);
-            CHECK(d32 <= f32_bound);
-            if (f16_weights(e)) continue;
-            sum_f16 += d16;
-            sum_f32 += d32;
+            std::printf("[oracle] cuda vs cpu, summed over the F32 models: kv f16 %.2e, kv f32 %.2e\n", sum_f16,
+                        sum_f32);
+            CHECK(sum_f32 < sum_f16);  // the f32 cache removes the fp16 rounding of K and V
         }
-        std::printf("[oracle] cuda vs cpu, summed over the F32 models: kv f16 %.2e, kv f32 %.2e\n", sum_f16, sum_f32);
-        CHECK(sum_f32 < sum_f16);  // the f32 cache removes the fp16 rounding of K and V
-    }
 }
 
 TEST_CASE("the CUDA backend refuses an unsupported head size before allocating anything", "[gpu][oracle]") {
     for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
-        // The oracle llama with head_dim 72: a budget of 1 byte would fail the VRAM plan
-        // (MemoryBudgetError), so a ModelError naming head_dim proves the check runs first.
-        const std::filesystem::path path = test::temp_dir() / "hd72.gguf";
-        test::write_oracle_model({"llama", 72}, path);
-        const gguf::File file = gguf::File::open(path);
-        engine::BatchLimits limits;
-        limits.vram_budget = 1;
-        CHECK_THROWS_WITH(engine::make_backend(kind, file, {.n_ctx = 64, .limits = limits}),
-                          test::contains("head_dim 72") && test::contains("llama.attention.key_length"));
-        CHECK_THROWS_AS(engine::make_backend(kind, file, {.n_ctx = 64, .limits = limits}), engine::ModelError);
-        const gguf::File ok = gguf::File::open(model_file(spec_named("llama-hd64")));
-        CHECK_THROWS_AS(engine::make_backend(kind, ok, {.n_ctx = 64, .limits = limits}), engine::MemoryBudgetError);
-    }
+            // The oracle llama with head_dim 72: a budget of 1 byte would fail the VRAM plan
+            // (MemoryBudgetError), so a ModelError naming head_dim proves the check runs first.
+            const std::filesystem::path path = test::temp_dir() / "hd72.gguf";
+            test::write_oracle_model({"llama", 72}, path);
+            const gguf::File file = gguf::File::open(path);
+            engine::BatchLimits limits;
+            limits.vram_budget = 1;
+            CHECK_THROWS_WITH(engine::make_backend(kind, file, {.n_ctx = 64, .limits = limits}),
+                              test::contains("head_dim 72") && test::contains("llama.attention.key_length"));
+            CHECK_THROWS_AS(engine::make_backend(kind, file, {.n_ctx = 64, .limits = limits}), engine::ModelError);
+            const gguf::File ok = gguf::File::open(model_file(spec_named("llama-hd64")));
+            CHECK_THROWS_AS(engine::make_backend(kind, ok, {.n_ctx = 64, .limits = limits}), engine::MemoryBudgetError);
+        }
 }
 
 // gpu_cuda_backend_tests' tolerances for quantized models: logits NMSE <= 1e-3 at every step,
 // argmax equal at >= 99 % of the steps; along each F32 model's transformers path.
 TEST_CASE("the CUDA backend equals the CPU backend on Q8_0 and Q4_K oracle models", "[gpu][oracle]") {
     for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
-        const std::vector<Expected> expected = load_expected();
-        int steps = 0, agree = 0;
-        double worst = 0;
-        for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
-            const std::string path_name = spec.arch + "-hd" + std::to_string(spec.head_dim);
-            const auto e = std::find_if(expected.begin(), expected.end(),
-                                        [&](const Expected& x) { return x.name == path_name; });
-            REQUIRE(e != expected.end());
-            const gguf::File file = gguf::File::open(model_file(spec));
-            const auto cpu = engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2});
-            const auto cuda = engine::make_backend(kind, file, {.n_ctx = 64});
-            const auto ref = teacher_forced_logits(*cpu, *e), got = teacher_forced_logits(*cuda, *e);
-            double model_worst = 0;
-            for (size_t t = 0; t < ref.size(); ++t) {
-                double err = 0, norm = 0;
-                for (size_t i = 0; i < ref[t].size(); ++i) {
-                    err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
-                    norm += double(ref[t][i]) * ref[t][i];
+            const std::vector<Expected> expected = load_expected();
+            int steps = 0, agree = 0;
+            double worst = 0;
+            for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
+                const std::string path_name = spec.arch + "-hd" + std::to_string(spec.head_dim);
+                const auto e = std::find_if(expected.begin(), expected.end(),
+                                            [&](const Expected& x) { return x.name == path_name; });
+                REQUIRE(e != expected.end());
+                const gguf::File file = gguf::File::open(model_file(spec));
+                const auto cpu = engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2});
+                const auto cuda = engine::make_backend(kind, file, {.n_ctx = 64});
+                const auto ref = teacher_forced_logits(*cpu, *e), got = teacher_forced_logits(*cuda, *e);
+                double model_worst = 0;
+                for (size_t t = 0; t < ref.size(); ++t) {
+                    double err = 0, norm = 0;
+                    for (size_t i = 0; i < ref[t].size(); ++i) {
+                        err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
+                        norm += double(ref[t][i]) * ref[t][i];
+                    }
+                    model_worst = std::max(model_worst, err / norm);
+                    const auto argmax = [](const std::vector<float>& v) {
+                        return std::max_element(v.begin(), v.end()) - v.begin();
+                    };
+                    agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
+                    ++steps;
                 }
-                model_worst = std::max(model_worst, err / norm);
-                const auto argmax = [](const std::vector<float>& v) {
-                    return std::max_element(v.begin(), v.end()) - v.begin();
-                };
-                agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
-                ++steps;
+                std::printf("[oracle] cuda vs cpu %-16s max logits NMSE %.2e\n", spec.name().c_str(), model_worst);
+                worst = std::max(worst, model_worst);
             }
-            std::printf("[oracle] cuda vs cpu %-16s max logits NMSE %.2e\n", spec.name().c_str(), model_worst);
-            worst = std::max(worst, model_worst);
+            std::printf("[oracle] cuda vs cpu, quantized: max NMSE %.2e, argmax %d/%d\n", worst, agree, steps);
+            CHECK(worst <= 1e-3);
+            CHECK(agree >= 0.99 * steps);
         }
-        std::printf("[oracle] cuda vs cpu, quantized: max NMSE %.2e, argmax %d/%d\n", worst, agree, steps);
-        CHECK(worst <= 1e-3);
-        CHECK(agree >= 0.99 * steps);
-    }
 }

@@ -88,8 +88,8 @@ Reference reference_sample(const SamplingParams& p, std::vector<float> l, const 
     for (const auto& [id, bias] : p.logit_bias) l[static_cast<size_t>(id)] += bias;
     const bool penalties = p.repetition_penalty != 1 || p.presence_penalty != 0 || p.frequency_penalty != 0;
     if (penalties && p.penalty_last_n != 0) {
-        const size_t window = p.penalty_last_n < 0 ? history.size()
-                                                   : std::min(history.size(), static_cast<size_t>(p.penalty_last_n));
+        const size_t window =
+            p.penalty_last_n < 0 ? history.size() : std::min(history.size(), static_cast<size_t>(p.penalty_last_n));
         std::map<int32_t, int> counts;
         for (size_t i = history.size() - window; i < history.size(); ++i) ++counts[history[i]];
         for (const auto& [token, count] : counts) {
@@ -218,9 +218,9 @@ TEST_CASE("token weights are round(exp(z) * 2^40), exact at the top and zero far
     CHECK(sm::weight(0.0) == sm::kTopWeight);
     CHECK(sm::weight(-0.0) == sm::kTopWeight);
     CHECK(sm::weight(-std::numeric_limits<double>::infinity()) == 0);
-    CHECK(sm::weight(-32.0) == 0);  // the cut: exp(-32) * 2^40 ≈ 0.014
+    CHECK(sm::weight(-32.0) == 0);                       // the cut: exp(-32) * 2^40 ≈ 0.014
     CHECK(sm::weight(std::nextafter(-32.0, 0.0)) == 0);  // rounds to 0 just inside
-    CHECK(sm::weight(-27.0) == 2);  // exp(-27) * 2^40 ≈ 2.07
+    CHECK(sm::weight(-27.0) == 2);                       // exp(-27) * 2^40 ≈ 2.07
     CHECK(sm::weight(-1e300) == 0);
     CHECK(sm::weight(std::log(0.5)) == sm::kTopWeight / 2);
     // The polynomial is within 0.01 of exp(z) * 2^40 before rounding, so the weight is within 0.51;
@@ -245,7 +245,8 @@ TEST_CASE("token weights are round(exp(z) * 2^40), exact at the top and zero far
     CHECK(sm::weight(-0x1.3b8dad901caap-1) == 593659601258);
     CHECK(sm::weight(-0x1.7294f584a2cp-3) == 917518924708);
     CHECK(sm::exponent(1.0f, 3.0f, 0.5f) == -4.0);
-    CHECK(sm::exponent(-std::numeric_limits<float>::infinity(), 3.0f, 0.5f) == -std::numeric_limits<double>::infinity());
+    CHECK(sm::exponent(-std::numeric_limits<float>::infinity(), 3.0f, 0.5f) ==
+          -std::numeric_limits<double>::infinity());
 }
 
 TEST_CASE("top-p targets, min-p thresholds and draw positions are exact integers", "[sampler][math]") {
@@ -268,7 +269,8 @@ TEST_CASE("top-p targets, min-p thresholds and draw positions are exact integers
         const int shift = 24 - exponent;
         const unsigned __int128 product = static_cast<unsigned __int128>(total) * m;
         const unsigned __int128 expected =
-            shift >= 128 ? (product != 0) : (product >> shift) + ((product & ((static_cast<unsigned __int128>(1) << shift) - 1)) != 0);
+            shift >= 128 ? (product != 0)
+                         : (product >> shift) + ((product & ((static_cast<unsigned __int128>(1) << shift) - 1)) != 0);
         REQUIRE(sm::top_p_target(total, fraction) == static_cast<uint64_t>(expected));
         const uint64_t bits = rng() >> 11;
         REQUIRE(sm::draw_position(bits, total) ==
@@ -281,9 +283,11 @@ TEST_CASE("top-p targets, min-p thresholds and draw positions are exact integers
     CHECK(sm::draw_position((uint64_t{1} << 53) - 1, sm::kTopWeight) == sm::kTopWeight - 1);
     CHECK(sm::draw_position(uint64_t{1} << 52, 7) == 3);
     // The order key sorts like the float (and ties -0 with +0).
-    const float ordered[] = {-std::numeric_limits<float>::infinity(), -1e30f, -1.0f, -1e-40f, 0.0f, 1e-40f, 0.5f, 1e30f};
+    const float ordered[] = {
+        -std::numeric_limits<float>::infinity(), -1e30f, -1.0f, -1e-40f, 0.0f, 1e-40f, 0.5f, 1e30f};
     for (size_t i = 0; i + 1 < std::size(ordered); ++i)
-        CHECK(sm::order_key(std::bit_cast<uint32_t>(ordered[i])) < sm::order_key(std::bit_cast<uint32_t>(ordered[i + 1])));
+        CHECK(sm::order_key(std::bit_cast<uint32_t>(ordered[i])) <
+              sm::order_key(std::bit_cast<uint32_t>(ordered[i + 1])));
     CHECK(sm::order_key(std::bit_cast<uint32_t>(-0.0f)) == sm::order_key(std::bit_cast<uint32_t>(0.0f)));
 }
 
@@ -625,7 +629,8 @@ TEST_CASE("seeded draws follow the target distribution (chi-square)", "[sampler]
         params.seed = 2024;
         Sampler sampler(params, 8);
         std::vector<double> observed(8, 0.0);
-        for (uint64_t step = 0; step < kDraws; ++step) observed[static_cast<size_t>(sampler.sample(logits, {}, step))] += 1;
+        for (uint64_t step = 0; step < kDraws; ++step)
+            observed[static_cast<size_t>(sampler.sample(logits, {}, step))] += 1;
         // The 0.999 quantile of chi-square(7) is 24.322.
         const double statistic = chi_square(observed, p, kDraws);
         INFO("chi-square = " << statistic);
@@ -661,7 +666,8 @@ TEST_CASE("seeded draws follow the target distribution (chi-square)", "[sampler]
             CHECK(candidate.probability == Approx(expected[static_cast<size_t>(candidate.token)]).epsilon(1e-6));
 
         std::vector<double> observed(8, 0.0);
-        for (uint64_t step = 0; step < kDraws; ++step) observed[static_cast<size_t>(sampler.sample(logits, {}, step))] += 1;
+        for (uint64_t step = 0; step < kDraws; ++step)
+            observed[static_cast<size_t>(sampler.sample(logits, {}, step))] += 1;
         std::vector<double> observed_kept;
         std::vector<double> expected_kept;
         for (size_t token = 0; token < 8; ++token) {
@@ -765,8 +771,8 @@ TEST_CASE("the sampler agrees with a full-sort reference of the documented seman
         for (auto& token : history) token = pick(rng) % 50;
 
         Sampler sampler(params, kVocab);
-        INFO("trial " << trial << " T=" << params.temperature << " top_k=" << params.top_k
-                      << " top_p=" << params.top_p << " min_p=" << params.min_p);
+        INFO("trial " << trial << " T=" << params.temperature << " top_k=" << params.top_k << " top_p=" << params.top_p
+                      << " min_p=" << params.min_p);
         for (uint64_t step = 0; step < 20; ++step) {
             const Reference expected = reference_sample(params, logits, history, step);
             REQUIRE(sampler.sample(logits, history, step) == expected.token);
@@ -903,9 +909,12 @@ TEST_CASE("time one sample at real vocabulary sizes", "[.perf]") {
         typical.min_p = 0.05f;
         SamplingParams plain;
         const Setup setups[] = {
-            {"greedy", greedy, &peaked},          {"top_p 0.9 peaked", top_p, &peaked},
-            {"top_p 0.9 flat", top_p, &flat},     {"top_k 40 + top_p 0.95 flat", top_k_p, &flat},
-            {"T0.7 rep1.1 top_p min_p", typical, &peaked}, {"T1 no filter flat", plain, &flat},
+            {"greedy", greedy, &peaked},
+            {"top_p 0.9 peaked", top_p, &peaked},
+            {"top_p 0.9 flat", top_p, &flat},
+            {"top_k 40 + top_p 0.95 flat", top_k_p, &flat},
+            {"T0.7 rep1.1 top_p min_p", typical, &peaked},
+            {"T1 no filter flat", plain, &flat},
         };
         for (const auto& setup : setups) {
             Sampler sampler(setup.params, n_vocab);
@@ -918,7 +927,8 @@ TEST_CASE("time one sample at real vocabulary sizes", "[.perf]") {
                 const double cpu_start = thread_cpu_micros();
                 (void)sampler.sample(*setup.logits, history, step);
                 cpu.push_back(thread_cpu_micros() - cpu_start);
-                wall.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+                wall.push_back(
+                    std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
             }
             std::sort(wall.begin(), wall.end());
             std::sort(cpu.begin(), cpu.end());

@@ -19,11 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (t.n_elems <= (1u << 16)) {
                 try {
                     (void)file.dequantize_tensor(t);
-                } catch (const loom::gguf::UnsupportedTypeError&) {
-                }
+                } catch (const loom::gguf::UnsupportedTypeError&) {}
             }
         }
-    } catch (const loom::gguf::Error&) {
-    }
+    } catch (const loom::gguf::Error&) {}
     return 0;
 }

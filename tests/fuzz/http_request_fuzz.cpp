@@ -46,7 +46,9 @@ const RouteTable& routes() {
             return r;
         };
         t.prefix[{"/v1/models/", "GET"}] = [](const HttpRequest& req) { return json_response({{"id", req.path}}); };
-        t.exact[{"/tokenize", "POST"}] = [](const HttpRequest& req) { return json_response({{"count", req.body.size()}}); };
+        t.exact[{"/tokenize", "POST"}] = [](const HttpRequest& req) {
+            return json_response({{"count", req.body.size()}});
+        };
         return t;
     }();
     return table;
@@ -116,7 +118,6 @@ bool serve_one(std::string_view& in) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view in(reinterpret_cast<const char*>(data), size);
-    for (int i = 0; i < 64 && serve_one(in); ++i) {
-    }
+    for (int i = 0; i < 64 && serve_one(in); ++i) {}
     return 0;
 }

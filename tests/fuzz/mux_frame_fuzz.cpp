@@ -23,14 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 if (again.method != r.method || again.path != r.path || again.query != r.query ||
                     again.headers != r.headers || again.body != r.body)
                     std::abort();
-            } catch (const MuxProtocolError&) {
-            }
+            } catch (const MuxProtocolError&) {}
             try {
                 decode_head(f->payload);
-            } catch (const MuxProtocolError&) {
-            }
+            } catch (const MuxProtocolError&) {}
         }
-    } catch (const MuxProtocolError&) {
-    }
+    } catch (const MuxProtocolError&) {}
     return 0;
 }

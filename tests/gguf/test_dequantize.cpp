@@ -122,7 +122,11 @@ void unpack_k4_scale_min_spec(const std::array<uint8_t, 12>& s, int j, int& sc, 
 }  // namespace
 
 TEST_CASE("F32 copies, F16 and BF16 widen bit-exactly", "[dequant]") {
-    const std::vector<float> f = {0.0f, -0.0f, 1.5f, -3.25e-20f, std::numeric_limits<float>::infinity(),
+    const std::vector<float> f = {0.0f,
+                                  -0.0f,
+                                  1.5f,
+                                  -3.25e-20f,
+                                  std::numeric_limits<float>::infinity(),
                                   std::numeric_limits<float>::denorm_min()};
     Bytes raw(f.size() * 4);
     std::memcpy(raw.data(), f.data(), raw.size());
@@ -131,9 +135,16 @@ TEST_CASE("F32 copies, F16 and BF16 widen bit-exactly", "[dequant]") {
 
     // fp16 bits -> the value each one encodes (2^-24 is the smallest subnormal, 65504 the largest).
     const std::vector<std::pair<uint16_t, float>> halves = {
-        {0x0000, 0.0f}, {0x3c00, 1.0f}, {0xc000, -2.0f}, {0x3555, 0.333251953125f}, {0x7bff, 65504.0f},
-        {0x0001, std::ldexp(1.0f, -24)}, {0x03ff, std::ldexp(1023.0f, -24)}, {0x0400, std::ldexp(1.0f, -14)},
-        {0x8001, -std::ldexp(1.0f, -24)}, {0x7c00, std::numeric_limits<float>::infinity()},
+        {0x0000, 0.0f},
+        {0x3c00, 1.0f},
+        {0xc000, -2.0f},
+        {0x3555, 0.333251953125f},
+        {0x7bff, 65504.0f},
+        {0x0001, std::ldexp(1.0f, -24)},
+        {0x03ff, std::ldexp(1023.0f, -24)},
+        {0x0400, std::ldexp(1.0f, -14)},
+        {0x8001, -std::ldexp(1.0f, -24)},
+        {0x7c00, std::numeric_limits<float>::infinity()},
         {0xfc00, -std::numeric_limits<float>::infinity()},
     };
     Bytes h(halves.size() * 2);
@@ -154,8 +165,13 @@ TEST_CASE("F32 copies, F16 and BF16 widen bit-exactly", "[dequant]") {
 
     // bf16 is the top half of an f32.
     const std::vector<std::pair<uint16_t, float>> bfs = {
-        {0x3f80, 1.0f}, {0xbfc0, -1.5f}, {0x7f7f, 3.3895313892515355e38f}, {0x0001, std::ldexp(1.0f, -133)},
-        {0x0080, std::ldexp(1.0f, -126)}, {0x7f80, std::numeric_limits<float>::infinity()}, {0x8000, -0.0f},
+        {0x3f80, 1.0f},
+        {0xbfc0, -1.5f},
+        {0x7f7f, 3.3895313892515355e38f},
+        {0x0001, std::ldexp(1.0f, -133)},
+        {0x0080, std::ldexp(1.0f, -126)},
+        {0x7f80, std::numeric_limits<float>::infinity()},
+        {0x8000, -0.0f},
     };
     Bytes b(bfs.size() * 2);
     for (size_t i = 0; i < bfs.size(); ++i) put_u16(b, 2 * i, bfs[i].first);
@@ -174,28 +190,28 @@ TEST_CASE("F16 and BF16 round to nearest even, overflow to inf, keep nan", "[deq
     using loom::gguf::float_to_half;
     const float one = 1.0f;
     // fp16 has 10 fraction bits: 1 + 2^-11 is the tie between 1 and 1 + 2^-10.
-    CHECK(float_to_half(one + std::ldexp(1.0f, -11)) == 0x3c00);               // tie -> even (down)
-    CHECK(float_to_half(one + 3 * std::ldexp(1.0f, -11)) == 0x3c02);           // tie -> even (up)
+    CHECK(float_to_half(one + std::ldexp(1.0f, -11)) == 0x3c00);                          // tie -> even (down)
+    CHECK(float_to_half(one + 3 * std::ldexp(1.0f, -11)) == 0x3c02);                      // tie -> even (up)
     CHECK(float_to_half(one + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)) == 0x3c01);  // above tie
     CHECK(float_to_half(65504.0f) == 0x7bff);
-    CHECK(float_to_half(65519.0f) == 0x7bff);   // below the 65520 midpoint
-    CHECK(float_to_half(65520.0f) == 0x7c00);   // rounds up past the largest finite -> inf
+    CHECK(float_to_half(65519.0f) == 0x7bff);  // below the 65520 midpoint
+    CHECK(float_to_half(65520.0f) == 0x7c00);  // rounds up past the largest finite -> inf
     CHECK(float_to_half(-1e10f) == 0xfc00);
-    CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001);       // smallest subnormal
-    CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);       // tie with 0 -> even (0)
-    CHECK(float_to_half(std::ldexp(1.5f, -25)) == 0x0001);       // above the tie
-    CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);       // 1.5 ulp tie -> even (2)
-    CHECK(float_to_half(std::ldexp(1023.0f, -24)) == 0x03ff);    // largest subnormal
-    CHECK(float_to_half(-std::ldexp(1.0f, -26)) == 0x8000);      // underflow keeps the sign
+    CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001);     // smallest subnormal
+    CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);     // tie with 0 -> even (0)
+    CHECK(float_to_half(std::ldexp(1.5f, -25)) == 0x0001);     // above the tie
+    CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);     // 1.5 ulp tie -> even (2)
+    CHECK(float_to_half(std::ldexp(1023.0f, -24)) == 0x03ff);  // largest subnormal
+    CHECK(float_to_half(-std::ldexp(1.0f, -26)) == 0x8000);    // underflow keeps the sign
     CHECK((float_to_half(std::numeric_limits<float>::quiet_NaN()) & 0x7fff) > 0x7c00);
     CHECK(float_to_half(std::numeric_limits<float>::infinity()) == 0x7c00);
 
     // bf16 has 7 fraction bits.
-    CHECK(float_to_bf16(one + std::ldexp(1.0f, -8)) == 0x3f80);       // tie -> even (down)
-    CHECK(float_to_bf16(one + 3 * std::ldexp(1.0f, -8)) == 0x3f82);   // tie -> even (up)
+    CHECK(float_to_bf16(one + std::ldexp(1.0f, -8)) == 0x3f80);         // tie -> even (down)
+    CHECK(float_to_bf16(one + 3 * std::ldexp(1.0f, -8)) == 0x3f82);     // tie -> even (up)
     CHECK(float_to_bf16(std::numeric_limits<float>::max()) == 0x7f80);  // rounds up into inf
     CHECK(float_to_bf16(std::numeric_limits<float>::denorm_min()) == 0x0000);
-    CHECK(float_to_bf16(std::ldexp(1.0f, -133)) == 0x0001);           // bf16 subnormal kept
+    CHECK(float_to_bf16(std::ldexp(1.0f, -133)) == 0x0001);  // bf16 subnormal kept
     CHECK((float_to_bf16(std::numeric_limits<float>::quiet_NaN()) & 0x7fff) > 0x7f80);
     CHECK((float_to_bf16(std::bit_cast<float>(0x7f800001u)) & 0x7fff) > 0x7f80);  // low-payload nan stays nan
 
@@ -279,7 +295,7 @@ TEST_CASE("Q5_0: bit i of qh is the fifth bit of element i", "[dequant]") {
     CHECK(l[0] == 1.0f);     // 17 - 16
     CHECK(l[16] == -14.0f);  // 2 - 16
     CHECK(l[15] == -16.0f);
-    CHECK(l[31] == 15.0f);   // 31 - 16
+    CHECK(l[31] == 15.0f);  // 31 - 16
 
     const float ds[3] = {0.5f, -2.0f, 0.03125f};
     std::vector<Bytes> blocks;
@@ -368,12 +384,12 @@ TEST_CASE("Q2_K: four 2-bit planes per half, scale and min nibbles", "[dequant]"
     put_half(literal, 80, 1.0f);
     put_half(literal, 82, 0.5f);
     const auto l = dequant(TensorType::Q2_K, literal, 256);
-    CHECK(l[0] == -1.0f);     // 1*0 - 0.5*2
-    CHECK(l[32] == 2.5f);     // 3*1 - 0.5*1
-    CHECK(l[64] == 10.0f);    // 5*2 - 0
-    CHECK(l[96] == -4.5f);    // 1*3 - 0.5*15
-    CHECK(l[16] == 6.0f);     // 2*3
-    CHECK(l[128] == 8.0f);    // 4*2
+    CHECK(l[0] == -1.0f);   // 1*0 - 0.5*2
+    CHECK(l[32] == 2.5f);   // 3*1 - 0.5*1
+    CHECK(l[64] == 10.0f);  // 5*2 - 0
+    CHECK(l[96] == -4.5f);  // 1*3 - 0.5*15
+    CHECK(l[16] == 6.0f);   // 2*3
+    CHECK(l[128] == 8.0f);  // 4*2
     CHECK(l[1] == -1.0f);
 
     const float ds[2] = {0.5f, -0.25f};
@@ -417,12 +433,12 @@ TEST_CASE("Q3_K: low 2 bits, inverted high bit in hmask, signed 6-bit scales", "
     literal[64] = 0x01;       // qs[32]: plane 0 = 1 -> element 128
     put_half(literal, 108, 0.5f);
     const auto l = dequant(TensorType::Q3_K, literal, 256);
-    CHECK(l[0] == 7.5f);     // 0.5 * 5 * (3 - 0)
-    CHECK(l[1] == -10.0f);   // 0.5 * 5 * (0 - 4)
-    CHECK(l[32] == -62.0f);  // 0.5 * 31 * (0 - 4)
-    CHECK(l[128] == -16.0f); // 0.5 * -32 * (1 - 0)
-    CHECK(l[144] == 64.0f);  // group 9: all-zero scale bits -> -32; 0.5 * -32 * (0 - 4)
-    CHECK(l[64] == 64.0f);   // group 4: 0.5 * -32 * (0 - 4)
+    CHECK(l[0] == 7.5f);      // 0.5 * 5 * (3 - 0)
+    CHECK(l[1] == -10.0f);    // 0.5 * 5 * (0 - 4)
+    CHECK(l[32] == -62.0f);   // 0.5 * 31 * (0 - 4)
+    CHECK(l[128] == -16.0f);  // 0.5 * -32 * (1 - 0)
+    CHECK(l[144] == 64.0f);   // group 9: all-zero scale bits -> -32; 0.5 * -32 * (0 - 4)
+    CHECK(l[64] == 64.0f);    // group 4: 0.5 * -32 * (0 - 4)
 
     const float ds[2] = {0.25f, -0.5f};
     std::vector<Bytes> blocks;
@@ -514,9 +530,9 @@ TEST_CASE("Q5_K: Q4_K plus bit j of qh[l] as the fifth bit", "[dequant]") {
     put_half(literal, 0, 0.5f);
     put_half(literal, 2, 0.25f);
     std::memcpy(literal.data() + 4, literal_scales, 12);
-    literal[16] = 0x11;  // qh[0]: bit 0 (sub-block 0), bit 4 (sub-block 4)
-    literal[48] = 0x3A;  // qs[0]
-    literal[112] = 0x07; // qs[64]
+    literal[16] = 0x11;   // qh[0]: bit 0 (sub-block 0), bit 4 (sub-block 4)
+    literal[48] = 0x3A;   // qs[0]
+    literal[112] = 0x07;  // qs[64]
     const auto l = dequant(TensorType::Q5_K, literal, 256);
     CHECK(l[0] == 11.75f);     // 0.5*1*26 - 0.25*5
     CHECK(l[32] == 1.5f);      // qh bit 1 clear: 0.5*2*3 - 0.25*6
@@ -565,12 +581,12 @@ TEST_CASE("Q6_K: ql nibbles, qh 2-bit pairs, int8 group scales", "[dequant]") {
     literal[192 + 8] = static_cast<uint8_t>(-128);
     put_half(literal, 208, 0.5f);
     const auto l = dequant(TensorType::Q6_K, literal, 256);
-    CHECK(l[0] == -33.0f);    // 0.5 * 3 * (10 - 32)
-    CHECK(l[32] == 13.0f);    // 0.5 * -2 * (19 - 32)
-    CHECK(l[64] == 2.5f);     // 0.5 * 1 * (37 - 32)
-    CHECK(l[96] == -14.0f);   // 0.5 * -1 * (60 - 32)
+    CHECK(l[0] == -33.0f);      // 0.5 * 3 * (10 - 32)
+    CHECK(l[32] == 13.0f);      // 0.5 * -2 * (19 - 32)
+    CHECK(l[64] == 2.5f);       // 0.5 * 1 * (37 - 32)
+    CHECK(l[96] == -14.0f);     // 0.5 * -1 * (60 - 32)
     CHECK(l[128] == -1088.0f);  // 0.5 * -128 * 17
-    CHECK(l[16] == 0.0f);     // group 1 scale 0
+    CHECK(l[16] == 0.0f);       // group 1 scale 0
 
     const float ds[2] = {0.0625f, -0.25f};
     std::vector<Bytes> blocks;
@@ -611,10 +627,10 @@ TEST_CASE("Unsupported types throw UnsupportedTypeError naming the tensor", "[de
         CHECK(std::string(e.what()) == "unsupported tensor type IQ4_NL");
     }
     const TensorType unsupported[] = {
-        TensorType::Q8_1,  TensorType::Q8_K,  TensorType::IQ2_XXS, TensorType::IQ2_XS, TensorType::IQ3_XXS,
-        TensorType::IQ1_S, TensorType::IQ4_NL, TensorType::IQ3_S,  TensorType::IQ2_S,  TensorType::IQ4_XS,
-        TensorType::I8,    TensorType::I16,   TensorType::I32,     TensorType::I64,    TensorType::F64,
-        TensorType::IQ1_M, TensorType::TQ1_0, TensorType::TQ2_0,   TensorType::MXFP4,
+        TensorType::Q8_1,  TensorType::Q8_K,   TensorType::IQ2_XXS, TensorType::IQ2_XS, TensorType::IQ3_XXS,
+        TensorType::IQ1_S, TensorType::IQ4_NL, TensorType::IQ3_S,   TensorType::IQ2_S,  TensorType::IQ4_XS,
+        TensorType::I8,    TensorType::I16,    TensorType::I32,     TensorType::I64,    TensorType::F64,
+        TensorType::IQ1_M, TensorType::TQ1_0,  TensorType::TQ2_0,   TensorType::MXFP4,
     };
     for (const auto type : unsupported) {
         INFO(loom::gguf::tensor_type_name(type));

@@ -28,7 +28,8 @@ TEST_CASE("a 4 GiB model-shaped file opens and validates in under 50 ms", "[gguf
         const std::string p = "blk." + std::to_string(l) + ".";
         for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output"})
             w.add_tensor(p + m + ".weight", TensorType::Q5_K, {4096, 4096}, none);
-        for (const char* m : {"ffn_gate", "ffn_up"}) w.add_tensor(p + m + ".weight", TensorType::Q5_K, {4096, 11008}, none);
+        for (const char* m : {"ffn_gate", "ffn_up"})
+            w.add_tensor(p + m + ".weight", TensorType::Q5_K, {4096, 11008}, none);
         w.add_tensor(p + "ffn_down.weight", TensorType::Q5_K, {11008, 4096}, none);
         w.add_tensor(p + "attn_norm.weight", TensorType::F32, {4096}, none);
         w.add_tensor(p + "ffn_norm.weight", TensorType::F32, {4096}, none);

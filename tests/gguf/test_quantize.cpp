@@ -65,7 +65,8 @@ std::vector<float> make_data(Dist dist, uint64_t seed) {
             case Dist::Outliers:
                 // One element in ~100 is 20..60 sigma, like the outlier channels of real weights.
                 x[i] = static_cast<float>(rng.normal());
-                if (rng.uniform() < 0.01) x[i] = static_cast<float>((rng.uniform() < 0.5 ? -1 : 1) * (20 + 40 * rng.uniform()));
+                if (rng.uniform() < 0.01)
+                    x[i] = static_cast<float>((rng.uniform() < 0.5 ? -1 : 1) * (20 + 40 * rng.uniform()));
                 break;
         }
     }
@@ -273,14 +274,10 @@ struct RmsLimit {
     double limits[4];
 };
 constexpr RmsLimit kRmsLimits[] = {
-    {TensorType::Q8_0, {0.0060, 0.0060, 0.0035, 0.0130}},
-    {TensorType::Q4_0, {0.0950, 0.0950, 0.0550, 0.1300}},
-    {TensorType::Q4_1, {0.0850, 0.0870, 0.0190, 0.1250}},
-    {TensorType::Q5_0, {0.0470, 0.0480, 0.0280, 0.0970}},
-    {TensorType::Q5_1, {0.0410, 0.0420, 0.0090, 0.0590}},
-    {TensorType::Q4_K, {0.0870, 0.0890, 0.0300, 0.1260}},
-    {TensorType::Q5_K, {0.0430, 0.0440, 0.0150, 0.0600}},
-    {TensorType::Q6_K, {0.0210, 0.0210, 0.0135, 0.0375}},
+    {TensorType::Q8_0, {0.0060, 0.0060, 0.0035, 0.0130}}, {TensorType::Q4_0, {0.0950, 0.0950, 0.0550, 0.1300}},
+    {TensorType::Q4_1, {0.0850, 0.0870, 0.0190, 0.1250}}, {TensorType::Q5_0, {0.0470, 0.0480, 0.0280, 0.0970}},
+    {TensorType::Q5_1, {0.0410, 0.0420, 0.0090, 0.0590}}, {TensorType::Q4_K, {0.0870, 0.0890, 0.0300, 0.1260}},
+    {TensorType::Q5_K, {0.0430, 0.0440, 0.0150, 0.0600}}, {TensorType::Q6_K, {0.0210, 0.0210, 0.0135, 0.0375}},
 };
 
 }  // namespace
@@ -290,9 +287,9 @@ TEST_CASE("can_quantize lists exactly the types with a quantizer", "[quant]") {
                               TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
                               TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
     for (const auto t : yes) CHECK(loom::gguf::can_quantize(t));
-    const TensorType no[] = {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q8_1, TensorType::Q8_K,
+    const TensorType no[] = {TensorType::Q2_K,   TensorType::Q3_K,   TensorType::Q8_1,  TensorType::Q8_K,
                              TensorType::IQ2_XS, TensorType::IQ4_NL, TensorType::TQ1_0, TensorType::MXFP4,
-                             TensorType::I8, TensorType::F64};
+                             TensorType::I8,     TensorType::F64};
     for (const auto t : no) {
         CHECK_FALSE(loom::gguf::can_quantize(t));
         float x[256] = {};
@@ -325,8 +322,8 @@ TEST_CASE("Quantizers stay within their per-block error bounds", "[quant]") {
                 const auto raw = quantize(type, x);
                 const auto y = dequantize(type, raw, kElems);
                 const auto c = check_bounds(type, x, y, raw);
-                INFO(loom::gguf::tensor_type_name(type) << " on " << dist_name(dist) << " seed " << seed << ": "
-                                                        << c.first);
+                INFO(loom::gguf::tensor_type_name(type)
+                     << " on " << dist_name(dist) << " seed " << seed << ": " << c.first);
                 CHECK(c.failures == 0);
             }
         }
@@ -405,7 +402,8 @@ TEST_CASE("Representable inputs round-trip exactly", "[quant]") {
     // Q8_0: x = q*d with |q| <= 127 and one |q| = 127 per block, d an fp16 value of either sign.
     std::vector<float> x8(kElems);
     for (uint64_t b = 0; b < kElems / 32; ++b) {
-        const float d = half_to_float(loom::gguf::float_to_half(static_cast<float>((0.001 + rng.uniform()) * (b % 2 ? -1 : 1))));
+        const float d =
+            half_to_float(loom::gguf::float_to_half(static_cast<float>((0.001 + rng.uniform()) * (b % 2 ? -1 : 1))));
         for (int j = 0; j < 32; ++j) x8[32 * b + j] = static_cast<float>(static_cast<int>(rng.next() % 255) - 127) * d;
         x8[32 * b + rng.next() % 32] = (rng.uniform() < 0.5 ? -127.0f : 127.0f) * d;
     }
@@ -414,7 +412,8 @@ TEST_CASE("Representable inputs round-trip exactly", "[quant]") {
     // Q4_0: x = (q-8)*d with q in 0..15 and one q = 0 per block (the extreme, -8d).
     std::vector<float> x4(kElems);
     for (uint64_t b = 0; b < kElems / 32; ++b) {
-        const float d = half_to_float(loom::gguf::float_to_half(static_cast<float>((0.01 + rng.uniform()) * (b % 3 ? 1 : -1))));
+        const float d =
+            half_to_float(loom::gguf::float_to_half(static_cast<float>((0.01 + rng.uniform()) * (b % 3 ? 1 : -1))));
         for (int j = 0; j < 32; ++j) x4[32 * b + j] = static_cast<float>(static_cast<int>(rng.next() % 16) - 8) * d;
         x4[32 * b + rng.next() % 32] = -8.0f * d;
     }

@@ -81,8 +81,7 @@ TEST_CASE("every tokenizer-vectors vocabulary parses", "[gguf][real]") {
         const auto n_tokens = f.at("tokenizer.ggml.tokens").as_array().size();
         CHECK(n_tokens >= 32000);
         CHECK(!f.get_string("tokenizer.ggml.model").empty());
-        if (const Value* types = f.find("tokenizer.ggml.token_type"))
-            CHECK(types->as_i32_array().size() == n_tokens);
+        if (const Value* types = f.find("tokenizer.ggml.token_type")) CHECK(types->as_i32_array().size() == n_tokens);
         ++count;
     }
     CHECK(count == 5);

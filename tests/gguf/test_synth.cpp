@@ -135,9 +135,21 @@ double packed_at(const Array& a, size_t i) {
     const size_t w = value_type_size(a.elem_type);
     const uint8_t* p = a.packed.data() + i * w;
     switch (a.elem_type) {
-        case ValueType::FLOAT32: { float f; std::memcpy(&f, p, 4); return f; }
-        case ValueType::INT32: { int32_t x; std::memcpy(&x, p, 4); return x; }
-        case ValueType::UINT32: { uint32_t x; std::memcpy(&x, p, 4); return x; }
+        case ValueType::FLOAT32: {
+            float f;
+            std::memcpy(&f, p, 4);
+            return f;
+        }
+        case ValueType::INT32: {
+            int32_t x;
+            std::memcpy(&x, p, 4);
+            return x;
+        }
+        case ValueType::UINT32: {
+            uint32_t x;
+            std::memcpy(&x, p, 4);
+            return x;
+        }
         default: FAIL("unexpected element type " << value_type_name(a.elem_type)); return 0;
     }
 }
@@ -175,10 +187,10 @@ TEST_CASE("every type on stories260k (llama, qwen2): tensors, metadata, tokenize
             CHECK(f.get_uint("general.file_type") == static_cast<uint32_t>(type));
             CHECK(f.at("general.file_type").type() == ValueType::UINT32);
             CHECK(f.get_uint("general.quantization_version") == 2);
-            const std::map<std::string, uint64_t> counts = {
-                {"context_length", 2048}, {"embedding_length", 64}, {"block_count", 5},
-                {"feed_forward_length", 172}, {"attention.head_count", 8}, {"attention.head_count_kv", 4},
-                {"rope.dimension_count", 8}, {"vocab_size", n_tokens}};
+            const std::map<std::string, uint64_t> counts = {{"context_length", 2048},    {"embedding_length", 64},
+                                                            {"block_count", 5},          {"feed_forward_length", 172},
+                                                            {"attention.head_count", 8}, {"attention.head_count_kv", 4},
+                                                            {"rope.dimension_count", 8}, {"vocab_size", n_tokens}};
             for (const auto& [k, v] : counts) {
                 INFO(a + k);
                 CHECK(f.at(a + k).type() == ValueType::UINT32);
@@ -345,8 +357,8 @@ TEST_CASE("q4_k_m mix on smollm2-135m (30 layers): Q6_K in the first and last ei
         CHECK(by_name.at(p + "ffn_down.weight").type == (more.contains(i) ? TensorType::Q6_K : TensorType::Q4_K));
         // 576-wide rows are no multiple of 256: Q6_K -> Q8_0, Q4_K -> Q5_0.
         CHECK(by_name.at(p + "attn_v.weight").type == (more.contains(i) ? TensorType::Q8_0 : TensorType::Q5_0));
-        for (const char* name : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "ffn_gate.weight",
-                                 "ffn_up.weight"})
+        for (const char* name :
+             {"attn_q.weight", "attn_k.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight"})
             CHECK(by_name.at(p + name).type == TensorType::Q5_0);
         CHECK(by_name.at(p + "attn_q.weight").ne == std::vector<uint64_t>{576, 576});
         CHECK(by_name.at(p + "attn_k.weight").ne == std::vector<uint64_t>{576, 192});
@@ -381,9 +393,12 @@ TEST_CASE("plans at the large shapes: untied output in Q6_K, rope_freqs, K types
     CHECK(plan.size() == 2 + 24 * 12);
     for (const auto& t : plan) {
         INFO(t.name);
-        if (t.ne.size() == 1) CHECK(t.type == TensorType::F32);
-        else if (t.ne[0] == 896) CHECK((t.type == TensorType::Q5_0 || t.type == TensorType::Q8_0));
-        else CHECK((t.type == TensorType::Q4_K || t.type == TensorType::Q6_K));
+        if (t.ne.size() == 1)
+            CHECK(t.type == TensorType::F32);
+        else if (t.ne[0] == 896)
+            CHECK((t.type == TensorType::Q5_0 || t.type == TensorType::Q8_0));
+        else
+            CHECK((t.type == TensorType::Q4_K || t.type == TensorType::Q6_K));
     }
 }
 

@@ -25,8 +25,7 @@ FormatError parse_error(const std::vector<uint8_t>& bytes) {
     throw std::logic_error("unreachable");
 }
 
-void expect_error(const RawGguf& f, const std::string& field_part, const std::string& what_part,
-                  int64_t offset = -1) {
+void expect_error(const RawGguf& f, const std::string& field_part, const std::string& what_part, int64_t offset = -1) {
     const FormatError e = parse_error(f.bytes);
     INFO(e.what());
     CHECK(e.field().find(field_part) != std::string::npos);
@@ -143,18 +142,16 @@ TEST_CASE("alignment errors", "[gguf][validation]") {
 
 TEST_CASE("tensor info errors", "[gguf][validation]") {
     const size_t infos = 24 + 8 + 20 + 4 + 8 + 5;  // header + kv "general.architecture" = "llama"
-    auto with_tensor = [](const std::string& name, const std::vector<uint64_t>& ne, uint32_t type,
-                          uint64_t offset, size_t data) {
+    auto with_tensor = [](const std::string& name, const std::vector<uint64_t>& ne, uint32_t type, uint64_t offset,
+                          size_t data) {
         RawGguf f;
         f.header(1, 1).kv_str("general.architecture", "llama").tensor(name, ne, type, offset).pad().data(data);
         return f;
     };
-    expect_error(with_tensor("w", {1, 1, 1, 1, 1}, 0, 0, 32), "tensor_infos[0] 'w' n_dims",
-                 "5 dimensions", infos + 9);
+    expect_error(with_tensor("w", {1, 1, 1, 1, 1}, 0, 0, 32), "tensor_infos[0] 'w' n_dims", "5 dimensions", infos + 9);
     expect_error(with_tensor("w", {4, 0}, 0, 0, 32), "'w' ne[1]", "dimension 0 is not positive");
     expect_error(with_tensor("w", {uint64_t(-5)}, 0, 0, 32), "'w' ne[0]", "dimension -5 is not positive");
-    expect_error(with_tensor("w", {uint64_t{1} << 32, uint64_t{1} << 32}, 0, 0, 32), "'w' ne[1]",
-                 "overflows int64");
+    expect_error(with_tensor("w", {uint64_t{1} << 32, uint64_t{1} << 32}, 0, 0, 32), "'w' ne[1]", "overflows int64");
     expect_error(with_tensor("w", {8}, 99, 0, 32), "'w' type", "unknown tensor type 99");
     expect_error(with_tensor("w", {8}, 4, 0, 32), "'w' type", "unknown tensor type 4");  // retired Q4_2
     expect_error(with_tensor("w", {33}, 2, 0, 64), "'w' ne[0]",
@@ -223,8 +220,7 @@ TEST_CASE("random byte corruption gives a parse or a gguf::Error, nothing else",
             for (const auto& t : f.tensors()) {
                 try {
                     (void)f.dequantize_tensor(t);
-                } catch (const UnsupportedTypeError&) {
-                }
+                } catch (const UnsupportedTypeError&) {}
             }
             ++parsed;
         } catch (const Error&) {

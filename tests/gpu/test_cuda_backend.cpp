@@ -115,8 +115,7 @@ TEST_CASE("CudaBackend's greedy tokens from BOS equal the CPU backend's", "[gpu]
     const std::vector<int32_t> gpu_seq = greedy(gpu, {m.bos}, kGreedyTokens);
     const auto diff = std::mismatch(cpu_seq.begin(), cpu_seq.end(), gpu_seq.begin());
     std::printf("[cuda-backend] %s greedy %d tokens from BOS: %s (first difference at %d)\n",
-                subject().model.label.c_str(), kGreedyTokens,
-                gpu_seq == cpu_seq ? "identical" : "DIFFERENT",
+                subject().model.label.c_str(), kGreedyTokens, gpu_seq == cpu_seq ? "identical" : "DIFFERENT",
                 diff.first == cpu_seq.end() ? -1 : static_cast<int>(diff.first - cpu_seq.begin()));
     CHECK(gpu_seq == cpu_seq);
 }
@@ -147,7 +146,7 @@ TEST_CASE("CudaBackend's teacher-forced logits match the CPU backend's", "[gpu][
         kv.forward(std::span<const int32_t>(seq.data(), first), out, true);
         for (int p = first; p < P; ++p)
             kv.forward(std::span<const int32_t>(&seq[p], 1), std::span<float>(&out[static_cast<size_t>(p) * V], V),
-                        false);
+                       false);
         compare("decode", out, ref, P, V);
     }
     SECTION("last-token logits and request errors") {

@@ -48,9 +48,12 @@ void check_rows(const std::vector<float>& x, int rows, int n, const std::string&
 
 TEST_CASE("argmax finds the largest logit of each row", "[gpu][argmax]") {
     uint32_t seed = 600;
-    struct Shape { int rows, n; };
+    struct Shape {
+        int rows, n;
+    };
     // SmolLM2 (49152) and Qwen2.5 (151936) vocabularies, odd and tiny rows.
-    for (const Shape s : {Shape{1, 49152}, Shape{3, 151936}, Shape{5, 37}, Shape{2, 1}, Shape{4, 1025}, Shape{8, 49152}})
+    for (const Shape s :
+         {Shape{1, 49152}, Shape{3, 151936}, Shape{5, 37}, Shape{2, 1}, Shape{4, 1025}, Shape{8, 49152}})
         check_rows(test::random_normal(static_cast<size_t>(s.rows) * s.n, seed++, 0.f, 5.f), s.rows, s.n,
                    std::to_string(s.rows) + "x" + std::to_string(s.n));
 }

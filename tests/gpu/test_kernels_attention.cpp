@@ -61,8 +61,10 @@ struct PagedCase : kcases::PagedInputs {
 
     // Stores value x at element `at` of an arena image of 16-bit words.
     void put(std::vector<uint16_t>& words, int64_t at, float x) const {
-        if (type == kernels::KvType::f32) std::memcpy(&words[static_cast<size_t>(2 * at)], &x, sizeof(float));
-        else words[static_cast<size_t>(at)] = gguf::float_to_half(x);
+        if (type == kernels::KvType::f32)
+            std::memcpy(&words[static_cast<size_t>(2 * at)], &x, sizeof(float));
+        else
+            words[static_cast<size_t>(at)] = gguf::float_to_half(x);
     }
 
     void check_arena() const {
@@ -140,9 +142,9 @@ void check_decode(const kcases::DecodeCase& dc) {
         const std::vector<float> got(out.begin() + static_cast<ptrdiff_t>(r) * c.q_dim,
                                      out.begin() + static_cast<ptrdiff_t>(r + 1) * c.q_dim);
         const double err = test::nmse(got, ref);
-        test::report_nmse("decode_attention", heads_name(h, type) + " len=" + std::to_string(lens[s]) + " of " +
-                                                  std::to_string(n_seq) + " seqs",
-                          err);
+        test::report_nmse(
+            "decode_attention",
+            heads_name(h, type) + " len=" + std::to_string(lens[s]) + " of " + std::to_string(n_seq) + " seqs", err);
         CHECK(err <= kAttentionMaxNmse);
     }
 }
@@ -234,9 +236,10 @@ TEST_CASE("rope_kv_cache_write equals rope then kv_cache_write, bit for bit", "[
                 cache_mismatches += cache_fused[i] != cache_separate[i];
                 written += cache_fused[i] != 0xFFFF;
             }
-            std::printf("[exact] rope_kv_cache_write %s %s: %zu tokens, %zu cache values written, %zu + %zu mismatches\n",
-                        h.name, style == kernels::RopeStyle::NeoX ? "neox" : "normal", positions.size(), written,
-                        row_mismatches, cache_mismatches);
+            std::printf(
+                "[exact] rope_kv_cache_write %s %s: %zu tokens, %zu cache values written, %zu + %zu mismatches\n",
+                h.name, style == kernels::RopeStyle::NeoX ? "neox" : "normal", positions.size(), written,
+                row_mismatches, cache_mismatches);
             CHECK(row_mismatches == 0);
             CHECK(cache_mismatches == 0);
             CHECK(written == static_cast<size_t>(n) * 2 * kv_dim);

@@ -53,7 +53,9 @@ TEST_CASE("swiglu matches the CPU reference", "[gpu][elementwise]") {
 
 TEST_CASE("swiglu_pairs equals swiglu on each row's gate and up values in the pair layout", "[gpu][elementwise]") {
     uint32_t seed = 850;
-    struct Shape { int rows, n; };
+    struct Shape {
+        int rows, n;
+    };
     for (const Shape s : {Shape{1, 1536}, Shape{8, 1536}, Shape{3, 14336}, Shape{5, 38}, Shape{512, 4864}}) {
         const std::string what = std::to_string(s.rows) + "x" + std::to_string(s.n);
         INFO(what);
@@ -110,7 +112,9 @@ TEST_CASE("add is the exact residual sum, in place or not", "[gpu][elementwise]"
 
 TEST_CASE("add_bias adds the bias to every row exactly", "[gpu][elementwise]") {
     uint32_t seed = 950;
-    struct Shape { int rows, n; };
+    struct Shape {
+        int rows, n;
+    };
     for (const Shape s : {Shape{1, 896}, Shape{7, 896}, Shape{5, 128}, Shape{3, 37}, Shape{1000, 1}}) {
         INFO(s.rows << "x" << s.n);
         const auto x = test::random_uniform(static_cast<size_t>(s.rows) * s.n, seed++, -2.f, 2.f);
@@ -131,9 +135,13 @@ TEST_CASE("add_bias adds the bias to every row exactly", "[gpu][elementwise]") {
 
 TEST_CASE("gather_rows copies the chosen rows exactly, repeats and any order included", "[gpu][elementwise]") {
     uint32_t seed = 990;
-    struct Shape { int src_rows; int64_t width; std::vector<int32_t> rows; };
-    for (const Shape& s : {Shape{9, 576, {8, 0, 3, 3}}, Shape{512, 4096, {511, 17, 0, 256, 255}},
-                           Shape{3, 37, {2}}, Shape{2, 100000, {1, 0}}}) {
+    struct Shape {
+        int src_rows;
+        int64_t width;
+        std::vector<int32_t> rows;
+    };
+    for (const Shape& s : {Shape{9, 576, {8, 0, 3, 3}}, Shape{512, 4096, {511, 17, 0, 256, 255}}, Shape{3, 37, {2}},
+                           Shape{2, 100000, {1, 0}}}) {
         INFO(s.src_rows << "x" << s.width << ", " << s.rows.size() << " rows");
         const auto src = test::random_uniform(static_cast<size_t>(s.src_rows) * s.width, seed++, -2.f, 2.f);
         std::vector<float> ref;

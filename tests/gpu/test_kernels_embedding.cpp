@@ -127,12 +127,15 @@ TEST_CASE("embedding_lookup rejects what it cannot do", "[gpu][embedding]") {
         CHECK(kernels::embedding_supports(type));
     for (const auto type : {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q8_1, TensorType::I32})
         CHECK_FALSE(kernels::embedding_supports(type));
-    CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q2_K, d_out.get(), 1, 256, d_ids.get(), 1, d_out.get(), nullptr),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q4_0, d_out.get(), 1, 48, d_ids.get(), 1, d_out.get(), nullptr),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q5_K, d_out.get(), 1, 128, d_ids.get(), 1, d_out.get(), nullptr),
-                    std::invalid_argument);
+    CHECK_THROWS_AS(
+        kernels::embedding_lookup(TensorType::Q2_K, d_out.get(), 1, 256, d_ids.get(), 1, d_out.get(), nullptr),
+        std::invalid_argument);
+    CHECK_THROWS_AS(
+        kernels::embedding_lookup(TensorType::Q4_0, d_out.get(), 1, 48, d_ids.get(), 1, d_out.get(), nullptr),
+        std::invalid_argument);
+    CHECK_THROWS_AS(
+        kernels::embedding_lookup(TensorType::Q5_K, d_out.get(), 1, 128, d_ids.get(), 1, d_out.get(), nullptr),
+        std::invalid_argument);
     CHECK_THROWS_AS(kernels::embedding_lookup(TensorType::Q8_0, reinterpret_cast<char*>(d_out.get()) + 2, 1, 32,
                                               d_ids.get(), 1, d_out.get(), nullptr),
                     std::invalid_argument);

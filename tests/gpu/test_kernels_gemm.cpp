@@ -86,8 +86,10 @@ void check_gemm(Gemm& g, const GemmCase& c) {
     CHECK(d_y.guard_intact());
     CHECK(d_ws.guard_intact());
     CHECK(err <= kGemmMaxNmse);
-    if (c.type == TensorType::F32) CHECK(err <= kGemmMaxNmseF32);
-    else CHECK(err16 <= kGemmMaxNmseF16Inputs);
+    if (c.type == TensorType::F32)
+        CHECK(err <= kGemmMaxNmseF32);
+    else
+        CHECK(err16 <= kGemmMaxNmseF16Inputs);
 }
 
 }  // namespace
@@ -109,10 +111,23 @@ TEST_CASE("dequantize_to_f16 equals the CPU dequantizer rounded to fp16, bit for
 TEST_CASE("dequantize_to_f16 rounds f32 like the CPU: ties to even, subnormals, overflow", "[gpu][gemm][dequantize]") {
     // Values at and around fp16's edges: halfway ties (1 + 2^-11 -> 1, 1 + 3*2^-11 -> up), the largest
     // finite 65504, the overflow threshold 65520, subnormals down to half the smallest (2^-25 -> 0).
-    std::vector<float> v = {1.f + std::ldexp(1.f, -11), 1.f + 3 * std::ldexp(1.f, -11), -1.f - std::ldexp(1.f, -11),
-                            65504.f, 65519.f, 65520.f, -70000.f, 3e38f, std::ldexp(1.f, -14),
-                            std::ldexp(1.f, -24), std::ldexp(1.f, -25), std::ldexp(3.f, -26), -std::ldexp(1.f, -20),
-                            1e-30f, 0.1f, -0.3f, 1234.567f};
+    std::vector<float> v = {1.f + std::ldexp(1.f, -11),
+                            1.f + 3 * std::ldexp(1.f, -11),
+                            -1.f - std::ldexp(1.f, -11),
+                            65504.f,
+                            65519.f,
+                            65520.f,
+                            -70000.f,
+                            3e38f,
+                            std::ldexp(1.f, -14),
+                            std::ldexp(1.f, -24),
+                            std::ldexp(1.f, -25),
+                            std::ldexp(3.f, -26),
+                            -std::ldexp(1.f, -20),
+                            1e-30f,
+                            0.1f,
+                            -0.3f,
+                            1234.567f};
     const auto scales = test::random_normal(4000, 77, 0.f, 1.f);
     for (size_t i = 0; i < scales.size(); ++i)
         v.push_back(scales[i] * std::ldexp(1.f, static_cast<int>(i % 48) - 30));  // 2^-30 .. 2^17
@@ -249,7 +264,8 @@ void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
     const cudaStream_t s = g.stream.get();
     d_y.poison();
 
-    const double dequant_us = median_us(s, [&] { kernels::dequantize_to_f16(type, d_w.get(), w16.get(), n_in, n_out, s); });
+    const double dequant_us =
+        median_us(s, [&] { kernels::dequantize_to_f16(type, d_w.get(), w16.get(), n_in, n_out, s); });
     const double convert_us =
         median_us(s, [&] { kernels::dequantize_to_f16(TensorType::F32, d_x.get(), x16.get(), n_in, n_rows, s); });
     const double cublas_us =
@@ -259,10 +275,11 @@ void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
     });
     const double flop = kcases::gemm_flops(n_in, n_out, n_rows);
     const double w_gb = kcases::gemm_dequantize_bytes(type, n_in, n_out) / 1e9;
-    std::printf("[timing] gemm %s: dequantize W %.1f us (%.0f GB/s) + convert X %.1f us + cuBLAS %.1f us "
-                "(%.1f TFLOP/s) | whole gemm %.1f us (%.1f TFLOP/s)\n",
-                c.name().c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us,
-                cublas_us, flop / (cublas_us * 1e-6) / 1e12, total_us, flop / (total_us * 1e-6) / 1e12);
+    std::printf(
+        "[timing] gemm %s: dequantize W %.1f us (%.0f GB/s) + convert X %.1f us + cuBLAS %.1f us "
+        "(%.1f TFLOP/s) | whole gemm %.1f us (%.1f TFLOP/s)\n",
+        c.name().c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us, cublas_us,
+        flop / (cublas_us * 1e-6) / 1e12, total_us, flop / (total_us * 1e-6) / 1e12);
     CHECK(test::count_unwritten(d_y.download()) == 0);
 }
 
@@ -270,6 +287,6 @@ void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
 
 TEST_CASE("gemm timing: dequantize vs cuBLAS", "[gpu][gemm][timing]") {
     Gemm g;
-    time_gemm(g, TensorType::Q4_1, 576, 1536, 512);     // SmolLM2 gate/up over a 512-token prompt
-    time_gemm(g, TensorType::Q4_0, 4096, 14336, 512);   // Llama-3-8B gate/up
+    time_gemm(g, TensorType::Q4_1, 576, 1536, 512);    // SmolLM2 gate/up over a 512-token prompt
+    time_gemm(g, TensorType::Q4_0, 4096, 14336, 512);  // Llama-3-8B gate/up
 }

@@ -56,7 +56,8 @@ void check_fused_chain(const FusedChainCase& c) {
     const uint32_t seed = c.seed;
     const std::string what = c.name();
     INFO(what);
-    const QuantMatrix A = kcases::random_matrix(type, n_mid, n, seed), B = kcases::random_matrix(type, n, n_mid, seed + 1);
+    const QuantMatrix A = kcases::random_matrix(type, n_mid, n, seed),
+                      B = kcases::random_matrix(type, n, n_mid, seed + 1);
     const auto x = test::random_uniform(static_cast<size_t>(n_vec) * n, seed + 2, -2.f, 2.f);
     const auto w1 = test::random_uniform(static_cast<size_t>(n), seed + 3, 0.5f, 1.5f);
     const auto w2 = test::random_uniform(static_cast<size_t>(n), seed + 4, 0.5f, 1.5f);
@@ -69,7 +70,8 @@ void check_fused_chain(const FusedChainCase& c) {
     for (auto* b : {&d_xw, &d_sums, &d_mid, &d_out}) b->poison();
     test::TestStream stream;
     kernels::norm_inputs(d_x.get(), d_w1.get(), d_xw.get(), d_sums.get(), n_vec, n, stream.get());
-    kernels::matvec_normed(type, d_a.get(), d_xw.get(), d_sums.get(), kMatvecEps, d_mid.get(), n, n_mid, n_vec, stream.get());
+    kernels::matvec_normed(type, d_a.get(), d_xw.get(), d_sums.get(), kMatvecEps, d_mid.get(), n, n_mid, n_vec,
+                           stream.get());
     const auto mid = d_mid.download();
     DeviceBuffer<float> d_act(static_cast<size_t>(n_vec) * n_mid / 2);
     d_act.poison();
@@ -79,11 +81,13 @@ void check_fused_chain(const FusedChainCase& c) {
     kernels::matvec_residual(type, d_b.get(), d_mid.get(), d_x.get(), d_w2.get(), d_xw.get(), d_sums.get(), n_mid, n,
                              n_vec, stream.get());
     const auto x_new = d_x.download(), xw_new = d_xw.download(), sums_new = d_sums.download();
-    kernels::matvec_normed(type, d_a.get(), d_xw.get(), d_sums.get(), kMatvecEps, d_out.get(), n, n_mid, n_vec, stream.get());
+    kernels::matvec_normed(type, d_a.get(), d_xw.get(), d_sums.get(), kMatvecEps, d_out.get(), n, n_mid, n_vec,
+                           stream.get());
     const auto out = d_out.download();
 
     // Each stage against f64 of the GPU's own input to it, so errors do not compound.
-    const auto ref_mid = kcases::matvec_reference(A, kcases::rmsnorm_reference_f64(widen(x), w1, n, kMatvecEps), n_mid, n, n_vec);
+    const auto ref_mid =
+        kcases::matvec_reference(A, kcases::rmsnorm_reference_f64(widen(x), w1, n, kMatvecEps), n_mid, n, n_vec);
     std::vector<double> ref_act(act.size());  // A's rows in the pair layout: [gate 2j, gate 2j+1, up 2j, up 2j+1]
     for (int t = 0; t < n_vec; ++t)
         for (int j = 0; j < n_mid / 2; ++j) {
@@ -98,15 +102,17 @@ void check_fused_chain(const FusedChainCase& c) {
         for (int i = 0; i < n; ++i) {
             const size_t e = static_cast<size_t>(t) * n + i;
             ref_xw[e] = static_cast<double>(x_new[e]) * w2[static_cast<size_t>(i)];
-            ref_sums[static_cast<size_t>(t) * n_sums + i / kernels::kNormRowsPerPartial] += static_cast<double>(x_new[e]) * x_new[e];
+            ref_sums[static_cast<size_t>(t) * n_sums + i / kernels::kNormRowsPerPartial] +=
+                static_cast<double>(x_new[e]) * x_new[e];
         }
-    const auto ref_out = kcases::matvec_reference(A, kcases::rmsnorm_reference_f64(widen(x_new), w2, n, kMatvecEps), n_mid, n, n_vec);
+    const auto ref_out =
+        kcases::matvec_reference(A, kcases::rmsnorm_reference_f64(widen(x_new), w2, n, kMatvecEps), n_mid, n, n_vec);
     const std::pair<const char*, double> errs[] = {{"normed", test::nmse(mid, ref_mid)},
-                                                  {"normed swiglu", test::nmse(act, ref_act)},
-                                                  {"residual", test::nmse(x_new, ref_x)},
-                                                  {"residual xw", test::nmse(xw_new, ref_xw)},
-                                                  {"residual sums", test::nmse(sums_new, ref_sums)},
-                                                  {"normed after residual", test::nmse(out, ref_out)}};
+                                                   {"normed swiglu", test::nmse(act, ref_act)},
+                                                   {"residual", test::nmse(x_new, ref_x)},
+                                                   {"residual xw", test::nmse(xw_new, ref_xw)},
+                                                   {"residual sums", test::nmse(sums_new, ref_sums)},
+                                                   {"normed after residual", test::nmse(out, ref_out)}};
     for (const auto& [stage, err] : errs) {
         test::report_nmse("matvec " + std::string(stage), what, err);
         INFO(stage);
@@ -133,7 +139,8 @@ void check_batch_invariance(const MatvecCase& c) {
     DeviceBuffer<uint8_t> d_m(m.bytes);
     DeviceBuffer<float> d_x(x), d_w(w), d_y(static_cast<size_t>(n_vec) * n_out);
     DeviceBuffer<float> d_xw(static_cast<size_t>(n_vec) * n_in), d_in_sums(static_cast<size_t>(n_vec) * in_sums);
-    DeviceBuffer<float> d_r(r), d_rw(static_cast<size_t>(n_vec) * n_out), d_out_sums(static_cast<size_t>(n_vec) * out_sums);
+    DeviceBuffer<float> d_r(r), d_rw(static_cast<size_t>(n_vec) * n_out),
+        d_out_sums(static_cast<size_t>(n_vec) * out_sums);
     test::TestStream stream;
     kernels::norm_inputs(d_x.get(), d_w.get(), d_xw.get(), d_in_sums.get(), n_vec, n_in, stream.get());
 
@@ -147,17 +154,17 @@ void check_batch_invariance(const MatvecCase& c) {
                                kMatvecEps, d_y.get() + yi, n_in, n_out, count, stream.get());
         got.push_back(d_y.download());
         if (n_out % 4 == 0) {
-            kernels::matvec_normed_swiglu(type, d_m.get(), d_xw.get() + xi,
-                                          d_in_sums.get() + static_cast<size_t>(t0) * in_sums, kMatvecEps,
-                                          d_y.get() + static_cast<size_t>(t0) * (n_out / 2), n_in, n_out, count,
-                                          stream.get());
+            kernels::matvec_normed_swiglu(
+                type, d_m.get(), d_xw.get() + xi, d_in_sums.get() + static_cast<size_t>(t0) * in_sums, kMatvecEps,
+                d_y.get() + static_cast<size_t>(t0) * (n_out / 2), n_in, n_out, count, stream.get());
             std::vector<float> act = d_y.download();
             act.resize(static_cast<size_t>(n_vec) * (n_out / 2));
             got.push_back(act);
         }
         d_r.upload(r);
         kernels::matvec_residual(type, d_m.get(), d_x.get() + xi, d_r.get() + yi, d_w.get(), d_rw.get() + yi,
-                                 d_out_sums.get() + static_cast<size_t>(t0) * out_sums, n_in, n_out, count, stream.get());
+                                 d_out_sums.get() + static_cast<size_t>(t0) * out_sums, n_in, n_out, count,
+                                 stream.get());
         got.push_back(d_r.download());
         got.push_back(d_rw.download());
         got.push_back(d_out_sums.download());
@@ -173,9 +180,10 @@ void check_batch_invariance(const MatvecCase& c) {
                             one[k].begin() + static_cast<std::ptrdiff_t>((t + 1) * per));
         }
     }
-    const std::vector<std::string> names = n_out % 4 == 0
-        ? std::vector<std::string>{"plain", "normed", "normed swiglu", "residual", "residual xw", "residual sums"}
-        : std::vector<std::string>{"plain", "normed", "residual", "residual xw", "residual sums"};
+    const std::vector<std::string> names =
+        n_out % 4 == 0
+            ? std::vector<std::string>{"plain", "normed", "normed swiglu", "residual", "residual xw", "residual sums"}
+            : std::vector<std::string>{"plain", "normed", "residual", "residual xw", "residual sums"};
     for (size_t k = 0; k < batched.size(); ++k) {
         INFO(names[k]);
         CHECK(test::count_unwritten(batched[k]) == 0);
@@ -225,7 +233,8 @@ TEST_CASE("matvec gives each vector the same bits alone or batched, in every mod
 TEST_CASE("matvec rejects what it cannot do", "[gpu][matvec]") {
     DeviceBuffer<float> buf(4096);
     float* p = buf.get();
-    for (const auto type : {TensorType::BF16, TensorType::Q5_1, TensorType::Q5_K}) CHECK(kernels::matvec_supports(type));
+    for (const auto type : {TensorType::BF16, TensorType::Q5_1, TensorType::Q5_K})
+        CHECK(kernels::matvec_supports(type));
     for (const auto type : {TensorType::Q2_K, TensorType::Q3_K, TensorType::Q8_1, TensorType::I32})
         CHECK_FALSE(kernels::matvec_supports(type));
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q2_K, p, p, p + 2048, 256, 1, 1, nullptr), std::invalid_argument);
@@ -236,7 +245,7 @@ TEST_CASE("matvec rejects what it cannot do", "[gpu][matvec]") {
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_K, p, p, p + 2048, 256, 1, kernels::kMaxMatvecVectors + 1, nullptr),
                     std::invalid_argument);
     CHECK_THROWS_AS(kernels::matvec(TensorType::Q4_K, p, p, p + 2048, 256, 1, 0, nullptr), std::invalid_argument);
-    CHECK_THROWS_AS(kernels::matvec(TensorType::Q8_0, reinterpret_cast<char*>(p) + 2, p + 1024, p + 2048, 32, 1, 1,
-                                    nullptr),
-                    std::invalid_argument);
+    CHECK_THROWS_AS(
+        kernels::matvec(TensorType::Q8_0, reinterpret_cast<char*>(p) + 2, p + 1024, p + 2048, 32, 1, 1, nullptr),
+        std::invalid_argument);
 }

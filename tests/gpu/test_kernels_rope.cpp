@@ -76,11 +76,13 @@ TEST_CASE("rope with no KV heads accepts a null k", "[gpu][rope]") {
     const std::vector<int32_t> positions = {3, 1000};
     const auto inv_freq = engine::cpu::rope_inv_freq(64, 10000.f, {});
     std::vector<float> ref = q;
-    for (int t = 0; t < 2; ++t) engine::cpu::rope(ref.data() + 64 * t, 64, positions[t], engine::RopeMode::Normal, inv_freq);
+    for (int t = 0; t < 2; ++t)
+        engine::cpu::rope(ref.data() + 64 * t, 64, positions[t], engine::RopeMode::Normal, inv_freq);
     DeviceBuffer<float> d_q(q);
     DeviceBuffer<int32_t> d_pos(positions);
     DeviceBuffer<float> d_freq(inv_freq);
-    kernels::rope(d_q.get(), nullptr, 2, 1, 0, 64, 64, 0, d_pos.get(), d_freq.get(), kernels::RopeStyle::Normal, nullptr);
+    kernels::rope(d_q.get(), nullptr, 2, 1, 0, 64, 64, 0, d_pos.get(), d_freq.get(), kernels::RopeStyle::Normal,
+                  nullptr);
     CHECK(test::nmse(d_q.download(), ref) <= kRopeMaxNmse);
     CHECK_THROWS_AS(kernels::rope(d_q.get(), nullptr, 2, 1, 1, 64, 64, 64, d_pos.get(), d_freq.get(),
                                   kernels::RopeStyle::Normal, nullptr),

@@ -111,8 +111,8 @@ struct Tally {
         ctx << where << " (T " << p.temperature << ", top_k " << p.top_k << ", top_p " << p.top_p << ", min_p "
             << p.min_p << ", rep " << p.repetition_penalty << ", pres " << p.presence_penalty << ", freq "
             << p.frequency_penalty << ", last_n " << p.penalty_last_n << ", bias " << p.logit_bias.size()
-            << ", history " << r.history.size() << ", seed " << p.seed << ", step " << r.step << ", n_top "
-            << r.n_top << ")";
+            << ", history " << r.history.size() << ", seed " << p.seed << ", step " << r.step << ", n_top " << r.n_top
+            << ")";
         if (gpu.error != cpu.error) {
             note(errors, ctx.str() + ": error '" + gpu.error + "' vs CPU '" + cpu.error + "'");
             return;
@@ -162,22 +162,21 @@ std::vector<float> random_logits(int n_vocab, std::mt19937_64& rng) {
     const float scale = kScales[rng() % 5];
     auto row = test::random_normal(static_cast<size_t>(n_vocab), static_cast<uint32_t>(rng()), 0.f, scale);
     switch (kind) {
-    case 1:  // exact ties everywhere
-        for (auto& x : row) x = std::round(x * 0.5f);
-        break;
-    case 2:  // about half banned
-        for (auto& x : row)
-            if (rng() % 2) x = -kInf;
-        break;
-    case 3:  // flat: one value repeated, a few higher ties
-        std::fill(row.begin(), row.end(), 0.5f);
-        for (int i = 0; i < 5; ++i) row[rng() % row.size()] = 1.5f;
-        break;
-    case 4:  // peaked: one token far above
-        row[rng() % row.size()] += 25.f;
-        break;
-    default:
-        break;
+        case 1:  // exact ties everywhere
+            for (auto& x : row) x = std::round(x * 0.5f);
+            break;
+        case 2:  // about half banned
+            for (auto& x : row)
+                if (rng() % 2) x = -kInf;
+            break;
+        case 3:  // flat: one value repeated, a few higher ties
+            std::fill(row.begin(), row.end(), 0.5f);
+            for (int i = 0; i < 5; ++i) row[rng() % row.size()] = 1.5f;
+            break;
+        case 4:  // peaked: one token far above
+            row[rng() % row.size()] += 25.f;
+            break;
+        default: break;
     }
     return row;
 }
@@ -227,7 +226,8 @@ struct Batch {
 
     std::vector<SampleRequest> requests() const {
         std::vector<SampleRequest> r;
-        for (size_t i = 0; i < params.size(); ++i) r.push_back({&params[i], histories[i], steps[i], n_tops[i], rows[i]});
+        for (size_t i = 0; i < params.size(); ++i)
+            r.push_back({&params[i], histories[i], steps[i], n_tops[i], rows[i]});
         return r;
     }
 };
@@ -451,8 +451,8 @@ TEST_CASE("GPU sampler timing", "[gpu][sampling][timing]") {
         const SamplingParams* params;
         int n_top;
     };
-    for (const Setup s : {Setup{"greedy", &greedy, -1}, Setup{"top_p 0.9", &top_p, -1},
-                          Setup{"top_p 0.9 + 5 logprobs", &top_p, 5}}) {
+    for (const Setup s :
+         {Setup{"greedy", &greedy, -1}, Setup{"top_p 0.9", &top_p, -1}, Setup{"top_p 0.9 + 5 logprobs", &top_p, 5}}) {
         for (const int n : {1, 32}) {
             std::vector<SampleRequest> requests;
             for (int i = 0; i < n; ++i) requests.push_back({s.params, {}, static_cast<uint64_t>(i), s.n_top, i});
@@ -467,8 +467,8 @@ TEST_CASE("GPU sampler timing", "[gpu][sampling][timing]") {
                 if (it >= 5) us.push_back(ms * 1000.f);
             }
             std::nth_element(us.begin(), us.begin() + static_cast<std::ptrdiff_t>(us.size() / 2), us.end());
-            std::printf("[timing] gpu sampler vocab %d rows %d %s: %.1f us/call (median of %zu)\n", n_vocab, n,
-                        s.name, static_cast<double>(us[us.size() / 2]), us.size());
+            std::printf("[timing] gpu sampler vocab %d rows %d %s: %.1f us/call (median of %zu)\n", n_vocab, n, s.name,
+                        static_cast<double>(us[us.size() / 2]), us.size());
             const auto out = h.sampler.results();
             for (const auto& o : out) CHECK(o.error.empty());
         }

@@ -53,16 +53,16 @@ TEST_CASE("a plan that fits gets device-resident arenas and aligned, disjoint su
         uint64_t alignment;
     };
     const std::vector<Request> requests = {
-        {Purpose::weights, 4096, 256},        {Purpose::weights, 1000, 256},   {Purpose::weights, 3 * kMiB, 4096},
-        {Purpose::weights, 1, 256},           {Purpose::weights, 12345, 1024}, {Purpose::kv_cache, 16 * kMiB, 256},
-        {Purpose::kv_cache, 16 * kMiB, 256},  {Purpose::workspace, 77, 256},   {Purpose::workspace, 4 * kMiB, 65536},
+        {Purpose::weights, 4096, 256},       {Purpose::weights, 1000, 256},   {Purpose::weights, 3 * kMiB, 4096},
+        {Purpose::weights, 1, 256},          {Purpose::weights, 12345, 1024}, {Purpose::kv_cache, 16 * kMiB, 256},
+        {Purpose::kv_cache, 16 * kMiB, 256}, {Purpose::workspace, 77, 256},   {Purpose::workspace, 4 * kMiB, 65536},
         {Purpose::workspace, 513, 512},
     };
     std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [begin, end) of every block
     std::array<uint64_t, kPurposeCount> requested{}, counts{};
     for (const auto& r : requests) {
         void* p = r.alignment == VramAllocator::kDefaultAlignment ? vram.allocate(r.purpose, r.bytes)
-                                                                   : vram.allocate(r.purpose, r.bytes, r.alignment);
+                                                                  : vram.allocate(r.purpose, r.bytes, r.alignment);
         const auto addr = reinterpret_cast<uintptr_t>(p);
         CHECK(addr % r.alignment == 0);
         ranges.emplace_back(addr, addr + r.bytes);

@@ -92,7 +92,7 @@ TEST_CASE("--vram-budget sizes the KV cache from what weights and workspace leav
     }();
     const uint64_t weights = reserved(h, "weights"), workspace = reserved(h, "workspace");
     const int all_blocks = h.at("kv_blocks_total");                              // 2048: 16 x 2048 tokens
-    const uint64_t tables = 16 * (2048 / 16) * sizeof(int32_t);                   // block tables, 16 sequences
+    const uint64_t tables = 16 * (2048 / 16) * sizeof(int32_t);                  // block tables, 16 sequences
     const uint64_t per_block = (reserved(h, "kv_cache") - tables) / all_blocks;  // K and V of every layer
     REQUIRE(per_block * all_blocks + tables == reserved(h, "kv_cache"));
     INFO("weights " << weights << ", workspace " << workspace << ", KV block " << per_block);

@@ -28,9 +28,7 @@ std::string heads_name(const Heads& h, KvType type) {
            std::to_string(h.head_dim) + " kv " + kernels::kv_type_name(type);
 }
 
-float cached(float x, KvType type) {
-    return type == KvType::f32 ? x : gguf::half_to_float(gguf::float_to_half(x));
-}
+float cached(float x, KvType type) { return type == KvType::f32 ? x : gguf::half_to_float(gguf::float_to_half(x)); }
 
 PagedInputs paged_inputs(const Heads& h, const std::vector<int>& lens, uint32_t seed, KvType type) {
     PagedInputs in;
@@ -122,8 +120,8 @@ std::vector<PrefillCase> prefill_test_cases() {
     uint32_t seed = 2000;
     for (const Heads& h : {kSmol, kQwen, kLlama})
         // One query; a short and a longer prompt; a later chunk of a prompt; one query over a long cache.
-        for (const auto& [T, pos0] : {std::pair{1, 0}, std::pair{17, 0}, std::pair{300, 0}, std::pair{45, 300},
-                                      std::pair{1, 2000}})
+        for (const auto& [T, pos0] :
+             {std::pair{1, 0}, std::pair{17, 0}, std::pair{300, 0}, std::pair{45, 300}, std::pair{1, 2000}})
             cases.push_back({h, T, pos0, seed += 10, KvType::f16});
     for (const auto& [h, T, pos0] : {std::tuple{kSmol, 2100, 0}, std::tuple{kLlama, 2048, 17},
                                      std::tuple{kWide, 70, 10}, std::tuple{kTiny, 8, 0}, std::tuple{kTiny, 8, 300}})

@@ -75,8 +75,7 @@ std::vector<PrefillCase> prefill_test_cases();
 std::vector<PrefillCase> prefill_head_grid_cases();
 
 // engine::cpu::attention of T queries (rows of n_head * head_dim) at pos0 .. over k/v (pos0 + T, kv_dim).
-std::vector<float> attention_reference(const Heads& h, const float* q, const float* k, const float* v, int T,
-                                       int pos0);
+std::vector<float> attention_reference(const Heads& h, const float* q, const float* k, const float* v, int T, int pos0);
 
 // kernel_bench's kv_cache_write (tokens, sequences), decode (context, batch) and prefill (tokens)
 // cases, run at each model's heads.

@@ -25,9 +25,9 @@ std::vector<gguf::PlannedTensor> plan(const BenchModel& m, gguf::SynthType type)
 
 std::vector<BenchModel> bench_models() {
     std::vector<BenchModel> models;
-    for (const auto& [name, arch] : {std::pair{"smollm2-135m", gguf::SynthArch::llama},
-                                     std::pair{"qwen2.5-0.5b", gguf::SynthArch::qwen2},
-                                     std::pair{"llama3-8b", gguf::SynthArch::llama}})
+    for (const auto& [name, arch] :
+         {std::pair{"smollm2-135m", gguf::SynthArch::llama}, std::pair{"qwen2.5-0.5b", gguf::SynthArch::qwen2},
+          std::pair{"llama3-8b", gguf::SynthArch::llama}})
         models.push_back({name, arch, gguf::parse_model_shape(name)});
     return models;
 }
@@ -61,7 +61,7 @@ std::vector<BenchMatrix> synth_matrices(const BenchModel& m) {
     std::set<BenchMatrix> out;
     const uint32_t plain_layer = m.shape.layers / 8;  // (i - n/8) % 3 == 0: not a "more bits" layer
     static const std::pair<const char*, const char*> kRoles[] = {
-        {"attn_q", "q"}, {"attn_k", "k"}, {"attn_v", "v"}, {"attn_output", "o"},
+        {"attn_q", "q"},      {"attn_k", "k"},  {"attn_v", "v"},     {"attn_output", "o"},
         {"ffn_gate", "gate"}, {"ffn_up", "up"}, {"ffn_down", "down"}};
     for (const auto type : kSynthTypes)
         for (const auto& t : plan(m, type)) {

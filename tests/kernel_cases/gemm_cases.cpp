@@ -29,10 +29,9 @@ void parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
 }  // namespace
 
 const std::vector<TensorType>& gemm_types() {
-    static const std::vector<TensorType> types = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
-                                                  TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
-                                                  TensorType::Q5_1, TensorType::Q8_0, TensorType::Q4_K,
-                                                  TensorType::Q5_K, TensorType::Q6_K};
+    static const std::vector<TensorType> types = {
+        TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+        TensorType::Q5_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
     return types;
 }
 
@@ -60,13 +59,10 @@ std::vector<GemmCase> gemm_test_cases() {
 }
 
 std::vector<GemmCase> gemm_prefill_cases() {
-    return {{TensorType::Q4_1, 576, 1536, 512, 7000},
-            {TensorType::Q4_K, 1536, 576, 512, 7001},
-            {TensorType::Q8_0, 576, 49152, 64, 7002},  // output projection
-            {TensorType::F16, 576, 49152, 9, 7003},
-            {TensorType::Q4_0, 4096, 14336, 1, 7004},  // Llama-3-8B gate/up
-            {TensorType::Q4_0, 4096, 14336, 9, 7005},
-            {TensorType::Q6_K, 14336, 4096, 9, 7006}};  // and down
+    return {{TensorType::Q4_1, 576, 1536, 512, 7000}, {TensorType::Q4_K, 1536, 576, 512, 7001},
+            {TensorType::Q8_0, 576, 49152, 64, 7002},                                             // output projection
+            {TensorType::F16, 576, 49152, 9, 7003},   {TensorType::Q4_0, 4096, 14336, 1, 7004},   // Llama-3-8B gate/up
+            {TensorType::Q4_0, 4096, 14336, 9, 7005}, {TensorType::Q6_K, 14336, 4096, 9, 7006}};  // and down
 }
 
 GemmInputs gemm_inputs(const GemmCase& c) {

@@ -52,8 +52,7 @@ GemmInputs gemm_inputs(const GemmCase& c);
 struct GemmReference {
     std::vector<double> exact, f16;
 };
-GemmReference gemm_reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out,
-                             int n_rows);
+GemmReference gemm_reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out, int n_rows);
 
 double gemm_flops(int n_in, int n_out, int n_rows);
 // Bytes of the dequantization: the quantized W read, its fp16 copy written.

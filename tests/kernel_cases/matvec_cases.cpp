@@ -35,8 +35,8 @@ std::string MatvecCase::name() const {
 }
 
 std::string FusedChainCase::name() const {
-    return type_name(type) + " n=" + std::to_string(n) + " mid=" + std::to_string(n_mid) + " T=" +
-           std::to_string(n_vec);
+    return type_name(type) + " n=" + std::to_string(n) + " mid=" + std::to_string(n_mid) +
+           " T=" + std::to_string(n_vec);
 }
 
 std::vector<MatvecCase> matvec_block32_cases() {
@@ -44,17 +44,24 @@ std::vector<MatvecCase> matvec_block32_cases() {
     // gate/up (4864x896), down (896x4864); odd: rows not a multiple of the warps per block, rows
     // shorter than one warp pass.
     return grid({TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0},
-                {{576, 576, 1}, {1536, 576, 2}, {576, 1536, 3}, {896, 896, 1}, {4864, 896, 5}, {896, 4864, 8},
-                 {37, 32, 1}, {131, 96, 4}, {1, 160, 7}},
+                {{576, 576, 1},
+                 {1536, 576, 2},
+                 {576, 1536, 3},
+                 {896, 896, 1},
+                 {4864, 896, 5},
+                 {896, 4864, 8},
+                 {37, 32, 1},
+                 {131, 96, 4},
+                 {1, 160, 7}},
                 1000);
 }
 
 std::vector<MatvecCase> matvec_kquant_cases() {
     // SmolLM2 down; Qwen2.5 down (19 super-blocks per row); odd.
-    return grid({TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K},
-                {{576, 1536, 1}, {576, 1536, 4}, {896, 4864, 1}, {896, 4864, 8}, {37, 256, 2}, {131, 512, 3},
-                 {1, 768, 6}},
-                2000);
+    return grid(
+        {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K},
+        {{576, 1536, 1}, {576, 1536, 4}, {896, 4864, 1}, {896, 4864, 8}, {37, 256, 2}, {131, 512, 3}, {1, 768, 6}},
+        2000);
 }
 
 std::vector<MatvecCase> matvec_half_cases() {
@@ -77,9 +84,9 @@ std::vector<MatvecCase> matvec_output_cases() {
 }
 
 std::vector<MatvecCase> matvec_batched_cases() {
-    auto cases = grid({TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
-                       TensorType::F16},
-                      {{576, 1536, 32}, {1536, 512, 12}, {131, 256, 9}}, 4500);
+    auto cases = grid(
+        {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16},
+        {{576, 1536, 32}, {1536, 512, 12}, {131, 256, 9}}, 4500);
     uint32_t seed = cases.back().seed + 1;
     cases.push_back({TensorType::F16, 37, 33, 32, seed++});  // the unaligned path
     cases.push_back({TensorType::F32, 64, 172, 17, seed++});
@@ -114,7 +121,8 @@ std::vector<NamedMatvecCase> matvec_bench_cases(const BenchModel& m) {
     std::vector<NamedMatvecCase> cases;
     for (const auto& mat : synth_matrices(m))
         for (const int n_vec : {1, 8})
-            cases.push_back({mat.role, mat.role + "/" + lower(type_name(mat.type)) + "/nvec:" + std::to_string(n_vec),
+            cases.push_back({mat.role,
+                             mat.role + "/" + lower(type_name(mat.type)) + "/nvec:" + std::to_string(n_vec),
                              {mat.type, mat.n_out, mat.n_in, n_vec, 3}});
     return cases;
 }
@@ -124,7 +132,8 @@ std::vector<NamedMatvecCase> fused_matvec_bench_cases(const BenchModel& m) {
     for (const auto& mat : synth_matrices(m)) {
         if (mat.role != "q" && mat.role != "gate" && mat.role != "o" && mat.role != "down") continue;
         for (const int n_vec : {1, 32})
-            cases.push_back({mat.role, mat.role + "/" + lower(type_name(mat.type)) + "/nvec:" + std::to_string(n_vec),
+            cases.push_back({mat.role,
+                             mat.role + "/" + lower(type_name(mat.type)) + "/nvec:" + std::to_string(n_vec),
                              {mat.type, mat.n_out, mat.n_in, n_vec, 3}});
     }
     return cases;

@@ -68,8 +68,7 @@ std::vector<float> matvec_vectors(const MatvecCase& c);
 std::vector<double> matvec_reference(const QuantMatrix& w, const std::vector<double>& x, int n_out, int n_in,
                                      int n_vec);
 // rmsnorm(x) * w per vector of n, in f64.
-std::vector<double> rmsnorm_reference_f64(const std::vector<double>& x, const std::vector<float>& w, int n,
-                                          double eps);
+std::vector<double> rmsnorm_reference_f64(const std::vector<double>& x, const std::vector<float>& w, int n, double eps);
 
 // Bytes one launch must move: W once, the vectors in and the products out.
 double matvec_bytes(gguf::TensorType type, int n_in, int n_out, int n_vec);

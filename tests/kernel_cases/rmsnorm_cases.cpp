@@ -15,18 +15,15 @@ std::string RmsnormCase::name() const {
 std::string AddRmsnormCase::name() const { return std::to_string(rows) + "x" + std::to_string(n); }
 
 std::vector<RmsnormCase> rmsnorm_test_cases() {
-    return {{1, 576, 1e-5f, false, 500},    // SmolLM2 decode
-            {7, 576, 1e-5f, false, 501},    // a short prompt
-            {5, 896, 1e-6f, false, 502},    // Qwen2.5-0.5B
-            {3, 1536, 1e-5f, false, 503},
-            {2, 4864, 1e-6f, false, 504},   // past the 4096 elements held in registers
-            {2, 4096, 1e-5f, true, 505},    // exactly the held elements, in place
-            {72, 64, 1e-6f, false, 506},    // per-head norm: 8 tokens x 9 heads of 64
-            {13, 37, 1e-5f, false, 507},    // fewer elements than threads, odd
-            {9, 1, 1e-5f, false, 508},
-            {3, 1000, 1e-5f, false, 509},   // not a multiple of the block size
-            {4, 896, 1e-6f, true, 510},
-            {2, 577, 1e-5f, true, 511}};
+    return {{1, 576, 1e-5f, false, 500},                                 // SmolLM2 decode
+            {7, 576, 1e-5f, false, 501},                                 // a short prompt
+            {5, 896, 1e-6f, false, 502},                                 // Qwen2.5-0.5B
+            {3, 1536, 1e-5f, false, 503}, {2, 4864, 1e-6f, false, 504},  // past the 4096 elements held in registers
+            {2, 4096, 1e-5f, true, 505},                                 // exactly the held elements, in place
+            {72, 64, 1e-6f, false, 506},                                 // per-head norm: 8 tokens x 9 heads of 64
+            {13, 37, 1e-5f, false, 507},                                 // fewer elements than threads, odd
+            {9, 1, 1e-5f, false, 508},    {3, 1000, 1e-5f, false, 509},  // not a multiple of the block size
+            {4, 896, 1e-6f, true, 510},   {2, 577, 1e-5f, true, 511}};
 }
 
 RmsnormCase rmsnorm_bench_case(const BenchModel& m, int tokens) {

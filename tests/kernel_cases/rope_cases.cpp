@@ -11,8 +11,8 @@ namespace loom::kcases {
 using engine::RopeMode;
 
 std::string RopeCase::name() const {
-    return std::string(mode == RopeMode::NeoX ? "neox" : "normal") + " T=" + std::to_string(n_tokens) + " h=" +
-           std::to_string(n_head) + "/" + std::to_string(n_head_kv) + " hd=" + std::to_string(head_dim) +
+    return std::string(mode == RopeMode::NeoX ? "neox" : "normal") + " T=" + std::to_string(n_tokens) +
+           " h=" + std::to_string(n_head) + "/" + std::to_string(n_head_kv) + " hd=" + std::to_string(head_dim) +
            (fused ? " fused" : "");
 }
 
@@ -35,8 +35,15 @@ std::vector<RopeCase> rope_test_cases() {
 
 RopeCase rope_bench_case(const BenchModel& m, int tokens) {
     const auto mode = m.arch == gguf::SynthArch::qwen2 ? RopeMode::NeoX : RopeMode::Normal;
-    return {tokens, static_cast<int>(m.shape.heads), static_cast<int>(m.shape.kv_heads), m.head_dim(),
-            m.shape.rope_base, mode, false, 4095, 14};
+    return {tokens,
+            static_cast<int>(m.shape.heads),
+            static_cast<int>(m.shape.kv_heads),
+            m.head_dim(),
+            m.shape.rope_base,
+            mode,
+            false,
+            4095,
+            14};
 }
 
 RopeInputs rope_inputs(const RopeCase& c) {

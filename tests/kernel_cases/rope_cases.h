@@ -31,8 +31,8 @@ std::vector<RopeCase> rope_test_cases();
 RopeCase rope_bench_case(const BenchModel& m, int tokens);
 
 struct RopeInputs {
-    std::vector<float> q;  // (n_tokens, q_stride) U(-1, 1) (seed)
-    std::vector<float> k;  // (n_tokens, k_stride) U(-1, 1) (seed + 1)
+    std::vector<float> q;            // (n_tokens, q_stride) U(-1, 1) (seed)
+    std::vector<float> k;            // (n_tokens, k_stride) U(-1, 1) (seed + 1)
     std::vector<int32_t> positions;  // in [0, max_pos], the first max_pos (seed + 2)
     std::vector<float> inv_freq;     // engine::cpu::rope_inv_freq(head_dim, base)
 };

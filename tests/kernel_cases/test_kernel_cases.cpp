@@ -79,9 +79,9 @@ TEST_CASE("every case list is non-empty with distinct seeds", "[kernel_cases]") 
 
 TEST_CASE("the matvec and gemm references agree with the engine's f32 matmul", "[kernel_cases]") {
     engine::cpu::ThreadPool pool(2);
-    for (const kcases::MatvecCase c : {kcases::MatvecCase{TensorType::Q4_0, 37, 96, 3, 1},
-                                       kcases::MatvecCase{TensorType::Q6_K, 20, 512, 2, 2},
-                                       kcases::MatvecCase{TensorType::F16, 5, 33, 4, 3}}) {
+    for (const kcases::MatvecCase c :
+         {kcases::MatvecCase{TensorType::Q4_0, 37, 96, 3, 1}, kcases::MatvecCase{TensorType::Q6_K, 20, 512, 2, 2},
+          kcases::MatvecCase{TensorType::F16, 5, 33, 4, 3}}) {
         INFO(c.name());
         const auto in = kcases::matvec_inputs(c);
         CHECK(zeros(in.x) == 0);

@@ -40,11 +40,12 @@ public:
             if (ec) return self->fail("connect: " + ec.message());
             net::async_write(self->socket_, net::buffer(self->request_), [self](beast::error_code ec, size_t) {
                 if (ec) return self->fail("write: " + ec.message());
-                bhttp::async_read_header(self->socket_, self->buf_, self->parser_, [self](beast::error_code ec, size_t) {
-                    if (ec) return self->fail("head: " + ec.message());
-                    self->out_.status = self->parser_.get().result_int();
-                    self->read();
-                });
+                bhttp::async_read_header(self->socket_, self->buf_, self->parser_,
+                                         [self](beast::error_code ec, size_t) {
+                                             if (ec) return self->fail("head: " + ec.message());
+                                             self->out_.status = self->parser_.get().result_int();
+                                             self->read();
+                                         });
             });
         });
     }
@@ -73,10 +74,14 @@ private:
             std::string ev = pending_.substr(0, end);
             pending_.erase(0, end + 2);
             if (ev.rfind("data: ", 0) == 0) ev.erase(0, 6);
-            if (ev == "[DONE]") out_.done = true;
-            else if (out_.done) out_.failure = "an event after [DONE]";
-            else if (ev.rfind("{\"error\"", 0) == 0) out_.error_event = true;
-            else ++out_.events;
+            if (ev == "[DONE]")
+                out_.done = true;
+            else if (out_.done)
+                out_.failure = "an event after [DONE]";
+            else if (ev.rfind("{\"error\"", 0) == 0)
+                out_.error_event = true;
+            else
+                ++out_.events;
         }
     }
 
@@ -105,8 +110,10 @@ private:
 // POSTs `body` to 127.0.0.1:port `target` on `n` connections at once and waits for every answer.
 inline std::vector<SwarmOutcome> run_swarm(int port, const std::string& target, const std::string& body, int n) {
     namespace net = swarm_detail::net;
-    const std::string request = "POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    const std::string request = "POST " + target +
+                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                "Content-Length: " +
+                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
     std::vector<SwarmOutcome> out(static_cast<size_t>(n));
     net::io_context ioc;
     const swarm_detail::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));

@@ -47,9 +47,8 @@ bool eventually(const std::function<bool()>& ok, milliseconds limit = millisecon
 
 // A stream whose head may come much later (a queued request): opened on its own thread.
 std::future<std::unique_ptr<SseStream>> open_later(int port, const json& body) {
-    return std::async(std::launch::async, [port, body] {
-        return std::make_unique<SseStream>(port, "/v1/completions", body.dump());
-    });
+    return std::async(std::launch::async,
+                      [port, body] { return std::make_unique<SseStream>(port, "/v1/completions", body.dump()); });
 }
 
 // One CPU worker with a single sequence (on the CPU whatever the host: the timings here assume its
@@ -116,7 +115,7 @@ TEST_CASE("RateLimiter: requests and tokens per minute, Retry-After until the bu
     const auto over = limiter.take(alice, 100, t0);
     CHECK_FALSE(over.allowed);
     CHECK(over.limit == "requests");
-    CHECK(over.retry_after_s == 30);  // one request at 2 a minute
+    CHECK(over.retry_after_s == 30);                                               // one request at 2 a minute
     for (int i = 0; i < 10; ++i) CHECK(limiter.take(bob, 1'000'000, t0).allowed);  // no limits
     CHECK_FALSE(limiter.take(alice, 100, t0 + milliseconds(29'000)).allowed);
     CHECK(limiter.take(alice, 100, t0 + milliseconds(30'000)).allowed);
@@ -238,9 +237,10 @@ TEST_CASE("a batch request waiting longer than --promote-after goes before a lat
     second->disconnect();
 }
 
-TEST_CASE("a client that leaves while queued is out of the queue at once; one that leaves mid-stream frees "
-          "the worker's sequence and KV blocks",
-          "[admission][disconnect]") {
+TEST_CASE(
+    "a client that leaves while queued is out of the queue at once; one that leaves mid-stream frees "
+    "the worker's sequence and KV blocks",
+    "[admission][disconnect]") {
     OneSlot c({});
     auto a = c.occupy();
     HttpConnection queued(c.orch.port());
@@ -253,8 +253,9 @@ TEST_CASE("a client that leaves while queued is out of the queue at once; one th
          << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count() << " ms");
     CHECK(metric(c.worker.port(), kRunning) == 1);  // only the stream that holds the slot
     // It never reached a worker.
-    CHECK_FALSE(find_metric(c.orch.port(), "loom_orchestrator_routing_decisions_total{policy=\"least-load\","
-                                           "reason=\"queued\"}"));
+    CHECK_FALSE(find_metric(c.orch.port(),
+                            "loom_orchestrator_routing_decisions_total{policy=\"least-load\","
+                            "reason=\"queued\"}"));
     a->disconnect();
     wait_metric(c.worker.port(), kRunning, 0);
     wait_metric(c.worker.port(), kKvUsage, 0);
@@ -290,8 +291,7 @@ TEST_CASE("timeout: a stream ends with a timeout error event, a whole answer is 
     a->disconnect();
 }
 
-TEST_CASE("per-key limits from --api-keys: the key over its budget gets 429, the others do not",
-          "[admission][keys]") {
+TEST_CASE("per-key limits from --api-keys: the key over its budget gets 429, the others do not", "[admission][keys]") {
     const auto file = temp_dir() / "admission-keys.json";
     std::ofstream(file) << R"({"keys": [
         {"key": "alice-secret-1", "name": "alice", "requests_per_minute": 2},
@@ -317,8 +317,7 @@ TEST_CASE("per-key limits from --api-keys: the key over its budget gets 429, the
     CHECK(log.find("bob-secret-2") == std::string::npos);
 }
 
-TEST_CASE("bad priority and timeout are 400s naming the field; a bad --api-keys file exits 2",
-          "[admission][errors]") {
+TEST_CASE("bad priority and timeout are 400s naming the field; a bad --api-keys file exits 2", "[admission][errors]") {
     OneSlot c({});
     for (const json& bad : {json{{"priority", "urgent"}}, json{{"timeout", 0}}, json{{"timeout", "1"}}}) {
         const HttpReply r = post(c.orch.port(), "/v1/completions", with(with(kPrompt, {{"max_tokens", 2}}), bad));
@@ -326,8 +325,8 @@ TEST_CASE("bad priority and timeout are 400s naming the field; a bad --api-keys 
         CHECK(r.status == 400);
         CHECK(error_param(r) == bad.begin().key());
     }
-    CHECK(post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 2}, {"priority", "batch"},
-                                                                  {"timeout", 30}}))
+    CHECK(post(c.orch.port(), "/v1/completions",
+               with(kPrompt, {{"max_tokens", 2}, {"priority", "batch"}, {"timeout", 30}}))
               .status == 200);
 
     const auto file = temp_dir() / "admission-bad-keys.json";

@@ -14,7 +14,8 @@ namespace {
 
 using namespace loom::test;
 
-const std::string kPreset = R"({"name":"teller","model":"stories260K","system":"Lily had a dog.","parameters":{"temperature":0}})";
+const std::string kPreset =
+    R"({"name":"teller","model":"stories260K","system":"Lily had a dog.","parameters":{"temperature":0}})";
 
 struct Served {
     Worker worker{std::vector<std::string>{}};
@@ -34,8 +35,8 @@ CommandResult run_loom(const std::string& args) { return run_command(loom_bin() 
 TEST_CASE("loom ps: a table and --json with backend, memory, context and tokens/s", "[cli][ps]") {
     Served s;
     // 30 tokens relayed in the last minute: 0.5 tokens/s.
-    post_ok(s.orch.port(), "/v1/completions", {{"model", "stories260K"}, {"prompt", "Once"}, {"max_tokens", 30},
-                                              {"ignore_eos", true}});
+    post_ok(s.orch.port(), "/v1/completions",
+            {{"model", "stories260K"}, {"prompt", "Once"}, {"max_tokens", 30}, {"ignore_eos", true}});
     CommandResult r = run_loom("ps --json --orchestrator " + s.url());
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
@@ -77,11 +78,16 @@ TEST_CASE("loom models: served models and presets, a table and --json", "[cli][m
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     const json j = json::parse(r.out);
-    const json expected = json::array(
-        {{{"name", "stories260K"}, {"type", "model"}, {"base_model", "stories260K"}, {"workers", 1},
-          {"backends", {backend()}}},
-         {{"name", "teller"}, {"type", "preset"}, {"base_model", "stories260K"}, {"workers", 1},
-          {"backends", {backend()}}}});
+    const json expected = json::array({{{"name", "stories260K"},
+                                        {"type", "model"},
+                                        {"base_model", "stories260K"},
+                                        {"workers", 1},
+                                        {"backends", {backend()}}},
+                                       {{"name", "teller"},
+                                        {"type", "preset"},
+                                        {"base_model", "stories260K"},
+                                        {"workers", 1},
+                                        {"backends", {backend()}}}});
     CHECK(j.at("models") == expected);
 
     r = run_command("LOOM_API_KEY=sesame " + loom_bin() + " models --orchestrator " + s.url());

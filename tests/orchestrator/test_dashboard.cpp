@@ -68,7 +68,8 @@ TEST_CASE("GET / serves the dashboard: HTML that loads nothing from elsewhere", 
     CHECK(http_request(orch.port(), "POST", "/").status == 405);
 }
 
-TEST_CASE("/dashboard/state: the CPU worker, and each ended request with its token counts", "[orchestrator][dashboard]") {
+TEST_CASE("/dashboard/state: the CPU worker, and each ended request with its token counts",
+          "[orchestrator][dashboard]") {
     CpuWorker w({});
     OrchestratorProcess orch({w.port()});
     json s = state(orch.port());
@@ -83,8 +84,11 @@ TEST_CASE("/dashboard/state: the CPU worker, and each ended request with its tok
     CHECK(s.at("requests").empty());
     CHECK(sum(s.at("throughput").at("cluster")) == 0);
 
-    const json chat = {{"model", "stories260K"}, {"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
-                       {"max_tokens", 24}, {"temperature", 0}, {"stream_options", {{"include_usage", true}}}};
+    const json chat = {{"model", "stories260K"},
+                       {"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
+                       {"max_tokens", 24},
+                       {"temperature", 0},
+                       {"stream_options", {{"include_usage", true}}}};
     const Streamed streamed = stream(orch.port(), "/v1/chat/completions", chat);
     REQUIRE(streamed.usage.is_object());
     s = state_when(orch.port(), [](const json& j) { return j.at("requests").size() == 1; });
@@ -103,9 +107,9 @@ TEST_CASE("/dashboard/state: the CPU worker, and each ended request with its tok
     CHECK(r.at("ttft_s").get<double>() <= r.at("duration_s").get<double>());
 
     // A whole answer: its usage's counts; the newest request comes first.
-    const json whole = post_ok(orch.port(), "/v1/completions",
-                               {{"model", "stories260K"}, {"prompt", "Once upon a time"}, {"max_tokens", 7},
-                                {"temperature", 0}});
+    const json whole =
+        post_ok(orch.port(), "/v1/completions",
+                {{"model", "stories260K"}, {"prompt", "Once upon a time"}, {"max_tokens", 7}, {"temperature", 0}});
     s = state_when(orch.port(), [](const json& j) { return j.at("requests").size() == 2; });
     r = s["requests"][0];
     CHECK(r.at("id") == whole.at("id"));

@@ -38,7 +38,8 @@ constexpr int kQuarantineMiB = 4;
 
 int open_fds(int pid) {
     int n = 0;
-    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        ++n;
     return n;
 }
 
@@ -130,7 +131,8 @@ TEST_CASE("1,000 concurrent streams through the orchestrator to three CPU worker
     }
     if (kAsan) {
         const char* given = std::getenv("ASAN_OPTIONS");
-        const std::string options = std::string(given ? given : "") + ":quarantine_size_mb=" + std::to_string(kQuarantineMiB);
+        const std::string options =
+            std::string(given ? given : "") + ":quarantine_size_mb=" + std::to_string(kQuarantineMiB);
         setenv("ASAN_OPTIONS", options.c_str(), 1);
     }
     OrchestratorProcess orch(ports);
@@ -150,7 +152,7 @@ TEST_CASE("1,000 concurrent streams through the orchestrator to three CPU worker
     const long rss2 = rss_kib(pid);
     // The first round grew the heap to its working size; a second equal round reuses it. A leak of
     // even 8 KiB per stream would add 8 MiB (under ASan, beyond what its quarantine holds).
-    WARN("orchestrator: " << baseline << " descriptors before and after; RSS " << rss1 << " KiB after round 1, "
-                           << rss2 << " KiB after round 2");
+    WARN("orchestrator: " << baseline << " descriptors before and after; RSS " << rss1 << " KiB after round 1, " << rss2
+                          << " KiB after round 2");
     CHECK(rss2 - rss1 <= (8 + (kAsan ? kQuarantineMiB : 0)) * 1024);
 }

@@ -181,8 +181,8 @@ TEST_CASE("model entries: bad ones name the entry and the field", "[registry][co
     };
     using loom::orchestrator::BadModelSpec;
     using loom::orchestrator::parse_model_flags;
-    const auto spec = parse_model_flags({R"({"name":"a","model":"x.gguf","gpus":[0,"GPU-1"],"replicas":2,"keep_alive":"1m"})"},
-                                        resolve);
+    const auto spec = parse_model_flags(
+        {R"({"name":"a","model":"x.gguf","gpus":[0,"GPU-1"],"replicas":2,"keep_alive":"1m"})"}, resolve);
     REQUIRE(spec.size() == 1);
     CHECK(spec[0].gpus == std::vector<std::string>{"0", "GPU-1"});
     CHECK(spec[0].replicas == 2);
@@ -291,7 +291,7 @@ TEST_CASE("the least recently used idle model is evicted for another", "[registr
     const int port = orch.port();
     REQUIRE(post(port, "/v1/chat/completions", chat("alpha")).status == 200);
     REQUIRE(post(port, "/v1/chat/completions", chat("beta")).status == 200);
-    std::this_thread::sleep_for(milliseconds(400));  // past the idle grace: both idle
+    std::this_thread::sleep_for(milliseconds(400));                            // past the idle grace: both idle
     REQUIRE(post(port, "/v1/chat/completions", chat("alpha")).status == 200);  // alpha used last: beta is LRU
     std::this_thread::sleep_for(milliseconds(400));
     const HttpReply r = post(port, "/v1/chat/completions", chat("gamma"));
@@ -391,7 +391,8 @@ TEST_CASE("a model whose worker cannot start: its waiting request gets 503 with 
     CHECK(r.status == 503);
     CHECK(r.headers.count("retry-after") == 1);
     CHECK(json::parse(r.body).at("error").at("message").get<std::string>().find("could not be loaded: its worker w0 "
-                                                                              "exited (exit_2)") != std::string::npos);
+                                                                                "exited (exit_2)") !=
+          std::string::npos);
     const json alpha = json::parse(http_request(orch.port(), "GET", "/admin/models").body).at("models")[0];
     CHECK(alpha.at("state") == "unloaded");
     CHECK(alpha.at("error").get<std::string>().find("exit_2") != std::string::npos);
@@ -465,8 +466,8 @@ TEST_CASE("workers started with --spawn take their device's memory: placement co
     // estimates are for their entries: the model's context, 16 and 20 sequences.
     const uint64_t alpha_estimate = model_estimate(16, 0), big_estimate = model_estimate(20, 0);
     const json path = require_stories260k().string();
-    const json models = json::array({{{"name", "alpha"}, {"model", path}},
-                                     {{"name", "big"}, {"model", path}, {"max_seqs", 20}}});  // never started
+    const json models = json::array(
+        {{{"name", "alpha"}, {"model", path}}, {{"name", "big"}, {"model", path}, {"max_seqs", 20}}});  // never started
     const json config = {{"spawn", path},
                          {"backend", "cpu"},
                          {"worker_bin", worker_bin()},
@@ -515,12 +516,15 @@ TEST_CASE("a worker not ready within --load-timeout is stopped; its request gets
     std::filesystem::remove(fifo);
     REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
     const std::string wrapper = write_file("slow-worker.sh",
-        "#!/usr/bin/env bash\n"
-        "args=(\"$@\")\n"
-        "if [[ \" $* \" == *\" --served-name slow \"* ]]; then\n"
-        "  for i in \"${!args[@]}\"; do [[ ${args[i]} == --model ]] && args[i+1]=" + shell_quote(fifo.string()) + "; done\n"
-        "fi\n"
-        "exec " + shell_quote(worker_bin()) + " \"${args[@]}\"\n");
+                                           "#!/usr/bin/env bash\n"
+                                           "args=(\"$@\")\n"
+                                           "if [[ \" $* \" == *\" --served-name slow \"* ]]; then\n"
+                                           "  for i in \"${!args[@]}\"; do [[ ${args[i]} == --model ]] && args[i+1]=" +
+                                               shell_quote(fifo.string()) +
+                                               "; done\n"
+                                               "fi\n"
+                                               "exec " +
+                                               shell_quote(worker_bin()) + " \"${args[@]}\"\n");
     std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
     const json config = {{"models", json::array({model_entry("slow"), model_entry("alpha")})},
                          {"backend", "cpu"},

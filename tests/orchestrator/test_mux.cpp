@@ -31,7 +31,8 @@ using nlohmann::json;
 // Produces "tag:0\n", "tag:1\n", ... one line per tick of the Ticker, `n` in all; n < 0: never ends.
 class LineProducer : public ResponseProducer {
 public:
-    LineProducer(std::string tag, int n, std::atomic<int>& abandoned) : tag_(std::move(tag)), n_(n), abandoned_(abandoned) {}
+    LineProducer(std::string tag, int n, std::atomic<int>& abandoned)
+        : tag_(std::move(tag)), n_(n), abandoned_(abandoned) {}
     void start(std::function<void()> notify) override {
         std::lock_guard lock(mu_);
         notify_ = std::move(notify);
@@ -79,7 +80,8 @@ struct LineServer {
         if (mux) server.enable_mux();
         server.route("POST", "/stream", [this](const HttpRequest& req) {
             const json body = json::parse(req.body);
-            auto p = std::make_shared<LineProducer>(body.at("tag").get<std::string>(), body.at("n").get<int>(), abandoned);
+            auto p =
+                std::make_shared<LineProducer>(body.at("tag").get<std::string>(), body.at("n").get<int>(), abandoned);
             {
                 std::lock_guard lock(mu);
                 producers.push_back(p);
@@ -150,7 +152,10 @@ std::future<Outcome> start(Fixture& f, orch::Upstreams& up, uint16_t port, const
                            std::chrono::milliseconds total = std::chrono::milliseconds(0)) {
     auto promise = std::make_shared<std::promise<Outcome>>();
     auto out = std::make_shared<Outcome>();
-    orch::UpstreamRequest r{orch::parse_worker_url("http://127.0.0.1:" + std::to_string(port)), "POST", target, body,
+    orch::UpstreamRequest r{orch::parse_worker_url("http://127.0.0.1:" + std::to_string(port)),
+                            "POST",
+                            target,
+                            body,
                             {{"Authorization", "Bearer k"}}};
     r.total_timeout = total;
     orch::UpstreamHandlers h;
@@ -215,10 +220,12 @@ TEST_CASE("mux frames round-trip, wait for their last byte and refuse what break
         loom::http::encode_open("POST", "/v1/x?a=1", {{"Authorization", "Bearer s"}}, payload), "peer");
     CHECK((req.method == "POST" && req.path == "/v1/x" && req.query == "a=1" && req.body == payload));
     CHECK(req.header("authorization") == "Bearer s");
-    for (const std::string& broken : {std::string("\0\0", 2), std::string("\0\0\0\x40{}", 6),
-                                     std::string("\0\0\0\x02{}", 6), std::string("\0\0\0\x11{\"method\":\"GET\"}", 20)})
+    for (const std::string& broken :
+         {std::string("\0\0", 2), std::string("\0\0\0\x40{}", 6), std::string("\0\0\0\x02{}", 6),
+          std::string("\0\0\0\x11{\"method\":\"GET\"}", 20)})
         CHECK_THROWS_AS(loom::http::decode_open(broken, "peer"), loom::http::MuxProtocolError);
-    const auto [status, headers] = loom::http::decode_head(loom::http::encode_head(429, "application/json", {{"Retry-After", "1"}}));
+    const auto [status, headers] =
+        loom::http::decode_head(loom::http::encode_head(429, "application/json", {{"Retry-After", "1"}}));
     CHECK(status == 429);
     CHECK(headers == loom::http::HttpHeaders{{"content-type", "application/json"}, {"retry-after", "1"}});
     CHECK_THROWS_AS(loom::http::decode_head("{\"status\":9,\"headers\":[]}"), loom::http::MuxProtocolError);
@@ -232,7 +239,8 @@ TEST_CASE("300 concurrent streams share one mux connection and each gets exactly
     std::vector<int> lengths;
     for (int i = 0; i < 300; ++i) {
         lengths.push_back(1 + i % 37);
-        calls.push_back(start(f, up, s.port, "/stream", json{{"tag", "s" + std::to_string(i)}, {"n", lengths.back()}}.dump()));
+        calls.push_back(
+            start(f, up, s.port, "/stream", json{{"tag", "s" + std::to_string(i)}, {"n", lengths.back()}}.dump()));
     }
     auto whole = start(f, up, s.port, "/whole", "{\"a\":1}");
     for (size_t i = 0; i < calls.size(); ++i) {

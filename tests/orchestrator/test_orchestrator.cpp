@@ -145,26 +145,29 @@ TEST_CASE("streams through the orchestrator equal the same requests sent to a wo
     const HttpReply whole = post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 5}}));
     REQUIRE(whole.status == 200);
     CHECK(json::parse(whole.body).at("id") == whole.headers.at("x-request-id"));
-    CHECK(whole.headers.at("x-backend") == post(c.a->port(), "/v1/completions", with(kPrompt, {{"max_tokens", 1}})).headers.at("x-backend"));
+    CHECK(whole.headers.at("x-backend") ==
+          post(c.a->port(), "/v1/completions", with(kPrompt, {{"max_tokens", 1}})).headers.at("x-backend"));
     // Ten whole answers, one after another: all go over loom-mux/1 connections, at most one per server
     // thread (two) and worker (two), and none over HTTP/1.1.
     const std::string kMux = "loom_orchestrator_upstream_calls_total{transport=\"mux\"}";
     const std::string kHttp = "loom_orchestrator_upstream_calls_total{transport=\"http\"}";
     const double mux_before = metric(c.orch.port(), kMux), http_before = metric(c.orch.port(), kHttp);
-    for (int i = 0; i < 10; ++i) REQUIRE(post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 2}})).status == 200);
+    for (int i = 0; i < 10; ++i)
+        REQUIRE(post(c.orch.port(), "/v1/completions", with(kPrompt, {{"max_tokens", 2}})).status == 200);
     CHECK(metric(c.orch.port(), kMux) - mux_before == 10);
     CHECK(metric(c.orch.port(), kHttp) - http_before == 0);
     CHECK(metric(c.orch.port(), "loom_orchestrator_upstream_mux_connections") <= 4);
 }
 
-TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on the other", "[orchestrator][failover]") {
+TEST_CASE("kill -9 of the serving worker: the stream continues token-exactly on the other",
+          "[orchestrator][failover]") {
     if (!exact_failover_backend()) return;
     for (const std::string path : {"/v1/completions", "/v1/chat/completions"}) {
         for (const json& sampling : {kGreedy, kSeeded}) {
             const bool chat = path.find("chat") != std::string::npos;
-            const json body = with(with(chat ? kChat : kPrompt, sampling),
-                                   {{"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true},
-                                    {"return_token_ids", true}});
+            const json body =
+                with(with(chat ? kChat : kPrompt, sampling),
+                     {{"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
             INFO(path << " " << body.dump());
             Cluster c;
             SseStream s(c.orch.port(), path, body.dump());
@@ -192,8 +195,9 @@ TEST_CASE("kill -9 of a worker serving several streams: every one of them finish
     std::vector<std::unique_ptr<SseStream>> streams;
     for (int i = 0; i < kStreams; ++i) {
         // Different prompts, greedy and seeded, so no two streams could stand in for each other.
-        bodies.push_back(with(with({{"prompt", "Once upon a time " + std::to_string(i)}}, i % 2 ? kSeeded : kGreedy),
-                              {{"max_tokens", 800}, {"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}}));
+        bodies.push_back(
+            with(with({{"prompt", "Once upon a time " + std::to_string(i)}}, i % 2 ? kSeeded : kGreedy),
+                 {{"max_tokens", 800}, {"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}}));
         streams.push_back(std::make_unique<SseStream>(orch.port(), "/v1/completions", bodies.back().dump()));
         REQUIRE(streams.back()->status() == 200);
     }
@@ -228,8 +232,9 @@ json chat_logprobs(const std::string& raw) {
 
 TEST_CASE("a chat stream with logprobs keeps them, in chat's shape, across a failover", "[orchestrator][failover]") {
     if (!exact_failover_backend()) return;
-    const json body = with(with(kChat, kSeeded), {{"max_tokens", 600}, {"ignore_eos", true}, {"stream", true},
-                                                  {"logprobs", true}, {"top_logprobs", 2}});
+    const json body =
+        with(with(kChat, kSeeded),
+             {{"max_tokens", 600}, {"ignore_eos", true}, {"stream", true}, {"logprobs", true}, {"top_logprobs", 2}});
     Cluster c;
     SseStream s(c.orch.port(), "/v1/chat/completions", body.dump());
     Worker& survivor = kill_serving_and_finish(c, s, true);
@@ -262,8 +267,8 @@ TEST_CASE("a chat stream without max_tokens fails over with the room the worker'
 TEST_CASE("a worker that hangs mid-stream (SIGSTOP) is left for another once its health checks fail",
           "[orchestrator][failover]") {
     if (!exact_failover_backend()) return;
-    const json body = with(with(kPrompt, kSeeded), {{"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true},
-                                                   {"return_token_ids", true}});
+    const json body = with(with(kPrompt, kSeeded),
+                           {{"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true}, {"return_token_ids", true}});
     Cluster c;
     SseStream s(c.orch.port(), "/v1/completions", body.dump());
     REQUIRE(s.status() == 200);
@@ -443,8 +448,8 @@ TEST_CASE("least-load sends a second stream to the idle worker; round-robin alte
     CHECK(second.headers().at("x-worker") != first.headers().at("x-worker"));
     first.disconnect();
     second.disconnect();
-    CHECK(metric(c.orch.port(), "loom_orchestrator_routing_decisions_total{policy=\"least-load\",reason=\"initial\"}") ==
-          2);
+    CHECK(metric(c.orch.port(),
+                 "loom_orchestrator_routing_decisions_total{policy=\"least-load\",reason=\"initial\"}") == 2);
 
     OrchestratorProcess rr{{c.a->port(), c.b->port()}, {"--routing", "round-robin"}};
     std::vector<std::string> served;

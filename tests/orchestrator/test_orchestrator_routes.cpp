@@ -112,8 +112,10 @@ TEST_CASE("/metrics: added-latency histograms, requests by model, the workers' g
 
     // The worker's gauges, relayed with its URL; a running stream shows in them.
     const std::string label = "{worker=\"" + worker_url(w.port()) + "\",model_name=\"stories260K\"}";
-    for (const std::string name : {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"}) {
-        const std::string text = metrics_when(port, [&](const std::string& t) { return t.find(name + label) != std::string::npos; });
+    for (const std::string name :
+         {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"}) {
+        const std::string text =
+            metrics_when(port, [&](const std::string& t) { return t.find(name + label) != std::string::npos; });
         INFO(text);
         CHECK(text.find("# TYPE " + name + " gauge") != std::string::npos);
         CHECK(text.find(name + label + " ") != std::string::npos);
@@ -121,7 +123,9 @@ TEST_CASE("/metrics: added-latency histograms, requests by model, the workers' g
     // Two long requests on a one-sequence worker keep one running for seconds (scrapes are 1 s apart).
     std::vector<std::thread> load;
     for (int i = 0; i < 2; ++i)
-        load.emplace_back([&] { post(w.port(), "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2000}, {"ignore_eos", true}}); });
+        load.emplace_back([&] {
+            post(w.port(), "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2000}, {"ignore_eos", true}});
+        });
     const std::string busy = metrics_when(port, [&](const std::string& t) {
         return t.find("vllm:num_requests_running" + label + " 1") != std::string::npos;
     });

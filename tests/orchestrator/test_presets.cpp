@@ -18,11 +18,20 @@ namespace {
 using namespace loom::test;
 
 const json kPresets = json::array({
-    {{"name", "teller"}, {"model", "stories260K"}, {"system", "Lily had a red ball and a big dog."},
+    {{"name", "teller"},
+     {"model", "stories260K"},
+     {"system", "Lily had a red ball and a big dog."},
      {"parameters", {{"temperature", 0}, {"max_tokens", 24}, {"stop", json::array({"zebra"})}}}},
-    {{"name", "dreamer"}, {"model", "stories260K"}, {"system", "Tom saw a bird in the sky."},
-     {"parameters", {{"temperature", 0.9}, {"top_k", 40}, {"top_p", 0.9}, {"repetition_penalty", 1.1}, {"seed", 7},
-                     {"max_tokens", 20}}}},
+    {{"name", "dreamer"},
+     {"model", "stories260K"},
+     {"system", "Tom saw a bird in the sky."},
+     {"parameters",
+      {{"temperature", 0.9},
+       {"top_k", 40},
+       {"top_p", 0.9},
+       {"repetition_penalty", 1.1},
+       {"seed", 7},
+       {"max_tokens", 20}}}},
     {{"name", "ghost"}, {"model", "no-such-model"}, {"system", "Boo."}},
 });
 
@@ -35,12 +44,15 @@ std::string write_file(const std::string& name, const std::string& text) {
 // One CPU worker on stories260K and an orchestrator with kPresets from a config file.
 struct PresetCluster {
     Worker worker{std::vector<std::string>{}};
-    OrchestratorProcess orch{{worker.port()}, {"--config", write_file("presets.json", json{{"presets", kPresets}}.dump())}};
+    OrchestratorProcess orch{{worker.port()},
+                             {"--config", write_file("presets.json", json{{"presets", kPresets}}.dump())}};
 };
 
 const json kUser = json::array({{{"role", "user"}, {"content", "Tell me a story"}}});
 
-std::vector<int> ids_of(const json& answer) { return answer.at("choices").at(0).at("token_ids").get<std::vector<int>>(); }
+std::vector<int> ids_of(const json& answer) {
+    return answer.at("choices").at(0).at("token_ids").get<std::vector<int>>();
+}
 
 // The preset's request through the orchestrator and the written-out one straight to the worker.
 void check_same(PresetCluster& c, const std::string& path, const json& via_preset, const json& by_hand) {
@@ -67,10 +79,15 @@ TEST_CASE("a preset's answer equals the request written out by hand; request fie
 
     SECTION("greedy chat: the system prompt through the chat template, the defaults, the stop strings") {
         check_same(c, chat, {{"model", "teller"}, {"messages", kUser}},
-                   {{"model", "stories260K"}, {"messages", hand_messages}, {"temperature", 0}, {"max_tokens", 24},
-                    {"stop", {"zebra"}}, {"seed", 1}});
+                   {{"model", "stories260K"},
+                    {"messages", hand_messages},
+                    {"temperature", 0},
+                    {"max_tokens", 24},
+                    {"stop", {"zebra"}},
+                    {"seed", 1}});
         // The system prompt is really in the prompt: the base model without it sees fewer tokens.
-        const json plain = post_ok(c.orch.port(), chat, {{"model", "stories260K"}, {"messages", kUser}, {"max_tokens", 1}});
+        const json plain =
+            post_ok(c.orch.port(), chat, {{"model", "stories260K"}, {"messages", kUser}, {"max_tokens", 1}});
         const json preset = post_ok(c.orch.port(), chat, {{"model", "teller"}, {"messages", kUser}, {"max_tokens", 1}});
         CHECK(preset.at("usage").at("prompt_tokens").get<int>() > plain.at("usage").at("prompt_tokens").get<int>() + 5);
     }
@@ -79,8 +96,9 @@ TEST_CASE("a preset's answer equals the request written out by hand; request fie
         hand[0]["content"] = kPresets[1]["system"];
         const json by_hand = with(kPresets[1]["parameters"], {{"model", "stories260K"}, {"messages", hand}});
         const json direct = post_ok(c.worker.port(), chat, with(by_hand, {{"return_token_ids", true}}));
-        SseStream s(c.orch.port(), chat, json{{"model", "dreamer"}, {"messages", kUser}, {"stream", true},
-                                             {"return_token_ids", true}}.dump());
+        SseStream s(
+            c.orch.port(), chat,
+            json{{"model", "dreamer"}, {"messages", kUser}, {"stream", true}, {"return_token_ids", true}}.dump());
         REQUIRE(s.status() == 200);
         CHECK(s.headers().at("x-seed") == "7");
         const Streamed st = read_stream(s, true);
@@ -96,16 +114,26 @@ TEST_CASE("a preset's answer equals the request written out by hand; request fie
     }
     SECTION("the request's own fields and system message win over the preset's") {
         const json own = json::array({{{"role", "system"}, {"content", "Sam ran home."}}, kUser[0]});
-        check_same(c, chat,
-                   {{"model", "dreamer"}, {"messages", own}, {"temperature", 0.5}, {"seed", 3},
-                    {"max_completion_tokens", 6}},
-                   {{"model", "stories260K"}, {"messages", own}, {"temperature", 0.5}, {"seed", 3},
-                    {"max_completion_tokens", 6}, {"top_k", 40}, {"top_p", 0.9}, {"repetition_penalty", 1.1}});
+        check_same(
+            c, chat,
+            {{"model", "dreamer"}, {"messages", own}, {"temperature", 0.5}, {"seed", 3}, {"max_completion_tokens", 6}},
+            {{"model", "stories260K"},
+             {"messages", own},
+             {"temperature", 0.5},
+             {"seed", 3},
+             {"max_completion_tokens", 6},
+             {"top_k", 40},
+             {"top_p", 0.9},
+             {"repetition_penalty", 1.1}});
     }
     SECTION("completions: the defaults and stop strings apply, the system prompt does not (raw text)") {
         check_same(c, "/v1/completions", {{"model", "teller"}, {"prompt", "Once upon a time"}},
-                   {{"model", "stories260K"}, {"prompt", "Once upon a time"}, {"temperature", 0}, {"max_tokens", 24},
-                    {"stop", {"zebra"}}, {"seed", 1}});
+                   {{"model", "stories260K"},
+                    {"prompt", "Once upon a time"},
+                    {"temperature", 0},
+                    {"max_tokens", 24},
+                    {"stop", {"zebra"}},
+                    {"seed", 1}});
     }
 }
 
@@ -137,8 +165,8 @@ TEST_CASE("presets in /v1/models; one without a served base model is an unknown 
 
 TEST_CASE("/health relays each worker's backend, context, VRAM use and tokens/s", "[presets][health]") {
     PresetCluster c;
-    post_ok(c.orch.port(), "/v1/completions", {{"model", "teller"}, {"prompt", "Once"}, {"max_tokens", 8},
-                                               {"ignore_eos", true}});
+    post_ok(c.orch.port(), "/v1/completions",
+            {{"model", "teller"}, {"prompt", "Once"}, {"max_tokens", 8}, {"ignore_eos", true}});
     const json w = json::parse(http_request(c.orch.port(), "GET", "/health").body).at("workers").at(0);
     CHECK(w.at("backend").get<std::string>().rfind(backend(), 0) == 0);
     CHECK(w.at("context_size").get<int>() > 0);
@@ -158,7 +186,8 @@ TEST_CASE("bad presets exit 2 naming the preset and the field", "[presets][confi
         {json::array({with(good, {{"parameters", {{"temperature", "hot"}}}})}),
          "preset 1 'p': parameters.temperature must be a number in [0, 2]"},
         {json::array({with(good, {{"parameters", {{"top_p", 0}}}})}), "parameters.top_p must be a number in (0, 1]"},
-        {json::array({with(good, {{"parameters", {{"max_tokens", 1.5}}}})}), "parameters.max_tokens must be an integer >= 1"},
+        {json::array({with(good, {{"parameters", {{"max_tokens", 1.5}}}})}),
+         "parameters.max_tokens must be an integer >= 1"},
         {json::array({with(good, {{"parameters", {{"stop", json::array({""})}}}})}), "parameters.stop must be"},
         {json::array({with(good, {{"parameters", {{"temprature", 1}}}})}), "parameters.temprature is not a parameter"},
         {json::array({{{"name", "p"}}}), "preset 1 'p': model must be a non-empty string"},

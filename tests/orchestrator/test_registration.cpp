@@ -73,9 +73,9 @@ TEST_CASE("POST /admin/register: the right secret admits, a wrong or missing one
     Worker w({});
     const std::string url = worker_url(w.port());
     OrchestratorProcess orch({}, {"--register-secret", kSecret});
-    for (const json& body : {json{{"url", url}, {"secret", "wrong"}}, json{{"url", url}},
-                             json{{"url", url}, {"secret", 42}}, json{{"url", url}, {"secret", kSecret + "x"}},
-                             json::array({url, kSecret})}) {
+    for (const json& body :
+         {json{{"url", url}, {"secret", "wrong"}}, json{{"url", url}}, json{{"url", url}, {"secret", 42}},
+          json{{"url", url}, {"secret", kSecret + "x"}}, json::array({url, kSecret})}) {
         const HttpReply r = do_register(orch.port(), body);
         INFO(body.dump() << " -> " << r.status << " " << r.body);
         CHECK(r.status == 401);
@@ -140,7 +140,8 @@ TEST_CASE("loom-worker --register: admitted with the right secret, refused with 
     CHECK(none.status == 503);
 }
 
-TEST_CASE("a worker serves while its orchestrator is away and registers once it is up", "[orchestrator][registration]") {
+TEST_CASE("a worker serves while its orchestrator is away and registers once it is up",
+          "[orchestrator][registration]") {
     int port = 0;
     {
         boost::asio::io_context ioc;
@@ -152,7 +153,8 @@ TEST_CASE("a worker serves while its orchestrator is away and registers once it 
     CHECK(log_has(w, "cannot register with the orchestrator", std::chrono::seconds(5)));
 
     const auto log = temp_dir() / "late-orchestrator.log";
-    const pid_t pid = spawn_logged({orchestrator_bin(), "--port", std::to_string(port), "--register-secret", kSecret}, log);
+    const pid_t pid =
+        spawn_logged({orchestrator_bin(), "--port", std::to_string(port), "--register-secret", kSecret}, log);
     const auto stop = [pid] {
         kill(pid, SIGTERM);
         int st = 0;

@@ -27,8 +27,10 @@ const HeaderList kAdmin = {{"Authorization", "Bearer " + kAdminKey}};
 const json kLong = {{"prompt", "Once upon a time"}, {"max_tokens", 1500}, {"ignore_eos", true}};
 
 std::vector<std::string> spawn_args(int workers, std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--spawn",       require_stories260k().string(), "--backend", "cpu",
-                                     "--cpu-workers", std::to_string(workers),         "--worker-bin", worker_bin(),
+    std::vector<std::string> args = {"--spawn",       require_stories260k().string(),
+                                     "--backend",     "cpu",
+                                     "--cpu-workers", std::to_string(workers),
+                                     "--worker-bin",  worker_bin(),
                                      "--admin-key",   kAdminKey};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
@@ -165,14 +167,15 @@ TEST_CASE("the admin API drains and undrains a worker, behind its key", "[superv
 
 TEST_CASE("without --admin-key the admin API answers 403 beyond loopback", "[supervision][admin]") {
     const auto log = temp_dir() / "orchestrator-any.log";
-    const pid_t pid = spawn_logged({orchestrator_bin(), "--host", "0.0.0.0", "--port", "0", "--worker",
-                                    "http://127.0.0.1:1"}, log);
+    const pid_t pid =
+        spawn_logged({orchestrator_bin(), "--host", "0.0.0.0", "--port", "0", "--worker", "http://127.0.0.1:1"}, log);
     const std::string listening = "listening on http://0.0.0.0:";
     int port = 0;
     const bool up = eventually([&] {
         std::ifstream in(log);
         const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-        if (const size_t at = text.find(listening); at != std::string::npos) port = std::atoi(text.c_str() + at + listening.size());
+        if (const size_t at = text.find(listening); at != std::string::npos)
+            port = std::atoi(text.c_str() + at + listening.size());
         return port != 0;
     });
     if (up) {
@@ -232,11 +235,17 @@ TEST_CASE("the config file: bad keys and types exit 2 naming them; flags overrid
 
     // A good file: a spawned worker and the admin key from it. The command line's --port and
     // --worker win over the file's (port 1 would not bind; the file's worker list is replaced whole).
-    const json config = {{"spawn", require_stories260k().string()}, {"backend", "cpu"}, {"cpu_workers", 1},
-                         {"worker_bin", worker_bin()}, {"worker_args", {"--max-seqs", "2"}},
-                         {"admin_key", kAdminKey}, {"port", 1}, {"drain_timeout", 5},
+    const json config = {{"spawn", require_stories260k().string()},
+                         {"backend", "cpu"},
+                         {"cpu_workers", 1},
+                         {"worker_bin", worker_bin()},
+                         {"worker_args", {"--max-seqs", "2"}},
+                         {"admin_key", kAdminKey},
+                         {"port", 1},
+                         {"drain_timeout", 5},
                          {"workers", {"http://127.0.0.1:1"}}};
-    OrchestratorProcess orch({}, {"--config", write_file("good.json", config.dump()), "--worker", "http://127.0.0.1:2"});
+    OrchestratorProcess orch({},
+                             {"--config", write_file("good.json", config.dump()), "--worker", "http://127.0.0.1:2"});
     REQUIRE(eventually([&] { return orch.ready_workers() == 1; }));
     const json workers = admin_workers(orch.port());
     REQUIRE(workers.size() == 2);
@@ -248,8 +257,8 @@ TEST_CASE("the config file: bad keys and types exit 2 naming them; flags overrid
 
 TEST_CASE("a worker that keeps exiting is restarted after 0.25, 0.5, then 1 s at most", "[supervision]") {
     // /bin/false stands for a worker that fails at once every time (exit 1).
-    OrchestratorProcess orch({}, {"--spawn", require_stories260k().string(), "--backend", "cpu", "--worker-bin",
-                                  "/bin/false"});
+    OrchestratorProcess orch(
+        {}, {"--spawn", require_stories260k().string(), "--backend", "cpu", "--worker-bin", "/bin/false"});
     std::vector<int> delays;
     REQUIRE(eventually([&] {
         delays.clear();

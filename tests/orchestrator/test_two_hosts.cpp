@@ -162,8 +162,8 @@ private:
 };
 
 std::vector<std::string> worker_args(const std::string& host, std::vector<std::string> extra = {}) {
-    std::vector<std::string> a = {worker_bin(), "--model", require_stories260k().string(), "--backend", backend(),
-                                  "--host", host, "--port", "0"};
+    std::vector<std::string> a = {
+        worker_bin(), "--model", require_stories260k().string(), "--backend", backend(), "--host", host, "--port", "0"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
 }
@@ -192,8 +192,7 @@ bool healthy(const std::string& host, int port) {
     while (Clock::now() < deadline) {
         try {
             if (http_request_to(host, port, "GET", "/health").status == 200) return true;
-        } catch (const std::exception&) {
-        }
+        } catch (const std::exception&) {}
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
@@ -236,7 +235,8 @@ TEST_CASE("workers in two namespaces register with the orchestrator across them;
     require_namespaces();
     Namespace a('a'), b('b');
     // The orchestrator listens on its address towards `a`; `b` reaches it through its default route.
-    Daemon orch({orchestrator_bin(), "--host", a.here(), "--port", "0", "--register-secret", kSecret}, a.here(), nullptr);
+    Daemon orch({orchestrator_bin(), "--host", a.here(), "--port", "0", "--register-secret", kSecret}, a.here(),
+                nullptr);
     const std::string orch_url = orch.url();
     Daemon good(worker_args(b.there(), {"--register", orch_url, "--register-secret", kSecret}), b.there(), &b);
     Daemon other(worker_args(a.there(), {"--register", orch_url, "--register-secret", kSecret}), a.there(), &a);

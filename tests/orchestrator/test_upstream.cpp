@@ -61,8 +61,9 @@ private:
             ++accepted_;
             for (const std::string& body : requests) {
                 if (!read_request(s) || body.empty()) break;
-                const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
-                                           std::to_string(body.size()) + "\r\n\r\n" + body;
+                const std::string answer =
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\n\r\n" + body;
                 net::write(s, net::buffer(answer), ec);
             }
         }

@@ -32,15 +32,18 @@ gguf::Writer::Producer uniform(uint64_t seed, float offset, gguf::TensorType typ
             const double u = static_cast<double>(mix(seed, i) >> 11) * 0x1.0p-53;  // [0, 1)
             values[i] = static_cast<float>((2.0 * u - 1.0) * a) + offset;
         }
-        if (type == gguf::TensorType::F32) std::memcpy(bytes.data(), values.data(), n * sizeof(float));
-        else gguf::quantize(type, values.data(), bytes.data(), n);
+        if (type == gguf::TensorType::F32)
+            std::memcpy(bytes.data(), values.data(), n * sizeof(float));
+        else
+            gguf::quantize(type, values.data(), bytes.data(), n);
     };
 }
 
 }  // namespace
 
 std::string OracleSpec::name() const {
-    std::string type = matrix_type == gguf::TensorType::F32 ? "" : "-" + std::string(gguf::tensor_type_name(matrix_type));
+    std::string type =
+        matrix_type == gguf::TensorType::F32 ? "" : "-" + std::string(gguf::tensor_type_name(matrix_type));
     for (char& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     return arch + "-hd" + std::to_string(head_dim) + type;
 }

@@ -30,8 +30,7 @@ fs::path require_file(const fs::path& path, const std::string& how) {
 }
 
 fs::path require_stories260k() {
-    if (const char* v = std::getenv("LOOM_STORIES260K"); v && *v)
-        return require_file(v, "LOOM_STORIES260K names it");
+    if (const char* v = std::getenv("LOOM_STORIES260K"); v && *v) return require_file(v, "LOOM_STORIES260K names it");
     fs::path cached = model_cache() / "stories260K.gguf";
     if (fs::exists(cached)) return cached;
     return require_file(shared_dir() / "test-models/stories260K.gguf",
@@ -45,8 +44,7 @@ fs::path require_tokenizer_vectors() {
 }
 
 fs::path require_smollm2() {
-    if (const char* v = std::getenv("LOOM_SMOLLM2"); v && *v)
-        return require_file(v, "LOOM_SMOLLM2 names it");
+    if (const char* v = std::getenv("LOOM_SMOLLM2"); v && *v) return require_file(v, "LOOM_SMOLLM2 names it");
     return require_file(model_cache() / "SmolLM2-135M-Instruct.Q4_1.gguf",
                         "run test-models/fetch smollm2-135m-instruct-q4_1");
 }

@@ -86,8 +86,7 @@ WorkerProcess::WorkerProcess(const std::filesystem::path& model, const std::stri
             if (h.status == 200) break;
             if (h.status != 503 || nlohmann::json::parse(h.body).value("status", "") != "loading")
                 throw WorkerStartError("/health answered " + std::to_string(h.status) + " " + h.body, std::nullopt);
-        } catch (const boost::system::system_error&) {
-        }
+        } catch (const boost::system::system_error&) {}
         check("waiting for /health 200");
     }
 }

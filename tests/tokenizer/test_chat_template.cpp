@@ -143,7 +143,8 @@ TEST_CASE("interpreter features render exactly as Python jinja2 does", "[tokeniz
 
 TEST_CASE("variables pass through and override the defaults", "[tokenizer][chat_template]") {
     const ChatTemplate t(
-        "{{ tools is none }}|{{ documents is none }}|{{ date_string | default('none') }}|{{ bos_token }}{{ eos_token }}|"
+        "{{ tools is none }}|{{ documents is none }}|{{ date_string | default('none') }}|{{ bos_token }}{{ eos_token "
+        "}}|"
         "{{ messages[0].content }}|{{ messages[0].extra.k }}|{{ custom }}");
     ChatTemplateInputs in;
     in.messages = ordered_json::parse(R"([{"role": "user", "content": "héllo", "extra": {"k": [1, 2.5, null]}}])");
@@ -163,7 +164,8 @@ TEST_CASE("strftime_now formats the current local time", "[tokenizer][chat_templ
 }
 
 TEST_CASE("raise_exception becomes a typed error carrying the message and location", "[tokenizer][chat_template]") {
-    const ChatTemplate t("{% if messages | length == 0 %}\n  {{- raise_exception('no messages: \"x\" \\u00e9') }}\n{% endif %}ok");
+    const ChatTemplate t(
+        "{% if messages | length == 0 %}\n  {{- raise_exception('no messages: \"x\" \\u00e9') }}\n{% endif %}ok");
     ChatTemplateInputs one_message;
     one_message.messages = ordered_json::parse(R"([{"role": "user", "content": "a"}])");
     CHECK(t.render(one_message) == "ok");
@@ -313,7 +315,8 @@ TEST_CASE("a model without a template falls back to ChatML with a warning", "[to
     CHECK_THAT(logged[0], loom::test::contains("ChatML") && loom::test::contains("warning"));
 
     ChatTemplateInputs in;
-    in.messages = ordered_json::parse(R"([{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi é"}])");
+    in.messages =
+        ordered_json::parse(R"([{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi é"}])");
     CHECK(t.render(in) == "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nHi é<|im_end|>\n");
     in.add_generation_prompt = true;
     CHECK(t.render(in) ==

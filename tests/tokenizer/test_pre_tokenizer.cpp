@@ -66,7 +66,9 @@ TEST_CASE("Tekken rules keep case runs", "[tokenizer][pre]") {
 }
 
 TEST_CASE("invalid UTF-8 never stops splitting; pieces cover every byte", "[tokenizer][pre]") {
-    CHECK(split("gpt-2", "ab\xFF" "cd \xC3") == Pieces{"ab", "\xFF", "cd", " ", "\xC3"});
+    CHECK(split("gpt-2",
+                "ab\xFF"
+                "cd \xC3") == Pieces{"ab", "\xFF", "cd", " ", "\xC3"});
     std::mt19937 rng(7);
     for (const auto pre : known_pre_values()) {
         const PreTokenizer p(rules_for_pre(pre));

@@ -42,7 +42,7 @@ TEST_CASE("a character split across byte tokens comes out once complete", "[toke
     CHECK(d.feed('b') == kReplacement + "b");  // the lead byte can no longer complete
     CHECK(d.feed(0xFF) == kReplacement);       // never valid: replaced at once
     CHECK(d.feed(0xE2) == "");
-    CHECK(d.flush() == kReplacement);          // unfinished at the end
+    CHECK(d.flush() == kReplacement);  // unfinished at the end
     CHECK(d.flush() == "");
 }
 

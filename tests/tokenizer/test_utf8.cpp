@@ -18,7 +18,10 @@ TEST_CASE("valid and invalid UTF-8", "[tokenizer][utf8]") {
     CHECK(d.length == 4);
     CHECK(encode_utf8(0x1F600) == "\xf0\x9f\x98\x80");
     CHECK(encode_utf8(0xD800) == "\xef\xbf\xbd");
-    CHECK(sanitize_utf8("a\xff" "b\xe2\x82") == "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd");
+    CHECK(sanitize_utf8("a\xff"
+                        "b\xe2\x82") ==
+          "a\xef\xbf\xbd"
+          "b\xef\xbf\xbd\xef\xbf\xbd");
 }
 
 TEST_CASE("complete_utf8_prefix holds back only an unfinished sequence", "[tokenizer][utf8]") {

@@ -172,8 +172,9 @@ TEST_CASE("loom tokenize / detokenize", "[tokenizer][vectors][cli]") {
     const std::string model = (vectors_dir() / "ggml-vocab-gpt-2.gguf").string();
     const auto run = [&](const std::string& args, const std::string& input, std::string& out, std::string& err) {
         std::ofstream(dir / "in", std::ios::binary) << input;
-        const std::string cmd = "'" + std::string(bin) + "' " + args + " -m '" + model + "' < '" + (dir / "in").string() +
-                                "' > '" + (dir / "out").string() + "' 2> '" + (dir / "err").string() + "'";
+        const std::string cmd = "'" + std::string(bin) + "' " + args + " -m '" + model + "' < '" +
+                                (dir / "in").string() + "' > '" + (dir / "out").string() + "' 2> '" +
+                                (dir / "err").string() + "'";
         const int status = std::system(cmd.c_str());
         out = read_file(dir / "out");
         err = read_file(dir / "err");

@@ -89,9 +89,23 @@ struct SpmVocab {
             scores.push_back(0);
         }
         const std::pair<const char*, float> pieces[] = {
-            {"\xE2\x96\x81", -1}, {"h", -2}, {"e", -2}, {"l", -2}, {"o", -2}, {"w", -2}, {"r", -2}, {"d", -2},
-            {"he", -3}, {"ll", -3}, {"hell", -4}, {"hello", -5}, {"\xE2\x96\x81hello", -6},
-            {"\xE2\x96\x81w", -7}, {"or", -7}, {"\xE2\x96\x81wor", -8}, {"\xE2\x96\x81world", -9},
+            {"\xE2\x96\x81", -1},
+            {"h", -2},
+            {"e", -2},
+            {"l", -2},
+            {"o", -2},
+            {"w", -2},
+            {"r", -2},
+            {"d", -2},
+            {"he", -3},
+            {"ll", -3},
+            {"hell", -4},
+            {"hello", -5},
+            {"\xE2\x96\x81hello", -6},
+            {"\xE2\x96\x81w", -7},
+            {"or", -7},
+            {"\xE2\x96\x81wor", -8},
+            {"\xE2\x96\x81world", -9},
             {"ld", -9},
         };
         for (const auto& [text, score] : pieces) {

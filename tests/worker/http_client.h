@@ -30,9 +30,9 @@ struct HttpReply {
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 inline http_client::http::request<http_client::http::string_body> make_request(const std::string& method,
-                                                                              const std::string& target,
-                                                                              const std::string& body,
-                                                                              const HeaderList& headers) {
+                                                                               const std::string& target,
+                                                                               const std::string& body,
+                                                                               const HeaderList& headers) {
     namespace http = http_client::http;
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "127.0.0.1");
@@ -122,8 +122,8 @@ inline HttpReply http_request(int port, const std::string& method, const std::st
 }
 
 // The same to another address than 127.0.0.1 (a network namespace's).
-inline HttpReply http_request_to(const std::string& host, int port, const std::string& method, const std::string& target,
-                                 const std::string& body = {}) {
+inline HttpReply http_request_to(const std::string& host, int port, const std::string& method,
+                                 const std::string& target, const std::string& body = {}) {
     HttpConnection c(port, host);
     return c.request(method, target, body, {});
 }

@@ -197,8 +197,8 @@ double metric_value(const std::string& text, const std::string& series) {
 TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "[worker][loop]") {
     std::vector<GenerationRequest> requests;
     for (int i = 0; i < 16; ++i)
-        requests.push_back(greedy(i == 0 ? std::vector<int32_t>{bos()} : random_prompt(1 + (i * 13) % 90, 100 + i),
-                                  8 + (i * 7) % 30));
+        requests.push_back(
+            greedy(i == 0 ? std::vector<int32_t>{bos()} : random_prompt(1 + (i * 13) % 90, 100 + i), 8 + (i * 7) % 30));
 
     // Solo: one request at a time on its own loop; also what engine::generate() makes of it.
     std::vector<Collected> solo;
@@ -231,7 +231,8 @@ TEST_CASE("16 concurrent greedy streams from 4 threads equal their solo runs", "
     for (int t = 0; t < 4; ++t)
         clients.emplace_back([&, t] {
             std::vector<std::pair<size_t, std::shared_ptr<RequestStream>>> mine;
-            for (size_t i = static_cast<size_t>(t); i < requests.size(); i += 4) mine.emplace_back(i, loop.submit(requests[i]));
+            for (size_t i = static_cast<size_t>(t); i < requests.size(); i += 4)
+                mine.emplace_back(i, loop.submit(requests[i]));
             for (auto& [i, s] : mine) {
                 if (s)
                     events[i] = gather(*s);
@@ -391,15 +392,16 @@ TEST_CASE("invalid requests throw naming the field and queue nothing", "[worker]
     CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.options.max_tokens = 0; })), contains("max_tokens"));
     CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.options.top_logprobs = 21; })), contains("top_logprobs"));
     CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.options.sampling.top_p = 1.5f; })), contains("top_p"));
-    CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.options.sampling.temperature = -1; })),
-                      contains("temperature"));
+    CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.options.sampling.temperature = -1; })), contains("temperature"));
     CHECK_THROWS_AS(loop.submit(with([](auto& r) { r.options.sampling.temperature = -1; })),
                     engine::SamplingParamError);
-    CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.options.sampling.logit_bias = {{600, 1.0f}}; })),
+    CHECK_THROWS_WITH(loop.submit(with([](auto& r) {
+        r.options.sampling.logit_bias = {{600, 1.0f}};
+    })),
                       contains("logit_bias"));
     CHECK_THROWS_WITH(loop.submit(with([](auto& r) {
-                          r.options.sampling.logit_bias.assign(engine::kMaxLogitBiasEntries + 1, {5, 1.0f});
-                      })),
+        r.options.sampling.logit_bias.assign(engine::kMaxLogitBiasEntries + 1, {5, 1.0f});
+    })),
                       contains("logit_bias"));
     CHECK_THROWS_WITH(loop.submit(with([](auto& r) { r.stop_strings = {"ok", ""}; })), contains("stop"));
     const LoopStatus st = loop.status();
@@ -441,8 +443,8 @@ TEST_CASE("metrics render every required series; counters equal the tokens deliv
         CHECK(text.find(std::string("# TYPE ") + name + " ") != std::string::npos);
         CHECK(text.find(std::string("\n") + name + m + " ") != std::string::npos);
     }
-    for (const char* name : {"vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds",
-                             "vllm:e2e_request_latency_seconds"}) {
+    for (const char* name :
+         {"vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds", "vllm:e2e_request_latency_seconds"}) {
         INFO(name);
         const std::string n = name;
         CHECK(text.find("# TYPE " + n + " histogram") != std::string::npos);

@@ -53,8 +53,9 @@ TEST_CASE("--gpu picks a device by index, UUID or unique UUID prefix", "[gpu_fla
 }
 
 TEST_CASE("--gpu naming no visible device lists the visible ones", "[gpu_flags]") {
-    const std::string list = "visible CUDA devices: 0 NVIDIA H100 80GB HBM3 GPU-8e2f11aa-0000-1111-2222-333344445555, "
-                             "1 NVIDIA H100 80GB HBM3 GPU-8e2f11ab-6666-7777-8888-99990000aaaa";
+    const std::string list =
+        "visible CUDA devices: 0 NVIDIA H100 80GB HBM3 GPU-8e2f11aa-0000-1111-2222-333344445555, "
+        "1 NVIDIA H100 80GB HBM3 GPU-8e2f11ab-6666-7777-8888-99990000aaaa";
     std::string e = error_of("2", kTwo);
     CHECK(e.find("--gpu 2: no device with this index") != std::string::npos);
     CHECK(e.find(list) != std::string::npos);
@@ -127,7 +128,9 @@ TEST_CASE("the budget arithmetic: KV blocks from what weights and workspace leav
         } catch (const MemoryBudgetError& e) {
             const std::string what = e.what();
             INFO(what);
-            CHECK(what.find("weights 300.0 MiB + KV cache 64.0 MiB + workspace 100.0 MiB = 464.0 MiB > budget 464.0 MiB") == 0);
+            CHECK(what.find(
+                      "weights 300.0 MiB + KV cache 64.0 MiB + workspace 100.0 MiB = 464.0 MiB > budget 464.0 MiB") ==
+                  0);
             CHECK(what.find("one sequence of 1024 positions") != std::string::npos);
             CHECK(e.plan.kv_cache == 64 * kMiB + 4096);
             CHECK(e.budget == least - 1);
@@ -156,7 +159,8 @@ TEST_CASE("the budget arithmetic: KV blocks from what weights and workspace leav
     }
 }
 
-TEST_CASE("loom-worker: --gpu, --vram-budget and --kv-type f16 are refused with --backend cpu (exit 2)", "[gpu_flags]") {
+TEST_CASE("loom-worker: --gpu, --vram-budget and --kv-type f16 are refused with --backend cpu (exit 2)",
+          "[gpu_flags]") {
     const std::string cmd = "timeout 60 " + loom::test::shell_quote(loom::test::worker_bin()) + " --model " +
                             loom::test::shell_quote(loom::test::require_stories260k().string()) + " --port 0 ";
     auto r = loom::test::run_command(cmd + "--backend cpu --gpu 0");

@@ -99,8 +99,7 @@ public:
 
     // Everything until the server closes.
     std::string read_to_close() {
-        while (fill()) {
-        }
+        while (fill()) {}
         return std::exchange(buf_, {});
     }
 
@@ -155,8 +154,8 @@ loom::test::WorkerProcess& worker() {
 
 std::string post_bytes(const std::string& path, const std::string& body, const std::string& version,
                        const std::string& extra_headers = "Host: x\r\n") {
-    return "POST " + path + " " + version + "\r\n" + extra_headers + "Content-Type: application/json\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
+    return "POST " + path + " " + version + "\r\n" + extra_headers +
+           "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 const std::string kChatStream =
@@ -266,9 +265,10 @@ TEST_CASE("a chunked request body still works, and the connection stays usable",
         out << std::hex << data.size() << "\r\n" << data << "\r\n";
         return out.str();
     };
-    c.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           "Transfer-Encoding: chunked\r\n\r\n" +
-           chunk("{\"prompt\":") + chunk(" \"Hi\", \"max_tokens\": 3}") + "0\r\n\r\n");
+    c.send(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n" +
+        chunk("{\"prompt\":") + chunk(" \"Hi\", \"max_tokens\": 3}") + "0\r\n\r\n");
     const RawResponse r = c.read_response();
     INFO(r.body);
     REQUIRE(r.status == 200);
@@ -295,8 +295,9 @@ TEST_CASE("HEAD: the GET route's head without a body, so keep-alive stays in ste
     CHECK(models_head.status == 200);
     CHECK(models_head.headers.at("content-length") == std::to_string(models.body.size()));
 
-    c.send("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\nHEAD /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
-           "HEAD /v1/completions HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send(
+        "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\nHEAD /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+        "HEAD /v1/completions HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(c.read_response(true).status == 200);
     CHECK(c.read_response(true).status == 404);
     const RawResponse not_allowed = c.read_response(true);
@@ -310,9 +311,10 @@ TEST_CASE("HEAD: the GET route's head without a body, so keep-alive stays in ste
 TEST_CASE("HEAD behind an API key: 401 without it, 200 with it, never a body", "[framing]") {
     loom::test::WorkerProcess guarded(loom::test::require_stories260k(), "cpu", {"--api-key", "sesame"});
     RawClient c(guarded.port());
-    c.send("HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
-           "HEAD /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sesame\r\n\r\n"
-           "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send(
+        "HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+        "HEAD /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sesame\r\n\r\n"
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(c.read_response(true).status == 401);
     CHECK(c.read_response(true).status == 200);
     const RawResponse health = c.read_response();

@@ -1,6 +1,7 @@
 // loom-worker as clients see it: the real binary (--backend cpu, stories260K; LOOM_WORKER_BACKEND=cuda
-// runs the same cases on a GPU) on a loopback port, driven over HTTP — OpenAI completions and chat (whole and streamed), concurrency, disconnects,
-// /cancel, the bounded queue, malformed requests, API keys, tokenize round trips, SIGTERM, no CUDA.
+// runs the same cases on a GPU) on a loopback port, driven over HTTP — OpenAI completions and chat (whole and
+// streamed), concurrency, disconnects, /cancel, the bounded queue, malformed requests, API keys, tokenize round trips,
+// SIGTERM, no CUDA.
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -54,8 +55,8 @@ TEST_CASE("--backend cuda without a usable CUDA device exits 3 naming the cause"
     }
     REQUIRE(r.exit_code == 3);
     REQUIRE(r.err.find("--backend cuda: ") != std::string::npos);
-    const bool named = r.err.find("no usable CUDA device") != std::string::npos ||
-                       r.err.find("no CUDA support") != std::string::npos;
+    const bool named =
+        r.err.find("no usable CUDA device") != std::string::npos || r.err.find("no CUDA support") != std::string::npos;
     REQUIRE(named);
     REQUIRE(r.err.find("--backend cpu") != std::string::npos);  // says how to run without a GPU
 }
@@ -111,8 +112,10 @@ TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
 
     // "Expect: 100-continue" (curl, for larger bodies): the go-ahead first, then the answer.
     const std::string body = R"({"prompt": "Hi", "max_tokens": 2})";
-    const HttpReply go = c.raw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                               "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+    const HttpReply go = c.raw(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Expect: 100-continue\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n");
     CHECK(go.status == 100);
     const HttpReply answer = c.raw(body);
     CHECK(answer.status == 200);
@@ -139,13 +142,22 @@ TEST_CASE("completions: whole and streamed answers agree, with usage", "[worker]
     CHECK(s.text == text);
     CHECK(s.finish_reason == "length");
     CHECK(s.usage == whole.at("usage"));
-    CHECK(s.chunks.size() >= 10);  // streamed, not one block
+    CHECK(s.chunks.size() >= 10);                  // streamed, not one block
     CHECK(s.chunks.back().at("choices").empty());  // the usage chunk comes last
 
     // The same prompt as token ids, alone or in a list of one; unknown fields are ignored (as vLLM does).
-    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", tokenized.at("tokens")}})).at("choices").at(0).at("text") == text);
-    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", {tokenized.at("tokens")}}})).at("choices").at(0).at("text") == text);
-    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", {"Once upon a time"}}, {"frobnicate", 1}})).at("choices").at(0).at("text") == text);
+    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", tokenized.at("tokens")}}))
+              .at("choices")
+              .at(0)
+              .at("text") == text);
+    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", {tokenized.at("tokens")}}}))
+              .at("choices")
+              .at(0)
+              .at("text") == text);
+    CHECK(post_ok(port, "/v1/completions", with(body, {{"prompt", {"Once upon a time"}}, {"frobnicate", 1}}))
+              .at("choices")
+              .at(0)
+              .at("text") == text);
 }
 
 TEST_CASE("chat completions: the template, whole and streamed", "[worker]") {
@@ -172,21 +184,28 @@ TEST_CASE("chat completions: the template, whole and streamed", "[worker]") {
     CHECK(s.id.rfind("chatcmpl-", 0) == 0);
 
     // Content as a list of text parts means the same.
-    const json parts = json::array({{{"role", "system"}, {"content", json::array({{{"type", "text"}, {"text", "You tell stories."}}})}},
-                                    messages[1]});
-    CHECK(post_ok(port, "/v1/chat/completions", with(body, {{"messages", parts}})).at("choices").at(0).at("message").at("content") == text);
+    const json parts = json::array(
+        {{{"role", "system"}, {"content", json::array({{{"type", "text"}, {"text", "You tell stories."}}})}},
+         messages[1]});
+    CHECK(post_ok(port, "/v1/chat/completions", with(body, {{"messages", parts}}))
+              .at("choices")
+              .at(0)
+              .at("message")
+              .at("content") == text);
 
     // max_completion_tokens is the newer name of max_tokens.
-    const json shorter = post_ok(port, "/v1/chat/completions",
-                                 with(kGreedy, {{"messages", messages}, {"max_completion_tokens", 3}, {"ignore_eos", true}}));
+    const json shorter =
+        post_ok(port, "/v1/chat/completions",
+                with(kGreedy, {{"messages", messages}, {"max_completion_tokens", 3}, {"ignore_eos", true}}));
     CHECK(shorter.at("usage").at("completion_tokens") == 3);
     CHECK(shorter.at("choices").at(0).at("finish_reason") == "length");
 }
 
 TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
     const int port = shared_worker().port();
-    const json c = post_ok(port, "/v1/completions",
-                           with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"logprobs", 3}, {"ignore_eos", true}}));
+    const json c = post_ok(
+        port, "/v1/completions",
+        with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"logprobs", 3}, {"ignore_eos", true}}));
     const json& lp = c.at("choices").at(0).at("logprobs");
     REQUIRE(lp.at("tokens").size() == 8);
     REQUIRE(lp.at("token_logprobs").size() == 8);
@@ -220,8 +239,9 @@ TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
     }
 
     // Streamed chunks carry the logprobs of their own tokens.
-    const Streamed s = stream(port, "/v1/completions",
-                              with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"logprobs", 0}, {"ignore_eos", true}}));
+    const Streamed s = stream(
+        port, "/v1/completions",
+        with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"logprobs", 0}, {"ignore_eos", true}}));
     size_t n = 0;
     for (const auto& ch : s.chunks)
         for (const auto& choice : ch.at("choices"))
@@ -232,8 +252,11 @@ TEST_CASE("logprobs in OpenAI's shapes", "[worker]") {
 TEST_CASE("return_token_ids: the prompt's and the generated token ids (vLLM's extension)", "[worker]") {
     const int port = shared_worker().port();
     const json messages = json::array({{{"role", "user"}, {"content", "Tell me about a cat."}}});
-    const json body = with(kGreedy, {{"messages", messages}, {"max_tokens", 12}, {"ignore_eos", true},
-                                     {"return_token_ids", true}, {"logprobs", true}});
+    const json body = with(kGreedy, {{"messages", messages},
+                                     {"max_tokens", 12},
+                                     {"ignore_eos", true},
+                                     {"return_token_ids", true},
+                                     {"logprobs", true}});
     const json whole = post_ok(port, "/v1/chat/completions", body);
     const json tokenized = post_ok(port, "/tokenize", {{"messages", messages}});
     CHECK(whole.at("prompt_token_ids") == tokenized.at("tokens"));
@@ -267,23 +290,33 @@ TEST_CASE("return_token_ids: the prompt's and the generated token ids (vLLM's ex
 
 TEST_CASE("sampling parameters and stop strings", "[worker]") {
     const int port = shared_worker().port();
-    const json greedy = post_ok(port, "/v1/completions", with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}}));
+    const json greedy =
+        post_ok(port, "/v1/completions", with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}}));
     const std::string text = greedy.at("choices").at(0).at("text");
     REQUIRE(text.find("Lily") != std::string::npos);
 
-    const json stopped =
-        post_ok(port, "/v1/completions", with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"stop", "Lily"}}));
+    const json stopped = post_ok(port, "/v1/completions",
+                                 with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"stop", "Lily"}}));
     CHECK(stopped.at("choices").at(0).at("text") == text.substr(0, text.find("Lily")));
     CHECK(stopped.at("choices").at(0).at("finish_reason") == "stop");
-    const Streamed s = stream(port, "/v1/completions",
-                              with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"stop", {"zzz", "Lily"}}}));
+    const Streamed s =
+        stream(port, "/v1/completions",
+               with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 30}, {"stop", {"zzz", "Lily"}}}));
     CHECK(s.text == text.substr(0, text.find("Lily")));
     CHECK(s.finish_reason == "stop");
 
     // Seeded sampling repeats itself; every parameter is accepted in range.
-    const json sampled = {{"prompt", "Once upon a time"}, {"max_tokens", 20}, {"temperature", 0.9}, {"top_p", 0.9},
-                          {"top_k", 40}, {"min_p", 0.05}, {"presence_penalty", 0.5}, {"frequency_penalty", 0.5},
-                          {"repetition_penalty", 1.1}, {"seed", 1234}, {"logit_bias", {{"13", -100}}}};
+    const json sampled = {{"prompt", "Once upon a time"},
+                          {"max_tokens", 20},
+                          {"temperature", 0.9},
+                          {"top_p", 0.9},
+                          {"top_k", 40},
+                          {"min_p", 0.05},
+                          {"presence_penalty", 0.5},
+                          {"frequency_penalty", 0.5},
+                          {"repetition_penalty", 1.1},
+                          {"seed", 1234},
+                          {"logit_bias", {{"13", -100}}}};
     const json a = post_ok(port, "/v1/completions", sampled);
     const json b = post_ok(port, "/v1/completions", sampled);
     CHECK(a.at("choices").at(0).at("text") == b.at("choices").at(0).at("text"));
@@ -291,10 +324,22 @@ TEST_CASE("sampling parameters and stop strings", "[worker]") {
 
 TEST_CASE("16 concurrent greedy streams each equal their solo result", "[worker]") {
     const int port = shared_worker().port();
-    const std::vector<std::string> prompts = {
-        "Once upon a time", "The cat", "Lily and Tom", "One day, a little bird", "The sun was",
-        "Tim had a red ball", "Mom said", "In the park", "The dog ran", "She was happy",
-        "There was a big tree", "The boy", "A little girl named Sue", "They played", "The fish", "At night"};
+    const std::vector<std::string> prompts = {"Once upon a time",
+                                              "The cat",
+                                              "Lily and Tom",
+                                              "One day, a little bird",
+                                              "The sun was",
+                                              "Tim had a red ball",
+                                              "Mom said",
+                                              "In the park",
+                                              "The dog ran",
+                                              "She was happy",
+                                              "There was a big tree",
+                                              "The boy",
+                                              "A little girl named Sue",
+                                              "They played",
+                                              "The fish",
+                                              "At night"};
     std::vector<json> bodies;
     std::vector<std::string> solo;
     for (const auto& p : prompts) {
@@ -335,7 +380,8 @@ TEST_CASE("16 concurrent greedy streams each equal their solo result", "[worker]
 TEST_CASE("a client that disconnects mid-stream frees its sequence", "[worker]") {
     const int port = shared_worker().port();
     const double cancelled = metric(port, kCancelled);
-    const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
+    const json body =
+        with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
     {
         SseStream s(port, "/v1/completions", body.dump());
         REQUIRE(s.next());  // decoding has begun
@@ -360,8 +406,10 @@ TEST_CASE("a client that disconnects mid-stream frees its sequence", "[worker]")
 
 TEST_CASE("/cancel ends a stream with finish_reason abort and is idempotent", "[worker]") {
     const int port = shared_worker().port();
-    SseStream s(port, "/v1/completions",
-                with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}}).dump());
+    SseStream s(
+        port, "/v1/completions",
+        with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}})
+            .dump());
     const std::string id = s.headers().at("x-request-id");
     REQUIRE(id.rfind("cmpl-", 0) == 0);
     REQUIRE(s.next());
@@ -523,13 +571,15 @@ TEST_CASE("--log engine=debug logs each request entering and leaving the engine,
     CHECK(finished.find("] [engine] [debug] request ") != std::string::npos);
     CHECK(finished.find("finished (max_tokens): ") != std::string::npos);
     CHECK(line_with("warm-up request").find("[engine] [debug]") != std::string::npos);
-    CHECK(log.find("] [] [") == std::string::npos);  // no line without a component (stories260K has no chat template: a warning)
+    CHECK(log.find("] [] [") ==
+          std::string::npos);  // no line without a component (stories260K has no chat template: a warning)
 }
 
 TEST_CASE("a full queue answers 429 with Retry-After", "[worker]") {
     Worker w({"--max-seqs", "1", "--max-queue", "1"});
     const int port = w.port();
-    const json body = with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
+    const json body =
+        with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true}});
     SseStream running(port, "/v1/completions", body.dump());
     REQUIRE(running.next());  // holds the only sequence
     SseStream waiting(port, "/v1/completions", body.dump());
@@ -572,8 +622,10 @@ TEST_CASE("API keys guard everything but /health and /metrics", "[worker]") {
 TEST_CASE("SIGTERM lets running streams finish, then exits 0", "[worker]") {
     Worker w({});
     const int port = w.port();
-    SseStream s(port, "/v1/completions",
-                with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"ignore_eos", true}, {"stream", true}}).dump());
+    SseStream s(
+        port, "/v1/completions",
+        with(kGreedy, {{"prompt", "Once upon a time"}, {"max_tokens", 300}, {"ignore_eos", true}, {"stream", true}})
+            .dump());
     REQUIRE(s.next());
     w.signal(SIGTERM);
     const Streamed rest = read_stream(s, false);
@@ -588,8 +640,10 @@ TEST_CASE("SIGTERM lets running streams finish, then exits 0", "[worker]") {
 TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[worker][smollm2]") {
     // Not require_smollm2(): its absence must not skip the stories260K cases above.
     std::filesystem::path model;
-    if (const char* v = std::getenv("LOOM_SMOLLM2"); v && *v) model = v;
-    else if (const char* c = std::getenv("LOOM_MODEL_CACHE"); c && *c) model = std::filesystem::path(c) / "SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (const char* v = std::getenv("LOOM_SMOLLM2"); v && *v)
+        model = v;
+    else if (const char* c = std::getenv("LOOM_MODEL_CACHE"); c && *c)
+        model = std::filesystem::path(c) / "SmolLM2-135M-Instruct.Q4_1.gguf";
     if (model.empty() || !std::filesystem::exists(model)) {
         WARN("SmolLM2 is not in the model cache (test-models/fetch smollm2-135m-instruct-q4_1): case not run");
         return;
@@ -625,7 +679,12 @@ TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[w
                 SseStream st(port, "/v1/chat/completions", with(bodies[i], {{"stream", true}}).dump());
                 while (auto e = st.next())
                     if (*e != "[DONE]")
-                        texts[i] += json::parse(*e).at("choices").at(0).at("delta").value("content", json("")).get<std::string>();
+                        texts[i] += json::parse(*e)
+                                        .at("choices")
+                                        .at(0)
+                                        .at("delta")
+                                        .value("content", json(""))
+                                        .get<std::string>();
             } catch (const std::exception& ex) {
                 errors[i] = ex.what();
             }

@@ -49,7 +49,6 @@ Sampled sample(int port, const json& body) {
     return {json::parse(r.body).at("choices").at(0).at("text").get<std::string>(), r.headers.at("x-seed")};
 }
 
-
 // A streamed answer with return_token_ids, cut where each chunk's tokens end.
 struct Generated {
     std::vector<int> prompt_ids, ids;
@@ -120,8 +119,11 @@ bool exact_resume_backend() {
     return false;
 }
 
-const json kPenalized = {{"temperature", 0.9}, {"seed", 4242}, {"presence_penalty", 0.6},
-                         {"frequency_penalty", 0.4}, {"repetition_penalty", 1.3}};
+const json kPenalized = {{"temperature", 0.9},
+                         {"seed", 4242},
+                         {"presence_penalty", 0.6},
+                         {"frequency_penalty", 0.4},
+                         {"repetition_penalty", 1.3}};
 
 }  // namespace
 
@@ -158,7 +160,8 @@ TEST_CASE("unseeded sampling differs per request; the X-Seed header repeats a ru
         seeds.insert(runs.back().seed);
     }
     CHECK(seeds.size() == 3);
-    CHECK(texts.size() > 1);  // stories260K at temperature 1.5 over 24 tokens: three equal answers would mean a fixed seed
+    CHECK(texts.size() >
+          1);  // stories260K at temperature 1.5 over 24 tokens: three equal answers would mean a fixed seed
     for (const auto& run : runs) {
         const Sampled again = sample(port, with(body, {{"seed", std::stoll(run.seed)}}));
         CHECK(again.text == run.text);
@@ -194,8 +197,8 @@ TEST_CASE("max_tokens beyond the context is refused with the numbers, as OpenAI 
     CHECK(error_of(too_long).at("code") == "context_length_exceeded");
 
     // Exactly the room left is fine, and so is a default that the room cuts short.
-    CHECK(post(port, "/v1/completions", {{"prompt", {1, 2, 3, 4}}, {"max_tokens", 2044}, {"stream", true},
-                                         {"stop", "x"}, {"temperature", 0}})
+    CHECK(post(port, "/v1/completions",
+               {{"prompt", {1, 2, 3, 4}}, {"max_tokens", 2044}, {"stream", true}, {"stop", "x"}, {"temperature", 0}})
               .status == 200);
     const std::vector<int> near_full(2040, 100);
     const json cut = post_ok(port, "/v1/completions", {{"prompt", near_full}, {"ignore_eos", true}});
@@ -213,10 +216,12 @@ TEST_CASE("stream_options without stream: true is a 400", "[worker][openai]") {
         CHECK(r.status == 400);
         CHECK(error_of(r).at("param") == "stream_options");
     }
-    CHECK(post(port, "/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 2}, {"stream_options", nullptr}}).status == 200);
+    CHECK(post(port, "/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 2}, {"stream_options", nullptr}}).status ==
+          200);
 }
 
-TEST_CASE("errors carry OpenAI's codes: model_not_found, context_length_exceeded, rate_limit_exceeded", "[worker][openai]") {
+TEST_CASE("errors carry OpenAI's codes: model_not_found, context_length_exceeded, rate_limit_exceeded",
+          "[worker][openai]") {
     const int port = shared_worker().port();
     const HttpReply unknown = post(port, "/v1/completions", {{"prompt", "Hi"}, {"model", "gpt-4"}});
     CHECK(unknown.status == 404);
@@ -276,8 +281,8 @@ TEST_CASE("with include_usage every chunk carries usage: null but the usage chun
 
 TEST_CASE("completions with logprobs 0 give no empty top_logprobs objects", "[worker][openai]") {
     const int port = shared_worker().port();
-    const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 5}, {"ignore_eos", true}, {"temperature", 0},
-                       {"logprobs", 0}};
+    const json body = {
+        {"prompt", "Once upon a time"}, {"max_tokens", 5}, {"ignore_eos", true}, {"temperature", 0}, {"logprobs", 0}};
     const json lp = post_ok(port, "/v1/completions", body).at("choices").at(0).at("logprobs");
     CHECK(lp.at("tokens").size() == 5);
     CHECK(lp.at("token_logprobs").size() == 5);
@@ -310,11 +315,15 @@ TEST_CASE("request ids are random, not counters", "[worker][openai]") {
     CHECK(error_of(post(port, "/cancel", {{"id", 7}})).at("param") == "id");
 }
 
-TEST_CASE("with API keys, /cancel ends only the requests of the same key; abort is the finish reason", "[worker][openai]") {
+TEST_CASE("with API keys, /cancel ends only the requests of the same key; abort is the finish reason",
+          "[worker][openai]") {
     Worker w({"--api-key", "alice-key", "--api-key", "bob-key"});
     const int port = w.port();
     const HeaderList alice = {{"Authorization", "Bearer alice-key"}}, bob = {{"Authorization", "Bearer bob-key"}};
-    const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", true},
+    const json body = {{"prompt", "Once upon a time"},
+                       {"max_tokens", 2000},
+                       {"ignore_eos", true},
+                       {"stream", true},
                        {"temperature", 0}};
     SseStream s(port, "/v1/completions", body.dump(), alice);
     REQUIRE(s.status() == 200);
@@ -353,7 +362,8 @@ TEST_CASE("the Bearer scheme is matched in any case, the key exactly", "[worker]
         INFO(ok);
         CHECK(post(port, "/v1/completions", body, {{"Authorization", ok}}).status == 200);
     }
-    for (const char* no : {"Bearer S3CRET", "Bearer s3cre", "Bearer s3cret2", "Bearers3cret", "Basic s3cret", "s3cret"}) {
+    for (const char* no :
+         {"Bearer S3CRET", "Bearer s3cre", "Bearer s3cret2", "Bearers3cret", "Basic s3cret", "s3cret"}) {
         INFO(no);
         CHECK(post(port, "/v1/completions", body, {{"Authorization", no}}).status == 401);
     }
@@ -375,8 +385,9 @@ TEST_CASE("resume_tokens continues a stream token for token and text for text (g
 TEST_CASE("a chat answer resumes on /v1/completions from its prompt_token_ids", "[worker][openai][resume]") {
     if (!exact_resume_backend()) return;
     const int port = shared_worker().port();
-    const json body = with(kPenalized, {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
-                                        {"max_tokens", 40}, {"ignore_eos", true}});
+    const json body = with(
+        kPenalized,
+        {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}}, {"max_tokens", 40}, {"ignore_eos", true}});
     const Generated first = generate(port, "/v1/chat/completions", body);
     REQUIRE(first.ids.size() == 40);
     REQUIRE_FALSE(first.prompt_ids.empty());

@@ -30,8 +30,7 @@ inline std::string backend() {
 // loom-worker on stories260K (or `model`) with this program's backend and `extra` arguments.
 struct Worker : WorkerProcess {
     explicit Worker(std::vector<std::string> extra, std::filesystem::path model = {})
-        : WorkerProcess(model.empty() ? require_stories260k() : model, backend(),
-                                    std::move(extra)) {}
+        : WorkerProcess(model.empty() ? require_stories260k() : model, backend(), std::move(extra)) {}
 };
 
 // A worker on the CPU backend whatever LOOM_WORKER_BACKEND says: for tests whose timing assumes the

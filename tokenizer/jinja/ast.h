@@ -21,25 +21,25 @@ enum class CompareOp { Eq, Ne, Lt, Le, Gt, Ge, In, NotIn };
 
 struct Expr {
     enum class Kind {
-        Literal,    // value
-        Name,       // name
-        List,       // items
-        Tuple,      // items
-        Dict,       // items: key, value, key, value, ...
-        Attribute,  // items[0].name
-        Subscript,  // items[0][items[1]]
-        Slice,      // items[0][slice_parts]; absent parts are null
-        Call,       // items[0](items[1..], keywords)
-        Filter,     // items[0] | name(items[1..], keywords)
-        Test,       // items[0] is [not] name(items[1..], keywords)
-        Negate,     // -items[0]
-        Plus,       // +items[0]
-        Not,        // not items[0]
-        And,        // items[0] and items[1]
-        Or,         // items[0] or items[1]
-        Binary,     // items[0] binary_op items[1]
-        Compare,    // items[0] compare_ops[0] items[1] compare_ops[1] items[2] ...
-        Conditional // items[1] if items[0] else items[2] (items[2] may be null)
+        Literal,     // value
+        Name,        // name
+        List,        // items
+        Tuple,       // items
+        Dict,        // items: key, value, key, value, ...
+        Attribute,   // items[0].name
+        Subscript,   // items[0][items[1]]
+        Slice,       // items[0][slice_parts]; absent parts are null
+        Call,        // items[0](items[1..], keywords)
+        Filter,      // items[0] | name(items[1..], keywords)
+        Test,        // items[0] is [not] name(items[1..], keywords)
+        Negate,      // -items[0]
+        Plus,        // +items[0]
+        Not,         // not items[0]
+        And,         // items[0] and items[1]
+        Or,          // items[0] or items[1]
+        Binary,      // items[0] binary_op items[1]
+        Compare,     // items[0] compare_ops[0] items[1] compare_ops[1] items[2] ...
+        Conditional  // items[1] if items[0] else items[2] (items[2] may be null)
     };
     Kind kind;
     size_t offset = 0;
@@ -65,8 +65,12 @@ struct FilterCall {
     std::vector<std::pair<std::string, ExprPtr>> keywords;
 };
 
-struct TextStmt { std::string text; };
-struct OutputStmt { ExprPtr expr; };
+struct TextStmt {
+    std::string text;
+};
+struct OutputStmt {
+    ExprPtr expr;
+};
 struct IfStmt {
     std::vector<std::pair<ExprPtr, Body>> branches;  // if, then each elif
     Body otherwise;
@@ -91,7 +95,7 @@ struct SetBlockStmt {
 struct MacroStmt {
     std::string name;
     std::vector<std::pair<std::string, ExprPtr>> params;  // default value or null
-    std::shared_ptr<Body> body;                            // shared with the macro values made at render time
+    std::shared_ptr<Body> body;                           // shared with the macro values made at render time
 };
 struct FilterBlockStmt {
     std::vector<FilterCall> filters;
@@ -102,8 +106,8 @@ struct ContinueStmt {};
 
 struct Stmt {
     size_t offset = 0;
-    std::variant<TextStmt, OutputStmt, IfStmt, ForStmt, SetStmt, SetBlockStmt, MacroStmt, FilterBlockStmt,
-                 BreakStmt, ContinueStmt>
+    std::variant<TextStmt, OutputStmt, IfStmt, ForStmt, SetStmt, SetBlockStmt, MacroStmt, FilterBlockStmt, BreakStmt,
+                 ContinueStmt>
         node;
 };
 

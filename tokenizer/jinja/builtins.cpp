@@ -26,8 +26,8 @@ public:
     Params(CallArgs& args, std::string_view function, std::initializer_list<std::string_view> names)
         : args_(args), function_(function), names_(names) {
         if (args.positional.size() > names_.size())
-            type_error(std::string(function) + "() takes at most " + std::to_string(names_.size()) +
-                       " argument(s) (" + std::to_string(args.positional.size()) + " given)");
+            type_error(std::string(function) + "() takes at most " + std::to_string(names_.size()) + " argument(s) (" +
+                       std::to_string(args.positional.size()) + " given)");
         for (const auto& [key, _] : args.keyword)
             if (std::find(names_.begin(), names_.end(), key) == names_.end())
                 type_error(std::string(function) + "() got an unexpected keyword argument '" + key + "'");
@@ -54,7 +54,8 @@ public:
     std::optional<std::string> optional_string(size_t i) const {
         const Value* v = get(i);
         if (!v || v->is_none()) return std::nullopt;
-        if (!v->is_string()) type_error(std::string(function_) + "() argument must be str or None, not " + v->type_name());
+        if (!v->is_string())
+            type_error(std::string(function_) + "() argument must be str or None, not " + v->type_name());
         return v->as_string();
     }
     int64_t integer(size_t i, int64_t fallback) const {
@@ -191,7 +192,8 @@ Value string_method(const Value& self, const std::string& name) {
             size_t i = 0;
             for (const auto& item : iterate(p.required(0))) {
                 if (!item.is_string())
-                    type_error("sequence item " + std::to_string(i) + ": expected str instance, " + item.type_name() + " found");
+                    type_error("sequence item " + std::to_string(i) + ": expected str instance, " + item.type_name() +
+                               " found");
                 if (i++) out += s;
                 out += item.as_string();
             }
@@ -202,7 +204,8 @@ Value string_method(const Value& self, const std::string& name) {
             Params p(a, name, {"affix"});
             const std::string& x = require_string(p.required(0), name);
             if (name == "removeprefix" && s.starts_with(x)) return Value::string(s.substr(x.size()));
-            if (name == "removesuffix" && !x.empty() && s.ends_with(x)) return Value::string(s.substr(0, s.size() - x.size()));
+            if (name == "removesuffix" && !x.empty() && s.ends_with(x))
+                return Value::string(s.substr(0, s.size() - x.size()));
             return Value::string(s);
         });
     if (name == "isdigit" || name == "isalpha" || name == "isalnum" || name == "isspace" || name == "islower" ||
@@ -210,10 +213,13 @@ Value string_method(const Value& self, const std::string& name) {
         return bind([s, name](CallArgs& a) {
             Params p(a, name, {});
             auto digit = [](char32_t c) { return c >= '0' && c <= '9'; };
-            auto alpha = [](char32_t c) { return text::is_cased(c) || (c >= 0x80 && !text::is_space(c) && c >= 0x3040); };
+            auto alpha = [](char32_t c) {
+                return text::is_cased(c) || (c >= 0x80 && !text::is_space(c) && c >= 0x3040);
+            };
             if (name == "isdigit") return Value::boolean(all_code_points(s, digit));
             if (name == "isalpha") return Value::boolean(all_code_points(s, alpha));
-            if (name == "isalnum") return Value::boolean(all_code_points(s, [&](char32_t c) { return digit(c) || alpha(c); }));
+            if (name == "isalnum")
+                return Value::boolean(all_code_points(s, [&](char32_t c) { return digit(c) || alpha(c); }));
             if (name == "isspace") return Value::boolean(all_code_points(s, text::is_space));
             return Value::boolean(cased_test(s, name == "islower"));
         });
@@ -226,8 +232,10 @@ Value dict_method(const Value& self, const std::string& name) {
             Params p(a, name, {});
             std::vector<Value> out;
             for (const auto& [k, v] : self.dict_data().entries) {
-                if (name == "items") out.push_back(Value::tuple({k, v}));
-                else out.push_back(name == "keys" ? k : v);
+                if (name == "items")
+                    out.push_back(Value::tuple({k, v}));
+                else
+                    out.push_back(name == "keys" ? k : v);
             }
             return Value::list(std::move(out));
         });
@@ -266,8 +274,10 @@ Value attribute_path(const Value& item, const Value& attribute) {
     if (attribute.is_int()) return get_item(item, attribute);
     Value cur = item;
     for (const auto& part : text::split(attribute.str(), std::string("."), -1, false)) {
-        const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-        cur = numeric ? get_item(cur, Value::integer(std::strtoll(part.c_str(), nullptr, 10))) : get_item(cur, Value::string(part));
+        const bool numeric =
+            !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+        cur = numeric ? get_item(cur, Value::integer(std::strtoll(part.c_str(), nullptr, 10)))
+                      : get_item(cur, Value::string(part));
         if (cur.is_undefined()) return cur;
     }
     return cur;
@@ -320,7 +330,8 @@ Value to_int(const Value& v, const Value& fallback, int base) {
     }
     if (v.is_string()) {
         if (auto i = parse_int(v.as_string(), base)) return Value::integer(*i);
-        if (auto d = parse_float(v.as_string()); d && std::isfinite(*d)) return Value::integer(static_cast<int64_t>(std::trunc(*d)));
+        if (auto d = parse_float(v.as_string()); d && std::isfinite(*d))
+            return Value::integer(static_cast<int64_t>(std::trunc(*d)));
     }
     return fallback;
 }
@@ -366,10 +377,14 @@ Value python_round(const Value& v, int64_t precision, const std::string& method)
     const double scale = std::pow(10.0, static_cast<double>(precision));
     const double x = v.as_double() * scale;
     double r;
-    if (method == "common") r = std::nearbyint(x);  // half to even, as Python's round()
-    else if (method == "ceil") r = std::ceil(x);
-    else if (method == "floor") r = std::floor(x);
-    else fail(Kind::Value, "method must be 'common', 'ceil' or 'floor'");
+    if (method == "common")
+        r = std::nearbyint(x);  // half to even, as Python's round()
+    else if (method == "ceil")
+        r = std::ceil(x);
+    else if (method == "floor")
+        r = std::floor(x);
+    else
+        fail(Kind::Value, "method must be 'common', 'ceil' or 'floor'");
     return Value::number(r / scale);
 }
 
@@ -433,7 +448,9 @@ Value f_indent(const Value& v, CallArgs& a) {
     if (v.is_undefined()) fail(Kind::Undefined, v.undefined_hint());
     if (!v.is_string()) type_error("unsupported operand type(s) for +=: '" + v.type_name() + "' and 'str'");
     const Value width = p.get_or(0, Value::integer(4));
-    const std::string indention = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, p.integer(0, 4))), ' ');
+    const std::string indention = width.is_string()
+                                      ? width.as_string()
+                                      : std::string(static_cast<size_t>(std::max<int64_t>(0, p.integer(0, 4))), ' ');
     const bool first = p.flag(1, false), blank = p.flag(2, false);
     auto lines = text::splitlines(v.str() + "\n");
     std::string rv;
@@ -454,7 +471,8 @@ Value f_int(const Value& v, CallArgs& a) {
 Value f_items(const Value& v, CallArgs& a) {
     Params p(a, "items", {});
     if (v.is_undefined()) return Value::list();
-    if (!v.is_dict() || v.dict_data().kind != Value::DictKind::Plain) type_error("Can only get item pairs from a mapping.");
+    if (!v.is_dict() || v.dict_data().kind != Value::DictKind::Plain)
+        type_error("Can only get item pairs from a mapping.");
     std::vector<Value> out;
     for (const auto& [k, val] : v.dict_data().entries) out.push_back(Value::tuple({k, val}));
     return Value::list(std::move(out));
@@ -496,8 +514,10 @@ Value f_map(const Value& v, CallArgs& a) {
     const Value* attribute = nullptr;
     const Value* fallback = nullptr;
     for (const auto& [key, value] : a.keyword) {
-        if (key == "attribute") attribute = &value;
-        else if (key == "default") fallback = &value;
+        if (key == "attribute")
+            attribute = &value;
+        else if (key == "default")
+            fallback = &value;
     }
     if (attribute) {
         for (const auto& item : iterate(v)) {
@@ -523,7 +543,8 @@ Value min_max(const Value& v, CallArgs& a, bool want_max) {
     const Value* attribute = p.get(1);
     size_t best = 0;
     for (size_t i = 1; i < items.size(); ++i) {
-        const Value ki = sort_key(items[i], attribute, case_sensitive), kb = sort_key(items[best], attribute, case_sensitive);
+        const Value ki = sort_key(items[i], attribute, case_sensitive),
+                    kb = sort_key(items[best], attribute, case_sensitive);
         if (want_max ? kb.less(ki) : ki.less(kb)) best = i;
     }
     return items[best];
@@ -609,8 +630,10 @@ Value f_sum(const Value& v, CallArgs& a) {
         const Value x = attribute && !attribute->is_none() ? attribute_path(item, *attribute) : item;
         if (!x.is_number() || !total.is_number())
             type_error("unsupported operand type(s) for +: '" + total.type_name() + "' and '" + x.type_name() + "'");
-        if (total.is_float() || x.is_float()) total = Value::number(total.as_double() + x.as_double());
-        else total = Value::integer(total.as_int() + x.as_int());
+        if (total.is_float() || x.is_float())
+            total = Value::number(total.as_double() + x.as_double());
+        else
+            total = Value::integer(total.as_int() + x.as_int());
     }
     return total;
 }
@@ -671,15 +694,19 @@ Value f_wordcount(const Value& v, CallArgs& a) {
 
 const std::unordered_map<std::string_view, Filter>& filters() {
     static const std::unordered_map<std::string_view, Filter> table = {
-        {"abs", f_abs}, {"attr", f_attr}, {"capitalize", f_capitalize}, {"count", f_length},
-        {"d", f_default}, {"default", f_default}, {"dictsort", f_dictsort}, {"e", f_escape},
-        {"escape", f_escape}, {"first", f_first}, {"float", f_float}, {"indent", f_indent}, {"int", f_int},
-        {"items", f_items}, {"join", f_join}, {"last", f_last}, {"length", f_length}, {"list", f_list},
-        {"lower", f_lower}, {"map", f_map}, {"max", f_max}, {"min", f_min}, {"reject", f_reject},
-        {"rejectattr", f_rejectattr}, {"replace", f_replace}, {"reverse", f_reverse}, {"round", f_round},
-        {"safe", f_safe}, {"select", f_select}, {"selectattr", f_selectattr}, {"sort", f_sort},
-        {"string", f_string}, {"sum", f_sum}, {"title", f_title}, {"tojson", f_tojson}, {"trim", f_trim},
-        {"unique", f_unique}, {"upper", f_upper}, {"wordcount", f_wordcount},
+        {"abs", f_abs},           {"attr", f_attr},       {"capitalize", f_capitalize},
+        {"count", f_length},      {"d", f_default},       {"default", f_default},
+        {"dictsort", f_dictsort}, {"e", f_escape},        {"escape", f_escape},
+        {"first", f_first},       {"float", f_float},     {"indent", f_indent},
+        {"int", f_int},           {"items", f_items},     {"join", f_join},
+        {"last", f_last},         {"length", f_length},   {"list", f_list},
+        {"lower", f_lower},       {"map", f_map},         {"max", f_max},
+        {"min", f_min},           {"reject", f_reject},   {"rejectattr", f_rejectattr},
+        {"replace", f_replace},   {"reverse", f_reverse}, {"round", f_round},
+        {"safe", f_safe},         {"select", f_select},   {"selectattr", f_selectattr},
+        {"sort", f_sort},         {"string", f_string},   {"sum", f_sum},
+        {"title", f_title},       {"tojson", f_tojson},   {"trim", f_trim},
+        {"unique", f_unique},     {"upper", f_upper},     {"wordcount", f_wordcount},
     };
     return table;
 }
@@ -689,7 +716,8 @@ const std::unordered_map<std::string_view, Filter>& filters() {
 using Test = bool (*)(const Value& v, CallArgs& args);
 
 const Value& one_arg(CallArgs& a, std::string_view test) {
-    if (a.positional.size() != 1 || !a.keyword.empty()) type_error("test '" + std::string(test) + "' takes one argument");
+    if (a.positional.size() != 1 || !a.keyword.empty())
+        type_error("test '" + std::string(test) + "' takes one argument");
     return a.positional[0];
 }
 void no_args(CallArgs& a, std::string_view test) {
@@ -699,7 +727,8 @@ void no_args(CallArgs& a, std::string_view test) {
 double py_mod(const Value& v, const Value& divisor, std::string_view test) {
     if (v.is_undefined()) fail(Kind::Undefined, v.undefined_hint());
     if (!v.is_number() || !divisor.is_number())
-        type_error("test '" + std::string(test) + "' needs numbers, not " + v.type_name() + " and " + divisor.type_name());
+        type_error("test '" + std::string(test) + "' needs numbers, not " + v.type_name() + " and " +
+                   divisor.type_name());
     const double d = divisor.as_double();
     if (d == 0) fail(Kind::Value, "integer division or modulo by zero");
     if (v.is_float() || divisor.is_float()) {
@@ -727,7 +756,8 @@ bool t_mapping(const Value& v, CallArgs& a) {
 }
 bool t_iterable(const Value& v, CallArgs& a) {
     no_args(a, "iterable");
-    return v.is_undefined() || v.is_string() || v.is_list() || (v.is_dict() && v.dict_data().kind == Value::DictKind::Plain);
+    return v.is_undefined() || v.is_string() || v.is_list() ||
+           (v.is_dict() && v.dict_data().kind == Value::DictKind::Plain);
 }
 bool t_sequence(const Value& v, CallArgs& a) { return t_iterable(v, a); }
 bool t_callable(const Value& v, CallArgs& a) { return no_args(a, "callable"), v.is_function() || v.is_undefined(); }
@@ -739,12 +769,19 @@ bool t_divisibleby(const Value& v, CallArgs& a) { return py_mod(v, one_arg(a, "d
 bool t_eq(const Value& v, CallArgs& a) { return v.equals(one_arg(a, "eq")); }
 bool t_ne(const Value& v, CallArgs& a) { return !v.equals(one_arg(a, "ne")); }
 bool t_lt(const Value& v, CallArgs& a) { return v.less(one_arg(a, "lt")); }
-bool t_le(const Value& v, CallArgs& a) { const Value& o = one_arg(a, "le"); return v.less(o) || v.equals(o); }
+bool t_le(const Value& v, CallArgs& a) {
+    const Value& o = one_arg(a, "le");
+    return v.less(o) || v.equals(o);
+}
 bool t_gt(const Value& v, CallArgs& a) { return one_arg(a, "gt").less(v); }
-bool t_ge(const Value& v, CallArgs& a) { const Value& o = one_arg(a, "ge"); return o.less(v) || v.equals(o); }
+bool t_ge(const Value& v, CallArgs& a) {
+    const Value& o = one_arg(a, "ge");
+    return o.less(v) || v.equals(o);
+}
 bool t_in(const Value& v, CallArgs& a) {
     const Value& container = one_arg(a, "in");
-    if (container.is_string()) return container.as_string().find(require_string(v, "'in <string>'")) != std::string::npos;
+    if (container.is_string())
+        return container.as_string().find(require_string(v, "'in <string>'")) != std::string::npos;
     for (const auto& item : iterate(container))
         if (item.equals(v)) return true;
     return false;
@@ -762,14 +799,42 @@ bool t_sameas(const Value& v, CallArgs& a) {
 
 const std::unordered_map<std::string_view, Test>& tests() {
     static const std::unordered_map<std::string_view, Test> table = {
-        {"defined", t_defined}, {"undefined", t_undefined}, {"none", t_none}, {"boolean", t_boolean},
-        {"true", t_true}, {"false", t_false}, {"integer", t_integer}, {"float", t_float},
-        {"number", t_number}, {"string", t_string}, {"mapping", t_mapping}, {"iterable", t_iterable},
-        {"sequence", t_sequence}, {"callable", t_callable}, {"lower", t_lower}, {"upper", t_upper},
-        {"odd", t_odd}, {"even", t_even}, {"divisibleby", t_divisibleby}, {"eq", t_eq}, {"equalto", t_eq},
-        {"==", t_eq}, {"ne", t_ne}, {"!=", t_ne}, {"lt", t_lt}, {"lessthan", t_lt}, {"<", t_lt},
-        {"le", t_le}, {"<=", t_le}, {"gt", t_gt}, {"greaterthan", t_gt}, {">", t_gt}, {"ge", t_ge},
-        {">=", t_ge}, {"in", t_in}, {"sameas", t_sameas},
+        {"defined", t_defined},
+        {"undefined", t_undefined},
+        {"none", t_none},
+        {"boolean", t_boolean},
+        {"true", t_true},
+        {"false", t_false},
+        {"integer", t_integer},
+        {"float", t_float},
+        {"number", t_number},
+        {"string", t_string},
+        {"mapping", t_mapping},
+        {"iterable", t_iterable},
+        {"sequence", t_sequence},
+        {"callable", t_callable},
+        {"lower", t_lower},
+        {"upper", t_upper},
+        {"odd", t_odd},
+        {"even", t_even},
+        {"divisibleby", t_divisibleby},
+        {"eq", t_eq},
+        {"equalto", t_eq},
+        {"==", t_eq},
+        {"ne", t_ne},
+        {"!=", t_ne},
+        {"lt", t_lt},
+        {"lessthan", t_lt},
+        {"<", t_lt},
+        {"le", t_le},
+        {"<=", t_le},
+        {"gt", t_gt},
+        {"greaterthan", t_gt},
+        {">", t_gt},
+        {"ge", t_ge},
+        {">=", t_ge},
+        {"in", t_in},
+        {"sameas", t_sameas},
     };
     return table;
 }
@@ -782,7 +847,8 @@ Value g_range(CallArgs& a) {
     if (!a.keyword.empty()) type_error("range() takes no keyword arguments");
     if (a.positional.empty() || a.positional.size() > 3) type_error("range expected 1 to 3 arguments");
     auto as_int = [](const Value& v) {
-        if (!v.is_int() && !v.is_bool()) type_error("'" + v.type_name() + "' object cannot be interpreted as an integer");
+        if (!v.is_int() && !v.is_bool())
+            type_error("'" + v.type_name() + "' object cannot be interpreted as an integer");
         return v.as_int();
     };
     int64_t start = 0, stop, step = 1;
@@ -861,7 +927,8 @@ Value get_item(const Value& object, const Value& key) {
                 int64_t i = key.as_int();
                 if (i < 0) i += n;
                 if (i < 0 || i >= n)
-                    return Value::undefined("'" + object_repr(object) + "' has no element " + std::to_string(key.as_int()));
+                    return Value::undefined("'" + object_repr(object) + "' has no element " +
+                                            std::to_string(key.as_int()));
                 if (object.is_list()) return object.list_data().items[static_cast<size_t>(i)];
                 const auto pos = text::offsets(object.as_string());
                 return Value::string(object.as_string().substr(pos[i], pos[i + 1] - pos[i]));
@@ -882,7 +949,9 @@ Value get_item(const Value& object, const Value& key) {
 const Variables& globals() {
     static const Variables table = {
         {"range", Value::function("range", g_range)},
-        {"namespace", Value::function("namespace", [](CallArgs& a) { return build_dict(a, Value::DictKind::Namespace, "namespace"); })},
+        {"namespace",
+         Value::function("namespace",
+                         [](CallArgs& a) { return build_dict(a, Value::DictKind::Namespace, "namespace"); })},
         {"dict", Value::function("dict", [](CallArgs& a) { return build_dict(a, Value::DictKind::Plain, "dict"); })},
     };
     return table;
@@ -908,7 +977,8 @@ std::vector<Value> iterate(const Value& v) {
             std::vector<Value> out;
             const auto& s = v.as_string();
             const auto pos = text::offsets(s);
-            for (size_t i = 0; i + 1 < pos.size(); ++i) out.push_back(Value::string(s.substr(pos[i], pos[i + 1] - pos[i])));
+            for (size_t i = 0; i + 1 < pos.size(); ++i)
+                out.push_back(Value::string(s.substr(pos[i], pos[i + 1] - pos[i])));
             return out;
         }
         case Value::Kind::Dict:

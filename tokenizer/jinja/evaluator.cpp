@@ -26,7 +26,8 @@ void require_defined(const Value& v) {
 bool integral(const Value& v) { return v.is_int() || v.is_bool(); }
 
 [[noreturn]] void unsupported(std::string_view op, const Value& a, const Value& b) {
-    type_error("unsupported operand type(s) for " + std::string(op) + ": '" + a.type_name() + "' and '" + b.type_name() + "'");
+    type_error("unsupported operand type(s) for " + std::string(op) + ": '" + a.type_name() + "' and '" +
+               b.type_name() + "'");
 }
 
 template <class Op>
@@ -43,7 +44,8 @@ Value repeat(const Value& seq, int64_t times) {
     times = std::max<int64_t>(times, 0);
     if (seq.is_string()) {
         const auto& s = seq.as_string();
-        if (!s.empty() && static_cast<size_t>(times) > kMaxBuiltSize / s.size()) throw OperationError{Kind::Value, "repeated string too large"};
+        if (!s.empty() && static_cast<size_t>(times) > kMaxBuiltSize / s.size())
+            throw OperationError{Kind::Value, "repeated string too large"};
         std::string out;
         out.reserve(s.size() * static_cast<size_t>(times));
         for (int64_t i = 0; i < times; ++i) out += s;
@@ -80,7 +82,9 @@ Value binary(BinaryOp op, const Value& a, const Value& b) {
                 return a.list_data().tuple ? Value::tuple(std::move(out)) : Value::list(std::move(out));
             }
             if (a.is_string()) type_error("can only concatenate str (not \"" + b.type_name() + "\") to str");
-            if (a.is_list()) type_error("can only concatenate " + a.type_name() + " (not \"" + b.type_name() + "\") to " + a.type_name());
+            if (a.is_list())
+                type_error("can only concatenate " + a.type_name() + " (not \"" + b.type_name() + "\") to " +
+                           a.type_name());
             unsupported("+", a, b);
         case BinaryOp::Sub:
             if (ints) return checked(sub_overflow, a.as_int(), b.as_int());
@@ -91,7 +95,8 @@ Value binary(BinaryOp op, const Value& a, const Value& b) {
             if (numbers) return Value::number(a.as_double() * b.as_double());
             if ((a.is_string() || a.is_list()) && integral(b)) return repeat(a, b.as_int());
             if (integral(a) && (b.is_string() || b.is_list())) return repeat(b, a.as_int());
-            if (a.is_string() || b.is_string()) type_error("can't multiply sequence by non-int of type '" + (a.is_string() ? b : a).type_name() + "'");
+            if (a.is_string() || b.is_string())
+                type_error("can't multiply sequence by non-int of type '" + (a.is_string() ? b : a).type_name() + "'");
             unsupported("*", a, b);
         case BinaryOp::Div:
             if (!numbers) unsupported("/", a, b);
@@ -101,7 +106,8 @@ Value binary(BinaryOp op, const Value& a, const Value& b) {
             if (!numbers) unsupported("//", a, b);
             if (ints) {
                 if (b.as_int() == 0) throw OperationError{Kind::Value, "integer division or modulo by zero"};
-                if (a.as_int() == std::numeric_limits<int64_t>::min() && b.as_int() == -1) throw OperationError{Kind::Value, "integer overflow"};
+                if (a.as_int() == std::numeric_limits<int64_t>::min() && b.as_int() == -1)
+                    throw OperationError{Kind::Value, "integer overflow"};
                 int64_t q = a.as_int() / b.as_int();
                 if ((a.as_int() % b.as_int() != 0) && ((a.as_int() < 0) != (b.as_int() < 0))) --q;
                 return Value::integer(q);
@@ -126,9 +132,11 @@ Value binary(BinaryOp op, const Value& a, const Value& b) {
                 int64_t result = 1, base = a.as_int(), e = b.as_int();
                 while (e > 0) {
                     if (e & 1)
-                        if (__builtin_mul_overflow(result, base, &result)) throw OperationError{Kind::Value, "integer overflow"};
+                        if (__builtin_mul_overflow(result, base, &result))
+                            throw OperationError{Kind::Value, "integer overflow"};
                     e >>= 1;
-                    if (e > 0 && __builtin_mul_overflow(base, base, &base)) throw OperationError{Kind::Value, "integer overflow"};
+                    if (e > 0 && __builtin_mul_overflow(base, base, &base))
+                        throw OperationError{Kind::Value, "integer overflow"};
                 }
                 return Value::integer(result);
             }
@@ -146,7 +154,8 @@ bool contains(const Value& container, const Value& item) {
         return container.as_string().find(item.as_string()) != std::string::npos;
     }
     if (container.is_dict() && container.dict_data().kind == Value::DictKind::Plain) {
-        if (item.is_dict() || (item.is_list() && !item.list_data().tuple)) type_error("unhashable type: '" + item.type_name() + "'");
+        if (item.is_dict() || (item.is_list() && !item.list_data().tuple))
+            type_error("unhashable type: '" + item.type_name() + "'");
         return container.dict_data().find(item) != nullptr;
     }
     if (container.is_undefined()) return false;
@@ -322,9 +331,9 @@ private:
         set("previtem", i > 0 ? items[static_cast<size_t>(i - 1)] : Value::undefined("there is no previous item"));
         set("nextitem", i + 1 < n ? items[static_cast<size_t>(i + 1)] : Value::undefined("there is no next item"));
         set("cycle", Value::function("loop.cycle", [i](CallArgs& a) {
-            if (a.positional.empty()) type_error("no items for cycling given");
-            return a.positional[static_cast<size_t>(i) % a.positional.size()];
-        }));
+                if (a.positional.empty()) type_error("no items for cycling given");
+                return a.positional[static_cast<size_t>(i) % a.positional.size()];
+            }));
         return loop;
     }
 
@@ -360,7 +369,8 @@ private:
             Depth depth(*this, offset);
             Scope scope{{}, &root_};
             if (args.positional.size() > m.params.size())
-                type_error("macro '" + m.name + "' takes not more than " + std::to_string(m.params.size()) + " argument(s)");
+                type_error("macro '" + m.name + "' takes not more than " + std::to_string(m.params.size()) +
+                           " argument(s)");
             for (const auto& [key, _] : args.keyword) {
                 bool known = false;
                 for (const auto& p : m.params) known = known || p.first == key;
@@ -375,9 +385,12 @@ private:
                 const Value* kw = nullptr;
                 for (const auto& [key, v] : args.keyword)
                     if (key == name) kw = &v;
-                if (kw) scope.vars[name] = *kw;
-                else if (dflt) scope.vars[name] = eval(*dflt, scope);
-                else scope.vars[name] = Value::undefined("parameter '" + name + "' was not provided");
+                if (kw)
+                    scope.vars[name] = *kw;
+                else if (dflt)
+                    scope.vars[name] = eval(*dflt, scope);
+                else
+                    scope.vars[name] = Value::undefined("parameter '" + name + "' was not provided");
             }
             std::string out;
             exec_body(*m.body, scope, out);
@@ -387,8 +400,8 @@ private:
 
     // ---- expressions
 
-    CallArgs eval_args(const std::vector<ExprPtr>& positional, const std::vector<std::pair<std::string, ExprPtr>>& keywords,
-                       Scope& scope, size_t skip = 0) {
+    CallArgs eval_args(const std::vector<ExprPtr>& positional,
+                       const std::vector<std::pair<std::string, ExprPtr>>& keywords, Scope& scope, size_t skip = 0) {
         CallArgs args;
         for (size_t i = skip; i < positional.size(); ++i) args.positional.push_back(eval(*positional[i], scope));
         for (const auto& [key, e] : keywords) args.keyword.emplace_back(key, eval(*e, scope));
@@ -484,10 +497,13 @@ private:
             case Expr::Kind::Plus: {
                 const Value v = eval(*e.items[0], scope);
                 require_defined(v);
-                if (!v.is_number()) type_error("bad operand type for unary " + std::string(e.kind == Expr::Kind::Negate ? "-" : "+") + ": '" + v.type_name() + "'");
+                if (!v.is_number())
+                    type_error("bad operand type for unary " + std::string(e.kind == Expr::Kind::Negate ? "-" : "+") +
+                               ": '" + v.type_name() + "'");
                 if (e.kind == Expr::Kind::Plus) return v.is_float() ? v : Value::integer(v.as_int());
                 if (v.is_float()) return Value::number(-v.as_double());
-                if (v.as_int() == std::numeric_limits<int64_t>::min()) throw OperationError{Kind::Value, "integer overflow"};
+                if (v.as_int() == std::numeric_limits<int64_t>::min())
+                    throw OperationError{Kind::Value, "integer overflow"};
                 return Value::integer(-v.as_int());
             }
             case Expr::Kind::Not: return Value::boolean(!eval(*e.items[0], scope).truthy());

@@ -55,9 +55,8 @@ public:
                 break;
             }
             const char kind = src_[start + 1];
-            const char sign = start + 2 < src_.size() && (src_[start + 2] == '-' || src_[start + 2] == '+')
-                                  ? src_[start + 2]
-                                  : 0;
+            const char sign =
+                start + 2 < src_.size() && (src_[start + 2] == '-' || src_[start + 2] == '+') ? src_[start + 2] : 0;
             std::string_view data = src_.substr(pos, start - pos);
             if (sign == '-') {
                 data = rstrip(data);
@@ -68,8 +67,10 @@ public:
             }
             if (!data.empty()) emit(Token::Type::Data, std::string(data), pos);
             size_t p = start + 2 + (sign ? 1 : 0);
-            if (kind == '#') p = comment_end(start, p);
-            else p = tag(kind, start, p);
+            if (kind == '#')
+                p = comment_end(start, p);
+            else
+                p = tag(kind, start, p);
             line_starting = src_[p - 1] == '\n';
             pos = p;
         }
@@ -142,9 +143,12 @@ private:
             if (open.empty()) {
                 const Token::Type end = block ? Token::Type::BlockEnd : Token::Type::VariableEnd;
                 size_t after = 0;
-                if (block && at(p, "+%}")) after = p + 3;                           // keeps the newline
-                else if (at(p, block ? "-%}" : "-}}")) after = skip_space(p + 3);  // strips all whitespace
-                else if (at(p, block ? "%}" : "}}")) after = block ? trim_newline(p + 2) : p + 2;
+                if (block && at(p, "+%}"))
+                    after = p + 3;  // keeps the newline
+                else if (at(p, block ? "-%}" : "-}}"))
+                    after = skip_space(p + 3);  // strips all whitespace
+                else if (at(p, block ? "%}" : "}}"))
+                    after = block ? trim_newline(p + 2) : p + 2;
                 if (after) {
                     emit(end, "", p);
                     return after;
@@ -159,8 +163,10 @@ private:
                 size_t e = p;
                 while (e < src_.size()) {
                     const unsigned char d = static_cast<unsigned char>(src_[e]);
-                    if (d == '_' || ((d | 0x20) >= 'a' && (d | 0x20) <= 'z') || (d >= '0' && d <= '9') || d >= 0x80) ++e;
-                    else break;
+                    if (d == '_' || ((d | 0x20) >= 'a' && (d | 0x20) <= 'z') || (d >= '0' && d <= '9') || d >= 0x80)
+                        ++e;
+                    else
+                        break;
                 }
                 emit(Token::Type::Name, std::string(src_.substr(p, e - p)), p);
                 p = e;
@@ -173,9 +179,9 @@ private:
     }
 
     size_t digits(size_t p) const {
-        while (p < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[p])) ||
-                                   (src_[p] == '_' && p + 1 < src_.size() &&
-                                    std::isdigit(static_cast<unsigned char>(src_[p + 1])))))
+        while (p < src_.size() &&
+               (std::isdigit(static_cast<unsigned char>(src_[p])) ||
+                (src_[p] == '_' && p + 1 < src_.size() && std::isdigit(static_cast<unsigned char>(src_[p + 1])))))
             ++p;
         return p;
     }
@@ -189,7 +195,9 @@ private:
                                    : (c >= '0' && c <= (base == 'o' ? '7' : '1'));
             };
             size_t e = p + 2;
-            while (e < src_.size() && (in_base(src_[e]) || (src_[e] == '_' && e + 1 < src_.size() && in_base(src_[e + 1])))) ++e;
+            while (e < src_.size() &&
+                   (in_base(src_[e]) || (src_[e] == '_' && e + 1 < src_.size() && in_base(src_[e + 1]))))
+                ++e;
             if (e > p + 2) {
                 std::string spelled;
                 for (size_t i = p; i < e; ++i)
@@ -259,10 +267,13 @@ private:
                 case 'r': value += '\r'; break;
                 case 't': value += '\t'; break;
                 case 'v': value += '\v'; break;
-                case 'x': case 'u': case 'U': {
+                case 'x':
+                case 'u':
+                case 'U': {
                     const int n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
                     const int64_t cp = hex(i, n);
-                    if (cp < 0 || cp > 0x10FFFF) fail(i - 2, "invalid \\" + std::string(1, e) + " escape in string literal");
+                    if (cp < 0 || cp > 0x10FFFF)
+                        fail(i - 2, "invalid \\" + std::string(1, e) + " escape in string literal");
                     append_utf8(value, static_cast<char32_t>(cp));
                     i += n;
                     break;
@@ -311,8 +322,6 @@ private:
 
 }  // namespace
 
-std::vector<Token> tokenize(const LocationMap& source, const Options& options) {
-    return Lexer(source, options).run();
-}
+std::vector<Token> tokenize(const LocationMap& source, const Options& options) { return Lexer(source, options).run(); }
 
 }  // namespace loom::tokenizer::jinja

@@ -12,7 +12,19 @@
 namespace loom::tokenizer::jinja {
 
 struct Token {
-    enum class Type { Data, VariableBegin, VariableEnd, BlockBegin, BlockEnd, Name, String, Integer, Float, Operator, End };
+    enum class Type {
+        Data,
+        VariableBegin,
+        VariableEnd,
+        BlockBegin,
+        BlockEnd,
+        Name,
+        String,
+        Integer,
+        Float,
+        Operator,
+        End
+    };
     Type type;
     std::string text;   // Data: the text; String: the decoded value; Name, numbers, operators: the spelling
     size_t offset = 0;  // byte offset in the normalized source

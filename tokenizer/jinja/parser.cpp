@@ -122,7 +122,8 @@ private:
                 s->offset = t.offset;
                 next();
                 auto e = parse_tuple(true, false);
-                if (cur().type != Type::VariableEnd) fail(cur().offset, "expected end of print statement, got " + describe(cur()));
+                if (cur().type != Type::VariableEnd)
+                    fail(cur().offset, "expected end of print statement, got " + describe(cur()));
                 next();
                 s->node = OutputStmt{std::move(e)};
                 body.push_back(std::move(s));
@@ -150,11 +151,16 @@ private:
         auto s = std::make_unique<Stmt>();
         s->offset = offset;
         next();
-        if (tag == "if") s->node = parse_if(offset);
-        else if (tag == "for") s->node = parse_for(offset);
-        else if (tag == "set") parse_set(*s, offset);
-        else if (tag == "macro") s->node = parse_macro(offset);
-        else if (tag == "filter") s->node = parse_filter_block(offset);
+        if (tag == "if")
+            s->node = parse_if(offset);
+        else if (tag == "for")
+            s->node = parse_for(offset);
+        else if (tag == "set")
+            parse_set(*s, offset);
+        else if (tag == "macro")
+            s->node = parse_macro(offset);
+        else if (tag == "filter")
+            s->node = parse_filter_block(offset);
         else if (tag == "generation") {
             // transformers' {% generation %} marks assistant text for masks; rendering just keeps the body.
             expect_block_end();
@@ -165,8 +171,10 @@ private:
         } else if (tag == "break" || tag == "continue") {
             if (loop_depth_ == 0) fail(offset, "'" + tag + "' outside of a loop");
             expect_block_end();
-            if (tag == "break") s->node = BreakStmt{};
-            else s->node = ContinueStmt{};
+            if (tag == "break")
+                s->node = BreakStmt{};
+            else
+                s->node = ContinueStmt{};
         } else if (tag.starts_with("end") || tag == "else" || tag == "elif") {
             fail(offset, "unexpected '" + tag + "' tag");
         } else {
@@ -359,8 +367,10 @@ private:
             if (!items.empty()) expect_op(",");
             if (is_tuple_end(explicit_parens)) break;
             items.push_back(parse_expression(with_condexpr));
-            if (is_op(",")) is_tuple = true;
-            else break;
+            if (is_op(","))
+                is_tuple = true;
+            else
+                break;
         }
         if (!is_tuple) {
             if (!items.empty()) return std::move(items[0]);
@@ -434,13 +444,20 @@ private:
         e->items.push_back(std::move(first));
         while (true) {
             CompareOp op;
-            if (is_op("==")) op = CompareOp::Eq;
-            else if (is_op("!=")) op = CompareOp::Ne;
-            else if (is_op("<")) op = CompareOp::Lt;
-            else if (is_op("<=")) op = CompareOp::Le;
-            else if (is_op(">")) op = CompareOp::Gt;
-            else if (is_op(">=")) op = CompareOp::Ge;
-            else if (is_name("in")) op = CompareOp::In;
+            if (is_op("=="))
+                op = CompareOp::Eq;
+            else if (is_op("!="))
+                op = CompareOp::Ne;
+            else if (is_op("<"))
+                op = CompareOp::Lt;
+            else if (is_op("<="))
+                op = CompareOp::Le;
+            else if (is_op(">"))
+                op = CompareOp::Gt;
+            else if (is_op(">="))
+                op = CompareOp::Ge;
+            else if (is_name("in"))
+                op = CompareOp::In;
             else if (is_name("not") && peek().type == Type::Name && peek().text == "in") {
                 next();
                 op = CompareOp::NotIn;
@@ -482,7 +499,10 @@ private:
         auto left = parse_pow();
         while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
             const size_t offset = cur().offset;
-            const BinaryOp op = is_op("*") ? BinaryOp::Mul : is_op("/") ? BinaryOp::Div : is_op("//") ? BinaryOp::FloorDiv : BinaryOp::Mod;
+            const BinaryOp op = is_op("*")    ? BinaryOp::Mul
+                                : is_op("/")  ? BinaryOp::Div
+                                : is_op("//") ? BinaryOp::FloorDiv
+                                              : BinaryOp::Mod;
             next();
             left = binary(Expr::Kind::Binary, offset, std::move(left), parse_pow());
             left->binary_op = op;
@@ -553,7 +573,8 @@ private:
                 errno = 0;
                 int base = 10;
                 size_t skip = 0;
-                if (spelled.size() > 2 && spelled[0] == '0' && (spelled[1] == 'x' || spelled[1] == 'o' || spelled[1] == 'b')) {
+                if (spelled.size() > 2 && spelled[0] == '0' &&
+                    (spelled[1] == 'x' || spelled[1] == 'o' || spelled[1] == 'b')) {
                     base = spelled[1] == 'x' ? 16 : spelled[1] == 'o' ? 8 : 2;
                     skip = 2;
                 }
@@ -609,9 +630,12 @@ private:
 
     ExprPtr parse_postfix(ExprPtr node) {
         while (true) {
-            if (is_op(".") || is_op("[")) node = parse_subscript(std::move(node));
-            else if (is_op("(")) node = parse_call(std::move(node));
-            else return node;
+            if (is_op(".") || is_op("["))
+                node = parse_subscript(std::move(node));
+            else if (is_op("("))
+                node = parse_call(std::move(node));
+            else
+                return node;
         }
     }
 

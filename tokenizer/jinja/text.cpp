@@ -10,12 +10,25 @@ namespace loom::tokenizer::jinja::text {
 
 bool is_space(char32_t cp) {
     switch (cp) {
-        case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x1C: case 0x1D: case 0x1E: case 0x1F:
-        case 0x20: case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
-        case 0x3000:
-            return true;
-        default:
-            return cp >= 0x2000 && cp <= 0x200A;
+        case 0x09:
+        case 0x0A:
+        case 0x0B:
+        case 0x0C:
+        case 0x0D:
+        case 0x1C:
+        case 0x1D:
+        case 0x1E:
+        case 0x1F:
+        case 0x20:
+        case 0x85:
+        case 0xA0:
+        case 0x1680:
+        case 0x2028:
+        case 0x2029:
+        case 0x202F:
+        case 0x205F:
+        case 0x3000: return true;
+        default: return cp >= 0x2000 && cp <= 0x200A;
     }
 }
 
@@ -102,8 +115,10 @@ std::string map_code_points(std::string_view s, F f) {
     out.reserve(s.size());
     for (size_t i = 0; i < s.size();) {
         const auto d = decode_utf8(s, i);
-        if (d.valid) append_utf8(out, f(d.cp));
-        else out.append(s.substr(i, d.length));  // keep bytes we cannot decode as they are
+        if (d.valid)
+            append_utf8(out, f(d.cp));
+        else
+            out.append(s.substr(i, d.length));  // keep bytes we cannot decode as they are
         i += d.length;
     }
     return out;
@@ -223,8 +238,8 @@ std::vector<std::string> splitlines(std::string_view s) {
     size_t start = 0;
     for (size_t i = 0; i < cps.size(); ++i) {
         const char32_t c = cps[i];
-        const bool boundary = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D ||
-                              c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+        const bool boundary = c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E ||
+                              c == 0x85 || c == 0x2028 || c == 0x2029;
         if (!boundary) continue;
         lines.emplace_back(s.substr(pos[start], pos[i] - pos[start]));
         if (c == '\r' && i + 1 < cps.size() && cps[i + 1] == '\n') ++i;

@@ -28,9 +28,12 @@ bool printable(char32_t cp) {
 
 std::string hex_escape(char32_t cp) {
     char buf[16];
-    if (cp < 0x100) std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(cp));
-    else if (cp < 0x10000) std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
-    else std::snprintf(buf, sizeof buf, "\\U%08x", static_cast<unsigned>(cp));
+    if (cp < 0x100)
+        std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(cp));
+    else if (cp < 0x10000)
+        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+    else
+        std::snprintf(buf, sizeof buf, "\\U%08x", static_cast<unsigned>(cp));
     return buf;
 }
 
@@ -40,12 +43,18 @@ std::string string_repr(const std::string& s) {
     for (size_t i = 0; i < s.size();) {
         const auto d = decode_utf8(s, i);
         const char32_t cp = d.cp;
-        if (cp == static_cast<char32_t>(quote) || cp == '\\') out += '\\', out += static_cast<char>(cp);
-        else if (cp == '\n') out += "\\n";
-        else if (cp == '\r') out += "\\r";
-        else if (cp == '\t') out += "\\t";
-        else if (!d.valid || !printable(cp)) out += hex_escape(cp);
-        else out.append(s, i, d.length);
+        if (cp == static_cast<char32_t>(quote) || cp == '\\')
+            out += '\\', out += static_cast<char>(cp);
+        else if (cp == '\n')
+            out += "\\n";
+        else if (cp == '\r')
+            out += "\\r";
+        else if (cp == '\t')
+            out += "\\t";
+        else if (!d.valid || !printable(cp))
+            out += hex_escape(cp);
+        else
+            out.append(s, i, d.length);
         i += d.length;
     }
     out += quote;
@@ -98,9 +107,12 @@ void json_append(std::string& out, const Value& v, const JsonOptions& o, int dep
         case Value::Kind::Int: out += std::to_string(v.as_int()); return;
         case Value::Kind::Float: {
             const double d = v.as_double();
-            if (std::isnan(d)) out += "NaN";
-            else if (std::isinf(d)) out += d > 0 ? "Infinity" : "-Infinity";
-            else out += float_repr(d);
+            if (std::isnan(d))
+                out += "NaN";
+            else if (std::isinf(d))
+                out += d > 0 ? "Infinity" : "-Infinity";
+            else
+                out += float_repr(d);
             return;
         }
         case Value::Kind::String: out += json_string(v.as_string(), o.ensure_ascii); return;
@@ -126,11 +138,16 @@ void json_append(std::string& out, const Value& v, const JsonOptions& o, int dep
             std::vector<std::pair<std::string, const Value*>> entries;
             for (const auto& [key, value] : v.dict_data().entries) {
                 std::string k;
-                if (key.is_string()) k = key.as_string();
-                else if (key.is_none()) k = "null";
-                else if (key.is_bool()) k = key.as_bool() ? "true" : "false";
-                else if (key.is_int() || key.is_float()) k = key.str();
-                else type_error("keys must be str, int, float, bool or None, not " + key.type_name());
+                if (key.is_string())
+                    k = key.as_string();
+                else if (key.is_none())
+                    k = "null";
+                else if (key.is_bool())
+                    k = key.as_bool() ? "true" : "false";
+                else if (key.is_int() || key.is_float())
+                    k = key.str();
+                else
+                    type_error("keys must be str, int, float, bool or None, not " + key.type_name());
                 entries.emplace_back(std::move(k), &value);
             }
             if (o.sort_keys)
@@ -171,8 +188,10 @@ Value* Value::DictData::find(const Value& key) {
 }
 
 void Value::DictData::set(Value key, Value value) {
-    if (Value* existing = find(key)) *existing = std::move(value);
-    else entries.emplace_back(std::move(key), std::move(value));
+    if (Value* existing = find(key))
+        *existing = std::move(value);
+    else
+        entries.emplace_back(std::move(key), std::move(value));
 }
 
 Value Value::undefined(std::string hint) {
@@ -244,7 +263,8 @@ const std::string& Value::undefined_hint() const {
 
 bool Value::truthy() const {
     switch (kind_) {
-        case Kind::Undefined: case Kind::None: return false;
+        case Kind::Undefined:
+        case Kind::None: return false;
         case Kind::Bool: return bool_;
         case Kind::Int: return int_ != 0;
         case Kind::Float: return float_ != 0;
@@ -308,7 +328,9 @@ std::string Value::type_name() const {
         case Kind::String: return "str";
         case Kind::List: return list_->tuple ? "tuple" : "list";
         case Kind::Dict:
-            return dict_->kind == DictKind::Namespace ? "Namespace" : dict_->kind == DictKind::Loop ? "LoopContext" : "dict";
+            return dict_->kind == DictKind::Namespace ? "Namespace"
+                   : dict_->kind == DictKind::Loop    ? "LoopContext"
+                                                      : "dict";
         case Kind::Function: return "function";
     }
     return "";
@@ -321,7 +343,8 @@ bool Value::equals(const Value& other) const {
     }
     if (kind_ != other.kind_) return false;
     switch (kind_) {
-        case Kind::Undefined: case Kind::None: return true;
+        case Kind::Undefined:
+        case Kind::None: return true;
         case Kind::String: return *string_ == *other.string_;
         case Kind::List: {
             if (list_->tuple != other.list_->tuple) return false;
@@ -358,8 +381,7 @@ bool Value::less(const Value& other) const {
         return a.size() < b.size();
     }
     if (is_undefined() || other.is_undefined())
-        throw OperationError{OperationError::Kind::Undefined,
-                             (is_undefined() ? *this : other).undefined_hint()};
+        throw OperationError{OperationError::Kind::Undefined, (is_undefined() ? *this : other).undefined_hint()};
     type_error("'<' not supported between instances of '" + type_name() + "' and '" + other.type_name() + "'");
 }
 
