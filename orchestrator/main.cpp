@@ -48,120 +48,133 @@ std::string resolve_model(const std::string& name) {
     return path;
 }
 
+// The command line's values: the options proper and the flags turned into them after parsing.
+struct Flags {
+    loom::orchestrator::Options o;
+    std::vector<std::string> worker_urls, presets, registry_models;
+    std::string upstream = "mux", routing = "prefix", log_level = "info", config_path, key_file, vram_budget;
+};
+
+// Every flag of loom-orchestrator, bound to f (docs/ORCHESTRATOR.md lists them).
+void add_flags(CLI::App& app, Flags& f) {
+    using namespace loom::orchestrator;
+    app.add_option("--config", f.config_path, "A JSON file of settings (docs/ORCHESTRATOR.md); flags override it");
+    app.add_option("--worker", f.worker_urls, "A worker's URL, http://HOST:PORT (repeatable)");
+    app.add_option("--host", f.o.host, "Address to listen on (default 127.0.0.1)");
+    app.add_option("--port", f.o.port, "Port (default 9000; 0 = any free port, printed at start)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("--routing", f.routing, "prefix (default), least-load or round-robin")
+        ->check(CLI::IsMember({"prefix", "least-load", "round-robin"}));
+    app.add_option("--tokenizer", f.o.tokenizers,
+                   "MODEL.gguf whose tokenizer prefix routing uses for workers serving MODEL (repeatable)");
+    app.add_option("--retries", f.o.retries, "Other workers tried before the first byte (default 2)")
+        ->check(CLI::Range(0, 100));
+    app.add_option("--api-key", f.o.api_keys, "Bearer key clients must send (repeatable; forwarded to the workers)");
+    app.add_option("--admin-key", f.o.admin_key, "Bearer key for /admin/* (without one: open on loopback only)");
+    app.add_option("--drain-timeout", f.o.drain_timeout, "Seconds running requests may take after SIGTERM (default 30)")
+        ->check(CLI::Range(0, 86400));
+    app.add_option("--spawn", f.o.spawn.model,
+                   "Start and supervise loom-workers serving this GGUF model (file or cached name)")
+        ->transform(loom::models::file_or_cached_model());
+    app.add_option("--backend", f.o.spawn.backend, "Spawned workers' backend: cuda (default; one per GPU) or cpu")
+        ->check(CLI::IsMember({"cuda", "cpu"}));
+    app.add_option("--gpus", f.o.spawn.gpus, "GPUs to spawn workers on, e.g. 0,1 (default: every visible GPU)")
+        ->delimiter(',');
+    app.add_option("--cpu-workers", f.o.spawn.cpu_workers, "CPU workers to spawn with --backend cpu (default 1)")
+        ->check(CLI::Range(1, 1024));
+    app.add_option("--worker-bin", f.o.spawn.worker_bin, "loom-worker to spawn (default: beside this executable)");
+    app.add_option("--worker-arg", f.o.spawn.worker_args,
+                   "An argument for spawned workers (repeatable: --worker-arg=--max-seqs --worker-arg=8)");
+    app.add_option("--api-keys", f.key_file,
+                   "JSON file of keys with names and per-minute limits (docs/ORCHESTRATOR.md); adds to --api-key");
+    app.add_option("--queue-size", f.o.queue_size,
+                   "Requests that may wait per model when every worker is full (default 1024)")
+        ->check(CLI::Range(0, 1'000'000));
+    app.add_option("--promote-after", f.o.promote_after_s,
+                   "Seconds after which a waiting batch request counts as interactive (default 10)")
+        ->check(CLI::Range(0.0, 86'400.0));
+    app.add_option("--worker-queue", f.o.worker_queue,
+                   "Requests placed on a worker beyond its sequences_max, in its own queue (default 0)")
+        ->check(CLI::Range(0, 100'000));
+    app.add_option("--request-timeout", f.o.request_timeout_s,
+                   "Seconds a request without its own `timeout` may take (default 0: no limit)")
+        ->check(CLI::Range(0.0, 86'400.0));
+    app.add_option("--register-secret", f.o.register_secret,
+                   "Admit workers that announce themselves (loom-worker --register) with this secret");
+    app.add_option("--http-threads", f.o.http_threads, "Threads serving client connections (default 2)")
+        ->check(CLI::Range(1, 256));
+    app.add_option("--upstream", f.upstream,
+                   "How calls reach the workers: mux (default; loom-mux/1, many calls per connection) or http")
+        ->check(CLI::IsMember({"mux", "http"}));
+    app.add_option("--client-threads", f.o.client_threads,
+                   "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
+        ->check(CLI::Range(1, 256));
+    app.add_option(
+        "--preset", f.presets,
+        "A preset as JSON: {\"name\",\"model\",\"system\",\"parameters\"} (repeatable; docs/ORCHESTRATOR.md)");
+    app.add_option(
+        "--registry-model", f.registry_models,
+        "A model loaded on demand, as JSON: {\"name\",\"model\",\"gpus\",\"replicas\",\"context\",\"keep_alive\"} "
+        "(repeatable; docs/ORCHESTRATOR.md)");
+    app.add_option(
+        "--vram-budget", f.vram_budget,
+        "Bytes of model estimates each device may hold (20G, 512M; default: the GPU's memory; cpu: no limit)");
+    app.add_option("--load-wait", f.o.load_wait_s,
+                   "Seconds a request waits for a device with room before its 503 (default 30)")
+        ->check(CLI::Range(0.0, 86'400.0));
+    app.add_option("--load-timeout", f.o.load_timeout_s,
+                   "Seconds a registry model's worker may take to become ready (default 300)")
+        ->check(CLI::Range(0.1, 86'400.0));
+    app.add_option("--log", f.log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
+}
+
+// Turns the parsed flags into f.o and checks the ones that need each other; std::invalid_argument
+// naming the flag otherwise.
+void finish_options(const CLI::App& app, Flags& f) {
+    using namespace loom::orchestrator;
+    f.o.models = parse_model_flags(f.registry_models, resolve_model);
+    try {
+        if (!f.vram_budget.empty()) f.o.vram_budget = loom::http::parse_byte_size(f.vram_budget);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("--vram-budget: ") + e.what());
+    }
+    if (f.worker_urls.empty() && f.o.spawn.model.empty() && f.o.register_secret.empty() && f.o.models.empty())
+        throw std::invalid_argument(
+            "no workers: name them with --worker, start them with --spawn, admit them with "
+            "--register-secret or configure models (--registry-model)");
+    if (f.o.spawn.model.empty() && f.o.models.empty())
+        for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
+            if (app.count(flag) > 0)
+                throw std::invalid_argument(std::string(flag) + " needs --spawn or --registry-model");
+    if (f.o.models.empty())
+        for (const char* flag : {"--vram-budget", "--load-wait", "--load-timeout"})
+            if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --registry-model");
+    for (const auto& u : f.worker_urls) f.o.workers.push_back(parse_worker_url(u));
+    if (!f.key_file.empty()) f.o.key_file = load_key_file(f.key_file);
+    f.o.presets = parse_preset_flags(f.presets);
+    configure_logging(f.log_level);
+    f.o.routing = f.routing == "round-robin"  ? Routing::round_robin
+                  : f.routing == "least-load" ? Routing::least_load
+                                              : Routing::prefix;
+    f.o.upstream = f.upstream == "http" ? Transport::http : Transport::mux;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace loom::orchestrator;
     CLI::App app{"loom-orchestrator: routes OpenAI-compatible requests to loom-workers, with token-exact failover"};
-    Options o;
-    std::vector<std::string> worker_urls;
-    std::string upstream = "mux";
-    std::string routing = "prefix", log_level = "info", config_path;
-    app.add_option("--config", config_path, "A JSON file of settings (docs/ORCHESTRATOR.md); flags override it");
-    app.add_option("--worker", worker_urls, "A worker's URL, http://HOST:PORT (repeatable)");
-    app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");
-    app.add_option("--port", o.port, "Port (default 9000; 0 = any free port, printed at start)")
-        ->check(CLI::Range(0, 65535));
-    app.add_option("--routing", routing, "prefix (default), least-load or round-robin")
-        ->check(CLI::IsMember({"prefix", "least-load", "round-robin"}));
-    app.add_option("--tokenizer", o.tokenizers,
-                   "MODEL.gguf whose tokenizer prefix routing uses for workers serving MODEL (repeatable)");
-    app.add_option("--retries", o.retries, "Other workers tried before the first byte (default 2)")
-        ->check(CLI::Range(0, 100));
-    app.add_option("--api-key", o.api_keys, "Bearer key clients must send (repeatable; forwarded to the workers)");
-    app.add_option("--admin-key", o.admin_key, "Bearer key for /admin/* (without one: open on loopback only)");
-    app.add_option("--drain-timeout", o.drain_timeout, "Seconds running requests may take after SIGTERM (default 30)")
-        ->check(CLI::Range(0, 86400));
-    app.add_option("--spawn", o.spawn.model,
-                   "Start and supervise loom-workers serving this GGUF model (file or cached name)")
-        ->transform(loom::models::file_or_cached_model());
-    app.add_option("--backend", o.spawn.backend, "Spawned workers' backend: cuda (default; one per GPU) or cpu")
-        ->check(CLI::IsMember({"cuda", "cpu"}));
-    app.add_option("--gpus", o.spawn.gpus, "GPUs to spawn workers on, e.g. 0,1 (default: every visible GPU)")
-        ->delimiter(',');
-    app.add_option("--cpu-workers", o.spawn.cpu_workers, "CPU workers to spawn with --backend cpu (default 1)")
-        ->check(CLI::Range(1, 1024));
-    app.add_option("--worker-bin", o.spawn.worker_bin, "loom-worker to spawn (default: beside this executable)");
-    app.add_option("--worker-arg", o.spawn.worker_args,
-                   "An argument for spawned workers (repeatable: --worker-arg=--max-seqs --worker-arg=8)");
-    std::string key_file;
-    app.add_option("--api-keys", key_file,
-                   "JSON file of keys with names and per-minute limits (docs/ORCHESTRATOR.md); adds to --api-key");
-    app.add_option("--queue-size", o.queue_size,
-                   "Requests that may wait per model when every worker is full (default 1024)")
-        ->check(CLI::Range(0, 1'000'000));
-    app.add_option("--promote-after", o.promote_after_s,
-                   "Seconds after which a waiting batch request counts as interactive (default 10)")
-        ->check(CLI::Range(0.0, 86'400.0));
-    app.add_option("--worker-queue", o.worker_queue,
-                   "Requests placed on a worker beyond its sequences_max, in its own queue (default 0)")
-        ->check(CLI::Range(0, 100'000));
-    app.add_option("--request-timeout", o.request_timeout_s,
-                   "Seconds a request without its own `timeout` may take (default 0: no limit)")
-        ->check(CLI::Range(0.0, 86'400.0));
-    app.add_option("--register-secret", o.register_secret,
-                   "Admit workers that announce themselves (loom-worker --register) with this secret");
-    app.add_option("--http-threads", o.http_threads, "Threads serving client connections (default 2)")
-        ->check(CLI::Range(1, 256));
-    app.add_option("--upstream", upstream,
-                   "How calls reach the workers: mux (default; loom-mux/1, many calls per connection) or http")
-        ->check(CLI::IsMember({"mux", "http"}));
-    app.add_option("--client-threads", o.client_threads,
-                   "Threads for health polls, queue timers and worker calls made off the server threads (default 2)")
-        ->check(CLI::Range(1, 256));
-    std::vector<std::string> presets;
-    app.add_option(
-        "--preset", presets,
-        "A preset as JSON: {\"name\",\"model\",\"system\",\"parameters\"} (repeatable; docs/ORCHESTRATOR.md)");
-    std::vector<std::string> registry_models;
-    std::string vram_budget;
-    app.add_option(
-        "--registry-model", registry_models,
-        "A model loaded on demand, as JSON: {\"name\",\"model\",\"gpus\",\"replicas\",\"context\",\"keep_alive\"} "
-        "(repeatable; docs/ORCHESTRATOR.md)");
-    app.add_option(
-        "--vram-budget", vram_budget,
-        "Bytes of model estimates each device may hold (20G, 512M; default: the GPU's memory; cpu: no limit)");
-    app.add_option("--load-wait", o.load_wait_s,
-                   "Seconds a request waits for a device with room before its 503 (default 30)")
-        ->check(CLI::Range(0.0, 86'400.0));
-    app.add_option("--load-timeout", o.load_timeout_s,
-                   "Seconds a registry model's worker may take to become ready (default 300)")
-        ->check(CLI::Range(0.1, 86'400.0));
-    app.add_option("--log", log_level, "Log level: trace, debug, info (default), warn, error, critical, off");
-    if (const auto code = parse(app, argc, argv, config_path)) return *code;
+    Flags f;
+    add_flags(app, f);
+    if (const auto code = parse(app, argc, argv, f.config_path)) return *code;
     try {
-        o.models = parse_model_flags(registry_models, resolve_model);
-        try {
-            if (!vram_budget.empty()) o.vram_budget = loom::http::parse_byte_size(vram_budget);
-        } catch (const std::invalid_argument& e) {
-            throw std::invalid_argument(std::string("--vram-budget: ") + e.what());
-        }
-        if (worker_urls.empty() && o.spawn.model.empty() && o.register_secret.empty() && o.models.empty())
-            throw std::invalid_argument(
-                "no workers: name them with --worker, start them with --spawn, admit them with "
-                "--register-secret or configure models (--registry-model)");
-        if (o.spawn.model.empty() && o.models.empty())
-            for (const char* flag : {"--backend", "--gpus", "--cpu-workers", "--worker-bin", "--worker-arg"})
-                if (app.count(flag) > 0)
-                    throw std::invalid_argument(std::string(flag) + " needs --spawn or --registry-model");
-        if (o.models.empty())
-            for (const char* flag : {"--vram-budget", "--load-wait", "--load-timeout"})
-                if (app.count(flag) > 0) throw std::invalid_argument(std::string(flag) + " needs --registry-model");
-        for (const auto& u : worker_urls) o.workers.push_back(parse_worker_url(u));
-        if (!key_file.empty()) o.key_file = load_key_file(key_file);
-        o.presets = parse_preset_flags(presets);
-        configure_logging(log_level);
+        finish_options(app, f);
     } catch (const std::invalid_argument& e) {
         std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());
         return kExitBadInput;
     }
-    o.routing = routing == "round-robin"  ? Routing::round_robin
-                : routing == "least-load" ? Routing::least_load
-                                          : Routing::prefix;
-    o.upstream = upstream == "http" ? Transport::http : Transport::mux;
     try {
-        return OrchestratorApp(o).run();
+        return OrchestratorApp(f.o).run();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "loom-orchestrator: %s\n", e.what());
         return kExitFailure;
