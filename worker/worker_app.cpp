@@ -3,6 +3,7 @@
 #include "worker/worker_app.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <stdexcept>
+#include <thread>
 
 #include "engine/errors.h"
 #include "engine/make_backend.h"
@@ -59,6 +61,36 @@ std::shared_ptr<spdlog::logger> log() {
 HttpResponse api_error(const ApiError& e) {
     return error_response(e.status(), e.what(), e.type(), e.param(), e.code());
 }
+
+// SIGTERM or SIGINT while the model loads ends the process at once, exit 0: nothing runs yet to
+// drain, a large model's load takes minutes, and a supervisor that asks a worker to stop should not
+// have to wait for it (or kill it). Once the load returns, the serving loop takes the signals again.
+class LoadWatch {
+public:
+    explicit LoadWatch(const sigset_t& signals) : signals_(signals), thread_([this] { watch(); }) {}
+    ~LoadWatch() {
+        done_ = true;
+        thread_.join();
+    }
+    LoadWatch(const LoadWatch&) = delete;
+    LoadWatch& operator=(const LoadWatch&) = delete;
+
+private:
+    void watch() {
+        const timespec poll_interval{0, 50'000'000};
+        while (!done_) {
+            const int sig = sigtimedwait(&signals_, nullptr, &poll_interval);
+            if (sig != SIGTERM && sig != SIGINT) continue;
+            log()->info("{} while loading: exiting before serving", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+            std::_Exit(0);
+        }
+    }
+
+    sigset_t signals_;
+    std::atomic<bool> done_{false};
+    std::thread thread_;  // last: it starts once the members it reads exist
+};
 
 int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -581,9 +613,14 @@ int WorkerApp::run() {
     std::optional<Registration> registration;
     if (!reg.orchestrator_url.empty()) registration.emplace(reg, advertised_url(reg, s.o.host, port));
 
-    if (const int rc = s.load(); rc != 0) {
+    int loaded = 0;
+    {
+        LoadWatch watch(signals);
+        loaded = s.load();
+    }
+    if (loaded != 0) {
         s.server.stop();
-        return rc;
+        return loaded;
     }
     s.phase = Phase::ready;
     log()->info("ready on http://{}:{}", s.o.host, port);

@@ -1,7 +1,7 @@
 // loom-worker as clients see it: the real binary (--backend cpu, stories260K; LOOM_WORKER_BACKEND=cuda
 // runs the same cases on a GPU) on a loopback port, driven over HTTP — OpenAI completions and chat (whole and
 // streamed), concurrency, disconnects, /cancel, the bounded queue, malformed requests, API keys, tokenize round trips,
-// SIGTERM, no CUDA.
+// SIGTERM (serving and while loading), no CUDA.
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -635,6 +636,45 @@ TEST_CASE("SIGTERM lets running streams finish, then exits 0", "[worker]") {
     REQUIRE(code.has_value());
     CHECK(*code == 0);
     CHECK(w.log().find("drained; exiting") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM while the model is still loading exits 0 at once", "[worker]") {
+    // A FIFO nobody writes as the model file: the worker listens, then blocks opening it for as long
+    // as the test likes — a load that would take minutes.
+    const std::filesystem::path fifo = temp_dir() / ("loading-" + std::to_string(getpid()) + ".gguf");
+    std::filesystem::remove(fifo);
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    const std::filesystem::path log_path = temp_dir() / ("loading-" + std::to_string(getpid()) + ".log");
+    const pid_t pid =
+        spawn_logged({worker_bin(), "--model", fifo.string(), "--backend", "cpu", "--port", "0"}, log_path);
+    const auto log = [&] {
+        std::ifstream in(log_path);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    const auto deadline = [](int seconds) { return std::chrono::steady_clock::now() + std::chrono::seconds(seconds); };
+    for (const auto until = deadline(30); log().find("listening on") == std::string::npos;) {
+        REQUIRE(std::chrono::steady_clock::now() < until);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const auto sent = std::chrono::steady_clock::now();
+    REQUIRE(kill(pid, SIGTERM) == 0);
+    int status = 0;
+    pid_t waited = 0;
+    for (const auto until = deadline(10); (waited = waitpid(pid, &status, WNOHANG)) == 0;) {
+        if (std::chrono::steady_clock::now() >= until) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (waited == 0) {  // still loading: the signal was not taken
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    INFO(log());
+    CHECK(waited == pid);
+    CHECK(std::chrono::steady_clock::now() - sent < std::chrono::seconds(5));
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(log().find("SIGTERM while loading: exiting before serving") != std::string::npos);
+    std::filesystem::remove(fifo);
 }
 
 TEST_CASE("SmolLM2: chat through its own template, streamed and concurrent", "[worker][smollm2]") {
