@@ -11,7 +11,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -20,23 +19,29 @@
 
 #include "gguf/half.h"
 #include "gguf/tensor_type.h"
+#include "kernel_cases/argmax_cases.h"
 #include "kernel_cases/attention_cases.h"
 #include "kernel_cases/bench_shapes.h"
+#include "kernel_cases/elementwise_cases.h"
+#include "kernel_cases/embedding_cases.h"
+#include "kernel_cases/gemm_cases.h"
 #include "kernel_cases/inputs.h"
 #include "kernel_cases/matvec_cases.h"
 #include "kernel_cases/rmsnorm_cases.h"
 #include "kernel_cases/rope_cases.h"
-#include "kernel_cases/small_kernel_cases.h"
+#include "kernel_cases/sampling_cases.h"
 #include "kernels/argmax.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/gemm.h"
 #include "kernels/kv_cache.h"
 #include "kernels/matvec.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "kernels/sampling.h"
 
 using namespace loom;
 using gguf::TensorType;
@@ -159,9 +164,10 @@ struct Weights {
 // ---- Timing ----
 
 // One benchmark: `launch(c)` enqueues the kernel on the stream reading cold copy c (0 .. copies-1);
-// `bytes` is what one launch must move between the SMs and memory.
+// `bytes` is what one launch must move between the SMs and memory; `flops` its arithmetic (0 where
+// bandwidth alone matters).
 struct Case {
-    double bytes = 0;
+    double bytes = 0, flops = 0;
     int copies = 1;
     std::function<void(int)> launch;
 };
@@ -220,6 +226,9 @@ void run_case(benchmark::State& state, const Case& c) {
     state.counters["bytes"] = benchmark::Counter(c.bytes);
     state.counters["GB/s"] = benchmark::Counter(gbps);
     state.counters["frac_copy"] = benchmark::Counter(gbps / g_dev.copy_gbps);
+    if (c.flops > 0)
+        state.counters["TFLOP/s"] =
+            benchmark::Counter(c.flops * static_cast<double>(state.iterations()) / total / 1e12);
 }
 
 // Registers `name`: make() builds the inputs and returns the case (inputs are freed when it ends).
@@ -266,11 +275,14 @@ Mem device_floats(uint64_t n, uint32_t seed, float mean = 0.f, float stddev = 1.
     return device_floats(kcases::random_normal(n, seed, mean, stddev));
 }
 
-Mem device_ints(const std::vector<int32_t>& v) {
-    auto mem = std::make_shared<DeviceMem>(v.size() * sizeof(int32_t));
-    upload(mem->as<int32_t>(), v);
+template <class T>
+Mem device_array(const std::vector<T>& v) {
+    const Mem mem = std::make_shared<DeviceMem>(v.size() * sizeof(T));
+    upload(mem->as<T>(), v);
     return mem;
 }
+
+Mem device_ints(const std::vector<int32_t>& v) { return device_array(v); }
 
 Mem device_scratch(uint64_t bytes) { return std::make_shared<DeviceMem>(bytes); }
 
@@ -341,35 +353,29 @@ void add_fused_matvec(const Model& m) {
 }
 
 void add_embedding(const Model& m) {
-    const int n_embd = static_cast<int>(m.shape.embd);
-    const int64_t n_vocab = m.shape.vocab;
-    for (const auto type : kcases::embedding_types(m))
-        for (const int n_tokens : kcases::kBenchTokens) {
-            add("embedding/" + m.name + "/" + lower(gguf::tensor_type_name(type)) +
-                    "/tokens:" + std::to_string(n_tokens),
-                dims(n_vocab, n_embd), [=] {
-                    const uint64_t table_bytes = gguf::tensor_bytes(type, static_cast<uint64_t>(n_embd) * n_vocab);
-                    auto table = std::make_shared<Weights>(type, n_embd, n_vocab, cold_copies(table_bytes));
-                    std::mt19937 rng(11);
-                    std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(n_vocab - 1));
-                    std::vector<int32_t> ids(n_tokens);
-                    for (auto& id : ids) id = pick(rng);
-                    auto d_ids = device_ints(ids);
-                    auto out = device_scratch(static_cast<uint64_t>(n_tokens) * n_embd * 4);
-                    Case c;
-                    c.bytes = kcases::embedding_bytes(type, n_tokens, n_embd);
-                    c.copies = table->copies;
-                    c.launch = [=](int copy) {
-                        kernels::embedding_lookup(type, table->copy(copy), n_vocab, n_embd, d_ids->as<int32_t>(),
-                                                  n_tokens, out->as<float>(), g_dev.stream);
-                    };
-                    return c;
-                });
-        }
+    for (const auto& ec : kcases::embedding_bench_cases(m))
+        add("embedding/" + m.name + "/" + lower(gguf::tensor_type_name(ec.type)) +
+                "/tokens:" + std::to_string(ec.n_tokens),
+            dims(ec.n_vocab, ec.n_embd), [ec] {
+                const uint64_t table_bytes =
+                    gguf::tensor_bytes(ec.type, static_cast<uint64_t>(ec.n_embd) * static_cast<uint64_t>(ec.n_vocab));
+                auto table = std::make_shared<Weights>(ec.type, ec.n_embd, ec.n_vocab, cold_copies(table_bytes));
+                auto d_ids = device_ints(kcases::embedding_ids(ec));
+                auto out = device_scratch(static_cast<uint64_t>(ec.n_tokens) * ec.n_embd * 4);
+                Case c;
+                c.bytes = kcases::embedding_bytes(ec.type, ec.n_tokens, ec.n_embd);
+                c.copies = table->copies;
+                c.launch = [=](int copy) {
+                    kernels::embedding_lookup(ec.type, table->copy(copy), ec.n_vocab, ec.n_embd, d_ids->as<int32_t>(),
+                                              ec.n_tokens, out->as<float>(), g_dev.stream);
+                };
+                return c;
+            });
 }
 
-void add_elementwise(const Model& m) {
-    const int embd = static_cast<int>(m.shape.embd), ffn = static_cast<int>(m.shape.ffn), q_dim = m.q_dim();
+// RMSNorm, the fused norm's inputs and RoPE at the model's width and heads.
+void add_norms_and_rope(const Model& m) {
+    const int embd = static_cast<int>(m.shape.embd), q_dim = m.q_dim();
     const float eps = m.shape.rms_eps;
     for (const int tokens : kcases::kBenchTokens) {
         const std::string suffix = "/" + m.name + "/tokens:" + std::to_string(tokens);
@@ -400,48 +406,6 @@ void add_elementwise(const Model& m) {
             };
             return c;
         });
-        add("swiglu_pairs" + suffix, dims(tokens, ffn), [=] {
-            const uint64_t n = static_cast<uint64_t>(tokens) * ffn;
-            auto gate_up = device_floats(2 * n, 7);
-            auto out = device_scratch(n * 4);
-            Case c;
-            c.bytes = kcases::swiglu_bytes(n);
-            c.launch = [=](int) {
-                kernels::swiglu_pairs(gate_up->as<float>(), tokens, ffn, out->as<float>(), g_dev.stream);
-            };
-            return c;
-        });
-        add("swiglu" + suffix, dims(tokens, ffn), [=] {
-            const uint64_t n = static_cast<uint64_t>(tokens) * ffn;
-            auto gate = device_floats(n, 7), up = device_floats(n, 8);
-            auto out = device_scratch(n * 4);
-            Case c;
-            c.bytes = kcases::swiglu_bytes(n);
-            c.launch = [=](int) {
-                kernels::swiglu(gate->as<float>(), up->as<float>(), out->as<float>(), static_cast<int64_t>(n),
-                                g_dev.stream);
-            };
-            return c;
-        });
-        add("add" + suffix, dims(tokens, embd), [=] {
-            const uint64_t n = static_cast<uint64_t>(tokens) * embd;
-            auto a = device_floats(n, 9), b = device_floats(n, 10);
-            Case c;
-            c.bytes = kcases::add_bytes(n);
-            c.launch = [=](int) {  // in place, as the residual add runs
-                float* x = a->as<float>();
-                kernels::add(x, b->as<float>(), x, static_cast<int64_t>(n), g_dev.stream);
-            };
-            return c;
-        });
-        add("add_bias" + suffix, dims(tokens, q_dim), [=] {
-            auto x = device_floats(static_cast<uint64_t>(tokens) * q_dim, 12);
-            auto bias = device_floats(q_dim, 13, 0.f, 0.02f);
-            Case c;
-            c.bytes = kcases::add_bias_bytes(tokens, q_dim);
-            c.launch = [=](int) { kernels::add_bias(x->as<float>(), bias->as<float>(), tokens, q_dim, g_dev.stream); };
-            return c;
-        });
         const kcases::RopeCase rc = kcases::rope_bench_case(m, tokens);
         add("rope" + suffix, dims(tokens, q_dim + m.kv_dim()), [=] {
             const auto in = kcases::rope_inputs(rc);
@@ -461,17 +425,140 @@ void add_elementwise(const Model& m) {
     }
 }
 
-void add_argmax(const Model& m) {
-    const int n = static_cast<int>(m.shape.vocab);
-    for (const int rows : {1, 32})
-        add("argmax/" + m.name + "/rows:" + std::to_string(rows), dims(rows, n), [=] {
-            auto x = device_floats(static_cast<uint64_t>(rows) * n, 16);
-            auto out = device_scratch(static_cast<uint64_t>(rows) * 4);
+void add_elementwise(const Model& m) {
+    for (const int tokens : kcases::kBenchTokens) {
+        const std::string suffix = "/" + m.name + "/tokens:" + std::to_string(tokens);
+        const auto pairs = kcases::swiglu_pairs_bench_case(m, tokens);
+        add("swiglu_pairs" + suffix, dims(tokens, pairs.n), [pairs] {
+            auto gate_up = device_floats(kcases::swiglu_pairs_inputs(pairs));
+            const uint64_t n = static_cast<uint64_t>(pairs.rows) * pairs.n;
+            auto out = device_scratch(n * 4);
             Case c;
-            c.bytes = kcases::argmax_bytes(rows, n);
-            c.launch = [=](int) { kernels::argmax(x->as<float>(), rows, n, out->as<int32_t>(), g_dev.stream); };
+            c.bytes = kcases::swiglu_bytes(n);
+            c.launch = [=](int) {
+                kernels::swiglu_pairs(gate_up->as<float>(), pairs.rows, pairs.n, out->as<float>(), g_dev.stream);
+            };
             return c;
         });
+        const auto sw = kcases::swiglu_bench_case(m, tokens);
+        add("swiglu" + suffix, dims(tokens, m.shape.ffn), [sw] {
+            const auto in = kcases::swiglu_inputs(sw);
+            auto gate = device_floats(in.gate), up = device_floats(in.up);
+            auto out = device_scratch(static_cast<uint64_t>(sw.n) * 4);
+            Case c;
+            c.bytes = kcases::swiglu_bytes(static_cast<uint64_t>(sw.n));
+            c.launch = [=](int) {
+                kernels::swiglu(gate->as<float>(), up->as<float>(), out->as<float>(), sw.n, g_dev.stream);
+            };
+            return c;
+        });
+        const auto ac = kcases::add_bench_case(m, tokens);
+        add("add" + suffix, dims(tokens, m.shape.embd), [ac] {
+            const auto in = kcases::add_inputs(ac);
+            auto a = device_floats(in.a), b = device_floats(in.b);
+            Case c;
+            c.bytes = kcases::add_bytes(static_cast<uint64_t>(ac.n));
+            c.launch = [=](int) {  // in place, as the residual add runs
+                float* x = a->as<float>();
+                kernels::add(x, b->as<float>(), x, ac.n, g_dev.stream);
+            };
+            return c;
+        });
+        const auto bc = kcases::add_bias_bench_case(m, tokens);
+        add("add_bias" + suffix, dims(tokens, bc.n), [bc] {
+            const auto in = kcases::add_bias_inputs(bc);
+            auto x = device_floats(in.x), bias = device_floats(in.bias);
+            Case c;
+            c.bytes = kcases::add_bias_bytes(bc.rows, bc.n);
+            c.launch = [=](int) { kernels::add_bias(x->as<float>(), bias->as<float>(), bc.rows, bc.n, g_dev.stream); };
+            return c;
+        });
+    }
+    for (const int n_seq : kcases::kGatherBenchSeqs) {
+        const auto gc = kcases::gather_bench_case(m, n_seq);
+        const int n = static_cast<int>(gc.rows.size());
+        add("gather_rows/" + m.name + "/rows:" + std::to_string(n), dims(gc.src_rows, gc.width), [gc, n] {
+            auto src = device_floats(kcases::gather_inputs(gc));
+            auto rows = device_ints(gc.rows);
+            auto dst = device_scratch(static_cast<uint64_t>(n) * static_cast<uint64_t>(gc.width) * 4);
+            Case c;
+            c.bytes = kcases::gather_bytes(n, gc.width);
+            c.launch = [=](int) {
+                kernels::gather_rows(src->as<float>(), gc.width, rows->as<int32_t>(), n, dst->as<float>(),
+                                     g_dev.stream);
+            };
+            return c;
+        });
+    }
+}
+
+void add_argmax(const Model& m) {
+    for (const auto& ac : kcases::argmax_bench_cases(m))
+        add("argmax/" + m.name + "/rows:" + std::to_string(ac.rows), dims(ac.rows, ac.n), [ac] {
+            auto x = device_floats(kcases::argmax_inputs(ac));
+            auto out = device_scratch(static_cast<uint64_t>(ac.rows) * 4);
+            Case c;
+            c.bytes = kcases::argmax_bytes(ac.rows, ac.n);
+            c.launch = [=](int) { kernels::argmax(x->as<float>(), ac.rows, ac.n, out->as<int32_t>(), g_dev.stream); };
+            return c;
+        });
+}
+
+// cuBLAS's workspace and the context that runs in it (declared first, so destroyed last).
+struct GemmRig {
+    DeviceMem cublas_workspace{kernels::GemmContext::cublas_workspace_bytes()};
+    kernels::GemmContext ctx{cublas_workspace.as(), cublas_workspace.bytes(), g_dev.stream};
+};
+
+// Every synth matrix of the model times a 512-token prompt: dequantization to fp16 and the cuBLAS
+// product, from cold weights.
+void add_gemm(const Model& m) {
+    for (const auto& named : kcases::gemm_bench_cases(m)) {
+        const kcases::GemmCase gc = named.c;
+        add("gemm/" + m.name + "/" + named.label, dims(gc.n_out, gc.n_in), [gc] {
+            const uint64_t w_bytes = gguf::tensor_bytes(gc.type, static_cast<uint64_t>(gc.n_in) * gc.n_out);
+            auto w = std::make_shared<Weights>(gc.type, gc.n_in, gc.n_out, cold_copies(w_bytes));
+            auto x = device_floats(kcases::gemm_activations(gc));
+            auto y = device_scratch(static_cast<uint64_t>(gc.n_rows) * gc.n_out * 4);
+            auto ws = device_scratch(kernels::gemm_workspace_bytes(gc.n_in, gc.n_out, gc.n_rows));
+            auto rig = std::make_shared<GemmRig>();
+            Case c;
+            c.bytes = kcases::gemm_bytes(gc.type, gc.n_in, gc.n_out, gc.n_rows);
+            c.flops = kcases::gemm_flops(gc.n_in, gc.n_out, gc.n_rows);
+            c.copies = w->copies;
+            c.launch = [=](int copy) {
+                kernels::gemm(rig->ctx, gc.type, w->copy(copy), x->as<float>(), y->as<float>(), gc.n_in, gc.n_out,
+                              gc.n_rows, ws->as(), ws->bytes(), g_dev.stream);
+            };
+            return c;
+        });
+    }
+}
+
+// The sampling kernels over the model's vocabulary: greedy, top_p, top_p with log-probabilities.
+void add_sampling(const Model& m) {
+    const int n_vocab = static_cast<int>(m.shape.vocab);
+    for (const auto& setup : kcases::sampling_timing_setups())
+        for (const int rows : kcases::kSamplingTimingRows)
+            add("sampling/" + m.name + "/" + setup.label + "/rows:" + std::to_string(rows), dims(rows, n_vocab), [=] {
+                auto logits = device_floats(kcases::sampling_timing_logits(n_vocab, rows));
+                std::vector<kernels::SamplingRow> packed;
+                for (int r = 0; r < rows; ++r) packed.push_back(kcases::sampling_timing_row(setup, r));
+                auto d_rows = device_array(packed);
+                auto history = device_ints({0});
+                auto bias = device_array(std::vector<kernels::LogitBias>{{0, 0.f}});
+                auto ws = device_scratch(kernels::sampling_workspace_bytes(rows, n_vocab));
+                auto results = device_scratch(static_cast<uint64_t>(rows) * sizeof(kernels::SampleResult));
+                const bool sorts = kcases::sampling_timing_sorts(setup);
+                Case c;
+                c.bytes = kcases::sampling_bytes(rows, n_vocab);
+                c.launch = [=](int) {
+                    kernels::sample_rows(logits->as<float>(), n_vocab, n_vocab, d_rows->as<kernels::SamplingRow>(),
+                                         rows, history->as<int32_t>(), bias->as<kernels::LogitBias>(), ws->as(),
+                                         ws->bytes(), results->as<kernels::SampleResult>(), g_dev.stream, sorts);
+                };
+                return c;
+            });
 }
 
 // A paged KV cache of `copies` layers for n_seq sequences of `ctx` positions each, filled with
@@ -615,12 +702,15 @@ int main(int argc, char** argv) {
 
     for (const auto& m : kcases::bench_models()) {
         add_embedding(m);
+        add_norms_and_rope(m);
         add_elementwise(m);
         add_kv_and_attention(m);
         if (m.name == "llama3-8b") add_kv_and_attention(m, kernels::KvType::f32);
         add_matvec(m);
         add_fused_matvec(m);
+        add_gemm(m);
         add_argmax(m);
+        add_sampling(m);
     }
     for (const auto& m : kcases::attention_models()) add_kv_and_attention(m);
     benchmark::RunSpecifiedBenchmarks();

@@ -2,6 +2,8 @@
 #include "kernel_cases/gemm_cases.h"
 
 #include <algorithm>
+#include <cctype>
+#include <iterator>
 #include <functional>
 #include <thread>
 
@@ -65,9 +67,24 @@ std::vector<GemmCase> gemm_prefill_cases() {
             {TensorType::Q4_0, 4096, 14336, 9, 7005}, {TensorType::Q6_K, 14336, 4096, 9, 7006}};  // and down
 }
 
+std::vector<NamedGemmCase> gemm_bench_cases(const BenchModel& m) {
+    const int rows = kBenchTokens[std::size(kBenchTokens) - 1];
+    std::vector<NamedGemmCase> cases;
+    for (const auto& mat : synth_matrices(m)) {
+        std::string type(gguf::tensor_type_name(mat.type));
+        for (auto& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        cases.push_back(
+            {mat.role + "/" + type + "/rows:" + std::to_string(rows), {mat.type, mat.n_in, mat.n_out, rows, 8}});
+    }
+    return cases;
+}
+
 GemmInputs gemm_inputs(const GemmCase& c) {
-    return {random_matrix(c.type, c.n_out, c.n_in, c.seed),
-            random_uniform(static_cast<size_t>(c.n_rows) * c.n_in, c.seed + 1, -1.f, 1.f)};
+    return {random_matrix(c.type, c.n_out, c.n_in, c.seed), gemm_activations(c)};
+}
+
+std::vector<float> gemm_activations(const GemmCase& c) {
+    return random_uniform(static_cast<size_t>(c.n_rows) * c.n_in, c.seed + 1, -1.f, 1.f);
 }
 
 GemmReference gemm_reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out,
@@ -99,6 +116,14 @@ double gemm_flops(int n_in, int n_out, int n_rows) { return 2.0 * n_rows * n_in 
 double gemm_dequantize_bytes(TensorType type, int n_in, int n_out) {
     const auto n = static_cast<uint64_t>(n_in) * n_out;
     return static_cast<double>(gguf::tensor_bytes(type, n)) + 2.0 * static_cast<double>(n);
+}
+
+double gemm_bytes(TensorType type, int n_in, int n_out, int n_rows) {
+    const double x = static_cast<double>(n_rows) * n_in, w = static_cast<double>(n_in) * n_out;
+    const double y_written = 4.0 * n_rows * static_cast<double>(n_out);
+    if (type == TensorType::F32) return 4.0 * w + 4.0 * x + y_written;
+    const double w_f16 = type == TensorType::F16 ? 2.0 * w : gemm_dequantize_bytes(type, n_in, n_out) + 2.0 * w;
+    return w_f16 + (4.0 + 2.0 + 2.0) * x + y_written;
 }
 
 }  // namespace loom::kcases

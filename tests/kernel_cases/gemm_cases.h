@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gguf/tensor_type.h"
+#include "kernel_cases/bench_shapes.h"
 #include "kernel_cases/inputs.h"
 
 namespace loom::kcases {
@@ -41,11 +42,21 @@ std::vector<GemmCase> gemm_test_cases();
 // Prefill sizes: 512 rows, the SmolLM2 vocabulary, an 8B MLP.
 std::vector<GemmCase> gemm_prefill_cases();
 
+// A kernel_bench case: a model's matrix at n_rows rows, named "<role>/<type>/rows:<n>".
+struct NamedGemmCase {
+    std::string label;
+    GemmCase c;
+};
+// kernel_bench's: every synth matrix of the model at the prompt size of kBenchTokens (512 rows).
+std::vector<NamedGemmCase> gemm_bench_cases(const BenchModel& m);
+
 struct GemmInputs {
     QuantMatrix w;         // N(0, 0.05) weights (seed)
     std::vector<float> x;  // U(-1, 1) rows (seed + 1)
 };
 GemmInputs gemm_inputs(const GemmCase& c);
+// The rows alone (kernel_bench builds its weights from repeated tiles instead).
+std::vector<float> gemm_activations(const GemmCase& c);
 
 // f64 products of W (n_out, n_in) and X (n_rows, n_in): `exact` over the given values, `f16` over the
 // same values rounded to fp16. Split over the host's cores.
@@ -57,5 +68,8 @@ GemmReference gemm_reference(const std::vector<float>& w, const std::vector<floa
 double gemm_flops(int n_in, int n_out, int n_rows);
 // Bytes of the dequantization: the quantized W read, its fp16 copy written.
 double gemm_dequantize_bytes(gguf::TensorType type, int n_in, int n_out);
+// Bytes of one gemm() call: F32 W and X read as they are; otherwise X read and its fp16 copy
+// written and read, W dequantized (an F16 W is used in place) and its fp16 copy read; Y written.
+double gemm_bytes(gguf::TensorType type, int n_in, int n_out, int n_rows);
 
 }  // namespace loom::kcases

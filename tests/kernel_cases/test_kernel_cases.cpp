@@ -12,11 +12,11 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/thread_pool.h"
 #include "kernel_cases/attention_cases.h"
+#include "kernel_cases/embedding_cases.h"
 #include "kernel_cases/gemm_cases.h"
 #include "kernel_cases/matvec_cases.h"
 #include "kernel_cases/rmsnorm_cases.h"
 #include "kernel_cases/rope_cases.h"
-#include "kernel_cases/small_kernel_cases.h"
 
 using namespace loom;
 using gguf::TensorType;
