@@ -67,10 +67,11 @@ std::vector<int32_t> random_tokens(int n_vocab, int n, uint32_t seed) {
     return t;
 }
 
-DecodeSteps::DecodeSteps(Backend& backend, int batch, int max_positions)
+DecodeSteps::DecodeSteps(Backend& backend, int batch, int max_positions, int context)
     : kv_(backend),
       batch_(batch),
       max_positions_(max_positions),
+      context_(context),
       greedy_(greedy()),
       history_(static_cast<size_t>(batch)),
       entries_(static_cast<size_t>(batch)) {
@@ -88,10 +89,20 @@ void DecodeSteps::open_all() {
     for (int i = 0; i < batch_; ++i) {
         auto& h = history_[static_cast<size_t>(i)];
         seqs_.push_back(kv_.open());
-        h = random_tokens(n_vocab, 16, static_cast<uint32_t>(i));
-        const BatchEntry e{seqs_.back(), h, &greedy_, h, 0, -1};
-        const auto out = kv_.step(std::span(&e, 1));
-        h.push_back(out.front().token.token);
+        h = random_tokens(n_vocab, context_, static_cast<uint32_t>(i));
+        const int chunk = kv_.backend().max_batch_tokens();
+        for (int done = 0; done < context_; done += chunk) {  // the last chunk samples the first token
+            const int n = std::min(chunk, context_ - done);
+            const bool last = done + n == context_;
+            const BatchEntry e{seqs_.back(),
+                               std::span<const int32_t>(h).subspan(done, n),
+                               last ? &greedy_ : nullptr,
+                               std::span<const int32_t>(h).first(done + n),
+                               0,
+                               -1};
+            const auto out = kv_.step(std::span(&e, 1));
+            if (last) h.push_back(out.front().token.token);
+        }
     }
 }
 

@@ -24,12 +24,14 @@ double floor_ms(uint64_t weight_bytes, double gbps);
 // `n` token ids drawn uniformly from the vocabulary (reproducible by seed).
 std::vector<int32_t> random_tokens(int n_vocab, int n, uint32_t seed);
 
-// `batch` sequences decoding greedily in one step each (sampled on the backend). Each starts from 16
-// random tokens; a sequence reaching `max_positions` is closed and reopened before the next step,
-// outside the timed part. One KvManager per backend at a time: the object holds one.
+// `batch` sequences decoding greedily in one step each (sampled on the backend). Each starts from
+// `context` random tokens (prefilled in chunks of the backend's step size, so decode attention
+// reads that many positions from the first step); a sequence reaching `max_positions` is closed and
+// reopened before the next step, outside the timed part. One KvManager per backend at a time: the
+// object holds one.
 class DecodeSteps {
 public:
-    DecodeSteps(Backend& backend, int batch, int max_positions = 1024);
+    DecodeSteps(Backend& backend, int batch, int max_positions = 1024, int context = 16);
     ~DecodeSteps();
     DecodeSteps(const DecodeSteps&) = delete;
     DecodeSteps& operator=(const DecodeSteps&) = delete;
@@ -42,7 +44,7 @@ private:
     void open_all();
 
     KvManager kv_;
-    int batch_, max_positions_;
+    int batch_, max_positions_, context_;
     SamplingParams greedy_;
     std::vector<int> seqs_;
     std::vector<std::vector<int32_t>> history_;

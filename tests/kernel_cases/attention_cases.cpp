@@ -152,7 +152,9 @@ std::vector<KvWriteBenchCase> kv_write_bench_cases() {
     return {{1, 1}, {32, 32}, {512, 1}};  // one decode token, a decode batch of 32 sequences, a 512-token prefill
 }
 
-std::vector<DecodeBenchCase> decode_bench_cases() { return {{512, 1}, {512, 32}, {4096, 1}, {4096, 32}}; }
+std::vector<DecodeBenchCase> decode_bench_cases() {
+    return {{512, 1}, {512, 32}, {4096, 1}, {4096, 32}, {16384, 1}, {16384, 32}, {32768, 1}, {32768, 32}};
+}
 
 double kv_cache_write_bytes(int n_tokens, int kv_dim, KvType type) {
     return n_tokens * (8.0 * kv_dim + 2.0 * kernels::kv_type_bytes(type) * kv_dim + 8.0);
