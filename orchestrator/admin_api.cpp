@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "orchestrator/worker_status_json.h"
+
 namespace loom::orchestrator {
 
 using http::error_response;
@@ -59,17 +61,7 @@ HttpResponse AdminApi::workers() const {
     json out = json::array();
     std::vector<std::string> listed;
     for (const WorkerStatus& w : pool_.status()) {
-        json j = {{"id", w.id},
-                  {"url", w.url},
-                  {"state", state_name(w.state)},
-                  {"origin", w.origin},
-                  {"model", w.model},
-                  {"backend", w.backend},
-                  {"device", w.device},
-                  {"running", w.running},
-                  {"waiting", w.waiting},
-                  {"outstanding_tokens", w.outstanding_tokens},
-                  {"drained", w.drained}};
+        json j = worker_status_json(w);
         if (const auto p = process_of(w.id); p != spawned.end()) j.update(process_fields(*p));
         out.push_back(std::move(j));
         listed.push_back(w.id);

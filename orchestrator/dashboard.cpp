@@ -7,6 +7,8 @@
 #include <set>
 #include <string_view>
 
+#include "orchestrator/worker_status_json.h"
+
 namespace loom::orchestrator {
 
 extern const std::string_view kDashboardPage;  // dashboard_page.cpp
@@ -33,22 +35,7 @@ HttpResponse dashboard_state(const WorkerPool& pool, const RequestLog& requests,
     json models = json::array();
     std::set<std::string> seen;
     for (const WorkerStatus& w : pool.status()) {
-        json vram = json::array();
-        for (const VramUse& v : w.vram)
-            vram.push_back({{"purpose", v.purpose}, {"reserved", v.reserved}, {"used", v.used}});
-        workers.push_back({{"id", w.id},
-                           {"url", w.url},
-                           {"origin", w.origin},
-                           {"state", state_name(w.state)},
-                           {"drained", w.drained},
-                           {"model", w.model},
-                           {"backend", w.backend},
-                           {"device", w.device},
-                           {"running", w.running},
-                           {"waiting", w.waiting},
-                           {"requests_here", w.requests_here},
-                           {"sequences_max", w.sequences_max},
-                           {"vram", vram}});
+        workers.push_back(worker_status_json(w));
         if (w.state == WorkerState::ready && !w.model.empty() && seen.insert(w.model).second) models.push_back(w.model);
     }
     const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

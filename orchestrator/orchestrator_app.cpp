@@ -37,6 +37,7 @@
 #include "orchestrator/upstreams.h"
 #include "orchestrator/worker_metrics.h"
 #include "orchestrator/worker_pool.h"
+#include "orchestrator/worker_status_json.h"
 
 namespace loom::orchestrator {
 
@@ -318,30 +319,11 @@ struct OrchestratorApp::State {
     // /health's tokens_per_s: the tokens relayed from a worker over the last minute.
     static constexpr int kTokenRateSeconds = 60;
 
-    static json vram_json(const std::vector<VramUse>& vram) {
-        json out = json::object();
-        for (const VramUse& u : vram) out[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
-        return out;
-    }
-
     HttpResponse health() const {
         json workers = json::array();
         for (const WorkerStatus& w : pool.status()) {
-            workers.push_back({{"id", w.id},
-                               {"url", w.url},
-                               {"state", state_name(w.state)},
-                               {"model", w.model},
-                               {"backend", w.backend},
-                               {"device", w.device},
-                               {"running", w.running},
-                               {"waiting", w.waiting},
-                               {"outstanding_tokens", w.outstanding_tokens},
-                               {"sequences_max", w.sequences_max},
-                               {"requests_here", w.requests_here},
-                               {"drained", w.drained},
-                               {"context_size", w.context_size},
-                               {"vram_bytes", vram_json(w.vram)},
-                               {"tokens_per_s", requests.tokens_per_s(w.url, kTokenRateSeconds)}});
+            workers.push_back(worker_status_json(w));
+            workers.back()["tokens_per_s"] = requests.tokens_per_s(w.url, kTokenRateSeconds);
             // A configured model's worker: its estimate, and when keep_alive unloads it.
             workers.back().update(on_demand ? on_demand->worker_fields(w.id)
                                             : json{{"vram_estimate_bytes", nullptr}, {"until", nullptr}});

@@ -107,12 +107,16 @@ std::string WorkerPool::new_id() {
     return "w" + std::to_string(next_id_++);
 }
 
-void WorkerPool::start() { poll_all(); }
+void WorkerPool::start() {
+    health_connections_.start(ioc_);  // closes a retired worker's connection
+    poll_all();
+}
 
 void WorkerPool::stop() {
     std::lock_guard lock(mu_);
     stopped_ = true;
     timer_.cancel();
+    health_connections_.stop();
 }
 
 void WorkerPool::poll_all() {
@@ -126,8 +130,9 @@ void WorkerPool::poll_all() {
     });
 }
 
-// One GET /health (mu_ held): 200 is ready; a 503 that says loading or draining is that; anything
-// else, a timeout or a refused connection is unhealthy.
+// One GET /health (mu_ held), on the worker's kept connection: 200 is ready; a 503 that says loading
+// or draining is that; anything else, a timeout or a refused connection is unhealthy (a kept
+// connection that broke before the answer counts only once a new one failed too).
 void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
     w->polling = true;
     auto status = std::make_shared<int>(0);
@@ -179,8 +184,8 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
                     v.contains("used") && v["used"].is_number_integer())
                     w->status.vram.push_back({purpose, v["reserved"].get<int64_t>(), v["used"].get<int64_t>()});
     };
-    call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout},
-                  std::move(h));
+    call_upstream(ioc_, UpstreamRequest{w->url, "GET", "/health", {}, {}, kHealthTimeout, kHealthTimeout}, std::move(h),
+                  &health_connections_);
 }
 
 const char* WorkerPool::policy_name() const { return routing_name(routing_); }

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "orchestrator/connection_pool.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/options.h"
 
@@ -148,6 +149,10 @@ private:
     mutable std::mutex mu_;
     std::vector<std::shared_ptr<Worker>> workers_;
     boost::asio::steady_timer timer_;
+    // One kept-alive connection per worker for its polls: five a second per worker would otherwise
+    // each cost a connect, an accept and a socket left in TIME_WAIT. A reused one the worker closed
+    // (its idle timeout, a restart) is replaced by a new one within the same poll (call_upstream).
+    ConnectionPool health_connections_{1};
     std::mt19937_64 rng_;
     size_t next_ = 0;                // round-robin position
     int next_id_ = 0;                // "w<n>" for the next worker without an id

@@ -1,9 +1,11 @@
 // The dashboard through a real orchestrator and CPU worker: the page (HTML, nothing loaded from
 // elsewhere), the state it polls (the worker with its backend, the recent requests with their token
-// counts, tokens per second) and the API-key rule of the state.
+// counts, tokens per second), the API-key rule of the state, and the worker written alike there, in
+// /health and in /admin/workers.
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -137,4 +139,47 @@ TEST_CASE("/dashboard/state takes the API key as /v1/* does; the page itself doe
     CHECK(refused.status == 401);
     CHECK(http_request(orch.port(), "GET", "/dashboard/state", "", {{"Authorization", "Bearer wrong"}}).status == 401);
     CHECK(state(orch.port(), {{"Authorization", "Bearer k1"}}).at("workers").size() == 1);
+}
+
+// One writer (worker_status_json) behind the three lists: a field dropped from any of them, or a
+// value written differently, fails here.
+TEST_CASE("/health, /admin/workers and /dashboard/state list a worker as the same object",
+          "[orchestrator][dashboard][admin]") {
+    CpuWorker w({});
+    OrchestratorProcess orch({w.port()});
+    const std::set<std::string> fields = {
+        "id",         "url",     "origin",  "state",        "drained",       "model",         "backend",
+        "device",     "running", "waiting", "context_size", "sequences_max", "requests_here", "outstanding_tokens",
+        "vram_bytes", "vram"};
+    const auto only_worker = [](const HttpReply& r) {
+        INFO(r.body);
+        REQUIRE(r.status == 200);
+        const json list = json::parse(r.body).at("workers");
+        REQUIRE(list.size() == 1);
+        return list[0];
+    };
+    const auto keys = [](const json& o) {
+        std::set<std::string> k;
+        for (const auto& [name, value] : o.items()) k.insert(name);
+        return k;
+    };
+    const json health = only_worker(http_request(orch.port(), "GET", "/health"));
+    const json admin = only_worker(http_request(orch.port(), "GET", "/admin/workers"));
+    const json dashboard = state(orch.port()).at("workers")[0];
+    std::set<std::string> health_fields = fields;
+    health_fields.insert({"tokens_per_s", "vram_estimate_bytes", "until"});  // /health's own, beside them
+    CHECK(keys(health) == health_fields);
+    CHECK(keys(admin) == fields);  // a static worker: no process fields
+    CHECK(keys(dashboard) == fields);
+    for (const std::string& f : fields) {
+        INFO(f << ": /health " << health.at(f).dump() << ", /admin/workers " << admin.at(f).dump()
+               << ", /dashboard/state " << dashboard.at(f).dump());
+        CHECK(admin.at(f) == health.at(f));
+        CHECK(dashboard.at(f) == health.at(f));
+    }
+    CHECK(health.at("origin") == "static");
+    CHECK(health.at("state") == "ready");
+    CHECK(health.at("sequences_max").get<int>() > 0);
+    CHECK(health.at("context_size").get<int>() > 0);
+    CHECK(health.at("vram").size() == health.at("vram_bytes").size());
 }
