@@ -127,7 +127,9 @@ TEST_CASE("health polls reuse one kept-alive connection per worker", "[orchestra
     FakeWorker worker;
     Poller poller(worker.port());
     REQUIRE(eventually([&] { return worker.answered() >= 10; }));  // 10 polls, 200 ms apart
-    CHECK(worker.accepted() == 1);
+    // One connection; a second only where a poll outlived its 300 ms on a loaded machine (a timed-out
+    // connection is dropped). A poller without reuse opens 10.
+    CHECK(worker.accepted() <= 2);
     CHECK(poller.state() == orch::WorkerState::ready);
     CHECK(poller.pool.status().at(0).sequences_max == 4);
     CHECK(poller.ejected.load() == 0);
@@ -138,7 +140,8 @@ TEST_CASE("a poll whose kept connection the worker drops goes again on a new one
     FakeWorker worker(0, 3);  // the 4th poll's connection closes unanswered
     Poller poller(worker.port());
     REQUIRE(eventually([&] { return worker.answered() >= 8; }));
-    CHECK(worker.accepted() == 2);
+    CHECK(worker.accepted() >= 2);  // the dropped one and its replacement ...
+    CHECK(worker.accepted() <= 3);  // ... (and one more only after a timed-out poll)
     CHECK(poller.ejected.load() == 0);
     CHECK(poller.state() == orch::WorkerState::ready);
 }
@@ -156,6 +159,6 @@ TEST_CASE("a dead worker is unhealthy; restarted on its port it is polled again,
     worker = std::make_unique<FakeWorker>(port);
     REQUIRE(eventually([&] { return poller.state() == orch::WorkerState::ready; }));
     REQUIRE(eventually([&] { return worker->answered() >= 5; }));
-    CHECK(worker->accepted() == 1);
+    CHECK(worker->accepted() <= 2);
     CHECK(poller.ejected.load() == 1);
 }
