@@ -16,6 +16,8 @@ json worker_status_json(const WorkerStatus& w) {
             {"model", w.model},
             {"backend", w.backend},
             {"device", w.device},
+            {"device_index", w.device_index >= 0 ? json(w.device_index) : json()},
+            {"device_uuid", w.device_uuid.empty() ? json() : json(w.device_uuid)},
             {"running", w.running},
             {"waiting", w.waiting},
             {"context_size", w.context_size},

@@ -148,10 +148,11 @@ TEST_CASE("/health, /admin/workers and /dashboard/state list a worker as the sam
           "[orchestrator][dashboard][admin]") {
     CpuWorker w({});
     OrchestratorProcess orch({w.port()});
-    const std::set<std::string> fields = {
-        "id",        "url",     "origin",  "state",        "drained",       "model",         "backend",
-        "device",    "running", "waiting", "context_size", "sequences_max", "requests_here", "outstanding_tokens",
-        "vram_bytes"};
+    const std::set<std::string> fields = {"id",           "url",           "origin",        "state",
+                                          "drained",      "model",         "backend",       "device",
+                                          "device_index", "device_uuid",   "running",       "waiting",
+                                          "context_size", "sequences_max", "requests_here", "outstanding_tokens",
+                                          "vram_bytes"};
     const auto only_worker = [](const HttpReply& r) {
         INFO(r.body);
         REQUIRE(r.status == 200);
@@ -179,6 +180,8 @@ TEST_CASE("/health, /admin/workers and /dashboard/state list a worker as the sam
         CHECK(dashboard.at(f) == health.at(f));
     }
     CHECK(health.at("origin") == "static");
+    CHECK(health.at("device_index").is_null());  // a CPU worker names no GPU
+    CHECK(health.at("device_uuid").is_null());
     CHECK(health.at("state") == "ready");
     CHECK(health.at("sequences_max").get<int>() > 0);
     CHECK(health.at("context_size").get<int>() > 0);
