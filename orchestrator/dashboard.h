@@ -13,7 +13,7 @@ namespace loom::orchestrator {
 // The page, with headers that keep it from loading anything but this orchestrator's own routes.
 http::HttpResponse dashboard_page();
 
-// {"time", "workers":[…, "vram":[{purpose, reserved, used}]], "models":[…], "throughput":{…}, "requests":[…],
+// {"time", "workers":[…, "vram_bytes":{purpose: {reserved, used}}], "models":[…], "throughput":{…}, "requests":[…],
 //  "registry": `registry`} (the configured models as /admin/models lists them; null when none).
 http::HttpResponse dashboard_state(const WorkerPool& pool, const RequestLog& requests,
                                    const nlohmann::json& registry = nullptr);

@@ -11,6 +11,7 @@
 
 #include "gguf/reader.h"
 #include "http/url.h"
+#include "orchestrator/local_workers.h"
 #include "orchestrator/spawn_plan.h"
 
 namespace loom::orchestrator {
@@ -163,6 +164,9 @@ struct ModelRegistry::Impl {
     std::map<std::string, Entry> models;
     std::map<std::string, uint64_t> reported;   // worker id -> the memory its /health reports (the last tick's)
     std::map<std::string, bool> resident_gone;  // a resident worker whose process failed or stopped holds nothing
+    std::vector<Resident> others;               // --worker's and registered workers on this host (the last tick's)
+    // Device id -> its GPU's UUID, as the workers this orchestrator started there report it.
+    std::map<std::string, std::string> gpu_uuids;
     std::map<std::string, GpuMemory> gpu_memory_seen;  // device id -> nvidia-smi's last answer (GPUs only)
     Clock::time_point gpu_queried;
     std::mutex tick_mu;  // one tick at a time (the io_context has several threads)
@@ -200,6 +204,7 @@ struct ModelRegistry::Impl {
     uint64_t room_on(const Device& d, uint64_t freeing = 0) const;
     void ask_gpus();
     void observe(const std::vector<WorkerStatus>& workers, const std::vector<SpawnedStatus>& procs);
+    void observe_others(const std::vector<WorkerStatus>& workers);
     std::vector<const Device*> allowed_devices(const ModelSpec& spec) const;
     json entry_json(const Entry& e, const std::vector<WorkerStatus>& workers, size_t queued,
                     Clock::time_point now) const;
@@ -363,6 +368,33 @@ void ModelRegistry::Impl::observe(const std::vector<WorkerStatus>& workers, cons
         if (const uint64_t bytes = reported_bytes(w)) reported[w.id] = bytes;
     resident_gone.clear();
     for (const SpawnedStatus& p : procs) resident_gone[p.id] = p.state == "stopped" || p.state == "failed";
+    observe_others(workers);
+}
+
+// The workers this orchestrator did not start that sit on its devices (mu held). A device named by
+// index is known by UUID once a worker started there reported it: a worker elsewhere reports its GPU
+// by its own CUDA_VISIBLE_DEVICES's index, and only the UUID names it exactly.
+void ModelRegistry::Impl::observe_others(const std::vector<WorkerStatus>& workers) {
+    std::map<std::string, std::string> device_of;  // this orchestrator's workers: id -> device
+    for (const Resident& r : o.residents) device_of[r.worker_id] = r.device;
+    for (const auto& [name, e] : models)
+        for (const Replica& r : e.replicas) device_of[r.worker_id] = r.device;
+    for (const WorkerStatus& w : workers)
+        if (const auto it = device_of.find(w.id); it != device_of.end() && !w.device_uuid.empty())
+            gpu_uuids[it->second] = w.device_uuid;
+    std::vector<DeviceIdentity> ids;
+    for (const Device& d : o.devices) {
+        const auto learned = gpu_uuids.find(d.id);
+        std::string uuid = learned != gpu_uuids.end() ? learned->second : "";
+        ids.push_back({d.id, names_gpu_by_uuid(d.gpu) ? d.gpu : uuid, d.gpu.empty()});
+    }
+    std::vector<Resident> now = local_residents(workers, ids);
+    for (const Resident& r : now)
+        if (std::none_of(others.begin(), others.end(),
+                         [&](const Resident& was) { return was.worker_id == r.worker_id; }))
+            log()->info("worker {} runs on this host: placement counts its {} on device {}", r.worker_id,
+                        mib(r.estimate), r.device);
+    others = std::move(now);
 }
 
 // What placement counts as taken on `device`: each of the registry's replicas there at the larger of
@@ -382,7 +414,8 @@ uint64_t ModelRegistry::Impl::replica_bytes(const Entry& e, const Replica& r) co
     return std::max(e.estimate.total(), it == reported.end() ? 0 : it->second);
 }
 
-// The resident workers on `device`: what each reports, its estimate until it does (mu held).
+// The workers on `device` that are not the registry's: --spawn's at what each reports, its estimate
+// until it does; the others on this host at what they report (mu held).
 uint64_t ModelRegistry::Impl::resident_on(const std::string& device) const {
     uint64_t sum = 0;
     for (const Resident& w : o.residents) {
@@ -392,6 +425,8 @@ uint64_t ModelRegistry::Impl::resident_on(const std::string& device) const {
         const auto it = reported.find(w.worker_id);
         sum += it != reported.end() ? it->second : w.estimate;
     }
+    for (const Resident& w : others)
+        if (w.device == device) sum += w.estimate;  // what it reports
     return sum;
 }
 
@@ -428,7 +463,8 @@ void ModelRegistry::Impl::place(Entry& e, Clock::time_point now, TickOut& out) {
         const std::string why = allowed.empty()
                                     ? "none of its gpus is a device this orchestrator places on"
                                     : "it needs " + mib(need) + " and the most any device has beside the workers " +
-                                          "started with --spawn is " + mib(largest) + " of its budget";
+                                          "started with --spawn and the others on this host is " + mib(largest) +
+                                          " of its budget";
         return fail(e, "the model '" + e.spec.name + "' cannot be loaded: " + why, 60, out);
     }
     while (e.live() < static_cast<size_t>(e.spec.replicas)) {

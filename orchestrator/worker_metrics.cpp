@@ -72,16 +72,21 @@ std::vector<WorkerMetrics::Sample> WorkerMetrics::parse(const std::string& text)
     return out;
 }
 
-WorkerMetrics::WorkerMetrics(boost::asio::io_context& ioc, WorkerPool& pool) : ioc_(ioc), pool_(pool), timer_(ioc) {}
+WorkerMetrics::WorkerMetrics(boost::asio::io_context& ioc, WorkerPool& pool, std::chrono::milliseconds interval)
+    : ioc_(ioc), pool_(pool), interval_(interval), timer_(ioc) {}
 
 WorkerMetrics::~WorkerMetrics() { stop(); }
 
-void WorkerMetrics::start() { scrape_all(); }
+void WorkerMetrics::start() {
+    connections_.start(ioc_);  // closes a retired worker's connection
+    scrape_all();
+}
 
 void WorkerMetrics::stop() {
     std::lock_guard lock(mu_);
     stopped_ = true;
     timer_.cancel();
+    connections_.stop();
 }
 
 void WorkerMetrics::scrape_all() {
@@ -94,13 +99,14 @@ void WorkerMetrics::scrape_all() {
         if (!in_flight_.contains(w.url)) scrape(parse_worker_url(w.url));
     }
     std::erase_if(samples_, [&](const auto& kv) { return !present.contains(kv.first); });  // retired ones
-    timer_.expires_after(kInterval);
+    timer_.expires_after(interval_);
     timer_.async_wait([this](boost::system::error_code ec) {
         if (!ec) scrape_all();
     });
 }
 
-// One GET /metrics (mu_ held).
+// One GET /metrics (mu_ held), on the worker's kept connection: a kept one that broke before the
+// answer goes again on a new one, so only a worker that cannot be reached anew loses its samples.
 void WorkerMetrics::scrape(const WorkerUrl& url) {
     in_flight_.insert(url.text);
     auto status = std::make_shared<int>(0);
@@ -121,7 +127,8 @@ void WorkerMetrics::scrape(const WorkerUrl& url) {
         else
             samples_.erase(url);
     };
-    call_upstream(ioc_, UpstreamRequest{url, "GET", "/metrics", {}, {}, kTimeout, kTimeout}, std::move(h));
+    call_upstream(ioc_, UpstreamRequest{url, "GET", "/metrics", {}, {}, kTimeout, kTimeout}, std::move(h),
+                  &connections_);
 }
 
 std::string WorkerMetrics::render() const {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "orchestrator/connection_pool.h"
 #include "orchestrator/worker_pool.h"
 
 namespace loom::orchestrator {
@@ -23,7 +24,8 @@ public:
     static constexpr std::chrono::milliseconds kTimeout{500};
     static constexpr size_t kMaxBytes = 1 << 20;  // a larger /metrics answer is dropped
 
-    WorkerMetrics(boost::asio::io_context& ioc, WorkerPool& pool);
+    // `interval`: between the rounds of scrapes (tests make it shorter).
+    WorkerMetrics(boost::asio::io_context& ioc, WorkerPool& pool, std::chrono::milliseconds interval = kInterval);
     ~WorkerMetrics();
 
     void start();
@@ -47,6 +49,11 @@ private:
 
     boost::asio::io_context& ioc_;
     WorkerPool& pool_;
+    const std::chrono::milliseconds interval_;
+    // One kept-alive connection per worker for its scrapes (one in flight at a time), as for the
+    // health polls: a scrape a second would otherwise each cost a connect, an accept and a socket in
+    // TIME_WAIT. A kept one the worker closed is replaced within the same scrape (call_upstream).
+    ConnectionPool connections_{1};
     mutable std::mutex mu_;
     boost::asio::steady_timer timer_;
     bool stopped_ = false;

@@ -173,6 +173,9 @@ void WorkerPool::poll(const std::shared_ptr<Worker>& w) {
         if (j.contains("model") && j["model"].is_string()) w->status.model = j["model"];
         if (j.contains("backend") && j["backend"].is_string()) w->status.backend = j["backend"];
         if (j.contains("device") && j["device"].is_string()) w->status.device = j["device"];
+        w->status.device_index =
+            j.contains("device_index") && j["device_index"].is_number_integer() ? j["device_index"].get<int>() : -1;
+        w->status.device_uuid = j.contains("device_uuid") && j["device_uuid"].is_string() ? j["device_uuid"] : "";
         w->status.running = j.value("sequences_running", 0);
         w->status.waiting = j.value("queue_length", 0);
         w->status.context_size = j.value("context_size", 0);

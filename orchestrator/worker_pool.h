@@ -38,6 +38,8 @@ struct WorkerStatus {
     bool drained = false;  // by the admin API: no new requests
     WorkerState state = WorkerState::unhealthy;
     std::string model, backend, device;  // from its last /health that carried them
+    int device_index = -1;               // a CUDA worker's GPU, as its /health says (-1: none)
+    std::string device_uuid;             // that GPU's UUID ("" for none)
     int running = 0, waiting = 0;
     int context_size = 0;            // tokens per sequence, 0 until known
     int sequences_max = 0;           // the worker's --max-seqs, 0 until known

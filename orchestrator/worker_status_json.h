@@ -9,8 +9,7 @@ namespace loom::orchestrator {
 
 // Every WorkerStatus field; endpoints add their own beside them (/health tokens_per_s and the model
 // registry's, /admin/workers a spawned worker's process), never fewer. `vram_bytes` is
-// {purpose: {reserved, used}} as the worker's /health says it; `vram` the same as a list of
-// {purpose, reserved, used} (the dashboard draws it in order).
+// {purpose: {reserved, used}} as the worker's /health says it.
 nlohmann::json worker_status_json(const WorkerStatus& w);
 
 }  // namespace loom::orchestrator

@@ -137,13 +137,22 @@ def worker_row(driver):
     return worker_rows(driver)[0]
 
 
-def check_workers(driver):
-    """The worker's row: id, ready, cpu, stories260K, as text in the table."""
+def check_workers(driver, base):
+    """The worker's row: id, ready, cpu, stories260K, as text in the table; its memory cell names every
+    purpose of the worker's vram_bytes in /health (host RAM on a CPU worker)."""
     rows = wait_for("the worker's row", lambda: worker_rows(driver))
     assert len(rows) == 1, rows
     cells = rows[0]
     assert cells[2] == "ready" and cells[3] == "stories260K" and cells[4] == "cpu", cells
-    print("page shows worker:", cells[:6], flush=True)
+    with urllib.request.urlopen(base + "/health", timeout=5) as r:
+        vram_bytes = json.load(r)["workers"][0]["vram_bytes"]
+    assert vram_bytes, "the CPU worker reports no vram_bytes"
+    memory = wait_for("the memory cell", lambda: [c for c in [worker_row(driver)[6]] if c.startswith("host RAM")],
+                      timeout=10)[0]
+    for purpose in vram_bytes:
+        assert re.search(re.escape(purpose) + r": [0-9.]+ [KMGT]?i?B used / [0-9.]+ [KMGT]?i?B reserved", memory), (
+            purpose, memory)
+    print("page shows worker:", cells[:6], "memory:", memory, flush=True)
 
 
 def check_chart(driver, base):
@@ -277,7 +286,7 @@ def main():
         driver = browser()
         driver.get(orch.base + "/")
         assert driver.title == "loom orchestrator", driver.title
-        check_workers(driver)
+        check_workers(driver, orch.base)
         check_chart(driver, orch.base)
         check_chat(driver, orch.base)
         if os.environ.get("LOOM_DASHBOARD_SCREENSHOT"):

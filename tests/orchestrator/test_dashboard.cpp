@@ -81,7 +81,8 @@ TEST_CASE("/dashboard/state: the CPU worker, and each ended request with its tok
     CHECK(worker.at("state") == "ready");
     CHECK(worker.at("backend") == "cpu");
     CHECK(worker.at("model") == "stories260K");
-    CHECK(worker.at("vram").is_array());
+    CHECK(worker.at("vram_bytes").is_object());
+    CHECK_FALSE(worker.contains("vram"));  // one shape: vram_bytes
     CHECK(s.at("models") == json::array({"stories260K"}));
     CHECK(s.at("requests").empty());
     CHECK(sum(s.at("throughput").at("cluster")) == 0);
@@ -147,10 +148,11 @@ TEST_CASE("/health, /admin/workers and /dashboard/state list a worker as the sam
           "[orchestrator][dashboard][admin]") {
     CpuWorker w({});
     OrchestratorProcess orch({w.port()});
-    const std::set<std::string> fields = {
-        "id",         "url",     "origin",  "state",        "drained",       "model",         "backend",
-        "device",     "running", "waiting", "context_size", "sequences_max", "requests_here", "outstanding_tokens",
-        "vram_bytes", "vram"};
+    const std::set<std::string> fields = {"id",           "url",           "origin",        "state",
+                                          "drained",      "model",         "backend",       "device",
+                                          "device_index", "device_uuid",   "running",       "waiting",
+                                          "context_size", "sequences_max", "requests_here", "outstanding_tokens",
+                                          "vram_bytes"};
     const auto only_worker = [](const HttpReply& r) {
         INFO(r.body);
         REQUIRE(r.status == 200);
@@ -178,8 +180,10 @@ TEST_CASE("/health, /admin/workers and /dashboard/state list a worker as the sam
         CHECK(dashboard.at(f) == health.at(f));
     }
     CHECK(health.at("origin") == "static");
+    CHECK(health.at("device_index").is_null());  // a CPU worker names no GPU
+    CHECK(health.at("device_uuid").is_null());
     CHECK(health.at("state") == "ready");
     CHECK(health.at("sequences_max").get<int>() > 0);
     CHECK(health.at("context_size").get<int>() > 0);
-    CHECK(health.at("vram").size() == health.at("vram_bytes").size());
+    CHECK(health.at("vram_bytes").at("weights").at("reserved").get<int64_t>() > 0);  // host RAM on a CPU worker
 }

@@ -5,87 +5,27 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <sys/socket.h>
 #include <thread>
 
 #include "catch.hpp"
+#include "fake_worker.h"
 #include "orchestrator/metrics.h"
 #include "orchestrator/worker_pool.h"
 
 namespace {
 
 namespace net = boost::asio;
-using tcp = net::ip::tcp;
 namespace orch = loom::orchestrator;
 
-// Reads one request head (GETs: no body); false at end of stream.
-bool read_request(tcp::socket& s) {
-    std::string got;
-    char c;
-    boost::system::error_code ec;
-    while (got.size() < 4 || got.compare(got.size() - 4, 4, "\r\n\r\n") != 0) {
-        if (net::read(s, net::buffer(&c, 1), ec) != 1) return false;
-        got += c;
-    }
-    return true;
-}
+// A worker's GET /health.
+const std::string kHealth = R"({"status":"ok","model":"m","backend":"cpu","sequences_max":4,"context_size":64})";
 
-// A worker's GET /health, one connection at a time on its own thread, every answer kept alive. With
-// `drop_at`, the request that would get answer number drop_at + 1 is read and its connection closed
-// without an answer (a worker closing an idle connection just as it is reused).
-class FakeWorker {
-public:
+struct FakeWorker : loom::test::FakeWorker {
     explicit FakeWorker(uint16_t port = 0, int drop_at = -1)
-        : acceptor_(ioc_, tcp::endpoint(net::ip::make_address("127.0.0.1"), port)), drop_at_(drop_at) {
-        thread_ = std::thread([this] { serve(); });
-    }
-    // Dies: its port and its connections close.
-    ~FakeWorker() {
-        stopping_ = true;
-        ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
-        if (const int fd = connection_; fd >= 0) ::shutdown(fd, SHUT_RDWR);
-        thread_.join();
-    }
-    uint16_t port() const { return acceptor_.local_endpoint().port(); }
-    int accepted() const { return accepted_; }
-    int answered() const { return answered_; }
-
-private:
-    void serve() {
-        const std::string body = R"({"status":"ok","model":"m","backend":"cpu","sequences_max":4,"context_size":64})";
-        const std::string answer =
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-            "\r\n\r\n" + body;
-        while (!stopping_) {
-            boost::system::error_code ec;
-            tcp::socket s(ioc_);
-            acceptor_.accept(s, ec);
-            if (ec) return;
-            ++accepted_;
-            connection_ = s.native_handle();
-            while (!stopping_ && read_request(s)) {
-                if (drop_at_ >= 0 && answered_ == drop_at_) {
-                    drop_at_ = -1;
-                    break;
-                }
-                net::write(s, net::buffer(answer), ec);
-                if (ec) break;
-                ++answered_;
-            }
-            connection_ = -1;
-        }
-    }
-
-    net::io_context ioc_;
-    tcp::acceptor acceptor_;
-    std::atomic<int> drop_at_;
-    std::atomic<int> accepted_{0}, answered_{0}, connection_{-1};
-    std::atomic<bool> stopping_{false};
-    std::thread thread_;
+        : loom::test::FakeWorker(kHealth, "application/json", port, drop_at) {}
 };
 
 // A WorkerPool polling one worker on its own io_context thread; counts the ejections it reports.
@@ -112,14 +52,7 @@ struct Poller {
     std::thread thread;
 };
 
-bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = std::chrono::seconds(20)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return true;
-}
+using loom::test::eventually;
 
 }  // namespace
 

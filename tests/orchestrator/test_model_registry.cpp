@@ -3,15 +3,21 @@
 // stands in for GPU memory: a request loads its model (its TTFT includes the load), the least
 // recently used idle model is evicted for another, a busy one never is (503 + Retry-After after
 // --load-wait), keep_alive unloads idle models, the admin routes, and bad keep_alive values; workers
-// started with --spawn take their device's memory (what they report); a worker not ready within
+// started with --spawn take their device's memory (what they report), and so do --worker's on this
+// host (a loopback URL) but not one whose URL names another host; a worker not ready within
 // --load-timeout is stopped and its request refused while other models are served.
+#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +26,7 @@
 #include "gguf/memory_estimate.h"
 #include "gguf/reader.h"
 #include "orchestrator/admission.h"
+#include "orchestrator/local_workers.h"
 #include "orchestrator/model_specs.h"
 #include "orchestrator/placement.h"
 #include "orchestrator/spawn_plan.h"
@@ -571,4 +578,172 @@ TEST_CASE("a worker not ready within --load-timeout is stopped; its request gets
     CHECK(post(port, "/v1/chat/completions", chat("alpha")).status == 200);
     CHECK(http_request(port, "GET", "/health").status == 200);
     std::filesystem::remove(fifo);
+}
+
+namespace {
+
+using loom::orchestrator::DeviceIdentity;
+using loom::orchestrator::WorkerStatus;
+
+// This machine's first IPv4 address that is not loopback ("" when it has none): a URL naming it
+// reaches a worker here without a network, yet does not look like this host to placement.
+std::string non_loopback_address() {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) return "";
+    std::string out;
+    for (ifaddrs* a = list; a && out.empty(); a = a->ifa_next) {
+        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || !(a->ifa_flags & IFF_UP)) continue;
+        const in_addr address = reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr;
+        if ((ntohl(address.s_addr) >> 24) == 127) continue;
+        char text[INET_ADDRSTRLEN] = {};
+        if (inet_ntop(AF_INET, &address, text, sizeof text)) out = text;
+    }
+    freeifaddrs(list);
+    return out;
+}
+
+// loom-worker on the CPU listening on `host` (WorkerProcess reads a 127.0.0.1 line): its port from
+// its log; SIGTERM when it goes. Ready once an orchestrator's /health says so.
+class WorkerOn {
+public:
+    explicit WorkerOn(const std::string& host) : host_(host), log_(temp_dir() / ("worker-on-" + host + ".log")) {
+        pid_ = spawn_logged({worker_bin(), "--model", require_stories260k().string(), "--backend", "cpu", "--host",
+                             host, "--port", "0", "--log", "info"},
+                            log_);
+        const std::string listening = "listening on http://" + host + ":";
+        const auto deadline = Clock::now() + std::chrono::seconds(30);
+        while (port_ == 0 && Clock::now() < deadline) {
+            std::ifstream in(log_);
+            const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+            if (const size_t at = text.find(listening); at != std::string::npos)
+                port_ = std::atoi(text.c_str() + at + listening.size());
+            std::this_thread::sleep_for(milliseconds(20));
+        }
+    }
+    ~WorkerOn() {
+        kill(pid_, SIGTERM);
+        int status = 0;
+        waitpid(pid_, &status, 0);
+    }
+    WorkerOn(const WorkerOn&) = delete;
+    WorkerOn& operator=(const WorkerOn&) = delete;
+    int port() const { return port_; }  // 0: it never said it listens
+    std::string url() const { return "http://" + host_ + ":" + std::to_string(port_); }
+
+private:
+    std::string host_;
+    std::filesystem::path log_;
+    pid_t pid_ = -1;
+    int port_ = 0;
+};
+
+// The only worker an orchestrator's /health lists, once it is ready and reported its memory.
+json reported_worker(int port) {
+    json worker;
+    REQUIRE(eventually([&] {
+        const json workers = json::parse(http_request(port, "GET", "/health").body).at("workers");
+        if (workers.size() != 1 || workers[0].at("state") != "ready") return false;
+        worker = workers[0];
+        return reported(worker) > 0;
+    }));
+    return worker;
+}
+
+WorkerStatus status_of(const std::string& url, const std::string& backend, const std::string& uuid = {}) {
+    WorkerStatus w;
+    w.id = "w9";
+    w.url = url;
+    w.origin = "static";
+    w.state = loom::orchestrator::WorkerState::ready;
+    w.backend = backend;
+    w.device_uuid = uuid;
+    w.vram = {{"weights", 1000, 900}, {"kv_cache", 500, 0}};
+    return w;
+}
+
+}  // namespace
+
+TEST_CASE("workers not started here: loopback hosts, GPU UUIDs and CPU stand-ins name their device", "[registry]") {
+    using loom::orchestrator::is_loopback_host;
+    using loom::orchestrator::local_device;
+    for (const char* host : {"127.0.0.1", "127.3.2.1", "localhost", "LocalHost", "::1", "[::1]", "::ffff:127.0.0.1"}) {
+        INFO(host);
+        CHECK(is_loopback_host(host));
+    }
+    for (const char* host : {"192.0.2.7", "10.0.0.1", "0.0.0.0", "128.0.0.1", "::", "[::2]", "::ffff:10.0.0.1",
+                             "localhost.example", "gpu-host", "", "[]", "127.0.0.1.example"}) {
+        INFO(host);
+        CHECK_FALSE(is_loopback_host(host));
+    }
+    // GPUs named by index, one of them identified by UUID (its own worker reported it), one by --gpus.
+    const std::vector<DeviceIdentity> gpus = {{"0", "GPU-aaa", false}, {"1", "", false}, {"GPU-ccc", "GPU-ccc", false}};
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cuda", "GPU-aaa"), gpus) == "0");
+    CHECK(local_device(status_of("http://localhost:8001", "cuda", "GPU-ccc"), gpus) == "GPU-ccc");
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cuda", "GPU-bbb"), gpus).empty());  // not identified yet
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cuda"), gpus).empty());
+    CHECK(local_device(status_of("http://192.0.2.7:8001", "cuda", "GPU-aaa"), gpus).empty());  // another host's GPU
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cpu"), gpus).empty());              // no CPU stand-in
+    // CPU stand-ins are slots: a CPU worker here is on the only one, and on none of several.
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cpu"), {{"cpu0", "", true}}) == "cpu0");
+    CHECK(local_device(status_of("http://[::1]:8001", "cpu"), {{"cpu0", "", true}}) == "cpu0");
+    CHECK(local_device(status_of("http://192.0.2.7:8001", "cpu"), {{"cpu0", "", true}}).empty());
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cpu"), {{"cpu0", "", true}, {"cpu1", "", true}}).empty());
+    CHECK(local_device(status_of("http://127.0.0.1:8001", "cuda", "GPU-aaa"), {{"cpu0", "", true}}).empty());
+
+    // Counted at what they report; spawned ones (counted as such), unhealthy ones and silent ones not.
+    WorkerStatus spawned = status_of("http://127.0.0.1:8002", "cpu"), dead = spawned, silent = spawned;
+    spawned.origin = "spawned";
+    dead.state = loom::orchestrator::WorkerState::unhealthy;
+    silent.vram.clear();
+    const auto residents = loom::orchestrator::local_residents(
+        {status_of("http://127.0.0.1:8001", "cpu"), spawned, dead, silent}, {{"cpu0", "", true}});
+    REQUIRE(residents.size() == 1);
+    CHECK(residents[0].device == "cpu0");
+    CHECK(residents[0].estimate == 1500);
+}
+
+TEST_CASE("a --worker on this host takes its device's memory; one whose URL names another host does not",
+          "[registry]") {
+    // A budget that holds "alpha" beside nothing, but not beside half of what a CPU worker reports.
+    CpuWorker local({});
+    const uint64_t held = reported(json::parse(http_request(local.port(), "GET", "/health").body));
+    const uint64_t alpha_estimate = model_estimate();
+    INFO("alpha " << alpha_estimate << ", the --worker reports " << held);
+    REQUIRE(held > 0);
+    const json config = {{"models", json::array({model_entry("alpha")})},
+                         {"backend", "cpu"},
+                         {"worker_bin", worker_bin()},
+                         {"admin_key", kAdminKey},
+                         {"vram_budget", std::to_string(alpha_estimate + held / 2)}};
+    const std::string config_file = write_file("local-workers.json", config.dump());
+    {
+        OrchestratorProcess orch({local.port()}, {"--config", config_file});
+        const int port = orch.port();
+        REQUIRE(reported(reported_worker(port)) == held);
+        REQUIRE(eventually([&] { return admin_models(port).at("devices")[0].at("resident_bytes") == held; }));
+        const HttpReply alpha = post(port, "/v1/chat/completions", chat("alpha"));
+        INFO(alpha.body);
+        CHECK(alpha.status == 503);
+        CHECK(json::parse(alpha.body).at("error").at("message").get<std::string>().find("on this host") !=
+              std::string::npos);
+        CHECK(model_status(port, "alpha").at("replicas").empty());
+        CHECK(orch.log().find("runs on this host: placement counts its") != std::string::npos);
+    }
+    const std::string address = non_loopback_address();
+    if (address.empty()) {
+        WARN("no IPv4 address but loopback here: a worker behind another host's address is not tried");
+        return;
+    }
+    WorkerOn remote(address);  // this machine, under an address that is not loopback
+    REQUIRE(remote.port() > 0);
+    OrchestratorProcess orch({}, {"--worker", remote.url(), "--config", config_file});
+    const int port = orch.port();
+    CHECK(reported(reported_worker(port)) == held);
+    // Its report is in the pool before this request's placement reads it: counted, it would refuse.
+    const HttpReply alpha = post(port, "/v1/chat/completions", chat("alpha"));
+    INFO(alpha.body);
+    CHECK(alpha.status == 200);
+    const json device = admin_models(port).at("devices")[0];
+    CHECK(device.at("resident_bytes") == 0);
+    CHECK(model_status(port, "alpha").at("replicas")[0].at("device") == "cpu0");
 }
