@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "fake_worker.h"
 #include "orchestrator/connection_pool.h"
 #include "orchestrator/upstream.h"
 
@@ -25,17 +26,7 @@ namespace orch = loom::orchestrator;
 // body (kept alive), or close the connection without answering ("").
 using Script = std::vector<std::vector<std::string>>;  // per accepted connection, per request
 
-// Reads one request head (these requests are GETs: no body); false at end of stream.
-bool read_request(tcp::socket& s) {
-    std::string got;
-    char c;
-    boost::system::error_code ec;
-    while (got.size() < 4 || got.compare(got.size() - 4, 4, "\r\n\r\n") != 0) {
-        if (net::read(s, net::buffer(&c, 1), ec) != 1) return false;
-        got += c;
-    }
-    return true;
-}
+using loom::test::read_request;
 
 // Serves `script` on a free loopback port from its own thread, one connection after another.
 class ScriptedServer {
