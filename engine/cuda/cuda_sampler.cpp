@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "engine/sampling_row.h"
 #include "kernels/cuda_check.h"
 
 namespace loom::engine::cuda {
@@ -164,21 +165,8 @@ void CudaSampler::enqueue(const float* device_logits, int64_t row_stride, std::s
         std::memcpy(history + history_at, window.data(), window.size() * sizeof(int32_t));
         for (size_t b = 0; b < p.logit_bias.size(); ++b)
             bias[bias_at + static_cast<int>(b)] = {p.logit_bias[b].first, p.logit_bias[b].second};
-        rows[pending_[i].row] = kernels::SamplingRow{p.temperature,
-                                                     p.top_p,
-                                                     p.min_p,
-                                                     p.repetition_penalty,
-                                                     p.presence_penalty,
-                                                     p.frequency_penalty,
-                                                     p.top_k,
-                                                     p.seed,
-                                                     r.step,
-                                                     r.logits_row,
-                                                     history_at,
-                                                     static_cast<int32_t>(window.size()),
-                                                     bias_at,
-                                                     static_cast<int32_t>(p.logit_bias.size()),
-                                                     r.n_top};
+        rows[pending_[i].row] =
+            sampling_row(p, r.step, r.logits_row, history_at, static_cast<int32_t>(window.size()), bias_at, r.n_top);
         history_at += static_cast<int>(window.size());
         bias_at += static_cast<int>(p.logit_bias.size());
         sorts = sorts || p.temperature > 0 || r.n_top > 0;

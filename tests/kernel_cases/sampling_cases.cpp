@@ -8,6 +8,7 @@
 #include <limits>
 #include <span>
 
+#include "engine/sampling_row.h"
 #include "kernel_cases/inputs.h"
 
 namespace loom::kcases {
@@ -221,22 +222,7 @@ std::vector<float> sampling_timing_logits(int n_vocab, int rows) {
 }
 
 kernels::SamplingRow sampling_timing_row(const SamplingTimingSetup& s, int row) {
-    const SamplingParams& p = s.params;
-    return {p.temperature,
-            p.top_p,
-            p.min_p,
-            p.repetition_penalty,
-            p.presence_penalty,
-            p.frequency_penalty,
-            p.top_k,
-            p.seed,
-            static_cast<uint64_t>(row),
-            row,
-            0,
-            0,
-            0,
-            0,
-            s.n_top};
+    return engine::sampling_row(s.params, static_cast<uint64_t>(row), row, 0, 0, 0, s.n_top);
 }
 
 bool sampling_timing_sorts(const SamplingTimingSetup& s) { return s.params.temperature > 0 || s.n_top > 0; }
