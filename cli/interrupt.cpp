@@ -25,9 +25,12 @@ extern "C" void on_sigint(int) {
     errno = saved;
 }
 
-void drain_pipe() {
+// Empties the pipe; returns how many SIGINTs it held (one byte each).
+int drain_pipe() {
     char buf[64];
-    while (::read(g_pipe[0], buf, sizeof buf) > 0) {}
+    int count = 0;
+    for (ssize_t n; (n = ::read(g_pipe[0], buf, sizeof buf)) > 0;) count += static_cast<int>(n);
+    return count;
 }
 
 }  // namespace
@@ -51,9 +54,11 @@ InterruptWatch::~InterruptWatch() {
 
 bool InterruptWatch::interrupted() const { return g_flag != 0; }
 
-void InterruptWatch::reset() {
-    drain_pipe();
-    g_flag = 0;
+void InterruptWatch::reset() { take(); }
+
+int InterruptWatch::take() {
+    g_flag = 0;  // before the drain: a SIGINT after it leaves both the flag and a byte
+    return drain_pipe();
 }
 
 LineReader::Result LineReader::read(const InterruptWatch& watch, std::string& line) {

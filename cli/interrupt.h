@@ -14,9 +14,12 @@ public:
     InterruptWatch(const InterruptWatch&) = delete;
     InterruptWatch& operator=(const InterruptWatch&) = delete;
 
-    // Whether SIGINT arrived since the last reset().
+    // Whether SIGINT arrived since the last reset() or take().
     bool interrupted() const;
     void reset();
+    // Forgets the SIGINTs so far, as reset(), and says how many there were (two Ctrl-C pressed faster
+    // than the program reacts are two).
+    int take();
 };
 
 // Reads standard input a line at a time, returning early when SIGINT arrives.

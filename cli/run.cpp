@@ -107,14 +107,18 @@ int interactive(ChatSession& session, Answerer& answerer) {
     LineReader reader;
     bool interrupted_at_prompt = false;
     for (;;) {
-        watch.reset();  // before the prompt shows: a Ctrl-C once it is there counts
+        // A Ctrl-C that stopped the last answer does not count at the prompt; once the prompt is
+        // there one does.
+        if (!interrupted_at_prompt) watch.reset();
         std::printf(">>> ");
         std::fflush(stdout);
         std::string line;
         const LineReader::Result r = reader.read(watch, line);
         if (r == LineReader::Result::end_of_input) break;
         if (r == LineReader::Result::interrupted) {
-            if (interrupted_at_prompt) break;
+            // Taken here, not at the loop's top: a second Ctrl-C that comes while the hint below is
+            // printed must still count.
+            if (interrupted_at_prompt || watch.take() > 1) break;
             interrupted_at_prompt = true;
             std::printf("\n");
             std::fprintf(stderr, "(Ctrl-C again, Ctrl-D or /bye to exit)\n");
