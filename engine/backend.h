@@ -50,7 +50,7 @@ struct MemoryUse {
 };
 struct MemoryReport {
     std::string where;             // "device 0 (NVIDIA H100 80GB HBM3)" or "host RAM"
-    bool device_resident = false;  // every arena verified to be device memory (cudaPointerGetAttributes)
+    bool device_resident = false;  // every arena verified at load to be device memory (cudaPointerGetAttributes)
     std::vector<MemoryUse> uses;
 };
 
@@ -69,6 +69,8 @@ public:
     // anything when the plan addresses what the backend does not have (see check_plan).
     virtual std::vector<BatchOutput> execute(const StepPlan& plan) = 0;
 
+    // What the backend holds now. Safe to call from any thread while execute() runs: what it reads is
+    // fixed at load or counted atomically (the CPU backend's KV blocks take their RAM when first written).
     virtual MemoryReport memory() const = 0;
 };
 

@@ -242,7 +242,6 @@ struct WorkerApp::State {
     std::unique_ptr<gguf::File> file;
     std::optional<tokenizer::Tokenizer> tok;
     std::unique_ptr<engine::Backend> backend;
-    engine::MemoryReport memory;  // taken once at load: nothing is allocated while serving
     std::unique_ptr<Metrics> metrics;
     std::unique_ptr<OpenAiApi> api;
     std::shared_ptr<EngineLoop> loop;  // producers hold it weakly: a late disconnect after shutdown is harmless
@@ -305,6 +304,7 @@ struct WorkerApp::State {
         }
         const LoopStatus st = loop->status();
         json vram = json::object();
+        const engine::MemoryReport memory = backend->memory();  // now: CPU KV blocks take RAM as they fill
         for (const auto& u : memory.uses) vram[u.purpose] = {{"reserved", u.reserved}, {"used", u.used}};
         json j = {{"status", p == Phase::ready      ? "ok"
                              : p == Phase::draining ? "draining"
@@ -407,7 +407,7 @@ struct WorkerApp::State {
         if (phase.load() == Phase::loading) return *unavailable();
         HttpResponse r;
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        r.body = metrics->render(loop->status(), memory);
+        r.body = metrics->render(loop->status(), backend->memory());
         return r;
     }
 
@@ -523,7 +523,7 @@ struct WorkerApp::State {
 
     // "weights 1.0 MiB + KV cache 20.0 MiB + workspace 40.0 MiB = 61.0 MiB reserved, the KV cache for
     // 32768 tokens[, within a budget of 64.0 MiB]"
-    std::string memory_summary() const {
+    std::string memory_summary(const engine::MemoryReport& memory) const {
         engine::MemoryPlan plan;
         for (const auto& u : memory.uses) {
             if (u.purpose == "weights") plan.weights = u.reserved;
@@ -547,7 +547,6 @@ struct WorkerApp::State {
         compute_capability = gpu.compute_capability;
         n_ctx = backend->n_ctx();
         kv_cache_type = backend->kv_capacity().type;
-        memory = backend->memory();
         set_log_pattern();
         model_name = o.served_name.empty() ? std::filesystem::path(o.model).stem().string() : o.served_name;
         metrics = std::make_unique<Metrics>(MetricsInfo{model_name, backend_name, device_name});
@@ -560,10 +559,11 @@ struct WorkerApp::State {
             return kExitFailure;
         }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        const engine::MemoryReport memory = backend->memory();
         log()->info("{} loaded in {:.2f} s: context {}, {} sequences, queue {}, memory in {}{}", model_name, secs,
                     n_ctx, o.max_seqs, o.max_queue, memory.where,
                     memory.device_resident ? " (device-resident, verified)" : "");
-        log()->info("memory: {}", memory_summary());
+        log()->info("memory: {}", memory_summary(memory));
         return 0;
     }
 };

@@ -1,6 +1,7 @@
 // CpuBackend: the whole forward pass of one sequence, written for clarity first; plans run it per entry.
 #include "engine/cpu/cpu_backend.h"
 
+#include <atomic>
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -43,6 +44,7 @@ struct CpuBackend::State {
     KvCapacity kv;
     // Block b's K and V rows: (n_layer, 2, kKvBlockTokens, kv_dim) floats, allocated when first written.
     std::vector<std::vector<float>> kv_blocks;
+    std::atomic<uint64_t> kv_blocks_written{0};          // blocks holding RAM, for memory() on other threads
     std::vector<float> token_embd, output_norm, output;  // output empty when tied
     std::vector<LayerWeights> layers;
     std::vector<float> inv_freq;
@@ -67,7 +69,10 @@ struct CpuBackend::State {
     // The K (which 0) or V (which 1) row of `layer` at position pos of a sequence with this table.
     float* kv_row(std::span<const int32_t> blocks, int layer, int which, int pos) {
         std::vector<float>& b = kv_blocks[static_cast<size_t>(blocks[static_cast<size_t>(pos / kKvBlockTokens)])];
-        if (b.empty()) b.resize(block_floats());
+        if (b.empty()) {
+            b.resize(block_floats());
+            kv_blocks_written.fetch_add(1, std::memory_order_relaxed);
+        }
         return &b[((size_t(layer) * 2 + which) * kKvBlockTokens + pos % kKvBlockTokens) * cfg.kv_dim()];
     }
     // Rows 0 .. len-1 of `layer`'s K or V, copied from the blocks into one contiguous (len, kv_dim) table.
@@ -180,8 +185,7 @@ MemoryReport CpuBackend::memory() const {
                               &w.ffn_norm, &w.w_gate, &w.w_up, &w.w_down})
             weights += bytes(*v);
     const uint64_t block_bytes = s.block_floats() * sizeof(float);
-    uint64_t kv_used = 0;  // blocks get their RAM when first written and keep it
-    for (const std::vector<float>& b : s.kv_blocks) kv_used += b.empty() ? 0 : block_bytes;
+    const uint64_t kv_used = s.kv_blocks_written.load(std::memory_order_relaxed) * block_bytes;  // kept once written
     return MemoryReport{
         "host RAM",
         false,

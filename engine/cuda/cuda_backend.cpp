@@ -110,7 +110,8 @@ struct CudaBackend::State {
     uint64_t gemm_ws_bytes = 0;
     std::unique_ptr<kernels::GemmContext> gemm;
     std::unique_ptr<CudaSampler> sampler;
-    std::vector<float> observed;  // (max_tokens, n_embd): a pass's hidden states for an observer
+    std::vector<float> observed;   // (max_tokens, n_embd): a pass's hidden states for an observer
+    bool device_resident = false;  // every arena, as cudaPointerGetAttributes said at load
     uint64_t upload_bytes = 0;
     double upload_seconds = 0;
     LoadCallback on_load_step;                         // the upload's progress, then graph captures
@@ -333,8 +334,8 @@ void CudaBackend::State::fill_initial_buffers() {
     step_host = alloc_pinned(step_bytes);
     std::memset(step_host.get(), 0, step_bytes);
     observed.resize(static_cast<size_t>(max_tokens) * c.n_embd);
-    if (!vram->verify_residency().all_device_resident())
-        throw kernels::VramError("cuda backend: an arena is not device-resident");
+    device_resident = vram->verify_residency().all_device_resident();
+    if (!device_resident) throw kernels::VramError("cuda backend: an arena is not device-resident");
 }
 
 CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs,
@@ -670,7 +671,7 @@ MemoryReport CudaBackend::memory() const {
     const State& s = *s_;
     MemoryReport report;
     report.where = "device " + std::to_string(s.device) + " (" + s.device_name + ")";
-    report.device_resident = s.vram->verify_residency().all_device_resident();
+    report.device_resident = s.device_resident;  // no CUDA call: memory() runs on any thread (a /health poll)
     for (const kernels::PurposeUsage& u : s.vram->usage())
         report.uses.push_back({kernels::purpose_name(u.purpose), u.capacity, u.used});
     return report;

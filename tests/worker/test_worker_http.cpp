@@ -121,6 +121,12 @@ TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
     const HttpReply answer = c.raw(body);
     CHECK(answer.status == 200);
     CHECK(json::parse(answer.body).at("usage").at("completion_tokens") == 2);
+
+    // Memory as it is now, not as it was at load: the CPU backend's KV blocks take RAM when first
+    // written, so a worker that has answered holds some (the CUDA backend's arena is all handed out).
+    const json kv = json::parse(c.request("GET", "/health").body).at("vram_bytes").at("kv_cache");
+    CHECK(kv.at("used").get<uint64_t>() > 0);
+    CHECK(kv.at("used").get<uint64_t>() <= kv.at("reserved").get<uint64_t>());
 }
 
 TEST_CASE("completions: whole and streamed answers agree, with usage", "[worker]") {
