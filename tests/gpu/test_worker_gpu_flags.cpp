@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "gguf/reader.h"
+#include "gguf/writer.h"
 #include "support/oracle_models.h"
 #include "support/run_command.h"
 #include "support/test_data.h"
@@ -169,9 +171,17 @@ TEST_CASE("--kv-type f32 is what /health and the log report", "[gpu][worker]") {
 
 TEST_CASE("a head size the CUDA kernels lack exits 2 at load, naming head_dim", "[gpu][worker]") {
     // The oracle llama with head_dim 72 (not a multiple of 16): refused before any upload, never
-    // accepted and then lost at warm-up.
+    // accepted and then lost at warm-up. It gets stories260K's tokenizer: the worker reads the
+    // tokenizer before it makes the backend, and the oracle models have none.
+    const std::filesystem::path bare = loom::test::temp_dir() / "worker-hd72-bare.gguf";
     const std::filesystem::path model = loom::test::temp_dir() / "worker-hd72.gguf";
-    loom::test::write_oracle_model({"llama", 72}, model);
+    loom::test::write_oracle_model({"llama", 72}, bare);
+    const auto oracle = loom::gguf::File::open(bare);
+    const auto stories = loom::gguf::File::open(loom::test::require_stories260k());
+    auto writer = loom::gguf::Writer::copy_of(oracle);
+    for (const auto& [key, value] : stories.metadata())
+        if (key.starts_with("tokenizer.")) writer.set(key, value);
+    writer.write(model);
     const auto r = refused(model, "");
     INFO(r.err);
     CHECK(r.exit_code == 2);
