@@ -100,7 +100,9 @@ TEST_CASE("/metrics: added-latency histograms, requests by model, the workers' g
     const int port = orch.port();
     const std::string h = "loom_orchestrator_added_latency_seconds";
     CHECK(metric(port, h + "_count{stage=\"request\"}") == 2);
-    CHECK(metric(port, h + "_count{stage=\"chunk\"}") >= 3);  // a piece holds one or more events
+    // At least one piece per streamed request: a piece holds every event the worker had written by the
+    // time the relay read, so a fast stream can arrive whole in one (CI saw 2 pieces for the 2 requests).
+    CHECK(metric(port, h + "_count{stage=\"chunk\"}") >= 2);
     CHECK(metric(port, h + "_sum{stage=\"request\"}") > 0);
     CHECK(metric(port, h + "_bucket{stage=\"request\",le=\"+Inf\"}") == 2);
     CHECK(metric(port, h + "_sum{stage=\"request\"}") < 2.0);  // two requests on a local worker
