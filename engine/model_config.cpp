@@ -142,6 +142,16 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
         throw ModelError("tensor token_embd.weight has shape " + shape_string(embd->ne) + ", expected {" +
                          std::to_string(c.n_embd) + ", n_vocab}");
     c.n_vocab = static_cast<int>(embd->ne[1]);
+    // A tokenizer with more tokens than the embedding has rows would hand the model ids it has no row
+    // for; refuse the file here, not each request that meets one of them. Fewer tokens is common
+    // (rows padded to a multiple of 64 or 128) and harmless.
+    if (const gguf::Value* tokens = f.find("tokenizer.ggml.tokens")) {
+        const size_t n_tokens = tokens->as_array("tokenizer.ggml.tokens").size();
+        if (n_tokens > embd->ne[1])
+            throw ModelError("tokenizer.ggml.tokens has " + std::to_string(n_tokens) +
+                             " tokens but token_embd.weight has " + std::to_string(embd->ne[1]) + " rows: ids from " +
+                             std::to_string(embd->ne[1]) + " on would have no embedding");
+    }
     const auto d = static_cast<uint64_t>(c.n_embd), v = static_cast<uint64_t>(c.n_vocab);
     const auto q = static_cast<uint64_t>(c.q_dim()), kv = static_cast<uint64_t>(c.kv_dim());
     const auto ff = static_cast<uint64_t>(c.n_ff), hd = static_cast<uint64_t>(c.head_dim);

@@ -88,3 +88,18 @@ TEST_CASE("model errors name the architecture, the tensor type and tensor, or th
         parse_tiny("llama", [](gguf::Writer& w) { w.set("llama.attention.head_count_kv", Value::u32(3)); }),
         "head_count 2 is not a multiple of head_count_kv 3");
 }
+
+TEST_CASE("a tokenizer with more tokens than the embedding has rows is refused at load", "[engine][config]") {
+    const auto with_tokens = [](int n) {
+        return [n](gguf::Writer& w) {
+            std::vector<std::string> tokens;
+            for (int i = 0; i < n; ++i) tokens.push_back("t" + std::to_string(i));
+            w.set("tokenizer.ggml.tokens", Value::string_array(tokens));
+        };
+    };
+    CHECK(parse_tiny("llama", with_tokens(16)).n_vocab == 16);
+    CHECK(parse_tiny("llama", with_tokens(12)).n_vocab == 16);  // padded embedding rows are fine
+    CHECK_THROWS_WITH(parse_tiny("llama", with_tokens(17)),
+                      "tokenizer.ggml.tokens has 17 tokens but token_embd.weight has 16 rows: ids from 16 on would "
+                      "have no embedding");
+}

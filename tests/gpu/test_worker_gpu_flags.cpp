@@ -171,16 +171,30 @@ TEST_CASE("--kv-type f32 is what /health and the log report", "[gpu][worker]") {
 
 TEST_CASE("a head size the CUDA kernels lack exits 2 at load, naming head_dim", "[gpu][worker]") {
     // The oracle llama with head_dim 72 (not a multiple of 16): refused before any upload, never
-    // accepted and then lost at warm-up. It gets stories260K's tokenizer: the worker reads the
-    // tokenizer before it makes the backend, and the oracle models have none.
+    // accepted and then lost at warm-up. It gets stories260K's tokenizer cut to its vocabulary of
+    // kOracleVocab: the worker reads the tokenizer before it makes the backend, the oracle models have
+    // none, and a tokenizer larger than the embedding is itself refused at load.
     const std::filesystem::path bare = loom::test::temp_dir() / "worker-hd72-bare.gguf";
     const std::filesystem::path model = loom::test::temp_dir() / "worker-hd72.gguf";
     loom::test::write_oracle_model({"llama", 72}, bare);
     const auto oracle = loom::gguf::File::open(bare);
     const auto stories = loom::gguf::File::open(loom::test::require_stories260k());
     auto writer = loom::gguf::Writer::copy_of(oracle);
-    for (const auto& [key, value] : stories.metadata())
-        if (key.starts_with("tokenizer.")) writer.set(key, value);
+    const auto first = [](auto items) {
+        items.resize(loom::test::kOracleVocab);
+        return items;
+    };
+    for (const auto& [key, value] : stories.metadata()) {
+        using loom::gguf::Value;
+        if (key == "tokenizer.ggml.tokens")
+            writer.set(key, Value::string_array(first(value.as_string_array(key))));
+        else if (key == "tokenizer.ggml.scores")
+            writer.set(key, Value::f32_array(first(value.as_f32_array(key))));
+        else if (key == "tokenizer.ggml.token_type")
+            writer.set(key, Value::i32_array(first(value.as_i32_array(key))));
+        else if (key.starts_with("tokenizer."))
+            writer.set(key, value);
+    }
     writer.write(model);
     const auto r = refused(model, "");
     INFO(r.err);
