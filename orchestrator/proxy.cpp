@@ -457,7 +457,7 @@ void ProxyProducer::log_end(int status, const std::string& reason) {
     const auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
     RequestRecord r;
     r.id = req_.id;
-    r.model = req_.model;
+    r.model = req_.preset.empty() ? req_.model : req_.preset;  // the dashboard shows what the client asked for
     r.endpoint = req_.chat ? "chat" : "completions";
     r.stream = req_.stream;
     r.status = status;

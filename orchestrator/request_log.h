@@ -16,7 +16,7 @@ namespace loom::orchestrator {
 // One proxied generation, as it ended.
 struct RequestRecord {
     std::string id;        // the orchestrator's request id
-    std::string model;     // as the client named it (a model some worker serves)
+    std::string model;     // as the client named it: a served model, or a preset
     std::string endpoint;  // "chat" or "completions"
     bool stream = false;
     int status = 0;       // the HTTP status the client got

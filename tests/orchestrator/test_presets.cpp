@@ -90,6 +90,11 @@ TEST_CASE("a preset's answer equals the request written out by hand; request fie
             post_ok(c.orch.port(), chat, {{"model", "stories260K"}, {"messages", kUser}, {"max_tokens", 1}});
         const json preset = post_ok(c.orch.port(), chat, {{"model", "teller"}, {"messages", kUser}, {"max_tokens", 1}});
         CHECK(preset.at("usage").at("prompt_tokens").get<int>() > plain.at("usage").at("prompt_tokens").get<int>() + 5);
+        // The dashboard's recent requests name the preset the client asked for, not its base model.
+        const json recent = json::parse(http_request(c.orch.port(), "GET", "/dashboard/state").body).at("requests");
+        int teller = 0;
+        for (const json& r : recent) teller += r.at("model") == "teller";
+        CHECK(teller == 2);
     }
     SECTION("seeded sampling, streamed: the preset's seed and sampling fields") {
         json hand = hand_messages;
