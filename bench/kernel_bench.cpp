@@ -42,6 +42,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/sampling.h"
+#include "kernels/split.h"
 
 using namespace loom;
 using gguf::TensorType;
@@ -535,6 +536,26 @@ void add_gemm(const Model& m) {
     }
 }
 
+// The hi + lo split that F16 / BF16 weights' GEMM runs on its activations: a 512-token prompt's rows
+// at the model's widest GEMM input (the feed-forward width): X read, hi and lo written.
+void add_split(const Model& m) {
+    const int rows = kcases::kBenchTokens[std::size(kcases::kBenchTokens) - 1];
+    const int64_t n = int64_t{rows} * m.shape.ffn;
+    for (const kernels::HalfType type : {kernels::HalfType::f16, kernels::HalfType::bf16}) {
+        const std::string name = type == kernels::HalfType::f16 ? "f16" : "bf16";
+        add("split/" + m.name + "/" + name + "/rows:" + std::to_string(rows), dims(rows, m.shape.ffn), [=] {
+            auto x = device_floats(kcases::split_inputs(static_cast<size_t>(n), 12));
+            auto hi = device_scratch(static_cast<uint64_t>(n) * 2), lo = device_scratch(static_cast<uint64_t>(n) * 2);
+            Case c;
+            c.bytes = (4.0 + 2.0 + 2.0) * static_cast<double>(n);
+            c.launch = [=](int) {
+                kernels::split_to_half(type, x->as<float>(), hi->as<uint16_t>(), lo->as<uint16_t>(), n, g_dev.stream);
+            };
+            return c;
+        });
+    }
+}
+
 // The sampling kernels over the model's vocabulary: greedy, top_p, top_p with log-probabilities.
 void add_sampling(const Model& m) {
     const int n_vocab = static_cast<int>(m.shape.vocab);
@@ -709,6 +730,7 @@ int main(int argc, char** argv) {
         add_matvec(m);
         add_fused_matvec(m);
         add_gemm(m);
+        add_split(m);
         add_argmax(m);
         add_sampling(m);
     }

@@ -37,7 +37,7 @@ struct Options {
     bool ignore_eos = false;
     bool json = false;
     std::string dump_layers;
-    std::string kv_type;  // empty: the backend's default
+    std::string kv_type;  // empty: engine::default_kv_cache_type for the backend and model
 };
 
 std::vector<int32_t> build_prompt(const Options& o, const gguf::File& file, const tokenizer::Tokenizer& tok) {
@@ -142,7 +142,9 @@ void register_generate(CLI::App& app, int& exit_code) {
     cmd->add_option("-n", o->n, "Maximum tokens to generate")->check(CLI::Range(0, 1 << 24));
     cmd->add_option("--ctx", o->ctx, "Context size in tokens (default: the model's)")->check(CLI::Range(0, 1 << 24));
     cmd->add_option("--threads", o->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
-    cmd->add_option("--kv-type", o->kv_type, "KV cache values: f16 (cuda default) or f32 (reference-grade)")
+    cmd->add_option("--kv-type", o->kv_type,
+                    "KV cache values: f32 (reference-grade) or f16 (cuda only); default f32 for F32/F16/BF16 "
+                    "matrices, f16 for quantized ones")
         ->check(CLI::IsMember({"f16", "f32"}));
     add_sampling_flags(*cmd, o->sampling);
     cmd->add_option("--stop", o->stop, "Stop string (repeatable); not part of the output");

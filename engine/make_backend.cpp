@@ -64,6 +64,11 @@ KvCacheType parse_kv_cache_type(std::string_view name) {
 
 std::string_view to_string(KvCacheType type) { return type == KvCacheType::f32 ? "f32" : "f16"; }
 
+KvCacheType default_kv_cache_type(std::string_view backend, const gguf::File& file) {
+    if (backend == "cpu") return KvCacheType::f32;
+    return gguf::unquantized_matrices(file) ? KvCacheType::f32 : KvCacheType::f16;
+}
+
 namespace {
 
 std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, const BackendOptions& o) {
@@ -74,9 +79,9 @@ std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, co
     }
 #ifdef LOOM_HAVE_CUDA
     if (kind == "cuda")
-        return std::make_unique<cuda::CudaBackend>(file, o.n_ctx, o.device, o.limits, o.cuda_graphs,
-                                                   o.kv_type.value_or(KvCacheType::f16) == KvCacheType::f32,
-                                                   o.on_load_step);
+        return std::make_unique<cuda::CudaBackend>(
+            file, o.n_ctx, o.device, o.limits, o.cuda_graphs,
+            o.kv_type.value_or(default_kv_cache_type(kind, file)) == KvCacheType::f32, o.on_load_step);
 #endif
     throw RequestError("backend", not_built(kind));
 }

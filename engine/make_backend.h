@@ -14,13 +14,19 @@
 
 namespace loom::engine {
 
-// What a backend's KV cache stores. cuda: f16 by default (half the memory), f32 for reference-grade
-// attention inputs; cpu: always f32.
+// What a backend's KV cache stores: f32 (reference-grade attention inputs) or f16 (half the memory).
 enum class KvCacheType { f16, f32 };
 
 // "f16" / "f32" -> the type; RequestError("kv_type") naming the valid values otherwise.
 KvCacheType parse_kv_cache_type(std::string_view name);
 std::string_view to_string(KvCacheType type);
+
+// The KV cache type `backend` uses for `file` when none is asked for (docs/VALIDATION.md's precision
+// policy): cpu always f32; cuda f32 when the model's matrices are unquantized (F32, F16, BF16:
+// gguf::unquantized_matrices), whose users expect reference-grade results (an fp16 cache cost up to
+// 1.8e-2 nats on the oracle models), and f16 for quantized ones, whose own error is larger.
+// gguf::estimate_memory sizes the cache by the same rule.
+KvCacheType default_kv_cache_type(std::string_view backend, const gguf::File& file);
 
 struct BackendOptions {
     int n_ctx = 0;                                      // positions per sequence; <= 0: the model's training context
@@ -28,7 +34,7 @@ struct BackendOptions {
     int threads = 0;                                    // cpu: matrix-product threads; <= 0: one per hardware thread
     int device = 0;                                     // cuda: the device index
     bool cuda_graphs = true;                            // cuda: replay decode-only steps from CUDA graphs
-    std::optional<KvCacheType> kv_type = std::nullopt;  // unset: the backend's default (cuda f16, cpu f32)
+    std::optional<KvCacheType> kv_type = std::nullopt;  // unset: default_kv_cache_type(kind, file)
     // Told each load step as it happens (engine/load_step.h); cuda keeps it for its graph captures,
     // so what it captures must outlive the backend.
     LoadCallback on_load_step{};

@@ -50,7 +50,10 @@ MemoryEstimate estimate_memory(const File& file, const MemoryDemand& demand) {
 
     MemoryEstimate e;
     for (const TensorInfo& t : file.tensors()) e.weights += round_up(t.n_bytes);
-    e.kv_cache = round_up(layers * kv_heads * head_dim * 2 * context * seqs * sizeof(uint16_t));
+    const uint64_t kv_value = demand.kv_value_bytes > 0    ? static_cast<uint64_t>(demand.kv_value_bytes)
+                              : unquantized_matrices(file) ? sizeof(float)
+                                                           : sizeof(uint16_t);
+    e.kv_cache = round_up(layers * kv_heads * head_dim * 2 * context * seqs * kv_value);
     const uint64_t q = heads * head_dim, kv = kv_heads * head_dim;
     const uint64_t activations = rows * (4 * embd + q + (q + 2 * kv) + 3 * ff) + seqs * vocab;
     e.workspace = round_up(activations * sizeof(float)) + kScratchBytes;

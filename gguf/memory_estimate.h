@@ -17,15 +17,18 @@ struct MemoryEstimate {
 };
 
 // What the worker will serve: `context` positions per sequence (0: the model's context_length)
-// for `sequences` sequences decoded together, `batch_tokens` tokens per step at most.
+// for `sequences` sequences decoded together, `batch_tokens` tokens per step at most, its KV cache
+// storing `kv_value_bytes` per value (4: f32, 2: fp16; 0: the CUDA backend's default for the model,
+// f32 when unquantized_matrices(file), else fp16 — as engine::default_kv_cache_type decides).
 struct MemoryDemand {
     int context = 0;
     int sequences = 1;
     int batch_tokens = 512;
+    int kv_value_bytes = 0;
 };
 
 // weights: every tensor's bytes (each rounded up to 256, as device arenas align them);
-// kv_cache: layers x kv_heads x head_dim x 2 (K and V) x context x sequences x 2 bytes (fp16);
+// kv_cache: layers x kv_heads x head_dim x 2 (K and V) x context x sequences x kv_value_bytes;
 // workspace: the step's float activations (hidden, attention, feed-forward and logits rows) plus
 // a fixed 64 MiB for GEMM and sampler scratch. An estimate: the worker's real use is reported beside
 // it. FormatError (a missing or zero hyperparameter named) from the header.

@@ -361,4 +361,12 @@ std::vector<float> File::dequantize_tensor(const TensorInfo& t) const {
     return out;
 }
 
+bool unquantized_matrices(const File& file) {
+    for (const TensorInfo& t : file.tensors())
+        if (t.n_elems > t.row_length() && t.type != TensorType::F32 && t.type != TensorType::F16 &&
+            t.type != TensorType::BF16)
+            return false;
+    return true;
+}
+
 }  // namespace loom::gguf

@@ -86,4 +86,9 @@ private:
     std::unordered_map<std::string, size_t> tensor_index_;
 };
 
+// Whether every matrix of the file (a tensor of more than one row) is F32, F16 or BF16, i.e. nothing
+// is quantized; 1-D tensors (norms, biases) do not count. The KV cache's default type follows it
+// (engine::default_kv_cache_type, gguf::estimate_memory).
+bool unquantized_matrices(const File& file);
+
 }  // namespace loom::gguf

@@ -1,4 +1,5 @@
-// Dequantize-then-cuBLAS matrix products: fp16 weights and activations, fp32 accumulation on tensor cores.
+// cuBLAS matrix products: 16-bit operands on the tensor cores (F16/BF16 weights times split activations,
+// dequantized weights times fp16 activations) with fp32 accumulation, or full fp32 for F32 weights.
 #include "kernels/gemm.h"
 
 #include <cublas_v2.h>
@@ -10,6 +11,7 @@
 
 #include "kernels/cublas_check.h"
 #include "kernels/dequantize.h"
+#include "kernels/split.h"
 
 namespace loom::kernels {
 namespace {
@@ -66,20 +68,21 @@ cublasContext* GemmContext::bound_to(Stream stream) {
 uint64_t gemm_workspace_bytes(int max_n_in, int max_n_out, int max_rows) {
     if (max_n_in < 0 || max_n_out < 0 || max_rows < 0)
         throw std::invalid_argument("gemm_workspace_bytes: negative size in " + shape(max_n_in, max_n_out, max_rows));
-    return round_up(f16_bytes(max_n_out, max_n_in)) + round_up(f16_bytes(max_rows, max_n_in));
+    return round_up(f16_bytes(max_n_out, max_n_in)) + 2 * round_up(f16_bytes(max_rows, max_n_in));
 }
 
-void gemm_f16(GemmContext& ctx, const uint16_t* W, const uint16_t* X, float* Y, int n_in, int n_out, int n_rows,
-              Stream stream) {
+void gemm_half(GemmContext& ctx, HalfType type, const uint16_t* W, const uint16_t* X, float* Y, int n_in, int n_out,
+               int n_rows, bool accumulate, Stream stream) {
     if (n_in <= 0 || n_out < 0 || n_rows < 0)
-        throw std::invalid_argument("gemm_f16: bad shape " + shape(n_in, n_out, n_rows));
+        throw std::invalid_argument("gemm_half: bad shape " + shape(n_in, n_out, n_rows));
     if (n_out == 0 || n_rows == 0) return;
     // Row-major Y (n_rows, n_out) is column-major Y^T (n_out, n_rows) = W X^T, where row-major W is
     // column-major W^T (op T, lda n_in) and row-major X is column-major X^T (op N, ldb n_in).
-    const float alpha = 1.f, beta = 0.f;
-    LOOM_CUBLAS_CHECK(cublasGemmEx(ctx.bound_to(stream), CUBLAS_OP_T, CUBLAS_OP_N, n_out, n_rows, n_in, &alpha, W,
-                                   CUDA_R_16F, n_in, X, CUDA_R_16F, n_in, &beta, Y, CUDA_R_32F, n_out,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
+    const cudaDataType_t data = type == HalfType::f16 ? CUDA_R_16F : CUDA_R_16BF;
+    LOOM_CUBLAS_CHECK(cublasGemmEx(ctx.bound_to(stream), CUBLAS_OP_T, CUBLAS_OP_N, n_out, n_rows, n_in, &alpha, W, data,
+                                   n_in, X, data, n_in, &beta, Y, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
 }
 
 // Pedantic fp32: no TF32, whatever NVIDIA_TF32_OVERRIDE says. F32 weights are rare (small
@@ -118,15 +121,23 @@ void gemm(GemmContext& ctx, gguf::TensorType type, const void* W, const float* X
         return;
     }
 
+    // Workspace: [16-bit W][X hi][X lo], as gemm_workspace_bytes sizes it.
     auto* w16 = static_cast<uint16_t*>(workspace);
-    auto* x16 = reinterpret_cast<uint16_t*>(static_cast<char*>(workspace) + round_up(f16_bytes(n_out, n_in)));
-    const uint16_t* w_in = static_cast<const uint16_t*>(W);
-    if (type != gguf::TensorType::F16) {
-        dequantize_to_f16(type, W, w16, n_in, n_out, stream);
-        w_in = w16;
+    auto* x_hi = reinterpret_cast<uint16_t*>(static_cast<char*>(workspace) + round_up(f16_bytes(n_out, n_in)));
+    auto* x_lo = reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(x_hi) + round_up(f16_bytes(n_rows, n_in)));
+    if (type == gguf::TensorType::F16 || type == gguf::TensorType::BF16) {
+        // Weights used exactly as stored; the activations keep ~22 (fp16) or ~16 (bf16) bits as hi + lo.
+        const HalfType half = type == gguf::TensorType::F16 ? HalfType::f16 : HalfType::bf16;
+        const auto* w = static_cast<const uint16_t*>(W);
+        split_to_half(half, X, x_hi, x_lo, int64_t{n_rows} * n_in, stream);
+        gemm_half(ctx, half, w, x_hi, Y, n_in, n_out, n_rows, false, stream);
+        gemm_half(ctx, half, w, x_lo, Y, n_in, n_out, n_rows, true, stream);
+        return;
     }
-    dequantize_to_f16(gguf::TensorType::F32, X, x16, n_in, n_rows, stream);
-    gemm_f16(ctx, w_in, x16, Y, n_in, n_out, n_rows, stream);
+    // Quantized weights carry a larger error of their own: one fp16 rounding of X costs little beside it.
+    dequantize_to_f16(type, W, w16, n_in, n_out, stream);
+    dequantize_to_f16(gguf::TensorType::F32, X, x_hi, n_in, n_rows, stream);
+    gemm_half(ctx, HalfType::f16, w16, x_hi, Y, n_in, n_out, n_rows, false, stream);
 }
 
 }  // namespace loom::kernels

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <spdlog/spdlog.h>
 
 #include "gguf/memory_estimate.h"
@@ -18,30 +19,40 @@ namespace loom::orchestrator {
 
 namespace {
 
-// The value of `flag` in a worker's arguments (`--ctx 256` or `--ctx=256`), or `fallback`.
-int int_flag(const std::vector<std::string>& args, const std::string& flag, int fallback) {
-    int value = fallback;
+// The last value of `flag` in a worker's arguments (`--ctx 256` or `--ctx=256`), if any.
+std::optional<std::string> flag_value(const std::vector<std::string>& args, const std::string& flag) {
+    std::optional<std::string> value;
     for (size_t i = 0; i < args.size(); ++i) {
-        std::string text;
         if (args[i] == flag && i + 1 < args.size())
-            text = args[i + 1];
+            value = args[i + 1];
         else if (args[i].rfind(flag + "=", 0) == 0)
-            text = args[i].substr(flag.size() + 1);
-        else
-            continue;
-        try {
-            value = std::stoi(text);
-        } catch (const std::exception&) {
-            // The worker refuses it at start (exit 2); the fallback stands for the estimate.
-        }
+            value = args[i].substr(flag.size() + 1);
     }
     return value;
 }
 
+// `flag`'s value as an integer, or `fallback`.
+int int_flag(const std::vector<std::string>& args, const std::string& flag, int fallback) {
+    const std::optional<std::string> text = flag_value(args, flag);
+    if (!text) return fallback;
+    try {
+        return std::stoi(*text);
+    } catch (const std::exception&) {
+        return fallback;  // the worker refuses it at start (exit 2); the fallback stands for the estimate
+    }
+}
+
+// Bytes per KV value that --kv-type asks for; 0 (the model's default) without it.
+int kv_value_bytes(const std::vector<std::string>& args) {
+    const std::optional<std::string> type = flag_value(args, "--kv-type");
+    return type == "f32" ? 4 : type == "f16" ? 2 : 0;
+}
+
 uint64_t spawned_estimate(const SpawnOptions& spawn) {
-    // The worker's own defaults: the model's context, 16 sequences.
+    // The worker's own defaults: the model's context, 16 sequences, the model's KV cache type.
     const gguf::MemoryDemand demand{int_flag(spawn.worker_args, "--ctx", 0),
-                                    int_flag(spawn.worker_args, "--max-seqs", 16), 512};
+                                    int_flag(spawn.worker_args, "--max-seqs", 16), 512,
+                                    kv_value_bytes(spawn.worker_args)};
     try {
         return gguf::estimate_memory(gguf::File::open(spawn.model), demand).total();
     } catch (const std::exception& e) {

@@ -25,8 +25,8 @@ struct Resident {
 std::vector<std::string> placement_device_ids(const SpawnOptions& spawn);
 
 // --spawn's workers, `worker_ids[i]` started on the i-th of spawn_devices(spawn): each estimated from
-// the spawned model's GGUF for the --ctx and --max-seqs its worker_args give (the worker's defaults
-// otherwise), or the file's size when the estimate cannot be made.
+// the spawned model's GGUF for the --ctx, --max-seqs and --kv-type its worker_args give (the worker's
+// defaults otherwise), or the file's size when the estimate cannot be made.
 std::vector<Resident> spawned_residents(const SpawnOptions& spawn, const std::vector<std::string>& worker_ids);
 
 // The bytes a worker's /health says it holds: the larger of reserved and used, summed over purposes

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
                    "--vram-budget leaves)")
         ->check(CLI::Range(1, 1 << 30));
     app.add_option("--kv-type", o.kv_type,
-                   "What the KV cache stores: f16 (default, cuda) or f32 (reference-grade, twice the memory)")
+                   "What the KV cache stores: f32 (reference-grade, twice the memory) or f16 (cuda only). Default: "
+                   "f32 when the model's matrices are F32/F16/BF16, f16 when they are quantized; cpu always f32")
         ->check(CLI::IsMember({"f16", "f32"}));
     app.add_option("--backend", o.backend, "cuda (default) or cpu (the reference backend; only when named)")
         ->check(CLI::IsMember({"cuda", "cpu"}));

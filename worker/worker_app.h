@@ -22,7 +22,7 @@ struct WorkerOptions {
     std::string gpu;               // device index or UUID ("GPU-..."); empty: device 0 (cuda only)
     uint64_t vram_budget = 0;      // bytes weights + KV cache + workspace may take; 0: no budget (cuda only)
     int kv_tokens = 0;             // positions in the shared KV cache; 0: max_seqs * ctx, or what the budget leaves
-    std::string kv_type;           // "f16" or "f32" (cuda; cpu is always f32); empty: the backend's default
+    std::string kv_type;           // "f16" or "f32" (cuda; cpu is always f32); empty: engine::default_kv_cache_type
     std::string backend = "cuda";  // "cuda" or "cpu"; never a fallback from one to the other
     std::string host = "127.0.0.1";
     int port = 8000;

@@ -1,5 +1,6 @@
-// GPU dequantization to fp16 (bit-exact against the CPU dequantizer) and the dequantize-then-cuBLAS
-// matrix product against f64 references; CUDA graph capture; timings of the two phases.
+// GPU dequantization to fp16 (bit-exact against the CPU dequantizer), the hi + lo split of activations
+// (bit-exact against the CPU split), and the cuBLAS matrix product against f64 references; CUDA graph
+// capture; timings of the phases.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "kernel_test_support.h"
 #include "kernels/dequantize.h"
 #include "kernels/gemm.h"
+#include "kernels/split.h"
 
 using namespace loom;
 using gguf::TensorType;
@@ -30,6 +32,8 @@ using kcases::GemmCase;
 using kcases::kGemmMaxNmse;
 using kcases::kGemmMaxNmseF16Inputs;
 using kcases::kGemmMaxNmseF32;
+using kcases::kGemmMaxNmseSplit;
+using kernels::HalfType;
 
 std::string type_name(TensorType type) { return std::string(gguf::tensor_type_name(type)); }
 
@@ -88,8 +92,41 @@ void check_gemm(Gemm& g, const GemmCase& c) {
     CHECK(err <= kGemmMaxNmse);
     if (c.type == TensorType::F32)
         CHECK(err <= kGemmMaxNmseF32);
+    else if (c.type == TensorType::F16 || c.type == TensorType::BF16)
+        CHECK(err <= kGemmMaxNmseSplit);  // the activations' lo halves count: one rounding scores ~2e-8
     else
         CHECK(err16 <= kGemmMaxNmseF16Inputs);
+}
+
+const char* half_name(HalfType type) { return type == HalfType::f16 ? "f16" : "bf16"; }
+
+// Splits n fresh activations on the GPU into poisoned hi and lo buffers; every half must carry the CPU
+// split's bits, and hi + lo lie within split_error_bound of x (checked on the reference's side in
+// kernel_cases_tests; here the bits make it hold for the GPU too).
+void check_split(HalfType type, size_t n, uint32_t seed) {
+    const std::string what = std::string(half_name(type)) + " n " + std::to_string(n);
+    INFO(what);
+    const auto x = kcases::split_inputs(n, seed);
+    const auto ref = kcases::split_reference(type, x);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<uint16_t> d_hi(n), d_lo(n);
+    d_hi.poison();
+    d_lo.poison();
+    test::TestStream stream;
+    kernels::split_to_half(type, d_x.get(), d_hi.get(), d_lo.get(), static_cast<int64_t>(n), stream.get());
+    const auto hi = d_hi.download(), lo = d_lo.download();
+    size_t mismatches = 0, over = 0;
+    for (size_t i = 0; i < n; ++i) {
+        mismatches += hi[i] == ref.hi[i] && lo[i] == ref.lo[i] ? 0 : 1;
+        const double sum = kcases::split_value(type, hi[i], lo[i]);
+        if (!std::isinf(sum)) over += std::abs(sum - x[i]) > kcases::split_error_bound(type, x[i]) ? 1 : 0;
+    }
+    std::printf("[exact] split_to_%s: %zu of %zu values differ, %zu beyond the bound\n", what.c_str(), mismatches, n,
+                over);
+    CHECK(mismatches == 0);
+    CHECK(over == 0);
+    CHECK(d_hi.guard_intact());
+    CHECK(d_lo.guard_intact());
 }
 
 }  // namespace
@@ -135,6 +172,27 @@ TEST_CASE("dequantize_to_f16 rounds f32 like the CPU: ties to even, subnormals, 
     std::vector<uint8_t> bytes(v.size() * sizeof(float));
     std::memcpy(bytes.data(), v.data(), bytes.size());
     check_dequantize(TensorType::F32, bytes, v, n_in, 1);
+}
+
+TEST_CASE("split_to_f16 and split_to_bf16 equal the CPU split, bit for bit", "[gpu][gemm][split]") {
+    uint32_t seed = 5100;
+    for (const HalfType type : {HalfType::f16, HalfType::bf16}) {
+        check_split(type, 512 * 576, seed++);  // a SmolLM2 prefill's activations
+        check_split(type, 4099, seed++);       // n % 4 == 3: the one-at-a-time tail
+        check_split(type, 3, seed++);          // the tail alone
+    }
+    test::TestStream stream;
+    DeviceBuffer<uint8_t> buf(4096);
+    auto* x = reinterpret_cast<float*>(buf.get());
+    auto* hi = reinterpret_cast<uint16_t*>(buf.get() + 1024);
+    auto* lo = reinterpret_cast<uint16_t*>(buf.get() + 2048);
+    CHECK_NOTHROW(kernels::split_to_f16(x, hi, lo, 0, stream.get()));
+    CHECK_THROWS_AS(kernels::split_to_f16(x, hi, lo, -1, stream.get()), std::invalid_argument);
+    CHECK_THROWS_AS(kernels::split_to_f16(x, hi + 1, lo, 16, stream.get()), std::invalid_argument);   // misaligned
+    CHECK_THROWS_AS(kernels::split_to_bf16(x, hi, hi + 8, 16, stream.get()), std::invalid_argument);  // hi, lo overlap
+    CHECK_THROWS_AS(kernels::split_to_bf16(x, reinterpret_cast<uint16_t*>(x) + 8, lo, 16, stream.get()),
+                    std::invalid_argument);  // hi inside X
+    LOOM_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
 }
 
 TEST_CASE("gemm matches the f64 product for every weight type", "[gpu][gemm]") {
@@ -201,8 +259,8 @@ TEST_CASE("gemm and dequantize_to_f16 reject what they cannot do", "[gpu][gemm]"
     auto* y = reinterpret_cast<float*>(p + 8192);
     auto* ws = p + 65536;
     const uint64_t ws_bytes = kernels::gemm_workspace_bytes(256, 4, 2);
-    CHECK(ws_bytes == 2048 + 1024);  // fp16 W (4 x 256), fp16 X (2 x 256), each rounded up to 256 bytes
-    CHECK(kernels::gemm_workspace_bytes(576, 1536, 9) == 1536 * 576 * 2 + 10496);
+    CHECK(ws_bytes == 2048 + 2 * 1024);  // 16-bit W (4 x 256), X's hi and lo (2 x 256), each to 256 bytes
+    CHECK(kernels::gemm_workspace_bytes(576, 1536, 9) == 1536 * 576 * 2 + 2 * 10496);
     CHECK(kernels::gemm_workspace_bytes(4096, 14336, 9) >= kernels::gemm_workspace_bytes(4096, 14336, 1));
     const auto s = g.stream.get();
     auto call = [&](TensorType type, const void* w, const float* xp, int n_in, int n_out, int n_rows, void* wsp,
@@ -260,7 +318,8 @@ void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
     DeviceBuffer<float> d_x(x);
     DeviceBuffer<float> d_y(static_cast<size_t>(n_rows) * n_out);
     DeviceBuffer<uint8_t> d_ws(kernels::gemm_workspace_bytes(n_in, n_out, n_rows));
-    DeviceBuffer<uint16_t> w16(static_cast<size_t>(n_out) * n_in), x16(static_cast<size_t>(n_rows) * n_in);
+    DeviceBuffer<uint16_t> w16(static_cast<size_t>(n_out) * n_in), x16(static_cast<size_t>(n_rows) * n_in),
+        x_lo(static_cast<size_t>(n_rows) * n_in);
     const cudaStream_t s = g.stream.get();
     d_y.poison();
 
@@ -268,25 +327,30 @@ void time_gemm(Gemm& g, TensorType type, int n_in, int n_out, int n_rows) {
         median_us(s, [&] { kernels::dequantize_to_f16(type, d_w.get(), w16.get(), n_in, n_out, s); });
     const double convert_us =
         median_us(s, [&] { kernels::dequantize_to_f16(TensorType::F32, d_x.get(), x16.get(), n_in, n_rows, s); });
-    const double cublas_us =
-        median_us(s, [&] { kernels::gemm_f16(g.ctx, w16.get(), x16.get(), d_y.get(), n_in, n_out, n_rows, s); });
+    const double cublas_us = median_us(s, [&] {
+        kernels::gemm_half(g.ctx, HalfType::f16, w16.get(), x16.get(), d_y.get(), n_in, n_out, n_rows, false, s);
+    });
+    const double split_us = median_us(
+        s, [&] { kernels::split_to_f16(d_x.get(), x16.get(), x_lo.get(), static_cast<int64_t>(n_rows) * n_in, s); });
     const double total_us = median_us(s, [&] {
         kernels::gemm(g.ctx, type, d_w.get(), d_x.get(), d_y.get(), n_in, n_out, n_rows, d_ws.get(), d_ws.size(), s);
     });
     const double flop = kcases::gemm_flops(n_in, n_out, n_rows);
     const double w_gb = kcases::gemm_dequantize_bytes(type, n_in, n_out) / 1e9;
     std::printf(
-        "[timing] gemm %s: dequantize W %.1f us (%.0f GB/s) + convert X %.1f us + cuBLAS %.1f us "
-        "(%.1f TFLOP/s) | whole gemm %.1f us (%.1f TFLOP/s)\n",
-        c.name().c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us, cublas_us,
+        "[timing] gemm %s: dequantize W %.1f us (%.0f GB/s) + convert X %.1f us (split X %.1f us) + one cuBLAS "
+        "product %.1f us (%.1f TFLOP/s) | whole gemm %.1f us (%.1f TFLOP/s)\n",
+        c.name().c_str(), dequant_us, w_gb / (dequant_us * 1e-6), convert_us, split_us, cublas_us,
         flop / (cublas_us * 1e-6) / 1e12, total_us, flop / (total_us * 1e-6) / 1e12);
     CHECK(test::count_unwritten(d_y.download()) == 0);
 }
 
 }  // namespace
 
+// F16 / BF16 weights skip the dequantization and run the split and two products instead (the whole gemm).
 TEST_CASE("gemm timing: dequantize vs cuBLAS", "[gpu][gemm][timing]") {
     Gemm g;
     time_gemm(g, TensorType::Q4_1, 576, 1536, 512);    // SmolLM2 gate/up over a 512-token prompt
     time_gemm(g, TensorType::Q4_0, 4096, 14336, 512);  // Llama-3-8B gate/up
+    time_gemm(g, TensorType::F16, 4096, 14336, 512);   // the same with F16 weights: split X, two products
 }

@@ -2,7 +2,8 @@
 // (index, name, UUID), a UUID selects it too, a budget sizes the KV cache to the block and keeps
 // every arena inside it, a budget too small is refused with each part's size, an unknown device
 // is refused listing the visible ones, a head size the kernels lack is refused at load with exit 2,
-// and /health names the KV cache's type (--kv-type).
+// and /health names the KV cache's type: f32 by default for unquantized matrices, f16 for quantized
+// ones, --kv-type overriding either.
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -72,7 +73,7 @@ TEST_CASE("--gpu 0 serves, and /health and the log name the device", "[gpu][work
     CHECK(h.at("memory").get<std::string>().rfind("device 0 (", 0) == 0);
     CHECK(h.at("vram_budget_bytes").is_null());
     CHECK(h.at("kv_blocks_total") == 16 * 2048 / 16);  // no budget: 16 sequences of the full context
-    CHECK(h.at("kv_cache_type") == "f16");
+    CHECK(h.at("kv_cache_type") == "f32");             // stories260K's matrices are F32: the default is f32
     const std::string log = w.log();
     CHECK(log.find("CUDA device 0: " + h.at("device").get<std::string>() + ", " + uuid) != std::string::npos);
     CHECK(log.find("[cuda device 0 (") != std::string::npos);
@@ -162,11 +163,26 @@ TEST_CASE("--gpu naming no visible device exits 2 listing the visible ones", "[g
     }
 }
 
-TEST_CASE("--kv-type f32 is what /health and the log report", "[gpu][worker]") {
-    WorkerProcess w(loom::test::require_stories260k(), "cuda", {"--kv-type", "f32"});
-    CHECK(health(w).at("kv_cache_type") == "f32");
-    CHECK(w.log().find(" reserved, the f32 KV cache for ") != std::string::npos);
+TEST_CASE("the KV cache type: f32 by default for F32 matrices, --kv-type f16 overrides; f16 for quantized ones",
+          "[gpu][worker]") {
+    {
+        WorkerProcess w(loom::test::require_stories260k(), "cuda", {});
+        CHECK(health(w).at("kv_cache_type") == "f32");
+        CHECK(w.log().find(" reserved, the f32 KV cache for ") != std::string::npos);
+    }
+    WorkerProcess w(loom::test::require_stories260k(), "cuda", {"--kv-type", "f16"});
+    CHECK(health(w).at("kv_cache_type") == "f16");
+    CHECK(w.log().find(" reserved, the f16 KV cache for ") != std::string::npos);
     completes(w);
+    const auto smollm2 = smollm2_if_present();
+    if (smollm2.empty()) {
+        WARN("SmolLM2-135M-Instruct.Q4_1.gguf is not in the model cache: its case did not run");
+        return;
+    }
+    WorkerProcess quantized(smollm2, "cuda", {"--ctx", "256"});
+    CHECK(health(quantized).at("kv_cache_type") == "f16");  // Q4_1 matrices: the default stays f16
+    WorkerProcess asked(smollm2, "cuda", {"--ctx", "256", "--kv-type", "f32"});
+    CHECK(health(asked).at("kv_cache_type") == "f32");
 }
 
 TEST_CASE("a head size the CUDA kernels lack exits 2 at load, naming head_dim", "[gpu][worker]") {

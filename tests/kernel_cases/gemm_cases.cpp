@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <iterator>
 #include <functional>
 #include <thread>
@@ -111,6 +112,48 @@ GemmReference gemm_reference(const std::vector<float>& w, const std::vector<floa
     return ref;
 }
 
+SplitHalves split_reference(kernels::HalfType type, const std::vector<float>& x) {
+    const bool f16 = type == kernels::HalfType::f16;
+    const auto round = [f16](float v) { return f16 ? gguf::float_to_half(v) : gguf::float_to_bf16(v); };
+    const auto widen = [f16](uint16_t h) { return f16 ? gguf::half_to_float(h) : gguf::bf16_to_float(h); };
+    SplitHalves out{std::vector<uint16_t>(x.size()), std::vector<uint16_t>(x.size())};
+    for (size_t i = 0; i < x.size(); ++i) {
+        out.hi[i] = round(x[i]);
+        const float hi = widen(out.hi[i]);
+        out.lo[i] = std::isinf(hi) ? round(0.f) : round(x[i] - hi);
+    }
+    return out;
+}
+
+double split_value(kernels::HalfType type, uint16_t hi, uint16_t lo) {
+    if (type == kernels::HalfType::f16) return double(gguf::half_to_float(hi)) + gguf::half_to_float(lo);
+    return double(gguf::bf16_to_float(hi)) + gguf::bf16_to_float(lo);
+}
+
+double split_error_bound(kernels::HalfType type, float x) {
+    const double a = std::abs(double(x));
+    return type == kernels::HalfType::f16 ? std::max(std::ldexp(a, -22), std::ldexp(1.0, -25)) : std::ldexp(a, -16);
+}
+
+std::vector<float> split_inputs(size_t n, uint32_t seed) {
+    std::vector<float> v = {65504.f,
+                            -65504.f,
+                            65519.f,
+                            65520.f,
+                            -7e4f,
+                            1.f + std::ldexp(1.f, -11),
+                            1.f + 3 * std::ldexp(1.f, -11),
+                            1.f + std::ldexp(1.f, -23),
+                            std::ldexp(1.f, -14),
+                            std::ldexp(1.f, -24),
+                            -std::ldexp(3.f, -26),
+                            1e-30f};
+    const auto normal = random_normal(n, seed, 0.f, 1.f);
+    for (size_t i = 0; v.size() < n; ++i) v.push_back(std::ldexp(normal[i], static_cast<int>(i % 46) - 30));
+    v.resize(n);
+    return v;
+}
+
 double gemm_flops(int n_in, int n_out, int n_rows) { return 2.0 * n_rows * n_in * n_out; }
 
 double gemm_dequantize_bytes(TensorType type, int n_in, int n_out) {
@@ -122,8 +165,9 @@ double gemm_bytes(TensorType type, int n_in, int n_out, int n_rows) {
     const double x = static_cast<double>(n_rows) * n_in, w = static_cast<double>(n_in) * n_out;
     const double y_written = 4.0 * n_rows * static_cast<double>(n_out);
     if (type == TensorType::F32) return 4.0 * w + 4.0 * x + y_written;
-    const double w_f16 = type == TensorType::F16 ? 2.0 * w : gemm_dequantize_bytes(type, n_in, n_out) + 2.0 * w;
-    return w_f16 + (4.0 + 2.0 + 2.0) * x + y_written;
+    if (type == TensorType::F16 || type == TensorType::BF16)
+        return 2 * 2.0 * w + (4.0 + 2 * (2.0 + 2.0)) * x + 3 * y_written;
+    return gemm_dequantize_bytes(type, n_in, n_out) + 2.0 * w + (4.0 + 2.0 + 2.0) * x + y_written;
 }
 
 }  // namespace loom::kcases

@@ -1,5 +1,5 @@
-// Dequantize-then-cuBLAS matrix product cases: shapes, inputs, the f64 references (exact, and over
-// the fp16-rounded inputs), the tolerances, bytes and FLOPs.
+// cuBLAS matrix product cases: shapes, inputs, the f64 references (exact, and over the fp16-rounded
+// inputs), the hi + lo split of activations and its CPU reference, the tolerances, bytes and FLOPs.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include "gguf/tensor_type.h"
 #include "kernel_cases/bench_shapes.h"
 #include "kernel_cases/inputs.h"
+#include "kernels/split.h"
 
 namespace loom::kcases {
 
@@ -26,6 +27,12 @@ inline constexpr double kGemmMaxNmseF16Inputs = 1e-7;
 // F32 weights are multiplied in full fp32 (no fp16 or TF32 rounding of either operand): only the
 // fp32 accumulation order differs from the exact product (~1e-12); any operand rounding scores ~1e-7.
 inline constexpr double kGemmMaxNmseF32 = 1e-9;
+// F16 and BF16 weights are used as stored, times activations split into hi + lo of the same type:
+// each activation keeps a relative error of <= 2^-22 (fp16; an absolute 2^-25 below |x| = 2^-3) or
+// 2^-16 (bf16), an NMSE of ~1e-14 or ~2e-11, beside the fp32 accumulation's ~1e-12 .. 7e-11. Against
+// the exact product 1e-9 holds them with room, yet fails one rounding of the activations (fp16 ~2e-8,
+// bf16 ~1e-6): the lo product missing or dropped scores that.
+inline constexpr double kGemmMaxNmseSplit = 1e-9;
 
 // Every weight type gemm takes.
 const std::vector<gguf::TensorType>& gemm_types();
@@ -65,11 +72,26 @@ struct GemmReference {
 };
 GemmReference gemm_reference(const std::vector<float>& w, const std::vector<float>& x, int n_in, int n_out, int n_rows);
 
+// The split of kernels/split.h on the CPU: hi = round(x), lo = round(x - hi) (0 where hi is
+// infinite), round to nearest even, as fp16 or bf16 bits.
+struct SplitHalves {
+    std::vector<uint16_t> hi, lo;
+};
+SplitHalves split_reference(kernels::HalfType type, const std::vector<float>& x);
+// The value hi + lo stands for, in f64.
+double split_value(kernels::HalfType type, uint16_t hi, uint16_t lo);
+// How far hi + lo may lie from x: max(2^-22 |x|, 2^-25) for fp16, 2^-16 |x| for bf16.
+double split_error_bound(kernels::HalfType type, float x);
+// Activations for the split: N(0, 1) scaled by 2^-30 .. 2^15 in turn (fp16's subnormals to its top
+// binade), after the edges (fp16's largest finite 65504, its overflow at 65520, ties, subnormals).
+std::vector<float> split_inputs(size_t n, uint32_t seed);
+
 double gemm_flops(int n_in, int n_out, int n_rows);
 // Bytes of the dequantization: the quantized W read, its fp16 copy written.
 double gemm_dequantize_bytes(gguf::TensorType type, int n_in, int n_out);
-// Bytes of one gemm() call: F32 W and X read as they are; otherwise X read and its fp16 copy
-// written and read, W dequantized (an F16 W is used in place) and its fp16 copy read; Y written.
+// Bytes of one gemm() call: F32 W and X read as they are; F16 / BF16: X read, its hi and lo halves
+// written and read, W read twice (one product each), Y written, read and written again; quantized:
+// X read and its fp16 copy written and read, W dequantized and its fp16 copy read, Y written.
 double gemm_bytes(gguf::TensorType type, int n_in, int n_out, int n_rows);
 
 }  // namespace loom::kcases

@@ -95,6 +95,34 @@ TEST_CASE("the matvec and gemm references agree with the engine's f32 matmul", "
     }
 }
 
+TEST_CASE("the hi + lo split reference stays within its bound, where one rounding does not", "[kernel_cases]") {
+    using kernels::HalfType;
+    const auto x = kcases::split_inputs(20000, 31);
+    CHECK(zeros(x) == 0);
+    for (const HalfType type : {HalfType::f16, HalfType::bf16}) {
+        INFO((type == HalfType::f16 ? "f16" : "bf16"));
+        const auto s = kcases::split_reference(type, x);
+        size_t over = 0, over_hi_alone = 0, inf = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+            const double sum = kcases::split_value(type, s.hi[i], s.lo[i]);
+            if (std::isinf(sum)) {  // fp16 overflow: the sum is the one rounding's inf, never NaN
+                CHECK(std::abs(x[i]) >= 65520.f);
+                CHECK(sum == (x[i] > 0 ? INFINITY : -INFINITY));
+                ++inf;
+                continue;
+            }
+            const double bound = kcases::split_error_bound(type, x[i]);
+            over += std::abs(sum - x[i]) > bound ? 1 : 0;
+            over_hi_alone += std::abs(kcases::split_value(type, s.hi[i], 0) - x[i]) > bound ? 1 : 0;
+        }
+        CHECK(over == 0);
+        CHECK(over_hi_alone > x.size() / 2);  // the bound is tight enough to need lo
+        const auto past_f16 = std::count_if(x.begin(), x.end(), [](float v) { return std::abs(v) >= 65520.f; });
+        CHECK(past_f16 >= 2);  // the edges 65520 and -7e4 at least
+        CHECK(inf == (type == HalfType::f16 ? static_cast<size_t>(past_f16) : 0u));
+    }
+}
+
 TEST_CASE("the rmsnorm reference is engine::cpu::rmsnorm and matches its f64 form", "[kernel_cases]") {
     const kcases::RmsnormCase c{3, 100, 1e-5f, false, 42};
     const auto [x, w] = kcases::rmsnorm_inputs(c);
@@ -163,4 +191,6 @@ TEST_CASE("kernel_bench's shapes and byte counts keep their names and values", "
           2 * kcases::decode_attention_bytes(1, 16, 0, 32, kernels::KvType::f16) + 8.0 * 64);
     CHECK(kcases::embedding_bytes(TensorType::F32, 2, 8) == 2 * (32 + 32 + 4.0));
     CHECK(kcases::gemm_flops(4, 3, 2) == 48);
+    // W 2 x 4, X 3 x 4, Y 3 x 2: fp16 W read twice, X read and split (hi, lo written and read), Y three times.
+    CHECK(kcases::gemm_bytes(TensorType::F16, 4, 2, 3) == 2 * 16.0 + 12.0 * 12 + 3 * 24.0);
 }

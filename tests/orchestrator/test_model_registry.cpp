@@ -173,9 +173,14 @@ TEST_CASE("the memory estimate follows the GGUF's tensors and hyperparameters", 
     const uint64_t layers = f.get_uint(arch + ".block_count"), heads = f.get_uint(arch + ".attention.head_count");
     const uint64_t kv_heads = f.find_uint(arch + ".attention.head_count_kv").value_or(heads);
     const uint64_t head_dim = f.get_uint(arch + ".embedding_length") / heads;
-    const uint64_t per_position = layers * kv_heads * head_dim * 2 * 2;  // K and V, fp16
+    // K and V in f32: stories260K's matrices are F32, so the CUDA backend's default cache is f32.
+    const uint64_t per_position = layers * kv_heads * head_dim * 2 * 4;
     CHECK(small.kv_cache >= per_position * 128);
     CHECK(small.kv_cache < per_position * 128 + 256);
+    const auto f16_kv = loom::gguf::estimate_memory(f, {128, 1, 512, 2});  // --kv-type f16
+    CHECK(f16_kv.kv_cache >= per_position / 2 * 128);
+    CHECK(f16_kv.kv_cache < per_position / 2 * 128 + 256);
+    CHECK(loom::gguf::estimate_memory(f, {128, 1, 512, 4}).kv_cache == small.kv_cache);
     CHECK(large.kv_cache >= 8 * small.kv_cache - 8 * 256);  // twice the context, four times the sequences
     CHECK(small.workspace > (uint64_t{64} << 20));
     CHECK(small.total() == small.weights + small.kv_cache + small.workspace);
