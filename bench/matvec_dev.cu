@@ -69,7 +69,7 @@ struct LayoutInfo {
 };
 
 __host__ __device__ constexpr LayoutInfo layout_of(QType t) {
-    return t == QType::q8_0 ? LayoutInfo{32, 0, 2, 0}
+    return t == QType::q8_0   ? LayoutInfo{32, 0, 2, 0}
            : t == QType::q4_k ? LayoutInfo{16, 0, 0, 16}
            : t == QType::q6_k ? LayoutInfo{16, 8, 2, 2}
                               : LayoutInfo{16, 0, 2, 0};
@@ -303,7 +303,7 @@ uint32_t repacked_um(const Repacked& r, int row, int u) {
 
 uint32_t repacked_sm(const Repacked& r, int row, int u) {
     const uint8_t* p = r.data.data() + r.sm_off + row * r.sm_row + (u / kUnitsPerSuper) * layout_of(r.type).super;
-    return r.type == QType::q4_k ? uint32_t{u16_at(p)} | uint32_t{u16_at(p + 2)} << 16
+    return r.type == QType::q4_k   ? uint32_t{u16_at(p)} | uint32_t{u16_at(p + 2)} << 16
            : r.type == QType::q6_k ? u16_at(p)
                                    : 0u;
 }
@@ -370,8 +370,8 @@ float emulate_q8(const Repacked& r, int row, const XQuant& xq, int v) {
             const int q = repacked_quant(r, row, u, k);
             (k < 16 ? lo : hi) += (T == QType::q8_0 ? static_cast<int8_t>(q) : q) * xu[k];
         }
-        const int dot = T == QType::q6_k ? static_cast<int8_t>(um & 0xFFu) * lo + static_cast<int8_t>(um >> 8) * hi
-                                         : lo + hi;
+        const int dot =
+            T == QType::q6_k ? static_cast<int8_t>(um & 0xFFu) * lo + static_cast<int8_t>(um >> 8) * hi : lo + hi;
         const float term = unit_term<T>(dot, um, repacked_sm(r, row, u), xq.meta[static_cast<size_t>(v) * units + u]);
         slots[u % kSlots] = fadd(slots[u % kSlots], term);
     }
@@ -396,7 +396,8 @@ std::vector<double> reference(const std::vector<float>& values, const std::vecto
         for (int r = 0; r < rows; ++r) {
             double s = 0;
             for (int i = 0; i < n_in; ++i)
-                s += static_cast<double>(values[static_cast<size_t>(r) * n_in + i]) * x[static_cast<size_t>(v) * n_in + i];
+                s += static_cast<double>(values[static_cast<size_t>(r) * n_in + i]) *
+                     x[static_cast<size_t>(v) * n_in + i];
             y[static_cast<size_t>(v) * rows + r] = s;
         }
     return y;
@@ -408,7 +409,8 @@ double max_rel_err(const std::vector<float>& y, const std::vector<double>& ref, 
     double worst = 0;
     for (int v = 0; v < n_vec; ++v) {
         double scale = 0, err = 0;
-        for (int r = 0; r < tile_rows; ++r) scale = std::max(scale, std::fabs(ref[static_cast<size_t>(v) * tile_rows + r]));
+        for (int r = 0; r < tile_rows; ++r)
+            scale = std::max(scale, std::fabs(ref[static_cast<size_t>(v) * tile_rows + r]));
         for (int r = 0; r < n_out; ++r) {
             const double got = y[static_cast<size_t>(v) * n_out + r];
             const double e = std::fabs(got - ref[static_cast<size_t>(v) * tile_rows + r % tile_rows]);
@@ -445,9 +447,10 @@ bool check_type_cpu(QType t, int rows, int n_in) {
         for (int row = 0; row < rows; ++row) emu[static_cast<size_t>(v) * rows + row] = emulate_q8_any(r, row, xq, v);
     const double err = max_rel_err(emu, ref, rows, rows, n_vec);
     const bool ok = mismatches == 0 && streams == w.bytes.size() && err < 2e-2;
-    std::printf("  %s %dx%d: repack %.1f ms, %zu stream bytes (GGUF %zu), round trip %zu mismatching values; "
-                "q8 canonical order vs f64 reference: max rel err %.2e (< 2e-2) -> %s\n",
-                qtype_name(t), rows, n_in, ms, streams, w.bytes.size(), mismatches, err, ok ? "ok" : "FAIL");
+    std::printf(
+        "  %s %dx%d: repack %.1f ms, %zu stream bytes (GGUF %zu), round trip %zu mismatching values; "
+        "q8 canonical order vs f64 reference: max rel err %.2e (< 2e-2) -> %s\n",
+        qtype_name(t), rows, n_in, ms, streams, w.bytes.size(), mismatches, err, ok ? "ok" : "FAIL");
     return ok;
 }
 
@@ -474,7 +477,9 @@ bool check_orders_cpu() {
             ++seen8[pos8(u, k)];
             ++seen6[pos6h(u, k) * 4 + shift6h(u, k) / 2];
         }
-    const auto all_one = [](const std::vector<int>& s) { return std::all_of(s.begin(), s.end(), [](int c) { return c == 1; }); };
+    const auto all_one = [](const std::vector<int>& s) {
+        return std::all_of(s.begin(), s.end(), [](int c) { return c == 1; });
+    };
     const bool perm = all_one(seen4) && all_one(seen8) && all_one(seen6);
     std::printf("  pos4 / pos8 / pos6h place every quant once: %s\n", perm ? "ok" : "FAIL");
     const int n_in = 1024;
@@ -500,10 +505,10 @@ struct MatView {
 
 struct RowsParams {
     MatView w;
-    const float* x;      // f32 family: (n_vec, n_in)
-    const uint8_t* xq;   // q8 family: (n_vec, n_in) int8 in pos8 order ...
-    const XMeta* xm;     // ... and (n_vec, n_units) scales
-    float* y;            // (n_vec, n_out)
+    const float* x;     // f32 family: (n_vec, n_in)
+    const uint8_t* xq;  // q8 family: (n_vec, n_in) int8 in pos8 order ...
+    const XMeta* xm;    // ... and (n_vec, n_units) scales
+    float* y;           // (n_vec, n_out)
     int n_in, n_out, n_vec;
 };
 
@@ -551,8 +556,7 @@ __host__ __device__ __forceinline__ void load_quad(const MatView& m, int row, in
         const uint4 a = ldg16(qs + 16 * tig);
         q.w[0] = a.x, q.w[1] = a.y, q.w[2] = a.z, q.w[3] = a.w;
     }
-    if constexpr (T == QType::q6_k)
-        q.h = ld<uint2>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 32 + 8 * tig);
+    if constexpr (T == QType::q6_k) q.h = ld<uint2>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 32 + 8 * tig);
     const uint8_t* sm = m.sm + row * m.sm_row + static_cast<size_t>(gq / 2) * l.super;
     if constexpr (T == QType::q4_k) {  // the quad is half h of a super-block: sub-blocks 4h .. 4h + 3
         const uint4 s = ld<uint4>(sm);
@@ -655,7 +659,8 @@ __host__ __device__ __forceinline__ int q8_partial(const QuadWords<T>& q, int i,
     return sl + sh;
 }
 
-__host__ __device__ __forceinline__ void load_x8(const uint8_t* xq, int n_in, int v, int gq, int tig, uint32_t (&xw)[8]) {
+__host__ __device__ __forceinline__ void load_x8(const uint8_t* xq, int n_in, int v, int gq, int tig,
+                                                 uint32_t (&xw)[8]) {
     const uint8_t* p = xq + static_cast<size_t>(v) * n_in + static_cast<size_t>(gq) * 128 + 32 * tig;
     const uint4 a = ldg16(p), b = ldg16(p + 16);
     xw[0] = a.x, xw[1] = a.y, xw[2] = a.z, xw[3] = a.w, xw[4] = b.x, xw[5] = b.y, xw[6] = b.z, xw[7] = b.w;
@@ -702,7 +707,8 @@ __global__ void __launch_bounds__(WPB * 32) rows_kernel(const RowsParams p) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
-            for (int j = 0; j < RPW; ++j) load_quad<T>(p.w, min(row0 + j, p.n_out - 1), (pass + u) * 8 + lane / 4, tig, q[u][j]);
+            for (int j = 0; j < RPW; ++j)
+                load_quad<T>(p.w, min(row0 + j, p.n_out - 1), (pass + u) * 8 + lane / 4, tig, q[u][j]);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int gq = (pass + u) * 8 + lane / 4;
@@ -797,7 +803,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const RowsParams p)
             for (int c = 0; c < 2; ++c)
 #pragma unroll
                 for (int i = 0; i < 4; ++i)
-                    if (8 * n + 2 * tig + c < p.n_vec) xm[c][i] = load_xmeta(p.xm, p.w.n_units, 8 * n + 2 * tig + c, 4 * gq + i);
+                    if (8 * n + 2 * tig + c < p.n_vec)
+                        xm[c][i] = load_xmeta(p.xm, p.w.n_units, 8 * n + 2 * tig + c, 4 * gq + i);
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -852,7 +859,8 @@ __global__ void quantize_x_kernel(const float* x, uint8_t* xq, XMeta* xm, int n_
         sa += __shfl_xor_sync(0xffffffffu, sa, off);
         sb += __shfl_xor_sync(0xffffffffu, sb, off);
     }
-    if (lane == 0) xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
+    if (lane == 0)
+        xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -873,12 +881,14 @@ bool check_lanes_cpu() {
         image[(i / n_in) * n_in + pos8(static_cast<int>(i % n_in) / kUnit, static_cast<int>(i % kUnit))] =
             static_cast<uint8_t>(xq.q[i]);
     const uint8_t* d = r.data.data();
-    const MatView m{d + r.qs_off, d + r.qh_off, d + r.um_off, d + r.sm_off, r.qs_row, r.qh_row, r.um_row, r.sm_row, units};
+    const MatView m{d + r.qs_off, d + r.qh_off, d + r.um_off, d + r.sm_off, r.qs_row,
+                    r.qh_row,     r.um_row,     r.sm_row,     units};
     const auto exact = [&](int row, int v, int u, int k_from, int k_to) {
         int dot = 0;
         for (int k = k_from; k < k_to; ++k) {
             const int q = repacked_quant(r, row, u, k);
-            dot += (T == QType::q8_0 ? static_cast<int8_t>(q) : q) * xq.q[static_cast<size_t>(v) * n_in + u * kUnit + k];
+            dot +=
+                (T == QType::q8_0 ? static_cast<int8_t>(q) : q) * xq.q[static_cast<size_t>(v) * n_in + u * kUnit + k];
         }
         return dot;
     };
@@ -903,7 +913,8 @@ bool check_lanes_cpu() {
                 for (int e = 0; e < 4; ++e) {
                     for (int reg = 0; reg < 4; ++reg)
                         a[g + 8 * (reg % 2)][4 * t + 16 * (reg / 2) + e] = static_cast<int8_t>(regs[reg] >> (8 * e));
-                    for (int reg = 0; reg < 2; ++reg) b[4 * t + 16 * reg + e][g] = static_cast<int8_t>(xw[2 * i + reg] >> (8 * e));
+                    for (int reg = 0; reg < 2; ++reg)
+                        b[4 * t + 16 * reg + e][g] = static_cast<int8_t>(xw[2 * i + reg] >> (8 * e));
                 }
             }
             for (int row = 0; row < rows; ++row)
@@ -923,8 +934,9 @@ bool check_lanes_cpu() {
                 }
         }
     const bool ok = bad_lanes == 0 && bad_mma == 0;
-    std::printf("  %s lane mapping: %zu dp4a quad sums and %zu MMA fragment dots differ from the exact unit dots -> %s\n",
-                qtype_name(T), bad_lanes, bad_mma, ok ? "ok" : "FAIL");
+    std::printf(
+        "  %s lane mapping: %zu dp4a quad sums and %zu MMA fragment dots differ from the exact unit dots -> %s\n",
+        qtype_name(T), bad_lanes, bad_mma, ok ? "ok" : "FAIL");
     return ok;
 }
 
@@ -1108,7 +1120,8 @@ HostCase make_case(QType t, const Shape& s, uint32_t seed) {
     const auto w = loom::kcases::random_matrix(tensor_type(t), tile, s.n_in, seed);
     const size_t row_bytes = w.bytes.size() / tile;
     h.gguf.resize(row_bytes * s.n_out);
-    for (int r = 0; r < s.n_out; ++r) std::memcpy(h.gguf.data() + r * row_bytes, w.bytes.data() + (r % tile) * row_bytes, row_bytes);
+    for (int r = 0; r < s.n_out; ++r)
+        std::memcpy(h.gguf.data() + r * row_bytes, w.bytes.data() + (r % tile) * row_bytes, row_bytes);
     const auto t0 = std::chrono::steady_clock::now();
     h.rep = repack(t, h.gguf.data(), s.n_out, s.n_in);
     h.repack_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -1144,9 +1157,8 @@ struct DeviceInputs {
 RowsParams params_for(const HostCase& h, const DeviceMatrix& m, const DeviceInputs& in, int copy, int n_vec) {
     const Repacked& r = h.rep;
     const uint8_t* base = m.rep + copy * m.rep_stride;
-    const MatView w{base + r.qs_off, base + r.qh_off, base + r.um_off, base + r.sm_off,
-                    r.qs_row,        r.qh_row,        r.um_row,        r.sm_row,
-                    h.shape.n_in / kUnit};
+    const MatView w{base + r.qs_off, base + r.qh_off, base + r.um_off, base + r.sm_off,     r.qs_row,
+                    r.qh_row,        r.um_row,        r.sm_row,        h.shape.n_in / kUnit};
     return {w, in.x, in.xq, in.xm, in.y, h.shape.n_in, h.shape.n_out, n_vec};
 }
 
@@ -1170,7 +1182,10 @@ void run_quantize_x(const Device& dev, const HostCase& h, const DeviceInputs& in
                 ++bad;
     if (std::memcmp(meta.data(), h.xq.meta.data(), meta.size() * sizeof(XMeta)) != 0) ++bad;
     std::printf("    quantize_x (n_in %d): %s the CPU's bytes; us per n_vec:", n_in, bad ? "DIFFERS FROM" : "equals");
-    for (int n : opt.nvecs) std::printf(" %d:%.1f", n, median_launch_us(dev, [&](int) { launch(n); }, 1, opt.runs));
+    for (int n : opt.nvecs)
+        std::printf(" %d:%.1f", n,
+                    median_launch_us(
+                        dev, [&](int) { launch(n); }, 1, opt.runs));
     std::printf("\n");
 }
 
@@ -1203,7 +1218,9 @@ VariantRow run_variant(const Device& dev, const HostCase& h, const DeviceMatrix&
         row.invariant = row.invariant && std::memcmp(y.data(), widest.data(), y.size() * 4) == 0;
         for (size_t i = 0; i < y.size() && var.family != Family::base; ++i) {
             const size_t v = i / n_out, r = i % n_out;
-            const float want = var.family == Family::q8 ? h.emu[v * tile + r % tile] : f32_first.empty() ? y[i] : f32_first[i];
+            const float want = var.family == Family::q8 ? h.emu[v * tile + r % tile]
+                               : f32_first.empty()      ? y[i]
+                                                        : f32_first[i];
             if (std::memcmp(&y[i], &want, 4) != 0) row.bits_equal = false;
         }
     }
@@ -1224,10 +1241,12 @@ void print_row(const VariantRow& r, const Options& opt, double copy_gbps, std::F
         err = std::max(err, x.err);
         std::printf(" | %7.1f %5.0f %3.0f%%", x.us, x.gbps, 100 * x.gbps / copy_gbps);
         if (csv)
-            std::fprintf(csv, "%s,%s,%s,%d,%.3f,%.1f,%.4f,%.3e,%d,%d\n", qtype_name(h.type), h.shape.name, r.name.c_str(),
-                         n, x.us, x.gbps, x.gbps / copy_gbps, x.err, r.invariant, r.bits_equal);
+            std::fprintf(csv, "%s,%s,%s,%d,%.3f,%.1f,%.4f,%.3e,%d,%d\n", qtype_name(h.type), h.shape.name,
+                         r.name.c_str(), n, x.us, x.gbps, x.gbps / copy_gbps, x.err, r.invariant, r.bits_equal);
     }
-    const char* bits = r.family == Family::base ? "-" : r.bits_equal ? (r.family == Family::q8 ? "=emu" : "=f32") : "NO";
+    const char* bits = r.family == Family::base ? "-"
+                       : r.bits_equal           ? (r.family == Family::q8 ? "=emu" : "=f32")
+                                                : "NO";
     std::printf(" | %8.1e %-3s %s\n", err, r.invariant ? "yes" : "NO", bits);
 }
 
@@ -1244,7 +1263,8 @@ void run_case(const Device& dev, QType t, const Shape& s, const Options& opt, st
     m.rep = device_alloc<uint8_t>(m.rep_stride * m.copies);
     for (int c = 0; c < m.copies; ++c) {
         LOOM_CUDA_CHECK(cudaMemcpy(m.gguf + c * m.gguf_stride, h.gguf.data(), h.gguf.size(), cudaMemcpyHostToDevice));
-        LOOM_CUDA_CHECK(cudaMemcpy(m.rep + c * m.rep_stride, h.rep.data.data(), h.rep.data.size(), cudaMemcpyHostToDevice));
+        LOOM_CUDA_CHECK(
+            cudaMemcpy(m.rep + c * m.rep_stride, h.rep.data.data(), h.rep.data.size(), cudaMemcpyHostToDevice));
     }
     DeviceInputs in;
     in.x = device_alloc<float>(h.x.size());
@@ -1272,10 +1292,12 @@ void print_summary(QType t, const Timings& layer, const std::map<std::string, Fa
                    double copy_gbps) {
     double layer_bytes = 0;
     for (const auto& s : kShapes)
-        layer_bytes += s.per_layer * static_cast<double>(loom::gguf::tensor_bytes(tensor_type(t), uint64_t(s.n_in) * s.n_out));
-    std::printf("\n%s best per n_vec (one Llama-3-8B layer's products: 2 q/o + 2 k/v + gate+up + down = %.1f MB; "
-                "floor at copy bandwidth %.1f us):\n",
-                qtype_name(t), layer_bytes / 1e6, layer_bytes / copy_gbps / 1e3);
+        layer_bytes +=
+            s.per_layer * static_cast<double>(loom::gguf::tensor_bytes(tensor_type(t), uint64_t(s.n_in) * s.n_out));
+    std::printf(
+        "\n%s best per n_vec (one Llama-3-8B layer's products: 2 q/o + 2 k/v + gate+up + down = %.1f MB; "
+        "floor at copy bandwidth %.1f us):\n",
+        qtype_name(t), layer_bytes / 1e6, layer_bytes / copy_gbps / 1e3);
     for (int n : opt.nvecs) {
         std::map<Family, std::pair<std::string, double>> best;
         for (const auto& [name, by_n] : layer) {
@@ -1286,7 +1308,10 @@ void print_summary(QType t, const Timings& layer, const std::map<std::string, Fa
         }
         std::printf("  n=%-2d", n);
         for (const auto& [fam, b] : best)
-            std::printf(" | %s %-11s %8.1f us/layer %3.0f%% of copy", fam == Family::base ? "base" : fam == Family::f32 ? "f32 " : "q8  ",
+            std::printf(" | %s %-11s %8.1f us/layer %3.0f%% of copy",
+                        fam == Family::base  ? "base"
+                        : fam == Family::f32 ? "f32 "
+                                             : "q8  ",
                         b.first.c_str(), b.second, 100 * layer_bytes / (b.second * 1e-6) / 1e9 / copy_gbps);
         std::printf("\n");
     }
@@ -1316,7 +1341,8 @@ Options parse(int argc, char** argv) {
             for (const auto& n : split(argv[++i])) {
                 const std::map<std::string, QType> names{
                     {"q4_0", QType::q4_0}, {"q8_0", QType::q8_0}, {"q4_k", QType::q4_k}, {"q6_k", QType::q6_k}};
-                if (!names.count(n)) throw std::invalid_argument("--types: unknown type '" + n + "' (q4_0,q8_0,q4_k,q6_k)");
+                if (!names.count(n))
+                    throw std::invalid_argument("--types: unknown type '" + n + "' (q4_0,q8_0,q4_k,q6_k)");
                 o.types.push_back(names.at(n));
             }
         } else if (a == "--nvec" && has_value) {
@@ -1330,8 +1356,9 @@ Options parse(int argc, char** argv) {
         } else if (a == "--csv" && has_value) {
             o.csv = argv[++i];
         } else {
-            throw std::invalid_argument("unknown argument '" + a +
-                                        "'; usage: matvec_dev [--cpu-check] [--types q4_0,...] [--nvec 1,8] [--runs 21] [--csv FILE]");
+            throw std::invalid_argument(
+                "unknown argument '" + a +
+                "'; usage: matvec_dev [--cpu-check] [--types q4_0,...] [--nvec 1,8] [--runs 21] [--csv FILE]");
         }
     }
     return o;
@@ -1353,13 +1380,15 @@ int run_gpu(const Options& opt) {
     LOOM_CUDA_CHECK(cudaEventCreate(&dev.start));
     LOOM_CUDA_CHECK(cudaEventCreate(&dev.stop));
     dev.copy_gbps = loom::kernels::measure_copy_bandwidth_gbps(info.index);
-    std::printf("matvec_dev: %s (sm_%d%d), L2 %.0f MiB; device-to-device copy of 1 GiB: %.1f GB/s (2 x size / time, "
-                "median of 25)\n",
-                info.name.c_str(), info.cc_major, info.cc_minor, dev.l2 / 1048576.0, dev.copy_gbps);
-    std::printf("columns per n_vec: us per launch (median of %d runs, each cycling all copies), GB/s of weight bytes, "
-                "%% of copy; max err = max |y - f64 ref| / max |ref| over n_vec; inv: vector v bit-identical for every "
-                "n_vec; bits: =emu equals the CPU emulation of the q8 order, =f32 equals the first f32 variant\n",
-                opt.runs);
+    std::printf(
+        "matvec_dev: %s (sm_%d%d), L2 %.0f MiB; device-to-device copy of 1 GiB: %.1f GB/s (2 x size / time, "
+        "median of 25)\n",
+        info.name.c_str(), info.cc_major, info.cc_minor, dev.l2 / 1048576.0, dev.copy_gbps);
+    std::printf(
+        "columns per n_vec: us per launch (median of %d runs, each cycling all copies), GB/s of weight bytes, "
+        "%% of copy; max err = max |y - f64 ref| / max |ref| over n_vec; inv: vector v bit-identical for every "
+        "n_vec; bits: =emu equals the CPU emulation of the q8 order, =f32 equals the first f32 variant\n",
+        opt.runs);
     std::FILE* csv = opt.csv.empty() ? nullptr : std::fopen(opt.csv.c_str(), "w");
     if (csv) std::fprintf(csv, "type,shape,variant,n_vec,us,GBps,frac_copy,max_rel_err,invariant,bits_equal\n");
     std::map<QType, std::pair<Timings, std::map<std::string, Family>>> all;
