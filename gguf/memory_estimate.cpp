@@ -12,9 +12,20 @@ namespace loom::gguf {
 namespace {
 
 constexpr uint64_t kAlign = 256;
-constexpr uint64_t kScratchBytes = uint64_t{64} << 20;  // GEMM (cuBLAS) and sampler scratch
+// cuBLAS's own workspace (32 MiB) and the sampler's and attention's scratch.
+constexpr uint64_t kScratchBytes = uint64_t{64} << 20;
 
 uint64_t round_up(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// The CUDA backend's prefill GEMM scratch, bounded above: a 16-bit copy of its largest matrix (quantized
+// weights are dequantized into it; gate and up are one fused matrix, as are Q, K and V) and the two
+// 16-bit halves of `rows` activation rows of the widest input. For an 8B model this is ~264 MiB at
+// 512 rows, so a fixed allowance would place models that then do not fit.
+uint64_t gemm_scratch(uint64_t embd, uint64_t q, uint64_t kv, uint64_t ff, uint64_t rows) {
+    const uint64_t largest = std::max({(q + 2 * kv) * embd, embd * q, 2 * ff * embd, embd * ff});
+    const uint64_t widest = std::max({embd, q, ff});
+    return round_up(largest * 2) + 2 * round_up(rows * widest * 2);
+}
 
 // "{arch}.{key}" as a positive count; KeyError naming it otherwise.
 uint64_t hyper(const File& f, const std::string& arch, const std::string& key) {
@@ -56,7 +67,7 @@ MemoryEstimate estimate_memory(const File& file, const MemoryDemand& demand) {
     e.kv_cache = round_up(layers * kv_heads * head_dim * 2 * context * seqs * kv_value);
     const uint64_t q = heads * head_dim, kv = kv_heads * head_dim;
     const uint64_t activations = rows * (4 * embd + q + (q + 2 * kv) + 3 * ff) + seqs * vocab;
-    e.workspace = round_up(activations * sizeof(float)) + kScratchBytes;
+    e.workspace = round_up(activations * sizeof(float)) + gemm_scratch(embd, q, kv, ff, rows) + kScratchBytes;
     return e;
 }
 

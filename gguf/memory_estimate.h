@@ -29,9 +29,10 @@ struct MemoryDemand {
 
 // weights: every tensor's bytes (each rounded up to 256, as device arenas align them);
 // kv_cache: layers x kv_heads x head_dim x 2 (K and V) x context x sequences x kv_value_bytes;
-// workspace: the step's float activations (hidden, attention, feed-forward and logits rows) plus
-// a fixed 64 MiB for GEMM and sampler scratch. An estimate: the worker's real use is reported beside
-// it. FormatError (a missing or zero hyperparameter named) from the header.
+// workspace: the step's float activations (hidden, attention, feed-forward and logits rows), the
+// prefill GEMM's scratch (a 16-bit copy of the largest matrix and two 16-bit copies of its input
+// rows) and a fixed 64 MiB for cuBLAS, sampler and attention scratch. An estimate: the worker's real
+// use is reported beside it. FormatError (a missing or zero hyperparameter named) from the header.
 MemoryEstimate estimate_memory(const File& file, const MemoryDemand& demand);
 
 // The context_length the file states (0 when it states none).

@@ -90,3 +90,24 @@ TEST_CASE("the cpu backend keeps f32 whatever the weights, and refuses f16", "[e
     CHECK_THROWS_AS(engine::make_backend("cpu", q8, {.n_ctx = 32, .threads = 1, .kv_type = KvCacheType::f16}),
                     engine::RequestError);
 }
+
+TEST_CASE("the estimate's workspace holds the prefill GEMM's 16-bit copy of the fused gate/up matrix",
+          "[engine][memory]") {
+    // The 8B shape's hyperparameters over a tensor-free header: only they size the workspace.
+    gguf::Writer w;
+    w.set("general.architecture", gguf::Value::string("llama"));
+    for (const auto& [key, value] : std::vector<std::pair<std::string, uint32_t>>{{"block_count", 32},
+                                                                                  {"embedding_length", 4096},
+                                                                                  {"attention.head_count", 32},
+                                                                                  {"attention.head_count_kv", 8},
+                                                                                  {"feed_forward_length", 14336},
+                                                                                  {"context_length", 8192},
+                                                                                  {"vocab_size", 128256}})
+        w.set("llama." + key, gguf::Value::u32(value));
+    const std::filesystem::path path = test::temp_dir() / "estimate-8b-header.gguf";
+    w.write(path);
+    const auto e = gguf::estimate_memory(gguf::File::open(path), {8192, 1, 512});
+    const uint64_t gate_up_f16 = uint64_t{2} * 14336 * 4096 * 2, x_halves = uint64_t{2} * 512 * 14336 * 2;
+    CHECK(e.workspace >= gate_up_f16 + x_halves + (uint64_t{64} << 20));
+    CHECK(e.workspace < gate_up_f16 + x_halves + (uint64_t{64} << 20) + (uint64_t{256} << 20));
+}
