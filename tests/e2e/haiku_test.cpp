@@ -3,8 +3,12 @@
 // ran can pass. Writes test-results/haiku/<run_id>/ and prints the haiku for a person.
 //
 // Usage: e2e_haiku [--backend cuda|cpu] [--model GGUF] [--results DIR] [--attempts N] [--via-orchestrator]
+//                  [--orchestrator URL --worker URL [--session-id ID]]
 // With --via-orchestrator the requests go through a loom-orchestrator in front of the worker (the
 // checks are the same; the worker's /health and /metrics are still read straight from it).
+// With --orchestrator and --worker (both http://127.0.0.1:PORT) nothing is started: the requests go to
+// that running orchestrator, with X-Session-Id ID when given (scripts/multi-gpu-check pins a session to
+// each worker), and must be answered by that worker, whose /health and /metrics are read as above.
 // The model: --model, $LOOM_HAIKU_MODEL, or test-models/cache (test-models/fetch puts it there).
 // Exit: 0 pass, 1 fail, 77 skipped (no model, or no usable GPU without LOOM_REQUIRE_GPU=1).
 #include <algorithm>
@@ -55,11 +59,25 @@ struct Options {
     fs::path results;
     int attempts = 3;
     bool via_orchestrator = false;
+    int orchestrator_port = 0;  // --orchestrator: a running one (then worker_port is --worker's)
+    int worker_port = 0;
+    std::string session_id;
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
     const char* v = std::getenv(name);
     return v && *v ? v : fallback;
+}
+
+// --orchestrator's and --worker's http://127.0.0.1:PORT (the test's HTTP client reaches loopback only).
+int loopback_port(const std::string& flag, const std::string& url) {
+    const std::string prefix = "http://127.0.0.1:";
+    const int port = url.rfind(prefix, 0) == 0 ? std::atoi(url.c_str() + prefix.size()) : 0;
+    if (port <= 0 || port > 65535 || url.substr(prefix.size()) != std::to_string(port)) {
+        std::fprintf(stderr, "e2e_haiku: %s must be http://127.0.0.1:PORT, not %s\n", flag.c_str(), url.c_str());
+        std::exit(2);
+    }
+    return port;
 }
 
 Options parse_args(int argc, char** argv) {
@@ -84,6 +102,12 @@ Options parse_args(int argc, char** argv) {
             o.attempts = std::atoi(value().c_str());
         else if (a == "--via-orchestrator")
             o.via_orchestrator = true;
+        else if (a == "--orchestrator")
+            o.orchestrator_port = loopback_port(a, value());
+        else if (a == "--worker")
+            o.worker_port = loopback_port(a, value());
+        else if (a == "--session-id")
+            o.session_id = value();
         else {
             std::fprintf(stderr, "e2e_haiku: unknown argument %s\n", a.c_str());
             std::exit(2);
@@ -91,6 +115,13 @@ Options parse_args(int argc, char** argv) {
     }
     if (o.backend != "cuda" && o.backend != "cpu") {
         std::fprintf(stderr, "e2e_haiku: --backend must be cuda or cpu, not %s\n", o.backend.c_str());
+        std::exit(2);
+    }
+    if ((o.orchestrator_port == 0) != (o.worker_port == 0) || (o.orchestrator_port && o.via_orchestrator) ||
+        (!o.session_id.empty() && o.orchestrator_port == 0)) {
+        std::fprintf(stderr,
+                     "e2e_haiku: --orchestrator and --worker go together (with --session-id or without; "
+                     "never with --via-orchestrator)\n");
         std::exit(2);
     }
     if (o.attempts < 1) o.attempts = 1;
@@ -271,19 +302,29 @@ json attempt_json(const Attempt& a) {
             {"failures", a.failures}};
 }
 
-int run(const Options& o) {
-    const bool require_gpu = env_or("LOOM_REQUIRE_GPU", "") == "1";
-    std::printf("e2e_haiku: backend %s%s, model %s\n", o.backend.c_str(),
-                o.backend == "cpu" ? " (the CPU reference backend, named explicitly; not a GPU run)" : "",
-                o.model.string().c_str());
-    std::fflush(stdout);
-
+// Where the requests go: a worker this test starts (and an orchestrator in front of it with
+// --via-orchestrator), or --orchestrator's running one and --worker's worker behind it.
+struct Target {
     std::unique_ptr<loom::test::WorkerProcess> worker;
+    std::unique_ptr<loom::test::OrchestratorProcess> orchestrator;
+    int port = 0;      // the worker's: /health and /metrics
+    int gen_port = 0;  // where the generations go
+    bool via_orchestrator = false;
+};
+
+std::optional<Target> start_target(const Options& o) {
+    Target t;
+    if (o.orchestrator_port) {
+        t.port = o.worker_port;
+        t.gen_port = o.orchestrator_port;
+        t.via_orchestrator = true;
+        return t;
+    }
     try {
-        worker = std::make_unique<loom::test::WorkerProcess>(o.model, o.backend,
-                                                             std::vector<std::string>{"--max-seqs", "4"});
+        t.worker = std::make_unique<loom::test::WorkerProcess>(o.model, o.backend,
+                                                               std::vector<std::string>{"--max-seqs", "4"});
     } catch (const loom::test::WorkerStartError& e) {
-        if (o.backend == "cuda" && e.exit_code() == 3 && !require_gpu) {
+        if (o.backend == "cuda" && e.exit_code() == 3 && env_or("LOOM_REQUIRE_GPU", "") != "1") {
             const std::string why = e.what();
             const size_t at = why.find("no usable CUDA device");
             loom::test::skip_program("loom-worker --backend cuda exited 3: " +
@@ -291,12 +332,29 @@ int run(const Options& o) {
                                      "; set LOOM_REQUIRE_GPU=1 to fail instead");
         }
         std::fprintf(stderr, "FAILED: %s\n", e.what());
-        return 1;
+        return std::nullopt;
     }
-    const int port = worker->port();
-    std::unique_ptr<loom::test::OrchestratorProcess> orchestrator;
-    if (o.via_orchestrator) orchestrator = std::make_unique<loom::test::OrchestratorProcess>(std::vector<int>{port});
-    const int gen_port = orchestrator ? orchestrator->port() : port;  // where the generations go
+    t.port = t.gen_port = t.worker->port();
+    if (o.via_orchestrator) {
+        t.orchestrator = std::make_unique<loom::test::OrchestratorProcess>(std::vector<int>{t.port});
+        t.gen_port = t.orchestrator->port();
+        t.via_orchestrator = true;
+    }
+    return t;
+}
+
+int run(const Options& o) {
+    std::printf("e2e_haiku: backend %s%s, model %s\n", o.backend.c_str(),
+                o.backend == "cpu" ? " (the CPU reference backend, named explicitly; not a GPU run)" : "",
+                o.model.string().c_str());
+    std::fflush(stdout);
+
+    std::optional<Target> target = start_target(o);
+    if (!target) return 1;
+    const int port = target->port, gen_port = target->gen_port;
+    const bool via = target->via_orchestrator;
+    const loom::test::HeaderList session_header =
+        o.session_id.empty() ? loom::test::HeaderList{} : loom::test::HeaderList{{"X-Session-Id", o.session_id}};
 
     // The run: this minute's word and a nonce the model never needs to repeat.
     const std::time_t start = std::time(nullptr);
@@ -307,7 +365,7 @@ int run(const Options& o) {
     const std::string nonce = random_nonce();
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    const std::string run_id = std::string(stamp) + "-" + o.backend + (orchestrator ? "-orchestrator-" : "-") + nonce;
+    const std::string run_id = std::string(stamp) + "-" + o.backend + (via ? "-orchestrator-" : "-") + nonce;
     const fs::path dir = o.results / "haiku" / run_id;
     fs::create_directories(dir);
 
@@ -336,12 +394,15 @@ int run(const Options& o) {
                "(e) /health device is \"" + device + "\", not a GPU");
         expect(health.value("residency_verified", false), "(e) /health residency_verified is not true");
     }
-    if (orchestrator) {
+    if (via) {
         // The orchestrator must report the same worker, backend and device the worker does.
         const json oh = json::parse(get_ok(gen_port, "/health"));
-        const json& w = oh.at("workers").at(0);
+        json w = json::object();
+        for (const json& each : oh.at("workers"))
+            if (each.value("url", "") == loom::test::worker_url(port)) w = each;
         expect(w.value("backend", "") == o.backend && w.value("device", "") == device,
-               "(e) the orchestrator's /health says " + w.value("backend", "?") + " on " + w.value("device", "?"));
+               "(e) the orchestrator's /health says " + w.value("backend", "?") + " on " + w.value("device", "?") +
+                   " for " + loom::test::worker_url(port));
     }
 
     std::vector<Attempt> attempts;
@@ -360,9 +421,9 @@ int run(const Options& o) {
             {"return_token_ids", true}};
         const auto sent = Clock::now();
         try {
-            loom::test::SseStream sse(gen_port, "/v1/chat/completions", body.dump());
+            loom::test::SseStream sse(gen_port, "/v1/chat/completions", body.dump(), session_header);
             a.check(sse.status() == 200, "(a) HTTP status " + std::to_string(sse.status()));
-            if (orchestrator)
+            if (via)
                 a.check(sse.headers().count("x-worker") && sse.headers().at("x-worker") == loom::test::worker_url(port),
                         "(a) X-Worker does not name the worker");
             a.check(sse.headers().count("content-type") &&
@@ -415,7 +476,9 @@ int run(const Options& o) {
         loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
     json verification = {{"run_id", run_id},
                          {"backend", o.backend},
-                         {"via_orchestrator", o.via_orchestrator},
+                         {"via_orchestrator", via},
+                         {"worker", loom::test::worker_url(port)},
+                         {"session_id", o.session_id},
                          {"gpu", o.backend == "cuda" ? json(device) : json(nullptr)},
                          {"device", device},
                          {"model", o.model.string()},
@@ -447,7 +510,7 @@ int run(const Options& o) {
 
     const bool passed = global_failures.empty() && last && last->failures.empty() && last->word_found;
     std::printf("\n----- haiku (%s on %s%s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
-                orchestrator ? ", through loom-orchestrator" : "", last ? last->haiku.c_str() : "");
+                via ? ", through loom-orchestrator" : "", last ? last->haiku.c_str() : "");
     std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", minute, word.c_str(), nonce.c_str(),
                 attempts.size());
     if (last)
