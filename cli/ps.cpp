@@ -1,5 +1,5 @@
 // `loom ps [--orchestrator URL] [--json]`: the workers behind a loom-orchestrator as `ollama ps`
-// lists loaded models: model, worker, device, backend, memory by purpose, context, load, tokens/s.
+// lists loaded models: model, worker, device and GPU UUID, backend, memory by purpose, context, load, tokens/s.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,6 +36,7 @@ json row_of(const json& w) {
             {"url", w.value("url", "")},
             {"state", w.value("state", "")},
             {"device", w.value("device", "")},
+            {"device_uuid", w.contains("device_uuid") && w["device_uuid"].is_string() ? w["device_uuid"] : json()},
             {"backend", w.value("backend", "")},
             {"bytes",
              {{"weights", reserved(w, "weights")},
@@ -66,7 +67,7 @@ std::string until_cell(const json& until) {
 }
 
 std::string table(const json& rows) {
-    std::vector<std::vector<std::string>> cells = {{"MODEL", "WORKER", "STATE", "DEVICE", "BACKEND",
+    std::vector<std::vector<std::string>> cells = {{"MODEL", "WORKER", "STATE", "DEVICE", "GPU UUID", "BACKEND",
                                                     "MEMORY (WEIGHTS / KV / WORKSPACE)", "CONTEXT", "RUNNING/QUEUED",
                                                     "TOKENS/S (1 MIN)", "UNTIL"}};
     for (const json& r : rows) {
@@ -74,7 +75,7 @@ std::string table(const json& rows) {
         std::snprintf(rate, sizeof rate, "%.1f", r["tokens_per_s"].get<double>());
         const int ctx = r["context_size"];
         cells.push_back({text(r["model"]), r["worker"].get<std::string>() + " " + r["url"].get<std::string>(),
-                         text(r["state"]), text(r["device"]), text(r["backend"]),
+                         text(r["state"]), text(r["device"]), text(r["device_uuid"]), text(r["backend"]),
                          bytes_cell(r["bytes"]) + (r["backend"] == "cpu" ? " (host RAM)" : ""),
                          ctx > 0 ? std::to_string(ctx) : "-",
                          std::to_string(r["running"].get<int>()) + "/" + std::to_string(r["queued"].get<int>()), rate,

@@ -47,6 +47,9 @@ TEST_CASE("loom ps: a table and --json with backend, memory, context and tokens/
     CHECK(w.at("worker") == "w0");
     CHECK(w.at("url") == worker_url(s.worker.port()));
     CHECK(w.at("backend") == backend());
+    // A GPU worker's UUID as nvidia-smi -L prints it; none for the CPU backend.
+    CHECK((backend() == "cpu" ? w.at("device_uuid").is_null()
+                              : w.at("device_uuid").get<std::string>().starts_with("GPU-")));
     CHECK(w.at("state") == "ready");
     CHECK(w.at("context_size").get<int>() > 0);
     CHECK(w.at("bytes").at("weights").get<int64_t>() > 0);
@@ -60,8 +63,8 @@ TEST_CASE("loom ps: a table and --json with backend, memory, context and tokens/
     REQUIRE(r.exit_code == 0);
     INFO(r.out);
     CHECK(r.out.rfind("MODEL", 0) == 0);
-    for (const char* column : {"BACKEND", "DEVICE", "MEMORY (WEIGHTS / KV / WORKSPACE)", "CONTEXT", "RUNNING/QUEUED",
-                               "TOKENS/S (1 MIN)", "UNTIL"})
+    for (const char* column : {"BACKEND", "DEVICE", "GPU UUID", "MEMORY (WEIGHTS / KV / WORKSPACE)", "CONTEXT",
+                               "RUNNING/QUEUED", "TOKENS/S (1 MIN)", "UNTIL"})
         CHECK(r.out.find(column) != std::string::npos);
     const std::string row = r.out.substr(r.out.find('\n') + 1);
     CHECK(row.rfind("stories260K", 0) == 0);
