@@ -3,6 +3,7 @@
 //
 // Usage: matvec_dev [--cpu-check] [--types q4_0,q8_0,q4_k,q6_k] [--nvec 1,2,4,8,16,32] [--runs 21]
 //                   [--csv FILE]
+//   --types      also q4_1, q5_0, q5_k (the q8 family and base only; default: the four above)
 //   --cpu-check  validates the CPU side only (repack round trip, x quantization, the canonical int8
 //                order against the f64 reference, slot tree = warp butterfly, the kernels' lane mapping);
 //                needs no GPU.
@@ -33,6 +34,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -65,14 +67,20 @@ using q8::kUnit;
 
 constexpr int kMaxVec = 32;
 
-const char* qtype_name(TensorType t) {
-    switch (t) {
-        case TensorType::Q4_0: return "Q4_0";
-        case TensorType::Q8_0: return "Q8_0";
-        case TensorType::Q4_K: return "Q4_K";
-        case TensorType::Q6_K: return "Q6_K";
-        default: return "?";
-    }
+// The q8 family's types; the f32 family covers the first four of issue 16's list only.
+constexpr TensorType kAllTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                                    TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+
+constexpr bool has_f32_family(TensorType t) {
+    return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q6_K;
+}
+
+const char* qtype_name(TensorType t) { return loom::gguf::tensor_type_name(t).data(); }  // names are literals
+
+std::string type_arg(TensorType t) {  // "q4_k"
+    std::string s(loom::gguf::tensor_type_name(t));
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
 }
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
@@ -168,18 +176,19 @@ bool check_orders_cpu() {
     const float t = q8::tree32(tree);
     for (int l = 0; l < kSlots; ++l) ok = ok && std::memcmp(&lanes[l], &t, 4) == 0;
     std::printf("  tree32 equals the warp butterfly on all 32 lanes: %s\n", ok ? "ok" : "FAIL");
-    std::vector<int> seen4(64 * 4), seen8(128 * 4), seen6(32 * 4 * 4);
+    std::vector<int> seen4(64 * 4), seen8(128 * 4), seen6(32 * 4 * 4), seen5(16 * 4 * 8);
     for (int u = 0; u < 16; ++u)
         for (int k = 0; k < kUnit; ++k) {
             if (k < 16) ++seen4[q8::pos4(u, k)];
             ++seen8[q8::pos8(u, k)];
             ++seen6[q8::pos6h(u, k) * 4 + q8::shift6h(u, k) / 2];
+            ++seen5[q8::pos5h(u, k) * 8 + q8::shift5h(u, k)];
         }
     const auto all_one = [](const std::vector<int>& s) {
         return std::all_of(s.begin(), s.end(), [](int c) { return c == 1; });
     };
-    const bool perm = all_one(seen4) && all_one(seen8) && all_one(seen6);
-    std::printf("  pos4 / pos8 / pos6h place every quant once: %s\n", perm ? "ok" : "FAIL");
+    const bool perm = all_one(seen4) && all_one(seen8) && all_one(seen6) && all_one(seen5);
+    std::printf("  pos4 / pos8 / pos6h / pos5h place every quant once: %s\n", perm ? "ok" : "FAIL");
     const int n_in = 1024;
     const auto x = loom::kcases::random_uniform(n_in, 13, -1.f, 1.f);
     const Q8X xq = loom::kernels::q8_quantize_x_ref(x.data(), 1, n_in);
@@ -224,7 +233,7 @@ __device__ __forceinline__ float f32_partial(const q8::QuadWords<T>& q, int i, f
         ph = __fmaf_rn(static_cast<float>(b), xs[4 + e], ph);
         if constexpr (T == TensorType::Q4_K) px = __fadd_rn(__fadd_rn(px, xs[e]), xs[4 + e]);
     }
-    const uint32_t um = q8::um_of(q.um, i);
+    const uint32_t um = q8::unit_um(q, i);
     if constexpr (T == TensorType::Q6_K)
         return __fadd_rn(__fmul_rn(static_cast<float>(static_cast<int8_t>(um & 0xFFu)), pl),
                          __fmul_rn(static_cast<float>(static_cast<int8_t>(um >> 8)), ph));
@@ -241,7 +250,7 @@ template <TensorType T>
 __device__ __forceinline__ float f32_unit_scale(const q8::QuadWords<T>& q, int i) {
     if constexpr (T == TensorType::Q4_K) return 1.0f;
     if constexpr (T == TensorType::Q6_K) return q8::half_bits(static_cast<uint16_t>(q.sm));
-    return q8::half_bits(static_cast<uint16_t>(q8::um_of(q.um, i)));
+    return q8::half_bits(static_cast<uint16_t>(q8::unit_um(q, i)));
 }
 
 // RPW rows per warp, WPB warps per block, MaxVec vectors per block (blockIdx.y picks the group), U
@@ -328,7 +337,7 @@ bool check_lanes_cpu() {
         return T == TensorType::Q6_K ? static_cast<int8_t>(um & 0xFFu) * lo + static_cast<int8_t>(um >> 8) * hi
                                      : lo + hi;
     };
-    size_t bad_lanes = 0, bad_mma = 0;
+    size_t bad_lanes = 0, bad_mma = 0, bad_scales = 0;
     for (int gq = 0; gq < units / 4; ++gq)
         for (int i = 0; i < 4; ++i) {
             const int u = 4 * gq + i;
@@ -359,29 +368,36 @@ bool check_lanes_cpu() {
                         q8::load_quad<T>(m, row, gq, t, q);
                         q8::load_x8(image.data(), n_in, v, gq, t, xw);
                         lanes_sum += q8::lane_partial(q, i, xw);
+                        // Every lane holds the unit's scale words as the CPU reads them (the super word: K-quants).
+                        const bool super = q8::is_k_quant(T) && q.sm != q8::super_word(l, d, row, u);
+                        bad_scales += v == 0 && (q8::unit_um(q, i) != q8::unit_word(l, d, row, u) || super);
                     }
                     for (int k = 0; k < kUnit; ++k) (k < 16 ? lo : hi) += a[row][k] * b[k][v];
                     bad_lanes += lanes_sum != want;
                     bad_mma += combine(row, u, lo, hi) != want;
                 }
         }
-    const bool ok = bad_lanes == 0 && bad_mma == 0;
+    const bool ok = bad_lanes == 0 && bad_mma == 0 && bad_scales == 0;
     std::printf(
-        "  %s lane mapping: %zu dp4a quad sums and %zu MMA fragment dots differ from the exact unit dots -> %s\n",
-        qtype_name(T), bad_lanes, bad_mma, ok ? "ok" : "FAIL");
+        "  %s lane mapping: %zu dp4a quad sums and %zu MMA fragment dots differ from the exact unit dots, %zu lane "
+        "scale words from the CPU's -> %s\n",
+        qtype_name(T), bad_lanes, bad_mma, bad_scales, ok ? "ok" : "FAIL");
     return ok;
 }
 
 int cpu_check() {
     std::printf("matvec_dev --cpu-check\n");
     bool ok = check_orders_cpu();
-    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
+    for (TensorType t : kAllTypes) {
         ok = check_type_cpu(t, 48, 4096) && ok;
         ok = check_type_cpu(t, 8, 14336) && ok;
     }
     ok = check_lanes_cpu<TensorType::Q4_0>() && ok;
+    ok = check_lanes_cpu<TensorType::Q4_1>() && ok;
+    ok = check_lanes_cpu<TensorType::Q5_0>() && ok;
     ok = check_lanes_cpu<TensorType::Q8_0>() && ok;
     ok = check_lanes_cpu<TensorType::Q4_K>() && ok;
+    ok = check_lanes_cpu<TensorType::Q5_K>() && ok;
     ok = check_lanes_cpu<TensorType::Q6_K>() && ok;
     std::printf("cpu-check: %s\n", ok ? "all ok" : "FAILED");
     return ok ? 0 : 1;
@@ -458,12 +474,14 @@ std::vector<Variant> variants_of() {
     const auto base = [](const LaunchArgs& a) {
         loom::kernels::matvec(a.type, a.gguf, a.x, a.y, a.layout->n_in, a.layout->rows, a.n_vec, a.stream);
     };
-    return {
-        {"base", Family::base, kMaxVec, base},
-        {"f32 r1w4", Family::f32, kMaxVec, launch_f32<T, 1, 4, 1>},
-        {"f32 r2w4", Family::f32, kMaxVec, launch_f32<T, 2, 4, 1>},
-        {"f32 r1w8u2", Family::f32, kMaxVec, launch_f32<T, 1, 8, 2>},
-        {"f32 r4w2", Family::f32, kMaxVec, launch_f32<T, 4, 2, 1>},
+    std::vector<Variant> out{{"base", Family::base, kMaxVec, base}};
+    if constexpr (has_f32_family(T)) {
+        out.push_back({"f32 r1w4", Family::f32, kMaxVec, launch_f32<T, 1, 4, 1>});
+        out.push_back({"f32 r2w4", Family::f32, kMaxVec, launch_f32<T, 2, 4, 1>});
+        out.push_back({"f32 r1w8u2", Family::f32, kMaxVec, launch_f32<T, 1, 8, 2>});
+        out.push_back({"f32 r4w2", Family::f32, kMaxVec, launch_f32<T, 4, 2, 1>});
+    }
+    const std::vector<Variant> q8_variants{
         {"dp4a r1w4", Family::q8, kMaxVec, launch_dp4a<T, 1, 4, 1>},
         {"dp4a r2w4", Family::q8, kMaxVec, launch_dp4a<T, 2, 4, 1>},
         {"dp4a r4w4", Family::q8, kMaxVec, launch_dp4a<T, 4, 4, 1>},
@@ -473,13 +491,18 @@ std::vector<Variant> variants_of() {
         {"mma m2", Family::q8, kMaxVec, launch_mma<T, 2>},
         {"q8_product", Family::q8, kMaxVec, launch_library},
     };
+    out.insert(out.end(), q8_variants.begin(), q8_variants.end());
+    return out;
 }
 
 std::vector<Variant> variants(TensorType t) {
     switch (t) {
         case TensorType::Q4_0: return variants_of<TensorType::Q4_0>();
+        case TensorType::Q4_1: return variants_of<TensorType::Q4_1>();
+        case TensorType::Q5_0: return variants_of<TensorType::Q5_0>();
         case TensorType::Q8_0: return variants_of<TensorType::Q8_0>();
         case TensorType::Q4_K: return variants_of<TensorType::Q4_K>();
+        case TensorType::Q5_K: return variants_of<TensorType::Q5_K>();
         case TensorType::Q6_K: return variants_of<TensorType::Q6_K>();
         default: return {};
     }
@@ -793,13 +816,12 @@ Options parse(int argc, char** argv) {
         } else if (a == "--types" && has_value) {
             o.types.clear();
             for (const auto& n : split(argv[++i])) {
-                const std::map<std::string, TensorType> names{{"q4_0", TensorType::Q4_0},
-                                                              {"q8_0", TensorType::Q8_0},
-                                                              {"q4_k", TensorType::Q4_K},
-                                                              {"q6_k", TensorType::Q6_K}};
-                if (!names.count(n))
-                    throw std::invalid_argument("--types: unknown type '" + n + "' (q4_0,q8_0,q4_k,q6_k)");
-                o.types.push_back(names.at(n));
+                const auto it = std::find_if(std::begin(kAllTypes), std::end(kAllTypes),
+                                             [&](TensorType t) { return type_arg(t) == n; });
+                if (it == std::end(kAllTypes))
+                    throw std::invalid_argument("--types: unknown type '" + n +
+                                                "' (q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k)");
+                o.types.push_back(*it);
             }
         } else if (a == "--nvec" && has_value) {
             o.nvecs.clear();

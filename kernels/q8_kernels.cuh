@@ -31,11 +31,18 @@ struct ProductParams {
 // One quad (four units) of one row as one lane (tig) of a quad of lanes sees it.
 template <TensorType T>
 struct QuadWords {
-    uint32_t w[T == TensorType::Q8_0 ? 8 : 4];  // 4-bit: word tig of units 0..3; 8-bit: words tig, tig+4
-    uint2 h;                                    // Q6_K: top bits of units 0,1 (x) and 2,3 (y)
-    uint2 um;                                   // the four units' scale words
-    uint32_t sm;                                // their super-block's word
+    uint32_t w[T == TensorType::Q8_0 ? 8 : 4];   // 4-bit: word tig of units 0..3; 8-bit: words tig, tig+4
+    uint2 h;                                     // Q6_K: top bits of units 0,1 (x) and 2,3 (y); Q5: bit 4 (x)
+    uint32_t um[T == TensorType::Q4_1 ? 4 : 2];  // the four units' scale words (16-bit pairs; Q4_1: 32-bit)
+    uint32_t sm;                                 // their super-block's word
 };
+
+// Unit i's scale word.
+template <TensorType T>
+__host__ __device__ __forceinline__ uint32_t unit_um(const QuadWords<T>& q, int i) {
+    if constexpr (T == TensorType::Q4_1) return q.um[i];
+    return (q.um[i / 2] >> (16 * (i % 2))) & 0xFFFFu;
+}
 
 // A read-only load; on the host (the lane-mapping check) a plain copy.
 template <class V>
@@ -72,23 +79,24 @@ __host__ __device__ __forceinline__ void load_quad(const MatView& m, int row, in
         const uint4 a = ldg16(qs + 16 * tig);
         q.w[0] = a.x, q.w[1] = a.y, q.w[2] = a.z, q.w[3] = a.w;
     }
-    if constexpr (T == TensorType::Q6_K)
-        q.h = ld<uint2>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 32 + 8 * tig);
+    if constexpr (l.qh > 0)  // Q6_K: 8 bytes per lane, Q5_0/Q5_K: 4
+        q.h = l.qh == 8 ? ld<uint2>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 32 + 8 * tig)
+                        : make_uint2(ld<uint32_t>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 16 + 4 * tig), 0u);
     const uint8_t* sm = m.sm + row * m.sm_row + static_cast<size_t>(gq / 2) * l.super;
-    if constexpr (T == TensorType::Q4_K) {  // the quad is half h of a super-block: sub-blocks 4h .. 4h + 3
+    if constexpr (has_packed_scales(T)) {  // the quad is half h of a super-block: sub-blocks 4h .. 4h + 3
         const uint4 s = ld<uint4>(sm);
         const int j = 4 * (gq % 2);
         q.sm = s.x;
-        q.um.x = k4_um(s.y, s.z, s.w, j) | k4_um(s.y, s.z, s.w, j + 1) << 16;
-        q.um.y = k4_um(s.y, s.z, s.w, j + 2) | k4_um(s.y, s.z, s.w, j + 3) << 16;
+        q.um[0] = k4_um(s.y, s.z, s.w, j) | k4_um(s.y, s.z, s.w, j + 1) << 16;
+        q.um[1] = k4_um(s.y, s.z, s.w, j + 2) | k4_um(s.y, s.z, s.w, j + 3) << 16;
+    } else if constexpr (T == TensorType::Q4_1) {
+        const uint4 u = ld<uint4>(m.um + row * m.um_row + static_cast<size_t>(gq) * 16);
+        q.um[0] = u.x, q.um[1] = u.y, q.um[2] = u.z, q.um[3] = u.w;
     } else {
-        q.um = ld<uint2>(m.um + row * m.um_row + static_cast<size_t>(gq) * 8);
+        const uint2 u = ld<uint2>(m.um + row * m.um_row + static_cast<size_t>(gq) * 8);
+        q.um[0] = u.x, q.um[1] = u.y;
     }
     if constexpr (T == TensorType::Q6_K) q.sm = ld<uint16_t>(sm);
-}
-
-__host__ __device__ __forceinline__ uint32_t um_of(uint2 um, int i) {
-    return ((i < 2 ? um.x : um.y) >> (16 * (i % 2))) & 0xFFFFu;
 }
 
 // Unit i's bytes for this lane: lo = elements 4 tig + 0..3, hi = elements 16 + 4 tig + 0..3 (raw quants).
@@ -106,6 +114,10 @@ __host__ __device__ __forceinline__ void unit_bytes(const QuadWords<T>& q, int i
             lo |= ((h >> s) << 4) & 0x30303030u;
             hi |= ((h >> (s + 2)) << 4) & 0x30303030u;
         }
+        if constexpr (has_bit5(T)) {
+            lo |= ((q.h.x >> i) & 0x01010101u) << 4;
+            hi |= ((q.h.x >> (4 + i)) & 0x01010101u) << 4;
+        }
     }
 }
 
@@ -117,7 +129,7 @@ __host__ __device__ __forceinline__ int lane_partial(const QuadWords<T>& q, int 
     const int sl = dp4a(lo, xw[2 * i], 0);
     const int sh = dp4a(hi, xw[2 * i + 1], 0);
     if constexpr (T == TensorType::Q6_K) {
-        const uint32_t um = um_of(q.um, i);
+        const uint32_t um = unit_um(q, i);
         return static_cast<int8_t>(um & 0xFFu) * sl + static_cast<int8_t>(um >> 8) * sh;
     }
     return sl + sh;
@@ -184,7 +196,7 @@ __global__ void __launch_bounds__(WPB * 32) rows_kernel(const ProductParams p) {
 #pragma unroll
                         for (int i = 0; i < 4; ++i) parts[i] = lane_partial(q[u][j], i, xw);
                         const int dot = quad_reduce(parts, tig);
-                        const float term = unit_term<T>(dot, um_of(q[u][j].um, tig), q[u][j].sm, xm);
+                        const float term = unit_term<T>(dot, unit_um(q[u][j], tig), q[u][j].sm, xm);
                         if (live) acc[j][t] = __fadd_rn(acc[j][t], term);
                     }
                 }
@@ -228,7 +240,7 @@ __device__ __forceinline__ void mma_unit(int (&c)[4], const QuadWords<T>& qa, co
         int cl[4], ch[4];
         mma_k16(cl, la, lb, xw[2 * i]);
         mma_k16(ch, ha, hb, xw[2 * i + 1]);
-        const uint32_t ua = um_of(qa.um, i), ub = um_of(qb.um, i);
+        const uint32_t ua = unit_um(qa, i), ub = unit_um(qb, i);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
             const uint32_t um = k < 2 ? ua : ub;
@@ -281,7 +293,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const ProductParams
                     for (int k = 0; k < 4; ++k) {
                         const QuadWords<T>& qr = q[m][k / 2];
                         acc[m][n][i][k] =
-                            __fadd_rn(acc[m][n][i][k], unit_term<T>(c[k], um_of(qr.um, i), qr.sm, xm[k % 2][i]));
+                            __fadd_rn(acc[m][n][i][k], unit_term<T>(c[k], unit_um(qr, i), qr.sm, xm[k % 2][i]));
                     }
                 }
         }

@@ -24,20 +24,34 @@ inline constexpr int kSlots = 32;         // f32 partial sums per output, summed
 inline constexpr int kUnitsPerQuad = 4;   // units a lane's 16-byte load covers (the MMA fragment's rows)
 inline constexpr int kUnitsPerSuper = 8;  // a K-quant super-block is 8 units
 
-// Bytes per unit of the quant stream qs, of Q6_K's top-bit stream qh, of the unit-scale stream um, and
-// bytes per super-block of the super-scale stream sm (Q4_K: d, dmin and the 12 packed scale bytes).
+// Bytes per unit of the quant stream qs (the low 4 bits, or Q8_0's bytes), of the high-bit stream qh
+// (Q5_0/Q5_K: bit 4, Q6_K: bits 4-5), of the unit-scale stream um (Q4_1: d and m), and bytes per
+// super-block of the super-scale stream sm (Q4_K/Q5_K: d, dmin and the 12 packed scale bytes; Q6_K: d).
 struct StreamBytes {
     int qs, qh, um, super;
 };
 
 LOOM_Q8_HD constexpr StreamBytes stream_bytes(TensorType t) {
-    return t == TensorType::Q8_0   ? StreamBytes{32, 0, 2, 0}
-           : t == TensorType::Q4_K ? StreamBytes{16, 0, 0, 16}
-           : t == TensorType::Q6_K ? StreamBytes{16, 8, 2, 2}
-                                   : StreamBytes{16, 0, 2, 0};
+    switch (t) {
+        case TensorType::Q8_0: return {32, 0, 2, 0};
+        case TensorType::Q4_1: return {16, 0, 4, 0};
+        case TensorType::Q5_0: return {16, 4, 2, 0};
+        case TensorType::Q4_K: return {16, 0, 0, 16};
+        case TensorType::Q5_K: return {16, 4, 0, 16};
+        case TensorType::Q6_K: return {16, 8, 2, 2};
+        default: return {16, 0, 2, 0};  // Q4_0
+    }
 }
 
-LOOM_Q8_HD constexpr bool is_k_quant(TensorType t) { return t == TensorType::Q4_K || t == TensorType::Q6_K; }
+LOOM_Q8_HD constexpr bool is_k_quant(TensorType t) {
+    return t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K;
+}
+
+// Q4_K and Q5_K: unit scales and mins packed 12 bytes per super-block in the sm stream (no um stream).
+LOOM_Q8_HD constexpr bool has_packed_scales(TensorType t) { return t == TensorType::Q4_K || t == TensorType::Q5_K; }
+
+// Q5_0 and Q5_K: a fifth quant bit in the qh stream.
+LOOM_Q8_HD constexpr bool has_bit5(TensorType t) { return t == TensorType::Q5_0 || t == TensorType::Q5_K; }
 
 // Q4_K sub-block j's 6-bit scale and min, as the word sc | m << 8, from the 12 packed scale bytes
 // (little-endian words s0, s1, s2; layout in gguf/quant_blocks.h).
@@ -63,6 +77,11 @@ LOOM_Q8_HD constexpr int pos8(int u, int k) {
 // 4t + j and 16 + 4t + j of two units, at bits 4 (u%2) and 4 (u%2) + 2.
 LOOM_Q8_HD constexpr int pos6h(int u, int k) { return (u / 4) * 32 + (((k % 16) / 4) * 2 + (u % 4) / 2) * 4 + k % 4; }
 LOOM_Q8_HD constexpr int shift6h(int u, int k) { return (u % 2) * 4 + (k >= 16 ? 2 : 0); }
+
+// Q5_0/Q5_K's fifth bit of unit u's element k: lane t's 4 bytes; byte j holds elements 4t + j (bits 0-3)
+// and 16 + 4t + j (bits 4-7) of the quad's four units, unit u % 4 at bit u % 4.
+LOOM_Q8_HD constexpr int pos5h(int u, int k) { return (u / 4) * 16 + ((k % 16) / 4) * 4 + k % 4; }
+LOOM_Q8_HD constexpr int shift5h(int u, int k) { return u % 4 + (k >= 16 ? 4 : 0); }
 
 // IEEE binary16 bits -> float, exact (the conversion gguf::half_to_float does; C++17 for nvcc's host pass).
 LOOM_Q8_HD inline float half_bits(uint16_t bits) {
@@ -121,21 +140,25 @@ struct XMeta {
 static_assert(sizeof(XMeta) == 8);
 
 // The term of one unit from its exact integer dot product `dot` (Σ q·xq over the raw quants; Q6_K:
-// sa·Σ_lo + sb·Σ_hi with its two 16-element int8 scales). um: the unit's 16-bit scale word, sm: its
-// super-block's scale word (Q4_K: d | dmin << 16; Q6_K: d).
+// sa·Σ_lo + sb·Σ_hi with its two 16-element int8 scales). um: the unit's scale word (fp16 d; Q4_1:
+// d | m << 16; Q4_K/Q5_K: sc | m << 8; Q6_K: the two int8 scales), sm: its super-block's word (Q4_K/Q5_K:
+// d | dmin << 16; Q6_K: d).
 template <TensorType T>
 LOOM_Q8_HD inline float unit_term(int dot, uint32_t um, uint32_t sm, XMeta x) {
-    if constexpr (T == TensorType::Q4_0) {
-        const int i = dot - 8 * (x.sa + x.sb);
+    if constexpr (T == TensorType::Q4_0 || T == TensorType::Q5_0) {
+        const int i = dot - (T == TensorType::Q4_0 ? 8 : 16) * (x.sa + x.sb);
         return fmul(fmul(half_bits(static_cast<uint16_t>(um)), x.d), static_cast<float>(i));
     } else if constexpr (T == TensorType::Q8_0) {
         return fmul(fmul(half_bits(static_cast<uint16_t>(um)), x.d), static_cast<float>(dot));
-    } else if constexpr (T == TensorType::Q4_K) {
+    } else if constexpr (T == TensorType::Q4_1) {
+        const float d = half_bits(static_cast<uint16_t>(um & 0xFFFFu)), m = half_bits(static_cast<uint16_t>(um >> 16));
+        return fmul(x.d, fadd(fmul(d, static_cast<float>(dot)), fmul(m, static_cast<float>(x.sa + x.sb))));
+    } else if constexpr (T == TensorType::Q4_K || T == TensorType::Q5_K) {
         const float dsc = fmul(half_bits(static_cast<uint16_t>(sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
         const float dmn = fmul(half_bits(static_cast<uint16_t>(sm >> 16)), static_cast<float>(um >> 8));
         return fmul(x.d, fsub(fmul(dsc, static_cast<float>(dot)), fmul(dmn, static_cast<float>(x.sa + x.sb))));
     } else {
-        static_assert(T == TensorType::Q6_K, "q8 family: Q4_0, Q8_0, Q4_K, Q6_K");
+        static_assert(T == TensorType::Q6_K, "q8 family: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K");
         const int sa = static_cast<int8_t>(um & 0xFFu), sb = static_cast<int8_t>(um >> 8);
         const int i = dot - 32 * (sa * x.sa + sb * x.sb);
         return fmul(fmul(half_bits(static_cast<uint16_t>(sm)), x.d), static_cast<float>(i));

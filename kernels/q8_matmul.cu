@@ -92,8 +92,11 @@ void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, flo
     const bool mma = kernel == Q8Kernel::mma || (kernel == Q8Kernel::automatic && n_vec > kQ8Dp4aMaxVectors);
     switch (l.type) {
         case TensorType::Q4_0: return product<TensorType::Q4_0>(p, mma, stream);
+        case TensorType::Q4_1: return product<TensorType::Q4_1>(p, mma, stream);
+        case TensorType::Q5_0: return product<TensorType::Q5_0>(p, mma, stream);
         case TensorType::Q8_0: return product<TensorType::Q8_0>(p, mma, stream);
         case TensorType::Q4_K: return product<TensorType::Q4_K>(p, mma, stream);
+        case TensorType::Q5_K: return product<TensorType::Q5_K>(p, mma, stream);
         case TensorType::Q6_K: return product<TensorType::Q6_K>(p, mma, stream);
         default: throw std::invalid_argument("q8_product: type not in the q8 family");
     }

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "gguf/quant_blocks.h"
 #include "kernels/matvec.h"
 
 namespace loom::kernels {
@@ -26,32 +27,51 @@ uint16_t u16_at(const uint8_t* p) {
 
 uint64_t align256(uint64_t n) { return (n + 255) / 256 * 256; }
 
-// One row of GGUF blocks -> raw quants (32 per unit, unsigned 4/6-bit or int8 bits), unit scale words
-// (Q4_0/Q8_0: fp16 d; Q6_K: int8 scales of elements 0..15 | 16..31 << 8; none for Q4_K) and the
-// super-block bytes (Q4_K: d, dmin, 12 scale bytes as in the block; Q6_K: d).
-void unpack_row(TensorType t, const uint8_t* row, int n_units, uint8_t* q, uint16_t* um, uint8_t* sm) {
-    if (t == TensorType::Q4_0 || t == TensorType::Q8_0) {
-        const int bytes = t == TensorType::Q4_0 ? 18 : 34;
-        for (int u = 0; u < n_units; ++u) {
-            const uint8_t* b = row + static_cast<size_t>(u) * bytes;
-            um[u] = u16_at(b);
-            for (int k = 0; k < kUnit; ++k)
-                q[u * kUnit + k] = t == TensorType::Q8_0 ? b[2 + k] : (k < 16 ? b[2 + k] & 0xF : b[2 + k - 16] >> 4);
+uint32_t u32_at(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// One row of 32-element blocks (Q4_0, Q4_1, Q5_0, Q8_0) -> raw quants (32 per unit: unsigned 4/5-bit or
+// int8 bits) and unit scale words (fp16 d; Q4_1: d | m << 16).
+void unpack_legacy(TensorType t, const uint8_t* row, int n_units, uint8_t* q, uint32_t* um) {
+    const size_t bytes = gguf::tensor_bytes(t, kUnit);
+    for (int u = 0; u < n_units; ++u) {
+        const uint8_t* b = row + u * bytes;
+        uint8_t* uq = q + u * kUnit;
+        um[u] = t == TensorType::Q4_1 ? u32_at(b) : u16_at(b);
+        if (t == TensorType::Q8_0) {
+            std::memcpy(uq, b + 2, kUnit);
+            continue;
         }
-        return;
+        const uint8_t* qs = b + (t == TensorType::Q4_0 ? 2 : t == TensorType::Q4_1 ? 4 : 6);
+        const uint32_t high = t == TensorType::Q5_0 ? u32_at(b + 2) : 0;
+        for (int k = 0; k < kUnit; ++k)
+            uq[k] = static_cast<uint8_t>(((k < 16 ? qs[k] : qs[k - 16] >> 4) & 0xF) | ((high >> k) & 1) << 4);
     }
+}
+
+// One row of K-quant super-blocks -> raw quants (unsigned 4/5/6-bit), unit scale words (Q6_K: int8 scales
+// of elements 0..15 | 16..31 << 8; none for Q4_K/Q5_K, whose scales stay packed) and the super-block
+// bytes (Q4_K/Q5_K: d, dmin, 12 scale bytes as in the block; Q6_K: d).
+void unpack_k(TensorType t, const uint8_t* row, int n_units, uint8_t* q, uint32_t* um, uint8_t* sm) {
+    const size_t bytes = gguf::tensor_bytes(t, gguf::kQK_K);
     for (int s = 0; s < n_units / kUnitsPerSuper; ++s) {
+        const uint8_t* b = row + s * bytes;
         uint8_t* qs = q + static_cast<size_t>(s) * kUnitsPerSuper * kUnit;
-        if (t == TensorType::Q4_K) {
-            const uint8_t* b = row + static_cast<size_t>(s) * 144;
+        if (t == TensorType::Q4_K || t == TensorType::Q5_K) {
             std::memcpy(sm + s * 16, b, 16);
+            const uint8_t* low = b + (t == TensorType::Q4_K ? 16 : 48);
             for (int j = 0; j < kUnitsPerSuper; ++j)
-                for (int l = 0; l < kUnit; ++l) qs[j * kUnit + l] = (b[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
+                for (int l = 0; l < kUnit; ++l) {
+                    const int bit5 = t == TensorType::Q5_K ? (b[16 + l] >> j) & 1 : 0;
+                    qs[j * kUnit + l] =
+                        static_cast<uint8_t>(((low[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF) | bit5 << 4);
+                }
         } else {
-            const uint8_t* b = row + static_cast<size_t>(s) * 210;
             std::memcpy(sm + s * 2, b + 208, 2);
-            for (int j = 0; j < kUnitsPerSuper; ++j)
-                um[s * kUnitsPerSuper + j] = static_cast<uint16_t>(b[192 + 2 * j] | b[192 + 2 * j + 1] << 8);
+            for (int j = 0; j < kUnitsPerSuper; ++j) um[s * kUnitsPerSuper + j] = u16_at(b + 192 + 2 * j);
             for (int e = 0; e < 256; ++e) {
                 const int h = e / 128, k = (e % 128) / 32, l = e % 32;
                 const uint8_t ql = b[64 * h + 32 * (k % 2) + l];
@@ -115,13 +135,22 @@ std::vector<float> product_all(const Q8Layout& l, const uint8_t* w, const Q8X& x
 }  // namespace
 
 bool q8_supports(TensorType type) {
-    return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K || type == TensorType::Q6_K;
+    switch (type) {
+        case TensorType::Q4_0:
+        case TensorType::Q4_1:
+        case TensorType::Q5_0:
+        case TensorType::Q8_0:
+        case TensorType::Q4_K:
+        case TensorType::Q5_K:
+        case TensorType::Q6_K: return true;
+        default: return false;
+    }
 }
 
 Q8Layout q8_layout(TensorType type, int rows, int n_in) {
     if (!q8_supports(type))
         throw std::invalid_argument("q8_layout: type " + std::string(gguf::tensor_type_name(type)) +
-                                    " is not in the q8 family (Q4_0, Q8_0, Q4_K, Q6_K)");
+                                    " is not in the q8 family (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K)");
     if (rows < 1) throw std::invalid_argument("q8_layout: rows " + std::to_string(rows) + " < 1");
     const int multiple = q8::is_k_quant(type) ? 256 : 128;
     if (n_in <= 0 || n_in % multiple != 0)
@@ -144,15 +173,20 @@ Q8Layout q8_layout(TensorType type, int rows, int n_in) {
 std::vector<uint8_t> q8_repack(TensorType t, const void* gguf_rows, int rows, int n_in) {
     const Q8Layout l = q8_layout(t, rows, n_in);
     std::vector<uint8_t> out(l.bytes, 0);
-    const int units = n_in / kUnit;
+    const int units = n_in / kUnit, um_bytes = q8::stream_bytes(t).um;
     const uint64_t row_bytes = gguf::tensor_bytes(t, static_cast<uint64_t>(n_in));
     std::vector<uint8_t> q(static_cast<size_t>(n_in));
-    std::vector<uint16_t> um(static_cast<size_t>(units));
+    std::vector<uint32_t> um(static_cast<size_t>(units));
     std::vector<uint8_t> sm(static_cast<size_t>(units / kUnitsPerSuper) * 16 + 16);
     for (int row = 0; row < rows; ++row) {
-        unpack_row(t, static_cast<const uint8_t*>(gguf_rows) + row * row_bytes, units, q.data(), um.data(), sm.data());
+        const uint8_t* src = static_cast<const uint8_t*>(gguf_rows) + row * row_bytes;
+        if (q8::is_k_quant(t))
+            unpack_k(t, src, units, q.data(), um.data(), sm.data());
+        else
+            unpack_legacy(t, src, units, q.data(), um.data());
         uint8_t* qs = out.data() + l.qs_off + row * l.qs_row;
         uint8_t* qh = out.data() + l.qh_off + row * l.qh_row;
+        uint8_t* ums = out.data() + l.um_off + row * l.um_row;
         for (int u = 0; u < units; ++u) {
             const uint8_t* uq = q.data() + u * kUnit;
             for (int k = 0; k < kUnit; ++k) {
@@ -160,9 +194,11 @@ std::vector<uint8_t> q8_repack(TensorType t, const void* gguf_rows, int rows, in
                 if (t != TensorType::Q8_0 && k < 16) qs[q8::pos4(u, k)] = (uq[k] & 0xF) | (uq[k + 16] & 0xF) << 4;
                 if (t == TensorType::Q6_K)
                     qh[q8::pos6h(u, k)] |= static_cast<uint8_t>((uq[k] >> 4) << q8::shift6h(u, k));
+                if (q8::has_bit5(t))
+                    qh[q8::pos5h(u, k)] |= static_cast<uint8_t>(((uq[k] >> 4) & 1) << q8::shift5h(u, k));
             }
+            std::memcpy(ums + u * um_bytes, &um[u], um_bytes);  // little-endian: the word's low bytes
         }
-        std::memcpy(out.data() + l.um_off + row * l.um_row, um.data(), l.um_row);
         std::memcpy(out.data() + l.sm_off + row * l.sm_row, sm.data(), l.sm_row);
     }
     return out;
@@ -208,28 +244,34 @@ std::vector<float> q8_product_ref(const Q8Layout& l, const uint8_t* w, const Q8X
                                     std::to_string(l.n_in));
     switch (l.type) {
         case TensorType::Q4_0: return product_all<TensorType::Q4_0>(l, w, x);
+        case TensorType::Q4_1: return product_all<TensorType::Q4_1>(l, w, x);
+        case TensorType::Q5_0: return product_all<TensorType::Q5_0>(l, w, x);
         case TensorType::Q8_0: return product_all<TensorType::Q8_0>(l, w, x);
         case TensorType::Q4_K: return product_all<TensorType::Q4_K>(l, w, x);
+        case TensorType::Q5_K: return product_all<TensorType::Q5_K>(l, w, x);
         case TensorType::Q6_K: return product_all<TensorType::Q6_K>(l, w, x);
         default: throw std::invalid_argument("q8_product_ref: type not in the q8 family");
     }
 }
 
 void q8_dequantize_row(const Q8Layout& l, const uint8_t* w, int row, float* out) {
+    const TensorType t = l.type;
     for (int u = 0; u < l.n_in / kUnit; ++u) {
         const uint32_t um = q8::unit_word(l, w, row, u), sm = q8::super_word(l, w, row, u);
+        const float d = q8::half_bits(static_cast<uint16_t>(um & 0xFFFFu));
         for (int k = 0; k < kUnit; ++k) {
             const int q = q8::raw_quant(l, w, row, u, k);
             float v = 0;
-            if (l.type == TensorType::Q4_0) v = static_cast<float>(q - 8) * q8::half_bits(static_cast<uint16_t>(um));
-            if (l.type == TensorType::Q8_0)
-                v = static_cast<float>(static_cast<int8_t>(q)) * q8::half_bits(static_cast<uint16_t>(um));
-            if (l.type == TensorType::Q4_K) {
+            if (t == TensorType::Q4_0 || t == TensorType::Q5_0)
+                v = static_cast<float>(q - (t == TensorType::Q4_0 ? 8 : 16)) * d;
+            if (t == TensorType::Q4_1) v = static_cast<float>(q) * d + q8::half_bits(static_cast<uint16_t>(um >> 16));
+            if (t == TensorType::Q8_0) v = static_cast<float>(static_cast<int8_t>(q)) * d;
+            if (q8::has_packed_scales(t)) {
                 const float scale = q8::half_bits(static_cast<uint16_t>(sm & 0xFFFFu)) * static_cast<float>(um & 0xFFu);
                 const float min = q8::half_bits(static_cast<uint16_t>(sm >> 16)) * static_cast<float>(um >> 8);
                 v = scale * static_cast<float>(q) - min;
             }
-            if (l.type == TensorType::Q6_K) {
+            if (t == TensorType::Q6_K) {
                 const int sc = static_cast<int8_t>(k < 16 ? um & 0xFFu : um >> 8);
                 v = q8::half_bits(static_cast<uint16_t>(sm)) * static_cast<float>(sc) * static_cast<float>(q - 32);
             }
@@ -244,13 +286,16 @@ int raw_quant(const Q8Layout& l, const uint8_t* w, int row, int u, int k) {
     const uint8_t* qs = w + l.qs_off + row * l.qs_row;
     if (l.type == TensorType::Q8_0) return qs[pos8(u, k)];
     const int nibble = (qs[pos4(u, k % 16)] >> (k < 16 ? 0 : 4)) & 0xF;
-    if (l.type != TensorType::Q6_K) return nibble;
     const uint8_t* qh = w + l.qh_off + row * l.qh_row;
-    return nibble | ((qh[pos6h(u, k)] >> shift6h(u, k)) & 3) << 4;
+    if (l.type == TensorType::Q6_K) return nibble | ((qh[pos6h(u, k)] >> shift6h(u, k)) & 3) << 4;
+    if (has_bit5(l.type)) return nibble | ((qh[pos5h(u, k)] >> shift5h(u, k)) & 1) << 4;
+    return nibble;
 }
 
 uint32_t unit_word(const Q8Layout& l, const uint8_t* w, int row, int u) {
-    if (l.type != TensorType::Q4_K) return u16_at(w + l.um_off + row * l.um_row + 2 * u);
+    const uint8_t* um = w + l.um_off + row * l.um_row;
+    if (l.type == TensorType::Q4_1) return u32_at(um + 4 * u);
+    if (!has_packed_scales(l.type)) return u16_at(um + 2 * u);
     uint32_t s[3];
     std::memcpy(s, w + l.sm_off + row * l.sm_row + (u / kUnitsPerSuper) * 16 + 4, 12);
     return k4_um(s[0], s[1], s[2], u % kUnitsPerSuper);
@@ -258,7 +303,7 @@ uint32_t unit_word(const Q8Layout& l, const uint8_t* w, int row, int u) {
 
 uint32_t super_word(const Q8Layout& l, const uint8_t* w, int row, int u) {
     const uint8_t* p = w + l.sm_off + row * l.sm_row + (u / kUnitsPerSuper) * stream_bytes(l.type).super;
-    return l.type == TensorType::Q4_K   ? uint32_t{u16_at(p)} | uint32_t{u16_at(p + 2)} << 16
+    return has_packed_scales(l.type)    ? uint32_t{u16_at(p)} | uint32_t{u16_at(p + 2)} << 16
            : l.type == TensorType::Q6_K ? u16_at(p)
                                         : 0u;
 }

@@ -11,11 +11,11 @@
 
 namespace loom::kernels {
 
-// Weight types of the q8 family: Q4_0, Q8_0, Q4_K, Q6_K.
+// Weight types of the q8 family: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K.
 bool q8_supports(gguf::TensorType type);
 
 // Where a repacked (rows, n_in) matrix keeps its streams in one buffer of `bytes`: per-row bytes of the
-// quants (qs), Q6_K's top bits (qh), the unit scales (um) and the super-block scales (sm), each stream
+// quants (qs), the bits above 4 (qh), the unit scales (um) and the super-block scales (sm), each stream
 // starting 256-byte aligned. The streams hold exactly the GGUF blocks' bytes, rearranged.
 struct Q8Layout {
     gguf::TensorType type = gguf::TensorType::Q4_0;
@@ -59,8 +59,9 @@ void q8_dequantize_row(const Q8Layout& layout, const uint8_t* repacked, int row,
 
 namespace q8 {
 
-// Raw quant k of unit u of a row (unsigned 4/6-bit, or Q8_0's int8 bits), its unit scale word (Q4_K:
-// sc | m << 8) and its super-block word (Q4_K: d | dmin << 16; Q6_K: d), read back from the streams.
+// Raw quant k of unit u of a row (unsigned 4/5/6-bit, or Q8_0's int8 bits), its unit scale word (fp16 d;
+// Q4_1: d | m << 16; Q4_K/Q5_K: sc | m << 8; Q6_K: its two int8 scales) and its super-block word
+// (Q4_K/Q5_K: d | dmin << 16; Q6_K: d), read back from the streams.
 int raw_quant(const Q8Layout& layout, const uint8_t* repacked, int row, int u, int k);
 uint32_t unit_word(const Q8Layout& layout, const uint8_t* repacked, int row, int u);
 uint32_t super_word(const Q8Layout& layout, const uint8_t* repacked, int row, int u);

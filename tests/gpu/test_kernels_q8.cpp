@@ -22,13 +22,12 @@ namespace q8 = kernels::q8;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K};
+constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 constexpr int kBatches[] = {1, 3, 8, 13, 32, 64, 200, 512};
 constexpr int kMaxBatch = 512;
 
-const char* kernel_name(Q8Kernel k) {
-    return k == Q8Kernel::dp4a ? "dp4a" : k == Q8Kernel::mma ? "mma" : "automatic";
-}
+const char* kernel_name(Q8Kernel k) { return k == Q8Kernel::dp4a ? "dp4a" : k == Q8Kernel::mma ? "mma" : "automatic"; }
 
 // A (rows, n_in) matrix whose rows repeat `tile` distinct random rows, so the CPU reference covers the
 // tile only: output row r equals tile row r % tile. On the device as q8_repack's bytes.
@@ -59,8 +58,7 @@ struct Matrix {
 struct DeviceX {
     DeviceBuffer<int8_t> q;
     DeviceBuffer<q8::XMeta> meta;
-    DeviceX(int n_vec, int n_in)
-        : q(kernels::q8_xq_bytes(n_vec, n_in)), meta(kernels::q8_xmeta_count(n_vec, n_in)) {
+    DeviceX(int n_vec, int n_in) : q(kernels::q8_xq_bytes(n_vec, n_in)), meta(kernels::q8_xmeta_count(n_vec, n_in)) {
         q.poison();
         meta.poison();
     }
@@ -95,8 +93,8 @@ void check_batches(TensorType t, int rows, int n_in, int tile, const std::vector
     const Matrix m(t, rows, n_in, tile, seed);
     const int max_n = batches.back();
     const auto x = test::random_uniform(static_cast<size_t>(max_n) * n_in, seed + 1, -1.f, 1.f);
-    const auto emu = kernels::q8_product_ref(m.tile_layout, m.tile_packed.data(),
-                                             kernels::q8_quantize_x_ref(x.data(), max_n, n_in));
+    const auto emu =
+        kernels::q8_product_ref(m.tile_layout, m.tile_packed.data(), kernels::q8_quantize_x_ref(x.data(), max_n, n_in));
     DeviceBuffer<float> d_x(x);
     test::TestStream stream;
     for (const int n : batches) {
@@ -189,9 +187,9 @@ TEST_CASE("q8 normed quantization then q8_product equals the CPU reference bit f
             const Matrix m(t, rows, n_in, rows, 130 + static_cast<uint32_t>(t));
             const auto xw = test::random_normal(static_cast<size_t>(n_vec) * n_in, 131, 0.f, 2.f);
             const auto s = test::random_uniform(static_cast<size_t>(n_vec) * n_partials, 132, 0.1f, 8.f);
-            const auto want = kernels::q8_product_ref(
-                m.tile_layout, m.tile_packed.data(),
-                kernels::q8_quantize_x_normed_ref(xw.data(), s.data(), eps, n_vec, n_in));
+            const auto want =
+                kernels::q8_product_ref(m.tile_layout, m.tile_packed.data(),
+                                        kernels::q8_quantize_x_normed_ref(xw.data(), s.data(), eps, n_vec, n_in));
             DeviceBuffer<float> d_xw(xw), d_s(s);
             DeviceX dx(n_vec, n_in);
             kernels::q8_quantize_x_normed(d_xw.get(), d_s.get(), eps, dx.q.get(), dx.meta.get(), n_vec, n_in,

@@ -23,7 +23,8 @@ namespace q8 = kernels::q8;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K};
+constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
 // A shape not a multiple of 1024 (a partial last pass of the rows kernel) for each type.
 int short_n_in(TensorType t) { return q8::is_k_quant(t) ? 768 : 384; }
@@ -46,11 +47,17 @@ std::vector<double> reference(const std::vector<float>& w, const std::vector<dou
     return y;
 }
 
-// m_i of the bound below: |w_i|, or for Q4_K the sum of the parts w_i = d sc q - dmin m subtracts.
+// m_i of the bound below: |w_i|, or where the kernel adds w_i x̂_i as two parts (Q4_1: d q + m; Q4_K/Q5_K:
+// d sc q - dmin m) the sum of their magnitudes.
 double unfolded(const Q8Layout& l, const uint8_t* packed, int row, int i, double w) {
-    if (l.type != TensorType::Q4_K) return std::fabs(w);
     const int u = i / q8::kUnit;
     const uint32_t um = q8::unit_word(l, packed, row, u), sm = q8::super_word(l, packed, row, u);
+    if (l.type == TensorType::Q4_1) {
+        const double d = q8::half_bits(static_cast<uint16_t>(um & 0xFFFFu));
+        const double m = q8::half_bits(static_cast<uint16_t>(um >> 16));
+        return d * q8::raw_quant(l, packed, row, u, i % q8::kUnit) + std::fabs(m);
+    }
+    if (!q8::has_packed_scales(l.type)) return std::fabs(w);
     const double dmin_m = static_cast<double>(q8::half_bits(static_cast<uint16_t>(sm >> 16))) * (um >> 8);
     return w + 2 * dmin_m;
 }
@@ -90,16 +97,17 @@ TEST_CASE("q8 layout rejects what the kernels cannot take, naming the value", "[
     const std::vector<float> x(128, 0.5f);
     CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 0, 128), Contains("n_vec 0"));
     CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 1, 64), Contains("n_in 64"));
-    CHECK(!kernels::q8_supports(TensorType::Q5_K));
+    CHECK(!kernels::q8_supports(TensorType::Q5_1));
 }
 
 TEST_CASE("q8 positions place every quant once and the slot tree equals a warp butterfly", "[q8]") {
-    std::vector<int> seen4(64 * 4), seen8(128 * 4), seen6(32 * 4 * 4);
+    std::vector<int> seen4(64 * 4), seen8(128 * 4), seen6(32 * 4 * 4), seen5(16 * 4 * 8);
     for (int u = 0; u < 16; ++u)
         for (int k = 0; k < q8::kUnit; ++k) {
             if (k < 16) ++seen4[q8::pos4(u, k)];
             ++seen8[q8::pos8(u, k)];
             ++seen6[q8::pos6h(u, k) * 4 + q8::shift6h(u, k) / 2];
+            ++seen5[q8::pos5h(u, k) * 8 + q8::shift5h(u, k)];
         }
     const auto all_one = [](const std::vector<int>& s) {
         return std::all_of(s.begin(), s.end(), [](int c) { return c == 1; });
@@ -107,6 +115,7 @@ TEST_CASE("q8 positions place every quant once and the slot tree equals a warp b
     CHECK(all_one(seen4));
     CHECK(all_one(seen8));
     CHECK(all_one(seen6));
+    CHECK(all_one(seen5));
     const auto vals = kcases::random_normal(q8::kSlots, 5, 0.f, 1.f);
     float lanes[q8::kSlots], tree[q8::kSlots];
     std::copy(vals.begin(), vals.end(), lanes);
@@ -184,7 +193,7 @@ TEST_CASE("q8 normed x quantization is within half a step of the f64 RMS-normed 
 // - against the f64 product with the quantized x̂ = q d: |emu - ref̂| <= 1e-5 Σ_i m_i |x̂_i|. The integer
 //   dot is exact, and the f32 part rounds at most ~25 times on the way to an output (unit_term 3-4, a
 //   slot's n_units / 32 adds, 5 tree levels: 25 2^-24 = 1.5e-6 relative), each on magnitudes within
-//   Σ m_i |x̂_i|, m_i = |w_i| (Q4_K: d sc q + dmin m, the two parts it subtracts); 1e-5 leaves a margin of 6.
+//   Σ m_i |x̂_i| (m_i = |w_i| or the two parts' magnitudes, see unfolded); 1e-5 leaves a margin of 6.
 //   A lost or doubled unit, a wrong scale or offset errs by a whole term, far above it.
 // - against the f64 product with x itself: max |emu - ref| / max |ref| < 2e-2 per vector. Each x̂ error
 //   is ~uniform in ±d/2, d ≈ max|x| / 127, so a sum of n products errs by ~ sqrt(n) rms(w) d / sqrt(12)
