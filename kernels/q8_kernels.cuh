@@ -97,6 +97,7 @@ __host__ __device__ __forceinline__ void load_quad(const MatView& m, int row, in
         q.um[0] = u.x, q.um[1] = u.y;
     }
     if constexpr (T == TensorType::Q6_K) q.sm = ld<uint16_t>(sm);
+    if constexpr (!is_k_quant(T)) q.sm = 0;  // no super-block: unit_term ignores it
 }
 
 // Unit i's bytes for this lane: lo = elements 4 tig + 0..3, hi = elements 16 + 4 tig + 0..3 (raw quants).
