@@ -3,35 +3,38 @@
 //
 // Usage: matvec_dev [--cpu-check] [--types q4_0,q8_0,q4_k,q6_k] [--nvec 1,2,4,8,16,32] [--runs 21]
 //                   [--csv FILE]
+//   --types      also q4_1, q5_0, q5_k (the q8 family and base only; default: the four above)
 //   --cpu-check  validates the CPU side only (repack round trip, x quantization, the canonical int8
-//                order against the f64 reference, slot tree = warp butterfly); needs no GPU.
+//                order against the f64 reference, slot tree = warp butterfly, the kernels' lane mapping);
+//                needs no GPU.
 //
 // Shapes: the Llama-3-8B decode products 4096x4096 (q/o), 4096x1024 (k/v), 4096x28672 (gate+up),
 // 14336x4096 (down). Weights: 256 distinct random rows quantized with gguf::quantize, repeated to n_out
 // rows; launches cycle through enough copies of the matrix (>= 4x L2) that L2 never serves them.
 //
-// Repacked layout (made once at load by repack(), timed): the row's 32-element "units" (a Q4_0/Q8_0
-// block, a K-quant sub-block) in groups of four ("quads"); lane t of a quad of lanes reads one 16-byte
-// piece of a quad holding word t of each of its four units (8-bit: words t and t+4), exactly the
-// fragment mma.sync m16n8k32 wants. Quants, per-unit scales and per-256 super scales are separate
-// streams, so every quant load is a coalesced 16-byte load. Same bytes per row as the GGUF blocks.
+// Repacked layout (kernels/q8_layout.h, made once at load by kernels::q8_repack, timed): the row's
+// 32-element "units" (a Q4_0/Q8_0 block, a K-quant sub-block) in groups of four ("quads"); lane t of a quad
+// of lanes reads one 16-byte piece of a quad holding word t of each of its four units (8-bit: words t and
+// t+4), exactly the fragment mma.sync m16n8k32 wants. Quants, per-unit scales and per-256 super scales are
+// separate streams, so every quant load is a coalesced 16-byte load. Same bytes per row as the GGUF blocks.
 //
 // Reduction orders (which results can be equal bit for bit):
 // - base (kernels::matvec): its own lane-strided order; batch invariant; equals none of the others.
-// - f32 family (repacked weights, f32 x, dequantize + FMA): per unit, each of four lanes sums its 8
+// - f32 family (here; repacked weights, f32 x, dequantize + FMA): per unit, each of four lanes sums its 8
 //   products in element order, the four partials meet by a fixed 2-step exchange (quad_reduce), the
 //   unit's term goes to slot (unit mod 32); a slot adds its units in increasing order; the 32 slots
 //   end in the fixed tree tree32() (= a warp butterfly). Every f32 variant (rows per warp, warps,
 //   unroll, vectors per block) gives the same bits; x is not quantized (f32 accuracy).
-// - q8 family (x quantized per unit to int8 + f32 scale by quantize_x): per unit an exact integer dot
-//   product (so its order is free: dp4a or int8 MMA), the unit's f32 term by unit_term(), then the
-//   same slots and tree32(). dp4a and mma variants and the CPU emulation emulate_q8() give the same
-//   bits, so a dispatcher may pick dp4a for small batches and mma for large ones and stay batch
-//   invariant. x quantization costs accuracy (the err column) and a small extra kernel.
-#include <cuda_fp16.h>
+// - q8 family (the library kernels of kernels/q8_kernels.cuh, x quantized per unit to int8 + f32 scale by
+//   kernels::q8_quantize_x): per unit an exact integer dot product (so its order is free: dp4a or int8
+//   MMA), the unit's f32 term by q8::unit_term(), then the same slots and tree32(). dp4a and mma variants
+//   and the CPU reference kernels::q8_product_ref give the same bits, so a dispatcher may pick dp4a for
+//   small batches and mma for large ones and stay batch invariant. x quantization costs accuracy (the err
+//   column) and a small extra kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -49,343 +52,47 @@
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
 #include "kernels/matvec.h"
+#include "kernels/q8_kernels.cuh"
+#include "kernels/q8_matmul.h"
+#include "kernels/q8_repack.h"
 
 namespace {
 
 using loom::gguf::TensorType;
+using loom::kernels::Q8Layout;
+using loom::kernels::Q8X;
+namespace q8 = loom::kernels::q8;
+using q8::kSlots;
+using q8::kUnit;
 
-enum class QType { q4_0, q8_0, q4_k, q6_k };
-
-constexpr int kUnit = 32;          // elements per unit: one int8 dot product / one MMA K slice
-constexpr int kSlots = 32;         // f32 partial sums per output before tree32
-constexpr int kUnitsPerSuper = 8;  // K-quant super-block = 8 units
 constexpr int kMaxVec = 32;
 
-struct LayoutInfo {
-    int qs;     // quant bytes per unit in the qs stream
-    int qh;     // Q6_K's top-2-bit bytes per unit
-    int um;     // scale bytes per unit in the um stream
-    int super;  // bytes per super-block in the sm stream (Q4_K: d, dmin and the 12 packed scale bytes)
-};
+// The q8 family's types; the f32 family covers the first four of issue 16's list only.
+constexpr TensorType kAllTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                                    TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
-__host__ __device__ constexpr LayoutInfo layout_of(QType t) {
-    return t == QType::q8_0   ? LayoutInfo{32, 0, 2, 0}
-           : t == QType::q4_k ? LayoutInfo{16, 0, 0, 16}
-           : t == QType::q6_k ? LayoutInfo{16, 8, 2, 2}
-                              : LayoutInfo{16, 0, 2, 0};
+constexpr bool has_f32_family(TensorType t) {
+    return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q6_K;
 }
 
-// Q4_K sub-block j's 6-bit scale and min, as the word sc | m << 8, from the 12 packed scale bytes
-// (little-endian words s0, s1, s2; layout in gguf/quant_blocks.h).
-__host__ __device__ constexpr uint32_t k4_um(uint32_t s0, uint32_t s1, uint32_t s2, int j) {
-    const int i = j % 4;
-    const uint32_t b0 = (s0 >> (8 * i)) & 0xFFu, b1 = (s1 >> (8 * i)) & 0xFFu, b2 = (s2 >> (8 * i)) & 0xFFu;
-    const uint32_t sc = j < 4 ? b0 & 63u : (b2 & 0xFu) | (b0 >> 6) << 4;
-    const uint32_t m = j < 4 ? b1 & 63u : (b2 >> 4) | (b1 >> 6) << 4;
-    return sc | m << 8;
+const char* qtype_name(TensorType t) { return loom::gguf::tensor_type_name(t).data(); }  // names are literals
+
+std::string type_arg(TensorType t) {  // "q4_k"
+    std::string s(loom::gguf::tensor_type_name(t));
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
 }
-
-// Byte of a row's qs stream that holds 4-bit unit u's natural byte k (low nibble: element k, high:
-// element k + 16): word k/4 of each of the quad's four units sits in lane k/4's 16 bytes.
-__host__ __device__ constexpr int pos4(int u, int k) { return (u / 4) * 64 + ((k / 4) * 4 + u % 4) * 4 + k % 4; }
-
-// 8-bit unit u's element k (Q8_0 weights and quantized x): lane t's 32 bytes hold words t and t + 4
-// (elements 4t.. and 16 + 4t..) of each unit.
-__host__ __device__ constexpr int pos8(int u, int k) {
-    return (u / 4) * 128 + (((k / 4) % 4) * 8 + (u % 4) * 2 + k / 16) * 4 + k % 4;
-}
-
-// Q6_K's top two bits of unit u's element k: lane t's 8 bytes; byte j of word (u%4)/2 holds elements
-// 4t + j and 16 + 4t + j of two units, at bits 4 (u%2) and 4 (u%2) + 2.
-__host__ __device__ constexpr int pos6h(int u, int k) {
-    return (u / 4) * 32 + (((k % 16) / 4) * 2 + (u % 4) / 2) * 4 + k % 4;
-}
-__host__ __device__ constexpr int shift6h(int u, int k) { return (u % 2) * 4 + (k >= 16 ? 2 : 0); }
-
-__host__ __device__ inline float half_bits(uint16_t bits) {
-    __half_raw raw;
-    raw.x = bits;
-    return __half2float(__half(raw));
-}
-
-// Explicitly rounded f32 ops: the device and the CPU emulation must do the very same operations.
-__host__ __device__ inline float fmul(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-__host__ __device__ inline float fadd(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
-__host__ __device__ inline float fsub(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fsub_rn(a, b);
-#else
-    return a - b;
-#endif
-}
-
-// The per-unit scales of quantized x: d, and the sums of the int8 values of elements 0..15 and 16..31
-// (the offsets of Q4_0/Q6_K and Q4_K's mins need them).
-struct XMeta {
-    float d;
-    int16_t sa, sb;
-};
-static_assert(sizeof(XMeta) == 8);
-
-// The q8 family's term of one unit from its exact integer dot product `dot` (Σ q·xq over the raw
-// quants; Q6_K: sa·Σ_lo + sb·Σ_hi with its two 16-element scales). um: the unit's 16-bit scale word,
-// sm: its super-block's scale word.
-template <QType T>
-__host__ __device__ inline float unit_term(int dot, uint32_t um, uint32_t sm, XMeta x) {
-    if constexpr (T == QType::q4_0) {
-        const int i = dot - 8 * (x.sa + x.sb);
-        return fmul(fmul(half_bits(static_cast<uint16_t>(um)), x.d), static_cast<float>(i));
-    } else if constexpr (T == QType::q8_0) {
-        return fmul(fmul(half_bits(static_cast<uint16_t>(um)), x.d), static_cast<float>(dot));
-    } else if constexpr (T == QType::q4_k) {
-        const float dsc = fmul(half_bits(static_cast<uint16_t>(sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
-        const float dmn = fmul(half_bits(static_cast<uint16_t>(sm >> 16)), static_cast<float>(um >> 8));
-        return fmul(x.d, fsub(fmul(dsc, static_cast<float>(dot)), fmul(dmn, static_cast<float>(x.sa + x.sb))));
-    } else {
-        const int sa = static_cast<int8_t>(um & 0xFFu), sb = static_cast<int8_t>(um >> 8);
-        const int i = dot - 32 * (sa * x.sa + sb * x.sb);
-        return fmul(fmul(half_bits(static_cast<uint16_t>(sm)), x.d), static_cast<float>(i));
-    }
-}
-
-// The slots' final sum; equals a warp butterfly (lane s adds lane s ^ off, off = 16 .. 1) bit for bit.
-__host__ __device__ inline float tree32(float (&v)[kSlots]) {
-    for (int off = kSlots / 2; off > 0; off /= 2)
-        for (int s = 0; s < off; ++s) v[s] = fadd(v[s], v[s + off]);
-    return v[0];
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU side: unpacking GGUF blocks, the repacked layout, x quantization, references.
-
-const char* qtype_name(QType t) {
-    switch (t) {
-        case QType::q4_0: return "Q4_0";
-        case QType::q8_0: return "Q8_0";
-        case QType::q4_k: return "Q4_K";
-        case QType::q6_k: return "Q6_K";
-    }
-    return "?";
-}
-
-TensorType tensor_type(QType t) {
-    switch (t) {
-        case QType::q4_0: return TensorType::Q4_0;
-        case QType::q8_0: return TensorType::Q8_0;
-        case QType::q4_k: return TensorType::Q4_K;
-        case QType::q6_k: return TensorType::Q6_K;
-    }
-    throw std::invalid_argument("unknown QType");
-}
-
-uint16_t u16_at(const uint8_t* p) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return v;
-}
-
-// One row of GGUF blocks -> raw quants (32 per unit, unsigned 4/6-bit or int8 bits), unit scale words
-// (Q4_0/Q8_0: fp16 d; Q6_K: int8 scales of elements 0..15 | 16..31 << 8; none for Q4_K) and the
-// super-block bytes (Q4_K: d, dmin, 12 scale bytes as in the block; Q6_K: d).
-void unpack_row(QType t, const uint8_t* row, int n_units, uint8_t* q, uint16_t* um, uint8_t* sm) {
-    if (t == QType::q4_0 || t == QType::q8_0) {
-        const int bytes = t == QType::q4_0 ? 18 : 34;
-        for (int u = 0; u < n_units; ++u) {
-            const uint8_t* b = row + static_cast<size_t>(u) * bytes;
-            um[u] = u16_at(b);
-            for (int k = 0; k < kUnit; ++k)
-                q[u * kUnit + k] = t == QType::q8_0 ? b[2 + k] : (k < 16 ? b[2 + k] & 0xF : b[2 + k - 16] >> 4);
-        }
-        return;
-    }
-    for (int s = 0; s < n_units / kUnitsPerSuper; ++s) {
-        uint8_t* qs = q + static_cast<size_t>(s) * kUnitsPerSuper * kUnit;
-        if (t == QType::q4_k) {
-            const uint8_t* b = row + static_cast<size_t>(s) * 144;
-            std::memcpy(sm + s * 16, b, 16);
-            for (int j = 0; j < kUnitsPerSuper; ++j)
-                for (int l = 0; l < kUnit; ++l) qs[j * kUnit + l] = (b[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
-        } else {
-            const uint8_t* b = row + static_cast<size_t>(s) * 210;
-            std::memcpy(sm + s * 2, b + 208, 2);
-            for (int j = 0; j < kUnitsPerSuper; ++j)
-                um[s * kUnitsPerSuper + j] = static_cast<uint16_t>(b[192 + 2 * j] | b[192 + 2 * j + 1] << 8);
-            for (int e = 0; e < 256; ++e) {
-                const int h = e / 128, k = (e % 128) / 32, l = e % 32;
-                const uint8_t ql = b[64 * h + 32 * (k % 2) + l];
-                const int nibble = (k < 2 ? ql : ql >> 4) & 0xF;
-                qs[e] = static_cast<uint8_t>(nibble | ((b[128 + 32 * h + l] >> (2 * k)) & 3) << 4);
-            }
-        }
-    }
-}
-
-struct Repacked {
-    QType type;
-    int rows = 0, n_in = 0;
-    size_t qs_row = 0, qh_row = 0, um_row = 0, sm_row = 0;  // bytes per row of each stream
-    size_t qs_off = 0, qh_off = 0, um_off = 0, sm_off = 0;  // stream offsets in data
-    std::vector<uint8_t> data;
-};
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
-Repacked repacked_shape(QType t, int rows, int n_in) {
-    const LayoutInfo l = layout_of(t);
-    const int units = n_in / kUnit;
-    Repacked r{t, rows, n_in};
-    r.qs_row = static_cast<size_t>(units) * l.qs;
-    r.qh_row = static_cast<size_t>(units) * l.qh;
-    r.um_row = static_cast<size_t>(units) * l.um;
-    r.sm_row = static_cast<size_t>(units / kUnitsPerSuper) * l.super;
-    r.qh_off = align256(r.qs_row * rows);
-    r.um_off = r.qh_off + align256(r.qh_row * rows);
-    r.sm_off = r.um_off + align256(r.um_row * rows);
-    r.data.assign(r.sm_off + align256(r.sm_row * rows), 0);
-    return r;
-}
-
-// GGUF rows (n_in a multiple of 128, and of 256 for K-quants) -> the repacked streams. Runs once per
-// matrix at load.
-Repacked repack(QType t, const uint8_t* gguf, int rows, int n_in) {
-    Repacked r = repacked_shape(t, rows, n_in);
-    const int units = n_in / kUnit;
-    const size_t row_bytes = loom::gguf::tensor_bytes(tensor_type(t), static_cast<uint64_t>(n_in));
-    std::vector<uint8_t> q(static_cast<size_t>(n_in));
-    std::vector<uint16_t> um(static_cast<size_t>(units));
-    std::vector<uint8_t> sm(static_cast<size_t>(units / kUnitsPerSuper) * 16 + 16);
-    for (int row = 0; row < rows; ++row) {
-        unpack_row(t, gguf + row * row_bytes, units, q.data(), um.data(), sm.data());
-        uint8_t* qs = r.data.data() + r.qs_off + row * r.qs_row;
-        uint8_t* qh = r.data.data() + r.qh_off + row * r.qh_row;
-        for (int u = 0; u < units; ++u) {
-            const uint8_t* uq = q.data() + u * kUnit;
-            for (int k = 0; k < kUnit; ++k) {
-                if (t == QType::q8_0) qs[pos8(u, k)] = uq[k];
-                if (t != QType::q8_0 && k < 16) qs[pos4(u, k)] = (uq[k] & 0xF) | (uq[k + 16] & 0xF) << 4;
-                if (t == QType::q6_k) qh[pos6h(u, k)] |= static_cast<uint8_t>((uq[k] >> 4) << shift6h(u, k));
-            }
-        }
-        std::memcpy(r.data.data() + r.um_off + row * r.um_row, um.data(), r.um_row);
-        std::memcpy(r.data.data() + r.sm_off + row * r.sm_row, sm.data(), r.sm_row);
-    }
-    return r;
-}
-
-// Raw quant k of unit u of a row, read back from the repacked streams.
-int repacked_quant(const Repacked& r, int row, int u, int k) {
-    const uint8_t* qs = r.data.data() + r.qs_off + row * r.qs_row;
-    if (r.type == QType::q8_0) return qs[pos8(u, k)];
-    const int nibble = (qs[pos4(u, k % 16)] >> (k < 16 ? 0 : 4)) & 0xF;
-    if (r.type != QType::q6_k) return nibble;
-    const uint8_t* qh = r.data.data() + r.qh_off + row * r.qh_row;
-    return nibble | ((qh[pos6h(u, k)] >> shift6h(u, k)) & 3) << 4;
-}
-
-uint32_t repacked_um(const Repacked& r, int row, int u) {
-    if (r.type != QType::q4_k) return u16_at(r.data.data() + r.um_off + row * r.um_row + 2 * u);
-    uint32_t s[3];
-    std::memcpy(s, r.data.data() + r.sm_off + row * r.sm_row + (u / kUnitsPerSuper) * 16 + 4, 12);
-    return k4_um(s[0], s[1], s[2], u % kUnitsPerSuper);
-}
-
-uint32_t repacked_sm(const Repacked& r, int row, int u) {
-    const uint8_t* p = r.data.data() + r.sm_off + row * r.sm_row + (u / kUnitsPerSuper) * layout_of(r.type).super;
-    return r.type == QType::q4_k   ? uint32_t{u16_at(p)} | uint32_t{u16_at(p + 2)} << 16
-           : r.type == QType::q6_k ? u16_at(p)
-                                   : 0u;
-}
-
-// Dequantizes a repacked row with the float operations of gguf::dequantize, for the round-trip check.
-void dequantize_repacked(const Repacked& r, int row, float* out) {
-    for (int u = 0; u < r.n_in / kUnit; ++u) {
-        const uint32_t um = repacked_um(r, row, u), sm = repacked_sm(r, row, u);
-        for (int k = 0; k < kUnit; ++k) {
-            const int q = repacked_quant(r, row, u, k);
-            float v = 0;
-            if (r.type == QType::q4_0) v = static_cast<float>(q - 8) * half_bits(static_cast<uint16_t>(um));
-            if (r.type == QType::q8_0)
-                v = static_cast<float>(static_cast<int8_t>(q)) * half_bits(static_cast<uint16_t>(um));
-            if (r.type == QType::q4_k) {
-                const float scale = half_bits(static_cast<uint16_t>(sm & 0xFFFFu)) * static_cast<float>(um & 0xFFu);
-                const float min = half_bits(static_cast<uint16_t>(sm >> 16)) * static_cast<float>(um >> 8);
-                v = scale * static_cast<float>(q) - min;
-            }
-            if (r.type == QType::q6_k) {
-                const int sc = static_cast<int8_t>(k < 16 ? um & 0xFFu : um >> 8);
-                v = half_bits(static_cast<uint16_t>(sm)) * static_cast<float>(sc) * static_cast<float>(q - 32);
-            }
-            out[u * kUnit + k] = v;
-        }
-    }
-}
-
-// x per unit -> int8 (round to nearest even of x / d, d = max|x| / 127) and XMeta; q in natural order.
-struct XQuant {
-    std::vector<int8_t> q;
-    std::vector<XMeta> meta;
+// A matrix repacked by the library: its layout and bytes.
+struct Repacked {
+    Q8Layout layout;
+    std::vector<uint8_t> data;
 };
 
-XQuant quantize_x_cpu(const std::vector<float>& x, int n_vec, int n_in) {
-    XQuant out{std::vector<int8_t>(x.size()), std::vector<XMeta>(x.size() / kUnit)};
-    for (int v = 0; v < n_vec; ++v)
-        for (int u = 0; u < n_in / kUnit; ++u) {
-            const size_t base = static_cast<size_t>(v) * n_in + u * kUnit;
-            float amax = 0;
-            for (int k = 0; k < kUnit; ++k) amax = std::max(amax, std::fabs(x[base + k]));
-            const float d = amax / 127.0f;
-            int sa = 0, sb = 0;
-            for (int k = 0; k < kUnit; ++k) {
-                const int q = d > 0 ? std::clamp(static_cast<int>(std::nearbyint(x[base + k] / d)), -127, 127) : 0;
-                out.q[base + k] = static_cast<int8_t>(q);
-                (k < 16 ? sa : sb) += q;
-            }
-            out.meta[base / kUnit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
-        }
-    return out;
-}
-
-// The q8 family's result for `row` and vector v, computed on the CPU in the canonical order.
-template <QType T>
-float emulate_q8(const Repacked& r, int row, const XQuant& xq, int v) {
-    float slots[kSlots] = {};
-    const int units = r.n_in / kUnit;
-    for (int u = 0; u < units; ++u) {
-        const int8_t* xu = xq.q.data() + static_cast<size_t>(v) * r.n_in + u * kUnit;
-        const uint32_t um = repacked_um(r, row, u);
-        int lo = 0, hi = 0;
-        for (int k = 0; k < kUnit; ++k) {
-            const int q = repacked_quant(r, row, u, k);
-            (k < 16 ? lo : hi) += (T == QType::q8_0 ? static_cast<int8_t>(q) : q) * xu[k];
-        }
-        const int dot =
-            T == QType::q6_k ? static_cast<int8_t>(um & 0xFFu) * lo + static_cast<int8_t>(um >> 8) * hi : lo + hi;
-        const float term = unit_term<T>(dot, um, repacked_sm(r, row, u), xq.meta[static_cast<size_t>(v) * units + u]);
-        slots[u % kSlots] = fadd(slots[u % kSlots], term);
-    }
-    return tree32(slots);
-}
-
-float emulate_q8_any(const Repacked& r, int row, const XQuant& xq, int v) {
-    switch (r.type) {
-        case QType::q4_0: return emulate_q8<QType::q4_0>(r, row, xq, v);
-        case QType::q8_0: return emulate_q8<QType::q8_0>(r, row, xq, v);
-        case QType::q4_k: return emulate_q8<QType::q4_k>(r, row, xq, v);
-        case QType::q6_k: return emulate_q8<QType::q6_k>(r, row, xq, v);
-    }
-    return 0;
+Repacked repack(TensorType t, const uint8_t* gguf, int rows, int n_in) {
+    return {loom::kernels::q8_layout(t, rows, n_in), loom::kernels::q8_repack(t, gguf, rows, n_in)};
 }
 
 // f64 reference: y[v][row] = Σ values[row][i] x[v][i] over the CPU-dequantized weights.
@@ -420,31 +127,30 @@ double max_rel_err(const std::vector<float>& y, const std::vector<double>& ref, 
     }
     return worst;
 }
-
 // ---------------------------------------------------------------------------------------------
-// --cpu-check: the CPU logic the GPU results are judged by.
+// --cpu-check: the CPU logic the GPU results are judged by (the library's; tests/kernel_cases/test_q8_host.cpp
+// holds it to bounds in CI).
 
-bool check_type_cpu(QType t, int rows, int n_in) {
-    const auto w = loom::kcases::random_matrix(tensor_type(t), rows, n_in, 11);
+bool check_type_cpu(TensorType t, int rows, int n_in) {
+    const auto w = loom::kcases::random_matrix(t, rows, n_in, 11);
     const auto t0 = std::chrono::steady_clock::now();
     const Repacked r = repack(t, w.bytes.data(), rows, n_in);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const Q8Layout& l = r.layout;
     // The streams hold the same bytes as the blocks (no padding for these shapes).
-    const size_t streams = r.qs_row * rows + r.qh_row * rows + r.um_row * rows + r.sm_row * rows;
+    const size_t streams = (l.qs_row + l.qh_row + l.um_row + l.sm_row) * rows;
     size_t mismatches = 0;
     std::vector<float> row_values(static_cast<size_t>(n_in));
     for (int row = 0; row < rows; ++row) {
-        dequantize_repacked(r, row, row_values.data());
+        loom::kernels::q8_dequantize_row(l, r.data.data(), row, row_values.data());
         for (int i = 0; i < n_in; ++i)
             if (std::memcmp(&row_values[i], &w.values[static_cast<size_t>(row) * n_in + i], 4) != 0) ++mismatches;
     }
     const int n_vec = 4;
     const auto x = loom::kcases::random_uniform(static_cast<size_t>(n_vec) * n_in, 12, -1.f, 1.f);
-    const XQuant xq = quantize_x_cpu(x, n_vec, n_in);
+    const Q8X xq = loom::kernels::q8_quantize_x_ref(x.data(), n_vec, n_in);
     const auto ref = reference(w.values, x, rows, n_in, n_vec);
-    std::vector<float> emu(static_cast<size_t>(n_vec) * rows);
-    for (int v = 0; v < n_vec; ++v)
-        for (int row = 0; row < rows; ++row) emu[static_cast<size_t>(v) * rows + row] = emulate_q8_any(r, row, xq, v);
+    const auto emu = loom::kernels::q8_product_ref(l, r.data.data(), xq);
     const double err = max_rel_err(emu, ref, rows, rows, n_vec);
     const bool ok = mismatches == 0 && streams == w.bytes.size() && err < 2e-2;
     std::printf(
@@ -467,24 +173,25 @@ bool check_orders_cpu() {
         for (int l = 0; l < kSlots; ++l) next[l] = lanes[l] + lanes[l ^ off];
         std::copy(next, next + kSlots, lanes);
     }
-    const float t = tree32(tree);
+    const float t = q8::tree32(tree);
     for (int l = 0; l < kSlots; ++l) ok = ok && std::memcmp(&lanes[l], &t, 4) == 0;
     std::printf("  tree32 equals the warp butterfly on all 32 lanes: %s\n", ok ? "ok" : "FAIL");
-    std::vector<int> seen4(64 * 4), seen8(128 * 4), seen6(32 * 4 * 4);
+    std::vector<int> seen4(64 * 4), seen8(128 * 4), seen6(32 * 4 * 4), seen5(16 * 4 * 8);
     for (int u = 0; u < 16; ++u)
         for (int k = 0; k < kUnit; ++k) {
-            if (k < 16) ++seen4[pos4(u, k)];
-            ++seen8[pos8(u, k)];
-            ++seen6[pos6h(u, k) * 4 + shift6h(u, k) / 2];
+            if (k < 16) ++seen4[q8::pos4(u, k)];
+            ++seen8[q8::pos8(u, k)];
+            ++seen6[q8::pos6h(u, k) * 4 + q8::shift6h(u, k) / 2];
+            ++seen5[q8::pos5h(u, k) * 8 + q8::shift5h(u, k)];
         }
     const auto all_one = [](const std::vector<int>& s) {
         return std::all_of(s.begin(), s.end(), [](int c) { return c == 1; });
     };
-    const bool perm = all_one(seen4) && all_one(seen8) && all_one(seen6);
-    std::printf("  pos4 / pos8 / pos6h place every quant once: %s\n", perm ? "ok" : "FAIL");
+    const bool perm = all_one(seen4) && all_one(seen8) && all_one(seen6) && all_one(seen5);
+    std::printf("  pos4 / pos8 / pos6h / pos5h place every quant once: %s\n", perm ? "ok" : "FAIL");
     const int n_in = 1024;
     const auto x = loom::kcases::random_uniform(n_in, 13, -1.f, 1.f);
-    const XQuant xq = quantize_x_cpu(x, 1, n_in);
+    const Q8X xq = loom::kernels::q8_quantize_x_ref(x.data(), 1, n_in);
     double worst = 0;
     for (int i = 0; i < n_in; ++i) {
         const float d = xq.meta[i / kUnit].d;
@@ -495,235 +202,93 @@ bool check_orders_cpu() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Device kernels.
+// The f32 family's kernel (the q8 family's are the library's, kernels/q8_kernels.cuh, whose lane loads
+// it shares).
 
-struct MatView {
-    const uint8_t *qs, *qh, *um, *sm;
-    size_t qs_row, qh_row, um_row, sm_row;
-    int n_units;
-};
-
-struct RowsParams {
-    MatView w;
-    const float* x;     // f32 family: (n_vec, n_in)
-    const uint8_t* xq;  // q8 family: (n_vec, n_in) int8 in pos8 order ...
-    const XMeta* xm;    // ... and (n_vec, n_units) scales
-    float* y;           // (n_vec, n_out)
+struct F32Params {
+    q8::MatView w;
+    const float* x;  // (n_vec, n_in)
+    float* y;        // (n_vec, n_out)
     int n_in, n_out, n_vec;
 };
-
-// One quad of one row as one lane (tig) of a quad of lanes sees it.
-template <QType T>
-struct QuadWords {
-    uint32_t w[T == QType::q8_0 ? 8 : 4];  // 4-bit: word tig of units 0..3; 8-bit: words tig, tig+4
-    uint2 h;                               // Q6_K: top bits of units 0,1 (x) and 2,3 (y)
-    uint2 um;                              // the four units' scale words
-    uint32_t sm;                           // their super-block's word
-};
-
-// A read-only load; on the host (the --cpu-check lane emulation) a plain copy.
-template <class V>
-__host__ __device__ __forceinline__ V ld(const uint8_t* p) {
-#ifdef __CUDA_ARCH__
-    return __ldg(reinterpret_cast<const V*>(p));
-#else
-    V v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-#endif
-}
-__host__ __device__ __forceinline__ uint4 ldg16(const uint8_t* p) { return ld<uint4>(p); }
-
-__host__ __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) {
-#ifdef __CUDA_ARCH__
-    return __dp4a(static_cast<int>(a), static_cast<int>(b), c);
-#else
-    for (int e = 0; e < 4; ++e) c += static_cast<int8_t>(a >> (8 * e)) * static_cast<int8_t>(b >> (8 * e));
-    return c;
-#endif
-}
-
-template <QType T>
-__host__ __device__ __forceinline__ void load_quad(const MatView& m, int row, int gq, int tig, QuadWords<T>& q) {
-    const LayoutInfo l = layout_of(T);
-    const uint8_t* qs = m.qs + row * m.qs_row + static_cast<size_t>(gq) * 4 * l.qs;
-    if constexpr (T == QType::q8_0) {
-        const uint4 a = ldg16(qs + 32 * tig), b = ldg16(qs + 32 * tig + 16);
-        const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int i = 0; i < 8; ++i) q.w[i] = w[i];
-    } else {
-        const uint4 a = ldg16(qs + 16 * tig);
-        q.w[0] = a.x, q.w[1] = a.y, q.w[2] = a.z, q.w[3] = a.w;
-    }
-    if constexpr (T == QType::q6_k) q.h = ld<uint2>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 32 + 8 * tig);
-    const uint8_t* sm = m.sm + row * m.sm_row + static_cast<size_t>(gq / 2) * l.super;
-    if constexpr (T == QType::q4_k) {  // the quad is half h of a super-block: sub-blocks 4h .. 4h + 3
-        const uint4 s = ld<uint4>(sm);
-        const int j = 4 * (gq % 2);
-        q.sm = s.x;
-        q.um.x = k4_um(s.y, s.z, s.w, j) | k4_um(s.y, s.z, s.w, j + 1) << 16;
-        q.um.y = k4_um(s.y, s.z, s.w, j + 2) | k4_um(s.y, s.z, s.w, j + 3) << 16;
-    } else {
-        q.um = ld<uint2>(m.um + row * m.um_row + static_cast<size_t>(gq) * 8);
-    }
-    if constexpr (T == QType::q6_k) q.sm = ld<uint16_t>(sm);
-}
-
-__host__ __device__ __forceinline__ uint32_t um_of(uint2 um, int i) {
-    return ((i < 2 ? um.x : um.y) >> (16 * (i % 2))) & 0xFFFFu;
-}
-
-// Unit i's bytes for this lane: lo = elements 4 tig + 0..3, hi = elements 16 + 4 tig + 0..3 (raw quants).
-template <QType T>
-__host__ __device__ __forceinline__ void unit_bytes(const QuadWords<T>& q, int i, uint32_t& lo, uint32_t& hi) {
-    if constexpr (T == QType::q8_0) {
-        lo = q.w[2 * i];
-        hi = q.w[2 * i + 1];
-    } else {
-        lo = q.w[i] & 0x0F0F0F0Fu;
-        hi = (q.w[i] >> 4) & 0x0F0F0F0Fu;
-        if constexpr (T == QType::q6_k) {
-            const uint32_t h = i < 2 ? q.h.x : q.h.y;
-            const int s = 4 * (i % 2);
-            lo |= ((h >> s) << 4) & 0x30303030u;
-            hi |= ((h >> (s + 2)) << 4) & 0x30303030u;
-        }
-    }
-}
-
-__device__ __forceinline__ int add_rn(int a, int b) { return a + b; }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-
-// Four lanes' partials of units 0..3 -> lane tig holds unit tig's total (fixed exchange order).
-template <class V>
-__device__ __forceinline__ V quad_reduce(const V (&v)[4], int tig) {
-    const bool b1 = tig & 2, b0 = tig & 1;
-    const V s0 = b1 ? v[0] : v[2], s1 = b1 ? v[1] : v[3];
-    const V k0 = add_rn(b1 ? v[2] : v[0], __shfl_xor_sync(0xffffffffu, s0, 2));
-    const V k1 = add_rn(b1 ? v[3] : v[1], __shfl_xor_sync(0xffffffffu, s1, 2));
-    return add_rn(b0 ? k1 : k0, __shfl_xor_sync(0xffffffffu, b0 ? k0 : k1, 1));
-}
 
 __device__ __forceinline__ int signed_byte(uint32_t w, int e, int offset) {
     return static_cast<int>((w >> (8 * e)) & 0xFFu) - offset;
 }
 
-// f32 family: lane's partial of unit i (its 8 elements against f32 x), scales inside where they differ
-// per lane's elements; the owner multiplies by f32_unit_scale after quad_reduce.
-template <QType T>
-__device__ __forceinline__ float f32_partial(const QuadWords<T>& q, int i, float4 xa, float4 xb) {
+// Lane's partial of unit i (its 8 elements against f32 x), scales inside where they differ per lane's
+// elements; the owner multiplies by f32_unit_scale after quad_reduce.
+template <TensorType T>
+__device__ __forceinline__ float f32_partial(const q8::QuadWords<T>& q, int i, float4 xa, float4 xb) {
     uint32_t lo, hi;
-    unit_bytes(q, i, lo, hi);
+    q8::unit_bytes(q, i, lo, hi);
     const float xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
-    const int off = T == QType::q4_0 ? 8 : T == QType::q6_k ? 32 : 0;
+    const int off = T == TensorType::Q4_0 ? 8 : T == TensorType::Q6_K ? 32 : 0;
     float pl = 0, ph = 0, px = 0;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
         int a = signed_byte(lo, e, off), b = signed_byte(hi, e, off);
-        if constexpr (T == QType::q8_0) a = static_cast<int8_t>(a), b = static_cast<int8_t>(b);
+        if constexpr (T == TensorType::Q8_0) a = static_cast<int8_t>(a), b = static_cast<int8_t>(b);
         pl = __fmaf_rn(static_cast<float>(a), xs[e], pl);
         ph = __fmaf_rn(static_cast<float>(b), xs[4 + e], ph);
-        if constexpr (T == QType::q4_k) px = __fadd_rn(__fadd_rn(px, xs[e]), xs[4 + e]);
+        if constexpr (T == TensorType::Q4_K) px = __fadd_rn(__fadd_rn(px, xs[e]), xs[4 + e]);
     }
-    const uint32_t um = um_of(q.um, i);
-    if constexpr (T == QType::q6_k)
+    const uint32_t um = q8::unit_um(q, i);
+    if constexpr (T == TensorType::Q6_K)
         return __fadd_rn(__fmul_rn(static_cast<float>(static_cast<int8_t>(um & 0xFFu)), pl),
                          __fmul_rn(static_cast<float>(static_cast<int8_t>(um >> 8)), ph));
-    if constexpr (T == QType::q4_k) {
-        const float dsc = __fmul_rn(half_bits(static_cast<uint16_t>(q.sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
-        const float dmn = __fmul_rn(half_bits(static_cast<uint16_t>(q.sm >> 16)), static_cast<float>(um >> 8));
+    if constexpr (T == TensorType::Q4_K) {
+        const float dsc =
+            __fmul_rn(q8::half_bits(static_cast<uint16_t>(q.sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
+        const float dmn = __fmul_rn(q8::half_bits(static_cast<uint16_t>(q.sm >> 16)), static_cast<float>(um >> 8));
         return __fsub_rn(__fmul_rn(dsc, __fadd_rn(pl, ph)), __fmul_rn(dmn, px));
     }
     return __fadd_rn(pl, ph);
 }
 
-template <QType T>
-__device__ __forceinline__ float f32_unit_scale(const QuadWords<T>& q, int i) {
-    if constexpr (T == QType::q4_k) return 1.0f;
-    if constexpr (T == QType::q6_k) return half_bits(static_cast<uint16_t>(q.sm));
-    return half_bits(static_cast<uint16_t>(um_of(q.um, i)));
-}
-
-// q8 family: lane's integer partial of unit i against x words xw (8 words, pos8 order).
-template <QType T>
-__host__ __device__ __forceinline__ int q8_partial(const QuadWords<T>& q, int i, const uint32_t (&xw)[8]) {
-    uint32_t lo, hi;
-    unit_bytes(q, i, lo, hi);
-    const int sl = dp4a(lo, xw[2 * i], 0);
-    const int sh = dp4a(hi, xw[2 * i + 1], 0);
-    if constexpr (T == QType::q6_k) {
-        const uint32_t um = um_of(q.um, i);
-        return static_cast<int8_t>(um & 0xFFu) * sl + static_cast<int8_t>(um >> 8) * sh;
-    }
-    return sl + sh;
-}
-
-__host__ __device__ __forceinline__ void load_x8(const uint8_t* xq, int n_in, int v, int gq, int tig,
-                                                 uint32_t (&xw)[8]) {
-    const uint8_t* p = xq + static_cast<size_t>(v) * n_in + static_cast<size_t>(gq) * 128 + 32 * tig;
-    const uint4 a = ldg16(p), b = ldg16(p + 16);
-    xw[0] = a.x, xw[1] = a.y, xw[2] = a.z, xw[3] = a.w, xw[4] = b.x, xw[5] = b.y, xw[6] = b.z, xw[7] = b.w;
-}
-
-__device__ __forceinline__ XMeta load_xmeta(const XMeta* xm, int n_units, int v, int unit) {
-    const uint2 m = __ldg(reinterpret_cast<const uint2*>(xm + static_cast<size_t>(v) * n_units + unit));
-    return {__uint_as_float(m.x), static_cast<int16_t>(m.y & 0xFFFFu), static_cast<int16_t>(m.y >> 16)};
-}
-
-// One unit term per lane (the slot = lane) for vector v of one row; lane (quad, tig) of a pass reads
-// quad `gq` of the row. Int8: q8 family, else f32 family.
-template <QType T, bool Int8>
-__device__ __forceinline__ float lane_term(const RowsParams& p, const QuadWords<T>& q, int v, int gq, int tig,
-                                           const uint32_t (&xw)[8], XMeta xm) {
-    if constexpr (Int8) {
-        int parts[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) parts[i] = q8_partial(q, i, xw);
-        return unit_term<T>(quad_reduce(parts, tig), um_of(q.um, tig), q.sm, xm);
-    } else {
-        float parts[4];
-        const float* x = p.x + static_cast<size_t>(v) * p.n_in + static_cast<size_t>(gq) * 4 * kUnit + 4 * tig;
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-            parts[i] = f32_partial(q, i, __ldg(reinterpret_cast<const float4*>(x + i * kUnit)),
-                                   __ldg(reinterpret_cast<const float4*>(x + i * kUnit + 16)));
-        return __fmul_rn(f32_unit_scale(q, tig), quad_reduce(parts, tig));
-    }
+template <TensorType T>
+__device__ __forceinline__ float f32_unit_scale(const q8::QuadWords<T>& q, int i) {
+    if constexpr (T == TensorType::Q4_K) return 1.0f;
+    if constexpr (T == TensorType::Q6_K) return q8::half_bits(static_cast<uint16_t>(q.sm));
+    return q8::half_bits(static_cast<uint16_t>(q8::unit_um(q, i)));
 }
 
 // RPW rows per warp, WPB warps per block, MaxVec vectors per block (blockIdx.y picks the group), U
 // passes of 32 units loaded before they are used. Lane l owns slot l: a pass covers units 32 p .. +31,
-// lane (l / 4, l % 4) loads quad 8 p + l / 4, and after quad_reduce lane l holds unit 32 p + l.
-template <QType T, bool Int8, int RPW, int WPB, int MaxVec, int U>
-__global__ void __launch_bounds__(WPB * 32) rows_kernel(const RowsParams p) {
+// lane (l / 4, l % 4) loads quad 8 p + l / 4, and after quad_reduce lane l holds unit 32 p + l. The
+// bench's shapes have n_in a multiple of 1024 (whole passes).
+template <TensorType T, int RPW, int WPB, int MaxVec, int U>
+__global__ void __launch_bounds__(WPB * 32) f32_rows_kernel(const F32Params p) {
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, tig = lane % 4;
     const int row0 = (blockIdx.x * WPB + warp) * RPW;
     const int v0 = blockIdx.y * MaxVec, nv = min(MaxVec, p.n_vec - v0);
     const int n_pass = p.w.n_units / 32;
     float acc[RPW][MaxVec] = {};
     for (int pass = 0; pass < n_pass; pass += U) {
-        QuadWords<T> q[U][RPW];
+        q8::QuadWords<T> q[U][RPW];
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
             for (int j = 0; j < RPW; ++j)
-                load_quad<T>(p.w, min(row0 + j, p.n_out - 1), (pass + u) * 8 + lane / 4, tig, q[u][j]);
+                q8::load_quad<T>(p.w, min(row0 + j, p.n_out - 1), (pass + u) * 8 + lane / 4, tig, q[u][j]);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int gq = (pass + u) * 8 + lane / 4;
 #pragma unroll
             for (int t = 0; t < MaxVec; ++t) {
                 if (t < nv) {
-                    uint32_t xw[8] = {};
-                    XMeta xm{};
-                    if constexpr (Int8) {
-                        load_x8(p.xq, p.n_in, v0 + t, gq, tig, xw);
-                        xm = load_xmeta(p.xm, p.w.n_units, v0 + t, (pass + u) * 32 + lane);
-                    }
+                    const float* x =
+                        p.x + static_cast<size_t>(v0 + t) * p.n_in + static_cast<size_t>(gq) * 4 * kUnit + 4 * tig;
 #pragma unroll
-                    for (int j = 0; j < RPW; ++j)
-                        acc[j][t] = __fadd_rn(acc[j][t], lane_term<T, Int8>(p, q[u][j], v0 + t, gq, tig, xw, xm));
+                    for (int j = 0; j < RPW; ++j) {
+                        float parts[4];
+#pragma unroll
+                        for (int i = 0; i < 4; ++i)
+                            parts[i] = f32_partial(q[u][j], i, __ldg(reinterpret_cast<const float4*>(x + i * kUnit)),
+                                                   __ldg(reinterpret_cast<const float4*>(x + i * kUnit + 16)));
+                        const float term = __fmul_rn(f32_unit_scale(q[u][j], tig), q8::quad_reduce(parts, tig));
+                        acc[j][t] = __fadd_rn(acc[j][t], term);
+                    }
                 }
             }
         }
@@ -739,177 +304,53 @@ __global__ void __launch_bounds__(WPB * 32) rows_kernel(const RowsParams p) {
         }
 }
 
-__device__ __forceinline__ void mma_k32(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
-        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
-}
-
-__device__ __forceinline__ void mma_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
-                 : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-                 : "r"(a0), "r"(a1), "r"(b0), "r"(0));
-}
-
-// Integer dot products of unit i for the 16 rows (quads qa: row g, qb: row g + 8) and 8 vectors (x
-// words xw of vector g): c[0..1] = row g, vectors 2 tig, 2 tig + 1; c[2..3] = row g + 8.
-template <QType T>
-__device__ __forceinline__ void mma_unit(int (&c)[4], const QuadWords<T>& qa, const QuadWords<T>& qb, int i,
-                                         const uint32_t (&xw)[8]) {
-    uint32_t la, ha, lb, hb;
-    unit_bytes(qa, i, la, ha);
-    unit_bytes(qb, i, lb, hb);
-    if constexpr (T == QType::q6_k) {
-        int cl[4], ch[4];
-        mma_k16(cl, la, lb, xw[2 * i]);
-        mma_k16(ch, ha, hb, xw[2 * i + 1]);
-        const uint32_t ua = um_of(qa.um, i), ub = um_of(qb.um, i);
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const uint32_t um = k < 2 ? ua : ub;
-            c[k] = static_cast<int8_t>(um & 0xFFu) * cl[k] + static_cast<int8_t>(um >> 8) * ch[k];
-        }
-    } else {
-        mma_k32(c, la, lb, ha, hb, xw[2 * i], xw[2 * i + 1]);
-    }
-}
-
-constexpr int kMmaWarps = 8;  // warp w takes the quads gq ≡ w (mod 8): slots 4w .. 4w + 3
-
-// q8 family on int8 tensor cores: a block computes MT x 16 rows for NT x 8 vectors (all of them: the
-// weights are read once); slot partials meet in shared memory and end in tree32.
-template <QType T, int MT, int NT>
-__global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const RowsParams p) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tig = lane % 4;
-    const int row_base = blockIdx.x * 16 * MT;
-    const int n_quads = p.w.n_units / 4;
-    float acc[MT][NT][4][4] = {};
-#pragma unroll 2
-    for (int gq = warp; gq < n_quads; gq += kMmaWarps) {
-        QuadWords<T> q[MT][2];
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-                load_quad<T>(p.w, min(row_base + 16 * m + g + 8 * h, p.n_out - 1), gq, tig, q[m][h]);
-#pragma unroll
-        for (int n = 0; n < NT; ++n) {
-            uint32_t xw[8] = {};
-            if (8 * n + g < p.n_vec) load_x8(p.xq, p.n_in, 8 * n + g, gq, tig, xw);
-            XMeta xm[2][4] = {};
-#pragma unroll
-            for (int c = 0; c < 2; ++c)
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-                    if (8 * n + 2 * tig + c < p.n_vec)
-                        xm[c][i] = load_xmeta(p.xm, p.w.n_units, 8 * n + 2 * tig + c, 4 * gq + i);
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int m = 0; m < MT; ++m) {
-                    int c[4];
-                    mma_unit<T>(c, q[m][0], q[m][1], i, xw);
-#pragma unroll
-                    for (int k = 0; k < 4; ++k) {
-                        const QuadWords<T>& qr = q[m][k / 2];
-                        acc[m][n][i][k] =
-                            __fadd_rn(acc[m][n][i][k], unit_term<T>(c[k], um_of(qr.um, i), qr.sm, xm[k % 2][i]));
-                    }
-                }
-        }
-    }
-    __shared__ float red[kSlots][16][8];
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-#pragma unroll
-        for (int n = 0; n < NT; ++n) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int k = 0; k < 4; ++k) red[4 * warp + i][g + 8 * (k / 2)][2 * tig + k % 2] = acc[m][n][i][k];
-            __syncthreads();
-            if (threadIdx.x < 128) {
-                const int r = threadIdx.x / 8, c = threadIdx.x % 8;
-                float v[kSlots];
-#pragma unroll
-                for (int s = 0; s < kSlots; ++s) v[s] = red[s][r][c];
-                const int row = row_base + 16 * m + r, vec = 8 * n + c;
-                const float sum = tree32(v);
-                if (row < p.n_out && vec < p.n_vec) p.y[static_cast<size_t>(vec) * p.n_out + row] = sum;
-            }
-            __syncthreads();
-        }
-}
-
-// x -> int8 per unit in pos8 order + XMeta; one warp per unit, lane = element.
-__global__ void quantize_x_kernel(const float* x, uint8_t* xq, XMeta* xm, int n_in) {
-    const int lane = threadIdx.x % 32, unit = blockIdx.x * 8 + threadIdx.x / 32, v = blockIdx.y;
-    const int n_units = n_in / kUnit;
-    if (unit >= n_units) return;
-    const float xv = x[static_cast<size_t>(v) * n_in + unit * kUnit + lane];
-    float amax = fabsf(xv);
-    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
-    xq[static_cast<size_t>(v) * n_in + pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
-    int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
-    for (int off = 16; off > 0; off /= 2) {
-        sa += __shfl_xor_sync(0xffffffffu, sa, off);
-        sb += __shfl_xor_sync(0xffffffffu, sb, off);
-    }
-    if (lane == 0)
-        xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
-}
-
 // ---------------------------------------------------------------------------------------------
 // --cpu-check, continued: the lane mapping and the whole check.
 
 // The kernels' lane mapping, run on the CPU: the four lanes' dp4a partials of a unit add up to its
 // exact integer dot, and the MMA fragments (PTX ISA "Matrix Fragments for mma.m16n8k32": A reg r of
 // lane (g, t) = row g + 8 (r % 2), k = 4t + 16 (r / 2); B reg r = column g, k = 4t + 16 r) give it too.
-template <QType T>
+template <TensorType T>
 bool check_lanes_cpu() {
     const int rows = 16, n_in = 1024, units = n_in / kUnit, n_vec = 8;
-    const auto w = loom::kcases::random_matrix(tensor_type(T), rows, n_in, 21);
+    const auto w = loom::kcases::random_matrix(T, rows, n_in, 21);
     const Repacked r = repack(T, w.bytes.data(), rows, n_in);
     const auto x = loom::kcases::random_uniform(static_cast<size_t>(n_vec) * n_in, 22, -1.f, 1.f);
-    const XQuant xq = quantize_x_cpu(x, n_vec, n_in);
-    std::vector<uint8_t> image(x.size());  // quantize_x_kernel's layout
-    for (size_t i = 0; i < x.size(); ++i)
-        image[(i / n_in) * n_in + pos8(static_cast<int>(i % n_in) / kUnit, static_cast<int>(i % kUnit))] =
-            static_cast<uint8_t>(xq.q[i]);
+    const Q8X xq = loom::kernels::q8_quantize_x_ref(x.data(), n_vec, n_in);
+    const auto order = loom::kernels::q8_device_order(xq);  // the quantize kernel's layout
+    const std::vector<uint8_t> image(order.begin(), order.end());
+    const Q8Layout& l = r.layout;
     const uint8_t* d = r.data.data();
-    const MatView m{d + r.qs_off, d + r.qh_off, d + r.um_off, d + r.sm_off, r.qs_row,
-                    r.qh_row,     r.um_row,     r.sm_row,     units};
+    const q8::MatView m{d + l.qs_off, d + l.qh_off, d + l.um_off, d + l.sm_off, l.qs_row,
+                        l.qh_row,     l.um_row,     l.sm_row,     units};
     const auto exact = [&](int row, int v, int u, int k_from, int k_to) {
         int dot = 0;
         for (int k = k_from; k < k_to; ++k) {
-            const int q = repacked_quant(r, row, u, k);
-            dot +=
-                (T == QType::q8_0 ? static_cast<int8_t>(q) : q) * xq.q[static_cast<size_t>(v) * n_in + u * kUnit + k];
+            const int q = q8::raw_quant(r.layout, d, row, u, k);
+            dot += (T == TensorType::Q8_0 ? static_cast<int8_t>(q) : q) *
+                   xq.q[static_cast<size_t>(v) * n_in + u * kUnit + k];
         }
         return dot;
     };
     const auto combine = [&](int row, int u, int lo, int hi) {
-        const uint32_t um = repacked_um(r, row, u);
-        return T == QType::q6_k ? static_cast<int8_t>(um & 0xFFu) * lo + static_cast<int8_t>(um >> 8) * hi : lo + hi;
+        const uint32_t um = q8::unit_word(r.layout, d, row, u);
+        return T == TensorType::Q6_K ? static_cast<int8_t>(um & 0xFFu) * lo + static_cast<int8_t>(um >> 8) * hi
+                                     : lo + hi;
     };
-    size_t bad_lanes = 0, bad_mma = 0;
+    size_t bad_lanes = 0, bad_mma = 0, bad_scales = 0;
     for (int gq = 0; gq < units / 4; ++gq)
         for (int i = 0; i < 4; ++i) {
             const int u = 4 * gq + i;
             int a[16][32], b[32][8];
             for (int lane = 0; lane < 32; ++lane) {
                 const int g = lane / 4, t = lane % 4;
-                QuadWords<T> qa{}, qb{};
-                load_quad<T>(m, g, gq, t, qa);
-                load_quad<T>(m, g + 8, gq, t, qb);
+                q8::QuadWords<T> qa{}, qb{};
+                q8::load_quad<T>(m, g, gq, t, qa);
+                q8::load_quad<T>(m, g + 8, gq, t, qb);
                 uint32_t regs[4], xw[8];
-                unit_bytes(qa, i, regs[0], regs[2]);
-                unit_bytes(qb, i, regs[1], regs[3]);
-                load_x8(image.data(), n_in, g, gq, t, xw);
+                q8::unit_bytes(qa, i, regs[0], regs[2]);
+                q8::unit_bytes(qb, i, regs[1], regs[3]);
+                q8::load_x8(image.data(), n_in, g, gq, t, xw);
                 for (int e = 0; e < 4; ++e) {
                     for (int reg = 0; reg < 4; ++reg)
                         a[g + 8 * (reg % 2)][4 * t + 16 * (reg / 2) + e] = static_cast<int8_t>(regs[reg] >> (8 * e));
@@ -922,50 +363,72 @@ bool check_lanes_cpu() {
                     const int want = combine(row, u, exact(row, v, u, 0, 16), exact(row, v, u, 16, 32));
                     int lanes_sum = 0, lo = 0, hi = 0;
                     for (int t = 0; t < 4; ++t) {
-                        QuadWords<T> q{};
+                        q8::QuadWords<T> q{};
                         uint32_t xw[8];
-                        load_quad<T>(m, row, gq, t, q);
-                        load_x8(image.data(), n_in, v, gq, t, xw);
-                        lanes_sum += q8_partial(q, i, xw);
+                        q8::load_quad<T>(m, row, gq, t, q);
+                        q8::load_x8(image.data(), n_in, v, gq, t, xw);
+                        lanes_sum += q8::lane_partial(q, i, xw);
+                        // Every lane holds the unit's scale words as the CPU reads them (the super word: K-quants).
+                        const bool super = q8::is_k_quant(T) && q.sm != q8::super_word(l, d, row, u);
+                        bad_scales += v == 0 && (q8::unit_um(q, i) != q8::unit_word(l, d, row, u) || super);
                     }
                     for (int k = 0; k < kUnit; ++k) (k < 16 ? lo : hi) += a[row][k] * b[k][v];
                     bad_lanes += lanes_sum != want;
                     bad_mma += combine(row, u, lo, hi) != want;
                 }
         }
-    const bool ok = bad_lanes == 0 && bad_mma == 0;
+    const bool ok = bad_lanes == 0 && bad_mma == 0 && bad_scales == 0;
     std::printf(
-        "  %s lane mapping: %zu dp4a quad sums and %zu MMA fragment dots differ from the exact unit dots -> %s\n",
-        qtype_name(T), bad_lanes, bad_mma, ok ? "ok" : "FAIL");
+        "  %s lane mapping: %zu dp4a quad sums and %zu MMA fragment dots differ from the exact unit dots, %zu lane "
+        "scale words from the CPU's -> %s\n",
+        qtype_name(T), bad_lanes, bad_mma, bad_scales, ok ? "ok" : "FAIL");
     return ok;
 }
 
 int cpu_check() {
     std::printf("matvec_dev --cpu-check\n");
     bool ok = check_orders_cpu();
-    for (QType t : {QType::q4_0, QType::q8_0, QType::q4_k, QType::q6_k}) {
+    for (TensorType t : kAllTypes) {
         ok = check_type_cpu(t, 48, 4096) && ok;
         ok = check_type_cpu(t, 8, 14336) && ok;
     }
-    ok = check_lanes_cpu<QType::q4_0>() && ok;
-    ok = check_lanes_cpu<QType::q8_0>() && ok;
-    ok = check_lanes_cpu<QType::q4_k>() && ok;
-    ok = check_lanes_cpu<QType::q6_k>() && ok;
+    ok = check_lanes_cpu<TensorType::Q4_0>() && ok;
+    ok = check_lanes_cpu<TensorType::Q4_1>() && ok;
+    ok = check_lanes_cpu<TensorType::Q5_0>() && ok;
+    ok = check_lanes_cpu<TensorType::Q8_0>() && ok;
+    ok = check_lanes_cpu<TensorType::Q4_K>() && ok;
+    ok = check_lanes_cpu<TensorType::Q5_K>() && ok;
+    ok = check_lanes_cpu<TensorType::Q6_K>() && ok;
     std::printf("cpu-check: %s\n", ok ? "all ok" : "FAILED");
     return ok ? 0 : 1;
 }
-
 // ---------------------------------------------------------------------------------------------
 // Variants.
 
 enum class Family { base, f32, q8 };
 
 struct LaunchArgs {
-    QType type;
-    const uint8_t* gguf;  // this copy's GGUF bytes (base)
-    RowsParams p;         // this copy's repacked view, x, y
+    TensorType type;
+    const uint8_t* gguf;     // this copy's GGUF bytes (base)
+    const uint8_t* rep;      // this copy's repacked streams
+    const Q8Layout* layout;  // their layout
+    const float* x;          // (n_vec, n_in) f32: base and f32 family
+    const uint8_t* xq;       // quantized x: q8 family
+    const q8::XMeta* xm;
+    float* y;
+    int n_vec;
     cudaStream_t stream;
 };
+
+q8::MatView view_of(const LaunchArgs& a) {
+    const Q8Layout& l = *a.layout;
+    return {a.rep + l.qs_off, a.rep + l.qh_off, a.rep + l.um_off, a.rep + l.sm_off, l.qs_row,
+            l.qh_row,         l.um_row,         l.sm_row,         l.n_in / kUnit};
+}
+
+q8::ProductParams q8_params(const LaunchArgs& a) {
+    return {view_of(a), a.xq, a.xm, a.y, a.layout->n_in, a.layout->rows, a.n_vec};
+}
 
 struct Variant {
     std::string name;
@@ -974,59 +437,75 @@ struct Variant {
     std::function<void(const LaunchArgs&)> launch;
 };
 
-template <QType T, bool Int8, int RPW, int WPB, int MaxVec, int U>
-void launch_rows_n(const LaunchArgs& a) {
-    const dim3 grid((a.p.n_out + RPW * WPB - 1) / (RPW * WPB), (a.p.n_vec + MaxVec - 1) / MaxVec);
-    rows_kernel<T, Int8, RPW, WPB, MaxVec, U><<<grid, WPB * 32, 0, a.stream>>>(a.p);
+template <TensorType T, int RPW, int WPB, int MaxVec, int U>
+void launch_f32_n(const LaunchArgs& a) {
+    const F32Params p{view_of(a), a.x, a.y, a.layout->n_in, a.layout->rows, a.n_vec};
+    const dim3 grid((p.n_out + RPW * WPB - 1) / (RPW * WPB), (p.n_vec + MaxVec - 1) / MaxVec);
+    f32_rows_kernel<T, RPW, WPB, MaxVec, U><<<grid, WPB * 32, 0, a.stream>>>(p);
 }
 
-template <QType T, bool Int8, int RPW, int WPB, int U>
-void launch_rows(const LaunchArgs& a) {
-    const int n = a.p.n_vec;
-    if (n == 1) return launch_rows_n<T, Int8, RPW, WPB, 1, U>(a);
-    if (n == 2) return launch_rows_n<T, Int8, RPW, WPB, 2, U>(a);
-    if (n <= 4) return launch_rows_n<T, Int8, RPW, WPB, 4, U>(a);
-    launch_rows_n<T, Int8, RPW, WPB, 8, U>(a);
+template <TensorType T, int RPW, int WPB, int U>
+void launch_f32(const LaunchArgs& a) {
+    const int n = a.n_vec;
+    if (n == 1) return launch_f32_n<T, RPW, WPB, 1, U>(a);
+    if (n == 2) return launch_f32_n<T, RPW, WPB, 2, U>(a);
+    if (n <= 4) return launch_f32_n<T, RPW, WPB, 4, U>(a);
+    launch_f32_n<T, RPW, WPB, 8, U>(a);
 }
 
-template <QType T, int MT>
+template <TensorType T, int RPW, int WPB, int U>
+void launch_dp4a(const LaunchArgs& a) {
+    q8::launch_rows<T, RPW, WPB, U>(q8_params(a), a.stream);
+}
+
+template <TensorType T, int MT>
 void launch_mma(const LaunchArgs& a) {
-    const dim3 grid((a.p.n_out + 16 * MT - 1) / (16 * MT));
-    const int n = a.p.n_vec;
-    if (n <= 8) return mma_kernel<T, MT, 1><<<grid, kMmaWarps * 32, 0, a.stream>>>(a.p);
-    if (n <= 16) return mma_kernel<T, MT, 2><<<grid, kMmaWarps * 32, 0, a.stream>>>(a.p);
-    if constexpr (MT == 1) mma_kernel<T, MT, 4><<<grid, kMmaWarps * 32, 0, a.stream>>>(a.p);
+    q8::launch_mma<T, MT>(q8_params(a), a.stream);
 }
 
-template <QType T>
+// The library's public entry: kernels::q8_product with the automatic choice.
+void launch_library(const LaunchArgs& a) {
+    loom::kernels::q8_product({*a.layout, a.rep}, reinterpret_cast<const int8_t*>(a.xq), a.xm, a.y, a.n_vec,
+                              loom::kernels::Q8Kernel::automatic, a.stream);
+}
+
+template <TensorType T>
 std::vector<Variant> variants_of() {
     const auto base = [](const LaunchArgs& a) {
-        loom::kernels::matvec(tensor_type(a.type), a.gguf, a.p.x, a.p.y, a.p.n_in, a.p.n_out, a.p.n_vec, a.stream);
+        loom::kernels::matvec(a.type, a.gguf, a.x, a.y, a.layout->n_in, a.layout->rows, a.n_vec, a.stream);
     };
-    return {
-        {"base", Family::base, kMaxVec, base},
-        {"f32 r1w4", Family::f32, kMaxVec, launch_rows<T, false, 1, 4, 1>},
-        {"f32 r2w4", Family::f32, kMaxVec, launch_rows<T, false, 2, 4, 1>},
-        {"f32 r1w8u2", Family::f32, kMaxVec, launch_rows<T, false, 1, 8, 2>},
-        {"f32 r4w2", Family::f32, kMaxVec, launch_rows<T, false, 4, 2, 1>},
-        {"dp4a r1w4", Family::q8, kMaxVec, launch_rows<T, true, 1, 4, 1>},
-        {"dp4a r2w4", Family::q8, kMaxVec, launch_rows<T, true, 2, 4, 1>},
-        {"dp4a r4w4", Family::q8, kMaxVec, launch_rows<T, true, 4, 4, 1>},
-        {"dp4a r1w8u2", Family::q8, kMaxVec, launch_rows<T, true, 1, 8, 2>},
-        {"dp4a r2w8u2", Family::q8, kMaxVec, launch_rows<T, true, 2, 8, 2>},
+    std::vector<Variant> out{{"base", Family::base, kMaxVec, base}};
+    if constexpr (has_f32_family(T)) {
+        out.push_back({"f32 r1w4", Family::f32, kMaxVec, launch_f32<T, 1, 4, 1>});
+        out.push_back({"f32 r2w4", Family::f32, kMaxVec, launch_f32<T, 2, 4, 1>});
+        out.push_back({"f32 r1w8u2", Family::f32, kMaxVec, launch_f32<T, 1, 8, 2>});
+        out.push_back({"f32 r4w2", Family::f32, kMaxVec, launch_f32<T, 4, 2, 1>});
+    }
+    const std::vector<Variant> q8_variants{
+        {"dp4a r1w4", Family::q8, kMaxVec, launch_dp4a<T, 1, 4, 1>},
+        {"dp4a r2w4", Family::q8, kMaxVec, launch_dp4a<T, 2, 4, 1>},
+        {"dp4a r4w4", Family::q8, kMaxVec, launch_dp4a<T, 4, 4, 1>},
+        {"dp4a r1w8u2", Family::q8, kMaxVec, launch_dp4a<T, 1, 8, 2>},
+        {"dp4a r2w8u2", Family::q8, kMaxVec, launch_dp4a<T, 2, 8, 2>},
         {"mma m1", Family::q8, kMaxVec, launch_mma<T, 1>},
-        {"mma m2", Family::q8, 16, launch_mma<T, 2>},
+        {"mma m2", Family::q8, kMaxVec, launch_mma<T, 2>},
+        {"q8_product", Family::q8, kMaxVec, launch_library},
     };
+    out.insert(out.end(), q8_variants.begin(), q8_variants.end());
+    return out;
 }
 
-std::vector<Variant> variants(QType t) {
+std::vector<Variant> variants(TensorType t) {
     switch (t) {
-        case QType::q4_0: return variants_of<QType::q4_0>();
-        case QType::q8_0: return variants_of<QType::q8_0>();
-        case QType::q4_k: return variants_of<QType::q4_k>();
-        case QType::q6_k: return variants_of<QType::q6_k>();
+        case TensorType::Q4_0: return variants_of<TensorType::Q4_0>();
+        case TensorType::Q4_1: return variants_of<TensorType::Q4_1>();
+        case TensorType::Q5_0: return variants_of<TensorType::Q5_0>();
+        case TensorType::Q8_0: return variants_of<TensorType::Q8_0>();
+        case TensorType::Q4_K: return variants_of<TensorType::Q4_K>();
+        case TensorType::Q5_K: return variants_of<TensorType::Q5_K>();
+        case TensorType::Q6_K: return variants_of<TensorType::Q6_K>();
+        default: return {};
     }
-    return {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1034,7 +513,7 @@ std::vector<Variant> variants(QType t) {
 
 struct Options {
     bool cpu_check = false;
-    std::vector<QType> types{QType::q4_0, QType::q8_0, QType::q4_k, QType::q6_k};
+    std::vector<TensorType> types{TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K};
     std::vector<int> nvecs{1, 2, 4, 8, 16, 32};
     int runs = 21;
     std::string csv;
@@ -1103,21 +582,21 @@ double median_launch_us(const Device& dev, const std::function<void(int)>& launc
 // Everything one (type, shape) needs on the host: GGUF bytes (tile repeated), repacked streams, x,
 // its quantization, the f64 reference and the q8 emulation of the tile rows.
 struct HostCase {
-    QType type;
+    TensorType type;
     Shape shape;
     std::vector<uint8_t> gguf;
     Repacked rep;
     double repack_ms = 0;
     std::vector<float> x;
-    XQuant xq;
+    Q8X xq;
     std::vector<double> ref;
     std::vector<float> emu;
 };
 
-HostCase make_case(QType t, const Shape& s, uint32_t seed) {
+HostCase make_case(TensorType t, const Shape& s, uint32_t seed) {
     HostCase h{t, s};
     const int tile = std::min(kTileRows, s.n_out);
-    const auto w = loom::kcases::random_matrix(tensor_type(t), tile, s.n_in, seed);
+    const auto w = loom::kcases::random_matrix(t, tile, s.n_in, seed);
     const size_t row_bytes = w.bytes.size() / tile;
     h.gguf.resize(row_bytes * s.n_out);
     for (int r = 0; r < s.n_out; ++r)
@@ -1126,11 +605,10 @@ HostCase make_case(QType t, const Shape& s, uint32_t seed) {
     h.rep = repack(t, h.gguf.data(), s.n_out, s.n_in);
     h.repack_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     h.x = loom::kcases::random_uniform(static_cast<size_t>(kMaxVec) * s.n_in, seed + 1, -1.f, 1.f);
-    h.xq = quantize_x_cpu(h.x, kMaxVec, s.n_in);
+    h.xq = loom::kernels::q8_quantize_x_ref(h.x.data(), kMaxVec, s.n_in);
     h.ref = reference(w.values, h.x, tile, s.n_in, kMaxVec);
-    h.emu.resize(static_cast<size_t>(kMaxVec) * tile);
-    for (int v = 0; v < kMaxVec; ++v)
-        for (int r = 0; r < tile; ++r) h.emu[static_cast<size_t>(v) * tile + r] = emulate_q8_any(h.rep, r, h.xq, v);
+    const Repacked tile_rep = repack(t, w.bytes.data(), tile, s.n_in);
+    h.emu = loom::kernels::q8_product_ref(tile_rep.layout, tile_rep.data.data(), h.xq);  // (kMaxVec, tile)
     return h;
 }
 
@@ -1144,7 +622,7 @@ T* device_alloc(size_t count) {
 struct DeviceInputs {
     float* x = nullptr;
     uint8_t* xq = nullptr;
-    XMeta* xm = nullptr;
+    q8::XMeta* xm = nullptr;
     float* y = nullptr;
     ~DeviceInputs() {
         cudaFree(x);
@@ -1154,33 +632,35 @@ struct DeviceInputs {
     }
 };
 
-RowsParams params_for(const HostCase& h, const DeviceMatrix& m, const DeviceInputs& in, int copy, int n_vec) {
-    const Repacked& r = h.rep;
-    const uint8_t* base = m.rep + copy * m.rep_stride;
-    const MatView w{base + r.qs_off, base + r.qh_off, base + r.um_off, base + r.sm_off,     r.qs_row,
-                    r.qh_row,        r.um_row,        r.sm_row,        h.shape.n_in / kUnit};
-    return {w, in.x, in.xq, in.xm, in.y, h.shape.n_in, h.shape.n_out, n_vec};
+LaunchArgs args_for(const HostCase& h, const DeviceMatrix& m, const DeviceInputs& in, int copy, int n_vec,
+                    cudaStream_t stream) {
+    return {h.type,
+            m.gguf + copy * m.gguf_stride,
+            m.rep + copy * m.rep_stride,
+            &h.rep.layout,
+            in.x,
+            in.xq,
+            in.xm,
+            in.y,
+            n_vec,
+            stream};
 }
 
 // Quantizes x on the device, checks it against the CPU's bytes and times it per n_vec.
 void run_quantize_x(const Device& dev, const HostCase& h, const DeviceInputs& in, const Options& opt) {
     const int n_in = h.shape.n_in, units = n_in / kUnit;
     const auto launch = [&](int n) {
-        quantize_x_kernel<<<dim3((units + 7) / 8, n), 256, 0, dev.stream>>>(in.x, in.xq, in.xm, n_in);
+        loom::kernels::q8_quantize_x(in.x, reinterpret_cast<int8_t*>(in.xq), in.xm, n, n_in, dev.stream);
     };
     LOOM_CUDA_CHECK(cudaMemsetAsync(in.xq, 0x7F, static_cast<size_t>(kMaxVec) * n_in, dev.stream));
     launch(kMaxVec);
     std::vector<uint8_t> got(static_cast<size_t>(kMaxVec) * n_in);
-    std::vector<XMeta> meta(static_cast<size_t>(kMaxVec) * units);
+    std::vector<q8::XMeta> meta(static_cast<size_t>(kMaxVec) * units);
     LOOM_CUDA_CHECK(cudaMemcpy(got.data(), in.xq, got.size(), cudaMemcpyDeviceToHost));
-    LOOM_CUDA_CHECK(cudaMemcpy(meta.data(), in.xm, meta.size() * sizeof(XMeta), cudaMemcpyDeviceToHost));
-    size_t bad = 0;
-    for (int v = 0; v < kMaxVec; ++v)
-        for (int i = 0; i < n_in; ++i)
-            if (static_cast<int8_t>(got[static_cast<size_t>(v) * n_in + pos8(i / kUnit, i % kUnit)]) !=
-                h.xq.q[static_cast<size_t>(v) * n_in + i])
-                ++bad;
-    if (std::memcmp(meta.data(), h.xq.meta.data(), meta.size() * sizeof(XMeta)) != 0) ++bad;
+    LOOM_CUDA_CHECK(cudaMemcpy(meta.data(), in.xm, meta.size() * sizeof(q8::XMeta), cudaMemcpyDeviceToHost));
+    const auto want = loom::kernels::q8_device_order(h.xq);
+    size_t bad = std::memcmp(got.data(), want.data(), got.size()) != 0;
+    if (std::memcmp(meta.data(), h.xq.meta.data(), meta.size() * sizeof(q8::XMeta)) != 0) ++bad;
     std::printf("    quantize_x (n_in %d): %s the CPU's bytes; us per n_vec:", n_in, bad ? "DIFFERS FROM" : "equals");
     for (int n : opt.nvecs)
         std::printf(" %d:%.1f", n,
@@ -1198,9 +678,7 @@ VariantRow run_variant(const Device& dev, const HostCase& h, const DeviceMatrix&
     std::map<int, std::vector<float>> outs;
     for (int n : opt.nvecs) {
         if (n > var.max_vec) continue;
-        const auto launch = [&](int copy) {
-            var.launch({h.type, m.gguf + copy * m.gguf_stride, params_for(h, m, in, copy, n), dev.stream});
-        };
+        const auto launch = [&](int copy) { var.launch(args_for(h, m, in, copy, n, dev.stream)); };
         LOOM_CUDA_CHECK(cudaMemsetAsync(in.y, 0xFF, static_cast<size_t>(kMaxVec) * n_out * 4, dev.stream));
         launch(0);
         auto& y = outs[n];
@@ -1252,7 +730,7 @@ void print_row(const VariantRow& r, const Options& opt, double copy_gbps, std::F
 
 using Timings = std::map<std::string, std::map<int, double>>;  // variant -> n_vec -> µs per layer
 
-void run_case(const Device& dev, QType t, const Shape& s, const Options& opt, std::FILE* csv, Timings& layer,
+void run_case(const Device& dev, TensorType t, const Shape& s, const Options& opt, std::FILE* csv, Timings& layer,
               std::map<std::string, Family>& families) {
     const HostCase h = make_case(t, s, 100 + static_cast<uint32_t>(t) * 10 + static_cast<uint32_t>(s.n_out % 97));
     DeviceMatrix m;
@@ -1269,7 +747,7 @@ void run_case(const Device& dev, QType t, const Shape& s, const Options& opt, st
     DeviceInputs in;
     in.x = device_alloc<float>(h.x.size());
     in.xq = device_alloc<uint8_t>(h.x.size());
-    in.xm = device_alloc<XMeta>(h.xq.meta.size());
+    in.xm = device_alloc<q8::XMeta>(h.xq.meta.size());
     in.y = device_alloc<float>(static_cast<size_t>(kMaxVec) * s.n_out);
     LOOM_CUDA_CHECK(cudaMemcpy(in.x, h.x.data(), h.x.size() * 4, cudaMemcpyHostToDevice));
     std::printf("\n  %s %s: %.1f MB of weights, %d copies; repack (CPU, once at load) %.0f ms = %.0f MB/s\n",
@@ -1288,12 +766,11 @@ void run_case(const Device& dev, QType t, const Shape& s, const Options& opt, st
     std::fflush(stdout);
 }
 
-void print_summary(QType t, const Timings& layer, const std::map<std::string, Family>& families, const Options& opt,
-                   double copy_gbps) {
+void print_summary(TensorType t, const Timings& layer, const std::map<std::string, Family>& families,
+                   const Options& opt, double copy_gbps) {
     double layer_bytes = 0;
     for (const auto& s : kShapes)
-        layer_bytes +=
-            s.per_layer * static_cast<double>(loom::gguf::tensor_bytes(tensor_type(t), uint64_t(s.n_in) * s.n_out));
+        layer_bytes += s.per_layer * static_cast<double>(loom::gguf::tensor_bytes(t, uint64_t(s.n_in) * s.n_out));
     std::printf(
         "\n%s best per n_vec (one Llama-3-8B layer's products: 2 q/o + 2 k/v + gate+up + down = %.1f MB; "
         "floor at copy bandwidth %.1f us):\n",
@@ -1339,11 +816,12 @@ Options parse(int argc, char** argv) {
         } else if (a == "--types" && has_value) {
             o.types.clear();
             for (const auto& n : split(argv[++i])) {
-                const std::map<std::string, QType> names{
-                    {"q4_0", QType::q4_0}, {"q8_0", QType::q8_0}, {"q4_k", QType::q4_k}, {"q6_k", QType::q6_k}};
-                if (!names.count(n))
-                    throw std::invalid_argument("--types: unknown type '" + n + "' (q4_0,q8_0,q4_k,q6_k)");
-                o.types.push_back(names.at(n));
+                const auto it = std::find_if(std::begin(kAllTypes), std::end(kAllTypes),
+                                             [&](TensorType t) { return type_arg(t) == n; });
+                if (it == std::end(kAllTypes))
+                    throw std::invalid_argument("--types: unknown type '" + n +
+                                                "' (q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k)");
+                o.types.push_back(*it);
             }
         } else if (a == "--nvec" && has_value) {
             o.nvecs.clear();
@@ -1391,13 +869,13 @@ int run_gpu(const Options& opt) {
         opt.runs);
     std::FILE* csv = opt.csv.empty() ? nullptr : std::fopen(opt.csv.c_str(), "w");
     if (csv) std::fprintf(csv, "type,shape,variant,n_vec,us,GBps,frac_copy,max_rel_err,invariant,bits_equal\n");
-    std::map<QType, std::pair<Timings, std::map<std::string, Family>>> all;
-    for (QType t : opt.types) {
+    std::map<TensorType, std::pair<Timings, std::map<std::string, Family>>> all;
+    for (TensorType t : opt.types) {
         std::printf("\n==== %s ====\n", qtype_name(t));
         for (const auto& s : kShapes) run_case(dev, t, s, opt, csv, all[t].first, all[t].second);
     }
     std::printf("\n==== summary ====\n");
-    for (QType t : opt.types) print_summary(t, all[t].first, all[t].second, opt, dev.copy_gbps);
+    for (TensorType t : opt.types) print_summary(t, all[t].first, all[t].second, opt, dev.copy_gbps);
     if (csv) std::fclose(csv);
     cudaEventDestroy(dev.start);
     cudaEventDestroy(dev.stop);

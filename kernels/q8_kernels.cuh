@@ -1,0 +1,405 @@
+// The q8 family's device code as templates (CUDA code only): lane loads of the repacked streams, the dp4a
+// rows kernel, the int8 MMA kernel and the x quantization. q8_matmul.cu instantiates one configuration of
+// each; bench/matvec_dev sweeps others. The lane loaders also run on the host, for the lane-mapping check.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/launch.cuh"
+#include "kernels/q8_layout.h"
+
+namespace loom::kernels::q8 {
+
+// A repacked matrix on the device (streams of q8_layout) as the kernels see it.
+struct MatView {
+    const uint8_t *qs, *qh, *um, *sm;
+    size_t qs_row, qh_row, um_row, sm_row;
+    int n_units;
+};
+
+struct ProductParams {
+    MatView w;
+    const uint8_t* xq;  // (n_vec, n_in) int8 in pos8 order ...
+    const XMeta* xm;    // ... and (n_vec, n_units) scales
+    float* y;           // (n_vec, n_out)
+    int n_in, n_out, n_vec;
+};
+
+// One quad (four units) of one row as one lane (tig) of a quad of lanes sees it.
+template <TensorType T>
+struct QuadWords {
+    uint32_t w[T == TensorType::Q8_0 ? 8 : 4];   // 4-bit: word tig of units 0..3; 8-bit: words tig, tig+4
+    uint2 h;                                     // Q6_K: top bits of units 0,1 (x) and 2,3 (y); Q5: bit 4 (x)
+    uint32_t um[T == TensorType::Q4_1 ? 4 : 2];  // the four units' scale words (16-bit pairs; Q4_1: 32-bit)
+    uint32_t sm;                                 // their super-block's word
+};
+
+// Unit i's scale word.
+template <TensorType T>
+__host__ __device__ __forceinline__ uint32_t unit_um(const QuadWords<T>& q, int i) {
+    if constexpr (T == TensorType::Q4_1) return q.um[i];
+    return (q.um[i / 2] >> (16 * (i % 2))) & 0xFFFFu;
+}
+
+// A read-only load; on the host (the lane-mapping check) a plain copy.
+template <class V>
+__host__ __device__ __forceinline__ V ld(const uint8_t* p) {
+#ifdef __CUDA_ARCH__
+    return __ldg(reinterpret_cast<const V*>(p));
+#else
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+#endif
+}
+__host__ __device__ __forceinline__ uint4 ldg16(const uint8_t* p) { return ld<uint4>(p); }
+
+__host__ __device__ __forceinline__ int dp4a(uint32_t a, uint32_t b, int c) {
+#ifdef __CUDA_ARCH__
+    return __dp4a(static_cast<int>(a), static_cast<int>(b), c);
+#else
+    for (int e = 0; e < 4; ++e) c += static_cast<int8_t>(a >> (8 * e)) * static_cast<int8_t>(b >> (8 * e));
+    return c;
+#endif
+}
+
+template <TensorType T>
+__host__ __device__ __forceinline__ void load_quad(const MatView& m, int row, int gq, int tig, QuadWords<T>& q) {
+    constexpr StreamBytes l = stream_bytes(T);
+    const uint8_t* qs = m.qs + row * m.qs_row + static_cast<size_t>(gq) * 4 * l.qs;
+    if constexpr (T == TensorType::Q8_0) {
+        const uint4 a = ldg16(qs + 32 * tig), b = ldg16(qs + 32 * tig + 16);
+        const uint32_t w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 8; ++i) q.w[i] = w[i];
+    } else {
+        const uint4 a = ldg16(qs + 16 * tig);
+        q.w[0] = a.x, q.w[1] = a.y, q.w[2] = a.z, q.w[3] = a.w;
+    }
+    if constexpr (l.qh > 0)  // Q6_K: 8 bytes per lane, Q5_0/Q5_K: 4
+        q.h = l.qh == 8 ? ld<uint2>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 32 + 8 * tig)
+                        : make_uint2(ld<uint32_t>(m.qh + row * m.qh_row + static_cast<size_t>(gq) * 16 + 4 * tig), 0u);
+    const uint8_t* sm = m.sm + row * m.sm_row + static_cast<size_t>(gq / 2) * l.super;
+    if constexpr (has_packed_scales(T)) {  // the quad is half h of a super-block: sub-blocks 4h .. 4h + 3
+        const uint4 s = ld<uint4>(sm);
+        const int j = 4 * (gq % 2);
+        q.sm = s.x;
+        q.um[0] = k4_um(s.y, s.z, s.w, j) | k4_um(s.y, s.z, s.w, j + 1) << 16;
+        q.um[1] = k4_um(s.y, s.z, s.w, j + 2) | k4_um(s.y, s.z, s.w, j + 3) << 16;
+    } else if constexpr (T == TensorType::Q4_1) {
+        const uint4 u = ld<uint4>(m.um + row * m.um_row + static_cast<size_t>(gq) * 16);
+        q.um[0] = u.x, q.um[1] = u.y, q.um[2] = u.z, q.um[3] = u.w;
+    } else {
+        const uint2 u = ld<uint2>(m.um + row * m.um_row + static_cast<size_t>(gq) * 8);
+        q.um[0] = u.x, q.um[1] = u.y;
+    }
+    if constexpr (T == TensorType::Q6_K) q.sm = ld<uint16_t>(sm);
+    if constexpr (!is_k_quant(T)) q.sm = 0;  // no super-block: unit_term ignores it
+}
+
+// Unit i's bytes for this lane: lo = elements 4 tig + 0..3, hi = elements 16 + 4 tig + 0..3 (raw quants).
+template <TensorType T>
+__host__ __device__ __forceinline__ void unit_bytes(const QuadWords<T>& q, int i, uint32_t& lo, uint32_t& hi) {
+    if constexpr (T == TensorType::Q8_0) {
+        lo = q.w[2 * i];
+        hi = q.w[2 * i + 1];
+    } else {
+        lo = q.w[i] & 0x0F0F0F0Fu;
+        hi = (q.w[i] >> 4) & 0x0F0F0F0Fu;
+        if constexpr (T == TensorType::Q6_K) {
+            const uint32_t h = i < 2 ? q.h.x : q.h.y;
+            const int s = 4 * (i % 2);
+            lo |= ((h >> s) << 4) & 0x30303030u;
+            hi |= ((h >> (s + 2)) << 4) & 0x30303030u;
+        }
+        if constexpr (has_bit5(T)) {
+            lo |= ((q.h.x >> i) & 0x01010101u) << 4;
+            hi |= ((q.h.x >> (4 + i)) & 0x01010101u) << 4;
+        }
+    }
+}
+
+// Lane's integer partial of unit i against x words xw (8 words, pos8 order).
+template <TensorType T>
+__host__ __device__ __forceinline__ int lane_partial(const QuadWords<T>& q, int i, const uint32_t (&xw)[8]) {
+    uint32_t lo, hi;
+    unit_bytes(q, i, lo, hi);
+    const int sl = dp4a(lo, xw[2 * i], 0);
+    const int sh = dp4a(hi, xw[2 * i + 1], 0);
+    if constexpr (T == TensorType::Q6_K) {
+        const uint32_t um = unit_um(q, i);
+        return static_cast<int8_t>(um & 0xFFu) * sl + static_cast<int8_t>(um >> 8) * sh;
+    }
+    return sl + sh;
+}
+
+__host__ __device__ __forceinline__ void load_x8(const uint8_t* xq, int n_in, int v, int gq, int tig,
+                                                 uint32_t (&xw)[8]) {
+    const uint8_t* p = xq + static_cast<size_t>(v) * n_in + static_cast<size_t>(gq) * 128 + 32 * tig;
+    const uint4 a = ldg16(p), b = ldg16(p + 16);
+    xw[0] = a.x, xw[1] = a.y, xw[2] = a.z, xw[3] = a.w, xw[4] = b.x, xw[5] = b.y, xw[6] = b.z, xw[7] = b.w;
+}
+
+__device__ __forceinline__ XMeta load_xmeta(const XMeta* xm, int n_units, int v, int unit) {
+    const uint2 m = __ldg(reinterpret_cast<const uint2*>(xm + static_cast<size_t>(v) * n_units + unit));
+    return {__uint_as_float(m.x), static_cast<int16_t>(m.y & 0xFFFFu), static_cast<int16_t>(m.y >> 16)};
+}
+
+__device__ __forceinline__ int add_exact(int a, int b) { return a + b; }
+__device__ __forceinline__ float add_exact(float a, float b) { return __fadd_rn(a, b); }
+
+// Four lanes' partials of units 0..3 -> lane tig holds unit tig's total (fixed exchange order).
+template <class V>
+__device__ __forceinline__ V quad_reduce(const V (&v)[4], int tig) {
+    const bool b1 = tig & 2, b0 = tig & 1;
+    const V s0 = b1 ? v[0] : v[2], s1 = b1 ? v[1] : v[3];
+    const V k0 = add_exact(b1 ? v[2] : v[0], __shfl_xor_sync(0xffffffffu, s0, 2));
+    const V k1 = add_exact(b1 ? v[3] : v[1], __shfl_xor_sync(0xffffffffu, s1, 2));
+    return add_exact(b0 ? k1 : k0, __shfl_xor_sync(0xffffffffu, b0 ? k0 : k1, 1));
+}
+
+// dp4a rows kernel: RPW rows per warp, WPB warps per block, MaxVec vectors per block (blockIdx.y picks the
+// group), U passes loaded before they are used. Lane l owns slot l: a pass covers units 32 p .. +31, lane
+// (l / 4, l % 4) loads quad 8 p + l / 4, and after quad_reduce lane l holds unit 32 p + l; units past the
+// row's end (n_in not a multiple of 1024) are loaded clamped and not added. The slots end in a butterfly.
+template <TensorType T, int RPW, int WPB, int MaxVec, int U>
+__global__ void __launch_bounds__(WPB * 32) rows_kernel(const ProductParams p) {
+    wait_for_previous_kernel();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, tig = lane % 4;
+    const int row0 = (blockIdx.x * WPB + warp) * RPW;
+    const int v0 = blockIdx.y * MaxVec, nv = min(MaxVec, p.n_vec - v0);
+    const int n_quads = p.w.n_units / 4, n_pass = (p.w.n_units + 31) / 32;
+    float acc[RPW][MaxVec] = {};
+    for (int pass = 0; pass < n_pass; pass += U) {
+        QuadWords<T> q[U][RPW];
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int j = 0; j < RPW; ++j)
+                load_quad<T>(p.w, min(row0 + j, p.n_out - 1), min((pass + u) * 8 + lane / 4, n_quads - 1), tig,
+                             q[u][j]);
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int gq = min((pass + u) * 8 + lane / 4, n_quads - 1);
+            const bool live = (pass + u) * 32 + lane < p.w.n_units;
+#pragma unroll
+            for (int t = 0; t < MaxVec; ++t) {
+                if (t < nv) {
+                    uint32_t xw[8];
+                    load_x8(p.xq, p.n_in, v0 + t, gq, tig, xw);
+                    const XMeta xm = load_xmeta(p.xm, p.w.n_units, v0 + t, 4 * gq + tig);
+#pragma unroll
+                    for (int j = 0; j < RPW; ++j) {
+                        int parts[4];
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) parts[i] = lane_partial(q[u][j], i, xw);
+                        const int dot = quad_reduce(parts, tig);
+                        const float term = unit_term<T>(dot, unit_um(q[u][j], tig), q[u][j].sm, xm);
+                        if (live) acc[j][t] = __fadd_rn(acc[j][t], term);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < RPW; ++j)
+#pragma unroll
+        for (int t = 0; t < MaxVec; ++t) {
+            float s = acc[j][t];
+#pragma unroll
+            for (int off = 16; off > 0; off /= 2) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, off));
+            if (lane == t && t < nv && row0 + j < p.n_out) p.y[static_cast<size_t>(v0 + t) * p.n_out + row0 + j] = s;
+        }
+}
+
+__device__ __forceinline__ void mma_k32(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+
+__device__ __forceinline__ void mma_k16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%7,%7,%7};"
+                 : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+
+// Integer dot products of unit i for the 16 rows (quads qa: row g, qb: row g + 8) and 8 vectors (x
+// words xw of vector g): c[0..1] = row g, vectors 2 tig, 2 tig + 1; c[2..3] = row g + 8.
+template <TensorType T>
+__device__ __forceinline__ void mma_unit(int (&c)[4], const QuadWords<T>& qa, const QuadWords<T>& qb, int i,
+                                         const uint32_t (&xw)[8]) {
+    uint32_t la, ha, lb, hb;
+    unit_bytes(qa, i, la, ha);
+    unit_bytes(qb, i, lb, hb);
+    if constexpr (T == TensorType::Q6_K) {
+        int cl[4], ch[4];
+        mma_k16(cl, la, lb, xw[2 * i]);
+        mma_k16(ch, ha, hb, xw[2 * i + 1]);
+        const uint32_t ua = unit_um(qa, i), ub = unit_um(qb, i);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const uint32_t um = k < 2 ? ua : ub;
+            c[k] = static_cast<int8_t>(um & 0xFFu) * cl[k] + static_cast<int8_t>(um >> 8) * ch[k];
+        }
+    } else {
+        mma_k32(c, la, lb, ha, hb, xw[2 * i], xw[2 * i + 1]);
+    }
+}
+
+inline constexpr int kMmaWarps = 8;  // warp w takes the quads gq ≡ w (mod 8): slots 4w .. 4w + 3
+
+// int8 tensor-core kernel: a block computes MT x 16 rows (blockIdx.x) for NT x 8 vectors (blockIdx.y picks
+// the vector tile), so each weight is read once per tile of 8 NT vectors; slot partials meet in shared
+// memory and end in tree32.
+template <TensorType T, int MT, int NT>
+__global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const ProductParams p) {
+    wait_for_previous_kernel();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, tig = lane % 4;
+    const int row_base = blockIdx.x * 16 * MT, vec_base = blockIdx.y * 8 * NT;
+    const int n_quads = p.w.n_units / 4;
+    float acc[MT][NT][4][4] = {};
+#pragma unroll 2
+    for (int gq = warp; gq < n_quads; gq += kMmaWarps) {
+        QuadWords<T> q[MT][2];
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+                load_quad<T>(p.w, min(row_base + 16 * m + g + 8 * h, p.n_out - 1), gq, tig, q[m][h]);
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+            const int vec = vec_base + 8 * n;
+            uint32_t xw[8] = {};
+            if (vec + g < p.n_vec) load_x8(p.xq, p.n_in, vec + g, gq, tig, xw);
+            XMeta xm[2][4] = {};
+#pragma unroll
+            for (int c = 0; c < 2; ++c)
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    if (vec + 2 * tig + c < p.n_vec)
+                        xm[c][i] = load_xmeta(p.xm, p.w.n_units, vec + 2 * tig + c, 4 * gq + i);
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int m = 0; m < MT; ++m) {
+                    int c[4];
+                    mma_unit<T>(c, q[m][0], q[m][1], i, xw);
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) {
+                        const QuadWords<T>& qr = q[m][k / 2];
+                        acc[m][n][i][k] =
+                            __fadd_rn(acc[m][n][i][k], unit_term<T>(c[k], unit_um(qr, i), qr.sm, xm[k % 2][i]));
+                    }
+                }
+        }
+    }
+    __shared__ float red[kSlots][16][8];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int k = 0; k < 4; ++k) red[4 * warp + i][g + 8 * (k / 2)][2 * tig + k % 2] = acc[m][n][i][k];
+            __syncthreads();
+            if (threadIdx.x < 128) {
+                const int r = threadIdx.x / 8, c = threadIdx.x % 8;
+                float v[kSlots];
+#pragma unroll
+                for (int s = 0; s < kSlots; ++s) v[s] = red[s][r][c];
+                const int row = row_base + 16 * m + r, vec = vec_base + 8 * n + c;
+                const float sum = tree32(v);
+                if (row < p.n_out && vec < p.n_vec) p.y[static_cast<size_t>(vec) * p.n_out + row] = sum;
+            }
+            __syncthreads();
+        }
+}
+
+inline constexpr int kQuantizeWarps = 8;         // warps per block of quantize_kernel
+inline constexpr int kQuantizeUnitsPerWarp = 4;  // a block quantizes 32 units (1024 elements) of one vector
+
+// x -> int8 per unit in pos8 order + XMeta; blockIdx.x = vector, blockIdx.y = group of 32 units, one warp per
+// unit, lane = element. Normed: x = XW * s first, s = norm_scale_from_slots of the vector's S partials,
+// computed by warp 0 (lane l sums the partials l, l + 32, ...; the butterfly equals tree32).
+template <bool Normed>
+__global__ void __launch_bounds__(kQuantizeWarps * 32)
+    quantize_kernel(const float* x, const float* S, float eps, int n_partials, uint8_t* xq, XMeta* xm, int n_in) {
+    wait_for_previous_kernel();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, v = blockIdx.x;
+    const int n_units = n_in / kUnit;
+    float scale = 1.0f;
+    if constexpr (Normed) {
+        __shared__ float shared_scale;
+        if (warp == 0) {
+            float slot = 0.0f;
+            for (int i = lane; i < n_partials; i += 32)
+                slot = __fadd_rn(slot, S[static_cast<size_t>(v) * n_partials + i]);
+            float slots[kSlots];
+#pragma unroll
+            for (int s = 0; s < kSlots; ++s) slots[s] = __shfl_sync(0xffffffffu, slot, s);
+            if (lane == 0) shared_scale = norm_scale_from_slots(slots, n_in, eps);
+        }
+        __syncthreads();
+        scale = shared_scale;
+    }
+    for (int k = 0; k < kQuantizeUnitsPerWarp; ++k) {
+        const int unit = (blockIdx.y * kQuantizeUnitsPerWarp + k) * kQuantizeWarps + warp;
+        if (unit >= n_units) return;
+        float xv = x[static_cast<size_t>(v) * n_in + unit * kUnit + lane];
+        if constexpr (Normed) xv = __fmul_rn(xv, scale);
+        float amax = fabsf(xv);
+        for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        const float d = __fdiv_rn(amax, 127.0f);
+        const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
+        xq[static_cast<size_t>(v) * n_in + pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
+        int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
+        for (int off = 16; off > 0; off /= 2) {
+            sa += __shfl_xor_sync(0xffffffffu, sa, off);
+            sb += __shfl_xor_sync(0xffffffffu, sb, off);
+        }
+        if (lane == 0)
+            xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
+    }
+}
+
+// Launches of one configuration; rows: MaxVec from n_vec (1, 2, 4 or 8 vectors per block).
+template <TensorType T, int RPW, int WPB, int MaxVec, int U>
+void launch_rows_n(const ProductParams& p, cudaStream_t stream) {
+    const dim3 grid((p.n_out + RPW * WPB - 1) / (RPW * WPB), (p.n_vec + MaxVec - 1) / MaxVec);
+    launch_kernel("q8 rows_kernel", rows_kernel<T, RPW, WPB, MaxVec, U>, LaunchShape{grid, dim3(WPB * 32), 0, stream},
+                  p);
+}
+
+template <TensorType T, int RPW, int WPB, int U>
+void launch_rows(const ProductParams& p, cudaStream_t stream) {
+    const int n = p.n_vec;
+    if (n == 1) return launch_rows_n<T, RPW, WPB, 1, U>(p, stream);
+    if (n == 2) return launch_rows_n<T, RPW, WPB, 2, U>(p, stream);
+    if (n <= 4) return launch_rows_n<T, RPW, WPB, 4, U>(p, stream);
+    launch_rows_n<T, RPW, WPB, 8, U>(p, stream);
+}
+
+// MMA: NT = 1, 2 or 4 vector groups of 8 per tile (MT = 2 takes at most 2, for registers).
+template <TensorType T, int MT>
+void launch_mma(const ProductParams& p, cudaStream_t stream) {
+    const auto go = [&](auto kernel, int nt) {
+        const dim3 grid((p.n_out + 16 * MT - 1) / (16 * MT), (p.n_vec + 8 * nt - 1) / (8 * nt));
+        launch_kernel("q8 mma_kernel", kernel, LaunchShape{grid, dim3(kMmaWarps * 32), 0, stream}, p);
+    };
+    if (p.n_vec <= 8) return go(mma_kernel<T, MT, 1>, 1);
+    if constexpr (MT > 1) {
+        go(mma_kernel<T, MT, 2>, 2);
+    } else {
+        if (p.n_vec <= 16) return go(mma_kernel<T, MT, 2>, 2);
+        go(mma_kernel<T, MT, 4>, 4);
+    }
+}
+
+}  // namespace loom::kernels::q8

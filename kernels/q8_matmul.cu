@@ -1,0 +1,105 @@
+// The q8 family's launch functions: precondition checks, then one configuration of each kernel of
+// kernels/q8_kernels.cuh per weight type.
+#include "kernels/q8_matmul.h"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/matvec.h"
+#include "kernels/q8_kernels.cuh"
+
+namespace loom::kernels {
+
+namespace {
+
+using gguf::TensorType;
+
+// The library's configurations: 1 row per warp and 4 warps per block for dp4a, 16 rows per block for MMA.
+// Placeholders awaiting the H100 sweep of bench/matvec_dev; any choice gives the same bits.
+constexpr int kRowsPerWarp = 1, kRowsWarps = 4, kRowsUnroll = 1, kMmaRowTiles = 1;
+
+void check_aligned(const char* fn, const char* what, const void* p, uintptr_t alignment) {
+    if (reinterpret_cast<uintptr_t>(p) % alignment != 0)
+        throw std::invalid_argument(std::string(fn) + ": " + what + " is not " + std::to_string(alignment) +
+                                    "-byte aligned");
+}
+
+void check_x(const char* fn, int n_vec, int n_in, const int8_t* xq, const q8::XMeta* xmeta) {
+    if (n_vec < 1 || n_vec > kQ8MaxVectors)
+        throw std::invalid_argument(std::string(fn) + ": n_vec " + std::to_string(n_vec) + " outside 1.." +
+                                    std::to_string(kQ8MaxVectors));
+    if (n_in <= 0 || n_in % 128 != 0)
+        throw std::invalid_argument(std::string(fn) + ": n_in " + std::to_string(n_in) +
+                                    " is not a positive multiple of 128");
+    check_aligned(fn, "xq", xq, 16);
+    check_aligned(fn, "xmeta", xmeta, 8);
+}
+
+template <bool Normed>
+void quantize(const char* fn, const float* X, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec,
+              int n_in, Stream stream) {
+    check_x(fn, n_vec, n_in, xq, xmeta);
+    check_aligned(fn, "X", X, 4);
+    if (Normed) check_aligned(fn, "S", S, 4);
+    const int units_per_block = q8::kQuantizeWarps * q8::kQuantizeUnitsPerWarp, n_units = n_in / q8::kUnit;
+    const dim3 grid(n_vec, (n_units + units_per_block - 1) / units_per_block);
+    launch_kernel("q8 quantize_kernel", q8::quantize_kernel<Normed>,
+                  LaunchShape{grid, dim3(q8::kQuantizeWarps * 32), 0, stream}, X, S, eps, norm_partial_count(n_in),
+                  reinterpret_cast<uint8_t*>(xq), xmeta, n_in);
+}
+
+template <TensorType T>
+void product(const q8::ProductParams& p, bool mma, cudaStream_t stream) {
+    if (mma) return q8::launch_mma<T, kMmaRowTiles>(p, stream);
+    q8::launch_rows<T, kRowsPerWarp, kRowsWarps, kRowsUnroll>(p, stream);
+}
+
+bool overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return x < y + b_bytes && y < x + a_bytes;
+}
+
+}  // namespace
+
+void q8_quantize_x(const float* X, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in, Stream stream) {
+    quantize<false>("q8_quantize_x", X, nullptr, 0.0f, xq, xmeta, n_vec, n_in, stream);
+}
+
+void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in,
+                          Stream stream) {
+    quantize<true>("q8_quantize_x_normed", XW, S, eps, xq, xmeta, n_vec, n_in, stream);
+}
+
+void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, float* Y, int n_vec, Q8Kernel kernel,
+                Stream stream) {
+    const Q8Layout& l = W.layout;
+    const Q8Layout expect = q8_layout(l.type, l.rows, l.n_in);  // validates type, rows and n_in
+    if (expect.bytes != l.bytes || expect.sm_off != l.sm_off)
+        throw std::invalid_argument("q8_product: the layout's offsets are not q8_layout's");
+    check_x("q8_product", n_vec, l.n_in, xq, xmeta);
+    check_aligned("q8_product", "W.data", W.data, 256);
+    check_aligned("q8_product", "Y", Y, 4);
+    const uint64_t y_bytes = static_cast<uint64_t>(n_vec) * l.rows * 4;
+    if (overlaps(Y, y_bytes, xq, q8_xq_bytes(n_vec, l.n_in)) ||
+        overlaps(Y, y_bytes, xmeta, q8_xmeta_count(n_vec, l.n_in) * sizeof(q8::XMeta)) ||
+        overlaps(Y, y_bytes, W.data, l.bytes))
+        throw std::invalid_argument("q8_product: Y overlaps W, xq or xmeta");
+    const auto* d = static_cast<const uint8_t*>(W.data);
+    const q8::MatView view{d + l.qs_off, d + l.qh_off, d + l.um_off, d + l.sm_off,      l.qs_row,
+                           l.qh_row,     l.um_row,     l.sm_row,     l.n_in / q8::kUnit};
+    const q8::ProductParams p{view, reinterpret_cast<const uint8_t*>(xq), xmeta, Y, l.n_in, l.rows, n_vec};
+    const bool mma = kernel == Q8Kernel::mma || (kernel == Q8Kernel::automatic && n_vec > kQ8Dp4aMaxVectors);
+    switch (l.type) {
+        case TensorType::Q4_0: return product<TensorType::Q4_0>(p, mma, stream);
+        case TensorType::Q4_1: return product<TensorType::Q4_1>(p, mma, stream);
+        case TensorType::Q5_0: return product<TensorType::Q5_0>(p, mma, stream);
+        case TensorType::Q8_0: return product<TensorType::Q8_0>(p, mma, stream);
+        case TensorType::Q4_K: return product<TensorType::Q4_K>(p, mma, stream);
+        case TensorType::Q5_K: return product<TensorType::Q5_K>(p, mma, stream);
+        case TensorType::Q6_K: return product<TensorType::Q6_K>(p, mma, stream);
+        default: throw std::invalid_argument("q8_product: type not in the q8 family");
+    }
+}
+
+}  // namespace loom::kernels

@@ -1,0 +1,52 @@
+// The q8 family's device side: x quantized per 32-element unit to int8 (plain, or RMS-normed first), and the
+// products of repacked weights (kernels/q8_repack.h) with it on dp4a or int8 tensor cores. Every kernel
+// equals q8_product_ref bit for bit, for any n_vec: a vector's result does not depend on its batch.
+// Not used by the engine yet (awaiting H100 timing, bench/matvec_dev).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/q8_layout.h"
+#include "kernels/q8_repack.h"
+#include "kernels/stream.h"
+
+namespace loom::kernels {
+
+inline constexpr int kQ8MaxVectors = 65535;
+
+// Q8Kernel::automatic takes the dp4a rows kernel up to this many vectors and the MMA kernel above. A
+// placeholder until matvec_dev has timed both on an H100: the two give the same bits, so only speed moves.
+inline constexpr int kQ8Dp4aMaxVectors = 8;
+
+enum class Q8Kernel { automatic, dp4a, mma };
+
+// A repacked matrix on the device: q8_repack's bytes at `data` (256-byte aligned), described by `layout`.
+struct Q8Matrix {
+    Q8Layout layout;
+    const void* data = nullptr;
+};
+
+// Sizes of quantized x for (n_vec, n_in): xq bytes and XMeta entries.
+inline uint64_t q8_xq_bytes(int n_vec, int n_in) { return static_cast<uint64_t>(n_vec) * n_in; }
+inline uint64_t q8_xmeta_count(int n_vec, int n_in) { return static_cast<uint64_t>(n_vec) * (n_in / q8::kUnit); }
+
+// X (n_vec, n_in) f32 -> xq (q8_xq_bytes, 16-byte aligned, units in q8::pos8 order) and xmeta
+// (q8_xmeta_count, 8-byte aligned), as q8_quantize_x_ref + q8_device_order compute them. Preconditions
+// (std::invalid_argument otherwise): 1 <= n_vec <= kQ8MaxVectors, n_in a positive multiple of 128, X
+// 4-byte aligned. Asynchronous on `stream`; launch errors throw CudaError.
+void q8_quantize_x(const float* X, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in, Stream stream);
+
+// The same of XW * s per vector, s = 1 / sqrt(Σ S / n_in + eps): the inputs of matvec_normed (XW = x ⊙ w
+// and the square-sum partials S, (n_vec, norm_partial_count(n_in))), so a normed product is this then
+// q8_product. s is summed in one fixed order, whatever n_vec (q8_quantize_x_normed_ref does the same).
+void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in,
+                          Stream stream);
+
+// Y (n_vec, W.layout.rows) = W @ x for x quantized by q8_quantize_x*. Preconditions (std::invalid_argument
+// otherwise): W.data 256-byte aligned, xq 16-byte and xmeta 8-byte aligned, Y 4-byte aligned and
+// overlapping none of them, 1 <= n_vec <= kQ8MaxVectors. Asynchronous on `stream`; launch errors throw
+// CudaError.
+void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, float* Y, int n_vec, Q8Kernel kernel,
+                Stream stream);
+
+}  // namespace loom::kernels
