@@ -202,7 +202,6 @@ TEST_CASE("q8 normed quantization then q8_product equals the CPU reference bit f
 }
 
 TEST_CASE("q8 launch functions reject what they cannot do, naming the value", "[gpu][q8]") {
-    using Catch::Matchers::Contains;
     test::TestStream stream;
     const int rows = 16, n_in = 256;
     const Matrix m(TensorType::Q4_0, rows, n_in, rows, 150);
@@ -211,15 +210,15 @@ TEST_CASE("q8 launch functions reject what they cannot do, naming the value", "[
     const auto product = [&](const kernels::Q8Matrix& w, const int8_t* xq, const q8::XMeta* xm, float* out, int n) {
         kernels::q8_product(w, xq, xm, out, n, Q8Kernel::automatic, stream.get());
     };
-    CHECK_THROWS_WITH(product(m.view(), dx.q.get(), dx.meta.get(), y.get(), 0), Contains("n_vec 0"));
+    CHECK_THROWS_WITH(product(m.view(), dx.q.get(), dx.meta.get(), y.get(), 0), test::contains("n_vec 0"));
     CHECK_THROWS_WITH(product(m.view(), dx.q.get(), dx.meta.get(), y.get(), kernels::kQ8MaxVectors + 1),
-                      Contains("n_vec 65536"));
-    CHECK_THROWS_WITH(product(m.view(), dx.q.get() + 1, dx.meta.get(), y.get(), 1), Contains("xq"));
+                      test::contains("n_vec 65536"));
+    CHECK_THROWS_WITH(product(m.view(), dx.q.get() + 1, dx.meta.get(), y.get(), 1), test::contains("xq"));
     kernels::Q8Matrix shifted = m.view();
     shifted.data = m.device.get() + 16;
-    CHECK_THROWS_WITH(product(shifted, dx.q.get(), dx.meta.get(), y.get(), 1), Contains("W.data"));
+    CHECK_THROWS_WITH(product(shifted, dx.q.get(), dx.meta.get(), y.get(), 1), test::contains("W.data"));
     CHECK_THROWS_WITH(product(m.view(), dx.q.get(), dx.meta.get(), reinterpret_cast<float*>(dx.q.get()), 1),
-                      Contains("overlaps"));
+                      test::contains("overlaps"));
     CHECK_THROWS_WITH(kernels::q8_quantize_x(x.get(), dx.q.get(), dx.meta.get(), 1, 200, stream.get()),
-                      Contains("n_in 200"));
+                      test::contains("n_in 200"));
 }

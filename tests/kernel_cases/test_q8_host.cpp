@@ -88,15 +88,14 @@ TEST_CASE("q8 repack keeps every weight: dequantized from the streams it equals 
 }
 
 TEST_CASE("q8 layout rejects what the kernels cannot take, naming the value", "[q8]") {
-    using Catch::Matchers::Contains;
-    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::F16, 4, 256), Contains("F16"));
-    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q4_0, 0, 256), Contains("rows 0"));
-    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q4_0, 4, 96), Contains("n_in 96"));
-    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q4_K, 4, 384), Contains("n_in 384"));
-    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q8_0, 4, -128), Contains("n_in -128"));
+    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::F16, 4, 256), test::contains("F16"));
+    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q4_0, 0, 256), test::contains("rows 0"));
+    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q4_0, 4, 96), test::contains("n_in 96"));
+    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q4_K, 4, 384), test::contains("n_in 384"));
+    CHECK_THROWS_WITH(kernels::q8_layout(TensorType::Q8_0, 4, -128), test::contains("n_in -128"));
     const std::vector<float> x(128, 0.5f);
-    CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 0, 128), Contains("n_vec 0"));
-    CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 1, 64), Contains("n_in 64"));
+    CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 0, 128), test::contains("n_vec 0"));
+    CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 1, 64), test::contains("n_in 64"));
     CHECK(!kernels::q8_supports(TensorType::Q5_1));
 }
 
