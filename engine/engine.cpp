@@ -59,6 +59,7 @@ uint64_t Engine::add(std::vector<int32_t> prompt, const RequestOptions& options)
     r.id = next_id_++;
     r.options = options;
     r.prompt_tokens = static_cast<int>(prompt.size());
+    r.replay_from = r.prompt_tokens - options.resume_tokens;
     r.tokens = std::move(prompt);
     waiting_.push_back(std::move(r));
     return waiting_.back().id;
@@ -124,14 +125,17 @@ void Engine::make_room(std::vector<TokenEvent>& events) {
     }
 }
 
-// The batch: every decoding request's last token, then prompt chunks in admission order.
+// The batch: every decoding request's last token and every resumed request's next replayed token,
+// then prompt chunks in admission order.
 void Engine::plan_batch(std::vector<BatchEntry>& batch, std::vector<Request*>& owner) {
     const KvBlockPool& kv = kv_.blocks();
     int budget = backend_.max_batch_tokens();
     int free_blocks = kv.free_blocks();
     for (auto& [id, r] : running_) {
-        if (r.fed < r.prompt_tokens || budget == 0) continue;
-        free_blocks -= kv.blocks_needed(r.seq, 1);
+        if (r.fed < r.replay_from || budget == 0) continue;
+        const int blocks = kv.blocks_needed(r.seq, 1);
+        if (r.fed < r.prompt_tokens && blocks > free_blocks) continue;  // replaying: waits like a prompt chunk
+        free_blocks -= blocks;
         --budget;
         BatchEntry e;
         e.seq = r.seq;
@@ -144,8 +148,8 @@ void Engine::plan_batch(std::vector<BatchEntry>& batch, std::vector<Request*>& o
     // A chunk that does not fit this step's budget or free blocks waits for the next step.
     const int chunk = std::max(1, backend_.max_batch_tokens() - kv.max_seqs());
     for (auto& [id, r] : running_) {
-        if (r.fed >= r.prompt_tokens) continue;
-        const int n = std::min(r.prompt_tokens - r.fed, chunk - r.fed % chunk);
+        if (r.fed >= r.replay_from) continue;
+        const int n = std::min(r.replay_from - r.fed, chunk - r.fed % chunk);
         if (n > budget || kv.blocks_needed(r.seq, n) > free_blocks) continue;
         free_blocks -= kv.blocks_needed(r.seq, n);
         budget -= n;

@@ -25,7 +25,9 @@ struct RequestOptions {
     // Failover: the last resume_tokens prompt tokens were generated earlier by this same request
     // (0 <= resume_tokens < prompt length). Its first sample is step resume_tokens, as it would have
     // been without the interruption (the penalties already see the whole prompt), and max_tokens
-    // counts only the tokens generated from here.
+    // counts only the tokens generated from here. The resumed tokens are fed one per step, as the
+    // first run decoded them, so a backend whose prefill and decode differ in their last bits (CUDA)
+    // rebuilds the same KV cache and continues with the same tokens.
     int resume_tokens = 0;
 };
 
@@ -100,8 +102,9 @@ private:
         RequestOptions options;
         std::vector<int32_t> tokens;  // prompt, then generated tokens
         int prompt_tokens = 0;
-        int fed = 0;        // tokens already in the KV cache
-        int generated = 0;  // since add(): resume_tokens is not counted
+        int replay_from = 0;  // prompt_tokens - resume_tokens: from here on, one token per step
+        int fed = 0;          // tokens already in the KV cache
+        int generated = 0;    // since add(): resume_tokens is not counted
         int seq = -1;
     };
     void finish(Request& r, FinishReason reason, std::vector<TokenEvent>& events, std::string error = {});

@@ -242,10 +242,10 @@ TEST_CASE("a request runs to the end of the context and stops with context_full"
         }
 }
 
-// CPU only: the resumed tokens are prefilled where the first run decoded them, and the CUDA backend's
-// prefill (GEMM) and decode (matvec) logits differ in their last bits (docs/VALIDATION.md).
+// Every backend: the resumed tokens are fed one per step as the first run decoded them, so the CUDA
+// backend, whose prefill (GEMM) and decode (matvec) logits differ in their last bits, continues exactly.
 TEST_CASE("a request resumed after k of its tokens generates the rest of the uninterrupted run", "[engine][resume]") {
-    for (const std::string& kind : loom::test::tested_backends({"cpu"})) DYNAMIC_SECTION(kind) {
+    for (const std::string& kind : loom::test::tested_backends()) DYNAMIC_SECTION(kind) {
             const BatchLimits limits{4, 0, 64};
             const std::vector<int32_t> prompt = random_prompt(23, 77);
             RequestOptions options = sampled(30, 2024);
@@ -267,6 +267,46 @@ TEST_CASE("a request resumed after k of its tokens generates the rest of the uni
                 CHECK(tail.logprobs == std::vector<float>(whole.logprobs.begin() + k, whole.logprobs.end()));
             }
         }
+}
+
+// Forwards to a real backend and records each step's entries: (tokens, whether a token is sampled).
+class PlanRecorder : public Backend {
+public:
+    explicit PlanRecorder(Backend& inner) : inner_(inner) {}
+    std::string name() const override { return inner_.name(); }
+    std::string device() const override { return inner_.device(); }
+    const ModelConfig& config() const override { return inner_.config(); }
+    int n_ctx() const override { return inner_.n_ctx(); }
+    int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
+    KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    MemoryReport memory() const override { return inner_.memory(); }
+    std::vector<BatchOutput> execute(const StepPlan& plan) override {
+        std::vector<std::pair<int, bool>> step;
+        for (const auto& e : plan.entries) step.emplace_back(static_cast<int>(e.tokens.size()), e.sampling != nullptr);
+        steps.push_back(step);
+        return inner_.execute(plan);
+    }
+    std::vector<std::vector<std::pair<int, bool>>> steps;
+
+private:
+    Backend& inner_;
+};
+
+// The replay's shape, which the resumed run's equality above relies on for CUDA: the first run's
+// prompt in its chunks (none sampled), then each resumed token alone in its own step, beside the
+// other requests' decode tokens; only the last one samples.
+TEST_CASE("a resumed request feeds its resumed tokens one per step, sampling after the last", "[engine][resume]") {
+    auto inner = make_backend("cpu", BatchLimits{4, 0, 64});  // chunks of 64 - 4 = 60 positions
+    PlanRecorder backend(*inner);
+    Engine engine(backend);
+    RequestOptions options = greedy(2);
+    options.resume_tokens = 5;
+    engine.add(random_prompt(70 + 5, 91), options);  // a first-run prompt of 70: chunks of 60 and 10
+    drain(engine);
+    using Step = std::vector<std::pair<int, bool>>;
+    const std::vector<Step> expected = {{{60, false}}, {{10, false}}, {{1, false}}, {{1, false}},
+                                        {{1, false}},  {{1, false}},  {{1, true}},  {{1, true}}};
+    CHECK(backend.steps == expected);
 }
 
 TEST_CASE("resume_tokens outside 0 .. prompt length - 1 is a RequestError naming it", "[engine][resume]") {
