@@ -60,14 +60,19 @@ MemoryEstimate estimate_memory(const File& file, const MemoryDemand& demand) {
     const uint64_t rows = static_cast<uint64_t>(std::max(demand.batch_tokens, 1));
 
     MemoryEstimate e;
-    for (const TensorInfo& t : file.tensors()) e.weights += round_up(t.n_bytes);
+    // A matrix the CUDA backend repacks for the q8 products keeps its bytes in four streams, each
+    // starting 256-byte aligned: at most kAlign * 4 more than the file's.
+    for (const TensorInfo& t : file.tensors()) e.weights += round_up(t.n_bytes) + (t.ne.size() >= 2 ? 4 * kAlign : 0);
     const uint64_t kv_value = demand.kv_value_bytes > 0    ? static_cast<uint64_t>(demand.kv_value_bytes)
                               : unquantized_matrices(file) ? sizeof(float)
                                                            : sizeof(uint16_t);
     e.kv_cache = round_up(layers * kv_heads * head_dim * 2 * context * seqs * kv_value);
     const uint64_t q = heads * head_dim, kv = kv_heads * head_dim;
     const uint64_t activations = rows * (4 * embd + q + (q + 2 * kv) + 3 * ff) + seqs * vocab;
-    e.workspace = round_up(activations * sizeof(float)) + gemm_scratch(embd, q, kv, ff, rows) + kScratchBytes;
+    // The q8 products' quantized rows: one int8 and a 8-byte scale per 32 elements of the widest input.
+    const uint64_t q8_rows = round_up(rows * std::max({embd, q, ff})) + round_up(rows * std::max({embd, q, ff}) / 4);
+    e.workspace =
+        round_up(activations * sizeof(float)) + gemm_scratch(embd, q, kv, ff, rows) + q8_rows + kScratchBytes;
     return e;
 }
 

@@ -58,7 +58,9 @@ enum class Ws {
     xw,             // f32: decode rows' fused norm inputs, (max_seqs, n_embd)
     norm_sums,      // f32: their square sums, (max_seqs, norm_partial_count(n_embd))
     attn_counters,  // u32: decode attention's split arrivals
-    gemm,           // bytes: the GEMM's fp16 operands
+    q8_x,           // bytes: rows quantized for the q8 products, (max_tokens, widest input) int8
+    q8_meta,        // bytes: their per-32 scales, (max_tokens, widest input / 32) q8::XMeta
+    gemm,           // bytes: the GEMM's fp16 operands; at load, the file-format staging of repacked matrices
     cublas,         // bytes: cuBLAS's workspace
     sampler,        // bytes: the CudaSampler's device buffers
 };
@@ -77,6 +79,7 @@ struct WorkspaceShape {
     uint64_t gemm_bytes = 0;     // the largest kernels::gemm_workspace_bytes of the layers' matrices
     uint64_t cublas_bytes = 0;   // kernels::GemmContext::cublas_workspace_bytes()
     uint64_t sampler_bytes = 0;  // CudaSampler::device_bytes
+    int q8_width = 0;            // the widest input of a q8-repacked matrix (0: none)
 };
 
 WorkspaceTable workspace_table(const ModelConfig& c, const WorkspaceShape& shape);

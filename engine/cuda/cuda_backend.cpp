@@ -27,6 +27,7 @@
 #include "kernels/kv_cache.h"
 #include "kernels/launch.h"
 #include "kernels/matvec.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/vram.h"
@@ -106,6 +107,10 @@ struct CudaBackend::State {
     // Decode rows' fused norm inputs: x ⊙ (the next norm's weight) and the square sums of x; see kernels/matvec.h.
     float *xw = nullptr, *norm_sums = nullptr;
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
+    int8_t* q8_x = nullptr;  // rows quantized for the q8 products, and their scales
+    kernels::q8::XMeta* q8_meta = nullptr;
+    int q8_width = 0;                   // the widest input of a repacked matrix
+    uint64_t repack_staging_bytes = 0;  // the gemm workspace doubles as the repack's staging at load
     void* gemm_ws = nullptr;
     uint64_t gemm_ws_bytes = 0;
     std::unique_ptr<kernels::GemmContext> gemm;
@@ -140,8 +145,20 @@ struct CudaBackend::State {
     // depends only on its own part, never on what else shares the batch, so a sequence gets the
     // same tokens alone or batched (matvec sums each vector in the same order whatever the group).
 
+    // Repacked matrices: Y (n, n_out) = W @ X rows, X quantized per 32 first (one order whatever n).
+    void q8_rows(const Matrix& m, const float* X, float* Y, int n) {
+        kernels::q8_quantize_x(X, q8_x, q8_meta, n, m.n_in, stream);
+        kernels::q8_product(m.q8, q8_x, q8_meta, Y, n, kernels::Q8Kernel::automatic, stream);
+    }
+
     // Decode rows: Y = W @ rmsnorm(x) * w, from xw = x ⊙ w and the square sums of x.
     void mm_normed(const Matrix& m, float* Y, const Pass& pass) {
+        if (m.q8.data) {
+            if (pass.n_decode == 0) return;
+            kernels::q8_quantize_x_normed(xw, norm_sums, cfg.rms_eps, q8_x, q8_meta, pass.n_decode, m.n_in, stream);
+            kernels::q8_product(m.q8, q8_x, q8_meta, Y, pass.n_decode, kernels::Q8Kernel::automatic, stream);
+            return;
+        }
         const int n_sums = kernels::norm_partial_count(m.n_in);
         for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
             kernels::matvec_normed(m.type, m.data, xw + int64_t{r0} * m.n_in, norm_sums + int64_t{r0} * n_sums,
@@ -150,6 +167,11 @@ struct CudaBackend::State {
     }
     // Decode rows: Y = silu(gate) * up of the pair-layout gate_up @ rmsnorm(x) * w.
     void mm_normed_swiglu(const Matrix& m, float* Y, const Pass& pass) {
+        if (m.q8.data) {  // the pairs' products into gate_up's decode rows, then SwiGLU
+            mm_normed(m, gate_up, pass);
+            if (pass.n_decode > 0) kernels::swiglu_pairs(gate_up, pass.n_decode, m.n_out / 2, Y, stream);
+            return;
+        }
         const int n_sums = kernels::norm_partial_count(m.n_in);
         for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
             kernels::matvec_normed_swiglu(m.type, m.data, xw + int64_t{r0} * m.n_in, norm_sums + int64_t{r0} * n_sums,
@@ -158,6 +180,14 @@ struct CudaBackend::State {
     }
     // Decode rows: x += W @ X, and the next norm's inputs (weight `next_norm`) into xw, norm_sums.
     void mm_residual(const Matrix& m, const float* X, const float* next_norm, const Pass& pass) {
+        if (m.q8.data) {  // the product into o's decode rows, then x += it and the next norm's inputs
+            const int D = pass.n_decode;
+            if (D == 0) return;
+            q8_rows(m, X, o, D);
+            kernels::add(x, o, x, int64_t{D} * m.n_out, stream);
+            kernels::norm_inputs(x, next_norm, xw, norm_sums, D, m.n_out, stream);
+            return;
+        }
         const int n_sums = kernels::norm_partial_count(m.n_out);
         for (int r0 = 0; r0 < pass.n_decode; r0 += kernels::kMaxMatvecVectors)
             kernels::matvec_residual(m.type, m.data, X + int64_t{r0} * m.n_in, x + int64_t{r0} * m.n_out, next_norm,
@@ -169,7 +199,9 @@ struct CudaBackend::State {
         for (const Pass::Part& p : pass.parts) {
             const float* x_rows = X + static_cast<int64_t>(p.row0) * m.n_in;
             float* y_rows = Y + static_cast<int64_t>(p.row0) * m.n_out;
-            if (p.n <= kMaxPartMatvecRows)
+            if (m.q8.data)
+                q8_rows(m, x_rows, y_rows, p.n);
+            else if (p.n <= kMaxPartMatvecRows)
                 kernels::matvec(m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, p.n, stream);
             else
                 kernels::gemm(*gemm, m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, p.n, gemm_ws, gemm_ws_bytes,
@@ -220,12 +252,14 @@ struct CudaBackend::State {
     void observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows);
 };
 
-// The largest GEMM workspace any matrix of the model needs at max_tokens rows.
+// The largest GEMM workspace any matrix of the model needs at max_tokens rows (repacked matrices
+// take the q8 products instead), and at least the repack's staging, which it doubles as at load.
 uint64_t CudaBackend::State::largest_gemm_workspace() const {
-    uint64_t bytes = 0;
+    uint64_t bytes = repack_staging_bytes;
     for (const LayerWeights& w : weights.layers)
         for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
-            if (m->n_out > 0) bytes = std::max(bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, max_tokens));
+            if (m->n_out > 0 && !q8_eligible(m->type, m->n_in))
+                bytes = std::max(bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, max_tokens));
     return bytes;
 }
 
@@ -239,7 +273,8 @@ WorkspaceShape CudaBackend::State::workspace_shape() const {
             .attn_ws_floats = kernels::decode_attention_workspace_floats(S, cfg.n_head, cfg.head_dim, n_ctx),
             .gemm_bytes = largest_gemm_workspace(),
             .cublas_bytes = kernels::GemmContext::cublas_workspace_bytes(),
-            .sampler_bytes = CudaSampler::device_bytes(cfg.n_vocab, S, S * n_ctx, S * kMaxLogitBiasEntries)};
+            .sampler_bytes = CudaSampler::device_bytes(cfg.n_vocab, S, S * n_ctx, S * kMaxLogitBiasEntries),
+            .q8_width = q8_width};
 }
 
 // Stage 2: every arena sized from its buffer table (the weights' regions, the workspace table, the
@@ -250,6 +285,8 @@ void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limit
     const int M = max_tokens, S = max_seqs;
     table_stride = (n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
     layout = StepLayout{M, S, M / kernels::kKvBlockTokens + 2 * S + 1};
+    repack_staging_bytes = up.staging_bytes();
+    for (const Repack& r : up.repacks) q8_width = std::max(q8_width, r.layout.n_in);
     workspace_buffers = workspace_table(c, workspace_shape());
     kernels::VramPlan plan;
     plan[Purpose::weights] = lay_out(up.regions, kAlign).reserved;
@@ -266,11 +303,13 @@ void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limit
     LOOM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 }
 
-// Stage 3: the weights, file pages -> pinned staging -> VRAM, one chunk at a time.
+// Stage 4: the weights, file pages -> pinned staging -> VRAM, one chunk at a time (repacked
+// matrices through the gemm workspace and kernels::q8_repack_device).
 void CudaBackend::State::upload(const gguf::File& file, const Uploads& up) {
     const ModelConfig& c = cfg;
     const std::string where = "GPU " + std::to_string(device) + " (" + device_name + ")";
-    upload_seconds = upload_weights(file, up, *vram, stream, [&](uint64_t done, uint64_t total, double seconds) {
+    upload_seconds = upload_weights(file, up, *vram, stream, gemm_ws, gemm_ws_bytes,
+                                    [&](uint64_t done, uint64_t total, double seconds) {
         upload_bytes = done;
         if (on_load_step)
             on_load_step(
@@ -282,7 +321,7 @@ void CudaBackend::State::upload(const gguf::File& file, const Uploads& up) {
                          std::string(gguf::tensor_type_name(weights.output.type)) + ")");
 }
 
-// Stage 4: the KV cache, block tables and every workspace buffer bound inside their arenas, in
+// Stage 3: the KV cache, block tables and every workspace buffer bound inside their arenas, in
 // their tables' order, then the buffers that start with values filled.
 void CudaBackend::State::bind_workspace() {
     const ModelConfig& c = cfg;
@@ -313,6 +352,8 @@ void CudaBackend::State::bind_workspace() {
                                                       {&State::norm_sums, Ws::norm_sums}};
     for (const auto& [member, b] : floats) this->*member = static_cast<float*>(at[index(b)]);
     attn_counters = static_cast<unsigned*>(at[index(Ws::attn_counters)]);
+    q8_x = static_cast<int8_t*>(at[index(Ws::q8_x)]);
+    q8_meta = static_cast<kernels::q8::XMeta*>(at[index(Ws::q8_meta)]);
     gemm_ws = at[index(Ws::gemm)];
     gemm_ws_bytes = workspace_buffers[index(Ws::gemm)].bytes();
     gemm = std::make_unique<kernels::GemmContext>(at[index(Ws::cublas)], workspace_buffers[index(Ws::cublas)].bytes(),
@@ -357,8 +398,8 @@ CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const Ba
     s.device_name = prop.name;
     const Uploads uploads = collect_uploads(file, c, s.weights);
     s.plan_arenas(uploads, limits);
+    s.bind_workspace();  // first: the gemm workspace stages the repacked matrices during the upload
     s.upload(file, uploads);
-    s.bind_workspace();
 }
 
 CudaBackend::~CudaBackend() = default;

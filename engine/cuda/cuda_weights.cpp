@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstring>
 #include <initializer_list>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "engine/cuda/pinned_buffer.h"
@@ -34,7 +36,14 @@ public:
         own_region(std::move(u), name);
     }
 
-    void matrix(const std::string& name, Matrix& m) { own_region(matrix_upload(name, m), name); }
+    // repackable: a layer matrix, kept q8-repacked when q8_eligible (not the logits' output matrix).
+    void matrix(const std::string& name, Matrix& m, bool repackable = true) {
+        Upload u = matrix_upload(name, m);
+        const bool repack = repackable && q8_eligible(m.type, m.n_in);
+        if (repack) u.place = {};
+        own_region(std::move(u), name);
+        if (repack) mark_repacked(m);
+    }
 
     // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
     // independent, so stacking their bytes stacks the rows); else uploads each into its own.
@@ -63,6 +72,10 @@ public:
         }
         fused.n_out = 0;
         for (const auto& [name, m] : parts) fused.n_out += static_cast<int>(tensor(name)->n_rows());
+        if (q8_eligible(fused.type, fused.n_in)) {
+            for (size_t i = out_.list.size() - parts.size(); i < out_.list.size(); ++i) out_.list[i].place = {};
+            mark_repacked(fused);
+        }
     }
 
     // One upload of the concatenated f32 values of `parts` (a fused bias).
@@ -108,6 +121,14 @@ private:
                              t->n_rows() % kernels::kSwigluPairRows == 0));
         }
         return ok;
+    }
+
+    // The last region holds `m` repacked: sized for the q8 layout, its uploads staged (upload_weights).
+    void mark_repacked(Matrix& m) {
+        const int region = static_cast<int>(out_.regions.size()) - 1;
+        const kernels::Q8Layout layout = kernels::q8_layout(m.type, m.n_out, m.n_in);
+        out_.regions.back().count = static_cast<int64_t>(layout.bytes);
+        out_.repacks.push_back({region, layout, &m});
     }
 
     void own_region(Upload u, const std::string& name) {
@@ -173,14 +194,36 @@ Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeigh
     Collector col(file, out);
     col.embedding(w);
     col.vector("output_norm.weight", &w.output_norm);
-    if (!c.tied_embeddings) col.matrix("output.weight", w.output);
+    if (!c.tied_embeddings) col.matrix("output.weight", w.output, false);
     w.layers.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; ++l) collect_layer(col, c, l, w.layers[l]);
     return out;
 }
 
+bool q8_eligible(gguf::TensorType type, int n_in) {
+    const int multiple = type == gguf::TensorType::Q4_K || type == gguf::TensorType::Q5_K ||
+                                 type == gguf::TensorType::Q6_K
+                             ? 256
+                             : 128;
+    return kernels::q8_supports(type) && n_in > 0 && n_in % multiple == 0;
+}
+
+uint64_t Uploads::staging_bytes() const {
+    uint64_t most = 0;
+    for (const Repack& r : repacks) {
+        uint64_t bytes = 0;
+        for (const Upload& u : list)
+            if (u.region == r.region) bytes += u.bytes();
+        most = std::max(most, bytes);
+    }
+    return most;
+}
+
 double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAllocator& vram, kernels::Stream stream,
-                      const UploadProgress& progress) {
+                      void* device_staging, uint64_t device_staging_bytes, const UploadProgress& progress) {
+    if (device_staging_bytes < up.staging_bytes())
+        throw std::invalid_argument("upload_weights: the repacked matrices need " + std::to_string(up.staging_bytes()) +
+                                    " bytes of device staging, not " + std::to_string(device_staging_bytes));
     const uint64_t biggest = std::max_element(up.list.begin(), up.list.end(), [](const Upload& a, const Upload& b) {
                                  return a.bytes() < b.bytes();
                              })->bytes();
@@ -195,11 +238,21 @@ double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAl
         base.push_back(static_cast<uint8_t*>(vram.allocate(kernels::Purpose::weights, r.extent())));
     uint64_t total = 0, done = 0;
     for (const Upload& u : up.list) total += u.bytes();
-    for (const Upload& u : up.list) {
+    std::vector<const Repack*> repack_of(up.regions.size(), nullptr);
+    for (const Repack& r : up.repacks) repack_of[static_cast<size_t>(r.region)] = &r;
+    for (size_t i = 0; i < up.list.size(); ++i) {
+        const Upload& u = up.list[i];
         done += u.bytes();
-        uint8_t* dst = base[static_cast<size_t>(u.region)] + u.region_offset;
+        uint8_t* region = base[static_cast<size_t>(u.region)];
+        const Repack* repack = repack_of[static_cast<size_t>(u.region)];
+        uint8_t* dst = (repack ? static_cast<uint8_t*>(device_staging) : region) + u.region_offset;
         copy_upload(u, u.src() ? u.src() : file.tensor_data(*u.info).data(), dst, staging.get(), staging_bytes, stream);
         if (u.place) u.place(dst);
+        if (repack && (i + 1 == up.list.size() || up.list[i + 1].region != u.region)) {
+            kernels::q8_repack_device(repack->layout, device_staging, region, stream);
+            LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the staging is reused by the next region
+            repack->matrix->q8 = {repack->layout, region};
+        }
         if (progress) progress(done, total, seconds());
     }
     return seconds();

@@ -10,17 +10,23 @@
 #include "engine/cuda/buffer_table.h"
 #include "engine/model_config.h"
 #include "gguf/reader.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/stream.h"
 #include "kernels/vram.h"
 
 namespace loom::engine::cuda {
 
-// A matrix in its file format: (n_out, n_in), rows tensor_bytes(type, n_in) apart.
+// A matrix (n_out, n_in): in its file format at `data` (rows tensor_bytes(type, n_in) apart), or, for
+// the q8 family's types and widths (q8_eligible), only repacked at q8.data (data then null).
 struct Matrix {
     gguf::TensorType type = gguf::TensorType::F32;
     const void* data = nullptr;
     int n_in = 0, n_out = 0;
+    kernels::Q8Matrix q8;
 };
+
+// Whether a layer matrix of `type` with rows of n_in is kept repacked for the q8 products.
+bool q8_eligible(gguf::TensorType type, int n_in);
 
 // A layer's weights. Matrices that share a type are fused at load: [wq; wk; wv] stacked into wqkv
 // (not with Q/K norms, which need each head's rows contiguous), gate and up into gate_up in the pair
@@ -54,11 +60,21 @@ struct Upload {
     const uint8_t* src() const { return f32.empty() ? nullptr : reinterpret_cast<const uint8_t*>(f32.data()); }
 };
 
+// A region that holds a q8-repacked matrix: its uploads land in file format in a device staging
+// buffer, which is then repacked into the region (q8_layout(...).bytes) and `matrix` told where.
+struct Repack {
+    int region = 0;
+    kernels::Q8Layout layout;
+    Matrix* matrix = nullptr;
+};
+
 // Every tensor to upload, and the weights arena's regions in allocation order: one per unfused
 // tensor, one per fused matrix (its parts' bytes together). The plan sums the regions.
 struct Uploads {
     std::vector<Upload> list;
     std::vector<BufferSpec> regions;
+    std::vector<Repack> repacks;  // by region, increasing
+    uint64_t staging_bytes() const;  // the device staging the repacked regions need: the largest file-format one
 };
 
 // Every tensor of the model's forward pass, each with the pointer of `w` it fills (`w` must outlive
@@ -69,8 +85,9 @@ Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeigh
 using UploadProgress = std::function<void(uint64_t done, uint64_t total, double seconds)>;
 
 // Allocates the regions from vram's weights arena, copies every tensor through a pinned staging
-// buffer on `stream` and places it; returns the seconds the copies took.
+// buffer on `stream` and places it; repacked regions go through `device_staging` (at least
+// up.staging_bytes() bytes, 256-byte aligned). Returns the seconds the copies took.
 double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAllocator& vram, kernels::Stream stream,
-                      const UploadProgress& progress);
+                      void* device_staging, uint64_t device_staging_bytes, const UploadProgress& progress);
 
 }  // namespace loom::engine::cuda

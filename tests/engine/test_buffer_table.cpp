@@ -49,7 +49,7 @@ std::vector<Case> cases() {
          {512, 16, 64, 1700, 9 * 16 * 66, 5 << 20, 32 << 20, 1 << 22}},
         {"Llama-3-8B, 2048 tokens",
          model(4096, 32, 32, 8, 128, 14336, 128256),
-         {2048, 64, 64, 6500, 64 * 32 * 32 * 130, uint64_t{130} << 20, 32 << 20, uint64_t{40} << 20}},
+         {2048, 64, 64, 6500, 64 * 32 * 32 * 130, uint64_t{130} << 20, 32 << 20, uint64_t{40} << 20, 14336}},
     };
 }
 
@@ -97,11 +97,20 @@ TEST_CASE("the workspace table holds what the forward pass indexes", "[engine][c
     CHECK(bytes(Ws::xw) == 16 * 576 * f);
     CHECK(bytes(Ws::norm_sums) == 16 * 144 * f);  // norm_partial_count(576) = 144
     CHECK(bytes(Ws::attn_counters) == 16 * 9 * sizeof(unsigned));
+    CHECK(bytes(Ws::q8_x) == 0);  // SmolLM2's shape here repacks nothing
+    CHECK(bytes(Ws::q8_meta) == 0);
     CHECK(bytes(Ws::gemm) == k.shape.gemm_bytes);
     CHECK(bytes(Ws::cublas) == k.shape.cublas_bytes);
     CHECK(bytes(Ws::sampler) == k.shape.sampler_bytes);
     CHECK(t[engine::cuda::index(Ws::attn_counters)].elem == Elem::u32);
     CHECK(t[engine::cuda::index(Ws::step)].elem == Elem::i32);
+}
+
+TEST_CASE("the q8 buffers hold max_tokens rows of the widest repacked input", "[engine][cuda_tables]") {
+    const Case k = cases()[3];
+    const engine::cuda::WorkspaceTable t = engine::cuda::workspace_table(k.cfg, k.shape);
+    CHECK(t[engine::cuda::index(Ws::q8_x)].bytes() == uint64_t{2048} * 14336);  // int8 per element
+    CHECK(t[engine::cuda::index(Ws::q8_meta)].bytes() == uint64_t{2048} * (14336 / 32) * 8);  // XMeta per 32
 }
 
 TEST_CASE("the KV plan's block cost is the KV table's, at any block count", "[engine][cuda_tables]") {
