@@ -274,11 +274,15 @@ void run(gguf::TensorType type, const Params& p, Stream stream) {
     });
 }
 
-// RW = R ⊙ w and R's square sums, in the order matvec_residual's blocks add them.
+// RW = R ⊙ w and R's square sums, in the order matvec_residual's blocks add them (AddY: after R += Y, the
+// residual add of a product that wrote plain Y). Explicitly rounded ops: no FMA contraction, so the bits
+// are matvec_residual's, whose squares meet in shared memory. One thread per partial owns its elements,
+// so R_out == R is updated in place without a race (R_out: null unless AddY).
 static_assert(kVectorsPerBlock <= kWarpSize);
+template <bool AddY>
 __global__ void __launch_bounds__(256)
-    norm_inputs_kernel(const float* __restrict__ R, const float* __restrict__ w, float* __restrict__ RW,
-                       float* __restrict__ S, int n_vec, int n, int n_partials) {
+    norm_inputs_kernel(const float* R, const float* __restrict__ Y, float* R_out, const float* __restrict__ w,
+                       float* __restrict__ RW, float* __restrict__ S, int n_vec, int n, int n_partials) {
     wait_for_previous_kernel();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_vec * n_partials) return;
@@ -289,13 +293,30 @@ __global__ void __launch_bounds__(256)
         float square = 0;
         if (j < n) {
             const size_t e = static_cast<size_t>(t) * n + j;
-            const float r = R[e];
-            RW[e] = r * w[j];
-            square = r * r;
+            float r = R[e];
+            if constexpr (AddY) {
+                r = __fadd_rn(r, Y[e]);
+                R_out[e] = r;
+            }
+            RW[e] = __fmul_rn(r, w[j]);
+            square = __fmul_rn(r, r);
         }
-        s += square;
+        s = __fadd_rn(s, square);
     }
     S[i] = s;
+}
+
+template <bool AddY>
+void launch_norm_inputs(const char* fn, const float* R, const float* Y, float* R_out, const float* w, float* RW,
+                        float* S, int n_vec, int n, Stream stream) {
+    if (n_vec < 0 || n <= 0)
+        throw std::invalid_argument(std::string(fn) + ": n_vec " + std::to_string(n_vec) + ", n " + std::to_string(n));
+    const int n_partials = norm_partial_count(n);
+    const int total = n_vec * n_partials;
+    if (total == 0) return;
+    launch_kernel("norm_inputs_kernel", norm_inputs_kernel<AddY>,
+                  {dim3(static_cast<unsigned>((total + 255) / 256)), 256, 0, stream}, R, Y, R_out, w, RW, S, n_vec, n,
+                  n_partials);
 }
 
 }  // namespace
@@ -337,14 +358,23 @@ void matvec_residual(gguf::TensorType type, const void* W, const float* X, float
 }
 
 void norm_inputs(const float* R, const float* w, float* RW, float* S, int n_vec, int n, Stream stream) {
-    if (n_vec < 0 || n <= 0)
-        throw std::invalid_argument("norm_inputs: n_vec " + std::to_string(n_vec) + ", n " + std::to_string(n));
-    const int n_partials = norm_partial_count(n);
-    const int total = n_vec * n_partials;
-    if (total == 0) return;
-    launch_kernel("norm_inputs_kernel", norm_inputs_kernel,
-                  {dim3(static_cast<unsigned>((total + 255) / 256)), 256, 0, stream}, R, w, RW, S, n_vec, n,
-                  n_partials);
+    launch_norm_inputs<false>("norm_inputs", R, nullptr, nullptr, w, RW, S, n_vec, n, stream);
+}
+
+void residual_norm_inputs(float* R, const float* Y, const float* w, float* RW, float* S, int n_vec, int n,
+                          Stream stream) {
+    // R is read and written in place: an output or Y sharing its memory would read R after it changed.
+    const auto overlaps_r = [&](const void* p, int64_t count) {
+        const auto r = reinterpret_cast<uintptr_t>(R), q = reinterpret_cast<uintptr_t>(p);
+        const auto r_bytes = static_cast<uintptr_t>(int64_t{n_vec} * n * 4),
+                   q_bytes = static_cast<uintptr_t>(count * 4);
+        return r < q + q_bytes && q < r + r_bytes;
+    };
+    if (n_vec > 0 && n > 0 &&
+        (overlaps_r(Y, int64_t{n_vec} * n) || overlaps_r(RW, int64_t{n_vec} * n) ||
+         overlaps_r(S, int64_t{n_vec} * norm_partial_count(n))))
+        throw std::invalid_argument("residual_norm_inputs: Y, RW or S overlaps R");
+    launch_norm_inputs<true>("residual_norm_inputs", R, Y, R, w, RW, S, n_vec, n, stream);
 }
 
 }  // namespace loom::kernels

@@ -54,4 +54,10 @@ void matvec_residual(gguf::TensorType type, const void* W, const float* X, float
 // RW and S of matvec_residual for an R no product wrote (the first layer's input): R (n_vec, n).
 void norm_inputs(const float* R, const float* w, float* RW, float* S, int n_vec, int n, Stream stream);
 
+// matvec_residual's epilogue for a product that wrote plain Y (n_vec, n) (the q8 family): R += Y, then
+// norm_inputs, in one pass and with matvec_residual's float operations, so its R, RW and S bits equal
+// matvec_residual's given the same product sums. Y, RW and S overlap neither R nor each other.
+void residual_norm_inputs(float* R, const float* Y, const float* w, float* RW, float* S, int n_vec, int n,
+                          Stream stream);
+
 }  // namespace loom::kernels

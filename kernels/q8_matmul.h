@@ -26,6 +26,13 @@ struct Q8Matrix {
     const void* data = nullptr;
 };
 
+// GGUF rows (rows x tensor_bytes(type, n_in) bytes) at gguf_rows -> q8_layout(type, rows, n_in).bytes at
+// out, the bytes q8_repack writes on the host (stream padding zeroed), both on the device, so a model's
+// weights repack at device speed after upload. Preconditions (std::invalid_argument otherwise): those of
+// q8_layout, out 256-byte aligned and not overlapping the rows. Asynchronous on `stream`; launch errors
+// throw CudaError.
+void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, int n_in, void* out, Stream stream);
+
 // Sizes of quantized x for (n_vec, n_in): xq bytes and XMeta entries.
 inline uint64_t q8_xq_bytes(int n_vec, int n_in) { return static_cast<uint64_t>(n_vec) * n_in; }
 inline uint64_t q8_xmeta_count(int n_vec, int n_in) { return static_cast<uint64_t>(n_vec) * (n_in / q8::kUnit); }
