@@ -71,8 +71,7 @@ MemoryEstimate estimate_memory(const File& file, const MemoryDemand& demand) {
     const uint64_t activations = rows * (4 * embd + q + (q + 2 * kv) + 3 * ff) + seqs * vocab;
     // The q8 products' quantized rows: one int8 and a 8-byte scale per 32 elements of the widest input.
     const uint64_t q8_rows = round_up(rows * std::max({embd, q, ff})) + round_up(rows * std::max({embd, q, ff}) / 4);
-    e.workspace =
-        round_up(activations * sizeof(float)) + gemm_scratch(embd, q, kv, ff, rows) + q8_rows + kScratchBytes;
+    e.workspace = round_up(activations * sizeof(float)) + gemm_scratch(embd, q, kv, ff, rows) + q8_rows + kScratchBytes;
     return e;
 }
 

@@ -64,8 +64,8 @@ WorkspaceTable workspace_table(const ModelConfig& c, const WorkspaceShape& s) {
     t[index(Ws::attn_counters)] = {"attn_counters", Elem::u32,
                                    kernels::decode_attention_counters(s.max_seqs, c.n_head)};
     t[index(Ws::q8_x)] = bytes("q8_x", kernels::q8_xq_bytes(static_cast<int>(M), s.q8_width));
-    t[index(Ws::q8_meta)] = bytes("q8_meta", kernels::q8_xmeta_count(static_cast<int>(M), s.q8_width) *
-                                                 sizeof(kernels::q8::XMeta));
+    t[index(Ws::q8_meta)] =
+        bytes("q8_meta", kernels::q8_xmeta_count(static_cast<int>(M), s.q8_width) * sizeof(kernels::q8::XMeta));
     t[index(Ws::gemm)] = bytes("gemm", s.gemm_bytes);
     t[index(Ws::cublas)] = bytes("cublas", s.cublas_bytes);
     t[index(Ws::sampler)] = bytes("sampler", s.sampler_bytes);

@@ -107,7 +107,7 @@ struct CudaBackend::State {
     // Decode rows' fused norm inputs: x ⊙ (the next norm's weight) and the square sums of x; see kernels/matvec.h.
     float *xw = nullptr, *norm_sums = nullptr;
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
-    int8_t* q8_x = nullptr;  // rows quantized for the q8 products, and their scales
+    int8_t* q8_x = nullptr;             // rows quantized for the q8 products, and their scales
     kernels::q8::XMeta* q8_meta = nullptr;
     int q8_width = 0;                   // the widest input of a repacked matrix
     uint64_t repack_staging_bytes = 0;  // the gemm workspace doubles as the repack's staging at load
@@ -184,8 +184,7 @@ struct CudaBackend::State {
             const int D = pass.n_decode;
             if (D == 0) return;
             q8_rows(m, X, o, D);
-            kernels::add(x, o, x, int64_t{D} * m.n_out, stream);
-            kernels::norm_inputs(x, next_norm, xw, norm_sums, D, m.n_out, stream);
+            kernels::residual_norm_inputs(x, o, next_norm, xw, norm_sums, D, m.n_out, stream);
             return;
         }
         const int n_sums = kernels::norm_partial_count(m.n_out);
@@ -310,12 +309,15 @@ void CudaBackend::State::upload(const gguf::File& file, const Uploads& up) {
     const std::string where = "GPU " + std::to_string(device) + " (" + device_name + ")";
     upload_seconds = upload_weights(file, up, *vram, stream, gemm_ws, gemm_ws_bytes,
                                     [&](uint64_t done, uint64_t total, double seconds) {
-        upload_bytes = done;
-        if (on_load_step)
-            on_load_step(
-                {.kind = LoadStep::Kind::weights, .what = where, .bytes = done, .total = total, .seconds = seconds});
-    });
-    if (c.tied_embeddings) weights.output = Matrix{weights.embd_type, weights.token_embd, c.n_embd, c.n_vocab};
+                                        upload_bytes = done;
+                                        if (on_load_step)
+                                            on_load_step({.kind = LoadStep::Kind::weights,
+                                                          .what = where,
+                                                          .bytes = done,
+                                                          .total = total,
+                                                          .seconds = seconds});
+                                    });
+    if (c.tied_embeddings) weights.output = Matrix{weights.embd_type, weights.token_embd, c.n_embd, c.n_vocab, {}};
     if (!kernels::matvec_supports(weights.output.type))
         throw ModelError("cuda backend: no matvec kernel for the tied output projection (type " +
                          std::string(gguf::tensor_type_name(weights.output.type)) + ")");

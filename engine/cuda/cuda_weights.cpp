@@ -201,10 +201,8 @@ Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeigh
 }
 
 bool q8_eligible(gguf::TensorType type, int n_in) {
-    const int multiple = type == gguf::TensorType::Q4_K || type == gguf::TensorType::Q5_K ||
-                                 type == gguf::TensorType::Q6_K
-                             ? 256
-                             : 128;
+    const int multiple =
+        type == gguf::TensorType::Q4_K || type == gguf::TensorType::Q5_K || type == gguf::TensorType::Q6_K ? 256 : 128;
     return kernels::q8_supports(type) && n_in > 0 && n_in % multiple == 0;
 }
 
@@ -249,7 +247,8 @@ double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAl
         copy_upload(u, u.src() ? u.src() : file.tensor_data(*u.info).data(), dst, staging.get(), staging_bytes, stream);
         if (u.place) u.place(dst);
         if (repack && (i + 1 == up.list.size() || up.list[i + 1].region != u.region)) {
-            kernels::q8_repack_device(repack->layout, device_staging, region, stream);
+            kernels::q8_repack_device(repack->layout.type, device_staging, repack->layout.rows, repack->layout.n_in,
+                                      region, stream);
             LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the staging is reused by the next region
             repack->matrix->q8 = {repack->layout, region};
         }

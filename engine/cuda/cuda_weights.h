@@ -73,7 +73,7 @@ struct Repack {
 struct Uploads {
     std::vector<Upload> list;
     std::vector<BufferSpec> regions;
-    std::vector<Repack> repacks;  // by region, increasing
+    std::vector<Repack> repacks;     // by region, increasing
     uint64_t staging_bytes() const;  // the device staging the repacked regions need: the largest file-format one
 };
 

@@ -109,7 +109,7 @@ TEST_CASE("the workspace table holds what the forward pass indexes", "[engine][c
 TEST_CASE("the q8 buffers hold max_tokens rows of the widest repacked input", "[engine][cuda_tables]") {
     const Case k = cases()[3];
     const engine::cuda::WorkspaceTable t = engine::cuda::workspace_table(k.cfg, k.shape);
-    CHECK(t[engine::cuda::index(Ws::q8_x)].bytes() == uint64_t{2048} * 14336);  // int8 per element
+    CHECK(t[engine::cuda::index(Ws::q8_x)].bytes() == uint64_t{2048} * 14336);                // int8 per element
     CHECK(t[engine::cuda::index(Ws::q8_meta)].bytes() == uint64_t{2048} * (14336 / 32) * 8);  // XMeta per 32
 }
 
