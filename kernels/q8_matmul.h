@@ -1,7 +1,7 @@
 // The q8 family's device side: x quantized per 32-element unit to int8 (plain, or RMS-normed first), and the
 // products of repacked weights (kernels/q8_repack.h) with it on dp4a or int8 tensor cores. Every kernel
 // equals q8_product_ref bit for bit, for any n_vec: a vector's result does not depend on its batch.
-// Not used by the engine yet (awaiting H100 timing, bench/matvec_dev).
+// The CUDA backend takes them for every q8_eligible layer matrix (engine/cuda/cuda_weights.h).
 #pragma once
 
 #include <cstdint>
