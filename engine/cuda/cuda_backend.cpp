@@ -21,6 +21,7 @@
 #include "engine/memory_budget.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_check.h"
+#include "kernels/dequantize.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
@@ -151,6 +152,18 @@ struct CudaBackend::State {
         kernels::q8_product(m.q8, q8_x, q8_meta, Y, n, kernels::Q8Kernel::automatic, stream);
     }
 
+    // Repacked matrices, prefill parts past kMaxPartMatvecRows: W dequantized to fp16 in the gemm
+    // workspace and X rounded to fp16 after it ([W][X], gemm_workspace_bytes' layout), one cuBLAS
+    // product, as kernels::gemm does for file-format weights.
+    void q8_gemm(const Matrix& m, const float* X, float* Y, int n) {
+        const uint64_t w_bytes = (uint64_t{2} * m.n_out * m.n_in + kAlign - 1) / kAlign * kAlign;
+        auto* w16 = static_cast<uint16_t*>(gemm_ws);
+        auto* x16 = reinterpret_cast<uint16_t*>(static_cast<char*>(gemm_ws) + w_bytes);
+        kernels::q8_dequantize_f16(m.q8, w16, stream);
+        kernels::dequantize_to_f16(gguf::TensorType::F32, X, x16, m.n_in, n, stream);
+        kernels::gemm_half(*gemm, kernels::HalfType::f16, w16, x16, Y, m.n_in, m.n_out, n, false, stream);
+    }
+
     // Decode rows: Y = W @ rmsnorm(x) * w, from xw = x ⊙ w and the square sums of x.
     void mm_normed(const Matrix& m, float* Y, const Pass& pass) {
         if (m.q8.data) {
@@ -198,8 +211,10 @@ struct CudaBackend::State {
         for (const Pass::Part& p : pass.parts) {
             const float* x_rows = X + static_cast<int64_t>(p.row0) * m.n_in;
             float* y_rows = Y + static_cast<int64_t>(p.row0) * m.n_out;
-            if (m.q8.data)
+            if (m.q8.data && p.n <= kMaxPartMatvecRows)
                 q8_rows(m, x_rows, y_rows, p.n);
+            else if (m.q8.data)
+                q8_gemm(m, x_rows, y_rows, p.n);
             else if (p.n <= kMaxPartMatvecRows)
                 kernels::matvec(m.type, m.data, x_rows, y_rows, m.n_in, m.n_out, p.n, stream);
             else
@@ -251,14 +266,13 @@ struct CudaBackend::State {
     void observe(LayerObserver* observer, int layer, const Pass& pass, const float* rows);
 };
 
-// The largest GEMM workspace any matrix of the model needs at max_tokens rows (repacked matrices
-// take the q8 products instead), and at least the repack's staging, which it doubles as at load.
+// The largest GEMM workspace any matrix of the model needs at max_tokens rows, and at least the
+// repack's staging, which it doubles as at load.
 uint64_t CudaBackend::State::largest_gemm_workspace() const {
     uint64_t bytes = repack_staging_bytes;
     for (const LayerWeights& w : weights.layers)
         for (const Matrix* m : {&w.wqkv, &w.wq, &w.wk, &w.wv, &w.wo, &w.gate_up, &w.gate, &w.up, &w.down})
-            if (m->n_out > 0 && !q8_eligible(m->type, m->n_in))
-                bytes = std::max(bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, max_tokens));
+            if (m->n_out > 0) bytes = std::max(bytes, kernels::gemm_workspace_bytes(m->n_in, m->n_out, max_tokens));
     return bytes;
 }
 
