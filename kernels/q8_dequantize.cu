@@ -67,8 +67,8 @@ __global__ void __launch_bounds__(kThreads) dequantize_kernel(const DequantizePa
 void check_aligned16(const char* what, const void* p) {
     const auto rest = reinterpret_cast<uintptr_t>(p) % 16;
     if (rest != 0)
-        throw std::invalid_argument(std::string("q8_dequantize_f16: ") + what + " is not 16-byte aligned (address % 16 = " +
-                                    std::to_string(rest) + ")");
+        throw std::invalid_argument(std::string("q8_dequantize_f16: ") + what +
+                                    " is not 16-byte aligned (address % 16 = " + std::to_string(rest) + ")");
 }
 
 bool same_layout(const Q8Layout& a, const Q8Layout& b) {
@@ -88,8 +88,8 @@ void q8_dequantize_f16(const Q8Matrix& W, uint16_t* out, Stream stream) {
     const uint64_t out_bytes = static_cast<uint64_t>(l.rows) * l.n_in * sizeof(uint16_t);
     const auto o = reinterpret_cast<uintptr_t>(out), w = reinterpret_cast<uintptr_t>(W.data);
     if (o < w + l.bytes && w < o + out_bytes)
-        throw std::invalid_argument("q8_dequantize_f16: out (" + std::to_string(out_bytes) + " bytes) overlaps W.data (" +
-                                    std::to_string(l.bytes) + " bytes)");
+        throw std::invalid_argument("q8_dequantize_f16: out (" + std::to_string(out_bytes) +
+                                    " bytes) overlaps W.data (" + std::to_string(l.bytes) + " bytes)");
     const auto* d = static_cast<const uint8_t*>(W.data);
     const DequantizeParams p{{d + l.qs_off, d + l.qh_off, d + l.um_off, d + l.sm_off, l.qs_row, l.qh_row, l.um_row,
                               l.sm_row, l.n_in / kUnit},
@@ -100,13 +100,20 @@ void q8_dequantize_f16(const Q8Matrix& W, uint16_t* out, Stream stream) {
     const LaunchShape shape{dim3(static_cast<unsigned>((threads + kThreads - 1) / kThreads)), dim3(kThreads), 0,
                             stream};
     switch (l.type) {
-        case TensorType::Q4_0: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q4_0>, shape, p);
-        case TensorType::Q4_1: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q4_1>, shape, p);
-        case TensorType::Q5_0: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q5_0>, shape, p);
-        case TensorType::Q8_0: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q8_0>, shape, p);
-        case TensorType::Q4_K: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q4_K>, shape, p);
-        case TensorType::Q5_K: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q5_K>, shape, p);
-        case TensorType::Q6_K: return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q6_K>, shape, p);
+        case TensorType::Q4_0:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q4_0>, shape, p);
+        case TensorType::Q4_1:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q4_1>, shape, p);
+        case TensorType::Q5_0:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q5_0>, shape, p);
+        case TensorType::Q8_0:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q8_0>, shape, p);
+        case TensorType::Q4_K:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q4_K>, shape, p);
+        case TensorType::Q5_K:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q5_K>, shape, p);
+        case TensorType::Q6_K:
+            return launch_kernel("q8 dequantize_kernel", dequantize_kernel<TensorType::Q6_K>, shape, p);
         default: throw std::invalid_argument("q8_dequantize_f16: type not in the q8 family");
     }
 }

@@ -113,7 +113,6 @@ TEST_CASE("q8_dequantize_f16 rejects what it cannot do, naming the value", "[gpu
     CHECK_THROWS_WITH(run(bad, packed.get(), out.get()), test::contains("F16"));
     CHECK_THROWS_WITH(run(layout, packed.get() + 8, out.get()), test::contains("W.data is not 16-byte aligned"));
     CHECK_THROWS_WITH(run(layout, packed.get(), out.get() + 4), test::contains("out is not 16-byte aligned"));
-    CHECK_THROWS_WITH(run(layout, packed.get(), reinterpret_cast<uint16_t*>(packed.get())),
-                      test::contains("overlaps"));
+    CHECK_THROWS_WITH(run(layout, packed.get(), reinterpret_cast<uint16_t*>(packed.get())), test::contains("overlaps"));
     CHECK(out.guard_intact());
 }
