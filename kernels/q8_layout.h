@@ -131,6 +131,29 @@ LOOM_Q8_HD inline float fsub(float a, float b) {
 #endif
 }
 
+// The weight of raw quant q (unsigned 4/5/6-bit, or Q8_0's int8 bits) at element k of a unit with scale word
+// um and super-block word sm (as unit_term takes them), with gguf::dequantize's float operations in its
+// order: q8_dequantize_row and q8_dequantize_f16 both compute it here.
+template <TensorType T>
+LOOM_Q8_HD inline float weight_value(int q, int k, uint32_t um, uint32_t sm) {
+    if constexpr (T == TensorType::Q4_0 || T == TensorType::Q5_0) {
+        return fmul(static_cast<float>(q - (T == TensorType::Q4_0 ? 8 : 16)), half_bits(static_cast<uint16_t>(um)));
+    } else if constexpr (T == TensorType::Q8_0) {
+        return fmul(static_cast<float>(static_cast<int8_t>(q)), half_bits(static_cast<uint16_t>(um)));
+    } else if constexpr (T == TensorType::Q4_1) {
+        const float d = half_bits(static_cast<uint16_t>(um & 0xFFFFu)), m = half_bits(static_cast<uint16_t>(um >> 16));
+        return fadd(fmul(static_cast<float>(q), d), m);
+    } else if constexpr (T == TensorType::Q4_K || T == TensorType::Q5_K) {
+        const float scale = fmul(half_bits(static_cast<uint16_t>(sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
+        const float min = fmul(half_bits(static_cast<uint16_t>(sm >> 16)), static_cast<float>(um >> 8));
+        return fsub(fmul(scale, static_cast<float>(q)), min);
+    } else {
+        static_assert(T == TensorType::Q6_K, "q8 family: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K");
+        const int sc = static_cast<int8_t>(k < 16 ? um & 0xFFu : (um >> 8) & 0xFFu);
+        return fmul(fmul(half_bits(static_cast<uint16_t>(sm)), static_cast<float>(sc)), static_cast<float>(q - 32));
+    }
+}
+
 // The per-unit scale of quantized x: d (x ≈ q d), and the sums of the int8 values of elements 0..15 and
 // 16..31 (Q4_0's and Q6_K's offsets and Q4_K's mins need them).
 struct XMeta {

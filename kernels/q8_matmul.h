@@ -33,6 +33,13 @@ struct Q8Matrix {
 // throw CudaError.
 void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, int n_in, void* out, Stream stream);
 
+// W (rows, n_in) -> out (rows, n_in) fp16 bits, row-major: each value q8_dequantize_row's rounded to
+// nearest even (q8_dequantize_f16_ref), which equals dequantize_to_f16 of the GGUF rows W was repacked
+// from; for the cuBLAS products of prefill parts (kernels/gemm.h). Preconditions (std::invalid_argument
+// otherwise): W.layout is q8_layout's, W.data and out 16-byte aligned and not overlapping. Asynchronous
+// on `stream`, allocates nothing; launch errors throw CudaError.
+void q8_dequantize_f16(const Q8Matrix& W, uint16_t* out, Stream stream);
+
 // Sizes of quantized x for (n_vec, n_in): xq bytes and XMeta entries.
 inline uint64_t q8_xq_bytes(int n_vec, int n_in) { return static_cast<uint64_t>(n_vec) * n_in; }
 inline uint64_t q8_xmeta_count(int n_vec, int n_in) { return static_cast<uint64_t>(n_vec) * (n_in / q8::kUnit); }

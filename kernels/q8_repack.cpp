@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "gguf/half.h"
 #include "gguf/quant_blocks.h"
 #include "kernels/matvec.h"
 
@@ -130,6 +131,15 @@ std::vector<float> product_all(const Q8Layout& l, const uint8_t* w, const Q8X& x
     for (int v = 0; v < x.n_vec; ++v)
         for (int r = 0; r < l.rows; ++r) y[static_cast<size_t>(v) * l.rows + r] = product_one<T>(l, w, x, r, v);
     return y;
+}
+
+template <TensorType T>
+void dequantize_row(const Q8Layout& l, const uint8_t* w, int row, float* out) {
+    for (int u = 0; u < l.n_in / kUnit; ++u) {
+        const uint32_t um = q8::unit_word(l, w, row, u), sm = q8::super_word(l, w, row, u);
+        for (int k = 0; k < kUnit; ++k)
+            out[u * kUnit + k] = q8::weight_value<T>(q8::raw_quant(l, w, row, u, k), k, um, sm);
+    }
 }
 
 }  // namespace
@@ -255,29 +265,26 @@ std::vector<float> q8_product_ref(const Q8Layout& l, const uint8_t* w, const Q8X
 }
 
 void q8_dequantize_row(const Q8Layout& l, const uint8_t* w, int row, float* out) {
-    const TensorType t = l.type;
-    for (int u = 0; u < l.n_in / kUnit; ++u) {
-        const uint32_t um = q8::unit_word(l, w, row, u), sm = q8::super_word(l, w, row, u);
-        const float d = q8::half_bits(static_cast<uint16_t>(um & 0xFFFFu));
-        for (int k = 0; k < kUnit; ++k) {
-            const int q = q8::raw_quant(l, w, row, u, k);
-            float v = 0;
-            if (t == TensorType::Q4_0 || t == TensorType::Q5_0)
-                v = static_cast<float>(q - (t == TensorType::Q4_0 ? 8 : 16)) * d;
-            if (t == TensorType::Q4_1) v = static_cast<float>(q) * d + q8::half_bits(static_cast<uint16_t>(um >> 16));
-            if (t == TensorType::Q8_0) v = static_cast<float>(static_cast<int8_t>(q)) * d;
-            if (q8::has_packed_scales(t)) {
-                const float scale = q8::half_bits(static_cast<uint16_t>(sm & 0xFFFFu)) * static_cast<float>(um & 0xFFu);
-                const float min = q8::half_bits(static_cast<uint16_t>(sm >> 16)) * static_cast<float>(um >> 8);
-                v = scale * static_cast<float>(q) - min;
-            }
-            if (t == TensorType::Q6_K) {
-                const int sc = static_cast<int8_t>(k < 16 ? um & 0xFFu : um >> 8);
-                v = q8::half_bits(static_cast<uint16_t>(sm)) * static_cast<float>(sc) * static_cast<float>(q - 32);
-            }
-            out[u * kUnit + k] = v;
-        }
+    switch (l.type) {
+        case TensorType::Q4_0: return dequantize_row<TensorType::Q4_0>(l, w, row, out);
+        case TensorType::Q4_1: return dequantize_row<TensorType::Q4_1>(l, w, row, out);
+        case TensorType::Q5_0: return dequantize_row<TensorType::Q5_0>(l, w, row, out);
+        case TensorType::Q8_0: return dequantize_row<TensorType::Q8_0>(l, w, row, out);
+        case TensorType::Q4_K: return dequantize_row<TensorType::Q4_K>(l, w, row, out);
+        case TensorType::Q5_K: return dequantize_row<TensorType::Q5_K>(l, w, row, out);
+        case TensorType::Q6_K: return dequantize_row<TensorType::Q6_K>(l, w, row, out);
+        default: throw std::invalid_argument("q8_dequantize_row: type not in the q8 family");
     }
+}
+
+std::vector<uint16_t> q8_dequantize_f16_ref(const Q8Layout& l, const uint8_t* w) {
+    std::vector<uint16_t> out(static_cast<size_t>(l.rows) * l.n_in);
+    std::vector<float> row(static_cast<size_t>(l.n_in));
+    for (int r = 0; r < l.rows; ++r) {
+        q8_dequantize_row(l, w, r, row.data());
+        for (int i = 0; i < l.n_in; ++i) out[static_cast<size_t>(r) * l.n_in + i] = gguf::float_to_half(row[i]);
+    }
+    return out;
 }
 
 namespace q8 {

@@ -57,6 +57,10 @@ std::vector<float> q8_product_ref(const Q8Layout& layout, const uint8_t* repacke
 // Row `row` of a repacked matrix dequantized with the float operations of gguf::dequantize.
 void q8_dequantize_row(const Q8Layout& layout, const uint8_t* repacked, int row, float* out);
 
+// The whole matrix as (rows, n_in) fp16 bits: q8_dequantize_row's values rounded to nearest even
+// (gguf::float_to_half), the reference of q8_dequantize_f16.
+std::vector<uint16_t> q8_dequantize_f16_ref(const Q8Layout& layout, const uint8_t* repacked);
+
 namespace q8 {
 
 // Raw quant k of unit u of a row (unsigned 4/5/6-bit, or Q8_0's int8 bits), its unit scale word (fp16 d;

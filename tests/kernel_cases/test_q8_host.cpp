@@ -1,6 +1,7 @@
-// The q8 family's host side (kernels/q8_repack.h), no GPU: the repack round trip, the positions and the
-// slot tree, x quantization (plain and RMS-normed), and the canonical-order product against f64 references
-// with stated bounds. The device kernels are held to this reference bit for bit in tests/gpu/test_kernels_q8.cpp.
+// The q8 family's host side (kernels/q8_repack.h), no GPU: the repack round trip, the fp16 dequantization
+// reference, the positions and the slot tree, x quantization (plain and RMS-normed), and the canonical-order
+// product against f64 references with stated bounds. The device kernels are held to this reference bit for
+// bit in tests/gpu/test_kernels_q8*.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "gguf/half.h"
 #include "gguf/tensor_type.h"
 #include "kernel_cases/inputs.h"
 #include "kernels/matvec.h"
@@ -84,6 +86,27 @@ TEST_CASE("q8 repack keeps every weight: dequantized from the streams it equals 
                 mismatches += std::memcmp(row.data(), w.values.data() + static_cast<size_t>(r) * n_in, n_in * 4) != 0;
             }
             CHECK(mismatches == 0);
+        }
+}
+
+// The reference of q8_dequantize_f16: the fp16 rounding (nearest even) of gguf::dequantize's values, which is
+// also what dequantize_to_f16 writes for the GGUF rows; q8_dequantize_row computes its f32 values with
+// q8::weight_value, the function the device kernel calls.
+TEST_CASE("q8 fp16 dequantization reference equals gguf::dequantize rounded to fp16, bit for bit", "[q8]") {
+    for (const TensorType t : kTypes)
+        for (const auto& [rows, n_in] : {std::pair{33, 4096}, std::pair{1, short_n_in(t)}}) {
+            INFO(name(t, rows, n_in));
+            const auto w = kcases::random_matrix(t, rows, n_in, 150 + rows);
+            const auto packed = kernels::q8_repack(t, w.bytes.data(), rows, n_in);
+            const auto half = kernels::q8_dequantize_f16_ref(kernels::q8_layout(t, rows, n_in), packed.data());
+            REQUIRE(half.size() == w.values.size());
+            size_t mismatches = 0, zeros = 0;
+            for (size_t i = 0; i < half.size(); ++i) {
+                mismatches += half[i] != gguf::float_to_half(w.values[i]);
+                zeros += (half[i] & 0x7FFFu) == 0;
+            }
+            CHECK(mismatches == 0);
+            CHECK(zeros < half.size() / 4);  // a matrix of mostly zeros would prove little
         }
 }
 
