@@ -322,19 +322,20 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const ProductParams
         }
 }
 
-inline constexpr int kQuantizeWarps = 8;         // warps per block of quantize_kernel
-inline constexpr int kQuantizeUnitsPerWarp = 4;  // a block quantizes 32 units (1024 elements) of one vector
+inline constexpr int kQuantizeWarps = 8;  // warps per block of quantize_kernel, one unit each
 
-// x -> int8 per unit in pos8 order + XMeta; blockIdx.x = vector, blockIdx.y = group of 32 units, one warp per
-// unit, lane = element. Normed: x = XW * s first, s = norm_scale_from_slots of the vector's S partials,
-// computed by warp 0 (lane l sums the partials l, l + 32, ...; the butterfly equals tree32).
+// x -> int8 per unit in pos8 order + XMeta; blockIdx.x = vector, blockIdx.y = group of 8 units, one warp per
+// unit, lane = element (one unit per warp: at decode sizes the kernel is latency-bound, so width beats
+// reuse). Normed: x = XW * s first, s = norm_scale_from_slots of the vector's S partials, computed by warp 0
+// (lane l sums the partials l, l + 32, ...; the butterfly equals tree32) while the others' loads fly.
 template <bool Normed>
 __global__ void __launch_bounds__(kQuantizeWarps * 32)
     quantize_kernel(const float* x, const float* S, float eps, int n_partials, uint8_t* xq, XMeta* xm, int n_in) {
     wait_for_previous_kernel();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, v = blockIdx.x;
-    const int n_units = n_in / kUnit;
-    float scale = 1.0f;
+    const int n_units = n_in / kUnit, unit = blockIdx.y * kQuantizeWarps + warp;
+    const bool active = unit < n_units;
+    float xv = active ? x[static_cast<size_t>(v) * n_in + unit * kUnit + lane] : 0.0f;
     if constexpr (Normed) {
         __shared__ float shared_scale;
         if (warp == 0) {
@@ -347,26 +348,21 @@ __global__ void __launch_bounds__(kQuantizeWarps * 32)
             if (lane == 0) shared_scale = norm_scale_from_slots(slots, n_in, eps);
         }
         __syncthreads();
-        scale = shared_scale;
+        xv = __fmul_rn(xv, shared_scale);
     }
-    for (int k = 0; k < kQuantizeUnitsPerWarp; ++k) {
-        const int unit = (blockIdx.y * kQuantizeUnitsPerWarp + k) * kQuantizeWarps + warp;
-        if (unit >= n_units) return;
-        float xv = x[static_cast<size_t>(v) * n_in + unit * kUnit + lane];
-        if constexpr (Normed) xv = __fmul_rn(xv, scale);
-        float amax = fabsf(xv);
-        for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-        const float d = __fdiv_rn(amax, 127.0f);
-        const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
-        xq[static_cast<size_t>(v) * n_in + pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
-        int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
-        for (int off = 16; off > 0; off /= 2) {
-            sa += __shfl_xor_sync(0xffffffffu, sa, off);
-            sb += __shfl_xor_sync(0xffffffffu, sb, off);
-        }
-        if (lane == 0)
-            xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
+    if (!active) return;
+    float amax = fabsf(xv);
+    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = __fdiv_rn(amax, 127.0f);
+    const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
+    xq[static_cast<size_t>(v) * n_in + pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
+    int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
+    for (int off = 16; off > 0; off /= 2) {
+        sa += __shfl_xor_sync(0xffffffffu, sa, off);
+        sb += __shfl_xor_sync(0xffffffffu, sb, off);
     }
+    if (lane == 0)
+        xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
 }
 
 // Launches of one configuration; rows: MaxVec from n_vec (1, 2, 4 or 8 vectors per block).

@@ -42,7 +42,7 @@ void quantize(const char* fn, const float* X, const float* S, float eps, int8_t*
     check_x(fn, n_vec, n_in, xq, xmeta);
     check_aligned(fn, "X", X, 4);
     if (Normed) check_aligned(fn, "S", S, 4);
-    const int units_per_block = q8::kQuantizeWarps * q8::kQuantizeUnitsPerWarp, n_units = n_in / q8::kUnit;
+    const int units_per_block = q8::kQuantizeWarps, n_units = n_in / q8::kUnit;
     const dim3 grid(n_vec, (n_units + units_per_block - 1) / units_per_block);
     launch_kernel("q8 quantize_kernel", q8::quantize_kernel<Normed>,
                   LaunchShape{grid, dim3(q8::kQuantizeWarps * 32), 0, stream}, X, S, eps, norm_partial_count(n_in),
