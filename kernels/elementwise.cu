@@ -8,6 +8,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
 #include "kernels/matvec.h"
+#include "kernels/swiglu.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -23,18 +24,14 @@ unsigned blocks_for(int64_t n) {
 __global__ void swiglu_kernel(const float* gate, const float* up, float* out, int64_t n) {
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = swiglu_value(gate[i], up[i]);
     }
 }
 
 __global__ void swiglu_pairs_kernel(const float* __restrict__ gate_up, int64_t total, int n, float* __restrict__ out) {
     wait_for_previous_kernel();
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-        const int64_t row = i / n, col = i % n;
-        const int64_t g_at = row * 2 * n + col / kSwigluPairRows * 2 * kSwigluPairRows + col % kSwigluPairRows;
-        const float g = gate_up[g_at];
-        out[i] = g / (1.0f + expf(-g)) * gate_up[g_at + kSwigluPairRows];
+        out[i] = swiglu_pair_value(gate_up + i / n * 2 * n, i % n);
     }
 }
 

@@ -10,6 +10,7 @@
 #include "kernels/format_dispatch.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/reduce.cuh"
+#include "kernels/swiglu.cuh"
 
 namespace loom::kernels {
 namespace {
@@ -147,7 +148,7 @@ struct Epilogue {
             if (t < n_vec) {
                 const float g = rows[t][k], u = rows[t][kSwigluPairRows + k];
                 p.Y[static_cast<size_t>(v0 + t) * (p.n_out / 2) + blockIdx.x * kSwigluPairRows + k] =
-                    g / (1.0f + expf(-g)) * u;
+                    swiglu_value(g, u);
             }
         } else {
             if (active && lane < n_vec) p.Y[i] = mine;

@@ -1,6 +1,7 @@
 // The q8 family's device code as templates (CUDA code only): lane loads of the repacked streams, the dp4a
-// rows kernel, the int8 MMA kernel and the x quantization. q8_matmul.cu instantiates one configuration of
-// each; bench/matvec_dev sweeps others. The lane loaders also run on the host, for the lane-mapping check.
+// rows kernel, the int8 MMA kernel and the x quantization (plain, normed, or of SwiGLU). q8_matmul.cu
+// instantiates one configuration of each; bench/matvec_dev sweeps others. The lane loaders also run on the
+// host, for the lane-mapping check.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,6 +11,7 @@
 
 #include "kernels/launch.cuh"
 #include "kernels/q8_layout.h"
+#include "kernels/swiglu.cuh"
 
 namespace loom::kernels::q8 {
 
@@ -324,19 +326,30 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const ProductParams
 
 inline constexpr int kQuantizeWarps = 8;  // warps per block of quantize_kernel, one unit each
 
+// What quantize_kernel reads as vector v's x: plain rows (n_in apart), RMS-normed rows (XW * s, below), or
+// silu(gate) * up of the fused gate/up product's rows (2 n_in apart, the pair layout of kernels/matvec.h),
+// computed by swiglu_pair_value as swiglu_pairs_kernel does, so it equals swiglu_pairs then plain.
+enum class XSource { plain, normed, swiglu };
+
 // x -> int8 per unit in pos8 order + XMeta; blockIdx.x = vector, blockIdx.y = group of 8 units, one warp per
 // unit, lane = element (one unit per warp: at decode sizes the kernel is latency-bound, so width beats
 // reuse). Normed: x = XW * s first, s = norm_scale_from_slots of the vector's S partials, computed by warp 0
 // (lane l sums the partials l, l + 32, ...; the butterfly equals tree32) while the others' loads fly.
-template <bool Normed>
+template <XSource Src>
 __global__ void __launch_bounds__(kQuantizeWarps * 32)
     quantize_kernel(const float* x, const float* S, float eps, int n_partials, uint8_t* xq, XMeta* xm, int n_in) {
     wait_for_previous_kernel();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, v = blockIdx.x;
     const int n_units = n_in / kUnit, unit = blockIdx.y * kQuantizeWarps + warp;
     const bool active = unit < n_units;
-    float xv = active ? x[static_cast<size_t>(v) * n_in + unit * kUnit + lane] : 0.0f;
-    if constexpr (Normed) {
+    float xv = 0.0f;
+    if (active) {
+        if constexpr (Src == XSource::swiglu)
+            xv = swiglu_pair_value(x + static_cast<size_t>(v) * 2 * n_in, unit * kUnit + lane);
+        else
+            xv = x[static_cast<size_t>(v) * n_in + unit * kUnit + lane];
+    }
+    if constexpr (Src == XSource::normed) {
         __shared__ float shared_scale;
         if (warp == 0) {
             float slot = 0.0f;

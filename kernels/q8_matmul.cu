@@ -25,26 +25,29 @@ void check_aligned(const char* fn, const char* what, const void* p, uintptr_t al
                                     "-byte aligned");
 }
 
-void check_x(const char* fn, int n_vec, int n_in, const int8_t* xq, const q8::XMeta* xmeta) {
+// width_name: what the caller calls x's width (n_in; n_ff for q8_quantize_swiglu).
+void check_x(const char* fn, int n_vec, int n_in, const int8_t* xq, const q8::XMeta* xmeta,
+             const char* width_name = "n_in") {
     if (n_vec < 1 || n_vec > kQ8MaxVectors)
         throw std::invalid_argument(std::string(fn) + ": n_vec " + std::to_string(n_vec) + " outside 1.." +
                                     std::to_string(kQ8MaxVectors));
     if (n_in <= 0 || n_in % 128 != 0)
-        throw std::invalid_argument(std::string(fn) + ": n_in " + std::to_string(n_in) +
+        throw std::invalid_argument(std::string(fn) + ": " + width_name + " " + std::to_string(n_in) +
                                     " is not a positive multiple of 128");
     check_aligned(fn, "xq", xq, 16);
     check_aligned(fn, "xmeta", xmeta, 8);
 }
 
-template <bool Normed>
+template <q8::XSource Src>
 void quantize(const char* fn, const float* X, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec,
               int n_in, Stream stream) {
-    check_x(fn, n_vec, n_in, xq, xmeta);
-    check_aligned(fn, "X", X, 4);
-    if (Normed) check_aligned(fn, "S", S, 4);
+    const bool swiglu = Src == q8::XSource::swiglu;
+    check_x(fn, n_vec, n_in, xq, xmeta, swiglu ? "n_ff" : "n_in");
+    check_aligned(fn, swiglu ? "gate_up" : "X", X, 4);
+    if (Src == q8::XSource::normed) check_aligned(fn, "S", S, 4);
     const int units_per_block = q8::kQuantizeWarps, n_units = n_in / q8::kUnit;
     const dim3 grid(n_vec, (n_units + units_per_block - 1) / units_per_block);
-    launch_kernel("q8 quantize_kernel", q8::quantize_kernel<Normed>,
+    launch_kernel("q8 quantize_kernel", q8::quantize_kernel<Src>,
                   LaunchShape{grid, dim3(q8::kQuantizeWarps * 32), 0, stream}, X, S, eps, norm_partial_count(n_in),
                   reinterpret_cast<uint8_t*>(xq), xmeta, n_in);
 }
@@ -63,12 +66,16 @@ bool overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) 
 }  // namespace
 
 void q8_quantize_x(const float* X, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in, Stream stream) {
-    quantize<false>("q8_quantize_x", X, nullptr, 0.0f, xq, xmeta, n_vec, n_in, stream);
+    quantize<q8::XSource::plain>("q8_quantize_x", X, nullptr, 0.0f, xq, xmeta, n_vec, n_in, stream);
 }
 
 void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in,
                           Stream stream) {
-    quantize<true>("q8_quantize_x_normed", XW, S, eps, xq, xmeta, n_vec, n_in, stream);
+    quantize<q8::XSource::normed>("q8_quantize_x_normed", XW, S, eps, xq, xmeta, n_vec, n_in, stream);
+}
+
+void q8_quantize_swiglu(const float* gate_up, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_ff, Stream stream) {
+    quantize<q8::XSource::swiglu>("q8_quantize_swiglu", gate_up, nullptr, 0.0f, xq, xmeta, n_vec, n_ff, stream);
 }
 
 void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, float* Y, int n_vec, Q8Kernel kernel,

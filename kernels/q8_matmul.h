@@ -1,6 +1,7 @@
-// The q8 family's device side: x quantized per 32-element unit to int8 (plain, or RMS-normed first), and the
-// products of repacked weights (kernels/q8_repack.h) with it on dp4a or int8 tensor cores. Every kernel
-// equals q8_product_ref bit for bit, for any n_vec: a vector's result does not depend on its batch.
+// The q8 family's device side: x quantized per 32-element unit to int8 (plain, RMS-normed first, or SwiGLU of
+// a fused gate/up product first), and the products of repacked weights (kernels/q8_repack.h) with it on dp4a
+// or int8 tensor cores. Every kernel equals q8_product_ref bit for bit, for any n_vec: a vector's result does
+// not depend on its batch.
 // The CUDA backend takes them for every q8_eligible layer matrix (engine/cuda/cuda_weights.h).
 #pragma once
 
@@ -55,6 +56,13 @@ void q8_quantize_x(const float* X, int8_t* xq, q8::XMeta* xmeta, int n_vec, int 
 // q8_product. s is summed in one fixed order, whatever n_vec (q8_quantize_x_normed_ref does the same).
 void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in,
                           Stream stream);
+
+// The same of x = silu(gate) * up (n_vec, n_ff) from gate_up (n_vec, 2 n_ff), rows of a fused gate/up
+// product in the pair layout of kernels/matvec.h, in one pass: equal bit for bit to swiglu_pairs then
+// q8_quantize_x (both inline kernels/swiglu.cuh's expression), so a decode step's down product needs no f32
+// SwiGLU rows. Preconditions as q8_quantize_x, with n_ff for n_in and gate_up 4-byte aligned; the CPU
+// reference is q8_quantize_swiglu_ref.
+void q8_quantize_swiglu(const float* gate_up, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_ff, Stream stream);
 
 // Y (n_vec, W.layout.rows) = W @ x for x quantized by q8_quantize_x*. Preconditions (std::invalid_argument
 // otherwise): W.data 256-byte aligned, xq 16-byte and xmeta 8-byte aligned, Y 4-byte aligned and

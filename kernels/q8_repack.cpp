@@ -83,10 +83,10 @@ void unpack_k(TensorType t, const uint8_t* row, int n_units, uint8_t* q, uint32_
     }
 }
 
-void check_x_shape(const char* what, int n_vec, int n_in) {
+void check_x_shape(const char* what, int n_vec, int n_in, const char* width_name = "n_in") {
     if (n_vec < 1) throw std::invalid_argument(std::string(what) + ": n_vec " + std::to_string(n_vec) + " < 1");
     if (n_in <= 0 || n_in % 128 != 0)
-        throw std::invalid_argument(std::string(what) + ": n_in " + std::to_string(n_in) +
+        throw std::invalid_argument(std::string(what) + ": " + width_name + " " + std::to_string(n_in) +
                                     " is not a positive multiple of 128");
 }
 
@@ -237,6 +237,20 @@ Q8X q8_quantize_x_normed_ref(const float* XW, const float* S, float eps, int n_v
         }
     }
     return q8_quantize_x_ref(x.data(), n_vec, n_in);
+}
+
+Q8X q8_quantize_swiglu_ref(const float* gate_up, int n_vec, int n_ff) {
+    check_x_shape("q8_quantize_swiglu_ref", n_vec, n_ff, "n_ff");
+    std::vector<float> x(static_cast<size_t>(n_vec) * n_ff);
+    for (int v = 0; v < n_vec; ++v) {
+        const float* row = gate_up + static_cast<size_t>(v) * 2 * n_ff;
+        for (int i = 0; i < n_ff; ++i) {
+            const int g_at = i / kSwigluPairRows * 2 * kSwigluPairRows + i % kSwigluPairRows;
+            const float g = row[g_at];
+            x[static_cast<size_t>(v) * n_ff + i] = g / (1.0f + std::exp(-g)) * row[g_at + kSwigluPairRows];
+        }
+    }
+    return q8_quantize_x_ref(x.data(), n_vec, n_ff);
 }
 
 std::vector<int8_t> q8_device_order(const Q8X& x) {

@@ -1,6 +1,7 @@
 // The q8 family's host side: GGUF rows repacked at load into the coalesced streams the q8 kernels read
 // (kernels/q8_matmul.h), and the CPU reference those kernels equal bit for bit (x quantization, plain and
-// RMS-normed, and the product in the canonical order). Plain C++: built with or without CUDA.
+// RMS-normed, and the product in the canonical order; x of SwiGLU within a stated bound). Plain C++: built
+// with or without CUDA.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +47,12 @@ Q8X q8_quantize_x_ref(const float* X, int n_vec, int n_in);
 // The same of X = XW * s per vector, s = 1 / sqrt(Σ S / n_in + eps) from the square-sum partials S
 // (n_vec, norm_partial_count(n_in)) of kernels/matvec.h, summed in q8::norm_scale_from_slots' order.
 Q8X q8_quantize_x_normed_ref(const float* XW, const float* S, float eps, int n_vec, int n_in);
+
+// The same of x = silu(gate) * up = gate / (1 + exp(-gate)) * up from gate_up (n_vec, 2 n_ff), rows in the
+// pair layout of kernels/matvec.h (kSwigluPairRows gate values, as many up values, in turn); n_ff as n_in
+// above. std::exp, not CUDA's expf (within 2 ulp): x may differ from the device's by an ulp or two, so the
+// device's q8_quantize_swiglu matches this within one quantization step, not bit for bit (tests state it).
+Q8X q8_quantize_swiglu_ref(const float* gate_up, int n_vec, int n_ff);
 
 // The bytes q8_quantize_x leaves on the device for x: each vector's units in q8::pos8 order.
 std::vector<int8_t> q8_device_order(const Q8X& x);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -178,11 +179,30 @@ struct CudaBackend::State {
                                    cfg.rms_eps, Y + int64_t{r0} * m.n_out, m.n_in, m.n_out,
                                    std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
     }
-    // Decode rows: Y = silu(gate) * up of the pair-layout gate_up @ rmsnorm(x) * w.
-    void mm_normed_swiglu(const Matrix& m, float* Y, const Pass& pass) {
-        if (m.q8.data) {  // the pairs' products into gate_up's decode rows, then SwiGLU
+    // What a residual product's decode rows read: plain rows of its input, or (swiglu_pairs) the rows of
+    // the fused gate/up product in the pair layout, SwiGLU'd by the x quantization of the product itself.
+    struct ResidualInput {
+        enum class Kind { rows, swiglu_pairs } kind;
+        const float* X;
+    };
+    // The down product's decode input. When gate_up and down are both repacked, down's quantization takes
+    // gate_up's raw rows (kernels::q8_quantize_swiglu, bit for bit swiglu_pairs then q8_quantize_x): one
+    // launch and one f32 round trip fewer per layer, and mm_normed_swiglu leaves act's decode rows unwritten.
+    ResidualInput down_input(const LayerWeights& w) const {
+        if (w.gate_up.q8.data && w.down.q8.data) return {ResidualInput::Kind::swiglu_pairs, gate_up};
+        return {ResidualInput::Kind::rows, act};
+    }
+
+    // Decode rows: Y = silu(gate) * up of the pair-layout gate_up @ rmsnorm(x) * w, or, for a down input
+    // of swiglu_pairs, only the product into gate_up's rows (down's quantization applies SwiGLU).
+    void mm_normed_swiglu(const Matrix& m, float* Y, const Pass& pass, const ResidualInput& down) {
+        const bool swiglu_in_down = down.kind == ResidualInput::Kind::swiglu_pairs;
+        if (swiglu_in_down && (!m.q8.data || down.X != gate_up))
+            throw std::logic_error("mm_normed_swiglu: a swiglu_pairs down input needs gate_up repacked, read there");
+        if (m.q8.data) {  // the pairs' products into gate_up's decode rows, then SwiGLU unless down does it
             mm_normed(m, gate_up, pass);
-            if (pass.n_decode > 0) kernels::swiglu_pairs(gate_up, pass.n_decode, m.n_out / 2, Y, stream);
+            if (pass.n_decode > 0 && !swiglu_in_down)
+                kernels::swiglu_pairs(gate_up, pass.n_decode, m.n_out / 2, Y, stream);
             return;
         }
         const int n_sums = kernels::norm_partial_count(m.n_in);
@@ -192,11 +212,21 @@ struct CudaBackend::State {
                                           std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
     }
     // Decode rows: x += W @ X, and the next norm's inputs (weight `next_norm`) into xw, norm_sums.
-    void mm_residual(const Matrix& m, const float* X, const float* next_norm, const Pass& pass) {
+    // A swiglu_pairs input is quantized here, right before its product, not after gate_up's: the prefill
+    // parts' q8_rows between the two reuse q8_x.
+    void mm_residual(const Matrix& m, const ResidualInput& in, const float* next_norm, const Pass& pass) {
+        const float* X = in.X;
+        const bool pairs = in.kind == ResidualInput::Kind::swiglu_pairs;
+        if (pairs && !m.q8.data)
+            throw std::logic_error("mm_residual: SwiGLU pair rows need a repacked matrix (q8_quantize_swiglu)");
         if (m.q8.data) {  // the product into o's decode rows, then x += it and the next norm's inputs
             const int D = pass.n_decode;
             if (D == 0) return;
-            q8_rows(m, X, o, D);
+            if (pairs)
+                kernels::q8_quantize_swiglu(X, q8_x, q8_meta, D, m.n_in, stream);
+            else
+                kernels::q8_quantize_x(X, q8_x, q8_meta, D, m.n_in, stream);
+            kernels::q8_product(m.q8, q8_x, q8_meta, o, D, kernels::Q8Kernel::automatic, stream);
             kernels::residual_norm_inputs(x, o, next_norm, xw, norm_sums, D, m.n_out, stream);
             return;
         }
@@ -517,11 +547,12 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
             kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
                                        p.n, p.pos0, c.n_head,
                                        block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, st);
-        mm_residual(w.wo, att, w.ffn_norm, pass);
+        mm_residual(w.wo, {ResidualInput::Kind::rows, att}, w.ffn_norm, pass);
         mm_parts(w.wo, att, o, pass);
         if (P > 0) kernels::add_rmsnorm(x_p, o_p, w.ffn_norm, h_p, P, d, c.rms_eps, st);
-        if (w.gate_up.n_out > 0) {  // decode rows get SwiGLU inside the product
-            mm_normed_swiglu(w.gate_up, act, pass);
+        const ResidualInput down_in = down_input(w);
+        if (w.gate_up.n_out > 0) {  // decode rows get SwiGLU inside the product, or inside down's quantization
+            mm_normed_swiglu(w.gate_up, act, pass, down_in);
             mm_parts(w.gate_up, h, gate_up, pass);
             if (P > 0) kernels::swiglu_pairs(gate_up + int64_t{D} * 2 * ff, P, ff, act + int64_t{D} * ff, st);
         } else {
@@ -531,7 +562,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
             normed_product(w.up, up);
             kernels::swiglu(gate, up, act, int64_t{n} * ff, st);
         }
-        mm_residual(w.down, act, next_norm, pass);
+        mm_residual(w.down, down_in, next_norm, pass);
         mm_parts(w.down, act, o, pass);
         if (P > 0 && !last) kernels::add_rmsnorm(x_p, o_p, next_norm, h_p, P, d, c.rms_eps, st);
         if (P > 0 && last) kernels::add(x_p, o_p, x_p, int64_t{P} * d, st);

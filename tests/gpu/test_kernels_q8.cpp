@@ -1,6 +1,8 @@
 // The q8 family on the GPU (kernels/q8_matmul.h) against its CPU reference (kernels/q8_repack.h), bit for
-// bit: x quantization (plain and normed), and both product kernels for every type and n_vec from 1 to 512,
+// bit: x quantization (plain and normed; of SwiGLU against its two-kernel form, and the CPU reference within
+// a step), and both product kernels for every type and n_vec from 1 to 512,
 // on odd row counts and on Llama-3-8B shapes; outputs poisoned before each launch and guards checked after.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -10,6 +12,7 @@
 #include "catch.hpp"
 #include "gguf/tensor_type.h"
 #include "kernel_test_support.h"
+#include "kernels/elementwise.h"
 #include "kernels/matvec.h"
 #include "kernels/q8_matmul.h"
 #include "kernels/q8_repack.h"
@@ -141,6 +144,53 @@ TEST_CASE("q8_quantize_x and q8_quantize_x_normed write the CPU reference's byte
         }
 }
 
+// The fused SwiGLU quantization against its two-kernel form (swiglu_pairs then q8_quantize_x), bit for bit:
+// both inline kernels/swiglu.cuh. Against the CPU reference (std::exp where the device has expf, within 2
+// ulp), x differs by a few ulp (~4e-7 relative) at most, so per unit d within 1e-6 relative, each value at
+// most one step apart, and such steps rare (x / d within ~5e-5 of a rounding boundary): at most 0.1 %.
+TEST_CASE("q8_quantize_swiglu equals swiglu_pairs then q8_quantize_x bit for bit, the CPU reference within a step",
+          "[gpu][q8]") {
+    test::TestStream stream;
+    for (const int n_ff : {1408, 14336})
+        for (const int n_vec : {1, 3, 8, 32}) {
+            INFO("n_ff " << n_ff << " n_vec " << n_vec);
+            const size_t n = static_cast<size_t>(n_vec) * n_ff;
+            const auto gate_up = test::random_uniform(2 * n, 170 + n_ff + n_vec, -8.f, 8.f);
+            DeviceBuffer<float> d_gate_up(gate_up), act(n);
+            act.poison();
+            DeviceX fused(n_vec, n_ff), split(n_vec, n_ff);
+            kernels::q8_quantize_swiglu(d_gate_up.get(), fused.q.get(), fused.meta.get(), n_vec, n_ff, stream.get());
+            kernels::swiglu_pairs(d_gate_up.get(), n_vec, n_ff, act.get(), stream.get());
+            kernels::q8_quantize_x(act.get(), split.q.get(), split.meta.get(), n_vec, n_ff, stream.get());
+            const auto q = fused.q.download();
+            const auto meta = fused.meta.download();
+            CHECK(test::count_unwritten(act.download()) == 0);
+            CHECK(q == split.q.download());
+            const auto split_meta = split.meta.download();
+            CHECK(std::memcmp(meta.data(), split_meta.data(), meta.size() * sizeof(q8::XMeta)) == 0);
+            for (const DeviceX* dx : {&fused, &split}) {
+                CHECK(dx->q.guard_intact());
+                CHECK(dx->meta.guard_intact());
+            }
+            CHECK(act.guard_intact());
+
+            const auto ref = kernels::q8_quantize_swiglu_ref(gate_up.data(), n_vec, n_ff);
+            size_t bad_d = 0, bad_q = 0, steps = 0;
+            for (size_t u = 0; u < meta.size(); ++u)
+                bad_d += std::fabs(meta[u].d - ref.meta[u].d) > 1e-6f * ref.meta[u].d;
+            for (size_t e = 0; e < n; ++e) {  // ref in natural order, q in pos8 order per vector
+                const int v = static_cast<int>(e / n_ff), i = static_cast<int>(e % n_ff);
+                const int dq = q[static_cast<size_t>(v) * n_ff + q8::pos8(i / q8::kUnit, i % q8::kUnit)] - ref.q[e];
+                bad_q += std::abs(dq) > 1;
+                steps += dq != 0;
+            }
+            INFO(steps << " of " << n << " values one step from the CPU reference's");
+            CHECK(bad_d == 0);
+            CHECK(bad_q == 0);
+            CHECK(steps <= n / 1000);
+        }
+}
+
 TEST_CASE("q8_product equals the CPU emulation bit for bit: every type, kernel and n_vec 1 to 512, 33 rows",
           "[gpu][q8]") {
     const std::vector<int> batches(std::begin(kBatches), std::end(kBatches));
@@ -221,4 +271,13 @@ TEST_CASE("q8 launch functions reject what they cannot do, naming the value", "[
                       test::contains("overlaps"));
     CHECK_THROWS_WITH(kernels::q8_quantize_x(x.get(), dx.q.get(), dx.meta.get(), 1, 200, stream.get()),
                       test::contains("n_in 200"));
+    CHECK_THROWS_WITH(kernels::q8_quantize_swiglu(x.get(), dx.q.get(), dx.meta.get(), 1, 200, stream.get()),
+                      test::contains("n_ff 200"));
+    CHECK_THROWS_WITH(kernels::q8_quantize_swiglu(x.get(), dx.q.get(), dx.meta.get(), 0, 128, stream.get()),
+                      test::contains("n_vec 0"));
+    CHECK_THROWS_WITH(kernels::q8_quantize_swiglu(x.get(), dx.q.get() + 1, dx.meta.get(), 1, 128, stream.get()),
+                      test::contains("xq"));
+    const auto* unaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.get()) + 2);
+    CHECK_THROWS_WITH(kernels::q8_quantize_swiglu(unaligned, dx.q.get(), dx.meta.get(), 1, 128, stream.get()),
+                      test::contains("gate_up"));
 }

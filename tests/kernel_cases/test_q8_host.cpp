@@ -1,5 +1,5 @@
 // The q8 family's host side (kernels/q8_repack.h), no GPU: the repack round trip, the fp16 dequantization
-// reference, the positions and the slot tree, x quantization (plain and RMS-normed), and the canonical-order
+// reference, the positions and the slot tree, x quantization (plain, RMS-normed, of SwiGLU), and the canonical-order
 // product against f64 references with stated bounds. The device kernels are held to this reference bit for
 // bit in tests/gpu/test_kernels_q8*.cpp.
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include "catch.hpp"
 #include "gguf/half.h"
 #include "gguf/tensor_type.h"
+#include "kernel_cases/elementwise_cases.h"
 #include "kernel_cases/inputs.h"
 #include "kernels/matvec.h"
 #include "kernels/q8_repack.h"
@@ -119,6 +120,7 @@ TEST_CASE("q8 layout rejects what the kernels cannot take, naming the value", "[
     const std::vector<float> x(128, 0.5f);
     CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 0, 128), test::contains("n_vec 0"));
     CHECK_THROWS_WITH(kernels::q8_quantize_x_ref(x.data(), 1, 64), test::contains("n_in 64"));
+    CHECK_THROWS_WITH(kernels::q8_quantize_swiglu_ref(x.data(), 1, 64), test::contains("n_ff 64"));
     CHECK(!kernels::q8_supports(TensorType::Q5_1));
 }
 
@@ -209,6 +211,33 @@ TEST_CASE("q8 normed x quantization is within half a step of the f64 RMS-normed 
     INFO("max |x_normed - q d| / d = " << worst);
     // Half a step, plus the f32 scale's error (~1e-6 relative) over at most 127 steps.
     CHECK(worst <= 0.5 + 1e-3);
+}
+
+// SwiGLU: the reference reads the pair layout as kcases::swiglu_pairs_reference (the rows split, then
+// engine::cpu::swiglu) does, so it equals that then q8_quantize_x_ref bit for bit; and its values are within
+// half a step of the f64 silu(gate) * up, plus x's f32 error (~4 roundings, 3e-7 relative) over 127 steps.
+TEST_CASE("q8 SwiGLU x quantization equals swiglu_pairs then q8_quantize_x, within half a step of f64", "[q8]") {
+    for (const auto& [n_vec, n_ff] : {std::pair{1, 1408}, std::pair{3, 14336}}) {
+        INFO("n_vec " << n_vec << " n_ff " << n_ff);
+        const auto gate_up = kcases::random_uniform(static_cast<size_t>(n_vec) * 2 * n_ff, 31 + n_vec, -8.f, 8.f);
+        const Q8X xq = kernels::q8_quantize_swiglu_ref(gate_up.data(), n_vec, n_ff);
+        const auto act = kcases::swiglu_pairs_reference(gate_up, n_vec, n_ff);
+        const Q8X want = kernels::q8_quantize_x_ref(act.data(), n_vec, n_ff);
+        CHECK(xq.q == want.q);
+        CHECK(std::memcmp(xq.meta.data(), want.meta.data(), xq.meta.size() * sizeof(q8::XMeta)) == 0);
+        double worst = 0;
+        for (int v = 0; v < n_vec; ++v)
+            for (int i = 0; i < n_ff; ++i) {
+                const float* row = gate_up.data() + static_cast<size_t>(v) * 2 * n_ff;
+                const int g_at = i / 2 * 4 + i % 2;  // [gate 2j, gate 2j+1, up 2j, up 2j+1]
+                const double g = row[g_at], x = g / (1.0 + std::exp(-g)) * row[g_at + 2];
+                const size_t e = static_cast<size_t>(v) * n_ff + i;
+                const double d = xq.meta[e / q8::kUnit].d;
+                worst = std::max(worst, std::fabs(x - xq.q[e] * d) / d);
+            }
+        INFO("max |silu(gate) up - q d| / d = " << worst);
+        CHECK(worst <= 0.5 + 1e-4);
+    }
 }
 
 // Two bounds per output:
