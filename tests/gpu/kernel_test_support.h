@@ -27,6 +27,10 @@ public:
         void* p = nullptr;
         LOOM_CUDA_CHECK(cudaMalloc(&p, bytes() + kGuardBytes));
         data_ = static_cast<T*>(p);
+        // The guard starts poisoned, so guard_intact() means something even for a buffer never
+        // poisoned or uploaded (a rejection test's output that no call may touch).
+        LOOM_CUDA_CHECK(cudaMemset(reinterpret_cast<char*>(data_) + bytes(), kPoisonByte, kGuardBytes));
+        LOOM_CUDA_CHECK(cudaDeviceSynchronize());
     }
     explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
     ~DeviceBuffer() { cudaFree(data_); }

@@ -15,6 +15,7 @@
 #include "gguf/tensor_type.h"
 #include "kernel_cases/elementwise_cases.h"
 #include "kernel_cases/inputs.h"
+#include "kernel_cases/matvec_cases.h"
 #include "kernels/matvec.h"
 #include "kernels/q8_repack.h"
 
@@ -34,20 +35,6 @@ int short_n_in(TensorType t) { return q8::is_k_quant(t) ? 768 : 384; }
 
 std::string name(TensorType t, int rows, int n_in) {
     return std::string(gguf::tensor_type_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(n_in);
-}
-
-// The f64 product of dequantized weights with x (n_vec, n_in): (n_vec, rows).
-std::vector<double> reference(const std::vector<float>& w, const std::vector<double>& x, int rows, int n_in,
-                              int n_vec) {
-    std::vector<double> y(static_cast<size_t>(n_vec) * rows);
-    for (int v = 0; v < n_vec; ++v)
-        for (int r = 0; r < rows; ++r) {
-            double s = 0;
-            for (int i = 0; i < n_in; ++i)
-                s += static_cast<double>(w[static_cast<size_t>(r) * n_in + i]) * x[static_cast<size_t>(v) * n_in + i];
-            y[static_cast<size_t>(v) * rows + r] = s;
-        }
-    return y;
 }
 
 // m_i of the bound below: |w_i|, or where the kernel adds w_i x̂_i as two parts (Q4_1: d q + m; Q4_K/Q5_K:
@@ -261,7 +248,7 @@ TEST_CASE("q8 canonical-order product against the f64 reference, within the stat
             const auto x = kcases::random_uniform(static_cast<size_t>(n_vec) * n_in, 400 + rows, -1.f, 1.f);
             const Q8X xq = kernels::q8_quantize_x_ref(x.data(), n_vec, n_in);
             const auto emu = kernels::q8_product_ref(l, packed.data(), xq);
-            const auto ref = reference(w.values, std::vector<double>(x.begin(), x.end()), rows, n_in, n_vec);
+            const auto ref = kcases::matvec_reference(w, std::vector<double>(x.begin(), x.end()), rows, n_in, n_vec);
             size_t over = 0;
             double worst_rel = 0, worst_pipeline = 0;
             for (int v = 0; v < n_vec; ++v) {
