@@ -75,7 +75,7 @@ std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, co
     if (kind == "cpu") {
         if (o.kv_type == KvCacheType::f16)
             throw RequestError("kv_type", "the cpu backend keeps its KV cache in f32; f16 is a cuda option");
-        return std::make_unique<cpu::CpuBackend>(file, o.n_ctx, o.threads, o.limits);
+        return std::make_unique<cpu::CpuBackend>(file, o.n_ctx, o.threads, o.limits, o.cpu_q8_emulation);
     }
 #ifdef LOOM_HAVE_CUDA
     if (kind == "cuda")

@@ -29,9 +29,12 @@ std::string_view to_string(KvCacheType type);
 KvCacheType default_kv_cache_type(std::string_view backend, const gguf::File& file);
 
 struct BackendOptions {
-    int n_ctx = 0;                                      // positions per sequence; <= 0: the model's training context
-    BatchLimits limits = {};                            // sequences, KV positions, tokens per step, VRAM budget (cuda)
-    int threads = 0;                                    // cpu: matrix-product threads; <= 0: one per hardware thread
+    int n_ctx = 0;            // positions per sequence; <= 0: the model's training context
+    BatchLimits limits = {};  // sequences, KV positions, tokens per step, VRAM budget (cuda)
+    int threads = 0;          // cpu: matrix-product threads; <= 0: one per hardware thread
+    // cpu, tests only: emulate the CUDA backend's int8 activations (engine/cpu/cpu_backend.h), so a test can
+    // compare the two like with like. No CLI or worker option sets it: it is not a way to run a model.
+    bool cpu_q8_emulation = false;
     int device = 0;                                     // cuda: the device index
     bool cuda_graphs = true;                            // cuda: replay decode-only steps from CUDA graphs
     std::optional<KvCacheType> kv_type = std::nullopt;  // unset: default_kv_cache_type(kind, file)

@@ -2,7 +2,7 @@
 // a fused gate/up product first), and the products of repacked weights (kernels/q8_repack.h) with it on dp4a
 // or int8 tensor cores. Every kernel equals q8_product_ref bit for bit, for any n_vec: a vector's result does
 // not depend on its batch.
-// The CUDA backend takes them for every q8_eligible layer matrix (engine/cuda/cuda_weights.h).
+// The CUDA backend takes them for every q8_eligible layer matrix (engine/q8_policy.h).
 #pragma once
 
 #include <cstdint>

@@ -14,7 +14,11 @@ namespace loom::engine::cpu {
 class CpuBackend : public Backend {
 public:
     // n_ctx <= 0: the model's training context. n_threads <= 0: one per hardware thread.
-    CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const BatchLimits& limits = {});
+    // q8_emulation, for tests only (BackendOptions::cpu_q8_emulation): the input rows of every product the
+    // CUDA backend takes through its int8 q8 products (engine/q8_policy.h) are first replaced by their q8
+    // round trip, so its results can be checked against this backend like with like.
+    CpuBackend(const gguf::File& file, int n_ctx, int n_threads, const BatchLimits& limits = {},
+               bool q8_emulation = false);
     ~CpuBackend() override;
 
     std::string name() const override { return "cpu"; }

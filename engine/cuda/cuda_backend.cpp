@@ -20,6 +20,7 @@
 #include "engine/cuda_support.h"
 #include "engine/errors.h"
 #include "engine/memory_budget.h"
+#include "engine/q8_policy.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_check.h"
 #include "kernels/dequantize.h"
@@ -44,10 +45,6 @@ constexpr uint64_t kAlign = kernels::VramAllocator::kDefaultAlignment;
 
 // Rows of logits one projection produces: a step's sampled rows, or a slice of all_logits.
 constexpr int kMinLogitsRows = 64;
-
-// Prefill parts up to this many rows go through matvec (one read of W for all of them), longer
-// ones through the GEMM.
-constexpr int kMaxPartMatvecRows = 8;
 
 // The int32 arrays one pass stages on the host and uploads in one copy. Offsets in ints.
 struct StepLayout {

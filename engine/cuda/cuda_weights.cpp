@@ -13,6 +13,7 @@
 
 #include "engine/cuda/pinned_buffer.h"
 #include "engine/errors.h"
+#include "engine/q8_policy.h"
 #include "kernels/cuda_check.h"
 #include "kernels/embedding.h"
 #include "kernels/matvec.h"
@@ -198,12 +199,6 @@ Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeigh
     w.layers.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; ++l) collect_layer(col, c, l, w.layers[l]);
     return out;
-}
-
-bool q8_eligible(gguf::TensorType type, int n_in) {
-    const int multiple =
-        type == gguf::TensorType::Q4_K || type == gguf::TensorType::Q5_K || type == gguf::TensorType::Q6_K ? 256 : 128;
-    return kernels::q8_supports(type) && n_in > 0 && n_in % multiple == 0;
 }
 
 uint64_t Uploads::staging_bytes() const {

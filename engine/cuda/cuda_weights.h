@@ -17,16 +17,13 @@
 namespace loom::engine::cuda {
 
 // A matrix (n_out, n_in): in its file format at `data` (rows tensor_bytes(type, n_in) apart), or, for
-// the q8 family's types and widths (q8_eligible), only repacked at q8.data (data then null).
+// the q8 family's types and widths (engine/q8_policy.h), only repacked at q8.data (data then null).
 struct Matrix {
     gguf::TensorType type = gguf::TensorType::F32;
     const void* data = nullptr;
     int n_in = 0, n_out = 0;
     kernels::Q8Matrix q8;
 };
-
-// Whether a layer matrix of `type` with rows of n_in is kept repacked for the q8 products.
-bool q8_eligible(gguf::TensorType type, int n_in);
 
 // A layer's weights. Matrices that share a type are fused at load: [wq; wk; wv] stacked into wqkv
 // (not with Q/K norms, which need each head's rows contiguous), gate and up into gate_up in the pair

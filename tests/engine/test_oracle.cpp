@@ -2,13 +2,16 @@
 // teacher-forced along transformers' greedy path, every step's argmax must be transformers' id and
 // its log-probability within a bound. Cases for each backend under test (support/backends.h): cpu;
 // cuda with its default KV cache (f32 for these unquantized models), f32 and fp16 asked for, where it
-// also checks that an unsupported head size is refused at load.
+// also checks that an unsupported head size is refused at load. On the Q8_0 and Q4_K variants, cuda
+// against the CPU backend emulating its int8 activations, and apart the cost of those activations.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +21,8 @@
 #include "engine/make_backend.h"
 #include "gguf/reader.h"
 #include "engine/memory_budget.h"
+#include "engine/q8_policy.h"
+#include "kernels/q8_repack.h"
 #include "support/backends.h"
 #include "support/oracle_models.h"
 #include "support/test_data.h"
@@ -184,41 +189,169 @@ TEST_CASE("the CUDA backend refuses an unsupported head size before allocating a
         }
 }
 
-// gpu_cuda_backend_tests' tolerances for quantized models: logits NMSE <= 1e-3 at every step,
-// argmax equal at >= 99 % of the steps; along each F32 model's transformers path.
+// Logits `got` against `ref` step by step: the worst NMSE of one step, and the steps whose argmax agree.
+struct LogitsMatch {
+    double worst_nmse = 0;
+    int agree = 0, steps = 0;
+    void add(const LogitsMatch& m) {
+        worst_nmse = std::max(worst_nmse, m.worst_nmse);
+        agree += m.agree;
+        steps += m.steps;
+    }
+};
+
+LogitsMatch match(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& ref) {
+    LogitsMatch m;
+    const auto argmax = [](const std::vector<float>& v) { return std::max_element(v.begin(), v.end()) - v.begin(); };
+    for (size_t t = 0; t < ref.size(); ++t) {
+        double err = 0, norm = 0;
+        for (size_t i = 0; i < ref[t].size(); ++i) {
+            err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
+            norm += double(ref[t][i]) * ref[t][i];
+        }
+        m.worst_nmse = std::max(m.worst_nmse, err / norm);
+        m.agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
+        ++m.steps;
+    }
+    return m;
+}
+
+void print_match(const char* what, const std::string& model, const LogitsMatch& m) {
+    std::printf("[oracle] %s %-16s max logits NMSE %.2e, argmax %d/%d\n", what, model.c_str(), m.worst_nmse, m.agree,
+                m.steps);
+}
+
+// A quantized oracle model's path: its F32 model's transformers path.
+const Expected& path_of(const test::OracleSpec& spec, const std::vector<Expected>& expected) {
+    const std::string name = spec.arch + "-hd" + std::to_string(spec.head_dim);
+    const auto e = std::find_if(expected.begin(), expected.end(), [&](const Expected& x) { return x.name == name; });
+    REQUIRE(e != expected.end());
+    return *e;
+}
+
+// The CUDA backend takes every q8-eligible layer matrix through int8 activations for decode rows and
+// prefill parts of up to 8 rows (engine/q8_policy.h); the oracle paths prefill 12 rows, then decode.
+// Like with like: against the CPU backend emulating those activations (cpu_q8_emulation), the cuda side
+// with an f32 KV cache as the CPU's. Only float summation order then differs, but an int8 rounding it
+// flips moves these random-weight models' logits far: the emulation against itself with its quantized
+// inputs perturbed by +-1e-7 .. 1e-6 relative measured worst NMSE 2.1e-3 .. 3.8e-3, argmax 573 .. 567 of
+// 576 (CPU, 2026-12-07), already past gpu_cuda_backend_tests' 1e-3 and 99 %. Hence 1e-2 and 97 %, which
+// still catch a policy drift (the emulation also quantizing the 12-row prefills: 3.4e-2, 524/576) and
+// an fp16 KV cache on one side (1.8e-2, 552/576).
+constexpr double kMaxQ8LikeNmse = 1e-2;
+constexpr double kMinQ8LikeArgmax = 0.97;
+// The cost of int8 activations, measured apart: cuda as it ships (an fp16 KV cache for quantized models)
+// against the plain f32 CPU backend. These random-weight models amplify perturbations ~20x (on the F32
+// models the fp16 KV rounding alone moves log-probs by ~1e-2): the CPU emulation against the plain CPU
+// measured worst NMSE 9.9e-2, argmax 544/576 (94 %; with fp16 KV rounding too 9.2e-2, 538/576), cuda on
+// an H100 8.1e-2, 538/576. The bounds leave margin.
+constexpr double kMaxQ8CostNmse = 0.2;
+constexpr double kMinQ8CostArgmax = 0.85;
+
 TEST_CASE("the CUDA backend equals the CPU backend on Q8_0 and Q4_K oracle models", "[gpu][oracle]") {
     for (const std::string& kind : test::tested_backends({"cuda"})) DYNAMIC_SECTION(kind) {
             const std::vector<Expected> expected = load_expected();
-            int steps = 0, agree = 0;
-            double worst = 0;
+            LogitsMatch like, cost;
             for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
-                const std::string path_name = spec.arch + "-hd" + std::to_string(spec.head_dim);
-                const auto e = std::find_if(expected.begin(), expected.end(),
-                                            [&](const Expected& x) { return x.name == path_name; });
-                REQUIRE(e != expected.end());
+                const Expected& e = path_of(spec, expected);
                 const gguf::File file = gguf::File::open(model_file(spec));
                 const auto cpu = engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2});
+                const auto cpu_q8 =
+                    engine::make_backend("cpu", file, {.n_ctx = 64, .threads = 2, .cpu_q8_emulation = true});
+                const auto cuda_f32_kv =
+                    engine::make_backend(kind, file, {.n_ctx = 64, .kv_type = engine::KvCacheType::f32});
                 const auto cuda = engine::make_backend(kind, file, {.n_ctx = 64});
-                const auto ref = teacher_forced_logits(*cpu, *e), got = teacher_forced_logits(*cuda, *e);
-                double model_worst = 0;
-                for (size_t t = 0; t < ref.size(); ++t) {
-                    double err = 0, norm = 0;
-                    for (size_t i = 0; i < ref[t].size(); ++i) {
-                        err += (double(got[t][i]) - ref[t][i]) * (double(got[t][i]) - ref[t][i]);
-                        norm += double(ref[t][i]) * ref[t][i];
-                    }
-                    model_worst = std::max(model_worst, err / norm);
-                    const auto argmax = [](const std::vector<float>& v) {
-                        return std::max_element(v.begin(), v.end()) - v.begin();
-                    };
-                    agree += argmax(got[t]) == argmax(ref[t]) ? 1 : 0;
-                    ++steps;
-                }
-                std::printf("[oracle] cuda vs cpu %-16s max logits NMSE %.2e\n", spec.name().c_str(), model_worst);
-                worst = std::max(worst, model_worst);
+                const LogitsMatch l = match(teacher_forced_logits(*cuda_f32_kv, e), teacher_forced_logits(*cpu_q8, e));
+                const LogitsMatch c = match(teacher_forced_logits(*cuda, e), teacher_forced_logits(*cpu, e));
+                print_match("cuda kv f32 vs cpu q8-emulated", spec.name(), l);
+                print_match("cuda (q8 cost) vs plain cpu   ", spec.name(), c);
+                like.add(l);
+                cost.add(c);
             }
-            std::printf("[oracle] cuda vs cpu, quantized: max NMSE %.2e, argmax %d/%d\n", worst, agree, steps);
-            CHECK(worst <= 1e-3);
-            CHECK(agree >= 0.99 * steps);
+            print_match("cuda kv f32 vs cpu q8-emulated", "quantized, all", like);
+            print_match("cuda (q8 cost) vs plain cpu   ", "quantized, all", cost);
+            CHECK(like.worst_nmse <= kMaxQ8LikeNmse);
+            CHECK(like.agree >= kMinQ8LikeArgmax * like.steps);
+            CHECK(cost.worst_nmse <= kMaxQ8CostNmse);
+            CHECK(cost.agree >= kMinQ8CostArgmax * cost.steps);
+        }
+}
+
+// The logits of every row of one forward pass of `tokens` from an empty cache.
+std::vector<float> forward_rows(engine::Backend& backend, std::span<const int32_t> tokens) {
+    std::vector<float> logits(tokens.size() * static_cast<size_t>(backend.config().n_vocab));
+    engine::KvManager kv(backend);
+    kv.forward(tokens, logits, true);
+    return logits;
+}
+
+// cpu_q8_emulation changes exactly the rows the CUDA backend quantizes, deterministically, and its cost
+// on the CPU stays within the bounds above (which the CUDA case then checks on the device).
+TEST_CASE("the CPU backend's q8 emulation quantizes the rows the CUDA backend does", "[engine][oracle]") {
+    const std::vector<Expected> expected = load_expected();
+    const engine::BackendOptions plain{.n_ctx = 64, .threads = 2},
+        q8{.n_ctx = 64, .threads = 2, .cpu_q8_emulation = true};
+    LogitsMatch cost;
+    for (const test::OracleSpec& spec : test::oracle_quantized_specs()) {
+        INFO(spec.name());
+        const Expected& e = path_of(spec, expected);
+        const gguf::File file = gguf::File::open(model_file(spec));
+        const auto cpu = engine::make_backend("cpu", file, plain), cpu_q8 = engine::make_backend("cpu", file, q8);
+        const auto ref = teacher_forced_logits(*cpu, e), got = teacher_forced_logits(*cpu_q8, e);
+        CHECK(teacher_forced_logits(*engine::make_backend("cpu", file, q8), e) == got);
+        CHECK(got[0] == ref[0]);  // the 12-row prefill: the GEMM, x not quantized
+        for (size_t t = 1; t < got.size(); ++t) CHECK(got[t] != ref[t]);
+        cost.add(match(got, ref));
+    }
+    print_match("cpu q8-emulated vs plain cpu", "quantized, all", cost);
+    CHECK(cost.worst_nmse <= kMaxQ8CostNmse);
+    CHECK(cost.agree >= kMinQ8CostArgmax * cost.steps);
+
+    const test::OracleSpec q4_k{"llama", 64, gguf::TensorType::Q4_K};
+    const gguf::File file = gguf::File::open(model_file(q4_k));
+    const std::span<const int32_t> prompt = path_of(q4_k, expected).prompt;
+    const auto cpu = engine::make_backend("cpu", file, plain), cpu_q8 = engine::make_backend("cpu", file, q8);
+    // A prefill part of 8 rows is quantized, one of 9 is not.
+    CHECK(forward_rows(*cpu_q8, prompt.first(8)) != forward_rows(*cpu, prompt.first(8)));
+    CHECK(forward_rows(*cpu_q8, prompt.first(9)) == forward_rows(*cpu, prompt.first(9)));
+    // A logits pass runs in chunks of max_batch_tokens: 12 rows as 10 unquantized, then 2 quantized.
+    engine::BackendOptions chunked = q8;
+    chunked.limits.max_batch_tokens = 10;
+    const std::vector<float> split = forward_rows(*engine::make_backend("cpu", file, chunked), prompt);
+    const std::vector<float> whole = forward_rows(*cpu, prompt);
+    const size_t row = static_cast<size_t>(cpu->config().n_vocab);
+    CHECK(std::equal(split.begin(), split.begin() + 10 * row, whole.begin()));
+    CHECK(!std::equal(split.begin() + 10 * row, split.begin() + 11 * row, whole.begin() + 10 * row));
+    CHECK(!std::equal(split.begin() + 11 * row, split.end(), whole.begin() + 11 * row));
+    // No matrix of an F32 model is q8-eligible.
+    const gguf::File f32 = gguf::File::open(model_file(spec_named("llama-hd64")));
+    CHECK(forward_rows(*engine::make_backend("cpu", f32, q8), prompt) ==
+          forward_rows(*engine::make_backend("cpu", f32, plain), prompt));
+}
+
+TEST_CASE("q8_eligible: the q8 family's types at the widths their repack takes", "[engine]") {
+    using gguf::TensorType;
+    CHECK(engine::q8_eligible(TensorType::Q4_0, 128));
+    CHECK(engine::q8_eligible(TensorType::Q8_0, 4096));
+    CHECK(engine::q8_eligible(TensorType::Q5_0, 384));
+    CHECK(engine::q8_eligible(TensorType::Q4_K, 256));
+    CHECK(engine::q8_eligible(TensorType::Q6_K, 768));
+    CHECK_FALSE(engine::q8_eligible(TensorType::Q4_0, 96));   // not a multiple of 128
+    CHECK_FALSE(engine::q8_eligible(TensorType::Q4_K, 384));  // K-quants: a multiple of 256
+    CHECK_FALSE(engine::q8_eligible(TensorType::Q8_0, 0));
+    CHECK_FALSE(engine::q8_eligible(TensorType::F16, 256));
+    CHECK_FALSE(engine::q8_eligible(TensorType::F32, 256));
+    CHECK_FALSE(engine::q8_eligible(TensorType::Q5_1, 256));
+    CHECK_FALSE(engine::q8_eligible(TensorType::Q2_K, 256));
+    // The CUDA backend repacks every eligible matrix: q8_layout takes exactly those.
+    for (const TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16})
+        for (const int n_in : {64, 128, 256, 384, 512}) {
+            bool layout = true;
+            try {
+                kernels::q8_layout(t, 1, n_in);
+            } catch (const std::invalid_argument&) {
+                layout = false;
+            }
+            CHECK(engine::q8_eligible(t, n_in) == layout);
         }
 }
