@@ -37,7 +37,7 @@
 // - h16 family (here; the candidate for decode AND prefill, issue 16's chunk invariance): each weight
 //   dequantized in registers from the repacked streams to fp16, exactly q8_dequantize_f16's value
 //   (RN(q8::weight_value)), x rounded to fp16 (RN) by a small kernel into the same fragment order, products
-//   on mma.sync m16n8k16 f16 x f16 -> f32. The order of one output (row r at MMA row r % 16, vector v at
+//   on mma.sync m16n8k16 f16 x f16 -> f32. The order of an output (row r at MMA row r % 16, vector v at
 //   column v % 8 in every kernel): K is cut into kH16Segments = 8 fixed segments of whole quads (quads
 //   [s nq / 8, (s+1) nq / 8)); in a segment the k16 steps (quad, unit, half of the unit) run in increasing
 //   order, each MMA adding into the previous one's f32 accumulator, starting from 0; the 8 segment sums
