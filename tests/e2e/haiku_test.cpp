@@ -183,7 +183,10 @@ struct Attempt {
     int usage_completion_tokens = -1;
     double metrics_delta = 0;
     bool word_found = false;
-    std::vector<std::string> failures;  // checks (a), (b), (d), (e) that did not hold
+    // (e): the haiku repeats the prompt's nonce. A prompt echo would also hold the word, so such an
+    // attempt never counts; a real model copies the nonce now and then, so it is retried like (c).
+    bool nonce_echoed = false;
+    std::vector<std::string> failures;  // checks (a), (b), (d) that did not hold
     json transcript = json::array();    // every SSE event with its arrival time
 
     void check(bool ok, const std::string& what) {
@@ -288,6 +291,7 @@ json attempt_json(const Attempt& a) {
             {"haiku", a.haiku},
             {"finish_reason", a.finish_reason},
             {"word_found", a.word_found},
+            {"nonce_echoed", a.nonce_echoed},
             {"prompt_token_ids", a.prompt_ids},
             {"token_ids", a.token_ids},
             {"worker_logprobs", a.worker_logprobs},
@@ -449,13 +453,14 @@ int run(const Options& o) {
         a.check(prompt_text.find(prompt) != std::string::npos, "(b) prompt_token_ids do not hold the prompt");
         check_against_reference(model, a);
         // (e): the nonce was only ever in the prompt.
-        a.check(lower(a.haiku).find(nonce) == std::string::npos, "(e) the output contains the nonce " + nonce);
+        a.nonce_echoed = lower(a.haiku).find(nonce) != std::string::npos;
         a.word_found = loom::test::contains_words(a.haiku, word);
-        std::printf("attempt %d: seed %llu, %zu tokens, max |Δlogprob| %.4f, mean %.4f, word \"%s\" %s, %zu failures\n",
-                    k + 1, static_cast<unsigned long long>(a.seed), a.token_ids.size(), a.max_delta, a.mean_delta,
-                    word.c_str(), a.word_found ? "found" : "missing", a.failures.size());
+        std::printf(
+            "attempt %d: seed %llu, %zu tokens, max |Δlogprob| %.4f, mean %.4f, word \"%s\" %s%s, %zu failures\n",
+            k + 1, static_cast<unsigned long long>(a.seed), a.token_ids.size(), a.max_delta, a.mean_delta, word.c_str(),
+            a.word_found ? "found" : "missing", a.nonce_echoed ? ", nonce echoed" : "", a.failures.size());
         std::fflush(stdout);
-        const bool stop = a.word_found || !a.failures.empty();
+        const bool stop = (a.word_found && !a.nonce_echoed) || !a.failures.empty();
         attempts.push_back(std::move(a));
         if (stop) break;
     }
@@ -508,7 +513,8 @@ int run(const Options& o) {
     }
     write_file(dir / "verification.json", verification.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 
-    const bool passed = global_failures.empty() && last && last->failures.empty() && last->word_found;
+    const bool passed =
+        global_failures.empty() && last && last->failures.empty() && last->word_found && !last->nonce_echoed;
     std::printf("\n----- haiku (%s on %s%s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
                 via ? ", through loom-orchestrator" : "", last ? last->haiku.c_str() : "");
     std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", minute, word.c_str(), nonce.c_str(),
@@ -526,7 +532,9 @@ int run(const Options& o) {
     for (const std::string& f : global_failures) std::printf("FAILED %s\n", f.c_str());
     for (size_t k = 0; k < attempts.size(); ++k)
         for (const std::string& f : attempts[k].failures) std::printf("FAILED attempt %zu: %s\n", k + 1, f.c_str());
-    if (!passed && last && last->failures.empty() && !last->word_found) {
+    if (!passed && last && last->failures.empty() && last->nonce_echoed)
+        std::printf("FAILED (e): the last of %zu haikus contains the nonce %s\n", attempts.size(), nonce.c_str());
+    if (!passed && last && last->failures.empty() && !last->nonce_echoed && !last->word_found) {
         std::printf("FAILED (c): \"%s\" is in none of the %zu haikus:\n", word.c_str(), attempts.size());
         for (size_t k = 0; k < attempts.size(); ++k)
             std::printf("--- attempt %zu ---\n%s\n", k + 1, attempts[k].haiku.c_str());
