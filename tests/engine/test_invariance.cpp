@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/kv_manager.h"
 #include "gguf/reader.h"
+#include "support/random_tokens.h"
 #include "support/test_data.h"
 
 using namespace loom::engine;
@@ -27,14 +27,6 @@ const loom::gguf::File& model() {
 
 constexpr int kLength = 40;
 constexpr int kCompanions = 3;
-
-std::vector<int32_t> random_tokens(int n, uint32_t seed, int32_t n_vocab) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> id(3, n_vocab - 1);
-    std::vector<int32_t> p(static_cast<size_t>(n));
-    for (auto& t : p) t = id(rng);
-    return p;
-}
 
 // How the sequence under test is cut into steps: every step's token count.
 std::vector<int> cuts(int chunk) {
@@ -56,7 +48,7 @@ struct Companion {
 std::vector<float> run(const std::vector<int>& sizes, bool with_companions) {
     cpu::CpuBackend backend(model(), 256, 2, BatchLimits{.max_seqs = 1 + kCompanions, .max_batch_tokens = 256});
     const int32_t n_vocab = backend.config().n_vocab;
-    const std::vector<int32_t> tokens = random_tokens(kLength, 1234, n_vocab);
+    const std::vector<int32_t> tokens = loom::test::random_tokens(kLength, 1234, n_vocab);
     std::vector<float> logits(static_cast<size_t>(kLength) * n_vocab, NAN);
 
     std::vector<Companion> companions;
@@ -65,7 +57,7 @@ std::vector<float> run(const std::vector<int>& sizes, bool with_companions) {
             Companion c;
             c.prompt = 5 + 11 * i;
             c.chunk = 3 + 4 * i;
-            c.tokens = random_tokens(c.prompt + kLength, 99 + i, n_vocab);
+            c.tokens = loom::test::random_tokens(c.prompt + kLength, 99 + i, n_vocab);
             companions.push_back(c);
         }
     // The sequence under test takes the second slot when it has company.

@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -21,6 +20,7 @@
 #include "gguf/reader.h"
 #include "gguf/synth.h"
 #include "support/backends.h"
+#include "support/random_tokens.h"
 #include "support/test_data.h"
 
 using namespace loom;
@@ -90,14 +90,6 @@ constexpr int kWarmup = 4;  // companion-only steps before the test sequence sta
 std::unique_ptr<engine::Backend> make(const std::string& kind, const Spec& spec, int n_ctx,
                                       const engine::BatchLimits& limits) {
     return engine::make_backend(kind, model(spec), {.n_ctx = n_ctx, .limits = limits, .threads = 2});
-}
-
-std::vector<int32_t> random_tokens(int n, uint32_t seed, int32_t n_vocab) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> id(3, n_vocab - 1);
-    std::vector<int32_t> p(static_cast<size_t>(n));
-    for (auto& t : p) t = id(rng);
-    return p;
 }
 
 // Step sizes feeding the first n tokens `chunk` at a time (the last step takes the rest).
@@ -173,7 +165,7 @@ std::vector<Companion> make_company(int32_t n_vocab) {
         Companion& c = company[static_cast<size_t>(i)];
         c.prompt = 2 + 6 * i;
         c.chunk = 4 + 3 * (i % 5);
-        c.tokens = random_tokens(c.prompt + kWarmup + kLength, 500 + static_cast<uint32_t>(i), n_vocab);
+        c.tokens = test::random_tokens(c.prompt + kWarmup + kLength, 500 + static_cast<uint32_t>(i), n_vocab);
     }
     return company;
 }
@@ -304,8 +296,8 @@ Generation generate(const std::string& kind, const Spec& spec, int batch_size) {
     for (int i = 0; i < batch_size; ++i) {
         const bool mine = i == batch_size / 2;  // in the middle of the slots
         const std::vector<int32_t> prompt =
-            mine ? random_tokens(40, 7, n_vocab)
-                 : random_tokens(3 + (i * 13) % 50, 900 + static_cast<uint32_t>(i), n_vocab);
+            mine ? test::random_tokens(40, 7, n_vocab)
+                 : test::random_tokens(3 + (i * 13) % 50, 900 + static_cast<uint32_t>(i), n_vocab);
         const uint64_t id = eng.add(prompt, options);
         if (mine) measured = id;
     }
@@ -358,7 +350,7 @@ TEST_CASE("logits at every position are bit-identical: decode steps, one prefill
             for (const Spec& spec : specs()) {
                 const auto backend = make(kind, spec, 256, {.max_seqs = 1, .max_batch_tokens = kLength});
                 const size_t V = static_cast<size_t>(backend->config().n_vocab);
-                const std::vector<int32_t> tokens = random_tokens(kLength, 1234, backend->config().n_vocab);
+                const std::vector<int32_t> tokens = test::random_tokens(kLength, 1234, backend->config().n_vocab);
                 const std::vector<float> reference = logits_table(*backend, tokens, cuts(kLength, kLength));
                 REQUIRE(std::all_of(reference.begin(), reference.end(), [](float l) { return std::isfinite(l); }));
                 const std::string at = label(kind, spec) + " logits at all " + std::to_string(kLength) + " positions, ";
@@ -379,7 +371,7 @@ TEST_CASE(
             for (const Spec& spec : specs()) {
                 const auto backend = make(
                     kind, spec, 256, {.max_seqs = 1 + kCompanions, .max_batch_tokens = kLength + 16 * kCompanions});
-                const std::vector<int32_t> tokens = random_tokens(kLength, 1234, backend->config().n_vocab);
+                const std::vector<int32_t> tokens = test::random_tokens(kLength, 1234, backend->config().n_vocab);
                 const auto reference = prefix_samples(*backend, tokens, Way::prefill, false);
                 const std::pair<const char*, Way> ways[] = {
                     {"one prefill", Way::prefill}, {"decode steps", Way::decode}, {"chunks of 7", Way::chunks_of_7}};
