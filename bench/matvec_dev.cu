@@ -93,8 +93,6 @@ constexpr int kMaxVec = 32;      // base, f32 and q8 rows
 constexpr int kMaxVecH16 = 512;  // h16 and cuBLAS rows (--nvec's limit)
 
 // The q8 family's types; the f32 family covers the first four of issue 16's list only.
-constexpr TensorType kAllTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
-                                    TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
 constexpr bool has_f32_family(TensorType t) {
     return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q6_K;
@@ -923,7 +921,7 @@ bool check_h16_cpu() {
 int cpu_check() {
     std::printf("matvec_dev --cpu-check\n");
     bool ok = check_orders_cpu();
-    for (TensorType t : kAllTypes) {
+    for (TensorType t : q8::kTypes) {
         ok = check_type_cpu(t, 48, 4096) && ok;
         ok = check_type_cpu(t, 8, 14336) && ok;
     }
@@ -1657,9 +1655,9 @@ Options parse(int argc, char** argv) {
         } else if (a == "--types" && has_value) {
             o.types.clear();
             for (const auto& n : split(argv[++i])) {
-                const auto it = std::find_if(std::begin(kAllTypes), std::end(kAllTypes),
+                const auto it = std::find_if(std::begin(q8::kTypes), std::end(q8::kTypes),
                                              [&](TensorType t) { return type_arg(t) == n; });
-                if (it == std::end(kAllTypes))
+                if (it == std::end(q8::kTypes))
                     throw std::invalid_argument("--types: unknown type '" + n +
                                                 "' (q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k)");
                 o.types.push_back(*it);

@@ -19,6 +19,10 @@ namespace loom::kernels::q8 {
 
 using gguf::TensorType;
 
+// The family's types, in one list for loops over all of them (tests, matvec_dev).
+inline constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
+                                        TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
+
 inline constexpr int kUnit = 32;          // elements per unit: one exact int8 dot product / one MMA K slice
 inline constexpr int kSlots = 32;         // f32 partial sums per output, summed by tree32
 inline constexpr int kUnitsPerQuad = 4;   // units a lane's 16-byte load covers (the MMA fragment's rows)

@@ -25,8 +25,6 @@ namespace q8 = kernels::q8;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
-                                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 constexpr int kBatches[] = {1, 3, 8, 13, 32, 64, 200, 512};
 constexpr int kMaxBatch = 512;
 
@@ -194,11 +192,12 @@ TEST_CASE("q8_quantize_swiglu equals swiglu_pairs then q8_quantize_x bit for bit
 TEST_CASE("q8_product equals the CPU emulation bit for bit: every type, kernel and n_vec 1 to 512, 33 rows",
           "[gpu][q8]") {
     const std::vector<int> batches(std::begin(kBatches), std::end(kBatches));
-    for (const TensorType t : kTypes) check_batches(t, 33, 1280, 33, batches, 50 + static_cast<uint32_t>(t));
+    for (const TensorType t : kernels::q8::kTypes)
+        check_batches(t, 33, 1280, 33, batches, 50 + static_cast<uint32_t>(t));
 }
 
 TEST_CASE("q8_product equals the CPU emulation on Llama-3-8B shapes (4096x4096, 14336 -> 4096)", "[gpu][q8]") {
-    for (const TensorType t : kTypes) {
+    for (const TensorType t : kernels::q8::kTypes) {
         check_batches(t, 4096, 4096, 64, {1, 8, 64}, 70 + static_cast<uint32_t>(t));
         check_batches(t, 4096, 14336, 64, {1, 13}, 90 + static_cast<uint32_t>(t));
     }
@@ -207,7 +206,7 @@ TEST_CASE("q8_product equals the CPU emulation on Llama-3-8B shapes (4096x4096, 
 TEST_CASE("q8_product gives vector j alone the bits it gets inside a batch of 512", "[gpu][q8]") {
     test::TestStream stream;
     const int rows = 77, n_in = 2048;
-    for (const TensorType t : kTypes) {
+    for (const TensorType t : kernels::q8::kTypes) {
         const Matrix m(t, rows, n_in, rows, 110 + static_cast<uint32_t>(t));
         const auto x = test::random_uniform(static_cast<size_t>(kMaxBatch) * n_in, 111, -1.f, 1.f);
         DeviceBuffer<float> d_x(x);
@@ -231,7 +230,7 @@ TEST_CASE("q8 normed quantization then q8_product equals the CPU reference bit f
     test::TestStream stream;
     const int rows = 40, n_in = 1536, n_partials = kernels::norm_partial_count(n_in);
     const float eps = 1e-6f;
-    for (const TensorType t : kTypes)
+    for (const TensorType t : kernels::q8::kTypes)
         for (const int n_vec : {1, 13, 200}) {
             INFO(gguf::tensor_type_name(t) << " n_vec " << n_vec);
             const Matrix m(t, rows, n_in, rows, 130 + static_cast<uint32_t>(t));

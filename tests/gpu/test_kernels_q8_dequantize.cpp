@@ -19,9 +19,6 @@ using test::DeviceBuffer;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
-                                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
-
 constexpr uint16_t kPoisonHalf = 0xFFFF;
 
 struct Diff {
@@ -76,7 +73,7 @@ void check_dequantize(TensorType t, int rows, int n_in, uint32_t seed) {
 TEST_CASE("q8_dequantize_f16 equals its reference and dequantize_to_f16 bit for bit: every type, 1 and 33 rows",
           "[gpu][q8]") {
     uint32_t seed = 500;
-    for (const TensorType t : kTypes) {
+    for (const TensorType t : kernels::q8::kTypes) {
         const int block = kernels::q8::is_k_quant(t) ? 256 : 128;  // the narrowest width the layout takes
         for (const int rows : {1, 33})
             for (const int n_in : {block, 3 * block, 4096}) check_dequantize(t, rows, n_in, seed++);
@@ -85,7 +82,7 @@ TEST_CASE("q8_dequantize_f16 equals its reference and dequantize_to_f16 bit for 
 
 TEST_CASE("q8_dequantize_f16 equals its reference and dequantize_to_f16 bit for bit on the 8B shapes", "[gpu][q8]") {
     uint32_t seed = 600;
-    for (const TensorType t : kTypes) check_dequantize(t, 4096, 4096, seed++);
+    for (const TensorType t : kernels::q8::kTypes) check_dequantize(t, 4096, 4096, seed++);
     check_dequantize(TensorType::Q6_K, 4096, 14336, seed++);
 }
 

@@ -18,9 +18,6 @@ using test::DeviceBuffer;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
-                                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
-
 size_t byte_mismatches(const std::vector<uint8_t>& got, const std::vector<uint8_t>& want) {
     size_t bad = 0;
     for (size_t i = 0; i < got.size(); ++i) bad += got[i] != want[i];
@@ -48,7 +45,7 @@ void check_repack(TensorType t, int rows, int n_in, uint32_t seed) {
 
 TEST_CASE("q8_repack_device writes q8_repack's bytes: every type, odd row counts", "[gpu][q8]") {
     uint32_t seed = 300;
-    for (const TensorType t : kTypes)
+    for (const TensorType t : kernels::q8::kTypes)
         for (const int rows : {1, 33, 255})
             for (const int n_in : {256, 1280}) check_repack(t, rows, n_in, seed++);
     for (const TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0})
@@ -57,7 +54,7 @@ TEST_CASE("q8_repack_device writes q8_repack's bytes: every type, odd row counts
 
 TEST_CASE("q8_repack_device writes q8_repack's bytes on the 8B shape 4096x4096", "[gpu][q8]") {
     uint32_t seed = 400;
-    for (const TensorType t : kTypes) check_repack(t, 4096, 4096, seed++);
+    for (const TensorType t : kernels::q8::kTypes) check_repack(t, 4096, 4096, seed++);
 }
 
 TEST_CASE("q8_repack_device rejects what it cannot do, naming the value", "[gpu][q8]") {

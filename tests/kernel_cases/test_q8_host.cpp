@@ -27,9 +27,6 @@ namespace q8 = kernels::q8;
 
 namespace {
 
-constexpr TensorType kTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q8_0,
-                                 TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
-
 // A shape not a multiple of 1024 (a partial last pass of the rows kernel) for each type.
 int short_n_in(TensorType t) { return q8::is_k_quant(t) ? 768 : 384; }
 
@@ -55,7 +52,7 @@ double unfolded(const Q8Layout& l, const uint8_t* packed, int row, int i, double
 }  // namespace
 
 TEST_CASE("q8 repack keeps every weight: dequantized from the streams it equals gguf::dequantize bit for bit", "[q8]") {
-    for (const TensorType t : kTypes)
+    for (const TensorType t : kernels::q8::kTypes)
         for (const auto& [rows, n_in] : {std::pair{33, 4096}, std::pair{5, short_n_in(t)}, std::pair{3, 14336}}) {
             INFO(name(t, rows, n_in));
             const auto w = kcases::random_matrix(t, rows, n_in, 100 + rows);
@@ -81,7 +78,7 @@ TEST_CASE("q8 repack keeps every weight: dequantized from the streams it equals 
 // also what dequantize_to_f16 writes for the GGUF rows; q8_dequantize_row computes its f32 values with
 // q8::weight_value, the function the device kernel calls.
 TEST_CASE("q8 fp16 dequantization reference equals gguf::dequantize rounded to fp16, bit for bit", "[q8]") {
-    for (const TensorType t : kTypes)
+    for (const TensorType t : kernels::q8::kTypes)
         for (const auto& [rows, n_in] : {std::pair{33, 4096}, std::pair{1, short_n_in(t)}}) {
             INFO(name(t, rows, n_in));
             const auto w = kcases::random_matrix(t, rows, n_in, 150 + rows);
@@ -239,7 +236,7 @@ TEST_CASE("q8 SwiGLU x quantization equals swiglu_pairs then q8_quantize_x, with
 //   max |ref|); 2e-2 is a few times that.
 TEST_CASE("q8 canonical-order product against the f64 reference, within the stated bounds", "[q8]") {
     const int n_vec = 4;
-    for (const TensorType t : kTypes)
+    for (const TensorType t : kernels::q8::kTypes)
         for (const auto& [rows, n_in] : {std::pair{33, 4096}, std::pair{7, short_n_in(t)}, std::pair{4, 14336}}) {
             INFO(name(t, rows, n_in));
             const auto w = kcases::random_matrix(t, rows, n_in, 300 + rows);
