@@ -1,4 +1,5 @@
-// Attention kernels over the paged KV cache: split-KV decode merged by its last block, tiled prefill.
+// Attention kernels over the paged KV cache: split-KV decode merged by its last block, tiled prefill
+// (tensor cores for an fp16 cache of head_dim <= 128: prefill_mma.cuh; f32 CUDA cores otherwise).
 #include "kernels/attention.h"
 
 #include <cuda_fp16.h>
@@ -12,6 +13,7 @@
 #include "kernels/attention_shapes.h"
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
+#include "kernels/prefill_mma.cuh"
 #include "kernels/reduce.cuh"
 
 namespace loom::kernels {
@@ -73,6 +75,47 @@ __host__ __device__ constexpr int decode_group_cap(int hd) {
 // Element offset of (block, kv head, position's slot) row in a K or V region.
 __device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, int pos, int head_dim) {
     return ((static_cast<int64_t>(block) * n_head_kv + kvh) * kKvBlockTokens + pos % kKvBlockTokens) * head_dim;
+}
+
+// The merge of one (sequence, head chunk)'s split results into out, run by the split block that
+// finished last. Per head the largest m (a max: exact in any order); then each thread sums 4 dims
+// over the sequence's own splits in split order, reading each split's (m, l) beside its acc and
+// weighting on the fly (many independent loads in flight; one dependent chain per value was the
+// long-context tail). Splits past the sequence's end are not read, so the result does not depend on
+// how many splits the batch's longest sequence gave the grid.
+template <int HD>
+__device__ void merge_splits(int seq, int h0, int G, int n_head, int n_splits, const int32_t* __restrict__ seq_lens,
+                             const float* part_acc, const float2* part_ml, float* m_s, float* __restrict__ out,
+                             int64_t out_row_stride) {
+    const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
+    const int n_own = (seq_lens[seq] + kDecodeSplitTokens - 1) / kDecodeSplitTokens;
+    const auto base = [&](int g) { return (static_cast<int64_t>(seq) * n_head + h0 + g) * n_splits; };
+    for (int g = warp; g < G; g += kDecodeThreads / kWarpSize) {
+        float m = -INFINITY;
+        for (int sp = lane; sp < n_own; sp += kWarpSize) m = fmaxf(m, __ldcg(&part_ml[base(g) + sp]).x);
+        m = warp_max_f(m);
+        if (lane == 0) m_s[g] = m;
+    }
+    __syncthreads();
+    for (int i = tid; i < G * HD / 4; i += kDecodeThreads) {
+        const int g = i / (HD / 4), d = 4 * (i % (HD / 4));
+        const float m = m_s[g];
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+        float l = 0.f;
+#pragma unroll 4
+        for (int sp = 0; sp < n_own; ++sp) {
+            const float2 ml = __ldcg(&part_ml[base(g) + sp]);
+            const float4 a = __ldcg(reinterpret_cast<const float4*>(part_acc + (base(g) + sp) * HD + d));
+            const float w = expf(ml.x - m);
+            acc.x += w * a.x;
+            acc.y += w * a.y;
+            acc.z += w * a.z;
+            acc.w += w * a.w;
+            l += w * ml.y;
+        }
+        float* o = out + seq * out_row_stride + static_cast<int64_t>(h0 + g) * HD + d;
+        o[0] = acc.x / l, o[1] = acc.y / l, o[2] = acc.z / l, o[3] = acc.w / l;
+    }
 }
 
 // grid (n_head_kv * head chunks, n_seq, n_splits). Each block serves up to kMaxGroup query heads of
@@ -199,23 +242,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     __syncthreads();
     if (!merges) return;
     __threadfence();
-    // Rescales each split's (acc, m, l) to the largest m; splits past the sequence's end hold
-    // m = -inf, l = 0 and weigh nothing.
-    for (int i = tid; i < G * HD; i += kDecodeThreads) {
-        const int g = i / HD, d = i % HD;
-        const int64_t base = (static_cast<int64_t>(seq) * n_head + h0 + g) * n_splits;
-        float m = -INFINITY;
-        for (int sp = 0; sp < n_splits; ++sp) m = fmaxf(m, __ldcg(&part_ml[base + sp]).x);
-        float acc = 0.f, l = 0.f;
-        for (int sp = 0; sp < n_splits; ++sp) {
-            const float2 ml = __ldcg(&part_ml[base + sp]);
-            if (ml.y == 0.f) continue;
-            const float w = expf(ml.x - m);
-            acc += w * __ldcg(&part_acc[(base + sp) * HD + d]);
-            l += w * ml.y;
-        }
-        out[seq * out_row_stride + static_cast<int64_t>(h0 + g) * HD + d] = acc / l;
-    }
+    merge_splits<HD>(seq, h0, G, n_head, n_splits, seq_lens, part_acc, part_ml, m_s, out, out_row_stride);
 }
 
 // A prefill block's tiles in (dynamic) shared memory: f32, rows padded by one float against bank
@@ -380,6 +407,20 @@ template <int HD, typename KV>
 void launch_prefill(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,
                     int n_head, const int32_t* block_table, KvLayer layer, Stream stream) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+    if constexpr (std::is_same_v<KV, __half> && prefill_mma::supports<HD>()) {
+        // The tensor-core kernel reads queries and writes outputs as float2: even strides, 8-byte aligned rows.
+        const bool pairs = q_row_stride % 2 == 0 && out_row_stride % 2 == 0 &&
+                           reinterpret_cast<uintptr_t>(q) % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 8 == 0;
+        if (pairs) {
+            const dim3 grid(static_cast<unsigned>((T + prefill_mma::kTileQ - 1) / prefill_mma::kTileQ),
+                            static_cast<unsigned>(n_head));
+            launch_kernel("prefill_mma_kernel", prefill_mma::prefill_kernel<HD>,
+                          {grid, prefill_mma::kThreads, 0, stream}, q, q_row_stride, out, out_row_stride, T, pos0,
+                          n_head, layer.n_head_kv, block_table, static_cast<const __half*>(layer.k),
+                          static_cast<const __half*>(layer.v), scale);
+            return;
+        }
+    }
     const dim3 grid(static_cast<unsigned>((T + kTileQ - 1) / kTileQ), static_cast<unsigned>(n_head));
     constexpr size_t kShared = sizeof(PrefillTiles<HD>);
     if (kShared > kStaticSharedBytes)  // opt in to more (per device, so on every launch; cheap)
