@@ -12,6 +12,7 @@
 
 #include "kernels/attention_shapes.h"
 #include "kernels/cuda_check.h"
+#include "kernels/kv_cache_row.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/prefill_mma.cuh"
 #include "kernels/reduce.cuh"
@@ -70,11 +71,6 @@ __host__ __device__ constexpr int decode_shared_bytes(int hd, int group) {
 // not fit the static shared memory (head_dim 256).
 __host__ __device__ constexpr int decode_group_cap(int hd) {
     return decode_shared_bytes(hd, 8) <= kStaticSharedBytes ? 8 : 4;
-}
-
-// Element offset of (block, kv head, position's slot) row in a K or V region.
-__device__ __forceinline__ int64_t cache_row(int block, int n_head_kv, int kvh, int pos, int head_dim) {
-    return ((static_cast<int64_t>(block) * n_head_kv + kvh) * kKvBlockTokens + pos % kKvBlockTokens) * head_dim;
 }
 
 // The merge of one (sequence, head chunk)'s split results into out, run by the split block that

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "kernels/cuda_check.h"
+#include "kernels/kv_cache_row.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/rope.cuh"
 
@@ -34,8 +35,7 @@ __device__ __forceinline__ void store_kv_pair(int p, const float* k_row, const f
     const int e = 2 * (is_v ? p - pairs_per_side : p);  // element within the token's row
     const int head = e / head_dim, d = e % head_dim;
     const int block = table[pos / kKvBlockTokens];
-    const int64_t dst =
-        ((static_cast<int64_t>(block) * n_head_kv + head) * kKvBlockTokens + pos % kKvBlockTokens) * head_dim + d;
+    const int64_t dst = cache_row(block, n_head_kv, head, pos, head_dim) + d;
     const float* src = (is_v ? v_row : k_row) + e;
     store_pair((is_v ? v_cache : k_cache) + dst, src);
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/kv_cache.h"
+#include "kernels/kv_cache_row.cuh"
 #include "kernels/launch.cuh"
 
 namespace loom::kernels::prefill_mma {
@@ -16,7 +17,6 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kRowsPerWarp = 16;               // one m16 MMA tile of query rows per warp
 constexpr int kTileQ = kWarps * kRowsPerWarp;  // 64 query rows per block
 constexpr int kTileKeys = 64;                  // keys per shared-memory tile: 4 cache blocks
-constexpr int kCacheBlocks = kTileKeys / kKvBlockTokens;
 
 // Head sizes this kernel takes: multiples of 16 (whole k16 steps) up to 128 (the block's
 // registers: the output tile and the split queries take head_dim floats per thread).
@@ -64,10 +64,7 @@ __device__ __forceinline__ void load_tile(__half* dst, const __half* __restrict_
         const int key = i / kChunks, chunk = i % kChunks, pos = b0 + key;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (pos < n_keys) {
-            const int64_t row =
-                ((static_cast<int64_t>(block_table[pos / kKvBlockTokens]) * n_head_kv + kvh) * kKvBlockTokens +
-                 pos % kKvBlockTokens) *
-                HD;
+            const int64_t row = cache_row(block_table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD);
             v = *reinterpret_cast<const uint4*>(cache + row + chunk * 8);
         }
         *reinterpret_cast<uint4*>(dst + key * kStride<HD> + chunk * 8) = v;
