@@ -260,9 +260,12 @@ void read_stream(loom::test::SseStream& sse, Attempt& a, Clock::time_point sent)
     a.check(done_last && !any_after_done, "(a) data: [DONE] is not the last event");
 }
 
+// Whether check (b)'s reference emulates int8 activations: for a CUDA worker, whose q8 products take them.
+bool q8_reference(const Options& o) { return o.backend == "cuda"; }
+
 // (b): the worker's logprobs against the CPU reference backend's (emulating int8 activations for a CUDA
 // worker), token by token.
-void check_against_reference(const loom::gguf::File& model, bool q8_reference, Attempt& a) {
+void check_against_reference(const loom::gguf::File& model, bool emulate_q8, Attempt& a) {
     if (a.prompt_ids.empty() || a.token_ids.empty()) {
         a.check(false, "(b) no prompt_token_ids or token_ids to re-score");
         return;
@@ -270,7 +273,7 @@ void check_against_reference(const loom::gguf::File& model, bool q8_reference, A
     a.check(a.worker_logprobs.size() == a.token_ids.size(), "(b) " + std::to_string(a.worker_logprobs.size()) +
                                                                 " logprobs for " + std::to_string(a.token_ids.size()) +
                                                                 " tokens");
-    a.reference_logprobs = loom::test::reference_logprobs(model, a.prompt_ids, a.token_ids, kTemperature, q8_reference);
+    a.reference_logprobs = loom::test::reference_logprobs(model, a.prompt_ids, a.token_ids, kTemperature, emulate_q8);
     double sum = 0;
     const size_t n = std::min(a.worker_logprobs.size(), a.reference_logprobs.size());
     for (size_t i = 0; i < n; ++i) {
@@ -454,7 +457,7 @@ int run(const Options& o) {
         // The prompt the model saw holds the request as sent.
         const std::string prompt_text = tokenizer.decode(a.prompt_ids);
         a.check(prompt_text.find(prompt) != std::string::npos, "(b) prompt_token_ids do not hold the prompt");
-        check_against_reference(model, o.backend == "cuda", a);
+        check_against_reference(model, q8_reference(o), a);
         // (e): the nonce was only ever in the prompt.
         a.nonce_echoed = lower(a.haiku).find(nonce) != std::string::npos;
         a.word_found = loom::test::contains_words(a.haiku, word);
@@ -527,8 +530,8 @@ int run(const Options& o) {
             "tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference%s: max %.4f, mean %.4f "
             "(bounds %.2f / %.2f), least reference p %.2e\n",
             last->token_ids.size(), last->elapsed_ms, last->decode_tok_s,
-            o.backend == "cuda" ? " (int8 activations emulated)" : "", last->max_delta, last->mean_delta,
-            kMaxLogprobDelta, kMaxMeanLogprobDelta, last->min_reference_probability);
+            q8_reference(o) ? " (int8 activations emulated)" : "", last->max_delta, last->mean_delta, kMaxLogprobDelta,
+            kMaxMeanLogprobDelta, last->min_reference_probability);
     std::printf(
         "artifacts: %s/{verification.json, sse_transcript.ndjson, metrics_before.txt, metrics_after.txt, "
         "health.json}\n",

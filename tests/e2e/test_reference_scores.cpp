@@ -3,15 +3,10 @@
 
 #include "catch.hpp"
 #include "e2e/reference_scores.h"
+#include "engine/model_config.h"
 #include "gguf/reader.h"
 #include "support/random_tokens.h"
 #include "support/test_data.h"
-
-namespace {
-
-constexpr int32_t kSmolVocab = 49152;
-
-}  // namespace
 
 // SmolLM2's down projections are q8-eligible (engine/q8_policy.h), so the emulation changes decode rows.
 // The prompt's 24 rows are one prefill part of more than 8 rows, which the CUDA backend keeps in f32
@@ -20,8 +15,9 @@ constexpr int32_t kSmolVocab = 49152;
 // the cost of int8 activations (measured on SmolLM2: max 0.05-0.11 nats over a haiku).
 TEST_CASE("reference_logprobs emulates int8 activations on the worker's decode steps only", "[e2e]") {
     const loom::gguf::File model = loom::gguf::File::open(loom::test::require_smollm2());
-    const auto prompt = loom::test::random_tokens(24, 5, kSmolVocab);
-    const auto generated = loom::test::random_tokens(12, 6, kSmolVocab);
+    const int32_t n_vocab = loom::engine::ModelConfig::from_gguf(model).n_vocab;
+    const auto prompt = loom::test::random_tokens(24, 5, n_vocab);
+    const auto generated = loom::test::random_tokens(12, 6, n_vocab);
     const auto plain = loom::test::reference_logprobs(model, prompt, generated, 0.7, false);
     const auto q8 = loom::test::reference_logprobs(model, prompt, generated, 0.7, true);
     REQUIRE(plain.size() == generated.size());
