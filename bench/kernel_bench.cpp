@@ -639,6 +639,38 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                 return c;
             });
 
+    // The decode step's fused RoPE + K/V store (one block per head of each token), positions as above.
+    for (const auto [n_tokens, n_seq] : kcases::kv_write_bench_cases())
+        add("rope_kv_cache_write/" + m.name + "/tokens:" + std::to_string(n_tokens) + "/seqs:" + std::to_string(n_seq) +
+                kv_suffix,
+            dims(n_tokens, q_dim + kv_dim), [=] {
+                const int ctx = 4096, hd = m.head_dim();
+                auto kv = std::make_shared<KvCache>(m, n_seq, ctx, 1, kv_type);
+                auto q = device_floats(static_cast<uint64_t>(n_tokens) * q_dim, 26);
+                auto k = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 27);
+                auto v = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 28);
+                std::vector<float> inv(static_cast<size_t>(hd / 2));
+                for (int i = 0; i < hd / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / hd);
+                std::vector<int32_t> pos(n_tokens), seq(n_tokens);
+                for (int t = 0; t < n_tokens; ++t) {
+                    pos[t] = n_seq == 1 ? 1000 + t : 1000 + 37 * t;
+                    seq[t] = n_seq == 1 ? 0 : t;
+                }
+                auto d_inv = device_floats(inv);
+                auto d_pos = device_ints(pos), d_seq = device_ints(seq);
+                Case c;
+                c.bytes = kcases::rope_bytes(n_tokens, q_dim, kv_dim, hd) +
+                          kcases::kv_cache_write_bytes(n_tokens, kv_dim, kv_type);
+                c.launch = [=](int) {
+                    kernels::rope_kv_cache_write(q->as<float>(), k->as<float>(), v->as<float>(), n_tokens, n_head,
+                                                 q_dim, kv_dim, kv_dim, d_pos->as<int32_t>(),
+                                                 n_seq == 1 ? nullptr : d_seq->as<int32_t>(), d_inv->as<float>(),
+                                                 kernels::RopeStyle::Normal, kv->tables->as<int32_t>(),
+                                                 kv->blocks_per_seq, kv->layer(0), g_dev.stream);
+                };
+                return c;
+            });
+
     for (const auto [ctx, batch] : kcases::decode_bench_cases())
         add("decode_attention/" + m.name + "/ctx:" + std::to_string(ctx) + "/batch:" + std::to_string(batch) +
                 kv_suffix,

@@ -16,6 +16,7 @@ namespace loom::kernels {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kHeadThreads = 64;  // rope_kv_cache_write: one pair of a 128-dim head per thread
 
 // Two adjacent values as one aligned store: half2 (rounded to nearest even) or float2.
 __device__ __forceinline__ void store_pair(__half* dst, const float* src) {
@@ -57,10 +58,12 @@ __global__ void __launch_bounds__(kThreads)
                   block_tables + static_cast<int64_t>(seq) * block_table_stride, k_cache, v_cache, n_head_kv, head_dim);
 }
 
-// grid (n_tokens): one block rotates a token's q and k heads in place, then stores its rotated K
-// and its V rows in the cache (the block's own global writes are visible to it after the barrier).
+// grid (n_tokens, n_head + n_head_kv): block (token, h) rotates query head h, or for h >= n_head key
+// head h - n_head and then stores that KV head's rotated K and its V row in the cache (the block's own
+// global writes are visible to it after the barrier). A block per head rather than per token: at batch 1
+// one block walking a token's ~40 heads in turn was a chain of dependent loads (~11 us a layer on the H100).
 template <typename KV>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kHeadThreads)
     rope_kv_cache_write_kernel(float* q, float* k, const float* __restrict__ v, int n_head, int64_t q_row_stride,
                                int64_t k_row_stride, int64_t v_row_stride, const int32_t* __restrict__ positions,
                                const int32_t* __restrict__ token_seq, const float* __restrict__ inv_freq, bool neox,
@@ -68,16 +71,22 @@ __global__ void __launch_bounds__(kThreads)
                                KV* v_cache, int n_head_kv, int head_dim) {
     wait_for_previous_kernel();
     extern __shared__ float2 cos_sin[];  // head_dim / 2 entries
-    const int token = blockIdx.x, pos = positions[token];
+    const int token = blockIdx.x, head = blockIdx.y, pos = positions[token], half = head_dim / 2;
     float* k_row = k + token * k_row_stride;
-    rope_angles(cos_sin, head_dim / 2, pos, inv_freq);
+    rope_angles(cos_sin, half, pos, inv_freq);
     __syncthreads();
-    rope_rotate_token(q + token * q_row_stride, k_row, n_head, n_head_kv, head_dim, cos_sin, neox);
+    const bool is_q = head < n_head;
+    const int kvh = head - n_head;
+    float* row = is_q ? q + token * q_row_stride + static_cast<int64_t>(head) * head_dim : k_row + kvh * head_dim;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) rope_rotate_pair(row, i, half, cos_sin, neox);
+    if (is_q) return;  // the same for the whole block
     __syncthreads();
     const int seq = token_seq ? token_seq[token] : 0;
     const int32_t* table = block_tables + static_cast<int64_t>(seq) * block_table_stride;
-    for (int p = threadIdx.x; p < n_head_kv * head_dim; p += blockDim.x)
-        store_kv_pair(p, k_row, v + token * v_row_stride, pos, table, k_cache, v_cache, n_head_kv, head_dim);
+    const int pairs_per_side = n_head_kv * half;
+    for (int j = threadIdx.x; j < head_dim; j += blockDim.x)  // the head's K pairs, then its V pairs
+        store_kv_pair((j < half ? 0 : pairs_per_side) + kvh * half + j % half, k_row, v + token * v_row_stride, pos,
+                      table, k_cache, v_cache, n_head_kv, head_dim);
 }
 
 __global__ void update_block_tables_kernel(int32_t* block_tables, const int32_t* __restrict__ updates,
@@ -133,10 +142,11 @@ void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n
     const auto launch = [&](auto* cache) {
         using KV = std::remove_pointer_t<decltype(cache)>;
         launch_kernel("rope_kv_cache_write_kernel", rope_kv_cache_write_kernel<KV>,
-                      {static_cast<unsigned>(n_tokens), kThreads, shared_bytes, stream}, q, k, v, n_head, q_row_stride,
-                      k_row_stride, v_row_stride, positions, token_seq, inv_freq, style == RopeStyle::NeoX,
-                      block_tables, block_table_stride, static_cast<KV*>(layer.k), static_cast<KV*>(layer.v),
-                      layer.n_head_kv, layer.head_dim);
+                      {dim3(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_head + layer.n_head_kv)),
+                       kHeadThreads, shared_bytes, stream},
+                      q, k, v, n_head, q_row_stride, k_row_stride, v_row_stride, positions, token_seq, inv_freq,
+                      style == RopeStyle::NeoX, block_tables, block_table_stride, static_cast<KV*>(layer.k),
+                      static_cast<KV*>(layer.v), layer.n_head_kv, layer.head_dim);
     };
     if (layer.type == KvType::f32)
         launch(static_cast<float*>(nullptr));

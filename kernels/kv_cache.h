@@ -66,7 +66,7 @@ void kv_cache_write(const float* k, const float* v, int n_tokens, int64_t k_row_
                     int block_table_stride, KvLayer layer, Stream stream);
 
 // rope() on the q and k rows of n_tokens tokens, then kv_cache_write() of the rotated k and of v,
-// in one launch (one block per token); the results equal the two calls' bit for bit. q, k, v:
+// in one launch (one block per head of each token); the results equal the two calls' bit for bit. q, k, v:
 // rows q_row_stride / k_row_stride / v_row_stride floats apart (they may share a fused QKV row);
 // q and k are rotated in place. layer.n_head_kv >= 1. Device pointers; asynchronous on `stream`.
 void rope_kv_cache_write(float* q, float* k, const float* v, int n_tokens, int n_head, int64_t q_row_stride,

@@ -18,6 +18,16 @@ __device__ __forceinline__ void rope_angles(float2* cos_sin, int half, int posit
     }
 }
 
+// Rotates pair i (< head_dim / 2) of one head (row v) by cos_sin[i].
+__device__ __forceinline__ void rope_rotate_pair(float* v, int i, int half, const float2* cos_sin, bool neox) {
+    const int a = neox ? i : 2 * i;
+    const int b = neox ? i + half : 2 * i + 1;
+    const float x0 = v[a], x1 = v[b];
+    const float2 cs = cos_sin[i];
+    v[a] = x0 * cs.x - x1 * cs.y;
+    v[b] = x0 * cs.y + x1 * cs.x;
+}
+
 // Rotates every pair of one token's n_head query heads (row q) and n_head_kv key heads (row k),
 // the block's threads striding over the pairs.
 __device__ __forceinline__ void rope_rotate_token(float* q, float* k, int n_head, int n_head_kv, int head_dim,
@@ -25,14 +35,9 @@ __device__ __forceinline__ void rope_rotate_token(float* q, float* k, int n_head
     const int half = head_dim / 2;
     const int n_pairs = (n_head + n_head_kv) * half;
     for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) {
-        const int head = p / half, i = p % half;
+        const int head = p / half;
         float* v = head < n_head ? q + head * head_dim : k + (head - n_head) * head_dim;
-        const int a = neox ? i : 2 * i;
-        const int b = neox ? i + half : 2 * i + 1;
-        const float x0 = v[a], x1 = v[b];
-        const float2 cs = cos_sin[i];
-        v[a] = x0 * cs.x - x1 * cs.y;
-        v[b] = x0 * cs.y + x1 * cs.x;
+        rope_rotate_pair(v, p % half, half, cos_sin, neox);
     }
 }
 
