@@ -1,8 +1,7 @@
 // The haiku end-to-end test: a real loom-worker streams a haiku that must hold this UTC minute's
 // word, and the CPU reference backend re-scores every generated token, so only a model that really
-// ran can pass. Against a CUDA worker the reference emulates the CUDA backend's int8 activations
-// (docs/VALIDATION.md's precision policy) along the worker's path, comparing like with like. Writes
-// test-results/haiku/<run_id>/ and prints the haiku for a person.
+// ran can pass; a CUDA worker's int8 activations get wider bounds (logprob_bounds, docs/VALIDATION.md).
+// Writes test-results/haiku/<run_id>/ and prints the haiku for a person.
 //
 // Usage: e2e_haiku [--backend cuda|cpu] [--model GGUF] [--results DIR] [--attempts N] [--via-orchestrator]
 //                  [--orchestrator URL --worker URL [--session-id ID]]
@@ -47,9 +46,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// The bounds of check (b): per token, on average, and the least probability a sampled token may have.
-constexpr double kMaxLogprobDelta = 0.1;
-constexpr double kMaxMeanLogprobDelta = 0.02;
+// The least reference probability a sampled token may have (check (b)).
 constexpr double kMinReferenceProbability = 1e-4;
 constexpr double kTemperature = 0.7;
 constexpr double kTopP = 0.5;  // the nucleus: keeps a 135M model on its likelier, on-topic words
@@ -260,12 +257,24 @@ void read_stream(loom::test::SseStream& sse, Attempt& a, Clock::time_point sent)
     a.check(done_last && !any_after_done, "(a) data: [DONE] is not the last event");
 }
 
-// Whether check (b)'s reference emulates int8 activations: for a CUDA worker, whose q8 products take them.
-bool q8_reference(const Options& o) { return o.backend == "cuda"; }
+// Check (b)'s bounds on |worker - plain CPU reference| logprobs, per token and on average, by the worker's
+// backend. A CPU worker computes what the reference computes: 0.1 / 0.02 (the H100 before the q8 path,
+// with its fp16 KV cache, measured 0.0014-0.0064 / 0.0004-0.0012). A CUDA worker's q8 products round their
+// inputs to int8 per 32 values, which turns any ulp-sized difference upstream into whole quantization
+// steps, so no CPU reference tracks it token by token: on SmolLM2 (CPU, teacher-forced over random tokens)
+// the int8 emulation against itself with its inputs moved by one ulp differs by max 0.057-0.097, mean
+// 0.022-0.028 nats, and against the plain reference by max 0.146-0.159, mean 0.051-0.057. Its bounds are
+// about twice the latter's max and just above its mean (2.6x the worst haiku mean measured on the H100,
+// 0.023): still ~50x below a RoPE with its sine flipped (16.9 nats).
+struct LogprobBounds {
+    double max_delta, mean_delta;
+};
+LogprobBounds logprob_bounds(const Options& o) {
+    return o.backend == "cuda" ? LogprobBounds{0.3, 0.06} : LogprobBounds{0.1, 0.02};
+}
 
-// (b): the worker's logprobs against the CPU reference backend's (emulating int8 activations for a CUDA
-// worker), token by token.
-void check_against_reference(const loom::gguf::File& model, bool emulate_q8, Attempt& a) {
+// (b): the worker's logprobs against the CPU reference backend's, token by token.
+void check_against_reference(const loom::gguf::File& model, const LogprobBounds& bounds, Attempt& a) {
     if (a.prompt_ids.empty() || a.token_ids.empty()) {
         a.check(false, "(b) no prompt_token_ids or token_ids to re-score");
         return;
@@ -273,7 +282,7 @@ void check_against_reference(const loom::gguf::File& model, bool emulate_q8, Att
     a.check(a.worker_logprobs.size() == a.token_ids.size(), "(b) " + std::to_string(a.worker_logprobs.size()) +
                                                                 " logprobs for " + std::to_string(a.token_ids.size()) +
                                                                 " tokens");
-    a.reference_logprobs = loom::test::reference_logprobs(model, a.prompt_ids, a.token_ids, kTemperature, emulate_q8);
+    a.reference_logprobs = loom::test::reference_logprobs(model, a.prompt_ids, a.token_ids, kTemperature);
     double sum = 0;
     const size_t n = std::min(a.worker_logprobs.size(), a.reference_logprobs.size());
     for (size_t i = 0; i < n; ++i) {
@@ -281,7 +290,7 @@ void check_against_reference(const loom::gguf::File& model, bool emulate_q8, Att
         a.max_delta = std::max(a.max_delta, d);
         sum += d;
         a.min_reference_probability = std::min(a.min_reference_probability, std::exp(a.reference_logprobs[i]));
-        a.check(d <= kMaxLogprobDelta, "(b) token " + std::to_string(i) + " (id " + std::to_string(a.token_ids[i]) +
+        a.check(d <= bounds.max_delta, "(b) token " + std::to_string(i) + " (id " + std::to_string(a.token_ids[i]) +
                                            "): worker logprob " + std::to_string(a.worker_logprobs[i]) +
                                            ", reference " + std::to_string(a.reference_logprobs[i]));
         a.check(std::exp(a.reference_logprobs[i]) >= kMinReferenceProbability,
@@ -289,7 +298,7 @@ void check_against_reference(const loom::gguf::File& model, bool emulate_q8, Att
                     ") has reference probability " + std::to_string(std::exp(a.reference_logprobs[i])));
     }
     a.mean_delta = n ? sum / static_cast<double>(n) : 0;
-    a.check(a.mean_delta <= kMaxMeanLogprobDelta, "(b) mean |Δlogprob| " + std::to_string(a.mean_delta));
+    a.check(a.mean_delta <= bounds.mean_delta, "(b) mean |Δlogprob| " + std::to_string(a.mean_delta));
 }
 
 json attempt_json(const Attempt& a) {
@@ -457,7 +466,7 @@ int run(const Options& o) {
         // The prompt the model saw holds the request as sent.
         const std::string prompt_text = tokenizer.decode(a.prompt_ids);
         a.check(prompt_text.find(prompt) != std::string::npos, "(b) prompt_token_ids do not hold the prompt");
-        check_against_reference(model, q8_reference(o), a);
+        check_against_reference(model, logprob_bounds(o), a);
         // (e): the nonce was only ever in the prompt.
         a.nonce_echoed = lower(a.haiku).find(nonce) != std::string::npos;
         a.word_found = loom::test::contains_words(a.haiku, word);
@@ -501,8 +510,8 @@ int run(const Options& o) {
                          {"temperature", kTemperature},
                          {"top_p", kTopP},
                          {"bounds",
-                          {{"max_abs_delta", kMaxLogprobDelta},
-                           {"mean_abs_delta", kMaxMeanLogprobDelta},
+                          {{"max_abs_delta", logprob_bounds(o).max_delta},
+                           {"mean_abs_delta", logprob_bounds(o).mean_delta},
                            {"min_reference_probability", kMinReferenceProbability}}},
                          {"failures", global_failures},
                          {"attempts", json::array()}};
@@ -527,11 +536,10 @@ int run(const Options& o) {
                 attempts.size());
     if (last)
         std::printf(
-            "tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference%s: max %.4f, mean %.4f "
+            "tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference: max %.4f, mean %.4f "
             "(bounds %.2f / %.2f), least reference p %.2e\n",
-            last->token_ids.size(), last->elapsed_ms, last->decode_tok_s,
-            q8_reference(o) ? " (int8 activations emulated)" : "", last->max_delta, last->mean_delta, kMaxLogprobDelta,
-            kMaxMeanLogprobDelta, last->min_reference_probability);
+            last->token_ids.size(), last->elapsed_ms, last->decode_tok_s, last->max_delta, last->mean_delta,
+            logprob_bounds(o).max_delta, logprob_bounds(o).mean_delta, last->min_reference_probability);
     std::printf(
         "artifacts: %s/{verification.json, sse_transcript.ndjson, metrics_before.txt, metrics_after.txt, "
         "health.json}\n",

@@ -11,36 +11,17 @@
 
 namespace loom::test {
 
-namespace {
-
-// Logits (T, n_vocab) for positions 0 .. T-1 of input: one pass, or (steps) the first `prefill`
-// positions as one pass and each later one alone.
-std::vector<float> all_logits(engine::Backend& backend, std::span<const int32_t> input, size_t prefill, bool steps) {
-    const size_t V = static_cast<size_t>(backend.config().n_vocab);
-    std::vector<float> logits(input.size() * V);
-    engine::KvManager kv(backend);
-    if (!steps) {
-        kv.forward(input, logits, /*all_logits=*/true);
-        return logits;
-    }
-    kv.forward(input.first(prefill), std::span(logits).first(prefill * V), /*all_logits=*/true);
-    for (size_t i = prefill; i < input.size(); ++i)
-        kv.forward(input.subspan(i, 1), std::span(logits).subspan(i * V, V), /*all_logits=*/false);
-    return logits;
-}
-
-}  // namespace
-
 std::vector<double> reference_logprobs(const gguf::File& model, std::span<const int32_t> prompt,
-                                       std::span<const int32_t> generated, double temperature, bool q8_activations) {
+                                       std::span<const int32_t> generated, double temperature) {
     if (prompt.empty() || generated.empty() || !(temperature > 0))
         throw std::invalid_argument("reference_logprobs: needs a prompt, generated tokens and temperature > 0");
     std::vector<int32_t> input(prompt.begin(), prompt.end());
     input.insert(input.end(), generated.begin(), generated.end() - 1);
     const int T = static_cast<int>(input.size());
-    engine::cpu::CpuBackend cpu(model, T + 1, 0, {}, q8_activations);
+    engine::cpu::CpuBackend cpu(model, T + 1, 0);
     const int V = cpu.config().n_vocab;
-    const std::vector<float> logits = all_logits(cpu, input, prompt.size(), q8_activations);
+    std::vector<float> logits(static_cast<size_t>(T) * V);
+    engine::KvManager(cpu).forward(input, logits, /*all_logits=*/true);
 
     std::vector<double> out;
     for (size_t i = 0; i < generated.size(); ++i) {
