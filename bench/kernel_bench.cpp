@@ -611,6 +611,20 @@ int kv_copies(const Model& m, int n_seq, int ctx, kernels::KvType type) {
     return cold_copies(bytes);
 }
 
+// The tokens of a kv_write_bench_cases case: one sequence's consecutive positions, or one token for each
+// of n_seq sequences, positions spread over the context.
+struct KvWriteTokens {
+    Mem positions, token_seq;
+};
+KvWriteTokens kv_write_tokens(int n_tokens, int n_seq) {
+    std::vector<int32_t> pos(n_tokens), seq(n_tokens);
+    for (int t = 0; t < n_tokens; ++t) {
+        pos[t] = n_seq == 1 ? 1000 + t : 1000 + 37 * t;
+        seq[t] = n_seq == 1 ? 0 : t;
+    }
+    return {device_ints(pos), device_ints(seq)};
+}
+
 // kv_type f32: the cases are named .../kv:f32 and read twice the cache bytes.
 void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvType::f16) {
     const int n_head = static_cast<int>(m.shape.heads), q_dim = m.q_dim(), kv_dim = m.kv_dim();
@@ -623,49 +637,40 @@ void add_kv_and_attention(const Model& m, kernels::KvType kv_type = kernels::KvT
                 auto kv = std::make_shared<KvCache>(m, n_seq, ctx, 1, kv_type);
                 auto k = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 22);
                 auto v = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 23);
-                std::vector<int32_t> pos(n_tokens), seq(n_tokens);
-                for (int t = 0; t < n_tokens; ++t) {
-                    pos[t] = n_seq == 1 ? 1000 + t : 1000 + 37 * t;
-                    seq[t] = n_seq == 1 ? 0 : t;
-                }
-                auto d_pos = device_ints(pos), d_seq = device_ints(seq);
+                const KvWriteTokens tok = kv_write_tokens(n_tokens, n_seq);
                 Case c;
                 c.bytes = kcases::kv_cache_write_bytes(n_tokens, kv_dim, kv_type);
                 c.launch = [=](int) {
                     kernels::kv_cache_write(k->as<float>(), v->as<float>(), n_tokens, kv_dim, kv_dim,
-                                            d_pos->as<int32_t>(), n_seq == 1 ? nullptr : d_seq->as<int32_t>(),
+                                            tok.positions->as<int32_t>(),
+                                            n_seq == 1 ? nullptr : tok.token_seq->as<int32_t>(),
                                             kv->tables->as<int32_t>(), kv->blocks_per_seq, kv->layer(0), g_dev.stream);
                 };
                 return c;
             });
 
-    // The decode step's fused RoPE + K/V store (one block per head of each token), positions as above.
+    // The decode step's fused RoPE + K/V store (one block per head of each token): the rope case's q, k and
+    // frequencies, the K/V write case's tokens.
     for (const auto [n_tokens, n_seq] : kcases::kv_write_bench_cases())
         add("rope_kv_cache_write/" + m.name + "/tokens:" + std::to_string(n_tokens) + "/seqs:" + std::to_string(n_seq) +
                 kv_suffix,
             dims(n_tokens, q_dim + kv_dim), [=] {
-                const int ctx = 4096, hd = m.head_dim();
-                auto kv = std::make_shared<KvCache>(m, n_seq, ctx, 1, kv_type);
-                auto q = device_floats(static_cast<uint64_t>(n_tokens) * q_dim, 26);
-                auto k = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 27);
+                const kcases::RopeCase rc = kcases::rope_bench_case(m, n_tokens);
+                const auto in = kcases::rope_inputs(rc);
+                auto kv = std::make_shared<KvCache>(m, n_seq, 4096, 1, kv_type);
+                auto q = device_floats(in.q), k = device_floats(in.k), d_inv = device_floats(in.inv_freq);
                 auto v = device_floats(static_cast<uint64_t>(n_tokens) * kv_dim, 28);
-                std::vector<float> inv(static_cast<size_t>(hd / 2));
-                for (int i = 0; i < hd / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / hd);
-                std::vector<int32_t> pos(n_tokens), seq(n_tokens);
-                for (int t = 0; t < n_tokens; ++t) {
-                    pos[t] = n_seq == 1 ? 1000 + t : 1000 + 37 * t;
-                    seq[t] = n_seq == 1 ? 0 : t;
-                }
-                auto d_inv = device_floats(inv);
-                auto d_pos = device_ints(pos), d_seq = device_ints(seq);
+                const KvWriteTokens tok = kv_write_tokens(n_tokens, n_seq);
+                const auto style =
+                    rc.mode == engine::RopeMode::NeoX ? kernels::RopeStyle::NeoX : kernels::RopeStyle::Normal;
                 Case c;
-                c.bytes = kcases::rope_bytes(n_tokens, q_dim, kv_dim, hd) +
+                c.bytes = kcases::rope_bytes(n_tokens, q_dim, kv_dim, rc.head_dim) +
                           kcases::kv_cache_write_bytes(n_tokens, kv_dim, kv_type);
                 c.launch = [=](int) {
                     kernels::rope_kv_cache_write(q->as<float>(), k->as<float>(), v->as<float>(), n_tokens, n_head,
-                                                 q_dim, kv_dim, kv_dim, d_pos->as<int32_t>(),
-                                                 n_seq == 1 ? nullptr : d_seq->as<int32_t>(), d_inv->as<float>(),
-                                                 kernels::RopeStyle::Normal, kv->tables->as<int32_t>(),
+                                                 rc.q_stride(), rc.k_stride(), kv_dim, tok.positions->as<int32_t>(),
+                                                 n_seq == 1 ? nullptr : tok.token_seq->as<int32_t>(),
+                                                 d_inv->as<float>(), style, kv->tables->as<int32_t>(),
                                                  kv->blocks_per_seq, kv->layer(0), g_dev.stream);
                 };
                 return c;
