@@ -32,6 +32,7 @@
 #include "kernel_cases/sampling_cases.h"
 #include "kernels/argmax.h"
 #include "kernels/attention.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
 #include "kernels/elementwise.h"
@@ -407,6 +408,34 @@ void add_norms_and_rope(const Model& m) {
             };
             return c;
         });
+        // A decode residual feeding a q8 product: the epilogue then the normed x quantization, and the two fused.
+        if (embd % 128 == 0 && embd <= kernels::kQ8ResidualMaxN)
+            for (const bool fused : {false, true})
+                add(std::string("residual_quantize/") + (fused ? "fused" : "split") + suffix, dims(tokens, embd), [=] {
+                    const auto in = kcases::rmsnorm_inputs(norm);
+                    const uint64_t count = static_cast<uint64_t>(tokens) * embd;
+                    auto r = device_floats(in.x), w = device_floats(in.w), y = device_floats(count, 31);
+                    auto xw = device_scratch(count * 4);
+                    auto sums = device_scratch(static_cast<uint64_t>(tokens) * kernels::norm_partial_count(embd) * 4);
+                    auto xq = device_scratch(kernels::q8_xq_bytes(tokens, embd));
+                    auto xm = device_scratch(kernels::q8_xmeta_count(tokens, embd) * sizeof(kernels::q8::XMeta));
+                    Case c;
+                    c.bytes = 13.0 * count + 4.0 * embd + 8.0 * count / kernels::q8::kUnit;
+                    c.launch = [=](int) {
+                        auto* q = xq->as<int8_t>();
+                        auto* meta = xm->as<kernels::q8::XMeta>();
+                        if (fused) {
+                            kernels::q8_residual_quantize_normed(r->as<float>(), y->as<float>(), w->as<float>(), eps, q,
+                                                                 meta, tokens, embd, g_dev.stream);
+                            return;
+                        }
+                        kernels::residual_norm_inputs(r->as<float>(), y->as<float>(), w->as<float>(), xw->as<float>(),
+                                                      sums->as<float>(), tokens, embd, g_dev.stream);
+                        kernels::q8_quantize_x_normed(xw->as<float>(), sums->as<float>(), eps, q, meta, tokens, embd,
+                                                      g_dev.stream);
+                    };
+                    return c;
+                });
         const kcases::RopeCase rc = kcases::rope_bench_case(m, tokens);
         add("rope" + suffix, dims(tokens, q_dim + m.kv_dim()), [=] {
             const auto in = kcases::rope_inputs(rc);

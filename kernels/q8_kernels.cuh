@@ -331,6 +331,22 @@ inline constexpr int kQuantizeWarps = 8;  // warps per block of quantize_kernel,
 // computed by swiglu_pair_value as swiglu_pairs_kernel does, so it equals swiglu_pairs then plain.
 enum class XSource { plain, normed, swiglu };
 
+// One unit of one vector: lane l holds element l (xv); the unit's int8 values go to xq_v in pos8 order and
+// its XMeta to xm_v[unit].
+__device__ __forceinline__ void quantize_unit(float xv, int lane, int unit, uint8_t* xq_v, XMeta* xm_v) {
+    float amax = fabsf(xv);
+    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = __fdiv_rn(amax, 127.0f);
+    const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
+    xq_v[pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
+    int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
+    for (int off = 16; off > 0; off /= 2) {
+        sa += __shfl_xor_sync(0xffffffffu, sa, off);
+        sb += __shfl_xor_sync(0xffffffffu, sb, off);
+    }
+    if (lane == 0) xm_v[unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
+}
+
 // x -> int8 per unit in pos8 order + XMeta; blockIdx.x = vector, blockIdx.y = group of 8 units, one warp per
 // unit, lane = element (one unit per warp: at decode sizes the kernel is latency-bound, so width beats
 // reuse). Normed: x = XW * s first, s = norm_scale_from_slots of the vector's S partials, computed by warp 0
@@ -364,18 +380,7 @@ __global__ void __launch_bounds__(kQuantizeWarps * 32)
         xv = __fmul_rn(xv, shared_scale);
     }
     if (!active) return;
-    float amax = fabsf(xv);
-    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
-    xq[static_cast<size_t>(v) * n_in + pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
-    int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
-    for (int off = 16; off > 0; off /= 2) {
-        sa += __shfl_xor_sync(0xffffffffu, sa, off);
-        sb += __shfl_xor_sync(0xffffffffu, sb, off);
-    }
-    if (lane == 0)
-        xm[static_cast<size_t>(v) * n_units + unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
+    quantize_unit(xv, lane, unit, xq + static_cast<size_t>(v) * n_in, xm + static_cast<size_t>(v) * n_units);
 }
 
 // Launches of one configuration; rows: MaxVec from n_vec (1, 2, 4 or 8 vectors per block).

@@ -1,5 +1,5 @@
 // The q8 family's launch functions: precondition checks, then one configuration of each kernel of
-// kernels/q8_kernels.cuh per weight type.
+// kernels/q8_kernels.cuh per weight type; and the residual epilogue fused with the normed x quantization.
 #include "kernels/q8_matmul.h"
 
 #include <cstdint>
@@ -61,6 +61,52 @@ void product(const q8::ProductParams& p, bool mma, cudaStream_t stream) {
     q8::launch_rows<T, kRowsPerWarp<T>, kRowsWarps, kRowsUnroll>(p, stream);
 }
 
+constexpr int kResidualWarps = 32;  // warps per block of residual_quantize_kernel, one vector per block
+
+// residual_norm_inputs then quantize_kernel<normed> for one vector per block (blockIdx.x), n elements:
+// (1) thread t takes partials t, t + 1024, ...: R += Y over the partial's kNormRowsPerPartial elements,
+// R ⊙ w into shared memory and the partial's square sum, with norm_inputs_kernel's operations; (2) warp 0
+// sums the partials into slots and the scale as quantize_kernel<normed> does; (3) each warp quantizes
+// units w, w + 32, ... So R, xq and xm equal the two kernels' bit for bit (RW and S stay in shared memory).
+// Dynamic shared memory: n + n / kNormRowsPerPartial floats.
+__global__ void __launch_bounds__(kResidualWarps * 32)
+    residual_quantize_kernel(float* R, const float* __restrict__ Y, const float* __restrict__ w, float eps, uint8_t* xq,
+                             q8::XMeta* xm, int n) {
+    wait_for_previous_kernel();
+    extern __shared__ float rw_s[];  // R ⊙ w (n), then the partials' square sums
+    __shared__ float shared_scale;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, v = blockIdx.x;
+    const int n_partials = n / kNormRowsPerPartial, n_units = n / q8::kUnit;
+    float* s_s = rw_s + n;
+    float* Rv = R + static_cast<size_t>(v) * n;
+    const float* Yv = Y + static_cast<size_t>(v) * n;
+    for (int p = threadIdx.x; p < n_partials; p += kResidualWarps * 32) {
+        float s = 0;
+#pragma unroll
+        for (int k = 0; k < kNormRowsPerPartial; ++k) {
+            const int j = p * kNormRowsPerPartial + k;
+            const float r = __fadd_rn(Rv[j], Yv[j]);
+            Rv[j] = r;
+            rw_s[j] = __fmul_rn(r, w[j]);
+            s = __fadd_rn(s, __fmul_rn(r, r));
+        }
+        s_s[p] = s;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        float slot = 0.0f;
+        for (int i = lane; i < n_partials; i += 32) slot = __fadd_rn(slot, s_s[i]);
+        float slots[q8::kSlots];
+#pragma unroll
+        for (int s = 0; s < q8::kSlots; ++s) slots[s] = __shfl_sync(0xffffffffu, slot, s);
+        if (lane == 0) shared_scale = q8::norm_scale_from_slots(slots, n, eps);
+    }
+    __syncthreads();
+    for (int unit = warp; unit < n_units; unit += kResidualWarps)
+        q8::quantize_unit(__fmul_rn(rw_s[unit * q8::kUnit + lane], shared_scale), lane, unit,
+                          xq + static_cast<size_t>(v) * n, xm + static_cast<size_t>(v) * n_units);
+}
+
 bool overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) {
     const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
     return x < y + b_bytes && y < x + a_bytes;
@@ -79,6 +125,27 @@ void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq
 
 void q8_quantize_swiglu(const float* gate_up, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_ff, Stream stream) {
     quantize<q8::XSource::swiglu>("q8_quantize_swiglu", gate_up, nullptr, 0.0f, xq, xmeta, n_vec, n_ff, stream);
+}
+
+void q8_residual_quantize_normed(float* R, const float* Y, const float* w, float eps, int8_t* xq, q8::XMeta* xmeta,
+                                 int n_vec, int n, Stream stream) {
+    constexpr const char* fn = "q8_residual_quantize_normed";
+    check_x(fn, n_vec, n, xq, xmeta, "n");
+    if (n > kQ8ResidualMaxN)
+        throw std::invalid_argument(std::string(fn) + ": n " + std::to_string(n) + " is above " +
+                                    std::to_string(kQ8ResidualMaxN));
+    check_aligned(fn, "R", R, 4);
+    check_aligned(fn, "Y", Y, 4);
+    check_aligned(fn, "w", w, 4);
+    const uint64_t r_bytes = static_cast<uint64_t>(n_vec) * n * 4;
+    if (overlaps(R, r_bytes, Y, r_bytes) || overlaps(R, r_bytes, w, uint64_t{4} * n) ||
+        overlaps(R, r_bytes, xq, q8_xq_bytes(n_vec, n)) ||
+        overlaps(R, r_bytes, xmeta, q8_xmeta_count(n_vec, n) * sizeof(q8::XMeta)))
+        throw std::invalid_argument(std::string(fn) + ": R overlaps Y, w, xq or xmeta");
+    const size_t shared = sizeof(float) * (static_cast<size_t>(n) + n / kNormRowsPerPartial);
+    launch_kernel("q8 residual_quantize_kernel", residual_quantize_kernel,
+                  LaunchShape{dim3(n_vec), dim3(kResidualWarps * 32), shared, stream}, R, Y, w, eps,
+                  reinterpret_cast<uint8_t*>(xq), xmeta, n);
 }
 
 void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, float* Y, int n_vec, Q8Kernel kernel,

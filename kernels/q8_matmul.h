@@ -59,6 +59,15 @@ void q8_quantize_x(const float* X, int8_t* xq, q8::XMeta* xmeta, int n_vec, int 
 void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq, q8::XMeta* xmeta, int n_vec, int n_in,
                           Stream stream);
 
+// Decode rows whose next products are q8 ones: R (n_vec, n) += Y, then xq / xmeta of the normed R (R ⊙ w
+// scaled by 1 / sqrt(Σ R² / n + eps)) in one launch, one block per vector, with residual_norm_inputs' and
+// q8_quantize_x_normed's float operations in their order, so R, xq and xmeta equal those two calls' bit
+// for bit (their RW and S are not written). Preconditions (std::invalid_argument otherwise): those of
+// q8_quantize_x with n for n_in, n <= kQ8ResidualMaxN; R, Y, w 4-byte aligned, R overlapping none of the others.
+inline constexpr int kQ8ResidualMaxN = 8192;  // R ⊙ w and the square sums in 40 KiB of shared memory
+void q8_residual_quantize_normed(float* R, const float* Y, const float* w, float eps, int8_t* xq, q8::XMeta* xmeta,
+                                 int n_vec, int n, Stream stream);
+
 // The same of x = silu(gate) * up (n_vec, n_ff) from gate_up (n_vec, 2 n_ff), rows of a fused gate/up
 // product in the pair layout of kernels/matvec.h, in one pass: equal bit for bit to swiglu_pairs then
 // q8_quantize_x (both inline kernels/swiglu.cuh's expression), so a decode step's down product needs no f32

@@ -108,6 +108,9 @@ struct CudaBackend::State {
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     int8_t* q8_x = nullptr;             // rows quantized for the q8 products, and their scales
     kernels::q8::XMeta* q8_meta = nullptr;
+    // The norm weight whose normed decode rows q8_x holds (the residual epilogue quantized them, or a normed
+    // product did), so the products reading them skip the quantization; null when q8_x holds anything else.
+    const float* q8_x_norm = nullptr;
     int q8_width = 0;                   // the widest input of a repacked matrix
     uint64_t repack_staging_bytes = 0;  // the gemm workspace doubles as the repack's staging at load
     void* gemm_ws = nullptr;
@@ -146,6 +149,7 @@ struct CudaBackend::State {
 
     // Repacked matrices: Y (n, n_out) = W @ X rows, X quantized per 32 first (one order whatever n).
     void q8_rows(const Matrix& m, const float* X, float* Y, int n) {
+        q8_x_norm = nullptr;
         kernels::q8_quantize_x(X, q8_x, q8_meta, n, m.n_in, stream);
         kernels::q8_product(m.q8, q8_x, q8_meta, Y, n, kernels::Q8Kernel::automatic, stream);
     }
@@ -162,11 +166,14 @@ struct CudaBackend::State {
         kernels::gemm_half(*gemm, kernels::HalfType::f16, w16, x16, Y, m.n_in, m.n_out, n, false, stream);
     }
 
-    // Decode rows: Y = W @ rmsnorm(x) * w, from xw = x ⊙ w and the square sums of x.
-    void mm_normed(const Matrix& m, float* Y, const Pass& pass) {
+    // Decode rows: Y = W @ rmsnorm(x) * norm, from xw = x ⊙ norm and the square sums of x (or, for a
+    // repacked W, from q8_x where it already holds those rows quantized).
+    void mm_normed(const Matrix& m, const float* norm, float* Y, const Pass& pass) {
         if (m.q8.data) {
             if (pass.n_decode == 0) return;
-            kernels::q8_quantize_x_normed(xw, norm_sums, cfg.rms_eps, q8_x, q8_meta, pass.n_decode, m.n_in, stream);
+            if (q8_x_norm != norm)
+                kernels::q8_quantize_x_normed(xw, norm_sums, cfg.rms_eps, q8_x, q8_meta, pass.n_decode, m.n_in, stream);
+            q8_x_norm = norm;
             kernels::q8_product(m.q8, q8_x, q8_meta, Y, pass.n_decode, kernels::Q8Kernel::automatic, stream);
             return;
         }
@@ -192,12 +199,12 @@ struct CudaBackend::State {
 
     // Decode rows: Y = silu(gate) * up of the pair-layout gate_up @ rmsnorm(x) * w, or, for a down input
     // of swiglu_pairs, only the product into gate_up's rows (down's quantization applies SwiGLU).
-    void mm_normed_swiglu(const Matrix& m, float* Y, const Pass& pass, const ResidualInput& down) {
+    void mm_normed_swiglu(const Matrix& m, const float* norm, float* Y, const Pass& pass, const ResidualInput& down) {
         const bool swiglu_in_down = down.kind == ResidualInput::Kind::swiglu_pairs;
         if (swiglu_in_down && (!m.q8.data || down.X != gate_up))
             throw std::logic_error("mm_normed_swiglu: a swiglu_pairs down input needs gate_up repacked, read there");
         if (m.q8.data) {  // the pairs' products into gate_up's decode rows, then SwiGLU unless down does it
-            mm_normed(m, gate_up, pass);
+            mm_normed(m, norm, gate_up, pass);
             if (pass.n_decode > 0 && !swiglu_in_down)
                 kernels::swiglu_pairs(gate_up, pass.n_decode, m.n_out / 2, Y, stream);
             return;
@@ -208,10 +215,12 @@ struct CudaBackend::State {
                                           cfg.rms_eps, Y + int64_t{r0} * (m.n_out / 2), m.n_in, m.n_out,
                                           std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
     }
-    // Decode rows: x += W @ X, and the next norm's inputs (weight `next_norm`) into xw, norm_sums.
-    // A swiglu_pairs input is quantized here, right before its product, not after gate_up's: the prefill
-    // parts' q8_rows between the two reuse q8_x.
-    void mm_residual(const Matrix& m, const ResidualInput& in, const float* next_norm, const Pass& pass) {
+    // Decode rows: x += W @ X, and the next norm's inputs (weight `next_norm`) into xw, norm_sums; or, when
+    // every product reading them is repacked (next_q8) and no prefill part's q8_rows comes between, those
+    // rows quantized into q8_x by the same launch (kernels::q8_residual_quantize_normed: the same bits, one
+    // launch fewer, xw and norm_sums left unwritten). A swiglu_pairs input is quantized here, right before
+    // its product, not after gate_up's: the prefill parts' q8_rows between the two reuse q8_x.
+    void mm_residual(const Matrix& m, const ResidualInput& in, const float* next_norm, bool next_q8, const Pass& pass) {
         const float* X = in.X;
         const bool pairs = in.kind == ResidualInput::Kind::swiglu_pairs;
         if (pairs && !m.q8.data)
@@ -224,7 +233,13 @@ struct CudaBackend::State {
             else
                 kernels::q8_quantize_x(X, q8_x, q8_meta, D, m.n_in, stream);
             kernels::q8_product(m.q8, q8_x, q8_meta, o, D, kernels::Q8Kernel::automatic, stream);
-            kernels::residual_norm_inputs(x, o, next_norm, xw, norm_sums, D, m.n_out, stream);
+            q8_x_norm = nullptr;
+            if (next_q8 && pass.parts.empty() && m.n_out <= kernels::kQ8ResidualMaxN) {
+                kernels::q8_residual_quantize_normed(x, o, next_norm, cfg.rms_eps, q8_x, q8_meta, D, m.n_out, stream);
+                q8_x_norm = next_norm;
+            } else {
+                kernels::residual_norm_inputs(x, o, next_norm, xw, norm_sums, D, m.n_out, stream);
+            }
             return;
         }
         const int n_sums = kernels::norm_partial_count(m.n_out);
@@ -232,6 +247,14 @@ struct CudaBackend::State {
             kernels::matvec_residual(m.type, m.data, X + int64_t{r0} * m.n_in, x + int64_t{r0} * m.n_out, next_norm,
                                      xw + int64_t{r0} * m.n_out, norm_sums + int64_t{r0} * n_sums, m.n_in, m.n_out,
                                      std::min(kernels::kMaxMatvecVectors, pass.n_decode - r0), stream);
+    }
+    // Whether every product of a layer's attention (ffn) norm is repacked: then the residual epilogue before
+    // it may quantize their decode rows (mm_residual's next_q8).
+    static bool attn_inputs_q8(const LayerWeights& w) {
+        return w.wqkv.n_out > 0 ? w.wqkv.q8.data != nullptr : w.wq.q8.data && w.wk.q8.data && w.wv.q8.data;
+    }
+    static bool ffn_inputs_q8(const LayerWeights& w) {
+        return w.gate_up.n_out > 0 ? w.gate_up.q8.data != nullptr : w.gate.q8.data && w.up.q8.data;
     }
     // Prefill parts: W (n_out, n_in) @ X rows^T -> Y rows, X and Y indexed by pass row.
     void mm_parts(const Matrix& m, const float* X, float* Y, const Pass& pass) {
@@ -488,6 +511,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
     const int32_t* ids = step_dev + layout.ids();
     const int32_t* pos = step_dev + layout.positions();
     const int32_t* slot = step_dev + layout.token_slot();
+    q8_x_norm = nullptr;  // the previous pass's rows are not this one's
 
     kernels::embedding_lookup(weights.embd_type, weights.token_embd, c.n_vocab, d, ids, n, x, st);
     // Decode rows (0 .. D-1) carry their norms inside the products (xw, norm_sums); prefill rows
@@ -513,17 +537,17 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         float* v = fused_qkv ? qkv + qd + kvd : k + int64_t{max_tokens} * kvd;
         const int64_t q_stride = fused_qkv ? F : qd, kv_stride = fused_qkv ? F : kvd;
         // A product of the normed hidden states: decode rows fused, prefill rows from h.
-        const auto normed_product = [&](const Matrix& m, float* y) {
-            mm_normed(m, y, pass);
+        const auto normed_product = [&](const Matrix& m, const float* norm, float* y) {
+            mm_normed(m, norm, y, pass);
             mm_parts(m, h, y, pass);
         };
         if (fused_qkv) {
-            normed_product(w.wqkv, qkv);
+            normed_product(w.wqkv, w.attn_norm, qkv);
             if (c.qkv_bias) kernels::add_bias(qkv, w.bqkv, n, static_cast<int>(F), st);
         } else {
-            normed_product(w.wq, q);
-            normed_product(w.wk, k);
-            normed_product(w.wv, v);
+            normed_product(w.wq, w.attn_norm, q);
+            normed_product(w.wk, w.attn_norm, k);
+            normed_product(w.wv, w.attn_norm, v);
             if (c.qkv_bias) {
                 kernels::add_bias(q, w.bq, n, qd, st);
                 kernels::add_bias(k, w.bk, n, kvd, st);
@@ -544,22 +568,22 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
             kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
                                        p.n, p.pos0, c.n_head,
                                        block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, st);
-        mm_residual(w.wo, {ResidualInput::Kind::rows, att}, w.ffn_norm, pass);
+        mm_residual(w.wo, {ResidualInput::Kind::rows, att}, w.ffn_norm, ffn_inputs_q8(w), pass);
         mm_parts(w.wo, att, o, pass);
         if (P > 0) kernels::add_rmsnorm(x_p, o_p, w.ffn_norm, h_p, P, d, c.rms_eps, st);
         const ResidualInput down_in = down_input(w);
         if (w.gate_up.n_out > 0) {  // decode rows get SwiGLU inside the product, or inside down's quantization
-            mm_normed_swiglu(w.gate_up, act, pass, down_in);
+            mm_normed_swiglu(w.gate_up, w.ffn_norm, act, pass, down_in);
             mm_parts(w.gate_up, h, gate_up, pass);
             if (P > 0) kernels::swiglu_pairs(gate_up + int64_t{D} * 2 * ff, P, ff, act + int64_t{D} * ff, st);
         } else {
             float* gate = gate_up;
             float* up = gate_up + int64_t{max_tokens} * ff;
-            normed_product(w.gate, gate);
-            normed_product(w.up, up);
+            normed_product(w.gate, w.ffn_norm, gate);
+            normed_product(w.up, w.ffn_norm, up);
             kernels::swiglu(gate, up, act, int64_t{n} * ff, st);
         }
-        mm_residual(w.down, down_in, next_norm, pass);
+        mm_residual(w.down, down_in, next_norm, !last && attn_inputs_q8(layers[l + 1]), pass);
         mm_parts(w.down, act, o, pass);
         if (P > 0 && !last) kernels::add_rmsnorm(x_p, o_p, next_norm, h_p, P, d, c.rms_eps, st);
         if (P > 0 && last) kernels::add(x_p, o_p, x_p, int64_t{P} * d, st);

@@ -1,8 +1,10 @@
 // The residual epilogue a q8 product (which writes plain Y) needs, residual_norm_inputs (kernels/matvec.h):
 // against a CPU reference bit for bit (the device rounds every op explicitly; this file is compiled with
-// -ffp-contract=off), and against matvec_residual, whose R, RW and S it must equal given the same sums.
+// -ffp-contract=off), and against matvec_residual, whose R, RW and S it must equal given the same sums;
+// and its fusion with the next product's x quantization (q8_residual_quantize_normed) against the two calls.
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "gguf/tensor_type.h"
 #include "kernel_test_support.h"
 #include "kernels/matvec.h"
+#include "kernels/q8_matmul.h"
 
 using namespace loom;
 using gguf::TensorType;
@@ -68,6 +71,16 @@ struct DeviceNormInputs {
     }
 };
 
+// Poisoned device buffers for the x quantization of (n_vec, n).
+struct QuantizedX {
+    DeviceBuffer<int8_t> q;
+    DeviceBuffer<kernels::q8::XMeta> meta;
+    QuantizedX(int n_vec, int n) : q(kernels::q8_xq_bytes(n_vec, n)), meta(kernels::q8_xmeta_count(n_vec, n)) {
+        q.poison();
+        meta.poison();
+    }
+};
+
 }  // namespace
 
 TEST_CASE("residual_norm_inputs equals its CPU reference bit for bit", "[gpu][q8]") {
@@ -122,4 +135,52 @@ TEST_CASE("residual_norm_inputs rejects bad sizes and overlaps, naming the value
     CHECK_THROWS_WITH(call(a.get(), b.get(), -1, 16), test::contains("n_vec -1"));
     CHECK_THROWS_WITH(call(a.get(), b.get(), 4, 0), test::contains("n 0"));
     CHECK_THROWS_WITH(call(a.get(), a.get() + 8, 4, 16), test::contains("overlaps"));
+}
+
+// Decode rows between two q8 products: one launch against residual_norm_inputs then q8_quantize_x_normed,
+// R, xq and xmeta bit for bit; outputs poisoned, guards checked.
+TEST_CASE("q8_residual_quantize_normed equals residual_norm_inputs then q8_quantize_x_normed bit for bit",
+          "[gpu][q8]") {
+    test::TestStream stream;
+    uint32_t seed = 700;
+    const float eps = 1e-5f;
+    for (const auto& [n_vec, n] : {std::pair{1, 4096}, {3, 128}, {32, 4096}, {13, 8192}, {64, 1536}}) {
+        INFO("n_vec " << n_vec << " n " << n);
+        const size_t count = static_cast<size_t>(n_vec) * n;
+        const auto R = test::random_uniform(count, seed++, -3.f, 3.f);
+        const auto Y = test::random_uniform(count, seed++, -1.f, 1.f);
+        const auto w = test::random_uniform(static_cast<size_t>(n), seed++, 0.5f, 1.5f);
+        DeviceBuffer<float> d_y(Y), d_w(w), fused_r(R);
+        DeviceNormInputs split(R, n_vec, n);
+        QuantizedX split_x(n_vec, n), fused_x(n_vec, n);
+        kernels::residual_norm_inputs(split.R.get(), d_y.get(), d_w.get(), split.RW.get(), split.S.get(), n_vec, n,
+                                      stream.get());
+        kernels::q8_quantize_x_normed(split.RW.get(), split.S.get(), eps, split_x.q.get(), split_x.meta.get(), n_vec, n,
+                                      stream.get());
+        kernels::q8_residual_quantize_normed(fused_r.get(), d_y.get(), d_w.get(), eps, fused_x.q.get(),
+                                             fused_x.meta.get(), n_vec, n, stream.get());
+        CHECK(bit_mismatches(fused_r.download(), split.R.download()) == 0);  // max |Δ| = 0
+        CHECK(fused_x.q.download() == split_x.q.download());
+        const auto fm = fused_x.meta.download(), sm = split_x.meta.download();
+        CHECK(std::memcmp(fm.data(), sm.data(), fm.size() * sizeof(kernels::q8::XMeta)) == 0);
+        CHECK(fused_r.guard_intact());
+        CHECK(fused_x.q.guard_intact());
+        CHECK(fused_x.meta.guard_intact());
+        CHECK(d_y.guard_intact());
+    }
+}
+
+TEST_CASE("q8_residual_quantize_normed rejects bad sizes and overlaps, naming the value", "[gpu][q8]") {
+    test::TestStream stream;
+    const int n = kernels::kQ8ResidualMaxN + 128;
+    DeviceBuffer<float> a(2 * n), b(2 * n), w(n);
+    DeviceBuffer<int8_t> xq(kernels::q8_xq_bytes(2, n));
+    DeviceBuffer<kernels::q8::XMeta> xm(kernels::q8_xmeta_count(2, n));
+    const auto call = [&](float* R, const float* Y, int n_vec, int width) {
+        kernels::q8_residual_quantize_normed(R, Y, w.get(), 1e-5f, xq.get(), xm.get(), n_vec, width, stream.get());
+    };
+    CHECK_THROWS_WITH(call(a.get(), b.get(), 0, 128), test::contains("n_vec 0"));
+    CHECK_THROWS_WITH(call(a.get(), b.get(), 1, 100), test::contains("n 100"));
+    CHECK_THROWS_WITH(call(a.get(), b.get(), 1, n), test::contains("n " + std::to_string(n) + " is above"));
+    CHECK_THROWS_WITH(call(a.get(), a.get() + 64, 2, 128), test::contains("overlaps"));
 }
