@@ -1,5 +1,6 @@
 // The q8 family's device code as templates (CUDA code only): lane loads of the repacked streams, the dp4a
-// rows kernel, the int8 MMA kernel and the x quantization (plain, normed, or of SwiGLU). q8_matmul.cu
+// rows kernel, the int8 MMA kernel, the x quantization (plain, normed, or of SwiGLU), and the f32 family's
+// rows kernel (the same weights against unquantized x). q8_matmul.cu
 // instantiates one configuration of each; bench/matvec_dev sweeps others. The lane loaders also run on the
 // host, for the lane-mapping check.
 #pragma once
@@ -414,6 +415,129 @@ void launch_mma(const ProductParams& p, cudaStream_t stream) {
         if (p.n_vec <= 16) return go(mma_kernel<T, MT, 2>, 2);
         go(mma_kernel<T, MT, 4>, 4);
     }
+}
+
+// The f32 family: the same repacked weights against f32 x (no quantization), for products whose inputs
+// must keep f32 accuracy (the logits' output projection). Order: per unit, each of four lanes sums its 8
+// products in element order (FMA), the four partials meet by quad_reduce, the unit's term goes to slot
+// (unit mod 32); a slot adds its units in increasing order; the slots end in a warp butterfly (= tree32).
+// Every configuration (rows per warp, warps, unroll, vectors per block) gives the same bits.
+struct F32Params {
+    MatView w;
+    const float* x;  // (n_vec, n_in)
+    float* y;        // (n_vec, n_out)
+    int n_in, n_out, n_vec;
+};
+
+__device__ __forceinline__ int signed_byte(uint32_t w, int e, int offset) {
+    return static_cast<int>((w >> (8 * e)) & 0xFFu) - offset;
+}
+
+// Lane's partial of unit i (its 8 elements against f32 x), scales inside where they differ per lane's
+// elements; the owner multiplies by f32_unit_scale after quad_reduce.
+template <TensorType T>
+__device__ __forceinline__ float f32_partial(const QuadWords<T>& q, int i, float4 xa, float4 xb) {
+    uint32_t lo, hi;
+    unit_bytes(q, i, lo, hi);
+    const float xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+    const int off = T == TensorType::Q4_0 ? 8 : T == TensorType::Q6_K ? 32 : 0;
+    float pl = 0, ph = 0, px = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        int a = signed_byte(lo, e, off), b = signed_byte(hi, e, off);
+        if constexpr (T == TensorType::Q8_0) a = static_cast<int8_t>(a), b = static_cast<int8_t>(b);
+        pl = __fmaf_rn(static_cast<float>(a), xs[e], pl);
+        ph = __fmaf_rn(static_cast<float>(b), xs[4 + e], ph);
+        if constexpr (T == TensorType::Q4_K) px = __fadd_rn(__fadd_rn(px, xs[e]), xs[4 + e]);
+    }
+    const uint32_t um = unit_um(q, i);
+    if constexpr (T == TensorType::Q6_K)
+        return __fadd_rn(__fmul_rn(static_cast<float>(static_cast<int8_t>(um & 0xFFu)), pl),
+                         __fmul_rn(static_cast<float>(static_cast<int8_t>(um >> 8)), ph));
+    if constexpr (T == TensorType::Q4_K) {
+        const float dsc = __fmul_rn(half_bits(static_cast<uint16_t>(q.sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
+        const float dmn = __fmul_rn(half_bits(static_cast<uint16_t>(q.sm >> 16)), static_cast<float>(um >> 8));
+        return __fsub_rn(__fmul_rn(dsc, __fadd_rn(pl, ph)), __fmul_rn(dmn, px));
+    }
+    return __fadd_rn(pl, ph);
+}
+
+template <TensorType T>
+__device__ __forceinline__ float f32_unit_scale(const QuadWords<T>& q, int i) {
+    if constexpr (T == TensorType::Q4_K) return 1.0f;
+    if constexpr (T == TensorType::Q6_K) return half_bits(static_cast<uint16_t>(q.sm));
+    return half_bits(static_cast<uint16_t>(unit_um(q, i)));
+}
+
+// RPW rows per warp, WPB warps per block, MaxVec vectors per block (blockIdx.y picks the group), U
+// passes of 32 units loaded before they are used. Lane l owns slot l: a pass covers units 32 p .. +31,
+// lane (l / 4, l % 4) loads quad 8 p + l / 4, and after quad_reduce lane l holds unit 32 p + l; units past
+// the row's end (n_in not a multiple of 1024) are loaded clamped and not added, as in rows_kernel.
+template <TensorType T, int RPW, int WPB, int MaxVec, int U>
+__global__ void __launch_bounds__(WPB * 32) f32_rows_kernel(const F32Params p) {
+    wait_for_previous_kernel();
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, tig = lane % 4;
+    const int row0 = (blockIdx.x * WPB + warp) * RPW;
+    const int v0 = blockIdx.y * MaxVec, nv = min(MaxVec, p.n_vec - v0);
+    const int n_quads = p.w.n_units / 4, n_pass = (p.w.n_units + 31) / 32;
+    float acc[RPW][MaxVec] = {};
+    for (int pass = 0; pass < n_pass; pass += U) {
+        QuadWords<T> q[U][RPW];
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int j = 0; j < RPW; ++j)
+                load_quad<T>(p.w, min(row0 + j, p.n_out - 1), min((pass + u) * 8 + lane / 4, n_quads - 1), tig,
+                             q[u][j]);
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int gq = min((pass + u) * 8 + lane / 4, n_quads - 1);
+            const bool live = (pass + u) * 32 + lane < p.w.n_units;
+#pragma unroll
+            for (int t = 0; t < MaxVec; ++t) {
+                if (t < nv) {
+                    const float* x =
+                        p.x + static_cast<size_t>(v0 + t) * p.n_in + static_cast<size_t>(gq) * 4 * kUnit + 4 * tig;
+#pragma unroll
+                    for (int j = 0; j < RPW; ++j) {
+                        float parts[4];
+#pragma unroll
+                        for (int i = 0; i < 4; ++i)
+                            parts[i] = f32_partial(q[u][j], i, __ldg(reinterpret_cast<const float4*>(x + i * kUnit)),
+                                                   __ldg(reinterpret_cast<const float4*>(x + i * kUnit + 16)));
+                        const float term = __fmul_rn(f32_unit_scale(q[u][j], tig), quad_reduce(parts, tig));
+                        if (live) acc[j][t] = __fadd_rn(acc[j][t], term);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < RPW; ++j)
+#pragma unroll
+        for (int t = 0; t < MaxVec; ++t) {
+            float s = acc[j][t];
+#pragma unroll
+            for (int off = 16; off > 0; off /= 2) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, off));
+            if (lane == t && t < nv && row0 + j < p.n_out) p.y[static_cast<size_t>(v0 + t) * p.n_out + row0 + j] = s;
+        }
+}
+
+template <TensorType T, int RPW, int WPB, int MaxVec, int U>
+void launch_f32_n(const F32Params& p, cudaStream_t stream) {
+    const dim3 grid((p.n_out + RPW * WPB - 1) / (RPW * WPB), (p.n_vec + MaxVec - 1) / MaxVec);
+    launch_kernel("q8 f32_rows_kernel", f32_rows_kernel<T, RPW, WPB, MaxVec, U>,
+                  LaunchShape{grid, dim3(WPB * 32), 0, stream}, p);
+}
+
+// MaxVec from n_vec (1, 2, 4 or 8 vectors per block).
+template <TensorType T, int RPW, int WPB, int U>
+void launch_f32(const F32Params& p, cudaStream_t stream) {
+    const int n = p.n_vec;
+    if (n == 1) return launch_f32_n<T, RPW, WPB, 1, U>(p, stream);
+    if (n == 2) return launch_f32_n<T, RPW, WPB, 2, U>(p, stream);
+    if (n <= 4) return launch_f32_n<T, RPW, WPB, 4, U>(p, stream);
+    launch_f32_n<T, RPW, WPB, 8, U>(p, stream);
 }
 
 }  // namespace loom::kernels::q8

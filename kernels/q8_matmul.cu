@@ -19,6 +19,7 @@ using gguf::TensorType;
 // same bits. Rows per warp from matvec_dev's sweeps (H100, 8B layer at n_vec 1, two runs): 2 for Q4_0 and
 // Q8_0 (69.0 / 105.8 us against 72.9 / 107.8 with 1), 1 for the K-quants (Q4_K: 95.9 against 113.3 with 2).
 constexpr int kRowsWarps = 4, kRowsUnroll = 1, kMmaRowTiles = 1;
+constexpr int kF32RowsPerWarp = 2;  // the f32 family (the output projection): placeholder until its H100 sweep
 template <TensorType T>
 constexpr int kRowsPerWarp = T == TensorType::Q4_0 || T == TensorType::Q8_0 ? 2 : 1;
 
@@ -176,6 +177,35 @@ void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, flo
         case TensorType::Q5_K: return product<TensorType::Q5_K>(p, mma, stream);
         case TensorType::Q6_K: return product<TensorType::Q6_K>(p, mma, stream);
         default: throw std::invalid_argument("q8_product: type not in the q8 family");
+    }
+}
+
+void q8_product_f32(const Q8Matrix& W, const float* X, float* Y, int n_vec, Stream stream) {
+    const Q8Layout& l = W.layout;
+    if (!q8_f32_supports(l.type))
+        throw std::invalid_argument("q8_product_f32: type " + std::string(gguf::tensor_type_name(l.type)) +
+                                    " is not in the f32 family");
+    const Q8Layout expect = q8_layout(l.type, l.rows, l.n_in);
+    if (expect.bytes != l.bytes || expect.sm_off != l.sm_off)
+        throw std::invalid_argument("q8_product_f32: the layout's offsets are not q8_layout's");
+    if (n_vec < 1 || n_vec > kQ8MaxVectors)
+        throw std::invalid_argument("q8_product_f32: n_vec " + std::to_string(n_vec) + " outside 1.." +
+                                    std::to_string(kQ8MaxVectors));
+    check_aligned("q8_product_f32", "W.data", W.data, 256);
+    check_aligned("q8_product_f32", "X", X, 16);
+    check_aligned("q8_product_f32", "Y", Y, 4);
+    const uint64_t y_bytes = static_cast<uint64_t>(n_vec) * l.rows * 4;
+    if (overlaps(Y, y_bytes, X, static_cast<uint64_t>(n_vec) * l.n_in * 4) || overlaps(Y, y_bytes, W.data, l.bytes))
+        throw std::invalid_argument("q8_product_f32: Y overlaps W or X");
+    const auto* d = static_cast<const uint8_t*>(W.data);
+    const q8::MatView view{d + l.qs_off, d + l.qh_off, d + l.um_off, d + l.sm_off,      l.qs_row,
+                           l.qh_row,     l.um_row,     l.sm_row,     l.n_in / q8::kUnit};
+    const q8::F32Params p{view, X, Y, l.n_in, l.rows, n_vec};
+    switch (l.type) {
+        case TensorType::Q4_0: return q8::launch_f32<TensorType::Q4_0, kF32RowsPerWarp, kRowsWarps, 1>(p, stream);
+        case TensorType::Q8_0: return q8::launch_f32<TensorType::Q8_0, kF32RowsPerWarp, kRowsWarps, 1>(p, stream);
+        case TensorType::Q4_K: return q8::launch_f32<TensorType::Q4_K, kF32RowsPerWarp, kRowsWarps, 1>(p, stream);
+        default: return q8::launch_f32<TensorType::Q6_K, kF32RowsPerWarp, kRowsWarps, 1>(p, stream);
     }
 }
 

@@ -36,6 +36,13 @@ struct Q8Matrix {
 // throw CudaError.
 void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, int n_in, void* out, Stream stream);
 
+// The same for rows row0 .. row0 + n_rows - 1 of a (rows, n_in) matrix, their GGUF bytes at gguf_rows, into
+// their places in the layout at out (its stream padding zeroed too): a matrix larger than the staging at
+// hand repacks a slice at a time. Preconditions as q8_repack_device, with 0 <= row0, 1 <= n_rows and
+// row0 + n_rows <= rows.
+void q8_repack_device_rows(gguf::TensorType type, const void* gguf_rows, int row0, int n_rows, int rows, int n_in,
+                           void* out, Stream stream);
+
 // W (rows, n_in) -> out (rows, n_in) fp16 bits, row-major: each value q8_dequantize_row's rounded to
 // nearest even (q8_dequantize_f16_ref), which equals dequantize_to_f16 of the GGUF rows W was repacked
 // from; for the cuBLAS products of prefill parts (kernels/gemm.h). Preconditions (std::invalid_argument
@@ -81,5 +88,18 @@ void q8_quantize_swiglu(const float* gate_up, int8_t* xq, q8::XMeta* xmeta, int 
 // CudaError.
 void q8_product(const Q8Matrix& W, const int8_t* xq, const q8::XMeta* xmeta, float* Y, int n_vec, Q8Kernel kernel,
                 Stream stream);
+
+// Whether q8_product_f32 takes `type`: Q4_0, Q8_0, Q4_K, Q6_K (the f32 family; kernels/q8_kernels.cuh).
+constexpr bool q8_f32_supports(gguf::TensorType type) {
+    return type == gguf::TensorType::Q4_0 || type == gguf::TensorType::Q8_0 || type == gguf::TensorType::Q4_K ||
+           type == gguf::TensorType::Q6_K;
+}
+
+// Y (n_vec, W.layout.rows) = W @ x for f32 x (n_vec, n_in), not quantized: the f32 family's order (stated in
+// kernels/q8_kernels.cuh), one for every n_vec, so a vector's result does not depend on its batch; f32
+// accuracy, for the logits' output projection. Preconditions (std::invalid_argument otherwise): those of
+// q8_product on W and Y, a type q8_f32_supports, X 16-byte aligned and not overlapping Y. Asynchronous on
+// `stream`; launch errors throw CudaError.
+void q8_product_f32(const Q8Matrix& W, const float* X, float* Y, int n_vec, Stream stream);
 
 }  // namespace loom::kernels

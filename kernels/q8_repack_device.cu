@@ -86,7 +86,7 @@ struct RepackParams {
     const uint8_t* in;
     uint8_t* out;
     uint64_t in_row, qs_off, qh_off, um_off, sm_off, qs_row, qh_row, um_row, sm_row;
-    int rows, n_units;
+    int row0, rows, n_units;  // rows row0 .. row0 + rows - 1 of the layout, their GGUF bytes from `in`
 };
 
 // One thread per (row, quad of 4 units): a quad's bytes of each stream are contiguous and no other
@@ -118,15 +118,16 @@ __global__ void __launch_bounds__(kThreads) repack_kernel(RepackParams p) {
                 qh[q8::pos5h(uq, k)] |= static_cast<uint8_t>(((raw[k] >> 4) & 1) << q8::shift5h(uq, k));
         }
     }
-    store_words(p.out + p.qs_off + row * p.qs_row + quad * sizeof(qs), qs, sizeof(qs));
-    if constexpr (sb.qh > 0) store_words(p.out + p.qh_off + row * p.qh_row + quad * sizeof(qh), qh, sizeof(qh));
-    if constexpr (sb.um > 0) store_words(p.out + p.um_off + row * p.um_row + quad * sizeof(um), um, sizeof(um));
+    const uint64_t out_row = static_cast<uint64_t>(p.row0) + row;
+    store_words(p.out + p.qs_off + out_row * p.qs_row + quad * sizeof(qs), qs, sizeof(qs));
+    if constexpr (sb.qh > 0) store_words(p.out + p.qh_off + out_row * p.qh_row + quad * sizeof(qh), qh, sizeof(qh));
+    if constexpr (sb.um > 0) store_words(p.out + p.um_off + out_row * p.um_row + quad * sizeof(um), um, sizeof(um));
     if constexpr (sb.super > 0) {
         constexpr int kQuadsPerSuper = kUnitsPerSuper / kUnitsPerQuad;
         if (quad % kQuadsPerSuper != 0) return;  // the super-block's first quad copies its scale bytes
         const int s = quad / kQuadsPerSuper;
         const uint8_t* b = in + static_cast<size_t>(s) * block_bytes<T>();
-        uint8_t* dst = p.out + p.sm_off + row * p.sm_row + s * sb.super;
+        uint8_t* dst = p.out + p.sm_off + out_row * p.sm_row + s * sb.super;
         for (int k = 0; k < sb.super; ++k) dst[k] = b[T == TensorType::Q6_K ? 208 + k : k];
     }
 }
@@ -147,14 +148,18 @@ bool overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) 
 
 }  // namespace
 
-void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, int n_in, void* out, Stream stream) {
+void q8_repack_device_rows(gguf::TensorType type, const void* gguf_rows, int row0, int n_rows, int rows, int n_in,
+                           void* out, Stream stream) {
     const Q8Layout l = q8_layout(type, rows, n_in);  // validates type, rows and n_in
+    if (row0 < 0 || n_rows < 1 || row0 > rows - n_rows)
+        throw std::invalid_argument("q8_repack_device: rows " + std::to_string(row0) + " .. +" +
+                                    std::to_string(n_rows) + " outside the matrix's " + std::to_string(rows));
     if (reinterpret_cast<uintptr_t>(out) % 256 != 0)
         throw std::invalid_argument("q8_repack_device: out is not 256-byte aligned");
     const uint64_t in_row = gguf::tensor_bytes(type, static_cast<uint64_t>(n_in));
-    if (overlaps(out, l.bytes, gguf_rows, in_row * rows))
+    if (overlaps(out, l.bytes, gguf_rows, in_row * n_rows))
         throw std::invalid_argument("q8_repack_device: out (" + std::to_string(l.bytes) +
-                                    " bytes) overlaps the GGUF rows (" + std::to_string(in_row * rows) + " bytes)");
+                                    " bytes) overlaps the GGUF rows (" + std::to_string(in_row * n_rows) + " bytes)");
     auto* o = static_cast<uint8_t*>(out);
     zero_padding(l, o, stream);
     const RepackParams p{static_cast<const uint8_t*>(gguf_rows),
@@ -168,9 +173,10 @@ void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, in
                          l.qh_row,
                          l.um_row,
                          l.sm_row,
-                         rows,
+                         row0,
+                         n_rows,
                          n_in / kUnit};
-    const int64_t threads = int64_t{rows} * (p.n_units / kUnitsPerQuad);
+    const int64_t threads = int64_t{n_rows} * (p.n_units / kUnitsPerQuad);
     const LaunchShape shape{dim3(static_cast<unsigned>((threads + kThreads - 1) / kThreads)), dim3(kThreads), 0,
                             stream};
     switch (type) {
@@ -183,6 +189,10 @@ void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, in
         case TensorType::Q6_K: return launch_kernel("q8 repack_kernel", repack_kernel<TensorType::Q6_K>, shape, p);
         default: throw std::invalid_argument("q8_repack_device: type not in the q8 family");
     }
+}
+
+void q8_repack_device(gguf::TensorType type, const void* gguf_rows, int rows, int n_in, void* out, Stream stream) {
+    q8_repack_device_rows(type, gguf_rows, 0, rows, rows, n_in, out, stream);
 }
 
 }  // namespace loom::kernels

@@ -599,10 +599,14 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
     if (pass.project) project(0, pass.n_gather);
 }
 
-// logits (n, n_vocab) = output @ hg rows first .. first+n-1 (n <= logits_rows). matvec reads the
-// matrix once per kMaxMatvecVectors rows; a GEMM would need the whole vocabulary matrix dequantized
-// to fp16.
+// logits (n, n_vocab) = output @ hg rows first .. first+n-1 (n <= logits_rows): a repacked output by the
+// f32 family (reads the matrix once per 8 rows), else matvec (once per kMaxMatvecVectors rows); a GEMM
+// would need the whole vocabulary matrix dequantized to fp16.
 void CudaBackend::State::project(int first, int n) {
+    if (weights.output.q8.data) {
+        kernels::q8_product_f32(weights.output.q8, hg + static_cast<int64_t>(first) * cfg.n_embd, logits, n, stream);
+        return;
+    }
     for (int r0 = 0; r0 < n; r0 += kernels::kMaxMatvecVectors)
         kernels::matvec(weights.output.type, weights.output.data, hg + static_cast<int64_t>(first + r0) * cfg.n_embd,
                         logits + static_cast<int64_t>(r0) * cfg.n_vocab, cfg.n_embd, cfg.n_vocab,

@@ -17,6 +17,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/embedding.h"
 #include "kernels/matvec.h"
+#include "kernels/q8_matmul.h"
 
 namespace loom::engine::cuda {
 
@@ -37,13 +38,23 @@ public:
         own_region(std::move(u), name);
     }
 
-    // repackable: a layer matrix, kept q8-repacked when q8_eligible (not the logits' output matrix).
-    void matrix(const std::string& name, Matrix& m, bool repackable = true) {
+    // A layer matrix, kept q8-repacked when q8_eligible.
+    void matrix(const std::string& name, Matrix& m) {
         Upload u = matrix_upload(name, m);
-        const bool repack = repackable && q8_eligible(m.type, m.n_in);
+        const bool repack = q8_eligible(m.type, m.n_in);
         if (repack) u.place = {};
         own_region(std::move(u), name);
         if (repack) mark_repacked(m);
+    }
+
+    // The logits' output projection: repacked for the f32-activation product (kernels::q8_product_f32) where
+    // its type and width allow, a slice of rows at a time; else in its file format for kernels::matvec.
+    void output(Matrix& m) {
+        Upload u = matrix_upload("output.weight", m);
+        const bool repack = kernels::q8_f32_supports(m.type) && q8_eligible(m.type, m.n_in);
+        if (repack) u.place = {};
+        own_region(std::move(u), "output.weight");
+        if (repack) mark_repacked(m, /*by_rows=*/true);
     }
 
     // Stacks the named matrices into `fused` when they share one type (rows of a GGUF matrix are
@@ -125,11 +136,11 @@ private:
     }
 
     // The last region holds `m` repacked: sized for the q8 layout, its uploads staged (upload_weights).
-    void mark_repacked(Matrix& m) {
+    void mark_repacked(Matrix& m, bool by_rows = false) {
         const int region = static_cast<int>(out_.regions.size()) - 1;
         const kernels::Q8Layout layout = kernels::q8_layout(m.type, m.n_out, m.n_in);
         out_.regions.back().count = static_cast<int64_t>(layout.bytes);
-        out_.repacks.push_back({region, layout, &m});
+        out_.repacks.push_back({region, layout, &m, by_rows});
     }
 
     void own_region(Upload u, const std::string& name) {
@@ -170,21 +181,38 @@ void collect_layer(Collector& col, const ModelConfig& c, int l, LayerWeights& w)
     for (const auto& [suffix, dst] : vectors) col.vector(layer_tensor(l, suffix), dst);
 }
 
-// Copies one tensor to dst through `staging`, a chunk at a time: row pairs land pair_pitch apart
+// Copies `bytes` from src to dst through `staging`, a chunk at a time: row pairs land pair_pitch apart
 // (one strided copy per chunk of whole pairs), else contiguously.
-void copy_upload(const Upload& u, const uint8_t* src, uint8_t* dst, void* staging, uint64_t staging_bytes,
-                 kernels::Stream stream) {
-    const uint64_t pair_bytes = u.pair_pitch / 2;
-    const uint64_t chunk = u.pair_pitch > 0 ? staging_bytes / pair_bytes * pair_bytes : staging_bytes;
-    for (uint64_t off = 0; off < u.bytes(); off += chunk) {
-        const uint64_t n = std::min(chunk, u.bytes() - off);
+void copy_through(const uint8_t* src, uint64_t bytes, uint64_t pair_pitch, uint8_t* dst, void* staging,
+                  uint64_t staging_bytes, kernels::Stream stream) {
+    const uint64_t pair_bytes = pair_pitch / 2;
+    const uint64_t chunk = pair_pitch > 0 ? staging_bytes / pair_bytes * pair_bytes : staging_bytes;
+    for (uint64_t off = 0; off < bytes; off += chunk) {
+        const uint64_t n = std::min(chunk, bytes - off);
         std::memcpy(staging, src + off, n);
-        if (u.pair_pitch > 0)
-            LOOM_CUDA_CHECK(cudaMemcpy2DAsync(dst + off / pair_bytes * u.pair_pitch, u.pair_pitch, staging, pair_bytes,
+        if (pair_pitch > 0)
+            LOOM_CUDA_CHECK(cudaMemcpy2DAsync(dst + off / pair_bytes * pair_pitch, pair_pitch, staging, pair_bytes,
                                               pair_bytes, n / pair_bytes, cudaMemcpyHostToDevice, stream));
         else
             LOOM_CUDA_CHECK(cudaMemcpyAsync(dst + off, staging, n, cudaMemcpyHostToDevice, stream));
         LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the staging buffer is reused next
+    }
+}
+
+// A by-rows repack: slices of as many rows as the device staging holds, each staged, then repacked into
+// its rows of the region.
+void repack_by_rows(const Repack& r, const uint8_t* src, uint8_t* region, void* device_staging,
+                    uint64_t device_staging_bytes, void* staging, uint64_t staging_bytes, kernels::Stream stream) {
+    const kernels::Q8Layout& l = r.layout;
+    const uint64_t row_bytes = gguf::tensor_bytes(l.type, static_cast<uint64_t>(l.n_in));
+    const int slice = static_cast<int>(std::min<uint64_t>(device_staging_bytes / row_bytes, l.rows));
+    if (slice < 1) throw std::invalid_argument("upload_weights: the device staging holds no row of a repacked matrix");
+    for (int r0 = 0; r0 < l.rows; r0 += slice) {
+        const int n = std::min(slice, l.rows - r0);
+        copy_through(src + r0 * row_bytes, n * row_bytes, 0, static_cast<uint8_t*>(device_staging), staging,
+                     staging_bytes, stream);
+        kernels::q8_repack_device_rows(l.type, device_staging, r0, n, l.rows, l.n_in, region, stream);
+        LOOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the staging is reused by the next slice
     }
 }
 
@@ -195,7 +223,7 @@ Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeigh
     Collector col(file, out);
     col.embedding(w);
     col.vector("output_norm.weight", &w.output_norm);
-    if (!c.tied_embeddings) col.matrix("output.weight", w.output, false);
+    if (!c.tied_embeddings) col.output(w.output);
     w.layers.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; ++l) collect_layer(col, c, l, w.layers[l]);
     return out;
@@ -204,6 +232,11 @@ Uploads collect_uploads(const gguf::File& file, const ModelConfig& c, ModelWeigh
 uint64_t Uploads::staging_bytes() const {
     uint64_t most = 0;
     for (const Repack& r : repacks) {
+        if (r.by_rows) {  // slices of up to 256 rows: a few MiB at most
+            const uint64_t row = gguf::tensor_bytes(r.layout.type, static_cast<uint64_t>(r.layout.n_in));
+            most = std::max(most, row * static_cast<uint64_t>(std::min(r.layout.rows, 256)));
+            continue;
+        }
         uint64_t bytes = 0;
         for (const Upload& u : list)
             if (u.region == r.region) bytes += u.bytes();
@@ -238,8 +271,16 @@ double upload_weights(const gguf::File& file, const Uploads& up, kernels::VramAl
         done += u.bytes();
         uint8_t* region = base[static_cast<size_t>(u.region)];
         const Repack* repack = repack_of[static_cast<size_t>(u.region)];
+        const uint8_t* src = u.src() ? u.src() : file.tensor_data(*u.info).data();
+        if (repack && repack->by_rows) {  // one upload per by-rows region
+            repack_by_rows(*repack, src, region, device_staging, device_staging_bytes, staging.get(), staging_bytes,
+                           stream);
+            repack->matrix->q8 = {repack->layout, region};
+            if (progress) progress(done, total, seconds());
+            continue;
+        }
         uint8_t* dst = (repack ? static_cast<uint8_t*>(device_staging) : region) + u.region_offset;
-        copy_upload(u, u.src() ? u.src() : file.tensor_data(*u.info).data(), dst, staging.get(), staging_bytes, stream);
+        copy_through(src, u.bytes(), u.pair_pitch, dst, staging.get(), staging_bytes, stream);
         if (u.place) u.place(dst);
         if (repack && (i + 1 == up.list.size() || up.list[i + 1].region != u.region)) {
             kernels::q8_repack_device(repack->layout.type, device_staging, repack->layout.rows, repack->layout.n_in,

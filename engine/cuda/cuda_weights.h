@@ -63,6 +63,8 @@ struct Repack {
     int region = 0;
     kernels::Q8Layout layout;
     Matrix* matrix = nullptr;
+    bool by_rows =
+        false;  // staged and repacked a slice of rows at a time (the output projection: larger than the staging)
 };
 
 // Every tensor to upload, and the weights arena's regions in allocation order: one per unfused
@@ -70,8 +72,9 @@ struct Repack {
 struct Uploads {
     std::vector<Upload> list;
     std::vector<BufferSpec> regions;
-    std::vector<Repack> repacks;     // by region, increasing
-    uint64_t staging_bytes() const;  // the device staging the repacked regions need: the largest file-format one
+    std::vector<Repack> repacks;  // by region, increasing
+    // The device staging the repacks need: the largest file-format region repacked whole, 256 rows of one by rows.
+    uint64_t staging_bytes() const;
 };
 
 // Every tensor of the model's forward pass, each with the pointer of `w` it fills (`w` must outlive

@@ -1,9 +1,11 @@
 // q8_repack_device (kernels/q8_matmul.h) against the host's q8_repack, byte for byte: every q8 type, odd row
-// counts and the 8B-like 4096x4096; the output poisoned with two patterns before each launch (a byte left
-// unwritten differs from the host's under one of them) and the guard after it checked untouched.
+// counts and the 8B-like 4096x4096, whole or (q8_repack_device_rows) a slice of rows at a time; the output poisoned
+// with two patterns before each launch (a byte left unwritten differs from the host's under one of them) and the guard
+// after it checked untouched.
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -57,6 +59,25 @@ TEST_CASE("q8_repack_device writes q8_repack's bytes on the 8B shape 4096x4096",
     for (const TensorType t : kernels::q8::kTypes) check_repack(t, 4096, 4096, seed++);
 }
 
+TEST_CASE("q8_repack_device_rows, three slices of rows, writes q8_repack's bytes", "[gpu][q8]") {
+    uint32_t seed = 420;
+    test::TestStream stream;
+    const int rows = 100, n_in = 512;
+    for (const TensorType t : kernels::q8::kTypes) {
+        INFO(gguf::tensor_type_name(t));
+        const auto w = kcases::random_matrix(t, rows, n_in, seed++);
+        const auto want = kernels::q8_repack(t, w.bytes.data(), rows, n_in);
+        const size_t row_bytes = w.bytes.size() / rows;
+        DeviceBuffer<uint8_t> in(w.bytes), out(want.size());
+        out.poison();
+        for (const auto& [row0, n] : {std::pair{0, 37}, {37, 53}, {90, 10}})
+            kernels::q8_repack_device_rows(t, in.get() + row0 * row_bytes, row0, n, rows, n_in, out.get(),
+                                           stream.get());
+        CHECK(byte_mismatches(out.download(), want) == 0);
+        CHECK(out.guard_intact());
+    }
+}
+
 TEST_CASE("q8_repack_device rejects what it cannot do, naming the value", "[gpu][q8]") {
     test::TestStream stream;
     const int rows = 8, n_in = 256;
@@ -72,4 +93,7 @@ TEST_CASE("q8_repack_device rejects what it cannot do, naming the value", "[gpu]
     CHECK_THROWS_WITH(repack(TensorType::F16, in.get(), rows, n_in, out.get()), test::contains("F16"));
     CHECK_THROWS_WITH(repack(TensorType::Q4_0, in.get(), rows, n_in, out.get() + 16), test::contains("256-byte"));
     CHECK_THROWS_WITH(repack(TensorType::Q4_0, out.get(), rows, n_in, out.get()), test::contains("overlaps"));
+    CHECK_THROWS_WITH(
+        kernels::q8_repack_device_rows(TensorType::Q4_0, in.get(), 5, 4, rows, n_in, out.get(), stream.get()),
+        test::contains("outside"));
 }
