@@ -50,8 +50,9 @@ TEST_CASE("q8_product_f32 is within f32 accuracy of f64 and batch invariant bit 
             const auto all = product(m, d_x.get(), max_n, stream);
             const std::vector<double> x64(x.begin(), x.end());
             const double err = test::nmse(all, kcases::matvec_reference(w, x64, rows, n_in, max_n));
-            test::report_nmse("q8_product_f32", std::string(gguf::tensor_type_name(t)) + " " + std::to_string(rows) +
-                                                    "x" + std::to_string(n_in), err);
+            test::report_nmse(
+                "q8_product_f32",
+                std::string(gguf::tensor_type_name(t)) + " " + std::to_string(rows) + "x" + std::to_string(n_in), err);
             CHECK(err <= 1e-6);
             for (const int n : {1, 3, 8}) {  // vector v of a batch of n equals vector v of the batch of 13
                 const auto some = product(m, d_x.get(), n, stream);
