@@ -15,6 +15,7 @@
 #include "kernels/kv_cache_row.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/prefill_mma.cuh"
+#include "kernels/q8_unit.cuh"
 #include "kernels/reduce.cuh"
 
 namespace loom::kernels {
@@ -128,7 +129,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
                         const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
                         int block_table_stride, const KV* __restrict__ k_cache, const KV* __restrict__ v_cache,
                         float scale, int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
-                        unsigned* __restrict__ split_counters) {
+                        unsigned* __restrict__ split_counters, uint8_t* __restrict__ xq, q8::XMeta* __restrict__ xm) {
     wait_for_previous_kernel();
     constexpr int kChunks = HD / 8, kLanes = decode_lanes(HD), kMaxGroup = decode_group_cap(HD);
     constexpr bool kAllLanes = kLanes * kChunks == kDecodeThreads;  // 8, 16, 32, 64, 128
@@ -228,7 +229,13 @@ __global__ void __launch_bounds__(kDecodeThreads)
         float s = 0.f;
         for (int rr = 0; rr < kLanes; ++rr) s += red_s[rr][g][d];
         if (n_splits == 1) {
-            out[seq * out_row_stride + static_cast<int64_t>(h0 + g) * HD + d] = s / l_s[g];
+            const float o = s / l_s[g];
+            out[seq * out_row_stride + static_cast<int64_t>(h0 + g) * HD + d] = o;
+            if (xq) {  // HD % 32 == 0: the warp's 32 values are one unit of the row (d % 32 == lane)
+                const int q_dim = n_head * HD;
+                q8::quantize_unit(o, lane, ((h0 + g) * HD + d) / q8::kUnit, xq + static_cast<int64_t>(seq) * q_dim,
+                                  xm + static_cast<int64_t>(seq) * (q_dim / q8::kUnit));
+            }
         } else {
             const int64_t idx = (static_cast<int64_t>(seq) * n_head + h0 + g) * n_splits + split;
             part_acc[idx * HD + d] = s;
@@ -394,7 +401,8 @@ void dispatch_heads(const KvLayer& layer, F&& f) {
 template <int HD, typename KV>
 void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                    const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                   int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream) {
+                   int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream,
+                   int8_t* xq, q8::XMeta* xmeta) {
     static_assert(decode_shared_bytes(HD, decode_group_cap(HD)) <= kStaticSharedBytes);
     constexpr int kMaxGroup = decode_group_cap(HD);
     const int group = n_head / layer.n_head_kv, n_splits = decode_splits(max_seq_len);
@@ -408,7 +416,7 @@ void launch_decode(const float* q, int64_t q_row_stride, float* out, int64_t out
     launch_kernel("decode_split_kernel", decode_split_kernel<HD, KV>, {grid, kDecodeThreads, 0, stream}, q,
                   q_row_stride, out, out_row_stride, n_head, layer.n_head_kv, seq_lens, seq_slots, block_tables,
                   block_table_stride, static_cast<const KV*>(layer.k), static_cast<const KV*>(layer.v), scale, n_splits,
-                  part_acc, part_ml, split_counters);
+                  part_acc, part_ml, split_counters, reinterpret_cast<uint8_t*>(xq), xmeta);
 }
 
 template <int HD, typename KV>
@@ -449,26 +457,30 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
     return static_cast<int64_t>(n_seq) * n_head * n_splits * (head_dim + 2);
 }
 
-void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
+bool decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                       const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters,
-                      Stream stream) {
+                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream,
+                      int8_t* xq, q8::XMeta* xmeta) {
     check_heads("decode_attention", n_head, layer);
     const int64_t q_dim = static_cast<int64_t>(n_head) * layer.head_dim;
     const bool splits = decode_splits(max_seq_len) > 1;
     if (n_seq < 0 || max_seq_len <= 0 || q_row_stride < q_dim || out_row_stride < q_dim || block_table_stride <= 0 ||
-        (splits && (workspace == nullptr || split_counters == nullptr)))
+        (splits && (workspace == nullptr || split_counters == nullptr)) || (xq == nullptr) != (xmeta == nullptr))
         throw std::invalid_argument("decode_attention: bad shape (n_seq " + std::to_string(n_seq) + ", max_seq_len " +
                                     std::to_string(max_seq_len) + ", strides " + std::to_string(q_row_stride) + "/" +
                                     std::to_string(out_row_stride) + "/" + std::to_string(block_table_stride) +
                                     ", workspace " + (workspace ? "set" : "null") + ", split counters " +
-                                    (split_counters ? "set" : "null") + ")");
-    if (n_seq == 0) return;
+                                    (split_counters ? "set" : "null") + ", xq " + (xq ? "set" : "null") + ", xmeta " +
+                                    (xmeta ? "set" : "null") + ")");
+    const bool quantize = xq && !splits && layer.head_dim % q8::kUnit == 0;
+    if (n_seq == 0) return quantize;
     dispatch_heads(layer, [&](auto head_dim, auto cache) {
         launch_decode<decltype(head_dim)::value, std::remove_cv_t<std::remove_pointer_t<decltype(cache)>>>(
             q, q_row_stride, out, out_row_stride, n_seq, n_head, seq_lens, max_seq_len, seq_slots, block_tables,
-            block_table_stride, layer, workspace, split_counters, stream);
+            block_table_stride, layer, workspace, split_counters, stream, quantize ? xq : nullptr,
+            quantize ? xmeta : nullptr);
     });
+    return quantize;
 }
 
 void prefill_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int T, int pos0,

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/kv_cache.h"
+#include "kernels/q8_layout.h"
 #include "kernels/stream.h"
 
 namespace loom::kernels {
@@ -30,9 +31,14 @@ int64_t decode_attention_workspace_floats(int n_seq, int n_head, int head_dim, i
 // decode_attention_workspace_floats(...) floats, and split_counters at least
 // decode_attention_counters(n_seq, n_head) unsigned ints, zero-filled once before first use (the
 // kernel leaves them zero); both may be null otherwise. Device pointers; asynchronous on `stream`.
-void decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
+// xq / xmeta (both or neither; a q8 product's input, kernels/q8_matmul.h): where every sequence fits one
+// split and head_dim is a multiple of 32, out's rows are also quantized into them (n_seq rows of
+// n_head * head_dim, as q8_quantize_x writes them, bit for bit) and the call returns true; otherwise they
+// are left alone and it returns false.
+bool decode_attention(const float* q, int64_t q_row_stride, float* out, int64_t out_row_stride, int n_seq, int n_head,
                       const int32_t* seq_lens, int max_seq_len, const int32_t* seq_slots, const int32_t* block_tables,
-                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream);
+                      int block_table_stride, KvLayer layer, float* workspace, unsigned* split_counters, Stream stream,
+                      int8_t* xq = nullptr, q8::XMeta* xmeta = nullptr);
 
 // Counters decode_attention's splits arrive at (one per sequence and head at most).
 inline int64_t decode_attention_counters(int n_seq, int n_head) { return static_cast<int64_t>(n_seq) * n_head; }

@@ -12,6 +12,7 @@
 
 #include "kernels/launch.cuh"
 #include "kernels/q8_layout.h"
+#include "kernels/q8_unit.cuh"
 #include "kernels/swiglu.cuh"
 
 namespace loom::kernels::q8 {
@@ -331,22 +332,6 @@ inline constexpr int kQuantizeWarps = 8;  // warps per block of quantize_kernel,
 // silu(gate) * up of the fused gate/up product's rows (2 n_in apart, the pair layout of kernels/matvec.h),
 // computed by swiglu_pair_value as swiglu_pairs_kernel does, so it equals swiglu_pairs then plain.
 enum class XSource { plain, normed, swiglu };
-
-// One unit of one vector: lane l holds element l (xv); the unit's int8 values go to xq_v in pos8 order and
-// its XMeta to xm_v[unit].
-__device__ __forceinline__ void quantize_unit(float xv, int lane, int unit, uint8_t* xq_v, XMeta* xm_v) {
-    float amax = fabsf(xv);
-    for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const int q = d > 0 ? max(-127, min(127, __float2int_rn(__fdiv_rn(xv, d)))) : 0;
-    xq_v[pos8(unit, lane)] = static_cast<uint8_t>(static_cast<int8_t>(q));
-    int sa = lane < 16 ? q : 0, sb = lane < 16 ? 0 : q;
-    for (int off = 16; off > 0; off /= 2) {
-        sa += __shfl_xor_sync(0xffffffffu, sa, off);
-        sb += __shfl_xor_sync(0xffffffffu, sb, off);
-    }
-    if (lane == 0) xm_v[unit] = {d, static_cast<int16_t>(sa), static_cast<int16_t>(sb)};
-}
 
 // x -> int8 per unit in pos8 order + XMeta; blockIdx.x = vector, blockIdx.y = group of 8 units, one warp per
 // unit, lane = element (one unit per warp: at decode sizes the kernel is latency-bound, so width beats

@@ -108,9 +108,10 @@ struct CudaBackend::State {
     unsigned* attn_counters = nullptr;  // decode attention's split arrivals (zeroed at load, left zero)
     int8_t* q8_x = nullptr;             // rows quantized for the q8 products, and their scales
     kernels::q8::XMeta* q8_meta = nullptr;
-    // The norm weight whose normed decode rows q8_x holds (the residual epilogue quantized them, or a normed
-    // product did), so the products reading them skip the quantization; null when q8_x holds anything else.
-    const float* q8_x_norm = nullptr;
+    // What q8_x holds for the decode rows, so the products reading it skip their quantization: the normed
+    // rows of a norm weight (the residual epilogue or a normed product quantized them; the weight's address),
+    // or the attention output (decode attention quantized it; att's address); null for anything else.
+    const void* q8_x_holds = nullptr;
     int q8_width = 0;                   // the widest input of a repacked matrix
     uint64_t repack_staging_bytes = 0;  // the gemm workspace doubles as the repack's staging at load
     void* gemm_ws = nullptr;
@@ -149,7 +150,7 @@ struct CudaBackend::State {
 
     // Repacked matrices: Y (n, n_out) = W @ X rows, X quantized per 32 first (one order whatever n).
     void q8_rows(const Matrix& m, const float* X, float* Y, int n) {
-        q8_x_norm = nullptr;
+        q8_x_holds = nullptr;
         kernels::q8_quantize_x(X, q8_x, q8_meta, n, m.n_in, stream);
         kernels::q8_product(m.q8, q8_x, q8_meta, Y, n, kernels::Q8Kernel::automatic, stream);
     }
@@ -171,9 +172,9 @@ struct CudaBackend::State {
     void mm_normed(const Matrix& m, const float* norm, float* Y, const Pass& pass) {
         if (m.q8.data) {
             if (pass.n_decode == 0) return;
-            if (q8_x_norm != norm)
+            if (q8_x_holds != norm)
                 kernels::q8_quantize_x_normed(xw, norm_sums, cfg.rms_eps, q8_x, q8_meta, pass.n_decode, m.n_in, stream);
-            q8_x_norm = norm;
+            q8_x_holds = norm;
             kernels::q8_product(m.q8, q8_x, q8_meta, Y, pass.n_decode, kernels::Q8Kernel::automatic, stream);
             return;
         }
@@ -230,13 +231,13 @@ struct CudaBackend::State {
             if (D == 0) return;
             if (pairs)
                 kernels::q8_quantize_swiglu(X, q8_x, q8_meta, D, m.n_in, stream);
-            else
+            else if (q8_x_holds != X)
                 kernels::q8_quantize_x(X, q8_x, q8_meta, D, m.n_in, stream);
             kernels::q8_product(m.q8, q8_x, q8_meta, o, D, kernels::Q8Kernel::automatic, stream);
-            q8_x_norm = nullptr;
+            q8_x_holds = nullptr;
             if (next_q8 && pass.parts.empty() && m.n_out <= kernels::kQ8ResidualMaxN) {
                 kernels::q8_residual_quantize_normed(x, o, next_norm, cfg.rms_eps, q8_x, q8_meta, D, m.n_out, stream);
-                q8_x_norm = next_norm;
+                q8_x_holds = next_norm;
             } else {
                 kernels::residual_norm_inputs(x, o, next_norm, xw, norm_sums, D, m.n_out, stream);
             }
@@ -255,6 +256,23 @@ struct CudaBackend::State {
     }
     static bool ffn_inputs_q8(const LayerWeights& w) {
         return w.gate_up.n_out > 0 ? w.gate_up.q8.data != nullptr : w.gate.q8.data && w.up.q8.data;
+    }
+    // A layer's attention of q (rows q_stride apart) into att. The decode grid covers pass.attn_len positions
+    // (fixed while sequences grow inside it); where o is repacked (o_q8) its input is quantized by the decode
+    // attention itself when that writes its rows directly (one split).
+    void attention(const Pass& pass, const float* q, int64_t q_stride, const kernels::KvLayer& kvl, bool o_q8) {
+        const int qd = cfg.q_dim(), D = pass.n_decode;
+        if (D > 0) {
+            const bool quantized = kernels::decode_attention(
+                q, q_stride, att, qd, D, cfg.n_head, step_dev + layout.decode_len(), pass.attn_len,
+                step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws, attn_counters, stream,
+                o_q8 ? q8_x : nullptr, o_q8 ? q8_meta : nullptr);
+            q8_x_holds = quantized ? static_cast<const void*>(att) : nullptr;
+        }
+        for (const Pass::Part& p : pass.parts)
+            kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
+                                       p.n, p.pos0, cfg.n_head,
+                                       block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, stream);
     }
     // Prefill parts: W (n_out, n_in) @ X rows^T -> Y rows, X and Y indexed by pass row.
     void mm_parts(const Matrix& m, const float* X, float* Y, const Pass& pass) {
@@ -511,7 +529,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
     const int32_t* ids = step_dev + layout.ids();
     const int32_t* pos = step_dev + layout.positions();
     const int32_t* slot = step_dev + layout.token_slot();
-    q8_x_norm = nullptr;  // the previous pass's rows are not this one's
+    q8_x_holds = nullptr;  // the previous pass's rows are not this one's
 
     kernels::embedding_lookup(weights.embd_type, weights.token_embd, c.n_vocab, d, ids, n, x, st);
     // Decode rows (0 .. D-1) carry their norms inside the products (xw, norm_sums); prefill rows
@@ -560,14 +578,7 @@ void CudaBackend::State::enqueue_layers(const Pass& pass, LayerObserver* observe
         }
         kernels::rope_kv_cache_write(q, k, v, n, c.n_head, q_stride, kv_stride, kv_stride, pos, slot, inv_freq, style,
                                      block_tables, table_stride, kvl, st);
-        if (D > 0)  // the grid covers pass.attn_len positions: fixed while sequences grow inside it
-            kernels::decode_attention(q, q_stride, att, qd, D, c.n_head, step_dev + layout.decode_len(), pass.attn_len,
-                                      step_dev + layout.decode_slot(), block_tables, table_stride, kvl, attn_ws,
-                                      attn_counters, st);
-        for (const Pass::Part& p : pass.parts)
-            kernels::prefill_attention(q + p.row0 * q_stride, q_stride, att + static_cast<int64_t>(p.row0) * qd, qd,
-                                       p.n, p.pos0, c.n_head,
-                                       block_tables + static_cast<int64_t>(p.slot) * table_stride, kvl, st);
+        attention(pass, q, q_stride, kvl, w.wo.q8.data != nullptr);
         mm_residual(w.wo, {ResidualInput::Kind::rows, att}, w.ffn_norm, ffn_inputs_q8(w), pass);
         mm_parts(w.wo, att, o, pass);
         if (P > 0) kernels::add_rmsnorm(x_p, o_p, w.ffn_norm, h_p, P, d, c.rms_eps, st);

@@ -14,6 +14,8 @@
 #include "kernel_cases/attention_cases.h"
 #include "kernel_test_support.h"
 #include "kernels/attention.h"
+#include "kernels/q8_repack.h"
+#include "kernels/q8_matmul.h"
 #include "kernels/kv_cache.h"
 
 using namespace loom;
@@ -272,6 +274,61 @@ TEST_CASE("update_block_tables applies exactly the staged pairs, up to the devic
         CHECK(d_tables.download() == ref);
         CHECK(d_tables.guard_intact());
     }
+}
+
+// Decode attention quantizing its own rows for a q8 product (the o projection's input): where every sequence
+// fits one split and head_dim is a multiple of 32 it returns true, its xq / xmeta equal the CPU reference's
+// quantization of the rows it wrote (= q8_quantize_x's bytes) and those rows equal a call without them;
+// otherwise it returns false and leaves xq / xmeta poisoned.
+TEST_CASE("decode_attention quantizes its rows for a q8 product where it writes them directly",
+          "[gpu][attention][q8]") {
+    uint32_t seed = 4000;
+    const Heads k96{"hd96", 8, 2, 96}, k80{"hd80", 8, 2, 80};
+    for (const Heads& h : {kcases::kQwen, kLlama, kcases::kWide, k96, k80})
+        for (const int max_len : {kernels::kDecodeSplitTokens, 600}) {
+            INFO(heads_name(h, kernels::KvType::f16) << " max_len " << max_len);
+            const std::vector<int> lens{1, 17, 200};
+            const int n_seq = static_cast<int>(lens.size());
+            test::TestStream stream;
+            PagedCase c(h, lens, seed += 10, stream);
+            std::vector<float> q(static_cast<size_t>(n_seq) * c.F);
+            for (int s = 0; s < n_seq; ++s)
+                std::copy_n(c.rows[s].data() + static_cast<size_t>(lens[s] - 1) * c.F, c.F,
+                            q.data() + static_cast<size_t>(s) * c.F);
+            DeviceBuffer<float> d_q(q), d_plain(static_cast<size_t>(n_seq) * c.q_dim), d_out(d_plain.size());
+            DeviceBuffer<int32_t> d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
+            const int64_t ws = kernels::decode_attention_workspace_floats(n_seq, h.n_head, h.head_dim, max_len);
+            DeviceBuffer<float> d_ws(static_cast<size_t>(std::max<int64_t>(ws, 1)));
+            DeviceBuffer<uint32_t> d_counters(
+                std::vector<uint32_t>(static_cast<size_t>(kernels::decode_attention_counters(n_seq, h.n_head)), 0u));
+            DeviceBuffer<int8_t> xq(kernels::q8_xq_bytes(n_seq, c.q_dim));
+            DeviceBuffer<kernels::q8::XMeta> xm(kernels::q8_xmeta_count(n_seq, c.q_dim));
+            xq.poison();
+            xm.poison();
+            d_plain.poison();
+            d_out.poison();
+            const auto attend = [&](float* out, int8_t* x, kernels::q8::XMeta* m) {
+                return kernels::decode_attention(d_q.get(), c.F, out, c.q_dim, n_seq, h.n_head, d_lens.get(), max_len,
+                                                 nullptr, c.d_tables->get(), c.table_stride, c.layer(),
+                                                 ws > 0 ? d_ws.get() : nullptr, d_counters.get(), stream.get(), x, m);
+            };
+            CHECK_FALSE(attend(d_plain.get(), nullptr, nullptr));
+            const bool quantized = attend(d_out.get(), xq.get(), xm.get());
+            CHECK(quantized == (max_len <= kernels::kDecodeSplitTokens && h.head_dim % 32 == 0));
+            const auto out = d_out.download();
+            CHECK(std::memcmp(out.data(), d_plain.download().data(), out.size() * sizeof(float)) == 0);
+            const auto got_q = xq.download();
+            const auto got_m = xm.download();
+            if (quantized) {
+                const auto want = kernels::q8_quantize_x_ref(out.data(), n_seq, c.q_dim);
+                CHECK(got_q == kernels::q8_device_order(want));  // max |Δ| = 0
+                CHECK(std::memcmp(got_m.data(), want.meta.data(), got_m.size() * sizeof(kernels::q8::XMeta)) == 0);
+            } else {
+                CHECK(std::all_of(got_q.begin(), got_q.end(), [](int8_t b) { return b == -1; }));  // still poisoned
+            }
+            CHECK(xq.guard_intact());
+            CHECK(xm.guard_intact());
+        }
 }
 
 TEST_CASE("decode_attention matches the CPU reference", "[gpu][attention]") {
