@@ -375,6 +375,43 @@ void add_embedding(const Model& m) {
             });
 }
 
+// A decode residual feeding a q8 product: the epilogue then the normed x quantization, and the two fused
+// (one block per vector), at decode batch sizes too: where the fusion pays depends on the vector count.
+void add_residual_quantize(const Model& m) {
+    const int embd = static_cast<int>(m.shape.embd);
+    const float eps = m.shape.rms_eps;
+    if (embd % 128 != 0 || embd > kernels::kQ8ResidualMaxN) return;
+    for (const int tokens : {1, 8, 32, 512})
+        for (const bool fused : {false, true})
+            add(std::string("residual_quantize/") + (fused ? "fused" : "split") + "/" + m.name +
+                    "/tokens:" + std::to_string(tokens),
+                dims(tokens, embd), [=] {
+                    const auto in = kcases::rmsnorm_inputs(kcases::rmsnorm_bench_case(m, tokens));
+                    const uint64_t count = static_cast<uint64_t>(tokens) * embd;
+                    auto r = device_floats(in.x), w = device_floats(in.w), y = device_floats(count, 31);
+                    auto xw = device_scratch(count * 4);
+                    auto sums = device_scratch(static_cast<uint64_t>(tokens) * kernels::norm_partial_count(embd) * 4);
+                    auto xq = device_scratch(kernels::q8_xq_bytes(tokens, embd));
+                    auto xm = device_scratch(kernels::q8_xmeta_count(tokens, embd) * sizeof(kernels::q8::XMeta));
+                    Case c;
+                    c.bytes = 13.0 * count + 4.0 * embd + 8.0 * count / kernels::q8::kUnit;
+                    c.launch = [=](int) {
+                        auto* q = xq->as<int8_t>();
+                        auto* meta = xm->as<kernels::q8::XMeta>();
+                        if (fused) {
+                            kernels::q8_residual_quantize_normed(r->as<float>(), y->as<float>(), w->as<float>(), eps, q,
+                                                                 meta, tokens, embd, g_dev.stream);
+                            return;
+                        }
+                        kernels::residual_norm_inputs(r->as<float>(), y->as<float>(), w->as<float>(), xw->as<float>(),
+                                                      sums->as<float>(), tokens, embd, g_dev.stream);
+                        kernels::q8_quantize_x_normed(xw->as<float>(), sums->as<float>(), eps, q, meta, tokens, embd,
+                                                      g_dev.stream);
+                    };
+                    return c;
+                });
+}
+
 // RMSNorm, the fused norm's inputs and RoPE at the model's width and heads.
 void add_norms_and_rope(const Model& m) {
     const int embd = static_cast<int>(m.shape.embd), q_dim = m.q_dim();
@@ -408,34 +445,6 @@ void add_norms_and_rope(const Model& m) {
             };
             return c;
         });
-        // A decode residual feeding a q8 product: the epilogue then the normed x quantization, and the two fused.
-        if (embd % 128 == 0 && embd <= kernels::kQ8ResidualMaxN)
-            for (const bool fused : {false, true})
-                add(std::string("residual_quantize/") + (fused ? "fused" : "split") + suffix, dims(tokens, embd), [=] {
-                    const auto in = kcases::rmsnorm_inputs(norm);
-                    const uint64_t count = static_cast<uint64_t>(tokens) * embd;
-                    auto r = device_floats(in.x), w = device_floats(in.w), y = device_floats(count, 31);
-                    auto xw = device_scratch(count * 4);
-                    auto sums = device_scratch(static_cast<uint64_t>(tokens) * kernels::norm_partial_count(embd) * 4);
-                    auto xq = device_scratch(kernels::q8_xq_bytes(tokens, embd));
-                    auto xm = device_scratch(kernels::q8_xmeta_count(tokens, embd) * sizeof(kernels::q8::XMeta));
-                    Case c;
-                    c.bytes = 13.0 * count + 4.0 * embd + 8.0 * count / kernels::q8::kUnit;
-                    c.launch = [=](int) {
-                        auto* q = xq->as<int8_t>();
-                        auto* meta = xm->as<kernels::q8::XMeta>();
-                        if (fused) {
-                            kernels::q8_residual_quantize_normed(r->as<float>(), y->as<float>(), w->as<float>(), eps, q,
-                                                                 meta, tokens, embd, g_dev.stream);
-                            return;
-                        }
-                        kernels::residual_norm_inputs(r->as<float>(), y->as<float>(), w->as<float>(), xw->as<float>(),
-                                                      sums->as<float>(), tokens, embd, g_dev.stream);
-                        kernels::q8_quantize_x_normed(xw->as<float>(), sums->as<float>(), eps, q, meta, tokens, embd,
-                                                      g_dev.stream);
-                    };
-                    return c;
-                });
         const kcases::RopeCase rc = kcases::rope_bench_case(m, tokens);
         add("rope" + suffix, dims(tokens, q_dim + m.kv_dim()), [=] {
             const auto in = kcases::rope_inputs(rc);
@@ -790,6 +799,7 @@ int main(int argc, char** argv) {
     for (const auto& m : kcases::bench_models()) {
         add_embedding(m);
         add_norms_and_rope(m);
+        add_residual_quantize(m);
         add_elementwise(m);
         add_kv_and_attention(m);
         if (m.name == "llama3-8b") add_kv_and_attention(m, kernels::KvType::f32);

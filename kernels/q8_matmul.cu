@@ -65,33 +65,34 @@ void product(const q8::ProductParams& p, bool mma, cudaStream_t stream) {
 constexpr int kResidualWarps = 32;  // warps per block of residual_quantize_kernel, one vector per block
 
 // residual_norm_inputs then quantize_kernel<normed> for one vector per block (blockIdx.x), n elements:
-// (1) thread t takes partials t, t + 1024, ...: R += Y over the partial's kNormRowsPerPartial elements,
+// (1) thread t takes partials t, t + 1024, ... (4 elements each, one 16-byte load of R, Y and w): R += Y,
 // R ⊙ w into shared memory and the partial's square sum, with norm_inputs_kernel's operations; (2) warp 0
-// sums the partials into slots and the scale as quantize_kernel<normed> does; (3) each warp quantizes
-// units w, w + 32, ... So R, xq and xm equal the two kernels' bit for bit (RW and S stay in shared memory).
-// Dynamic shared memory: n + n / kNormRowsPerPartial floats.
+// sums the partials into slots and the scale as quantize_kernel<normed> does; (3) warp w quantizes units
+// 4 w .. 4 w + 3, 4 (w + 32) .. by quantize_units4 (a vector's units in one block are many per warp, so
+// four at once: 3 shuffle rounds instead of 4 x 5 in turn). So R, xq and xm equal the two kernels' bit for
+// bit (RW and S stay in shared memory). Dynamic shared memory: n + n / kNormRowsPerPartial floats.
+static_assert(kNormRowsPerPartial == 4, "residual_quantize_kernel loads a partial's elements as one float4");
 __global__ void __launch_bounds__(kResidualWarps * 32)
     residual_quantize_kernel(float* R, const float* __restrict__ Y, const float* __restrict__ w, float eps, uint8_t* xq,
                              q8::XMeta* xm, int n) {
     wait_for_previous_kernel();
-    extern __shared__ float rw_s[];  // R ⊙ w (n), then the partials' square sums
+    extern __shared__ float4 rw_s[];  // R ⊙ w (n / 4 float4), then the partials' square sums
     __shared__ float shared_scale;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, v = blockIdx.x;
     const int n_partials = n / kNormRowsPerPartial, n_units = n / q8::kUnit;
-    float* s_s = rw_s + n;
-    float* Rv = R + static_cast<size_t>(v) * n;
-    const float* Yv = Y + static_cast<size_t>(v) * n;
+    float* s_s = reinterpret_cast<float*>(rw_s + n_partials);
+    float4* Rv = reinterpret_cast<float4*>(R + static_cast<size_t>(v) * n);
+    const float4* Yv = reinterpret_cast<const float4*>(Y + static_cast<size_t>(v) * n);
+    const float4* w4 = reinterpret_cast<const float4*>(w);
     for (int p = threadIdx.x; p < n_partials; p += kResidualWarps * 32) {
-        float s = 0;
-#pragma unroll
-        for (int k = 0; k < kNormRowsPerPartial; ++k) {
-            const int j = p * kNormRowsPerPartial + k;
-            const float r = __fadd_rn(Rv[j], Yv[j]);
-            Rv[j] = r;
-            rw_s[j] = __fmul_rn(r, w[j]);
-            s = __fadd_rn(s, __fmul_rn(r, r));
-        }
-        s_s[p] = s;
+        const float4 a = Rv[p], y = Yv[p], g = w4[p];
+        const float4 r = {__fadd_rn(a.x, y.x), __fadd_rn(a.y, y.y), __fadd_rn(a.z, y.z), __fadd_rn(a.w, y.w)};
+        Rv[p] = r;
+        rw_s[p] = {__fmul_rn(r.x, g.x), __fmul_rn(r.y, g.y), __fmul_rn(r.z, g.z), __fmul_rn(r.w, g.w)};
+        float s = __fadd_rn(0.0f, __fmul_rn(r.x, r.x));
+        s = __fadd_rn(s, __fmul_rn(r.y, r.y));
+        s = __fadd_rn(s, __fmul_rn(r.z, r.z));
+        s_s[p] = __fadd_rn(s, __fmul_rn(r.w, r.w));
     }
     __syncthreads();
     if (warp == 0) {
@@ -103,9 +104,13 @@ __global__ void __launch_bounds__(kResidualWarps * 32)
         if (lane == 0) shared_scale = q8::norm_scale_from_slots(slots, n, eps);
     }
     __syncthreads();
-    for (int unit = warp; unit < n_units; unit += kResidualWarps)
-        q8::quantize_unit(__fmul_rn(rw_s[unit * q8::kUnit + lane], shared_scale), lane, unit,
-                          xq + static_cast<size_t>(v) * n, xm + static_cast<size_t>(v) * n_units);
+    const float scale = shared_scale;
+    for (int unit0 = 4 * warp; unit0 < n_units; unit0 += 4 * kResidualWarps) {
+        const float4 rw = rw_s[unit0 * q8::kUnit / 4 + lane];  // unit unit0 + lane / 8, elements 4 (lane % 8) ..
+        const float4 x = {__fmul_rn(rw.x, scale), __fmul_rn(rw.y, scale), __fmul_rn(rw.z, scale),
+                          __fmul_rn(rw.w, scale)};
+        q8::quantize_units4(x, lane, unit0, xq + static_cast<size_t>(v) * n, xm + static_cast<size_t>(v) * n_units);
+    }
 }
 
 bool overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) {
@@ -135,9 +140,9 @@ void q8_residual_quantize_normed(float* R, const float* Y, const float* w, float
     if (n > kQ8ResidualMaxN)
         throw std::invalid_argument(std::string(fn) + ": n " + std::to_string(n) + " is above " +
                                     std::to_string(kQ8ResidualMaxN));
-    check_aligned(fn, "R", R, 4);
-    check_aligned(fn, "Y", Y, 4);
-    check_aligned(fn, "w", w, 4);
+    check_aligned(fn, "R", R, 16);  // rows are n floats apart, n a multiple of 128: each row 16-byte aligned
+    check_aligned(fn, "Y", Y, 16);
+    check_aligned(fn, "w", w, 16);
     const uint64_t r_bytes = static_cast<uint64_t>(n_vec) * n * 4;
     if (overlaps(R, r_bytes, Y, r_bytes) || overlaps(R, r_bytes, w, uint64_t{4} * n) ||
         overlaps(R, r_bytes, xq, q8_xq_bytes(n_vec, n)) ||

@@ -70,7 +70,8 @@ void q8_quantize_x_normed(const float* XW, const float* S, float eps, int8_t* xq
 // scaled by 1 / sqrt(Σ R² / n + eps)) in one launch, one block per vector, with residual_norm_inputs' and
 // q8_quantize_x_normed's float operations in their order, so R, xq and xmeta equal those two calls' bit
 // for bit (their RW and S are not written). Preconditions (std::invalid_argument otherwise): those of
-// q8_quantize_x with n for n_in, n <= kQ8ResidualMaxN; R, Y, w 4-byte aligned, R overlapping none of the others.
+// q8_quantize_x with n for n_in, n <= kQ8ResidualMaxN; R, Y, w 16-byte aligned, R overlapping none of the
+// others.
 inline constexpr int kQ8ResidualMaxN = 8192;  // R ⊙ w and the square sums in 40 KiB of shared memory
 void q8_residual_quantize_normed(float* R, const float* Y, const float* w, float eps, int8_t* xq, q8::XMeta* xmeta,
                                  int n_vec, int n, Stream stream);

@@ -147,9 +147,10 @@ TEST_CASE("q8_residual_quantize_normed equals residual_norm_inputs then q8_quant
     for (const auto& [n_vec, n] : {std::pair{1, 4096}, {3, 128}, {32, 4096}, {13, 8192}, {64, 1536}}) {
         INFO("n_vec " << n_vec << " n " << n);
         const size_t count = static_cast<size_t>(n_vec) * n;
-        const auto R = test::random_uniform(count, seed++, -3.f, 3.f);
+        auto R = test::random_uniform(count, seed++, -3.f, 3.f);
         const auto Y = test::random_uniform(count, seed++, -1.f, 1.f);
         const auto w = test::random_uniform(static_cast<size_t>(n), seed++, 0.5f, 1.5f);
+        for (int j = 64; j < 96; ++j) R[j] = -Y[j];  // vector 0's unit 2 sums to zeros: its d is 0
         DeviceBuffer<float> d_y(Y), d_w(w), fused_r(R);
         DeviceNormInputs split(R, n_vec, n);
         QuantizedX split_x(n_vec, n), fused_x(n_vec, n);
@@ -183,4 +184,6 @@ TEST_CASE("q8_residual_quantize_normed rejects bad sizes and overlaps, naming th
     CHECK_THROWS_WITH(call(a.get(), b.get(), 1, 100), test::contains("n 100"));
     CHECK_THROWS_WITH(call(a.get(), b.get(), 1, n), test::contains("n " + std::to_string(n) + " is above"));
     CHECK_THROWS_WITH(call(a.get(), a.get() + 64, 2, 128), test::contains("overlaps"));
+    CHECK_THROWS_WITH(call(a.get() + 2, b.get(), 1, 128), test::contains("R is not 16-byte aligned"));
+    CHECK_THROWS_WITH(call(a.get(), b.get() + 1, 1, 128), test::contains("Y is not 16-byte aligned"));
 }
