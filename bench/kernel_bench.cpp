@@ -163,6 +163,27 @@ struct Weights {
     const void* copy(int c) const { return mem.as() + static_cast<uint64_t>(c) * stride; }
 };
 
+// `copies` copies of a weight matrix repacked for the q8 products (kernels/q8_matmul.h): repacked on the
+// device from Weights' GGUF rows, 256 bytes apart.
+struct RepackedWeights {
+    kernels::Q8Layout layout;
+    uint64_t stride = 0;
+    int copies = 1;
+    DeviceMem mem;
+    RepackedWeights(TensorType type, int n_in, int n_rows, int copies_)
+        : layout(kernels::q8_layout(type, n_rows, n_in)),
+          stride(round_up(layout.bytes, 256)),
+          copies(copies_),
+          mem(stride * copies_) {
+        const Weights rows(type, n_in, n_rows, 1);
+        kernels::q8_repack_device(type, rows.copy(0), n_rows, n_in, mem.as(), g_dev.stream);
+        LOOM_CUDA_CHECK(cudaStreamSynchronize(g_dev.stream));
+        for (int c = 1; c < copies; ++c)
+            LOOM_CUDA_CHECK(cudaMemcpy(mem.as() + c * stride, mem.as(), layout.bytes, cudaMemcpyDeviceToDevice));
+    }
+    kernels::Q8Matrix copy(int c) const { return {layout, mem.as() + static_cast<uint64_t>(c) * stride}; }
+};
+
 // ---- Timing ----
 
 // One benchmark: `launch(c)` enqueues the kernel on the stream reading cold copy c (0 .. copies-1);
@@ -307,6 +328,42 @@ void add_matvec(const Model& m) {
             };
             return c;
         });
+    }
+}
+
+// The decode products the CUDA backend runs on repacked weights (q8_product, automatic: dp4a rows at one
+// vector, MMA above) for every synth matrix of a q8 type, at 1, 8 and 32 vectors quantized once; issue 16
+// asks one vector to move 8B weights at >= 80 % of the copy bandwidth.
+void add_q8_product(const Model& m) {
+    for (const auto& mat : kcases::synth_matrices(m)) {
+        const int align = kernels::q8::is_k_quant(mat.type) ? 256 : 128;
+        if (!kernels::q8_supports(mat.type) || mat.n_in % align != 0) continue;
+        std::string type(gguf::tensor_type_name(mat.type));
+        std::transform(type.begin(), type.end(), type.begin(), [](unsigned char ch) { return std::tolower(ch); });
+        for (const int n_vec : {1, 8, 32})
+            add("q8_product/" + m.name + "/" + mat.role + "/" + type + "/nvec:" + std::to_string(n_vec),
+                dims(mat.n_out, mat.n_in), [mat, n_vec] {
+                    const uint64_t layout_bytes = kernels::q8_layout(mat.type, mat.n_out, mat.n_in).bytes;
+                    auto w =
+                        std::make_shared<RepackedWeights>(mat.type, mat.n_in, mat.n_out, cold_copies(layout_bytes));
+                    const kcases::MatvecCase mc{mat.type, mat.n_out, mat.n_in, n_vec, 3};
+                    auto x = device_floats(kcases::matvec_vectors(mc));
+                    auto xq = device_scratch(kernels::q8_xq_bytes(n_vec, mat.n_in));
+                    auto xm = device_scratch(kernels::q8_xmeta_count(n_vec, mat.n_in) * sizeof(kernels::q8::XMeta));
+                    auto y = device_scratch(static_cast<uint64_t>(n_vec) * mat.n_out * 4);
+                    kernels::q8_quantize_x(x->as<float>(), xq->as<int8_t>(), xm->as<kernels::q8::XMeta>(), n_vec,
+                                           mat.n_in, g_dev.stream);
+                    Case c;
+                    c.bytes =
+                        static_cast<double>(layout_bytes) + static_cast<double>(kernels::q8_xq_bytes(n_vec, mat.n_in)) +
+                        8.0 * static_cast<double>(kernels::q8_xmeta_count(n_vec, mat.n_in)) + 4.0 * n_vec * mat.n_out;
+                    c.copies = w->copies;
+                    c.launch = [=](int copy) {
+                        kernels::q8_product(w->copy(copy), xq->as<int8_t>(), xm->as<kernels::q8::XMeta>(),
+                                            y->as<float>(), n_vec, kernels::Q8Kernel::automatic, g_dev.stream);
+                    };
+                    return c;
+                });
     }
 }
 
@@ -804,6 +861,7 @@ int main(int argc, char** argv) {
         add_kv_and_attention(m);
         if (m.name == "llama3-8b") add_kv_and_attention(m, kernels::KvType::f32);
         add_matvec(m);
+        add_q8_product(m);
         add_fused_matvec(m);
         add_gemm(m);
         add_split(m);
