@@ -34,10 +34,24 @@ __device__ __forceinline__ float warp_max_f(float v) {
     return v;
 }
 
-// 8 cache values (16-byte aligned) -> f32: one 16-byte load of fp16, or two of f32.
-__device__ __forceinline__ void load8(const __half* src, float* dst) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(src);
-    const __half2* h = reinterpret_cast<const __half2*>(&raw);
+// 8 cache values as loaded (one 16-byte load of fp16, two of f32) and their f32 values: a row's loads are
+// all issued before the first is used, so one key costs one trip to memory rather than one per chunk.
+template <typename KV>
+struct Raw8;
+template <>
+struct Raw8<__half> {
+    uint4 r;
+};
+template <>
+struct Raw8<float> {
+    float4 a, b;
+};
+__device__ __forceinline__ Raw8<__half> load_raw8(const __half* src) { return {*reinterpret_cast<const uint4*>(src)}; }
+__device__ __forceinline__ Raw8<float> load_raw8(const float* src) {
+    return {reinterpret_cast<const float4*>(src)[0], reinterpret_cast<const float4*>(src)[1]};
+}
+__device__ __forceinline__ void to_float8(const Raw8<__half>& raw, float* dst) {
+    const __half2* h = reinterpret_cast<const __half2*>(&raw.r);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const float2 f = __half22float2(h[i]);
@@ -45,11 +59,13 @@ __device__ __forceinline__ void load8(const __half* src, float* dst) {
         dst[2 * i + 1] = f.y;
     }
 }
-__device__ __forceinline__ void load8(const float* src, float* dst) {
-    const float4 a = reinterpret_cast<const float4*>(src)[0], b = reinterpret_cast<const float4*>(src)[1];
-    dst[0] = a.x, dst[1] = a.y, dst[2] = a.z, dst[3] = a.w;
-    dst[4] = b.x, dst[5] = b.y, dst[6] = b.z, dst[7] = b.w;
+__device__ __forceinline__ void to_float8(const Raw8<float>& raw, float* dst) {
+    dst[0] = raw.a.x, dst[1] = raw.a.y, dst[2] = raw.a.z, dst[3] = raw.a.w;
+    dst[4] = raw.b.x, dst[5] = raw.b.y, dst[6] = raw.b.z, dst[7] = raw.b.w;
 }
+// Chunks of a key row whose raw loads are in flight at once: 32 registers of fp16 or f32.
+template <typename KV>
+inline constexpr int kRawBatch = sizeof(KV) == 2 ? 8 : 4;
 
 // Pair i of a cache row (8-byte aligned for f32, 4-byte for fp16) -> f32.
 __device__ __forceinline__ float2 load2(const __half* src, int i) {
@@ -153,18 +169,31 @@ __global__ void __launch_bounds__(kDecodeThreads)
         q_s[i / HD][i % HD] = q[seq * q_row_stride + static_cast<int64_t>(h0) * HD + i];
     __syncthreads();
 
+    // A key's row: kRawBatch chunks' loads issued, then used in dimension order (the sum's order is the
+    // dimensions', however the loads are grouped).
+    constexpr int kKBatch = kRawBatch<KV> < kChunks ? kRawBatch<KV> : kChunks;
     for (int j = tid; j < n; j += kDecodeThreads) {
+        asm volatile("" ::: "memory");  // keeps the query's shared reads in the loop (hoisted, they spill)
         const int pos = t0 + j;
         const KV* krow = k_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD);
         float acc[kMaxGroup] = {};
-        for (int d0 = 0; d0 < HD; d0 += 8) {
-            float kf[8];
-            load8(krow + d0, kf);
+        for (int c0 = 0; c0 < kChunks; c0 += kKBatch) {
+            Raw8<KV> raw[kKBatch];
 #pragma unroll
-            for (int g = 0; g < kMaxGroup; ++g)
-                if (g < G)
+            for (int b = 0; b < kKBatch; ++b)
+                if (c0 + b < kChunks) raw[b] = load_raw8(krow + 8 * (c0 + b));
 #pragma unroll
-                    for (int i = 0; i < 8; ++i) acc[g] += q_s[g][d0 + i] * kf[i];
+            for (int b = 0; b < kKBatch; ++b)
+                if (c0 + b < kChunks) {
+                    const int d0 = 8 * (c0 + b);
+                    float kf[8];
+                    to_float8(raw[b], kf);
+#pragma unroll
+                    for (int g = 0; g < kMaxGroup; ++g)
+                        if (g < G)
+#pragma unroll
+                            for (int i = 0; i < 8; ++i) acc[g] += q_s[g][d0 + i] * kf[i];
+                }
         }
 #pragma unroll
         for (int g = 0; g < kMaxGroup; ++g)
@@ -194,26 +223,28 @@ __global__ void __launch_bounds__(kDecodeThreads)
     const bool lane_active = kAllLanes || r < kLanes;
     // kVBatch rows' loads in flight before any is used, then summed in row order as one at a time: with
     // one row per iteration a split was ~n / kLanes dependent trips to memory (15 us a layer at batch 1).
-    constexpr int kVBatch = 4;
+    constexpr int kVBatch = 8;
     float acc[kMaxGroup][8] = {};
     for (int j0 = lane_active ? r : n; j0 < n; j0 += kVBatch * kLanes) {
-        float vf[kVBatch][8];
+        Raw8<KV> raw[kVBatch];
 #pragma unroll
         for (int u = 0; u < kVBatch; ++u) {
             const int pos = t0 + j0 + u * kLanes;
             if (j0 + u * kLanes < n)
-                load8(v_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD) + c * 8, vf[u]);
+                raw[u] = load_raw8(v_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD) + c * 8);
         }
 #pragma unroll
         for (int u = 0; u < kVBatch; ++u) {
             const int j = j0 + u * kLanes;
             if (j >= n) break;
+            float vf[8];
+            to_float8(raw[u], vf);
 #pragma unroll
             for (int g = 0; g < kMaxGroup; ++g)
                 if (g < G) {
                     const float p = p_s[g][j];
 #pragma unroll
-                    for (int i = 0; i < 8; ++i) acc[g][i] += p * vf[u][i];
+                    for (int i = 0; i < 8; ++i) acc[g][i] += p * vf[i];
                 }
         }
     }
