@@ -950,6 +950,11 @@ std::vector<Variant> variants_of() {
         {"dp4a r4w4", Family::q8, kMaxVec, launch_dp4a<T, 4, 4, 1>},
         {"dp4a r1w8u2", Family::q8, kMaxVec, launch_dp4a<T, 1, 8, 2>},
         {"dp4a r2w8u2", Family::q8, kMaxVec, launch_dp4a<T, 2, 8, 2>},
+        // every pass of a 4096-wide row in flight at once: the small products (o, k/v) are a few sequential
+        // trips to memory per warp at one vector
+        {"dp4a r2w4u2", Family::q8, kMaxVec, launch_dp4a<T, 2, 4, 2>},
+        {"dp4a r2w4u4", Family::q8, kMaxVec, launch_dp4a<T, 2, 4, 4>},
+        {"dp4a r1w4u4", Family::q8, kMaxVec, launch_dp4a<T, 1, 4, 4>},
         {"mma m1", Family::q8, kMaxVec, launch_mma<T, 1>},
         {"mma m2", Family::q8, kMaxVec, launch_mma<T, 2>},
         {"q8_product", Family::q8, kMaxVec, launch_library},
