@@ -165,12 +165,38 @@ __device__ __forceinline__ V quad_reduce(const V (&v)[4], int tig) {
     return add_exact(b0 ? k1 : k0, __shfl_xor_sync(0xffffffffu, b0 ? k0 : k1, 1));
 }
 
-// dp4a rows kernel: RPW rows per warp, WPB warps per block, MaxVec vectors per block (blockIdx.y picks the
-// group), U passes loaded before they are used. Lane l owns slot l: a pass covers units 32 p .. +31, lane
-// (l / 4, l % 4) loads quad 8 p + l / 4, and after quad_reduce lane l holds unit 32 p + l; units past the
-// row's end (n_in not a multiple of 1024) are loaded clamped and not added. The slots end in a butterfly.
-template <TensorType T, int RPW, int WPB, int MaxVec, int U>
-__global__ void __launch_bounds__(WPB * 32) rows_kernel(const ProductParams p) {
+// What a rows kernel multiplies a lane's quads by, and how a lane's unit term comes out: the q8 family's
+// int8 x (a lane's 8 x words and its unit's XMeta; exact integer dot by dp4a, then unit_term).
+template <TensorType T>
+struct Q8RowsOps {
+    static constexpr TensorType kType = T;
+    using Params = ProductParams;
+    struct X {
+        uint32_t w[8];
+        XMeta m;
+    };
+    __device__ static X load(const Params& p, int gq, int v, int tig) {
+        X x;
+        load_x8(p.xq, p.n_in, v, gq, tig, x.w);
+        x.m = load_xmeta(p.xm, p.w.n_units, v, 4 * gq + tig);
+        return x;
+    }
+    __device__ static float term(const QuadWords<T>& q, const X& x, int tig) {
+        int parts[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) parts[i] = lane_partial(q, i, x.w);
+        return unit_term<T>(quad_reduce(parts, tig), unit_um(q, tig), q.sm, x.m);
+    }
+};
+
+// Rows kernel (the dp4a one of the q8 family; the f32 family's with F32RowsOps): RPW rows per warp, WPB warps
+// per block, MaxVec vectors per block (blockIdx.y picks the group), U passes loaded before they are used.
+// Lane l owns slot l: a pass covers units 32 p .. +31, lane (l / 4, l % 4) loads quad 8 p + l / 4, and after
+// quad_reduce lane l holds unit 32 p + l; units past the row's end (n_in not a multiple of 1024) are loaded
+// clamped and not added. The slots end in a butterfly.
+template <class Ops, int RPW, int WPB, int MaxVec, int U>
+__global__ void __launch_bounds__(WPB * 32) rows_kernel(const typename Ops::Params p) {
+    constexpr TensorType T = Ops::kType;
     wait_for_previous_kernel();
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, tig = lane % 4;
     const int row0 = (blockIdx.x * WPB + warp) * RPW;
@@ -192,16 +218,10 @@ __global__ void __launch_bounds__(WPB * 32) rows_kernel(const ProductParams p) {
 #pragma unroll
             for (int t = 0; t < MaxVec; ++t) {
                 if (t < nv) {
-                    uint32_t xw[8];
-                    load_x8(p.xq, p.n_in, v0 + t, gq, tig, xw);
-                    const XMeta xm = load_xmeta(p.xm, p.w.n_units, v0 + t, 4 * gq + tig);
+                    const typename Ops::X x = Ops::load(p, gq, v0 + t, tig);
 #pragma unroll
                     for (int j = 0; j < RPW; ++j) {
-                        int parts[4];
-#pragma unroll
-                        for (int i = 0; i < 4; ++i) parts[i] = lane_partial(q[u][j], i, xw);
-                        const int dot = quad_reduce(parts, tig);
-                        const float term = unit_term<T>(dot, unit_um(q[u][j], tig), q[u][j].sm, xm);
+                        const float term = Ops::term(q[u][j], x, tig);
                         if (live) acc[j][t] = __fadd_rn(acc[j][t], term);
                     }
                 }
@@ -369,21 +389,25 @@ __global__ void __launch_bounds__(kQuantizeWarps * 32)
     quantize_unit(xv, lane, unit, xq + static_cast<size_t>(v) * n_in, xm + static_cast<size_t>(v) * n_units);
 }
 
-// Launches of one configuration; rows: MaxVec from n_vec (1, 2, 4 or 8 vectors per block).
-template <TensorType T, int RPW, int WPB, int MaxVec, int U>
-void launch_rows_n(const ProductParams& p, cudaStream_t stream) {
+// Launches of one rows configuration, MaxVec from n_vec (1, 2, 4 or 8 vectors per block).
+template <class Ops, int RPW, int WPB, int MaxVec, int U>
+void launch_rows_n(const char* name, const typename Ops::Params& p, cudaStream_t stream) {
     const dim3 grid((p.n_out + RPW * WPB - 1) / (RPW * WPB), (p.n_vec + MaxVec - 1) / MaxVec);
-    launch_kernel("q8 rows_kernel", rows_kernel<T, RPW, WPB, MaxVec, U>, LaunchShape{grid, dim3(WPB * 32), 0, stream},
-                  p);
+    launch_kernel(name, rows_kernel<Ops, RPW, WPB, MaxVec, U>, LaunchShape{grid, dim3(WPB * 32), 0, stream}, p);
+}
+
+template <class Ops, int RPW, int WPB, int U>
+void launch_rows_ops(const char* name, const typename Ops::Params& p, cudaStream_t stream) {
+    const int n = p.n_vec;
+    if (n == 1) return launch_rows_n<Ops, RPW, WPB, 1, U>(name, p, stream);
+    if (n == 2) return launch_rows_n<Ops, RPW, WPB, 2, U>(name, p, stream);
+    if (n <= 4) return launch_rows_n<Ops, RPW, WPB, 4, U>(name, p, stream);
+    launch_rows_n<Ops, RPW, WPB, 8, U>(name, p, stream);
 }
 
 template <TensorType T, int RPW, int WPB, int U>
 void launch_rows(const ProductParams& p, cudaStream_t stream) {
-    const int n = p.n_vec;
-    if (n == 1) return launch_rows_n<T, RPW, WPB, 1, U>(p, stream);
-    if (n == 2) return launch_rows_n<T, RPW, WPB, 2, U>(p, stream);
-    if (n <= 4) return launch_rows_n<T, RPW, WPB, 4, U>(p, stream);
-    launch_rows_n<T, RPW, WPB, 8, U>(p, stream);
+    launch_rows_ops<Q8RowsOps<T>, RPW, WPB, U>("q8 rows_kernel", p, stream);
 }
 
 // MMA: NT = 1, 2 or 4 vector groups of 8 per tile (MT = 2 takes at most 2, for registers).
@@ -454,75 +478,36 @@ __device__ __forceinline__ float f32_unit_scale(const QuadWords<T>& q, int i) {
     return half_bits(static_cast<uint16_t>(unit_um(q, i)));
 }
 
-// RPW rows per warp, WPB warps per block, MaxVec vectors per block (blockIdx.y picks the group), U
-// passes of 32 units loaded before they are used. Lane l owns slot l: a pass covers units 32 p .. +31,
-// lane (l / 4, l % 4) loads quad 8 p + l / 4, and after quad_reduce lane l holds unit 32 p + l; units past
-// the row's end (n_in not a multiple of 1024) are loaded clamped and not added, as in rows_kernel.
-template <TensorType T, int RPW, int WPB, int MaxVec, int U>
-__global__ void __launch_bounds__(WPB * 32) f32_rows_kernel(const F32Params p) {
-    wait_for_previous_kernel();
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, tig = lane % 4;
-    const int row0 = (blockIdx.x * WPB + warp) * RPW;
-    const int v0 = blockIdx.y * MaxVec, nv = min(MaxVec, p.n_vec - v0);
-    const int n_quads = p.w.n_units / 4, n_pass = (p.w.n_units + 31) / 32;
-    float acc[RPW][MaxVec] = {};
-    for (int pass = 0; pass < n_pass; pass += U) {
-        QuadWords<T> q[U][RPW];
+// The f32 family's rows: a lane's 8 x values of each of the quad's units as f32 (f32_partial, then the
+// unit's scale after quad_reduce), in rows_kernel's slots and butterfly.
+template <TensorType T>
+struct F32RowsOps {
+    static constexpr TensorType kType = T;
+    using Params = F32Params;
+    struct X {
+        float4 a[4], b[4];  // unit i's elements 4 tig .. + 3 and 16 + 4 tig .. + 3
+    };
+    __device__ static X load(const Params& p, int gq, int v, int tig) {
+        const float* x = p.x + static_cast<size_t>(v) * p.n_in + static_cast<size_t>(gq) * 4 * kUnit + 4 * tig;
+        X r;
 #pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-            for (int j = 0; j < RPW; ++j)
-                load_quad<T>(p.w, min(row0 + j, p.n_out - 1), min((pass + u) * 8 + lane / 4, n_quads - 1), tig,
-                             q[u][j]);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int gq = min((pass + u) * 8 + lane / 4, n_quads - 1);
-            const bool live = (pass + u) * 32 + lane < p.w.n_units;
-#pragma unroll
-            for (int t = 0; t < MaxVec; ++t) {
-                if (t < nv) {
-                    const float* x =
-                        p.x + static_cast<size_t>(v0 + t) * p.n_in + static_cast<size_t>(gq) * 4 * kUnit + 4 * tig;
-#pragma unroll
-                    for (int j = 0; j < RPW; ++j) {
-                        float parts[4];
-#pragma unroll
-                        for (int i = 0; i < 4; ++i)
-                            parts[i] = f32_partial(q[u][j], i, __ldg(reinterpret_cast<const float4*>(x + i * kUnit)),
-                                                   __ldg(reinterpret_cast<const float4*>(x + i * kUnit + 16)));
-                        const float term = __fmul_rn(f32_unit_scale(q[u][j], tig), quad_reduce(parts, tig));
-                        if (live) acc[j][t] = __fadd_rn(acc[j][t], term);
-                    }
-                }
-            }
+        for (int i = 0; i < 4; ++i) {
+            r.a[i] = __ldg(reinterpret_cast<const float4*>(x + i * kUnit));
+            r.b[i] = __ldg(reinterpret_cast<const float4*>(x + i * kUnit + 16));
         }
+        return r;
     }
+    __device__ static float term(const QuadWords<T>& q, const X& x, int tig) {
+        float parts[4];
 #pragma unroll
-    for (int j = 0; j < RPW; ++j)
-#pragma unroll
-        for (int t = 0; t < MaxVec; ++t) {
-            float s = acc[j][t];
-#pragma unroll
-            for (int off = 16; off > 0; off /= 2) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, off));
-            if (lane == t && t < nv && row0 + j < p.n_out) p.y[static_cast<size_t>(v0 + t) * p.n_out + row0 + j] = s;
-        }
-}
+        for (int i = 0; i < 4; ++i) parts[i] = f32_partial(q, i, x.a[i], x.b[i]);
+        return __fmul_rn(f32_unit_scale(q, tig), quad_reduce(parts, tig));
+    }
+};
 
-template <TensorType T, int RPW, int WPB, int MaxVec, int U>
-void launch_f32_n(const F32Params& p, cudaStream_t stream) {
-    const dim3 grid((p.n_out + RPW * WPB - 1) / (RPW * WPB), (p.n_vec + MaxVec - 1) / MaxVec);
-    launch_kernel("q8 f32_rows_kernel", f32_rows_kernel<T, RPW, WPB, MaxVec, U>,
-                  LaunchShape{grid, dim3(WPB * 32), 0, stream}, p);
-}
-
-// MaxVec from n_vec (1, 2, 4 or 8 vectors per block).
 template <TensorType T, int RPW, int WPB, int U>
 void launch_f32(const F32Params& p, cudaStream_t stream) {
-    const int n = p.n_vec;
-    if (n == 1) return launch_f32_n<T, RPW, WPB, 1, U>(p, stream);
-    if (n == 2) return launch_f32_n<T, RPW, WPB, 2, U>(p, stream);
-    if (n <= 4) return launch_f32_n<T, RPW, WPB, 4, U>(p, stream);
-    launch_f32_n<T, RPW, WPB, 8, U>(p, stream);
+    launch_rows_ops<F32RowsOps<T>, RPW, WPB, U>("q8 f32_rows_kernel", p, stream);
 }
 
 }  // namespace loom::kernels::q8
