@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/launch.cuh"
 #include "kernels/q8_layout.h"
@@ -175,6 +176,12 @@ struct Q8RowsOps {
         uint32_t w[8];
         XMeta m;
     };
+    template <int MaxVec>
+    using Weights = QuadWords<T>;
+    template <int MaxVec>
+    __device__ static QuadWords<T> prepare(const QuadWords<T>& q) {
+        return q;
+    }
     __device__ static X load(const Params& p, int gq, int v, int tig) {
         X x;
         load_x8(p.xq, p.n_in, v, gq, tig, x.w);
@@ -215,13 +222,16 @@ __global__ void __launch_bounds__(WPB * 32) rows_kernel(const typename Ops::Para
         for (int u = 0; u < U; ++u) {
             const int gq = min((pass + u) * 8 + lane / 4, n_quads - 1);
             const bool live = (pass + u) * 32 + lane < p.w.n_units;
+            typename Ops::template Weights<MaxVec> w[RPW];
+#pragma unroll
+            for (int j = 0; j < RPW; ++j) w[j] = Ops::template prepare<MaxVec>(q[u][j]);
 #pragma unroll
             for (int t = 0; t < MaxVec; ++t) {
                 if (t < nv) {
                     const typename Ops::X x = Ops::load(p, gq, v0 + t, tig);
 #pragma unroll
                     for (int j = 0; j < RPW; ++j) {
-                        const float term = Ops::term(q[u][j], x, tig);
+                        const float term = Ops::term(w[j], x, tig);
                         if (live) acc[j][t] = __fadd_rn(acc[j][t], term);
                     }
                 }
@@ -442,30 +452,46 @@ __device__ __forceinline__ int signed_byte(uint32_t w, int e, int offset) {
     return static_cast<int>((w >> (8 * e)) & 0xFFu) - offset;
 }
 
-// Lane's partial of unit i (its 8 elements against f32 x), scales inside where they differ per lane's
-// elements; the owner multiplies by f32_unit_scale after quad_reduce.
+// A lane's 8 weights of one unit as the exact floats f32_partial multiplies (the raw quants less the type's
+// offset): converted once per quad where a block serves several vectors.
+struct F32Unit {
+    float lo[4], hi[4];  // elements 4 tig .. + 3 and 16 + 4 tig .. + 3
+};
+
 template <TensorType T>
-__device__ __forceinline__ float f32_partial(const QuadWords<T>& q, int i, float4 xa, float4 xb) {
+__device__ __forceinline__ F32Unit f32_unit_weights(const QuadWords<T>& q, int i) {
     uint32_t lo, hi;
     unit_bytes(q, i, lo, hi);
-    const float xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
     const int off = T == TensorType::Q4_0 ? 8 : T == TensorType::Q6_K ? 32 : 0;
-    float pl = 0, ph = 0, px = 0;
+    F32Unit w;
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
         int a = signed_byte(lo, e, off), b = signed_byte(hi, e, off);
         if constexpr (T == TensorType::Q8_0) a = static_cast<int8_t>(a), b = static_cast<int8_t>(b);
-        pl = __fmaf_rn(static_cast<float>(a), xs[e], pl);
-        ph = __fmaf_rn(static_cast<float>(b), xs[4 + e], ph);
+        w.lo[e] = static_cast<float>(a);
+        w.hi[e] = static_cast<float>(b);
+    }
+    return w;
+}
+
+// Lane's partial of a unit (its 8 weights w against f32 x; um, sm: the unit's scale words), scales inside
+// where they differ per lane's elements; the owner multiplies by f32_unit_scale after quad_reduce.
+template <TensorType T>
+__device__ __forceinline__ float f32_partial(const F32Unit& w, uint32_t um, uint32_t sm, float4 xa, float4 xb) {
+    const float xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+    float pl = 0, ph = 0, px = 0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        pl = __fmaf_rn(w.lo[e], xs[e], pl);
+        ph = __fmaf_rn(w.hi[e], xs[4 + e], ph);
         if constexpr (T == TensorType::Q4_K) px = __fadd_rn(__fadd_rn(px, xs[e]), xs[4 + e]);
     }
-    const uint32_t um = unit_um(q, i);
     if constexpr (T == TensorType::Q6_K)
         return __fadd_rn(__fmul_rn(static_cast<float>(static_cast<int8_t>(um & 0xFFu)), pl),
                          __fmul_rn(static_cast<float>(static_cast<int8_t>(um >> 8)), ph));
     if constexpr (T == TensorType::Q4_K) {
-        const float dsc = __fmul_rn(half_bits(static_cast<uint16_t>(q.sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
-        const float dmn = __fmul_rn(half_bits(static_cast<uint16_t>(q.sm >> 16)), static_cast<float>(um >> 8));
+        const float dsc = __fmul_rn(half_bits(static_cast<uint16_t>(sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
+        const float dmn = __fmul_rn(half_bits(static_cast<uint16_t>(sm >> 16)), static_cast<float>(um >> 8));
         return __fsub_rn(__fmul_rn(dsc, __fadd_rn(pl, ph)), __fmul_rn(dmn, px));
     }
     return __fadd_rn(pl, ph);
@@ -497,11 +523,37 @@ struct F32RowsOps {
         }
         return r;
     }
+    // At more than one vector a row's quad is converted once for all of them (rows_kernel's prepare): the
+    // conversion otherwise repeats per vector, several integer operations and a convert per FMA.
+    struct Converted {
+        QuadWords<T> q;
+        F32Unit u[4];
+    };
+    template <int MaxVec>
+    using Weights = std::conditional_t<(MaxVec > 1), Converted, QuadWords<T>>;
+    template <int MaxVec>
+    __device__ static Weights<MaxVec> prepare(const QuadWords<T>& q) {
+        if constexpr (MaxVec > 1) {
+            Converted c{q, {}};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) c.u[i] = f32_unit_weights(q, i);
+            return c;
+        } else {
+            return q;
+        }
+    }
     __device__ static float term(const QuadWords<T>& q, const X& x, int tig) {
         float parts[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) parts[i] = f32_partial(q, i, x.a[i], x.b[i]);
+        for (int i = 0; i < 4; ++i)
+            parts[i] = f32_partial<T>(f32_unit_weights(q, i), unit_um(q, i), q.sm, x.a[i], x.b[i]);
         return __fmul_rn(f32_unit_scale(q, tig), quad_reduce(parts, tig));
+    }
+    __device__ static float term(const Converted& c, const X& x, int tig) {
+        float parts[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) parts[i] = f32_partial<T>(c.u[i], unit_um(c.q, i), c.q.sm, x.a[i], x.b[i]);
+        return __fmul_rn(f32_unit_scale(c.q, tig), quad_reduce(parts, tig));
     }
 };
 
