@@ -263,26 +263,38 @@ __device__ __forceinline__ void mma_k16(int (&c)[4], uint32_t a0, uint32_t a1, u
                  : "r"(a0), "r"(a1), "r"(b0), "r"(0));
 }
 
-// Integer dot products of unit i for the 16 rows (quads qa: row g, qb: row g + 8) and 8 vectors (x
-// words xw of vector g): c[0..1] = row g, vectors 2 tig, 2 tig + 1; c[2..3] = row g + 8.
-template <TensorType T>
-__device__ __forceinline__ void mma_unit(int (&c)[4], const QuadWords<T>& qa, const QuadWords<T>& qb, int i,
-                                         const uint32_t (&xw)[8]) {
+// Unit i of the 16 rows an MMA covers (quads qa: row g, qb: row g + 8) as the A fragment takes it: the raw
+// quant bytes (lo: elements 4 tig .., hi: 16 + 4 tig ..) and Q6_K's int8 scales, the same for every vector tile.
+struct UnitFrag {
     uint32_t la, ha, lb, hb;
-    unit_bytes(qa, i, la, ha);
-    unit_bytes(qb, i, lb, hb);
+    uint32_t ua, ub;  // Q6_K: the rows' scale words
+};
+
+template <TensorType T>
+__device__ __forceinline__ UnitFrag unit_frag(const QuadWords<T>& qa, const QuadWords<T>& qb, int i) {
+    UnitFrag f;
+    unit_bytes(qa, i, f.la, f.ha);
+    unit_bytes(qb, i, f.lb, f.hb);
+    f.ua = unit_um(qa, i);
+    f.ub = unit_um(qb, i);
+    return f;
+}
+
+// Integer dot products of unit i (fragment f) for the 16 rows and 8 vectors (x words xw of vector g):
+// c[0..1] = row g, vectors 2 tig, 2 tig + 1; c[2..3] = row g + 8.
+template <TensorType T>
+__device__ __forceinline__ void mma_unit(int (&c)[4], const UnitFrag& f, int i, const uint32_t (&xw)[8]) {
     if constexpr (T == TensorType::Q6_K) {
         int cl[4], ch[4];
-        mma_k16(cl, la, lb, xw[2 * i]);
-        mma_k16(ch, ha, hb, xw[2 * i + 1]);
-        const uint32_t ua = unit_um(qa, i), ub = unit_um(qb, i);
+        mma_k16(cl, f.la, f.lb, xw[2 * i]);
+        mma_k16(ch, f.ha, f.hb, xw[2 * i + 1]);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t um = k < 2 ? ua : ub;
+            const uint32_t um = k < 2 ? f.ua : f.ub;
             c[k] = static_cast<int8_t>(um & 0xFFu) * cl[k] + static_cast<int8_t>(um >> 8) * ch[k];
         }
     } else {
-        mma_k32(c, la, lb, ha, hb, xw[2 * i], xw[2 * i + 1]);
+        mma_k32(c, f.la, f.lb, f.ha, f.hb, xw[2 * i], xw[2 * i + 1]);
     }
 }
 
@@ -306,30 +318,41 @@ __global__ void __launch_bounds__(kMmaWarps * 32) mma_kernel(const ProductParams
 #pragma unroll
             for (int h = 0; h < 2; ++h)
                 load_quad<T>(p.w, min(row_base + 16 * m + g + 8 * h, p.n_out - 1), gq, tig, q[m][h]);
+        // What depends on the weights alone, formed once for every vector tile: the fragments and the
+        // rows' unit factors (per row h of the pair, unit i).
+        UnitFrag frag[MT][4];
+        UnitRowFactors rf[MT][2][4];
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                frag[m][i] = unit_frag(q[m][0], q[m][1], i);
+#pragma unroll
+                for (int h = 0; h < 2; ++h) rf[m][h][i] = unit_row_factors<T>(unit_um(q[m][h], i), q[m][h].sm);
+            }
 #pragma unroll
         for (int n = 0; n < NT; ++n) {
-            const int vec = vec_base + 8 * n;
-            uint32_t xw[8] = {};
-            if (vec + g < p.n_vec) load_x8(p.xq, p.n_in, vec + g, gq, tig, xw);
-            XMeta xm[2][4] = {};
+            // Vectors past n_vec read the last one (clamped, no branches): their columns are not stored, and
+            // an MMA column depends on its own vector only.
+            const int vec = vec_base + 8 * n, last = p.n_vec - 1;
+            uint32_t xw[8];
+            load_x8(p.xq, p.n_in, min(vec + g, last), gq, tig, xw);
+            UnitXFactors xf[2][4];  // vectors 2 tig + c, unit i: formed once for the tile's rows
 #pragma unroll
             for (int c = 0; c < 2; ++c)
 #pragma unroll
                 for (int i = 0; i < 4; ++i)
-                    if (vec + 2 * tig + c < p.n_vec)
-                        xm[c][i] = load_xmeta(p.xm, p.w.n_units, vec + 2 * tig + c, 4 * gq + i);
+                    xf[c][i] =
+                        unit_x_factors<T>(load_xmeta(p.xm, p.w.n_units, min(vec + 2 * tig + c, last), 4 * gq + i));
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
                 for (int m = 0; m < MT; ++m) {
                     int c[4];
-                    mma_unit<T>(c, q[m][0], q[m][1], i, xw);
+                    mma_unit<T>(c, frag[m][i], i, xw);
 #pragma unroll
-                    for (int k = 0; k < 4; ++k) {
-                        const QuadWords<T>& qr = q[m][k / 2];
-                        acc[m][n][i][k] =
-                            __fadd_rn(acc[m][n][i][k], unit_term<T>(c[k], unit_um(qr, i), qr.sm, xm[k % 2][i]));
-                    }
+                    for (int k = 0; k < 4; ++k)
+                        acc[m][n][i][k] = __fadd_rn(acc[m][n][i][k], unit_term<T>(c[k], rf[m][k / 2][i], xf[k % 2][i]));
                 }
         }
     }

@@ -166,30 +166,64 @@ struct XMeta {
 };
 static_assert(sizeof(XMeta) == 8);
 
-// The term of one unit from its exact integer dot product `dot` (Σ q·xq over the raw quants; Q6_K:
-// sa·Σ_lo + sb·Σ_hi with its two 16-element int8 scales). um: the unit's scale word (fp16 d; Q4_1:
-// d | m << 16; Q4_K/Q5_K: sc | m << 8; Q6_K: the two int8 scales), sm: its super-block's word (Q4_K/Q5_K:
-// d | dmin << 16; Q6_K: d).
+// unit_term's factors of the weights' unit alone (um, sm) and of x's unit alone, so a kernel that meets one
+// unit of weights with many vectors, or one of x with many rows (the MMA kernel), forms each once. d: the
+// unit's scale (Q4_K/Q5_K: d·sc); m: Q4_1's min, Q4_K/Q5_K's dmin·mn; sa, sb: Q6_K's two int8 scales.
+struct UnitRowFactors {
+    float d, m;
+    int sa, sb;
+};
+// d: x's scale; s: float(sa + sb); sa, sb: the sums of its int8 halves; off: Q4_0's 8 (sa + sb), Q5_0's 16.
+struct UnitXFactors {
+    float d, s;
+    int sa, sb, off;
+};
+
 template <TensorType T>
-LOOM_Q8_HD inline float unit_term(int dot, uint32_t um, uint32_t sm, XMeta x) {
-    if constexpr (T == TensorType::Q4_0 || T == TensorType::Q5_0) {
-        const int i = dot - (T == TensorType::Q4_0 ? 8 : 16) * (x.sa + x.sb);
-        return fmul(fmul(half_bits(static_cast<uint16_t>(um)), x.d), static_cast<float>(i));
-    } else if constexpr (T == TensorType::Q8_0) {
-        return fmul(fmul(half_bits(static_cast<uint16_t>(um)), x.d), static_cast<float>(dot));
+LOOM_Q8_HD inline UnitRowFactors unit_row_factors(uint32_t um, uint32_t sm) {
+    if constexpr (T == TensorType::Q4_0 || T == TensorType::Q5_0 || T == TensorType::Q8_0) {
+        return {half_bits(static_cast<uint16_t>(um)), 0.0f, 0, 0};
     } else if constexpr (T == TensorType::Q4_1) {
-        const float d = half_bits(static_cast<uint16_t>(um & 0xFFFFu)), m = half_bits(static_cast<uint16_t>(um >> 16));
-        return fmul(x.d, fadd(fmul(d, static_cast<float>(dot)), fmul(m, static_cast<float>(x.sa + x.sb))));
+        return {half_bits(static_cast<uint16_t>(um & 0xFFFFu)), half_bits(static_cast<uint16_t>(um >> 16)), 0, 0};
     } else if constexpr (T == TensorType::Q4_K || T == TensorType::Q5_K) {
-        const float dsc = fmul(half_bits(static_cast<uint16_t>(sm & 0xFFFFu)), static_cast<float>(um & 0xFFu));
-        const float dmn = fmul(half_bits(static_cast<uint16_t>(sm >> 16)), static_cast<float>(um >> 8));
-        return fmul(x.d, fsub(fmul(dsc, static_cast<float>(dot)), fmul(dmn, static_cast<float>(x.sa + x.sb))));
+        return {fmul(half_bits(static_cast<uint16_t>(sm & 0xFFFFu)), static_cast<float>(um & 0xFFu)),
+                fmul(half_bits(static_cast<uint16_t>(sm >> 16)), static_cast<float>(um >> 8)), 0, 0};
     } else {
         static_assert(T == TensorType::Q6_K, "q8 family: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K");
-        const int sa = static_cast<int8_t>(um & 0xFFu), sb = static_cast<int8_t>(um >> 8);
-        const int i = dot - 32 * (sa * x.sa + sb * x.sb);
-        return fmul(fmul(half_bits(static_cast<uint16_t>(sm)), x.d), static_cast<float>(i));
+        return {half_bits(static_cast<uint16_t>(sm)), 0.0f, static_cast<int8_t>(um & 0xFFu),
+                static_cast<int8_t>(um >> 8)};
     }
+}
+
+template <TensorType T>
+LOOM_Q8_HD inline UnitXFactors unit_x_factors(XMeta x) {
+    const int offset = T == TensorType::Q4_0 ? 8 : T == TensorType::Q5_0 ? 16 : 0;
+    return {x.d, static_cast<float>(x.sa + x.sb), x.sa, x.sb, offset * (x.sa + x.sb)};
+}
+
+// The term of one unit from its exact integer dot product `dot` (Σ q·xq over the raw quants; Q6_K:
+// sa·Σ_lo + sb·Σ_hi with its two 16-element int8 scales) and the two units' factors.
+template <TensorType T>
+LOOM_Q8_HD inline float unit_term(int dot, const UnitRowFactors& r, const UnitXFactors& x) {
+    if constexpr (T == TensorType::Q4_0 || T == TensorType::Q5_0) {
+        return fmul(fmul(r.d, x.d), static_cast<float>(dot - x.off));
+    } else if constexpr (T == TensorType::Q8_0) {
+        return fmul(fmul(r.d, x.d), static_cast<float>(dot));
+    } else if constexpr (T == TensorType::Q4_1) {
+        return fmul(x.d, fadd(fmul(r.d, static_cast<float>(dot)), fmul(r.m, x.s)));
+    } else if constexpr (T == TensorType::Q4_K || T == TensorType::Q5_K) {
+        return fmul(x.d, fsub(fmul(r.d, static_cast<float>(dot)), fmul(r.m, x.s)));
+    } else {
+        const int i = dot - 32 * (r.sa * x.sa + r.sb * x.sb);
+        return fmul(fmul(r.d, x.d), static_cast<float>(i));
+    }
+}
+
+// The same from the words: um, the unit's scale word (fp16 d; Q4_1: d | m << 16; Q4_K/Q5_K: sc | m << 8;
+// Q6_K: the two int8 scales), sm, its super-block's word (Q4_K/Q5_K: d | dmin << 16; Q6_K: d).
+template <TensorType T>
+LOOM_Q8_HD inline float unit_term(int dot, uint32_t um, uint32_t sm, XMeta x) {
+    return unit_term<T>(dot, unit_row_factors<T>(um, sm), unit_x_factors<T>(x));
 }
 
 // The slots' final sum; equals a warp butterfly (lane s adds lane s ^ off, off = 16 .. 1) bit for bit.
