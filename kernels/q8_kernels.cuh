@@ -1,8 +1,7 @@
-// The q8 family's device code as templates (CUDA code only): lane loads of the repacked streams, the dp4a
-// rows kernel, the int8 MMA kernel, the x quantization (plain, normed, or of SwiGLU), and the f32 family's
-// rows kernel (the same weights against unquantized x). q8_matmul.cu
-// instantiates one configuration of each; bench/matvec_dev sweeps others. The lane loaders also run on the
-// host, for the lane-mapping check.
+// The q8 family's device code as templates (CUDA code only): lane loads of the repacked streams, the rows
+// kernel (dp4a against int8 x, or the f32 family's: the same weights against unquantized x), the int8 MMA
+// kernel and the x quantization (plain, normed, or of SwiGLU). q8_matmul.cu instantiates one configuration
+// of each; bench/matvec_dev sweeps others. The lane loaders also run on the host, for the lane-mapping check.
 #pragma once
 
 #include <cuda_runtime.h>
