@@ -1,7 +1,7 @@
 // End-to-end step timings of the CUDA backend on a real model file: batch-1 decode, batched decode
 // (aggregate tokens/s), decode at 4k-32k positions of context, and prompt prefill, next to the
 // bandwidth floor of reading the weights once per step. The model comes from LOOM_BENCH_MODEL; without it (or a GPU)
-// the program says so and exits 0.
+// the program says so and exits 0. LOOM_BENCH_BATCH_INVARIANT=1 times the backend's batch-invariant mode.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -24,6 +24,7 @@ constexpr int kPrompt = 512;
 constexpr int kTokensPerSequence = 1024;  // decode positions before a sequence is closed and reopened
 
 struct Bench {
+    bool batch_invariant = false;
     std::unique_ptr<gguf::File> file;
     std::unique_ptr<engine::Backend> backend;
     double copy_gbps = 0;
@@ -52,7 +53,8 @@ engine::Backend& long_context_backend() {
     static const std::unique_ptr<engine::Backend> backend = engine::make_backend(
         "cuda", *g.file,
         {.n_ctx = kLongCtx + kLongMargin + 16,
-         .limits = {.max_seqs = kMaxSeqs, .kv_tokens = kMaxSeqs * (4096 + kLongMargin + 16), .max_batch_tokens = 512}});
+         .limits = {.max_seqs = kMaxSeqs, .kv_tokens = kMaxSeqs * (4096 + kLongMargin + 16), .max_batch_tokens = 512},
+         .batch_invariant = g.batch_invariant});
     return *backend;
 }
 
@@ -90,13 +92,17 @@ int main(int argc, char** argv) {
         std::printf("decode_bench: no usable CUDA device (%s); nothing to run\n", inv.error.c_str());
         return 0;
     }
+    const char* invariant = std::getenv("LOOM_BENCH_BATCH_INVARIANT");
+    g.batch_invariant = invariant && std::string(invariant) == "1";
     g.file = std::make_unique<gguf::File>(gguf::File::open(model));
-    g.backend = engine::make_backend("cuda", *g.file, {.n_ctx = kCtx, .limits = {kMaxSeqs, 0, kPrompt + kMaxSeqs}});
+    g.backend = engine::make_backend(
+        "cuda", *g.file,
+        {.n_ctx = kCtx, .limits = {kMaxSeqs, 0, kPrompt + kMaxSeqs}, .batch_invariant = g.batch_invariant});
     g.copy_gbps = engine::measure_copy_bandwidth_gbps(*g.backend);
     g.weight_bytes = engine::weight_bytes(*g.backend);
-    std::printf("decode_bench: %s on %s; copy bandwidth %.0f GB/s; weights %.1f MB -> floor %.3f ms per step\n", model,
-                g.backend->device().c_str(), g.copy_gbps, g.weight_bytes / 1e6,
-                engine::floor_ms(g.weight_bytes, g.copy_gbps));
+    std::printf("decode_bench: %s on %s%s; copy bandwidth %.0f GB/s; weights %.1f MB -> floor %.3f ms per step\n",
+                model, g.backend->device().c_str(), g.batch_invariant ? " (batch-invariant mode)" : "", g.copy_gbps,
+                g.weight_bytes / 1e6, engine::floor_ms(g.weight_bytes, g.copy_gbps));
     for (const int batch : {1, 8, 32})
         benchmark::RegisterBenchmark("decode/batch", BM_decode)
             ->Arg(batch)

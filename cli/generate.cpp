@@ -38,6 +38,7 @@ struct Options {
     bool json = false;
     std::string dump_layers;
     std::string kv_type;  // empty: engine::default_kv_cache_type for the backend and model
+    bool batch_invariant = false;
 };
 
 std::vector<int32_t> build_prompt(const Options& o, const gguf::File& file, const tokenizer::Tokenizer& tok) {
@@ -78,7 +79,8 @@ int run(const Options& o) {
         o.backend, file,
         {.n_ctx = o.ctx,
          .threads = o.threads,
-         .kv_type = o.kv_type.empty() ? std::nullopt : std::optional(engine::parse_kv_cache_type(o.kv_type))});
+         .kv_type = o.kv_type.empty() ? std::nullopt : std::optional(engine::parse_kv_cache_type(o.kv_type)),
+         .batch_invariant = o.batch_invariant});
     engine::Backend& backend = *backend_ptr;
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<int32_t> prompt = build_prompt(o, file, tok);
@@ -103,6 +105,7 @@ int run(const Options& o) {
     if (o.json) {
         const nlohmann::json j = {{"backend", backend.name()},
                                   {"device", backend.device()},
+                                  {"batch_invariant", backend.batch_invariant()},
                                   {"model", o.model},
                                   {"prompt_ids", prompt},
                                   {"ids", r.ids},
@@ -146,6 +149,9 @@ void register_generate(CLI::App& app, int& exit_code) {
                     "KV cache values: f32 (reference-grade) or f16 (cuda only); default f32 for F32/F16/BF16 "
                     "matrices, f16 for quantized ones")
         ->check(CLI::IsMember({"f16", "f32"}));
+    cmd->add_flag("--batch-invariant", o->batch_invariant,
+                  "The prompt through the decode kernels too: the same bits however it is chunked (cuda; slower "
+                  "prefill; cpu always is)");
     add_sampling_flags(*cmd, o->sampling);
     cmd->add_option("--stop", o->stop, "Stop string (repeatable); not part of the output");
     cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-generation tokens");

@@ -63,6 +63,9 @@ public:
     virtual int n_ctx() const = 0;             // positions one sequence may hold
     virtual int max_batch_tokens() const = 0;  // tokens one sampling step may carry in total
     virtual KvCapacity kv_capacity() const = 0;
+    // Whether a position's logits are the same bits however it was batched or chunked (the cpu backend
+    // always; cuda when built with BackendOptions::batch_invariant).
+    virtual bool batch_invariant() const = 0;
 
     // Runs every entry's tokens, stores their K/V where the entry's table says, and samples where
     // asked (outputs in entry order), or fills plan.logits. Throws RequestError before computing

@@ -81,7 +81,8 @@ std::unique_ptr<Backend> build(std::string_view kind, const gguf::File& file, co
     if (kind == "cuda")
         return std::make_unique<cuda::CudaBackend>(
             file, o.n_ctx, o.device, o.limits, o.cuda_graphs,
-            o.kv_type.value_or(default_kv_cache_type(kind, file)) == KvCacheType::f32, o.on_load_step);
+            o.kv_type.value_or(default_kv_cache_type(kind, file)) == KvCacheType::f32, o.batch_invariant,
+            o.on_load_step);
 #endif
     throw RequestError("backend", not_built(kind));
 }

@@ -38,6 +38,10 @@ struct BackendOptions {
     int device = 0;                                     // cuda: the device index
     bool cuda_graphs = true;                            // cuda: replay decode-only steps from CUDA graphs
     std::optional<KvCacheType> kv_type = std::nullopt;  // unset: default_kv_cache_type(kind, file)
+    // cuda: run every token as a decode row, prefill ones included, so a position's logits are the same bits
+    // whether it came in a prefill chunk of any size or a decode step, alone or beside other sequences (issue
+    // 16; docs/PERFORMANCE.md: prefill is several times slower). The cpu backend is invariant anyway.
+    bool batch_invariant = false;
     // Told each load step as it happens (engine/load_step.h); cuda keeps it for its graph captures,
     // so what it captures must outlive the backend.
     LoadCallback on_load_step{};

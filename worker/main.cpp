@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
                    "What the KV cache stores: f32 (reference-grade, twice the memory) or f16 (cuda only). Default: "
                    "f32 when the model's matrices are F32/F16/BF16, f16 when they are quantized; cpu always f32")
         ->check(CLI::IsMember({"f16", "f32"}));
+    app.add_flag("--batch-invariant", o.batch_invariant,
+                 "Every token through the decode kernels, prompts included: a position's logits are the same bits "
+                 "however requests were batched or chunked (cuda; prefill several times slower; cpu always is)");
     app.add_option("--backend", o.backend, "cuda (default) or cpu (the reference backend; only when named)")
         ->check(CLI::IsMember({"cuda", "cpu"}));
     app.add_option("--host", o.host, "Address to listen on (default 127.0.0.1)");

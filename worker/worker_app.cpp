@@ -318,6 +318,7 @@ struct WorkerApp::State {
                   {"compute_capability", compute_capability.empty() ? json(nullptr) : json(compute_capability)},
                   {"memory", memory.where},
                   {"kv_cache_type", kv_cache_type},
+                  {"batch_invariant", backend->batch_invariant()},
                   {"vram_bytes", vram},
                   {"residency_verified", memory.device_resident},
                   {"context_size", n_ctx},
@@ -500,7 +501,8 @@ struct WorkerApp::State {
         engine::BackendOptions options{
             .n_ctx = o.ctx,
             .limits = {.max_seqs = o.max_seqs, .kv_tokens = o.kv_tokens, .vram_budget = o.vram_budget},
-            .device = std::max(gpu.index, 0)};
+            .device = std::max(gpu.index, 0),
+            .batch_invariant = o.batch_invariant};
         options.on_load_step = [](const engine::LoadStep& step) {  // the upload's progress at debug level
             const bool partial = step.kind == engine::LoadStep::Kind::weights && step.bytes < step.total;
             log()->log(partial ? spdlog::level::debug : spdlog::level::info, "load: {}", engine::describe(step));
@@ -534,6 +536,7 @@ struct WorkerApp::State {
         std::string out = engine::describe(plan) + " reserved, the " + kv_cache_type + " KV cache for " +
                           std::to_string(int64_t{kv.blocks} * kv.block_tokens) + " tokens";
         if (o.vram_budget > 0) out += ", within a budget of " + engine::mib(o.vram_budget);
+        if (backend->batch_invariant()) out += "; batch-invariant numerics";
         return out;
     }
 

@@ -24,6 +24,7 @@ struct WorkerOptions {
     int kv_tokens = 0;             // positions in the shared KV cache; 0: max_seqs * ctx, or what the budget leaves
     std::string kv_type;           // "f16" or "f32" (cuda; cpu is always f32); empty: engine::default_kv_cache_type
     std::string backend = "cuda";  // "cuda" or "cpu"; never a fallback from one to the other
+    bool batch_invariant = false;  // cuda: engine::BackendOptions::batch_invariant (cpu is invariant anyway)
     std::string host = "127.0.0.1";
     int port = 8000;
     int ctx = 0;  // 0: the model's context

@@ -27,6 +27,7 @@ public:
     int n_ctx() const override;
     int max_batch_tokens() const override;
     KvCapacity kv_capacity() const override;
+    bool batch_invariant() const override { return true; }  // one order per row, whatever the step holds
     // Entries run one after another (each a full forward pass); the CPU Sampler picks the tokens.
     std::vector<BatchOutput> execute(const StepPlan& plan) override;
     MemoryReport memory() const override;

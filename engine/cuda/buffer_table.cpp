@@ -44,7 +44,7 @@ ArenaLayout lay_out(std::span<const BufferSpec> buffers, uint64_t alignment) {
 }
 
 WorkspaceTable workspace_table(const ModelConfig& c, const WorkspaceShape& s) {
-    const int64_t M = s.max_tokens, S = s.max_seqs;
+    const int64_t M = s.max_tokens, D = s.decode_rows;
     const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.n_ff;
     WorkspaceTable t;
     t[index(Ws::step)] = {"step", Elem::i32, s.step_ints};
@@ -59,10 +59,10 @@ WorkspaceTable workspace_table(const ModelConfig& c, const WorkspaceShape& s) {
     t[index(Ws::act)] = f32("act", M * ff);
     t[index(Ws::logits)] = f32("logits", int64_t{s.logits_rows} * c.n_vocab);
     t[index(Ws::attn_ws)] = f32("attn_ws", s.attn_ws_floats);
-    t[index(Ws::xw)] = f32("xw", S * d);
-    t[index(Ws::norm_sums)] = f32("norm_sums", S * kernels::norm_partial_count(c.n_embd));
+    t[index(Ws::xw)] = f32("xw", D * d);
+    t[index(Ws::norm_sums)] = f32("norm_sums", D * kernels::norm_partial_count(c.n_embd));
     t[index(Ws::attn_counters)] = {"attn_counters", Elem::u32,
-                                   kernels::decode_attention_counters(s.max_seqs, c.n_head)};
+                                   kernels::decode_attention_counters(s.decode_rows, c.n_head)};
     t[index(Ws::q8_x)] = bytes("q8_x", kernels::q8_xq_bytes(static_cast<int>(M), s.q8_width));
     t[index(Ws::q8_meta)] =
         bytes("q8_meta", kernels::q8_xmeta_count(static_cast<int>(M), s.q8_width) * sizeof(kernels::q8::XMeta));

@@ -55,8 +55,8 @@ enum class Ws {
     act,            // f32: SwiGLU output, (max_tokens, n_ff)
     logits,         // f32: (logits_rows, n_vocab)
     attn_ws,        // f32: decode attention's split partials
-    xw,             // f32: decode rows' fused norm inputs, (max_seqs, n_embd)
-    norm_sums,      // f32: their square sums, (max_seqs, norm_partial_count(n_embd))
+    xw,             // f32: decode rows' fused norm inputs, (decode_rows, n_embd)
+    norm_sums,      // f32: their square sums, (decode_rows, norm_partial_count(n_embd))
     attn_counters,  // u32: decode attention's split arrivals
     q8_x,           // bytes: rows quantized for the q8 products, (max_tokens, widest input) int8
     q8_meta,        // bytes: their per-32 scales, (max_tokens, widest input / 32) q8::XMeta
@@ -73,6 +73,7 @@ constexpr std::size_t index(Ws w) { return static_cast<std::size_t>(w); }
 struct WorkspaceShape {
     int max_tokens = 0;  // rows per pass
     int max_seqs = 0;
+    int decode_rows = 0;  // decode rows a pass may hold: max_seqs, or max_tokens in batch-invariant mode
     int logits_rows = 0;
     int64_t step_ints = 0;       // the staged step's int32 count
     int64_t attn_ws_floats = 0;  // kernels::decode_attention_workspace_floats

@@ -46,21 +46,23 @@ constexpr uint64_t kAlign = kernels::VramAllocator::kDefaultAlignment;
 // Rows of logits one projection produces: a step's sampled rows, or a slice of all_logits.
 constexpr int kMinLogitsRows = 64;
 
-// The int32 arrays one pass stages on the host and uploads in one copy. Offsets in ints.
+// The int32 arrays one pass stages on the host and uploads in one copy. Offsets in ints. max_decode: the
+// decode rows a pass may hold (max_seqs; max_tokens in batch-invariant mode, where every row is one).
 struct StepLayout {
-    int max_tokens = 0, max_seqs = 0, max_updates = 0;
-    int64_t ids() const { return 0; }                                // (max_tokens) token ids
-    int64_t positions() const { return max_tokens; }                 // (max_tokens) each token's position
-    int64_t token_slot() const { return 2 * int64_t{max_tokens}; }   // (max_tokens) its sequence slot
-    int64_t decode_slot() const { return 3 * int64_t{max_tokens}; }  // (max_seqs) slot of decode row r
-    int64_t decode_len() const { return decode_slot() + max_seqs; }  // (max_seqs) length incl. the new token
-    int64_t gather() const { return decode_len() + max_seqs; }       // (max_tokens) rows whose logits are wanted
-    int64_t updates() const { return gather() + max_tokens; }        // 1 + 2 * max_updates: block-table changes
+    int max_tokens = 0, max_decode = 0, max_updates = 0;
+    int64_t ids() const { return 0; }                                  // (max_tokens) token ids
+    int64_t positions() const { return max_tokens; }                   // (max_tokens) each token's position
+    int64_t token_slot() const { return 2 * int64_t{max_tokens}; }     // (max_tokens) its sequence slot
+    int64_t decode_slot() const { return 3 * int64_t{max_tokens}; }    // (max_decode) slot of decode row r
+    int64_t decode_len() const { return decode_slot() + max_decode; }  // (max_decode) length incl. its token
+    int64_t gather() const { return decode_len() + max_decode; }       // (max_tokens) rows whose logits are wanted
+    int64_t updates() const { return gather() + max_tokens; }          // 1 + 2 * max_updates: block-table changes
     int64_t total() const { return updates() + 1 + 2 * int64_t{max_updates}; }
 };
 
-// One forward pass: rows 0 .. n_decode-1 are decode tokens (one per sequence), the rest are
-// prefill parts; the final hidden states of rows gather[0 .. n_gather-1] are normed and projected.
+// One forward pass: rows 0 .. n_decode-1 are decode rows, the rest are prefill parts; the final hidden
+// states of rows gather[0 .. n_gather-1] are normed and projected. A decode row is a sequence's one new
+// token, or in batch-invariant mode any token, prefill ones included (prefill_rows: some are).
 struct Pass {
     struct Part {
         int row0, n, pos0, slot;
@@ -68,7 +70,10 @@ struct Pass {
     int n_rows = 0, n_decode = 0, n_gather = 0;
     int attn_len = 0;     // decode attention's grid bound: a power of two >= every decode row's length
     bool project = true;  // compute the gathered rows' logits (n_gather <= the logits buffer's rows)
+    bool prefill_rows = false;
     std::vector<Part> parts;
+    // Only sequences' new tokens: a step a CUDA graph of its batch size may replay.
+    bool decode_tokens_only() const { return parts.empty() && !prefill_rows; }
 };
 
 }  // namespace
@@ -82,6 +87,9 @@ struct CudaBackend::State {
     int max_seqs = 0;
     int logits_rows = 0;
     bool use_graphs = true;
+    // Every token a decode row, prefill ones too: one product and attention order per row whatever its
+    // step holds, so a position's logits do not depend on chunking or batch company (BackendOptions).
+    bool batch_invariant = false;
     cudaStream_t stream = nullptr;
     std::unique_ptr<kernels::VramAllocator> vram;
 
@@ -141,6 +149,7 @@ struct CudaBackend::State {
     }
 
     int32_t* host_ints() { return static_cast<int32_t*>(step_host.get()); }
+    int decode_rows() const { return batch_invariant ? max_tokens : max_seqs; }
 
     // The products of a pass. Decode rows go through matvec in groups of kMaxMatvecVectors with
     // the norms and residual adds fused in; each prefill part goes by itself (matvec up to
@@ -303,6 +312,17 @@ struct CudaBackend::State {
         }
     }
 
+    // Stages row r of `pass` as a decode row: `token` at `pos` of the sequence in `slot`.
+    void stage_decode_row(Pass& pass, int r, int32_t token, int pos, int slot) {
+        int32_t* host = host_ints();
+        host[layout.ids() + r] = token;
+        host[layout.positions() + r] = pos;
+        host[layout.token_slot() + r] = slot;
+        host[layout.decode_slot() + r] = slot;
+        host[layout.decode_len() + r] = pos + 1;
+        pass.attn_len = std::max(pass.attn_len, attention_bound(pos + 1));
+    }
+
     void upload_step(int n_updates) {
         host_ints()[layout.updates()] = n_updates;
         LOOM_CUDA_CHECK(cudaMemcpyAsync(step_dev, step_host.get(), workspace_buffers[index(Ws::step)].bytes(),
@@ -347,15 +367,17 @@ uint64_t CudaBackend::State::largest_gemm_workspace() const {
 // What the workspace table's sizes depend on, the kernels' and the sampler's scratch included.
 WorkspaceShape CudaBackend::State::workspace_shape() const {
     const int S = max_seqs;
-    return {.max_tokens = max_tokens,
-            .max_seqs = S,
-            .logits_rows = logits_rows,
-            .step_ints = layout.total(),
-            .attn_ws_floats = kernels::decode_attention_workspace_floats(S, cfg.n_head, cfg.head_dim, n_ctx),
-            .gemm_bytes = largest_gemm_workspace(),
-            .cublas_bytes = kernels::GemmContext::cublas_workspace_bytes(),
-            .sampler_bytes = CudaSampler::device_bytes(cfg.n_vocab, S, S * n_ctx, S * kMaxLogitBiasEntries),
-            .q8_width = q8_width};
+    return {
+        .max_tokens = max_tokens,
+        .max_seqs = S,
+        .decode_rows = decode_rows(),
+        .logits_rows = logits_rows,
+        .step_ints = layout.total(),
+        .attn_ws_floats = kernels::decode_attention_workspace_floats(decode_rows(), cfg.n_head, cfg.head_dim, n_ctx),
+        .gemm_bytes = largest_gemm_workspace(),
+        .cublas_bytes = kernels::GemmContext::cublas_workspace_bytes(),
+        .sampler_bytes = CudaSampler::device_bytes(cfg.n_vocab, S, S * n_ctx, S * kMaxLogitBiasEntries),
+        .q8_width = q8_width};
 }
 
 // Stage 2: every arena sized from its buffer table (the weights' regions, the workspace table, the
@@ -365,7 +387,7 @@ void CudaBackend::State::plan_arenas(const Uploads& up, const BatchLimits& limit
     const ModelConfig& c = cfg;
     const int M = max_tokens, S = max_seqs;
     table_stride = (n_ctx + kernels::kKvBlockTokens - 1) / kernels::kKvBlockTokens;
-    layout = StepLayout{M, S, M / kernels::kKvBlockTokens + 2 * S + 1};
+    layout = StepLayout{M, decode_rows(), M / kernels::kKvBlockTokens + 2 * S + 1};
     repack_staging_bytes = up.staging_bytes();
     for (const Repack& r : up.repacks) q8_width = std::max(q8_width, r.layout.n_in);
     workspace_buffers = workspace_table(c, workspace_shape());
@@ -464,13 +486,14 @@ void CudaBackend::State::fill_initial_buffers() {
 }
 
 CudaBackend::CudaBackend(const gguf::File& file, int n_ctx, int device, const BatchLimits& limits, bool cuda_graphs,
-                         bool kv_f32, LoadCallback on_load_step)
+                         bool kv_f32, bool batch_invariant, LoadCallback on_load_step)
     : s_(std::make_unique<State>(ModelConfig::from_gguf(file), n_ctx, limits)) {
     State& s = *s_;
     s.on_load_step = std::move(on_load_step);
     const ModelConfig& c = s.cfg;
     s.device = device;
     s.use_graphs = cuda_graphs;
+    s.batch_invariant = batch_invariant;
     s.kv_type = kv_f32 ? kernels::KvType::f32 : kernels::KvType::f16;
     if (c.rope_dim != c.head_dim)
         throw ModelError("cuda backend: rope_dim " + std::to_string(c.rope_dim) + " != head_dim " +
@@ -495,6 +518,7 @@ int CudaBackend::max_batch_tokens() const { return s_->max_tokens; }
 KvCapacity CudaBackend::kv_capacity() const {
     return {s_->kv_blocks, kernels::kKvBlockTokens, s_->max_seqs, kernels::kv_type_name(s_->kv_type)};
 }
+bool CudaBackend::batch_invariant() const { return s_->batch_invariant; }
 int CudaBackend::cuda_graphs_captured() const { return static_cast<int>(s_->decode_graphs.size()); }
 uint64_t CudaBackend::upload_bytes() const { return s_->upload_bytes; }
 double CudaBackend::upload_seconds() const { return s_->upload_seconds; }
@@ -627,7 +651,7 @@ void CudaBackend::State::project(int first, int n) {
 // Uploads the staged step and enqueues the pass: decode-only passes replay their batch size's
 // CUDA graph (captured on first use); others launch eagerly.
 void CudaBackend::State::run_pass(const Pass& pass, LayerObserver* observer) {
-    const bool graphable = use_graphs && !observer && pass.parts.empty() && pass.n_gather == pass.n_decode;
+    const bool graphable = use_graphs && !observer && pass.decode_tokens_only() && pass.n_gather == pass.n_decode;
     if (!graphable) {
         enqueue_layers(pass, observer);
         return;
@@ -675,22 +699,23 @@ void CudaBackend::State::run_logits(const StepPlan& plan) {
         int n_updates = 0;
         const int pos0 = e.pos0 + t0;
         s.stage_blocks(slot, e.blocks, pos0, pos0 + n, n_updates);
-        for (int i = 0; i < n; ++i) {
-            host[s.layout.ids() + i] = tokens[static_cast<size_t>(t0 + i)];
-            host[s.layout.positions() + i] = pos0 + i;
-            host[s.layout.token_slot() + i] = slot;
-        }
         // A single token is a decode row (decode attention, and a graph replay); longer runs are a
-        // prefill part. Every row is gathered when all_logits, else the last row only.
+        // prefill part, or decode rows in batch-invariant mode. Every row is gathered when all_logits,
+        // else the last row only.
         Pass pass;
         pass.n_rows = n;
         pass.project = false;
-        if (n == 1) {
-            pass.n_decode = 1;
-            pass.attn_len = s.attention_bound(pos0 + 1);
-            host[s.layout.decode_slot()] = slot;
-            host[s.layout.decode_len()] = pos0 + 1;
+        if (n == 1 || s.batch_invariant) {
+            for (int i = 0; i < n; ++i)
+                s.stage_decode_row(pass, i, tokens[static_cast<size_t>(t0 + i)], pos0 + i, slot);
+            pass.n_decode = n;
+            pass.prefill_rows = n > 1;
         } else {
+            for (int i = 0; i < n; ++i) {
+                host[s.layout.ids() + i] = tokens[static_cast<size_t>(t0 + i)];
+                host[s.layout.positions() + i] = pos0 + i;
+                host[s.layout.token_slot() + i] = slot;
+            }
             pass.parts.push_back({0, n, pos0, slot});
         }
         const bool last_chunk = t0 + n == T;
@@ -727,14 +752,8 @@ std::vector<BatchOutput> CudaBackend::State::run_step(const StepPlan& plan) {
         const PlanEntry& e = batch[i];
         if (e.tokens.size() != 1) continue;
         const int r = pass.n_decode++;
-        const int pos = e.pos0;
-        s.stage_blocks(e.seq, e.blocks, pos, pos + 1, n_updates);
-        host[L.ids() + r] = e.tokens[0];
-        host[L.positions() + r] = pos;
-        host[L.token_slot() + r] = e.seq;
-        host[L.decode_slot() + r] = e.seq;
-        host[L.decode_len() + r] = pos + 1;
-        pass.attn_len = std::max(pass.attn_len, s.attention_bound(pos + 1));
+        s.stage_blocks(e.seq, e.blocks, e.pos0, e.pos0 + 1, n_updates);
+        s.stage_decode_row(pass, r, e.tokens[0], e.pos0, e.seq);
         row_of_last[i] = r;
     }
     pass.n_rows = pass.n_decode;
@@ -744,20 +763,27 @@ std::vector<BatchOutput> CudaBackend::State::run_step(const StepPlan& plan) {
         const int n = static_cast<int>(e.tokens.size()), row0 = pass.n_rows;
         const int pos0 = e.pos0;
         s.stage_blocks(e.seq, e.blocks, pos0, pos0 + n, n_updates);
+        pass.n_rows += n;
+        row_of_last[i] = row0 + n - 1;
+        if (s.batch_invariant) {  // the prefill tokens as decode rows, after the decode entries'
+            for (int t = 0; t < n; ++t)
+                s.stage_decode_row(pass, row0 + t, e.tokens[static_cast<size_t>(t)], pos0 + t, e.seq);
+            pass.n_decode += n;
+            pass.prefill_rows = true;
+            continue;
+        }
         for (int t = 0; t < n; ++t) {
             host[L.ids() + row0 + t] = e.tokens[static_cast<size_t>(t)];
             host[L.positions() + row0 + t] = pos0 + t;
             host[L.token_slot() + row0 + t] = e.seq;
         }
         pass.parts.push_back({row0, n, pos0, e.seq});
-        pass.n_rows += n;
-        row_of_last[i] = row0 + n - 1;
     }
 
     // Logits rows: every decode row when the pass can replay a graph, else the sampled rows only.
     std::vector<SampleRequest> requests;
     std::vector<size_t> requested;  // batch index of each request
-    const bool decode_only = pass.parts.empty();
+    const bool decode_only = pass.decode_tokens_only();
     if (decode_only) {
         pass.n_gather = pass.n_decode;
         for (int r = 0; r < pass.n_decode; ++r) host[L.gather() + r] = r;

@@ -20,10 +20,12 @@ public:
     // before any allocation. Throws kernels::VramError (device too old, too little VRAM),
     // kernels::CudaError, or ModelError for a weight type no kernel handles or heads the attention
     // kernels do not (checked before anything is allocated). kv_f32: the KV cache stores f32 (twice
-    // the memory) instead of fp16. on_load_step hears the upload's progress and, later, each graph
-    // capture.
+    // the memory) instead of fp16. batch_invariant: every token a decode row, prefill ones included
+    // (BackendOptions::batch_invariant). on_load_step hears the upload's progress and, later, each
+    // graph capture.
     CudaBackend(const gguf::File& file, int n_ctx, int device = 0, const BatchLimits& limits = {},
-                bool cuda_graphs = true, bool kv_f32 = false, LoadCallback on_load_step = {});
+                bool cuda_graphs = true, bool kv_f32 = false, bool batch_invariant = false,
+                LoadCallback on_load_step = {});
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }
@@ -32,6 +34,7 @@ public:
     int n_ctx() const override;
     int max_batch_tokens() const override;
     KvCapacity kv_capacity() const override;
+    bool batch_invariant() const override;
     // A sampling plan: one pass over every entry's tokens (decode tokens first, then prefill
     // chunks), sampling on the GPU, one device-to-host copy of the sampled tokens, one stream
     // synchronisation. A logits plan: passes of up to max_batch_tokens tokens, the logits back in

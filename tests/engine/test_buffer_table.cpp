@@ -42,14 +42,14 @@ struct Case {
 // scratch (attention splits, GEMM, cuBLAS, sampler) as plausible counts, some zero.
 std::vector<Case> cases() {
     return {
-        {"stories260K, 1 token", model(64, 5, 8, 4, 8, 172, 512), {1, 1, 64, 40, 0, 23040, 32 << 20, 9000}},
-        {"stories260K, 8 tokens", model(64, 5, 8, 4, 8, 172, 512), {8, 4, 64, 77, 0, 23040, 32 << 20, 9000}},
+        {"stories260K, 1 token", model(64, 5, 8, 4, 8, 172, 512), {1, 1, 1, 64, 40, 0, 23040, 32 << 20, 9000}},
+        {"stories260K, 8 tokens", model(64, 5, 8, 4, 8, 172, 512), {8, 4, 4, 64, 77, 0, 23040, 32 << 20, 9000}},
         {"SmolLM2, 512 tokens",
          model(576, 30, 9, 3, 64, 1536, 49152),
-         {512, 16, 64, 1700, 9 * 16 * 66, 5 << 20, 32 << 20, 1 << 22}},
+         {512, 16, 16, 64, 1700, 9 * 16 * 66, 5 << 20, 32 << 20, 1 << 22}},
         {"Llama-3-8B, 2048 tokens",
          model(4096, 32, 32, 8, 128, 14336, 128256),
-         {2048, 64, 64, 6500, 64 * 32 * 32 * 130, uint64_t{130} << 20, 32 << 20, uint64_t{40} << 20, 14336}},
+         {2048, 64, 64, 64, 6500, 64 * 32 * 32 * 130, uint64_t{130} << 20, 32 << 20, uint64_t{40} << 20, 14336}},
     };
 }
 
@@ -104,6 +104,17 @@ TEST_CASE("the workspace table holds what the forward pass indexes", "[engine][c
     CHECK(bytes(Ws::sampler) == k.shape.sampler_bytes);
     CHECK(t[engine::cuda::index(Ws::attn_counters)].elem == Elem::u32);
     CHECK(t[engine::cuda::index(Ws::step)].elem == Elem::i32);
+}
+
+TEST_CASE("batch-invariant mode sizes the decode rows' buffers for every token of a pass", "[engine][cuda_tables]") {
+    Case k = cases()[2];
+    k.shape.decode_rows = k.shape.max_tokens;  // every token a decode row
+    const engine::cuda::WorkspaceTable t = engine::cuda::workspace_table(k.cfg, k.shape);
+    const auto bytes = [&](Ws b) { return t[engine::cuda::index(b)].bytes(); };
+    CHECK(bytes(Ws::xw) == uint64_t{512} * 576 * sizeof(float));
+    CHECK(bytes(Ws::norm_sums) == uint64_t{512} * 144 * sizeof(float));
+    CHECK(bytes(Ws::attn_counters) == uint64_t{512} * 9 * sizeof(unsigned));
+    CHECK(bytes(Ws::x) == uint64_t{512} * 576 * sizeof(float));  // the pass's rows are as many as before
 }
 
 TEST_CASE("the q8 buffers hold max_tokens rows of the widest repacked input", "[engine][cuda_tables]") {

@@ -279,6 +279,7 @@ public:
     int n_ctx() const override { return inner_.n_ctx(); }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
     KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    bool batch_invariant() const override { return inner_.batch_invariant(); }
     MemoryReport memory() const override { return inner_.memory(); }
     std::vector<BatchOutput> execute(const StepPlan& plan) override {
         std::vector<std::pair<int, bool>> step;

@@ -97,6 +97,7 @@ public:
     int n_ctx() const override { return inner_.n_ctx(); }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
     loom::engine::KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    bool batch_invariant() const override { return inner_.batch_invariant(); }
     std::vector<loom::engine::BatchOutput> execute(const loom::engine::StepPlan& plan) override {
         if (!plan.logits.empty()) {
             ++forward_calls;

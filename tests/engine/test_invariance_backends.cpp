@@ -2,7 +2,8 @@
 // test: on small synthetic llama and qwen2 models in Q4_0, Q8_0 and Q4_K_M, a position's logits are
 // bit-identical whether it ran in decode steps, one prefill or chunks of 7, alone or among 16 other
 // sequences prefilling and decoding in the same steps; and a greedy generation of 256 tokens is the
-// same at batch sizes 1, 8 and 32. Every comparison prints its max |delta| and first difference.
+// same at batch sizes 1, 8 and 32. Every comparison prints its max |delta| and first difference. The
+// backends run with BackendOptions::batch_invariant (cuda's mode; the cpu backend is invariant anyway).
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -89,7 +90,8 @@ constexpr int kWarmup = 4;  // companion-only steps before the test sequence sta
 
 std::unique_ptr<engine::Backend> make(const std::string& kind, const Spec& spec, int n_ctx,
                                       const engine::BatchLimits& limits) {
-    return engine::make_backend(kind, model(spec), {.n_ctx = n_ctx, .limits = limits, .threads = 2});
+    return engine::make_backend(kind, model(spec),
+                                {.n_ctx = n_ctx, .limits = limits, .threads = 2, .batch_invariant = true});
 }
 
 // Step sizes feeding the first n tokens `chunk` at a time (the last step takes the rest).

@@ -185,6 +185,15 @@ TEST_CASE("the KV cache type: f32 by default for F32 matrices, --kv-type f16 ove
     CHECK(health(asked).at("kv_cache_type") == "f32");
 }
 
+TEST_CASE("--batch-invariant: /health and the load line say so, and the worker serves", "[gpu][worker]") {
+    WorkerProcess w(loom::test::require_stories260k(), "cuda", {"--batch-invariant"});
+    CHECK(health(w).at("batch_invariant") == true);
+    CHECK(w.log().find("; batch-invariant numerics") != std::string::npos);
+    completes(w);
+    WorkerProcess plain(loom::test::require_stories260k(), "cuda", {});
+    CHECK(health(plain).at("batch_invariant") == false);
+}
+
 TEST_CASE("a head size the CUDA kernels lack exits 2 at load, naming head_dim", "[gpu][worker]") {
     // The oracle llama with head_dim 72 (not a multiple of 16): refused before any upload, never
     // accepted and then lost at warm-up. It gets stories260K's tokenizer cut to its vocabulary of

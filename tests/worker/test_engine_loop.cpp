@@ -163,6 +163,7 @@ public:
     int n_ctx() const override { return inner_.n_ctx(); }
     int max_batch_tokens() const override { return inner_.max_batch_tokens(); }
     engine::KvCapacity kv_capacity() const override { return inner_.kv_capacity(); }
+    bool batch_invariant() const override { return inner_.batch_invariant(); }
     std::vector<engine::BatchOutput> execute(const engine::StepPlan& plan) override {
         before_step_(++steps_, plan.entries.size());
         return inner_.execute(plan);

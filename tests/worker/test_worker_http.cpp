@@ -95,6 +95,7 @@ TEST_CASE("/health, /v1/models and keep-alive", "[worker]") {
     if (backend() == "cpu") CHECK(j.at("device").get<std::string>().rfind("CPU", 0) == 0);
     CHECK(j.at("context_size") == 2048);
     CHECK(j.at("kv_cache_type") == "f32");  // cpu always; cuda's default for stories260K's F32 matrices
+    CHECK(j.at("batch_invariant") == (backend() == "cpu"));  // cuda only with --batch-invariant
     CHECK(j.at("sequences_max") == 16);
     CHECK(j.at("sequences_running") == 0);
     CHECK(j.at("queue_length") == 0);
