@@ -81,12 +81,13 @@ TEST_CASE("generate defaults to cuda and never falls back to the CPU", "[cli][ge
 
 TEST_CASE("generate --json has exactly the documented keys", "[cli][generate]") {
     const auto j = run_json("-p 'Once upon a time' -n 12 --temperature 0 --ignore-eos");
-    CHECK(keys_of(j) ==
-          std::set<std::string>{"backend", "device", "model", "prompt_ids", "ids", "text", "stop_reason", "timings"});
+    CHECK(keys_of(j) == std::set<std::string>{"backend", "device", "batch_invariant", "model", "prompt_ids", "ids",
+                                              "text", "stop_reason", "timings"});
     CHECK(keys_of(j.at("timings")) ==
           std::set<std::string>{"load_ms", "prompt_ms", "ttft_ms", "decode_ms", "decode_tok_s"});
     CHECK(j.at("backend") == "cpu");
     CHECK(j.at("device").get<std::string>().find("CPU") != std::string::npos);
+    CHECK(j.at("batch_invariant") == true);  // the cpu backend always is
     CHECK(j.at("model") == loom::test::require_stories260k().string());
     REQUIRE(j.at("prompt_ids").size() > 1);
     CHECK(j.at("prompt_ids")[0] == 1);  // BOS
