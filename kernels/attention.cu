@@ -115,7 +115,7 @@ __device__ void merge_splits(int seq, int h0, int G, int n_head, int n_splits, c
         const float m = m_s[g];
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
         float l = 0.f;
-#pragma unroll 4
+#pragma unroll 16
         for (int sp = 0; sp < n_own; ++sp) {
             const float2 ml = __ldcg(&part_ml[base(g) + sp]);
             const float4 a = __ldcg(reinterpret_cast<const float4*>(part_acc + (base(g) + sp) * HD + d));
@@ -153,6 +153,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
     __shared__ float p_s[kMaxGroup][kDecodeSplitTokens];
     __shared__ float red_s[kLanes][kMaxGroup][HD];  // about 32 KiB (16 KiB at head_dim 256)
     __shared__ float m_s[kMaxGroup], l_s[kMaxGroup];
+    // The split's cache block ids, read once: every key and value row load then starts from shared memory,
+    // not from a dependent global load of the block table.
+    __shared__ int32_t ids_s[kDecodeSplitTokens / kKvBlockTokens];
 
     const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
     const int group = n_head / n_head_kv, n_chunks = (group + kMaxGroup - 1) / kMaxGroup;
@@ -167,6 +170,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
     for (int i = tid; i < G * HD; i += kDecodeThreads)
         q_s[i / HD][i % HD] = q[seq * q_row_stride + static_cast<int64_t>(h0) * HD + i];
+    for (int i = tid; i < (n + kKvBlockTokens - 1) / kKvBlockTokens; i += kDecodeThreads)
+        ids_s[i] = table[t0 / kKvBlockTokens + i];
     __syncthreads();
 
     // A key's row: kRawBatch chunks' loads issued, then used in dimension order (the sum's order is the
@@ -175,7 +180,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     for (int j = tid; j < n; j += kDecodeThreads) {
         asm volatile("" ::: "memory");  // keeps the query's shared reads in the loop (hoisted, they spill)
         const int pos = t0 + j;
-        const KV* krow = k_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD);
+        const KV* krow = k_cache + cache_row(ids_s[j / kKvBlockTokens], n_head_kv, kvh, pos, HD);
         float acc[kMaxGroup] = {};
         for (int c0 = 0; c0 < kChunks; c0 += kKBatch) {
             Raw8<KV> raw[kKBatch];
@@ -231,7 +236,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
         for (int u = 0; u < kVBatch; ++u) {
             const int pos = t0 + j0 + u * kLanes;
             if (j0 + u * kLanes < n)
-                raw[u] = load_raw8(v_cache + cache_row(table[pos / kKvBlockTokens], n_head_kv, kvh, pos, HD) + c * 8);
+                raw[u] = load_raw8(
+                    v_cache + cache_row(ids_s[(j0 + u * kLanes) / kKvBlockTokens], n_head_kv, kvh, pos, HD) + c * 8);
         }
 #pragma unroll
         for (int u = 0; u < kVBatch; ++u) {

@@ -35,16 +35,21 @@ struct ProductParams {
 // One quad (four units) of one row as one lane (tig) of a quad of lanes sees it.
 template <TensorType T>
 struct QuadWords {
-    uint32_t w[T == TensorType::Q8_0 ? 8 : 4];   // 4-bit: word tig of units 0..3; 8-bit: words tig, tig+4
-    uint2 h;                                     // Q6_K: top bits of units 0,1 (x) and 2,3 (y); Q5: bit 4 (x)
-    uint32_t um[T == TensorType::Q4_1 ? 4 : 2];  // the four units' scale words (16-bit pairs; Q4_1: 32-bit)
-    uint32_t sm;                                 // their super-block's word
+    uint32_t w[T == TensorType::Q8_0 ? 8 : 4];  // 4-bit: word tig of units 0..3; 8-bit: words tig, tig+4
+    uint2 h;                                    // Q6_K: top bits of units 0,1 (x) and 2,3 (y); Q5: bit 4 (x)
+    // The four units' scale words (16-bit pairs; Q4_1: 32-bit); Q4_K/Q5_K: their super-block's three packed
+    // scale words, unpacked by unit_um where a unit's word is used (a lane of the rows kernel uses one unit's:
+    // unpacking all four per quad was a third of its instructions).
+    uint32_t um[T == TensorType::Q4_1 ? 4 : has_packed_scales(T) ? 3 : 2];
+    uint32_t sm;  // their super-block's word
+    int j0 = 0;   // Q4_K/Q5_K: the quad's first sub-block in its super-block (0 or 4)
 };
 
 // Unit i's scale word.
 template <TensorType T>
 __host__ __device__ __forceinline__ uint32_t unit_um(const QuadWords<T>& q, int i) {
     if constexpr (T == TensorType::Q4_1) return q.um[i];
+    if constexpr (has_packed_scales(T)) return k4_um(q.um[0], q.um[1], q.um[2], q.j0 + i);
     return (q.um[i / 2] >> (16 * (i % 2))) & 0xFFFFu;
 }
 
@@ -89,10 +94,9 @@ __host__ __device__ __forceinline__ void load_quad(const MatView& m, int row, in
     const uint8_t* sm = m.sm + row * m.sm_row + static_cast<size_t>(gq / 2) * l.super;
     if constexpr (has_packed_scales(T)) {  // the quad is half h of a super-block: sub-blocks 4h .. 4h + 3
         const uint4 s = ld<uint4>(sm);
-        const int j = 4 * (gq % 2);
         q.sm = s.x;
-        q.um[0] = k4_um(s.y, s.z, s.w, j) | k4_um(s.y, s.z, s.w, j + 1) << 16;
-        q.um[1] = k4_um(s.y, s.z, s.w, j + 2) | k4_um(s.y, s.z, s.w, j + 3) << 16;
+        q.um[0] = s.y, q.um[1] = s.z, q.um[2] = s.w;
+        q.j0 = 4 * (gq % 2);
     } else if constexpr (T == TensorType::Q4_1) {
         const uint4 u = ld<uint4>(m.um + row * m.um_row + static_cast<size_t>(gq) * 16);
         q.um[0] = u.x, q.um[1] = u.y, q.um[2] = u.z, q.um[3] = u.w;
