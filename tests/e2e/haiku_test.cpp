@@ -362,200 +362,238 @@ std::optional<Target> start_target(const Options& o) {
     return t;
 }
 
-int run(const Options& o) {
-    std::printf("e2e_haiku: backend %s%s, model %s\n", o.backend.c_str(),
-                o.backend == "cpu" ? " (the CPU reference backend, named explicitly; not a GPU run)" : "",
-                o.model.string().c_str());
-    std::fflush(stdout);
+// One run: where its requests go, the model that re-scores the answers, what it asks (this minute's word,
+// a nonce the model never needs to repeat) and what came back.
+struct Run {
+    const Options& o;
+    Target target;
+    loom::gguf::File model;
+    loom::tokenizer::Tokenizer tokenizer;
+    int minute = 0;
+    std::string word{}, nonce{}, run_id{}, prompt{}, device{};
+    fs::path dir{};
+    json health{};
+    loom::test::HeaderList session_header{};
+    std::vector<std::string> global_failures{};
+    std::vector<Attempt> attempts{};
+    std::string metrics_before_all{}, metrics_after_all{};
+};
 
-    std::optional<Target> target = start_target(o);
-    if (!target) return 1;
-    const int port = target->port, gen_port = target->gen_port;
-    const bool via = target->via_orchestrator;
-    const loom::test::HeaderList session_header =
-        o.session_id.empty() ? loom::test::HeaderList{} : loom::test::HeaderList{{"X-Session-Id", o.session_id}};
-
-    // The run: this minute's word and a nonce the model never needs to repeat.
+// The run's word, nonce, id and artifact folder, the worker's /health, and the prompt.
+void begin_run(Run& r) {
+    const Options& o = r.o;
     const std::time_t start = std::time(nullptr);
     std::tm utc{};
     gmtime_r(&start, &utc);
-    const int minute = utc.tm_min;
-    const std::string word = loom::test::minute_word(minute);
-    const std::string nonce = random_nonce();
+    r.minute = utc.tm_min;
+    r.word = loom::test::minute_word(r.minute);
+    r.nonce = random_nonce();
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
-    const std::string run_id = std::string(stamp) + "-" + o.backend + (via ? "-orchestrator-" : "-") + nonce;
-    const fs::path dir = o.results / "haiku" / run_id;
-    fs::create_directories(dir);
-
-    const std::string health_text = get_ok(port, "/health");
-    write_file(dir / "health.json", health_text);
-    const json health = json::parse(health_text);
-    const std::string device = health.value("device", "");
-
+    r.run_id = std::string(stamp) + "-" + o.backend + (r.target.via_orchestrator ? "-orchestrator-" : "-") + r.nonce;
+    r.dir = o.results / "haiku" / r.run_id;
+    fs::create_directories(r.dir);
+    const std::string health_text = get_ok(r.target.port, "/health");
+    write_file(r.dir / "health.json", health_text);
+    r.health = json::parse(health_text);
+    r.device = r.health.value("device", "");
     // Measured on SmolLM2-135M-Instruct (8 words x 5 seeds, CPU backend): naming the number as a
     // topic put the word in 85 % of answers at top_p 0.5, against 40-55 % for "must contain the
     // word" phrasings; the nonce after it is never needed for the answer.
-    const std::string prompt = "Write a haiku about GPU computing and the number " + word + ". (Request " + nonce + ")";
-    const json messages = json::array({{{"role", "user"}, {"content", prompt}}});
+    r.prompt = "Write a haiku about GPU computing and the number " + r.word + ". (Request " + r.nonce + ")";
+    if (!o.session_id.empty()) r.session_header = {{"X-Session-Id", o.session_id}};
+}
 
-    const loom::gguf::File model = loom::gguf::File::open(o.model);
-    const loom::tokenizer::Tokenizer tokenizer = loom::tokenizer::Tokenizer::from_gguf(model);
-    std::vector<std::string> global_failures;
-    // (e): what /health says about the backend that did the work.
+// (e): what /health says about the backend that did the work, and the orchestrator's view of the same worker.
+void check_health(Run& r) {
+    const Options& o = r.o;
     const auto expect = [&](bool ok, const std::string& what) {
-        if (!ok) global_failures.push_back(what);
+        if (!ok) r.global_failures.push_back(what);
     };
-    expect(health.value("backend", "") == o.backend,
-           "(e) /health backend is " + health.value("backend", "?") + ", not " + o.backend);
+    expect(r.health.value("backend", "") == o.backend,
+           "(e) /health backend is " + r.health.value("backend", "?") + ", not " + o.backend);
     if (o.backend == "cuda") {
-        expect(!device.empty() && device.find("CPU") == std::string::npos,
-               "(e) /health device is \"" + device + "\", not a GPU");
-        expect(health.value("residency_verified", false), "(e) /health residency_verified is not true");
+        expect(!r.device.empty() && r.device.find("CPU") == std::string::npos,
+               "(e) /health device is \"" + r.device + "\", not a GPU");
+        expect(r.health.value("residency_verified", false), "(e) /health residency_verified is not true");
     }
-    if (via) {
-        // The orchestrator must report the same worker, backend and device the worker does.
-        const json oh = json::parse(get_ok(gen_port, "/health"));
-        json w = json::object();
-        for (const json& each : oh.at("workers"))
-            if (each.value("url", "") == loom::test::worker_url(port)) w = each;
-        expect(w.value("backend", "") == o.backend && w.value("device", "") == device,
-               "(e) the orchestrator's /health says " + w.value("backend", "?") + " on " + w.value("device", "?") +
-                   " for " + loom::test::worker_url(port));
-    }
+    if (!r.target.via_orchestrator) return;
+    const json oh = json::parse(get_ok(r.target.gen_port, "/health"));
+    const std::string url = loom::test::worker_url(r.target.port);
+    json w = json::object();
+    for (const json& each : oh.at("workers"))
+        if (each.value("url", "") == url) w = each;
+    expect(w.value("backend", "") == o.backend && w.value("device", "") == r.device,
+           "(e) the orchestrator's /health says " + w.value("backend", "?") + " on " + w.value("device", "?") +
+               " for " + url);
+}
 
-    std::vector<Attempt> attempts;
-    std::string metrics_before_all, metrics_after_all;
-    uint64_t last_seed = 0;
-    for (int k = 0; k < o.attempts && global_failures.empty(); ++k) {
-        Attempt a;
-        a.seed = std::max<uint64_t>(static_cast<uint64_t>(std::time(nullptr)), last_seed + 1);
-        last_seed = a.seed;
-        const std::string before = get_ok(port, "/metrics");
-        if (k == 0) metrics_before_all = before;
-        const json body = {
-            {"messages", messages},        {"stream", true},   {"stream_options", {{"include_usage", true}}},
-            {"temperature", kTemperature}, {"top_p", kTopP},   {"seed", a.seed},
-            {"max_tokens", kMaxTokens},    {"logprobs", true}, {"top_logprobs", 5},
-            {"return_token_ids", true}};
-        const auto sent = Clock::now();
-        try {
-            loom::test::SseStream sse(gen_port, "/v1/chat/completions", body.dump(), session_header);
-            a.check(sse.status() == 200, "(a) HTTP status " + std::to_string(sse.status()));
-            if (via)
-                a.check(sse.headers().count("x-worker") && sse.headers().at("x-worker") == loom::test::worker_url(port),
-                        "(a) X-Worker does not name the worker");
-            a.check(sse.headers().count("content-type") &&
-                        sse.headers().at("content-type").rfind("text/event-stream", 0) == 0,
-                    "(a) the content type is not text/event-stream");
-            read_stream(sse, a, sent);
-        } catch (const std::exception& e) {
-            a.check(false, std::string("(a) the stream broke: ") + e.what());
-        }
-        const std::string after = get_ok(port, "/metrics");
-        metrics_after_all = after;
-        // (d): the counter grew by exactly the tokens this request generated (the stop token is not one).
-        a.metrics_delta = generation_tokens_total(after) - generation_tokens_total(before);
-        a.check(a.metrics_delta == static_cast<double>(a.token_ids.size()),
-                "(d) vllm:generation_tokens_total grew by " + std::to_string(a.metrics_delta) + ", " +
-                    std::to_string(a.token_ids.size()) + " tokens were generated");
-        a.check(a.usage_completion_tokens == static_cast<int>(a.token_ids.size()),
-                "(d) usage.completion_tokens " + std::to_string(a.usage_completion_tokens) +
-                    " != " + std::to_string(a.token_ids.size()) + " token ids");
-        a.check(tokenizer.decode(a.token_ids) == a.haiku, "(a) the token ids do not decode to the streamed text");
-        // The prompt the model saw holds the request as sent.
-        const std::string prompt_text = tokenizer.decode(a.prompt_ids);
-        a.check(prompt_text.find(prompt) != std::string::npos, "(b) prompt_token_ids do not hold the prompt");
-        check_against_reference(model, logprob_bounds(o), a);
-        // (e): the nonce was only ever in the prompt.
-        a.nonce_echoed = lower(a.haiku).find(nonce) != std::string::npos;
-        a.word_found = loom::test::contains_words(a.haiku, word);
-        std::printf(
-            "attempt %d: seed %llu, %zu tokens, max |Δlogprob| %.4f, mean %.4f, word \"%s\" %s%s, %zu failures\n",
-            k + 1, static_cast<unsigned long long>(a.seed), a.token_ids.size(), a.max_delta, a.mean_delta, word.c_str(),
-            a.word_found ? "found" : "missing", a.nonce_echoed ? ", nonce echoed" : "", a.failures.size());
-        std::fflush(stdout);
-        const bool stop = (a.word_found && !a.nonce_echoed) || !a.failures.empty();
-        attempts.push_back(std::move(a));
-        if (stop) break;
+// The streamed request of one attempt: (a) status, headers and the stream itself.
+void stream_attempt(const Run& r, Attempt& a) {
+    const json messages = json::array({{{"role", "user"}, {"content", r.prompt}}});
+    const json body = {{"messages", messages},        {"stream", true},   {"stream_options", {{"include_usage", true}}},
+                       {"temperature", kTemperature}, {"top_p", kTopP},   {"seed", a.seed},
+                       {"max_tokens", kMaxTokens},    {"logprobs", true}, {"top_logprobs", 5},
+                       {"return_token_ids", true}};
+    const auto sent = Clock::now();
+    try {
+        loom::test::SseStream sse(r.target.gen_port, "/v1/chat/completions", body.dump(), r.session_header);
+        a.check(sse.status() == 200, "(a) HTTP status " + std::to_string(sse.status()));
+        if (r.target.via_orchestrator)
+            a.check(sse.headers().count("x-worker") &&
+                        sse.headers().at("x-worker") == loom::test::worker_url(r.target.port),
+                    "(a) X-Worker does not name the worker");
+        a.check(
+            sse.headers().count("content-type") && sse.headers().at("content-type").rfind("text/event-stream", 0) == 0,
+            "(a) the content type is not text/event-stream");
+        read_stream(sse, a, sent);
+    } catch (const std::exception& e) {
+        a.check(false, std::string("(a) the stream broke: ") + e.what());
     }
+}
 
-    // Artifacts.
-    write_file(dir / "metrics_before.txt", metrics_before_all);
-    write_file(dir / "metrics_after.txt", metrics_after_all);
+// One attempt with seed `seed`: the stream, then (d) the metrics and usage, (a) the ids against the
+// text, (b) the prompt and the reference scores, (c) the word and (e) the nonce. Returns whether to stop.
+bool run_attempt(Run& r, uint64_t seed) {
+    Attempt a;
+    a.seed = seed;
+    const std::string before = get_ok(r.target.port, "/metrics");
+    if (r.attempts.empty()) r.metrics_before_all = before;
+    stream_attempt(r, a);
+    const std::string after = get_ok(r.target.port, "/metrics");
+    r.metrics_after_all = after;
+    // (d): the counter grew by exactly the tokens this request generated (the stop token is not one).
+    a.metrics_delta = generation_tokens_total(after) - generation_tokens_total(before);
+    a.check(a.metrics_delta == static_cast<double>(a.token_ids.size()),
+            "(d) vllm:generation_tokens_total grew by " + std::to_string(a.metrics_delta) + ", " +
+                std::to_string(a.token_ids.size()) + " tokens were generated");
+    a.check(a.usage_completion_tokens == static_cast<int>(a.token_ids.size()),
+            "(d) usage.completion_tokens " + std::to_string(a.usage_completion_tokens) +
+                " != " + std::to_string(a.token_ids.size()) + " token ids");
+    a.check(r.tokenizer.decode(a.token_ids) == a.haiku, "(a) the token ids do not decode to the streamed text");
+    // The prompt the model saw holds the request as sent.
+    a.check(r.tokenizer.decode(a.prompt_ids).find(r.prompt) != std::string::npos,
+            "(b) prompt_token_ids do not hold the prompt");
+    check_against_reference(r.model, logprob_bounds(r.o), a);
+    // (e): the nonce was only ever in the prompt.
+    a.nonce_echoed = lower(a.haiku).find(r.nonce) != std::string::npos;
+    a.word_found = loom::test::contains_words(a.haiku, r.word);
+    std::printf("attempt %zu: seed %llu, %zu tokens, max |Δlogprob| %.4f, mean %.4f, word \"%s\" %s%s, %zu failures\n",
+                r.attempts.size() + 1, static_cast<unsigned long long>(a.seed), a.token_ids.size(), a.max_delta,
+                a.mean_delta, r.word.c_str(), a.word_found ? "found" : "missing",
+                a.nonce_echoed ? ", nonce echoed" : "", a.failures.size());
+    std::fflush(stdout);
+    const bool stop = (a.word_found && !a.nonce_echoed) || !a.failures.empty();
+    r.attempts.push_back(std::move(a));
+    return stop;
+}
+
+json verification_json(const Run& r) {
+    const Options& o = r.o;
+    const loom::test::CommandResult sha =
+        loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
+    json v = {{"run_id", r.run_id},
+              {"backend", o.backend},
+              {"via_orchestrator", r.target.via_orchestrator},
+              {"worker", loom::test::worker_url(r.target.port)},
+              {"session_id", o.session_id},
+              {"gpu", o.backend == "cuda" ? json(r.device) : json(nullptr)},
+              {"device", r.device},
+              {"model", o.model.string()},
+              {"model_sha256", sha.exit_code == 0 ? sha.out.substr(0, 64) : std::string()},
+              {"minute", r.minute},
+              {"word", r.word},
+              {"nonce", r.nonce},
+              {"prompt", r.prompt},
+              {"temperature", kTemperature},
+              {"top_p", kTopP},
+              {"bounds",
+               {{"max_abs_delta", logprob_bounds(o).max_delta},
+                {"mean_abs_delta", logprob_bounds(o).mean_delta},
+                {"min_reference_probability", kMinReferenceProbability}}},
+              {"failures", r.global_failures},
+              {"attempts", json::array()}};
+    for (const Attempt& a : r.attempts) v["attempts"].push_back(attempt_json(a));
+    if (r.attempts.empty()) return v;
+    const Attempt& last = r.attempts.back();
+    v["haiku"] = last.haiku;
+    v["token_ids"] = last.token_ids;
+    v["worker_logprobs"] = last.worker_logprobs;
+    v["reference_logprobs"] = last.reference_logprobs;
+    v["max_abs_delta"] = last.max_delta;
+    v["mean_abs_delta"] = last.mean_delta;
+    v["elapsed_ms"] = last.elapsed_ms;
+    v["tok_s"] = last.decode_tok_s;
+    return v;
+}
+
+void write_artifacts(const Run& r) {
+    write_file(r.dir / "metrics_before.txt", r.metrics_before_all);
+    write_file(r.dir / "metrics_after.txt", r.metrics_after_all);
     std::string ndjson;
-    for (size_t k = 0; k < attempts.size(); ++k)
-        for (const json& e : attempts[k].transcript) {
+    for (size_t k = 0; k < r.attempts.size(); ++k)
+        for (const json& e : r.attempts[k].transcript) {
             json line = e;
             line["attempt"] = k + 1;
             ndjson += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
         }
-    write_file(dir / "sse_transcript.ndjson", ndjson);
-    const Attempt* last = attempts.empty() ? nullptr : &attempts.back();
-    const loom::test::CommandResult sha =
-        loom::test::run_command("sha256sum " + loom::test::shell_quote(o.model.string()));
-    json verification = {{"run_id", run_id},
-                         {"backend", o.backend},
-                         {"via_orchestrator", via},
-                         {"worker", loom::test::worker_url(port)},
-                         {"session_id", o.session_id},
-                         {"gpu", o.backend == "cuda" ? json(device) : json(nullptr)},
-                         {"device", device},
-                         {"model", o.model.string()},
-                         {"model_sha256", sha.exit_code == 0 ? sha.out.substr(0, 64) : std::string()},
-                         {"minute", minute},
-                         {"word", word},
-                         {"nonce", nonce},
-                         {"prompt", prompt},
-                         {"temperature", kTemperature},
-                         {"top_p", kTopP},
-                         {"bounds",
-                          {{"max_abs_delta", logprob_bounds(o).max_delta},
-                           {"mean_abs_delta", logprob_bounds(o).mean_delta},
-                           {"min_reference_probability", kMinReferenceProbability}}},
-                         {"failures", global_failures},
-                         {"attempts", json::array()}};
-    for (const Attempt& a : attempts) verification["attempts"].push_back(attempt_json(a));
-    if (last) {
-        verification["haiku"] = last->haiku;
-        verification["token_ids"] = last->token_ids;
-        verification["worker_logprobs"] = last->worker_logprobs;
-        verification["reference_logprobs"] = last->reference_logprobs;
-        verification["max_abs_delta"] = last->max_delta;
-        verification["mean_abs_delta"] = last->mean_delta;
-        verification["elapsed_ms"] = last->elapsed_ms;
-        verification["tok_s"] = last->decode_tok_s;
-    }
-    write_file(dir / "verification.json", verification.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    write_file(r.dir / "sse_transcript.ndjson", ndjson);
+    write_file(r.dir / "verification.json",
+               verification_json(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+}
 
+// The haiku and the numbers for a person, then every failure; returns whether the run passed.
+bool report(const Run& r) {
+    const Attempt* last = r.attempts.empty() ? nullptr : &r.attempts.back();
     const bool passed =
-        global_failures.empty() && last && last->failures.empty() && last->word_found && !last->nonce_echoed;
-    std::printf("\n----- haiku (%s on %s%s) -----\n%s\n-----\n", o.backend.c_str(), device.c_str(),
-                via ? ", through loom-orchestrator" : "", last ? last->haiku.c_str() : "");
-    std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", minute, word.c_str(), nonce.c_str(),
-                attempts.size());
+        r.global_failures.empty() && last && last->failures.empty() && last->word_found && !last->nonce_echoed;
+    std::printf("\n----- haiku (%s on %s%s) -----\n%s\n-----\n", r.o.backend.c_str(), r.device.c_str(),
+                r.target.via_orchestrator ? ", through loom-orchestrator" : "", last ? last->haiku.c_str() : "");
+    std::printf("minute %02d UTC -> word \"%s\", nonce %s, attempts %zu\n", r.minute, r.word.c_str(), r.nonce.c_str(),
+                r.attempts.size());
     if (last)
         std::printf(
             "tokens %zu, %.0f ms, %.1f tok/s decode; |Δlogprob| vs CPU reference: max %.4f, mean %.4f "
             "(bounds %.2f / %.2f), least reference p %.2e\n",
             last->token_ids.size(), last->elapsed_ms, last->decode_tok_s, last->max_delta, last->mean_delta,
-            logprob_bounds(o).max_delta, logprob_bounds(o).mean_delta, last->min_reference_probability);
+            logprob_bounds(r.o).max_delta, logprob_bounds(r.o).mean_delta, last->min_reference_probability);
     std::printf(
         "artifacts: %s/{verification.json, sse_transcript.ndjson, metrics_before.txt, metrics_after.txt, "
         "health.json}\n",
-        dir.string().c_str());
-    for (const std::string& f : global_failures) std::printf("FAILED %s\n", f.c_str());
-    for (size_t k = 0; k < attempts.size(); ++k)
-        for (const std::string& f : attempts[k].failures) std::printf("FAILED attempt %zu: %s\n", k + 1, f.c_str());
+        r.dir.string().c_str());
+    for (const std::string& f : r.global_failures) std::printf("FAILED %s\n", f.c_str());
+    for (size_t k = 0; k < r.attempts.size(); ++k)
+        for (const std::string& f : r.attempts[k].failures) std::printf("FAILED attempt %zu: %s\n", k + 1, f.c_str());
     if (!passed && last && last->failures.empty() && last->nonce_echoed)
-        std::printf("FAILED (e): the last of %zu haikus contains the nonce %s\n", attempts.size(), nonce.c_str());
+        std::printf("FAILED (e): the last of %zu haikus contains the nonce %s\n", r.attempts.size(), r.nonce.c_str());
     if (!passed && last && last->failures.empty() && !last->nonce_echoed && !last->word_found) {
-        std::printf("FAILED (c): \"%s\" is in none of the %zu haikus:\n", word.c_str(), attempts.size());
-        for (size_t k = 0; k < attempts.size(); ++k)
-            std::printf("--- attempt %zu ---\n%s\n", k + 1, attempts[k].haiku.c_str());
+        std::printf("FAILED (c): \"%s\" is in none of the %zu haikus:\n", r.word.c_str(), r.attempts.size());
+        for (size_t k = 0; k < r.attempts.size(); ++k)
+            std::printf("--- attempt %zu ---\n%s\n", k + 1, r.attempts[k].haiku.c_str());
     }
     std::printf("%s\n", passed ? "PASSED" : "FAILED");
-    return passed ? 0 : 1;
+    return passed;
+}
+
+int run(const Options& o) {
+    std::printf("e2e_haiku: backend %s%s, model %s\n", o.backend.c_str(),
+                o.backend == "cpu" ? " (the CPU reference backend, named explicitly; not a GPU run)" : "",
+                o.model.string().c_str());
+    std::fflush(stdout);
+    std::optional<Target> target = start_target(o);
+    if (!target) return 1;
+    loom::gguf::File model = loom::gguf::File::open(o.model);
+    loom::tokenizer::Tokenizer tokenizer = loom::tokenizer::Tokenizer::from_gguf(model);
+    Run r{.o = o, .target = std::move(*target), .model = std::move(model), .tokenizer = std::move(tokenizer)};
+    begin_run(r);
+    check_health(r);
+    uint64_t last_seed = 0;
+    for (int k = 0; k < o.attempts && r.global_failures.empty(); ++k) {
+        last_seed = std::max<uint64_t>(static_cast<uint64_t>(std::time(nullptr)), last_seed + 1);
+        if (run_attempt(r, last_seed)) break;
+    }
+    write_artifacts(r);
+    return report(r) ? 0 : 1;
 }
 
 }  // namespace
