@@ -425,6 +425,55 @@ private:
         return v.as_int();
     }
 
+    Value eval_dict(const Expr& e, Scope& scope) {
+        Value d = Value::dict();
+        for (size_t i = 0; i + 1 < e.items.size(); i += 2) {
+            Value key = eval(*e.items[i], scope);
+            if (key.is_list() && !key.list_data().tuple) type_error("unhashable type: 'list'");
+            if (key.is_dict()) type_error("unhashable type: 'dict'");
+            d.dict_data().set(std::move(key), eval(*e.items[i + 1], scope));
+        }
+        return d;
+    }
+
+    // object[start:stop:step] of a string (by code point) or a list or tuple.
+    Value eval_slice(const Expr& e, Scope& scope) {
+        const Value object = eval(*e.items[0], scope);
+        const auto start = slice_bound(e.slice_parts[0].get(), scope);
+        const auto stop = slice_bound(e.slice_parts[1].get(), scope);
+        const auto step = slice_bound(e.slice_parts[2].get(), scope);
+        require_defined(object);
+        if (object.is_string()) {
+            const auto& s = object.as_string();
+            const auto pos = text::offsets(s);
+            std::string out;
+            for (int64_t i : text::slice_indices(static_cast<int64_t>(pos.size()) - 1, start, stop, step))
+                out.append(s, pos[i], pos[i + 1] - pos[i]);
+            return Value::string(std::move(out));
+        }
+        if (object.is_list()) {
+            const auto& items = object.list_data().items;
+            std::vector<Value> out;
+            for (int64_t i : text::slice_indices(static_cast<int64_t>(items.size()), start, stop, step))
+                out.push_back(items[static_cast<size_t>(i)]);
+            return object.list_data().tuple ? Value::tuple(std::move(out)) : Value::list(std::move(out));
+        }
+        type_error("'" + object.type_name() + "' object is not subscriptable");
+    }
+
+    // Unary - and +.
+    Value eval_unary(const Expr& e, Scope& scope) {
+        const Value v = eval(*e.items[0], scope);
+        require_defined(v);
+        if (!v.is_number())
+            type_error("bad operand type for unary " + std::string(e.kind == Expr::Kind::Negate ? "-" : "+") + ": '" +
+                       v.type_name() + "'");
+        if (e.kind == Expr::Kind::Plus) return v.is_float() ? v : Value::integer(v.as_int());
+        if (v.is_float()) return Value::number(-v.as_double());
+        if (v.as_int() == std::numeric_limits<int64_t>::min()) throw OperationError{Kind::Value, "integer overflow"};
+        return Value::integer(-v.as_int());
+    }
+
     Value eval_node(const Expr& e, Scope& scope) {
         switch (e.kind) {
             case Expr::Kind::Literal: return e.value;
@@ -438,44 +487,13 @@ private:
                 for (const auto& i : e.items) items.push_back(eval(*i, scope));
                 return e.kind == Expr::Kind::Tuple ? Value::tuple(std::move(items)) : Value::list(std::move(items));
             }
-            case Expr::Kind::Dict: {
-                Value d = Value::dict();
-                for (size_t i = 0; i + 1 < e.items.size(); i += 2) {
-                    Value key = eval(*e.items[i], scope);
-                    if (key.is_list() && !key.list_data().tuple) type_error("unhashable type: 'list'");
-                    if (key.is_dict()) type_error("unhashable type: 'dict'");
-                    d.dict_data().set(std::move(key), eval(*e.items[i + 1], scope));
-                }
-                return d;
-            }
+            case Expr::Kind::Dict: return eval_dict(e, scope);
             case Expr::Kind::Attribute: return builtins::get_attribute(eval(*e.items[0], scope), e.name);
             case Expr::Kind::Subscript: {
                 const Value object = eval(*e.items[0], scope);
                 return builtins::get_item(object, eval(*e.items[1], scope));
             }
-            case Expr::Kind::Slice: {
-                const Value object = eval(*e.items[0], scope);
-                const auto start = slice_bound(e.slice_parts[0].get(), scope);
-                const auto stop = slice_bound(e.slice_parts[1].get(), scope);
-                const auto step = slice_bound(e.slice_parts[2].get(), scope);
-                require_defined(object);
-                if (object.is_string()) {
-                    const auto& s = object.as_string();
-                    const auto pos = text::offsets(s);
-                    std::string out;
-                    for (int64_t i : text::slice_indices(static_cast<int64_t>(pos.size()) - 1, start, stop, step))
-                        out.append(s, pos[i], pos[i + 1] - pos[i]);
-                    return Value::string(std::move(out));
-                }
-                if (object.is_list()) {
-                    const auto& items = object.list_data().items;
-                    std::vector<Value> out;
-                    for (int64_t i : text::slice_indices(static_cast<int64_t>(items.size()), start, stop, step))
-                        out.push_back(items[static_cast<size_t>(i)]);
-                    return object.list_data().tuple ? Value::tuple(std::move(out)) : Value::list(std::move(out));
-                }
-                type_error("'" + object.type_name() + "' object is not subscriptable");
-            }
+            case Expr::Kind::Slice: return eval_slice(e, scope);
             case Expr::Kind::Call: {
                 const Value callee = eval(*e.items[0], scope);
                 CallArgs args = eval_args(e.items, e.keywords, scope, 1);
@@ -494,18 +512,7 @@ private:
                 return Value::boolean(builtins::apply_test(e.name, input, args) != e.negated);
             }
             case Expr::Kind::Negate:
-            case Expr::Kind::Plus: {
-                const Value v = eval(*e.items[0], scope);
-                require_defined(v);
-                if (!v.is_number())
-                    type_error("bad operand type for unary " + std::string(e.kind == Expr::Kind::Negate ? "-" : "+") +
-                               ": '" + v.type_name() + "'");
-                if (e.kind == Expr::Kind::Plus) return v.is_float() ? v : Value::integer(v.as_int());
-                if (v.is_float()) return Value::number(-v.as_double());
-                if (v.as_int() == std::numeric_limits<int64_t>::min())
-                    throw OperationError{Kind::Value, "integer overflow"};
-                return Value::integer(-v.as_int());
-            }
+            case Expr::Kind::Plus: return eval_unary(e, scope);
             case Expr::Kind::Not: return Value::boolean(!eval(*e.items[0], scope).truthy());
             case Expr::Kind::And: {
                 Value a = eval(*e.items[0], scope);
