@@ -147,109 +147,129 @@ void k4_scale_min(const uint8_t* s, int j, int& sc, int& m) {
 //  Q6_K        |err| <= |d*sc_g|/2, or |d*sc_g| beyond the top level as Q4_0 (L = 32);
 //              |d*sc_g| <= amax_g/32 + d.
 // fp16 rounding of d and dmin adds a relative 2^-10 to the step bounds.
+// The signed levels of Q4_0/Q5_0/Q6_K: |err| <= |d|/2, or |d| beyond the top level (x/d > L - 1/2).
+void check_signed_levels(BoundCheck& c, const std::vector<float>& x, const std::vector<float>& y, uint64_t base, int n,
+                         float d, float levels, float amax) {
+    for (int j = 0; j < n; ++j) {
+        const float t = d != 0 ? x[base + j] / d : 0.0f;
+        const float bound = (t > levels - 0.5f ? std::fabs(d) : std::fabs(d) / 2) + slack(amax);
+        c.element(base + j, x[base + j], y[base + j], bound);
+    }
+}
+
+constexpr float kFp16Up = 1.0f + 0x1.0p-10f;
+constexpr float kTiny = 0x1.0p-24f;  // smallest fp16 subnormal: the floor of any stored d
+
+void check_q8_0(BoundCheck& c, const std::vector<float>& x, const std::vector<float>& y,
+                const std::vector<uint8_t>& raw) {
+    using namespace loom::gguf;
+    for (uint64_t b = 0; b < x.size() / 32; ++b) {
+        const float d = half_to_float(block_at<BlockQ8_0>(raw, b).d);
+        const float amax = abs_max(&x[32 * b], 32);
+        c.scale(b, d <= amax / 127 * kFp16Up + kTiny, "d too large");
+        for (int j = 0; j < 32; ++j) c.element(32 * b + j, x[32 * b + j], y[32 * b + j], d / 2 + slack(amax));
+    }
+}
+
+void check_q4_0_q5_0(BoundCheck& c, TensorType type, const std::vector<float>& x, const std::vector<float>& y,
+                     const std::vector<uint8_t>& raw) {
+    using namespace loom::gguf;
+    const float levels = type == TensorType::Q4_0 ? 8 : 16;
+    for (uint64_t b = 0; b < x.size() / 32; ++b) {
+        const float d = type == TensorType::Q4_0 ? half_to_float(block_at<BlockQ4_0>(raw, b).d)
+                                                 : half_to_float(block_at<BlockQ5_0>(raw, b).d);
+        const float amax = abs_max(&x[32 * b], 32);
+        c.scale(b, std::fabs(d) <= amax / levels * kFp16Up + kTiny, "|d| too large");
+        check_signed_levels(c, x, y, 32 * b, 32, d, levels, amax);
+    }
+}
+
+void check_q4_1_q5_1(BoundCheck& c, TensorType type, const std::vector<float>& x, const std::vector<float>& y,
+                     const std::vector<uint8_t>& raw) {
+    using namespace loom::gguf;
+    const float max_q = type == TensorType::Q4_1 ? 15 : 31;
+    for (uint64_t b = 0; b < x.size() / 32; ++b) {
+        uint16_t d_bits, m_bits;
+        if (type == TensorType::Q4_1) {
+            const auto blk = block_at<BlockQ4_1>(raw, b);
+            d_bits = blk.d, m_bits = blk.m;
+        } else {
+            const auto blk = block_at<BlockQ5_1>(raw, b);
+            d_bits = blk.d, m_bits = blk.m;
+        }
+        const float d = half_to_float(d_bits), m = half_to_float(m_bits);
+        const float lo = *std::min_element(&x[32 * b], &x[32 * b] + 32);
+        const float hi = *std::max_element(&x[32 * b], &x[32 * b] + 32);
+        const float amax = abs_max(&x[32 * b], 32);
+        c.scale(b, m <= lo, "m above the block minimum");
+        c.scale(b, d <= (hi - lo + std::fabs(lo) * 0x1.0p-10f) / max_q * kFp16Up + kTiny, "d too large");
+        for (int j = 0; j < 32; ++j) c.element(32 * b + j, x[32 * b + j], y[32 * b + j], d / 2 + slack(amax));
+    }
+}
+
+void check_q4_k_q5_k(BoundCheck& c, TensorType type, const std::vector<float>& x, const std::vector<float>& y,
+                     const std::vector<uint8_t>& raw) {
+    using namespace loom::gguf;
+    const float max_q = type == TensorType::Q4_K ? 15 : 31;
+    for (uint64_t b = 0; b < x.size() / 256; ++b) {
+        uint16_t d_bits, dmin_bits;
+        uint8_t scales[12];
+        if (type == TensorType::Q4_K) {
+            const auto blk = block_at<BlockQ4_K>(raw, b);
+            d_bits = blk.d, dmin_bits = blk.dmin;
+            std::memcpy(scales, blk.scales, 12);
+        } else {
+            const auto blk = block_at<BlockQ5_K>(raw, b);
+            d_bits = blk.d, dmin_bits = blk.dmin;
+            std::memcpy(scales, blk.scales, 12);
+        }
+        const float d = half_to_float(d_bits), dmin = half_to_float(dmin_bits);
+        const float amax = abs_max(&x[256 * b], 256);
+        c.scale(b, d >= 0 && dmin >= 0, "negative d or dmin");
+        for (int j = 0; j < 8; ++j) {
+            int sc, m;
+            k4_scale_min(scales, j, sc, m);
+            const float* xs = &x[256 * b + 32 * j];
+            const float lo = std::min(0.0f, *std::min_element(xs, xs + 32));
+            const float hi = *std::max_element(xs, xs + 32);
+            const float step = d * static_cast<float>(sc);
+            c.scale(b, step <= ((hi - lo + dmin) / max_q + d) * kFp16Up + kTiny, "sub-block step too large");
+            for (int l = 0; l < 32; ++l) {
+                const uint64_t i = 256 * b + 32 * j + l;
+                c.element(i, x[i], y[i], step / 2 + slack(amax));
+            }
+        }
+    }
+}
+
+void check_q6_k(BoundCheck& c, const std::vector<float>& x, const std::vector<float>& y,
+                const std::vector<uint8_t>& raw) {
+    using namespace loom::gguf;
+    for (uint64_t b = 0; b < x.size() / 256; ++b) {
+        const auto blk = block_at<BlockQ6_K>(raw, b);
+        const float d = half_to_float(blk.d);
+        const float amax = abs_max(&x[256 * b], 256);
+        for (int g = 0; g < 16; ++g) {
+            const float step = d * static_cast<float>(blk.scales[g]);
+            const float group_amax = abs_max(&x[256 * b + 16 * g], 16);
+            c.scale(b, std::fabs(step) <= (group_amax / 32 + d) * kFp16Up + kTiny, "group step too large");
+            check_signed_levels(c, x, y, 256 * b + 16 * g, 16, step, 32, amax);
+        }
+    }
+}
+
 BoundCheck check_bounds(TensorType type, const std::vector<float>& x, const std::vector<float>& y,
                         const std::vector<uint8_t>& raw) {
-    using namespace loom::gguf;
     BoundCheck c;
-    const float fp16_up = 1.0f + 0x1.0p-10f;
-    const float tiny = 0x1.0p-24f;  // smallest fp16 subnormal: the floor of any stored d
-    auto signed_levels = [&](uint64_t base, int n, float d, float levels, float amax) {
-        for (int j = 0; j < n; ++j) {
-            const float t = d != 0 ? x[base + j] / d : 0.0f;
-            const float bound = (t > levels - 0.5f ? std::fabs(d) : std::fabs(d) / 2) + slack(amax);
-            c.element(base + j, x[base + j], y[base + j], bound);
-        }
-    };
     switch (type) {
-        case TensorType::Q8_0:
-            for (uint64_t b = 0; b < x.size() / 32; ++b) {
-                const float d = half_to_float(block_at<BlockQ8_0>(raw, b).d);
-                const float amax = abs_max(&x[32 * b], 32);
-                c.scale(b, d <= amax / 127 * fp16_up + tiny, "d too large");
-                for (int j = 0; j < 32; ++j) c.element(32 * b + j, x[32 * b + j], y[32 * b + j], d / 2 + slack(amax));
-            }
-            break;
+        case TensorType::Q8_0: check_q8_0(c, x, y, raw); break;
         case TensorType::Q4_0:
-        case TensorType::Q5_0: {
-            const float levels = type == TensorType::Q4_0 ? 8 : 16;
-            for (uint64_t b = 0; b < x.size() / 32; ++b) {
-                const float d = type == TensorType::Q4_0 ? half_to_float(block_at<BlockQ4_0>(raw, b).d)
-                                                         : half_to_float(block_at<BlockQ5_0>(raw, b).d);
-                const float amax = abs_max(&x[32 * b], 32);
-                c.scale(b, std::fabs(d) <= amax / levels * fp16_up + tiny, "|d| too large");
-                signed_levels(32 * b, 32, d, levels, amax);
-            }
-            break;
-        }
+        case TensorType::Q5_0: check_q4_0_q5_0(c, type, x, y, raw); break;
         case TensorType::Q4_1:
-        case TensorType::Q5_1: {
-            const float max_q = type == TensorType::Q4_1 ? 15 : 31;
-            for (uint64_t b = 0; b < x.size() / 32; ++b) {
-                uint16_t d_bits, m_bits;
-                if (type == TensorType::Q4_1) {
-                    const auto blk = block_at<BlockQ4_1>(raw, b);
-                    d_bits = blk.d, m_bits = blk.m;
-                } else {
-                    const auto blk = block_at<BlockQ5_1>(raw, b);
-                    d_bits = blk.d, m_bits = blk.m;
-                }
-                const float d = half_to_float(d_bits), m = half_to_float(m_bits);
-                const float lo = *std::min_element(&x[32 * b], &x[32 * b] + 32);
-                const float hi = *std::max_element(&x[32 * b], &x[32 * b] + 32);
-                const float amax = abs_max(&x[32 * b], 32);
-                c.scale(b, m <= lo, "m above the block minimum");
-                c.scale(b, d <= (hi - lo + std::fabs(lo) * 0x1.0p-10f) / max_q * fp16_up + tiny, "d too large");
-                for (int j = 0; j < 32; ++j) c.element(32 * b + j, x[32 * b + j], y[32 * b + j], d / 2 + slack(amax));
-            }
-            break;
-        }
+        case TensorType::Q5_1: check_q4_1_q5_1(c, type, x, y, raw); break;
         case TensorType::Q4_K:
-        case TensorType::Q5_K: {
-            const float max_q = type == TensorType::Q4_K ? 15 : 31;
-            for (uint64_t b = 0; b < x.size() / 256; ++b) {
-                uint16_t d_bits, dmin_bits;
-                uint8_t scales[12];
-                if (type == TensorType::Q4_K) {
-                    const auto blk = block_at<BlockQ4_K>(raw, b);
-                    d_bits = blk.d, dmin_bits = blk.dmin;
-                    std::memcpy(scales, blk.scales, 12);
-                } else {
-                    const auto blk = block_at<BlockQ5_K>(raw, b);
-                    d_bits = blk.d, dmin_bits = blk.dmin;
-                    std::memcpy(scales, blk.scales, 12);
-                }
-                const float d = half_to_float(d_bits), dmin = half_to_float(dmin_bits);
-                const float amax = abs_max(&x[256 * b], 256);
-                c.scale(b, d >= 0 && dmin >= 0, "negative d or dmin");
-                for (int j = 0; j < 8; ++j) {
-                    int sc, m;
-                    k4_scale_min(scales, j, sc, m);
-                    const float* xs = &x[256 * b + 32 * j];
-                    const float lo = std::min(0.0f, *std::min_element(xs, xs + 32));
-                    const float hi = *std::max_element(xs, xs + 32);
-                    const float step = d * static_cast<float>(sc);
-                    c.scale(b, step <= ((hi - lo + dmin) / max_q + d) * fp16_up + tiny, "sub-block step too large");
-                    for (int l = 0; l < 32; ++l) {
-                        const uint64_t i = 256 * b + 32 * j + l;
-                        c.element(i, x[i], y[i], step / 2 + slack(amax));
-                    }
-                }
-            }
-            break;
-        }
-        case TensorType::Q6_K:
-            for (uint64_t b = 0; b < x.size() / 256; ++b) {
-                const auto blk = block_at<BlockQ6_K>(raw, b);
-                const float d = half_to_float(blk.d);
-                const float amax = abs_max(&x[256 * b], 256);
-                for (int g = 0; g < 16; ++g) {
-                    const float step = d * static_cast<float>(blk.scales[g]);
-                    const float group_amax = abs_max(&x[256 * b + 16 * g], 16);
-                    c.scale(b, std::fabs(step) <= (group_amax / 32 + d) * fp16_up + tiny, "group step too large");
-                    signed_levels(256 * b + 16 * g, 16, step, 32, amax);
-                }
-            }
-            break;
+        case TensorType::Q5_K: check_q4_k_q5_k(c, type, x, y, raw); break;
+        case TensorType::Q6_K: check_q6_k(c, x, y, raw); break;
         default: FAIL("no bound for this type");
     }
     return c;

@@ -435,19 +435,21 @@ TEST_CASE("/cancel ends a stream with finish_reason abort and is idempotent", "[
     wait_metric(port, kRunning, 0);
 }
 
-TEST_CASE("every malformed request gets a 400 naming the parameter, and the worker keeps serving", "[worker]") {
-    const int port = shared_worker().port();
+// A request body that breaks one parameter, and that parameter.
+struct MalformedCase {
+    std::string path;
+    json body;
+    std::string param;
+};
+
+// Every parameter broken one way at a time, from well-formed completions and chat bodies.
+std::vector<MalformedCase> malformed_cases() {
     const json ok = {{"prompt", "Hi"}, {"max_tokens", 2}};
     const json chat_ok = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}};
     std::string long_prompt;
     for (int i = 0; i < 3000; ++i) long_prompt += "hello ";
-    struct Case {
-        std::string path;
-        json body;
-        std::string param;
-    };
     const std::string cmpl = "/v1/completions", chat = "/v1/chat/completions";
-    const std::vector<Case> cases = {
+    return {
         {cmpl, with(ok, {{"temperature", "hot"}}), "temperature"},
         {cmpl, with(ok, {{"temperature", 5}}), "temperature"},
         {cmpl, with(ok, {{"temperature", -1}}), "temperature"},
@@ -497,7 +499,14 @@ TEST_CASE("every malformed request gets a 400 naming the parameter, and the work
         {chat, with(chat_ok, {{"n", 3}}), "n"},
         {chat, with(chat_ok, {{"tools", {{{"type", "function"}}}}}), "tools"},
     };
-    for (const auto& c : cases) {
+}
+
+TEST_CASE("every malformed request gets a 400 naming the parameter, and the worker keeps serving", "[worker]") {
+    const int port = shared_worker().port();
+    const json ok = {{"prompt", "Hi"}, {"max_tokens", 2}};
+    const json chat_ok = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}};
+    const std::string cmpl = "/v1/completions", chat = "/v1/chat/completions";
+    for (const auto& c : malformed_cases()) {
         const HttpReply r = post(port, c.path, c.body);
         INFO(c.path << " " << c.body.dump().substr(0, 200) << " -> " << r.status << " " << r.body.substr(0, 300));
         CHECK(r.status == 400);
