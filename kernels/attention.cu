@@ -131,17 +131,52 @@ __device__ void merge_splits(int seq, int h0, int G, int n_head, int n_splits, c
     }
 }
 
-// Step 1 of a split block: scores p_s[g][j] = scale * q_g . k_j for the split's n keys, one key per thread. A
-// key's row: kRawBatch chunks' loads issued, then used in dimension order (the sum's order is the
-// dimensions', however the loads are grouped).
-template <int HD, typename KV, int kMaxGroup>
-__device__ __forceinline__ void split_scores(const float (&q_s)[kMaxGroup][HD],
-                                             float (&p_s)[kMaxGroup][kDecodeSplitTokens], const int32_t* ids_s,
-                                             const KV* __restrict__ k_cache, int n_head_kv, int kvh, int t0, int n,
-                                             int G, float scale) {
-    constexpr int kChunks = HD / 8;
+// grid (n_head_kv * head chunks, n_seq, n_splits). Each block serves up to kMaxGroup query heads of
+// one KV head (sharing its K/V reads) over one split of one sequence's keys:
+//   1. scores p[g][j] for the split's keys, one key per thread;
+//   2. per head max m and sum l of exp(score - m), one warp per head;
+//   3. sum_j p[g][j] * v_j, threads as (key lane r, 8-dim chunk c), reduced over r in shared.
+// With one split the normalised result goes to out; otherwise (acc, m, l) go to the workspace and
+// the split block that finishes last merges them into out.
+template <int HD, typename KV>
+__global__ void __launch_bounds__(kDecodeThreads)
+    decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
+                        int64_t out_row_stride, int n_head, int n_head_kv, const int32_t* __restrict__ seq_lens,
+                        const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
+                        int block_table_stride, const KV* __restrict__ k_cache, const KV* __restrict__ v_cache,
+                        float scale, int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
+                        unsigned* __restrict__ split_counters, uint8_t* __restrict__ xq, q8::XMeta* __restrict__ xm) {
+    wait_for_previous_kernel();
+    constexpr int kChunks = HD / 8, kLanes = decode_lanes(HD), kMaxGroup = decode_group_cap(HD);
+    constexpr bool kAllLanes = kLanes * kChunks == kDecodeThreads;  // 8, 16, 32, 64, 128
+    __shared__ float q_s[kMaxGroup][HD];
+    __shared__ float p_s[kMaxGroup][kDecodeSplitTokens];
+    __shared__ float red_s[kLanes][kMaxGroup][HD];  // about 32 KiB (16 KiB at head_dim 256)
+    __shared__ float m_s[kMaxGroup], l_s[kMaxGroup];
+    // The split's cache block ids, read once: every key and value row load then starts from shared memory,
+    // not from a dependent global load of the block table.
+    __shared__ int32_t ids_s[kDecodeSplitTokens / kKvBlockTokens];
+
+    const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
+    const int group = n_head / n_head_kv, n_chunks = (group + kMaxGroup - 1) / kMaxGroup;
+    const int kvh = blockIdx.x / n_chunks, chunk = blockIdx.x % n_chunks;
+    const int h0 = kvh * group + chunk * kMaxGroup;
+    const int G = min(kMaxGroup, group - chunk * kMaxGroup);
+    const int seq = blockIdx.y, split = blockIdx.z;
+    const int t0 = split * kDecodeSplitTokens;
+    const int n = max(0, min(seq_lens[seq] - t0, kDecodeSplitTokens));
+    const int slot = seq_slots ? seq_slots[seq] : seq;
+    const int32_t* table = block_tables + static_cast<int64_t>(slot) * block_table_stride;
+
+    for (int i = tid; i < G * HD; i += kDecodeThreads)
+        q_s[i / HD][i % HD] = q[seq * q_row_stride + static_cast<int64_t>(h0) * HD + i];
+    for (int i = tid; i < (n + kKvBlockTokens - 1) / kKvBlockTokens; i += kDecodeThreads)
+        ids_s[i] = table[t0 / kKvBlockTokens + i];
+    __syncthreads();
+
+    // A key's row: kRawBatch chunks' loads issued, then used in dimension order (the sum's order is the
+    // dimensions', however the loads are grouped).
     constexpr int kKBatch = kRawBatch<KV> < kChunks ? kRawBatch<KV> : kChunks;
-    const int tid = threadIdx.x;
     for (int j = tid; j < n; j += kDecodeThreads) {
         asm volatile("" ::: "memory");  // keeps the query's shared reads in the loop (hoisted, they spill)
         const int pos = t0 + j;
@@ -169,14 +204,8 @@ __device__ __forceinline__ void split_scores(const float (&q_s)[kMaxGroup][HD],
         for (int g = 0; g < kMaxGroup; ++g)
             if (g < G) p_s[g][j] = acc[g] * scale;
     }
-}
+    __syncthreads();
 
-// Step 2: per head the max m_s and the sum l_s of exp(score - m), p_s turned into those exponentials; one
-// warp per head.
-template <int kMaxGroup>
-__device__ __forceinline__ void split_softmax(float (&p_s)[kMaxGroup][kDecodeSplitTokens], float* m_s, float* l_s,
-                                              int n, int G) {
-    const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
     for (int g = warp; g < G; g += kDecodeThreads / kWarpSize) {
         float m = -INFINITY;
         for (int j = lane; j < n; j += kWarpSize) m = fmaxf(m, p_s[g][j]);
@@ -193,20 +222,12 @@ __device__ __forceinline__ void split_softmax(float (&p_s)[kMaxGroup][kDecodeSpl
             l_s[g] = l;
         }
     }
-}
+    __syncthreads();
 
-// Step 3: sum_j p_s[g][j] * v_j, threads as (key lane r, 8-dim chunk c), each lane's partial to red_s[r]. kVBatch
-// rows' loads in flight before any is used, then summed in row order as one at a time: with one row per
-// iteration a split was ~n / kLanes dependent trips to memory (15 us a layer at batch 1).
-template <int HD, typename KV, int kMaxGroup>
-__device__ __forceinline__ void split_values(const float (&p_s)[kMaxGroup][kDecodeSplitTokens],
-                                             float (&red_s)[decode_lanes(HD)][kMaxGroup][HD], const int32_t* ids_s,
-                                             const KV* __restrict__ v_cache, int n_head_kv, int kvh, int t0, int n,
-                                             int G) {
-    constexpr int kChunks = HD / 8, kLanes = decode_lanes(HD);
-    constexpr bool kAllLanes = kLanes * kChunks == kDecodeThreads;  // 8, 16, 32, 64, 128
-    const int tid = threadIdx.x, c = tid % kChunks, r = tid / kChunks;
+    const int c = tid % kChunks, r = tid / kChunks;
     const bool lane_active = kAllLanes || r < kLanes;
+    // kVBatch rows' loads in flight before any is used, then summed in row order as one at a time: with
+    // one row per iteration a split was ~n / kLanes dependent trips to memory (15 us a layer at batch 1).
     constexpr int kVBatch = 8;
     float acc[kMaxGroup][8] = {};
     for (int j0 = lane_active ? r : n; j0 < n; j0 += kVBatch * kLanes) {
@@ -238,67 +259,6 @@ __device__ __forceinline__ void split_values(const float (&p_s)[kMaxGroup][kDeco
         if (g < G && lane_active)
 #pragma unroll
             for (int i = 0; i < 8; ++i) red_s[r][g][c * 8 + i] = acc[g][i];
-}
-
-// Whether this block is the last of its (sequence, head chunk)'s split blocks to finish: the caller's
-// writes are fenced before its arrival is counted; the last one resets the counter for the next launch.
-__device__ __forceinline__ bool last_split_block(unsigned* split_counters, int seq, int n_splits) {
-    __shared__ bool merges;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned* counter = split_counters + static_cast<int64_t>(seq) * gridDim.x + blockIdx.x;
-        merges = atomicAdd(counter, 1u) == static_cast<unsigned>(n_splits - 1);
-        if (merges) *counter = 0;
-    }
-    __syncthreads();
-    return merges;
-}
-
-// grid (n_head_kv * head chunks, n_seq, n_splits). Each block serves up to kMaxGroup query heads of
-// one KV head (sharing its K/V reads) over one split of one sequence's keys: 1. scores (split_scores),
-// 2. softmax (split_softmax), 3. value sums (split_values), reduced over the key lanes in shared.
-// With one split the normalised result goes to out (and, with xq, its int8 units for the o product);
-// otherwise (acc, m, l) go to the workspace and the split block that finishes last merges them into out.
-template <int HD, typename KV>
-__global__ void __launch_bounds__(kDecodeThreads)
-    decode_split_kernel(const float* __restrict__ q, int64_t q_row_stride, float* __restrict__ out,
-                        int64_t out_row_stride, int n_head, int n_head_kv, const int32_t* __restrict__ seq_lens,
-                        const int32_t* __restrict__ seq_slots, const int32_t* __restrict__ block_tables,
-                        int block_table_stride, const KV* __restrict__ k_cache, const KV* __restrict__ v_cache,
-                        float scale, int n_splits, float* __restrict__ part_acc, float2* __restrict__ part_ml,
-                        unsigned* __restrict__ split_counters, uint8_t* __restrict__ xq, q8::XMeta* __restrict__ xm) {
-    wait_for_previous_kernel();
-    constexpr int kLanes = decode_lanes(HD), kMaxGroup = decode_group_cap(HD);
-    __shared__ float q_s[kMaxGroup][HD];
-    __shared__ float p_s[kMaxGroup][kDecodeSplitTokens];
-    __shared__ float red_s[kLanes][kMaxGroup][HD];  // about 32 KiB (16 KiB at head_dim 256)
-    __shared__ float m_s[kMaxGroup], l_s[kMaxGroup];
-    // The split's cache block ids, read once: every key and value row load then starts from shared memory,
-    // not from a dependent global load of the block table.
-    __shared__ int32_t ids_s[kDecodeSplitTokens / kKvBlockTokens];
-
-    const int tid = threadIdx.x, lane = tid % kWarpSize;
-    const int group = n_head / n_head_kv, n_chunks = (group + kMaxGroup - 1) / kMaxGroup;
-    const int kvh = blockIdx.x / n_chunks, chunk = blockIdx.x % n_chunks;
-    const int h0 = kvh * group + chunk * kMaxGroup;
-    const int G = min(kMaxGroup, group - chunk * kMaxGroup);
-    const int seq = blockIdx.y, split = blockIdx.z;
-    const int t0 = split * kDecodeSplitTokens;
-    const int n = max(0, min(seq_lens[seq] - t0, kDecodeSplitTokens));
-    const int slot = seq_slots ? seq_slots[seq] : seq;
-    const int32_t* table = block_tables + static_cast<int64_t>(slot) * block_table_stride;
-
-    for (int i = tid; i < G * HD; i += kDecodeThreads)
-        q_s[i / HD][i % HD] = q[seq * q_row_stride + static_cast<int64_t>(h0) * HD + i];
-    for (int i = tid; i < (n + kKvBlockTokens - 1) / kKvBlockTokens; i += kDecodeThreads)
-        ids_s[i] = table[t0 / kKvBlockTokens + i];
-    __syncthreads();
-    split_scores<HD, KV, kMaxGroup>(q_s, p_s, ids_s, k_cache, n_head_kv, kvh, t0, n, G, scale);
-    __syncthreads();
-    split_softmax<kMaxGroup>(p_s, m_s, l_s, n, G);
-    __syncthreads();
-    split_values<HD, KV, kMaxGroup>(p_s, red_s, ids_s, v_cache, n_head_kv, kvh, t0, n, G);
     __syncthreads();
 
     for (int i = tid; i < G * HD; i += kDecodeThreads) {
@@ -319,8 +279,21 @@ __global__ void __launch_bounds__(kDecodeThreads)
             if (d == 0) part_ml[idx] = make_float2(m_s[g], l_s[g]);
         }
     }
-    if (n_splits == 1 || !last_split_block(split_counters, seq, n_splits)) return;
-    __threadfence();  // the merge reads the other blocks' writes through L2
+    if (n_splits == 1) return;
+
+    // The last split block of this (sequence, head chunk) to finish merges all splits: the writes
+    // above are fenced before its arrival is counted, and the merge reads them through L2.
+    __shared__ bool merges;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        unsigned* counter = split_counters + static_cast<int64_t>(seq) * gridDim.x + blockIdx.x;
+        merges = atomicAdd(counter, 1u) == static_cast<unsigned>(n_splits - 1);
+        if (merges) *counter = 0;  // ready for the next launch
+    }
+    __syncthreads();
+    if (!merges) return;
+    __threadfence();
     merge_splits<HD>(seq, h0, G, n_head, n_splits, seq_lens, part_acc, part_ml, m_s, out, out_row_stride);
 }
 
