@@ -136,63 +136,6 @@ struct CombineExtremes {
 
 __device__ __forceinline__ bool row_sorts(const SamplingRow& p) { return p.temperature > 0 || p.n_top > 0; }
 
-// A row's logit biases, in order (one thread).
-__device__ __forceinline__ void apply_bias(const SamplingRow& p, const LogitBias* __restrict__ biases, int n_vocab,
-                                           float* l) {
-    for (int b = 0; b < p.bias_count; ++b) {
-        const LogitBias e = biases[p.bias_offset + b];
-        if (e.token >= 0 && e.token < n_vocab) l[e.token] = __fadd_rn(l[e.token], e.bias);
-    }
-}
-
-// The repetition, presence and frequency penalties of a row's history window. Counts per token in the (not
-// yet written) key buffer `counts`: zero the window's entries, count, then the one occurrence that swaps a
-// non-zero count out applies that token's penalties.
-__device__ __forceinline__ void apply_penalties(const SamplingRow& p, const int32_t* __restrict__ history, int n_vocab,
-                                                int32_t* counts, float* l) {
-    const int32_t* window = history + p.history_offset;
-    for (int i = threadIdx.x; i < p.history_count; i += kRowThreads) {
-        const int32_t t = window[i];
-        if (t >= 0 && t < n_vocab) counts[t] = 0;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < p.history_count; i += kRowThreads) {
-        const int32_t t = window[i];
-        if (t >= 0 && t < n_vocab) atomicAdd(counts + t, 1);
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < p.history_count; i += kRowThreads) {
-        const int32_t t = window[i];
-        if (t < 0 || t >= n_vocab) continue;
-        const int32_t c = atomicExch(counts + t, 0);
-        if (c == 0) continue;
-        float x = l[t];
-        x = x > 0 ? __fdiv_rn(x, p.repetition_penalty) : __fmul_rn(x, p.repetition_penalty);
-        x = __fsub_rn(x, p.presence_penalty);
-        x = __fsub_rn(x, __fmul_rn(__int2float_rn(c), p.frequency_penalty));
-        l[t] = x;
-    }
-    __syncthreads();
-}
-
-// What prepare_kernel knows of a row's result: its status, and the whole result of a greedy row or a bad
-// logit (the top entries are written by the kernels after it).
-__device__ __forceinline__ void write_row_result(SampleResult& r, const SamplingRow& p, const Extremes& e,
-                                                 int32_t status, double log_normalizer, const float* x_of,
-                                                 int n_vocab) {
-    r.status = status;
-    r.n_top = status == kSampleOk && p.n_top > 0 ? min(p.n_top, n_vocab) : 0;
-    r.token = 0;
-    r.logprob = 0;
-    if (status == kSampleBadLogit) {
-        r.token = e.first_bad;
-        r.logprob = x_of[e.first_bad];
-    } else if (status == kSampleOk && p.temperature == 0) {
-        r.token = e.argmax;
-        if (p.n_top >= 0) r.logprob = static_cast<float>(0.0 - log_normalizer);  // z of the argmax is 0
-    }
-}
-
 // One block per row: l = logits + bias (in order) with the penalties of each distinct window token,
 // then the row's max/argmax/validity, the sort's keys (every row when the sort runs, so each row's
 // tokens stay in its own stretch), the log-normalizer, and the whole result of greedy rows.
@@ -222,9 +165,42 @@ __global__ void __launch_bounds__(kRowThreads)
     if (adjusts)
         for (int i = threadIdx.x; i < n_vocab; i += kRowThreads) l[i] = __ldg(src + i);
     __syncthreads();
-    if (threadIdx.x == 0) apply_bias(p, biases, n_vocab, l);
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < p.bias_count; ++b) {
+            const LogitBias e = biases[p.bias_offset + b];
+            if (e.token >= 0 && e.token < n_vocab) l[e.token] = __fadd_rn(l[e.token], e.bias);
+        }
+    }
     __syncthreads();
-    if (p.history_count > 0) apply_penalties(p, history, n_vocab, reinterpret_cast<int32_t*>(keys + base), l);
+
+    if (p.history_count > 0) {
+        // Counts per token in the (not yet written) key buffer: zero the window's entries, count,
+        // then the one occurrence that swaps a non-zero count out applies that token's penalties.
+        int32_t* counts = reinterpret_cast<int32_t*>(keys + base);
+        const int32_t* window = history + p.history_offset;
+        for (int i = threadIdx.x; i < p.history_count; i += kRowThreads) {
+            const int32_t t = window[i];
+            if (t >= 0 && t < n_vocab) counts[t] = 0;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < p.history_count; i += kRowThreads) {
+            const int32_t t = window[i];
+            if (t >= 0 && t < n_vocab) atomicAdd(counts + t, 1);
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < p.history_count; i += kRowThreads) {
+            const int32_t t = window[i];
+            if (t < 0 || t >= n_vocab) continue;
+            const int32_t c = atomicExch(counts + t, 0);
+            if (c == 0) continue;
+            float x = l[t];
+            x = x > 0 ? __fdiv_rn(x, p.repetition_penalty) : __fmul_rn(x, p.repetition_penalty);
+            x = __fsub_rn(x, p.presence_penalty);
+            x = __fsub_rn(x, __fmul_rn(__int2float_rn(c), p.frequency_penalty));
+            l[t] = x;
+        }
+        __syncthreads();
+    }
 
     const bool sorts = row_sorts(p);
     const uint64_t row_bits = static_cast<uint64_t>(row) << 32;
@@ -274,7 +250,18 @@ __global__ void __launch_bounds__(kRowThreads)
 
     if (threadIdx.x != 0) return;
     states[row] = RowState{log_normalizer, max_logit, status};
-    write_row_result(results[row], p, e, status, log_normalizer, x_of, n_vocab);
+    SampleResult& r = results[row];
+    r.status = status;
+    r.n_top = status == kSampleOk && p.n_top > 0 ? min(p.n_top, n_vocab) : 0;
+    r.token = 0;
+    r.logprob = 0;
+    if (status == kSampleBadLogit) {
+        r.token = e.first_bad;
+        r.logprob = x_of[e.first_bad];
+    } else if (status == kSampleOk && p.temperature == 0) {
+        r.token = e.argmax;
+        if (p.n_top >= 0) r.logprob = static_cast<float>(0.0 - log_normalizer);  // z of the argmax is 0
+    }
 }
 
 // Grid (tiles, rows): the weights of one tile of a sampling row's σ order (only its first K = top_k
